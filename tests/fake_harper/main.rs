@@ -1,0 +1,2 @@
+//! Placeholder: the fake Harper server is being written.
+fn main() {}

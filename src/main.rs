@@ -1,1 +1,43 @@
-fn main() {}
+//! The binary: parse, dispatch, exit status. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use harper_shard::cli::{Cli, Command};
+use harper_shard::commands;
+use harper_shard::report::console::Verbosity;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbosity = match (cli.quiet, cli.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (false, 0) => Verbosity::Normal,
+        (false, _) => Verbosity::Verbose,
+    };
+    init_tracing(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Run(args) => commands::run(args, verbosity),
+        Command::Matrix(args) => commands::matrix(args),
+        Command::Pool { command } => commands::pool(command),
+        Command::Keeper(_) => Err(harper_shard::exit::Failure::usage(anyhow::anyhow!("__keeper is internal"))),
+    };
+    match result {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::from(failure.exit.code())
+        }
+    }
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "harper_shard=debug",
+        _ => "harper_shard=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

@@ -1,0 +1,168 @@
+//! The commands' bodies: each turns parsed arguments into work and an exit status.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::{Format, MatrixArgs, PoolArgs, PoolCommand, RunArgs};
+use crate::exit::{Exit, Failure};
+use crate::plan::{self, Plan, Timings};
+use crate::report::console::{Console, Verbosity};
+use crate::report::{self, Reporter, files::Files};
+use crate::run::events::EventKind;
+use crate::run::{self, Cancel, Emitter};
+use crate::{pool, supervise};
+
+/// Loads and resolves a plan against this process's environment.
+pub fn load_plan(path: &Path, timings: &Timings) -> Result<Plan, Failure> {
+    let (raw, text) = plan::load::load(path).map_err(Failure::usage)?;
+    let env = |name: &str| std::env::var(name).ok();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cx = plan::resolve::Context { env: &env, cpus, timings };
+    plan::resolve::resolve(path, &text, raw, &cx).map_err(Failure::usage)
+}
+
+fn read_timings(path: &Path) -> Timings {
+    match Timings::read(path) {
+        Ok(t) => t.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("warning: {e:#}; balancing without recorded timings");
+            Timings::default()
+        }
+    }
+}
+
+pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
+    let timings_path = args.timings.clone().unwrap_or_else(|| args.report_dir.join("timings.json"));
+    let timings = read_timings(&timings_path);
+    let plan = load_plan(&args.plan_file.plan_file, &timings)?;
+    let selected = plan::select::select(&plan, &args.only, args.partition).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+    if args.dry_run {
+        match args.format {
+            Format::Human => print!("{}", report::plan::human(&plan, &selected, args.partition)),
+            Format::Json => println!("{}", report::plan::json(&plan, &selected, args.partition)),
+        }
+        return Ok(Exit::Passed);
+    }
+    if selected.is_empty() {
+        eprintln!("harper-shard: no shard selected (partition {:?}); nothing to do", args.partition.map(|p| p.to_string()));
+        return Ok(Exit::Passed);
+    }
+    let pool = pool::Pool::open(&pool::default_dir(), &plan.pool).map_err(Failure::infrastructure)?;
+    std::fs::create_dir_all(&args.report_dir)
+        .with_context(|| format!("cannot create the report directory {}", args.report_dir.display()))
+        .map_err(Failure::infrastructure)?;
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let exit = runtime.block_on(async {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let emit = Emitter::new(Instant::now(), tx);
+        let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Console::new(std::io::stderr(), verbosity))];
+        reporters.push(Box::new(Files::new(&args.report_dir, Some(timings))));
+        let reporting = tokio::spawn(report::consume(rx, reporters));
+        let (cancel_tx, cancel_rx) = watch::channel(None);
+        let signals = tokio::spawn(watch_signals(cancel_tx.clone(), emit.clone()));
+        let opts = run::Options { report_dir: args.report_dir.clone(), pool };
+        let exit = run::run(&plan, selected, opts, emit, cancel_rx, cancel_tx).await;
+        signals.abort();
+        let record = reporting.await.unwrap_or_default();
+        if args.format == Format::Json {
+            println!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());
+        }
+        exit
+    });
+    // Blocking tasks (a pool wait, a port poll) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(exit)
+}
+
+/// First SIGINT / SIGTERM: cancel, so that every shard tears down. Second: kill every process
+/// group we started, now, and exit.
+async fn watch_signals(cancel: watch::Sender<Option<Cancel>>, emit: Emitter) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
+    let mut first: Option<Cancel> = None;
+    loop {
+        let (kind, name) = tokio::select! {
+            _ = int.recv() => (Cancel::Interrupt, "SIGINT"),
+            _ = term.recv() => (Cancel::Terminate, "SIGTERM"),
+        };
+        match first {
+            None => {
+                first = Some(kind);
+                emit.emit(EventKind::Cancelling { signal: name });
+                cancel.send_replace(Some(kind));
+            }
+            Some(first) => {
+                supervise::kill_all_now();
+                let code = first.exit().unwrap_or(Exit::Interrupted).code();
+                std::process::exit(i32::from(code));
+            }
+        }
+    }
+}
+
+pub fn matrix(args: MatrixArgs) -> Result<Exit, Failure> {
+    if args.partitions == 0 {
+        return Err(Failure::usage(anyhow::anyhow!("--partitions must be at least 1")));
+    }
+    let timings = args.timings.as_deref().map(read_timings).unwrap_or_default();
+    let plan = load_plan(&args.plan_file.plan_file, &timings)?;
+    let parts = plan::select::partitions(&plan.shards, args.partitions as usize);
+    let include: Vec<serde_json::Value> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, shards)| {
+            let names: Vec<&str> = shards.iter().map(|s| s.name.as_str()).collect();
+            serde_json::json!({ "partition": format!("{}/{}", i + 1, args.partitions), "shards": names.join(" ") })
+        })
+        .collect();
+    println!("{}", serde_json::json!({ "include": include }));
+    Ok(Exit::Passed)
+}
+
+pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
+    let (PoolCommand::Status(a) | PoolCommand::Validate(a) | PoolCommand::SetupLoopback(a)) = &command;
+    let plan = pool_plan(a)?;
+    match command {
+        PoolCommand::Status(_) => {
+            let ports = plan.as_ref().map(|p| p.shards[0].harper.ports.all());
+            let spec = plan.as_ref().map(|p| p.pool.clone()).unwrap_or_else(default_pool);
+            let ports = ports.unwrap_or_else(default_ports);
+            for addr in spec.addresses() {
+                let state = match pool::probe::check_all(addr, &ports) {
+                    Ok(()) => "free".to_owned(),
+                    Err((name, port, busy)) => format!("busy: port {port} ({name}) {busy}"),
+                };
+                println!("{addr:<15}  {state}");
+            }
+            Ok(Exit::Passed)
+        }
+        PoolCommand::Validate(_) | PoolCommand::SetupLoopback(_) => {
+            eprintln!("harper-shard: on Linux every 127.0.0.0/8 address routes to `lo`; nothing to set up");
+            Ok(Exit::Passed)
+        }
+    }
+}
+
+fn pool_plan(args: &PoolArgs) -> Result<Option<Plan>, Failure> {
+    match &args.plan_file {
+        Some(path) => load_plan(path, &Timings::default()).map(Some),
+        None => {
+            let default = PathBuf::from("harper-shards.yml");
+            if default.is_file() { load_plan(&default, &Timings::default()).map(Some) } else { Ok(None) }
+        }
+    }
+}
+
+fn default_pool() -> plan::PoolSpec {
+    plan::PoolSpec { start: std::net::Ipv4Addr::new(127, 0, 0, 2), count: 32, wait: std::time::Duration::from_secs(600) }
+}
+
+fn default_ports() -> [(&'static str, u16); 5] {
+    plan::Ports { operations: 9925, http: 9926, mqtt: 1883, mqtts: 8883, replication: 9933 }.all()
+}

@@ -1,0 +1,17 @@
+//! harper-shard: run integration-test shards against real Harper servers, many at once on one
+//! machine, with nothing left behind.
+//!
+//! The flow is visible in the module tree: a [`plan`] is loaded and resolved once; the [`run`]
+//! scheduler leases an address from the [`pool`], starts Harper through [`harper`] under
+//! [`supervise`], runs the shard's commands, tears everything down, and emits events that
+//! [`report`] renders. Nothing below `run` prints.
+
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod harper;
+pub mod plan;
+pub mod pool;
+pub mod report;
+pub mod run;
+pub mod supervise;

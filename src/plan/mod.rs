@@ -1,0 +1,193 @@
+//! The shard plan: loaded from YAML once ([`load`]), checked and completed with defaults, CI
+//! scaling and fallbacks ([`resolve`]), split by files ([`split`]) and narrowed to what this
+//! job runs ([`select`]). Everything after this module takes the resolved [`Plan`], never the
+//! raw file.
+
+pub mod error;
+pub mod load;
+pub mod partition;
+pub mod resolve;
+pub mod schema;
+pub mod select;
+pub mod split;
+pub mod timings;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use error::PlanError;
+pub use partition::Partition;
+pub use schema::{Probe, Runtime};
+pub use timings::Timings;
+
+/// A validated, resolved plan: every default applied, every value checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub file: PathBuf,
+    /// The plan's directory: relative paths resolve against it and commands run in it.
+    pub dir: PathBuf,
+    /// Whether CI scaling applied (the `CI` variable was set and not `false` / `0`).
+    pub ci: bool,
+    pub pool: PoolSpec,
+    pub run: RunSpec,
+    /// Every shard of the plan, split shards expanded, in plan order.
+    pub shards: Vec<Shard>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolSpec {
+    pub start: Ipv4Addr,
+    pub count: u32,
+    #[serde(with = "secs")]
+    pub wait: Duration,
+}
+
+impl PoolSpec {
+    /// The pool's addresses, in order.
+    pub fn addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let first = u32::from(self.start);
+        (0..self.count).map(move |i| Ipv4Addr::from(first + i))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSpec {
+    pub concurrency: usize,
+    pub fail_fast: bool,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Shard {
+    /// `database` or, for a part of a split shard, `database/2`.
+    pub name: String,
+    /// The name as written in the plan (`database` for every part of it).
+    pub group: String,
+    /// 1-based position among all the plan's shards.
+    pub index: usize,
+    pub commands: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    /// The files of a `files:` shard, relative to the plan's directory.
+    pub files: Vec<PathBuf>,
+    pub harper: HarperSpec,
+    /// What recorded timings predict for this shard, when they know it.
+    #[serde(with = "opt_secs")]
+    pub predicted: Option<Duration>,
+}
+
+/// How one Harper instance is started, after the shard's overrides.
+#[derive(Debug, Clone, Serialize)]
+pub struct HarperSpec {
+    pub source: HarperSource,
+    pub runtime: Runtime,
+    pub args: Vec<String>,
+    pub config: serde_json::Map<String, serde_json::Value>,
+    pub env: BTreeMap<String, String>,
+    pub admin: Admin,
+    pub fixtures: Vec<PathBuf>,
+    pub ports: Ports,
+    pub ready: Ready,
+    pub startup: Startup,
+    pub teardown: Teardown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HarperSource {
+    /// An npm spec installed once into the cache.
+    Package(String),
+    /// A path to Harper's entry script (or, with `runtime: exec`, to a program).
+    Bin(PathBuf),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Admin {
+    pub username: String,
+    /// `None`: a random password is made for each run.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "redacted")]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ports {
+    pub operations: u16,
+    pub http: u16,
+    pub mqtt: u16,
+    pub mqtts: u16,
+    pub replication: u16,
+}
+
+impl Ports {
+    /// Every port an instance listens on, with the name the plan gives it.
+    pub fn all(&self) -> [(&'static str, u16); 5] {
+        [
+            ("operations", self.operations),
+            ("http", self.http),
+            ("mqtt", self.mqtt),
+            ("mqtts", self.mqtts),
+            ("replication", self.replication),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ready {
+    pub marker: String,
+    pub probe: Probe,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Startup {
+    /// The longest silence allowed while booting: every chunk of output resets it.
+    #[serde(with = "secs")]
+    pub idle: Duration,
+    /// The absolute cap from spawn to ready.
+    #[serde(with = "secs")]
+    pub max: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Teardown {
+    /// Time between SIGTERM and SIGKILL.
+    #[serde(with = "secs")]
+    pub grace: Duration,
+    /// How long to wait for every port to be free after the process is gone.
+    #[serde(with = "secs")]
+    pub port_release: Duration,
+}
+
+impl Plan {
+    /// The directory a relative path in the plan means.
+    pub fn path(&self, relative: &Path) -> PathBuf {
+        self.dir.join(relative)
+    }
+}
+
+fn redacted<S: serde::Serializer>(_: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("(set in the plan)")
+}
+
+/// Durations serialise as fractional seconds, the unit every consumer of the JSON expects.
+pub(crate) mod secs {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+pub(crate) mod opt_secs {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! From the raw file to a [`Plan`]: defaults, CI scaling, the `HARPER_INTEGRATION_TEST_*`
+//! fallbacks of today's TypeScript harness, per-shard overrides, split shards, and every check
+//! that needs more than one value. Precedence, highest first: the plan, the fallback variable,
+//! the (CI-scaled) default.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::error::PlanError;
+use super::schema::{Concurrency, Dur, Probe, RawHarper, RawPlan, RawShard, Runtime};
+use super::split;
+use super::timings::Timings;
+use super::{Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Ready, RunSpec, Shard, Startup, Teardown};
+
+pub const DEFAULT_PACKAGE: &str = "harperdb@4.7.29";
+pub const DEFAULT_MARKER: &str = "successfully started";
+const IDLE: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(150));
+const MAX: (Duration, Duration) = (Duration::from_secs(120), Duration::from_secs(300));
+
+/// Harper arguments the tool sets itself from plan keys; giving them in `args` would make Harper
+/// see the key twice and refuse to boot. The value says which plan key to use instead.
+const OWNED_ARGS: &[(&str, &str)] = &[
+    ("ROOTPATH", "the tool gives every instance its own ROOTPATH"),
+    ("TC_AGREEMENT", "the tool always accepts the terms for an unattended start"),
+    ("HDB_ADMIN_USERNAME", "set `harper.admin.username` instead"),
+    ("HDB_ADMIN_PASSWORD", "set `harper.admin.password` instead"),
+    ("HTTP_PORT", "set `harper.ports.http` instead"),
+    ("OPERATIONSAPI_NETWORK_PORT", "set `harper.ports.operations` instead"),
+    ("MQTT_NETWORK_PORT", "set `harper.ports.mqtt` instead"),
+    ("MQTT_NETWORK_SECUREPORT", "set `harper.ports.mqtts` instead"),
+    ("REPLICATION_SECUREPORT", "set `harper.ports.replication` instead"),
+];
+
+/// What resolution reads from outside the plan.
+pub struct Context<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub cpus: usize,
+    pub timings: &'a Timings,
+}
+
+impl Context<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        (self.env)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// `CI` set to anything but `false` / `0` (GitHub, GitLab, CircleCI, Buildkite… all set it).
+    pub fn is_ci(&self) -> bool {
+        self.var("CI").is_some_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0"))
+    }
+}
+
+pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Plan, PlanError> {
+    let r = Resolver { file, text, cx };
+    if raw.version.value != 1 {
+        return Err(r
+            .err_at(&raw.version.referenced, format!("unsupported plan version {}", raw.version.value))
+            .field("version")
+            .hint("this harper-shard reads plan version 1: write `version: 1`"));
+    }
+    if raw.shards.value.is_empty() {
+        return Err(r
+            .err_at(&raw.shards.referenced, "the plan has no shards")
+            .field("shards")
+            .hint("add at least one shard with a `name` and a `run` command"));
+    }
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let pool = r.pool(&raw)?;
+    let run = r.run(&raw)?;
+    let base = r.fallbacks(raw.harper)?;
+
+    let mut shards = Vec::new();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    for (i, shard) in raw.shards.value.into_iter().enumerate() {
+        let at = format!("shards[{i}]");
+        let name = &shard.name;
+        r.check_name(name, &at, &mut seen)?;
+        let harper = r.harper(&dir, merge(&base, shard.harper.as_ref()), &at)?;
+        for part in r.expand(&dir, &shard, &at)? {
+            shards.push(Shard {
+                predicted: cx.timings.shard(&part.name),
+                name: part.name,
+                group: name.value.clone(),
+                index: 0,
+                commands: part.commands,
+                env: shard.env.clone().unwrap_or_default(),
+                timeout: shard.timeout.map_or(run.timeout, |d| d.0),
+                files: part.files,
+                harper: harper.clone(),
+            });
+        }
+    }
+    for (i, shard) in shards.iter_mut().enumerate() {
+        shard.index = i + 1;
+    }
+    Ok(Plan { file: file.to_path_buf(), dir, ci: cx.is_ci(), pool, run, shards })
+}
+
+struct Part {
+    name: String,
+    files: Vec<PathBuf>,
+    commands: Vec<String>,
+}
+
+struct Resolver<'a> {
+    file: &'a Path,
+    text: &'a str,
+    cx: &'a Context<'a>,
+}
+
+impl Resolver<'_> {
+    fn err(&self, message: impl Into<String>) -> PlanError {
+        PlanError::new(self.file, message)
+    }
+
+    fn err_at(&self, at: &Location, message: impl Into<String>) -> PlanError {
+        PlanError::new(self.file, message).at(at.line(), at.column()).with_source(self.text)
+    }
+
+    fn pool(&self, raw: &RawPlan) -> Result<PoolSpec, PlanError> {
+        let start = match &raw.pool.start {
+            Some(s) => s.value.0,
+            None => self.fallback_var("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_START", |v| {
+                v.parse::<Ipv4Addr>()
+                    .ok()
+                    .filter(|ip| ip.octets()[0] == 127)
+                    .ok_or_else(|| "not an address in 127.0.0.0/8".to_owned())
+            })?
+            .unwrap_or(Ipv4Addr::new(127, 0, 0, 2)),
+        };
+        let count = match &raw.pool.count {
+            Some(c) if c.value == 0 => {
+                return Err(self
+                    .err_at(&c.referenced, "the pool has no addresses (count: 0)")
+                    .field("pool.count")
+                    .hint("use at least 1; the default is 32"));
+            }
+            Some(c) => c.value,
+            None => self
+                .fallback_var("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_COUNT", |v| {
+                    v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| "not a whole number of at least 1".to_owned())
+                })?
+                .unwrap_or(32),
+        };
+        let last = u64::from(u32::from(start)) + u64::from(count) - 1;
+        if last > u64::from(u32::from(Ipv4Addr::new(127, 255, 255, 255))) {
+            let room = u32::from(Ipv4Addr::new(127, 255, 255, 255)) - u32::from(start) + 1;
+            let message = format!("a pool of {count} addresses from {start} runs past 127.255.255.255");
+            let err = match (&raw.pool.count, &raw.pool.start) {
+                (Some(c), _) => self.err_at(&c.referenced, message).field("pool.count"),
+                (None, Some(s)) => self.err_at(&s.referenced, message).field("pool.start"),
+                (None, None) => self.err(message).field("pool"),
+            };
+            return Err(err.hint(format!("use a count of at most {room} from {start}, or an earlier start")));
+        }
+        let wait = raw.pool.wait.map_or(Duration::from_secs(600), |d| d.0);
+        Ok(PoolSpec { start, count, wait })
+    }
+
+    fn run(&self, raw: &RawPlan) -> Result<RunSpec, PlanError> {
+        let concurrency = match raw.run.concurrency.unwrap_or(Concurrency::Auto) {
+            Concurrency::Auto => (self.cx.cpus / 2 + 1).max(1),
+            Concurrency::Fixed(n) => n,
+        };
+        Ok(RunSpec {
+            concurrency,
+            fail_fast: raw.run.fail_fast.unwrap_or(false),
+            timeout: raw.run.timeout.map_or(Duration::from_secs(30 * 60), |d| d.0),
+        })
+    }
+
+    /// Reads a fallback variable: `Ok(None)` when unset, an error naming it when malformed.
+    fn fallback_var<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, PlanError> {
+        match self.cx.var(name) {
+            None => Ok(None),
+            Some(v) => parse(v.trim()).map(Some).map_err(|why| {
+                self.err(format!("${name} is `{v}`: {why}"))
+                    .hint(format!("fix or unset {name}; the plan's own key takes precedence over it"))
+            }),
+        }
+    }
+
+    fn fallback_ms(&self, name: &str) -> Result<Option<Duration>, PlanError> {
+        self.fallback_var(name, |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis)
+                .ok_or_else(|| "not a whole number of milliseconds".to_owned())
+        })
+    }
+
+    /// The top-level `harper` block with the environment's fallbacks and the CI-scaled defaults
+    /// filled into the keys the plan leaves unset.
+    fn fallbacks(&self, mut h: RawHarper) -> Result<RawHarper, PlanError> {
+        let ci = self.cx.is_ci();
+        let startup = h.startup.get_or_insert_with(Default::default);
+        if startup.idle.is_none() {
+            let d = self.fallback_ms("HARPER_INTEGRATION_TEST_STARTUP_TIMEOUT_MS")?;
+            startup.idle = Some(Dur(d.unwrap_or(if ci { IDLE.1 } else { IDLE.0 })));
+        }
+        if startup.max.is_none() {
+            let d = self.fallback_ms("HARPER_INTEGRATION_TEST_STARTUP_MAX_MS")?;
+            startup.max = Some(Dur(d.unwrap_or(if ci { MAX.1 } else { MAX.0 })));
+        }
+        let teardown = h.teardown.get_or_insert_with(Default::default);
+        if teardown.grace.is_none() {
+            teardown.grace = self.fallback_ms("HARPER_INTEGRATION_TEST_TEARDOWN_GRACE_MS")?.map(Dur);
+        }
+        if teardown.port_release.is_none() {
+            teardown.port_release =
+                self.fallback_ms("HARPER_INTEGRATION_TEST_PORT_RELEASE_TIMEOUT_MS")?.map(Dur);
+        }
+        if h.runtime.is_none() {
+            h.runtime = self.fallback_var("HARPER_RUNTIME", |v| match v {
+                "node" => Ok(Runtime::Node),
+                "bun" => Ok(Runtime::Bun),
+                _ => Err("use `node` or `bun`".to_owned()),
+            })?;
+        }
+        Ok(h)
+    }
+
+    fn check_name(&self, name: &Spanned<String>, at: &str, seen: &mut HashMap<String, u64>) -> Result<(), PlanError> {
+        let value = name.value.trim();
+        let valid = !value.is_empty()
+            && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && !value.starts_with('.');
+        if !valid {
+            return Err(self
+                .err_at(&name.referenced, format!("shard name `{}` is not usable", name.value))
+                .field(format!("{at}.name"))
+                .hint("use letters, digits, `-`, `_` and `.` (it names a log folder and a JUnit suite)"));
+        }
+        if let Some(first) = seen.insert(value.to_owned(), name.referenced.line()) {
+            return Err(self
+                .err_at(&name.referenced, format!("duplicate shard name `{value}`"))
+                .field(format!("{at}.name"))
+                .hint(format!("the first shard named `{value}` is on line {first}; give each shard a unique name")));
+        }
+        Ok(())
+    }
+
+    /// One shard, or the parts of a split shard, with their files and commands.
+    fn expand(&self, dir: &Path, shard: &RawShard, at: &str) -> Result<Vec<Part>, PlanError> {
+        let commands = &shard.run.value.0;
+        let empty = commands.is_empty() || commands.iter().any(|c| c.trim().is_empty());
+        if empty {
+            return Err(self
+                .err_at(&shard.run.referenced, "empty command")
+                .field(format!("{at}.run"))
+                .hint("give a command for `sh -c`, e.g. `run: node --test tests/`, or a list of them"));
+        }
+        let name = shard.name.value.trim().to_owned();
+        let Some(pattern) = &shard.files else {
+            if let Some(split) = &shard.split {
+                return Err(self
+                    .err_at(&split.referenced, "`split` needs `files`")
+                    .field(format!("{at}.split"))
+                    .hint("add `files: <glob>` to say which test files to split, or remove `split`"));
+            }
+            if commands.iter().any(|c| c.contains("{files}")) {
+                return Err(self
+                    .err_at(&shard.run.referenced, "`{files}` is used but the shard has no `files`")
+                    .field(format!("{at}.run"))
+                    .hint("add `files: <glob>`, or write the test paths into the command"));
+            }
+            return Ok(vec![Part { name, files: Vec::new(), commands: commands.clone() }]);
+        };
+        let parts = match &shard.split {
+            Some(s) if s.value == 0 => {
+                return Err(self
+                    .err_at(&s.referenced, "split: 0 makes no shard")
+                    .field(format!("{at}.split"))
+                    .hint("use 1 or more parts"));
+            }
+            Some(s) => s.value as usize,
+            None => 1,
+        };
+        let files = split::find_files(dir, &pattern.value).map_err(|why| {
+            self.err_at(&pattern.referenced, why).field(format!("{at}.files"))
+        })?;
+        if files.is_empty() {
+            return Err(self
+                .err_at(&pattern.referenced, format!("`{}` matched no file in {}", pattern.value, dir.display()))
+                .field(format!("{at}.files"))
+                .hint("the glob is relative to the plan's directory; check the path and the `**` parts"));
+        }
+        let groups = split::divide(&files, parts, self.cx.timings);
+        let split = shard.split.is_some();
+        Ok(groups
+            .into_iter()
+            .enumerate()
+            .map(|(i, files)| {
+                let words = split::shell_words(&files);
+                Part {
+                    name: if split { format!("{name}/{}", i + 1) } else { name.clone() },
+                    commands: commands.iter().map(|c| c.replace("{files}", &words)).collect(),
+                    files,
+                }
+            })
+            .collect())
+    }
+
+    /// The effective `harper` block of one shard, checked and completed.
+    fn harper(&self, dir: &Path, h: RawHarper, at: &str) -> Result<HarperSpec, PlanError> {
+        let field = |key: &str| format!("{at}.harper.{key}");
+        let runtime = h.runtime.unwrap_or(Runtime::Node);
+        let source = match (&h.bin, &h.package) {
+            (Some(bin), _) => {
+                let path = dir.join(bin);
+                if !path.is_file() {
+                    return Err(self
+                        .err(format!("harper.bin `{bin}` is not a file ({})", path.display()))
+                        .field(field("bin"))
+                        .hint("point `bin` at node_modules/harperdb/bin/harperdb.js, or remove it to install `package`"));
+                }
+                HarperSource::Bin(path)
+            }
+            (None, Some(pkg)) if pkg.trim().is_empty() => {
+                return Err(self.err("harper.package is empty").field(field("package")).hint(format!("e.g. {DEFAULT_PACKAGE}")));
+            }
+            (None, pkg) => {
+                if runtime == Runtime::Exec {
+                    return Err(self
+                        .err("runtime `exec` needs `bin`: the program to run")
+                        .field(field("runtime"))
+                        .hint("set `bin`, or use runtime `node` / `bun`"));
+                }
+                HarperSource::Package(pkg.clone().unwrap_or_else(|| DEFAULT_PACKAGE.to_owned()))
+            }
+        };
+        let args = self.args(h.args.unwrap_or_default(), &field("args"))?;
+        let mut fixtures = Vec::new();
+        for (i, fixture) in h.fixtures.unwrap_or_default().iter().enumerate() {
+            let path = dir.join(fixture);
+            if !path.is_dir() {
+                return Err(self
+                    .err(format!("fixture `{fixture}` is not a directory ({})", path.display()))
+                    .field(format!("{}[{i}]", field("fixtures")))
+                    .hint("a fixture is a component directory, copied to <ROOTPATH>/components/<name> before boot"));
+            }
+            fixtures.push(path);
+        }
+        let p = h.ports.unwrap_or_default();
+        let ports = Ports {
+            operations: p.operations.map_or(9925, |p| p.0),
+            http: p.http.map_or(9926, |p| p.0),
+            mqtt: p.mqtt.map_or(1883, |p| p.0),
+            mqtts: p.mqtts.map_or(8883, |p| p.0),
+            replication: p.replication.map_or(9933, |p| p.0),
+        };
+        let mut used = BTreeMap::new();
+        for (name, port) in ports.all() {
+            if let Some(other) = used.insert(port, name) {
+                return Err(self
+                    .err(format!("ports `{other}` and `{name}` are both {port}"))
+                    .field(field("ports"))
+                    .hint("every port of an instance must differ"));
+            }
+        }
+        let ready = h.ready.unwrap_or_default();
+        let marker = ready.marker.unwrap_or_else(|| DEFAULT_MARKER.to_owned());
+        if marker.trim().is_empty() {
+            return Err(self.err("the ready marker is empty").field(field("ready.marker")).hint(format!("the default is `{DEFAULT_MARKER}`")));
+        }
+        let startup = h.startup.unwrap_or_default();
+        let (idle, max) = (startup.idle.map_or(IDLE.0, |d| d.0), startup.max.map_or(MAX.0, |d| d.0));
+        if idle > max {
+            return Err(self
+                .err(format!("startup.idle ({}) is longer than startup.max ({})", humantime::format_duration(idle), humantime::format_duration(max)))
+                .field(field("startup"))
+                .hint("the idle cap is the longest silence allowed within the absolute cap; make it shorter"));
+        }
+        let teardown = h.teardown.unwrap_or_default();
+        let admin = h.admin.unwrap_or_default();
+        Ok(HarperSpec {
+            source,
+            runtime,
+            args,
+            config: h.config.unwrap_or_default(),
+            env: h.env.unwrap_or_default(),
+            admin: Admin { username: admin.username.unwrap_or_else(|| "admin".to_owned()), password: admin.password },
+            fixtures,
+            ports,
+            ready: Ready { marker, probe: ready.probe.unwrap_or(Probe::Http) },
+            startup: Startup { idle, max },
+            teardown: Teardown {
+                grace: teardown.grace.map_or(Duration::from_secs(5), |d| d.0),
+                port_release: teardown.port_release.map_or(Duration::from_secs(5), |d| d.0),
+            },
+        })
+    }
+
+    fn args(&self, args: Vec<Spanned<String>>, field: &str) -> Result<Vec<String>, PlanError> {
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut out = Vec::new();
+        for (i, arg) in args.into_iter().enumerate() {
+            let here = format!("{field}[{i}]");
+            let Some((key, _)) = arg.value.strip_prefix("--").and_then(|a| a.split_once('=')) else {
+                return Err(self
+                    .err_at(&arg.referenced, format!("`{}` is not a Harper argument", arg.value))
+                    .field(here)
+                    .hint("write it as --KEY=value, e.g. --LOGGING_LEVEL=debug"));
+            };
+            let key = key.to_ascii_uppercase();
+            if let Some((_, instead)) = OWNED_ARGS.iter().find(|(k, _)| *k == key) {
+                return Err(self
+                    .err_at(&arg.referenced, format!("`--{key}` is set by harper-shard"))
+                    .field(here)
+                    .hint(format!("{instead}; Harper refuses a key given twice")));
+            }
+            if let Some(first) = seen.insert(key.clone(), arg.referenced.line()) {
+                return Err(self
+                    .err_at(&arg.referenced, format!("`--{key}` is given twice"))
+                    .field(here)
+                    .hint(format!("Harper refuses to boot when a key appears twice; keep one (the other is on line {first})")));
+            }
+            out.push(arg.value);
+        }
+        Ok(out)
+    }
+}
+
+/// A shard's `harper` block over the plan's: scalars and lists replace, maps (`env`, `config`)
+/// merge key by key, nested blocks merge field by field.
+fn merge(base: &RawHarper, over: Option<&RawHarper>) -> RawHarper {
+    let Some(o) = over else { return base.clone() };
+    let b = base.clone();
+    fn map<V: Clone>(b: Option<BTreeMap<String, V>>, o: &Option<BTreeMap<String, V>>) -> Option<BTreeMap<String, V>> {
+        match (b, o) {
+            (Some(mut b), Some(o)) => {
+                b.extend(o.clone());
+                Some(b)
+            }
+            (b, o) => o.clone().or(b),
+        }
+    }
+    macro_rules! block {
+        ($b:expr, $o:expr, $($f:ident),+) => {
+            match ($b, $o) {
+                (Some(mut b), Some(o)) => { $( if o.$f.is_some() { b.$f = o.$f.clone(); } )+ Some(b) }
+                (b, o) => o.clone().or(b),
+            }
+        };
+    }
+    RawHarper {
+        package: o.package.clone().or(b.package),
+        bin: o.bin.clone().or(b.bin),
+        runtime: o.runtime.or(b.runtime),
+        args: o.args.clone().or(b.args),
+        config: match (b.config, &o.config) {
+            (Some(mut b), Some(o)) => {
+                b.extend(o.clone());
+                Some(b)
+            }
+            (b, o) => o.clone().or(b),
+        },
+        env: map(b.env, &o.env),
+        admin: block!(b.admin, &o.admin, username, password),
+        fixtures: o.fixtures.clone().or(b.fixtures),
+        ports: block!(b.ports, &o.ports, operations, http, mqtt, mqtts, replication),
+        ready: block!(b.ready, &o.ready, marker, probe),
+        startup: block!(b.startup, &o.startup, idle, max),
+        teardown: block!(b.teardown, &o.teardown, grace, port_release),
+    }
+}

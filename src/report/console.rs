@@ -1,0 +1,160 @@
+//! The console: one plain line per thing worth knowing as it happens, then a table of every
+//! shard's phases and, for each failure, its one-line cause and the output that explains it.
+//! Written to stderr, so that stdout stays free for `--format json`.
+
+use std::io::Write;
+
+use super::model::{RunRecord, ShardRecord};
+use super::{Reporter, collapse, short};
+use crate::run::events::{Event, EventKind, Outcome};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    /// Also relays every command's output as it comes.
+    Verbose,
+}
+
+pub struct Console<W: Write + Send> {
+    out: W,
+    verbosity: Verbosity,
+    /// Partial output lines per (shard, command), so relayed lines are never torn.
+    partial: std::collections::HashMap<(usize, usize), Vec<u8>>,
+}
+
+impl<W: Write + Send> Console<W> {
+    pub fn new(out: W, verbosity: Verbosity) -> Self {
+        Console { out, verbosity, partial: Default::default() }
+    }
+
+    fn line(&mut self, text: impl AsRef<str>) {
+        let _ = writeln!(self.out, "{}", text.as_ref());
+    }
+
+    fn relay(&mut self, shard: &str, key: (usize, usize), bytes: &[u8]) {
+        let buf = self.partial.entry(key).or_default();
+        buf.extend_from_slice(bytes);
+        let Some(last) = buf.iter().rposition(|b| *b == b'\n') else { return };
+        let complete: Vec<u8> = buf.drain(..=last).collect();
+        for line in String::from_utf8_lossy(&complete).lines() {
+            let _ = writeln!(self.out, "[{shard}] {line}");
+        }
+    }
+}
+
+impl<W: Write + Send> Reporter for Console<W> {
+    fn event(&mut self, event: &Event, record: &RunRecord) {
+        let name = |s: usize| record.shards[s].name.clone();
+        let quiet = self.verbosity == Verbosity::Quiet;
+        match &event.kind {
+            EventKind::RunStarted { shards, concurrency, .. } if !quiet => {
+                self.line(format!("harper-shard: {} shard(s), {concurrency} at a time", shards.len()));
+            }
+            EventKind::Installing { package } if !quiet => {
+                self.line(format!("harper-shard: installing {package} into the cache (once; later runs reuse it)…"));
+            }
+            EventKind::InstallOutput { line } if self.verbosity == Verbosity::Verbose => self.line(format!("  npm: {line}")),
+            EventKind::Installed { package, took, cached: false } if !quiet => {
+                self.line(format!("harper-shard: installed {package} in {}", short(*took)));
+            }
+            EventKind::Warning { shard, message } => {
+                let who = shard.map(|s| format!("[{}] ", name(s))).unwrap_or_default();
+                self.line(format!("warning: {who}{message}"));
+            }
+            EventKind::AddressAcquired { shard, addr } if !quiet => self.line(format!("[{}] {addr} acquired", name(*shard))),
+            EventKind::BootReady { shard } if !quiet => {
+                let boot = record.shards[*shard].phases.boot().map(short).unwrap_or_default();
+                self.line(format!("[{}] Harper ready in {boot}", name(*shard)));
+            }
+            EventKind::BootFailed { shard, cause, .. } => self.line(format!("[{}] boot failed: {cause}", name(*shard))),
+            EventKind::CommandStarted { shard, command } if !quiet => {
+                let cmd = &record.shards[*shard].commands[*command].command;
+                self.line(format!("[{}] $ {cmd}", name(*shard)));
+            }
+            EventKind::CommandOutput { shard, command, bytes, .. } if self.verbosity == Verbosity::Verbose => {
+                self.relay(&name(*shard), (*shard, *command), bytes);
+            }
+            EventKind::ShardFinished { shard, status, cause } if !quiet || cause.is_some() => {
+                let s = &record.shards[*shard];
+                let took = s.phases.total().map(short).unwrap_or_default();
+                let why = cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
+                self.line(format!("[{}] {} in {took}{why}", s.name, status.label()));
+            }
+            EventKind::Cancelling { signal } => {
+                self.line(format!("harper-shard: {signal} received: tearing every shard down (send it again to kill at once)"));
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
+        for shard in record.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() != 0)) {
+            explain(&mut self.out, shard)?;
+        }
+        write_table(&mut self.out, record)?;
+        Ok(())
+    }
+}
+
+/// The cause of a failed shard and the tail of the output that explains it.
+fn explain(out: &mut impl Write, shard: &ShardRecord) -> std::io::Result<()> {
+    writeln!(out, "\n── {} ──", shard.name)?;
+    if let Some(cause) = &shard.cause {
+        writeln!(out, "{cause}")?;
+    }
+    let (title, tail) = match shard.commands.iter().find(|c| matches!(c.outcome, Some(ref o) if *o != Outcome::Passed)) {
+        Some(c) if !c.tail.is_empty() => (format!("last lines of `{}`", c.command), &c.tail),
+        _ => ("last lines of Harper's output".to_owned(), &shard.boot_tail),
+    };
+    if !tail.is_empty() {
+        writeln!(out, "{title}:")?;
+        for line in collapse(tail) {
+            writeln!(out, "  | {line}")?;
+        }
+    }
+    writeln!(out, "logs: {}", shard.log_dir.display())
+}
+
+fn write_table(out: &mut impl Write, record: &RunRecord) -> std::io::Result<()> {
+    let headers = ["shard", "address", "wait", "boot", "commands", "teardown", "total", "status"];
+    let rows: Vec<[String; 8]> = record
+        .shards
+        .iter()
+        .map(|s| {
+            let d = |x: Option<std::time::Duration>| x.map(short).unwrap_or_else(|| "-".into());
+            [
+                s.name.clone(),
+                s.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                d(s.phases.wait()),
+                d(s.phases.boot()),
+                d(s.phases.commands()),
+                d(s.phases.teardown()),
+                d(s.phases.total()),
+                s.status.map(|st| st.label().to_owned()).unwrap_or_else(|| "unfinished".into()),
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    writeln!(out)?;
+    let fmt_row = |cells: &[String]| {
+        cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+    };
+    writeln!(out, "{}", fmt_row(&headers.map(str::to_owned)))?;
+    for row in &rows {
+        writeln!(out, "{}", fmt_row(row))?;
+    }
+    let passed = record.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() == 0)).count();
+    writeln!(
+        out,
+        "\n{passed} of {} shard(s) passed in {} (exit {})",
+        record.shards.len(),
+        short(record.duration),
+        record.exit_code.map_or("?".into(), |c| c.to_string())
+    )
+}

@@ -1,0 +1,190 @@
+//! The run as the reporters see it, built from events alone: per shard, when each phase began
+//! and ended, how each command went, and why anything failed.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::plan::{opt_secs, secs};
+use crate::run::events::{Event, EventKind, Outcome, ShardInfo, ShardStatus};
+
+/// The version of `report.json`'s schema; raised on any incompatible change.
+pub const REPORT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub version: u32,
+    pub report_dir: PathBuf,
+    pub concurrency: usize,
+    pub shards: Vec<ShardRecord>,
+    pub warnings: Vec<String>,
+    /// Seconds from the start of the run to its end.
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    pub exit_code: Option<u8>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardRecord {
+    pub name: String,
+    pub index: usize,
+    pub total: usize,
+    pub log_dir: PathBuf,
+    pub address: Option<Ipv4Addr>,
+    pub harper_pid: Option<u32>,
+    pub status: Option<ShardStatus>,
+    pub cause: Option<String>,
+    /// The output that explains a failed boot.
+    pub boot_tail: Vec<String>,
+    pub commands: Vec<CommandRecord>,
+    pub phases: Phases,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandRecord {
+    pub command: String,
+    #[serde(with = "opt_secs")]
+    pub started: Option<Duration>,
+    #[serde(with = "opt_secs")]
+    pub finished: Option<Duration>,
+    pub outcome: Option<Outcome>,
+    /// The last lines of output, kept for a failed command.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tail: Vec<String>,
+}
+
+/// Phase boundaries, in seconds since the run started.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Phases {
+    #[serde(with = "opt_secs")]
+    pub started: Option<Duration>,
+    #[serde(with = "opt_secs")]
+    pub address: Option<Duration>,
+    #[serde(with = "opt_secs")]
+    pub ready: Option<Duration>,
+    #[serde(with = "opt_secs")]
+    pub commands_done: Option<Duration>,
+    #[serde(with = "opt_secs")]
+    pub teardown_started: Option<Duration>,
+    #[serde(with = "opt_secs")]
+    pub finished: Option<Duration>,
+}
+
+impl Phases {
+    fn span(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+        Some(b?.saturating_sub(a?))
+    }
+    /// Waiting for an address.
+    pub fn wait(&self) -> Option<Duration> {
+        Self::span(self.started, self.address)
+    }
+    /// From the address to ready (or to the failure).
+    pub fn boot(&self) -> Option<Duration> {
+        Self::span(self.address, self.ready.or(self.teardown_started))
+    }
+    pub fn commands(&self) -> Option<Duration> {
+        Self::span(self.ready, self.commands_done)
+    }
+    pub fn teardown(&self) -> Option<Duration> {
+        Self::span(self.teardown_started, self.finished)
+    }
+    pub fn total(&self) -> Option<Duration> {
+        Self::span(self.started, self.finished)
+    }
+}
+
+impl RunRecord {
+    pub fn new() -> RunRecord {
+        RunRecord {
+            version: REPORT_VERSION,
+            report_dir: PathBuf::new(),
+            concurrency: 0,
+            shards: Vec::new(),
+            warnings: Vec::new(),
+            duration: Duration::ZERO,
+            exit_code: None,
+        }
+    }
+
+    /// Folds one event into the record.
+    pub fn apply(&mut self, event: &Event) {
+        let at = Some(event.at);
+        self.duration = event.at;
+        match &event.kind {
+            EventKind::RunStarted { shards, concurrency, report_dir } => {
+                self.concurrency = *concurrency;
+                self.report_dir = report_dir.clone();
+                self.shards = shards.iter().map(ShardRecord::new).collect();
+            }
+            EventKind::Warning { shard: None, message } => self.warnings.push(message.clone()),
+            EventKind::Warning { shard: Some(s), message } => {
+                let name = &self.shards[*s].name;
+                self.warnings.push(format!("{name}: {message}"));
+            }
+            EventKind::ShardStarted { shard } => self.shards[*shard].phases.started = at,
+            EventKind::AddressAcquired { shard, addr } => {
+                let s = &mut self.shards[*shard];
+                s.address = Some(*addr);
+                s.phases.address = at;
+            }
+            EventKind::BootStarted { shard, pid, .. } => self.shards[*shard].harper_pid = Some(*pid),
+            EventKind::BootReady { shard } => self.shards[*shard].phases.ready = at,
+            EventKind::BootFailed { shard, tail, .. } => self.shards[*shard].boot_tail = tail.clone(),
+            EventKind::CommandStarted { shard, command } => self.shards[*shard].commands[*command].started = at,
+            EventKind::CommandFinished { shard, command, outcome, tail } => {
+                let s = &mut self.shards[*shard];
+                let c = &mut s.commands[*command];
+                c.finished = at;
+                c.outcome = Some(outcome.clone());
+                if *outcome != Outcome::Passed {
+                    c.tail = tail.clone();
+                }
+                s.phases.commands_done = at;
+            }
+            EventKind::TeardownStarted { shard } => self.shards[*shard].phases.teardown_started = at,
+            EventKind::ShardFinished { shard, status, cause } => {
+                let s = &mut self.shards[*shard];
+                s.status = Some(*status);
+                s.cause = cause.clone();
+                s.phases.finished = at;
+            }
+            EventKind::RunFinished { exit } => self.exit_code = Some(exit.0),
+            EventKind::Installing { .. }
+            | EventKind::InstallOutput { .. }
+            | EventKind::Installed { .. }
+            | EventKind::CommandOutput { .. }
+            | EventKind::TeardownDone { .. }
+            | EventKind::Cancelling { .. } => {}
+        }
+    }
+}
+
+impl Default for RunRecord {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ShardRecord {
+    fn new(info: &ShardInfo) -> ShardRecord {
+        ShardRecord {
+            name: info.name.clone(),
+            index: info.index,
+            total: info.total,
+            log_dir: info.log_dir.clone(),
+            address: None,
+            harper_pid: None,
+            status: None,
+            cause: None,
+            boot_tail: Vec::new(),
+            commands: info
+                .commands
+                .iter()
+                .map(|c| CommandRecord { command: c.clone(), started: None, finished: None, outcome: None, tail: Vec::new() })
+                .collect(),
+            phases: Phases::default(),
+        }
+    }
+}

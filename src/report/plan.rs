@@ -1,0 +1,81 @@
+//! The dry run (`run --plan`): the resolved plan — defaults, CI scaling, partition, selected
+//! shards, commands, ports that would be probed, predicted durations — readable or as JSON.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::plan::{HarperSource, HarperSpec, Partition, Plan, Shard};
+
+#[derive(Serialize)]
+struct DryRun<'a> {
+    plan: &'a Plan,
+    partition: Option<Partition>,
+    selected: Vec<&'a str>,
+}
+
+pub fn json(plan: &Plan, selected: &[Shard], partition: Option<Partition>) -> String {
+    let dry = DryRun { plan, partition, selected: selected.iter().map(|s| s.name.as_str()).collect() };
+    serde_json::to_string_pretty(&dry).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+pub fn human(plan: &Plan, selected: &[Shard], partition: Option<Partition>) -> String {
+    let mut s = String::new();
+    let h = humantime::format_duration;
+    let _ = writeln!(s, "plan      {}  (version 1, dry run: nothing is started)", plan.file.display());
+    let _ = writeln!(s, "CI        {}", if plan.ci { "yes: startup caps scaled up" } else { "no" });
+    let last = plan.pool.addresses().last().map(|a| a.to_string()).unwrap_or_default();
+    let _ = writeln!(s, "pool      {} … {last} ({} addresses), wait up to {}", plan.pool.start, plan.pool.count, h(plan.pool.wait));
+    let _ = writeln!(
+        s,
+        "run       {} at a time, fail_fast {}, run timeout {}",
+        plan.run.concurrency,
+        if plan.run.fail_fast { "on" } else { "off" },
+        h(plan.run.timeout)
+    );
+    let part = partition.map(|p| format!(" in partition {p}")).unwrap_or_default();
+    let _ = writeln!(s, "shards    {} of {} selected{part}", selected.len(), plan.shards.len());
+    let mut last_harper: Option<String> = None;
+    for shard in selected {
+        let harper = describe_harper(&shard.harper);
+        let _ = writeln!(s);
+        let predicted = shard.predicted.map(|d| format!("  (predicted {})", super::short(d))).unwrap_or_default();
+        let _ = writeln!(s, "  {}/{} {}{predicted}", shard.index, plan.shards.len(), shard.name);
+        if last_harper.as_ref() != Some(&harper) {
+            let _ = write!(s, "{harper}");
+            last_harper = Some(harper);
+        } else {
+            let _ = writeln!(s, "      harper   as above");
+        }
+        for cmd in &shard.commands {
+            let _ = writeln!(s, "      $ {cmd}");
+        }
+        if !shard.files.is_empty() {
+            let _ = writeln!(s, "      files    {}", shard.files.len());
+        }
+        let _ = writeln!(s, "      timeout  {}", h(shard.timeout));
+    }
+    s
+}
+
+fn describe_harper(h: &HarperSpec) -> String {
+    let d = humantime::format_duration;
+    let source = match &h.source {
+        HarperSource::Package(spec) => format!("{spec} (npm, cached)"),
+        HarperSource::Bin(path) => path.display().to_string(),
+    };
+    let ports: Vec<String> = h.ports.all().iter().map(|(n, p)| format!("{n} {p}")).collect();
+    let mut s = String::new();
+    let _ = writeln!(s, "      harper   {source} on {:?}", h.runtime);
+    let _ = writeln!(s, "      ready    `{}`, probe {:?}; startup idle {} / max {}", h.ready.marker, h.ready.probe, d(h.startup.idle), d(h.startup.max));
+    let _ = writeln!(s, "      ports    {} (probed free on the address before use)", ports.join(", "));
+    let _ = writeln!(s, "      teardown grace {}, ports free within {}", d(h.teardown.grace), d(h.teardown.port_release));
+    if !h.args.is_empty() {
+        let _ = writeln!(s, "      args     {}", h.args.join(" "));
+    }
+    if !h.fixtures.is_empty() {
+        let names: Vec<String> = h.fixtures.iter().map(|f| f.display().to_string()).collect();
+        let _ = writeln!(s, "      fixtures {}", names.join(", "));
+    }
+    s
+}

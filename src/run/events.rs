@@ -1,0 +1,107 @@
+//! What a run reports: events with monotonic timestamps, rendered by `report`. The runner
+//! never prints; it sends these.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::exit::Exit;
+use crate::supervise::Stream;
+
+/// An event, stamped with the time since the run started.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    #[serde(with = "crate::plan::secs")]
+    pub at: Duration,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// A shard's position in the run's list of shards.
+pub type ShardId = usize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardInfo {
+    pub name: String,
+    pub index: usize,
+    pub total: usize,
+    pub commands: Vec<String>,
+    pub log_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted { shards: Vec<ShardInfo>, concurrency: usize, report_dir: PathBuf },
+    Installing { package: String },
+    InstallOutput { line: String },
+    Installed { package: String, #[serde(with = "crate::plan::secs")] took: Duration, cached: bool },
+    Warning { shard: Option<ShardId>, message: String },
+    /// The shard got its turn under the concurrency limit and starts waiting for an address.
+    ShardStarted { shard: ShardId },
+    AddressAcquired { shard: ShardId, addr: Ipv4Addr },
+    BootStarted { shard: ShardId, pid: u32, rootpath: PathBuf },
+    BootReady { shard: ShardId },
+    BootFailed { shard: ShardId, cause: String, tail: Vec<String> },
+    CommandStarted { shard: ShardId, command: usize },
+    CommandOutput { shard: ShardId, command: usize, stream: Stream, #[serde(skip)] bytes: Vec<u8> },
+    CommandFinished { shard: ShardId, command: usize, outcome: Outcome, tail: Vec<String> },
+    TeardownStarted { shard: ShardId },
+    TeardownDone { shard: ShardId, problem: Option<String> },
+    ShardFinished { shard: ShardId, status: ShardStatus, cause: Option<String> },
+    Cancelling { signal: &'static str },
+    RunFinished { exit: ExitCode },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    Passed,
+    Failed { status: String },
+    TimedOut { #[serde(with = "crate::plan::secs")] after: Duration },
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardStatus {
+    Passed,
+    /// A command failed or timed out.
+    Failed,
+    /// Harper did not become ready.
+    BootFailed,
+    /// No address, or teardown not confirmed.
+    Infrastructure,
+    /// Stopped by a signal or the run's timeout before it finished.
+    Cancelled,
+    /// Never started: `fail_fast` after another shard failed.
+    Skipped,
+}
+
+impl ShardStatus {
+    pub fn exit(self) -> Exit {
+        match self {
+            ShardStatus::Passed | ShardStatus::Skipped => Exit::Passed,
+            ShardStatus::Failed => Exit::ShardFailed,
+            ShardStatus::BootFailed | ShardStatus::Infrastructure => Exit::Infrastructure,
+            ShardStatus::Cancelled => Exit::ShardFailed,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ShardStatus::Passed => "passed",
+            ShardStatus::Failed => "FAILED",
+            ShardStatus::BootFailed => "BOOT FAILED",
+            ShardStatus::Infrastructure => "INFRA",
+            ShardStatus::Cancelled => "cancelled",
+            ShardStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// The exit status as a number, for the JSON.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ExitCode(pub u8);

@@ -1,0 +1,292 @@
+//! The life of one shard: wait for an address, boot Harper on it, run the commands, tear
+//! everything down, and say how it went. Every step emits events; teardown runs whatever
+//! happened before it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::events::{EventKind, Outcome, ShardId, ShardStatus};
+use super::{Cancel, Emitter};
+use crate::harper::instance::{self, Dirs};
+use crate::plan::Shard;
+use crate::pool::{Lease, Notice, Pool, probe};
+use crate::supervise::readiness::{self, Tail};
+use crate::supervise::{self, Child, Spec};
+
+/// Lines of a failed command's output kept for the report.
+pub const COMMAND_TAIL: usize = 200;
+
+pub struct Context {
+    pub id: ShardId,
+    pub total: usize,
+    pub plan_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub entry: PathBuf,
+    pub pool: Arc<Pool>,
+    pub emit: Emitter,
+    pub cancel: watch::Receiver<Option<Cancel>>,
+}
+
+/// A shard's log folder: its name with `/` (split parts) made safe.
+pub fn dir_name(shard: &str) -> String {
+    shard.replace('/', "-")
+}
+
+pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
+    cx.emit.emit(EventKind::ShardStarted { shard: cx.id });
+    let (status, cause) = life(cx, shard).await;
+    cx.emit.emit(EventKind::ShardFinished { shard: cx.id, status, cause });
+    status
+}
+
+async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
+    let lease = match acquire(cx, shard).await {
+        Ok(lease) => lease,
+        Err(e) if cx.cancel.borrow().is_some() => return (ShardStatus::Cancelled, Some(format!("{e:#}"))),
+        Err(e) => return (ShardStatus::Infrastructure, Some(format!("{e:#}"))),
+    };
+    let addr = lease.addr;
+    cx.emit.emit(EventKind::AddressAcquired { shard: cx.id, addr });
+
+    let dirs = match Dirs::create(&instance::work_dir(), addr).and_then(|d| {
+        d.install_fixtures(&shard.harper.fixtures)?;
+        Ok(d)
+    }) {
+        Ok(dirs) => dirs,
+        Err(e) => return (ShardStatus::Infrastructure, Some(format!("{e:#}"))),
+    };
+    let password = shard.harper.admin.password.clone().unwrap_or_else(instance::random_password);
+    let token = uuid::Uuid::new_v4().to_string();
+
+    let (mut status, mut cause) = (ShardStatus::Passed, None);
+    let harper = boot(cx, shard, &dirs, addr, &password, &token).await;
+    let mut harper = match harper {
+        Ok(child) => Some(child),
+        Err((child, st, why)) => {
+            (status, cause) = (st, Some(why));
+            child
+        }
+    };
+    if status == ShardStatus::Passed {
+        (status, cause) = commands(cx, shard, &dirs, addr, &password, &token).await;
+    }
+    if let Some(problem) = teardown(cx, shard, harper.as_mut(), &dirs, lease).await {
+        if status == ShardStatus::Passed || status == ShardStatus::Failed {
+            status = ShardStatus::Infrastructure;
+        }
+        cause = Some(match cause {
+            Some(c) => format!("{c}; and teardown: {problem}"),
+            None => format!("teardown: {problem}"),
+        });
+    }
+    (status, cause)
+}
+
+async fn acquire(cx: &Context, shard: &Shard) -> anyhow::Result<Lease> {
+    let pool = cx.pool.clone();
+    let ports = shard.harper.ports.all();
+    let emit = cx.emit.clone();
+    let id = cx.id;
+    let cancel = cx.cancel.clone();
+    tokio::task::spawn_blocking(move || {
+        let notify = |notice: Notice| {
+            let message = match notice {
+                Notice::Skipped { addr, port_name, port, busy, holders } => {
+                    let who = match holders.first() {
+                        Some(h) => format!(" by {h}"),
+                        None => String::new(),
+                    };
+                    format!("{addr} skipped: port {port} ({port_name}) is {busy}{who} — another Harper or another program?")
+                }
+                Notice::Waiting { waited, held, busy } => format!(
+                    "waiting {}s for an address: {held} held by runs, {busy} busy with other listeners",
+                    waited.as_secs()
+                ),
+            };
+            emit.emit(EventKind::Warning { shard: Some(id), message });
+        };
+        pool.acquire(&ports, &|| cancel.borrow().is_some(), &notify)
+    })
+    .await?
+}
+
+type BootFailure = (Option<Child>, ShardStatus, String);
+
+async fn boot(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password: &str, token: &str) -> Result<Child, BootFailure> {
+    let launch = instance::launch(&shard.harper, &cx.entry, dirs, addr, password);
+    let spawned = Instant::now();
+    let spec = Spec {
+        program: launch.program,
+        args: launch.args,
+        env: launch.env,
+        cwd: dirs.home.clone(),
+        stdout_log: cx.log_dir.join("harper").join("stdout.log"),
+        stderr_log: Some(cx.log_dir.join("harper").join("stderr.log")),
+        grace: shard.harper.teardown.grace,
+        token: token.to_owned(),
+    };
+    let mut child = Child::spawn(spec).map_err(|e| (None, ShardStatus::BootFailed, format!("{e:#}")))?;
+    cx.emit.emit(EventKind::BootStarted { shard: cx.id, pid: child.process.pid(), rootpath: dirs.root.clone() });
+    let mut cancel = cx.cancel.clone();
+    let h = &shard.harper;
+    let outcome = tokio::select! {
+        r = readiness::wait_ready(&mut child, &h.ready, &h.startup, addr, &h.ports, spawned) => Some(r),
+        _ = cancel.wait_for(Option::is_some) => None,
+    };
+    match outcome {
+        Some(Ok(())) => {
+            cx.emit.emit(EventKind::BootReady { shard: cx.id });
+            // From here on the output only goes to the logs.
+            child.output.close();
+            Ok(child)
+        }
+        Some(Err(e)) => {
+            let cause = e.cause();
+            cx.emit.emit(EventKind::BootFailed { shard: cx.id, cause: cause.clone(), tail: e.tail().to_vec() });
+            Err((Some(child), ShardStatus::BootFailed, cause))
+        }
+        None => Err((Some(child), ShardStatus::Cancelled, "cancelled while Harper was starting".into())),
+    }
+}
+
+/// The variables of DESIGN.md's "what a shard command sees".
+fn shard_env(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password: &str) -> BTreeMap<String, String> {
+    let p = &shard.harper.ports;
+    let mut env = shard.env.clone();
+    let vars = [
+        ("HARPER_HOSTNAME", addr.to_string()),
+        ("HARPER_OPERATIONS_API_URL", format!("http://{addr}:{}", p.operations)),
+        ("HARPER_HTTP_URL", format!("http://{addr}:{}", p.http)),
+        ("HARPER_MQTT_URL", format!("mqtt://{addr}:{}", p.mqtt)),
+        ("HARPER_ADMIN_USERNAME", shard.harper.admin.username.clone()),
+        ("HARPER_ADMIN_PASSWORD", password.to_owned()),
+        ("HARPER_ROOTPATH", dirs.root.display().to_string()),
+        ("HARPER_LOG_DIR", dirs.root.join("log").display().to_string()),
+        ("HARPER_SHARD_NAME", shard.name.clone()),
+        ("HARPER_SHARD_INDEX", shard.index.to_string()),
+        ("HARPER_SHARD_TOTAL", cx.total.to_string()),
+        ("HARPER_SHARD_FILES", shard.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")),
+    ];
+    for (k, v) in vars {
+        env.insert(k.to_owned(), v);
+    }
+    env
+}
+
+async fn commands(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password: &str, token: &str) -> (ShardStatus, Option<String>) {
+    let env = shard_env(cx, shard, dirs, addr, password);
+    let deadline = tokio::time::Instant::now() + shard.timeout;
+    for (i, command) in shard.commands.iter().enumerate() {
+        cx.emit.emit(EventKind::CommandStarted { shard: cx.id, command: i });
+        let spec = Spec {
+            program: "sh".into(),
+            args: vec!["-c".into(), command.into()],
+            env: env.clone(),
+            cwd: cx.plan_dir.clone(),
+            stdout_log: cx.log_dir.join(format!("command-{}.log", i + 1)),
+            stderr_log: None,
+            grace: shard.harper.teardown.grace,
+            token: token.to_owned(),
+        };
+        let (outcome, tail) = match Child::spawn(spec) {
+            Ok(child) => watch_command(cx, i, child, deadline, shard).await,
+            Err(e) => (Outcome::Failed { status: format!("{e:#}") }, Vec::new()),
+        };
+        let result = match &outcome {
+            Outcome::Passed => None,
+            Outcome::Failed { status } => Some((ShardStatus::Failed, format!("`{command}` failed: {status}"))),
+            Outcome::TimedOut { after } => Some((
+                ShardStatus::Failed,
+                format!("`{command}` timed out after {} (shard timeout)", humantime::format_duration(*after)),
+            )),
+            Outcome::Cancelled => Some((ShardStatus::Cancelled, format!("`{command}` was cancelled"))),
+        };
+        cx.emit.emit(EventKind::CommandFinished { shard: cx.id, command: i, outcome, tail });
+        if let Some((status, cause)) = result {
+            return (status, Some(cause));
+        }
+    }
+    (ShardStatus::Passed, None)
+}
+
+async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio::time::Instant, shard: &Shard) -> (Outcome, Vec<String>) {
+    let mut tail = Tail::new(COMMAND_TAIL);
+    let mut cancel = cx.cancel.clone();
+    let started = Instant::now();
+    let mut output_open = true;
+    let outcome = loop {
+        tokio::select! {
+            chunk = child.output.recv(), if output_open => match chunk {
+                Some(chunk) => {
+                    tail.feed(&chunk.bytes);
+                    cx.emit.emit(EventKind::CommandOutput { shard: cx.id, command: i, stream: chunk.stream, bytes: chunk.bytes });
+                }
+                None => output_open = false,
+            },
+            status = child.process.exited() => break match status {
+                Ok(s) if s.success() => Outcome::Passed,
+                Ok(s) => Outcome::Failed { status: supervise::describe(&s) },
+                Err(e) => Outcome::Failed { status: e.to_string() },
+            },
+            _ = tokio::time::sleep_until(deadline) => break Outcome::TimedOut { after: shard.timeout.min(started.elapsed().max(shard.timeout)) },
+            _ = cancel.wait_for(Option::is_some) => break Outcome::Cancelled,
+        }
+    };
+    // Whatever the command left in its group (background servers, stuck children) goes too.
+    let _ = child.process.stop().await;
+    child.process.flushed().await;
+    while let Ok(chunk) = child.output.try_recv() {
+        tail.feed(&chunk.bytes);
+        cx.emit.emit(EventKind::CommandOutput { shard: cx.id, command: i, stream: chunk.stream, bytes: chunk.bytes });
+    }
+    (outcome, tail.lines())
+}
+
+/// Stops Harper, keeps its logs, checks that every port is free, removes its directories and
+/// gives the address back. Returns what went wrong, if anything.
+async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs: &Dirs, lease: Lease) -> Option<String> {
+    cx.emit.emit(EventKind::TeardownStarted { shard: cx.id });
+    let mut problems = Vec::new();
+    if let Some(child) = harper {
+        if let Err(e) = child.process.stop().await {
+            problems.push(format!("{e:#}"));
+        }
+        child.process.flushed().await;
+    }
+    keep_log(&dirs.root.join("log").join("hdb.log"), &cx.log_dir.join("harper").join("hdb.log"));
+    let addr = lease.addr;
+    let ports = shard.harper.ports.all();
+    let limit = shard.harper.teardown.port_release;
+    let busy = tokio::task::spawn_blocking(move || probe::wait_free(addr, &ports, limit)).await.unwrap_or_default();
+    for (name, port, why) in &busy {
+        let who = crate::pool::holder::holders(addr, *port);
+        let who = who.first().map(|h| format!(" by {h}")).unwrap_or_default();
+        problems.push(format!(
+            "port {port} ({name}) on {addr} is still {why}{who} {}s after Harper stopped",
+            limit.as_secs_f32()
+        ));
+    }
+    if let Err(e) = dirs.remove() {
+        problems.push(format!("{e:#}"));
+    }
+    lease.release();
+    let problem = (!problems.is_empty()).then(|| problems.join("; "));
+    cx.emit.emit(EventKind::TeardownDone { shard: cx.id, problem: problem.clone() });
+    problem
+}
+
+fn keep_log(from: &Path, to: &Path) {
+    if from.is_file() {
+        if let Some(dir) = to.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::copy(from, to) {
+            tracing::warn!("cannot keep {}: {e}", from.display());
+        }
+    }
+}

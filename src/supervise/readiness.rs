@@ -1,0 +1,361 @@
+//! When is a starting Harper ready? When three things hold, in this order:
+//!
+//! 1. the ready marker appeared in its output (ANSI colour stripped, matched across chunk
+//!    boundaries) — while every chunk of stdout or stderr resets the idle cap and the absolute
+//!    cap runs from spawn;
+//! 2. the probe passes (`GET /health` on the operations port, or a TCP connect);
+//! 3. every plan port on the address is listened on by *our* process group (Linux), because
+//!    Harper's SO_REUSEPORT listeners co-bind silently with a squatter's.
+//!
+//! Any exit before that — exit code 0 included — is a boot failure.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::sleep_until;
+
+use super::{Child, describe};
+use crate::plan::{Ports, Probe, Ready, Startup};
+use crate::pool::holder::{self, Holder};
+
+/// Lines of output kept to explain a failed boot.
+pub const TAIL_LINES: usize = 40;
+
+/// Why a boot failed. Every variant carries the output's last lines.
+#[derive(Debug, Clone)]
+pub enum BootError {
+    Exited { status: ExitStatus, tail: Vec<String> },
+    Idle { idle: Duration, tail: Vec<String> },
+    Max { max: Duration, marker_seen: bool, tail: Vec<String> },
+    Squatter { port_name: &'static str, port: u16, holder: Holder, tail: Vec<String> },
+    NotListening { port_name: &'static str, port: u16, tail: Vec<String> },
+    Io { error: String, tail: Vec<String> },
+}
+
+impl BootError {
+    /// One line that explains the failure.
+    pub fn cause(&self) -> String {
+        match self {
+            BootError::Exited { status, .. } => {
+                let hint = if status.success() {
+                    " (exit code 0 before ready: a poisoned ROOTPATH or a start that daemonized)"
+                } else {
+                    ""
+                };
+                format!("Harper exited before it was ready: {}{hint}", describe(status))
+            }
+            BootError::Idle { idle, .. } => format!(
+                "Harper printed nothing for {} while starting (idle cap); it hangs",
+                humantime::format_duration(*idle)
+            ),
+            BootError::Max { max, marker_seen, .. } => {
+                let what = if *marker_seen { "its ready line came but the probe never passed" } else { "it kept printing but never became ready" };
+                format!("Harper was not ready within {} (absolute cap): {what}", humantime::format_duration(*max))
+            }
+            BootError::Squatter { port_name, port, holder, .. } => format!(
+                "port {port} ({port_name}) is also held by {holder}, outside this instance: another server co-binds with SO_REUSEPORT"
+            ),
+            BootError::NotListening { port_name, port, .. } => {
+                format!("Harper reported ready but nothing listens on port {port} ({port_name})")
+            }
+            BootError::Io { error, .. } => format!("cannot watch Harper start: {error}"),
+        }
+    }
+
+    pub fn tail(&self) -> &[String] {
+        match self {
+            BootError::Exited { tail, .. }
+            | BootError::Idle { tail, .. }
+            | BootError::Max { tail, .. }
+            | BootError::Squatter { tail, .. }
+            | BootError::NotListening { tail, .. }
+            | BootError::Io { tail, .. } => tail,
+        }
+    }
+}
+
+/// Finds a marker in a stream of chunks, ignoring ANSI escape sequences, across chunk
+/// boundaries, without keeping more than the marker's length of history.
+pub struct Matcher {
+    marker: Vec<u8>,
+    window: Vec<u8>,
+    escape: Escape,
+    found: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    None,
+    Esc,
+    Csi,
+}
+
+impl Matcher {
+    pub fn new(marker: &str) -> Matcher {
+        Matcher { marker: marker.as_bytes().to_vec(), window: Vec::new(), escape: Escape::None, found: false }
+    }
+
+    /// Feeds a chunk; true once the marker has been seen.
+    pub fn feed(&mut self, chunk: &[u8]) -> bool {
+        if self.found {
+            return true;
+        }
+        for &b in chunk {
+            self.escape = match (self.escape, b) {
+                (Escape::None, 0x1b) => Escape::Esc,
+                (Escape::None, _) => {
+                    self.window.push(b);
+                    Escape::None
+                }
+                (Escape::Esc, b'[') => Escape::Csi,
+                (Escape::Esc, _) => Escape::None,
+                (Escape::Csi, 0x40..=0x7e) => Escape::None,
+                (Escape::Csi, _) => Escape::Csi,
+            };
+            if self.window.ends_with(&self.marker) {
+                self.found = true;
+                return true;
+            }
+            if self.window.len() > 4 * self.marker.len().max(16) {
+                let keep = self.marker.len();
+                self.window.drain(..self.window.len() - keep);
+            }
+        }
+        false
+    }
+}
+
+/// The last lines of output, ANSI stripped, for explaining a failure.
+pub struct Tail {
+    lines: VecDeque<String>,
+    partial: Vec<u8>,
+    limit: usize,
+}
+
+impl Tail {
+    pub fn new(limit: usize) -> Tail {
+        Tail { lines: VecDeque::new(), partial: Vec::new(), limit }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for &b in chunk {
+            if b == b'\n' {
+                let line = strip_ansi(&String::from_utf8_lossy(&self.partial));
+                self.partial.clear();
+                self.lines.push_back(line.trim_end_matches('\r').to_owned());
+                if self.lines.len() > self.limit {
+                    self.lines.pop_front();
+                }
+            } else {
+                self.partial.push(b);
+            }
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.lines.iter().cloned().collect();
+        if !self.partial.is_empty() {
+            out.push(strip_ansi(&String::from_utf8_lossy(&self.partial)));
+        }
+        let skip = out.len().saturating_sub(self.limit);
+        out.split_off(skip)
+    }
+}
+
+/// Removes ANSI escape sequences (CSI and two-byte escapes) from text.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        if chars.next_if_eq(&'[').is_some() {
+            for c in chars.by_ref() {
+                if ('\x40'..='\x7e').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
+}
+
+/// How long the ports may take to show up after the ready line before it counts as a lie.
+const PORTS_APPEAR: Duration = Duration::from_secs(5);
+
+/// Waits until `child` is ready on `addr`, or says why it never will be.
+pub async fn wait_ready(
+    child: &mut Child,
+    ready: &Ready,
+    startup: &Startup,
+    addr: Ipv4Addr,
+    ports: &Ports,
+    spawned: Instant,
+) -> Result<(), BootError> {
+    let mut matcher = Matcher::new(&ready.marker);
+    let mut tail = Tail::new(TAIL_LINES);
+    let max_deadline = tokio::time::Instant::from_std(spawned + startup.max);
+    let mut idle_deadline = tokio::time::Instant::now() + startup.idle;
+    let mut seen = false;
+    while !seen {
+        tokio::select! {
+            chunk = child.output.recv() => match chunk {
+                Some(chunk) => {
+                    tail.feed(&chunk.bytes);
+                    seen = matcher.feed(&chunk.bytes);
+                    idle_deadline = tokio::time::Instant::now() + startup.idle;
+                }
+                // Both pipes closed: the child is exiting; the next turn sees its status.
+                None => idle_deadline = max_deadline.min(idle_deadline),
+            },
+            status = child.process.exited() => {
+                child.process.flushed().await;
+                while let Ok(chunk) = child.output.try_recv() {
+                    tail.feed(&chunk.bytes);
+                }
+                return Err(match status {
+                    Ok(status) => BootError::Exited { status, tail: tail.lines() },
+                    Err(e) => BootError::Io { error: e.to_string(), tail: tail.lines() },
+                });
+            }
+            _ = sleep_until(idle_deadline) => {
+                return Err(BootError::Idle { idle: startup.idle, tail: tail.lines() });
+            }
+            _ = sleep_until(max_deadline) => {
+                return Err(BootError::Max { max: startup.max, marker_seen: false, tail: tail.lines() });
+            }
+        }
+    }
+    let pid = child.process.pid();
+    let confirmed = async {
+        probe(ready.probe, addr, ports.operations).await;
+        owned(addr, ports, pid).await
+    };
+    tokio::select! {
+        result = confirmed => result.map_err(|e| e.with_tail(tail.lines())),
+        status = child.process.exited() => Err(match status {
+            Ok(status) => BootError::Exited { status, tail: tail.lines() },
+            Err(e) => BootError::Io { error: e.to_string(), tail: tail.lines() },
+        }),
+        _ = sleep_until(max_deadline) => Err(BootError::Max { max: startup.max, marker_seen: true, tail: tail.lines() }),
+    }
+}
+
+/// Polls the probe until it passes; the caller bounds the time.
+async fn probe(kind: Probe, addr: Ipv4Addr, port: u16) {
+    loop {
+        let passed = match kind {
+            Probe::None => true,
+            Probe::Tcp => tokio::net::TcpStream::connect((addr, port)).await.is_ok(),
+            Probe::Http => health(addr, port).await,
+        };
+        if passed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// `GET /health` answers 200.
+pub async fn health(addr: Ipv4Addr, port: u16) -> bool {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect((addr, port)).await.ok()?;
+        let request = format!("GET /health HTTP/1.1\r\nHost: {addr}:{port}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 16];
+        let n = stream.read(&mut head).await.ok()?;
+        let line = std::str::from_utf8(&head[..n]).ok()?;
+        Some(line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200"))
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt).await.ok().flatten().unwrap_or(false)
+}
+
+/// A partial [`BootError`] from the ownership check, before the tail is attached.
+enum Unowned {
+    Squatter(&'static str, u16, Holder),
+    NotListening(&'static str, u16),
+}
+
+impl Unowned {
+    fn with_tail(self, tail: Vec<String>) -> BootError {
+        match self {
+            Unowned::Squatter(port_name, port, holder) => BootError::Squatter { port_name, port, holder, tail },
+            Unowned::NotListening(port_name, port) => BootError::NotListening { port_name, port, tail },
+        }
+    }
+}
+
+/// Every plan port is listened on, and only by processes of our group (Linux only: elsewhere
+/// the holders cannot be looked up and the check passes with a debug line).
+async fn owned(addr: Ipv4Addr, ports: &Ports, group: u32) -> Result<(), Unowned> {
+    if !cfg!(target_os = "linux") {
+        tracing::debug!("port ownership is only checked on Linux");
+        return Ok(());
+    }
+    let deadline = Instant::now() + PORTS_APPEAR;
+    loop {
+        let mut missing = None;
+        for (name, port) in ports.all() {
+            let holders = tokio::task::spawn_blocking(move || holder::holders(addr, port)).await.unwrap_or_default();
+            if let Some(foreign) = holders.iter().find(|h| h.pgid != Some(group)) {
+                return Err(Unowned::Squatter(name, port, foreign.clone()));
+            }
+            if holders.is_empty() && missing.is_none() {
+                missing = Some((name, port));
+            }
+        }
+        match missing {
+            None => return Ok(()),
+            Some((name, port)) if Instant::now() >= deadline => return Err(Unowned::NotListening(name, port)),
+            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matcher_finds_the_marker_split_across_chunks_and_wrapped_in_colour() {
+        let mut m = Matcher::new("successfully started");
+        assert!(!m.feed(b"HarperDB 4.7.29 \x1b[35msuccess"));
+        assert!(!m.feed(b"ful"));
+        assert!(m.feed(b"ly started\x1b[39m\r\n"));
+    }
+
+    #[test]
+    fn matcher_ignores_escape_sequences_inside_the_marker() {
+        let mut m = Matcher::new("successfully started");
+        assert!(m.feed(b"successfully\x1b[1m \x1b[0mstarted"));
+    }
+
+    #[test]
+    fn matcher_does_not_match_a_near_miss() {
+        let mut m = Matcher::new("successfully started");
+        assert!(!m.feed(b"not successfully_started; successfully start"));
+    }
+
+    #[test]
+    fn matcher_survives_long_output_before_the_marker() {
+        let mut m = Matcher::new("successfully started");
+        for _ in 0..1000 {
+            assert!(!m.feed(b"loading component xyz ...\n"));
+        }
+        assert!(m.feed(b"HarperDB successfully started\n"));
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines_stripped_of_colour() {
+        let mut t = Tail::new(2);
+        t.feed(b"one\n\x1b[31mtwo\x1b[0m\r\nthree\nfour-partial");
+        assert_eq!(t.lines(), vec!["three".to_owned(), "four-partial".to_owned()]);
+    }
+}

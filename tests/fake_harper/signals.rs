@@ -1,0 +1,100 @@
+//! SIGTERM and SIGINT as file-descriptor events.
+//!
+//! The signals are blocked before any thread exists and read from a signalfd, so every wait in
+//! the server (the delay, the chatter interval, the accept loop) can end the moment one arrives,
+//! and the exit path runs as ordinary code rather than inside a signal handler.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{self, SigHandler, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::Fatal;
+
+const STOP: [Signal; 2] = [Signal::SIGTERM, Signal::SIGINT];
+
+/// The `ignore-term` directive. Inherited by forked children, which is the point.
+pub fn ignore_term() -> Result<(), Fatal> {
+    for sig in STOP {
+        // SAFETY: SIG_IGN installs no handler code.
+        unsafe { signal::signal(sig, SigHandler::SigIgn) }
+            .map_err(|e| Fatal::usage(format!("cannot ignore {sig}: {e}")))?;
+    }
+    Ok(())
+}
+
+pub fn stop_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in STOP {
+        set.add(sig);
+    }
+    set
+}
+
+pub struct Signals {
+    fd: Option<SignalFd>,
+}
+
+impl Signals {
+    /// Blocks SIGTERM and SIGINT in this (still only) thread and everything it spawns.
+    pub fn catch() -> Result<Self, Fatal> {
+        let set = stop_set();
+        set.thread_block()
+            .map_err(|e| Fatal::usage(format!("cannot block SIGTERM/SIGINT: {e}")))?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| Fatal::usage(format!("cannot create a signalfd: {e}")))?;
+        Ok(Signals { fd: Some(fd) })
+    }
+
+    /// For `ignore-term`: no signal will ever arrive.
+    pub fn ignored() -> Self {
+        Signals { fd: None }
+    }
+
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Consumes a pending signal, if there is one.
+    pub fn received(&self) -> bool {
+        self.fd
+            .as_ref()
+            .is_some_and(|fd| matches!(fd.read_signal(), Ok(Some(_))))
+    }
+
+    /// Sleeps for `duration`; true if a stop signal arrived first.
+    pub fn wait(&self, duration: Duration) -> bool {
+        let Some(fd) = self.fd() else {
+            thread::sleep(duration);
+            return false;
+        };
+        let deadline = Instant::now().checked_add(duration);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+            match poll(&mut fds, timeout(left)) {
+                Ok(0) if left.is_some_and(|l| l.is_zero()) => return false,
+                Ok(0) | Err(Errno::EINTR) => {}
+                Ok(_) if self.received() => return true,
+                Ok(_) => {}
+                Err(_) => {
+                    thread::sleep(left.unwrap_or(Duration::from_secs(3600)));
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Milliseconds rounded up, so a poll never returns just short of its deadline; `None` is forever.
+pub fn timeout(left: Option<Duration>) -> PollTimeout {
+    let Some(left) = left else {
+        return PollTimeout::NONE;
+    };
+    let millis = left.as_micros().div_ceil(1000);
+    PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
+}

@@ -12,15 +12,6 @@ use serde_saphyr::{Budget, Error as YamlError};
 use super::error::PlanError;
 use super::schema::RawPlan;
 
-/// Keys the plan accepts, per block, for "did you mean" suggestions.
-const KNOWN_KEYS: &[&str] = &[
-    "version", "harper", "pool", "run", "shards", "package", "bin", "runtime", "args", "config",
-    "env", "admin", "fixtures", "ports", "ready", "startup", "teardown", "username", "password",
-    "operations", "http", "mqtt", "mqtts", "replication", "marker", "probe", "idle", "max",
-    "grace", "port_release", "start", "count", "wait", "concurrency", "fail_fast", "timeout",
-    "name", "files", "split",
-];
-
 /// Reads and parses `path`. The error owns everything needed to render it.
 pub fn load(path: &Path) -> Result<(RawPlan, String), PlanError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -49,7 +40,7 @@ fn options() -> serde_saphyr::Options {
     budget.max_nodes = 2_000_000;
     budget.max_documents = 1;
     let mut aliases = serde_saphyr::options::AliasLimits::default();
-    aliases.max_total_replayed_events = 100_000;
+    aliases.max_total_replayed_events = 10_000;
     serde_saphyr::options! {
         budget: Some(budget),
         alias_limits: aliases,
@@ -81,28 +72,31 @@ fn clean_message(message: &str) -> String {
 
 fn hint_for(message: &str, text: &str) -> Option<String> {
     if let Some(key) = between(message, "unknown field `", "`") {
-        return Some(match did_you_mean(key) {
+        let expected = message.split_once("expected one of ").map_or("", |(_, list)| list);
+        let candidates: Vec<&str> = expected.split(", ").map(|k| k.trim_matches('`')).collect();
+        return Some(match did_you_mean(key, &candidates) {
             Some(near) => format!("did you mean `{near}`? Unknown keys are refused so that a typo cannot be ignored"),
-            None => format!("remove `{key}`: it is not a key of plan version 1 (see the plan reference in the README)"),
+            None => format!("remove `{key}`: it is not a key here in plan version 1 (see the plan reference in the README)"),
         });
     }
-    if message.contains("missing field `shards`") {
-        return Some("add a `shards:` list with at least one shard".into());
-    }
-    if message.contains("missing field `version`") {
-        return Some("start the plan with `version: 1`".into());
-    }
-    if message.contains("missing field `run`") {
-        return Some("give the shard a `run:` command (a string, or a list of strings)".into());
-    }
-    if message.contains("budget") || message.contains("alias") && message.contains("limit") {
-        return Some("the plan expands to far more than a plan needs: look for anchors (&) and aliases (*) that refer to each other".into());
+    let known = [
+        ("missing field `shards`", "add a `shards:` list with at least one shard"),
+        ("missing field `version`", "start the plan with `version: 1`"),
+        ("missing field `run`", "give the shard a `run:` command (a string, or a list of strings)"),
+        ("missing field `name`", "give the shard a `name:`"),
+        ("expected sequence", "this must be a list: one `- item` line per entry"),
+        ("expected mapping", "this must be a mapping of `key: value` lines"),
+        ("invalid boolean", "use `true` or `false`"),
+        ("budget", "the plan expands to far more than a plan needs: look for anchors (&) and aliases (*) that refer to each other"),
+        ("alias", "the plan expands to far more than a plan needs: look for anchors (&) and aliases (*) that refer to each other"),
+        ("quoted scalar", "a quoted string may not end where you meant: check the quotes on this line and the line before"),
+        ("duplicate", "each key may appear only once in a mapping"),
+    ];
+    if let Some((_, hint)) = known.iter().find(|(needle, _)| message.contains(needle)) {
+        return Some((*hint).to_owned());
     }
     if message.to_lowercase().contains("tab") || text.lines().any(|l| l.starts_with('\t')) {
         return Some("YAML indentation must use spaces, not tabs".into());
-    }
-    if message.contains("duplicate") {
-        return Some("each key may appear only once in a mapping".into());
     }
     None
 }
@@ -113,8 +107,8 @@ fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
     Some(&s[start..start + len])
 }
 
-fn did_you_mean(key: &str) -> Option<&'static str> {
-    KNOWN_KEYS
+fn did_you_mean<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
         .iter()
         .map(|k| (strsim::jaro_winkler(key, k), *k))
         .filter(|(score, _)| *score > 0.8)

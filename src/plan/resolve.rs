@@ -79,7 +79,9 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
         let at = format!("shards[{i}]");
         let name = &shard.name;
         r.check_name(name, &at, &mut seen)?;
-        let harper = r.harper(&dir, merge(&base, shard.harper.as_ref()), &at)?;
+        // Errors in the top-level block point at it, not at the first shard that inherits it.
+        let harper_at = if shard.harper.is_some() { format!("{at}.harper") } else { "harper".to_owned() };
+        let harper = r.harper(&dir, merge(&base, shard.harper.as_ref()), &harper_at)?;
         for part in r.expand(&dir, &shard, &at)? {
             shards.push(Shard {
                 predicted: cx.timings.shard(&part.name),
@@ -308,7 +310,7 @@ impl Resolver<'_> {
 
     /// The effective `harper` block of one shard, checked and completed.
     fn harper(&self, dir: &Path, h: RawHarper, at: &str) -> Result<HarperSpec, PlanError> {
-        let field = |key: &str| format!("{at}.harper.{key}");
+        let field = |key: &str| format!("{at}.{key}");
         let runtime = h.runtime.unwrap_or(Runtime::Node);
         let source = match (&h.bin, &h.package) {
             (Some(bin), _) => {

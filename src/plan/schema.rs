@@ -155,7 +155,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(trimmed) {
         Ok(d) if d.is_zero() => Err(format!("invalid duration `{text}`: must be longer than zero")),
         Ok(d) => Ok(d),
-        Err(e) => Err(format!("invalid duration `{text}` ({e}): write it like `90s`, `2m` or `1h 30m`")),
+        Err(_) => Err(format!("invalid duration `{text}`: write it like `500ms`, `90s`, `2m` or `1h 30m`")),
     }
 }
 

@@ -92,6 +92,8 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
         timer_tx.send_if_modified(|c| c.is_none().then(|| *c = Some(Cancel::Timeout)).is_some());
     });
 
+    // Shards start in plan order: the dispatcher takes each turn under the concurrency limit
+    // before it spawns the shard that uses it.
     let gate = Arc::new(Semaphore::new(plan.run.concurrency.max(1)));
     let pool = Arc::new(opts.pool);
     let mut tasks = tokio::task::JoinSet::new();
@@ -109,15 +111,14 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
             emit: emit.clone(),
             cancel: cancel.clone(),
         };
-        let gate = gate.clone();
+        let mut waiting = cancel.clone();
+        let permit = tokio::select! {
+            permit = gate.clone().acquire_owned() => permit.ok(),
+            _ = waiting.wait_for(Option::is_some) => None,
+        };
         let fail_fast = plan.run.fail_fast.then(|| cancel_tx.clone());
         tasks.spawn(async move {
-            let mut cancel = cx.cancel.clone();
-            let permit = tokio::select! {
-                permit = gate.acquire_owned() => permit.ok(),
-                _ = cancel.wait_for(Option::is_some) => None,
-            };
-            let cancelled = *cancel.borrow();
+            let cancelled = *cx.cancel.borrow();
             let status = match (permit, cancelled) {
                 (Some(_permit), None) => shard::run(&cx, &shard).await,
                 (_, Some(Cancel::FailFast)) => skipped(&cx, "not started: an earlier shard failed (fail_fast)"),

@@ -1,0 +1,263 @@
+//! The foundation, end to end through the real binary on the fake server: resolution as the dry
+//! run shows it, shards on their own addresses with the documented environment, and each way a
+//! shard can fail mapped to its exit status and a one-line cause.
+
+mod support;
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+use support::{DEFAULT_PORTS, Sandbox, fake_plan};
+
+fn dry_run(sandbox: &Sandbox, env: &[(&str, &str)]) -> Value {
+    let mut cmd = sandbox.command();
+    cmd.args(["run", "--plan", "--format", "json"]).env_remove("CI");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("the dry run prints JSON")
+}
+
+fn simple_plan(sandbox: &Sandbox, harper: &str) {
+    sandbox.write("harper-shards.yml", &format!("version: 1\n{harper}shards:\n  - name: a\n    run: \"true\"\n"));
+}
+
+#[test]
+fn the_dry_run_resolves_defaults_and_starts_nothing() {
+    let sandbox = Sandbox::new();
+    simple_plan(&sandbox, "");
+    let plan = dry_run(&sandbox, &[]);
+    let harper = &plan["plan"]["shards"][0]["harper"];
+    assert_eq!(harper["source"]["package"], "harperdb@4.7.29");
+    assert_eq!(harper["startup"]["idle"], 60.0);
+    assert_eq!(harper["startup"]["max"], 120.0);
+    assert_eq!(harper["teardown"]["grace"], 5.0);
+    assert_eq!(harper["ports"]["operations"], 9925);
+    assert_eq!(plan["plan"]["pool"]["start"], "127.0.0.2");
+    assert_eq!(plan["plan"]["pool"]["count"], 32);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(plan["plan"]["run"]["concurrency"], (cpus / 2 + 1).max(1));
+    assert!(!sandbox.path("w").exists() && !sandbox.path("report").exists(), "the dry run touched the disk");
+}
+
+#[test]
+fn ci_scales_the_startup_caps_unless_it_says_false() {
+    let sandbox = Sandbox::new();
+    simple_plan(&sandbox, "");
+    for (ci, idle, max) in [("true", 150.0, 300.0), ("1", 150.0, 300.0), ("false", 60.0, 120.0), ("0", 60.0, 120.0)] {
+        let plan = dry_run(&sandbox, &[("CI", ci)]);
+        let startup = &plan["plan"]["shards"][0]["harper"]["startup"];
+        assert_eq!((startup["idle"].as_f64(), startup["max"].as_f64()), (Some(idle), Some(max)), "CI={ci}");
+    }
+}
+
+#[test]
+fn fallback_variables_fill_unset_keys_but_the_plan_wins() {
+    let sandbox = Sandbox::new();
+    simple_plan(&sandbox, "harper:\n  startup: {max: 99s}\n");
+    let env = [
+        ("HARPER_INTEGRATION_TEST_STARTUP_TIMEOUT_MS", "7000"),
+        ("HARPER_INTEGRATION_TEST_STARTUP_MAX_MS", "8000"),
+        ("HARPER_INTEGRATION_TEST_TEARDOWN_GRACE_MS", "1500"),
+        ("HARPER_INTEGRATION_TEST_PORT_RELEASE_TIMEOUT_MS", "2500"),
+        ("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_START", "127.0.0.50"),
+        ("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_COUNT", "4"),
+        ("HARPER_RUNTIME", "bun"),
+        ("CI", "true"),
+    ];
+    let plan = dry_run(&sandbox, &env);
+    let harper = &plan["plan"]["shards"][0]["harper"];
+    assert_eq!(harper["startup"]["idle"], 7.0, "the variable beats the CI default");
+    assert_eq!(harper["startup"]["max"], 99.0, "the plan beats the variable");
+    assert_eq!(harper["teardown"]["grace"], 1.5);
+    assert_eq!(harper["teardown"]["port_release"], 2.5);
+    assert_eq!(harper["runtime"], "bun");
+    assert_eq!(plan["plan"]["pool"]["start"], "127.0.0.50");
+    assert_eq!(plan["plan"]["pool"]["count"], 4);
+}
+
+#[test]
+fn a_shard_overrides_only_the_keys_it_names() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1\nharper:\n  env: {A: plan, B: plan}\n  ports: {http: 10926}\n  startup: {idle: 30s}\nshards:\n  - name: plain\n    run: \"true\"\n  - name: custom\n    run: \"true\"\n    harper:\n      env: {B: shard}\n      ports: {operations: 10925}\n",
+    );
+    let plan = dry_run(&sandbox, &[]);
+    let plain = &plan["plan"]["shards"][0]["harper"];
+    let custom = &plan["plan"]["shards"][1]["harper"];
+    assert_eq!(plain["ports"]["operations"], 9925);
+    assert_eq!(custom["ports"]["operations"], 10925);
+    assert_eq!(custom["ports"]["http"], 10926, "the plan's other port stays");
+    assert_eq!(custom["env"]["A"], "plan");
+    assert_eq!(custom["env"]["B"], "shard");
+    assert_eq!(custom["startup"]["idle"], 30.0);
+}
+
+#[test]
+fn split_divides_files_by_recorded_timings_and_partitions_cover_every_shard_once() {
+    let sandbox = Sandbox::new();
+    for f in ["a", "b", "c", "d", "e"] {
+        sandbox.write(&format!("t/{f}.test.mjs"), "");
+    }
+    sandbox.write(
+        "timings.json",
+        r#"{"version":1,"shards":{},"files":{"t/a.test.mjs":40,"t/b.test.mjs":10,"t/c.test.mjs":10,"t/d.test.mjs":10,"t/e.test.mjs":10}}"#,
+    );
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1\nshards:\n  - name: solo\n    run: \"true\"\n  - name: db\n    files: t/*.test.mjs\n    split: 2\n    run: node --test {files}\n",
+    );
+    let plan = dry_run(&sandbox, &[("HARPER_SHARD_TIMINGS", sandbox.path("timings.json").to_str().unwrap())]);
+    let shards = plan["plan"]["shards"].as_array().unwrap();
+    let names: Vec<&str> = shards.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["solo", "db/1", "db/2"]);
+    assert_eq!(shards[1]["commands"][0], "node --test t/a.test.mjs");
+    assert_eq!(shards[2]["commands"][0], "node --test t/b.test.mjs t/c.test.mjs t/d.test.mjs t/e.test.mjs");
+    assert_eq!(shards[2]["index"], 3);
+
+    let out = sandbox.command().args(["matrix", "--partitions", "2"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let matrix: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    for job in matrix["include"].as_array().unwrap() {
+        let partition = job["partition"].as_str().unwrap();
+        let selected = dry_run(&sandbox, &[("HARPER_SHARD_PARTITION", partition)]);
+        let from_run: Vec<String> =
+            selected["selected"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+        let from_matrix: Vec<String> = job["shards"].as_str().unwrap().split(' ').map(str::to_owned).collect();
+        assert_eq!(from_run, from_matrix, "the matrix and the run agree on partition {partition}");
+        seen.extend(from_run);
+    }
+    seen.sort();
+    assert_eq!(seen, ["db/1", "db/2", "solo"]);
+}
+
+#[test]
+fn only_selects_by_name_or_by_split_group_and_refuses_unknown_names() {
+    let sandbox = Sandbox::new();
+    sandbox.write("t/a.test.mjs", "");
+    sandbox.write("t/b.test.mjs", "");
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1\nshards:\n  - name: x\n    run: \"true\"\n  - name: db\n    files: t/*.test.mjs\n    split: 2\n    run: \"true\"\n",
+    );
+    let plan = dry_run(&sandbox, &[("HARPER_SHARD_ONLY", "db")]);
+    assert_eq!(plan["selected"], serde_json::json!(["db/1", "db/2"]));
+    let run = sandbox.run(&["run", "--plan", "--only", "nope"]);
+    run.expect(2);
+    assert!(run.stderr().contains("no such shard; the plan has: x, db/1, db/2"), "{}", run.stderr());
+}
+
+/// Three shards at once, each writing what it sees; all on different addresses, all with the
+/// documented variables, and nothing of them left afterwards.
+#[test]
+fn shards_run_at_once_on_their_own_addresses_with_the_documented_environment() {
+    let sandbox = Sandbox::new();
+    // Each shard records its environment, then waits until all three are running at once.
+    sandbox.write(
+        "dump.sh",
+        "env | grep -E '^HARPER_' | sort > \"$HARPER_SHARD_NAME.env\"\ntouch \"$HARPER_SHARD_NAME.started\"\nuntil [ -e a.started ] && [ -e b.started ] && [ -e c.started ]; do sleep 0.05; done\n",
+    );
+    let shards: String = ["a", "b", "c"].iter().map(|n| format!("  - name: {n}\n    run: sh dump.sh\n    timeout: 20s\n")).collect();
+    sandbox.write("harper-shards.yml", &fake_plan("", "run: {concurrency: 3}\n", &shards));
+    sandbox.run(&["run"]).expect(0);
+    let mut addresses = HashSet::new();
+    for name in ["a", "b", "c"] {
+        let env = support::read(&sandbox.path(&format!("{name}.env")));
+        let var = |key: &str| {
+            env.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("{key} missing in {env}")).to_owned()
+        };
+        let host = var("HARPER_HOSTNAME");
+        assert!(host.starts_with("127."), "{host}");
+        assert_eq!(var("HARPER_OPERATIONS_API_URL"), format!("http://{host}:9925"));
+        assert_eq!(var("HARPER_HTTP_URL"), format!("http://{host}:9926"));
+        assert_eq!(var("HARPER_ADMIN_USERNAME"), "admin");
+        assert_eq!(var("HARPER_ADMIN_PASSWORD").len(), 32, "a random password");
+        assert_eq!(var("HARPER_SHARD_NAME"), name);
+        assert_eq!(var("HARPER_SHARD_TOTAL"), "3");
+        assert!(var("HARPER_ROOTPATH").starts_with(sandbox.path("w").to_str().unwrap()));
+        assert!(!std::path::Path::new(&var("HARPER_ROOTPATH")).exists(), "ROOTPATH was removed");
+        assert!(support::ports_free(&host, &DEFAULT_PORTS), "ports on {host} are still held");
+        addresses.insert(host);
+    }
+    assert_eq!(addresses.len(), 3, "three live shards shared an address: {addresses:?}");
+    let report = sandbox.report();
+    let statuses: Vec<&str> = report["shards"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["passed", "passed", "passed"]);
+    assert_eq!(report["exit_code"], 0);
+}
+
+#[test]
+fn a_failing_command_fails_its_shard_with_exit_1_and_shows_its_output() {
+    let sandbox = Sandbox::new();
+    let shards = "  - name: good\n    run: \"true\"\n  - name: bad\n    run: [\"true\", \"echo the widget broke; exit 3\", \"touch never-run\"]\n";
+    sandbox.write("harper-shards.yml", &fake_plan("", "", shards));
+    let run = sandbox.run(&["run"]);
+    run.expect(1);
+    let err = run.stderr();
+    assert!(err.contains("`echo the widget broke; exit 3` failed: exit code 3"), "{err}");
+    assert!(err.contains("| the widget broke"), "the output's tail is shown: {err}");
+    assert!(!sandbox.path("never-run").exists(), "a command after the failing one ran");
+    let report = sandbox.report();
+    assert_eq!(report["shards"][0]["status"], "passed");
+    assert_eq!(report["shards"][1]["status"], "failed");
+}
+
+fn boot_failure(directives: &str, startup: &str) -> (Sandbox, String) {
+    let sandbox = Sandbox::new();
+    let plan = fake_plan(directives, "", "  - name: a\n    run: touch ran\n").replace("startup: {idle: 10s, max: 20s}", startup);
+    sandbox.write("harper-shards.yml", &plan);
+    let run = sandbox.run(&["run"]);
+    run.expect(3);
+    assert!(!sandbox.path("ran").exists(), "a command ran although Harper never became ready");
+    let err = run.stderr();
+    (sandbox, err)
+}
+
+#[test]
+fn an_exit_with_code_0_before_ready_is_a_boot_failure_not_a_success() {
+    let (_s, err) = boot_failure("exit=0", "startup: {idle: 10s, max: 20s}");
+    assert!(err.contains("Harper exited before it was ready: exit code 0"), "{err}");
+    assert!(err.contains("upgrade"), "the tail quotes the server's last words: {err}");
+}
+
+#[test]
+fn a_silent_hang_is_caught_by_the_idle_cap() {
+    let (_s, err) = boot_failure("hang", "startup: {idle: 1s, max: 20s}");
+    assert!(err.contains("printed nothing for 1s while starting (idle cap)"), "{err}");
+}
+
+#[test]
+fn chatter_that_never_becomes_ready_is_caught_by_the_absolute_cap() {
+    let (_s, err) = boot_failure("chatter=100ms", "startup: {idle: 1s, max: 2s}");
+    assert!(err.contains("not ready within 2s (absolute cap)"), "{err}");
+}
+
+#[test]
+fn a_coloured_ready_line_split_across_writes_is_recognised() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", &fake_plan("ansi,split-ready,stderr-noise", "", "  - name: a\n    run: \"true\"\n"));
+    sandbox.run(&["run"]).expect(0);
+}
+
+#[test]
+fn a_command_past_the_shard_timeout_is_stopped_and_fails_the_shard() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", &fake_plan("", "", "  - name: slow\n    run: sleep 600\n    timeout: 1s\n"));
+    let run = sandbox.run(&["run"]);
+    run.expect(1);
+    assert!(run.stderr().contains("`sleep 600` timed out after 1s"), "{}", run.stderr());
+}
+
+#[test]
+fn fail_fast_skips_the_shards_that_had_not_started() {
+    let sandbox = Sandbox::new();
+    let shards = "  - name: first\n    run: \"false\"\n  - name: second\n    run: touch second-ran\n";
+    sandbox.write("harper-shards.yml", &fake_plan("", "run: {concurrency: 1, fail_fast: true}\n", shards));
+    sandbox.run(&["run"]).expect(1);
+    assert!(!sandbox.path("second-ran").exists());
+    assert_eq!(sandbox.report()["shards"][1]["status"], "skipped");
+}

@@ -1,0 +1,194 @@
+//! What every integration test needs: the real binaries, a sandbox directory, plans that start
+//! the fake server, and the leak check that is the product's whole promise — every process a
+//! test starts is marked, and a test that leaves one alive fails.
+#![allow(dead_code)]
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Marks every process a test starts, through every fork and exec: the tool passes its
+/// environment down to keepers, servers and commands.
+pub const MARK: &str = "HARPER_SHARD_TEST_MARK";
+
+pub fn harper_shard() -> &'static str {
+    env!("CARGO_BIN_EXE_harper-shard")
+}
+
+pub fn fake_harper() -> &'static str {
+    env!("CARGO_BIN_EXE_fake-harper")
+}
+
+/// A directory of one test's own, and the processes started from it.
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub mark: String,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let mark = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("hst-{}", &mark[..8]));
+        std::fs::create_dir_all(&dir).expect("create the sandbox");
+        Sandbox { dir, mark }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent");
+        }
+        std::fs::write(&path, text).expect("write a sandbox file");
+        path
+    }
+
+    /// `harper-shard` with the sandbox's mark, work directory and report directory.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(harper_shard());
+        cmd.current_dir(&self.dir)
+            .env(MARK, &self.mark)
+            .env("HARPER_SHARD_WORK_DIR", self.path("w"))
+            .env("HARPER_SHARD_REPORT_DIR", self.path("report"))
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("HARPER_SHARD_PLAN")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let output = self.command().args(args).output().expect("run harper-shard");
+        Run { output, took: started.elapsed() }
+    }
+
+    /// Live processes that carry this sandbox's mark.
+    pub fn leftovers(&self) -> Vec<u32> {
+        marked_processes(&format!("{MARK}={}", self.mark))
+    }
+
+    /// Polls `cond` until it holds or `limit` passes; the synchronisation tests use instead of
+    /// sleeping.
+    pub fn wait_for(&self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !cond() {
+            assert!(Instant::now() < deadline, "gave up after {limit:?} waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn report(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.path("report/report.json")).expect("report.json exists");
+        serde_json::from_str(&text).expect("report.json is JSON")
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Give the tool's own teardown a moment to finish before judging.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut left = self.leftovers();
+        while !left.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            left = self.leftovers();
+        }
+        let described: Vec<String> = left.iter().map(|pid| describe(*pid)).collect();
+        for pid in &left {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if !left.is_empty() && !std::thread::panicking() {
+            panic!("the test leaked {} process(es), now killed: {}", left.len(), described.join("; "));
+        }
+    }
+}
+
+/// Every process whose environment holds `entry` (`NAME=value`), except this one.
+pub fn marked_processes(entry: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
+                .unwrap_or(false)
+        })
+        .filter(|pid| !is_zombie(*pid))
+        .collect()
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').and_then(|i| s[i + 2..].chars().next()))
+        == Some('Z')
+}
+
+fn describe(pid: u32) -> String {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmd: String = String::from_utf8_lossy(&cmd).replace('\0', " ");
+    format!("{pid}: {}", cmd.trim())
+}
+
+/// The result of one run of the binary.
+pub struct Run {
+    pub output: Output,
+    pub took: Duration,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or_else(|| 128 + self.output.status.signal().unwrap_or(0))
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// Asserts the exit status, showing everything the tool said when it differs.
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit status\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// A plan whose shards run the fake server with `directives` (the `FAKE_HARPER` value).
+/// `shards` is the YAML of the `shards:` list, indented by two spaces.
+pub fn fake_plan(directives: &str, extra_harper: &str, shards: &str) -> String {
+    format!(
+        "version: 1\nharper:\n  runtime: exec\n  bin: {bin}\n  env: {{FAKE_HARPER: \"{directives}\"}}\n  startup: {{idle: 10s, max: 20s}}\n  teardown: {{grace: 2s, port_release: 3s}}\n{extra_harper}shards:\n{shards}",
+        bin = fake_harper()
+    )
+}
+
+/// Is every port of the default plan free on `addr` (bind without SO_REUSEPORT succeeds, and
+/// nothing accepts)?
+pub fn ports_free(addr: &str, ports: &[u16]) -> bool {
+    let ip: std::net::Ipv4Addr = addr.parse().expect("an address");
+    ports.iter().all(|&port| {
+        let target = std::net::SocketAddr::from((ip, port));
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+        socket.set_reuse_address(true).expect("SO_REUSEADDR");
+        socket.bind(&target.into()).is_ok() && std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_err()
+    })
+}
+
+pub const DEFAULT_PORTS: [u16; 5] = [9925, 9926, 1883, 8883, 9933];
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}

@@ -1,0 +1,72 @@
+# syntax=docker/dockerfile:1
+
+# harper-shard for container CI (GitLab, Buildkite, CircleCI, Jenkins):
+#
+#   docker build -t harper-shard --build-arg HARPER_PACKAGE=harperdb@4.7.29 .
+#   docker run --rm --user "$(id -u)" -v "$PWD:/work" harper-shard run --partition 1/2
+#
+# --user keeps the mounted checkout writable for the report; `docker stop` (SIGTERM, 10 s) leaves
+# the tool the ~7 s it needs to tear every shard down.
+#
+# Both stages are Debian bookworm, so the binary runs against the glibc it was linked with.
+
+ARG RUST_VERSION=1
+
+FROM rust:${RUST_VERSION}-slim-bookworm AS build
+WORKDIR /src
+
+# Dependencies first, against a placeholder main: this layer is reused until Cargo.toml or
+# Cargo.lock change, so a source edit rebuilds only the crate itself.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src \
+    && echo 'fn main() {}' > src/main.rs \
+    && cargo build --locked --release --bin harper-shard
+
+COPY src ./src
+# The placeholder's build is newer than the copied sources' mtimes; touch so cargo sees the change.
+RUN touch src/main.rs \
+    && cargo build --locked --release --bin harper-shard
+
+
+FROM node:20-bookworm-slim
+
+LABEL org.opencontainers.image.title="harper-shard" \
+      org.opencontainers.image.description="Run integration-test shards against real Harper servers, many at once, with nothing left behind." \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+
+# tini is PID 1: it forwards `docker stop`'s SIGTERM to harper-shard, which then tears every
+# shard down and exits 143, and it reaps whatever is orphaned. ca-certificates: the Checks API
+# client trusts the system's roots. Versions are not pinned: bookworm's point releases replace
+# them on the mirror, so a pin breaks the build, and the base image's tag fixes the release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates tini \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY --from=build /src/target/release/harper-shard /usr/local/bin/harper-shard
+
+# The cache lives outside $HOME and, like /work, is writable by group 0: `docker run --user
+# <uid>` runs in group 0 unless told otherwise, and must still find the pre-installed Harper
+# and be able to install another.
+ENV HARPER_SHARD_CACHE_DIR=/var/cache/harper-shard
+RUN install -d -o node -g 0 -m 2775 "$HARPER_SHARD_CACHE_DIR" /work
+
+# Numeric, so a cluster's runAsNonRoot can verify it: the image's `node` user.
+USER 1000:1000
+WORKDIR /work
+
+# Optional: put Harper into the image's cache so jobs don't spend ~45 s on `npm install`.
+# The cache is filled by one real run of a one-shard plan, which uses the binary's own install
+# code and, as a bonus, proves the image can boot Harper.
+ARG HARPER_PACKAGE=""
+RUN if [ -n "$HARPER_PACKAGE" ]; then \
+        warm="$(mktemp -d)" \
+        && printf 'version: 1\nharper:\n  package: "%s"\nshards:\n  - name: warm-cache\n    run: "true"\n' \
+            "$HARPER_PACKAGE" > "$warm/plan.yml" \
+        && harper-shard run "$warm/plan.yml" --report-dir "$warm/report" \
+        && rm -rf "$warm" /tmp/harper-shard-* "$HOME/.npm" \
+        && chmod -R g=u "$HARPER_SHARD_CACHE_DIR"; \
+    fi
+
+ENTRYPOINT ["tini", "--", "harper-shard"]
+CMD ["run"]

@@ -3,6 +3,10 @@
 //! job runs ([`select`]). Everything after this module takes the resolved [`Plan`], never the
 //! raw file.
 
+// A plan error happens at most once, before anything starts, and carries everything needed to
+// render it: its size costs nothing, and boxing it would only add noise to every `?`.
+#![allow(clippy::result_large_err)]
+
 pub mod error;
 pub mod load;
 pub mod partition;

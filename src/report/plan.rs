@@ -61,7 +61,13 @@ pub fn human(plan: &Plan, selected: &[Shard], partition: Option<Partition>) -> S
 fn describe_harper(h: &HarperSpec) -> String {
     let d = humantime::format_duration;
     let source = match &h.source {
-        HarperSource::Package(spec) => format!("{spec} (npm, cached)"),
+        HarperSource::Package(spec) => {
+            let cached = crate::harper::install::cache_dir().ok().and_then(|c| crate::harper::install::cached(&c, spec));
+            match cached {
+                Some(found) => format!("{spec} (cached: {})", found.entry.display()),
+                None => format!("{spec} (not cached yet: npm installs it on first use)"),
+            }
+        }
         HarperSource::Bin(path) => path.display().to_string(),
     };
     let ports: Vec<String> = h.ports.all().iter().map(|(n, p)| format!("{n} {p}")).collect();

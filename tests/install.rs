@@ -1,0 +1,70 @@
+//! Installing `harper.package` into the cache: once, even when two runs want it at the same
+//! moment, and never half. npm is replaced by tests/fixtures/fake-npm (through
+//! `HARPER_SHARD_NPM`), which installs a tiny node server that behaves like a ready Harper.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::Sandbox;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn package_plan(sandbox: &Sandbox) {
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1\nharper:\n  package: harperdb@0.0.0-test\n  startup: {idle: 20s, max: 30s}\nshards:\n  - name: a\n    run: \"true\"\n",
+    );
+}
+
+fn install_command(sandbox: &Sandbox, report: &str) -> std::process::Command {
+    let mut cmd = sandbox.command();
+    cmd.args(["run", "--report-dir", report])
+        .env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache"))
+        .env("HARPER_SHARD_NPM", fixture("fake-npm"))
+        .env("FAKE_NPM_LOG", sandbox.path("npm.log"));
+    cmd
+}
+
+#[test]
+fn two_runs_installing_at_the_same_moment_install_once_and_both_pass() {
+    let sandbox = Sandbox::new();
+    package_plan(&sandbox);
+    let first = install_command(&sandbox, "r1").spawn().expect("start the first run");
+    let second = install_command(&sandbox, "r2").spawn().expect("start the second run");
+    for (name, child) in [("first", first), ("second", second)] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "the {name} run failed");
+    }
+    let calls = support::read(&sandbox.path("npm.log"));
+    assert_eq!(calls.lines().count(), 1, "npm ran more than once:\n{calls}");
+    let packages: Vec<String> = std::fs::read_dir(sandbox.path("cache/packages"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert_eq!(packages, ["harperdb@0.0.0-test"], "one complete copy, nothing partial");
+
+    // A third run reuses the cache without calling npm.
+    let out = install_command(&sandbox, "r3").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(support::read(&sandbox.path("npm.log")).lines().count(), 1, "the cached copy was not reused");
+}
+
+#[test]
+fn a_failed_install_exits_3_says_why_and_leaves_no_partial_copy() {
+    let sandbox = Sandbox::new();
+    package_plan(&sandbox);
+    let out = install_command(&sandbox, "r1").env("FAKE_NPM_FAIL", "1").output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`npm install harperdb@0.0.0-test` failed"), "{err}");
+    assert!(err.contains("npm error code E404"), "npm's own last words are quoted: {err}");
+    assert!(!sandbox.path("cache/packages/harperdb@0.0.0-test").exists(), "a failed install was kept as complete");
+
+    let out = install_command(&sandbox, "r2").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "the next run installs afresh: {}", String::from_utf8_lossy(&out.stderr));
+}

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use super::model::{RunRecord, ShardRecord};
 use super::{Reporter, collapse, short};
-use crate::run::events::{Event, EventKind, Outcome};
+use crate::run::events::{Event, EventKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -89,7 +89,7 @@ impl<W: Write + Send> Reporter for Console<W> {
     }
 
     fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
-        for shard in record.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() != 0)) {
+        for shard in record.failed() {
             explain(&mut self.out, shard)?;
         }
         write_table(&mut self.out, record)?;
@@ -103,10 +103,7 @@ fn explain(out: &mut impl Write, shard: &ShardRecord) -> std::io::Result<()> {
     if let Some(cause) = &shard.cause {
         writeln!(out, "{cause}")?;
     }
-    let (title, tail) = match shard.commands.iter().find(|c| matches!(c.outcome, Some(ref o) if *o != Outcome::Passed)) {
-        Some(c) if !c.tail.is_empty() => (format!("last lines of `{}`", c.command), &c.tail),
-        _ => ("last lines of Harper's output".to_owned(), &shard.boot_tail),
-    };
+    let (title, tail) = shard.failure_tail();
     if !tail.is_empty() {
         writeln!(out, "{title}:")?;
         for line in collapse(tail) {

@@ -74,7 +74,8 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
             log_dir: opts.report_dir.join(shard::dir_name(&s.name)),
         })
         .collect();
-    emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.clone() });
+    let started_at = std::time::SystemTime::now() - emit.started.elapsed();
+    emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.clone(), started_at });
 
     let entries = match install_all(&shards, &emit).await {
         Ok(entries) => entries,

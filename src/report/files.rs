@@ -36,10 +36,10 @@ impl Reporter for Files {
         let mut timings = self.previous.clone();
         timings.version = TIMINGS_VERSION;
         for shard in &record.shards {
-            if shard.status == Some(ShardStatus::Passed) {
-                if let Some(total) = shard.phases.total() {
-                    timings.shards.insert(shard.name.clone(), total.as_secs_f64());
-                }
+            if shard.status == Some(ShardStatus::Passed)
+                && let Some(total) = shard.phases.total()
+            {
+                timings.shards.insert(shard.name.clone(), total.as_secs_f64());
             }
         }
         let mut problems = Vec::new();
@@ -49,10 +49,7 @@ impl Reporter for Files {
             problems.extend(bad);
         }
         write_json(&self.dir.join("timings.json"), &timings)?;
-        match problems.is_empty() {
-            true => Ok(()),
-            false => Err(anyhow::anyhow!("{}", problems.join("; "))),
-        }
+        if problems.is_empty() { Ok(()) } else { Err(anyhow::anyhow!("{}", problems.join("; "))) }
     }
 }
 

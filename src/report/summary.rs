@@ -74,21 +74,16 @@ pub fn failures(record: &RunRecord) -> String {
     md.push_str("### Failures\n\n");
     for s in failed {
         let cause = s.cause.as_deref().unwrap_or("no cause recorded");
-        let _ = writeln!(md, "- **{}**: {}", cell(&s.name), cell(cause));
+        let _ = writeln!(md, "**{}** — {}\n", cell(&s.name), cell(cause));
         let (title, tail) = s.failure_tail();
         if !tail.is_empty() {
             let lines = collapse(tail);
             let shown = &lines[lines.len().saturating_sub(TAIL_LINES)..];
             let body = shown.join("\n");
             let fence = fence_for(&body);
-            let _ = write!(md, "  <details><summary>{}</summary>\n\n  {fence}text\n", html(&title));
-            for line in shown {
-                let _ = writeln!(md, "  {line}");
-            }
-            let _ = writeln!(md, "  {fence}\n  </details>");
+            let _ = writeln!(md, "<details><summary>{}</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n", html(&title));
         }
     }
-    md.push('\n');
     md
 }
 

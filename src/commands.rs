@@ -1,5 +1,6 @@
 //! The commands' bodies: each turns parsed arguments into work and an exit status.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use crate::cli::{Format, MatrixArgs, PoolArgs, PoolCommand, RunArgs};
 use crate::exit::{Exit, Failure};
 use crate::plan::{self, Plan, Timings};
-use crate::report::console::{Console, Verbosity};
+use crate::report::console::{self, Console, Verbosity};
 use crate::report::github::{self, GitHub};
 use crate::report::junit::Junit;
 use crate::report::{self, Reporter, checks, files::Files};
@@ -63,7 +64,13 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
         let (tx, rx) = mpsc::unbounded_channel();
         let emit = Emitter::new(Instant::now(), tx);
         let on_github = github::detected();
-        let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Console::new(std::io::stderr(), verbosity))];
+        let console = if std::io::stderr().is_terminal() && !on_github {
+            let colour = console::colour_allowed(std::env::var_os("NO_COLOR").as_deref());
+            Console::live(std::io::stderr(), verbosity, colour)
+        } else {
+            Console::new(std::io::stderr(), verbosity)
+        };
+        let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(console)];
         reporters.push(Box::new(Files::new(&args.report_dir, Some(timings), &plan.dir)));
         reporters.push(Box::new(Junit::new(&args.report_dir)));
         if on_github {

@@ -7,6 +7,7 @@ pub mod files;
 pub mod github;
 pub mod harvest;
 pub mod junit;
+pub mod live;
 pub mod model;
 pub mod plan;
 pub mod summary;

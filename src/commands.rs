@@ -74,7 +74,7 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
         reporters.push(Box::new(Files::new(&args.report_dir, Some(timings), &plan.dir)));
         reporters.push(Box::new(Junit::new(&args.report_dir)));
         if on_github {
-            reporters.push(Box::new(GitHub::new(std::io::stderr(), github::Files::from_env())));
+            reporters.push(Box::new(GitHub::new(std::io::stderr(), github::StepFiles::from_env())));
         }
         let reporting = tokio::spawn(report::consume(rx, reporters));
         let (cancel_tx, cancel_rx) = watch::channel(None);

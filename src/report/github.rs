@@ -17,7 +17,7 @@ use anyhow::Context;
 
 use super::model::{Phase, RunRecord, ShardRecord};
 use super::{Reporter, short, summary};
-use crate::run::events::{Event, EventKind};
+use crate::run::events::{Event, EventKind, ShardStatus};
 
 /// GitHub displays at most this many annotations of one type per step.
 pub const ANNOTATIONS_PER_TYPE: usize = 10;
@@ -28,17 +28,17 @@ const RELAY_LIMIT: u64 = 4 << 20;
 
 /// Where GitHub's runner reads files from, taken from the environment.
 #[derive(Debug, Clone, Default)]
-pub struct Files {
+pub struct StepFiles {
     /// `$GITHUB_STEP_SUMMARY`
     pub summary: Option<PathBuf>,
     /// `$GITHUB_OUTPUT`
     pub output: Option<PathBuf>,
 }
 
-impl Files {
-    pub fn from_env() -> Files {
+impl StepFiles {
+    pub fn from_env() -> StepFiles {
         let path = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        Files { summary: path("GITHUB_STEP_SUMMARY"), output: path("GITHUB_OUTPUT") }
+        StepFiles { summary: path("GITHUB_STEP_SUMMARY"), output: path("GITHUB_OUTPUT") }
     }
 }
 
@@ -49,13 +49,13 @@ pub fn detected() -> bool {
 
 pub struct GitHub<W: Write + Send> {
     out: W,
-    files: Files,
+    files: StepFiles,
     /// Ends a `::stop-commands::` section; random, so relayed output cannot guess it.
     resume: String,
 }
 
 impl<W: Write + Send> GitHub<W> {
-    pub fn new(out: W, files: Files) -> Self {
+    pub fn new(out: W, files: StepFiles) -> Self {
         GitHub { out, files, resume: uuid::Uuid::new_v4().simple().to_string() }
     }
 
@@ -74,7 +74,7 @@ impl<W: Write + Send> GitHub<W> {
         if let Some(cause) = &shard.cause {
             writeln!(out, "cause: {}", one_line(cause))?;
         }
-        if shard.status.is_some_and(|s| s == crate::run::events::ShardStatus::BootFailed) {
+        if shard.status == Some(ShardStatus::BootFailed) {
             for stream in ["stdout", "stderr"] {
                 let log = shard.log_dir.join("harper").join(format!("{stream}.log"));
                 writeln!(out, "── Harper {stream} ({})", log.display())?;

@@ -300,3 +300,13 @@ fn per_file_timings_are_summed_from_the_junit_that_commands_write() {
     assert_eq!(timings["files"]["t/b.test.mjs"], 2.5, "{timings}");
     assert!(timings["shards"]["unit"].as_f64().is_some());
 }
+
+#[test]
+fn junit_left_by_an_earlier_run_is_not_counted_again() {
+    let sandbox = Sandbox::new();
+    sandbox.write("report/unit/junit/old.xml", r#"<testsuites><testcase name="x" time="9" file="t/old.test.mjs"/></testsuites>"#);
+    github_step(&sandbox, "  - name: unit\n    run: \"true\"\n", &[]).run.expect(0);
+    let timings: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("report/timings.json"))).unwrap();
+    assert_eq!(timings["files"], serde_json::json!({}), "{timings}");
+    assert!(!sandbox.path("report/unit/junit/old.xml").exists());
+}

@@ -191,8 +191,11 @@ fn junit_dir(cx: &Context) -> PathBuf {
 
 async fn commands(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password: &str, token: &str) -> (ShardStatus, Option<String>) {
     let env = shard_env(cx, shard, dirs, addr, password);
-    if let Err(e) = std::fs::create_dir_all(junit_dir(cx)) {
-        return (ShardStatus::Infrastructure, Some(format!("cannot create {}: {e}", junit_dir(cx).display())));
+    // Emptied first: XML left by an earlier run in the same report directory is not this run's.
+    let junit = junit_dir(cx);
+    let _ = std::fs::remove_dir_all(&junit);
+    if let Err(e) = std::fs::create_dir_all(&junit) {
+        return (ShardStatus::Infrastructure, Some(format!("cannot create {}: {e}", junit.display())));
     }
     let deadline = tokio::time::Instant::now() + shard.timeout;
     for (i, command) in shard.commands.iter().enumerate() {

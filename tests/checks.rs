@@ -200,6 +200,7 @@ fn target(api: &MockApi) -> Target {
         sha: "a".repeat(40),
         name: "harper-shard".into(),
         path: "harper-shards.yml".into(),
+        lines: Default::default(),
         details_url: None,
     }
 }
@@ -320,7 +321,11 @@ fn the_binary_publishes_one_check_run_on_the_pull_requests_head() {
     assert_eq!(body["name"], "integration (fake)");
     assert_eq!(body["conclusion"], "success");
     assert_eq!(requests[0].authorization.as_deref(), Some("Bearer ghs_from_env"));
-    assert_eq!(annotations(&requests[0]).len(), 2);
+    assert_eq!(annotations(&requests[0]).len(), 2, "one per shard");
+    let shard_b = annotations(&requests[0]).iter().find(|a| a["title"] == "b: passed").expect("an annotation for b");
+    assert_eq!(shard_b["path"], "harper-shards.yml");
+    let line = support::read(&sandbox.path("harper-shards.yml")).lines().position(|l| l.contains("name: b")).unwrap() + 1;
+    assert_eq!(shard_b["start_line"], line, "it points at the shard in the plan");
     assert!(run.stderr().contains("check run `integration (fake)` published"), "{}", run.stderr());
 }
 

@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harper_shard::report::checks::{self, Target};
-use harper_shard::report::model::RunRecord;
-use harper_shard::run::events::{Event, EventKind, ExitCode, Outcome, ShardInfo, ShardStatus};
 use serde_json::{Value, json};
+use support::records::run_record;
 use support::{Sandbox, fake_plan};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -155,42 +154,6 @@ fn check_run(request: &Value) -> Value {
     })
 }
 
-/// A finished run of `passed` passing and `failed` failing shards, built from events.
-fn record(passed: usize, failed: usize) -> RunRecord {
-    let total = passed + failed;
-    let shards: Vec<ShardInfo> = (0..total)
-        .map(|i| ShardInfo {
-            name: format!("s{i:03}"),
-            index: i + 1,
-            total,
-            commands: vec!["npm test".into()],
-            log_dir: format!("report/s{i:03}").into(),
-        })
-        .collect();
-    let mut record = RunRecord::new();
-    let mut t = Duration::ZERO;
-    let mut apply = |kind: EventKind| {
-        t += Duration::from_millis(10);
-        record.apply(&Event { at: t, kind });
-    };
-    let started_at = std::time::SystemTime::now();
-    apply(EventKind::RunStarted { shards, concurrency: 4, report_dir: "report".into(), started_at });
-    for shard in 0..total {
-        let fails = shard >= passed;
-        apply(EventKind::ShardStarted { shard });
-        apply(EventKind::AddressAcquired { shard, addr: std::net::Ipv4Addr::new(127, 0, 0, 2) });
-        apply(EventKind::BootReady { shard });
-        apply(EventKind::CommandStarted { shard, command: 0 });
-        let outcome = if fails { Outcome::Failed { status: "exit code 1".into() } } else { Outcome::Passed };
-        apply(EventKind::CommandFinished { shard, command: 0, outcome, tail: vec!["not ok 1 - widget".into()] });
-        apply(EventKind::TeardownStarted { shard });
-        let (status, cause) = if fails { (ShardStatus::Failed, Some("`npm test` failed: exit code 1".into())) } else { (ShardStatus::Passed, None) };
-        apply(EventKind::ShardFinished { shard, status, cause });
-    }
-    apply(EventKind::RunFinished { exit: ExitCode(if failed > 0 { 1 } else { 0 }) });
-    record
-}
-
 fn target(api: &MockApi) -> Target {
     Target {
         api_url: api.url(),
@@ -213,7 +176,7 @@ fn annotations(r: &Request) -> &Vec<Value> {
 fn a_hundred_and_twenty_annotations_go_in_batches_of_fifty_fifty_and_twenty() {
     let api = MockApi::start(Mode::Accept);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let published = rt.block_on(checks::publish(&record(100, 20), &target(&api))).expect("published");
+    let published = rt.block_on(checks::publish(&run_record(100, 20), &target(&api))).expect("published");
     assert_eq!(published, checks::Published { id: CHECK_RUN_ID, requests: 3 });
     let requests = api.requests();
     let shape: Vec<(&str, &str, usize)> = requests.iter().map(|r| (r.method.as_str(), r.path.as_str(), annotations(r).len())).collect();
@@ -238,7 +201,7 @@ fn a_hundred_and_twenty_annotations_go_in_batches_of_fifty_fifty_and_twenty() {
 fn the_check_run_is_created_completed_with_the_conclusion_times_and_the_summary() {
     let api = MockApi::start(Mode::Accept);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let record = record(2, 1);
+    let record = run_record(2, 1);
     rt.block_on(checks::publish(&record, &target(&api))).expect("published");
     let requests = api.requests();
     assert_eq!(requests.len(), 1, "three annotations fit in the create request");

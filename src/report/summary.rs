@@ -12,6 +12,8 @@ use super::{collapse, short};
 
 /// Lines of a failure's output shown in markdown (the full tail is in report.json and the logs).
 const TAIL_LINES: usize = 40;
+/// The most the failures section takes: GitHub refuses a step summary past 1 MiB.
+const FAILURES_BUDGET: usize = 256 * 1024;
 
 /// "2 of 3 shards passed in 12.31s" or "all 3 shards passed in 12.31s".
 pub fn headline(record: &RunRecord) -> String {
@@ -72,7 +74,12 @@ pub fn failures(record: &RunRecord) -> String {
         return md;
     }
     md.push_str("### Failures\n\n");
-    for s in failed {
+    let total = failed.len();
+    for (shown, s) in failed.into_iter().enumerate() {
+        if md.len() > FAILURES_BUDGET {
+            let _ = writeln!(md, "… and {} more failed shard(s); report.json has every one.\n", total - shown);
+            break;
+        }
         let cause = s.cause.as_deref().unwrap_or("no cause recorded");
         let _ = writeln!(md, "**{}** — {}\n", cell(&s.name), cell(cause));
         let (title, tail) = s.failure_tail();
@@ -89,26 +96,55 @@ pub fn failures(record: &RunRecord) -> String {
 
 /// A mermaid Gantt chart: a section per shard, a task per phase that ran, times in
 /// milliseconds since the run started; the phase that failed is marked `crit`.
+///
+/// Mermaid refuses diagrams past 50,000 characters, so a run too big for one chart shows its
+/// failed shards and then its longest ones, and says how many it left out.
 pub fn gantt(record: &RunRecord) -> String {
-    let mut md = String::from("```mermaid\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat %M:%S\n");
-    for (i, s) in record.shards.iter().enumerate() {
-        let tasks: Vec<(Phase, Duration, Duration)> =
-            Phase::ALL.iter().filter_map(|p| s.phases.bounds(*p).map(|(a, b)| (*p, a, b))).collect();
-        if tasks.is_empty() {
+    let sections: Vec<(usize, String)> =
+        record.shards.iter().enumerate().filter_map(|(i, s)| gantt_section(i, s).map(|text| (i, text))).collect();
+    let mut order: Vec<usize> = (0..sections.len()).collect();
+    let shard = |k: usize| &record.shards[sections[k].0];
+    order.sort_by_key(|&k| (shard(k).ok(), std::cmp::Reverse(shard(k).phases.total())));
+    let mut chosen = Vec::new();
+    let mut size = 0;
+    for k in order {
+        if size + sections[k].1.len() > MERMAID_BUDGET {
             continue;
         }
-        let _ = writeln!(md, "    section {}", mermaid_text(&s.name));
-        let failed = s.failed_phase();
-        for (phase, from, to) in tasks {
-            let (from, to) = (from.as_millis(), to.as_millis());
-            // A zero-length bar does not show; one millisecond does.
-            let to = to.max(from + 1);
-            let tag = if failed == Some(phase) { "crit, " } else { "" };
-            let _ = writeln!(md, "        {} :{tag}s{i}{}, {from}, {to}", phase.label(), &phase.label()[..1]);
-        }
+        size += sections[k].1.len();
+        chosen.push(k);
+    }
+    chosen.sort_unstable();
+    let mut md = String::from("```mermaid\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat %M:%S\n");
+    for &k in &chosen {
+        md.push_str(&sections[k].1);
     }
     md.push_str("```\n");
+    if chosen.len() < sections.len() {
+        let _ = writeln!(md, "\nThe chart shows {} of {} shards (failed ones first, then the longest): mermaid draws at most 50,000 characters.", chosen.len(), sections.len());
+    }
     md
+}
+
+/// Room for sections in one chart, below mermaid's 50,000-character limit.
+const MERMAID_BUDGET: usize = 48_000;
+
+fn gantt_section(i: usize, s: &ShardRecord) -> Option<String> {
+    let tasks: Vec<(Phase, Duration, Duration)> =
+        Phase::ALL.iter().filter_map(|p| s.phases.bounds(*p).map(|(a, b)| (*p, a, b))).collect();
+    if tasks.is_empty() {
+        return None;
+    }
+    let mut md = format!("    section {}\n", mermaid_text(&s.name));
+    let failed = s.failed_phase();
+    for (phase, from, to) in tasks {
+        let (from, to) = (from.as_millis(), to.as_millis());
+        // A zero-length bar does not show; one millisecond does.
+        let to = to.max(from + 1);
+        let tag = if failed == Some(phase) { "crit, " } else { "" };
+        let _ = writeln!(md, "        {} :{tag}s{i}{}, {from}, {to}", phase.label(), &phase.label()[..1]);
+    }
+    Some(md)
 }
 
 /// Text safe in a markdown table cell: no pipes, no line breaks.

@@ -1,5 +1,6 @@
-//! The console on a terminal, through the real binary with its stderr on a pseudo-terminal:
-//! a live line per running shard, and a status column coloured unless `NO_COLOR` says not to.
+//! The console, through the real binary: on a terminal (stderr on a pseudo-terminal) a live line
+//! per running shard and a status column coloured unless `NO_COLOR` says not to; everywhere, a
+//! final table that times every phase and every command.
 
 mod support;
 
@@ -104,3 +105,23 @@ fn no_color_turns_the_colour_off() {
     assert!(row.trim_end().ends_with(" passed") && !text.contains("\x1b[32m"), "{text:?}");
 }
 
+
+#[test]
+fn the_final_table_times_each_command_of_a_shard_that_has_several() {
+    let sandbox = Sandbox::new();
+    let shards = "  - name: multi\n    run: [\"true\", \"echo second\", \"exit 4\"]\n";
+    sandbox.write("harper-shards.yml", &fake_plan("", "", shards));
+    let run = sandbox.run(&["run"]);
+    run.expect(1);
+    let err = run.stderr();
+    let table: Vec<&str> = err.lines().skip_while(|l| !l.starts_with("shard ")).collect();
+    let commands_at = table[0].find("commands").expect("a commands column");
+    let lines: Vec<&str> = table.iter().filter(|l| l.contains("  $ ")).copied().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    for (line, command) in lines.iter().zip(["true", "echo second", "exit 4"]) {
+        assert!(line[..commands_at].trim().is_empty(), "the time sits under `commands`: {line:?}");
+        assert!(line[commands_at..].split_whitespace().next().is_some_and(|t| t.ends_with('s')), "{line:?}");
+        assert!(line.contains(&format!("$ {command}")), "{line:?}");
+    }
+    assert!(lines[2].ends_with("(failed: exit code 4)"), "{}", lines[2]);
+}

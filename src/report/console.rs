@@ -10,7 +10,7 @@ use std::io::Write;
 use super::live::Bars;
 use super::model::{RunRecord, ShardRecord};
 use super::{Reporter, collapse, short};
-use crate::run::events::{Event, EventKind, ShardStatus};
+use crate::run::events::{Event, EventKind, Outcome, ShardStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -181,6 +181,19 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
             }
             _ => writeln!(out, "{line}")?,
         }
+        // A shard of several commands gets a line per command under its `commands` column.
+        if shard.commands.len() > 1 {
+            let indent = widths[..4].iter().map(|w| w + 2).sum::<usize>();
+            for c in shard.commands.iter().filter(|c| c.started.is_some()) {
+                let took = c.started.zip(c.finished).map(|(a, b)| short(b.saturating_sub(a))).unwrap_or_else(|| "-".into());
+                let how = match &c.outcome {
+                    Some(Outcome::Passed) => String::new(),
+                    Some(o) => format!("  ({})", super::outcome_text(o)),
+                    None => "  (unfinished)".into(),
+                };
+                writeln!(out, "{:indent$}{took:<w$}  $ {}{how}", "", clip(&c.command, 60), w = widths[4])?;
+            }
+        }
     }
     let passed = record.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() == 0)).count();
     writeln!(
@@ -190,6 +203,15 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
         short(record.duration),
         record.exit_code.map_or("?".into(), |c| c.to_string())
     )
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn clip(text: &str, max: usize) -> String {
+    let one_line = text.replace(['\r', '\n'], " ");
+    match one_line.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &one_line[..at]),
+        None => one_line,
+    }
 }
 
 /// `text` in the colour of `status` (green, red, yellow) when `colour` is on.

@@ -193,7 +193,7 @@ fn a_hundred_and_twenty_annotations_go_in_batches_of_fifty_fifty_and_twenty() {
     assert!(first[20..].iter().all(|a| a["annotation_level"] == "notice"));
     for r in &requests[1..] {
         let output = &r.body["output"];
-        assert!(output["title"].is_string() && output["summary"].is_string(), "an update needs title and summary: {output}");
+        assert_eq!((&output["title"], &output["summary"], &output["text"]), (&requests[0].body["output"]["title"], &requests[0].body["output"]["summary"], &requests[0].body["output"]["text"]), "an update keeps the output whole");
     }
 }
 

@@ -310,3 +310,32 @@ fn junit_left_by_an_earlier_run_is_not_counted_again() {
     assert_eq!(timings["files"], serde_json::json!({}), "{timings}");
     assert!(!sandbox.path("report/unit/junit/old.xml").exists());
 }
+
+#[test]
+fn a_run_cancelled_by_sigint_still_writes_the_summary_and_the_outputs() {
+    let sandbox = Sandbox::new();
+    let shards = "  - name: long\n    run: \"touch started; sleep 600\"\n";
+    sandbox.write("harper-shards.yml", &fake_plan("", "", shards));
+    let summary = sandbox.write("step-summary.md", "");
+    let outputs = sandbox.write("step-outputs.txt", "");
+    let child = sandbox
+        .command()
+        .arg("run")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", &outputs)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start harper-shard");
+    sandbox.wait_for("the shard's command to start", std::time::Duration::from_secs(20), || sandbox.path("started").exists());
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    let outputs = parse_outputs(&support::read(&outputs));
+    assert_eq!(outputs["passed"], "false");
+    assert_eq!(outputs["failed-shards"], "long");
+    let md = support::read(&summary);
+    assert!(md.contains("| long | 127.") && md.contains("cancelled"), "{md}");
+}

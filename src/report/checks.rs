@@ -228,7 +228,8 @@ async fn send(crab: &octocrab::Octocrab, record: &RunRecord, target: &Target) ->
     let id = created["id"].as_u64().context("the Checks API answered without a check run id")?;
     let mut requests = 1;
     for batch in batches {
-        let update = json!({ "output": { "title": title, "summary": summary_md, "annotations": batch } });
+        // An update's output replaces the run's: title, summary and text go again with each batch.
+        let update = json!({ "output": { "title": title, "summary": summary_md, "text": text, "annotations": batch } });
         let _: serde_json::Value = crab.patch(format!("{route}/{id}"), Some(&update)).await.map_err(explain)?;
         requests += 1;
     }

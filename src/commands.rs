@@ -13,6 +13,7 @@ use crate::plan::{self, Plan, Timings};
 use crate::report::console::{self, Console, Verbosity};
 use crate::report::github::{self, GitHub};
 use crate::report::junit::Junit;
+use crate::report::place::Place;
 use crate::report::{self, Reporter, checks, files::Files};
 use crate::run::events::EventKind;
 use crate::run::{self, Cancel, Emitter};
@@ -74,7 +75,9 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
         reporters.push(Box::new(Files::new(&args.report_dir, Some(timings), &plan.dir)));
         reporters.push(Box::new(Junit::new(&args.report_dir)));
         if on_github {
-            reporters.push(Box::new(GitHub::new(std::io::stderr(), github::StepFiles::from_env())));
+            let workspace = std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from);
+            let place = Place::of(&plan.file, workspace.as_deref());
+            reporters.push(Box::new(GitHub::new(std::io::stderr(), github::StepFiles::from_env(), place)));
         }
         let reporting = tokio::spawn(report::consume(rx, reporters));
         let (cancel_tx, cancel_rx) = watch::channel(None);

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harper_shard::report::checks::{self, Target};
+use harper_shard::report::place::Place;
 use serde_json::{Value, json};
 use support::records::run_record;
 use support::{Sandbox, fake_plan};
@@ -162,8 +163,7 @@ fn target(api: &MockApi) -> Target {
         repo: "r".into(),
         sha: "a".repeat(40),
         name: "harper-shard".into(),
-        path: "harper-shards.yml".into(),
-        lines: Default::default(),
+        place: Place { path: "harper-shards.yml".into(), lines: Default::default() },
         details_url: None,
     }
 }

@@ -104,8 +104,10 @@ fn twenty_five_shards_with_fifteen_failing_stay_within_the_annotation_budget() {
     let live = commands_in_force(&step.run.stderr());
     let errors: Vec<&String> = live.iter().filter(|l| l.starts_with("::error")).collect();
     assert_eq!(errors.len(), 10, "{errors:#?}");
+    let plan = support::read(&sandbox.path("harper-shards.yml"));
     for (i, e) in errors[..9].iter().enumerate() {
-        assert!(e.starts_with(&format!("::error title=bad-{i:02}::")), "{e}");
+        let line = plan.lines().position(|l| l.contains(&format!("name: bad-{i:02}"))).unwrap() + 1;
+        assert!(e.starts_with(&format!("::error file=harper-shards.yml,line={line},title=bad-{i:02}::")), "{e}");
         assert!(e.contains("100%25 broken"), "the message is escaped: {e}");
     }
     assert!(errors[9].starts_with("::error title=harper-shard::and 6 more failed shard(s): bad-09, bad-10"), "{}", errors[9]);

@@ -10,7 +10,6 @@
 //! Reporting never decides the exit status: a 403 (a fork's pull request, a read-only token)
 //! or any other failure becomes one warning.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -19,6 +18,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::model::{Phase, RunRecord, ShardRecord};
+use super::place::Place;
 use super::{collapse, short, summary};
 
 /// The Checks API's limit of annotations per request.
@@ -39,10 +39,8 @@ pub struct Target {
     pub repo: String,
     pub sha: String,
     pub name: String,
-    /// The file annotations point at: the plan, relative to the repository.
-    pub path: String,
-    /// The line of each shard's `name:` in the plan, where its annotation points.
-    pub lines: BTreeMap<String, u32>,
+    /// Where annotations point: each shard's line in the plan.
+    pub place: Place,
     /// The workflow run's page, if the environment names it.
     pub details_url: Option<String>,
 }
@@ -71,8 +69,7 @@ impl Target {
             repo: repo.to_owned(),
             sha,
             name: name.to_owned(),
-            path: repo_path(plan_file, workspace.as_deref()),
-            lines: std::fs::read_to_string(plan_file).map(|t| name_lines(&t)).unwrap_or_default(),
+            place: Place::of(plan_file, workspace.as_deref()),
             details_url,
         })
     }
@@ -94,30 +91,6 @@ fn head_sha(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<String> {
     env("GITHUB_SHA").context("GITHUB_SHA is not set; no check run was published")
 }
 
-/// `plan_file` relative to the repository checkout, `/`-separated; the file name alone when it
-/// lies outside.
-fn repo_path(plan_file: &Path, workspace: Option<&Path>) -> String {
-    let full = std::fs::canonicalize(plan_file).unwrap_or_else(|_| plan_file.to_path_buf());
-    let base = workspace.and_then(|w| std::fs::canonicalize(w).ok()).or_else(|| std::env::current_dir().ok());
-    let rel = base.as_deref().and_then(|b| full.strip_prefix(b).ok()).unwrap_or(plan_file);
-    let rel = if rel.is_absolute() { Path::new(rel.file_name().unwrap_or_default()) } else { rel };
-    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
-}
-
-/// The line (1-based) of every `name: X` in a plan's text, by `X`: good enough to point an
-/// annotation at a shard without keeping source positions past the plan's loading.
-fn name_lines(text: &str) -> BTreeMap<String, u32> {
-    let mut lines = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim_start().trim_start_matches("- ").trim_start();
-        if let Some(value) = line.strip_prefix("name:") {
-            let value = value.split(" #").next().unwrap_or("").trim().trim_matches(['"', '\'']);
-            lines.entry(value.to_owned()).or_insert(i as u32 + 1);
-        }
-    }
-    lines
-}
-
 /// One annotation, in the API's shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct Annotation {
@@ -133,16 +106,14 @@ pub struct Annotation {
 
 /// One annotation per shard, on its line of the plan: failures first (the API shows
 /// annotations in order).
-pub fn annotations(record: &RunRecord, path: &str, lines: &BTreeMap<String, u32>) -> Vec<Annotation> {
+pub fn annotations(record: &RunRecord, place: &Place) -> Vec<Annotation> {
     let mut failed: Vec<Annotation> = Vec::new();
     let mut rest: Vec<Annotation> = Vec::new();
     for s in &record.shards {
         let status = s.status.map_or("unfinished", |st| st.label());
-        // A split shard's parts (`db/2`) are all defined where `db` is.
-        let group = s.name.split('/').next().unwrap_or(&s.name);
-        let line = lines.get(group).copied().unwrap_or(1);
+        let line = place.line(&s.name);
         let annotation = |level, message: String, raw_details| Annotation {
-            path: path.to_owned(),
+            path: place.path.clone(),
             start_line: line,
             end_line: line,
             annotation_level: level,
@@ -202,7 +173,7 @@ pub async fn publish(record: &RunRecord, target: &Target) -> anyhow::Result<Publ
 
 async fn send(crab: &octocrab::Octocrab, record: &RunRecord, target: &Target) -> anyhow::Result<Published> {
     let (title, summary_md, text) = output_text(record);
-    let all = annotations(record, &target.path, &target.lines);
+    let all = annotations(record, &target.place);
     let mut batches = all.chunks(ANNOTATIONS_PER_REQUEST);
     let started = record.started_at.unwrap_or_else(SystemTime::now);
     let completed = started + record.duration;
@@ -261,22 +232,11 @@ pub async fn report(record: &RunRecord, target: Result<Target, anyhow::Error>, o
             eprintln!("harper-shard: check run `{}` published on {} (id {})", target.name, target.sha, published.id);
         }
         Err(e) if on_github => {
-            let line = super::github::budgeted("warning", &[("harper-shard checks".into(), format!("{e:#}"))], 1, "", false);
+            let note = super::github::Note { title: "harper-shard checks".into(), message: format!("{e:#}"), at: None };
+            let line = super::github::budgeted("warning", &[note], 1, "", false);
             eprintln!("{}", line.join("\n"));
         }
         Err(e) => eprintln!("warning: {e:#}"),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shard_names_are_found_on_their_lines_quoted_or_not() {
-        let plan = "version: 1\nshards:\n  - name: ops\n    run: x\n  - run: y\n    name: \"db\"  # split\n";
-        let lines = name_lines(plan);
-        assert_eq!(lines.get("ops"), Some(&3));
-        assert_eq!(lines.get("db"), Some(&6));
-    }
-}

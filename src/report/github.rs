@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::model::{Phase, RunRecord, ShardRecord};
+use super::place::Place;
 use super::{Reporter, short, summary};
 use crate::run::events::{Event, EventKind, ShardStatus};
 
@@ -50,13 +51,15 @@ pub fn detected() -> bool {
 pub struct GitHub<W: Write + Send> {
     out: W,
     files: StepFiles,
+    /// Where failed shards' annotations point.
+    place: Place,
     /// Ends a `::stop-commands::` section; random, so relayed output cannot guess it.
     resume: String,
 }
 
 impl<W: Write + Send> GitHub<W> {
-    pub fn new(out: W, files: StepFiles) -> Self {
-        GitHub { out, files, resume: uuid::Uuid::new_v4().simple().to_string() }
+    pub fn new(out: W, files: StepFiles, place: Place) -> Self {
+        GitHub { out, files, place, resume: uuid::Uuid::new_v4().simple().to_string() }
     }
 
     fn group(&mut self, shard: &ShardRecord) -> std::io::Result<()> {
@@ -93,18 +96,42 @@ impl<W: Write + Send> GitHub<W> {
     }
 
     fn annotations(&mut self, record: &RunRecord) -> std::io::Result<()> {
-        let failed: Vec<(String, String)> = record
+        let failed: Vec<Note> = record
             .failed()
-            .map(|s| (s.name.clone(), s.cause.clone().unwrap_or_else(|| format!("{} failed", s.name))))
+            .map(|s| Note {
+                title: s.name.clone(),
+                message: s.cause.clone().unwrap_or_else(|| format!("{} failed", s.name)),
+                at: Some((self.place.path.clone(), self.place.line(&s.name))),
+            })
             .collect();
         for line in budgeted("error", &failed, ANNOTATIONS_PER_TYPE, "failed shard(s)", true) {
             writeln!(self.out, "{line}")?;
         }
-        let warnings: Vec<(String, String)> = record.warnings.iter().map(|w| ("harper-shard".to_owned(), w.clone())).collect();
+        let warnings: Vec<Note> =
+            record.warnings.iter().map(|w| Note { title: "harper-shard".into(), message: w.clone(), at: None }).collect();
         for line in budgeted("warning", &warnings, ANNOTATIONS_PER_TYPE - WARNINGS_RESERVED, "warning(s)", false) {
             writeln!(self.out, "{line}")?;
         }
         Ok(())
+    }
+}
+
+/// One annotation: its title, its message, and the file and line it points at.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub title: String,
+    pub message: String,
+    pub at: Option<(String, u32)>,
+}
+
+impl Note {
+    /// The workflow command, escaped.
+    fn command(&self, level: &str) -> String {
+        let at = match &self.at {
+            Some((file, line)) => format!("file={},line={line},", escape_property(file)),
+            None => String::new(),
+        };
+        format!("::{level} {at}title={}::{}", escape_property(&self.title), escape_data(&self.message))
     }
 }
 
@@ -128,19 +155,18 @@ impl<W: Write + Send> Reporter for GitHub<W> {
     }
 }
 
-/// `::level title=…::message` lines for `items` (title, message), at most `budget`: when there
-/// are more, the last slot says how many were left out (and their titles, with `list_titles`).
-pub fn budgeted(level: &str, items: &[(String, String)], budget: usize, what: &str, list_titles: bool) -> Vec<String> {
-    let command = |title: &str, message: &str| format!("::{level} title={}::{}", escape_property(title), escape_data(message));
-    if items.len() <= budget {
-        return items.iter().map(|(t, m)| command(t, m)).collect();
+/// `::level …::message` lines for `notes`, at most `budget`: when there are more, the last slot
+/// says how many were left out (and their titles, with `list_titles`).
+pub fn budgeted(level: &str, notes: &[Note], budget: usize, what: &str, list_titles: bool) -> Vec<String> {
+    if notes.len() <= budget {
+        return notes.iter().map(|n| n.command(level)).collect();
     }
     let shown = budget.saturating_sub(1);
-    let mut lines: Vec<String> = items[..shown].iter().map(|(t, m)| command(t, m)).collect();
-    let rest: Vec<&str> = items[shown..].iter().map(|(t, _)| t.as_str()).collect();
+    let mut lines: Vec<String> = notes[..shown].iter().map(|n| n.command(level)).collect();
+    let rest: Vec<&str> = notes[shown..].iter().map(|n| n.title.as_str()).collect();
     let titles = if list_titles { format!(": {}", rest.join(", ")) } else { String::new() };
     let message = format!("and {} more {what}{titles}; see the step summary and report.json", rest.len());
-    lines.push(command("harper-shard", &message));
+    lines.push(Note { title: "harper-shard".into(), message, at: None }.command(level));
     lines
 }
 
@@ -205,6 +231,10 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn note(title: &str, message: &str) -> Note {
+        Note { title: title.into(), message: message.into(), at: Some(("plan:y.yml".into(), 7)) }
+    }
+
     #[test]
     fn messages_escape_percent_and_line_breaks() {
         assert_eq!(escape_data("100% done\r\nnext"), "100%25 done%0D%0Anext");
@@ -217,16 +247,16 @@ mod tests {
 
     #[test]
     fn annotations_past_the_budget_become_one_summary() {
-        let items: Vec<(String, String)> = (0..15).map(|i| (format!("s{i}"), format!("broke {i}"))).collect();
+        let items: Vec<Note> = (0..15).map(|i| note(&format!("s{i}"), &format!("broke {i}"))).collect();
         let lines = budgeted("error", &items, 10, "failed shard(s)", true);
         assert_eq!(lines.len(), 10);
-        assert_eq!(lines[0], "::error title=s0::broke 0");
+        assert_eq!(lines[0], "::error file=plan%3Ay.yml,line=7,title=s0::broke 0");
         assert!(lines[9].starts_with("::error title=harper-shard::and 6 more failed shard(s): s9, s10"), "{}", lines[9]);
     }
 
     #[test]
     fn annotations_within_the_budget_are_all_shown() {
-        let items: Vec<(String, String)> = (0..10).map(|i| (format!("s{i}"), "x".to_owned())).collect();
+        let items: Vec<Note> = (0..10).map(|i| note(&format!("s{i}"), "x")).collect();
         assert_eq!(budgeted("error", &items, 10, "failed shard(s)", true).len(), 10);
     }
 }

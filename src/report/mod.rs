@@ -9,6 +9,7 @@ pub mod harvest;
 pub mod junit;
 pub mod live;
 pub mod model;
+pub mod place;
 pub mod plan;
 pub mod summary;
 

@@ -19,6 +19,7 @@ use super::model::{Phase, RunRecord, ShardRecord};
 use super::place::Place;
 use super::{Reporter, short, summary};
 use crate::run::events::{Event, EventKind, ShardStatus};
+use crate::run::shard::command_log;
 
 /// GitHub displays at most this many annotations of one type per step.
 pub const ANNOTATIONS_PER_TYPE: usize = 10;
@@ -89,7 +90,7 @@ impl<W: Write + Send> GitHub<W> {
             let took = c.finished.map(|f| short(f.saturating_sub(started))).unwrap_or_default();
             let how = c.outcome.as_ref().map_or("unfinished".into(), super::outcome_text);
             writeln!(out, "── $ {} ({how}, {took})", one_line(&c.command))?;
-            relay(out, &shard.log_dir.join(format!("command-{}.log", i + 1)), &self.resume)?;
+            relay(out, &command_log(&shard.log_dir, i), &self.resume)?;
         }
         writeln!(out, "logs: {}", shard.log_dir.display())?;
         writeln!(out, "::endgroup::")

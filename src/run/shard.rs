@@ -183,6 +183,11 @@ fn shard_env(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password:
     env
 }
 
+/// Where command `i` (0-based) of a shard writes its output, stdout and stderr interleaved.
+pub fn command_log(log_dir: &Path, i: usize) -> PathBuf {
+    log_dir.join(format!("command-{}.log", i + 1))
+}
+
 /// Absolute: commands run in the plan's directory, the report directory may be relative.
 fn junit_dir(cx: &Context) -> PathBuf {
     let dir = cx.log_dir.join(JUNIT_DIR);
@@ -205,7 +210,7 @@ async fn commands(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, pass
             args: vec!["-c".into(), command.into()],
             env: env.clone(),
             cwd: cx.plan_dir.clone(),
-            stdout_log: cx.log_dir.join(format!("command-{}.log", i + 1)),
+            stdout_log: command_log(&cx.log_dir, i),
             stderr_log: None,
             grace: shard.harper.teardown.grace,
             token: token.to_owned(),

@@ -341,3 +341,38 @@ fn a_run_cancelled_by_sigint_still_writes_the_summary_and_the_outputs() {
     let md = support::read(&summary);
     assert!(md.contains("| long | 127.") && md.contains("cancelled"), "{md}");
 }
+
+#[test]
+fn a_shards_group_is_written_as_soon_as_it_finishes_while_others_still_run() {
+    let sandbox = Sandbox::new();
+    let shards = "  - name: quick\n    run: echo quick done\n  - name: slow\n    run: \"until [ -e release ]; do sleep 0.02; done\"\n    timeout: 60s\n";
+    sandbox.write("harper-shards.yml", &fake_plan("", "run: {concurrency: 2}\n", shards));
+    let mut child = sandbox
+        .command()
+        .arg("run")
+        .env("GITHUB_ACTIONS", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start harper-shard");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    sandbox.wait_for("quick's whole group", std::time::Duration::from_secs(20), || {
+        let log = log.lock().unwrap();
+        log.split("::group::").any(|g| g.starts_with("✔ quick") && g.contains("quick done") && g.contains("::endgroup::"))
+    });
+    assert!(!log.lock().unwrap().contains("slow — "), "slow's group came before slow finished");
+    sandbox.write("release", "");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    reader.join().unwrap();
+    assert!(log.lock().unwrap().contains("::group::✔ slow — passed"));
+}

@@ -115,7 +115,10 @@ pub fn gantt(record: &RunRecord) -> String {
         chosen.push(k);
     }
     chosen.sort_unstable();
-    let mut md = String::from("```mermaid\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat %M:%S\n");
+    // Times are milliseconds since 1970-01-01, so the axis reads as time since the run started;
+    // browsers draw it in their own time zone, which shifts hours but (nearly always) not minutes.
+    let axis = if record.duration < Duration::from_secs(60) { "%S.%L" } else { "%M:%S" };
+    let mut md = format!("```mermaid\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat {axis}\n");
     for &k in &chosen {
         md.push_str(&sections[k].1);
     }

@@ -1,5 +1,6 @@
 //! The commands' bodies: each turns parsed arguments into work and an exit status.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,8 +10,11 @@ use tokio::sync::{mpsc, watch};
 use crate::cli::{Format, MatrixArgs, PoolArgs, PoolCommand, RunArgs};
 use crate::exit::{Exit, Failure};
 use crate::plan::{self, Plan, Timings};
-use crate::report::console::{Console, Verbosity};
-use crate::report::{self, Reporter, files::Files};
+use crate::report::console::{self, Console, Verbosity};
+use crate::report::github::{self, GitHub};
+use crate::report::junit::Junit;
+use crate::report::place::Place;
+use crate::report::{self, Reporter, checks, files::Files};
 use crate::run::events::EventKind;
 use crate::run::{self, Cancel, Emitter};
 use crate::{pool, supervise};
@@ -35,6 +39,7 @@ fn read_timings(path: &Path) -> Timings {
 }
 
 pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
+    let token = take_token();
     let timings_path = args.timings.clone().unwrap_or_else(|| args.report_dir.join("timings.json"));
     let timings = read_timings(&timings_path);
     let plan = load_plan(&args.plan_file.plan_file, &timings)?;
@@ -59,8 +64,21 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
     let exit = runtime.block_on(async {
         let (tx, rx) = mpsc::unbounded_channel();
         let emit = Emitter::new(Instant::now(), tx);
-        let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Console::new(std::io::stderr(), verbosity))];
-        reporters.push(Box::new(Files::new(&args.report_dir, Some(timings))));
+        let on_github = github::detected();
+        let console = if std::io::stderr().is_terminal() && !on_github {
+            let colour = console::colour_allowed(std::env::var_os("NO_COLOR").as_deref());
+            Console::live(std::io::stderr(), verbosity, colour)
+        } else {
+            Console::new(std::io::stderr(), verbosity)
+        };
+        let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(console)];
+        reporters.push(Box::new(Files::new(&args.report_dir, Some(timings), &plan.dir)));
+        reporters.push(Box::new(Junit::new(&args.report_dir)));
+        if on_github {
+            let workspace = std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from);
+            let place = Place::of(&plan.file, workspace.as_deref());
+            reporters.push(Box::new(GitHub::new(std::io::stderr(), github::StepFiles::from_env(), place)));
+        }
         let reporting = tokio::spawn(report::consume(rx, reporters));
         let (cancel_tx, cancel_rx) = watch::channel(None);
         let signals = tokio::spawn(watch_signals(cancel_tx.clone(), emit.clone()));
@@ -68,6 +86,11 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
         let exit = run::run(&plan, selected, opts, emit, cancel_rx, cancel_tx).await;
         signals.abort();
         let record = reporting.await.unwrap_or_default();
+        if args.github_checks {
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let target = checks::Target::from_env(&env, token, &args.check_name, &args.plan_file.plan_file);
+            checks::report(&record, target, on_github).await;
+        }
         if args.format == Format::Json {
             println!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());
         }
@@ -76,6 +99,17 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
     // Blocking tasks (a pool wait, a port poll) must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(exit)
+}
+
+/// Takes the Checks API token out of this process's environment, so that neither Harper nor a
+/// shard command (a test suite, or anything it installs) can read it. Called before any thread
+/// exists.
+fn take_token() -> Option<String> {
+    let token = std::env::var("GITHUB_TOKEN").ok();
+    // SAFETY: no other thread runs yet (the async runtime is created later), so nothing can read
+    // the environment while it changes.
+    unsafe { std::env::remove_var("GITHUB_TOKEN") };
+    token
 }
 
 /// First SIGINT / SIGTERM: cancel, so that every shard tears down. Second: kill every process

@@ -1,12 +1,16 @@
 //! The console: one plain line per thing worth knowing as it happens, then a table of every
 //! shard's phases and, for each failure, its one-line cause and the output that explains it.
 //! Written to stderr, so that stdout stays free for `--format json`.
+//!
+//! On a terminal ([`Console::live`]) the running shards are live lines instead ([`super::live`])
+//! and the status column is coloured, unless `NO_COLOR` is set.
 
 use std::io::Write;
 
+use super::live::Bars;
 use super::model::{RunRecord, ShardRecord};
 use super::{Reporter, collapse, short};
-use crate::run::events::{Event, EventKind, Outcome};
+use crate::run::events::{Event, EventKind, Outcome, ShardStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -21,15 +25,30 @@ pub struct Console<W: Write + Send> {
     verbosity: Verbosity,
     /// Partial output lines per (shard, command), so relayed lines are never torn.
     partial: std::collections::HashMap<(usize, usize), Vec<u8>>,
+    /// Live lines for the running shards (on a terminal).
+    live: Option<Bars>,
+    colour: bool,
 }
 
 impl<W: Write + Send> Console<W> {
+    /// Plain lines, for logs and pipes.
     pub fn new(out: W, verbosity: Verbosity) -> Self {
-        Console { out, verbosity, partial: Default::default() }
+        Console { out, verbosity, partial: Default::default(), live: None, colour: false }
+    }
+
+    /// Live lines for the running shards and, with `colour`, a coloured status column.
+    pub fn live(out: W, verbosity: Verbosity, colour: bool) -> Self {
+        let live = (verbosity != Verbosity::Quiet).then(Bars::new);
+        Console { out, verbosity, partial: Default::default(), live, colour }
     }
 
     fn line(&mut self, text: impl AsRef<str>) {
-        let _ = writeln!(self.out, "{}", text.as_ref());
+        match &self.live {
+            Some(bars) => bars.println(text.as_ref()),
+            None => {
+                let _ = writeln!(self.out, "{}", text.as_ref());
+            }
+        }
     }
 
     fn relay(&mut self, shard: &str, key: (usize, usize), bytes: &[u8]) {
@@ -37,8 +56,8 @@ impl<W: Write + Send> Console<W> {
         buf.extend_from_slice(bytes);
         let Some(last) = buf.iter().rposition(|b| *b == b'\n') else { return };
         let complete: Vec<u8> = buf.drain(..=last).collect();
-        for line in String::from_utf8_lossy(&complete).lines() {
-            let _ = writeln!(self.out, "[{shard}] {line}");
+        for line in String::from_utf8_lossy(&complete).lines().map(str::to_owned).collect::<Vec<_>>() {
+            self.line(format!("[{shard}] {line}"));
         }
     }
 }
@@ -46,7 +65,12 @@ impl<W: Write + Send> Console<W> {
 impl<W: Write + Send> Reporter for Console<W> {
     fn event(&mut self, event: &Event, record: &RunRecord) {
         let name = |s: usize| record.shards[s].name.clone();
+        if let Some(bars) = &mut self.live {
+            bars.update(&event.kind, record);
+        }
+        // The live lines show what these would say.
         let quiet = self.verbosity == Verbosity::Quiet;
+        let progress = !quiet && self.live.is_none();
         match &event.kind {
             EventKind::RunStarted { shards, concurrency, .. } if !quiet => {
                 self.line(format!("harper-shard: {} shard(s), {concurrency} at a time", shards.len()));
@@ -62,13 +86,13 @@ impl<W: Write + Send> Reporter for Console<W> {
                 let who = shard.map(|s| format!("[{}] ", name(s))).unwrap_or_default();
                 self.line(format!("warning: {who}{message}"));
             }
-            EventKind::AddressAcquired { shard, addr } if !quiet => self.line(format!("[{}] {addr} acquired", name(*shard))),
-            EventKind::BootReady { shard } if !quiet => {
+            EventKind::AddressAcquired { shard, addr } if progress => self.line(format!("[{}] {addr} acquired", name(*shard))),
+            EventKind::BootReady { shard } if progress => {
                 let boot = record.shards[*shard].phases.boot().map(short).unwrap_or_default();
                 self.line(format!("[{}] Harper ready in {boot}", name(*shard)));
             }
             EventKind::BootFailed { shard, cause, .. } => self.line(format!("[{}] boot failed: {cause}", name(*shard))),
-            EventKind::CommandStarted { shard, command } if !quiet => {
+            EventKind::CommandStarted { shard, command } if progress => {
                 let cmd = &record.shards[*shard].commands[*command].command;
                 self.line(format!("[{}] $ {cmd}", name(*shard)));
             }
@@ -79,7 +103,8 @@ impl<W: Write + Send> Reporter for Console<W> {
                 let s = &record.shards[*shard];
                 let took = s.phases.total().map(short).unwrap_or_default();
                 let why = cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
-                self.line(format!("[{}] {} in {took}{why}", s.name, status.label()));
+                let label = paint(*status, status.label(), self.colour);
+                self.line(format!("[{}] {label} in {took}{why}", s.name));
             }
             EventKind::Cancelling { signal } => {
                 self.line(format!("harper-shard: {signal} received: tearing every shard down (send it again to kill at once)"));
@@ -89,10 +114,13 @@ impl<W: Write + Send> Reporter for Console<W> {
     }
 
     fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
-        for shard in record.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() != 0)) {
+        if let Some(bars) = &mut self.live {
+            bars.clear();
+        }
+        for shard in record.failed() {
             explain(&mut self.out, shard)?;
         }
-        write_table(&mut self.out, record)?;
+        write_table(&mut self.out, record, self.colour)?;
         Ok(())
     }
 }
@@ -103,10 +131,7 @@ fn explain(out: &mut impl Write, shard: &ShardRecord) -> std::io::Result<()> {
     if let Some(cause) = &shard.cause {
         writeln!(out, "{cause}")?;
     }
-    let (title, tail) = match shard.commands.iter().find(|c| matches!(c.outcome, Some(ref o) if *o != Outcome::Passed)) {
-        Some(c) if !c.tail.is_empty() => (format!("last lines of `{}`", c.command), &c.tail),
-        _ => ("last lines of Harper's output".to_owned(), &shard.boot_tail),
-    };
+    let (title, tail) = shard.failure_tail();
     if !tail.is_empty() {
         writeln!(out, "{title}:")?;
         for line in collapse(tail) {
@@ -116,7 +141,7 @@ fn explain(out: &mut impl Write, shard: &ShardRecord) -> std::io::Result<()> {
     writeln!(out, "logs: {}", shard.log_dir.display())
 }
 
-fn write_table(out: &mut impl Write, record: &RunRecord) -> std::io::Result<()> {
+fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::io::Result<()> {
     let headers = ["shard", "address", "wait", "boot", "commands", "teardown", "total", "status"];
     let rows: Vec<[String; 8]> = record
         .shards
@@ -146,8 +171,29 @@ fn write_table(out: &mut impl Write, record: &RunRecord) -> std::io::Result<()> 
         cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
     };
     writeln!(out, "{}", fmt_row(&headers.map(str::to_owned)))?;
-    for row in &rows {
-        writeln!(out, "{}", fmt_row(row))?;
+    for (row, shard) in rows.iter().zip(&record.shards) {
+        // Padding is measured on the plain text; the colour goes around the padded cell.
+        let line = fmt_row(row);
+        match shard.status {
+            Some(status) if colour => {
+                let at = line.len() - row[7].len();
+                writeln!(out, "{}{}", &line[..at], paint(status, &row[7], true))?;
+            }
+            _ => writeln!(out, "{line}")?,
+        }
+        // A shard of several commands gets a line per command under its `commands` column.
+        if shard.commands.len() > 1 {
+            let indent = widths[..4].iter().map(|w| w + 2).sum::<usize>();
+            for c in shard.commands.iter().filter(|c| c.started.is_some()) {
+                let took = c.started.zip(c.finished).map(|(a, b)| short(b.saturating_sub(a))).unwrap_or_else(|| "-".into());
+                let how = match &c.outcome {
+                    Some(Outcome::Passed) => String::new(),
+                    Some(o) => format!("  ({})", super::outcome_text(o)),
+                    None => "  (unfinished)".into(),
+                };
+                writeln!(out, "{:indent$}{took:<w$}  $ {}{how}", "", clip(&c.command, 60), w = widths[4])?;
+            }
+        }
     }
     let passed = record.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() == 0)).count();
     writeln!(
@@ -157,4 +203,50 @@ fn write_table(out: &mut impl Write, record: &RunRecord) -> std::io::Result<()> 
         short(record.duration),
         record.exit_code.map_or("?".into(), |c| c.to_string())
     )
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn clip(text: &str, max: usize) -> String {
+    let one_line = text.replace(['\r', '\n'], " ");
+    match one_line.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &one_line[..at]),
+        None => one_line,
+    }
+}
+
+/// `text` in the colour of `status` (green, red, yellow) when `colour` is on.
+pub fn paint(status: ShardStatus, text: &str, colour: bool) -> String {
+    if !colour {
+        return text.to_owned();
+    }
+    let code = match status {
+        ShardStatus::Passed => "32",
+        ShardStatus::Failed | ShardStatus::BootFailed | ShardStatus::Infrastructure => "1;31",
+        ShardStatus::Cancelled | ShardStatus::Skipped => "33",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
+}
+
+/// Colour is allowed unless `NO_COLOR` is set to anything but the empty string (no-color.org).
+pub fn colour_allowed(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_color_set_to_anything_turns_colour_off() {
+        assert!(colour_allowed(None));
+        assert!(colour_allowed(Some("".as_ref())));
+        assert!(!colour_allowed(Some("1".as_ref())));
+    }
+
+    #[test]
+    fn statuses_are_painted_only_when_colour_is_on() {
+        assert_eq!(paint(ShardStatus::Failed, "FAILED", false), "FAILED");
+        assert_eq!(paint(ShardStatus::Failed, "FAILED", true), "\x1b[1;31mFAILED\x1b[0m");
+        assert_eq!(paint(ShardStatus::Passed, "passed", true), "\x1b[32mpassed\x1b[0m");
+    }
 }

@@ -1,14 +1,21 @@
 //! Rendering a run: every reporter sees the same events and the same [`model::RunRecord`]
 //! built from them. This is the only module that prints.
 
+pub mod checks;
 pub mod console;
 pub mod files;
+pub mod github;
+pub mod harvest;
+pub mod junit;
+pub mod live;
 pub mod model;
+pub mod place;
 pub mod plan;
+pub mod summary;
 
 use tokio::sync::mpsc;
 
-use crate::run::events::Event;
+use crate::run::events::{Event, Outcome};
 use model::RunRecord;
 
 /// Something that renders a run.
@@ -43,6 +50,16 @@ pub fn short(d: std::time::Duration) -> String {
         format!("{secs:.2}s")
     } else {
         format!("{}m {:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+/// "passed", "failed: exit code 3", "timed out after 10m": how a command ended, for people.
+pub fn outcome_text(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Passed => "passed".into(),
+        Outcome::Failed { status } => format!("failed: {status}"),
+        Outcome::TimedOut { after } => format!("timed out after {}", humantime::format_duration(*after)),
+        Outcome::Cancelled => "cancelled".into(),
     }
 }
 

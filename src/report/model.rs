@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -16,6 +16,9 @@ pub const REPORT_VERSION: u32 = 1;
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
     pub version: u32,
+    /// Wall-clock start of the run (RFC 3339, UTC); every other time is seconds since then.
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: Option<SystemTime>,
     pub report_dir: PathBuf,
     pub concurrency: usize,
     pub shards: Vec<ShardRecord>,
@@ -38,6 +41,8 @@ pub struct ShardRecord {
     pub cause: Option<String>,
     /// The output that explains a failed boot.
     pub boot_tail: Vec<String>,
+    /// What teardown could not confirm (a port still held, a directory left).
+    pub teardown_problem: Option<String>,
     pub commands: Vec<CommandRecord>,
     pub phases: Phases,
 }
@@ -99,6 +104,7 @@ impl RunRecord {
     pub fn new() -> RunRecord {
         RunRecord {
             version: REPORT_VERSION,
+            started_at: None,
             report_dir: PathBuf::new(),
             concurrency: 0,
             shards: Vec::new(),
@@ -113,7 +119,8 @@ impl RunRecord {
         let at = Some(event.at);
         self.duration = event.at;
         match &event.kind {
-            EventKind::RunStarted { shards, concurrency, report_dir } => {
+            EventKind::RunStarted { shards, concurrency, report_dir, started_at } => {
+                self.started_at = Some(*started_at);
                 self.concurrency = *concurrency;
                 self.report_dir = report_dir.clone();
                 self.shards = shards.iter().map(ShardRecord::new).collect();
@@ -144,6 +151,7 @@ impl RunRecord {
                 s.phases.commands_done = at;
             }
             EventKind::TeardownStarted { shard } => self.shards[*shard].phases.teardown_started = at,
+            EventKind::TeardownDone { shard, problem } => self.shards[*shard].teardown_problem = problem.clone(),
             EventKind::ShardFinished { shard, status, cause } => {
                 let s = &mut self.shards[*shard];
                 s.status = Some(*status);
@@ -155,7 +163,6 @@ impl RunRecord {
             | EventKind::InstallOutput { .. }
             | EventKind::Installed { .. }
             | EventKind::CommandOutput { .. }
-            | EventKind::TeardownDone { .. }
             | EventKind::Cancelling { .. } => {}
         }
     }
@@ -179,6 +186,7 @@ impl ShardRecord {
             status: None,
             cause: None,
             boot_tail: Vec::new(),
+            teardown_problem: None,
             commands: info
                 .commands
                 .iter()
@@ -186,5 +194,89 @@ impl ShardRecord {
                 .collect(),
             phases: Phases::default(),
         }
+    }
+}
+
+/// The phases of a shard's life, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Wait,
+    Boot,
+    Commands,
+    Teardown,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [Phase::Wait, Phase::Boot, Phase::Commands, Phase::Teardown];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Wait => "wait",
+            Phase::Boot => "boot",
+            Phase::Commands => "commands",
+            Phase::Teardown => "teardown",
+        }
+    }
+}
+
+impl Phases {
+    /// Where `phase` began and ended, in time since the run started; `None` if it never ran.
+    pub fn bounds(&self, phase: Phase) -> Option<(Duration, Duration)> {
+        let (from, to) = match phase {
+            Phase::Wait => (self.started, self.address),
+            Phase::Boot => (self.address, self.ready.or(self.teardown_started)),
+            Phase::Commands => (self.ready, self.commands_done.or(self.teardown_started)),
+            Phase::Teardown => (self.teardown_started, self.finished),
+        };
+        Some((from?, to?.max(from?)))
+    }
+}
+
+impl ShardRecord {
+    /// Finished with a status that does not fail the run.
+    pub fn ok(&self) -> bool {
+        self.status.is_some_and(|s| s.exit().code() == 0)
+    }
+
+    /// The phase that failed (or was cut short), to mark in tables and charts.
+    pub fn failed_phase(&self) -> Option<Phase> {
+        let p = &self.phases;
+        match self.status? {
+            ShardStatus::Passed | ShardStatus::Skipped => None,
+            _ if self.teardown_problem.is_some() => Some(Phase::Teardown),
+            ShardStatus::BootFailed => Some(Phase::Boot),
+            ShardStatus::Failed => Some(Phase::Commands),
+            ShardStatus::Infrastructure | ShardStatus::Cancelled => {
+                if p.address.is_none() {
+                    Some(Phase::Wait)
+                } else if p.ready.is_none() {
+                    Some(Phase::Boot)
+                } else {
+                    Some(Phase::Commands)
+                }
+            }
+        }
+    }
+
+    /// The output that explains a failure: the failed command's tail, else Harper's.
+    pub fn failure_tail(&self) -> (String, &[String]) {
+        match self.commands.iter().find(|c| matches!(c.outcome, Some(ref o) if *o != Outcome::Passed)) {
+            Some(c) if !c.tail.is_empty() => (format!("last lines of `{}`", c.command), &c.tail),
+            _ => ("last lines of Harper's output".to_owned(), &self.boot_tail),
+        }
+    }
+}
+
+impl RunRecord {
+    /// The shards whose status fails the run, in plan order.
+    pub fn failed(&self) -> impl Iterator<Item = &ShardRecord> {
+        self.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() != 0))
+    }
+}
+
+fn rfc3339<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_some(&humantime::format_rfc3339_millis(*t).to_string()),
+        None => s.serialize_none(),
     }
 }

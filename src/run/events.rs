@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -34,7 +34,7 @@ pub struct ShardInfo {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
-    RunStarted { shards: Vec<ShardInfo>, concurrency: usize, report_dir: PathBuf },
+    RunStarted { shards: Vec<ShardInfo>, concurrency: usize, report_dir: PathBuf, started_at: SystemTime },
     Installing { package: String },
     InstallOutput { line: String },
     Installed { package: String, #[serde(with = "crate::plan::secs")] took: Duration, cached: bool },

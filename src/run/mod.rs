@@ -74,7 +74,9 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
             log_dir: opts.report_dir.join(shard::dir_name(&s.name)),
         })
         .collect();
-    emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.clone() });
+    let now = std::time::SystemTime::now();
+    let started_at = now.checked_sub(emit.started.elapsed()).unwrap_or(now);
+    emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.clone(), started_at });
 
     let entries = match install_all(&shards, &emit).await {
         Ok(entries) => entries,

@@ -21,6 +21,10 @@ use crate::supervise::{self, Child, Spec};
 /// Lines of a failed command's output kept for the report.
 pub const COMMAND_TAIL: usize = 200;
 
+/// The folder in a shard's log directory where its commands may leave JUnit XML
+/// (`HARPER_SHARD_JUNIT_DIR`); the report reads per-file timings from it.
+pub const JUNIT_DIR: &str = "junit";
+
 pub struct Context {
     pub id: ShardId,
     pub total: usize,
@@ -171,6 +175,7 @@ fn shard_env(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password:
         ("HARPER_SHARD_INDEX", shard.index.to_string()),
         ("HARPER_SHARD_TOTAL", cx.total.to_string()),
         ("HARPER_SHARD_FILES", shard.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")),
+        ("HARPER_SHARD_JUNIT_DIR", junit_dir(cx).display().to_string()),
     ];
     for (k, v) in vars {
         env.insert(k.to_owned(), v);
@@ -178,8 +183,25 @@ fn shard_env(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password:
     env
 }
 
+/// Where command `i` (0-based) of a shard writes its output, stdout and stderr interleaved.
+pub fn command_log(log_dir: &Path, i: usize) -> PathBuf {
+    log_dir.join(format!("command-{}.log", i + 1))
+}
+
+/// Absolute: commands run in the plan's directory, the report directory may be relative.
+fn junit_dir(cx: &Context) -> PathBuf {
+    let dir = cx.log_dir.join(JUNIT_DIR);
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
 async fn commands(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password: &str, token: &str) -> (ShardStatus, Option<String>) {
     let env = shard_env(cx, shard, dirs, addr, password);
+    // Emptied first: XML left by an earlier run in the same report directory is not this run's.
+    let junit = junit_dir(cx);
+    let _ = std::fs::remove_dir_all(&junit);
+    if let Err(e) = std::fs::create_dir_all(&junit) {
+        return (ShardStatus::Infrastructure, Some(format!("cannot create {}: {e}", junit.display())));
+    }
     let deadline = tokio::time::Instant::now() + shard.timeout;
     for (i, command) in shard.commands.iter().enumerate() {
         cx.emit.emit(EventKind::CommandStarted { shard: cx.id, command: i });
@@ -188,7 +210,7 @@ async fn commands(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, pass
             args: vec!["-c".into(), command.into()],
             env: env.clone(),
             cwd: cx.plan_dir.clone(),
-            stdout_log: cx.log_dir.join(format!("command-{}.log", i + 1)),
+            stdout_log: command_log(&cx.log_dir, i),
             stderr_log: None,
             grace: shard.harper.teardown.grace,
             token: token.to_owned(),

@@ -3,6 +3,8 @@
 //! test starts is marked, and a test that leaves one alive fails.
 #![allow(dead_code)]
 
+pub mod records;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,145 @@
+//! `junit.xml`: the run in the shape GitLab, Jenkins and most CI test views read — one
+//! `<testsuite>` per shard, one `<testcase>` per command (classname = the shard), times from the
+//! phases.
+//!
+//! What is not a command still shows where a person looks for failures: a boot that failed is
+//! an `<error>` testcase carrying Harper's last lines, a teardown that could not be confirmed is
+//! another, and commands that never ran are `<skipped>`. Each suite's properties carry its
+//! phase timings (wait, boot, teardown) and its address.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::model::{Phase, RunRecord, ShardRecord};
+use super::{Reporter, collapse};
+use crate::run::events::{Event, Outcome, ShardStatus};
+
+pub struct Junit {
+    path: PathBuf,
+}
+
+impl Junit {
+    /// Writes `<dir>/junit.xml` when the run ends.
+    pub fn new(dir: &Path) -> Junit {
+        Junit { path: dir.join("junit.xml") }
+    }
+}
+
+impl Reporter for Junit {
+    fn event(&mut self, _: &Event, _: &RunRecord) {}
+
+    fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
+        let xml = render(record).context("cannot render junit.xml")?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(&self.path, xml).with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+/// The JUnit XML of a run.
+pub fn render(record: &RunRecord) -> anyhow::Result<String> {
+    let mut report = Report::new("harper-shard");
+    report.set_time(record.duration);
+    if let Some(start) = record.started_at {
+        report.set_timestamp(timestamp(start, Duration::ZERO));
+    }
+    for shard in &record.shards {
+        report.add_test_suite(suite(shard, record.started_at));
+    }
+    Ok(report.to_string()?)
+}
+
+fn suite(shard: &ShardRecord, run_start: Option<SystemTime>) -> TestSuite {
+    let mut suite = TestSuite::new(shard.name.as_str());
+    if let Some(total) = shard.phases.total() {
+        suite.set_time(total);
+    }
+    if let (Some(start), Some(at)) = (run_start, shard.phases.started) {
+        suite.set_timestamp(timestamp(start, at));
+    }
+    if let Some(addr) = shard.address {
+        suite.add_property(Property::new("address", addr.to_string()));
+    }
+    for phase in Phase::ALL {
+        if let Some((from, to)) = shard.phases.bounds(phase) {
+            suite.add_property(Property::new(format!("{}-seconds", phase.label()), format!("{:.3}", (to - from).as_secs_f64())));
+        }
+    }
+    if let Some(status) = shard.status {
+        suite.add_property(Property::new("status", status.label()));
+    }
+
+    let classname = shard.name.as_str();
+    let failed_step = match shard.status {
+        Some(ShardStatus::BootFailed) => Some((Phase::Boot, "boot Harper")),
+        Some(ShardStatus::Infrastructure) if shard.phases.address.is_none() => Some((Phase::Wait, "get a loopback address")),
+        _ => None,
+    };
+    if let Some((phase, what)) = failed_step {
+        let span = shard.phases.bounds(phase);
+        suite.add_test_case(error_case(what, classname, span, shard.cause.as_deref(), &shard.boot_tail));
+    }
+    for c in &shard.commands {
+        let mut status = match &c.outcome {
+            Some(Outcome::Passed) => TestCaseStatus::success(),
+            Some(Outcome::Failed { status }) => failure(NonSuccessKind::Failure, status, "command-failed", &c.tail),
+            Some(o @ Outcome::TimedOut { .. }) => failure(NonSuccessKind::Failure, &super::outcome_text(o), "timeout", &c.tail),
+            Some(Outcome::Cancelled) => skipped("cancelled"),
+            None => skipped("not run: an earlier step of the shard failed or the run was cancelled"),
+        };
+        if c.outcome.is_none() && shard.status == Some(ShardStatus::Skipped) {
+            status = skipped(shard.cause.as_deref().unwrap_or("skipped"));
+        }
+        let mut case = TestCase::new(c.command.as_str(), status);
+        case.set_classname(classname);
+        if let (Some(a), Some(b)) = (c.started, c.finished) {
+            case.set_time(b.saturating_sub(a));
+        }
+        if c.outcome.as_ref().is_some_and(|o| *o != Outcome::Passed) && !c.tail.is_empty() {
+            case.set_system_out(collapse(&c.tail).join("\n"));
+        }
+        suite.add_test_case(case);
+    }
+    if let Some(problem) = &shard.teardown_problem {
+        let span = shard.phases.bounds(Phase::Teardown);
+        suite.add_test_case(error_case("tear Harper down", classname, span, Some(problem), &[]));
+    }
+    suite
+}
+
+/// A step of the shard's life that is not a command, failed with `cause`.
+fn error_case(name: &str, classname: &str, span: Option<(Duration, Duration)>, cause: Option<&str>, tail: &[String]) -> TestCase {
+    let status = failure(NonSuccessKind::Error, cause.unwrap_or("failed"), "infrastructure", tail);
+    let mut case = TestCase::new(name, status);
+    case.set_classname(classname);
+    if let Some((from, to)) = span {
+        case.set_time(to - from);
+    }
+    if !tail.is_empty() {
+        case.set_system_out(collapse(tail).join("\n"));
+    }
+    case
+}
+
+fn failure(kind: NonSuccessKind, message: &str, ty: &str, tail: &[String]) -> TestCaseStatus {
+    let mut status = TestCaseStatus::non_success(kind);
+    status.set_message(message).set_type(ty);
+    if !tail.is_empty() {
+        status.set_description(collapse(tail).join("\n"));
+    }
+    status
+}
+
+fn skipped(message: &str) -> TestCaseStatus {
+    let mut status = TestCaseStatus::skipped();
+    status.set_message(message);
+    status
+}
+
+fn timestamp(run_start: SystemTime, at: Duration) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::<chrono::Utc>::from(run_start + at).fixed_offset()
+}

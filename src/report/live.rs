@@ -1,0 +1,83 @@
+//! The console's live lines on a terminal: one spinner line per running shard with its name,
+//! address, phase and elapsed time, redrawn in place; other lines print above them.
+//!
+//! Only for a TTY: off a terminal (CI logs, pipes) the console prints plain lines instead,
+//! because redrawn lines turn into noise in a log file.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::model::RunRecord;
+use crate::run::events::{EventKind, ShardId};
+
+pub struct Bars {
+    multi: MultiProgress,
+    bars: HashMap<ShardId, ProgressBar>,
+    style: ProgressStyle,
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Bars {
+    pub fn new() -> Bars {
+        let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: HashMap::new(), style }
+    }
+
+    /// Prints a line above the live lines.
+    pub fn println(&self, text: &str) {
+        let _ = self.multi.println(text);
+    }
+
+    /// Moves the shard's live line on to the phase `kind` starts.
+    pub fn update(&mut self, kind: &EventKind, record: &RunRecord) {
+        let (shard, phase) = match kind {
+            EventKind::ShardStarted { shard } => (*shard, "waiting for an address".to_owned()),
+            EventKind::AddressAcquired { shard, .. } => (*shard, "booting Harper".to_owned()),
+            EventKind::BootReady { shard } => (*shard, "Harper ready".to_owned()),
+            EventKind::CommandStarted { shard, command } => {
+                let s = &record.shards[*shard];
+                (*shard, format!("$ {} ({}/{})", s.commands[*command].command, command + 1, s.commands.len()))
+            }
+            EventKind::TeardownStarted { shard } => (*shard, "tearing down".to_owned()),
+            EventKind::ShardFinished { shard, .. } => {
+                if let Some(bar) = self.bars.remove(shard) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                }
+                return;
+            }
+            _ => return,
+        };
+        let bar = self.bars.entry(shard).or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new_spinner().with_style(self.style.clone()));
+            bar.set_prefix(record.shards[shard].name.clone());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        bar.set_message(line(record, shard, &phase));
+    }
+
+    /// Removes every live line, before the final table.
+    pub fn clear(&mut self) {
+        for (_, bar) in self.bars.drain() {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
+}
+
+/// What a live line says after the shard's name: its address (once it has one) and its phase.
+pub fn line(record: &RunRecord, shard: ShardId, phase: &str) -> String {
+    match record.shards[shard].address {
+        Some(addr) => format!("{addr:<15} {phase}"),
+        None => format!("{:<15} {phase}", "-"),
+    }
+}

@@ -1,0 +1,43 @@
+//! Run records built from events, for tests of the reporters that need no real run.
+
+use std::time::Duration;
+
+use harper_shard::report::model::RunRecord;
+use harper_shard::run::events::{Event, EventKind, ExitCode, Outcome, ShardInfo, ShardStatus};
+
+/// A finished run of `passed` passing and `failed` failing shards, built from events.
+pub fn run_record(passed: usize, failed: usize) -> RunRecord {
+    let total = passed + failed;
+    let shards: Vec<ShardInfo> = (0..total)
+        .map(|i| ShardInfo {
+            name: format!("s{i:03}"),
+            index: i + 1,
+            total,
+            commands: vec!["npm test".into()],
+            log_dir: format!("report/s{i:03}").into(),
+        })
+        .collect();
+    let mut record = RunRecord::new();
+    let mut t = Duration::ZERO;
+    let mut apply = |kind: EventKind| {
+        t += Duration::from_millis(10);
+        record.apply(&Event { at: t, kind });
+    };
+    let started_at = std::time::SystemTime::now();
+    apply(EventKind::RunStarted { shards, concurrency: 4, report_dir: "report".into(), started_at });
+    for shard in 0..total {
+        let fails = shard >= passed;
+        apply(EventKind::ShardStarted { shard });
+        apply(EventKind::AddressAcquired { shard, addr: std::net::Ipv4Addr::new(127, 0, 0, 2) });
+        apply(EventKind::BootReady { shard });
+        apply(EventKind::CommandStarted { shard, command: 0 });
+        let outcome = if fails { Outcome::Failed { status: "exit code 1".into() } } else { Outcome::Passed };
+        apply(EventKind::CommandFinished { shard, command: 0, outcome, tail: vec!["not ok 1 - widget".into()] });
+        apply(EventKind::TeardownStarted { shard });
+        let (status, cause) = if fails { (ShardStatus::Failed, Some("`npm test` failed: exit code 1".into())) } else { (ShardStatus::Passed, None) };
+        apply(EventKind::ShardFinished { shard, status, cause });
+    }
+    apply(EventKind::RunFinished { exit: ExitCode(if failed > 0 { 1 } else { 0 }) });
+    record
+}
+

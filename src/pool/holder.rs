@@ -72,10 +72,10 @@ mod imp {
                     continue;
                 }
                 let local = cols[1];
-                if local == want_v4 || local == any_v4 || local == any_v6 || local == mapped {
-                    if let Ok(inode) = cols[9].parse::<u64>() {
-                        inodes.insert(inode);
-                    }
+                if (local == want_v4 || local == any_v4 || local == any_v6 || local == mapped)
+                    && let Ok(inode) = cols[9].parse::<u64>()
+                {
+                    inodes.insert(inode);
                 }
             }
         }

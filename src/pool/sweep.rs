@@ -49,10 +49,12 @@ pub fn leftovers(record: &Record) -> Vec<ProcessId> {
     tracing::debug!("no /proc here: the token sweep ends only the keepers the record names");
     if !record.token.is_empty() {
         for pid in process::pids() {
-            if pid != me && process::uid(pid) == Some(uid) && process::environ_has(pid, &entry) {
-                if let Some(p) = ProcessId::of(pid).filter(ProcessId::is_alive) {
-                    found.push(p);
-                }
+            if pid != me
+                && process::uid(pid) == Some(uid)
+                && process::environ_has(pid, &entry)
+                && let Some(p) = ProcessId::of(pid).filter(ProcessId::is_alive)
+            {
+                found.push(p);
             }
         }
     }
@@ -95,10 +97,10 @@ pub fn sweep(record: &Record) -> Vec<Swept> {
 
 /// Signals `p` only while it is still the very process the record meant.
 fn signal(p: &ProcessId, sig: Signal) {
-    if p.is_alive() {
-        if let Ok(raw) = i32::try_from(p.pid) {
-            let _ = kill(Pid::from_raw(raw), sig);
-        }
+    if p.is_alive()
+        && let Ok(raw) = i32::try_from(p.pid)
+    {
+        let _ = kill(Pid::from_raw(raw), sig);
     }
 }
 

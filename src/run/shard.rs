@@ -74,10 +74,10 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
             child
         }
     };
-    if let Some(child) = &harper {
-        if let Err(e) = lease.record_pids(&[child.process.pid()]) {
-            tracing::warn!("{e:#}");
-        }
+    if let Some(child) = &harper
+        && let Err(e) = lease.record_pids(&[child.process.pid()])
+    {
+        tracing::warn!("{e:#}");
     }
     if status == ShardStatus::Passed {
         (status, cause) = commands(cx, shard, &dirs, addr, &password, &token).await;

@@ -44,7 +44,11 @@ impl ProcessId {
 
 /// Does a process with this pid exist (ours or not)?
 fn exists(pid: u32) -> bool {
+    // 0 and negative numbers name process groups to kill(2), never one process.
     let Ok(raw) = i32::try_from(pid) else { return false };
+    if raw <= 0 {
+        return false;
+    }
     match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
         Ok(()) => true,
         Err(e) => e == nix::errno::Errno::EPERM,

@@ -288,7 +288,7 @@ fn handoffs(role: &str, holder: &mut dyn Slots, dir: &Path) -> Vec<Duration> {
             let waiter = Command::new(&exe).env(ROLE, role).env(DIR, dir).stdout(Stdio::piped()).spawn().expect("start a waiter");
             // The waiter is surely waiting after 300 ms; the varying rest spreads the release evenly
             // over a second, the longest polling period measured.
-            std::thread::sleep(Duration::from_millis(300 + (n as u64 * 50) % 1000));
+            std::thread::sleep(Duration::from_millis(300 + (n as u64 * 53) % 1000));
             let released = unix_now();
             holder.give_back(i);
             let out = waiter.wait_with_output().expect("wait for the waiter");

@@ -310,3 +310,32 @@ fn an_exhausted_pool_exits_3_with_a_table_of_who_holds_what() {
     assert!(!sandbox.path("waiter-ran").exists());
     finish(&sandbox, child);
 }
+
+#[test]
+fn pool_status_shows_a_foreign_listener_as_busy_and_names_its_holder() {
+    let sandbox = Sandbox::new();
+    let listener = std::net::TcpListener::bind("127.0.49.3:9925").expect("bind the foreign listener");
+    sandbox.write("harper-shards.yml", &fake_plan("", &pool_yaml("127.0.49.2", 2, "5s", 1), &shard("a", "true")));
+    let mut cmd = pooled(&sandbox);
+    cmd.args(["pool", "status"]);
+    let r = run(cmd);
+    r.expect(0);
+    let out = r.stdout();
+    let row = |addr: &str| out.lines().find(|l| l.starts_with(addr)).unwrap_or_else(|| panic!("no row for {addr}:\n{out}")).to_owned();
+    assert!(row("127.0.49.2").ends_with("free"), "{out}");
+    let busy = row("127.0.49.3");
+    assert!(busy.contains("busy: port 9925 (operations)"), "{busy}");
+    assert!(busy.contains(&format!("by pid {}", std::process::id())), "the holder is named: {busy}");
+    drop(listener);
+}
+
+#[test]
+fn pool_validate_passes_when_every_address_binds() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", &fake_plan("", &pool_yaml("127.0.50.2", 8, "5s", 1), &shard("a", "true")));
+    let mut cmd = pooled(&sandbox);
+    cmd.args(["pool", "validate"]);
+    let r = run(cmd);
+    r.expect(0);
+    assert!(r.stdout().contains("all 8 addresses from 127.0.50.2 bind"), "{}", r.stdout());
+}

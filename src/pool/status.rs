@@ -72,12 +72,13 @@ impl Slot {
     fn state_text(&self) -> String {
         match (&self.state, &self.record) {
             (State::Free, None) => "free".into(),
-            (State::Free, Some(_)) => "free (left by a run that died; swept on the next acquire)".into(),
+            (State::Free, Some(_)) => "free (a record left by a run that died or did not tear down cleanly; swept on the next acquire)".into(),
             (State::Held, Some(r)) if !r.owner.is_alive() => "held (the recorded owner is gone)".into(),
             (State::Held, _) => "held by a run".into(),
-            (State::Busy { port_name, port, busy, holders }, _) => {
+            (State::Busy { port_name, port, busy, holders }, record) => {
                 let who = holders.first().map(|h| format!(" by {h}")).unwrap_or_default();
-                format!("busy: port {port} ({port_name}) {busy}{who}")
+                let left = if record.is_some() { "; the recorded run died or did not tear down cleanly: swept on the next acquire" } else { "" };
+                format!("busy: port {port} ({port_name}) {busy}{who}{left}")
             }
         }
     }

@@ -142,3 +142,21 @@ mod imp {
         false
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::ProcessId;
+
+    #[test]
+    fn a_pid_with_another_start_time_is_not_the_recorded_process() {
+        let me = ProcessId::current();
+        assert!(me.is_alive());
+        let reused = ProcessId { pid: me.pid, start: me.start.map(|s| s + 1) };
+        assert!(!reused.is_alive(), "a process that reuses a recorded pid was taken for its owner");
+    }
+
+    #[test]
+    fn pid_zero_is_never_alive() {
+        assert!(!ProcessId { pid: 0, start: None }.is_alive());
+    }
+}

@@ -122,3 +122,37 @@ pub fn remove(dir: &Path, addr: Ipv4Addr) -> anyhow::Result<()> {
         Err(e) => Err(e).with_context(|| format!("cannot remove the slot record {}", path.display())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hs-record-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_written_record_reads_back_and_leaves_no_temporary_file() {
+        let dir = temp_dir();
+        let addr = Ipv4Addr::new(127, 0, 0, 9);
+        let record = Record::new("tok", "db/2");
+        write(&dir, addr, &record).unwrap();
+        assert_eq!(read(&dir, addr).unwrap(), Some(record));
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from("127.0.0.9.json")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_record_that_is_a_symlink_is_not_followed() {
+        let dir = temp_dir();
+        let addr = Ipv4Addr::new(127, 0, 0, 9);
+        let elsewhere = dir.join("elsewhere.json");
+        std::fs::write(&elsewhere, serde_json::to_vec(&Record::new("tok", "x")).unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, path(&dir, addr)).unwrap();
+        assert!(read(&dir, addr).is_err(), "a symbolic link was read as a record");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -294,17 +294,20 @@ fn the_record_names_the_token_and_shard_and_pool_status_shows_the_holding_run() 
     assert!(!record_path.exists(), "a clean release removes the record");
 }
 
+/// A run that finds every address held says every 10 s what it waits for, and after
+/// `pool.wait` exits 3 with a table of who holds what.
 #[test]
-fn an_exhausted_pool_exits_3_with_a_table_of_who_holds_what() {
+fn an_exhausted_pool_says_what_it_waits_for_then_exits_3_with_a_table_of_who_holds_what() {
     let sandbox = Sandbox::new();
     let child = holding_run(&sandbox, "127.0.48.2");
-    sandbox.write("waiter.yml", &fake_plan("", &pool_yaml("127.0.48.2", 1, "1s", 1), &shard("waiter", "touch waiter-ran")));
+    sandbox.write("waiter.yml", &fake_plan("", &pool_yaml("127.0.48.2", 1, "11s", 1), &shard("waiter", "touch waiter-ran")));
     let mut cmd = pooled(&sandbox);
     cmd.args(["run", "waiter.yml"]);
     let r = run(cmd);
     r.expect(3);
     let err = r.stderr();
-    assert!(err.contains("no free address in the pool after 1s"), "{err}");
+    assert!(err.contains("waiting 10s for an address: 1 held by harper-shard runs, 0 busy with other listeners"), "{err}");
+    assert!(err.contains("no free address in the pool after 11s"), "{err}");
     let row = err.lines().find(|l| l.starts_with("127.0.48.2")).unwrap_or_else(|| panic!("no table row for the address: {err}"));
     assert!(row.contains(&child.id().to_string()) && row.contains("holder") && row.contains("held by a run"), "{row}");
     assert!(!sandbox.path("waiter-ran").exists());

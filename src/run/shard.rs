@@ -45,8 +45,8 @@ pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
 }
 
 async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
-    // The token marks every process of this lease; the pool records it so that the next owner
-    // of the address can end them should this run die.
+    // The token exists before the address does, so that whoever records the lease can record
+    // the token that every process of this shard will carry.
     let token = uuid::Uuid::new_v4().to_string();
     let mut lease = match acquire(cx, shard, &token).await {
         Ok(lease) => lease,

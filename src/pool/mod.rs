@@ -65,6 +65,9 @@ pub enum Notice {
 impl std::fmt::Display for Notice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Notice::Skipped { addr, busy: Busy::Unavailable(e), .. } => {
+                write!(f, "{addr} skipped: it cannot be used on this machine ({e}); see `harper-shard pool validate`")
+            }
             Notice::Skipped { addr, port_name, port, busy, holders } => match holders.as_slice() {
                 [] => write!(f, "{addr} skipped: port {port} ({port_name}) is {busy} — another Harper or another program?"),
                 holders => {

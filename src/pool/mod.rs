@@ -16,7 +16,6 @@ pub mod process;
 pub mod record;
 pub mod status;
 pub mod sweep;
-mod wake;
 
 use std::fs::{File, OpenOptions};
 use std::net::Ipv4Addr;
@@ -34,8 +33,7 @@ use process::ProcessId;
 use record::Record;
 use sweep::Swept;
 
-/// How often a waiting acquire looks again at the latest: an address given back cleanly is
-/// looked at at once (see `wake`), one whose owner died within this.
+/// How often a waiting acquire looks again: an address given back is taken within this.
 pub const POLL: Duration = Duration::from_millis(25);
 
 /// How often a waiting acquire says what it waits for.
@@ -242,7 +240,6 @@ impl Pool {
         let started = Instant::now();
         let mut next_notice = WAITING_NOTICE;
         let mut skipped_before: Vec<Ipv4Addr> = Vec::new();
-        let mut waker: Option<wake::Waker> = None;
         loop {
             let (mut held, mut busy) = (0, 0);
             let mut skipped_now = Vec::new();
@@ -280,7 +277,7 @@ impl Pool {
                 notify(Notice::Waiting { waited, held, busy });
                 next_notice += WAITING_NOTICE;
             }
-            waker.get_or_insert_with(|| wake::Waker::new(&self.dir)).wait(POLL);
+            std::thread::sleep(POLL);
         }
     }
 

@@ -100,6 +100,9 @@ pub struct PoolArgs {
     /// The plan whose pool and ports to use; without one, the defaults.
     #[arg(long, env = "HARPER_SHARD_PLAN_FILE")]
     pub plan_file: Option<PathBuf>,
+    /// Output format of `pool status`.
+    #[arg(long, value_enum, default_value_t = Format::Human, env = "HARPER_SHARD_FORMAT")]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

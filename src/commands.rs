@@ -162,22 +162,61 @@ pub fn matrix(args: MatrixArgs) -> Result<Exit, Failure> {
 pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
     let (PoolCommand::Status(a) | PoolCommand::Validate(a) | PoolCommand::SetupLoopback(a)) = &command;
     let plan = pool_plan(a)?;
+    let spec = plan.as_ref().map(|p| p.pool.clone()).unwrap_or_else(default_pool);
+    let ports = plan.as_ref().map(|p| p.shards[0].harper.ports.all()).unwrap_or_else(default_ports);
     match command {
-        PoolCommand::Status(_) => {
-            let ports = plan.as_ref().map(|p| p.shards[0].harper.ports.all());
-            let spec = plan.as_ref().map(|p| p.pool.clone()).unwrap_or_else(default_pool);
-            let ports = ports.unwrap_or_else(default_ports);
-            for addr in spec.addresses() {
-                let state = match pool::probe::check_all(addr, &ports) {
-                    Ok(()) => "free".to_owned(),
-                    Err((name, port, busy)) => format!("busy: port {port} ({name}) {busy}"),
-                };
-                println!("{addr:<15}  {state}");
+        PoolCommand::Status(args) => {
+            let pool = pool::Pool::open(&pool::default_dir(), &spec).map_err(Failure::infrastructure)?;
+            let slots = pool::status::survey(&pool, &ports).map_err(Failure::infrastructure)?;
+            match args.format {
+                Format::Human => {
+                    println!("pool directory {}", pool.dir().display());
+                    print!("{}", pool::status::table(&slots));
+                }
+                Format::Json => println!("{}", pool::status::json(&slots)),
             }
             Ok(Exit::Passed)
         }
-        PoolCommand::Validate(_) | PoolCommand::SetupLoopback(_) => {
-            eprintln!("harper-shard: on Linux every 127.0.0.0/8 address routes to `lo`; nothing to set up");
+        PoolCommand::Validate(_) => {
+            let pool = pool::Pool::open(&pool::default_dir(), &spec).map_err(Failure::infrastructure)?;
+            let missing = pool::loopback::missing(spec.addresses());
+            if missing.is_empty() {
+                println!("all {} addresses from {} bind; pool directory {} is usable", spec.count, spec.start, pool.dir().display());
+                return Ok(Exit::Passed);
+            }
+            for m in &missing {
+                eprintln!("{} cannot be bound: {}", m.addr, m.error);
+            }
+            if pool::loopback::NEEDS_ALIASES {
+                eprintln!(
+                    "this system answers only on 127.0.0.1 until each pool address is a loopback alias; \
+                     run `harper-shard pool setup-loopback`, or these commands:"
+                );
+                for m in &missing {
+                    eprintln!("  {}", pool::loopback::alias_line(m.addr));
+                }
+            }
+            Err(Failure::infrastructure(anyhow::anyhow!(
+                "{} of {} pool addresses cannot be bound; fix them or move the pool (`pool.start`, `pool.count`)",
+                missing.len(),
+                spec.count
+            )))
+        }
+        PoolCommand::SetupLoopback(_) => {
+            if !pool::loopback::NEEDS_ALIASES {
+                println!("every 127.0.0.0/8 address already routes to the loopback interface here; nothing to set up");
+                return Ok(Exit::Passed);
+            }
+            let missing = pool::loopback::missing(spec.addresses());
+            if missing.is_empty() {
+                println!("all {} addresses from {} are already set up", spec.count, spec.start);
+                return Ok(Exit::Passed);
+            }
+            for m in &missing {
+                println!("{}", pool::loopback::alias_line(m.addr));
+                pool::loopback::add_alias(m.addr).map_err(Failure::infrastructure)?;
+            }
+            println!("added {} loopback aliases (/32); they last until the next reboot", missing.len());
             Ok(Exit::Passed)
         }
     }

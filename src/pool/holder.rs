@@ -27,6 +27,7 @@ pub fn holders(addr: Ipv4Addr, port: u16) -> Vec<Holder> {
 #[cfg(target_os = "linux")]
 mod imp {
     use super::Holder;
+    use crate::pool::process;
     use std::collections::HashSet;
     use std::fs;
     use std::net::Ipv4Addr;
@@ -50,7 +51,7 @@ mod imp {
                 }).is_some_and(|inode| inodes.contains(&inode))
             });
             if holds {
-                out.push(Holder { pid, command: command(pid), pgid: pgid(pid) });
+                out.push(Holder { pid, command: process::command(pid), pgid: process::pgid(pid) });
             }
         }
         out
@@ -71,25 +72,14 @@ mod imp {
                     continue;
                 }
                 let local = cols[1];
-                if local == want_v4 || local == any_v4 || local == any_v6 || local == mapped {
-                    if let Ok(inode) = cols[9].parse::<u64>() {
-                        inodes.insert(inode);
-                    }
+                if (local == want_v4 || local == any_v4 || local == any_v6 || local == mapped)
+                    && let Ok(inode) = cols[9].parse::<u64>()
+                {
+                    inodes.insert(inode);
                 }
             }
         }
         inodes
-    }
-
-    fn command(pid: u32) -> String {
-        fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim().to_owned()).unwrap_or_else(|_| "?".into())
-    }
-
-    fn pgid(pid: u32) -> Option<u32> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // The command may contain spaces and parentheses: fields start after the last ')'.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        rest.split_whitespace().nth(2)?.parse().ok()
     }
 }
 

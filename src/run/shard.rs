@@ -14,7 +14,7 @@ use super::events::{EventKind, Outcome, ShardId, ShardStatus};
 use super::{Cancel, Emitter};
 use crate::harper::instance::{self, Dirs};
 use crate::plan::Shard;
-use crate::pool::{Lease, Notice, Pool, probe};
+use crate::pool::{self, Lease, Notice, Pool, probe};
 use crate::supervise::readiness::{self, Tail};
 use crate::supervise::{self, Child, Spec};
 
@@ -49,7 +49,10 @@ pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
 }
 
 async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
-    let lease = match acquire(cx, shard).await {
+    // The token exists before the address does, so that whoever records the lease can record
+    // the token that every process of this shard will carry.
+    let token = uuid::Uuid::new_v4().to_string();
+    let mut lease = match acquire(cx, shard, &token).await {
         Ok(lease) => lease,
         Err(e) if cx.cancel.borrow().is_some() => return (ShardStatus::Cancelled, Some(format!("{e:#}"))),
         Err(e) => return (ShardStatus::Infrastructure, Some(format!("{e:#}"))),
@@ -65,7 +68,6 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
         Err(e) => return (ShardStatus::Infrastructure, Some(format!("{e:#}"))),
     };
     let password = shard.harper.admin.password.clone().unwrap_or_else(instance::random_password);
-    let token = uuid::Uuid::new_v4().to_string();
 
     let (mut status, mut cause) = (ShardStatus::Passed, None);
     let harper = boot(cx, shard, &dirs, addr, &password, &token).await;
@@ -76,6 +78,11 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
             child
         }
     };
+    if let Some(child) = &harper
+        && let Err(e) = lease.record_pids(&[child.process.pid()])
+    {
+        tracing::warn!("{e:#}");
+    }
     if status == ShardStatus::Passed {
         (status, cause) = commands(cx, shard, &dirs, addr, &password, &token).await;
     }
@@ -91,30 +98,20 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     (status, cause)
 }
 
-async fn acquire(cx: &Context, shard: &Shard) -> anyhow::Result<Lease> {
+async fn acquire(cx: &Context, shard: &Shard, token: &str) -> anyhow::Result<Lease> {
     let pool = cx.pool.clone();
+    let (token, name) = (token.to_owned(), shard.name.clone());
     let ports = shard.harper.ports.all();
     let emit = cx.emit.clone();
     let id = cx.id;
     let cancel = cx.cancel.clone();
     tokio::task::spawn_blocking(move || {
         let notify = |notice: Notice| {
-            let message = match notice {
-                Notice::Skipped { addr, port_name, port, busy, holders } => {
-                    let who = match holders.first() {
-                        Some(h) => format!(" by {h}"),
-                        None => String::new(),
-                    };
-                    format!("{addr} skipped: port {port} ({port_name}) is {busy}{who} — another Harper or another program?")
-                }
-                Notice::Waiting { waited, held, busy } => format!(
-                    "waiting {}s for an address: {held} held by runs, {busy} busy with other listeners",
-                    waited.as_secs()
-                ),
-            };
+            let message = notice.to_string();
             emit.emit(EventKind::Warning { shard: Some(id), message });
         };
-        pool.acquire(&ports, &|| cancel.borrow().is_some(), &notify)
+        let claim = pool::Claim { token: &token, shard: &name };
+        pool.acquire(claim, &ports, &|| cancel.borrow().is_some(), &notify)
     })
     .await?
 }
@@ -296,7 +293,11 @@ async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs:
     if let Err(e) = dirs.remove() {
         problems.push(format!("{e:#}"));
     }
-    lease.release();
+    if problems.is_empty() {
+        lease.release();
+    } else {
+        lease.release_for_sweep();
+    }
     let problem = (!problems.is_empty()).then(|| problems.join("; "));
     cx.emit.emit(EventKind::TeardownDone { shard: cx.id, problem: problem.clone() });
     problem

@@ -1,0 +1,162 @@
+//! Facts about other processes that the pool needs: when a process started (so that a reused
+//! pid is never taken for a record's owner), who owns it, what it is called, and whether it
+//! carries an environment entry. Linux answers from `/proc`; elsewhere the answers degrade to
+//! "unknown", and every caller treats unknown as the cautious choice.
+
+use serde::{Deserialize, Serialize};
+
+/// A process as a record names it: its pid and, where the system says, its start time in
+/// clock ticks since boot. Two processes with one pid never share a start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    pub pid: u32,
+    pub start: Option<u64>,
+}
+
+impl ProcessId {
+    /// The process `pid` as it is now; `None` when there is no such process.
+    pub fn of(pid: u32) -> Option<ProcessId> {
+        if !exists(pid) {
+            return None;
+        }
+        Some(ProcessId { pid, start: imp::start_time(pid) })
+    }
+
+    /// This process.
+    pub fn current() -> ProcessId {
+        let pid = std::process::id();
+        ProcessId { pid, start: imp::start_time(pid) }
+    }
+
+    /// Is this very process still alive (not merely its pid, reused by another)? Zombies are
+    /// dead.
+    pub fn is_alive(&self) -> bool {
+        if !exists(self.pid) || imp::is_zombie(self.pid) {
+            return false;
+        }
+        match (self.start, imp::start_time(self.pid)) {
+            (Some(then), Some(now)) => then == now,
+            // No start time to compare: the pid alone is all we have.
+            _ => true,
+        }
+    }
+}
+
+/// Does a process with this pid exist (ours or not)?
+fn exists(pid: u32) -> bool {
+    // 0 and negative numbers name process groups to kill(2), never one process.
+    let Ok(raw) = i32::try_from(pid) else { return false };
+    if raw <= 0 {
+        return false;
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
+    }
+}
+
+/// The short command name of `pid`, or `?`.
+pub fn command(pid: u32) -> String {
+    imp::command(pid).unwrap_or_else(|| "?".into())
+}
+
+pub use imp::{environ_has, pgid, pids, uid};
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Field `n` (1-based, as in proc(5)) of `/proc/<pid>/stat`. The command may hold spaces
+    /// and parentheses, so fields are counted from after the last `)`.
+    fn stat_field(pid: u32, n: usize) -> Option<String> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        rest.split_whitespace().nth(n - 3).map(str::to_owned)
+    }
+
+    pub fn start_time(pid: u32) -> Option<u64> {
+        stat_field(pid, 22)?.parse().ok()
+    }
+
+    pub fn is_zombie(pid: u32) -> bool {
+        stat_field(pid, 3).as_deref() == Some("Z")
+    }
+
+    pub fn pgid(pid: u32) -> Option<u32> {
+        stat_field(pid, 5)?.parse().ok()
+    }
+
+    pub fn command(pid: u32) -> Option<String> {
+        fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_owned())
+    }
+
+    /// The real owner of `pid`.
+    pub fn uid(pid: u32) -> Option<u32> {
+        fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
+    }
+
+    /// Every pid on the system (that `/proc` shows us).
+    pub fn pids() -> Vec<u32> {
+        let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+        entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
+    }
+
+    /// Does `pid`'s environment hold exactly `entry` (`NAME=value`)? Unreadable (another
+    /// user's process, or gone) is no.
+    pub fn environ_has(pid: u32, entry: &str) -> bool {
+        fs::read(format!("/proc/{pid}/environ"))
+            .map(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
+            .unwrap_or(false)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    pub fn start_time(_pid: u32) -> Option<u64> {
+        None
+    }
+
+    pub fn is_zombie(_pid: u32) -> bool {
+        false
+    }
+
+    pub fn pgid(pid: u32) -> Option<u32> {
+        let raw = i32::try_from(pid).ok()?;
+        nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(raw))).ok().map(|p| p.as_raw() as u32)
+    }
+
+    pub fn command(_pid: u32) -> Option<String> {
+        None
+    }
+
+    pub fn uid(_pid: u32) -> Option<u32> {
+        None
+    }
+
+    pub fn pids() -> Vec<u32> {
+        Vec::new()
+    }
+
+    pub fn environ_has(_pid: u32, _entry: &str) -> bool {
+        false
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::ProcessId;
+
+    #[test]
+    fn a_pid_with_another_start_time_is_not_the_recorded_process() {
+        let me = ProcessId::current();
+        assert!(me.is_alive());
+        let reused = ProcessId { pid: me.pid, start: me.start.map(|s| s + 1) };
+        assert!(!reused.is_alive(), "a process that reuses a recorded pid was taken for its owner");
+    }
+
+    #[test]
+    fn pid_zero_is_never_alive() {
+        assert!(!ProcessId { pid: 0, start: None }.is_alive());
+    }
+}

@@ -1,0 +1,132 @@
+//! What every address of the pool is doing right now: free, held by a harper-shard run (and
+//! which one, from its record), or busy with a listener that is not ours. `pool status` shows
+//! it, and an acquire that gave up waiting quotes it, so the person reading the CI log sees
+//! who holds what.
+//!
+//! Looking takes each free slot's lock for an instant, never sweeps and never writes.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use serde_json::json;
+
+use super::holder::{self, Holder};
+use super::probe::{self, Busy};
+use super::record::{self, Record};
+use super::Pool;
+
+/// One address and what holds it.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub addr: Ipv4Addr,
+    pub state: State,
+    /// The record beside the lock: the holder when held, what the next owner sweeps when free.
+    pub record: Option<Record>,
+    /// A record that is there but could not be read.
+    pub record_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum State {
+    Free,
+    /// A harper-shard process holds the lock.
+    Held,
+    /// Nobody holds the lock, but a port is in use by someone else.
+    Busy { port_name: &'static str, port: u16, busy: Busy, holders: Vec<Holder> },
+}
+
+impl State {
+    fn word(&self) -> &'static str {
+        match self {
+            State::Free => "free",
+            State::Held => "held",
+            State::Busy { .. } => "busy",
+        }
+    }
+}
+
+/// Looks at every address of `pool`, probing `ports` on those no run holds.
+pub fn survey(pool: &Pool, ports: &[(&'static str, u16)]) -> anyhow::Result<Vec<Slot>> {
+    let mut slots = Vec::new();
+    for addr in pool.spec().addresses() {
+        let held = pool.is_held(addr)?;
+        let state = if held {
+            State::Held
+        } else {
+            match probe::check_all(addr, ports) {
+                Ok(()) => State::Free,
+                Err((port_name, port, busy)) => State::Busy { port_name, port, busy, holders: holder::holders(addr, port) },
+            }
+        };
+        let (record, record_error) = match record::read(pool.dir(), addr) {
+            Ok(r) => (r, None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        slots.push(Slot { addr, state, record, record_error });
+    }
+    Ok(slots)
+}
+
+impl Slot {
+    /// The state column: what a person needs to know about this address.
+    fn state_text(&self) -> String {
+        match (&self.state, &self.record) {
+            (State::Free, None) => "free".into(),
+            (State::Free, Some(_)) => "free (a record left by a run that died or did not tear down cleanly; swept on the next acquire)".into(),
+            (State::Held, Some(r)) if !r.owner.is_alive() => "held (the recorded owner is gone)".into(),
+            (State::Held, _) => "held by a run".into(),
+            (State::Busy { port_name, port, busy, holders }, record) => {
+                let who = holders.first().map(|h| format!(" by {h}")).unwrap_or_default();
+                let left = if record.is_some() { "; the recorded run died or did not tear down cleanly: swept on the next acquire" } else { "" };
+                format!("busy: port {port} ({port_name}) {busy}{who}{left}")
+            }
+        }
+    }
+}
+
+/// The slots as a table, one row per address.
+pub fn table(slots: &[Slot]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<15}  {:<9}  {:<20}  {:<20}  STATE", "ADDRESS", "OWNER", "SHARD", "SINCE");
+    for slot in slots {
+        let (owner, shard, since) = match &slot.record {
+            Some(r) => (
+                r.owner.pid.to_string(),
+                r.shard.clone(),
+                humantime::format_rfc3339_seconds(r.since_time()).to_string(),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(out, "{:<15}  {owner:<9}  {shard:<20}  {since:<20}  {}", slot.addr.to_string(), slot.state_text());
+        if let Some(e) = &slot.record_error {
+            let _ = writeln!(out, "{:<15}  warning: {e}", "");
+        }
+    }
+    out
+}
+
+/// The slots as JSON, for scripts.
+pub fn json(slots: &[Slot]) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = slots
+        .iter()
+        .map(|slot| {
+            let mut row = json!({ "address": slot.addr.to_string(), "state": slot.state.word(), "detail": slot.state_text() });
+            if let State::Busy { port, holders, .. } = &slot.state {
+                row["port"] = json!(port);
+                row["holders"] = holders.iter().map(|h| json!({ "pid": h.pid, "command": h.command })).collect();
+            }
+            if let Some(r) = &slot.record {
+                row["owner_pid"] = json!(r.owner.pid);
+                row["owner_alive"] = json!(r.owner.is_alive());
+                row["shard"] = json!(r.shard);
+                row["since"] = json!(humantime::format_rfc3339_seconds(r.since_time()).to_string());
+                row["keepers"] = r.keepers.iter().map(|k| json!(k.pid)).collect();
+            }
+            if let Some(e) = &slot.record_error {
+                row["record_error"] = json!(e);
+            }
+            row
+        })
+        .collect();
+    json!({ "slots": rows })
+}

@@ -1,7 +1,8 @@
 //! Facts about other processes that the pool needs: when a process started (so that a reused
 //! pid is never taken for a record's owner), who owns it, what it is called, and whether it
-//! carries an environment entry. Linux answers from `/proc`; elsewhere the answers degrade to
-//! "unknown", and every caller treats unknown as the cautious choice.
+//! carries an environment entry. Linux answers from `/proc` directly; elsewhere (macOS) sysinfo
+//! answers, and where even it cannot, the answer is "unknown", which every caller treats as the
+//! cautious choice.
 
 use serde::{Deserialize, Serialize};
 
@@ -111,35 +112,55 @@ mod imp {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-mod imp {
-    pub fn start_time(_pid: u32) -> Option<u64> {
-        None
+/// The same answers through sysinfo, for systems without `/proc`. Compiled everywhere, so that
+/// Linux CI builds it and its test compares it with `/proc`.
+mod portable {
+    use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
+
+    fn with_process<T>(pid: u32, kind: ProcessRefreshKind, f: impl FnOnce(&sysinfo::Process) -> T) -> Option<T> {
+        let mut system = System::new().ok()?;
+        let pid = Pid::from_u32(pid);
+        system.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), false, kind);
+        system.process(pid).map(f)
     }
 
-    pub fn is_zombie(_pid: u32) -> bool {
-        false
+    /// Seconds since the epoch: coarser than `/proc`'s ticks, still enough to tell a reused pid.
+    pub fn start_time(pid: u32) -> Option<u64> {
+        with_process(pid, ProcessRefreshKind::nothing(), |p| p.start_time())
     }
+
+    pub fn is_zombie(pid: u32) -> bool {
+        with_process(pid, ProcessRefreshKind::nothing(), |p| p.status() == ProcessStatus::Zombie).unwrap_or(false)
+    }
+
+    pub fn command(pid: u32) -> Option<String> {
+        with_process(pid, ProcessRefreshKind::nothing(), |p| p.name().to_string_lossy().into_owned())
+    }
+
+    pub fn uid(pid: u32) -> Option<u32> {
+        let kind = ProcessRefreshKind::nothing().with_user(UpdateKind::Always);
+        with_process(pid, kind, |p| p.user_id().map(|u| **u)).flatten()
+    }
+
+    pub fn pids() -> Vec<u32> {
+        let Ok(mut system) = System::new() else { return Vec::new() };
+        system.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing());
+        system.processes().keys().map(|p| p.as_u32()).collect()
+    }
+
+    pub fn environ_has(pid: u32, entry: &str) -> bool {
+        let kind = ProcessRefreshKind::nothing().with_environ(UpdateKind::Always);
+        with_process(pid, kind, |p| p.environ().iter().any(|kv| kv.as_encoded_bytes() == entry.as_bytes())).unwrap_or(false)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    pub use super::portable::{command, environ_has, is_zombie, pids, start_time, uid};
 
     pub fn pgid(pid: u32) -> Option<u32> {
         let raw = i32::try_from(pid).ok()?;
         nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(raw))).ok().map(|p| p.as_raw() as u32)
-    }
-
-    pub fn command(_pid: u32) -> Option<String> {
-        None
-    }
-
-    pub fn uid(_pid: u32) -> Option<u32> {
-        None
-    }
-
-    pub fn pids() -> Vec<u32> {
-        Vec::new()
-    }
-
-    pub fn environ_has(_pid: u32, _entry: &str) -> bool {
-        false
     }
 }
 
@@ -158,5 +179,21 @@ mod tests {
     #[test]
     fn pid_zero_is_never_alive() {
         assert!(!ProcessId { pid: 0, start: None }.is_alive());
+    }
+
+    /// The sysinfo answers that macOS relies on agree with `/proc` about this very process.
+    #[test]
+    fn the_portable_answers_agree_with_proc() {
+        use super::{imp, portable};
+        let me = std::process::id();
+        assert_eq!(portable::uid(me), imp::uid(me));
+        assert_eq!(portable::command(me), imp::command(me));
+        assert!(portable::pids().contains(&me));
+        assert!(portable::start_time(me).is_some());
+        assert!(!portable::is_zombie(me));
+        let entry = format!("PATH={}", std::env::var("PATH").expect("PATH is set"));
+        assert!(imp::environ_has(me, &entry));
+        assert!(portable::environ_has(me, &entry));
+        assert!(!portable::environ_has(me, "HARPER_SHARD_TOKEN=not-set-anywhere"));
     }
 }

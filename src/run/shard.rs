@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::events::{EventKind, Outcome, ShardId, ShardStatus};
-use super::{Cancel, Emitter};
+use super::{CANCEL_GRACE, CANCEL_PORT_RELEASE, Cancel, Emitter};
 use crate::harper::instance::{self, Dirs};
 use crate::plan::Shard;
 use crate::pool::{Lease, Notice, Pool, probe};
@@ -45,6 +45,9 @@ pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
 }
 
 async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
+    // The token exists before the address does, so that whoever records the lease can record
+    // the token that every process of this shard will carry.
+    let token = uuid::Uuid::new_v4().to_string();
     let lease = match acquire(cx, shard).await {
         Ok(lease) => lease,
         Err(e) if cx.cancel.borrow().is_some() => return (ShardStatus::Cancelled, Some(format!("{e:#}"))),
@@ -53,28 +56,30 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     let addr = lease.addr;
     cx.emit.emit(EventKind::AddressAcquired { shard: cx.id, addr });
 
-    let dirs = match Dirs::create(&instance::work_dir(), addr).and_then(|d| {
-        d.install_fixtures(&shard.harper.fixtures)?;
-        Ok(d)
-    }) {
+    let dirs = match Dirs::create(&instance::work_dir(), addr) {
         Ok(dirs) => dirs,
         Err(e) => return (ShardStatus::Infrastructure, Some(format!("{e:#}"))),
     };
     let password = shard.harper.admin.password.clone().unwrap_or_else(instance::random_password);
-    let token = uuid::Uuid::new_v4().to_string();
 
     let (mut status, mut cause) = (ShardStatus::Passed, None);
-    let harper = boot(cx, shard, &dirs, addr, &password, &token).await;
-    let mut harper = match harper {
-        Ok(child) => Some(child),
-        Err((child, st, why)) => {
-            (status, cause) = (st, Some(why));
-            child
+    let mut harper = None;
+    if let Err(e) = dirs.install_fixtures(&shard.harper.fixtures) {
+        (status, cause) = (ShardStatus::Infrastructure, Some(format!("{e:#}")));
+    } else {
+        match boot(cx, shard, &dirs, addr, &password, &token).await {
+            Ok(child) => harper = Some(child),
+            Err((child, st, why)) => {
+                (status, cause) = (st, Some(why));
+                harper = child;
+            }
         }
-    };
+    }
     if status == ShardStatus::Passed {
         (status, cause) = commands(cx, shard, &dirs, addr, &password, &token).await;
     }
+    // Every path goes through teardown: it removes ROOTPATH, which a first start that never
+    // became ready may have poisoned (HARPER.md), and it is the only way the lease is released.
     if let Some(problem) = teardown(cx, shard, harper.as_mut(), &dirs, lease).await {
         if status == ShardStatus::Passed || status == ShardStatus::Failed {
             status = ShardStatus::Infrastructure;
@@ -85,6 +90,17 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
         });
     }
     (status, cause)
+}
+
+/// Has the tool been told to stop by a signal? Then every stop must fit the cancellation budget.
+fn signalled(cx: &Context) -> bool {
+    matches!(*cx.cancel.borrow(), Some(Cancel::Interrupt | Cancel::Terminate))
+}
+
+/// The grace for a stop now: the plan's, capped under a signal.
+fn grace(cx: &Context, shard: &Shard) -> Duration {
+    let grace = shard.harper.teardown.grace;
+    if signalled(cx) { grace.min(CANCEL_GRACE) } else { grace }
 }
 
 async fn acquire(cx: &Context, shard: &Shard) -> anyhow::Result<Lease> {
@@ -130,7 +146,7 @@ async fn boot(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password
         grace: shard.harper.teardown.grace,
         token: token.to_owned(),
     };
-    let mut child = Child::spawn(spec).map_err(|e| (None, ShardStatus::BootFailed, format!("{e:#}")))?;
+    let mut child = Child::spawn(spec).await.map_err(|e| (None, ShardStatus::BootFailed, format!("{e:#}")))?;
     cx.emit.emit(EventKind::BootStarted { shard: cx.id, pid: child.process.pid(), rootpath: dirs.root.clone() });
     let mut cancel = cx.cancel.clone();
     let h = &shard.harper;
@@ -193,7 +209,7 @@ async fn commands(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, pass
             grace: shard.harper.teardown.grace,
             token: token.to_owned(),
         };
-        let (outcome, tail) = match Child::spawn(spec) {
+        let (outcome, tail) = match Child::spawn(spec).await {
             Ok(child) => watch_command(cx, i, child, deadline, shard).await,
             Err(e) => (Outcome::Failed { status: format!("{e:#}") }, Vec::new()),
         };
@@ -238,7 +254,7 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
         }
     };
     // Whatever the command left in its group (background servers, stuck children) goes too.
-    let _ = child.process.stop().await;
+    let _ = child.process.stop_within(grace(cx, shard)).await;
     child.process.flushed().await;
     while let Ok(chunk) = child.output.try_recv() {
         tail.feed(&chunk.bytes);
@@ -253,7 +269,7 @@ async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs:
     cx.emit.emit(EventKind::TeardownStarted { shard: cx.id });
     let mut problems = Vec::new();
     if let Some(child) = harper {
-        if let Err(e) = child.process.stop().await {
+        if let Err(e) = child.process.stop_within(grace(cx, shard)).await {
             problems.push(format!("{e:#}"));
         }
         child.process.flushed().await;
@@ -261,7 +277,10 @@ async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs:
     keep_log(&dirs.root.join("log").join("hdb.log"), &cx.log_dir.join("harper").join("hdb.log"));
     let addr = lease.addr;
     let ports = shard.harper.ports.all();
-    let limit = shard.harper.teardown.port_release;
+    let limit = match signalled(cx) {
+        true => shard.harper.teardown.port_release.min(CANCEL_PORT_RELEASE),
+        false => shard.harper.teardown.port_release,
+    };
     let busy = tokio::task::spawn_blocking(move || probe::wait_free(addr, &ports, limit)).await.unwrap_or_default();
     for (name, port, why) in &busy {
         let who = crate::pool::holder::holders(addr, *port);
@@ -274,7 +293,10 @@ async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs:
     if let Err(e) = dirs.remove() {
         problems.push(format!("{e:#}"));
     }
+    // The slot lock goes even when a port stays busy: the pool's canary keeps skipping the
+    // address for as long as it is.
     lease.release();
+    tracing::debug!("{addr} released");
     let problem = (!problems.is_empty()).then(|| problems.join("; "));
     cx.emit.emit(EventKind::TeardownDone { shard: cx.id, problem: problem.clone() });
     problem

@@ -187,6 +187,9 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// How long the output of a child that exited before ready is awaited for the failure's tail.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
 /// How long the ports may take to show up after the ready line before it counts as a lie.
 const PORTS_APPEAR: Duration = Duration::from_secs(5);
 
@@ -216,7 +219,9 @@ pub async fn wait_ready(
                 None => idle_deadline = max_deadline.min(idle_deadline),
             },
             status = child.process.exited() => {
-                child.process.flushed().await;
+                // A daemon the child left behind may hold the pipes open: the last words are
+                // worth a moment, not a hang.
+                let _ = tokio::time::timeout(LAST_WORDS, child.process.flushed()).await;
                 while let Ok(chunk) = child.output.try_recv() {
                     tail.feed(&chunk.bytes);
                 }

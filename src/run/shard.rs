@@ -18,6 +18,11 @@ use crate::pool::{Lease, Notice, Pool, probe};
 use crate::supervise::readiness::{self, Tail};
 use crate::supervise::{self, Child, Spec};
 
+/// After a stop, how long the last output may take to reach the logs. Only a process that
+/// escaped the keeper (possible where there is no subreaper) can hold the pipes open longer;
+/// the shard must not hang on it.
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 /// Lines of a failed command's output kept for the report.
 pub const COMMAND_TAIL: usize = 200;
 
@@ -255,7 +260,7 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
     };
     // Whatever the command left in its group (background servers, stuck children) goes too.
     let _ = child.process.stop_within(grace(cx, shard)).await;
-    child.process.flushed().await;
+    let _ = tokio::time::timeout(FLUSH_LIMIT, child.process.flushed()).await;
     while let Ok(chunk) = child.output.try_recv() {
         tail.feed(&chunk.bytes);
         cx.emit.emit(EventKind::CommandOutput { shard: cx.id, command: i, stream: chunk.stream, bytes: chunk.bytes });
@@ -272,7 +277,7 @@ async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs:
         if let Err(e) = child.process.stop_within(grace(cx, shard)).await {
             problems.push(format!("{e:#}"));
         }
-        child.process.flushed().await;
+        let _ = tokio::time::timeout(FLUSH_LIMIT, child.process.flushed()).await;
     }
     keep_log(&dirs.root.join("log").join("hdb.log"), &cx.log_dir.join("harper").join("hdb.log"));
     let addr = lease.addr;

@@ -159,8 +159,11 @@ fn sigkill_of_the_tool_while_real_harper_boots_leaves_nothing_behind() {
         &format!("version: 1\nharper:\n  startup: {{idle: 120s, max: 240s}}\n{}shards:\n  - name: a\n    run: touch ran\n", scene.pool()),
     );
     let mut tool = scene.start();
-    scene.sandbox.wait_for("node to start", Duration::from_secs(120), || {
-        marked_commands(&scene.sandbox).iter().any(|c| c == "node")
+    scene.sandbox.wait_for("Harper's node process to start", Duration::from_secs(120), || {
+        scene.sandbox.leftovers().iter().any(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("harperdb.js")
+        })
     });
     sigkill(&mut tool);
     scene.assert_nothing_left();

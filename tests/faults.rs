@@ -374,3 +374,29 @@ fn a_second_signal_kills_everything_at_once() {
     assert!(second.elapsed() < Duration::from_millis(1500), "the fast path took {:?}", second.elapsed());
     scene.assert_nothing_left();
 }
+
+// --- the keeper itself is signalled -----------------------------------------------------------
+
+#[test]
+fn sighup_to_a_keeper_tears_its_child_down_instead_of_leaving_it() {
+    let scene = Scene::new("127.0.33.21");
+    scene.plan("", "", "  - name: a\n    run: \"touch cmd.started; sleep 600\"\n");
+    let tool = scene.start();
+    scene.wait_for_file("cmd.started");
+    let keeper = scene
+        .sandbox
+        .leftovers()
+        .into_iter()
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            cmdline.contains("__keeper") && cmdline.contains("sleep 600")
+        })
+        .expect("the command's keeper");
+    kill(Pid::from_raw(keeper as i32), Signal::SIGHUP).unwrap();
+    let out = tool.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("killed by SIGTERM"), "the command was not torn down by its keeper: {err}");
+    scene.assert_nothing_left();
+}

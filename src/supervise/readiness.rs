@@ -305,10 +305,16 @@ async fn owned(addr: Ipv4Addr, ports: &Ports, group: u32) -> Result<(), Unowned>
         return Ok(());
     }
     let deadline = Instant::now() + PORTS_APPEAR;
+    let all = ports.all();
+    let numbers: Vec<u16> = all.iter().map(|(_, port)| *port).collect();
     loop {
-        let mut missing = None;
-        for (name, port) in ports.all() {
-            let holders = tokio::task::spawn_blocking(move || holder::holders(addr, port)).await.unwrap_or_default();
+        let found = {
+            let numbers = numbers.clone();
+            tokio::task::spawn_blocking(move || holder::holders_of(addr, &numbers)).await.unwrap_or_default()
+        };
+        // A lookup that failed altogether counts as every port missing.
+        let mut missing = (found.len() != all.len()).then(|| all[0]);
+        for (&(name, port), holders) in all.iter().zip(&found) {
             if let Some(foreign) = holders.iter().find(|h| h.pgid != Some(group)) {
                 return Err(Unowned::Squatter(name, port, foreign.clone()));
             }

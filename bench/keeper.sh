@@ -7,8 +7,9 @@
 #     command's first `date`): readiness probe + ownership check + keeper spawn + `sh`;
 #  2. Harper's exit → address released (the fake's `record=` end stamp, written as its listeners
 #     close on SIGTERM → the tool's `-v` "released" line): keeper report + port check + rm;
-#  3. one keeper's RSS (read by the command from /proc/$PPID, its keeper);
-#  4. the tool's RSS (VmRSS and VmHWM) and all keepers' RSS with 32 shards running at once
+#  3. one keeper's memory: RSS, PSS (shared pages split) and private dirty, read by the command
+#     from /proc/$PPID/smaps_rollup ($PPID is its keeper);
+#  4. the tool's RSS (VmRSS and VmHWM) and all keepers' PSS with 32 shards running at once
 #     (concurrency 32, pool 127.0.35.2 × 32).
 # Medians over RUNS runs for 1–3; one run for 4.
 set -eu
@@ -35,7 +36,7 @@ harper:
 pool: {start: 127.0.35.2, count: 1}
 shards:
   - name: a
-    run: "date +%s%N > $d/cmd; grep VmRSS /proc/\$PPID/status | awk '{print \$2}' > $d/keeper-rss"
+    run: "date +%s%N > $d/cmd; awk '/^(Rss|Pss|Private_Dirty):/ {printf \"%s \", \$2}' /proc/\$PPID/smaps_rollup > $d/keeper-rss"
 YML
   "$BIN" -v run "$d/plan.yml" 2> "$d/log" >/dev/null
   python3 - "$d" >> "$root/lat" <<'PY'
@@ -53,7 +54,7 @@ done
 echo "runs: $RUNS (debug build)"
 echo "ready line -> first command started: median $(awk '{print $1}' "$root/lat" | median) ms"
 echo "Harper's exit -> address released:   median $(awk '{print $2}' "$root/lat" | median) ms"
-echo "one keeper's RSS:                    median $(awk '{print $3}' "$root/lat" | median) KiB"
+echo "one keeper's memory:                 median RSS $(awk '{print $3}' "$root/lat" | median) KiB, PSS $(awk '{print $4}' "$root/lat" | median) KiB, private dirty $(awk '{print $5}' "$root/lat" | median) KiB"
 
 d=$root/many; mkdir -p "$d"
 {
@@ -70,8 +71,8 @@ rss=$(awk '/VmRSS/ {print $2}' /proc/$tool/status); hwm=$(awk '/VmHWM/ {print $2
 keepers=0; n=0
 for p in $(pgrep -f -- "harper-shard __keeper --lifeline" ); do
   grep -qa "$d" /proc/$p/cmdline 2>/dev/null || [ "$(awk '{print $4}' /proc/$p/stat)" = "$tool" ] || continue
-  keepers=$((keepers + $(awk '/VmRSS/ {print $2}' /proc/$p/status))); n=$((n + 1))
+  keepers=$((keepers + $(awk '/^Pss:/ {print $2}' /proc/$p/smaps_rollup))); n=$((n + 1))
 done
 touch "$d/go"
 wait $tool
-echo "32 shards at once: tool VmRSS ${rss} KiB, VmHWM ${hwm} KiB; ${n} keepers, ${keepers} KiB RSS together"
+echo "32 shards at once: tool VmRSS ${rss} KiB, VmHWM ${hwm} KiB; ${n} keepers, ${keepers} KiB PSS together"

@@ -6,8 +6,14 @@ use clap::Parser;
 use harper_shard::cli::{Cli, Command};
 use harper_shard::commands;
 use harper_shard::report::console::Verbosity;
+use harper_shard::supervise::keeper;
 
 fn main() -> ExitCode {
+    // The keeper must stay single-threaded: it is dispatched before tracing, clap or tokio.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if keeper::requested(argv.get(1).map(|a| a.as_os_str())) {
+        return ExitCode::from(keeper::main(&argv[2..]));
+    }
     let cli = Cli::parse();
     let verbosity = match (cli.quiet, cli.verbose) {
         (true, _) => Verbosity::Quiet,
@@ -19,7 +25,10 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run(args, verbosity),
         Command::Matrix(args) => commands::matrix(args),
         Command::Pool { command } => commands::pool(command),
-        Command::Keeper(_) => Err(harper_shard::exit::Failure::usage(anyhow::anyhow!("__keeper is internal"))),
+        // Only reached with flags before it: the real keeper is dispatched above.
+        Command::Keeper(_) => Err(harper_shard::exit::Failure::usage(anyhow::anyhow!(
+            "`__keeper` is internal: `harper-shard run` starts it, as the first argument and without flags"
+        ))),
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),

@@ -21,7 +21,13 @@ impl std::fmt::Display for Holder {
 
 /// The processes listening on `addr:port` (or on the wildcard address at that port).
 pub fn holders(addr: Ipv4Addr, port: u16) -> Vec<Holder> {
-    imp::holders(addr, port)
+    imp::holders_of(addr, &[port]).pop().unwrap_or_default()
+}
+
+/// The holders of each of `ports`, in order, found in one pass over the processes: the
+/// readiness check asks about five ports at once and must not scan /proc five times.
+pub fn holders_of(addr: Ipv4Addr, ports: &[u16]) -> Vec<Vec<Holder>> {
+    imp::holders_of(addr, ports)
 }
 
 #[cfg(target_os = "linux")]
@@ -34,36 +40,50 @@ mod imp {
 
     const LISTEN: &str = "0A";
 
-    pub fn holders(addr: Ipv4Addr, port: u16) -> Vec<Holder> {
-        let inodes = listening_inodes(addr, port);
-        if inodes.is_empty() {
-            return Vec::new();
+    pub fn holders_of(addr: Ipv4Addr, ports: &[u16]) -> Vec<Vec<Holder>> {
+        let mut out = vec![Vec::new(); ports.len()];
+        let inodes = listening_inodes(addr, ports);
+        if inodes.iter().all(HashSet::is_empty) {
+            return out;
         }
-        let Ok(procs) = fs::read_dir("/proc") else { return Vec::new() };
-        let mut out = Vec::new();
+        let Ok(procs) = fs::read_dir("/proc") else { return out };
         for entry in procs.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
             let Ok(fds) = fs::read_dir(entry.path().join("fd")) else { continue };
-            let holds = fds.flatten().any(|fd| {
-                fs::read_link(fd.path()).ok().and_then(|target| {
+            let held: HashSet<u64> = fds
+                .flatten()
+                .filter_map(|fd| {
+                    let target = fs::read_link(fd.path()).ok()?;
                     let t = target.to_string_lossy().into_owned();
                     t.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()
-                }).is_some_and(|inode| inodes.contains(&inode))
-            });
-            if holds {
-                out.push(Holder { pid, command: process::command(pid), pgid: process::pgid(pid) });
+                })
+                .collect();
+            for (i, wanted) in inodes.iter().enumerate() {
+                if !wanted.is_disjoint(&held) {
+                    out[i].push(Holder { pid, command: process::command(pid), pgid: process::pgid(pid) });
+                }
             }
         }
         out
     }
 
-    /// Inodes of listening TCP sockets bound to `addr:port` or to a wildcard at `port`.
-    fn listening_inodes(addr: Ipv4Addr, port: u16) -> HashSet<u64> {
-        let mut inodes = HashSet::new();
-        let want_v4 = format!("{:08X}:{port:04X}", u32::from_le_bytes(addr.octets()));
-        let any_v4 = format!("00000000:{port:04X}");
-        let any_v6 = format!("00000000000000000000000000000000:{port:04X}");
-        let mapped = format!("0000000000000000FFFF0000{:08X}:{port:04X}", u32::from_le_bytes(addr.octets()));
+    /// Per port, the inodes of listening TCP sockets bound to `addr:port` or to a wildcard at
+    /// that port. Each table is read once: the kernel walks its whole socket hash to produce it,
+    /// which costs milliseconds even when it lists nothing.
+    fn listening_inodes(addr: Ipv4Addr, ports: &[u16]) -> Vec<HashSet<u64>> {
+        let mut inodes = vec![HashSet::new(); ports.len()];
+        let host = u32::from_le_bytes(addr.octets());
+        let locals: Vec<[String; 4]> = ports
+            .iter()
+            .map(|port| {
+                [
+                    format!("{host:08X}:{port:04X}"),
+                    format!("00000000:{port:04X}"),
+                    format!("00000000000000000000000000000000:{port:04X}"),
+                    format!("0000000000000000FFFF0000{host:08X}:{port:04X}"),
+                ]
+            })
+            .collect();
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
             let Ok(text) = fs::read_to_string(table) else { continue };
             for line in text.lines().skip(1) {
@@ -71,11 +91,11 @@ mod imp {
                 if cols.len() < 10 || cols[3] != LISTEN {
                     continue;
                 }
-                let local = cols[1];
-                if (local == want_v4 || local == any_v4 || local == any_v6 || local == mapped)
-                    && let Ok(inode) = cols[9].parse::<u64>()
-                {
-                    inodes.insert(inode);
+                let Ok(inode) = cols[9].parse::<u64>() else { continue };
+                for (i, wanted) in locals.iter().enumerate() {
+                    if wanted.iter().any(|w| w == cols[1]) {
+                        inodes[i].insert(inode);
+                    }
                 }
             }
         }
@@ -88,8 +108,8 @@ mod imp {
     use super::Holder;
     use std::net::Ipv4Addr;
 
-    pub fn holders(_addr: Ipv4Addr, _port: u16) -> Vec<Holder> {
+    pub fn holders_of(_addr: Ipv4Addr, ports: &[u16]) -> Vec<Vec<Holder>> {
         tracing::debug!("port holders are only looked up on Linux");
-        Vec::new()
+        vec![Vec::new(); ports.len()]
     }
 }

@@ -114,6 +114,7 @@ mod imp {
 
 /// The same answers through sysinfo, for systems without `/proc`. Compiled everywhere, so that
 /// Linux CI builds it and its test compares it with `/proc`.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 mod portable {
     use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
 

@@ -181,3 +181,10 @@ async fn install_all(shards: &[Shard], emit: &Emitter) -> anyhow::Result<HashMap
 /// How long teardown may take in all before the tool gives up waiting (GitHub sends SIGKILL
 /// 7.5 s after SIGINT).
 pub const CANCEL_BUDGET: Duration = Duration::from_secs(7);
+
+/// Under SIGINT / SIGTERM every stop gets at most this grace: a command's stop, then Harper's,
+/// then the port check must together fit in [`CANCEL_BUDGET`].
+pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// Under SIGINT / SIGTERM, how long teardown waits for the ports to be released.
+pub const CANCEL_PORT_RELEASE: Duration = Duration::from_millis(1500);

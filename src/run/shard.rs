@@ -6,17 +6,22 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::events::{EventKind, Outcome, ShardId, ShardStatus};
-use super::{Cancel, Emitter};
+use super::{CANCEL_GRACE, CANCEL_PORT_RELEASE, Cancel, Emitter};
 use crate::harper::instance::{self, Dirs};
 use crate::plan::Shard;
 use crate::pool::{self, Lease, Notice, Pool, probe};
 use crate::supervise::readiness::{self, Tail};
 use crate::supervise::{self, Child, Spec};
+
+/// After a stop, how long the last output may take to reach the logs. Only a process that
+/// escaped the keeper (possible where there is no subreaper) can hold the pipes open longer;
+/// the shard must not hang on it.
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// Lines of a failed command's output kept for the report.
 pub const COMMAND_TAIL: usize = 200;
@@ -60,32 +65,37 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     let addr = lease.addr;
     cx.emit.emit(EventKind::AddressAcquired { shard: cx.id, addr });
 
-    let dirs = match Dirs::create(&instance::work_dir(), addr).and_then(|d| {
-        d.install_fixtures(&shard.harper.fixtures)?;
-        Ok(d)
-    }) {
+    let dirs = match Dirs::create(&instance::work_dir(), addr) {
         Ok(dirs) => dirs,
         Err(e) => return (ShardStatus::Infrastructure, Some(format!("{e:#}"))),
     };
     let password = shard.harper.admin.password.clone().unwrap_or_else(instance::random_password);
 
     let (mut status, mut cause) = (ShardStatus::Passed, None);
-    let harper = boot(cx, shard, &dirs, addr, &password, &token).await;
-    let mut harper = match harper {
-        Ok(child) => Some(child),
-        Err((child, st, why)) => {
-            (status, cause) = (st, Some(why));
-            child
+    let mut harper = None;
+    if let Err(e) = dirs.install_fixtures(&shard.harper.fixtures) {
+        (status, cause) = (ShardStatus::Infrastructure, Some(format!("{e:#}")));
+    } else {
+        match boot(cx, shard, &dirs, addr, &password, &token).await {
+            Ok(child) => harper = Some(child),
+            Err((child, st, why)) => {
+                (status, cause) = (st, Some(why));
+                harper = child;
+            }
         }
-    };
-    if let Some(child) = &harper
-        && let Err(e) = lease.record_pids(&[child.process.pid()])
-    {
-        tracing::warn!("{e:#}");
+    }
+    if let Some(child) = &harper {
+        // Recorded beside the slot's lock, so that if this run dies the next owner can end them.
+        let pids: Vec<u32> = [Some(child.process.pid()), child.process.keeper_pid()].into_iter().flatten().collect();
+        if let Err(e) = lease.record_pids(&pids) {
+            tracing::warn!("{e:#}");
+        }
     }
     if status == ShardStatus::Passed {
         (status, cause) = commands(cx, shard, &dirs, addr, &password, &token).await;
     }
+    // Every path goes through teardown: it removes ROOTPATH, which a first start that never
+    // became ready may have poisoned (HARPER.md), and it is the only way the lease is released.
     if let Some(problem) = teardown(cx, shard, harper.as_mut(), &dirs, lease).await {
         if status == ShardStatus::Passed || status == ShardStatus::Failed {
             status = ShardStatus::Infrastructure;
@@ -96,6 +106,17 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
         });
     }
     (status, cause)
+}
+
+/// Has the tool been told to stop by a signal? Then every stop must fit the cancellation budget.
+fn signalled(cx: &Context) -> bool {
+    matches!(*cx.cancel.borrow(), Some(Cancel::Interrupt | Cancel::Terminate))
+}
+
+/// The grace for a stop now: the plan's, capped under a signal.
+fn grace(cx: &Context, shard: &Shard) -> Duration {
+    let grace = shard.harper.teardown.grace;
+    if signalled(cx) { grace.min(CANCEL_GRACE) } else { grace }
 }
 
 async fn acquire(cx: &Context, shard: &Shard, token: &str) -> anyhow::Result<Lease> {
@@ -131,7 +152,7 @@ async fn boot(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password
         grace: shard.harper.teardown.grace,
         token: token.to_owned(),
     };
-    let mut child = Child::spawn(spec).map_err(|e| (None, ShardStatus::BootFailed, format!("{e:#}")))?;
+    let mut child = Child::spawn(spec).await.map_err(|e| (None, ShardStatus::BootFailed, format!("{e:#}")))?;
     cx.emit.emit(EventKind::BootStarted { shard: cx.id, pid: child.process.pid(), rootpath: dirs.root.clone() });
     let mut cancel = cx.cancel.clone();
     let h = &shard.harper;
@@ -212,7 +233,7 @@ async fn commands(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, pass
             grace: shard.harper.teardown.grace,
             token: token.to_owned(),
         };
-        let (outcome, tail) = match Child::spawn(spec) {
+        let (outcome, tail) = match Child::spawn(spec).await {
             Ok(child) => watch_command(cx, i, child, deadline, shard).await,
             Err(e) => (Outcome::Failed { status: format!("{e:#}") }, Vec::new()),
         };
@@ -257,8 +278,8 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
         }
     };
     // Whatever the command left in its group (background servers, stuck children) goes too.
-    let _ = child.process.stop().await;
-    child.process.flushed().await;
+    let _ = child.process.stop_within(grace(cx, shard)).await;
+    let _ = tokio::time::timeout(FLUSH_LIMIT, child.process.flushed()).await;
     while let Ok(chunk) = child.output.try_recv() {
         tail.feed(&chunk.bytes);
         cx.emit.emit(EventKind::CommandOutput { shard: cx.id, command: i, stream: chunk.stream, bytes: chunk.bytes });
@@ -272,15 +293,18 @@ async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs:
     cx.emit.emit(EventKind::TeardownStarted { shard: cx.id });
     let mut problems = Vec::new();
     if let Some(child) = harper {
-        if let Err(e) = child.process.stop().await {
+        if let Err(e) = child.process.stop_within(grace(cx, shard)).await {
             problems.push(format!("{e:#}"));
         }
-        child.process.flushed().await;
+        let _ = tokio::time::timeout(FLUSH_LIMIT, child.process.flushed()).await;
     }
     keep_log(&dirs.root.join("log").join("hdb.log"), &cx.log_dir.join("harper").join("hdb.log"));
     let addr = lease.addr;
     let ports = shard.harper.ports.all();
-    let limit = shard.harper.teardown.port_release;
+    let limit = match signalled(cx) {
+        true => shard.harper.teardown.port_release.min(CANCEL_PORT_RELEASE),
+        false => shard.harper.teardown.port_release,
+    };
     let busy = tokio::task::spawn_blocking(move || probe::wait_free(addr, &ports, limit)).await.unwrap_or_default();
     for (name, port, why) in &busy {
         let who = crate::pool::holder::holders(addr, *port);
@@ -293,11 +317,15 @@ async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs:
     if let Err(e) = dirs.remove() {
         problems.push(format!("{e:#}"));
     }
+    // A clean teardown deletes the slot's record; one that found problems keeps it, so that the
+    // next owner of the address sweeps what carries this shard's token. Either way the lock
+    // goes: the pool's canary keeps skipping the address for as long as a port is busy.
     if problems.is_empty() {
         lease.release();
     } else {
         lease.release_for_sweep();
     }
+    tracing::debug!("{addr} released");
     let problem = (!problems.is_empty()).then(|| problems.join("; "));
     cx.emit.emit(EventKind::TeardownDone { shard: cx.id, problem: problem.clone() });
     problem

@@ -1,8 +1,11 @@
-//! Running a child under supervision: its own process group, its output streamed as chunks to
-//! its log files and to the caller, and a stop that leaves nothing of it behind.
+//! Running a child under supervision: started through a keeper ([`keeper`], [`handle`]) in its
+//! own process group, its output streamed as chunks to its log files and to the caller, and a
+//! stop that leaves nothing of it behind — also if the tool dies first.
 //!
-//! [`readiness`] decides when a starting Harper is really up; [`Child::stop`] tears a child down.
+//! [`readiness`] decides when a starting Harper is really up; [`Process::stop`] tears a child down.
 
+pub mod handle;
+pub mod keeper;
 pub mod output;
 pub mod readiness;
 
@@ -48,11 +51,17 @@ pub struct Child {
 /// The process side of a [`Child`], separate so that its exit and its output can be awaited
 /// together.
 pub struct Process {
-    inner: tokio::process::Child,
+    inner: Inner,
     pid: u32,
     grace: Duration,
     status: Option<ExitStatus>,
     drains: Vec<tokio::task::JoinHandle<()>>,
+}
+
+enum Inner {
+    Kept(handle::Kept),
+    /// Test-only ([`keeper::NO_KEEPER_VAR`]): the child is the tool's own.
+    Direct(tokio::process::Child),
 }
 
 /// How a stop went.
@@ -61,42 +70,72 @@ pub struct Stopped {
     pub status: ExitStatus,
     /// SIGTERM was not enough within the grace: the group was SIGKILLed.
     pub killed: bool,
+    /// Processes that had left the child's group (daemons) and were ended by its keeper.
+    pub adopted: u32,
     pub took: Duration,
 }
 
+/// Is the keeper bypassed (test-only switch)?
+fn unsafe_no_keeper() -> bool {
+    std::env::var_os(keeper::NO_KEEPER_VAR).is_some_and(|v| v == "1")
+}
+
 impl Child {
-    pub fn spawn(spec: Spec) -> anyhow::Result<Child> {
-        let mut cmd = tokio::process::Command::new(&spec.program);
-        cmd.args(&spec.args)
-            .envs(&spec.env)
-            .env(TOKEN_VAR, &spec.token)
-            .current_dir(&spec.cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut inner = cmd.spawn().with_context(|| {
-            format!("cannot start `{}` in {}", spec.program.to_string_lossy(), spec.cwd.display())
-        })?;
-        let pid = inner.id().context("the child exited before its pid could be read")?;
-        track(pid, true);
+    pub async fn spawn(spec: Spec) -> anyhow::Result<Child> {
+        let (inner, pid, stdout, stderr) = if unsafe_no_keeper() {
+            let (child, pid, stdout, stderr) = spawn_direct(&spec)?;
+            (Inner::Direct(child), pid, stdout, stderr)
+        } else {
+            let (kept, pid, stdout, stderr) = handle::Kept::spawn(&spec).await?;
+            (Inner::Kept(kept), pid, stdout, stderr)
+        };
+        track(pid, keeper_of(&inner), true);
         let (tx, output) = mpsc::unbounded_channel();
         let (out_log, err_log) = output::open_logs(&spec.stdout_log, spec.stderr_log.as_deref())?;
-        let mut drains = Vec::new();
-        if let Some(out) = inner.stdout.take() {
-            drains.push(tokio::spawn(output::drain(out, Stream::Stdout, out_log, tx.clone())));
-        }
-        if let Some(err) = inner.stderr.take() {
-            drains.push(tokio::spawn(output::drain(err, Stream::Stderr, err_log, tx)));
-        }
+        let drains = vec![
+            tokio::spawn(output::drain(stdout, Stream::Stdout, out_log, tx.clone())),
+            tokio::spawn(output::drain(stderr, Stream::Stderr, err_log, tx)),
+        ];
         Ok(Child { process: Process { inner, pid, grace: spec.grace, status: None, drains }, output })
     }
 }
 
+fn spawn_direct(spec: &Spec) -> anyhow::Result<(tokio::process::Child, u32, tokio::process::ChildStdout, tokio::process::ChildStderr)> {
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(&spec.env)
+        .env(TOKEN_VAR, &spec.token)
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().with_context(|| {
+        format!("cannot start `{}` in {}", spec.program.to_string_lossy(), spec.cwd.display())
+    })?;
+    let pid = child.id().context("the child exited before its pid could be read")?;
+    let stdout = child.stdout.take().context("the child's stdout pipe is missing")?;
+    let stderr = child.stderr.take().context("the child's stderr pipe is missing")?;
+    Ok((child, pid, stdout, stderr))
+}
+
+fn keeper_of(inner: &Inner) -> Option<u32> {
+    match inner {
+        Inner::Kept(kept) => Some(kept.keeper_pid()),
+        Inner::Direct(_) => None,
+    }
+}
+
 impl Process {
+    /// The child's pid, which is also its process group.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The keeper's pid (none when the keeper is bypassed), for the pool's records.
+    pub fn keeper_pid(&self) -> Option<u32> {
+        keeper_of(&self.inner)
     }
 
     /// Waits for the child to exit. Cancel-safe: use it in `select!`.
@@ -104,55 +143,90 @@ impl Process {
         if let Some(status) = self.status {
             return Ok(status);
         }
-        let status = self.inner.wait().await?;
+        let status = match &mut self.inner {
+            Inner::Kept(kept) => kept.exited().await?,
+            Inner::Direct(child) => child.wait().await?,
+        };
         self.status = Some(status);
         Ok(status)
     }
 
-    /// Waits until both output pipes are closed and every byte is in the logs.
+    /// Waits until both output pipes are closed and every byte is in the logs. Cancel-safe: a
+    /// caller may bound it with a timeout and call it again later.
     pub async fn flushed(&mut self) {
-        for drain in self.drains.drain(..) {
+        while let Some(drain) = self.drains.last_mut() {
             let _ = drain.await;
+            self.drains.pop();
         }
     }
 
-    /// SIGTERM to the group, the grace, SIGKILL to the group, reaped. Whatever is left of the
-    /// group after the leader is gone is killed too.
+    /// Stops the child with the grace it was spawned with.
     pub async fn stop(&mut self) -> anyhow::Result<Stopped> {
+        self.stop_within(self.grace).await
+    }
+
+    /// SIGTERM to the group, `grace`, SIGKILL to the group and to every process that left it,
+    /// reaped. With a keeper this is: close the lifeline, wait for the keeper's report.
+    pub async fn stop_within(&mut self, grace: Duration) -> anyhow::Result<Stopped> {
         let started = std::time::Instant::now();
         let group = Pid::from_raw(self.pid as i32);
-        let mut killed = false;
-        if self.status.is_none() {
-            let _ = killpg(group, Signal::SIGTERM);
-            if tokio::time::timeout(self.grace, self.exited()).await.is_err() {
-                let _ = killpg(group, Signal::SIGKILL);
-                killed = true;
+        let stopped = match &mut self.inner {
+            Inner::Kept(kept) => {
+                let ended = kept.stop(grace, self.pid).await;
+                track(self.pid, None, false);
+                let ended = ended?;
+                for note in &ended.notes {
+                    tracing::debug!("keeper of pid {}: {note}", self.pid);
+                }
+                self.status = Some(ended.status);
+                Stopped { status: ended.status, killed: ended.killed, adopted: ended.adopted, took: started.elapsed() }
             }
-        }
-        let status = self.exited().await.context("cannot reap the child")?;
-        let _ = killpg(group, Signal::SIGKILL);
-        track(self.pid, false);
-        Ok(Stopped { status, killed, took: started.elapsed() })
+            Inner::Direct(child) => {
+                let mut killed = false;
+                if self.status.is_none() {
+                    let _ = killpg(group, Signal::SIGTERM);
+                    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                        let _ = killpg(group, Signal::SIGKILL);
+                        killed = true;
+                    }
+                }
+                let status = match self.status {
+                    Some(s) => s,
+                    None => child.wait().await.context("cannot reap the child")?,
+                };
+                let _ = killpg(group, Signal::SIGKILL);
+                track(self.pid, None, false);
+                self.status = Some(status);
+                Stopped { status, killed, adopted: 0, took: started.elapsed() }
+            }
+        };
+        Ok(stopped)
     }
 }
 
-/// Process groups started and not yet stopped, for the second-signal fast path.
-static LIVE_GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+/// Process groups started and not yet stopped, with their keepers, for the second-signal fast
+/// path.
+static LIVE_GROUPS: std::sync::Mutex<Vec<(u32, Option<u32>)>> = std::sync::Mutex::new(Vec::new());
 
-fn track(pid: u32, live: bool) {
+fn track(pid: u32, keeper: Option<u32>, live: bool) {
     let mut groups = LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner());
-    groups.retain(|p| *p != pid);
+    groups.retain(|(p, _)| *p != pid);
     if live {
-        groups.push(pid);
+        groups.push((pid, keeper));
     }
 }
 
-/// SIGKILLs every process group started and not yet stopped. For the fast path only: nothing
-/// is waited for.
+/// SIGKILLs every process group started and not yet stopped, and tells each keeper to end what
+/// is left (adopted daemons) without a grace. For the fast path only: nothing is waited for;
+/// the keepers finish on their own once the tool has exited.
 pub fn kill_all_now() {
     let groups = LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for pid in groups {
+    for (pid, keeper) in groups {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        if let Some(keeper) = keeper {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(keeper as i32, keeper::NOW) };
+        }
     }
 }
 

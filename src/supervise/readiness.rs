@@ -187,6 +187,9 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// How long the output of a child that exited before ready is awaited for the failure's tail.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
 /// How long the ports may take to show up after the ready line before it counts as a lie.
 const PORTS_APPEAR: Duration = Duration::from_secs(5);
 
@@ -216,7 +219,9 @@ pub async fn wait_ready(
                 None => idle_deadline = max_deadline.min(idle_deadline),
             },
             status = child.process.exited() => {
-                child.process.flushed().await;
+                // A daemon the child left behind may hold the pipes open: the last words are
+                // worth a moment, not a hang.
+                let _ = tokio::time::timeout(LAST_WORDS, child.process.flushed()).await;
                 while let Ok(chunk) = child.output.try_recv() {
                     tail.feed(&chunk.bytes);
                 }
@@ -300,10 +305,16 @@ async fn owned(addr: Ipv4Addr, ports: &Ports, group: u32) -> Result<(), Unowned>
         return Ok(());
     }
     let deadline = Instant::now() + PORTS_APPEAR;
+    let all = ports.all();
+    let numbers: Vec<u16> = all.iter().map(|(_, port)| *port).collect();
     loop {
-        let mut missing = None;
-        for (name, port) in ports.all() {
-            let holders = tokio::task::spawn_blocking(move || holder::holders(addr, port)).await.unwrap_or_default();
+        let found = {
+            let numbers = numbers.clone();
+            tokio::task::spawn_blocking(move || holder::holders_of(addr, &numbers)).await.unwrap_or_default()
+        };
+        // A lookup that failed altogether counts as every port missing.
+        let mut missing = (found.len() != all.len()).then(|| all[0]);
+        for (&(name, port), holders) in all.iter().zip(&found) {
             if let Some(foreign) = holders.iter().find(|h| h.pgid != Some(group)) {
                 return Err(Unowned::Squatter(name, port, foreign.clone()));
             }

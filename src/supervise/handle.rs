@@ -1,0 +1,214 @@
+//! The tool's side of a keeper ([`super::keeper`]): start it with the two pipes, learn the
+//! child's pid and exit from the report pipe, and stop the child by closing the lifeline.
+//!
+//! The lifeline's write end is created close-on-exec and lives only in the [`Kept`] handle, so
+//! dropping the handle — or the tool dying — is a stop too.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::watch;
+
+use super::keeper::{self, Report};
+use super::{Spec, TOKEN_VAR, describe};
+
+/// How long a keeper may take to say that its child started.
+const START_LIMIT: Duration = Duration::from_secs(10);
+/// Beyond the grace, how long a keeper may take to finish a teardown before the tool kills the
+/// group and the keeper itself.
+const STOP_MARGIN: Duration = Duration::from_secs(10);
+
+/// What the keeper has said so far.
+#[derive(Debug, Clone, Default)]
+struct Heard {
+    pid: Option<u32>,
+    failed: Option<String>,
+    exit: Option<i32>,
+    done: Option<(bool, u32)>,
+    notes: Vec<String>,
+    /// The report pipe reached EOF: the keeper is gone.
+    closed: bool,
+}
+
+/// A child running under its keeper.
+pub struct Kept {
+    keeper: tokio::process::Child,
+    keeper_pid: u32,
+    lifeline: Option<OwnedFd>,
+    heard: watch::Receiver<Heard>,
+}
+
+/// How a keeper's teardown went.
+pub struct Ended {
+    pub status: ExitStatus,
+    pub killed: bool,
+    pub adopted: u32,
+    pub notes: Vec<String>,
+}
+
+fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe().context("cannot create a pipe for the keeper")?;
+    for fd in [&read, &write] {
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .context("cannot make the keeper's pipe close-on-exec")?;
+    }
+    Ok((read, write))
+}
+
+fn inheritable(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: F_SETFD on a descriptor this process owns; async-signal-safe.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Kept {
+    /// Starts `spec` under a keeper. Returns the handle, the child's pid, and its output pipes.
+    pub async fn spawn(spec: &Spec) -> anyhow::Result<(Kept, u32, tokio::process::ChildStdout, tokio::process::ChildStderr)> {
+        let (life_read, life_write) = pipe()?;
+        let (report_read, report_write) = pipe()?;
+        let args = keeper::Args {
+            lifeline: life_read.as_raw_fd(),
+            report: report_write.as_raw_fd(),
+            grace: spec.grace,
+            parent: std::process::id(),
+            program: spec.program.clone(),
+            args: spec.args.clone(),
+        };
+        let exe = std::env::current_exe().context("cannot find this program's own path to start a keeper")?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg(keeper::SUBCOMMAND)
+            .args(args.to_argv())
+            .envs(&spec.env)
+            .env(TOKEN_VAR, &spec.token)
+            .current_dir(&spec.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group: a Ctrl-C at the terminal reaches the tool, which decides.
+            .process_group(0);
+        let (lr, rw) = (args.lifeline, args.report);
+        // SAFETY: fcntl is async-signal-safe; it only touches the forked child's descriptors.
+        unsafe {
+            cmd.pre_exec(move || {
+                inheritable(lr)?;
+                inheritable(rw)
+            });
+        }
+        let mut keeper = cmd.spawn().with_context(|| {
+            format!("cannot start the keeper for `{}` in {}", spec.program.to_string_lossy(), spec.cwd.display())
+        })?;
+        drop(life_read);
+        drop(report_write);
+        let keeper_pid = keeper.id().context("the keeper exited before its pid could be read")?;
+        let stdout = keeper.stdout.take().context("the keeper's stdout pipe is missing")?;
+        let stderr = keeper.stderr.take().context("the keeper's stderr pipe is missing")?;
+        let heard = listen(report_read)?;
+        let mut kept = Kept { keeper, keeper_pid, lifeline: Some(life_write), heard };
+        let said = async {
+            let _ = kept.heard.wait_for(|h| h.pid.is_some() || h.failed.is_some() || h.closed).await;
+        };
+        let _ = tokio::time::timeout(START_LIMIT, said).await;
+        let heard = kept.heard.borrow().clone();
+        match (heard.pid, heard.failed) {
+            (Some(pid), _) => Ok((kept, pid, stdout, stderr)),
+            (None, Some(why)) => {
+                let _ = kept.keeper.wait().await;
+                bail!("{why}")
+            }
+            (None, None) => {
+                let _ = kept.keeper.start_kill();
+                let status = kept.keeper.wait().await.map(|s| describe(&s)).unwrap_or_else(|e| e.to_string());
+                bail!(
+                    "the keeper for `{}` never said that it started it (keeper: {status}); is this binary intact?",
+                    spec.program.to_string_lossy()
+                )
+            }
+        }
+    }
+
+    pub fn keeper_pid(&self) -> u32 {
+        self.keeper_pid
+    }
+
+    /// Waits for the child's own exit. Cancel-safe.
+    pub async fn exited(&mut self) -> std::io::Result<ExitStatus> {
+        let heard = self.heard.wait_for(|h| h.exit.is_some() || h.closed).await.map(|h| h.clone()).unwrap_or_default();
+        match heard.exit {
+            Some(raw) => Ok(ExitStatus::from_raw(raw)),
+            None => {
+                let keeper = self.keeper.wait().await.map(|s| describe(&s)).unwrap_or_else(|e| e.to_string());
+                Err(std::io::Error::other(format!(
+                    "the keeper (pid {}) died ({keeper}) before saying how its child ended; its child was killed with it",
+                    self.keeper_pid
+                )))
+            }
+        }
+    }
+
+    /// Closes the lifeline after telling the keeper the grace, and waits for its report.
+    pub async fn stop(&mut self, grace: Duration, group: u32) -> anyhow::Result<Ended> {
+        if let Some(lifeline) = self.lifeline.take() {
+            let mut end = std::fs::File::from(lifeline);
+            // A keeper that is already gone makes this fail with EPIPE; closing is what counts.
+            let _ = end.write_all(format!("grace {}\n", grace.as_millis()).as_bytes());
+        }
+        let finished = async {
+            let _ = self.heard.wait_for(|h| h.done.is_some() || h.closed).await;
+        };
+        let finished = tokio::time::timeout(grace + STOP_MARGIN, finished).await.is_ok();
+        if !finished {
+            // The keeper is stuck: do its job as well as the tool can.
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = self.keeper.start_kill();
+        }
+        let keeper = self.keeper.wait().await.context("cannot reap the keeper")?;
+        let heard = self.heard.borrow().clone();
+        let Some(raw) = heard.exit else {
+            bail!(
+                "the keeper (pid {}) ended ({}) without reporting its child's exit; the group {group} was killed",
+                self.keeper_pid,
+                describe(&keeper)
+            );
+        };
+        if !finished {
+            bail!(
+                "the keeper (pid {}) did not finish its teardown within {}s; the group {group} and the keeper were SIGKILLed",
+                self.keeper_pid,
+                (grace + STOP_MARGIN).as_secs()
+            );
+        }
+        let (killed, adopted) = heard.done.unwrap_or((true, 0));
+        Ok(Ended { status: ExitStatus::from_raw(raw), killed, adopted, notes: heard.notes })
+    }
+}
+
+/// Reads the report pipe in the background into a watch channel.
+fn listen(read: OwnedFd) -> anyhow::Result<watch::Receiver<Heard>> {
+    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read).context("cannot read the keeper's report pipe")?;
+    let (tx, rx) = watch::channel(Heard::default());
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Some(report) = Report::parse(&line) else {
+                tracing::debug!("unexpected line from a keeper: {line:?}");
+                continue;
+            };
+            tx.send_modify(|h| match report {
+                Report::Started { pid } => h.pid = Some(pid),
+                Report::Failed(why) => h.failed = Some(why),
+                Report::Exited(raw) => h.exit = Some(raw),
+                Report::Note(note) => h.notes.push(note),
+                Report::Done { killed, adopted } => h.done = Some((killed, adopted)),
+            });
+        }
+        tx.send_modify(|h| h.closed = true);
+    });
+    Ok(rx)
+}

@@ -1,0 +1,572 @@
+//! The keeper: `harper-shard __keeper …`, one small single-threaded process per child (Harper
+//! or a shard command) whose only job is that the child's whole process tree ends when the tool
+//! lets go of it — by closing the lifeline on purpose, or by dying in any way at all.
+//!
+//! It is the binary re-executed, dispatched from `main` before tracing or tokio start, so it has
+//! exactly one thread. On Linux that makes `PR_SET_PDEATHSIG` on the child exact (it fires when
+//! *this* thread, the keeper, dies), and it makes the keeper a child subreaper, so that a
+//! daemon that escapes the child's process group is reparented here once its parent exits,
+//! instead of to init.
+//!
+//! What it watches, in one `poll` loop:
+//! - the **lifeline**: a pipe whose write end only the tool holds (`O_CLOEXEC` there, and every
+//!   inherited descriptor is made close-on-exec here, so neither the child nor anything else
+//!   keeps it open). `grace <ms>` lines update the grace; EOF means teardown. The kernel closes
+//!   the tool's end when the tool dies, SIGKILL and the OOM killer included.
+//! - signals, through a self-pipe: SIGCHLD (reap), SIGTERM / SIGINT / SIGHUP (teardown now, with
+//!   the grace), SIGUSR2 (teardown now, no grace: the tool's second-signal fast path), and
+//!   SIGUSR1, the parent-death signal, after which `getppid()` tells whether the tool is gone.
+//!
+//! Teardown: SIGTERM to the child's group and to every adopted process, up to the grace for them
+//! to go, then SIGKILL to the group and to every process reparented here, repeated until nothing
+//! is left to reap. What happened goes back to the tool as lines on the **report pipe**
+//! ([`Report`]). The keeper never writes to its stdout or stderr after the child starts (they
+//! are the child's output pipes, which the tool reads); SIGPIPE is ignored so a dead reader
+//! cannot stop a teardown.
+//!
+//! Not for: readiness, logs, ports. Those stay in the tool, which reads the child's output.
+
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The hidden subcommand that runs a keeper.
+pub const SUBCOMMAND: &str = "__keeper";
+
+/// Test-only: with `HARPER_SHARD_UNSAFE_NO_KEEPER=1` the tool starts children directly, without
+/// a keeper. Nothing then survives-proofs them; it exists so a test can show that its leak check
+/// catches a leak. Never set it in CI.
+pub const NO_KEEPER_VAR: &str = "HARPER_SHARD_UNSAFE_NO_KEEPER";
+
+/// The parent-death signal: only a hint, checked against `getppid()`, because the kernel also
+/// sends it when the *thread* that spawned the keeper exits while the tool lives on.
+const PARENT_DIED: libc::c_int = libc::SIGUSR1;
+/// "Tear down now, no grace": the tool's second-signal fast path.
+pub const NOW: libc::c_int = libc::SIGUSR2;
+/// How long SIGKILLs are repeated for before the keeper gives up on an unkillable process.
+const KILL_LIMIT: Duration = Duration::from_secs(5);
+
+/// What the tool tells the keeper on its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub lifeline: RawFd,
+    pub report: RawFd,
+    pub grace: Duration,
+    /// The tool's pid: if the keeper's parent is someone else, the tool is already gone.
+    pub parent: u32,
+    pub program: OsString,
+    pub args: Vec<OsString>,
+}
+
+impl Args {
+    /// The arguments after the subcommand.
+    pub fn to_argv(&self) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = vec![
+            "--lifeline".into(),
+            self.lifeline.to_string().into(),
+            "--report".into(),
+            self.report.to_string().into(),
+            "--grace-ms".into(),
+            self.grace.as_millis().to_string().into(),
+            "--parent".into(),
+            self.parent.to_string().into(),
+            "--".into(),
+            self.program.clone(),
+        ];
+        argv.extend(self.args.iter().cloned());
+        argv
+    }
+
+    pub fn parse(argv: &[OsString]) -> Result<Args, String> {
+        let mut it = argv.iter();
+        let (mut lifeline, mut report, mut grace, mut parent) = (None, None, None, None);
+        loop {
+            let Some(flag) = it.next() else { return Err("missing `-- PROGRAM [ARGS]`".into()) };
+            if flag == "--" {
+                break;
+            }
+            let value = it.next().and_then(|v| v.to_str()).ok_or_else(|| format!("{} needs a value", flag.to_string_lossy()))?;
+            let number = |v: &str| v.parse::<u64>().map_err(|_| format!("{} expects a number, got {v:?}", flag.to_string_lossy()));
+            match flag.to_str() {
+                Some("--lifeline") => lifeline = Some(number(value)? as RawFd),
+                Some("--report") => report = Some(number(value)? as RawFd),
+                Some("--grace-ms") => grace = Some(Duration::from_millis(number(value)?)),
+                Some("--parent") => parent = Some(number(value)? as u32),
+                _ => return Err(format!("unknown keeper flag {}", flag.to_string_lossy())),
+            }
+        }
+        let program = it.next().ok_or("missing the program after `--`")?.clone();
+        Ok(Args {
+            lifeline: lifeline.ok_or("missing --lifeline")?,
+            report: report.ok_or("missing --report")?,
+            grace: grace.ok_or("missing --grace-ms")?,
+            parent: parent.ok_or("missing --parent")?,
+            program,
+            args: it.cloned().collect(),
+        })
+    }
+}
+
+/// One line on the report pipe, keeper → tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// The child runs, with this pid (which is also its process group).
+    Started { pid: u32 },
+    /// The child could not be started.
+    Failed(String),
+    /// The child itself ended; the raw wait status.
+    Exited(i32),
+    /// Something the tool should know about the teardown.
+    Note(String),
+    /// Teardown finished: nothing is left. `killed`: SIGKILL was needed; `adopted`: processes
+    /// that had left the child's group and were ended here.
+    Done { killed: bool, adopted: u32 },
+}
+
+impl Report {
+    pub fn line(&self) -> String {
+        let one_line = |s: &str| s.replace('\n', " ");
+        match self {
+            Report::Started { pid } => format!("started {pid}\n"),
+            Report::Failed(why) => format!("failed {}\n", one_line(why)),
+            Report::Exited(raw) => format!("exited {raw}\n"),
+            Report::Note(text) => format!("note {}\n", one_line(text)),
+            Report::Done { killed, adopted } => format!("done {} {adopted}\n", u8::from(*killed)),
+        }
+    }
+
+    pub fn parse(line: &str) -> Option<Report> {
+        let (word, rest) = line.trim_end().split_once(' ').unwrap_or((line.trim_end(), ""));
+        Some(match word {
+            "started" => Report::Started { pid: rest.parse().ok()? },
+            "failed" => Report::Failed(rest.to_owned()),
+            "exited" => Report::Exited(rest.parse().ok()?),
+            "note" => Report::Note(rest.to_owned()),
+            "done" => {
+                let (killed, adopted) = rest.split_once(' ')?;
+                Report::Done { killed: killed == "1", adopted: adopted.parse().ok()? }
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// The keeper's `main`. `argv` is everything after the subcommand. Returns the exit status.
+pub fn main(argv: &[OsString]) -> u8 {
+    let args = match Args::parse(argv) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("harper-shard {SUBCOMMAND}: {e}. This subcommand is internal: `harper-shard run` starts it.");
+            return 2;
+        }
+    };
+    // SAFETY: setting a signal to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    close_on_exec_above_stderr();
+    let report = ReportPipe(args.report);
+    platform::become_subreaper();
+    platform::signal_on_parent_death(PARENT_DIED);
+    if parent_gone(args.parent) {
+        report.send(&Report::Failed("the tool exited before its child could be started".into()));
+        return 1;
+    }
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            report.send(&Report::Failed(format!("cannot install the keeper's signal handlers: {e}")));
+            return 1;
+        }
+    };
+    let leader = match start(&args) {
+        Ok(pid) => pid,
+        Err(e) => {
+            report.send(&Report::Failed(format!("cannot start `{}`: {e}", args.program.to_string_lossy())));
+            return 1;
+        }
+    };
+    report.send(&Report::Started { pid: leader as u32 });
+    release_stdio();
+    let mut keeper = Keeper { leader, status: None, report, signals, adopted: BTreeSet::new() };
+    let grace = keeper.watch(&args);
+    let killed = keeper.teardown(grace);
+    keeper.report.send(&Report::Done { killed, adopted: keeper.adopted.len() as u32 });
+    0
+}
+
+/// Starts the child in a new process group; it inherits the keeper's environment (with the
+/// token), working directory and standard streams.
+fn start(args: &Args) -> std::io::Result<i32> {
+    let keeper = std::process::id();
+    let mut cmd = std::process::Command::new(&args.program);
+    cmd.args(&args.args).process_group(0);
+    // SAFETY: only async-signal-safe calls (signal, prctl, getppid) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            platform::child_dies_with_keeper(keeper)
+        });
+    }
+    let child = cmd.spawn()?;
+    // The keeper reaps with waitpid(-1); the std handle is not needed.
+    Ok(child.id() as i32)
+}
+
+struct Keeper {
+    leader: i32,
+    status: Option<i32>,
+    report: ReportPipe,
+    signals: Signals,
+    /// Processes other than the leader that were reparented here and had to be ended.
+    adopted: BTreeSet<i32>,
+}
+
+impl Keeper {
+    /// Waits until the child must go; returns the grace it gets.
+    fn watch(&mut self, args: &Args) -> Duration {
+        let mut grace = args.grace;
+        let mut pending = Vec::new();
+        loop {
+            let mut fds = [
+                libc::pollfd { fd: args.lifeline, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: self.signals.read, events: libc::POLLIN, revents: 0 },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
+            self.reap();
+            if n < 0 {
+                continue;
+            }
+            for sig in self.signals.drain() {
+                match sig {
+                    libc::SIGTERM | libc::SIGINT | libc::SIGHUP => return grace,
+                    NOW => return Duration::ZERO,
+                    PARENT_DIED if parent_gone(args.parent) => return grace,
+                    _ => {}
+                }
+            }
+            if fds[0].revents != 0 {
+                let mut buf = [0u8; 256];
+                // SAFETY: reading into a local buffer of the stated length.
+                let got = unsafe { libc::read(args.lifeline, buf.as_mut_ptr().cast(), buf.len()) };
+                if got == 0 || (got < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted) {
+                    return grace;
+                }
+                if got > 0 {
+                    pending.extend_from_slice(&buf[..got as usize]);
+                    while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=end).collect();
+                        if let Some(ms) = std::str::from_utf8(&line).ok().and_then(|l| l.trim().strip_prefix("grace ")?.parse().ok()) {
+                            grace = Duration::from_millis(ms);
+                        }
+                    }
+                }
+            }
+            // Without a parent-death signal (macOS) this is how a vanished tool is noticed
+            // even if its lifeline end leaked somewhere.
+            if n == 0 && parent_gone(args.parent) {
+                return grace;
+            }
+        }
+    }
+
+    /// SIGTERM, the grace, then SIGKILL until nothing is left. True when SIGKILL was needed.
+    fn teardown(&mut self, grace: Duration) -> bool {
+        self.reap();
+        self.signal_everything(libc::SIGTERM, false);
+        let deadline = Instant::now() + grace;
+        while self.anything_left() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if self.signals.wait(deadline - now) == Some(NOW) {
+                break;
+            }
+        }
+        let mut killed = false;
+        let limit = Instant::now() + KILL_LIMIT;
+        while self.anything_left() {
+            killed = true;
+            self.signal_everything(libc::SIGKILL, true);
+            if Instant::now() >= limit {
+                self.report.send(&Report::Note(format!(
+                    "gave up after {}s of SIGKILL: a process of the group {} does not die (uninterruptible sleep?)",
+                    KILL_LIMIT.as_secs(),
+                    self.leader
+                )));
+                break;
+            }
+            self.signals.wait(Duration::from_millis(10));
+        }
+        if killed {
+            self.report.send(&Report::Note(format!("the child's processes did not end within the {}ms grace and were SIGKILLed", grace.as_millis())));
+        }
+        killed
+    }
+
+    /// Signals the child's group and every process reparented to the keeper.
+    fn signal_everything(&mut self, sig: libc::c_int, count: bool) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(-self.leader, sig) };
+        for pid in platform::children() {
+            if count && pid != self.leader {
+                self.adopted.insert(pid);
+            }
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
+    /// Reaps every child that has ended; reports the leader's status. True while children remain.
+    fn reap(&mut self) -> bool {
+        loop {
+            let mut raw = 0;
+            // SAFETY: `raw` is a valid out-pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
+            if pid > 0 {
+                if pid == self.leader && self.status.is_none() {
+                    self.status = Some(raw);
+                    self.report.send(&Report::Exited(raw));
+                }
+                continue;
+            }
+            if pid == 0 {
+                return true;
+            }
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+    }
+
+    fn anything_left(&mut self) -> bool {
+        let children = self.reap();
+        // SAFETY: signal 0 only checks for existence.
+        let group = unsafe { libc::kill(-self.leader, 0) } == 0;
+        children || group
+    }
+}
+
+fn parent_gone(parent: u32) -> bool {
+    // SAFETY: getppid cannot fail.
+    (unsafe { libc::getppid() }) as u32 != parent
+}
+
+/// Every inherited descriptor above stderr becomes close-on-exec, so that the child inherits
+/// only its three standard streams: above all not the lifeline, whose copy in the child would
+/// keep it from ever reaching EOF.
+fn close_on_exec_above_stderr() {
+    let listed: Vec<RawFd> = ["/proc/self/fd", "/dev/fd"]
+        .iter()
+        .find_map(|dir| std::fs::read_dir(dir).ok())
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_else(|| (3..1024).collect());
+    for fd in listed.into_iter().filter(|fd| *fd > 2) {
+        // SAFETY: F_SETFD on a descriptor that may not exist fails harmlessly with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+/// Points the keeper's stdout and stderr at /dev/null, so that the child's output pipes reach
+/// EOF when the child's processes are gone, not when the keeper is.
+fn release_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto the standard descriptors, which this process no longer uses.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
+            libc::dup2(null.as_raw_fd(), 2);
+        }
+    }
+}
+
+/// The write end of the report pipe. Writes to a tool that is gone fail with EPIPE, which is
+/// ignored: the teardown goes on regardless.
+struct ReportPipe(RawFd);
+
+impl ReportPipe {
+    fn send(&self, report: &Report) {
+        let line = report.line();
+        let mut bytes = line.as_bytes();
+        while !bytes.is_empty() {
+            // SAFETY: writing from a valid slice.
+            let n = unsafe { libc::write(self.0, bytes.as_ptr().cast(), bytes.len()) };
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            if n <= 0 {
+                return;
+            }
+            bytes = &bytes[n as usize..];
+        }
+    }
+}
+
+/// The write end of the self-pipe, for the signal handler.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let saved = nix::errno::Errno::last_raw();
+    let byte = sig as u8;
+    // SAFETY: write(2) is async-signal-safe; a full pipe drops the byte, which is fine because
+    // the loop reaps and checks on every wake-up anyway.
+    unsafe { libc::write(SIGNAL_PIPE.load(Ordering::Relaxed), (&byte as *const u8).cast(), 1) };
+    nix::errno::Errno::set_raw(saved);
+}
+
+/// Signals turned into bytes on a pipe that `poll` can wait on.
+struct Signals {
+    read: RawFd,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for fd in fds {
+            // SAFETY: fcntl on descriptors just created.
+            unsafe {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK);
+            }
+        }
+        SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
+        for sig in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, PARENT_DIED, NOW] {
+            // SAFETY: a zeroed sigaction with a plain handler is valid.
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART | if sig == libc::SIGCHLD { libc::SA_NOCLDSTOP } else { 0 };
+            // SAFETY: installs the handler above, which only writes to a pipe.
+            if unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(Signals { read: fds[0] })
+    }
+
+    /// The signals that arrived since the last call.
+    fn drain(&self) -> Vec<libc::c_int> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: reading into a local buffer of the stated length.
+            let n = unsafe { libc::read(self.read, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return out;
+            }
+            out.extend(buf[..n as usize].iter().map(|b| libc::c_int::from(*b)));
+        }
+    }
+
+    /// Sleeps until a signal arrives or `limit` passes; returns [`NOW`] if that was among them.
+    fn wait(&self, limit: Duration) -> Option<libc::c_int> {
+        let mut fd = libc::pollfd { fd: self.read, events: libc::POLLIN, revents: 0 };
+        let ms = limit.as_millis().clamp(1, 1000) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut fd, 1, ms) };
+        self.drain().into_iter().find(|s| *s == NOW)
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod platform {
+    /// Orphans of the child's tree are reparented to the keeper instead of to init.
+    pub fn become_subreaper() {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+
+    pub fn signal_on_parent_death(sig: libc::c_int) {
+        // SAFETY: as above.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
+    }
+
+    /// In the child, between fork and exec: SIGKILL when the keeper dies (exact, as the keeper
+    /// has one thread), unless the keeper is already gone, in which case do not start at all.
+    pub fn child_dies_with_keeper(keeper: u32) -> std::io::Result<()> {
+        // SAFETY: prctl and getppid are async-signal-safe.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            if libc::getppid() as u32 != keeper {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+        }
+        Ok(())
+    }
+
+    /// The keeper's direct children: the leader, and everything reparented here.
+    pub fn children() -> Vec<i32> {
+        let me = std::process::id();
+        let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+        procs
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
+                    // Fields after the command, which may hold spaces and parentheses.
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                }) == Some(me)
+            })
+            .collect()
+    }
+}
+
+/// Elsewhere (macOS): no subreaper and no parent-death signal. The lifeline's EOF and the
+/// `getppid()` poll in the watch loop notice the tool's death; orphans that left the child's
+/// group go to launchd and only the token sweep can find them.
+#[cfg(not(target_os = "linux"))]
+mod platform {
+    pub fn become_subreaper() {}
+    pub fn signal_on_parent_death(_sig: libc::c_int) {}
+    pub fn child_dies_with_keeper(_keeper: u32) -> std::io::Result<()> {
+        Ok(())
+    }
+    pub fn children() -> Vec<i32> {
+        Vec::new()
+    }
+}
+
+/// `argv[1]` names the keeper subcommand: `main` dispatches on this before anything else starts.
+pub fn requested(argv1: Option<&OsStr>) -> bool {
+    argv1.is_some_and(|a| a.as_bytes() == SUBCOMMAND.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_survive_the_round_trip_through_the_command_line() {
+        let args = Args {
+            lifeline: 7,
+            report: 9,
+            grace: Duration::from_millis(2500),
+            parent: 42,
+            program: "sh".into(),
+            args: vec!["-c".into(), "--grace-ms 1 -- x".into()],
+        };
+        assert_eq!(Args::parse(&args.to_argv()), Ok(args));
+    }
+
+    #[test]
+    fn every_report_line_parses_back_to_itself() {
+        for report in [
+            Report::Started { pid: 12 },
+            Report::Failed("no such file".into()),
+            Report::Exited(9),
+            Report::Note("took long".into()),
+            Report::Done { killed: true, adopted: 2 },
+        ] {
+            assert_eq!(Report::parse(&report.line()), Some(report));
+        }
+    }
+}

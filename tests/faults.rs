@@ -1,0 +1,402 @@
+//! Fault injection: whatever happens to a shard or to the tool itself, nothing it started
+//! survives. Every test here ends with the same three checks — no process carrying the test's
+//! mark is alive, every plan port on the address is free, and a new run on the same pool gets
+//! that very address — plus the claim it is named after.
+//!
+//! Each test has its own pool directory and its own address (127.0.33.N), so they run in
+//! parallel without meeting. Synchronisation is on files the fake server or the command write,
+//! and on /proc; never on sleeps.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::{DEFAULT_PORTS, Sandbox, fake_plan};
+
+/// A sandbox whose plans use a one-address pool of their own.
+struct Scene {
+    sandbox: Sandbox,
+    addr: &'static str,
+}
+
+impl Scene {
+    fn new(addr: &'static str) -> Scene {
+        Scene { sandbox: Sandbox::new(), addr }
+    }
+
+    fn pool(&self) -> String {
+        format!("pool: {{start: {}, count: 1, wait: 5s}}\n", self.addr)
+    }
+
+    /// Writes `harper-shards.yml`: the fake server with `directives`, `extra` YAML after the
+    /// `harper:` keys (a `  teardown:` line there replaces the default one), this scene's pool,
+    /// and `shards`.
+    fn plan(&self, directives: &str, extra: &str, shards: &str) {
+        let mut plan = fake_plan(directives, extra, shards).replace("shards:\n", &format!("{}shards:\n", self.pool()));
+        if extra.contains("  teardown:") {
+            plan = plan.replacen("  teardown: {grace: 2s, port_release: 3s}\n", "", 1);
+        }
+        self.sandbox.write("harper-shards.yml", &plan);
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut cmd = self.sandbox.command();
+        cmd.env("HARPER_SHARD_POOL_DIR", self.sandbox.path("pool"));
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> support::Run {
+        let started = Instant::now();
+        let output = self.command().args(args).output().expect("run harper-shard");
+        support::Run { output, took: started.elapsed() }
+    }
+
+    /// Starts `harper-shard run` in the background.
+    fn start(&self) -> Child {
+        self.command().arg("run").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start harper-shard")
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.sandbox.path(name)
+    }
+
+    fn wait_for_file(&self, name: &str) {
+        let path = self.file(name);
+        self.sandbox.wait_for(name, Duration::from_secs(30), || path.exists());
+    }
+
+    /// The three checks every fault test ends with.
+    fn assert_nothing_left(&self) {
+        self.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || self.sandbox.leftovers().is_empty());
+        assert!(support::ports_free(self.addr, &DEFAULT_PORTS), "a port on {} is still held", self.addr);
+        let reuse = fake_plan("", "", "  - name: again\n    run: \"true\"\n")
+            .replace("shards:\n", &format!("{}shards:\n", self.pool()));
+        self.sandbox.write("again.yml", &reuse);
+        self.run(&["run", "again.yml"]).expect(0);
+        assert_eq!(self.sandbox.report()["shards"][0]["address"], self.addr, "the follow-up run got another address");
+    }
+}
+
+/// SIGKILLs the tool and reaps it: from here on only its keepers can clean up.
+fn sigkill(tool: &mut Child) {
+    kill(Pid::from_raw(tool.id() as i32), Signal::SIGKILL).expect("SIGKILL the tool");
+    let _ = tool.wait();
+}
+
+/// The comm names of the marked processes still alive.
+fn marked_commands(sandbox: &Sandbox) -> Vec<String> {
+    sandbox
+        .leftovers()
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+        .map(|c| c.trim().to_owned())
+        .collect()
+}
+
+fn pids_in(path: &std::path::Path) -> Vec<i32> {
+    support::read(path).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').and_then(|i| s[i + 2..].chars().next()))
+        .is_some_and(|state| state != 'Z')
+}
+
+// --- the tool is SIGKILLed -----------------------------------------------------------------
+
+#[test]
+fn sigkill_of_the_tool_while_harper_boots_leaves_nothing_behind() {
+    let scene = Scene::new("127.0.33.2");
+    let started = scene.file("harper.started");
+    scene.plan(&format!("delay=30s,started-file={}", started.display()), "", "  - name: a\n    run: touch ran\n");
+    let mut tool = scene.start();
+    scene.wait_for_file("harper.started");
+    sigkill(&mut tool);
+    scene.assert_nothing_left();
+    assert!(!scene.file("ran").exists());
+}
+
+#[test]
+fn sigkill_of_the_tool_while_commands_run_leaves_nothing_behind() {
+    let scene = Scene::new("127.0.33.3");
+    // The command also leaves a daemon in a session of its own, out of every process group.
+    let shards = "  - name: a\n    run: \"setsid sleep 600 & sleep 600 & touch cmd.started; wait\"\n";
+    scene.plan("", "", shards);
+    let mut tool = scene.start();
+    scene.wait_for_file("cmd.started");
+    sigkill(&mut tool);
+    scene.assert_nothing_left();
+}
+
+#[test]
+fn sigkill_of_the_tool_during_teardown_leaves_nothing_behind() {
+    let scene = Scene::new("127.0.33.4");
+    // The server ignores SIGTERM, so its teardown lasts the whole 3 s grace.
+    scene.plan("ignore-term", "  teardown: {grace: 3s, port_release: 3s}\n", "  - name: a\n    run: touch cmd.done\n");
+    let mut tool = scene.start();
+    scene.wait_for_file("cmd.done");
+    // The command's processes are gone: the tool is now stopping Harper.
+    scene.sandbox.wait_for("the command to be stopped", Duration::from_secs(10), || {
+        let left = marked_commands(&scene.sandbox);
+        !left.iter().any(|c| c == "sh" || c == "touch")
+    });
+    sigkill(&mut tool);
+    scene.assert_nothing_left();
+}
+
+#[test]
+fn sigkill_of_the_tool_while_real_harper_boots_leaves_nothing_behind() {
+    let scene = Scene::new("127.0.33.5");
+    scene.sandbox.write(
+        "harper-shards.yml",
+        &format!("version: 1\nharper:\n  startup: {{idle: 120s, max: 240s}}\n{}shards:\n  - name: a\n    run: touch ran\n", scene.pool()),
+    );
+    let mut tool = scene.start();
+    scene.sandbox.wait_for("Harper's node process to start", Duration::from_secs(120), || {
+        scene.sandbox.leftovers().iter().any(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("harperdb.js")
+        })
+    });
+    sigkill(&mut tool);
+    scene.assert_nothing_left();
+    assert!(!scene.file("ran").exists());
+}
+
+#[test]
+fn without_the_keeper_sigkill_of_the_tool_leaves_the_server_running() {
+    // The negative control: the same kill with the keeper bypassed must leave a survivor, or the
+    // checks above could not fail.
+    let scene = Scene::new("127.0.33.6");
+    scene.plan("", "", "  - name: a\n    run: \"touch cmd.started; sleep 600\"\n");
+    let mut tool = scene.command().arg("run").env("HARPER_SHARD_UNSAFE_NO_KEEPER", "1").stderr(Stdio::null()).spawn().unwrap();
+    scene.wait_for_file("cmd.started");
+    sigkill(&mut tool);
+    let survivors = marked_commands(&scene.sandbox);
+    assert!(survivors.iter().any(|c| c == "fake-harper"), "expected the server to survive: {survivors:?}");
+    for pid in scene.sandbox.leftovers() {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+    scene.assert_nothing_left();
+}
+
+// --- children that misbehave ------------------------------------------------------------------
+
+#[test]
+fn a_server_that_ignores_sigterm_is_killed_after_the_grace() {
+    let scene = Scene::new("127.0.33.7");
+    scene.plan("ignore-term", "  teardown: {grace: 1s, port_release: 3s}\n", "  - name: a\n    run: \"true\"\n");
+    let run = scene.run(&["run"]);
+    run.expect(0);
+    assert!(run.took >= Duration::from_secs(1), "the grace was not waited: {:?}", run.took);
+    scene.assert_nothing_left();
+}
+
+#[test]
+fn a_daemon_that_left_the_process_group_is_ended_by_the_keeper() {
+    let scene = Scene::new("127.0.33.8");
+    let pidfile = scene.file("daemon.pids");
+    scene.plan("daemon", "", "  - name: a\n    run: \"true\"\n");
+    // The server inherits the tool's environment through its keeper.
+    let output = scene.command().arg("run").env("FAKE_HARPER_DAEMON_PIDFILE", &pidfile).output().unwrap();
+    support::Run { output, took: Duration::ZERO }.expect(0);
+    let daemons = pids_in(&pidfile);
+    assert!(!daemons.is_empty(), "the fake server started no daemon");
+    for pid in daemons {
+        assert!(!alive(pid), "the setsid daemon {pid} survived the teardown");
+    }
+    scene.assert_nothing_left();
+}
+
+#[test]
+fn a_double_forked_grandchild_holding_the_ports_is_ended() {
+    let scene = Scene::new("127.0.33.9");
+    scene.plan("double-fork", "", "  - name: a\n    run: \"true\"\n");
+    scene.run(&["run"]).expect(0);
+    scene.assert_nothing_left();
+}
+
+/// A boot that fails: exit 3, no command ran, the instance directory is gone.
+fn boot_fails_and_leaves_nothing(addr: &'static str, directives: &str, startup: &str) -> String {
+    let scene = Scene::new(addr);
+    scene.plan(directives, "", "  - name: a\n    run: touch ran\n");
+    let plan = support::read(&scene.file("harper-shards.yml")).replace("startup: {idle: 10s, max: 20s}", startup);
+    scene.sandbox.write("harper-shards.yml", &plan);
+    let run = scene.run(&["run"]);
+    run.expect(3);
+    assert!(!scene.file("ran").exists());
+    let left: Vec<_> = std::fs::read_dir(scene.file("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "the failed instance's ROOTPATH/HOME were left: {left:?}");
+    scene.assert_nothing_left();
+    run.stderr()
+}
+
+#[test]
+fn an_exit_0_before_ready_fails_the_boot_wipes_rootpath_and_leaves_nothing() {
+    let err = boot_fails_and_leaves_nothing("127.0.33.10", "exit=0", "startup: {idle: 10s, max: 20s}");
+    assert!(err.contains("exit code 0"), "{err}");
+}
+
+#[test]
+fn a_silent_hang_fails_the_boot_at_the_idle_cap_and_leaves_nothing() {
+    let err = boot_fails_and_leaves_nothing("127.0.33.11", "hang", "startup: {idle: 1s, max: 20s}");
+    assert!(err.contains("idle cap"), "{err}");
+}
+
+#[test]
+fn endless_chatter_fails_the_boot_at_the_absolute_cap_and_leaves_nothing() {
+    let err = boot_fails_and_leaves_nothing("127.0.33.12", "chatter=100ms", "startup: {idle: 1s, max: 2s}");
+    assert!(err.contains("absolute cap"), "{err}");
+}
+
+// --- ports held by someone else -------------------------------------------------------------
+
+/// A listener on the operations port that appears after the pool's canary passed: the boot is
+/// refused naming the holder, teardown names it again, the run exits 3 — and once the squatter
+/// is gone the address is as good as new.
+fn squatter_after_the_canary(addr: &'static str, reuseport: bool) {
+    let scene = Scene::new(addr);
+    let started = scene.file("harper.started");
+    scene.plan(&format!("delay=1s,started-file={}", started.display()), "  teardown: {grace: 2s, port_release: 1s}\n", "  - name: a\n    run: touch ran\n");
+    let tool = scene.start();
+    scene.wait_for_file("harper.started");
+    let squatter = listen(addr.parse().unwrap(), 9925, reuseport);
+    let out = tool.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(!scene.file("ran").exists());
+    let me = format!("pid {}", std::process::id());
+    let cause = scene.sandbox.report()["shards"][0]["cause"].as_str().unwrap_or_default().to_owned();
+    assert!(cause.contains("port 9925") && cause.contains(&me), "the cause names neither port nor holder: {cause}");
+    assert!(cause.contains("teardown: port 9925"), "teardown did not report the held port: {cause}");
+    drop(squatter);
+    scene.assert_nothing_left();
+}
+
+fn listen(addr: Ipv4Addr, port: u16, reuseport: bool) -> TcpListener {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    if reuseport {
+        socket.set_reuse_port(true).unwrap();
+    }
+    socket.bind(&SocketAddr::from((addr, port)).into()).unwrap();
+    socket.listen(16).unwrap();
+    socket.into()
+}
+
+#[test]
+fn a_plain_listener_appearing_after_the_canary_refuses_the_boot_and_is_named() {
+    squatter_after_the_canary("127.0.33.13", false);
+}
+
+#[test]
+fn a_reuseport_listener_appearing_after_the_canary_refuses_the_boot_and_is_named() {
+    squatter_after_the_canary("127.0.33.14", true);
+}
+
+#[test]
+fn an_escaped_daemon_holding_the_ports_refuses_the_boot_and_is_still_ended() {
+    let scene = Scene::new("127.0.33.15");
+    scene.plan("daemon-listen", "", "  - name: a\n    run: touch ran\n");
+    let run = scene.run(&["run"]);
+    run.expect(3);
+    let cause = scene.sandbox.report()["shards"][0]["cause"].as_str().unwrap_or_default().to_owned();
+    assert!(cause.contains("also held by pid") && cause.contains("fake-harper"), "{cause}");
+    scene.assert_nothing_left();
+}
+
+// --- the tool's own signals -------------------------------------------------------------------
+
+/// Two shards whose servers ignore SIGTERM and whose commands never end; one signal to the
+/// tool. The plan's 5 s grace would make two sequential stops 10 s: under a signal they fit in 7.
+fn one_signal_tears_everything_down(addr: &'static str, signal: Signal, code: i32) {
+    let scene = Scene::new(addr);
+    let shards = "  - name: a\n    run: \"touch a.started; sleep 600\"\n  - name: b\n    run: \"touch b.started; sleep 600\"\n";
+    scene.plan("ignore-term", "  teardown: {grace: 5s, port_release: 3s}\nrun: {concurrency: 2}\n", shards);
+    let plan = support::read(&scene.file("harper-shards.yml")).replace("count: 1", "count: 2");
+    scene.sandbox.write("harper-shards.yml", &plan);
+    let tool = scene.start();
+    scene.wait_for_file("a.started");
+    scene.wait_for_file("b.started");
+    let sent = Instant::now();
+    kill(Pid::from_raw(tool.id() as i32), signal).unwrap();
+    let out = tool.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    assert_eq!(out.status.code(), Some(code), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took < Duration::from_secs(7), "teardown under {signal} took {took:?}");
+    let report = scene.sandbox.report();
+    for shard in report["shards"].as_array().unwrap() {
+        assert_eq!(shard["status"], "cancelled", "{shard}");
+    }
+    assert_eq!(report["exit_code"], code);
+    scene.assert_nothing_left();
+    // The second address of the pool is free too.
+    let second: Ipv4Addr = addr.parse().unwrap();
+    let second = Ipv4Addr::from(u32::from(second) + 1).to_string();
+    assert!(support::ports_free(&second, &DEFAULT_PORTS));
+}
+
+#[test]
+fn sigterm_tears_every_shard_down_within_7s_and_exits_143() {
+    one_signal_tears_everything_down("127.0.33.16", Signal::SIGTERM, 143);
+}
+
+#[test]
+fn sigint_tears_every_shard_down_within_7s_and_exits_130() {
+    one_signal_tears_everything_down("127.0.33.18", Signal::SIGINT, 130);
+}
+
+#[test]
+fn a_second_signal_kills_everything_at_once() {
+    let scene = Scene::new("127.0.33.20");
+    scene.plan("ignore-term", "  teardown: {grace: 60s, port_release: 3s}\n", "  - name: a\n    run: \"touch a.started; sleep 600\"\n");
+    let tool = scene.start();
+    scene.wait_for_file("a.started");
+    let pid = Pid::from_raw(tool.id() as i32);
+    kill(pid, Signal::SIGINT).unwrap();
+    // The first signal has been seen once the command is gone (its stop is capped at 2 s).
+    scene.sandbox.wait_for("the command to be stopped", Duration::from_secs(10), || {
+        !marked_commands(&scene.sandbox).iter().any(|c| c == "sleep")
+    });
+    let second = Instant::now();
+    kill(pid, Signal::SIGINT).unwrap();
+    let out = tool.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    scene.sandbox.wait_for("every marked process to end", Duration::from_secs(3), || scene.sandbox.leftovers().is_empty());
+    // Without the fast path, Harper's capped 2 s grace would still be running.
+    assert!(second.elapsed() < Duration::from_millis(1500), "the fast path took {:?}", second.elapsed());
+    scene.assert_nothing_left();
+}
+
+// --- the keeper itself is signalled -----------------------------------------------------------
+
+#[test]
+fn sighup_to_a_keeper_tears_its_child_down_instead_of_leaving_it() {
+    let scene = Scene::new("127.0.33.21");
+    scene.plan("", "", "  - name: a\n    run: \"touch cmd.started; sleep 600\"\n");
+    let tool = scene.start();
+    scene.wait_for_file("cmd.started");
+    let keeper = scene
+        .sandbox
+        .leftovers()
+        .into_iter()
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            cmdline.contains("__keeper") && cmdline.contains("sleep 600")
+        })
+        .expect("the command's keeper");
+    kill(Pid::from_raw(keeper as i32), Signal::SIGHUP).unwrap();
+    let out = tool.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("killed by SIGTERM"), "the command was not torn down by its keeper: {err}");
+    scene.assert_nothing_left();
+}

@@ -400,3 +400,53 @@ fn sighup_to_a_keeper_tears_its_child_down_instead_of_leaving_it() {
     assert!(err.contains("killed by SIGTERM"), "the command was not torn down by its keeper: {err}");
     scene.assert_nothing_left();
 }
+
+// --- the tool and its keepers die together ---------------------------------------------------
+
+/// The one case no keeper can cover: the tool and every keeper SIGKILLed at once, while Harper
+/// has a daemon that left its session. Harper dies with its keeper (parent-death signal); the
+/// daemon, reparented to init, lives on with the shard's token — until the next run takes the
+/// address, which must end it before handing the address out.
+#[test]
+fn a_daemon_left_by_a_run_killed_with_its_keepers_is_ended_by_the_next_acquire() {
+    let scene = Scene::new("127.0.33.30");
+    let daemon_file = scene.file("daemon.pid");
+    scene.plan("daemon", "", "  - name: a\n    run: \"touch cmd.started; sleep 600\"\n");
+    let plan = support::read(&scene.file("harper-shards.yml")).replace(
+        "FAKE_HARPER: \"daemon\"",
+        &format!("FAKE_HARPER: \"daemon\", FAKE_HARPER_DAEMON_PIDFILE: \"{}\"", daemon_file.display()),
+    );
+    scene.sandbox.write("harper-shards.yml", &plan);
+    let mut tool = scene.start();
+    scene.wait_for_file("cmd.started");
+    let daemon = pids_in(&daemon_file)[0];
+    let keepers: Vec<i32> = scene
+        .sandbox
+        .leftovers()
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("__keeper")
+        })
+        .map(|pid| pid as i32)
+        .collect();
+    assert_eq!(keepers.len(), 2, "one keeper for Harper, one for the command");
+    for pid in keepers.iter().copied().chain([tool.id() as i32]) {
+        kill(Pid::from_raw(pid), Signal::SIGKILL).expect("SIGKILL the tool and its keepers");
+    }
+    let _ = tool.wait();
+    scene.sandbox.wait_for("the keepers to die", Duration::from_secs(10), || keepers.iter().all(|k| !alive(*k)));
+    assert!(alive(daemon), "the precondition: with every keeper gone, the escaped daemon survives");
+
+    let reuse = fake_plan("", "", "  - name: next\n    run: \"true\"\n").replace("shards:\n", &format!("{}shards:\n", scene.pool()));
+    scene.sandbox.write("next.yml", &reuse);
+    let run = scene.run(&["run", "next.yml"]);
+    run.expect(0);
+    assert!(!alive(daemon), "the next acquire of {} did not end the daemon carrying the old token", scene.addr);
+    assert!(
+        run.stderr().contains(&format!("pid {daemon} (fake-harper)")),
+        "the sweep names what it ended: {}",
+        run.stderr()
+    );
+    scene.assert_nothing_left();
+}

@@ -91,7 +91,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     let timer_tx = cancel_tx.clone();
     let timer = tokio::spawn(async move {
         tokio::time::sleep(timeout).await;
-        timer_tx.send_if_modified(|c| c.is_none().then(|| *c = Some(Cancel::Timeout)).is_some());
+        cancel_once(&timer_tx, Cancel::Timeout);
     });
 
     // Shards start in plan order: the dispatcher takes each turn under the concurrency limit
@@ -126,10 +126,11 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
                 (_, Some(Cancel::FailFast)) => skipped(&cx, "not started: an earlier shard failed (fail_fast)"),
                 _ => skipped(&cx, "not started: the run was cancelled"),
             };
-            if status != ShardStatus::Passed && status != ShardStatus::Skipped {
-                if let Some(tx) = fail_fast {
-                    tx.send_if_modified(|c| c.is_none().then(|| *c = Some(Cancel::FailFast)).is_some());
-                }
+            if status != ShardStatus::Passed
+                && status != ShardStatus::Skipped
+                && let Some(tx) = fail_fast
+            {
+                cancel_once(&tx, Cancel::FailFast);
             }
             status
         });
@@ -146,6 +147,12 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     }
     emit.emit(EventKind::RunFinished { exit: ExitCode(exit.code()) });
     exit
+}
+
+/// Cancels the run for `why`, unless it was already cancelled: the first reason is the one
+/// that counts (a signal's exit status must not be replaced by a later timeout).
+fn cancel_once(tx: &watch::Sender<Option<Cancel>>, why: Cancel) {
+    tx.send_if_modified(|c| c.is_none().then(|| *c = Some(why)).is_some());
 }
 
 fn skipped(cx: &shard::Context, why: &str) -> ShardStatus {

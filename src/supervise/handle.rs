@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,7 +15,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 
 use super::keeper::{self, Report};
-use super::{Spec, TOKEN_VAR, describe};
+use super::{Spec, describe};
 
 /// How long a keeper may take to say that its child started.
 const START_LIMIT: Duration = Duration::from_secs(10);
@@ -83,16 +83,7 @@ impl Kept {
         };
         let exe = std::env::current_exe().context("cannot find this program's own path to start a keeper")?;
         let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg(keeper::SUBCOMMAND)
-            .args(args.to_argv())
-            .envs(&spec.env)
-            .env(TOKEN_VAR, &spec.token)
-            .current_dir(&spec.cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own group: a Ctrl-C at the terminal reaches the tool, which decides.
-            .process_group(0);
+        super::prepare(cmd.arg(keeper::SUBCOMMAND).args(args.to_argv()), spec);
         let (lr, rw) = (args.lifeline, args.report);
         // SAFETY: fcntl is async-signal-safe; it only touches the forked child's descriptors.
         unsafe {

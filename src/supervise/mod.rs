@@ -100,17 +100,22 @@ impl Child {
     }
 }
 
-fn spawn_direct(spec: &Spec) -> anyhow::Result<(tokio::process::Child, u32, tokio::process::ChildStdout, tokio::process::ChildStderr)> {
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .envs(&spec.env)
+/// What every child gets, started through a keeper or not: the spec's environment and the
+/// token, its directory, no stdin, its output piped to the tool, a process group of its own (a
+/// Ctrl-C at the terminal reaches the tool, which decides).
+fn prepare<'a>(cmd: &'a mut tokio::process::Command, spec: &Spec) -> &'a mut tokio::process::Command {
+    cmd.envs(&spec.env)
         .env(TOKEN_VAR, &spec.token)
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true);
+}
+
+fn spawn_direct(spec: &Spec) -> anyhow::Result<(tokio::process::Child, u32, tokio::process::ChildStdout, tokio::process::ChildStderr)> {
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    prepare(cmd.args(&spec.args), spec).kill_on_drop(true);
     let mut child = cmd.spawn().with_context(|| {
         format!("cannot start `{}` in {}", spec.program.to_string_lossy(), spec.cwd.display())
     })?;

@@ -450,3 +450,29 @@ fn a_daemon_left_by_a_run_killed_with_its_keepers_is_ended_by_the_next_acquire()
     );
     scene.assert_nothing_left();
 }
+
+// --- the shard's own setup fails -------------------------------------------------------------
+
+/// A fixture that cannot be copied (a FIFO would block the copy forever) fails the shard with
+/// exit 3 and a cause that names the file, before Harper starts — and still goes through
+/// teardown, so the instance's directories and the address are left as they were found.
+#[test]
+fn a_fixture_that_cannot_be_copied_fails_the_shard_and_leaves_nothing() {
+    let scene = Scene::new("127.0.33.31");
+    std::fs::create_dir_all(scene.file("component")).unwrap();
+    scene.sandbox.write("component/config.yaml", "rest: true\n");
+    nix::unistd::mkfifo(&scene.file("component/pipe"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let started = scene.file("harper.started");
+    scene.plan(
+        &format!("started-file={}", started.display()),
+        "  fixtures: [component]\n",
+        "  - name: a\n    run: touch ran\n",
+    );
+    let run = scene.run(&["run"]);
+    run.expect(3);
+    assert!(run.stderr().contains("component/pipe is not a file, a directory or a link"), "{}", run.stderr());
+    assert!(!started.exists() && !scene.file("ran").exists(), "Harper or the command started anyway");
+    let work: Vec<_> = std::fs::read_dir(scene.file("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(work.is_empty(), "instance directories left behind: {work:?}");
+    scene.assert_nothing_left();
+}

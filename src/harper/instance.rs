@@ -83,6 +83,8 @@ impl Dirs {
     }
 }
 
+/// Copies directories, regular files and symbolic links. Anything else (a FIFO, a socket, a
+/// device) is refused: opening a FIFO to copy it would block until a writer came, forever.
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
@@ -93,8 +95,13 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
             copy_tree(&entry.path(), &target)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
-        } else {
+        } else if kind.is_file() {
             std::fs::copy(entry.path(), &target)?;
+        } else {
+            return Err(std::io::Error::other(format!(
+                "{} is not a file, a directory or a link (a FIFO, socket or device?); remove it from the fixture",
+                entry.path().display()
+            )));
         }
     }
     Ok(())

@@ -73,7 +73,7 @@ impl<W: Write + Send> Reporter for Console<W> {
         let progress = !quiet && self.live.is_none();
         match &event.kind {
             EventKind::RunStarted { shards, concurrency, .. } if !quiet => {
-                self.line(format!("harper-shard: {} shard(s), {concurrency} at a time", shards.len()));
+                self.line(format!("harper-shard: {} shard(s), {} at a time", shards.len(), (*concurrency).min(shards.len())));
             }
             EventKind::Installing { package } if !quiet => {
                 self.line(format!("harper-shard: installing {package} into the cache (once; later runs reuse it)…"));

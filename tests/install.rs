@@ -68,3 +68,15 @@ fn a_failed_install_exits_3_says_why_and_leaves_no_partial_copy() {
     let out = install_command(&sandbox, "r2").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "the next run installs afresh: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn npm_progress_is_shown_while_it_installs() {
+    let sandbox = Sandbox::new();
+    package_plan(&sandbox);
+    let out = install_command(&sandbox, "r1").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("installing harperdb@0.0.0-test into the cache"), "{err}");
+    assert!(err.contains("  npm: npm http fetch GET 200"), "npm's progress is not shown: {err}");
+    assert!(err.contains("installed harperdb@0.0.0-test in"), "{err}");
+}

@@ -28,18 +28,23 @@ pub struct Console<W: Write + Send> {
     /// Live lines for the running shards (on a terminal).
     live: Option<Bars>,
     colour: bool,
+    /// When npm's progress was last shown (run time), to show it at a readable pace.
+    npm_shown: Option<std::time::Duration>,
 }
+
+/// The pace of npm's progress lines without `-v`: enough to show an install is alive.
+const NPM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl<W: Write + Send> Console<W> {
     /// Plain lines, for logs and pipes.
     pub fn new(out: W, verbosity: Verbosity) -> Self {
-        Console { out, verbosity, partial: Default::default(), live: None, colour: false }
+        Console { out, verbosity, partial: Default::default(), live: None, colour: false, npm_shown: None }
     }
 
     /// Live lines for the running shards and, with `colour`, a coloured status column.
     pub fn live(out: W, verbosity: Verbosity, colour: bool) -> Self {
         let live = (verbosity != Verbosity::Quiet).then(Bars::new);
-        Console { out, verbosity, partial: Default::default(), live, colour }
+        Console { out, verbosity, partial: Default::default(), live, colour, npm_shown: None }
     }
 
     fn line(&mut self, text: impl AsRef<str>) {
@@ -78,7 +83,13 @@ impl<W: Write + Send> Reporter for Console<W> {
             EventKind::Installing { package } if !quiet => {
                 self.line(format!("harper-shard: installing {package} into the cache (once; later runs reuse it)…"));
             }
-            EventKind::InstallOutput { line } if self.verbosity == Verbosity::Verbose => self.line(format!("  npm: {line}")),
+            EventKind::InstallOutput { line } if !quiet => {
+                let due = self.npm_shown.is_none_or(|shown| event.at >= shown + NPM_EVERY);
+                if self.verbosity == Verbosity::Verbose || due {
+                    self.npm_shown = Some(event.at);
+                    self.line(format!("  npm: {line}"));
+                }
+            }
             EventKind::Installed { package, took, cached: false } if !quiet => {
                 self.line(format!("harper-shard: installed {package} in {}", short(*took)));
             }

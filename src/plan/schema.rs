@@ -145,7 +145,7 @@ impl<'de> Deserialize<'de> for Dur {
 
 /// Parses a duration the way the plan and the `*_MS` fallbacks need it, with a message that
 /// says how to write one.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(

@@ -185,13 +185,12 @@ async fn install_all(shards: &[Shard], emit: &Emitter) -> anyhow::Result<HashMap
     Ok(entries)
 }
 
-/// How long teardown may take in all before the tool gives up waiting (GitHub sends SIGKILL
-/// 7.5 s after SIGINT).
-pub const CANCEL_BUDGET: Duration = Duration::from_secs(7);
-
-/// Under SIGINT / SIGTERM every stop gets at most this grace: a command's stop, then Harper's,
-/// then the port check must together fit in [`CANCEL_BUDGET`].
+/// Under SIGINT / SIGTERM every stop gets at most this grace.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// Under SIGINT / SIGTERM, how long teardown waits for the ports to be released.
 pub const CANCEL_PORT_RELEASE: Duration = Duration::from_millis(1500);
+
+// A cancelled shard's teardown (a command's stop, then Harper's, then the port check) must end
+// within 7 s: GitHub sends SIGTERM 7.5 s after SIGINT, then SIGKILL.
+const _: () = assert!(2 * CANCEL_GRACE.as_millis() + CANCEL_PORT_RELEASE.as_millis() < 7_000);

@@ -1,6 +1,7 @@
 //! The dry run (`run --plan`): the resolved plan — defaults, CI scaling, partition, selected
 //! shards, commands, ports that would be probed, predicted durations — readable or as JSON.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use serde::Serialize;
@@ -36,8 +37,11 @@ pub fn human(plan: &Plan, selected: &[Shard], partition: Option<Partition>) -> S
     let part = partition.map(|p| format!(" in partition {p}")).unwrap_or_default();
     let _ = writeln!(s, "shards    {} of {} selected{part}", selected.len(), plan.shards.len());
     let mut last_harper: Option<String> = None;
+    // Whether a package is in the cache is a look at the disk: once per source, not per shard.
+    let mut sources: HashMap<&HarperSource, String> = HashMap::new();
     for shard in selected {
-        let harper = describe_harper(&shard.harper);
+        let source = sources.entry(&shard.harper.source).or_insert_with(|| describe_source(&shard.harper.source));
+        let harper = describe_harper(&shard.harper, source);
         let _ = writeln!(s);
         let predicted = shard.predicted.map(|d| format!("  (predicted {})", super::short(d))).unwrap_or_default();
         let _ = writeln!(s, "  {}/{} {}{predicted}", shard.index, plan.shards.len(), shard.name);
@@ -58,9 +62,8 @@ pub fn human(plan: &Plan, selected: &[Shard], partition: Option<Partition>) -> S
     s
 }
 
-fn describe_harper(h: &HarperSpec) -> String {
-    let d = humantime::format_duration;
-    let source = match &h.source {
+fn describe_source(source: &HarperSource) -> String {
+    match source {
         HarperSource::Package(spec) => {
             let cached = crate::harper::install::cache_dir().ok().and_then(|c| crate::harper::install::cached(&c, spec));
             match cached {
@@ -69,7 +72,11 @@ fn describe_harper(h: &HarperSpec) -> String {
             }
         }
         HarperSource::Bin(path) => path.display().to_string(),
-    };
+    }
+}
+
+fn describe_harper(h: &HarperSpec, source: &str) -> String {
+    let d = humantime::format_duration;
     let ports: Vec<String> = h.ports.all().iter().map(|(n, p)| format!("{n} {p}")).collect();
     let mut s = String::new();
     let _ = writeln!(s, "      harper   {source} on {:?}", h.runtime);

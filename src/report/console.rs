@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use super::live::Bars;
-use super::model::{RunRecord, ShardRecord};
+use super::model::{Phases, RunRecord, ShardRecord};
 use super::{Reporter, collapse, short};
 use crate::run::events::{Event, EventKind, Outcome, ShardStatus};
 
@@ -153,20 +153,21 @@ fn explain(out: &mut impl Write, shard: &ShardRecord) -> std::io::Result<()> {
 }
 
 fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::io::Result<()> {
-    let headers = ["shard", "address", "wait", "boot", "commands", "teardown", "total", "status"];
+    let [wait, boot, commands, teardown, total] = Phases::COLUMNS;
+    let headers = ["shard", "address", wait, boot, commands, teardown, total, "status"];
     let rows: Vec<[String; 8]> = record
         .shards
         .iter()
         .map(|s| {
-            let d = |x: Option<std::time::Duration>| x.map(short).unwrap_or_else(|| "-".into());
+            let [wait, boot, commands, teardown, total] = s.phases.columns().map(|x| x.map(short).unwrap_or_else(|| "-".into()));
             [
                 s.name.clone(),
                 s.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-                d(s.phases.wait()),
-                d(s.phases.boot()),
-                d(s.phases.commands()),
-                d(s.phases.teardown()),
-                d(s.phases.total()),
+                wait,
+                boot,
+                commands,
+                teardown,
+                total,
                 s.status.map(|st| st.label().to_owned()).unwrap_or_else(|| "unfinished".into()),
             ]
         })

@@ -98,6 +98,14 @@ impl Phases {
     pub fn total(&self) -> Option<Duration> {
         Self::span(self.started, self.finished)
     }
+
+    /// The names of the phase columns every table shows, in order.
+    pub const COLUMNS: [&'static str; 5] = ["wait", "boot", "commands", "teardown", "total"];
+
+    /// The durations of [`Phases::COLUMNS`], in the same order.
+    pub fn columns(&self) -> [Option<Duration>; 5] {
+        [self.wait(), self.boot(), self.commands(), self.teardown(), self.total()]
+    }
 }
 
 impl RunRecord {

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::model::{Phase, RunRecord, ShardRecord};
+use super::model::{Phase, Phases, RunRecord, ShardRecord};
 use super::{collapse, short};
 
 /// Lines of a failure's output shown in markdown (the full tail is in report.json and the logs).
@@ -41,26 +41,21 @@ pub fn markdown(record: &RunRecord) -> String {
 
 /// A markdown table: one row per shard, a column per phase, the status last.
 pub fn table(record: &RunRecord) -> String {
-    let mut md = String::from("| shard | address | wait | boot | commands | teardown | total | status |\n");
-    md.push_str("|---|---|--:|--:|--:|--:|--:|---|\n");
+    let mut md = format!("| shard | address | {} | status |\n", Phases::COLUMNS.join(" | "));
+    md.push_str(&format!("|---|---|{}---|\n", "--:|".repeat(Phases::COLUMNS.len())));
     for s in &record.shards {
-        let d = |x: Option<Duration>| x.map(short).unwrap_or_else(|| "–".into());
         let status = match s.status {
             Some(st) if s.ok() => st.label().to_owned(),
             Some(st) => format!("**{}**", st.label()),
             None => "unfinished".to_owned(),
         };
+        let phases: Vec<String> = s.phases.columns().iter().map(|x| x.map(short).unwrap_or_else(|| "–".into())).collect();
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {status} |",
             cell(&s.name),
             s.address.map(|a| a.to_string()).unwrap_or_else(|| "–".into()),
-            d(s.phases.wait()),
-            d(s.phases.boot()),
-            d(s.phases.commands()),
-            d(s.phases.teardown()),
-            d(s.phases.total()),
-            status
+            phases.join(" | "),
         );
     }
     md

@@ -22,10 +22,15 @@ use crate::{pool, supervise};
 /// Loads and resolves a plan against this process's environment.
 pub fn load_plan(path: &Path, timings: &Timings) -> Result<Plan, Failure> {
     let (raw, text) = plan::load::load(path).map_err(Failure::usage)?;
+    resolve(path, &text, raw, timings)
+}
+
+/// Resolves a parsed plan against this process's environment and CPUs.
+fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timings) -> Result<Plan, Failure> {
     let env = |name: &str| std::env::var(name).ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cx = plan::resolve::Context { env: &env, cpus, timings };
-    plan::resolve::resolve(path, &text, raw, &cx).map_err(Failure::usage)
+    plan::resolve::resolve(path, text, raw, &cx).map_err(Failure::usage)
 }
 
 fn read_timings(path: &Path) -> Timings {
@@ -162,8 +167,8 @@ pub fn matrix(args: MatrixArgs) -> Result<Exit, Failure> {
 pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
     let (PoolCommand::Status(a) | PoolCommand::Validate(a) | PoolCommand::SetupLoopback(a)) = &command;
     let plan = pool_plan(a)?;
-    let spec = plan.as_ref().map(|p| p.pool.clone()).unwrap_or_else(default_pool);
-    let ports = plan.as_ref().map(|p| p.shards[0].harper.ports.all()).unwrap_or_else(default_ports);
+    let spec = plan.pool.clone();
+    let ports = plan.shards[0].harper.ports.all();
     match command {
         PoolCommand::Status(args) => {
             let pool = pool::Pool::open(&pool::default_dir(), &spec).map_err(Failure::infrastructure)?;
@@ -222,20 +227,19 @@ pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
     }
 }
 
-fn pool_plan(args: &PoolArgs) -> Result<Option<Plan>, Failure> {
+/// The plan whose pool and ports the `pool` commands use: the one named, else
+/// `harper-shards.yml` here, else the defaults — resolved like any plan, so that the
+/// `HARPER_INTEGRATION_TEST_LOOPBACK_POOL_*` fallbacks apply to these commands as they do to runs.
+fn pool_plan(args: &PoolArgs) -> Result<Plan, Failure> {
+    let default = PathBuf::from("harper-shards.yml");
     match &args.plan_file {
-        Some(path) => load_plan(path, &Timings::default()).map(Some),
+        Some(path) => load_plan(path, &Timings::default()),
+        None if default.is_file() => load_plan(&default, &Timings::default()),
         None => {
-            let default = PathBuf::from("harper-shards.yml");
-            if default.is_file() { load_plan(&default, &Timings::default()).map(Some) } else { Ok(None) }
+            let text = "version: 1\nshards:\n  - name: pool\n    run: \"true\"\n";
+            let path = Path::new("(built-in defaults)");
+            let raw = plan::load::parse(path, text).map_err(Failure::usage)?;
+            resolve(path, text, raw, &Timings::default())
         }
     }
-}
-
-fn default_pool() -> plan::PoolSpec {
-    plan::PoolSpec { start: std::net::Ipv4Addr::new(127, 0, 0, 2), count: 32, wait: std::time::Duration::from_secs(600) }
-}
-
-fn default_ports() -> [(&'static str, u16); 5] {
-    plan::Ports { operations: 9925, http: 9926, mqtt: 1883, mqtts: 8883, replication: 9933 }.all()
 }

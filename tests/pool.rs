@@ -342,3 +342,19 @@ fn pool_validate_passes_when_every_address_binds() {
     r.expect(0);
     assert!(r.stdout().contains("all 8 addresses from 127.0.50.2 bind"), "{}", r.stdout());
 }
+
+/// Without a plan, the `pool` commands use the defaults as a run would resolve them, the
+/// fallback variables of today's harness included.
+#[test]
+fn pool_status_without_a_plan_honours_the_fallback_pool_variables() {
+    let sandbox = Sandbox::new();
+    let mut cmd = pooled(&sandbox);
+    cmd.args(["pool", "status"])
+        .env("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_START", "127.0.51.2")
+        .env("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_COUNT", "2");
+    let r = run(cmd);
+    r.expect(0);
+    let out = r.stdout();
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("127.")).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(rows, ["127.0.51.2", "127.0.51.3"], "{}", r.stdout());
+}

@@ -51,7 +51,19 @@ pub struct Ended {
     pub notes: Vec<String>,
 }
 
+/// A pipe whose both ends are close-on-exec from the moment they exist: other runtime threads
+/// fork keepers at any time, and one forked between `pipe()` and a later `fcntl` would hold
+/// this keeper's lifeline open — its stop would then wait for a EOF that never comes.
+#[cfg(not(target_vendor = "apple"))]
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("cannot create a pipe for the keeper")
+}
+
+/// macOS has no `pipe2`: the two steps run under [`SPAWNING`], which every keeper spawn holds
+/// too, so no fork can fall between them.
+#[cfg(target_vendor = "apple")]
+fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let _forks = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
     let (read, write) = nix::unistd::pipe().context("cannot create a pipe for the keeper")?;
     for fd in [&read, &write] {
         nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
@@ -59,6 +71,10 @@ fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
     }
     Ok((read, write))
 }
+
+/// Held while a keeper is forked, where pipes cannot be created close-on-exec atomically.
+#[cfg(target_vendor = "apple")]
+static SPAWNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn inheritable(fd: RawFd) -> std::io::Result<()> {
     // SAFETY: F_SETFD on a descriptor this process owns; async-signal-safe.
@@ -92,6 +108,8 @@ impl Kept {
                 inheritable(rw)
             });
         }
+        #[cfg(target_vendor = "apple")]
+        let _forks = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
         let mut keeper = cmd.spawn().with_context(|| {
             format!("cannot start the keeper for `{}` in {}", spec.program.to_string_lossy(), spec.cwd.display())
         })?;
@@ -202,4 +220,45 @@ fn listen(read: OwnedFd) -> anyhow::Result<watch::Receiver<Heard>> {
         tx.send_modify(|h| h.closed = true);
     });
     Ok(rx)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// Another thread forks children all the while keeper pipes are created, as the runtime's
+    /// workers do; not one child may find one of those pipes among its descriptors.
+    #[test]
+    fn keeper_pipes_never_reach_a_child_forked_meanwhile() {
+        let done = Arc::new(AtomicBool::new(false));
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let forker = {
+            let (done, seen) = (done.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let mut children = 0;
+                while !done.load(Ordering::Relaxed) {
+                    let out = std::process::Command::new("ls").args(["-l", "/proc/self/fd"]).output().expect("run ls");
+                    children += 1;
+                    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                    seen.lock().unwrap().extend(text.split_whitespace().filter(|w| w.starts_with("pipe:[")).map(str::to_owned));
+                }
+                children
+            })
+        };
+        let mut made = HashSet::new();
+        for _ in 0..20_000 {
+            let (read, write) = pipe().expect("a pipe");
+            made.insert(format!("pipe:[{}]", std::fs::File::from(read).metadata().expect("fstat").ino()));
+            drop(write);
+        }
+        done.store(true, Ordering::Relaxed);
+        let children = forker.join().expect("the forking thread");
+        let leaked = seen.lock().unwrap().iter().filter(|p| made.contains(*p)).count();
+        assert!(children > 0, "no child was forked while the pipes were made");
+        assert_eq!(leaked, 0, "{leaked} keeper pipe descriptors reached {children} children");
+    }
 }

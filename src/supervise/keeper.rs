@@ -431,6 +431,7 @@ impl Signals {
         if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        // Not atomic, and need not be: the keeper has one thread and has not forked yet.
         for fd in fds {
             // SAFETY: fcntl on descriptors just created.
             unsafe {

@@ -16,7 +16,8 @@ use crate::report::junit::Junit;
 use crate::report::place::Place;
 use crate::report::{self, Reporter, checks, files::Files};
 use crate::run::events::EventKind;
-use crate::run::{self, Cancel, Emitter};
+use crate::run::{self, Cancel, Emitter, WeakEmitter};
+use crate::harper::instance::WorkDir;
 use crate::{pool, supervise};
 
 /// Loads and resolves a plan against this process's environment.
@@ -49,6 +50,7 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
     let timings = read_timings(&timings_path);
     let plan = load_plan(&args.plan_file.plan_file, &timings)?;
     let selected = plan::select::select(&plan, &args.only, args.partition).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+    let work = WorkDir::from_env().map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     if args.dry_run {
         match args.format {
             Format::Human => print!("{}", report::plan::human(&plan, &selected, args.partition)),
@@ -61,6 +63,12 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
         return Ok(Exit::Passed);
     }
     let pool = pool::Pool::open(&pool::default_dir(), &plan.pool).map_err(Failure::infrastructure)?;
+    work.prepare().map_err(Failure::infrastructure)?;
+    if let Some(note) = &work.note
+        && verbosity != Verbosity::Quiet
+    {
+        eprintln!("harper-shard: note: {note}");
+    }
     std::fs::create_dir_all(&args.report_dir)
         .with_context(|| format!("cannot create the report directory {}", args.report_dir.display()))
         .map_err(Failure::infrastructure)?;
@@ -86,24 +94,56 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
         }
         let reporting = tokio::spawn(report::consume(rx, reporters));
         let (cancel_tx, cancel_rx) = watch::channel(None);
-        let signals = tokio::spawn(watch_signals(cancel_tx.clone(), emit.clone()));
-        let opts = run::Options { report_dir: args.report_dir.clone(), pool };
-        let exit = run::run(&plan, selected, opts, emit, cancel_rx, cancel_tx).await;
-        signals.abort();
-        let record = reporting.await.unwrap_or_default();
-        if args.github_checks {
-            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-            let target = checks::Target::from_env(&env, token, &args.check_name, &args.plan_file.plan_file);
-            checks::report(&record, target, on_github).await;
+        let (signalled_tx, mut signalled) = watch::channel(0u32);
+        let _signals = AbortOnDrop(tokio::spawn(watch_signals(cancel_tx.clone(), signalled_tx, emit.downgrade())));
+        let opts = run::Options { report_dir: args.report_dir.clone(), pool, work };
+        let exit = run::run(&plan, selected, opts, emit, cancel_rx.clone(), cancel_tx).await;
+        // The reports and the check run. Bounded, and a signal that comes now ends them: a
+        // hung API or a FIFO as the step summary must not make the tool unkillable.
+        let cancelled = *cancel_rx.borrow();
+        let limit = match cancelled.and_then(|c| c.teardown_deadline()) {
+            Some(_) => run::budget::REPORT,
+            None => AFTER_RUN_LIMIT,
+        };
+        let signals_so_far = *signalled.borrow();
+        let after = async {
+            let record = reporting.await.unwrap_or_default();
+            if args.github_checks {
+                let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+                let target = checks::Target::from_env(&env, token, &args.check_name, &args.plan_file.plan_file);
+                checks::report(&record, target, on_github).await;
+            }
+            if args.format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());
+            }
+        };
+        tokio::select! {
+            () = after => exit,
+            _ = tokio::time::sleep(limit) => {
+                eprintln!("harper-shard: warning: the reports took longer than {}s; exiting without them", limit.as_secs_f32());
+                exit
+            }
+            _ = signalled.wait_for(|n| *n > signals_so_far) => {
+                let signal = cancel_rx.borrow().and_then(Cancel::exit);
+                exit.worst(signal.unwrap_or(exit))
+            }
         }
-        if args.format == Format::Json {
-            println!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());
-        }
-        exit
     });
-    // Blocking tasks (a pool wait, a port poll) must not hold the exit up.
+    // Blocking tasks (a pool wait, a port poll, a report write) must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     Ok(exit)
+}
+
+/// How long the reports and the check run may take after a run that no signal stopped.
+const AFTER_RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Takes the Checks API token out of this process's environment, so that neither Harper nor a
@@ -117,28 +157,48 @@ fn take_token() -> Option<String> {
     token
 }
 
-/// First SIGINT / SIGTERM: cancel, so that every shard tears down. Second: kill every process
-/// group we started, now, and exit.
-async fn watch_signals(cancel: watch::Sender<Option<Cancel>>, emit: Emitter) {
+/// First SIGINT, SIGTERM, SIGHUP or SIGQUIT: cancel, so that every shard tears down within
+/// the budget. Second: kill every process group we started, now, and exit. `signalled` counts
+/// them, for the steps after the run.
+async fn watch_signals(cancel: watch::Sender<Option<Cancel>>, signalled: watch::Sender<u32>, emit: WeakEmitter) {
+    use nix::sys::signal::Signal;
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let streams = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::quit()),
+    );
+    let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) = streams else {
+        let message = "cannot install the signal handlers: a SIGINT or SIGTERM would not tear the shards down".into();
+        emit.emit(EventKind::Warning { shard: None, message });
         return;
     };
     let mut first: Option<Cancel> = None;
     loop {
-        let (kind, name) = tokio::select! {
-            _ = int.recv() => (Cancel::Interrupt, "SIGINT"),
-            _ = term.recv() => (Cancel::Terminate, "SIGTERM"),
+        let signal = tokio::select! {
+            _ = int.recv() => Signal::SIGINT,
+            _ = term.recv() => Signal::SIGTERM,
+            _ = hup.recv() => Signal::SIGHUP,
+            _ = quit.recv() => Signal::SIGQUIT,
         };
+        signalled.send_modify(|n| *n += 1);
         match first {
             None => {
-                first = Some(kind);
-                emit.emit(EventKind::Cancelling { signal: name });
-                cancel.send_replace(Some(kind));
+                let why = Cancel::Signal { signal, at: std::time::Instant::now() };
+                first = Some(why);
+                emit.emit(EventKind::Cancelling { signal: signal.as_str() });
+                cancel.send_modify(|c| {
+                    // A timeout or fail_fast may have cancelled first; a signal still sets the
+                    // budget and the exit status.
+                    if !matches!(c, Some(Cancel::Signal { .. })) {
+                        *c = Some(why);
+                    }
+                });
             }
             Some(first) => {
                 supervise::kill_all_now();
-                let code = first.exit().unwrap_or(Exit::Interrupted).code();
+                let code = first.exit().map_or(130, Exit::code);
                 std::process::exit(i32::from(code));
             }
         }
@@ -172,7 +232,7 @@ pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
     match command {
         PoolCommand::Status(args) => {
             let pool = pool::Pool::open(&pool::default_dir(), &spec).map_err(Failure::infrastructure)?;
-            let slots = pool::status::survey(&pool, &ports).map_err(Failure::infrastructure)?;
+            let slots = pool::status::survey(&pool, &ports);
             match args.format {
                 Format::Human => {
                     println!("pool directory {}", pool.dir().display());

@@ -6,7 +6,9 @@
 
 use std::fmt;
 
-/// The process exit status, as documented in DESIGN.md.
+use nix::sys::signal::Signal;
+
+/// The process exit status, as the README's exit-status table documents it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// Every shard passed.
@@ -17,10 +19,8 @@ pub enum Exit {
     Usage,
     /// Harper did not start, no address could be had, or teardown was not confirmed.
     Infrastructure,
-    /// Cancelled by SIGINT.
-    Interrupted,
-    /// Cancelled by SIGTERM.
-    Terminated,
+    /// Cancelled by a signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT): 128 + its number.
+    Signalled(Signal),
 }
 
 impl Exit {
@@ -30,8 +30,7 @@ impl Exit {
             Exit::ShardFailed => 1,
             Exit::Usage => 2,
             Exit::Infrastructure => 3,
-            Exit::Interrupted => 130,
-            Exit::Terminated => 143,
+            Exit::Signalled(signal) => 128u8.saturating_add(signal as i32 as u8),
         }
     }
 
@@ -43,7 +42,7 @@ impl Exit {
                 Exit::ShardFailed => 1,
                 Exit::Usage => 2,
                 Exit::Infrastructure => 3,
-                Exit::Interrupted | Exit::Terminated => 4,
+                Exit::Signalled(_) => 4,
             }
         }
         if rank(other) > rank(self) { other } else { self }

@@ -12,6 +12,7 @@ pub mod exit;
 pub mod harper;
 pub mod plan;
 pub mod pool;
+pub mod private_dir;
 pub mod report;
 pub mod run;
 pub mod supervise;

@@ -476,3 +476,302 @@ fn a_fixture_that_cannot_be_copied_fails_the_shard_and_leaves_nothing() {
     assert!(work.is_empty(), "instance directories left behind: {work:?}");
     scene.assert_nothing_left();
 }
+
+// --- a keeper dies ---------------------------------------------------------------------------
+
+/// The keeper of the marked process whose command line holds `needle`.
+fn keeper_of(sandbox: &Sandbox, needle: &str) -> i32 {
+    sandbox
+        .leftovers()
+        .into_iter()
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            cmdline.contains("__keeper") && cmdline.contains(needle)
+        })
+        .map(|pid| pid as i32)
+        .unwrap_or_else(|| panic!("no keeper for `{needle}`"))
+}
+
+/// A command's keeper is SIGKILLed: `sh` dies with it (parent-death signal), its two background
+/// sleeps are reparented to init. The tool must end them, fail the shard as its own failure
+/// (exit 3), and say that the keeper died — not that a test failed.
+#[test]
+fn a_command_keeper_that_dies_leaves_none_of_its_children_and_is_an_infrastructure_failure() {
+    let scene = Scene::new("127.0.33.40");
+    scene.plan("", "", "  - name: a\n    run: \"sleep 961 & sleep 962 & touch cmd.started; wait\"\n");
+    let tool = scene.start();
+    scene.wait_for_file("cmd.started");
+    kill(Pid::from_raw(keeper_of(&scene.sandbox, "sleep 961")), Signal::SIGKILL).unwrap();
+    let out = tool.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("keeper (pid") && err.contains("died"), "the true cause is given: {err}");
+    assert!(err.contains("ended pid"), "what the tool ended in the keeper's place is named: {err}");
+    assert!(!marked_commands(&scene.sandbox).iter().any(|c| c == "sleep"), "a sleep survived its keeper");
+    scene.assert_nothing_left();
+}
+
+/// Harper's keeper is SIGKILLed while a command runs: Harper dies with it, but its daemon,
+/// in a session of its own, lives on with the shard's token. Teardown must end it and say so.
+#[test]
+fn a_harper_keeper_that_dies_leaves_no_daemon_and_is_an_infrastructure_failure() {
+    let scene = Scene::new("127.0.33.41");
+    let daemon_file = scene.file("daemon.pid");
+    scene.plan("daemon", "", "  - name: a\n    run: \"touch cmd.started; until [ -e go ]; do sleep 0.02; done\"\n");
+    let plan = support::read(&scene.file("harper-shards.yml")).replace(
+        "FAKE_HARPER: \"daemon\"",
+        &format!("FAKE_HARPER: \"daemon\", FAKE_HARPER_DAEMON_PIDFILE: \"{}\"", daemon_file.display()),
+    );
+    scene.sandbox.write("harper-shards.yml", &plan);
+    let tool = scene.start();
+    scene.wait_for_file("cmd.started");
+    let daemon = pids_in(&daemon_file)[0];
+    let keeper = keeper_of(&scene.sandbox, "fake-harper");
+    kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
+    scene.sandbox.wait_for("Harper's keeper to die", Duration::from_secs(10), || !alive(keeper));
+    scene.sandbox.write("go", "");
+    let out = tool.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains(&format!("keeper (pid {keeper}) died")), "{err}");
+    assert!(!alive(daemon), "Harper's daemon outlived its keeper's death");
+    scene.assert_nothing_left();
+}
+
+/// A command whose keeper cannot start its program (here `sh` is not on the shard's PATH) is
+/// the tool's failure, exit 3, not a test that failed.
+#[test]
+fn a_command_that_cannot_be_started_is_an_infrastructure_failure() {
+    let scene = Scene::new("127.0.33.42");
+    scene.plan("", "", "  - name: a\n    run: \"true\"\n    env: {PATH: /nonexistent}\n");
+    let run = scene.run(&["run"]);
+    run.expect(3);
+    assert!(run.stderr().contains("cannot start `sh`"), "{}", run.stderr());
+    assert_eq!(scene.sandbox.report()["shards"][0]["status"], "infrastructure");
+    scene.assert_nothing_left();
+}
+
+// --- a killed run's directories ----------------------------------------------------------------
+
+/// The tool is SIGKILLed: its keepers end every process, but only the tool removes instance
+/// directories. They are in the slot's record, `pool status` shows them, and the next owner
+/// of the address removes them.
+#[test]
+fn instance_directories_of_a_killed_run_are_shown_by_pool_status_and_removed_by_the_next_owner() {
+    let scene = Scene::new("127.0.33.43");
+    scene.plan("", "", "  - name: a\n    run: \"touch cmd.started; sleep 600\"\n");
+    let mut tool = scene.start();
+    scene.wait_for_file("cmd.started");
+    sigkill(&mut tool);
+    scene.sandbox.wait_for("the keepers to finish", Duration::from_secs(15), || scene.sandbox.leftovers().is_empty());
+    let instance: Vec<PathBuf> = std::fs::read_dir(scene.file("w")).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(instance.len(), 1, "the killed run's instance directory is there: {instance:?}");
+    let mut status = scene.command();
+    let status = status.args(["pool", "status", "--plan-file", "harper-shards.yml"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&status.stdout);
+    assert!(shown.contains(&instance[0].display().to_string()), "pool status does not show it: {shown}");
+    scene.assert_nothing_left();
+    assert!(!instance[0].exists(), "the next owner of {} left {} behind", scene.addr, instance[0].display());
+}
+
+// --- the tool's own signals --------------------------------------------------------------------
+
+#[test]
+fn sighup_tears_every_shard_down_within_7s_and_exits_129() {
+    one_signal_tears_everything_down("127.0.33.44", Signal::SIGHUP, 129);
+}
+
+#[test]
+fn sigquit_tears_every_shard_down_within_7s_and_exits_131() {
+    one_signal_tears_everything_down("127.0.33.46", Signal::SIGQUIT, 131);
+}
+
+/// Sends `signal` once `ready` holds, and checks the run's promise under it: exit 128 + signal
+/// within 7 s, the report written, nothing left.
+fn signal_in_phase(scene: &Scene, mut cmd: std::process::Command, signal: Signal, ready: impl Fn() -> bool) {
+    let tool = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start harper-shard");
+    scene.sandbox.wait_for("the phase to begin", Duration::from_secs(30), &ready);
+    let sent = Instant::now();
+    kill(Pid::from_raw(tool.id() as i32), signal).unwrap();
+    let out = tool.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    assert_eq!(out.status.code(), Some(128 + signal as i32), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took < Duration::from_secs(7), "{signal} took {took:?} to end the run");
+    assert!(scene.file("report/report.json").is_file(), "no report after {signal}");
+    scene.sandbox.wait_for("every marked process to end", Duration::from_secs(3), || scene.sandbox.leftovers().is_empty());
+}
+
+#[test]
+fn a_signal_during_the_first_install_stops_npm_and_exits_within_7s() {
+    for (addr, signal) in [("127.0.33.48", Signal::SIGINT), ("127.0.33.49", Signal::SIGTERM)] {
+        let scene = Scene::new(addr);
+        let plan = format!("version: 1\nharper:\n  package: harperdb@0.0.0-test\n{}shards:\n  - name: a\n    run: touch ran\n", scene.pool());
+        scene.sandbox.write("harper-shards.yml", &plan);
+        let mut cmd = scene.command();
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        cmd.arg("run")
+            .env("HARPER_SHARD_CACHE_DIR", scene.file("cache"))
+            .env("HARPER_SHARD_NPM", fixtures.join("fake-npm"))
+            .env("FAKE_NPM_LOG", scene.file("npm.log"))
+            .env("FAKE_NPM_HANG", scene.file("npm.started"));
+        signal_in_phase(&scene, cmd, signal, || scene.file("npm.started").exists());
+        assert!(!scene.file("ran").exists());
+        assert!(!scene.file("cache/packages/harperdb@0.0.0-test").exists(), "a cancelled install was kept");
+    }
+}
+
+#[test]
+fn a_signal_while_waiting_for_an_address_exits_within_7s() {
+    let scene = Scene::new("127.0.33.50");
+    scene.plan("", "", "  - name: a\n    run: touch ran\n");
+    let plan = support::read(&scene.file("harper-shards.yml")).replace("wait: 5s", "wait: 60s");
+    scene.sandbox.write("harper-shards.yml", &plan);
+    // The test holds the only address's lock, as another run would.
+    let dir = scene.file("pool");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let lock = std::fs::File::create(dir.join("127.0.33.50.lock")).unwrap();
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).expect("hold the slot");
+    let mut cmd = scene.command();
+    cmd.arg("run");
+    let report_dir = scene.file("report");
+    // The run waits for its address once it has made its report directory.
+    signal_in_phase(&scene, cmd, Signal::SIGTERM, || report_dir.exists());
+    assert!(!scene.file("ran").exists());
+}
+
+#[test]
+fn a_signal_while_harper_boots_exits_within_7s() {
+    let scene = Scene::new("127.0.33.51");
+    let started = scene.file("harper.started");
+    scene.plan(&format!("delay=60s,started-file={}", started.display()), "", "  - name: a\n    run: touch ran\n");
+    let mut cmd = scene.command();
+    cmd.arg("run");
+    signal_in_phase(&scene, cmd, Signal::SIGINT, || started.exists());
+    scene.assert_nothing_left();
+}
+
+/// Harper ignores SIGTERM and the plan's grace is a minute: the signal's budget caps the stop.
+#[test]
+fn a_signal_during_teardown_exits_within_7s() {
+    let scene = Scene::new("127.0.33.52");
+    scene.plan("ignore-term", "  teardown: {grace: 60s, port_release: 3s}\n", "  - name: a\n    run: touch cmd.done\n");
+    let mut cmd = scene.command();
+    cmd.arg("run");
+    signal_in_phase(&scene, cmd, Signal::SIGTERM, || {
+        scene.file("cmd.done").exists() && !marked_commands(&scene.sandbox).iter().any(|c| c == "sh" || c == "touch")
+    });
+    scene.assert_nothing_left();
+}
+
+/// After the shards, the check run: a Checks API that accepts and never answers. A signal then
+/// still ends the tool at once.
+#[test]
+fn a_signal_while_the_check_run_hangs_exits_at_once() {
+    let scene = Scene::new("127.0.33.53");
+    scene.plan("", "", "  - name: a\n    run: \"true\"\n");
+    let api = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", api.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hang = {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            let (conn, _) = api.accept().expect("the tool connects");
+            accepted.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Holds the connection open without a word until the tool is gone.
+            let mut buf = [0u8; 4096];
+            let mut conn = conn;
+            while std::io::Read::read(&mut conn, &mut buf).is_ok_and(|n| n > 0) {}
+        })
+    };
+    let mut cmd = scene.command();
+    cmd.args(["run", "--github-checks"])
+        .env("GITHUB_TOKEN", "t")
+        .env("GITHUB_REPOSITORY", "o/r")
+        .env("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
+        .env("GITHUB_API_URL", &url);
+    signal_in_phase(&scene, cmd, Signal::SIGTERM, || accepted.load(std::sync::atomic::Ordering::SeqCst));
+    hang.join().unwrap();
+}
+
+// --- the tool is suspended ------------------------------------------------------------------
+
+/// SIGSTOP the tool, let `done` happen and `longer` pass (more than any cap), SIGCONT: what was
+/// waiting in the pipes decides, not the clock.
+fn suspend_until(tool: &Child, scene: &Scene, done: impl Fn() -> bool, longer: Duration) {
+    let pid = Pid::from_raw(tool.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    scene.sandbox.wait_for("the child to finish while the tool is stopped", Duration::from_secs(30), done);
+    // The suspension itself is the fault under test: it must outlast the caps.
+    std::thread::sleep(longer);
+    kill(pid, Signal::SIGCONT).unwrap();
+}
+
+#[test]
+fn a_tool_suspended_while_harper_became_ready_sees_the_ready_line_not_the_idle_cap() {
+    let scene = Scene::new("127.0.33.54");
+    let (started, record) = (scene.file("harper.started"), scene.file("record.log"));
+    let directives = format!("delay=500ms,started-file={},record={}", started.display(), record.display());
+    scene.plan(&directives, "  startup: {idle: 2s, max: 20s}\n", "  - name: a\n    run: \"true\"\n");
+    let plan = support::read(&scene.file("harper-shards.yml")).replacen("  startup: {idle: 10s, max: 20s}\n", "", 1);
+    scene.sandbox.write("harper-shards.yml", &plan);
+    let tool = scene.start();
+    scene.wait_for_file("harper.started");
+    suspend_until(&tool, &scene, || record.exists(), Duration::from_secs(3));
+    let out = tool.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    scene.assert_nothing_left();
+}
+
+#[test]
+fn a_tool_suspended_while_a_command_finished_reports_it_passed_not_timed_out() {
+    let scene = Scene::new("127.0.33.55");
+    scene.plan("", "", "  - name: a\n    run: \"touch cmd.started; sleep 0.5; touch cmd.done\"\n    timeout: 2s\n");
+    let tool = scene.start();
+    scene.wait_for_file("cmd.started");
+    suspend_until(&tool, &scene, || scene.file("cmd.done").exists(), Duration::from_secs(3));
+    let out = tool.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    scene.assert_nothing_left();
+}
+
+/// A stderr line between the two halves of the ready line does not hide it.
+#[test]
+fn a_ready_line_split_by_stderr_output_is_still_seen() {
+    let scene = Scene::new("127.0.33.56");
+    scene.plan("split-ready,stderr-noise", "  startup: {idle: 3s, max: 6s}\n", "  - name: a\n    run: \"true\"\n");
+    let plan = support::read(&scene.file("harper-shards.yml")).replacen("  startup: {idle: 10s, max: 20s}\n", "", 1);
+    scene.sandbox.write("harper-shards.yml", &plan);
+    scene.run(&["run"]).expect(0);
+    scene.assert_nothing_left();
+}
+
+// --- the work directory -----------------------------------------------------------------------
+
+/// A work directory another user could write is refused before anything starts: Harper runs
+/// the components under ROOTPATH as code.
+#[test]
+fn a_world_writable_work_directory_is_refused_and_nothing_starts() {
+    let scene = Scene::new("127.0.33.57");
+    let started = scene.file("harper.started");
+    scene.plan(&format!("started-file={}", started.display()), "", "  - name: a\n    run: touch ran\n");
+    std::fs::create_dir_all(scene.file("w")).unwrap();
+    std::fs::set_permissions(scene.file("w"), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    let run = scene.run(&["run"]);
+    run.expect(3);
+    assert!(run.stderr().contains("writable by others (mode 1777)"), "{}", run.stderr());
+    assert!(run.stderr().contains("HARPER_SHARD_WORK_DIR"), "{}", run.stderr());
+    assert!(!started.exists() && !scene.file("ran").exists());
+}
+
+#[test]
+fn a_dotted_work_directory_is_refused_by_the_dry_run_with_exit_2() {
+    let scene = Scene::new("127.0.33.58");
+    scene.plan("", "", "  - name: a\n    run: touch ran\n");
+    let mut cmd = scene.command();
+    let out = cmd.args(["run", "--plan"]).env("HARPER_SHARD_WORK_DIR", "/tmp/my.work").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("HARPER_SHARD_WORK_DIR=/tmp/my.work") && err.contains("backtracks"), "{err}");
+}

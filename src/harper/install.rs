@@ -1,4 +1,5 @@
-//! Installing `harper.package` with npm, once, into the user's cache.
+//! Installing `harper.package` with npm, once, into the user's cache. npm runs under a keeper
+//! like every other child, and a cancelled run stops it.
 //!
 //! Two runs may want the same package at the same moment: the install happens under an
 //! exclusive lock on `<cache>/<package>.lock`, into a temporary directory that is renamed into
@@ -8,11 +9,13 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use nix::fcntl::{Flock, FlockArg};
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::supervise::readiness::Tail;
+use crate::supervise::{Child, Spec, describe};
 
 const COMPLETE: &str = ".harper-shard-complete";
 
@@ -60,15 +63,25 @@ pub fn cached(cache: &Path, spec: &str) -> Option<Installed> {
     Some(Installed { dir, entry })
 }
 
-/// Installs `spec` unless the cache has it; `progress` gets npm's output line by line.
-pub async fn ensure(cache: &Path, spec: &str, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<Installed> {
+/// Installs `spec` unless the cache has it; `progress` gets npm's output line by line. Ends
+/// early, npm stopped and nothing kept, when `cancelled` resolves.
+pub async fn ensure(
+    cache: &Path,
+    spec: &str,
+    progress: &(dyn Fn(&str) + Sync),
+    cancelled: impl Future<Output = ()>,
+) -> anyhow::Result<Installed> {
     if let Some(done) = cached(cache, spec) {
         return Ok(done);
     }
     let packages = cache.join("packages");
     std::fs::create_dir_all(&packages).with_context(|| format!("cannot create the cache {}", packages.display()))?;
     let lock_path = packages.join(format!("{}.lock", slug(spec)));
-    let _lock = lock(lock_path.clone()).await?;
+    tokio::pin!(cancelled);
+    let _lock = tokio::select! {
+        lock = lock(&lock_path) => lock?,
+        () = &mut cancelled => bail!("cancelled while waiting for another run's install of {spec}"),
+    };
     // Another run may have finished the install while we waited for the lock.
     if let Some(done) = cached(cache, spec) {
         return Ok(done);
@@ -81,7 +94,10 @@ pub async fn ensure(cache: &Path, spec: &str, progress: &(dyn Fn(&str) + Sync)) 
         }
     }
     std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
-    npm_install(&staging, spec, progress).await?;
+    if let Err(e) = npm_install(&staging, spec, progress, cancelled).await {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
     entry_point(&staging, package_name(spec))?;
     std::fs::write(staging.join(COMPLETE), spec).context("cannot mark the install complete")?;
     std::fs::rename(&staging, &dir).with_context(|| format!("cannot move the install into {}", dir.display()))?;
@@ -89,68 +105,135 @@ pub async fn ensure(cache: &Path, spec: &str, progress: &(dyn Fn(&str) + Sync)) 
     Ok(Installed { dir, entry })
 }
 
-async fn lock(path: PathBuf) -> anyhow::Result<Flock<File>> {
-    tokio::task::spawn_blocking(move || {
+/// How often a run waiting for another run's install looks at the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// The install lock, waited for without blocking a thread, so that the wait can be cancelled.
+async fn lock(path: &Path) -> anyhow::Result<Flock<File>> {
+    loop {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .with_context(|| format!("cannot open the install lock {}", path.display()))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("cannot lock {}", path.display()))
-    })
-    .await?
-}
-
-async fn npm_install(prefix: &Path, spec: &str, progress: &(dyn Fn(&str) + Sync)) -> anyhow::Result<()> {
-    let npm = std::env::var_os("HARPER_SHARD_NPM").unwrap_or_else(|| "npm".into());
-    let mut child = tokio::process::Command::new(&npm)
-        .args(["install", "--no-audit", "--no-fund", "--no-save", "--no-package-lock", "--loglevel=http", "--prefix"])
-        .arg(prefix)
-        .arg(spec)
-        .current_dir(prefix)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot run `{}` to install {spec}: install Node.js 20 or later (npm comes with it), or set harper.bin",
-                npm.to_string_lossy()
-            )
-        })?;
-    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
-        bail!("npm's output pipes were not set up");
-    };
-    let mut tail: Vec<String> = Vec::new();
-    let mut out = BufReader::new(out).lines();
-    let mut err = BufReader::new(err).lines();
-    let (mut out_open, mut err_open) = (true, true);
-    while out_open || err_open {
-        let line = tokio::select! {
-            l = out.next_line(), if out_open => l?.or_else(|| { out_open = false; None }),
-            l = err.next_line(), if err_open => l?.or_else(|| { err_open = false; None }),
-        };
-        if let Some(line) = line {
-            progress(&line);
-            tail.push(line);
-            if tail.len() > 30 {
-                tail.remove(0);
-            }
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path)
+            .with_context(|| format!("cannot open the install lock {} (a symbolic link?)", path.display()))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => tokio::time::sleep(LOCK_POLL).await,
+            Err((_, e)) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
         }
     }
-    let status = child.wait().await?;
+}
+
+/// Under a signal, npm gets this long after SIGTERM before SIGKILL, and the tool waits at most
+/// [`STOP_WAIT`] for it all: both fit the run's cancellation budget.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// Lines of npm's output quoted when it fails.
+const NPM_TAIL: usize = 30;
+
+/// Runs npm like every other child: under a keeper, in its own process group (a Ctrl-C at the
+/// terminal reaches the tool, which decides), ended with the tool whatever kills it. Its output
+/// is kept in `<prefix>/npm.log`.
+async fn npm_install(
+    prefix: &Path,
+    spec: &str,
+    progress: &(dyn Fn(&str) + Sync),
+    cancelled: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let npm = std::env::var_os("HARPER_SHARD_NPM").unwrap_or_else(|| "npm".into());
+    let mut args: Vec<std::ffi::OsString> =
+        ["install", "--no-audit", "--no-fund", "--no-save", "--no-package-lock", "--loglevel=http", "--prefix"]
+            .into_iter()
+            .map(Into::into)
+            .collect();
+    args.extend([prefix.as_os_str().to_owned(), spec.into()]);
+    let child = Child::spawn(Spec {
+        program: npm.clone(),
+        args,
+        env: Default::default(),
+        cwd: prefix.to_path_buf(),
+        stdout_log: prefix.join("npm.log"),
+        stderr_log: None,
+        grace: STOP_GRACE,
+        token: format!("install-{}", uuid::Uuid::new_v4().simple()),
+    })
+    .await;
+    let mut child = child.with_context(|| {
+        format!(
+            "cannot run `{}` to install {spec}: install Node.js 20 or later (npm comes with it), or set harper.bin",
+            npm.to_string_lossy()
+        )
+    })?;
+    let mut tail = Tail::new(NPM_TAIL);
+    let mut lines = Lines::default();
+    let mut output_open = true;
+    tokio::pin!(cancelled);
+    let status = loop {
+        tokio::select! {
+            biased;
+            chunk = child.output.recv(), if output_open => match chunk {
+                Some(chunk) => {
+                    tail.feed(&chunk.bytes);
+                    lines.feed(&chunk.bytes, progress);
+                }
+                None => output_open = false,
+            },
+            status = child.process.exited() => break status,
+            () = &mut cancelled => {
+                let _ = child.process.stop_within(STOP_GRACE, Some(tokio::time::Instant::now() + STOP_WAIT)).await;
+                bail!("cancelled while npm installed {spec}; the partial install was removed");
+            }
+        }
+    };
+    child.process.stop().await.context("cannot end npm's process group")?;
+    child.process.flushed().await;
+    while let Ok(chunk) = child.output.try_recv() {
+        tail.feed(&chunk.bytes);
+        lines.feed(&chunk.bytes, progress);
+    }
+    lines.finish(progress);
+    let status = status.with_context(|| format!("npm, installing {spec}"))?;
     if !status.success() {
         bail!(
-            "`npm install {spec}` failed ({status}); its last lines:\n{}\nCheck that the npm registry is reachable and the spec exists, or set harper.bin",
-            tail.join("\n")
+            "`npm install {spec}` failed ({}); its last lines:\n{}\nCheck that the npm registry is reachable and the spec exists, or set harper.bin",
+            describe(&status),
+            tail.lines().join("\n")
         );
     }
     Ok(())
+}
+
+/// Splits output chunks into lines for `progress`.
+#[derive(Default)]
+struct Lines {
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    /// Longer lines are passed on in pieces: npm's output is not allowed to grow memory.
+    const MAX: usize = 4096;
+
+    fn feed(&mut self, bytes: &[u8], progress: &(dyn Fn(&str) + Sync)) {
+        for &b in bytes {
+            if b == b'\n' || self.partial.len() >= Self::MAX {
+                self.finish(progress);
+            }
+            if b != b'\n' {
+                self.partial.push(b);
+            }
+        }
+    }
+
+    fn finish(&mut self, progress: &(dyn Fn(&str) + Sync)) {
+        if !self.partial.is_empty() {
+            let line = String::from_utf8_lossy(&self.partial);
+            progress(line.trim_end_matches('\r'));
+            self.partial.clear();
+        }
+    }
 }
 
 /// Harper's entry script: `bin/harperdb.js` (4.x), `dist/bin/harper.js` (5.x), or whatever

@@ -1,5 +1,5 @@
 //! One Harper instance: its directories, its password, and the command that starts it — the
-//! one HARPER.md measured: foreground, stdin from /dev/null, every install answer given, every
+//! one docs/harper.md describes: foreground, stdin from /dev/null, every install answer given, every
 //! port bound to the shard's address (so nothing lands on `*:9933`), its own HOME.
 
 use std::collections::BTreeMap;
@@ -7,13 +7,9 @@ use std::ffi::OsString;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::plan::{HarperSpec, Runtime};
-
-/// Past ~107 bytes a unix socket path is truncated, and `<ROOTPATH>/operations-server` is one:
-/// Harper then serves but never prints its ready line. Keep well below.
-const MAX_ROOTPATH: usize = 80;
 
 /// Tool-set arguments the plan's `args` may replace (a key may appear only once).
 const DEFAULT_ARGS: &[(&str, &str)] = &[
@@ -23,7 +19,92 @@ const DEFAULT_ARGS: &[(&str, &str)] = &[
     ("LOGGING_STDSTREAMS", "false"),
 ];
 
-/// The directories of one instance. Created by [`Dirs::create`], removed at teardown.
+/// The longest work directory: `<work>/<instance>/r/operations-server` is a unix socket, and
+/// past ~107 bytes Harper creates it at a truncated path and never prints its ready line
+/// (docs/harper.md). An instance folder is at most 22 bytes (`127_255_255_255-abcdef`).
+pub const MAX_WORK_DIR: usize = 60;
+
+/// Harper checks its configured paths with a regular expression that backtracks exponentially
+/// on any character outside this set (docs/harper.md): one dot after a long enough run hangs
+/// every boot. Every path handed to Harper is built from these only.
+pub fn harper_safe(path: &str) -> bool {
+    path.bytes().all(|b| b.is_ascii_alphanumeric() || b"_/:-".contains(&b))
+}
+
+/// Where instance directories are made, and how that was decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkDir {
+    pub path: PathBuf,
+    /// Said to the user when the system's temporary directory could not be used.
+    pub note: Option<String>,
+}
+
+impl WorkDir {
+    /// `$HARPER_SHARD_WORK_DIR` when set, which must be safe for Harper and short enough, or
+    /// the error says why and what to set; otherwise `<temp>/hs-<uid>`, or `/tmp/hs-<uid>` with
+    /// a note when the temporary directory is not fit for Harper (macOS's `/var/folders/…`,
+    /// a runner's dotted `RUNNER_TEMP`).
+    pub fn resolve(explicit: Option<&Path>, temp: &Path, uid: u32) -> Result<WorkDir, String> {
+        let name = format!("hs-{uid}");
+        if let Some(dir) = explicit {
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+            return match unfit(&dir) {
+                None => Ok(WorkDir { path: dir, note: None }),
+                Some(why) => Err(format!(
+                    "HARPER_SHARD_WORK_DIR={} cannot hold Harper instances: {why}; set it to a short path of \
+                     letters, digits, `_`, `-` and `/` only, such as /tmp/{name}",
+                    dir.display()
+                )),
+            };
+        }
+        let default = temp.join(&name);
+        match unfit(&default) {
+            None => Ok(WorkDir { path: default, note: None }),
+            Some(why) => {
+                let fallback = Path::new("/tmp").join(&name);
+                let note = format!(
+                    "instance directories go to {} instead of {}: {why} (set HARPER_SHARD_WORK_DIR to choose)",
+                    fallback.display(),
+                    default.display()
+                );
+                Ok(WorkDir { path: fallback, note: Some(note) })
+            }
+        }
+    }
+
+    /// From this process's environment.
+    pub fn from_env() -> Result<WorkDir, String> {
+        let explicit = std::env::var_os("HARPER_SHARD_WORK_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
+        WorkDir::resolve(explicit.as_deref(), &std::env::temp_dir(), nix::unistd::getuid().as_raw())
+    }
+
+    /// Creates the work directory if needed and checks that only this user can write it:
+    /// Harper runs what ROOTPATH/components holds.
+    pub fn prepare(&self) -> anyhow::Result<()> {
+        crate::private_dir::ensure(&self.path, "the work directory", "HARPER_SHARD_WORK_DIR")
+    }
+}
+
+/// Why `dir` cannot hold instance directories, if it cannot.
+fn unfit(dir: &Path) -> Option<String> {
+    let text = dir.to_str()?;
+    if !harper_safe(text) {
+        let bad: String = text.chars().filter(|c| !(c.is_ascii_alphanumeric() || "_/:-".contains(*c))).take(3).collect();
+        return Some(format!(
+            "it contains {bad:?}, and Harper's path check backtracks exponentially on such characters (its boot would hang)"
+        ));
+    }
+    if text.len() > MAX_WORK_DIR {
+        return Some(format!(
+            "it is {} bytes long, and past {MAX_WORK_DIR} Harper's unix socket path gets truncated (it would never be ready)",
+            text.len()
+        ));
+    }
+    None
+}
+
+/// The directories of one instance. Named by [`Dirs::under`], created by [`Dirs::create`],
+/// removed at teardown.
 #[derive(Debug, Clone)]
 pub struct Dirs {
     /// Holds both of the others; removing it removes the instance's every trace.
@@ -32,33 +113,31 @@ pub struct Dirs {
     pub home: PathBuf,
 }
 
-/// `$HARPER_SHARD_WORK_DIR`, or a short directory under the system's temporary directory.
-pub fn work_dir() -> PathBuf {
-    match std::env::var_os("HARPER_SHARD_WORK_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::temp_dir().join(format!("hs-{}", nix::unistd::getuid())),
-    }
+/// Is `name` an instance folder's name, as [`Dirs::under`] makes them? The pool's sweep removes
+/// only folders named so.
+pub fn is_instance_name(name: &str) -> bool {
+    let Some((addr, tag)) = name.rsplit_once('-') else { return false };
+    let addr_ok = addr.split('_').count() == 4 && addr.split('_').all(|n| n.parse::<u8>().is_ok());
+    addr_ok && tag.len() == 6 && tag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl Dirs {
-    /// Fresh, empty directories for an instance on `addr`.
-    pub fn create(work: &Path, addr: Ipv4Addr) -> anyhow::Result<Dirs> {
-        std::fs::create_dir_all(work).with_context(|| format!("cannot create the work directory {}", work.display()))?;
+    /// Names fresh directories for an instance on `addr`, without creating them: the name goes
+    /// into the slot's record first, so that a run killed at any later moment leaves them to
+    /// the next owner's sweep. No dots: see [`harper_safe`].
+    pub fn under(work: &Path, addr: Ipv4Addr) -> Dirs {
+        let [a, b, c, d] = addr.octets();
         let tag = &uuid::Uuid::new_v4().simple().to_string()[..6];
-        let base = work.join(format!("{addr}-{tag}"));
-        let dirs = Dirs { root: base.join("r"), home: base.join("h"), base };
-        let socket = dirs.root.join("operations-server");
-        if socket.as_os_str().len() > MAX_ROOTPATH + "/operations-server".len() {
-            bail!(
-                "the instance directory {} is too long for Harper's unix socket (it would never print its ready line); \
-                 set HARPER_SHARD_WORK_DIR to a short path such as /tmp/hs",
-                dirs.root.display()
-            );
-        }
-        for dir in [&dirs.root, &dirs.home] {
+        let base = work.join(format!("{a}_{b}_{c}_{d}-{tag}"));
+        Dirs { root: base.join("r"), home: base.join("h"), base }
+    }
+
+    /// Creates the directories, empty, in the work directory ([`WorkDir::prepare`]).
+    pub fn create(&self) -> anyhow::Result<()> {
+        for dir in [&self.root, &self.home] {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        Ok(dirs)
+        Ok(())
     }
 
     /// Copies each fixture component into `<ROOTPATH>/components/<name>`.
@@ -158,4 +237,48 @@ pub fn launch(spec: &HarperSpec, entry: &Path, dirs: &Dirs, addr: Ipv4Addr, pass
         env.insert("HARPER_SET_CONFIG".into(), serde_json::Value::Object(spec.config.clone()).to_string());
     }
     Launch { program, args, env }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_folders_have_no_dots_and_are_recognised_by_the_sweep() {
+        let dirs = Dirs::under(Path::new("/tmp/hs-0"), Ipv4Addr::new(127, 0, 0, 2));
+        let name = dirs.base.file_name().unwrap().to_str().unwrap();
+        assert!(harper_safe(dirs.root.to_str().unwrap()), "{}", dirs.root.display());
+        assert!(is_instance_name(name), "{name}");
+        assert!(!is_instance_name("127.0.0.2-abcdef"));
+        assert!(!is_instance_name("home"));
+    }
+
+    #[test]
+    fn a_dotted_temporary_directory_falls_back_to_tmp_with_a_note() {
+        let work = WorkDir::resolve(None, Path::new("/tmp/home.runner_work_temp"), 7).unwrap();
+        assert_eq!(work.path, Path::new("/tmp/hs-7"));
+        assert!(work.note.unwrap().contains("backtracks"));
+    }
+
+    #[test]
+    fn a_long_temporary_directory_falls_back_to_tmp_with_a_note() {
+        let long = format!("/var/folders/zz/{}/T", "z".repeat(50));
+        let work = WorkDir::resolve(None, Path::new(&long), 501).unwrap();
+        assert_eq!(work.path, Path::new("/tmp/hs-501"));
+        assert!(work.note.unwrap().contains("bytes long"));
+    }
+
+    #[test]
+    fn a_fit_temporary_directory_is_used_as_it_is() {
+        let work = WorkDir::resolve(None, Path::new("/tmp/runner_work_temp_dir_of_forty_chars"), 0).unwrap();
+        assert_eq!(work, WorkDir { path: PathBuf::from("/tmp/runner_work_temp_dir_of_forty_chars/hs-0"), note: None });
+    }
+
+    #[test]
+    fn an_unfit_explicit_work_directory_is_refused_with_what_to_set() {
+        let err = WorkDir::resolve(Some(Path::new("/tmp/my.work")), Path::new("/tmp"), 0).unwrap_err();
+        assert!(err.contains("HARPER_SHARD_WORK_DIR=/tmp/my.work") && err.contains("/tmp/hs-0"), "{err}");
+        let long = format!("/tmp/{}", "a".repeat(70));
+        assert!(WorkDir::resolve(Some(Path::new(&long)), Path::new("/tmp"), 0).unwrap_err().contains("bytes long"));
+    }
 }

@@ -19,7 +19,7 @@ pub mod sweep;
 
 use std::fs::{File, OpenOptions};
 use std::net::Ipv4Addr;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -54,9 +54,13 @@ pub enum Notice {
     Skipped { addr: Ipv4Addr, port_name: &'static str, port: u16, busy: Busy, holders: Vec<Holder> },
     /// The last owner of an address died without giving it back; these processes of its were
     /// still running and were ended.
-    Swept { addr: Ipv4Addr, shard: String, owner: u32, swept: Vec<Swept> },
+    /// `removed`: its instance directories; `kept`: those left alone, and why.
+    Swept { addr: Ipv4Addr, shard: String, owner: u32, swept: Vec<Swept>, removed: Vec<PathBuf>, kept: Vec<String> },
     /// The record beside a lock could not be read; it was replaced without a sweep.
     BadRecord { addr: Ipv4Addr, error: String },
+    /// The slot itself cannot be used (its lock or record is not a regular file, or cannot be
+    /// written): passed over, like a busy address.
+    Unusable { addr: Ipv4Addr, error: String },
     /// Every address is taken; still waiting.
     Waiting { waited: Duration, held: usize, busy: usize },
 }
@@ -75,15 +79,23 @@ impl std::fmt::Display for Notice {
                     write!(f, "{addr} skipped: port {port} ({port_name}) is held by {} — another Harper?", who.join(", "))
                 }
             },
-            Notice::Swept { addr, shard, owner, swept } => {
-                let swept: Vec<String> = swept.iter().map(ToString::to_string).collect();
-                write!(
-                    f,
-                    "{addr}: ended what shard {shard} of harper-shard pid {owner} left running there: {}",
-                    swept.join(", ")
-                )
+            Notice::Swept { addr, shard, owner, swept, removed, kept } => {
+                write!(f, "{addr}: shard {shard} of harper-shard pid {owner} did not clean up")?;
+                if !swept.is_empty() {
+                    let swept: Vec<String> = swept.iter().map(ToString::to_string).collect();
+                    write!(f, "; ended what it left running: {}", swept.join(", "))?;
+                }
+                if !removed.is_empty() {
+                    let removed: Vec<String> = removed.iter().map(|d| d.display().to_string()).collect();
+                    write!(f, "; removed its instance directories {}", removed.join(", "))?;
+                }
+                for why in kept {
+                    write!(f, "; {why}")?;
+                }
+                Ok(())
             }
             Notice::BadRecord { addr, error } => write!(f, "{addr}: {error}; replacing it without a sweep"),
+            Notice::Unusable { addr, error } => write!(f, "{addr} skipped: {error}"),
             Notice::Waiting { waited, held, busy } => write!(
                 f,
                 "waiting {}s for an address: {held} held by harper-shard runs, {busy} busy with other listeners \
@@ -157,8 +169,15 @@ impl Lease {
         record::write(&self.dir, self.addr, &self.record)
     }
 
-    /// Gives the address back clean: every process of the lease is gone and the ports are
-    /// free. Only teardown calls this.
+    /// Adds an instance directory, before it is created, so that the next owner removes it
+    /// should this run die before its teardown.
+    pub fn record_dir(&mut self, dir: &Path) -> anyhow::Result<()> {
+        self.record.dirs.push(dir.to_path_buf());
+        record::write(&self.dir, self.addr, &self.record)
+    }
+
+    /// Gives the address back clean: every process of the lease is gone, the ports are free
+    /// and the directories removed. Only teardown calls this.
     pub fn release(self) {
         if let Err(e) = record::remove(&self.dir, self.addr) {
             // The next owner will sweep a token nobody carries: slower, not wrong.
@@ -175,47 +194,7 @@ impl Pool {
     /// Opens (creating if needed) the pool directory, refusing one that another user could
     /// tamper with.
     pub fn open(dir: &Path, spec: &PoolSpec) -> anyhow::Result<Pool> {
-        match std::fs::symlink_metadata(dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir.parent().unwrap_or(Path::new("/")))
-                    .with_context(|| format!("cannot create the parent of the pool directory {}", dir.display()))?;
-                match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e).with_context(|| format!("cannot create the pool directory {}", dir.display())),
-                }
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot inspect the pool directory {}", dir.display())),
-            Ok(_) => {}
-        }
-        let meta = std::fs::symlink_metadata(dir)
-            .with_context(|| format!("cannot inspect the pool directory {}", dir.display()))?;
-        let uid = nix::unistd::getuid().as_raw();
-        if meta.file_type().is_symlink() {
-            bail!(
-                "the pool directory {} is a symbolic link; refusing it, as another user could point it anywhere. \
-                 Remove it, or set HARPER_SHARD_POOL_DIR to a directory of your own",
-                dir.display()
-            );
-        }
-        if !meta.is_dir() {
-            bail!("the pool directory {} is not a directory; remove it or set HARPER_SHARD_POOL_DIR", dir.display());
-        }
-        if meta.uid() != uid {
-            bail!(
-                "the pool directory {} belongs to uid {}, not to you (uid {uid}); set HARPER_SHARD_POOL_DIR to a directory of your own",
-                dir.display(),
-                meta.uid()
-            );
-        }
-        if meta.permissions().mode() & 0o022 != 0 {
-            bail!(
-                "the pool directory {} is writable by others (mode {:o}); run `chmod 700 {}` or set HARPER_SHARD_POOL_DIR",
-                dir.display(),
-                meta.permissions().mode() & 0o777,
-                dir.display()
-            );
-        }
+        crate::private_dir::ensure(dir, "the pool directory", "HARPER_SHARD_POOL_DIR")?;
         Ok(Pool { dir: dir.to_path_buf(), spec: spec.clone() })
     }
 
@@ -244,15 +223,36 @@ impl Pool {
             let (mut held, mut busy) = (0, 0);
             let mut skipped_now = Vec::new();
             for addr in self.spec.addresses() {
-                let Some(lock) = self.try_lock(addr)? else {
-                    held += 1;
-                    continue;
+                // One broken slot (its lock a directory or a FIFO, its record unreadable as
+                // one) costs that address, said once, not the run.
+                let unusable = |error: anyhow::Error, skipped_now: &mut Vec<Ipv4Addr>| {
+                    if !skipped_before.contains(&addr) {
+                        notify(Notice::Unusable { addr, error: format!("{error:#}") });
+                    }
+                    skipped_now.push(addr);
                 };
-                self.sweep_previous(addr, notify)?;
+                let lock = match self.try_lock(addr) {
+                    Ok(Some(lock)) => lock,
+                    Ok(None) => {
+                        held += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        unusable(e, &mut skipped_now);
+                        continue;
+                    }
+                };
+                if let Err(e) = self.sweep_previous(addr, notify) {
+                    unusable(e, &mut skipped_now);
+                    continue;
+                }
                 match probe::check_all(addr, ports) {
                     Ok(()) => {
                         let record = Record::new(claim.token, claim.shard);
-                        record::write(&self.dir, addr, &record)?;
+                        if let Err(e) = record::write(&self.dir, addr, &record) {
+                            unusable(e, &mut skipped_now);
+                            continue;
+                        }
                         return Ok(Lease { addr, dir: self.dir.clone(), record, _lock: lock });
                     }
                     Err((port_name, port, why)) => {
@@ -267,7 +267,7 @@ impl Pool {
             skipped_before = skipped_now;
             let waited = started.elapsed();
             if waited >= self.spec.wait {
-                let slots = status::survey(self, ports)?;
+                let slots = status::survey(self, ports);
                 return Err(Exhausted { waited, slots }.into());
             }
             if cancelled() {
@@ -288,8 +288,9 @@ impl Pool {
             Ok(None) => return Ok(()),
             Ok(Some(previous)) => {
                 let swept = sweep::sweep(&previous);
-                if !swept.is_empty() {
-                    notify(Notice::Swept { addr, shard: previous.shard, owner: previous.owner.pid, swept });
+                let (removed, kept) = sweep::remove_dirs(&previous.dirs);
+                if !swept.is_empty() || !removed.is_empty() || !kept.is_empty() {
+                    notify(Notice::Swept { addr, shard: previous.shard, owner: previous.owner.pid, swept, removed, kept });
                 }
             }
             Err(e) => notify(Notice::BadRecord { addr, error: format!("{e:#}") }),

@@ -61,7 +61,14 @@ pub fn command(pid: u32) -> String {
     imp::command(pid).unwrap_or_else(|| "?".into())
 }
 
-pub use imp::{environ_has, pgid, pids, uid};
+pub use imp::{pgid, pids, uid};
+
+/// Does `pid`'s environment set `var` to `token`, or to a token below it (`token/…`)?
+pub fn carries_token(pid: u32, var: &str, token: &str) -> bool {
+    imp::environ_value(pid, var).is_some_and(|v| {
+        v.strip_prefix(token.as_bytes()).is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
+    })
+}
 
 #[cfg(target_os = "linux")]
 mod imp {
@@ -103,12 +110,12 @@ mod imp {
         entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
     }
 
-    /// Does `pid`'s environment hold exactly `entry` (`NAME=value`)? Unreadable (another
-    /// user's process, or gone) is no.
-    pub fn environ_has(pid: u32, entry: &str) -> bool {
-        fs::read(format!("/proc/{pid}/environ"))
-            .map(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
-            .unwrap_or(false)
+    /// The value of `var` in `pid`'s environment; unreadable (another user's process, or gone)
+    /// is none.
+    pub fn environ_value(pid: u32, var: &str) -> Option<Vec<u8>> {
+        let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let prefix = [var.as_bytes(), b"="].concat();
+        env.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(prefix.as_slice()).map(<[u8]>::to_vec))
     }
 }
 
@@ -149,15 +156,19 @@ mod portable {
         system.processes().keys().map(|p| p.as_u32()).collect()
     }
 
-    pub fn environ_has(pid: u32, entry: &str) -> bool {
+    pub fn environ_value(pid: u32, var: &str) -> Option<Vec<u8>> {
         let kind = ProcessRefreshKind::nothing().with_environ(UpdateKind::Always);
-        with_process(pid, kind, |p| p.environ().iter().any(|kv| kv.as_encoded_bytes() == entry.as_bytes())).unwrap_or(false)
+        let prefix = [var.as_bytes(), b"="].concat();
+        with_process(pid, kind, |p| {
+            p.environ().iter().find_map(|kv| kv.as_encoded_bytes().strip_prefix(prefix.as_slice()).map(<[u8]>::to_vec))
+        })
+        .flatten()
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod imp {
-    pub use super::portable::{command, environ_has, is_zombie, pids, start_time, uid};
+    pub use super::portable::{command, environ_value, is_zombie, pids, start_time, uid};
 
     pub fn pgid(pid: u32) -> Option<u32> {
         let raw = i32::try_from(pid).ok()?;
@@ -192,9 +203,9 @@ mod tests {
         assert!(portable::pids().contains(&me));
         assert!(portable::start_time(me).is_some());
         assert!(!portable::is_zombie(me));
-        let entry = format!("PATH={}", std::env::var("PATH").expect("PATH is set"));
-        assert!(imp::environ_has(me, &entry));
-        assert!(portable::environ_has(me, &entry));
-        assert!(!portable::environ_has(me, "HARPER_SHARD_TOKEN=not-set-anywhere"));
+        let path = std::env::var("PATH").expect("PATH is set").into_bytes();
+        assert_eq!(imp::environ_value(me, "PATH").as_ref(), Some(&path));
+        assert_eq!(portable::environ_value(me, "PATH"), Some(path));
+        assert_eq!(portable::environ_value(me, "HARPER_SHARD_NOT_SET_ANYWHERE"), None);
     }
 }

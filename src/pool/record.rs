@@ -1,5 +1,5 @@
-//! The record beside a slot's lock: who holds the address, for which shard, since when, and
-//! the token its processes carry. The lock decides ownership; the record only explains it
+//! The record beside a slot's lock: who holds the address, for which shard, since when, the
+//! token its processes carry and the instance directories it made. The lock decides ownership; the record only explains it
 //! (`pool status`, the exhaustion table) and tells the next owner what to sweep when the last
 //! one died without cleaning up.
 //!
@@ -33,6 +33,10 @@ pub struct Record {
     /// Keeper processes started for this lease, added once they exist.
     #[serde(default)]
     pub keepers: Vec<ProcessId>,
+    /// Instance directories made for this lease, recorded before they are created: a run
+    /// killed before its teardown leaves them to the next owner of the slot.
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
     pub shard: String,
     /// Seconds since the Unix epoch when the address was taken.
     pub since: u64,
@@ -42,7 +46,14 @@ impl Record {
     /// A record for this process taking a slot now.
     pub fn new(token: &str, shard: &str) -> Record {
         let since = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Record { owner: ProcessId::current(), token: token.to_owned(), keepers: Vec::new(), shard: shard.to_owned(), since }
+        Record {
+            owner: ProcessId::current(),
+            token: token.to_owned(),
+            keepers: Vec::new(),
+            dirs: Vec::new(),
+            shard: shard.to_owned(),
+            since,
+        }
     }
 
     /// When the address was taken, as a time.

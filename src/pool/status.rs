@@ -33,6 +33,8 @@ pub enum State {
     Held,
     /// Nobody holds the lock, but a port is in use by someone else.
     Busy { port_name: &'static str, port: u16, busy: Busy, holders: Vec<Holder> },
+    /// The slot's lock file cannot be used (a directory, a FIFO, a link): the pool skips it.
+    Unusable { error: String },
 }
 
 impl State {
@@ -41,22 +43,22 @@ impl State {
             State::Free => "free",
             State::Held => "held",
             State::Busy { .. } => "busy",
+            State::Unusable { .. } => "unusable",
         }
     }
 }
 
 /// Looks at every address of `pool`, probing `ports` on those no run holds.
-pub fn survey(pool: &Pool, ports: &[(&'static str, u16)]) -> anyhow::Result<Vec<Slot>> {
+pub fn survey(pool: &Pool, ports: &[(&'static str, u16)]) -> Vec<Slot> {
     let mut slots = Vec::new();
     for addr in pool.spec().addresses() {
-        let held = pool.is_held(addr)?;
-        let state = if held {
-            State::Held
-        } else {
-            match probe::check_all(addr, ports) {
+        let state = match pool.is_held(addr) {
+            Err(e) => State::Unusable { error: format!("{e:#}") },
+            Ok(true) => State::Held,
+            Ok(false) => match probe::check_all(addr, ports) {
                 Ok(()) => State::Free,
                 Err((port_name, port, busy)) => State::Busy { port_name, port, busy, holders: holder::holders(addr, port) },
-            }
+            },
         };
         let (record, record_error) = match record::read(pool.dir(), addr) {
             Ok(r) => (r, None),
@@ -64,7 +66,7 @@ pub fn survey(pool: &Pool, ports: &[(&'static str, u16)]) -> anyhow::Result<Vec<
         };
         slots.push(Slot { addr, state, record, record_error });
     }
-    Ok(slots)
+    slots
 }
 
 impl Slot {
@@ -80,6 +82,7 @@ impl Slot {
                 let left = if record.is_some() { "; the recorded run died or did not tear down cleanly: swept on the next acquire" } else { "" };
                 format!("busy: port {port} ({port_name}) {busy}{who}{left}")
             }
+            (State::Unusable { error }, _) => format!("unusable, skipped by every run: {error}"),
         }
     }
 }
@@ -98,6 +101,11 @@ pub fn table(slots: &[Slot]) -> String {
             None => ("-".into(), "-".into(), "-".into()),
         };
         let _ = writeln!(out, "{:<15}  {owner:<9}  {shard:<20}  {since:<20}  {}", slot.addr.to_string(), slot.state_text());
+        if let Some(r) = &slot.record {
+            for dir in &r.dirs {
+                let _ = writeln!(out, "{:<15}  instance directory {}", "", dir.display());
+            }
+        }
         if let Some(e) = &slot.record_error {
             let _ = writeln!(out, "{:<15}  warning: {e}", "");
         }
@@ -121,6 +129,7 @@ pub fn json(slots: &[Slot]) -> serde_json::Value {
                 row["shard"] = json!(r.shard);
                 row["since"] = json!(humantime::format_rfc3339_seconds(r.since_time()).to_string());
                 row["keepers"] = r.keepers.iter().map(|k| json!(k.pid)).collect();
+                row["dirs"] = r.dirs.iter().map(|d| json!(d.display().to_string())).collect();
             }
             if let Some(e) = &slot.record_error {
                 row["record_error"] = json!(e);

@@ -7,6 +7,8 @@
 //! a short grace, then SIGKILL. On systems without `/proc` there is nothing to scan by
 //! environment; the record's keepers are still ended.
 
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -14,6 +16,7 @@ use nix::unistd::Pid;
 
 use super::process::{self, ProcessId};
 use super::record::Record;
+use crate::harper::instance;
 use crate::supervise::TOKEN_VAR;
 
 /// How long swept processes get to exit on SIGTERM before SIGKILL.
@@ -38,32 +41,34 @@ impl std::fmt::Display for Swept {
     }
 }
 
-/// The live processes a record leaves behind: every process of ours whose environment holds
-/// its token, and its keepers.
+/// The live processes a record leaves behind: every process of ours carrying its token, and
+/// the keepers it names — those only while they are provably the very processes recorded (our
+/// user, the recorded start time), since a record names pids and pids are reused.
 pub fn leftovers(record: &Record) -> Vec<ProcessId> {
     let me = std::process::id();
     let uid = nix::unistd::getuid().as_raw();
-    let entry = format!("{TOKEN_VAR}={}", record.token);
-    let mut found: Vec<ProcessId> = Vec::new();
-    #[cfg(not(target_os = "linux"))]
-    tracing::debug!("no /proc here: the token sweep ends only the keepers the record names");
-    if !record.token.is_empty() {
-        for pid in process::pids() {
-            if pid != me
-                && process::uid(pid) == Some(uid)
-                && process::environ_has(pid, &entry)
-                && let Some(p) = ProcessId::of(pid).filter(ProcessId::is_alive)
-            {
-                found.push(p);
-            }
-        }
-    }
+    let mut found = if record.token.is_empty() { Vec::new() } else { carrying(&record.token) };
     for keeper in &record.keepers {
-        if keeper.pid != me && keeper.is_alive() && !found.iter().any(|p| p.pid == keeper.pid) {
+        let ours = keeper.start.is_some() && process::uid(keeper.pid) == Some(uid);
+        if ours && keeper.pid != me && keeper.is_alive() && !found.iter().any(|p| p.pid == keeper.pid) {
             found.push(*keeper);
         }
     }
     found
+}
+
+/// Every live process of ours, other than this one, whose `HARPER_SHARD_TOKEN` is `token` or
+/// lies below it (`token/…`: one child's token below its lease's).
+pub fn carrying(token: &str) -> Vec<ProcessId> {
+    let me = std::process::id();
+    let uid = nix::unistd::getuid().as_raw();
+    #[cfg(not(target_os = "linux"))]
+    tracing::debug!("no /proc here: processes are found by token through sysinfo");
+    process::pids()
+        .into_iter()
+        .filter(|&pid| pid != me && process::uid(pid) == Some(uid) && process::carries_token(pid, TOKEN_VAR, token))
+        .filter_map(|pid| ProcessId::of(pid).filter(ProcessId::is_alive))
+        .collect()
 }
 
 /// Ends `targets`: SIGTERM, up to `grace` for them to go, SIGKILL for the rest, and waits (a
@@ -71,8 +76,9 @@ pub fn leftovers(record: &Record) -> Vec<ProcessId> {
 pub fn end(targets: &[ProcessId], grace: Duration) -> Vec<Swept> {
     let mut swept: Vec<Swept> =
         targets.iter().map(|p| Swept { pid: p.pid, command: process::command(p.pid), killed: false }).collect();
+    let first = if grace.is_zero() { Signal::SIGKILL } else { Signal::SIGTERM };
     for p in targets {
-        signal(p, Signal::SIGTERM);
+        signal(p, first);
     }
     if !wait_gone(targets, grace) {
         for (p, s) in targets.iter().zip(swept.iter_mut()) {
@@ -93,6 +99,34 @@ pub fn sweep(record: &Record) -> Vec<Swept> {
         return Vec::new();
     }
     end(&targets, GRACE)
+}
+
+/// Removes the instance directories a record names. Only folders that are what the tool makes
+/// are touched: an absolute path, a name [`instance::is_instance_name`] recognises, a real
+/// directory (not a link) owned by this user. Returns what was removed, and what was left and
+/// why.
+pub fn remove_dirs(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let uid = nix::unistd::getuid().as_raw();
+    let (mut removed, mut kept) = (Vec::new(), Vec::new());
+    for dir in dirs {
+        let named = dir.is_absolute() && dir.file_name().and_then(|n| n.to_str()).is_some_and(instance::is_instance_name);
+        if !named {
+            kept.push(format!("left {} alone: not an instance directory's name", dir.display()));
+            continue;
+        }
+        match std::fs::symlink_metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => kept.push(format!("cannot inspect {}: {e}", dir.display())),
+            Ok(meta) if !meta.is_dir() || meta.uid() != uid => {
+                kept.push(format!("left {} alone: not a directory of ours", dir.display()));
+            }
+            Ok(_) => match std::fs::remove_dir_all(dir) {
+                Ok(()) => removed.push(dir.clone()),
+                Err(e) => kept.push(format!("cannot remove {}: {e}", dir.display())),
+            },
+        }
+    }
+    (removed, kept)
 }
 
 /// Signals `p` only while it is still the very process the record meant.

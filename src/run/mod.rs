@@ -9,13 +9,16 @@ pub mod shard;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use nix::sys::signal::Signal;
+
 use crate::exit::Exit;
 use crate::harper::install;
+use crate::harper::instance::WorkDir;
 use crate::plan::{HarperSource, Plan, Shard};
 use crate::pool::Pool;
 use events::{Event, EventKind, ExitCode, ShardInfo, ShardStatus};
@@ -23,8 +26,9 @@ use events::{Event, EventKind, ExitCode, ShardInfo, ShardStatus};
 /// Why a run is being stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancel {
-    Interrupt,
-    Terminate,
+    /// SIGINT, SIGTERM, SIGHUP or SIGQUIT, received at `at`: everything after it must fit
+    /// [`budget::CANCEL`].
+    Signal { signal: Signal, at: Instant },
     Timeout,
     FailFast,
 }
@@ -32,8 +36,15 @@ pub enum Cancel {
 impl Cancel {
     pub fn exit(self) -> Option<Exit> {
         match self {
-            Cancel::Interrupt => Some(Exit::Interrupted),
-            Cancel::Terminate => Some(Exit::Terminated),
+            Cancel::Signal { signal, .. } => Some(Exit::Signalled(signal)),
+            Cancel::Timeout | Cancel::FailFast => None,
+        }
+    }
+
+    /// When teardown must be over, under a signal.
+    pub fn teardown_deadline(self) -> Option<Instant> {
+        match self {
+            Cancel::Signal { at, .. } => Some(at + budget::TEARDOWN),
             Cancel::Timeout | Cancel::FailFast => None,
         }
     }
@@ -54,11 +65,34 @@ impl Emitter {
     pub fn emit(&self, kind: EventKind) {
         let _ = self.tx.send(Event { at: self.started.elapsed(), kind });
     }
+
+    /// An emitter that does not keep the run's event stream open: the reports end when the
+    /// run's last emitter goes, whoever else still holds one of these.
+    pub fn downgrade(&self) -> WeakEmitter {
+        WeakEmitter { started: self.started, tx: self.tx.downgrade() }
+    }
+}
+
+/// See [`Emitter::downgrade`]. Events sent after the stream closed are dropped.
+#[derive(Clone)]
+pub struct WeakEmitter {
+    started: Instant,
+    tx: mpsc::WeakUnboundedSender<Event>,
+}
+
+impl WeakEmitter {
+    pub fn emit(&self, kind: EventKind) {
+        if let Some(tx) = self.tx.upgrade() {
+            let _ = tx.send(Event { at: self.started.elapsed(), kind });
+        }
+    }
 }
 
 pub struct Options {
     pub report_dir: PathBuf,
     pub pool: Pool,
+    /// Where instance directories go, already checked ([`WorkDir::prepare`]).
+    pub work: WorkDir,
 }
 
 /// Runs `shards` of `plan`; returns the exit status. Every event goes through `emit`.
@@ -78,12 +112,13 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     let started_at = now.checked_sub(emit.started.elapsed()).unwrap_or(now);
     emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.clone(), started_at });
 
-    let entries = match install_all(&shards, &emit).await {
+    let entries = match install_all(&shards, &emit, &cancel).await {
         Ok(entries) => entries,
         Err(e) => {
+            let exit = cancel.borrow().and_then(Cancel::exit).unwrap_or(Exit::Infrastructure);
             emit.emit(EventKind::Warning { shard: None, message: format!("{e:#}") });
-            emit.emit(EventKind::RunFinished { exit: ExitCode(Exit::Infrastructure.code()) });
-            return Exit::Infrastructure;
+            emit.emit(EventKind::RunFinished { exit: ExitCode(exit.code()) });
+            return exit;
         }
     };
 
@@ -98,6 +133,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     // before it spawns the shard that uses it.
     let gate = Arc::new(Semaphore::new(plan.run.concurrency.max(1)));
     let pool = Arc::new(opts.pool);
+    let work = Arc::new(opts.work);
     let mut tasks = tokio::task::JoinSet::new();
     for (id, shard) in shards.into_iter().enumerate() {
         let cx = shard::Context {
@@ -109,6 +145,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
                 HarperSource::Bin(path) => path.clone(),
                 HarperSource::Package(spec) => entries[spec].clone(),
             },
+            work: work.clone(),
             pool: pool.clone(),
             emit: emit.clone(),
             cancel: cancel.clone(),
@@ -161,8 +198,9 @@ fn skipped(cx: &shard::Context, why: &str) -> ShardStatus {
     status
 }
 
-/// Installs every package the shards need, once each; returns the entry script per spec.
-async fn install_all(shards: &[Shard], emit: &Emitter) -> anyhow::Result<HashMap<String, PathBuf>> {
+/// Installs every package the shards need, once each; returns the entry script per spec. A
+/// cancellation stops npm and ends the install.
+async fn install_all(shards: &[Shard], emit: &Emitter, cancel: &watch::Receiver<Option<Cancel>>) -> anyhow::Result<HashMap<String, PathBuf>> {
     let mut entries = HashMap::new();
     for shard in shards {
         let HarperSource::Package(spec) = &shard.harper.source else { continue };
@@ -176,7 +214,11 @@ async fn install_all(shards: &[Shard], emit: &Emitter) -> anyhow::Result<HashMap
             emit.emit(EventKind::Installing { package: spec.clone() });
         }
         let progress = |line: &str| emit.emit(EventKind::InstallOutput { line: line.to_owned() });
-        let installed = install::ensure(&cache, spec, &progress)
+        let mut cancel = cancel.clone();
+        let cancelled = async move {
+            let _ = cancel.wait_for(Option::is_some).await;
+        };
+        let installed = install::ensure(&cache, spec, &progress, cancelled)
             .await
             .with_context(|| format!("cannot install Harper ({spec})"))?;
         emit.emit(EventKind::Installed { package: spec.clone(), took: started.elapsed(), cached });
@@ -185,12 +227,30 @@ async fn install_all(shards: &[Shard], emit: &Emitter) -> anyhow::Result<HashMap
     Ok(entries)
 }
 
-/// Under SIGINT / SIGTERM every stop gets at most this grace.
-pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
+pub mod budget {
+    //! The cancellation budget. GitHub sends SIGINT, then SIGTERM 7.5 s later, then SIGKILL; a
+    //! run must have torn down and written its report before the second signal. Every wait that
+    //! can follow a signal is clamped to the teardown deadline ([`super::Cancel::teardown_deadline`]):
+    //! the keepers' grace and the tool's wait for their report, the last-output flush, the port
+    //! release check, a running npm install, the wait for an address. What is not clamped is
+    //! listed here and counted against the budget below.
+    use std::time::Duration;
 
-/// Under SIGINT / SIGTERM, how long teardown waits for the ports to be released.
-pub const CANCEL_PORT_RELEASE: Duration = Duration::from_millis(1500);
+    /// From the first signal to the tool's exit.
+    pub const CANCEL: Duration = Duration::from_secs(7);
+    /// From the first signal to the end of every shard's teardown.
+    pub const TEARDOWN: Duration = Duration::from_millis(5_000);
+    /// Under a signal, a stop's grace: SIGTERM, then at most this before SIGKILL.
+    pub const GRACE: Duration = Duration::from_secs(2);
+    /// After the tool itself SIGKILLs a stuck keeper and its group at the deadline: reaping them.
+    pub const KILL_REAP: Duration = Duration::from_millis(500);
+    /// After teardown: the reports (files, step summary, check run) and the exit.
+    pub const REPORT: Duration = Duration::from_millis(1_000);
+    /// Slack for what the waits above cannot see: scheduling, file removal, a pool poll.
+    pub const SLACK: Duration = Duration::from_millis(400);
 
-// A cancelled shard's teardown (a command's stop, then Harper's, then the port check) must end
-// within 7 s: GitHub sends SIGTERM 7.5 s after SIGINT, then SIGKILL.
-const _: () = assert!(2 * CANCEL_GRACE.as_millis() + CANCEL_PORT_RELEASE.as_millis() < 7_000);
+    const _: () = assert!(
+        TEARDOWN.as_millis() + KILL_REAP.as_millis() + REPORT.as_millis() + SLACK.as_millis() <= CANCEL.as_millis()
+    );
+    const _: () = assert!(GRACE.as_millis() < TEARDOWN.as_millis());
+}

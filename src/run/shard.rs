@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::events::{EventKind, Outcome, ShardId, ShardStatus};
-use super::{CANCEL_GRACE, CANCEL_PORT_RELEASE, Cancel, Emitter};
-use crate::harper::instance::{self, Dirs};
+use super::{Cancel, Emitter, budget};
+use crate::harper::instance::{self, Dirs, WorkDir};
 use crate::plan::Shard;
 use crate::pool::{self, Lease, Notice, Pool, probe};
 use crate::supervise::readiness::{self, Tail};
-use crate::supervise::{self, Child, Spec};
+use crate::supervise::{self, Child, Settled, Spec};
 
 /// After a stop, how long the last output may take to reach the logs. Only a process that
 /// escaped the keeper (possible where there is no subreaper) can hold the pipes open longer;
@@ -36,6 +36,7 @@ pub struct Context {
     pub plan_dir: PathBuf,
     pub log_dir: PathBuf,
     pub entry: PathBuf,
+    pub work: Arc<WorkDir>,
     pub pool: Arc<Pool>,
     pub emit: Emitter,
     pub cancel: watch::Receiver<Option<Cancel>>,
@@ -65,10 +66,17 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     let addr = lease.addr;
     cx.emit.emit(EventKind::AddressAcquired { shard: cx.id, addr });
 
-    let dirs = match Dirs::create(&instance::work_dir(), addr) {
-        Ok(dirs) => dirs,
-        Err(e) => return (ShardStatus::Infrastructure, Some(format!("{e:#}"))),
-    };
+    // Named and recorded before they exist: whenever this run dies from here on, the next
+    // owner of the address removes them.
+    let dirs = Dirs::under(&cx.work.path, addr);
+    let made = lease.record_dir(&dirs.base).and_then(|()| dirs.create());
+    if let Err(e) = made {
+        let mut cause = format!("{e:#}");
+        if let Some(problem) = teardown(cx, shard, None, &dirs, lease).await {
+            cause = format!("{cause}; and teardown: {problem}");
+        }
+        return (ShardStatus::Infrastructure, Some(cause));
+    }
     let password = shard.harper.admin.password.clone().unwrap_or_else(instance::random_password);
 
     let (mut status, mut cause) = (ShardStatus::Passed, None);
@@ -108,15 +116,30 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     (status, cause)
 }
 
-/// Has the tool been told to stop by a signal? Then every stop must fit the cancellation budget.
-fn signalled(cx: &Context) -> bool {
-    matches!(*cx.cancel.borrow(), Some(Cancel::Interrupt | Cancel::Terminate))
+/// Under a signal, when every wait of this shard must be over ([`budget`]).
+fn deadline(cx: &Context) -> Option<tokio::time::Instant> {
+    cx.cancel.borrow().and_then(Cancel::teardown_deadline).map(tokio::time::Instant::from_std)
 }
 
-/// The grace for a stop now: the plan's, capped under a signal.
+/// `limit`, or less under a signal: what is left until the deadline.
+fn within(cx: &Context, limit: Duration) -> Duration {
+    match deadline(cx) {
+        Some(end) => limit.min(end.saturating_duration_since(tokio::time::Instant::now())),
+        None => limit,
+    }
+}
+
+/// The grace for a stop now: the plan's, or under a signal at most [`budget::GRACE`] and what
+/// the deadline leaves.
 fn grace(cx: &Context, shard: &Shard) -> Duration {
     let grace = shard.harper.teardown.grace;
-    if signalled(cx) { grace.min(CANCEL_GRACE) } else { grace }
+    if deadline(cx).is_some() { within(cx, grace.min(budget::GRACE)) } else { grace }
+}
+
+/// Stops a child within the budget; the error says what went wrong (a keeper that died, or
+/// that had to be replaced).
+async fn stop(cx: &Context, shard: &Shard, child: &mut Child) -> anyhow::Result<supervise::Stopped> {
+    child.process.stop_within(grace(cx, shard), deadline(cx)).await
 }
 
 async fn acquire(cx: &Context, shard: &Shard, token: &str) -> anyhow::Result<Lease> {
@@ -233,18 +256,25 @@ async fn commands(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, pass
             grace: shard.harper.teardown.grace,
             token: token.to_owned(),
         };
-        let (outcome, tail) = match Child::spawn(spec).await {
+        let watched = match Child::spawn(spec).await {
             Ok(child) => watch_command(cx, i, child, deadline, shard).await,
-            Err(e) => (Outcome::Failed { status: format!("{e:#}") }, Vec::new()),
+            Err(e) => {
+                let why = format!("{e:#}");
+                Watched { outcome: Outcome::Failed { status: why.clone() }, tail: Vec::new(), broken: Some(why) }
+            }
         };
-        let result = match &outcome {
-            Outcome::Passed => None,
-            Outcome::Failed { status } => Some((ShardStatus::Failed, format!("`{command}` failed: {status}"))),
-            Outcome::TimedOut { after } => Some((
+        let Watched { outcome, tail, broken } = watched;
+        let result = match (&outcome, broken) {
+            // The keeper could not start, died, or had to be replaced: the tool's failure, not
+            // the test's.
+            (_, Some(why)) => Some((ShardStatus::Infrastructure, format!("`{command}`: {why}"))),
+            (Outcome::Passed, None) => None,
+            (Outcome::Failed { status }, None) => Some((ShardStatus::Failed, format!("`{command}` failed: {status}"))),
+            (Outcome::TimedOut { after }, None) => Some((
                 ShardStatus::Failed,
                 format!("`{command}` timed out after {} (shard timeout)", humantime::format_duration(*after)),
             )),
-            Outcome::Cancelled => Some((ShardStatus::Cancelled, format!("`{command}` was cancelled"))),
+            (Outcome::Cancelled, None) => Some((ShardStatus::Cancelled, format!("`{command}` was cancelled"))),
         };
         cx.emit.emit(EventKind::CommandFinished { shard: cx.id, command: i, outcome, tail });
         if let Some((status, cause)) = result {
@@ -254,37 +284,74 @@ async fn commands(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, pass
     (ShardStatus::Passed, None)
 }
 
-async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio::time::Instant, shard: &Shard) -> (Outcome, Vec<String>) {
+/// Resolves once the run is cancelled.
+async fn cancelled(cancel: &mut watch::Receiver<Option<Cancel>>) {
+    let _ = cancel.wait_for(Option::is_some).await;
+}
+
+/// How a command ended, its last lines, and what went wrong with its supervision, if anything.
+struct Watched {
+    outcome: Outcome,
+    tail: Vec<String>,
+    broken: Option<String>,
+}
+
+async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio::time::Instant, shard: &Shard) -> Watched {
     let mut tail = Tail::new(COMMAND_TAIL);
     let mut cancel = cx.cancel.clone();
-    let started = Instant::now();
     let mut output_open = true;
+    let relay = |tail: &mut Tail, chunk: supervise::Chunk| {
+        tail.feed(&chunk.bytes);
+        cx.emit.emit(EventKind::CommandOutput { shard: cx.id, command: i, stream: chunk.stream, bytes: chunk.bytes });
+    };
+    let mut broken = None;
     let outcome = loop {
         tokio::select! {
+            biased;
             chunk = child.output.recv(), if output_open => match chunk {
-                Some(chunk) => {
-                    tail.feed(&chunk.bytes);
-                    cx.emit.emit(EventKind::CommandOutput { shard: cx.id, command: i, stream: chunk.stream, bytes: chunk.bytes });
-                }
+                Some(chunk) => relay(&mut tail, chunk),
                 None => output_open = false,
             },
-            status = child.process.exited() => break match status {
-                Ok(s) if s.success() => Outcome::Passed,
-                Ok(s) => Outcome::Failed { status: supervise::describe(&s) },
-                Err(e) => Outcome::Failed { status: e.to_string() },
-            },
-            _ = tokio::time::sleep_until(deadline) => break Outcome::TimedOut { after: shard.timeout.min(started.elapsed().max(shard.timeout)) },
-            _ = cancel.wait_for(Option::is_some) => break Outcome::Cancelled,
+            status = child.process.exited() => break ended(status, &mut broken),
+            () = cancelled(&mut cancel) => break Outcome::Cancelled,
+            _ = tokio::time::sleep_until(deadline) => {
+                // The tool itself may have been stopped (SIGSTOP, a frozen machine) while the
+                // command went on and finished: what is already waiting decides, not the clock.
+                let Settled { chunks, exited } = child.settle().await;
+                for chunk in chunks {
+                    relay(&mut tail, chunk);
+                }
+                break match exited {
+                    Some(status) => ended(status, &mut broken),
+                    None => Outcome::TimedOut { after: shard.timeout },
+                };
+            }
         }
     };
     // Whatever the command left in its group (background servers, stuck children) goes too.
-    let _ = child.process.stop_within(grace(cx, shard)).await;
-    let _ = tokio::time::timeout(FLUSH_LIMIT, child.process.flushed()).await;
-    while let Ok(chunk) = child.output.try_recv() {
-        tail.feed(&chunk.bytes);
-        cx.emit.emit(EventKind::CommandOutput { shard: cx.id, command: i, stream: chunk.stream, bytes: chunk.bytes });
+    if let Err(e) = stop(cx, shard, &mut child).await {
+        broken = Some(match broken {
+            Some(first) => format!("{first}; {e:#}"),
+            None => format!("{e:#}"),
+        });
     }
-    (outcome, tail.lines())
+    let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), child.process.flushed()).await;
+    while let Ok(chunk) = child.output.try_recv() {
+        relay(&mut tail, chunk);
+    }
+    Watched { outcome, tail: tail.lines(), broken }
+}
+
+/// A command's exit as an outcome; a keeper that vanished instead is noted in `broken`.
+fn ended(status: std::io::Result<std::process::ExitStatus>, broken: &mut Option<String>) -> Outcome {
+    match status {
+        Ok(s) if s.success() => Outcome::Passed,
+        Ok(s) => Outcome::Failed { status: supervise::describe(&s) },
+        Err(e) => {
+            *broken = Some(e.to_string());
+            Outcome::Failed { status: e.to_string() }
+        }
+    }
 }
 
 /// Stops Harper, keeps its logs, checks that every port is free, removes its directories and
@@ -293,18 +360,15 @@ async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs:
     cx.emit.emit(EventKind::TeardownStarted { shard: cx.id });
     let mut problems = Vec::new();
     if let Some(child) = harper {
-        if let Err(e) = child.process.stop_within(grace(cx, shard)).await {
+        if let Err(e) = stop(cx, shard, child).await {
             problems.push(format!("{e:#}"));
         }
-        let _ = tokio::time::timeout(FLUSH_LIMIT, child.process.flushed()).await;
+        let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), child.process.flushed()).await;
     }
     keep_log(&dirs.root.join("log").join("hdb.log"), &cx.log_dir.join("harper").join("hdb.log"));
     let addr = lease.addr;
     let ports = shard.harper.ports.all();
-    let limit = match signalled(cx) {
-        true => shard.harper.teardown.port_release.min(CANCEL_PORT_RELEASE),
-        false => shard.harper.teardown.port_release,
-    };
+    let limit = within(cx, shard.harper.teardown.port_release);
     let busy = tokio::task::spawn_blocking(move || probe::wait_free(addr, &ports, limit)).await.unwrap_or_default();
     for (name, port, why) in &busy {
         let who = crate::pool::holder::holders(addr, *port);

@@ -20,8 +20,8 @@ use super::{Spec, describe};
 /// How long a keeper may take to say that its child started.
 const START_LIMIT: Duration = Duration::from_secs(10);
 /// Beyond the grace, how long a keeper may take to finish a teardown before the tool kills the
-/// group and the keeper itself.
-const STOP_MARGIN: Duration = Duration::from_secs(10);
+/// group and the keeper itself (outside a signal's budget).
+pub const STOP_MARGIN: Duration = Duration::from_secs(10);
 
 /// What the keeper has said so far.
 #[derive(Debug, Clone, Default)]
@@ -146,7 +146,8 @@ impl Kept {
         self.keeper_pid
     }
 
-    /// Waits for the child's own exit. Cancel-safe.
+    /// Waits for the child's own exit. Cancel-safe. An error means the keeper is gone without
+    /// saying: [`Kept::stop`] then does its work and says what it found.
     pub async fn exited(&mut self) -> std::io::Result<ExitStatus> {
         let heard = self.heard.wait_for(|h| h.exit.is_some() || h.closed).await.map(|h| h.clone()).unwrap_or_default();
         match heard.exit {
@@ -154,15 +155,18 @@ impl Kept {
             None => {
                 let keeper = self.keeper.wait().await.map(|s| describe(&s)).unwrap_or_else(|e| e.to_string());
                 Err(std::io::Error::other(format!(
-                    "the keeper (pid {}) died ({keeper}) before saying how its child ended; its child was killed with it",
+                    "its keeper (pid {}) died ({keeper}) while the child ran",
                     self.keeper_pid
                 )))
             }
         }
     }
 
-    /// Closes the lifeline after telling the keeper the grace, and waits for its report.
-    pub async fn stop(&mut self, grace: Duration, group: u32) -> anyhow::Result<Ended> {
+    /// Closes the lifeline after telling the keeper the grace, and waits up to `wait` for its
+    /// report. A keeper that died, or did not finish within `wait`, is replaced by the tool:
+    /// the child's group is SIGKILLed and every process still carrying the child's token is
+    /// ended; the error says what was found and whether anything is still alive.
+    pub async fn stop(&mut self, grace: Duration, wait: Duration, group: u32, token: &str) -> anyhow::Result<Ended> {
         if let Some(lifeline) = self.lifeline.take() {
             let mut end = std::fs::File::from(lifeline);
             // A keeper that is already gone makes this fail with EPIPE; closing is what counts.
@@ -171,31 +175,53 @@ impl Kept {
         let finished = async {
             let _ = self.heard.wait_for(|h| h.done.is_some() || h.closed).await;
         };
-        let finished = tokio::time::timeout(grace + STOP_MARGIN, finished).await.is_ok();
+        let finished = tokio::time::timeout(wait, finished).await.is_ok();
         if !finished {
-            // The keeper is stuck: do its job as well as the tool can.
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group as i32), nix::sys::signal::Signal::SIGKILL);
             let _ = self.keeper.start_kill();
         }
         let keeper = self.keeper.wait().await.context("cannot reap the keeper")?;
         let heard = self.heard.borrow().clone();
-        let Some(raw) = heard.exit else {
-            bail!(
-                "the keeper (pid {}) ended ({}) without reporting its child's exit; the group {group} was killed",
-                self.keeper_pid,
-                describe(&keeper)
-            );
-        };
-        if !finished {
-            bail!(
-                "the keeper (pid {}) did not finish its teardown within {}s; the group {group} and the keeper were SIGKILLed",
-                self.keeper_pid,
-                (grace + STOP_MARGIN).as_secs()
-            );
+        match (heard.done, heard.exit) {
+            (Some((killed, adopted)), Some(raw)) if finished => {
+                Ok(Ended { status: ExitStatus::from_raw(raw), killed, adopted, notes: heard.notes })
+            }
+            _ => {
+                let what = if finished {
+                    format!("died ({}) before it finished", describe(&keeper))
+                } else {
+                    format!("did not finish its teardown within {}s and was SIGKILLed", wait.as_secs_f32())
+                };
+                let cleanup = tokio::task::spawn_blocking({
+                    let token = token.to_owned();
+                    move || replace_keeper(group, &token)
+                })
+                .await
+                .unwrap_or_else(|e| format!("the cleanup failed: {e}"));
+                bail!("the keeper (pid {}) {what}; {cleanup}", self.keeper_pid)
+            }
         }
-        let (killed, adopted) = heard.done.unwrap_or((true, 0));
-        Ok(Ended { status: ExitStatus::from_raw(raw), killed, adopted, notes: heard.notes })
     }
+}
+
+/// The keeper's teardown, done by the tool: SIGKILL to the child's group, then every process of
+/// ours still carrying the child's token (those that left the group, reparented to init once
+/// their keeper was gone). Says what it ended and what survived.
+fn replace_keeper(group: u32, token: &str) -> String {
+    if let Ok(raw) = i32::try_from(group) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw), nix::sys::signal::Signal::SIGKILL);
+    }
+    let left = crate::pool::sweep::carrying(token);
+    if left.is_empty() {
+        return format!("the tool killed its group {group}; nothing else carried its token");
+    }
+    let swept = crate::pool::sweep::end(&left, Duration::ZERO);
+    let ended: Vec<String> = swept.iter().map(ToString::to_string).collect();
+    let alive: Vec<String> = left.iter().filter(|p| p.is_alive()).map(|p| p.pid.to_string()).collect();
+    let mut said = format!("the tool killed its group {group} and ended {}", ended.join(", "));
+    if !alive.is_empty() {
+        said.push_str(&format!("; still alive: pid {}", alive.join(", ")));
+    }
+    said
 }
 
 /// Reads the report pipe in the background into a watch channel.

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use anyhow::Context;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -38,6 +40,8 @@ pub struct Spec {
     pub stderr_log: Option<PathBuf>,
     /// Time between SIGTERM and SIGKILL at stop.
     pub grace: Duration,
+    /// The lease's token. The child carries a token of its own below it (`<lease>/<n>`), so
+    /// that the lease's sweep finds every child and one child's cleanup only that child.
     pub token: String,
 }
 
@@ -54,6 +58,7 @@ pub struct Process {
     inner: Inner,
     pid: u32,
     grace: Duration,
+    token: String,
     status: Option<ExitStatus>,
     drains: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -80,8 +85,23 @@ fn unsafe_no_keeper() -> bool {
     std::env::var_os(keeper::NO_KEEPER_VAR).is_some_and(|v| v == "1")
 }
 
+/// How long a deadline that fired waits for what may already be on its way: output in the
+/// pipes, an exit in the keeper's report. After the tool was suspended (SIGSTOP, a frozen VM)
+/// every deadline fires at once, while the child may have finished long ago.
+pub const SETTLE: Duration = Duration::from_millis(250);
+
+/// What arrived within [`SETTLE`] of a deadline.
+pub struct Settled {
+    pub chunks: Vec<Chunk>,
+    pub exited: Option<std::io::Result<ExitStatus>>,
+}
+
+/// Numbers the children of this run, for their tokens.
+static CHILDREN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 impl Child {
-    pub async fn spawn(spec: Spec) -> anyhow::Result<Child> {
+    pub async fn spawn(mut spec: Spec) -> anyhow::Result<Child> {
+        spec.token = format!("{}/{}", spec.token, CHILDREN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let (inner, pid, stdout, stderr) = if unsafe_no_keeper() {
             let (child, pid, stdout, stderr) = spawn_direct(&spec)?;
             (Inner::Direct(child), pid, stdout, stderr)
@@ -96,7 +116,7 @@ impl Child {
             tokio::spawn(output::drain(stdout, Stream::Stdout, out_log, tx.clone())),
             tokio::spawn(output::drain(stderr, Stream::Stderr, err_log, tx)),
         ];
-        Ok(Child { process: Process { inner, pid, grace: spec.grace, status: None, drains }, output })
+        Ok(Child { process: Process { inner, pid, grace: spec.grace, token: spec.token, status: None, drains }, output })
     }
 }
 
@@ -129,6 +149,33 @@ fn keeper_of(inner: &Inner) -> Option<u32> {
     match inner {
         Inner::Kept(kept) => Some(kept.keeper_pid()),
         Inner::Direct(_) => None,
+    }
+}
+
+impl Child {
+    /// Takes the output and the exit that are waiting or arrive within [`SETTLE`]: what a
+    /// deadline must look at before it blames the child.
+    pub async fn settle(&mut self) -> Settled {
+        let mut chunks = Vec::new();
+        let mut open = true;
+        let window = tokio::time::sleep(SETTLE);
+        tokio::pin!(window);
+        loop {
+            tokio::select! {
+                biased;
+                chunk = self.output.recv(), if open => match chunk {
+                    Some(chunk) => chunks.push(chunk),
+                    None => open = false,
+                },
+                status = self.process.exited() => {
+                    while let Ok(chunk) = self.output.try_recv() {
+                        chunks.push(chunk);
+                    }
+                    return Settled { chunks, exited: Some(status) };
+                }
+                _ = &mut window => return Settled { chunks, exited: None },
+            }
+        }
     }
 }
 
@@ -167,17 +214,22 @@ impl Process {
 
     /// Stops the child with the grace it was spawned with.
     pub async fn stop(&mut self) -> anyhow::Result<Stopped> {
-        self.stop_within(self.grace).await
+        self.stop_within(self.grace, None).await
     }
 
     /// SIGTERM to the group, `grace`, SIGKILL to the group and to every process that left it,
-    /// reaped. With a keeper this is: close the lifeline, wait for the keeper's report.
-    pub async fn stop_within(&mut self, grace: Duration) -> anyhow::Result<Stopped> {
+    /// reaped. With a keeper this is: close the lifeline, wait for the keeper's report — until
+    /// `until` at the latest (a signal's budget), else the grace and a margin.
+    pub async fn stop_within(&mut self, grace: Duration, until: Option<Instant>) -> anyhow::Result<Stopped> {
         let started = std::time::Instant::now();
+        let mut wait = grace + handle::STOP_MARGIN;
+        if let Some(until) = until {
+            wait = wait.min(until.saturating_duration_since(Instant::now()));
+        }
         let group = Pid::from_raw(self.pid as i32);
         let stopped = match &mut self.inner {
             Inner::Kept(kept) => {
-                let ended = kept.stop(grace, self.pid).await;
+                let ended = kept.stop(grace.min(wait), wait, self.pid, &self.token).await;
                 track(self.pid, None, false);
                 let ended = ended?;
                 for note in &ended.notes {
@@ -190,7 +242,7 @@ impl Process {
                 let mut killed = false;
                 if self.status.is_none() {
                     let _ = killpg(group, Signal::SIGTERM);
-                    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                    if tokio::time::timeout(grace.min(wait), child.wait()).await.is_err() {
                         let _ = killpg(group, Signal::SIGKILL);
                         killed = true;
                     }

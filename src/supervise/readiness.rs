@@ -1,8 +1,9 @@
 //! When is a starting Harper ready? When three things hold, in this order:
 //!
 //! 1. the ready marker appeared in its output (ANSI colour stripped, matched across chunk
-//!    boundaries) — while every chunk of stdout or stderr resets the idle cap and the absolute
-//!    cap runs from spawn;
+//!    boundaries, on each stream by itself) — while every chunk of stdout or stderr resets the
+//!    idle cap and the absolute cap runs from spawn; a cap that runs out first takes whatever
+//!    output or exit is already waiting ([`Child::settle`]);
 //! 2. the probe passes (`GET /health` on the operations port, or a TCP connect);
 //! 3. every plan port on the address is listened on by *our* process group (Linux), because
 //!    Harper's SO_REUSEPORT listeners co-bind silently with a squatter's.
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::sleep_until;
 
-use super::{Child, describe};
+use super::{Child, Chunk, Settled, describe};
 use crate::plan::{Ports, Probe, Ready, Startup};
 use crate::pool::holder::{self, Holder};
 
@@ -202,54 +203,83 @@ pub async fn wait_ready(
     ports: &Ports,
     spawned: Instant,
 ) -> Result<(), BootError> {
-    let mut matcher = Matcher::new(&ready.marker);
+    // One matcher per stream: a stderr chunk between two halves of the ready line on stdout
+    // must not break the match.
+    let mut matchers = [Matcher::new(&ready.marker), Matcher::new(&ready.marker)];
     let mut tail = Tail::new(TAIL_LINES);
     let max_deadline = tokio::time::Instant::from_std(spawned + startup.max);
     let mut idle_deadline = tokio::time::Instant::now() + startup.idle;
     let mut seen = false;
+    let mut take = |chunk: &Chunk, tail: &mut Tail| {
+        tail.feed(&chunk.bytes);
+        matchers[chunk.stream as usize].feed(&chunk.bytes)
+    };
     while !seen {
-        tokio::select! {
+        let exited = tokio::select! {
+            biased;
             chunk = child.output.recv() => match chunk {
                 Some(chunk) => {
-                    tail.feed(&chunk.bytes);
-                    seen = matcher.feed(&chunk.bytes);
+                    seen = take(&chunk, &mut tail);
                     idle_deadline = tokio::time::Instant::now() + startup.idle;
+                    continue;
                 }
                 // Both pipes closed: the child is exiting; the next turn sees its status.
-                None => idle_deadline = max_deadline.min(idle_deadline),
-            },
-            status = child.process.exited() => {
-                // A daemon the child left behind may hold the pipes open: the last words are
-                // worth a moment, not a hang.
-                let _ = tokio::time::timeout(LAST_WORDS, child.process.flushed()).await;
-                while let Ok(chunk) = child.output.try_recv() {
-                    tail.feed(&chunk.bytes);
+                None => {
+                    idle_deadline = max_deadline.min(idle_deadline);
+                    continue;
                 }
-                return Err(match status {
-                    Ok(status) => BootError::Exited { status, tail: tail.lines() },
-                    Err(e) => BootError::Io { error: e.to_string(), tail: tail.lines() },
-                });
+            },
+            status = child.process.exited() => status,
+            _ = sleep_until(idle_deadline.min(max_deadline)) => {
+                // Before blaming Harper, take what is already waiting: the tool may have been
+                // suspended while Harper printed its ready line, or exited.
+                let Settled { chunks, exited } = child.settle().await;
+                if !chunks.is_empty() {
+                    for chunk in &chunks {
+                        seen |= take(chunk, &mut tail);
+                    }
+                    idle_deadline = tokio::time::Instant::now() + startup.idle;
+                    if seen || tokio::time::Instant::now() < max_deadline {
+                        continue;
+                    }
+                }
+                match exited {
+                    Some(status) => status,
+                    None if tokio::time::Instant::now() >= max_deadline => {
+                        return Err(BootError::Max { max: startup.max, marker_seen: false, tail: tail.lines() });
+                    }
+                    None => return Err(BootError::Idle { idle: startup.idle, tail: tail.lines() }),
+                }
             }
-            _ = sleep_until(idle_deadline) => {
-                return Err(BootError::Idle { idle: startup.idle, tail: tail.lines() });
-            }
-            _ = sleep_until(max_deadline) => {
-                return Err(BootError::Max { max: startup.max, marker_seen: false, tail: tail.lines() });
-            }
+        };
+        // A daemon the child left behind may hold the pipes open: the last words are worth a
+        // moment, not a hang.
+        let _ = tokio::time::timeout(LAST_WORDS, child.process.flushed()).await;
+        while let Ok(chunk) = child.output.try_recv() {
+            tail.feed(&chunk.bytes);
         }
+        return Err(match exited {
+            Ok(status) => BootError::Exited { status, tail: tail.lines() },
+            Err(e) => BootError::Io { error: e.to_string(), tail: tail.lines() },
+        });
     }
     let pid = child.process.pid();
     let confirmed = async {
         probe(ready.probe, addr, ports.operations).await;
         owned(addr, ports, pid).await
     };
+    tokio::pin!(confirmed);
     tokio::select! {
-        result = confirmed => result.map_err(|e| e.with_tail(tail.lines())),
+        result = &mut confirmed => result.map_err(|e| e.with_tail(tail.lines())),
         status = child.process.exited() => Err(match status {
             Ok(status) => BootError::Exited { status, tail: tail.lines() },
             Err(e) => BootError::Io { error: e.to_string(), tail: tail.lines() },
         }),
-        _ = sleep_until(max_deadline) => Err(BootError::Max { max: startup.max, marker_seen: true, tail: tail.lines() }),
+        _ = sleep_until(max_deadline) => match tokio::time::timeout(super::SETTLE, &mut confirmed).await {
+            // The probe was about to pass when the cap ran out (after a suspension, say).
+            Ok(result) => result.map_err(|e| e.with_tail(tail.lines())),
+            Err(_) => Err(BootError::Max { max: startup.max, marker_seen: true, tail: tail.lines() }),
+        },
     }
 }
 

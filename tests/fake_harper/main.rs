@@ -26,7 +26,7 @@
 //! | `double-fork` / `double-fork-nolisten` | orphan a grandchild in the group; it keeps the ports unless `-nolisten` |
 //! | `linger=<dur>` | on SIGTERM keep the http listener bound `<dur>` longer |
 //! | `ansi` | TTY-style ready line: `\x1b[35m…\x1b[39m\r\n` |
-//! | `split-ready` | ready line in two writes 50 ms apart, split inside `successfully` |
+//! | `split-ready` | ready line in two writes 50 ms apart, split inside `successfully` (with `stderr-noise`, a stderr line between them) |
 //! | `no-ready-line` | bind and serve, never print the ready line |
 //! | `stderr-noise` | also write a few lines to stderr during startup |
 //! | `record=<path>` | append `<addr> start <unix-nanos>` at ready, `<addr> end <unix-nanos>` at exit |
@@ -239,6 +239,10 @@ impl Server {
             let (head, tail) = console::split_ready_line(&line);
             console::out_raw(head);
             self.pause(Duration::from_millis(50));
+            if self.directives.stderr_noise {
+                console::err_line("[warn] a line on stderr between the halves of the ready line");
+                self.pause(Duration::from_millis(50));
+            }
             console::out_raw(tail);
         } else {
             console::out_raw(&line);

@@ -150,7 +150,8 @@ fn the_next_acquire_ends_every_process_carrying_a_dead_owners_token() {
     assert!(status.is_some(), "the process carrying the dead owner's token is still running");
     let err = r.stderr();
     assert!(
-        err.contains("127.0.44.2: ended what shard ghost") && err.contains(&format!("pid {} (sleep)", orphan.id())),
+        err.contains("127.0.44.2: shard ghost of harper-shard pid 0 did not clean up; ended what it left running")
+            && err.contains(&format!("pid {} (sleep)", orphan.id())),
         "the warning names what was swept: {err}"
     );
 }
@@ -274,7 +275,9 @@ fn the_record_names_the_token_and_shard_and_pool_status_shows_the_holding_run() 
     let record_path = sandbox.path("pool/127.0.47.2.json");
     let record: serde_json::Value = serde_json::from_str(&support::read(&record_path)).expect("the record is JSON");
     let token = support::read(&sandbox.path("token"));
-    assert_eq!(record["token"], token.trim(), "the record holds the token the shard's processes carry");
+    let lease = record["token"].as_str().expect("a token");
+    let below = token.trim().strip_prefix(lease).unwrap_or_default();
+    assert!(below.starts_with('/'), "the shard's processes carry a token below the record's ({lease}): {token}");
     assert_eq!(record["shard"], "holder");
     assert_eq!(record["owner"]["pid"], child.id());
     assert!(record["owner"]["start"].as_u64().is_some(), "the owner's start time is recorded");
@@ -357,4 +360,71 @@ fn pool_status_without_a_plan_honours_the_fallback_pool_variables() {
     let out = r.stdout();
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("127.")).filter_map(|l| l.split_whitespace().next()).collect();
     assert_eq!(rows, ["127.0.51.2", "127.0.51.3"], "{}", r.stdout());
+}
+
+/// A private pool directory with `make` applied to it, for the tests that plant things there.
+fn planted_pool(sandbox: &Sandbox, make: impl FnOnce(&std::path::Path)) {
+    let dir = sandbox.path("pool");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    make(&dir);
+}
+
+/// One broken slot among good ones costs that address only: the run warns, naming it, and
+/// takes the next.
+fn one_broken_slot_is_skipped(start: &str, next: &str, break_it: impl FnOnce(&std::path::Path)) {
+    let sandbox = Sandbox::new();
+    planted_pool(&sandbox, break_it);
+    let plan = fake_plan("", &pool_yaml(start, 2, "5s", 1), &shard("a", "echo $HARPER_HOSTNAME > host"));
+    sandbox.write("harper-shards.yml", &plan);
+    let mut cmd = pooled(&sandbox);
+    cmd.arg("run");
+    let r = run(cmd);
+    r.expect(0);
+    assert_eq!(support::read(&sandbox.path("host")).trim(), next);
+    assert!(r.stderr().contains(&format!("{start} skipped: ")), "the broken slot is named: {}", r.stderr());
+}
+
+#[test]
+fn a_slot_lock_that_is_a_directory_is_skipped_and_the_next_address_used() {
+    one_broken_slot_is_skipped("127.0.49.2", "127.0.49.3", |dir| std::fs::create_dir(dir.join("127.0.49.2.lock")).unwrap());
+}
+
+#[test]
+fn a_slot_lock_that_is_a_fifo_is_skipped_and_the_next_address_used() {
+    one_broken_slot_is_skipped("127.0.49.5", "127.0.49.6", |dir| {
+        nix::unistd::mkfifo(&dir.join("127.0.49.5.lock"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    });
+}
+
+#[test]
+fn a_slot_record_that_is_a_directory_is_skipped_and_the_next_address_used() {
+    one_broken_slot_is_skipped("127.0.49.8", "127.0.49.9", |dir| std::fs::create_dir(dir.join("127.0.49.8.json")).unwrap());
+}
+
+/// A record names pids, and pids are reused: a keeper it names is ended only when it is
+/// provably the recorded process (ours, with the recorded start time). A bystander named with
+/// no start time, or with another one, lives on.
+#[test]
+fn a_record_naming_a_process_that_is_not_provably_its_keeper_does_not_kill_it() {
+    let sandbox = Sandbox::new();
+    let mut bystanders: Vec<std::process::Child> = (0..2)
+        .map(|_| Command::new("sleep").arg("600").env(support::MARK, &sandbox.mark).spawn().expect("start a bystander"))
+        .collect();
+    let (a, b) = (bystanders[0].id(), bystanders[1].id());
+    planted_pool(&sandbox, |dir| {
+        let record = format!(
+            r#"{{"owner":{{"pid":0,"start":null}},"token":"nobody-carries-this","keepers":[{{"pid":{a},"start":null}},{{"pid":{b},"start":1}}],"shard":"ghost","since":1700000000}}"#
+        );
+        std::fs::write(dir.join("127.0.49.11.json"), record).unwrap();
+    });
+    sandbox.write("harper-shards.yml", &fake_plan("", &pool_yaml("127.0.49.11", 1, "5s", 1), &shard("a", "true")));
+    let mut cmd = pooled(&sandbox);
+    cmd.arg("run");
+    run(cmd).expect(0);
+    for child in &mut bystanders {
+        assert!(child.try_wait().unwrap().is_none(), "pid {} was killed on a record's word alone", child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }

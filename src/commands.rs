@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::{Format, MatrixArgs, PoolArgs, PoolCommand, RunArgs};
 use crate::exit::{Exit, Failure};
+use crate::plan::timings::TimingsError;
 use crate::plan::{self, Plan, Timings};
 use crate::report::console::{self, Console, Verbosity};
 use crate::report::github::{self, GitHub};
@@ -33,20 +34,29 @@ fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timing
     plan::resolve::resolve(path, text, raw, &cx).map_err(Failure::usage)
 }
 
-fn read_timings(path: &Path) -> Timings {
+/// Recorded timings for balancing. A file named with `--timings` must be a readable regular
+/// file when it exists (exit 2 otherwise); the implicit `<report-dir>/timings.json` and invalid
+/// contents only warn, and balancing goes on without them.
+fn read_timings(path: &Path, named: bool) -> Result<Timings, Failure> {
     match Timings::read(path) {
-        Ok(t) => t.unwrap_or_default(),
+        Ok(t) => Ok(t.unwrap_or_default()),
+        Err(e @ TimingsError::File { .. }) if named => Err(Failure::usage(anyhow::anyhow!(
+            "{e}; --timings must name a regular file of at most {}, or one that does not exist yet",
+            plan::file::size_text(plan::limits::TIMINGS_BYTES)
+        ))),
         Err(e) => {
-            eprintln!("warning: {e:#}; balancing without recorded timings");
-            Timings::default()
+            eprintln!("warning: {e}; balancing without recorded timings");
+            Ok(Timings::default())
         }
     }
 }
 
 pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
     let token = take_token();
-    let timings_path = args.timings.clone().unwrap_or_else(|| args.report_dir.join("timings.json"));
-    let timings = read_timings(&timings_path);
+    let timings = match &args.timings {
+        Some(path) => read_timings(path, true)?,
+        None => read_timings(&args.report_dir.join("timings.json"), false)?,
+    };
     let plan = load_plan(&args.plan_file.plan_file, &timings)?;
     let selected = plan::select::select(&plan, &args.only, args.partition).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     if args.dry_run {
@@ -149,7 +159,10 @@ pub fn matrix(args: MatrixArgs) -> Result<Exit, Failure> {
     if args.partitions == 0 {
         return Err(Failure::usage(anyhow::anyhow!("--partitions must be at least 1")));
     }
-    let timings = args.timings.as_deref().map(read_timings).unwrap_or_default();
+    let timings = match &args.timings {
+        Some(path) => read_timings(path, true)?,
+        None => Timings::default(),
+    };
     let plan = load_plan(&args.plan_file.plan_file, &timings)?;
     let parts = plan::select::partitions(&plan.shards, args.partitions as usize);
     let include: Vec<serde_json::Value> = parts

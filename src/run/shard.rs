@@ -41,10 +41,7 @@ pub struct Context {
     pub cancel: watch::Receiver<Option<Cancel>>,
 }
 
-/// A shard's log folder: its name with `/` (split parts) made safe.
-pub fn dir_name(shard: &str) -> String {
-    shard.replace('/', "-")
-}
+pub use crate::plan::dir_name;
 
 pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
     cx.emit.emit(EventKind::ShardStarted { shard: cx.id });

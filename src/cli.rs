@@ -3,21 +3,57 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 use crate::plan::Partition;
 
 #[derive(Debug, Parser)]
 #[command(name = "harper-shard", version, about, propagate_version = true)]
 pub struct Cli {
-    /// More detail on stderr (-v debug, -vv trace). RUST_LOG overrides both.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More detail on stderr (-v debug, -vv trace); the variable takes the level (0, 1, 2).
+    /// RUST_LOG overrides both.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, env = "HARPER_SHARD_VERBOSE", value_parser = level)]
     pub verbose: u8,
     /// Only errors and the final table.
-    #[arg(short, long, global = true, conflicts_with = "verbose", env = "HARPER_SHARD_QUIET")]
+    // Not `conflicts_with = "verbose"`: clap counts a variable set to `false` as given, so
+    // `HARPER_SHARD_QUIET=false -v` would be refused. [`Cli::loudness`] decides instead.
+    #[arg(short, long, global = true, env = "HARPER_SHARD_QUIET", value_parser = switch)]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How much the tool says on stderr, after the flags and their variables are reconciled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loudness {
+    Quiet,
+    Normal,
+    /// `-v` (1) or `-vv` (2 and more).
+    Verbose(u8),
+}
+
+impl Cli {
+    /// `-q` against `-v`: a flag on the command line beats a variable; two flags, or two
+    /// variables, that say opposite things are a usage error. A variable set to `false` / `0`
+    /// says nothing.
+    pub fn loudness(&self, matches: &ArgMatches) -> Result<Loudness, String> {
+        let on_command_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        match (self.quiet, self.verbose) {
+            (false, 0) => Ok(Loudness::Normal),
+            (true, 0) => Ok(Loudness::Quiet),
+            (false, v) => Ok(Loudness::Verbose(v)),
+            (true, v) => match (on_command_line("quiet"), on_command_line("verbose")) {
+                (true, false) => Ok(Loudness::Quiet),
+                (false, true) => Ok(Loudness::Verbose(v)),
+                (true, true) => Err("-q/--quiet and -v/--verbose ask for opposite things: give one of them".into()),
+                (false, false) => Err(
+                    "HARPER_SHARD_QUIET and HARPER_SHARD_VERBOSE ask for opposite things: unset one, or override with -q or -v"
+                        .into(),
+                ),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,13 +84,16 @@ pub struct RunArgs {
     #[command(flatten)]
     pub plan_file: PlanFile,
     /// Dry run: validate and resolve everything, print what would happen, start nothing.
-    #[arg(long = "plan", env = "HARPER_SHARD_PLAN")]
+    #[arg(long = "plan", env = "HARPER_SHARD_PLAN", value_parser = switch)]
     pub dry_run: bool,
     /// Run only partition K of N (1-based), balanced by recorded timings.
     #[arg(long, value_name = "K/N", env = "HARPER_SHARD_PARTITION")]
     pub partition: Option<Partition>,
-    /// Run only these shards (a split shard's name selects all its parts).
-    #[arg(long, value_name = "NAME", num_args = 1.., value_delimiter = ',', env = "HARPER_SHARD_ONLY")]
+    /// Run only these shards (a split shard's name selects all its parts): `--only a,b` or
+    /// `--only a --only b`.
+    // One value per flag: with `1..` values, `--only sql harper-shards.yml` took the plan's path
+    // for a second shard name.
+    #[arg(long, value_name = "NAME", num_args = 1, action = clap::ArgAction::Append, value_delimiter = ',', env = "HARPER_SHARD_ONLY")]
     pub only: Vec<String>,
     /// Where report.json, junit.xml, timings.json and the logs go.
     #[arg(long, default_value = "harper-shard-report", env = "HARPER_SHARD_REPORT_DIR")]
@@ -66,7 +105,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE", env = "HARPER_SHARD_TIMINGS")]
     pub timings: Option<PathBuf>,
     /// Also publish a check run through the GitHub Checks API (needs GITHUB_TOKEN).
-    #[arg(long, env = "HARPER_SHARD_GITHUB_CHECKS")]
+    #[arg(long, env = "HARPER_SHARD_GITHUB_CHECKS", value_parser = switch)]
     pub github_checks: bool,
     /// The name of the check run.
     #[arg(long, default_value = "harper-shard", env = "HARPER_SHARD_CHECK_NAME")]
@@ -116,4 +155,22 @@ pub struct KeeperArgs {
 pub enum Format {
     Human,
     Json,
+}
+
+/// A switch's variable: `true` / `1` / `yes` / `on`, or `false` / `0` / `no` / `off` / empty.
+/// Empty is `false`, as an unset variable is: CI systems often pass unset inputs as `""`.
+fn switch(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err("use true or false (also 1/0, yes/no, on/off)".into()),
+    }
+}
+
+/// `HARPER_SHARD_VERBOSE`: a level (`0`, `1` for -v, `2` for -vv) or a switch (`true` is 1).
+fn level(text: &str) -> Result<u8, String> {
+    match text.trim().parse::<u8>() {
+        Ok(n) => Ok(n),
+        Err(_) => switch(text).map(u8::from).map_err(|_| "use a level (0, 1, 2) or true / false".into()),
+    }
 }

@@ -9,6 +9,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::{Format, MatrixArgs, PoolArgs, PoolCommand, RunArgs};
 use crate::exit::{Exit, Failure};
+use crate::output::{eprintln, print, println};
+use crate::plan::timings::TimingsError;
 use crate::plan::{self, Plan, Timings};
 use crate::report::console::{self, Console, Verbosity};
 use crate::report::github::{self, GitHub};
@@ -34,32 +36,42 @@ fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timing
     plan::resolve::resolve(path, text, raw, &cx).map_err(Failure::usage)
 }
 
-fn read_timings(path: &Path) -> Timings {
+/// Recorded timings for balancing. A file named with `--timings` must be a readable regular
+/// file when it exists (exit 2 otherwise); the implicit `<report-dir>/timings.json` and invalid
+/// contents only warn, and balancing goes on without them.
+fn read_timings(path: &Path, named: bool) -> Result<Timings, Failure> {
     match Timings::read(path) {
-        Ok(t) => t.unwrap_or_default(),
+        Ok(t) => Ok(t.unwrap_or_default()),
+        Err(e @ TimingsError::File { .. }) if named => Err(Failure::usage(anyhow::anyhow!(
+            "{e}; --timings must name a regular file of at most {}, or one that does not exist yet",
+            plan::file::size_text(plan::limits::TIMINGS_BYTES)
+        ))),
         Err(e) => {
-            eprintln!("warning: {e:#}; balancing without recorded timings");
-            Timings::default()
+            eprintln(format_args!("warning: {e}; balancing without recorded timings"));
+            Ok(Timings::default())
         }
     }
 }
 
 pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
     let token = take_token();
-    let timings_path = args.timings.clone().unwrap_or_else(|| args.report_dir.join("timings.json"));
-    let timings = read_timings(&timings_path);
+    let timings = match &args.timings {
+        Some(path) => read_timings(path, true)?,
+        None => read_timings(&args.report_dir.join("timings.json"), false)?,
+    };
     let plan = load_plan(&args.plan_file.plan_file, &timings)?;
     let selected = plan::select::select(&plan, &args.only, args.partition).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     let work = WorkDir::from_env().map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     if args.dry_run {
         match args.format {
-            Format::Human => print!("{}", report::plan::human(&plan, &selected, args.partition)),
-            Format::Json => println!("{}", report::plan::json(&plan, &selected, args.partition)),
+            Format::Human => print(report::plan::human(&plan, &selected, args.partition)),
+            Format::Json => println(report::plan::json(&plan, &selected, args.partition)),
         }
         return Ok(Exit::Passed);
     }
     if selected.is_empty() {
-        eprintln!("harper-shard: no shard selected (partition {:?}); nothing to do", args.partition.map(|p| p.to_string()));
+        let partition = args.partition.map(|p| format!(" in partition {p}")).unwrap_or_default();
+        eprintln(format_args!("harper-shard: no shard selected{partition}; nothing to do"));
         return Ok(Exit::Passed);
     }
     let pool = pool::Pool::open(&pool::default_dir(), &plan.pool).map_err(Failure::infrastructure)?;
@@ -67,7 +79,7 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
     if let Some(note) = &work.note
         && verbosity != Verbosity::Quiet
     {
-        eprintln!("harper-shard: note: {note}");
+        eprintln(format_args!("harper-shard: note: {note}"));
     }
     std::fs::create_dir_all(&args.report_dir)
         .with_context(|| format!("cannot create the report directory {}", args.report_dir.display()))
@@ -114,13 +126,13 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
                 checks::report(&record, target, on_github).await;
             }
             if args.format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());
+                println(serde_json::to_string_pretty(&record).unwrap_or_default());
             }
         };
         tokio::select! {
             () = after => exit,
             _ = tokio::time::sleep(limit) => {
-                eprintln!("harper-shard: warning: the reports took longer than {}s; exiting without them", limit.as_secs_f32());
+                eprintln(format_args!("harper-shard: warning: the reports took longer than {}s; exiting without them", limit.as_secs_f32()));
                 exit
             }
             _ = signalled.wait_for(|n| *n > signals_so_far) => {
@@ -209,18 +221,31 @@ pub fn matrix(args: MatrixArgs) -> Result<Exit, Failure> {
     if args.partitions == 0 {
         return Err(Failure::usage(anyhow::anyhow!("--partitions must be at least 1")));
     }
-    let timings = args.timings.as_deref().map(read_timings).unwrap_or_default();
+    let timings = match &args.timings {
+        Some(path) => read_timings(path, true)?,
+        None => Timings::default(),
+    };
     let plan = load_plan(&args.plan_file.plan_file, &timings)?;
+    // A job past the shard count would have nothing to run: make as many jobs as there are
+    // shards at most, numbered `K/M` so that each job's `--partition` picks the same shards.
     let parts = plan::select::partitions(&plan.shards, args.partitions as usize);
+    if parts.len() < args.partitions as usize {
+        eprintln(format_args!(
+            "harper-shard: the plan has {} shards, so the matrix has {} jobs, not {}",
+            plan.shards.len(),
+            parts.len(),
+            args.partitions
+        ));
+    }
     let include: Vec<serde_json::Value> = parts
         .iter()
         .enumerate()
         .map(|(i, shards)| {
             let names: Vec<&str> = shards.iter().map(|s| s.name.as_str()).collect();
-            serde_json::json!({ "partition": format!("{}/{}", i + 1, args.partitions), "shards": names.join(" ") })
+            serde_json::json!({ "partition": format!("{}/{}", i + 1, parts.len()), "shards": names.join(" ") })
         })
         .collect();
-    println!("{}", serde_json::json!({ "include": include }));
+    println(serde_json::json!({ "include": include }));
     Ok(Exit::Passed)
 }
 
@@ -228,17 +253,17 @@ pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
     let (PoolCommand::Status(a) | PoolCommand::Validate(a) | PoolCommand::SetupLoopback(a)) = &command;
     let plan = pool_plan(a)?;
     let spec = plan.pool.clone();
-    let ports = plan.shards[0].harper.ports.all();
+    let ports = plan_ports(&plan);
     match command {
         PoolCommand::Status(args) => {
             let pool = pool::Pool::open(&pool::default_dir(), &spec).map_err(Failure::infrastructure)?;
             let slots = pool::status::survey(&pool, &ports);
             match args.format {
                 Format::Human => {
-                    println!("pool directory {}", pool.dir().display());
-                    print!("{}", pool::status::table(&slots));
+                    println(format_args!("pool directory {}", pool.dir().display()));
+                    print(pool::status::table(&slots));
                 }
-                Format::Json => println!("{}", pool::status::json(&slots)),
+                Format::Json => println(pool::status::json(&slots)),
             }
             Ok(Exit::Passed)
         }
@@ -246,19 +271,24 @@ pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
             let pool = pool::Pool::open(&pool::default_dir(), &spec).map_err(Failure::infrastructure)?;
             let missing = pool::loopback::missing(spec.addresses());
             if missing.is_empty() {
-                println!("all {} addresses from {} bind; pool directory {} is usable", spec.count, spec.start, pool.dir().display());
+                println(format_args!(
+                    "all {} addresses from {} bind; pool directory {} is usable",
+                    spec.count,
+                    spec.start,
+                    pool.dir().display()
+                ));
                 return Ok(Exit::Passed);
             }
             for m in &missing {
-                eprintln!("{} cannot be bound: {}", m.addr, m.error);
+                eprintln(format_args!("{} cannot be bound: {}", m.addr, m.error));
             }
             if pool::loopback::NEEDS_ALIASES {
-                eprintln!(
+                eprintln(
                     "this system answers only on 127.0.0.1 until each pool address is a loopback alias; \
-                     run `harper-shard pool setup-loopback`, or these commands:"
+                     run `harper-shard pool setup-loopback`, or these commands:",
                 );
                 for m in &missing {
-                    eprintln!("  {}", pool::loopback::alias_line(m.addr));
+                    eprintln(format_args!("  {}", pool::loopback::alias_line(m.addr)));
                 }
             }
             Err(Failure::infrastructure(anyhow::anyhow!(
@@ -269,22 +299,34 @@ pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
         }
         PoolCommand::SetupLoopback(_) => {
             if !pool::loopback::NEEDS_ALIASES {
-                println!("every 127.0.0.0/8 address already routes to the loopback interface here; nothing to set up");
+                println("every 127.0.0.0/8 address already routes to the loopback interface here; nothing to set up");
                 return Ok(Exit::Passed);
             }
             let missing = pool::loopback::missing(spec.addresses());
             if missing.is_empty() {
-                println!("all {} addresses from {} are already set up", spec.count, spec.start);
+                println(format_args!("all {} addresses from {} are already set up", spec.count, spec.start));
                 return Ok(Exit::Passed);
             }
             for m in &missing {
-                println!("{}", pool::loopback::alias_line(m.addr));
+                println(pool::loopback::alias_line(m.addr));
                 pool::loopback::add_alias(m.addr).map_err(Failure::infrastructure)?;
             }
-            println!("added {} loopback aliases (/32); they last until the next reboot", missing.len());
+            println(format_args!("added {} loopback aliases (/32); they last until the next reboot", missing.len()));
             Ok(Exit::Passed)
         }
     }
+}
+
+/// Every port some shard of the plan listens on, each once, named as the first shard that uses
+/// it names it: what a run would probe on an address before handing it out to any shard.
+fn plan_ports(plan: &Plan) -> Vec<(&'static str, u16)> {
+    let mut ports: Vec<(&'static str, u16)> = Vec::new();
+    for (name, port) in plan.shards.iter().flat_map(|s| s.harper.ports.all()) {
+        if !ports.iter().any(|(_, p)| *p == port) {
+            ports.push((name, port));
+        }
+    }
+    ports
 }
 
 /// The plan whose pool and ports the `pool` commands use: the one named, else

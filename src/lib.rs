@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod harper;
+pub mod output;
 pub mod plan;
 pub mod pool;
 pub mod private_dir;

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use harper_shard::cli::{Cli, Command};
+use clap::{CommandFactory, FromArgMatches};
+use harper_shard::cli::{Cli, Command, Loudness};
 use harper_shard::commands;
 use harper_shard::report::console::Verbosity;
 use harper_shard::supervise::keeper;
@@ -14,13 +14,17 @@ fn main() -> ExitCode {
     if keeper::requested(argv.get(1).map(|a| a.as_os_str())) {
         return ExitCode::from(keeper::main(&argv[2..]));
     }
-    let cli = Cli::parse();
-    let verbosity = match (cli.quiet, cli.verbose) {
-        (true, _) => Verbosity::Quiet,
-        (false, 0) => Verbosity::Normal,
-        (false, _) => Verbosity::Verbose,
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let loudness = cli
+        .loudness(&matches)
+        .unwrap_or_else(|why| Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why).exit());
+    let verbosity = match loudness {
+        Loudness::Quiet => Verbosity::Quiet,
+        Loudness::Normal => Verbosity::Normal,
+        Loudness::Verbose(_) => Verbosity::Verbose,
     };
-    init_tracing(cli.verbose, cli.quiet);
+    init_tracing(loudness);
     let result = match cli.command {
         Command::Run(args) => commands::run(args, verbosity),
         Command::Matrix(args) => commands::matrix(args),
@@ -33,19 +37,19 @@ fn main() -> ExitCode {
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(failure) => {
-            eprintln!("error: {failure}");
+            harper_shard::output::eprintln(format_args!("error: {failure}"));
             ExitCode::from(failure.exit.code())
         }
     }
 }
 
-fn init_tracing(verbose: u8, quiet: bool) {
+fn init_tracing(loudness: Loudness) {
     use tracing_subscriber::EnvFilter;
-    let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "harper_shard=debug",
-        _ => "harper_shard=trace",
+    let default = match loudness {
+        Loudness::Quiet => "error",
+        Loudness::Normal => "warn",
+        Loudness::Verbose(1) => "harper_shard=debug",
+        Loudness::Verbose(_) => "harper_shard=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();

@@ -68,3 +68,77 @@ fn a_malformed_fallback_variable_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("$HARPER_INTEGRATION_TEST_STARTUP_TIMEOUT_MS is `soon`"), "{err}");
 }
+
+#[test]
+fn a_fallback_variable_past_its_range_is_refused_with_the_range() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", "version: 1\nshards:\n  - name: a\n    run: \"true\"\n");
+    let cases = [
+        ("HARPER_INTEGRATION_TEST_STARTUP_MAX_MS", "18446744073709551615", "from 1 to 86400000 (24h)"),
+        ("HARPER_INTEGRATION_TEST_TEARDOWN_GRACE_MS", "3600000", "from 1 to 600000 (10m)"),
+        ("HARPER_INTEGRATION_TEST_PORT_RELEASE_TIMEOUT_MS", "0", "from 1 to 600000 (10m)"),
+        ("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_COUNT", "4294967295", "from 1 to 1024"),
+    ];
+    for (var, value, range) in cases {
+        let mut cmd = sandbox.command();
+        cmd.args(["run", "--plan"]).env(var, value);
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+        assert!(err.contains(&format!("${var} is `{value}`")) && err.contains(range), "{var}={value}: {err}");
+    }
+}
+
+/// Strings past what the kernel takes in one argument, or in all of them, fail at exec time
+/// with E2BIG; the plan is refused instead. (Generated: a corpus file would be 200 KB.)
+#[test]
+fn strings_too_long_for_the_kernel_are_refused_before_anything_starts() {
+    let sandbox = Sandbox::new();
+    let long = "x".repeat(200_000);
+    sandbox.write("long-command.yml", &format!("version: 1\nshards:\n  - name: a\n    run: \"echo {long}\"\n"));
+    let run = sandbox.run(&["run", "long-command.yml"]);
+    run.expect(2);
+    assert!(run.stderr().contains("long-command.yml:4:10: shards[0].run[0]: the command is 195.3 KiB long"), "{}", run.stderr());
+    assert!(run.stderr().contains("at most 128 KiB in one argument or variable"), "{}", run.stderr());
+
+    let vars: String = (0..10).map(|i| format!("      V{i}: {}\n", "y".repeat(120_000))).collect();
+    sandbox.write("big-env.yml", &format!("version: 1\nshards:\n  - name: a\n    run: \"true\"\n    env:\n{vars}"));
+    let run = sandbox.run(&["run", "big-env.yml"]);
+    run.expect(2);
+    assert!(run.stderr().contains("shards[0]: a command of `a` gets 1.1 MiB of plan-given arguments and variables"), "{}", run.stderr());
+
+    // 1500 paths of 100 bytes: the list is too long for HARPER_SHARD_FILES in one part.
+    for i in 0..1500 {
+        sandbox.write(&format!("t/{i:04}-{}.test.mjs", "f".repeat(80)), "");
+    }
+    sandbox.write("many-files.yml", "version: 1\nshards:\n  - name: db\n    files: t/*.test.mjs\n    run: node --test {files}\n");
+    let run = sandbox.run(&["run", "many-files.yml"]);
+    run.expect(2);
+    assert!(run.stderr().contains("shards[0].files: `db` has 1500 files"), "{}", run.stderr());
+    assert!(run.stderr().contains("raise `split` or narrow `files`"), "{}", run.stderr());
+    sandbox.write("many-files-split.yml", "version: 1\nshards:\n  - name: db\n    files: t/*.test.mjs\n    split: 2\n    run: node --test {files}\n");
+    sandbox.run(&["run", "--plan", "many-files-split.yml"]).expect(0);
+}
+
+/// The tool's own variables are refused in a shard's `env` from one list; every HARPER_*
+/// variable a shard command gets from the tool must be on it, or a plan could set one and be
+/// silently overridden.
+#[test]
+fn every_variable_the_tool_sets_for_a_command_is_on_the_refused_list() {
+    use harper_shard::plan::resolve::OWNED_COMMAND_VARS;
+    let sandbox = Sandbox::new();
+    let shard = "  - name: a\n    run: env > seen.env\n    timeout: 20s\n";
+    sandbox.write("harper-shards.yml", &support::fake_plan("", "", shard));
+    sandbox.run(&["run"]).expect(0);
+    let inherited: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    let mut set_by_the_tool: Vec<String> = support::read(&sandbox.path("seen.env"))
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_owned()))
+        .filter(|k| k.starts_with("HARPER_") && !inherited.contains(k) && !k.starts_with("HARPER_SHARD_TEST"))
+        .collect();
+    set_by_the_tool.retain(|k| !["HARPER_SHARD_WORK_DIR", "HARPER_SHARD_REPORT_DIR"].contains(&k.as_str()));
+    set_by_the_tool.sort();
+    let mut owned: Vec<String> = OWNED_COMMAND_VARS.iter().map(|(k, _)| (*k).to_owned()).collect();
+    owned.sort();
+    assert_eq!(set_by_the_tool, owned);
+}

@@ -428,3 +428,22 @@ fn a_record_naming_a_process_that_is_not_provably_its_keeper_does_not_kill_it() 
         child.wait().unwrap();
     }
 }
+
+/// A run probes every port any of its shards uses before it hands an address out, so `pool
+/// status` and `pool validate` look at all of them, not only the first shard's.
+#[test]
+fn pool_status_probes_the_ports_of_every_shard_not_only_the_first() {
+    let sandbox = Sandbox::new();
+    let listener = std::net::TcpListener::bind("127.0.52.2:19925").expect("bind the foreign listener");
+    let shards = format!("{}{}    harper: {{ports: {{operations: 19925}}}}\n", shard("a", "true"), shard("b", "true"));
+    sandbox.write("harper-shards.yml", &fake_plan("", &pool_yaml("127.0.52.2", 1, "5s", 1), &shards));
+    let mut cmd = pooled(&sandbox);
+    cmd.args(["pool", "status", "--format", "json"]);
+    let r = run(cmd);
+    r.expect(0);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout()).expect("pool status prints JSON");
+    let slot = &json["slots"][0];
+    assert_eq!(slot["state"], "busy", "{slot}");
+    assert_eq!(slot["port"], 19925, "{slot}");
+    drop(listener);
+}

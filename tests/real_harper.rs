@@ -42,3 +42,52 @@ fn the_example_plan_passes_with_three_shards_on_three_addresses_and_leaves_nothi
     let hdb_log = sandbox.path("report/database/harper/hdb.log");
     assert!(hdb_log.is_file(), "Harper's hdb.log is kept in the report");
 }
+
+/// A one-shard plan on real Harper, on a pool of its own, whose command checks the instance.
+fn one_real_shard(sandbox: &Sandbox, pool_start: &str) {
+    let check = "node -e \"fetch(process.env.HARPER_OPERATIONS_API_URL + '/health').then(r => process.exit(r.ok ? 0 : 1))\"";
+    sandbox.write(
+        "harper-shards.yml",
+        &format!("version: 1\npool: {{start: {pool_start}, count: 2}}\nshards:\n  - name: a\n    run: '{check}'\n"),
+    );
+}
+
+/// Runs the plan with `TMPDIR` set and no work directory of the test's own: the tool derives
+/// its instance paths from the temporary directory, as on a CI runner. Returns the boot time.
+fn boot_under_tmpdir(sandbox: &Sandbox, tmpdir: &std::path::Path) -> (support::Run, f64) {
+    std::fs::create_dir_all(tmpdir).unwrap();
+    let mut cmd = sandbox.command();
+    cmd.env_remove("HARPER_SHARD_WORK_DIR").env("TMPDIR", tmpdir).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).arg("run");
+    let run = support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() };
+    run.expect(0);
+    let report = sandbox.report();
+    let shard = &report["shards"][0];
+    let boot = shard["phases"]["ready"].as_f64().unwrap() - shard["phases"]["address"].as_f64().unwrap();
+    (run, boot)
+}
+
+/// Harper's path check backtracks exponentially on a long run of path characters followed by
+/// any other; a 40-character temporary directory made only of path characters boots normally.
+#[test]
+fn real_harper_boots_in_normal_time_under_a_long_dot_free_tmpdir() {
+    let sandbox = Sandbox::new();
+    one_real_shard(&sandbox, "127.0.60.2");
+    let tmpdir = sandbox.path("runner_work_temp_directory_40");
+    assert_eq!(tmpdir.to_str().unwrap().len(), 47, "{}", tmpdir.display());
+    let (_, boot) = boot_under_tmpdir(&sandbox, &tmpdir);
+    // Normal is 2.5–15 s here; the hazard makes it the idle cap (60 s or more).
+    assert!(boot < 45.0, "the boot took {boot:.1}s");
+    let left: Vec<_> = std::fs::read_dir(tmpdir.join("hs-0")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "instance directories left behind: {left:?}");
+}
+
+/// A dot in the temporary directory (`/home/runner/work/_temp`-style names often have one)
+/// would hang every boot: the tool moves its instance directories to a safe place and says so.
+#[test]
+fn real_harper_boots_in_normal_time_under_a_dotted_tmpdir() {
+    let sandbox = Sandbox::new();
+    one_real_shard(&sandbox, "127.0.60.5");
+    let (run, boot) = boot_under_tmpdir(&sandbox, &sandbox.path("home.runner_work_temp"));
+    assert!(boot < 45.0, "the boot took {boot:.1}s");
+    assert!(run.stderr().contains("instance directories go to /tmp/hs-"), "the move is said: {}", run.stderr());
+}

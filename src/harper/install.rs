@@ -183,7 +183,8 @@ async fn npm_install(
             },
             status = child.process.exited() => break status,
             () = &mut cancelled => {
-                let _ = child.process.stop_within(STOP_GRACE, Some(tokio::time::Instant::now() + STOP_WAIT)).await;
+                let until = tokio::time::Instant::now() + STOP_WAIT;
+                let _ = child.process.stop_within(STOP_GRACE, async move { until }).await;
                 bail!("cancelled while npm installed {spec}; the partial install was removed");
             }
         }

@@ -8,6 +8,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod error;
+pub mod file;
+pub mod limits;
 pub mod load;
 pub mod partition;
 pub mod resolve;
@@ -84,6 +86,21 @@ pub struct Shard {
     /// What recorded timings predict for this shard, when they know it.
     #[serde(with = "opt_secs")]
     pub predicted: Option<Duration>,
+}
+
+/// A shard's log folder name: the shard's name with every byte outside `[A-Za-z0-9._-]`
+/// written as `%XX`, `%` itself included. Distinct names give distinct folders by construction:
+/// `db-1` stays `db-1`, the part `db/1` of a split shard becomes `db%2F1`.
+pub fn dir_name(shard: &str) -> String {
+    let mut out = String::with_capacity(shard.len());
+    for b in shard.bytes() {
+        if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// How one Harper instance is started, after the shard's overrides.
@@ -193,5 +210,18 @@ pub(crate) mod opt_secs {
             Some(d) => s.serialize_some(&d.as_secs_f64()),
             None => s.serialize_none(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dir_name;
+
+    #[test]
+    fn a_split_part_and_a_shard_named_like_it_get_different_log_folders() {
+        assert_eq!(dir_name("db-1"), "db-1");
+        assert_eq!(dir_name("db/1"), "db%2F1");
+        assert_ne!(dir_name("db%2F1"), dir_name("db/1"), "the escape character is escaped too");
+        assert_eq!(dir_name("db%2F1"), "db%252F1");
     }
 }

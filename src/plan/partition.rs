@@ -73,6 +73,15 @@ mod tests {
     }
 
     #[test]
+    fn jobs_past_the_item_count_stay_empty_so_capping_them_changes_nothing() {
+        let weights = [3.0, 0.0, 7.0, 0.0, 1.0];
+        let capped = balance(&weights, weights.len());
+        let wide = balance(&weights, 12);
+        assert_eq!(&wide[..weights.len()], &capped[..]);
+        assert!(wide[weights.len()..].iter().all(Vec::is_empty), "{wide:?}");
+    }
+
+    #[test]
     fn balance_uses_every_item_exactly_once() {
         let weights: Vec<f64> = (0..97).map(|i| (i * 37 % 11) as f64).collect();
         let bins = balance(&weights, 7);

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::error::PlanError;
+use super::limits::{self, ARG_STRLEN, ARGS_TOTAL, MAX_CONCURRENCY, MAX_DURATION, MAX_POOL_COUNT, MAX_TEARDOWN, NAME_BYTES};
 use super::schema::{Concurrency, Dur, Probe, RawHarper, RawPlan, RawShard, Runtime};
 use super::split;
 use super::timings::Timings;
@@ -33,6 +34,33 @@ const OWNED_ARGS: &[(&str, &str)] = &[
     ("MQTT_NETWORK_PORT", "set `harper.ports.mqtt` instead"),
     ("MQTT_NETWORK_SECUREPORT", "set `harper.ports.mqtts` instead"),
     ("REPLICATION_SECUREPORT", "set `harper.ports.replication` instead"),
+];
+
+/// Variables the tool sets for every shard command (README, "What a shard command sees"), with
+/// what to do instead of setting them in a shard's `env`: the tool's value would win silently.
+pub const OWNED_COMMAND_VARS: &[(&str, &str)] = &[
+    ("HARPER_SHARD_TOKEN", "it marks every process of the run, so that teardown finds them all"),
+    ("HARPER_HOSTNAME", "it is the shard's own address, chosen from `pool`"),
+    ("HARPER_OPERATIONS_API_URL", "set `harper.ports.operations` to change its port"),
+    ("HARPER_HTTP_URL", "set `harper.ports.http` to change its port"),
+    ("HARPER_MQTT_URL", "set `harper.ports.mqtt` to change its port"),
+    ("HARPER_ADMIN_USERNAME", "set `harper.admin.username` instead"),
+    ("HARPER_ADMIN_PASSWORD", "set `harper.admin.password` instead"),
+    ("HARPER_ROOTPATH", "every instance gets a data directory of its own"),
+    ("HARPER_LOG_DIR", "it is inside the instance's own data directory"),
+    ("HARPER_SHARD_NAME", "it is the shard's `name`"),
+    ("HARPER_SHARD_INDEX", "it is the shard's position in the plan"),
+    ("HARPER_SHARD_TOTAL", "it is the number of shards in the plan"),
+    ("HARPER_SHARD_FILES", "set `files` (and `split`) instead"),
+    ("HARPER_SHARD_JUNIT_DIR", "it is a folder in the shard's own log folder"),
+];
+
+/// Variables the tool sets for every Harper instance, with what to do instead of setting them
+/// in `harper.env`.
+pub const OWNED_HARPER_VARS: &[(&str, &str)] = &[
+    ("HARPER_SHARD_TOKEN", "it marks every process of the run, so that teardown finds them all"),
+    ("HOME", "every instance gets a HOME of its own, removed at teardown"),
+    ("HARPER_SET_CONFIG", "set `harper.config` instead: the tool passes it to Harper as HARPER_SET_CONFIG"),
 ];
 
 /// What resolution reads from outside the plan.
@@ -78,18 +106,21 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
     for (i, shard) in raw.shards.value.into_iter().enumerate() {
         let at = format!("shards[{i}]");
         let name = &shard.name;
-        r.check_name(name, &at, &mut seen)?;
+        r.check_name(name, shard.split.as_ref().map(|s| s.value.0), &at, &mut seen)?;
         // Errors in the top-level block point at it, not at the first shard that inherits it.
         let harper_at = if shard.harper.is_some() { format!("{at}.harper") } else { "harper".to_owned() };
         let harper = r.harper(&dir, merge(&base, shard.harper.as_ref()), &harper_at)?;
+        let env = shard.env.clone().unwrap_or_default();
+        let env_size = r.check_env(&env, &format!("{at}.env"), OWNED_COMMAND_VARS)?;
         for part in r.expand(&dir, &shard, &at)? {
+            r.check_command_process(&shard, &part, env_size, &at)?;
             shards.push(Shard {
                 predicted: cx.timings.shard(&part.name),
                 name: part.name,
                 group: name.value.clone(),
                 index: 0,
                 commands: part.commands,
-                env: shard.env.clone().unwrap_or_default(),
+                env: env.clone(),
                 timeout: shard.timeout.map_or(run.timeout, |d| d.0),
                 files: part.files,
                 harper: harper.clone(),
@@ -135,16 +166,13 @@ impl Resolver<'_> {
             .unwrap_or(Ipv4Addr::new(127, 0, 0, 2)),
         };
         let count = match &raw.pool.count {
-            Some(c) if c.value == 0 => {
-                return Err(self
-                    .err_at(&c.referenced, "the pool has no addresses (count: 0)")
-                    .field("pool.count")
-                    .hint("use at least 1; the default is 32"));
-            }
-            Some(c) => c.value,
+            Some(c) => c.value.0,
             None => self
                 .fallback_var("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_COUNT", |v| {
-                    v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| "not a whole number of at least 1".to_owned())
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=MAX_POOL_COUNT).contains(n))
+                        .ok_or_else(|| format!("use a whole number of addresses from 1 to {MAX_POOL_COUNT}"))
                 })?
                 .unwrap_or(32),
         };
@@ -165,7 +193,7 @@ impl Resolver<'_> {
 
     fn run(&self, raw: &RawPlan) -> Result<RunSpec, PlanError> {
         let concurrency = match raw.run.concurrency.unwrap_or(Concurrency::Auto) {
-            Concurrency::Auto => (self.cx.cpus / 2 + 1).max(1),
+            Concurrency::Auto => (self.cx.cpus / 2 + 1).clamp(1, MAX_CONCURRENCY),
             Concurrency::Fixed(n) => n,
         };
         Ok(RunSpec {
@@ -186,13 +214,16 @@ impl Resolver<'_> {
         }
     }
 
-    fn fallback_ms(&self, name: &str) -> Result<Option<Duration>, PlanError> {
+    /// A `*_MS` fallback, held to the same range as the plan key it stands in for.
+    fn fallback_ms(&self, name: &str, max: Duration) -> Result<Option<Duration>, PlanError> {
         self.fallback_var(name, |v| {
             v.parse::<u64>()
                 .ok()
-                .filter(|ms| *ms > 0)
                 .map(Duration::from_millis)
-                .ok_or_else(|| "not a whole number of milliseconds".to_owned())
+                .filter(|d| (limits::MIN_DURATION..=max).contains(d))
+                .ok_or_else(|| {
+                    format!("use a whole number of milliseconds from 1 to {} ({})", max.as_millis(), limits::duration_text(max))
+                })
         })
     }
 
@@ -202,20 +233,20 @@ impl Resolver<'_> {
         let ci = self.cx.is_ci();
         let startup = h.startup.get_or_insert_with(Default::default);
         if startup.idle.is_none() {
-            let d = self.fallback_ms("HARPER_INTEGRATION_TEST_STARTUP_TIMEOUT_MS")?;
+            let d = self.fallback_ms("HARPER_INTEGRATION_TEST_STARTUP_TIMEOUT_MS", MAX_DURATION)?;
             startup.idle = Some(Dur(d.unwrap_or(if ci { IDLE.1 } else { IDLE.0 })));
         }
         if startup.max.is_none() {
-            let d = self.fallback_ms("HARPER_INTEGRATION_TEST_STARTUP_MAX_MS")?;
+            let d = self.fallback_ms("HARPER_INTEGRATION_TEST_STARTUP_MAX_MS", MAX_DURATION)?;
             startup.max = Some(Dur(d.unwrap_or(if ci { MAX.1 } else { MAX.0 })));
         }
         let teardown = h.teardown.get_or_insert_with(Default::default);
         if teardown.grace.is_none() {
-            teardown.grace = self.fallback_ms("HARPER_INTEGRATION_TEST_TEARDOWN_GRACE_MS")?.map(Dur);
+            teardown.grace = self.fallback_ms("HARPER_INTEGRATION_TEST_TEARDOWN_GRACE_MS", MAX_TEARDOWN)?.map(Dur);
         }
         if teardown.port_release.is_none() {
             teardown.port_release =
-                self.fallback_ms("HARPER_INTEGRATION_TEST_PORT_RELEASE_TIMEOUT_MS")?.map(Dur);
+                self.fallback_ms("HARPER_INTEGRATION_TEST_PORT_RELEASE_TIMEOUT_MS", MAX_TEARDOWN)?.map(Dur);
         }
         if h.runtime.is_none() {
             h.runtime = self.fallback_var("HARPER_RUNTIME", |v| match v {
@@ -227,16 +258,31 @@ impl Resolver<'_> {
         Ok(h)
     }
 
-    fn check_name(&self, name: &Spanned<String>, at: &str, seen: &mut HashMap<String, u64>) -> Result<(), PlanError> {
+    fn check_name(&self, name: &Spanned<String>, split: Option<u32>, at: &str, seen: &mut HashMap<String, u64>) -> Result<(), PlanError> {
         let value = name.value.trim();
         let valid = !value.is_empty()
             && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && !value.starts_with('.');
         if !valid {
             return Err(self
-                .err_at(&name.referenced, format!("shard name `{}` is not usable", name.value))
+                .err_at(&name.referenced, format!("shard name `{}` is not usable", excerpt(&name.value)))
                 .field(format!("{at}.name"))
                 .hint("use letters, digits, `-`, `_` and `.` (it names a log folder and a JUnit suite)"));
+        }
+        // The longest part name decides: `database/12` for a split of 12.
+        let suffix = split.map(|n| format!("/{n}")).unwrap_or_default();
+        if value.len() + suffix.len() > NAME_BYTES {
+            let with_suffix = if suffix.is_empty() {
+                String::new()
+            } else {
+                format!(", {} as its last part `…{suffix}`", value.len() + suffix.len())
+            };
+            return Err(self
+                .err_at(&name.referenced, format!("shard name `{}` is {} bytes long{with_suffix}", excerpt(value), value.len()))
+                .field(format!("{at}.name"))
+                .hint(format!(
+                    "use at most {NAME_BYTES} bytes, a split part's `/N` included: the name becomes a log folder, a JUnit suite and a variable"
+                )));
         }
         if let Some(first) = seen.insert(value.to_owned(), name.referenced.line()) {
             return Err(self
@@ -249,7 +295,7 @@ impl Resolver<'_> {
 
     /// One shard, or the parts of a split shard, with their files and commands.
     fn expand(&self, dir: &Path, shard: &RawShard, at: &str) -> Result<Vec<Part>, PlanError> {
-        let commands = &shard.run.value.0;
+        let commands = &shard.run.value.list;
         let empty = commands.is_empty() || commands.iter().any(|c| c.trim().is_empty());
         if empty {
             return Err(self
@@ -273,16 +319,7 @@ impl Resolver<'_> {
             }
             return Ok(vec![Part { name, files: Vec::new(), commands: commands.clone() }]);
         };
-        let parts = match &shard.split {
-            Some(s) if s.value == 0 => {
-                return Err(self
-                    .err_at(&s.referenced, "split: 0 makes no shard")
-                    .field(format!("{at}.split"))
-                    .hint("use 1 or more parts"));
-            }
-            Some(s) => s.value as usize,
-            None => 1,
-        };
+        let parts = shard.split.as_ref().map_or(1, |s| s.value.0 as usize);
         let files = split::find_files(dir, &pattern.value).map_err(|why| {
             self.err_at(&pattern.referenced, why).field(format!("{at}.files"))
         })?;
@@ -312,8 +349,12 @@ impl Resolver<'_> {
     fn harper(&self, dir: &Path, h: RawHarper, at: &str) -> Result<HarperSpec, PlanError> {
         let field = |key: &str| format!("{at}.{key}");
         let runtime = h.runtime.unwrap_or(Runtime::Node);
+        if let Some(package) = &h.package {
+            self.check_string(&field("package"), "the package", package)?;
+        }
         let source = match (&h.bin, &h.package) {
             (Some(bin), _) => {
+                self.check_string(&field("bin"), "the path", bin)?;
                 let path = dir.join(bin);
                 if !path.is_file() {
                     return Err(self
@@ -339,6 +380,7 @@ impl Resolver<'_> {
         let args = self.args(h.args.unwrap_or_default(), &field("args"))?;
         let mut fixtures = Vec::new();
         for (i, fixture) in h.fixtures.unwrap_or_default().iter().enumerate() {
+            self.check_string(&format!("{}[{i}]", field("fixtures")), "the path", fixture)?;
             let path = dir.join(fixture);
             if !path.is_dir() {
                 return Err(self
@@ -380,13 +422,35 @@ impl Resolver<'_> {
         }
         let teardown = h.teardown.unwrap_or_default();
         let admin = h.admin.unwrap_or_default();
+        let username = admin.username.unwrap_or_else(|| "admin".to_owned());
+        self.check_string(&field("admin.username"), "the admin username", &username)?;
+        if let Some(password) = &admin.password {
+            self.check_string(&field("admin.password"), "the admin password", password)?;
+        }
+        let config = h.config.unwrap_or_default();
+        let env = h.env.unwrap_or_default();
+        let mut size = self.check_env(&env, &field("env"), OWNED_HARPER_VARS)?;
+        if !config.is_empty() {
+            let json = serde_json::Value::Object(config.clone()).to_string();
+            size += self.check_string(&field("config"), "the config (as HARPER_SET_CONFIG JSON)", &format!("HARPER_SET_CONFIG={json}"))?;
+        }
+        size += args.iter().map(|a| a.len() + 1).sum::<usize>();
+        if size > ARGS_TOTAL {
+            return Err(self
+                .err(format!("Harper's plan-given arguments and variables add up to {}", super::file::size_text(size as u64)))
+                .field(at.to_owned())
+                .hint(format!(
+                    "keep `args`, `env` and `config` under {} together: a process gets at most ARG_MAX (usually 2 MiB) of them, the inherited environment included",
+                    super::file::size_text(ARGS_TOTAL as u64)
+                )));
+        }
         Ok(HarperSpec {
             source,
             runtime,
             args,
-            config: h.config.unwrap_or_default(),
-            env: h.env.unwrap_or_default(),
-            admin: Admin { username: admin.username.unwrap_or_else(|| "admin".to_owned()), password: admin.password },
+            config,
+            env,
+            admin: Admin { username, password: admin.password },
             fixtures,
             ports,
             ready: Ready { marker, probe: ready.probe.unwrap_or(Probe::Http) },
@@ -403,6 +467,8 @@ impl Resolver<'_> {
         let mut out = Vec::new();
         for (i, arg) in args.into_iter().enumerate() {
             let here = format!("{field}[{i}]");
+            self.check_string(&here, "the argument", &arg.value)
+                .map_err(|e| e.at(arg.referenced.line(), arg.referenced.column()).with_source(self.text))?;
             let Some((key, _)) = arg.value.strip_prefix("--").and_then(|a| a.split_once('=')) else {
                 return Err(self
                     .err_at(&arg.referenced, format!("`{}` is not a Harper argument", arg.value))
@@ -426,6 +492,120 @@ impl Resolver<'_> {
         }
         Ok(out)
     }
+}
+
+impl Resolver<'_> {
+    /// A string the kernel will get as one argument or variable: no NUL (it would end the
+    /// string early), and within MAX_ARG_STRLEN. Returns the bytes it takes, NUL included.
+    fn check_string(&self, field: &str, what: &str, value: &str) -> Result<usize, PlanError> {
+        if value.contains('\0') {
+            return Err(self
+                .err(format!("{what} holds a NUL byte"))
+                .field(field.to_owned())
+                .hint("remove the `\\0`: the operating system ends a string at a NUL, so the rest would be lost"));
+        }
+        let size = value.len() + 1;
+        if size > ARG_STRLEN {
+            return Err(self
+                .err(format!("{what} is {} long", super::file::size_text(size as u64)))
+                .field(field.to_owned())
+                .hint(format!(
+                    "the operating system takes at most {} in one argument or variable; pass a long value in a file instead",
+                    super::file::size_text(ARG_STRLEN as u64)
+                )));
+        }
+        Ok(size)
+    }
+
+    /// An `env` block: names that are names, values the kernel takes, none that the tool sets
+    /// itself. Returns the bytes the variables take.
+    fn check_env(&self, env: &BTreeMap<String, String>, field: &str, owned: &[(&str, &str)]) -> Result<usize, PlanError> {
+        let mut size = 0;
+        for (key, value) in env {
+            let bad_name = |why: &str, hint: &str| {
+                self.err(format!("variable name `{}` {why}", excerpt(key))).field(field.to_owned()).hint(hint.to_owned())
+            };
+            if key.is_empty() {
+                return Err(self
+                    .err("a variable has an empty name")
+                    .field(field.to_owned())
+                    .hint("give every variable a name: `NAME: value`"));
+            }
+            if key.contains('=') {
+                return Err(bad_name(
+                    "holds `=`",
+                    "a name ends at the first `=`, so this would set a different variable; write `NAME: value`",
+                ));
+            }
+            if let Some((_, instead)) = owned.iter().find(|(k, _)| k == key) {
+                return Err(self
+                    .err(format!("`{key}` is set by harper-shard"))
+                    .field(field.to_owned())
+                    .hint(format!("remove it from `env`: {instead}")));
+            }
+            size += self.check_string(&format!("{field}.{}", excerpt(key)), "the variable", &format!("{key}={value}"))?;
+        }
+        Ok(size)
+    }
+
+    /// One part's commands as the kernel gets them (`sh -c <command>`, the shard's `env`, its
+    /// files in HARPER_SHARD_FILES), after `{files}` is filled in.
+    fn check_command_process(&self, shard: &RawShard, part: &Part, env_size: usize, at: &str) -> Result<(), PlanError> {
+        let at_command = |i: usize, e: PlanError| {
+            let loc = shard.run.value.at.get(i).unwrap_or(&shard.run.referenced);
+            e.at(loc.line(), loc.column()).with_source(self.text)
+        };
+        let run_at = |e: PlanError| at_command(0, e);
+        let words = part.files.iter().map(|f| f.as_os_str().len() + 1).sum::<usize>();
+        let files_size = "HARPER_SHARD_FILES=".len() + words + 1;
+        if files_size > ARG_STRLEN {
+            return Err(run_at(self.err(format!(
+                "`{}` has {} files, {} of paths in HARPER_SHARD_FILES",
+                part.name,
+                part.files.len(),
+                super::file::size_text(files_size as u64)
+            )))
+            .field(format!("{at}.files"))
+            .hint(format!(
+                "the operating system takes at most {} in one variable; raise `split` or narrow `files`",
+                super::file::size_text(ARG_STRLEN as u64)
+            )));
+        }
+        let mut largest = 0;
+        for (i, command) in part.commands.iter().enumerate() {
+            let filled = command.len() + 1 > ARG_STRLEN && shard.run.value.list.get(i).is_some_and(|c| c.contains("{files}"));
+            let size = self.check_string(&format!("{at}.run[{i}]"), "the command", command).map_err(|e| {
+                let e = at_command(i, e);
+                if filled {
+                    e.hint("with `{files}` filled in, the command is too long for the operating system: raise `split`, narrow `files`, or read $HARPER_SHARD_FILES in a script")
+                } else {
+                    e
+                }
+            })?;
+            largest = largest.max(size);
+        }
+        let total = env_size + files_size + largest + "sh\0-c\0".len();
+        if total > ARGS_TOTAL {
+            return Err(run_at(self.err(format!(
+                "a command of `{}` gets {} of plan-given arguments and variables",
+                part.name,
+                super::file::size_text(total as u64)
+            )))
+            .field(at.to_owned())
+            .hint(format!(
+                "keep the command, `env` and the file list under {} together: a process gets at most ARG_MAX (usually 2 MiB), the inherited environment included",
+                super::file::size_text(ARGS_TOTAL as u64)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A value short enough to quote in a message, control characters escaped (`\0`).
+fn excerpt(value: &str) -> String {
+    const SHOWN: usize = 40;
+    let shown: String = value.chars().take(SHOWN).flat_map(|c| if c.is_control() { c.escape_debug().collect() } else { vec![c] }).collect();
+    if value.chars().count() > SHOWN { format!("{shown}…") } else { shown }
 }
 
 /// A shard's `harper` block over the plan's: scalars and lists replace, maps (`env`, `config`)

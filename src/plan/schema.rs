@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
+
+use super::limits::{self, MAX_CONCURRENCY, MAX_POOL_COUNT, MAX_SPLIT};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,15 +83,15 @@ pub struct RawStartup {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTeardown {
-    pub grace: Option<Dur>,
-    pub port_release: Option<Dur>,
+    pub grace: Option<TeardownDur>,
+    pub port_release: Option<TeardownDur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     pub start: Option<Spanned<Address>>,
-    pub count: Option<Spanned<u32>>,
+    pub count: Option<Spanned<PoolCount>>,
     pub wait: Option<Dur>,
 }
 
@@ -109,7 +111,7 @@ pub struct RawShard {
     pub env: Option<BTreeMap<String, String>>,
     pub timeout: Option<Dur>,
     pub files: Option<Spanned<String>>,
-    pub split: Option<Spanned<u32>>,
+    pub split: Option<Spanned<Split>>,
     pub harper: Option<RawHarper>,
 }
 
@@ -132,30 +134,76 @@ pub enum Probe {
     Http,
 }
 
-/// A duration written with a unit (`90s`, `2m`, `1h 30m`, `500ms`).
+/// A duration written with a unit (`90s`, `2m`, `1h 30m`, `500ms`), from 1 ms to `MAX_SECS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
+pub struct Dur<const MAX_SECS: u64 = { limits::MAX_DURATION.as_secs() }>(pub Duration);
 
-impl<'de> Deserialize<'de> for Dur {
+/// `teardown.grace` and `teardown.port_release`, which have a shorter ceiling.
+pub type TeardownDur = Dur<{ limits::MAX_TEARDOWN.as_secs() }>;
+
+impl<'de, const MAX_SECS: u64> Deserialize<'de> for Dur<MAX_SECS> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        parse_duration(&text).map(Dur).map_err(de::Error::custom)
+        parse_duration(&text, Duration::from_secs(MAX_SECS)).map(Dur).map_err(de::Error::custom)
     }
 }
 
-/// Parses a duration the way the plan and the `*_MS` fallbacks need it, with a message that
-/// says how to write one.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Parses a duration the way the plan needs it, with a message that says how to write one and
+/// what range it must be in.
+fn parse_duration(text: &str, max: Duration) -> Result<Duration, String> {
     let trimmed = text.trim();
+    let range = limits::duration_range(max);
     if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
             "invalid duration `{text}`: a number needs a unit, e.g. `{trimmed}s` or `{trimmed}ms`"
         ));
     }
     match humantime::parse_duration(trimmed) {
-        Ok(d) if d.is_zero() => Err(format!("invalid duration `{text}`: must be longer than zero")),
+        Ok(d) if d < limits::MIN_DURATION => Err(format!("duration `{text}` is too short: use one {range}")),
+        Ok(d) if d > max => Err(format!("duration `{text}` is too long: use one {range}")),
         Ok(d) => Ok(d),
+        Err(humantime::DurationError::NumberOverflow) => {
+            Err(format!("duration `{text}` is too long: use one {range}"))
+        }
         Err(_) => Err(format!("invalid duration `{text}`: write it like `500ms`, `90s`, `2m` or `1h 30m`")),
+    }
+}
+
+/// A whole number from `min` to `max`, read from the scalar's text so that a negative, a
+/// fraction or a word gets the same message as a number out of range.
+fn whole_number(text: &str, min: u64, max: u64) -> Option<u64> {
+    text.trim().parse::<u64>().ok().filter(|n| (min..=max).contains(n))
+}
+
+/// `pool.count`: how many addresses, 1 to [`MAX_POOL_COUNT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolCount(pub u32);
+
+impl<'de> Deserialize<'de> for PoolCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match whole_number(&text, 1, u64::from(MAX_POOL_COUNT)) {
+            Some(n) => Ok(PoolCount(n as u32)),
+            None => Err(de::Error::custom(format!(
+                "pool count `{text}` is not valid: use a whole number of addresses from 1 to {MAX_POOL_COUNT}"
+            ))),
+        }
+    }
+}
+
+/// `split`: how many parts, 1 to [`MAX_SPLIT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split(pub u32);
+
+impl<'de> Deserialize<'de> for Split {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match whole_number(&text, 1, u64::from(MAX_SPLIT)) {
+            Some(n) => Ok(Split(n as u32)),
+            None => Err(de::Error::custom(format!(
+                "split `{text}` is not valid: use a whole number of parts from 1 to {MAX_SPLIT}"
+            ))),
+        }
     }
 }
 
@@ -165,12 +213,13 @@ pub struct Port(pub u16);
 
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        match u16::try_from(n) {
-            Ok(p) if p > 0 => Ok(Port(p)),
-            _ => Err(de::Error::custom(format!(
-                "port {n} is out of range: use a number from 1 to 65535"
-            ))),
+        let text = String::deserialize(d)?;
+        match whole_number(&text, 1, u64::from(u16::MAX)) {
+            Some(p) => Ok(Port(p as u16)),
+            None if text.trim().parse::<i64>().is_ok() => {
+                Err(de::Error::custom(format!("port {} is out of range: use a number from 1 to 65535", text.trim())))
+            }
+            None => Err(de::Error::custom(format!("port `{text}` is not a number: use a number from 1 to 65535"))),
         }
     }
 }
@@ -204,16 +253,13 @@ pub enum Concurrency {
 impl<'de> Deserialize<'de> for Concurrency {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let bad = || {
-            de::Error::custom(format!(
-                "concurrency `{text}` is not valid: use `auto` or a whole number of at least 1"
-            ))
-        };
         match text.trim() {
             "auto" => Ok(Concurrency::Auto),
-            n => match n.parse::<usize>() {
-                Ok(0) | Err(_) => Err(bad()),
-                Ok(n) => Ok(Concurrency::Fixed(n)),
+            n => match whole_number(n, 1, MAX_CONCURRENCY as u64) {
+                Some(n) => Ok(Concurrency::Fixed(n as usize)),
+                None => Err(de::Error::custom(format!(
+                    "concurrency `{text}` is not valid: use `auto` or a whole number from 1 to {MAX_CONCURRENCY}"
+                ))),
             },
         }
     }
@@ -221,7 +267,12 @@ impl<'de> Deserialize<'de> for Concurrency {
 
 /// A shard's `run`: one command for `sh -c`, or a list run in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Commands(pub Vec<String>);
+pub struct Commands {
+    pub list: Vec<String>,
+    /// Where each command of a list is written; empty for a single string, which is where the
+    /// `run` key's value is.
+    pub at: Vec<Location>,
+}
 
 impl<'de> Deserialize<'de> for Commands {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -232,14 +283,15 @@ impl<'de> Deserialize<'de> for Commands {
                 f.write_str("a command string or a list of command strings")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Commands, E> {
-                Ok(Commands(vec![s.to_owned()]))
+                Ok(Commands { list: vec![s.to_owned()], at: Vec::new() })
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Commands, A::Error> {
-                let mut out = Vec::new();
-                while let Some(cmd) = seq.next_element::<String>()? {
-                    out.push(cmd);
+                let mut out = Commands { list: Vec::new(), at: Vec::new() };
+                while let Some(cmd) = seq.next_element::<Spanned<String>>()? {
+                    out.list.push(cmd.value);
+                    out.at.push(cmd.referenced);
                 }
-                Ok(Commands(out))
+                Ok(out)
             }
         }
         d.deserialize_any(V)

@@ -16,13 +16,19 @@ pub fn select(plan: &Plan, only: &[String], partition: Option<Partition>) -> Res
         shards.retain(|s| only.iter().any(|n| n == &s.name || n == &s.group));
     }
     if let Some(p) = partition {
-        shards = partitions(&shards, p.total as usize).swap_remove(p.index as usize - 1);
+        let k = p.index as usize;
+        shards = if k > shards.len() { Vec::new() } else { partitions(&shards, p.total as usize).swap_remove(k - 1) };
     }
     Ok(shards)
 }
 
-/// Every partition of `shards` into `n` jobs, balanced by predicted time (a shard without a
+/// The partitions of `shards` into `n` jobs, balanced by predicted time (a shard without a
 /// record weighs the mean of those with one, or its file count when nothing is recorded).
+///
+/// Only the first `min(n, shards)` partitions are made: the heaviest-first fill never puts a
+/// shard past them (each shard goes to the lowest-numbered lightest job, and an empty job is
+/// the lightest), so the rest are empty, and `K/N` means the same jobs for every `N` past the
+/// shard count. The work and memory are those of the shards, whatever `n` is.
 pub fn partitions(shards: &[Shard], n: usize) -> Vec<Vec<Shard>> {
     let recorded: Vec<f64> = shards.iter().filter_map(|s| s.predicted.map(|d| d.as_secs_f64())).collect();
     let weights: Vec<f64> = if recorded.is_empty() {
@@ -31,5 +37,5 @@ pub fn partitions(shards: &[Shard], n: usize) -> Vec<Vec<Shard>> {
         let mean = recorded.iter().sum::<f64>() / recorded.len() as f64;
         shards.iter().map(|s| s.predicted.map_or(mean, |d| d.as_secs_f64())).collect()
     };
-    balance(&weights, n).into_iter().map(|bin| bin.into_iter().map(|i| shards[i].clone()).collect()).collect()
+    balance(&weights, n.min(shards.len()).max(1)).into_iter().map(|bin| bin.into_iter().map(|i| shards[i].clone()).collect()).collect()
 }

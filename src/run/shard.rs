@@ -42,10 +42,7 @@ pub struct Context {
     pub cancel: watch::Receiver<Option<Cancel>>,
 }
 
-/// A shard's log folder: its name with `/` (split parts) made safe.
-pub fn dir_name(shard: &str) -> String {
-    shard.replace('/', "-")
-}
+pub use crate::plan::dir_name;
 
 pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
     cx.emit.emit(EventKind::ShardStarted { shard: cx.id });
@@ -136,10 +133,20 @@ fn grace(cx: &Context, shard: &Shard) -> Duration {
     if deadline(cx).is_some() { within(cx, grace.min(budget::GRACE)) } else { grace }
 }
 
-/// Stops a child within the budget; the error says what went wrong (a keeper that died, or
-/// that had to be replaced).
+/// Stops a child within the budget — also when the signal comes while the stop already runs
+/// with the plan's grace. The error says what went wrong (a keeper that died, or that had to
+/// be replaced).
 async fn stop(cx: &Context, shard: &Shard, child: &mut Child) -> anyhow::Result<supervise::Stopped> {
-    child.process.stop_within(grace(cx, shard), deadline(cx)).await
+    let mut cancel = cx.cancel.clone();
+    let hurry = async move {
+        let end = cancel.wait_for(|c| c.and_then(Cancel::teardown_deadline).is_some()).await.ok().and_then(|c| c.and_then(Cancel::teardown_deadline));
+        match end {
+            Some(end) => tokio::time::Instant::from_std(end),
+            // The run ended without a signal: no hurry, ever.
+            None => std::future::pending().await,
+        }
+    };
+    child.process.stop_within(grace(cx, shard), hurry).await
 }
 
 async fn acquire(cx: &Context, shard: &Shard, token: &str) -> anyhow::Result<Lease> {

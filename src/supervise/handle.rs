@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::keeper::{self, Report};
 use super::{Spec, describe};
@@ -22,6 +23,9 @@ const START_LIMIT: Duration = Duration::from_secs(10);
 /// Beyond the grace, how long a keeper may take to finish a teardown before the tool kills the
 /// group and the keeper itself (outside a signal's budget).
 pub const STOP_MARGIN: Duration = Duration::from_secs(10);
+/// How long before a hurried stop's limit the keeper is told to skip the rest of its grace:
+/// time for it to SIGKILL, reap and report.
+const REPORT_TIME: Duration = Duration::from_millis(500);
 
 /// What the keeper has said so far.
 #[derive(Debug, Clone, Default)]
@@ -162,20 +166,39 @@ impl Kept {
         }
     }
 
-    /// Closes the lifeline after telling the keeper the grace, and waits up to `wait` for its
-    /// report. A keeper that died, or did not finish within `wait`, is replaced by the tool:
+    /// Closes the lifeline after telling the keeper the grace, and waits for its report: up to
+    /// the grace and [`STOP_MARGIN`], or less once `hurry` says by when the stop must be over (a
+    /// signal's budget, which may come while the stop already runs). Then the keeper is told
+    /// to skip what is left of its grace ([`keeper::NOW`]) in time to report, and at the limit
+    /// it is replaced: a keeper that died, or did not finish, has its work done by the tool —
     /// the child's group is SIGKILLed and every process still carrying the child's token is
     /// ended; the error says what was found and whether anything is still alive.
-    pub async fn stop(&mut self, grace: Duration, wait: Duration, group: u32, token: &str) -> anyhow::Result<Ended> {
+    pub async fn stop(&mut self, grace: Duration, hurry: impl Future<Output = Instant>, group: u32, token: &str) -> anyhow::Result<Ended> {
         if let Some(lifeline) = self.lifeline.take() {
             let mut end = std::fs::File::from(lifeline);
             // A keeper that is already gone makes this fail with EPIPE; closing is what counts.
             let _ = end.write_all(format!("grace {}\n", grace.as_millis()).as_bytes());
         }
-        let finished = async {
-            let _ = self.heard.wait_for(|h| h.done.is_some() || h.closed).await;
+        let mut limit = Instant::now() + grace + STOP_MARGIN;
+        let mut hurry_at: Option<Instant> = None;
+        let (mut told, mut hurried) = (false, false);
+        tokio::pin!(hurry);
+        let finished = loop {
+            tokio::select! {
+                _ = self.heard.wait_for(|h| h.done.is_some() || h.closed) => break true,
+                _ = tokio::time::sleep_until(limit) => break false,
+                _ = tokio::time::sleep_until(hurry_at.unwrap_or(limit)), if hurry_at.is_some() && !hurried => {
+                    hurried = true;
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe { libc::kill(self.keeper_pid as i32, keeper::NOW) };
+                }
+                until = &mut hurry, if !told => {
+                    told = true;
+                    limit = limit.min(until);
+                    hurry_at = Some(limit.checked_sub(REPORT_TIME).unwrap_or(limit));
+                }
+            }
         };
-        let finished = tokio::time::timeout(wait, finished).await.is_ok();
         if !finished {
             let _ = self.keeper.start_kill();
         }
@@ -189,7 +212,7 @@ impl Kept {
                 let what = if finished {
                     format!("died ({}) before it finished", describe(&keeper))
                 } else {
-                    format!("did not finish its teardown within {}s and was SIGKILLed", wait.as_secs_f32())
+                    "did not finish its teardown in time and was SIGKILLed".to_owned()
                 };
                 let cleanup = tokio::task::spawn_blocking({
                     let token = token.to_owned();

@@ -214,22 +214,18 @@ impl Process {
 
     /// Stops the child with the grace it was spawned with.
     pub async fn stop(&mut self) -> anyhow::Result<Stopped> {
-        self.stop_within(self.grace, None).await
+        self.stop_within(self.grace, std::future::pending()).await
     }
 
     /// SIGTERM to the group, `grace`, SIGKILL to the group and to every process that left it,
-    /// reaped. With a keeper this is: close the lifeline, wait for the keeper's report — until
-    /// `until` at the latest (a signal's budget), else the grace and a margin.
-    pub async fn stop_within(&mut self, grace: Duration, until: Option<Instant>) -> anyhow::Result<Stopped> {
+    /// reaped. With a keeper this is: close the lifeline, wait for the keeper's report — less
+    /// long once `hurry` resolves with the instant by which the stop must be over.
+    pub async fn stop_within(&mut self, grace: Duration, hurry: impl Future<Output = Instant>) -> anyhow::Result<Stopped> {
         let started = std::time::Instant::now();
-        let mut wait = grace + handle::STOP_MARGIN;
-        if let Some(until) = until {
-            wait = wait.min(until.saturating_duration_since(Instant::now()));
-        }
         let group = Pid::from_raw(self.pid as i32);
         let stopped = match &mut self.inner {
             Inner::Kept(kept) => {
-                let ended = kept.stop(grace.min(wait), wait, self.pid, &self.token).await;
+                let ended = kept.stop(grace, hurry, self.pid, &self.token).await;
                 track(self.pid, None, false);
                 let ended = ended?;
                 for note in &ended.notes {
@@ -242,7 +238,7 @@ impl Process {
                 let mut killed = false;
                 if self.status.is_none() {
                     let _ = killpg(group, Signal::SIGTERM);
-                    if tokio::time::timeout(grace.min(wait), child.wait()).await.is_err() {
+                    if tokio::time::timeout(grace, child.wait()).await.is_err() {
                         let _ = killpg(group, Signal::SIGKILL);
                         killed = true;
                     }

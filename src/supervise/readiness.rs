@@ -214,10 +214,11 @@ pub async fn wait_ready(
         tail.feed(&chunk.bytes);
         matchers[chunk.stream as usize].feed(&chunk.bytes)
     };
+    let mut output_open = true;
     while !seen {
         let exited = tokio::select! {
             biased;
-            chunk = child.output.recv() => match chunk {
+            chunk = child.output.recv(), if output_open => match chunk {
                 Some(chunk) => {
                     seen = take(&chunk, &mut tail);
                     idle_deadline = tokio::time::Instant::now() + startup.idle;
@@ -225,7 +226,7 @@ pub async fn wait_ready(
                 }
                 // Both pipes closed: the child is exiting; the next turn sees its status.
                 None => {
-                    idle_deadline = max_deadline.min(idle_deadline);
+                    output_open = false;
                     continue;
                 }
             },

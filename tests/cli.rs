@@ -1,0 +1,217 @@
+//! The command line at its edges, through the real binary: flags and their variables, partition
+//! counts past the shard count, plan and timings paths that are not regular files, and a reader
+//! that closes stdout early.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Run, Sandbox, fake_plan};
+
+const TWO_SHARDS: &str = "version: 1\nshards:\n  - name: sql\n    run: \"true\"\n  - name: api\n    run: \"true\"\n";
+
+fn run(mut cmd: Command) -> Run {
+    let started = Instant::now();
+    let output = cmd.output().expect("run harper-shard");
+    Run { output, took: started.elapsed() }
+}
+
+/// `harper-shard args…` from the sandbox, killed and failed if it runs past `LIMIT`: what these
+/// tests pin used to hang (a FIFO) or grind on (twenty million partitions), and a test must
+/// fail, not hang, when that comes back.
+fn within(sandbox: &Sandbox, args: &[&str]) -> Run {
+    const LIMIT: Duration = Duration::from_secs(10);
+    let (out, err) = (sandbox.path("within.out"), sandbox.path("within.err"));
+    let mut cmd = sandbox.command();
+    cmd.args(args).stdout(std::fs::File::create(&out).unwrap()).stderr(std::fs::File::create(&err).unwrap());
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("start harper-shard");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for harper-shard") {
+            break status;
+        }
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`harper-shard {}` still ran after {LIMIT:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = std::process::Output { status, stdout: std::fs::read(&out).unwrap(), stderr: std::fs::read(&err).unwrap() };
+    Run { output, took: started.elapsed() }
+}
+
+fn selected(run: &Run) -> Value {
+    let json: Value = serde_json::from_str(&run.stdout()).expect("the dry run prints JSON");
+    json["selected"].clone()
+}
+
+#[test]
+fn only_takes_one_name_per_flag_so_the_plan_path_can_follow_it() {
+    let sandbox = Sandbox::new();
+    sandbox.write("other.yml", TWO_SHARDS);
+    let r = sandbox.run(&["run", "--plan", "--format", "json", "--only", "sql", "other.yml"]);
+    r.expect(0);
+    assert_eq!(selected(&r), serde_json::json!(["sql"]));
+    for args in [&["--only", "sql,api", "other.yml"][..], &["--only", "api", "--only", "sql", "other.yml"][..]] {
+        let r = sandbox.run(&[&["run", "--plan", "--format", "json"][..], args].concat());
+        r.expect(0);
+        assert_eq!(selected(&r), serde_json::json!(["sql", "api"]), "{args:?}");
+    }
+}
+
+#[test]
+fn a_quiet_variable_set_to_false_or_empty_says_nothing_against_v() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", TWO_SHARDS);
+    for value in ["false", "0", ""] {
+        let mut cmd = sandbox.command();
+        cmd.args(["run", "--plan", "-v"]).env("HARPER_SHARD_QUIET", value);
+        run(cmd).expect(0);
+    }
+}
+
+#[test]
+fn a_flag_beats_the_opposite_variable_but_two_flags_or_two_variables_that_disagree_are_refused() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", TWO_SHARDS);
+    let with = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = sandbox.command();
+        cmd.args(["run", "--plan"]).args(args).envs(env.iter().copied());
+        run(cmd)
+    };
+    with(&[("HARPER_SHARD_QUIET", "true")], &["-v"]).expect(0);
+    with(&[("HARPER_SHARD_VERBOSE", "2")], &["-q"]).expect(0);
+    let both_flags = with(&[], &["-q", "-v"]);
+    both_flags.expect(2);
+    assert!(both_flags.stderr().contains("-q/--quiet and -v/--verbose ask for opposite things"), "{}", both_flags.stderr());
+    let both_vars = with(&[("HARPER_SHARD_QUIET", "1"), ("HARPER_SHARD_VERBOSE", "1")], &[]);
+    both_vars.expect(2);
+    assert!(both_vars.stderr().contains("HARPER_SHARD_QUIET and HARPER_SHARD_VERBOSE ask for opposite things"), "{}", both_vars.stderr());
+    let bad_level = with(&[("HARPER_SHARD_VERBOSE", "loud")], &[]);
+    bad_level.expect(2);
+    assert!(bad_level.stderr().contains("use a level (0, 1, 2) or true / false"), "{}", bad_level.stderr());
+}
+
+/// `--partition 1/4294967295` used to allocate a bin per partition (34 GB) and abort.
+#[test]
+fn a_partition_count_past_the_shard_count_costs_no_more_than_the_shards() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", TWO_SHARDS);
+    let first = within(&sandbox, &["run", "--plan", "--format", "json", "--partition", "1/4294967295"]);
+    first.expect(0);
+    assert_eq!(selected(&first), serde_json::json!(["sql"]));
+    let last = within(&sandbox, &["run", "--plan", "--format", "json", "--partition", "4294967295/4294967295"]);
+    last.expect(0);
+    assert_eq!(selected(&last), serde_json::json!([]));
+}
+
+/// `matrix --partitions 20000000` used to build twenty million jobs and run out of memory.
+#[test]
+fn a_matrix_has_at_most_one_job_per_shard() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", TWO_SHARDS);
+    let r = within(&sandbox, &["matrix", "--partitions", "20000000"]);
+    r.expect(0);
+    let json: Value = serde_json::from_str(&r.stdout()).expect("the matrix is JSON");
+    assert_eq!(
+        json["include"],
+        serde_json::json!([{"partition": "1/2", "shards": "sql"}, {"partition": "2/2", "shards": "api"}])
+    );
+    assert!(r.stderr().contains("the plan has 2 shards, so the matrix has 2 jobs, not 20000000"), "{}", r.stderr());
+}
+
+fn fifo(sandbox: &Sandbox, name: &str) -> std::path::PathBuf {
+    let path = sandbox.path(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).expect("mkfifo");
+    path
+}
+
+/// A FIFO nobody writes to used to hang the read forever; `/dev/zero` read until out of memory.
+#[test]
+fn a_plan_that_is_not_a_regular_file_or_is_too_large_is_refused_at_once() {
+    let sandbox = Sandbox::new();
+    fifo(&sandbox, "plan.fifo");
+    let r = within(&sandbox, &["run", "--plan", "plan.fifo"]);
+    r.expect(2);
+    assert!(r.stderr().contains("plan.fifo: cannot read the plan: it is a FIFO (named pipe), not a regular file"), "{}", r.stderr());
+
+    sandbox.write("huge.yml", &" ".repeat(5 * 1024 * 1024));
+    let r = within(&sandbox, &["run", "--plan", "huge.yml"]);
+    r.expect(2);
+    assert!(r.stderr().contains("huge.yml: cannot read the plan: it is 5 MiB, more than the 4 MiB allowed"), "{}", r.stderr());
+
+    let r = within(&sandbox, &["matrix", "--partitions", "2", "/dev/zero"]);
+    r.expect(2);
+    assert!(r.stderr().contains("/dev/zero: cannot read the plan: it is a character device"), "{}", r.stderr());
+}
+
+#[test]
+fn timings_that_are_not_a_regular_file_are_refused_when_named_and_skipped_when_implicit() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", TWO_SHARDS);
+    fifo(&sandbox, "timings.fifo");
+    for command in [&["run", "--plan"][..], &["matrix", "--partitions", "2"][..]] {
+        let r = within(&sandbox, &[command, &["--timings", "timings.fifo"]].concat());
+        r.expect(2);
+        assert!(r.stderr().contains("cannot read timings timings.fifo: it is a FIFO (named pipe), not a regular file"), "{}", r.stderr());
+        assert!(r.stderr().contains("--timings must name a regular file of at most 16 MiB"), "{}", r.stderr());
+    }
+    let r = within(&sandbox, &["run", "--plan", "--timings", "/dev/zero"]);
+    r.expect(2);
+
+    // The implicit <report-dir>/timings.json: a warning, and balancing without it.
+    let implicit = fifo(&sandbox, "report/timings.json");
+    let r = within(&sandbox, &["run", "--plan"]);
+    r.expect(0);
+    let warning = format!("warning: cannot read timings {}: it is a FIFO (named pipe)", implicit.display());
+    assert!(r.stderr().contains(&warning), "{}", r.stderr());
+}
+
+/// `harper-shard … | head -1`: the reader is gone before the tool writes. The write end of a
+/// pipe whose read end is already closed makes that happen every time, not by a race.
+fn with_closed_stdout(mut cmd: Command) -> Run {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    cmd.stdout(writer).stderr(Stdio::piped());
+    run(cmd)
+}
+
+fn assert_quiet_end(r: &Run, code: i32) {
+    r.expect(code);
+    assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
+    assert!(!r.stderr().contains("cannot write to stdout"), "a closed pipe is not an error: {}", r.stderr());
+}
+
+#[test]
+fn a_closed_stdout_ends_the_dry_run_matrix_and_pool_output_quietly() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", TWO_SHARDS);
+    let commands: [&[&str]; 4] = [
+        &["run", "--plan"],
+        &["run", "--plan", "--format", "json"],
+        &["matrix", "--partitions", "2"],
+        &["pool", "status"],
+    ];
+    for args in commands {
+        let mut cmd = sandbox.command();
+        cmd.args(args).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
+        let r = with_closed_stdout(cmd);
+        assert_quiet_end(&r, 0);
+    }
+}
+
+#[test]
+fn a_closed_stdout_after_a_real_run_keeps_the_runs_exit_status() {
+    let sandbox = Sandbox::new();
+    let shards = "  - name: a\n    run: \"true\"\n    timeout: 20s\n  - name: b\n    run: \"false\"\n    timeout: 20s\n";
+    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.53.2, count: 2}\n", shards));
+    let mut cmd = sandbox.command();
+    cmd.args(["run", "--format", "json"]).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
+    let r = with_closed_stdout(cmd);
+    assert_quiet_end(&r, 1);
+    assert_eq!(sandbox.report()["exit_code"], 1, "the report was written whatever stdout did");
+}

@@ -90,7 +90,7 @@ impl Slots for Ours {
 }
 
 /// A re-implementation, for measurement only, of the documented algorithm of the TypeScript
-/// harness pool (PARITY.md): one lock file for the whole pool created with O_EXCL, a 1 s sleep
+/// harness pool (docs/pool-baseline.md): one lock file for the whole pool created with O_EXCL, a 1 s sleep
 /// whenever it is taken or the pool is full, a JSON array of owner pids (null = free), a lock
 /// older than 10 s (mtime) taken as stale, dead owners swept only when the pool is full, with
 /// EPERM taken as dead. Its canary probes the same ports as ours.

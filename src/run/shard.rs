@@ -100,7 +100,7 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
         (status, cause) = commands(cx, shard, &dirs, addr, &password, &token).await;
     }
     // Every path goes through teardown: it removes ROOTPATH, which a first start that never
-    // became ready may have poisoned (HARPER.md), and it is the only way the lease is released.
+    // became ready may have poisoned (docs/harper.md), and it is the only way the lease is released.
     if let Some(problem) = teardown(cx, shard, harper.as_mut(), &dirs, lease).await {
         if status == ShardStatus::Passed || status == ShardStatus::Failed {
             status = ShardStatus::Infrastructure;
@@ -206,7 +206,7 @@ async fn boot(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password
     }
 }
 
-/// The variables of DESIGN.md's "what a shard command sees".
+/// The variables of the README's "What a shard command sees".
 fn shard_env(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password: &str) -> BTreeMap<String, String> {
     let p = &shard.harper.ports;
     let mut env = shard.env.clone();

@@ -1,5 +1,5 @@
 //! `fake-harper`: a test fixture that imitates Harper 4.7.29 closely enough for harper-shard's
-//! fault tests, and can reproduce every row of the failure table in `HARPER.md` on demand.
+//! fault tests, and can reproduce every row of the failure table in `docs/harper.md` on demand.
 //!
 //! It is started exactly like Harper (`--ROOTPATH=… --TC_AGREEMENT=yes --HTTP_PORT=A:9926 …`,
 //! keys case-insensitive, a key given twice exits 1) and by default behaves like a healthy

@@ -45,10 +45,10 @@ fn the_example_plan_passes_with_three_shards_on_three_addresses_and_leaves_nothi
 
 /// A one-shard plan on real Harper, on a pool of its own, whose command checks the instance.
 fn one_real_shard(sandbox: &Sandbox, pool_start: &str) {
-    let check = "node -e \"fetch(process.env.HARPER_OPERATIONS_API_URL + '/health').then(r => process.exit(r.ok ? 0 : 1))\"";
+    sandbox.write("health.mjs", "const r = await fetch(process.env.HARPER_OPERATIONS_API_URL + '/health');\nprocess.exit(r.ok ? 0 : 1);\n");
     sandbox.write(
         "harper-shards.yml",
-        &format!("version: 1\npool: {{start: {pool_start}, count: 2}}\nshards:\n  - name: a\n    run: '{check}'\n"),
+        &format!("version: 1\npool: {{start: {pool_start}, count: 2}}\nshards:\n  - name: a\n    run: node health.mjs\n"),
     );
 }
 

@@ -493,13 +493,16 @@ fn keeper_of(sandbox: &Sandbox, needle: &str) -> i32 {
         .unwrap_or_else(|| panic!("no keeper for `{needle}`"))
 }
 
-/// A command's keeper is SIGKILLed: `sh` dies with it (parent-death signal), its two background
-/// sleeps are reparented to init. The tool must end them, fail the shard as its own failure
-/// (exit 3), and say that the keeper died — not that a test failed.
+/// A command's keeper is SIGKILLed: `sh` dies with it (parent-death signal), its background
+/// sleep (in its group) and a daemon (in a session of its own) are reparented to init. The
+/// tool must end both — the group by its id, the daemon by the child's token — fail the shard
+/// as its own failure (exit 3), and say that the keeper died, not that a test failed.
 #[test]
 fn a_command_keeper_that_dies_leaves_none_of_its_children_and_is_an_infrastructure_failure() {
     let scene = Scene::new("127.0.33.40");
-    scene.plan("", "", "  - name: a\n    run: \"sleep 961 & sleep 962 & touch cmd.started; wait\"\n");
+    let command = "sleep 961 & setsid sh -c 'echo $$ > daemon.pid; exec sleep 962' & \
+                   until [ -s daemon.pid ]; do sleep 0.01; done; touch cmd.started; wait";
+    scene.plan("", "", &format!("  - name: a\n    run: \"{command}\"\n"));
     let tool = scene.start();
     scene.wait_for_file("cmd.started");
     kill(Pid::from_raw(keeper_of(&scene.sandbox, "sleep 961")), Signal::SIGKILL).unwrap();
@@ -507,8 +510,11 @@ fn a_command_keeper_that_dies_leaves_none_of_its_children_and_is_an_infrastructu
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("keeper (pid") && err.contains("died"), "the true cause is given: {err}");
-    assert!(err.contains("ended pid"), "what the tool ended in the keeper's place is named: {err}");
+    assert!(err.contains("the tool killed its group"), "what the tool did in the keeper's place is said: {err}");
+    let daemon = pids_in(&scene.file("daemon.pid"))[0];
+    assert!(err.contains(&format!("pid {daemon} (sleep)")), "the daemon found by its token is named: {err}");
     assert!(!marked_commands(&scene.sandbox).iter().any(|c| c == "sleep"), "a sleep survived its keeper");
+    assert!(scene.file("pool/127.0.33.40.json").is_file(), "the record is kept for the next owner's sweep");
     scene.assert_nothing_left();
 }
 

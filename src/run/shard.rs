@@ -69,7 +69,7 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     let made = lease.record_dir(&dirs.base).and_then(|()| dirs.create());
     if let Err(e) = made {
         let mut cause = format!("{e:#}");
-        if let Some(problem) = teardown(cx, shard, None, &dirs, lease).await {
+        if let Some(problem) = teardown(cx, shard, None, &dirs, lease, true).await {
             cause = format!("{cause}; and teardown: {problem}");
         }
         return (ShardStatus::Infrastructure, Some(cause));
@@ -101,7 +101,10 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     }
     // Every path goes through teardown: it removes ROOTPATH, which a first start that never
     // became ready may have poisoned (docs/harper.md), and it is the only way the lease is released.
-    if let Some(problem) = teardown(cx, shard, harper.as_mut(), &dirs, lease).await {
+    // After an infrastructure failure (a keeper the tool had to replace, among others) the
+    // record stays, so that the next owner of the address sweeps the token once more.
+    let suspect = status == ShardStatus::Infrastructure;
+    if let Some(problem) = teardown(cx, shard, harper.as_mut(), &dirs, lease, suspect).await {
         if status == ShardStatus::Passed || status == ShardStatus::Failed {
             status = ShardStatus::Infrastructure;
         }
@@ -336,11 +339,10 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
         }
     };
     // Whatever the command left in its group (background servers, stuck children) goes too.
+    // The stop's error, when there is one, is the whole story (a keeper that died is found
+    // and replaced there); it replaces what the exit said.
     if let Err(e) = stop(cx, shard, &mut child).await {
-        broken = Some(match broken {
-            Some(first) => format!("{first}; {e:#}"),
-            None => format!("{e:#}"),
-        });
+        broken = Some(format!("{e:#}"));
     }
     let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), child.process.flushed()).await;
     while let Ok(chunk) = child.output.try_recv() {
@@ -363,7 +365,7 @@ fn ended(status: std::io::Result<std::process::ExitStatus>, broken: &mut Option<
 
 /// Stops Harper, keeps its logs, checks that every port is free, removes its directories and
 /// gives the address back. Returns what went wrong, if anything.
-async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs: &Dirs, lease: Lease) -> Option<String> {
+async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs: &Dirs, lease: Lease, suspect: bool) -> Option<String> {
     cx.emit.emit(EventKind::TeardownStarted { shard: cx.id });
     let mut problems = Vec::new();
     if let Some(child) = harper {
@@ -391,7 +393,7 @@ async fn teardown(cx: &Context, shard: &Shard, harper: Option<&mut Child>, dirs:
     // A clean teardown deletes the slot's record; one that found problems keeps it, so that the
     // next owner of the address sweeps what carries this shard's token. Either way the lock
     // goes: the pool's canary keeps skipping the address for as long as a port is busy.
-    if problems.is_empty() {
+    if problems.is_empty() && !suspect {
         lease.release();
     } else {
         lease.release_for_sweep();

@@ -15,3 +15,4 @@ pub mod pool;
 pub mod report;
 pub mod run;
 pub mod supervise;
+pub mod text;

@@ -8,6 +8,7 @@ pub mod handle;
 pub mod keeper;
 pub mod output;
 pub mod readiness;
+pub mod tail;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -61,9 +61,7 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
         return Ok(Exit::Passed);
     }
     let pool = pool::Pool::open(&pool::default_dir(), &plan.pool).map_err(Failure::infrastructure)?;
-    std::fs::create_dir_all(&args.report_dir)
-        .with_context(|| format!("cannot create the report directory {}", args.report_dir.display()))
-        .map_err(Failure::infrastructure)?;
+    report::files::prepare(&args.report_dir, selected.iter().map(|s| s.name.as_str())).map_err(Failure::infrastructure)?;
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let exit = runtime.block_on(async {

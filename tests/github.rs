@@ -376,3 +376,40 @@ fn a_shards_group_is_written_as_soon_as_it_finishes_while_others_still_run() {
     reader.join().unwrap();
     assert!(log.lock().unwrap().contains("::group::✔ slow — passed"));
 }
+
+#[test]
+fn a_second_run_into_the_same_report_dir_logs_and_relays_only_its_own_output() {
+    let sandbox = Sandbox::new();
+    let shards = "  - name: again\n    run: echo \"output of $WHICH\"\n";
+    github_step(&sandbox, shards, &[("WHICH", "the first run")]).run.expect(0);
+    let step = github_step(&sandbox, shards, &[("WHICH", "the second run")]);
+    step.run.expect(0);
+    assert_eq!(support::read(&sandbox.path("report/again/command-1.log")), "output of the second run\n");
+    let harper = support::read(&sandbox.path("report/again/harper/stdout.log"));
+    assert_eq!(harper.matches("successfully started").count(), 1, "Harper's log is this run's only: {harper}");
+    let log = step.run.stderr();
+    assert!(log.contains("output of the second run") && !log.contains("output of the first run"), "{log}");
+}
+
+#[test]
+fn links_planted_in_the_report_dir_are_not_written_through() {
+    let sandbox = Sandbox::new();
+    let victim = sandbox.write("victim.txt", "precious\n");
+    for planted in ["report/report.json.tmp", "report/junit.xml", "report/planted/command-1.log", "report/planted/harper/stdout.log"] {
+        std::fs::create_dir_all(sandbox.path(planted).parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&victim, sandbox.path(planted)).unwrap();
+    }
+    // The first command plants links of its own, for what the run writes after it.
+    let plant = "ln -s \"$VICTIM\" \"$HARPER_SHARD_JUNIT_DIR/../command-2.log\"; ln -s \"$VICTIM\" \"$HARPER_SHARD_JUNIT_DIR/../harper/hdb.log\"";
+    let shards = format!("  - name: planted\n    run: ['{plant}', 'echo never']\n");
+    let step = github_step(&sandbox, &shards, &[("VICTIM", victim.to_str().unwrap())]);
+    step.run.expect(1);
+    assert_eq!(support::read(&victim), "precious\n", "nothing was written through a link");
+    let report = sandbox.report();
+    let cause = report["shards"][0]["cause"].as_str().unwrap();
+    assert!(cause.contains("command-2.log: it is a symbolic link") && cause.contains("victim.txt"), "the run says why: {cause}");
+    for file in ["report/junit.xml", "report/report.json", "report/planted/command-1.log", "report/planted/harper/stdout.log"] {
+        let meta = std::fs::symlink_metadata(sandbox.path(file)).unwrap();
+        assert!(meta.file_type().is_file(), "{file} is the run's own file now");
+    }
+}

@@ -36,7 +36,7 @@ impl Reporter for Junit {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        std::fs::write(&self.path, xml).with_context(|| format!("cannot write {}", self.path.display()))
+        crate::supervise::output::write_atomic(&self.path, xml.as_bytes())
     }
 }
 

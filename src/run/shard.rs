@@ -336,8 +336,8 @@ fn keep_log(from: &Path, to: &Path) {
         if let Some(dir) = to.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        if let Err(e) = std::fs::copy(from, to) {
-            tracing::warn!("cannot keep {}: {e}", from.display());
+        if let Err(e) = supervise::output::copy_fresh(from, to) {
+            tracing::warn!("cannot keep {}: {e:#}", from.display());
         }
     }
 }

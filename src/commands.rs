@@ -92,7 +92,7 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
         if args.github_checks {
             let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
             let target = checks::Target::from_env(&env, token, &args.check_name, &args.plan_file.plan_file);
-            checks::report(&record, target, on_github).await;
+            checks::report(&record, target, on_github, verbosity == Verbosity::Quiet).await;
         }
         if args.format == Format::Json {
             println!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());

@@ -65,8 +65,8 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>) -> TestSuite {
         suite.add_property(Property::new("address", addr.to_string()));
     }
     for phase in Phase::ALL {
-        if let Some((from, to)) = shard.phases.bounds(phase) {
-            suite.add_property(Property::new(format!("{}-seconds", phase.label()), format!("{:.3}", (to - from).as_secs_f64())));
+        if let Some(took) = shard.phases.took(phase) {
+            suite.add_property(Property::new(format!("{}-seconds", phase.label()), format!("{:.3}", took.as_secs_f64())));
         }
     }
     if let Some(status) = shard.status {

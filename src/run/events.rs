@@ -39,6 +39,9 @@ pub enum EventKind {
     InstallOutput { line: String },
     Installed { package: String, #[serde(with = "crate::plan::secs")] took: Duration, cached: bool },
     Warning { shard: Option<ShardId>, message: String },
+    /// A problem that stops the run before its shards can run (Harper cannot be installed):
+    /// shown even where warnings are not (`-q`).
+    RunFailed { message: String },
     /// The shard got its turn under the concurrency limit and starts waiting for an address.
     ShardStarted { shard: ShardId },
     AddressAcquired { shard: ShardId, addr: Ipv4Addr },

@@ -81,7 +81,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     let entries = match install_all(&shards, &emit).await {
         Ok(entries) => entries,
         Err(e) => {
-            emit.emit(EventKind::Warning { shard: None, message: format!("{e:#}") });
+            emit.emit(EventKind::RunFailed { message: format!("{e:#}") });
             emit.emit(EventKind::RunFinished { exit: ExitCode(Exit::Infrastructure.code()) });
             return Exit::Infrastructure;
         }

@@ -49,7 +49,8 @@ pub enum EventKind {
     BootReady { shard: ShardId },
     BootFailed { shard: ShardId, cause: String, tail: Vec<String> },
     CommandStarted { shard: ShardId, command: usize },
-    CommandOutput { shard: ShardId, command: usize, stream: Stream, #[serde(skip)] bytes: Vec<u8> },
+    /// Holds its share of the stream's in-flight budget until the reporters are done with it.
+    CommandOutput { shard: ShardId, command: usize, stream: Stream, #[serde(skip)] bytes: crate::supervise::output::Bytes },
     CommandFinished { shard: ShardId, command: usize, outcome: Outcome, tail: Vec<String> },
     TeardownStarted { shard: ShardId },
     TeardownDone { shard: ShardId, problem: Option<String> },

@@ -160,11 +160,11 @@ async fn boot(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password
         r = readiness::wait_ready(&mut child, &h.ready, &h.startup, addr, &h.ports, spawned) => Some(r),
         _ = cancel.wait_for(Option::is_some) => None,
     };
+    // From here on the output only goes to the logs.
+    child.output.close();
     match outcome {
         Some(Ok(())) => {
             cx.emit.emit(EventKind::BootReady { shard: cx.id });
-            // From here on the output only goes to the logs.
-            child.output.close();
             Ok(child)
         }
         Some(Err(e)) => {
@@ -279,11 +279,14 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
     };
     // Whatever the command left in its group (background servers, stuck children) goes too.
     let _ = child.process.stop_within(grace(cx, shard)).await;
-    let _ = tokio::time::timeout(FLUSH_LIMIT, child.process.flushed()).await;
-    while let Ok(chunk) = child.output.try_recv() {
-        tail.feed(&chunk.bytes);
-        cx.emit.emit(EventKind::CommandOutput { shard: cx.id, command: i, stream: chunk.stream, bytes: chunk.bytes });
-    }
+    // Taken as it comes until both pipes close: a drain reads on only as what it sent is taken.
+    let rest = async {
+        while let Some(chunk) = child.output.recv().await {
+            tail.feed(&chunk.bytes);
+            cx.emit.emit(EventKind::CommandOutput { shard: cx.id, command: i, stream: chunk.stream, bytes: chunk.bytes });
+        }
+    };
+    let _ = tokio::time::timeout(FLUSH_LIMIT, rest).await;
     (outcome, tail.lines())
 }
 

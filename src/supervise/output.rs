@@ -2,6 +2,12 @@
 //! passed on to whoever watches (readiness, the reporters). A watcher that has gone away does
 //! not stop the logging.
 //!
+//! Memory stays flat however fast a child prints: each chunk passed on holds its share of the
+//! stream's [`IN_FLIGHT`] budget until the last holder drops it — the watcher, or the reporter
+//! its event reaches — and a drain reads no further ahead than that, so the child waits on its
+//! pipe instead of the tool buffering what it prints. A watcher that closed its end is skipped
+//! without waiting.
+//!
 //! Also the one way a file in the report directory is made ([`create_fresh`],
 //! [`write_atomic`], [`copy_fresh`]): the directory is writable by the shard commands the run
 //! starts, so a symbolic or hard link planted there must not make the tool write to the link's
@@ -13,10 +19,11 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -28,8 +35,45 @@ pub enum Stream {
 #[derive(Debug, Clone)]
 pub struct Chunk {
     pub stream: Stream,
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
 }
+
+/// The bytes read from a stream at once, holding their share of its in-flight budget until
+/// dropped. A clone holds none.
+pub struct Bytes {
+    data: Vec<u8>,
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Clone for Bytes {
+    fn clone(&self) -> Bytes {
+        Bytes { data: self.data.clone(), _held: None }
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.data.len())
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(data: Vec<u8>) -> Bytes {
+        Bytes { data, _held: None }
+    }
+}
+
+/// The most of one stream's output read but not yet done with by whoever watches it.
+pub const IN_FLIGHT: usize = 1024 * 1024;
+/// The most read from a pipe at once.
+const CHUNK: usize = 16 * 1024;
 
 /// Creates `path` as a new file for appending. Refuses a path that exists already — a file of an
 /// earlier run, or a link someone planted — saying which, so nothing is written through a link.
@@ -103,7 +147,8 @@ pub async fn drain(
     mut log: File,
     watcher: mpsc::UnboundedSender<Chunk>,
 ) {
-    let mut buf = vec![0u8; 16 * 1024];
+    let budget = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut buf = vec![0u8; CHUNK];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -112,7 +157,17 @@ pub async fn drain(
                 if let Err(e) = log.write_all(bytes) {
                     tracing::warn!("cannot write a child's output to its log: {e}");
                 }
-                let _ = watcher.send(Chunk { stream, bytes: bytes.to_vec() });
+                if watcher.is_closed() {
+                    continue;
+                }
+                // `n` is at most CHUNK, far below what a semaphore counts.
+                let held = tokio::select! {
+                    held = budget.clone().acquire_many_owned(n as u32) => held.ok(),
+                    () = watcher.closed() => None,
+                };
+                if held.is_some() {
+                    let _ = watcher.send(Chunk { stream, bytes: Bytes { data: bytes.to_vec(), _held: held } });
+                }
             }
         }
     }
@@ -127,6 +182,62 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hs-output-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[tokio::test]
+    async fn a_drain_reads_no_further_ahead_than_its_budget_and_logs_everything() {
+        let dir = scratch();
+        let log = create_fresh(&dir.join("out.log")).unwrap();
+        let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let drained = tokio::spawn(drain(reader, Stream::Stdout, log, tx));
+        let total = 8 * IN_FLIGHT;
+        let writing = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let block = vec![b'x'; CHUNK];
+            for _ in 0..total / CHUNK {
+                writer.write_all(&block).await.unwrap();
+            }
+        });
+        // Nothing is taken: the drain stops at its budget, and so does the writer.
+        let mut held = Vec::new();
+        let mut in_flight = 0;
+        while in_flight < IN_FLIGHT {
+            let chunk = rx.recv().await.unwrap();
+            in_flight += chunk.bytes.len();
+            held.push(chunk);
+        }
+        assert_eq!(in_flight, IN_FLIGHT);
+        tokio::task::yield_now().await;
+        assert!(rx.try_recv().is_err(), "a drain past its budget");
+        assert!(!writing.is_finished());
+        // Once what was read is dropped, everything flows, and all of it is in the log.
+        drop(held);
+        let mut rest = 0;
+        while let Some(chunk) = rx.recv().await {
+            rest += chunk.bytes.len();
+        }
+        writing.await.unwrap();
+        drained.await.unwrap();
+        assert_eq!(in_flight + rest, total);
+        assert_eq!(std::fs::metadata(dir.join("out.log")).unwrap().len() as usize, total);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_closed_watcher_is_skipped_without_waiting() {
+        let dir = scratch();
+        let log = create_fresh(&dir.join("out.log")).unwrap();
+        let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        rx.close();
+        let drained = tokio::spawn(drain(reader, Stream::Stdout, log, tx));
+        use tokio::io::AsyncWriteExt;
+        writer.write_all(&vec![b'y'; 4 * IN_FLIGHT]).await.unwrap();
+        drop(writer);
+        drained.await.unwrap();
+        assert_eq!(std::fs::metadata(dir.join("out.log")).unwrap().len() as usize, 4 * IN_FLIGHT);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

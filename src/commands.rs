@@ -81,9 +81,7 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
     {
         eprintln(format_args!("harper-shard: note: {note}"));
     }
-    std::fs::create_dir_all(&args.report_dir)
-        .with_context(|| format!("cannot create the report directory {}", args.report_dir.display()))
-        .map_err(Failure::infrastructure)?;
+    report::files::prepare(&args.report_dir, selected.iter().map(|s| s.name.as_str())).map_err(Failure::infrastructure)?;
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let exit = runtime.block_on(async {
@@ -123,7 +121,7 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
             if args.github_checks {
                 let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
                 let target = checks::Target::from_env(&env, token, &args.check_name, &args.plan_file.plan_file);
-                checks::report(&record, target, on_github).await;
+                checks::report(&record, target, on_github, verbosity == Verbosity::Quiet).await;
             }
             if args.format == Format::Json {
                 println(serde_json::to_string_pretty(&record).unwrap_or_default());

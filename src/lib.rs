@@ -17,3 +17,4 @@ pub mod private_dir;
 pub mod report;
 pub mod run;
 pub mod supervise;
+pub mod text;

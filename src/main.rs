@@ -52,5 +52,13 @@ fn init_tracing(loudness: Loudness) {
         Loudness::Verbose(_) => "harper_shard=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Through the same door as every other line: neutralised, framed under GitHub Actions, drawn
+    // above the live lines; coloured only where the console's lines are.
+    let colour = harper_shard::report::out::stderr().colour();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(harper_shard::report::out::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .init();
 }

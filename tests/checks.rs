@@ -250,12 +250,17 @@ fn a_push_uses_github_sha_and_a_pull_request_uses_the_head_from_the_event_payloa
 
 /// The binary, under GitHub Actions, for a pull request, publishing to `api`.
 fn checked_run(sandbox: &Sandbox, api: &MockApi) -> support::Run {
+    checked_run_with(sandbox, api, &[])
+}
+
+fn checked_run_with(sandbox: &Sandbox, api: &MockApi, extra: &[&str]) -> support::Run {
     sandbox.write("harper-shards.yml", &fake_plan("", "", "  - name: a\n    run: \"true\"\n  - name: b\n    run: \"true\"\n"));
     let event = sandbox.write("event.json", &json!({"pull_request": {"head": {"sha": "b".repeat(40)}}}).to_string());
     let started = std::time::Instant::now();
     let output = sandbox
         .command()
         .args(["run", "--github-checks", "--check-name", "integration (fake)"])
+        .args(extra)
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_TOKEN", "ghs_from_env")
         .env("GITHUB_API_URL", api.url())
@@ -303,4 +308,14 @@ fn a_403_from_the_checks_api_is_one_warning_and_not_a_failed_run() {
     let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("::warning")).collect();
     assert_eq!(warnings.len(), 1, "{err}");
     assert!(warnings[0].contains("403") && warnings[0].contains("Resource not accessible by integration"), "{}", warnings[0]);
+}
+
+#[test]
+fn quiet_publishes_the_check_run_without_saying_so() {
+    let sandbox = Sandbox::new();
+    let api = MockApi::start(Mode::Accept);
+    let run = checked_run_with(&sandbox, &api, &["-q"]);
+    run.expect(0);
+    assert_eq!(api.requests().len(), 1, "the check run is published all the same");
+    assert!(!run.stderr().contains("check run"), "-q prints only failures and the table: {}", run.stderr());
 }

@@ -20,10 +20,14 @@ struct Terminal {
 
 impl Terminal {
     fn start(sandbox: &Sandbox, env: &[(&str, &str)]) -> Terminal {
+        Terminal::start_with(sandbox, &[], env)
+    }
+
+    fn start_with(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Terminal {
         let size = nix::pty::Winsize { ws_row: 40, ws_col: 160, ws_xpixel: 0, ws_ypixel: 0 };
         let pty = nix::pty::openpty(Some(&size), None).expect("a pseudo-terminal");
         let mut cmd = sandbox.command();
-        cmd.arg("run").env_remove("NO_COLOR").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(pty.slave));
+        cmd.arg("run").args(args).env_remove("NO_COLOR").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(pty.slave));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -124,4 +128,96 @@ fn the_final_table_times_each_command_of_a_shard_that_has_several() {
         assert!(line.contains(&format!("$ {command}")), "{line:?}");
     }
     assert!(lines[2].ends_with("(failed: exit code 4)"), "{}", lines[2]);
+}
+
+/// A listener of the test's own on `addr:9926`, so that the pool warns it skipped the address.
+fn foreign_listener(addr: &str) -> socket2::Socket {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket.bind(&std::net::SocketAddrV4::new(addr.parse().unwrap(), 9926).into()).expect("bind the foreign listener");
+    socket.listen(8).unwrap();
+    socket
+}
+
+#[test]
+fn quiet_shows_only_failures_and_the_table() {
+    let sandbox = Sandbox::new();
+    let _listener = foreign_listener("127.0.62.2");
+    let shards = "  - name: good\n    run: \"true\"\n  - name: bad\n    run: \"echo it broke; exit 3\"\n";
+    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.62.2, count: 4, wait: 30s}\n", shards));
+    let run = |extra: &[&str]| {
+        let output = sandbox.command().arg("run").args(extra).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).output().unwrap();
+        support::Run { output, took: Duration::ZERO }
+    };
+    let loud = run(&[]);
+    loud.expect(1);
+    assert!(loud.stderr().contains("warning: [good] 127.0.62.2 skipped") || loud.stderr().contains("warning: [bad] 127.0.62.2 skipped"), "{}", loud.stderr());
+
+    let quiet = run(&["-q"]);
+    quiet.expect(1);
+    let err = quiet.stderr();
+    assert!(!err.contains("warning"), "-q hides warnings: {err}");
+    assert!(!err.contains("[good]") && !err.contains("acquired"), "-q hides what passed and how: {err}");
+    assert!(err.contains("[bad] FAILED in") && err.contains("── bad ──") && err.contains("  | it broke"), "the failure is shown: {err}");
+    assert!(err.contains("1 of 2 shard(s) passed"), "the table is shown: {err}");
+}
+
+#[test]
+fn quiet_still_says_why_a_run_could_not_start() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", "version: 1\nharper:\n  package: harperdb@0.0.0-test\nshards:\n  - name: a\n    run: \"true\"\n");
+    let output = sandbox
+        .command()
+        .args(["run", "-q"])
+        .env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache"))
+        .env("HARPER_SHARD_NPM", "/bin/false")
+        .output()
+        .unwrap();
+    let run = support::Run { output, took: Duration::ZERO };
+    run.expect(3);
+    assert!(run.stderr().contains("error: cannot install Harper (harperdb@0.0.0-test)"), "{}", run.stderr());
+}
+
+#[test]
+fn verbose_output_piped_carries_no_escape_sequences() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", &fake_plan("ansi", "", "  - name: v\n    run: \"printf '\\\\033[31mred\\\\033[0m\\\\n'\"\n"));
+    let run = sandbox.run(&["run", "-v"]);
+    run.expect(0);
+    let err = run.stderr();
+    assert!(err.contains("[v] red") && err.contains("DEBUG"), "the relay and the tracing lines are there: {err}");
+    assert!(!err.contains('\x1b'), "no escape sequence off a terminal: {err:?}");
+}
+
+/// The text before `at` on its terminal line, as it stands once drawn: escape sequences
+/// dropped, and only what follows the last carriage return (a redraw starts over).
+fn drawn_before(text: &str, at: usize) -> String {
+    let line = &text[text[..at].rfind('\n').map_or(0, |i| i + 1)..at];
+    let mut plain = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            plain.push(c);
+        } else if chars.next_if_eq(&'[').is_some() {
+            while chars.next().is_some_and(|c| !('\x40'..='\x7e').contains(&c)) {}
+        } else {
+            chars.next();
+        }
+    }
+    plain.rsplit('\r').next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn verbose_tracing_lines_are_drawn_above_the_live_lines_not_into_them() {
+    let sandbox = Sandbox::new();
+    waiting_plan(&sandbox);
+    let terminal = Terminal::start_with(&sandbox, &["-v"], &[]);
+    sandbox.wait_for("the live line", Duration::from_secs(20), || terminal.text().contains("$ until [ -e go ]"));
+    sandbox.write("go", "");
+    let (code, text) = terminal.finish();
+    assert_eq!(code, 0, "{text}");
+    // The release of the address is logged during teardown, while the shard's live line shows.
+    let at = text.find(" released").unwrap_or_else(|| panic!("the debug line of the address's release: {text:?}"));
+    let before = drawn_before(&text, at);
+    assert!(before.starts_with(|c: char| c.is_ascii_digit()) && before.contains("DEBUG"), "drawn into a live line: {before:?}");
 }

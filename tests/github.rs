@@ -31,26 +31,71 @@ fn github_step(sandbox: &Sandbox, shards: &str, env: &[(&str, &str)]) -> Step {
     Step { run, summary: support::read(&summary), outputs: support::read(&outputs) }
 }
 
-/// The log with every `::stop-commands::` section cut out, each checked to be closed by its
-/// own token: what the runner would still read as workflow commands.
-fn commands_in_force(log: &str) -> Vec<String> {
-    let mut live = Vec::new();
+/// A workflow command as GitHub's runner reads it, and the line it came from.
+#[derive(Debug, Clone)]
+struct Acted {
+    line: String,
+    name: String,
+    properties: BTreeMap<String, String>,
+    data: String,
+}
+
+/// The commands the runner knows (actions/runner, ActionCommandManager and its extensions).
+const REGISTERED: &[&str] = &[
+    "add-mask", "add-matcher", "add-path", "debug", "echo", "endgroup", "error", "group", "notice", "remove-matcher",
+    "save-state", "set-env", "set-output", "stop-commands", "warning",
+];
+
+/// `::name key=value,…::data` after leading blanks (the runner's `TryParseV2`).
+fn parse_v2(line: &str) -> Option<Acted> {
+    let rest = line.trim_start().strip_prefix("::")?;
+    let end = rest.find("::")?;
+    let info = &rest[..end];
+    let (name, props) = info.split_once(' ').unwrap_or((info, ""));
+    let unescape = |v: &str| v.replace("%0D", "\r").replace("%0A", "\n").replace("%3A", ":").replace("%2C", ",").replace("%25", "%");
+    let properties = props.split(',').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_owned(), unescape(v))).collect();
+    let data = rest[end + 2..].replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%");
+    Some(Acted { line: line.to_owned(), name: name.to_owned(), properties, data })
+}
+
+/// `##[name key=value;…]data` anywhere in the line (the runner's older `TryParse`).
+fn parse_v1(line: &str) -> Option<Acted> {
+    let rest = &line[line.find("##[")? + 3..];
+    let end = rest.find(']')?;
+    let info = &rest[..end];
+    let (name, props) = info.split_once(' ').unwrap_or((info, ""));
+    let properties = props.split(';').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    Some(Acted { line: line.to_owned(), name: name.to_owned(), properties, data: rest[end + 1..].to_owned() })
+}
+
+/// The workflow commands GitHub's runner would act on in a step's output, read as it reads it:
+/// lines end at CR, LF or CRLF; names are case-insensitive; from `::stop-commands::TOKEN` until
+/// a command named TOKEN nothing is acted on (and an empty token never resumes).
+fn runner_commands(output: &[u8]) -> Vec<Acted> {
+    let text = String::from_utf8_lossy(output).replace("\r\n", "\n");
+    let mut acted = Vec::new();
     let mut stopped: Option<String> = None;
-    for line in log.lines() {
+    for line in text.split(['\r', '\n']) {
+        let known = |name: &str| {
+            REGISTERED.iter().any(|r| r.eq_ignore_ascii_case(name)) || stopped.as_deref().is_some_and(|t| !t.is_empty() && t.eq_ignore_ascii_case(name))
+        };
+        let Some(command) = parse_v2(line).filter(|c| known(&c.name)).or_else(|| parse_v1(line).filter(|c| known(&c.name))) else {
+            continue;
+        };
         match &stopped {
-            Some(token) if line == format!("::{token}::") => stopped = None,
+            Some(token) if command.name.eq_ignore_ascii_case(token) && !token.is_empty() => stopped = None,
             Some(_) => {}
-            None => {
-                if let Some(token) = line.strip_prefix("::stop-commands::") {
-                    stopped = Some(token.to_owned());
-                } else if line.starts_with("::") {
-                    live.push(line.to_owned());
-                }
-            }
+            None if command.name.eq_ignore_ascii_case("stop-commands") => stopped = Some(command.data.clone()),
+            None => acted.push(command),
         }
     }
-    assert!(stopped.is_none(), "a stop-commands section was never closed");
-    live
+    assert!(stopped.is_none(), "the output ends with workflow commands stopped: a later step's commands would be swallowed");
+    acted
+}
+
+/// The lines of the commands the runner would act on in stderr.
+fn commands_in_force(log: &str) -> Vec<String> {
+    runner_commands(log.as_bytes()).into_iter().map(|c| c.line).collect()
 }
 
 fn passing_and_failing(n_pass: usize, n_fail: usize) -> String {
@@ -90,7 +135,7 @@ fn output_relayed_from_a_shard_cannot_issue_workflow_commands() {
     assert!(log.contains("\n::error::pwned\n"), "the output was relayed: {log}");
     let live = commands_in_force(&log);
     assert!(
-        live.iter().all(|l| l.starts_with("::group::") || l == "::endgroup::"),
+        live.iter().all(|l| l.starts_with("::group::") || l == "::endgroup::" || l.starts_with("::notice file=")),
         "relayed output became a workflow command: {live:?}"
     );
     assert_eq!(live.iter().filter(|l| *l == "::endgroup::").count(), 1, "{live:?}");
@@ -375,4 +420,263 @@ fn a_shards_group_is_written_as_soon_as_it_finishes_while_others_still_run() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     reader.join().unwrap();
     assert!(log.lock().unwrap().contains("::group::✔ slow — passed"));
+}
+
+/// A process called `name` that holds a listening socket on `addr:port` until dropped: what a
+/// "held by pid N (name)" warning quotes.
+struct Squatter {
+    child: std::process::Child,
+}
+
+impl Squatter {
+    fn start(sandbox: &Sandbox, name: &str, addr: std::net::Ipv4Addr, port: u16) -> Squatter {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_reuse_address(true).unwrap();
+        socket.bind(&std::net::SocketAddrV4::new(addr, port).into()).expect("bind the squatter's port");
+        socket.listen(8).unwrap();
+        // The process's name is its program's file name: a link to sleep, named `name`.
+        let program = sandbox.path(name);
+        std::os::unix::fs::symlink("/bin/sleep", &program).unwrap();
+        let fd = socket.as_raw_fd();
+        let mut cmd = std::process::Command::new(&program);
+        cmd.arg("600").stdin(std::process::Stdio::null());
+        // SAFETY: dup2 is async-signal-safe; the copy (without close-on-exec) is what sleep keeps.
+        unsafe {
+            cmd.pre_exec(move || if libc::dup2(fd, 100) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+        }
+        let child = cmd.spawn().expect("start the squatter");
+        Squatter { child }
+    }
+}
+
+impl Drop for Squatter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Prints what a hostile test suite might, then fails so that its tail is shown too.
+const INJECTIONS: &str = r#"printf 'x\r::error title=Injected::pwn\n'
+printf '::stop-commands::guessed\n'
+printf '::error::pwn\n'
+printf '::add-mask::secret\n'
+printf '::set-output name=x::pwn\n'
+printf 'nul\000here\n'
+printf 'screen\033[2J\033[H\033]0;title\007cleared\n'
+printf '  ##[error]old-style pwn\n'
+printf '::STOP-COMMANDS::\n'
+printf 'no line end \r::warning::pwn'
+exit 3
+"#;
+
+/// The only workflow commands a run may issue are its own: its groups, and annotations titled
+/// with a shard's name or its own.
+fn assert_only_the_tools_commands(output: &[u8], shards: &[&str]) -> Vec<Acted> {
+    let acted = runner_commands(output);
+    for c in &acted {
+        match c.name.to_ascii_lowercase().as_str() {
+            "group" => assert!(c.data.starts_with('✔') || c.data.starts_with('✘'), "not the tool's group: {c:?}"),
+            "endgroup" => {}
+            "error" | "warning" | "notice" => {
+                let title = c.properties.get("title").map(String::as_str).unwrap_or_default();
+                assert!(shards.contains(&title) || title == "harper-shard", "not the tool's annotation: {c:?}");
+            }
+            _ => panic!("the runner would act on a command the tool did not issue: {c:?}"),
+        }
+    }
+    acted
+}
+
+fn injected_run(verbose: bool) {
+    let sandbox = Sandbox::new();
+    let first: std::net::Ipv4Addr = if verbose { "127.0.61.2" } else { "127.0.61.12" }.parse().unwrap();
+    let _squatter = Squatter::start(&sandbox, "x\r::error::pwn", first, 9926);
+    sandbox.write("inject.sh", INJECTIONS);
+    let pool = format!("pool: {{start: {first}, count: 3, wait: 30s}}\n");
+    sandbox.write("harper-shards.yml", &fake_plan("", &pool, "  - name: inj\n    run: sh inject.sh\n"));
+    let mut cmd = sandbox.command();
+    cmd.arg("run").env("GITHUB_ACTIONS", "true").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).env_remove("GITHUB_STEP_SUMMARY");
+    if verbose {
+        cmd.arg("-v");
+    }
+    let output = cmd.output().expect("run harper-shard");
+    let run = Run { output, took: std::time::Duration::ZERO };
+    run.expect(1);
+    let err = run.stderr();
+    assert!(err.contains("x␍::error title=Injected::pwn"), "the tail (and with -v the relay) shows the line, defused: {err}");
+    assert!(err.contains("(x␍::error::pwn)"), "the warning names the holder, defused: {err}");
+    assert!(!err.contains(['\0', '\x1b']), "no NUL and no escape sequence reaches the log: {err:?}");
+    let everything = [run.output.stdout.as_slice(), run.output.stderr.as_slice()].concat();
+    let acted = assert_only_the_tools_commands(&everything, &["inj"]);
+    let errors: Vec<&Acted> = acted.iter().filter(|c| c.name == "error").collect();
+    assert_eq!(errors.len(), 1, "the failed shard's own error is still seen: {acted:#?}");
+    assert_eq!(errors[0].properties["title"], "inj");
+    assert!(errors[0].data.contains("`sh inject.sh` failed: exit code 3"), "{:?}", errors[0]);
+    assert!(acted.iter().any(|c| c.name == "warning" && c.data.contains("held by pid")), "the squatter's warning is an annotation: {acted:#?}");
+}
+
+#[test]
+fn injections_in_output_tails_and_process_names_cannot_issue_workflow_commands() {
+    injected_run(false);
+}
+
+#[test]
+fn injections_relayed_with_verbose_cannot_issue_workflow_commands() {
+    injected_run(true);
+}
+
+fn notices(acted: &[Acted]) -> Vec<&Acted> {
+    acted.iter().filter(|c| c.name == "notice").collect()
+}
+
+/// The line of `name:` for `shard` in the sandbox's plan.
+fn plan_line(sandbox: &Sandbox, shard: &str) -> String {
+    let plan = support::read(&sandbox.path("harper-shards.yml"));
+    (plan.lines().position(|l| l.trim_start().trim_start_matches("- ") == format!("name: {shard}")).unwrap() + 1).to_string()
+}
+
+#[test]
+fn each_passing_shard_gets_one_timing_notice_at_its_line_in_the_plan() {
+    let sandbox = Sandbox::new();
+    let step = github_step(&sandbox, &passing_and_failing(3, 0), &[]);
+    step.run.expect(0);
+    let acted = assert_only_the_tools_commands(&step.run.output.stderr, &["ok-00", "ok-01", "ok-02"]);
+    let notices = notices(&acted);
+    assert_eq!(notices.len(), 3, "{acted:#?}");
+    for (n, shard) in notices.iter().zip(["ok-00", "ok-01", "ok-02"]) {
+        assert_eq!(n.properties["title"], shard);
+        assert_eq!(n.properties["file"], "harper-shards.yml");
+        assert_eq!(n.properties["line"], plan_line(&sandbox, shard));
+        assert!(n.data.starts_with("passed in "), "{n:?}");
+        for phase in ["wait ", "boot ", "commands ", "teardown "] {
+            assert!(n.data.contains(phase), "{phase}in {n:?}");
+        }
+    }
+}
+
+#[test]
+fn past_ten_passing_shards_the_slowest_nine_get_notices_and_the_tenth_sums_up_the_rest() {
+    let sandbox = Sandbox::new();
+    let mut shards = String::new();
+    for i in 0..16 {
+        shards += &format!("  - name: fast-{i:02}\n    run: \"true\"\n");
+    }
+    let slow: Vec<String> = (0..9).map(|i| format!("slow-{i}")).collect();
+    for name in &slow {
+        shards += &format!("  - name: {name}\n    run: sleep 1.5\n");
+    }
+    let step = github_step(&sandbox, &shards, &[]);
+    step.run.expect(0);
+    let acted = runner_commands(&step.run.output.stderr);
+    let notices = notices(&acted);
+    assert_eq!(notices.len(), 10, "{notices:#?}");
+    let mut titled: Vec<&str> = notices[..9].iter().map(|n| n.properties["title"].as_str()).collect();
+    titled.sort_unstable();
+    assert_eq!(titled, slow, "the slots go to the slowest shards");
+    assert_eq!(notices[9].properties["title"], "harper-shard");
+    assert!(notices[9].data.starts_with("and 16 more passed shard(s), none slower than "), "{:?}", notices[9]);
+}
+
+#[test]
+fn failed_shards_get_their_errors_and_no_timing_notice() {
+    let sandbox = Sandbox::new();
+    let step = github_step(&sandbox, &passing_and_failing(2, 2), &[]);
+    step.run.expect(1);
+    let acted = runner_commands(&step.run.output.stderr);
+    let titles = |name: &str| -> Vec<String> { acted.iter().filter(|c| c.name == name).map(|c| c.properties["title"].clone()).collect() };
+    assert_eq!(titles("error"), ["bad-00", "bad-01"]);
+    assert_eq!(titles("notice"), ["ok-00", "ok-01"]);
+}
+
+#[test]
+fn a_second_run_into_the_same_report_dir_logs_and_relays_only_its_own_output() {
+    let sandbox = Sandbox::new();
+    let shards = "  - name: again\n    run: echo \"output of $WHICH\"\n";
+    github_step(&sandbox, shards, &[("WHICH", "the first run")]).run.expect(0);
+    let step = github_step(&sandbox, shards, &[("WHICH", "the second run")]);
+    step.run.expect(0);
+    assert_eq!(support::read(&sandbox.path("report/again/command-1.log")), "output of the second run\n");
+    let harper = support::read(&sandbox.path("report/again/harper/stdout.log"));
+    assert_eq!(harper.matches("successfully started").count(), 1, "Harper's log is this run's only: {harper}");
+    let log = step.run.stderr();
+    assert!(log.contains("output of the second run") && !log.contains("output of the first run"), "{log}");
+}
+
+#[test]
+fn links_planted_in_the_report_dir_are_not_written_through() {
+    let sandbox = Sandbox::new();
+    let victim = sandbox.write("victim.txt", "precious\n");
+    for planted in ["report/report.json.tmp", "report/junit.xml", "report/planted/command-1.log", "report/planted/harper/stdout.log"] {
+        std::fs::create_dir_all(sandbox.path(planted).parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&victim, sandbox.path(planted)).unwrap();
+    }
+    // The first command plants links of its own, for what the run writes after it.
+    let plant = "ln -s \"$VICTIM\" \"$HARPER_SHARD_JUNIT_DIR/../command-2.log\"; ln -s \"$VICTIM\" \"$HARPER_SHARD_JUNIT_DIR/../harper/hdb.log\"";
+    let shards = format!("  - name: planted\n    run: ['{plant}', 'echo never']\n");
+    let step = github_step(&sandbox, &shards, &[("VICTIM", victim.to_str().unwrap())]);
+    step.run.expect(1);
+    assert_eq!(support::read(&victim), "precious\n", "nothing was written through a link");
+    let report = sandbox.report();
+    let cause = report["shards"][0]["cause"].as_str().unwrap();
+    assert!(cause.contains("command-2.log: it is a symbolic link") && cause.contains("victim.txt"), "the run says why: {cause}");
+    for file in ["report/junit.xml", "report/report.json", "report/planted/command-1.log", "report/planted/harper/stdout.log"] {
+        let meta = std::fs::symlink_metadata(sandbox.path(file)).unwrap();
+        assert!(meta.file_type().is_file(), "{file} is the run's own file now");
+    }
+}
+
+#[test]
+fn step_files_that_are_fifos_are_refused_instead_of_waited_on() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", &fake_plan("", "", "  - name: a\n    run: \"true\"\n"));
+    let (summary, outputs) = (sandbox.path("summary.fifo"), sandbox.path("outputs.fifo"));
+    for fifo in [&summary, &outputs] {
+        nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+    // One FIFO has a reader (it opens), the other has none (opening it for writing would block).
+    let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&outputs).unwrap();
+    let mut child = sandbox
+        .command()
+        .arg("run")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", &outputs)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        sandbox.wait_for("the run to end", std::time::Duration::from_secs(60), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        })
+    }));
+    if waited.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the run hung on a step file that is a FIFO");
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.unwrap().code(), Some(0), "{err}");
+    assert!(err.contains("cannot write the step summary ($GITHUB_STEP_SUMMARY)"), "{err}");
+    assert!(err.contains("outputs.fifo is not a regular file"), "{err}");
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut &reader, &mut got);
+    assert!(got.is_empty(), "nothing was written into the FIFO");
+}
+
+#[test]
+fn html_in_a_cause_is_escaped_in_the_step_summary() {
+    let sandbox = Sandbox::new();
+    let shards = "  - name: html\n    run: \"echo '<img src=x onerror=alert(1)>'; exit 1 # <img src=x onerror=alert(1)> | `x`\"\n";
+    let step = github_step(&sandbox, shards, &[]);
+    step.run.expect(1);
+    let failure = step.summary.lines().find(|l| l.starts_with("**html**")).expect("the failure's line");
+    assert!(failure.contains("&lt;img src=x onerror=alert(1)&gt; &#124; &#96;x&#96;") && !failure.contains("<img"), "{failure}");
 }

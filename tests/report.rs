@@ -49,3 +49,22 @@ fn the_documented_shard_and_command_fields_are_the_ones_written() {
     assert_eq!(keys(&bad["commands"][0]), documented("Command"), "a failed command, which carries its tail");
     assert_eq!(report["version"], 1);
 }
+
+#[test]
+fn a_failed_commands_tail_is_bounded_in_report_json_and_junit_xml() {
+    let sandbox = Sandbox::new();
+    // 60 lines of 100 kB, then 1 MB without a line end.
+    let flood = "i=0; while [ $i -lt 60 ]; do head -c 100000 /dev/zero | tr '\\\\0' y; echo; i=$((i+1)); done; head -c 1000000 /dev/zero | tr '\\\\0' z; exit 1";
+    sandbox.write("harper-shards.yml", &fake_plan("", "", &format!("  - name: flood\n    run: \"{flood}\"\n")));
+    sandbox.run(&["run"]).expect(1);
+    let report = sandbox.report();
+    let tail: Vec<&str> = report["shards"][0]["commands"][0]["tail"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let total: usize = tail.iter().map(|l| l.len()).sum();
+    assert!(total <= 64 * 1024, "the tail keeps at most 64 KiB: {total}");
+    assert!(tail.iter().all(|l| l.len() <= 4096 + 64), "each line at most 4 KiB and its note");
+    assert!(tail.last().unwrap().starts_with('z') && tail.last().unwrap().ends_with(&format!(" … ({} more bytes cut)", 1_000_000 - 4096)));
+    let junit = std::fs::metadata(sandbox.path("report/junit.xml")).unwrap().len();
+    assert!(junit < 256 * 1024, "junit.xml carries the tail, not the output: {junit} bytes");
+    let log = std::fs::metadata(sandbox.path("report/flood/command-1.log")).unwrap().len();
+    assert_eq!(log, 60 * 100_001 + 1_000_000, "the log keeps every byte");
+}

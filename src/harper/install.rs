@@ -190,8 +190,8 @@ async fn npm_install(
         }
     };
     child.process.stop().await.context("cannot end npm's process group")?;
-    child.process.flushed().await;
-    while let Ok(chunk) = child.output.try_recv() {
+    // Taken until the pipes close: a drain reads on only as what it sent is taken.
+    while let Some(chunk) = child.output.recv().await {
         tail.feed(&chunk.bytes);
         lines.feed(&chunk.bytes, progress);
     }

@@ -10,6 +10,7 @@
 //! Reporting never decides the exit status: a 403 (a fork's pull request, a read-only token)
 //! or any other failure becomes one warning.
 
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -17,9 +18,9 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 
-use super::model::{Phase, RunRecord, ShardRecord};
+use super::model::{RunRecord, ShardRecord};
 use super::place::Place;
-use super::{collapse, short, summary};
+use super::{collapse, out, phase_line, short, summary};
 
 /// The Checks API's limit of annotations per request.
 pub const ANNOTATIONS_PER_REQUEST: usize = 50;
@@ -135,18 +136,17 @@ pub fn annotations(record: &RunRecord, place: &Place) -> Vec<Annotation> {
 }
 
 fn timings(s: &ShardRecord) -> String {
-    let phases: Vec<String> =
-        Phase::ALL.iter().filter_map(|p| s.phases.bounds(*p).map(|(a, b)| format!("{} {}", p.label(), short(b - a)))).collect();
     let total = s.phases.total().map(short).unwrap_or_else(|| "–".into());
-    format!("{total} in all: {}", phases.join(" · "))
+    format!("{total} in all: {}", phase_line(&s.phases))
 }
 
-/// The title, summary and text of the check run's output.
+/// The title, summary and text of the check run's output, each within the API's limit (in
+/// bytes, which are never fewer than characters).
 pub fn output_text(record: &RunRecord) -> (String, String, String) {
     let title = summary::headline(record);
-    let summary_md = summary::truncate(&format!("{}\n{}", summary::table(record), summary::failures(record)), OUTPUT_LIMIT);
-    let text = summary::truncate(&summary::gantt(record), OUTPUT_LIMIT);
-    (title, summary_md, text)
+    let table = summary::table(record, OUTPUT_LIMIT / 2);
+    let failures = summary::failures(record, OUTPUT_LIMIT - table.len());
+    (title, table + &failures, summary::gantt(record, OUTPUT_LIMIT))
 }
 
 /// What publishing did: the check run's id and how many requests it took.
@@ -221,22 +221,26 @@ fn explain(e: octocrab::Error) -> anyhow::Error {
     }
 }
 
-/// Publishes and says how it went on stderr; a failure is a warning, never the run's failure.
-pub async fn report(record: &RunRecord, target: Result<Target, anyhow::Error>, on_github: bool) {
+/// Publishes and says how it went: a line on stderr (none with `quiet`), or under GitHub Actions
+/// a failure as a warning annotation (the GitHub reporter kept a slot for it). A failure is
+/// never the run's failure.
+pub async fn report(record: &RunRecord, target: Result<Target, anyhow::Error>, on_github: bool, quiet: bool) {
     let outcome = match target {
         Ok(target) => publish(record, &target).await.map(|p| (p, target)),
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok((published, target)) => {
-            eprintln!("harper-shard: check run `{}` published on {} (id {})", target.name, target.sha, published.id);
-        }
+    let mut out = out::stderr();
+    let _ = match outcome {
         Err(e) if on_github => {
             let note = super::github::Note { title: "harper-shard checks".into(), message: format!("{e:#}"), at: None };
-            let line = super::github::budgeted("warning", &[note], 1, "", false);
-            eprintln!("{}", line.join("\n"));
+            out.command(&note.command("warning"))
         }
-        Err(e) => eprintln!("warning: {e:#}"),
-    }
+        _ if quiet => Ok(()),
+        Ok((published, target)) => {
+            writeln!(out, "harper-shard: check run `{}` published on {} (id {})", target.name, target.sha, published.id)
+        }
+        Err(e) => writeln!(out, "warning: {e:#}"),
+    };
 }
+
 

@@ -1,16 +1,22 @@
 //! The console: one plain line per thing worth knowing as it happens, then a table of every
 //! shard's phases and, for each failure, its one-line cause and the output that explains it.
-//! Written to stderr, so that stdout stays free for `--format json`.
+//! Written to stderr, so that stdout stays free for `--format json`, and through [`Out`], so
+//! that what the lines quote cannot act on the terminal or the CI log.
 //!
 //! On a terminal ([`Console::live`]) the running shards are live lines instead ([`super::live`])
-//! and the status column is coloured, unless `NO_COLOR` is set.
+//! and the status column is coloured, unless `NO_COLOR` is set. With `-q` only failures, errors
+//! that stop the run and the final table are shown; with `-v` every command's output too.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use super::live::Bars;
 use super::model::{Phases, RunRecord, ShardRecord};
+use super::out::Out;
 use super::{Reporter, collapse, short};
 use crate::run::events::{Event, EventKind, Outcome, ShardStatus};
+use crate::supervise::tail::Lines;
+use crate::text;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -20,11 +26,12 @@ pub enum Verbosity {
     Verbose,
 }
 
-pub struct Console<W: Write + Send> {
-    out: W,
+pub struct Console {
+    out: Out,
     verbosity: Verbosity,
-    /// Partial output lines per (shard, command), so relayed lines are never torn.
-    partial: std::collections::HashMap<(usize, usize), Vec<u8>>,
+    /// Output lines being relayed, per (shard, command), so that relayed lines are never torn
+    /// and never held past the line limit.
+    relayed: HashMap<(usize, usize), Lines>,
     /// Live lines for the running shards (on a terminal).
     live: Option<Bars>,
     colour: bool,
@@ -35,39 +42,36 @@ pub struct Console<W: Write + Send> {
 /// The pace of npm's progress lines without `-v`: enough to show an install is alive.
 const NPM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-impl<W: Write + Send> Console<W> {
+impl Console {
     /// Plain lines, for logs and pipes.
-    pub fn new(out: W, verbosity: Verbosity) -> Self {
-        Console { out, verbosity, partial: Default::default(), live: None, colour: false, npm_shown: None }
+    pub fn new(out: impl Into<Out>, verbosity: Verbosity) -> Self {
+        Console { out: out.into(), verbosity, relayed: HashMap::new(), live: None, colour: false, npm_shown: None }
     }
 
     /// Live lines for the running shards and, with `colour`, a coloured status column.
-    pub fn live(out: W, verbosity: Verbosity, colour: bool) -> Self {
+    pub fn live(out: impl Into<Out>, verbosity: Verbosity, colour: bool) -> Self {
+        let out = out.into();
         let live = (verbosity != Verbosity::Quiet).then(Bars::new);
-        Console { out, verbosity, partial: Default::default(), live, colour, npm_shown: None }
+        if let Some(bars) = &live {
+            out.draw_above(Some(bars.multi()));
+        }
+        Console { out, verbosity, relayed: HashMap::new(), live, colour, npm_shown: None }
     }
 
     fn line(&mut self, text: impl AsRef<str>) {
-        match &self.live {
-            Some(bars) => bars.println(text.as_ref()),
-            None => {
-                let _ = writeln!(self.out, "{}", text.as_ref());
-            }
-        }
+        let _ = writeln!(self.out, "{}", text.as_ref());
     }
 
     fn relay(&mut self, shard: &str, key: (usize, usize), bytes: &[u8]) {
-        let buf = self.partial.entry(key).or_default();
-        buf.extend_from_slice(bytes);
-        let Some(last) = buf.iter().rposition(|b| *b == b'\n') else { return };
-        let complete: Vec<u8> = buf.drain(..=last).collect();
-        for line in String::from_utf8_lossy(&complete).lines().map(str::to_owned).collect::<Vec<_>>() {
+        let mut complete = Vec::new();
+        self.relayed.entry(key).or_default().feed(bytes, |line| complete.push(line));
+        for line in complete {
             self.line(format!("[{shard}] {line}"));
         }
     }
 }
 
-impl<W: Write + Send> Reporter for Console<W> {
+impl Reporter for Console {
     fn event(&mut self, event: &Event, record: &RunRecord) {
         let name = |s: usize| record.shards[s].name.clone();
         if let Some(bars) = &mut self.live {
@@ -75,6 +79,7 @@ impl<W: Write + Send> Reporter for Console<W> {
         }
         // The live lines show what these would say.
         let quiet = self.verbosity == Verbosity::Quiet;
+        let verbose = self.verbosity == Verbosity::Verbose;
         let progress = !quiet && self.live.is_none();
         match &event.kind {
             EventKind::RunStarted { shards, concurrency, .. } if !quiet => {
@@ -85,7 +90,7 @@ impl<W: Write + Send> Reporter for Console<W> {
             }
             EventKind::InstallOutput { line } if !quiet => {
                 let due = self.npm_shown.is_none_or(|shown| event.at >= shown + NPM_EVERY);
-                if self.verbosity == Verbosity::Verbose || due {
+                if verbose || due {
                     self.npm_shown = Some(event.at);
                     self.line(format!("  npm: {line}"));
                 }
@@ -93,13 +98,14 @@ impl<W: Write + Send> Reporter for Console<W> {
             EventKind::Installed { package, took, cached: false } if !quiet => {
                 self.line(format!("harper-shard: installed {package} in {}", short(*took)));
             }
-            EventKind::Warning { shard, message } => {
+            EventKind::Warning { shard, message } if !quiet => {
                 let who = shard.map(|s| format!("[{}] ", name(s))).unwrap_or_default();
                 self.line(format!("warning: {who}{message}"));
             }
+            EventKind::RunFailed { message } => self.line(format!("error: {message}")),
             EventKind::AddressAcquired { shard, addr } if progress => self.line(format!("[{}] {addr} acquired", name(*shard))),
             EventKind::BootReady { shard } if progress => {
-                let boot = record.shards[*shard].phases.boot().map(short).unwrap_or_default();
+                let boot = record.shards[*shard].phases.took(super::model::Phase::Boot).map(short).unwrap_or_default();
                 self.line(format!("[{}] Harper ready in {boot}", name(*shard)));
             }
             EventKind::BootFailed { shard, cause, .. } => self.line(format!("[{}] boot failed: {cause}", name(*shard))),
@@ -107,17 +113,23 @@ impl<W: Write + Send> Reporter for Console<W> {
                 let cmd = &record.shards[*shard].commands[*command].command;
                 self.line(format!("[{}] $ {cmd}", name(*shard)));
             }
-            EventKind::CommandOutput { shard, command, bytes, .. } if self.verbosity == Verbosity::Verbose => {
+            EventKind::CommandOutput { shard, command, bytes, .. } if verbose => {
                 self.relay(&name(*shard), (*shard, *command), bytes);
             }
-            EventKind::ShardFinished { shard, status, cause } if !quiet || cause.is_some() => {
+            EventKind::CommandFinished { shard, command, .. } => {
+                // The last line, if the command's output did not end with one.
+                if let Some(rest) = self.relayed.remove(&(*shard, *command)).and_then(|mut l| l.finish()) {
+                    self.line(format!("[{}] {rest}", name(*shard)));
+                }
+            }
+            EventKind::ShardFinished { shard, status, cause } if !quiet || !record.shards[*shard].ok() => {
                 let s = &record.shards[*shard];
                 let took = s.phases.total().map(short).unwrap_or_default();
                 let why = cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
                 let label = paint(*status, status.label(), self.colour);
                 self.line(format!("[{}] {label} in {took}{why}", s.name));
             }
-            EventKind::Cancelling { signal } => {
+            EventKind::Cancelling { signal } if !quiet => {
                 self.line(format!("harper-shard: {signal} received: tearing every shard down (send it again to kill at once)"));
             }
             _ => {}
@@ -127,11 +139,13 @@ impl<W: Write + Send> Reporter for Console<W> {
     fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
         if let Some(bars) = &mut self.live {
             bars.clear();
+            self.out.draw_above(None);
         }
         for shard in record.failed() {
             explain(&mut self.out, shard)?;
         }
         write_table(&mut self.out, record, self.colour)?;
+        self.out.flush()?;
         Ok(())
     }
 }
@@ -142,9 +156,12 @@ fn explain(out: &mut impl Write, shard: &ShardRecord) -> std::io::Result<()> {
     if let Some(cause) = &shard.cause {
         writeln!(out, "{cause}")?;
     }
-    let (title, tail) = shard.failure_tail();
+    let (command, tail) = shard.failure_tail();
     if !tail.is_empty() {
-        writeln!(out, "{title}:")?;
+        match command {
+            Some(c) => writeln!(out, "last lines of `{}`:", clip(c, 60))?,
+            None => writeln!(out, "last lines of Harper's output:")?,
+        }
         for line in collapse(tail) {
             writeln!(out, "  | {line}")?;
         }
@@ -217,9 +234,9 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
     )
 }
 
-/// `text` cut to `max` characters, with an ellipsis when cut.
+/// `text` on one line, cut to `max` characters, with an ellipsis when cut.
 fn clip(text: &str, max: usize) -> String {
-    let one_line = text.replace(['\r', '\n'], " ");
+    let one_line = text::one_line(text);
     match one_line.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &one_line[..at]),
         None => one_line,

@@ -1,17 +1,44 @@
 //! The report directory: `report.json` (the run record, versioned) and `timings.json` (what the
 //! next run balances with: per shard, and per file from the JUnit XML commands leave in their
-//! `HARPER_SHARD_JUNIT_DIR`, see [`super::harvest`]). Per-shard logs are written there by the run
-//! as it goes.
+//! `HARPER_SHARD_JUNIT_DIR`, see [`super::harvest`]), and a folder per shard that the run writes
+//! its logs into as it goes.
+//!
+//! Each run starts the folders of the shards it runs fresh ([`prepare`]): logs of an earlier run
+//! are not appended to, and nothing planted in a folder (a link to somewhere else) survives into
+//! this run. Every file here is created as described in `supervise::output`: never through a
+//! link.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{Reporter, harvest};
 use super::model::RunRecord;
+use super::{Reporter, harvest};
 use crate::plan::Timings;
 use crate::plan::timings::TIMINGS_VERSION;
 use crate::run::events::{Event, ShardStatus};
+use crate::run::shard::dir_name;
+use crate::supervise::output::write_atomic;
+
+/// Creates the report directory `dir` and, in it, an empty folder for each of `shards`: what an
+/// earlier run left there — logs, JUnit XML, a link in place of the folder — is removed first
+/// (a link is removed, not followed).
+pub fn prepare<'a>(dir: &Path, shards: impl IntoIterator<Item = &'a str>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    for shard in shards {
+        let folder = dir.join(dir_name(shard));
+        let removed = match std::fs::symlink_metadata(&folder) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&folder),
+            Ok(_) => std::fs::remove_file(&folder),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        removed.with_context(|| format!("cannot clear {} (shard {shard}) of an earlier run's logs", folder.display()))?;
+        // Not create_dir_all: whatever appeared here meanwhile is refused, not reused.
+        std::fs::create_dir(&folder).with_context(|| format!("cannot create {} (shard {shard})", folder.display()))?;
+    }
+    Ok(())
+}
 
 pub struct Files {
     dir: PathBuf,
@@ -55,7 +82,5 @@ impl Reporter for Files {
 
 fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text + "\n").with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    write_atomic(path, (text + "\n").as_bytes())
 }

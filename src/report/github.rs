@@ -2,24 +2,34 @@
 //! budget, the step summary and the step's outputs.
 //!
 //! Shards run in parallel, so a shard's group is written whole when it finishes — its phases
-//! and its output read back from the log files — instead of interleaving live lines. Output
-//! relayed from shard commands or Harper runs under `::stop-commands::`, so a test that prints
-//! `::error::…` (or `::add-mask::`, or `::stop-commands::` itself) cannot issue a workflow
-//! command. Annotations are written at the end, when their number is known: GitHub shows at most
-//! 10 of each type per step, so the last slot summarises the rest.
+//! and its output read back from the log files — instead of interleaving live lines. Relayed
+//! output runs under `::stop-commands::` ([`Out::relay`]), so a test that prints `::error::…`
+//! (or `::add-mask::`, or `::stop-commands::` itself) cannot issue a workflow command; the
+//! tool's own commands are the [`Command`]s it hands to [`Out::command`]. Annotations are
+//! written at the end, when their number is known: GitHub shows at most 10 of each type per
+//! step, so past that the last slot summarises the rest — an error per failed shard, a timing
+//! notice per passed one (the slowest get the slots), and the warnings.
+//!
+//! `$GITHUB_STEP_SUMMARY` and `$GITHUB_OUTPUT` are opened without blocking and only written if
+//! they are regular files: a FIFO nobody reads must not hang the tool.
 //!
 //! Not for: the Checks API (see `checks`), or anything but GitHub-hosted workflow syntax.
 
+use std::cmp::Reverse;
+use std::fs::File;
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::model::{Phase, RunRecord, ShardRecord};
+use super::model::{RunRecord, ShardRecord};
+use super::out::Out;
 use super::place::Place;
-use super::{Reporter, short, summary};
+use super::{Reporter, phase_line, short, summary};
 use crate::run::events::{Event, EventKind, ShardStatus};
 use crate::run::shard::command_log;
+use crate::text;
 
 /// GitHub displays at most this many annotations of one type per step.
 pub const ANNOTATIONS_PER_TYPE: usize = 10;
@@ -27,6 +37,8 @@ pub const ANNOTATIONS_PER_TYPE: usize = 10;
 const WARNINGS_RESERVED: usize = 1;
 /// The most of one command's output relayed into a group; the log file has all of it.
 const RELAY_LIMIT: u64 = 4 << 20;
+/// Room left in the step summary for anything else the step writes there.
+const SUMMARY_MARGIN: usize = 16 * 1024;
 
 /// Where GitHub's runner reads files from, taken from the environment.
 #[derive(Debug, Clone, Default)]
@@ -49,71 +61,113 @@ pub fn detected() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
-pub struct GitHub<W: Write + Send> {
-    out: W,
+pub struct GitHub {
+    out: Out,
     files: StepFiles,
-    /// Where failed shards' annotations point.
+    /// Where shards' annotations point.
     place: Place,
-    /// Ends a `::stop-commands::` section; random, so relayed output cannot guess it.
-    resume: String,
 }
 
-impl<W: Write + Send> GitHub<W> {
-    pub fn new(out: W, files: StepFiles, place: Place) -> Self {
-        GitHub { out, files, place, resume: uuid::Uuid::new_v4().simple().to_string() }
+impl GitHub {
+    pub fn new(out: impl Into<Out>, files: StepFiles, place: Place) -> Self {
+        GitHub { out: out.into(), files, place }
     }
 
     fn group(&mut self, shard: &ShardRecord) -> std::io::Result<()> {
-        let out = &mut self.out;
         let status = shard.status.map_or("unfinished", |s| s.label());
         let mark = if shard.ok() { "✔" } else { "✘" };
         let took = shard.phases.total().map(short).unwrap_or_default();
         let addr = shard.address.map(|a| format!(" on {a}")).unwrap_or_default();
-        writeln!(out, "::group::{}", escape_data(&format!("{mark} {} — {status} in {took}{addr}", shard.name)))?;
-        let phases: Vec<String> = Phase::ALL
-            .iter()
-            .filter_map(|p| shard.phases.bounds(*p).map(|(a, b)| format!("{} {}", p.label(), short(b - a))))
-            .collect();
-        writeln!(out, "phases: {}", phases.join(" · "))?;
+        self.out.command(&Command::new("group", format!("{mark} {} — {status} in {took}{addr}", shard.name)))?;
+        let out = &mut self.out;
+        writeln!(out, "phases: {}", phase_line(&shard.phases))?;
         if let Some(cause) = &shard.cause {
-            writeln!(out, "cause: {}", one_line(cause))?;
+            writeln!(out, "cause: {}", text::one_line(cause))?;
         }
         if shard.status == Some(ShardStatus::BootFailed) {
             for stream in ["stdout", "stderr"] {
                 let log = shard.log_dir.join("harper").join(format!("{stream}.log"));
                 writeln!(out, "── Harper {stream} ({})", log.display())?;
-                relay(out, &log, &self.resume)?;
+                relay(out, &log)?;
             }
         }
         for (i, c) in shard.commands.iter().enumerate() {
             let Some(started) = c.started else { continue };
             let took = c.finished.map(|f| short(f.saturating_sub(started))).unwrap_or_default();
             let how = c.outcome.as_ref().map_or("unfinished".into(), super::outcome_text);
-            writeln!(out, "── $ {} ({how}, {took})", one_line(&c.command))?;
-            relay(out, &command_log(&shard.log_dir, i), &self.resume)?;
+            writeln!(out, "── $ {} ({how}, {took})", text::one_line(&c.command))?;
+            relay(out, &command_log(&shard.log_dir, i))?;
         }
         writeln!(out, "logs: {}", shard.log_dir.display())?;
-        writeln!(out, "::endgroup::")
+        self.out.command(&Command::new("endgroup", ""))
     }
 
     fn annotations(&mut self, record: &RunRecord) -> std::io::Result<()> {
+        let place = |s: &ShardRecord| Some((self.place.path.clone(), self.place.line(&s.name)));
         let failed: Vec<Note> = record
             .failed()
-            .map(|s| Note {
-                title: s.name.clone(),
-                message: s.cause.clone().unwrap_or_else(|| format!("{} failed", s.name)),
-                at: Some((self.place.path.clone(), self.place.line(&s.name))),
+            .map(|s| Note { title: s.name.clone(), message: s.cause.clone().unwrap_or_else(|| format!("{} failed", s.name)), at: place(s) })
+            .collect();
+        let failed = budgeted("error", &failed, ANNOTATIONS_PER_TYPE, |rest| {
+            let titles: Vec<&str> = rest.iter().map(|n| n.title.as_str()).collect();
+            format!("and {} more failed shard(s): {}; see the step summary and report.json", rest.len(), titles.join(", "))
+        });
+
+        // When they do not all fit, the slots go to the slowest.
+        let mut passed: Vec<&ShardRecord> = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Passed)).collect();
+        if passed.len() > ANNOTATIONS_PER_TYPE {
+            passed.sort_by_key(|s| Reverse(s.phases.total()));
+        }
+        let slowest_left = passed.get(ANNOTATIONS_PER_TYPE - 1).and_then(|s| s.phases.total());
+        let timings: Vec<Note> = passed
+            .iter()
+            .map(|s| {
+                let total = s.phases.total().map(short).unwrap_or_default();
+                Note { title: s.name.clone(), message: format!("passed in {total}: {}", phase_line(&s.phases)), at: place(s) }
             })
             .collect();
-        for line in budgeted("error", &failed, ANNOTATIONS_PER_TYPE, "failed shard(s)", true) {
-            writeln!(self.out, "{line}")?;
-        }
+        let timings = budgeted("notice", &timings, ANNOTATIONS_PER_TYPE, |rest| {
+            let slowest = slowest_left.map(short).unwrap_or_default();
+            format!("and {} more passed shard(s), none slower than {slowest}; see the step summary for their phases", rest.len())
+        });
+
         let warnings: Vec<Note> =
             record.warnings.iter().map(|w| Note { title: "harper-shard".into(), message: w.clone(), at: None }).collect();
-        for line in budgeted("warning", &warnings, ANNOTATIONS_PER_TYPE - WARNINGS_RESERVED, "warning(s)", false) {
-            writeln!(self.out, "{line}")?;
+        let warnings = budgeted("warning", &warnings, ANNOTATIONS_PER_TYPE - WARNINGS_RESERVED, |rest| {
+            format!("and {} more warning(s); see report.json", rest.len())
+        });
+        for command in failed.iter().chain(&timings).chain(&warnings) {
+            self.out.command(command)?;
         }
         Ok(())
+    }
+}
+
+/// A workflow command of the tool's own: `::name key=value,…::data`, escaped as the runner
+/// unescapes it, with the control characters of what it quotes neutralised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    name: &'static str,
+    properties: Vec<(&'static str, String)>,
+    data: String,
+}
+
+impl Command {
+    pub fn new(name: &'static str, data: impl Into<String>) -> Command {
+        Command { name, properties: Vec::new(), data: data.into() }
+    }
+
+    pub fn property(mut self, key: &'static str, value: impl Into<String>) -> Command {
+        self.properties.push((key, value.into()));
+        self
+    }
+
+    /// The command's one line, without its line end.
+    pub fn render(&self) -> String {
+        let properties: Vec<String> =
+            self.properties.iter().map(|(k, v)| format!("{k}={}", escape_property(&text::neutralise(v)))).collect();
+        let space = if properties.is_empty() { "" } else { " " };
+        format!("::{}{space}{}::{}", self.name, properties.join(","), escape_data(&text::neutralise(&self.data)))
     }
 }
 
@@ -126,17 +180,18 @@ pub struct Note {
 }
 
 impl Note {
-    /// The workflow command, escaped.
-    fn command(&self, level: &str) -> String {
-        let at = match &self.at {
-            Some((file, line)) => format!("file={},line={line},", escape_property(file)),
-            None => String::new(),
+    /// The annotation as a workflow command of type `level`.
+    pub fn command(&self, level: &'static str) -> Command {
+        let command = Command::new(level, self.message.clone());
+        let command = match &self.at {
+            Some((file, line)) => command.property("file", file.clone()).property("line", line.to_string()),
+            None => command,
         };
-        format!("::{level} {at}title={}::{}", escape_property(&self.title), escape_data(&self.message))
+        command.property("title", self.title.clone())
     }
 }
 
-impl<W: Write + Send> Reporter for GitHub<W> {
+impl Reporter for GitHub {
     fn event(&mut self, event: &Event, record: &RunRecord) {
         if let EventKind::ShardFinished { shard, .. } = &event.kind {
             let _ = self.group(&record.shards[*shard]);
@@ -146,29 +201,36 @@ impl<W: Write + Send> Reporter for GitHub<W> {
     fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
         self.annotations(record)?;
         self.out.flush()?;
+        let mut problems = Vec::new();
         if let Some(path) = &self.files.summary {
-            append(path, &summary::markdown(record)).context("cannot write the step summary ($GITHUB_STEP_SUMMARY)")?;
+            let written = open_step_file(path).and_then(|(mut file, len)| {
+                let limit = summary::STEP_SUMMARY_LIMIT.saturating_sub(len as usize + SUMMARY_MARGIN);
+                Ok(file.write_all(summary::markdown(record, limit).as_bytes())?)
+            });
+            if let Err(e) = written {
+                problems.push(format!("{:#}", e.context("cannot write the step summary ($GITHUB_STEP_SUMMARY)")));
+            }
         }
         if let Some(path) = &self.files.output {
-            append(path, &outputs(record)).context("cannot write the step outputs ($GITHUB_OUTPUT)")?;
+            let written = open_step_file(path).and_then(|(mut file, _)| Ok(file.write_all(outputs(record).as_bytes())?));
+            if let Err(e) = written {
+                problems.push(format!("{:#}", e.context("cannot write the step outputs ($GITHUB_OUTPUT)")));
+            }
         }
-        Ok(())
+        if problems.is_empty() { Ok(()) } else { Err(anyhow::anyhow!("{}", problems.join("; "))) }
     }
 }
 
-/// `::level …::message` lines for `notes`, at most `budget`: when there are more, the last slot
-/// says how many were left out (and their titles, with `list_titles`).
-pub fn budgeted(level: &str, notes: &[Note], budget: usize, what: &str, list_titles: bool) -> Vec<String> {
+/// `::level …::message` commands for `notes`, at most `budget`: when there are more, the last
+/// slot says what `rest` makes of the ones left out.
+pub fn budgeted(level: &'static str, notes: &[Note], budget: usize, rest: impl FnOnce(&[Note]) -> String) -> Vec<Command> {
     if notes.len() <= budget {
         return notes.iter().map(|n| n.command(level)).collect();
     }
     let shown = budget.saturating_sub(1);
-    let mut lines: Vec<String> = notes[..shown].iter().map(|n| n.command(level)).collect();
-    let rest: Vec<&str> = notes[shown..].iter().map(|n| n.title.as_str()).collect();
-    let titles = if list_titles { format!(": {}", rest.join(", ")) } else { String::new() };
-    let message = format!("and {} more {what}{titles}; see the step summary and report.json", rest.len());
-    lines.push(Note { title: "harper-shard".into(), message, at: None }.command(level));
-    lines
+    let mut commands: Vec<Command> = notes[..shown].iter().map(|n| n.command(level)).collect();
+    commands.push(Note { title: "harper-shard".into(), message: rest(&notes[shown..]), at: None }.command(level));
+    commands
 }
 
 /// The step's outputs in `$GITHUB_OUTPUT` syntax; values that could hold a line break use the
@@ -195,14 +257,13 @@ pub fn escape_property(text: &str) -> String {
     escape_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
-fn one_line(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
-}
-
-/// Copies a log file into the output with workflow commands off; a missing file is noted.
-fn relay(out: &mut impl Write, path: &Path, resume: &str) -> std::io::Result<()> {
-    let mut file = match std::fs::File::open(path) {
+/// Relays a log file into the group (the last [`RELAY_LIMIT`] bytes of it); a missing file is
+/// noted. A log that has become a link is not followed.
+fn relay(out: &mut Out, path: &Path) -> std::io::Result<()> {
+    let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path);
+    let mut file = match opened {
         Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return writeln!(out, "(not shown: {} is now a symbolic link)", path.display()),
         Err(_) => return writeln!(out, "(no output)"),
     };
     let len = file.metadata()?.len();
@@ -213,19 +274,23 @@ fn relay(out: &mut impl Write, path: &Path, resume: &str) -> std::io::Result<()>
         writeln!(out, "(the first {} bytes are left out; the log has everything)", len - RELAY_LIMIT)?;
         file.seek(std::io::SeekFrom::Start(len - RELAY_LIMIT))?;
     }
-    let mut bytes = Vec::new();
-    file.take(RELAY_LIMIT).read_to_end(&mut bytes)?;
-    writeln!(out, "::stop-commands::{resume}")?;
-    out.write_all(&bytes)?;
-    if !bytes.ends_with(b"\n") {
-        writeln!(out)?;
-    }
-    writeln!(out, "::{resume}::")
+    out.relay(&mut file.take(RELAY_LIMIT))
 }
 
-fn append(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    file.write_all(text.as_bytes())
+/// Opens one of GitHub's step files to append, without blocking, and only if it is a regular
+/// file; returns it with its length so far.
+fn open_step_file(path: &Path) -> anyhow::Result<(File, u64)> {
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("cannot open {} (a FIFO nobody reads cannot be opened either)", path.display()))?;
+    let meta = file.metadata().with_context(|| format!("cannot look at {}", path.display()))?;
+    if !meta.file_type().is_file() {
+        anyhow::bail!("{} is not a regular file (a FIFO, a device or a socket?); nothing was written to it", path.display());
+    }
+    Ok((file, meta.len()))
 }
 
 #[cfg(test)]
@@ -246,18 +311,28 @@ mod tests {
         assert_eq!(escape_property("a:b,c%\n"), "a%3Ab%2Cc%25%0A");
     }
 
+    fn rest(notes: &[Note]) -> String {
+        format!("and {} more: {}", notes.len(), notes.iter().map(|n| n.title.as_str()).collect::<Vec<_>>().join(", "))
+    }
+
     #[test]
     fn annotations_past_the_budget_become_one_summary() {
         let items: Vec<Note> = (0..15).map(|i| note(&format!("s{i}"), &format!("broke {i}"))).collect();
-        let lines = budgeted("error", &items, 10, "failed shard(s)", true);
+        let lines: Vec<String> = budgeted("error", &items, 10, rest).iter().map(Command::render).collect();
         assert_eq!(lines.len(), 10);
         assert_eq!(lines[0], "::error file=plan%3Ay.yml,line=7,title=s0::broke 0");
-        assert!(lines[9].starts_with("::error title=harper-shard::and 6 more failed shard(s): s9, s10"), "{}", lines[9]);
+        assert!(lines[9].starts_with("::error title=harper-shard::and 6 more: s9, s10"), "{}", lines[9]);
     }
 
     #[test]
     fn annotations_within_the_budget_are_all_shown() {
         let items: Vec<Note> = (0..10).map(|i| note(&format!("s{i}"), "x")).collect();
-        assert_eq!(budgeted("error", &items, 10, "failed shard(s)", true).len(), 10);
+        assert_eq!(budgeted("error", &items, 10, rest).len(), 10);
+    }
+
+    #[test]
+    fn a_command_escapes_and_neutralises_what_it_quotes() {
+        let command = Command::new("warning", "held by pid 7 (x\r::error::pwn)\n\x1b[2J100%").property("title", "a:b,c");
+        assert_eq!(command.render(), "::warning title=a%3Ab%2Cc::held by pid 7 (x␍::error::pwn)%0A100%25");
     }
 }

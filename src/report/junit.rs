@@ -36,7 +36,7 @@ impl Reporter for Junit {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        std::fs::write(&self.path, xml).with_context(|| format!("cannot write {}", self.path.display()))
+        crate::supervise::output::write_atomic(&self.path, xml.as_bytes())
     }
 }
 
@@ -65,8 +65,8 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>) -> TestSuite {
         suite.add_property(Property::new("address", addr.to_string()));
     }
     for phase in Phase::ALL {
-        if let Some((from, to)) = shard.phases.bounds(phase) {
-            suite.add_property(Property::new(format!("{}-seconds", phase.label()), format!("{:.3}", (to - from).as_secs_f64())));
+        if let Some(took) = shard.phases.took(phase) {
+            suite.add_property(Property::new(format!("{}-seconds", phase.label()), format!("{:.3}", took.as_secs_f64())));
         }
     }
     if let Some(status) = shard.status {

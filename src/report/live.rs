@@ -3,6 +3,10 @@
 //!
 //! Only for a TTY: off a terminal (CI logs, pipes) the console prints plain lines instead,
 //! because redrawn lines turn into noise in a log file.
+//!
+//! indicatif draws these lines itself, not through [`super::out::Out`], so the names and
+//! commands they show are neutralised here, where they are handed over; every other line is
+//! written through `Out`, above the live lines ([`Bars::multi`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,6 +15,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::model::RunRecord;
 use crate::run::events::{EventKind, ShardId};
+use crate::text;
 
 pub struct Bars {
     multi: MultiProgress,
@@ -31,9 +36,9 @@ impl Bars {
         Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: HashMap::new(), style }
     }
 
-    /// Prints a line above the live lines.
-    pub fn println(&self, text: &str) {
-        let _ = self.multi.println(text);
+    /// The lines' drawing, for writing other lines above them.
+    pub fn multi(&self) -> MultiProgress {
+        self.multi.clone()
     }
 
     /// Moves the shard's live line on to the phase `kind` starts.
@@ -58,11 +63,11 @@ impl Bars {
         };
         let bar = self.bars.entry(shard).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::new_spinner().with_style(self.style.clone()));
-            bar.set_prefix(record.shards[shard].name.clone());
+            bar.set_prefix(text::one_line(&record.shards[shard].name));
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        bar.set_message(line(record, shard, &phase));
+        bar.set_message(text::one_line(&line(record, shard, &phase)));
     }
 
     /// Removes every live line, before the final table.

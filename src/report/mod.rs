@@ -1,5 +1,6 @@
 //! Rendering a run: every reporter sees the same events and the same [`model::RunRecord`]
-//! built from them. This is the only module that prints.
+//! built from them. This is the only module that prints, and all of it goes through
+//! [`out::Out`].
 
 pub mod checks;
 pub mod console;
@@ -9,14 +10,17 @@ pub mod harvest;
 pub mod junit;
 pub mod live;
 pub mod model;
+pub mod out;
 pub mod place;
 pub mod plan;
 pub mod summary;
 
+use std::io::Write;
+
 use tokio::sync::mpsc;
 
 use crate::run::events::{Event, Outcome};
-use model::RunRecord;
+use model::{Phase, Phases, RunRecord};
 
 /// Something that renders a run.
 pub trait Reporter: Send {
@@ -35,9 +39,10 @@ pub async fn consume(mut rx: mpsc::UnboundedReceiver<Event>, mut reporters: Vec<
             r.event(&event, &record);
         }
     }
+    let mut out = out::stderr();
     for r in &mut reporters {
         if let Err(e) = r.finish(&record) {
-            eprintln!("harper-shard: warning: {e:#}");
+            let _ = writeln!(out, "harper-shard: warning: {e:#}");
         }
     }
     record
@@ -51,6 +56,12 @@ pub fn short(d: std::time::Duration) -> String {
     } else {
         format!("{}m {:02}s", d.as_secs() / 60, d.as_secs() % 60)
     }
+}
+
+/// "wait 0.01s · boot 0.31s · commands 2.50s · teardown 0.40s": the phases that ran.
+pub fn phase_line(phases: &Phases) -> String {
+    let took: Vec<String> = Phase::ALL.iter().filter_map(|p| phases.took(*p).map(|d| format!("{} {}", p.label(), short(d)))).collect();
+    took.join(" · ")
 }
 
 /// "passed", "failed: exit code 3", "timed out after 10m": how a command ended, for people.

@@ -78,33 +78,22 @@ pub struct Phases {
 }
 
 impl Phases {
-    fn span(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-        Some(b?.saturating_sub(a?))
-    }
-    /// Waiting for an address.
-    pub fn wait(&self) -> Option<Duration> {
-        Self::span(self.started, self.address)
-    }
-    /// From the address to ready (or to the failure).
-    pub fn boot(&self) -> Option<Duration> {
-        Self::span(self.address, self.ready.or(self.teardown_started))
-    }
-    pub fn commands(&self) -> Option<Duration> {
-        Self::span(self.ready, self.commands_done)
-    }
-    pub fn teardown(&self) -> Option<Duration> {
-        Self::span(self.teardown_started, self.finished)
-    }
-    pub fn total(&self) -> Option<Duration> {
-        Self::span(self.started, self.finished)
+    /// How long `phase` took; `None` if it never ran. The one definition every reporter uses.
+    pub fn took(&self, phase: Phase) -> Option<Duration> {
+        self.bounds(phase).map(|(from, to)| to - from)
     }
 
-    /// The names of the phase columns every table shows, in order.
+    pub fn total(&self) -> Option<Duration> {
+        Some(self.finished?.saturating_sub(self.started?))
+    }
+
+    /// The names of the phase columns every table shows, in order: [`Phase::ALL`], then the total.
     pub const COLUMNS: [&'static str; 5] = ["wait", "boot", "commands", "teardown", "total"];
 
     /// The durations of [`Phases::COLUMNS`], in the same order.
     pub fn columns(&self) -> [Option<Duration>; 5] {
-        [self.wait(), self.boot(), self.commands(), self.teardown(), self.total()]
+        let [wait, boot, commands, teardown] = Phase::ALL.map(|p| self.took(p));
+        [wait, boot, commands, teardown, self.total()]
     }
 }
 
@@ -133,7 +122,7 @@ impl RunRecord {
                 self.report_dir = report_dir.clone();
                 self.shards = shards.iter().map(ShardRecord::new).collect();
             }
-            EventKind::Warning { shard: None, message } => self.warnings.push(message.clone()),
+            EventKind::Warning { shard: None, message } | EventKind::RunFailed { message } => self.warnings.push(message.clone()),
             EventKind::Warning { shard: Some(s), message } => {
                 let name = &self.shards[*s].name;
                 self.warnings.push(format!("{name}: {message}"));
@@ -266,11 +255,12 @@ impl ShardRecord {
         }
     }
 
-    /// The output that explains a failure: the failed command's tail, else Harper's.
-    pub fn failure_tail(&self) -> (String, &[String]) {
+    /// The output that explains a failure: the failed command (and its tail), else Harper's
+    /// last lines (and no command).
+    pub fn failure_tail(&self) -> (Option<&str>, &[String]) {
         match self.commands.iter().find(|c| matches!(c.outcome, Some(ref o) if *o != Outcome::Passed)) {
-            Some(c) if !c.tail.is_empty() => (format!("last lines of `{}`", c.command), &c.tail),
-            _ => ("last lines of Harper's output".to_owned(), &self.boot_tail),
+            Some(c) if !c.tail.is_empty() => (Some(&c.command), &c.tail),
+            _ => (None, &self.boot_tail),
         }
     }
 }
@@ -286,5 +276,25 @@ fn rfc3339<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, 
     match t {
         Some(t) => s.serialize_some(&humantime::format_rfc3339_millis(*t).to_string()),
         None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_phase_columns_are_the_phases_and_the_total() {
+        let labels: Vec<&str> = Phase::ALL.iter().map(|p| p.label()).collect();
+        assert_eq!(Phases::COLUMNS[..4], labels[..]);
+        assert_eq!(Phases::COLUMNS[4], "total");
+    }
+
+    #[test]
+    fn commands_cut_short_by_teardown_last_until_teardown_in_every_view() {
+        let s = |secs: u64| Some(Duration::from_secs(secs));
+        let phases = Phases { started: s(0), address: s(1), ready: s(2), commands_done: None, teardown_started: s(7), finished: s(8) };
+        assert_eq!(phases.bounds(Phase::Commands), Some((Duration::from_secs(2), Duration::from_secs(7))));
+        assert_eq!(phases.columns()[2], Some(Duration::from_secs(5)), "the table says what the chart draws");
     }
 }

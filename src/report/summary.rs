@@ -3,17 +3,31 @@
 //!
 //! GitHub's step summary and the check run's output are both built from these pieces, so the
 //! two always tell the same story. Nothing here writes anywhere.
+//!
+//! Two rules hold for every piece. Each takes a byte budget and stays within it, saying what it
+//! left out — GitHub drops a step summary past 1 MiB, the Checks API cuts output at 65,535
+//! characters — so the limits hold by construction, not by a cut afterwards. And every value
+//! that comes from a plan, a command or Harper is escaped for where it lands ([`escape`] for
+//! markdown and HTML, [`mermaid_text`] in the chart; a tail sits in a code fence longer than any
+//! backtick run in it).
 
 use std::fmt::Write;
 use std::time::Duration;
 
 use super::model::{Phase, Phases, RunRecord, ShardRecord};
 use super::{collapse, short};
+use crate::text;
 
+/// GitHub drops a step summary larger than 1 MiB.
+pub const STEP_SUMMARY_LIMIT: usize = 1024 * 1024;
 /// Lines of a failure's output shown in markdown (the full tail is in report.json and the logs).
 const TAIL_LINES: usize = 40;
-/// The most the failures section takes: GitHub refuses a step summary past 1 MiB.
-const FAILURES_BUDGET: usize = 256 * 1024;
+/// Room each piece keeps for the note that says what it left out.
+const NOTE_ROOM: usize = 200;
+/// Mermaid refuses diagrams past 50,000 characters; this leaves room for the chart's head.
+const MERMAID_LIMIT: usize = 48_000;
+/// The most of a cause or command shown inline; report.json has all of it.
+const INLINE_CHARS: usize = 1000;
 
 /// "2 of 3 shards passed in 12.31s" or "all 3 shards passed in 12.31s".
 pub fn headline(record: &RunRecord) -> String {
@@ -27,74 +41,108 @@ pub fn headline(record: &RunRecord) -> String {
     }
 }
 
-/// The step summary: everything below, in reading order.
-pub fn markdown(record: &RunRecord) -> String {
+/// The step summary, at most `limit` bytes: the headline, then the table (within a quarter of
+/// the room), the failures (within two thirds of what is left), and the chart in the rest.
+pub fn markdown(record: &RunRecord, limit: usize) -> String {
+    const TIMELINE: &str = "### Timeline\n\n";
     let mark = if record.failed().next().is_none() { "✅" } else { "❌" };
     let mut md = format!("## {mark} harper-shard: {}\n\n", headline(record));
-    md.push_str(&table(record));
-    md.push('\n');
-    md.push_str(&failures(record));
-    md.push_str("### Timeline\n\n");
-    md.push_str(&gantt(record));
+    if md.len() > limit {
+        return String::new();
+    }
+    let room = |md: &String| limit.saturating_sub(md.len());
+    md.push_str(&table(record, room(&md) / 4));
+    md.push_str(&failures(record, room(&md) * 2 / 3));
+    let chart = gantt(record, room(&md).saturating_sub(TIMELINE.len()));
+    if !chart.is_empty() {
+        md.push_str(TIMELINE);
+        md.push_str(&chart);
+    }
     md
 }
 
-/// A markdown table: one row per shard, a column per phase, the status last.
-pub fn table(record: &RunRecord) -> String {
+/// A markdown table within `max` bytes: one row per shard, a column per phase, the status
+/// last; rows that do not fit are counted instead.
+pub fn table(record: &RunRecord, max: usize) -> String {
     let mut md = format!("| shard | address | {} | status |\n", Phases::COLUMNS.join(" | "));
     md.push_str(&format!("|---|---|{}---|\n", "--:|".repeat(Phases::COLUMNS.len())));
-    for s in &record.shards {
+    if md.len() + NOTE_ROOM > max {
+        return String::new();
+    }
+    for (i, s) in record.shards.iter().enumerate() {
         let status = match s.status {
             Some(st) if s.ok() => st.label().to_owned(),
             Some(st) => format!("**{}**", st.label()),
             None => "unfinished".to_owned(),
         };
         let phases: Vec<String> = s.phases.columns().iter().map(|x| x.map(short).unwrap_or_else(|| "–".into())).collect();
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {status} |",
-            cell(&s.name),
-            s.address.map(|a| a.to_string()).unwrap_or_else(|| "–".into()),
-            phases.join(" | "),
-        );
-    }
-    md
-}
-
-/// Each failed shard's cause and, folded away, the last lines of the output that explains it.
-pub fn failures(record: &RunRecord) -> String {
-    let mut md = String::new();
-    let failed: Vec<&ShardRecord> = record.failed().collect();
-    if failed.is_empty() {
-        return md;
-    }
-    md.push_str("### Failures\n\n");
-    let total = failed.len();
-    for (shown, s) in failed.into_iter().enumerate() {
-        if md.len() > FAILURES_BUDGET {
-            let _ = writeln!(md, "… and {} more failed shard(s); report.json has every one.\n", total - shown);
+        let address = s.address.map(|a| a.to_string()).unwrap_or_else(|| "–".into());
+        let row = format!("| {} | {address} | {} | {status} |\n", escape(&clip(&s.name, INLINE_CHARS)), phases.join(" | "));
+        if md.len() + row.len() + NOTE_ROOM > max {
+            let _ = writeln!(md, "\n… and {} more shard(s), left out to fit; report.json has every one.", record.shards.len() - i);
             break;
         }
+        md.push_str(&row);
+    }
+    md.push('\n');
+    md
+}
+
+/// Each failed shard's cause and, folded away, the last lines of the output that explains it,
+/// within `max` bytes: a tail that does not fit is left out, then the shards that do not.
+pub fn failures(record: &RunRecord, max: usize) -> String {
+    let failed: Vec<&ShardRecord> = record.failed().collect();
+    let mut md = "### Failures\n\n".to_owned();
+    if failed.is_empty() || md.len() + NOTE_ROOM > max {
+        return String::new();
+    }
+    for (i, s) in failed.iter().enumerate() {
         let cause = s.cause.as_deref().unwrap_or("no cause recorded");
-        let _ = writeln!(md, "**{}** — {}\n", cell(&s.name), cell(cause));
-        let (title, tail) = s.failure_tail();
-        if !tail.is_empty() {
-            let lines = collapse(tail);
-            let shown = &lines[lines.len().saturating_sub(TAIL_LINES)..];
-            let body = shown.join("\n");
-            let fence = fence_for(&body);
-            let _ = writeln!(md, "<details><summary>{}</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n", html(&title));
+        let head = format!("**{}** — {}\n\n", escape(&clip(&s.name, INLINE_CHARS)), escape(&clip(cause, INLINE_CHARS)));
+        let tail = tail_block(s);
+        if md.len() + head.len() + tail.len() + NOTE_ROOM <= max {
+            md.push_str(&head);
+            md.push_str(&tail);
+        } else if md.len() + head.len() + 2 * NOTE_ROOM <= max {
+            md.push_str(&head);
+            md.push_str("(its output is left out to fit; see report.json and the shard's logs)\n\n");
+        } else {
+            let _ = writeln!(md, "… and {} more failed shard(s), left out to fit; report.json has every one.\n", failed.len() - i);
+            break;
         }
     }
     md
 }
 
-/// A mermaid Gantt chart: a section per shard, a task per phase that ran, times in
-/// milliseconds since the run started; the phase that failed is marked `crit`.
+/// The folded last lines of a failed shard's output, or nothing.
+fn tail_block(s: &ShardRecord) -> String {
+    let (command, tail) = s.failure_tail();
+    if tail.is_empty() {
+        return String::new();
+    }
+    let lines = collapse(tail);
+    let body = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+    let fence = fence_for(&body);
+    let title = match command {
+        Some(c) => format!("last lines of <code>{}</code>", escape(&clip(c, INLINE_CHARS))),
+        None => "last lines of Harper's output".to_owned(),
+    };
+    format!("<details><summary>{title}</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n\n")
+}
+
+/// A mermaid Gantt chart within `max` bytes: a section per shard, a task per phase that ran,
+/// times in milliseconds since the run started; the phase that failed is marked `crit`.
 ///
-/// Mermaid refuses diagrams past 50,000 characters, so a run too big for one chart shows its
-/// failed shards and then its longest ones, and says how many it left out.
-pub fn gantt(record: &RunRecord) -> String {
+/// A run too big for one chart (mermaid draws at most 50,000 characters, and `max` may be
+/// less) shows its failed shards and then its longest ones, and says how many it left out.
+pub fn gantt(record: &RunRecord, max: usize) -> String {
+    // Times are milliseconds since 1970-01-01, so the axis reads as time since the run started;
+    // browsers draw it in their own time zone, which shifts hours but (nearly always) not minutes.
+    let axis = if record.duration < Duration::from_secs(60) { "%S.%L" } else { "%M:%S" };
+    let head = format!("```mermaid\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat {axis}\n");
+    const FOOT: &str = "```\n";
+    let Some(budget) = max.checked_sub(head.len() + FOOT.len() + NOTE_ROOM) else { return String::new() };
+    let budget = budget.min(MERMAID_LIMIT);
     let sections: Vec<(usize, String)> =
         record.shards.iter().enumerate().filter_map(|(i, s)| gantt_section(i, s).map(|text| (i, text))).collect();
     let mut order: Vec<usize> = (0..sections.len()).collect();
@@ -103,29 +151,28 @@ pub fn gantt(record: &RunRecord) -> String {
     let mut chosen = Vec::new();
     let mut size = 0;
     for k in order {
-        if size + sections[k].1.len() > MERMAID_BUDGET {
+        if size + sections[k].1.len() > budget {
             continue;
         }
         size += sections[k].1.len();
         chosen.push(k);
     }
     chosen.sort_unstable();
-    // Times are milliseconds since 1970-01-01, so the axis reads as time since the run started;
-    // browsers draw it in their own time zone, which shifts hours but (nearly always) not minutes.
-    let axis = if record.duration < Duration::from_secs(60) { "%S.%L" } else { "%M:%S" };
-    let mut md = format!("```mermaid\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat {axis}\n");
+    let mut md = head;
     for &k in &chosen {
         md.push_str(&sections[k].1);
     }
-    md.push_str("```\n");
+    md.push_str(FOOT);
     if chosen.len() < sections.len() {
-        let _ = writeln!(md, "\nThe chart shows {} of {} shards (failed ones first, then the longest): mermaid draws at most 50,000 characters.", chosen.len(), sections.len());
+        let _ = writeln!(
+            md,
+            "\nThe chart shows {} of {} shards (failed ones first, then the longest): mermaid draws at most 50,000 characters, and the summary at most 1 MiB.",
+            chosen.len(),
+            sections.len()
+        );
     }
     md
 }
-
-/// Room for sections in one chart, below mermaid's 50,000-character limit.
-const MERMAID_BUDGET: usize = 48_000;
 
 fn gantt_section(i: usize, s: &ShardRecord) -> Option<String> {
     let tasks: Vec<(Phase, Duration, Duration)> =
@@ -133,7 +180,7 @@ fn gantt_section(i: usize, s: &ShardRecord) -> Option<String> {
     if tasks.is_empty() {
         return None;
     }
-    let mut md = format!("    section {}\n", mermaid_text(&s.name));
+    let mut md = format!("    section {}\n", mermaid_text(&clip(&s.name, INLINE_CHARS)));
     let failed = s.failed_phase();
     for (phase, from, to) in tasks {
         let (from, to) = (from.as_millis(), to.as_millis());
@@ -145,18 +192,45 @@ fn gantt_section(i: usize, s: &ShardRecord) -> Option<String> {
     Some(md)
 }
 
-/// Text safe in a markdown table cell: no pipes, no line breaks.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\r', '\n'], " ")
+/// Text from a plan, a command or Harper, safe anywhere in the summary's markdown and HTML (a
+/// table cell, bold text, a `<summary>`): on one line, without control characters, and every
+/// character markdown or HTML could take for syntax — tags, entities, cell separators, code
+/// spans, emphasis, links — written as an entity, which both read back as the character.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text::one_line(text).chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '|' => out.push_str("&#124;"),
+            '`' => out.push_str("&#96;"),
+            '*' => out.push_str("&#42;"),
+            '_' => out.push_str("&#95;"),
+            '[' => out.push_str("&#91;"),
+            ']' => out.push_str("&#93;"),
+            '\\' => out.push_str("&#92;"),
+            '~' => out.push_str("&#126;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
-fn html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-/// Mermaid ends a section or task name at `:` and reads `#` and `;` specially.
+/// A section or task name mermaid cannot misread: letters, digits and a few plain marks only.
+/// Mermaid ends a name at `:`, reads `#…;` as an entity, and the chart's code fence ends at
+/// backticks; anything else becomes `-`.
 fn mermaid_text(text: &str) -> String {
-    text.chars().map(|c| if matches!(c, ':' | '#' | ';' | '\r' | '\n') { '-' } else { c }).collect()
+    text.chars().map(|c| if c.is_alphanumeric() || " -_./+=@()".contains(c) { c } else { '-' }).collect()
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
 }
 
 /// A code fence longer than any run of backticks in `body`, so the body cannot close it.
@@ -171,7 +245,7 @@ pub fn truncate(text: &str, max: usize) -> String {
         return text.to_owned();
     }
     const NOTE: &str = "\n… (cut to fit; see report.json for everything)\n";
-    let budget = max.saturating_sub(NOTE.len());
+    let Some(budget) = max.checked_sub(NOTE.len()) else { return String::new() };
     let mut end = budget;
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -201,6 +275,14 @@ mod tests {
 
     #[test]
     fn mermaid_names_lose_the_characters_that_end_them() {
-        assert_eq!(mermaid_text("db:1#x;y"), "db-1-x-y");
+        assert_eq!(mermaid_text("db:1#x;y`z<b>"), "db-1-x-y-z-b-");
+        assert_eq!(mermaid_text("unit/2 (fast)"), "unit/2 (fast)");
+    }
+
+    #[test]
+    fn values_are_escaped_for_markdown_and_html_alike() {
+        assert_eq!(escape("<img src=x onerror=alert(1)>"), "&lt;img src=x onerror=alert(1)&gt;");
+        assert_eq!(escape("a|b\nc `d` **e** [f](g) &amp;"), "a&#124;b c &#96;d&#96; &#42;&#42;e&#42;&#42; &#91;f&#93;(g) &amp;amp;");
+        assert_eq!(escape("x\r\x1b[2Jy"), "x␍y");
     }
 }

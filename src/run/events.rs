@@ -39,6 +39,9 @@ pub enum EventKind {
     InstallOutput { line: String },
     Installed { package: String, #[serde(with = "crate::plan::secs")] took: Duration, cached: bool },
     Warning { shard: Option<ShardId>, message: String },
+    /// A problem that stops the run before its shards can run (Harper cannot be installed):
+    /// shown even where warnings are not (`-q`).
+    RunFailed { message: String },
     /// The shard got its turn under the concurrency limit and starts waiting for an address.
     ShardStarted { shard: ShardId },
     AddressAcquired { shard: ShardId, addr: Ipv4Addr },
@@ -46,7 +49,8 @@ pub enum EventKind {
     BootReady { shard: ShardId },
     BootFailed { shard: ShardId, cause: String, tail: Vec<String> },
     CommandStarted { shard: ShardId, command: usize },
-    CommandOutput { shard: ShardId, command: usize, stream: Stream, #[serde(skip)] bytes: Vec<u8> },
+    /// Holds its share of the stream's in-flight budget until the reporters are done with it.
+    CommandOutput { shard: ShardId, command: usize, stream: Stream, #[serde(skip)] bytes: crate::supervise::output::Bytes },
     CommandFinished { shard: ShardId, command: usize, outcome: Outcome, tail: Vec<String> },
     TeardownStarted { shard: ShardId },
     TeardownDone { shard: ShardId, problem: Option<String> },

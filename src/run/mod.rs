@@ -116,7 +116,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
         Ok(entries) => entries,
         Err(e) => {
             let exit = cancel.borrow().and_then(Cancel::exit).unwrap_or(Exit::Infrastructure);
-            emit.emit(EventKind::Warning { shard: None, message: format!("{e:#}") });
+            emit.emit(EventKind::RunFailed { message: format!("{e:#}") });
             emit.emit(EventKind::RunFinished { exit: ExitCode(exit.code()) });
             return exit;
         }

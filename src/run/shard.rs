@@ -193,11 +193,11 @@ async fn boot(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password
         r = readiness::wait_ready(&mut child, &h.ready, &h.startup, addr, &h.ports, spawned) => Some(r),
         _ = cancel.wait_for(Option::is_some) => None,
     };
+    // From here on the output only goes to the logs.
+    child.output.close();
     match outcome {
         Some(Ok(())) => {
             cx.emit.emit(EventKind::BootReady { shard: cx.id });
-            // From here on the output only goes to the logs.
-            child.output.close();
             Ok(child)
         }
         Some(Err(e)) => {
@@ -344,10 +344,13 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
     if let Err(e) = stop(cx, shard, &mut child).await {
         broken = Some(format!("{e:#}"));
     }
-    let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), child.process.flushed()).await;
-    while let Ok(chunk) = child.output.try_recv() {
-        relay(&mut tail, chunk);
-    }
+    // Taken as it comes until both pipes close: a drain reads on only as what it sent is taken.
+    let rest = async {
+        while let Some(chunk) = child.output.recv().await {
+            relay(&mut tail, chunk);
+        }
+    };
+    let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), rest).await;
     Watched { outcome, tail: tail.lines(), broken }
 }
 
@@ -409,8 +412,8 @@ fn keep_log(from: &Path, to: &Path) {
         if let Some(dir) = to.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        if let Err(e) = std::fs::copy(from, to) {
-            tracing::warn!("cannot keep {}: {e}", from.display());
+        if let Err(e) = supervise::output::copy_fresh(from, to) {
+            tracing::warn!("cannot keep {}: {e:#}", from.display());
         }
     }
 }

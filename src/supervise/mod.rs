@@ -8,6 +8,7 @@ pub mod handle;
 pub mod keeper;
 pub mod output;
 pub mod readiness;
+pub mod tail;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -102,6 +103,8 @@ static CHILDREN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 impl Child {
     pub async fn spawn(mut spec: Spec) -> anyhow::Result<Child> {
         spec.token = format!("{}/{}", spec.token, CHILDREN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        // The logs first: a log that cannot be created must not leave a child started.
+        let (out_log, err_log) = output::open_logs(&spec.stdout_log, spec.stderr_log.as_deref())?;
         let (inner, pid, stdout, stderr) = if unsafe_no_keeper() {
             let (child, pid, stdout, stderr) = spawn_direct(&spec)?;
             (Inner::Direct(child), pid, stdout, stderr)
@@ -111,7 +114,6 @@ impl Child {
         };
         track(pid, keeper_of(&inner), true);
         let (tx, output) = mpsc::unbounded_channel();
-        let (out_log, err_log) = output::open_logs(&spec.stdout_log, spec.stderr_log.as_deref())?;
         let drains = vec![
             tokio::spawn(output::drain(stdout, Stream::Stdout, out_log, tx.clone())),
             tokio::spawn(output::drain(stderr, Stream::Stderr, err_log, tx)),

@@ -10,7 +10,6 @@
 //!
 //! Any exit before that — exit code 0 included — is a boot failure.
 
-use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -21,6 +20,8 @@ use tokio::time::sleep_until;
 use super::{Child, Chunk, Settled, describe};
 use crate::plan::{Ports, Probe, Ready, Startup};
 use crate::pool::holder::{self, Holder};
+
+pub use super::tail::Tail;
 
 /// Lines of output kept to explain a failed boot.
 pub const TAIL_LINES: usize = 40;
@@ -129,65 +130,6 @@ impl Matcher {
     }
 }
 
-/// The last lines of output, ANSI stripped, for explaining a failure.
-pub struct Tail {
-    lines: VecDeque<String>,
-    partial: Vec<u8>,
-    limit: usize,
-}
-
-impl Tail {
-    pub fn new(limit: usize) -> Tail {
-        Tail { lines: VecDeque::new(), partial: Vec::new(), limit }
-    }
-
-    pub fn feed(&mut self, chunk: &[u8]) {
-        for &b in chunk {
-            if b == b'\n' {
-                let line = strip_ansi(&String::from_utf8_lossy(&self.partial));
-                self.partial.clear();
-                self.lines.push_back(line.trim_end_matches('\r').to_owned());
-                if self.lines.len() > self.limit {
-                    self.lines.pop_front();
-                }
-            } else {
-                self.partial.push(b);
-            }
-        }
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.lines.iter().cloned().collect();
-        if !self.partial.is_empty() {
-            out.push(strip_ansi(&String::from_utf8_lossy(&self.partial)));
-        }
-        let skip = out.len().saturating_sub(self.limit);
-        out.split_off(skip)
-    }
-}
-
-/// Removes ANSI escape sequences (CSI and two-byte escapes) from text.
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        if chars.next_if_eq(&'[').is_some() {
-            for c in chars.by_ref() {
-                if ('\x40'..='\x7e').contains(&c) {
-                    break;
-                }
-            }
-        } else {
-            chars.next();
-        }
-    }
-    out
-}
-
 /// How long the output of a child that exited before ready is awaited for the failure's tail.
 const LAST_WORDS: Duration = Duration::from_secs(1);
 
@@ -255,10 +197,12 @@ pub async fn wait_ready(
         };
         // A daemon the child left behind may hold the pipes open: the last words are worth a
         // moment, not a hang.
-        let _ = tokio::time::timeout(LAST_WORDS, child.process.flushed()).await;
-        while let Ok(chunk) = child.output.try_recv() {
-            tail.feed(&chunk.bytes);
-        }
+        let last_words = async {
+            while let Some(chunk) = child.output.recv().await {
+                tail.feed(&chunk.bytes);
+            }
+        };
+        let _ = tokio::time::timeout(LAST_WORDS, last_words).await;
         return Err(match exited {
             Ok(status) => BootError::Exited { status, tail: tail.lines() },
             Err(e) => BootError::Io { error: e.to_string(), tail: tail.lines() },
@@ -392,12 +336,5 @@ mod tests {
             assert!(!m.feed(b"loading component xyz ...\n"));
         }
         assert!(m.feed(b"HarperDB successfully started\n"));
-    }
-
-    #[test]
-    fn tail_keeps_the_last_lines_stripped_of_colour() {
-        let mut t = Tail::new(2);
-        t.feed(b"one\n\x1b[31mtwo\x1b[0m\r\nthree\nfour-partial");
-        assert_eq!(t.lines(), vec!["three".to_owned(), "four-partial".to_owned()]);
     }
 }

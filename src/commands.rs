@@ -192,7 +192,6 @@ async fn watch_signals(cancel: watch::Sender<Option<Cancel>>, signalled: watch::
             _ = hup.recv() => Signal::SIGHUP,
             _ = quit.recv() => Signal::SIGQUIT,
         };
-        signalled.send_modify(|n| *n += 1);
         match first {
             None => {
                 let why = Cancel::Signal { signal, at: std::time::Instant::now() };
@@ -205,6 +204,8 @@ async fn watch_signals(cancel: watch::Sender<Option<Cancel>>, signalled: watch::
                         *c = Some(why);
                     }
                 });
+                // Counted only now, so that whoever wakes on the count finds the cancellation.
+                signalled.send_modify(|n| *n += 1);
             }
             Some(first) => {
                 supervise::kill_all_now();

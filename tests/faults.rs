@@ -474,6 +474,11 @@ fn a_fixture_that_cannot_be_copied_fails_the_shard_and_leaves_nothing() {
     assert!(!started.exists() && !scene.file("ran").exists(), "Harper or the command started anyway");
     let work: Vec<_> = std::fs::read_dir(scene.file("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(work.is_empty(), "instance directories left behind: {work:?}");
+    let junit = support::read(&scene.file("report/junit.xml"));
+    assert!(
+        junit.contains("set up and supervise the shard") && junit.contains("<error") && junit.contains("component/pipe"),
+        "an exit 3 with a green junit.xml: {junit}"
+    );
     scene.assert_nothing_left();
 }
 
@@ -780,4 +785,22 @@ fn a_dotted_work_directory_is_refused_by_the_dry_run_with_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("HARPER_SHARD_WORK_DIR=/tmp/my.work") && err.contains("backtracks"), "{err}");
+}
+
+/// The run's timeout cuts a shard short: in junit.xml that is an error (not tested, and the
+/// run's own failure), not a skipped test that a CI view would show as fine.
+#[test]
+fn a_shard_cut_short_by_the_run_timeout_is_an_error_in_junit() {
+    let scene = Scene::new("127.0.33.59");
+    scene.plan("", "", "run: {timeout: 1s}\n  - name: a\n    run: \"touch cmd.started; sleep 600\"\n");
+    let plan = support::read(&scene.file("harper-shards.yml")).replace("run: {timeout: 1s}\n", "");
+    let plan = plan.replace("shards:\n", "run: {timeout: 1s}\nshards:\n");
+    scene.sandbox.write("harper-shards.yml", &plan);
+    let run = scene.run(&["run"]);
+    assert_ne!(run.code(), 0, "{}", run.stderr());
+    assert!(run.stderr().contains("the run's timeout (1s) ran out"), "{}", run.stderr());
+    let junit = support::read(&scene.file("report/junit.xml"));
+    assert!(junit.contains("type=\"run-timeout\""), "{junit}");
+    assert!(!junit.contains("<skipped"), "a timed-out shard is shown as skipped: {junit}");
+    scene.assert_nothing_left();
 }

@@ -617,7 +617,8 @@ fn links_planted_in_the_report_dir_are_not_written_through() {
     let plant = "ln -s \"$VICTIM\" \"$HARPER_SHARD_JUNIT_DIR/../command-2.log\"; ln -s \"$VICTIM\" \"$HARPER_SHARD_JUNIT_DIR/../harper/hdb.log\"";
     let shards = format!("  - name: planted\n    run: ['{plant}', 'echo never']\n");
     let step = github_step(&sandbox, &shards, &[("VICTIM", victim.to_str().unwrap())]);
-    step.run.expect(1);
+    // A command whose log cannot be created never starts: the tool's failure, exit 3.
+    step.run.expect(3);
     assert_eq!(support::read(&victim), "precious\n", "nothing was written through a link");
     let report = sandbox.report();
     let cause = report["shards"][0]["cause"].as_str().unwrap();

@@ -132,6 +132,10 @@ impl Reporter for Console {
             EventKind::Cancelling { signal } if !quiet => {
                 self.line(format!("harper-shard: {signal} received: tearing every shard down (send it again to kill at once)"));
             }
+            EventKind::RunTimedOut { after } => {
+                let after = humantime::format_duration(*after);
+                self.line(format!("harper-shard: the run's timeout ({after}) ran out: tearing every running shard down, starting no more"));
+            }
             _ => {}
         }
     }

@@ -48,12 +48,12 @@ pub fn render(record: &RunRecord) -> anyhow::Result<String> {
         report.set_timestamp(timestamp(start, Duration::ZERO));
     }
     for shard in &record.shards {
-        report.add_test_suite(suite(shard, record.started_at));
+        report.add_test_suite(suite(shard, record.started_at, record.timed_out));
     }
     Ok(report.to_string()?)
 }
 
-fn suite(shard: &ShardRecord, run_start: Option<SystemTime>) -> TestSuite {
+fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) -> TestSuite {
     let mut suite = TestSuite::new(shard.name.as_str());
     if let Some(total) = shard.phases.total() {
         suite.set_time(total);
@@ -74,9 +74,14 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>) -> TestSuite {
     }
 
     let classname = shard.name.as_str();
+    // Every failure of the tool's own after the address was taken (instance directories,
+    // fixtures, the JUnit folder, a keeper that died) is an error, as is a boot that failed;
+    // a teardown's problem has a testcase of its own below.
+    let own_failure = shard.cause.as_deref().is_some_and(|c| !c.starts_with("teardown:"));
     let failed_step = match shard.status {
         Some(ShardStatus::BootFailed) => Some((Phase::Boot, "boot Harper")),
         Some(ShardStatus::Infrastructure) if shard.phases.address.is_none() => Some((Phase::Wait, "get a loopback address")),
+        Some(ShardStatus::Infrastructure) if own_failure => Some((Phase::Commands, "set up and supervise the shard")),
         _ => None,
     };
     if let Some((phase, what)) = failed_step {
@@ -88,6 +93,10 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>) -> TestSuite {
             Some(Outcome::Passed) => TestCaseStatus::success(),
             Some(Outcome::Failed { status }) => failure(NonSuccessKind::Failure, status, "command-failed", &c.tail),
             Some(o @ Outcome::TimedOut { .. }) => failure(NonSuccessKind::Failure, &super::outcome_text(o), "timeout", &c.tail),
+            // Cut short by the run's timeout: not tested, and the run's own failure.
+            Some(Outcome::Cancelled) | None if timed_out && shard.status == Some(ShardStatus::Cancelled) => {
+                failure(NonSuccessKind::Error, "cancelled: the run's timeout ran out", "run-timeout", &c.tail)
+            }
             Some(Outcome::Cancelled) => skipped("cancelled"),
             None => skipped("not run: an earlier step of the shard failed or the run was cancelled"),
         };

@@ -27,6 +27,8 @@ pub struct RunRecord {
     #[serde(with = "secs")]
     pub duration: Duration,
     pub exit_code: Option<u8>,
+    /// The run's `timeout` ran out and cancelled what was left.
+    pub timed_out: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,6 +110,7 @@ impl RunRecord {
             warnings: Vec::new(),
             duration: Duration::ZERO,
             exit_code: None,
+            timed_out: false,
         }
     }
 
@@ -156,6 +159,7 @@ impl RunRecord {
                 s.phases.finished = at;
             }
             EventKind::RunFinished { exit } => self.exit_code = Some(exit.0),
+            EventKind::RunTimedOut { .. } => self.timed_out = true,
             EventKind::Installing { .. }
             | EventKind::InstallOutput { .. }
             | EventKind::Installed { .. }

@@ -56,6 +56,8 @@ pub enum EventKind {
     TeardownDone { shard: ShardId, problem: Option<String> },
     ShardFinished { shard: ShardId, status: ShardStatus, cause: Option<String> },
     Cancelling { signal: &'static str },
+    /// The run's `timeout` ran out: every running shard is torn down, none is started.
+    RunTimedOut { #[serde(with = "crate::plan::secs")] after: Duration },
     RunFinished { exit: ExitCode },
 }
 

@@ -124,9 +124,12 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
 
     let timeout = plan.run.timeout;
     let timer_tx = cancel_tx.clone();
+    let timer_emit = emit.clone();
     let timer = tokio::spawn(async move {
         tokio::time::sleep(timeout).await;
-        cancel_once(&timer_tx, Cancel::Timeout);
+        if cancel_once(&timer_tx, Cancel::Timeout) {
+            timer_emit.emit(EventKind::RunTimedOut { after: timeout });
+        }
     });
 
     // Shards start in plan order: the dispatcher takes each turn under the concurrency limit
@@ -158,10 +161,12 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
         let fail_fast = plan.run.fail_fast.then(|| cancel_tx.clone());
         tasks.spawn(async move {
             let cancelled = *cx.cancel.borrow();
-            let status = match (permit, cancelled) {
-                (Some(_permit), None) => shard::run(&cx, &shard).await,
-                (_, Some(Cancel::FailFast)) => skipped(&cx, "not started: an earlier shard failed (fail_fast)"),
-                _ => skipped(&cx, "not started: the run was cancelled"),
+            // The turn (`permit`) is given back only after a failure has cancelled the run
+            // under fail_fast, so the shard that takes it next sees the cancellation.
+            let (status, _turn) = match (permit, cancelled) {
+                (Some(turn), None) => (shard::run(&cx, &shard).await, Some(turn)),
+                (_, Some(Cancel::FailFast)) => (skipped(&cx, "not started: an earlier shard failed (fail_fast)"), None),
+                _ => (skipped(&cx, "not started: the run was cancelled"), None),
             };
             if status != ShardStatus::Passed
                 && status != ShardStatus::Skipped
@@ -188,8 +193,8 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
 
 /// Cancels the run for `why`, unless it was already cancelled: the first reason is the one
 /// that counts (a signal's exit status must not be replaced by a later timeout).
-fn cancel_once(tx: &watch::Sender<Option<Cancel>>, why: Cancel) {
-    tx.send_if_modified(|c| c.is_none().then(|| *c = Some(why)).is_some());
+fn cancel_once(tx: &watch::Sender<Option<Cancel>>, why: Cancel) -> bool {
+    tx.send_if_modified(|c| c.is_none().then(|| *c = Some(why)).is_some())
 }
 
 fn skipped(cx: &shard::Context, why: &str) -> ShardStatus {

@@ -634,76 +634,84 @@ fn a_signal_during_the_first_install_stops_npm_and_exits_within_7s() {
 
 #[test]
 fn a_signal_while_waiting_for_an_address_exits_within_7s() {
-    let scene = Scene::new("127.0.33.50");
-    scene.plan("", "", "  - name: a\n    run: touch ran\n");
-    let plan = support::read(&scene.file("harper-shards.yml")).replace("wait: 5s", "wait: 60s");
-    scene.sandbox.write("harper-shards.yml", &plan);
-    // The test holds the only address's lock, as another run would.
-    let dir = scene.file("pool");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let lock = std::fs::File::create(dir.join("127.0.33.50.lock")).unwrap();
-    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).expect("hold the slot");
-    let mut cmd = scene.command();
-    cmd.arg("run");
-    let report_dir = scene.file("report");
-    // The run waits for its address once it has made its report directory.
-    signal_in_phase(&scene, cmd, Signal::SIGTERM, || report_dir.exists());
-    assert!(!scene.file("ran").exists());
+    for (addr, signal) in [("127.0.33.50", Signal::SIGINT), ("127.0.33.60", Signal::SIGTERM)] {
+        let scene = Scene::new(addr);
+        scene.plan("", "", "  - name: a\n    run: touch ran\n");
+        let plan = support::read(&scene.file("harper-shards.yml")).replace("wait: 5s", "wait: 60s");
+        scene.sandbox.write("harper-shards.yml", &plan);
+        // The test holds the only address's lock, as another run would.
+        let dir = scene.file("pool");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let lock = std::fs::File::create(dir.join(format!("{addr}.lock"))).unwrap();
+        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).expect("hold the slot");
+        let mut cmd = scene.command();
+        cmd.arg("run");
+        let report_dir = scene.file("report");
+        // The run waits for its address once it has made its report directory.
+        signal_in_phase(&scene, cmd, signal, || report_dir.exists());
+        assert!(!scene.file("ran").exists());
+    }
 }
 
 #[test]
 fn a_signal_while_harper_boots_exits_within_7s() {
-    let scene = Scene::new("127.0.33.51");
-    let started = scene.file("harper.started");
-    scene.plan(&format!("delay=60s,started-file={}", started.display()), "", "  - name: a\n    run: touch ran\n");
-    let mut cmd = scene.command();
-    cmd.arg("run");
-    signal_in_phase(&scene, cmd, Signal::SIGINT, || started.exists());
-    scene.assert_nothing_left();
+    for (addr, signal) in [("127.0.33.51", Signal::SIGINT), ("127.0.33.61", Signal::SIGTERM)] {
+        let scene = Scene::new(addr);
+        let started = scene.file("harper.started");
+        scene.plan(&format!("delay=60s,started-file={}", started.display()), "", "  - name: a\n    run: touch ran\n");
+        let mut cmd = scene.command();
+        cmd.arg("run");
+        signal_in_phase(&scene, cmd, signal, || started.exists());
+        scene.assert_nothing_left();
+    }
 }
 
 /// Harper ignores SIGTERM and the plan's grace is a minute: the signal's budget caps the stop.
 #[test]
 fn a_signal_during_teardown_exits_within_7s() {
-    let scene = Scene::new("127.0.33.52");
-    scene.plan("ignore-term", "  teardown: {grace: 60s, port_release: 3s}\n", "  - name: a\n    run: touch cmd.done\n");
-    let mut cmd = scene.command();
-    cmd.arg("run");
-    signal_in_phase(&scene, cmd, Signal::SIGTERM, || {
-        scene.file("cmd.done").exists() && !marked_commands(&scene.sandbox).iter().any(|c| c == "sh" || c == "touch")
-    });
-    scene.assert_nothing_left();
+    for (addr, signal) in [("127.0.33.52", Signal::SIGINT), ("127.0.33.62", Signal::SIGTERM)] {
+        let scene = Scene::new(addr);
+        scene.plan("ignore-term", "  teardown: {grace: 60s, port_release: 3s}\n", "  - name: a\n    run: touch cmd.done\n");
+        let mut cmd = scene.command();
+        cmd.arg("run");
+        signal_in_phase(&scene, cmd, signal, || {
+            scene.file("cmd.done").exists() && !marked_commands(&scene.sandbox).iter().any(|c| c == "sh" || c == "touch")
+        });
+        scene.assert_nothing_left();
+    }
 }
 
 /// After the shards, the check run: a Checks API that accepts and never answers. A signal then
 /// still ends the tool at once.
 #[test]
 fn a_signal_while_the_check_run_hangs_exits_at_once() {
-    let scene = Scene::new("127.0.33.53");
-    scene.plan("", "", "  - name: a\n    run: \"true\"\n");
-    let api = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", api.local_addr().unwrap());
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let hang = {
-        let accepted = accepted.clone();
-        std::thread::spawn(move || {
-            let (conn, _) = api.accept().expect("the tool connects");
-            accepted.store(true, std::sync::atomic::Ordering::SeqCst);
-            // Holds the connection open without a word until the tool is gone.
-            let mut buf = [0u8; 4096];
-            let mut conn = conn;
-            while std::io::Read::read(&mut conn, &mut buf).is_ok_and(|n| n > 0) {}
-        })
-    };
-    let mut cmd = scene.command();
-    cmd.args(["run", "--github-checks"])
-        .env("GITHUB_TOKEN", "t")
-        .env("GITHUB_REPOSITORY", "o/r")
-        .env("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
-        .env("GITHUB_API_URL", &url);
-    signal_in_phase(&scene, cmd, Signal::SIGTERM, || accepted.load(std::sync::atomic::Ordering::SeqCst));
-    hang.join().unwrap();
+    for (addr, signal) in [("127.0.33.53", Signal::SIGINT), ("127.0.33.63", Signal::SIGTERM)] {
+        let scene = Scene::new(addr);
+        scene.plan("", "", "  - name: a\n    run: \"true\"\n");
+        let api = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", api.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hang = {
+            let accepted = accepted.clone();
+            std::thread::spawn(move || {
+                let (conn, _) = api.accept().expect("the tool connects");
+                accepted.store(true, std::sync::atomic::Ordering::SeqCst);
+                // Holds the connection open without a word until the tool is gone.
+                let mut buf = [0u8; 4096];
+                let mut conn = conn;
+                while std::io::Read::read(&mut conn, &mut buf).is_ok_and(|n| n > 0) {}
+            })
+        };
+        let mut cmd = scene.command();
+        cmd.args(["run", "--github-checks"])
+            .env("GITHUB_TOKEN", "t")
+            .env("GITHUB_REPOSITORY", "o/r")
+            .env("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
+            .env("GITHUB_API_URL", &url);
+        signal_in_phase(&scene, cmd, signal, || accepted.load(std::sync::atomic::Ordering::SeqCst));
+        hang.join().unwrap();
+    }
 }
 
 // --- the tool is suspended ------------------------------------------------------------------

@@ -52,7 +52,7 @@ impl WorkDir {
                 None => Ok(WorkDir { path: dir, note: None }),
                 Some(why) => Err(format!(
                     "HARPER_SHARD_WORK_DIR={} cannot hold Harper instances: {why}; set it to a short path of \
-                     letters, digits, `_`, `-` and `/` only, such as /tmp/{name}",
+                     letters, digits, `_`, `-`, `:` and `/` only, such as /tmp/{name}",
                     dir.display()
                 )),
             };
@@ -87,7 +87,9 @@ impl WorkDir {
 
 /// Why `dir` cannot hold instance directories, if it cannot.
 fn unfit(dir: &Path) -> Option<String> {
-    let text = dir.to_str()?;
+    let Some(text) = dir.to_str() else {
+        return Some("it is not valid UTF-8, and Harper's configuration holds paths as text".into());
+    };
     if !harper_safe(text) {
         let bad: String = text.chars().filter(|c| !(c.is_ascii_alphanumeric() || "_/:-".contains(*c))).take(3).collect();
         return Some(format!(

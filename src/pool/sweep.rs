@@ -1,11 +1,13 @@
 //! The token sweep: before a slot is reused, end every process still carrying the previous
-//! owner's `HARPER_SHARD_TOKEN` — a server that escaped its process group, a command's
-//! daemon, a keeper whose tool died — and the keepers its record names. The lock says the
-//! owner is gone; this makes sure its processes are too.
+//! owner's `HARPER_SHARD_TOKEN` (or a child's token below it) — a server that escaped its
+//! process group, a command's daemon, a keeper whose tool died — and the keepers its record
+//! names, then remove the instance directories it recorded. The lock says the owner is gone;
+//! this makes sure its processes and files are too. The tool also uses it to do the work of a
+//! keeper that died ([`carrying`] one child's token).
 //!
 //! Only processes of our own user are touched, never this process, and always by pid: SIGTERM,
-//! a short grace, then SIGKILL. On systems without `/proc` there is nothing to scan by
-//! environment; the record's keepers are still ended.
+//! a short grace, then SIGKILL. Environments are read from `/proc`, or through sysinfo where
+//! there is none (macOS).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -21,6 +23,10 @@ use crate::supervise::TOKEN_VAR;
 
 /// How long swept processes get to exit on SIGTERM before SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(2);
+
+/// How long SIGKILLed processes are given to be gone (within a signal's budget: see
+/// `run::budget::KILL_REAP`).
+pub const AFTER_KILL: Duration = Duration::from_millis(500);
 
 /// A process the sweep ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +68,6 @@ pub fn leftovers(record: &Record) -> Vec<ProcessId> {
 pub fn carrying(token: &str) -> Vec<ProcessId> {
     let me = std::process::id();
     let uid = nix::unistd::getuid().as_raw();
-    #[cfg(not(target_os = "linux"))]
-    tracing::debug!("no /proc here: processes are found by token through sysinfo");
     process::pids()
         .into_iter()
         .filter(|&pid| pid != me && process::uid(pid) == Some(uid) && process::carries_token(pid, TOKEN_VAR, token))
@@ -87,7 +91,7 @@ pub fn end(targets: &[ProcessId], grace: Duration) -> Vec<Swept> {
                 s.killed = true;
             }
         }
-        wait_gone(targets, Duration::from_secs(1));
+        wait_gone(targets, AFTER_KILL);
     }
     swept
 }

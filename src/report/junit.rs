@@ -77,7 +77,8 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
     // Every failure of the tool's own after the address was taken (instance directories,
     // fixtures, the JUnit folder, a keeper that died) is an error, as is a boot that failed;
     // a teardown's problem has a testcase of its own below.
-    let own_failure = shard.cause.as_deref().is_some_and(|c| !c.starts_with("teardown:"));
+    let explained = shard.commands.iter().any(|c| matches!(c.outcome, Some(Outcome::Failed { .. } | Outcome::TimedOut { .. })));
+    let own_failure = !explained && shard.cause.as_deref().is_some_and(|c| !c.starts_with("teardown:"));
     let failed_step = match shard.status {
         Some(ShardStatus::BootFailed) => Some((Phase::Boot, "boot Harper")),
         Some(ShardStatus::Infrastructure) if shard.phases.address.is_none() => Some((Phase::Wait, "get a loopback address")),

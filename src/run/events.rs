@@ -78,7 +78,8 @@ pub enum ShardStatus {
     Failed,
     /// Harper did not become ready.
     BootFailed,
-    /// No address, or teardown not confirmed.
+    /// The tool's own failure: no address, instance directories or fixtures, a keeper that
+    /// could not start or died, or a teardown not confirmed.
     Infrastructure,
     /// Stopped by a signal or the run's timeout before it finished.
     Cancelled,

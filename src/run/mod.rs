@@ -258,4 +258,6 @@ pub mod budget {
         TEARDOWN.as_millis() + KILL_REAP.as_millis() + REPORT.as_millis() + SLACK.as_millis() <= CANCEL.as_millis()
     );
     const _: () = assert!(GRACE.as_millis() < TEARDOWN.as_millis());
+    // Replacing a dead keeper ends with a sweep's wait for SIGKILLed processes.
+    const _: () = assert!(crate::pool::sweep::AFTER_KILL.as_millis() <= KILL_REAP.as_millis());
 }

@@ -166,7 +166,7 @@ impl Dirs {
 
 /// Copies directories, regular files and symbolic links. Anything else (a FIFO, a socket, a
 /// device) is refused: opening a FIFO to copy it would block until a writer came, forever.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;

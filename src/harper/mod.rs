@@ -1,6 +1,7 @@
-//! Harper itself: getting a runnable copy ([`install`]) and the exact command, arguments,
-//! directories and environment of one instance ([`instance`]). Nothing here starts a process;
-//! `supervise` does that.
+//! Harper itself: getting a runnable copy ([`install`], npm run under `supervise`), the exact
+//! command, arguments, directories and environment of one instance ([`instance`]), and booting
+//! instances from a cached, stopped install ([`template`]).
 
 pub mod install;
 pub mod instance;
+pub mod template;

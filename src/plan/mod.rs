@@ -108,6 +108,8 @@ pub fn dir_name(shard: &str) -> String {
 pub struct HarperSpec {
     pub source: HarperSource,
     pub runtime: Runtime,
+    /// Boot from a copy of the cached template install (`harper.template`, resolved).
+    pub template: bool,
     pub args: Vec<String>,
     pub config: serde_json::Map<String, serde_json::Value>,
     pub env: BTreeMap<String, String>,

@@ -12,7 +12,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::error::PlanError;
 use super::limits::{self, ARG_STRLEN, ARGS_TOTAL, MAX_CONCURRENCY, MAX_DURATION, MAX_POOL_COUNT, MAX_TEARDOWN, NAME_BYTES};
-use super::schema::{Concurrency, Dur, Probe, RawHarper, RawPlan, RawShard, Runtime};
+use super::schema::{Concurrency, Dur, Probe, RawHarper, RawPlan, RawShard, Runtime, TemplateMode};
 use super::split;
 use super::timings::Timings;
 use super::{Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Ready, RunSpec, Shard, Startup, Teardown};
@@ -444,9 +444,21 @@ impl Resolver<'_> {
                     super::file::size_text(ARGS_TOTAL as u64)
                 )));
         }
+        let template = match h.template.unwrap_or(TemplateMode::Auto) {
+            TemplateMode::On if runtime == Runtime::Exec => {
+                return Err(self
+                    .err("`template: on` needs runtime `node` or `bun`: the tool cannot know what an `exec` program installs")
+                    .field(field("template"))
+                    .hint("use `template: auto` (off for `exec`) or `off`"));
+            }
+            TemplateMode::Auto => runtime != Runtime::Exec,
+            TemplateMode::On => true,
+            TemplateMode::Off => false,
+        };
         Ok(HarperSpec {
             source,
             runtime,
+            template,
             args,
             config,
             env,
@@ -634,6 +646,7 @@ fn merge(base: &RawHarper, over: Option<&RawHarper>) -> RawHarper {
         package: o.package.clone().or(b.package),
         bin: o.bin.clone().or(b.bin),
         runtime: o.runtime.or(b.runtime),
+        template: o.template.or(b.template),
         args: o.args.clone().or(b.args),
         config: match (b.config, &o.config) {
             (Some(mut b), Some(o)) => {

@@ -38,6 +38,7 @@ pub struct RawHarper {
     pub package: Option<String>,
     pub bin: Option<String>,
     pub runtime: Option<Runtime>,
+    pub template: Option<TemplateMode>,
     pub args: Option<Vec<Spanned<String>>>,
     pub config: Option<serde_json::Map<String, serde_json::Value>>,
     pub env: Option<BTreeMap<String, String>>,
@@ -113,6 +114,17 @@ pub struct RawShard {
     pub files: Option<Spanned<String>>,
     pub split: Option<Spanned<Split>>,
     pub harper: Option<RawHarper>,
+}
+
+/// Whether an instance boots from a copy of a cached, stopped install (restart speed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateMode {
+    /// On where it is faster: Harper under `node` or `bun`; off for `exec` (a wrapper or the
+    /// fake server, whose install the tool cannot know).
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]

@@ -104,6 +104,12 @@ impl Reporter for Console {
             }
             EventKind::RunFailed { message } => self.line(format!("error: {message}")),
             EventKind::AddressAcquired { shard, addr } if progress => self.line(format!("[{}] {addr} acquired", name(*shard))),
+            EventKind::TemplateBuilding { shard } if progress => {
+                self.line(format!("[{}] building the boot template (once per Harper and settings)", name(*shard)));
+            }
+            EventKind::TemplateBuilt { shard, took } if progress => {
+                self.line(format!("[{}] boot template built in {}", name(*shard), short(*took)));
+            }
             EventKind::BootReady { shard } if progress => {
                 let boot = record.shards[*shard].phases.took(super::model::Phase::Boot).map(short).unwrap_or_default();
                 self.line(format!("[{}] Harper ready in {boot}", name(*shard)));

@@ -164,6 +164,8 @@ impl RunRecord {
             | EventKind::InstallOutput { .. }
             | EventKind::Installed { .. }
             | EventKind::CommandOutput { .. }
+            | EventKind::TemplateBuilding { .. }
+            | EventKind::TemplateBuilt { .. }
             | EventKind::Cancelling { .. } => {}
         }
     }

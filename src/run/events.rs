@@ -45,6 +45,9 @@ pub enum EventKind {
     /// The shard got its turn under the concurrency limit and starts waiting for an address.
     ShardStarted { shard: ShardId },
     AddressAcquired { shard: ShardId, addr: Ipv4Addr },
+    /// The cache has no boot template for this shard's Harper yet: it builds one first.
+    TemplateBuilding { shard: ShardId },
+    TemplateBuilt { shard: ShardId, #[serde(with = "crate::plan::secs")] took: Duration },
     BootStarted { shard: ShardId, pid: u32, rootpath: PathBuf },
     BootReady { shard: ShardId },
     BootFailed { shard: ShardId, cause: String, tail: Vec<String> },

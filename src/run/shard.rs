@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::events::{EventKind, Outcome, ShardId, ShardStatus};
 use super::{Cancel, Emitter, budget};
 use crate::harper::instance::{self, Dirs, WorkDir};
+use crate::harper::{install, template};
 use crate::plan::Shard;
 use crate::pool::{self, Lease, Notice, Pool, probe};
 use crate::supervise::readiness::{self, Tail};
@@ -78,15 +79,31 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
 
     let (mut status, mut cause) = (ShardStatus::Passed, None);
     let mut harper = None;
-    if let Err(e) = dirs.install_fixtures(&shard.harper.fixtures) {
+    // Held until the shard ends: no other live instance may have these JWT keys.
+    let mut _keys = None;
+    let mut template = None;
+    if shard.harper.template {
+        match from_template(cx, shard, &mut lease, &dirs, &token).await {
+            Ok((t, keys)) => (template, _keys) = (Some(t), Some(keys)),
+            Err((st, why)) => (status, cause) = (st, Some(why)),
+        }
+    }
+    if status != ShardStatus::Passed {
+    } else if let Err(e) = dirs.install_fixtures(&shard.harper.fixtures) {
         (status, cause) = (ShardStatus::Infrastructure, Some(format!("{e:#}")));
     } else {
-        match boot(cx, shard, &dirs, addr, &password, &token).await {
+        match boot(cx, shard, &dirs, addr, &password, &token, Boot::Instance).await {
             Ok(child) => harper = Some(child),
             Err((child, st, why)) => {
                 (status, cause) = (st, Some(why));
                 harper = child;
             }
+        }
+        if let (Some(t), Some(_)) = (&template, &harper)
+            && status == ShardStatus::Passed
+            && let Err(e) = template::set_password(addr, shard.harper.ports.operations, &t.meta, &password).await
+        {
+            (status, cause) = (ShardStatus::BootFailed, Some(format!("{e:#}")));
         }
     }
     if let Some(child) = &harper {
@@ -172,21 +189,31 @@ async fn acquire(cx: &Context, shard: &Shard, token: &str) -> anyhow::Result<Lea
 
 type BootFailure = (Option<Child>, ShardStatus, String);
 
-async fn boot(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password: &str, token: &str) -> Result<Child, BootFailure> {
+/// What a boot is for: the shard's instance, or the build of the template it boots from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Boot {
+    Instance,
+    Template,
+}
+
+async fn boot(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password: &str, token: &str, what: Boot) -> Result<Child, BootFailure> {
     let launch = instance::launch(&shard.harper, &cx.entry, dirs, addr, password);
     let spawned = Instant::now();
+    let logs = cx.log_dir.join(if what == Boot::Instance { "harper" } else { "template" });
     let spec = Spec {
         program: launch.program,
         args: launch.args,
         env: launch.env,
         cwd: dirs.home.clone(),
-        stdout_log: cx.log_dir.join("harper").join("stdout.log"),
-        stderr_log: Some(cx.log_dir.join("harper").join("stderr.log")),
+        stdout_log: logs.join("stdout.log"),
+        stderr_log: Some(logs.join("stderr.log")),
         grace: shard.harper.teardown.grace,
         token: token.to_owned(),
     };
     let mut child = Child::spawn(spec).await.map_err(|e| (None, ShardStatus::BootFailed, format!("{e:#}")))?;
-    cx.emit.emit(EventKind::BootStarted { shard: cx.id, pid: child.process.pid(), rootpath: dirs.root.clone() });
+    if what == Boot::Instance {
+        cx.emit.emit(EventKind::BootStarted { shard: cx.id, pid: child.process.pid(), rootpath: dirs.root.clone() });
+    }
     let mut cancel = cx.cancel.clone();
     let h = &shard.harper;
     let outcome = tokio::select! {
@@ -197,16 +224,113 @@ async fn boot(cx: &Context, shard: &Shard, dirs: &Dirs, addr: Ipv4Addr, password
     child.output.close();
     match outcome {
         Some(Ok(())) => {
-            cx.emit.emit(EventKind::BootReady { shard: cx.id });
+            if what == Boot::Instance {
+                cx.emit.emit(EventKind::BootReady { shard: cx.id });
+            }
             Ok(child)
         }
         Some(Err(e)) => {
-            let cause = e.cause();
+            let cause = match what {
+                Boot::Instance => e.cause(),
+                Boot::Template => format!("building the boot template: {}", e.cause()),
+            };
             cx.emit.emit(EventKind::BootFailed { shard: cx.id, cause: cause.clone(), tail: e.tail().to_vec() });
             Err((Some(child), ShardStatus::BootFailed, cause))
         }
         None => Err((Some(child), ShardStatus::Cancelled, "cancelled while Harper was starting".into())),
     }
+}
+
+/// Fills the instance's directories from the template, building the template first when the
+/// cache has none: on this shard's address, under the template's lock, started until ready,
+/// stopped, its ports seen free, kept. Returns the template and the instance's JWT keys.
+async fn from_template(
+    cx: &Context,
+    shard: &Shard,
+    lease: &mut Lease,
+    dirs: &Dirs,
+    token: &str,
+) -> Result<(template::Template, template::KeySet), (ShardStatus, String)> {
+    let infra = |e: anyhow::Error| (ShardStatus::Infrastructure, format!("{e:#}"));
+    let cache = install::cache_dir().map_err(infra)?;
+    let key = template::key(&shard.harper, &cx.entry);
+    let keys = template::take_keys(&cache, shard.harper.runtime).await.map_err(infra)?;
+    let found = match template::cached(&cache, &key) {
+        Some(found) => found,
+        None => {
+            let mut cancel = cx.cancel.clone();
+            let _building = tokio::select! {
+                lock = template::lock(&cache, &key) => lock.map_err(infra)?,
+                _ = cancel.wait_for(Option::is_some) => {
+                    return Err((ShardStatus::Cancelled, "cancelled while waiting for another run's boot template".into()));
+                }
+            };
+            // Another run may have built it while this one waited.
+            match template::cached(&cache, &key) {
+                Some(found) => found,
+                None => build_template(cx, shard, lease, &cache, &key, token).await?,
+            }
+        }
+    };
+    template::instantiate(&found, dirs, &keys).map_err(infra)?;
+    Ok((found, keys))
+}
+
+async fn build_template(
+    cx: &Context,
+    shard: &Shard,
+    lease: &mut Lease,
+    cache: &Path,
+    key: &str,
+    token: &str,
+) -> Result<template::Template, (ShardStatus, String)> {
+    let infra = |e: anyhow::Error| (ShardStatus::Infrastructure, format!("{e:#}"));
+    let started = Instant::now();
+    cx.emit.emit(EventKind::TemplateBuilding { shard: cx.id });
+    let addr = lease.addr;
+    let build = Dirs::under(&cx.work.path, addr);
+    lease.record_dir(&build.base).and_then(|()| build.create()).map_err(infra)?;
+    let password = template::build_password();
+    let booted = boot(cx, shard, &build, addr, &password, token, Boot::Template).await;
+    let (mut child, failure) = match booted {
+        Ok(child) => (Some(child), None),
+        Err((child, status, why)) => (child, Some((status, why))),
+    };
+    // Never copied while it runs: stopped (SIGTERM), its ports free, then kept.
+    if let Some(child) = &mut child
+        && let Err(e) = stop(cx, shard, child).await
+        && failure.is_none()
+    {
+        let _ = build.remove();
+        return Err(infra(e));
+    }
+    let kept = match failure {
+        Some(failure) => Err(failure),
+        None => {
+            let ports = shard.harper.ports.all();
+            let limit = within(cx, shard.harper.teardown.port_release);
+            let busy = tokio::task::spawn_blocking(move || probe::wait_free(addr, &ports, limit)).await.unwrap_or_default();
+            if let Some((name, port, why)) = busy.first() {
+                Err((ShardStatus::Infrastructure, format!("port {port} ({name}) on {addr} is still {why} after the template's build")))
+            } else {
+                let meta = template::Meta {
+                    root: build.root.display().to_string(),
+                    home: build.home.display().to_string(),
+                    username: shard.harper.admin.username.clone(),
+                    password,
+                    entry: cx.entry.display().to_string(),
+                };
+                template::store(cache, key, &build, &meta).map_err(infra)
+            }
+        }
+    };
+    if let Err(e) = build.remove() {
+        tracing::debug!("{e:#}");
+    }
+    if kept.is_ok() {
+        cx.emit.emit(EventKind::TemplateBuilt { shard: cx.id, took: started.elapsed() });
+    }
+    kept
 }
 
 /// The variables of the README's "What a shard command sees".

@@ -1,0 +1,292 @@
+//! Template boot: an instance's first start installs Harper into its empty ROOTPATH (6–15 s
+//! here); a start on an existing one takes 2.5–6.4 s (docs/harper.md). So Harper is installed
+//! once into a template — started until ready, stopped by SIGTERM, never copied while it runs —
+//! kept in the cache, and every instance boots from a copy of it that tests cannot tell from a
+//! fresh install on its address:
+//!
+//! - every absolute path in `harperdb-config.yaml` and in HOME's boot properties is rewritten
+//!   from the template's directories to the instance's own;
+//! - its JWT keys are a set of its own ([`KeySet`]): a token from one instance is refused by
+//!   another;
+//! - the admin password is the run's: a copy ignores `--HDB_ADMIN_PASSWORD`, so it is set with
+//!   `alter_user` once the instance is ready ([`set_password`]);
+//! - ports and hostname come from the arguments of every start, as for any instance.
+//!
+//! A template is keyed by everything that changes what the install writes (the entry script,
+//! the runtime, the admin username, `args`, `config`, `env`); it is built under a lock, into a
+//! temporary name renamed on success, so two runs never build it twice and a killed build leaves
+//! nothing half-written behind.
+
+use std::fs::{File, OpenOptions};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use super::instance::{Dirs, copy_tree};
+use crate::plan::{HarperSpec, Runtime};
+
+/// What a template records about itself, beside its two directories `r/` (ROOTPATH) and `h/`
+/// (HOME).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    /// The directories it was built in: the text every copy replaces.
+    pub root: String,
+    pub home: String,
+    pub username: String,
+    /// The admin password it was installed with, which every copy starts with.
+    pub password: String,
+    /// What it was built from, for `cache status`.
+    pub entry: String,
+}
+
+/// A complete template in the cache.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub dir: PathBuf,
+    pub meta: Meta,
+}
+
+const META: &str = "template.json";
+
+/// `<cache>/templates`.
+pub fn templates_dir(cache: &Path) -> PathBuf {
+    cache.join("templates")
+}
+
+/// The key of the template an instance of `spec` boots from: a stable hash (FNV-1a, 64 bits)
+/// of everything that changes what the install writes.
+pub fn key(spec: &HarperSpec, entry: &Path) -> String {
+    let what = serde_json::json!({
+        "entry": entry.display().to_string(),
+        "runtime": spec.runtime,
+        "username": spec.admin.username,
+        "args": spec.args,
+        "config": spec.config,
+        "env": spec.env,
+    });
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in what.to_string().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// The complete template of `key`, if the cache has one.
+pub fn cached(cache: &Path, key: &str) -> Option<Template> {
+    let dir = templates_dir(cache).join(key);
+    let text = std::fs::read_to_string(dir.join(META)).ok()?;
+    let meta: Meta = serde_json::from_str(&text).ok()?;
+    (dir.join("r").is_dir() && dir.join("h").is_dir()).then_some(Template { dir, meta })
+}
+
+/// How often a run waiting for another run's build looks at the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// The exclusive lock on building the template `key`, waited for without blocking a thread.
+pub async fn lock(cache: &Path, key: &str) -> anyhow::Result<Flock<File>> {
+    let dir = templates_dir(cache);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    poll_lock(&dir.join(format!("{key}.lock"))).await
+}
+
+async fn poll_lock(path: &Path) -> anyhow::Result<Flock<File>> {
+    loop {
+        if let Some(lock) = try_lock(path)? {
+            return Ok(lock);
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+    }
+}
+
+/// The lock on `path`, unless someone else holds it.
+fn try_lock(path: &Path) -> anyhow::Result<Option<Flock<File>>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("cannot open the lock {} (a symbolic link?)", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+/// Keeps the stopped install in `built` as the template `key`. The caller holds the lock.
+pub fn store(cache: &Path, key: &str, built: &Dirs, meta: &Meta) -> anyhow::Result<Template> {
+    // What a clean stop leaves behind must not reach a copy: the pid file and the socket.
+    for stale in ["hdb.pid", "operations-server"] {
+        let _ = std::fs::remove_file(built.root.join(stale));
+    }
+    let dir = templates_dir(cache).join(key);
+    let staging = templates_dir(cache).join(format!("{key}.partial-{}", uuid::Uuid::new_v4().simple()));
+    let staged = (|| -> anyhow::Result<()> {
+        copy_tree(&built.root, &staging.join("r")).context("cannot copy the stopped install")?;
+        copy_tree(&built.home, &staging.join("h")).context("cannot copy the stopped install's HOME")?;
+        std::fs::write(staging.join(META), serde_json::to_vec_pretty(meta)?).context("cannot write the template's record")?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+        }
+        std::fs::rename(&staging, &dir).with_context(|| format!("cannot move the template into {}", dir.display()))
+    })();
+    if let Err(e) = staged {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    Ok(Template { dir, meta: meta.clone() })
+}
+
+/// Fills an instance's fresh directories from the template: the copy, every path rewritten to
+/// the instance's own, its own JWT keys.
+pub fn instantiate(template: &Template, dirs: &Dirs, keys: &KeySet) -> anyhow::Result<()> {
+    copy_tree(&template.dir.join("r"), &dirs.root).context("cannot copy the template's ROOTPATH")?;
+    copy_tree(&template.dir.join("h"), &dirs.home).context("cannot copy the template's HOME")?;
+    let root = dirs.root.display().to_string();
+    let home = dirs.home.display().to_string();
+    for file in [dirs.root.join("harperdb-config.yaml"), dirs.home.join(".harperdb").join("hdb_boot_properties.file")] {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let text = text.replace(&template.meta.root, &root).replace(&template.meta.home, &home);
+        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    for name in JWT_FILES {
+        let target = dirs.root.join("keys").join(name);
+        let _ = std::fs::remove_file(&target);
+        std::fs::copy(keys.dir.join(name), &target).with_context(|| format!("cannot put a JWT key in {}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Sets the run's admin password on a copy once it is ready (it started with the template's).
+pub async fn set_password(addr: Ipv4Addr, port: u16, meta: &Meta, password: &str) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if password == meta.password {
+        return Ok(());
+    }
+    let body = serde_json::json!({ "operation": "alter_user", "username": meta.username, "password": password }).to_string();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", meta.username, meta.password));
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}:{port}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect((addr, port)).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.take(64 * 1024).read_to_end(&mut answer).await?;
+        std::io::Result::Ok(String::from_utf8_lossy(&answer).into_owned())
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .context("Harper did not answer `alter_user` within 10s")?
+        .context("cannot ask Harper to set the run's admin password")?;
+    if !answer.starts_with("HTTP/1.1 200") {
+        let first = answer.lines().next().unwrap_or("no answer");
+        bail!("Harper refused to set the run's admin password on a template copy: {first}");
+    }
+    Ok(())
+}
+
+/// The JWT key files Harper makes at its first start, in `<ROOTPATH>/keys`.
+const JWT_FILES: [&str; 3] = [".jwtPass", ".jwtPrivate.key", ".jwtPublic.key"];
+
+/// One instance's JWT keys, from a stock in the cache: sets are made once (RSA-4096, as Harper
+/// makes them: about 2 s each here) and reused by later runs, and a set is held (locked) by one
+/// instance at a time, so no two live instances share keys.
+pub struct KeySet {
+    pub dir: PathBuf,
+    _held: Flock<File>,
+}
+
+/// Harper's own recipe (a v4 UUID passphrase; the private key PKCS#8, AES-256-CBC encrypted;
+/// the public key SPKI), written into the directory given as the first argument.
+const KEYGEN: &str = "const c = require('node:crypto'), fs = require('node:fs'), p = require('node:path');\
+const dir = process.argv[1], pass = c.randomUUID();\
+const k = c.generateKeyPairSync('rsa', { modulusLength: 4096, publicKeyEncoding: { type: 'spki', format: 'pem' },\
+privateKeyEncoding: { type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: pass } });\
+fs.writeFileSync(p.join(dir, '.jwtPass'), pass); fs.writeFileSync(p.join(dir, '.jwtPrivate.key'), k.privateKey);\
+fs.writeFileSync(p.join(dir, '.jwtPublic.key'), k.publicKey);";
+
+/// Takes a free key set from the stock, making one when every set is held.
+pub async fn take_keys(cache: &Path, runtime: Runtime) -> anyhow::Result<KeySet> {
+    let stock = cache.join("keys");
+    std::fs::create_dir_all(&stock).with_context(|| format!("cannot create {}", stock.display()))?;
+    for n in 0u32.. {
+        let Some(held) = try_lock(&stock.join(format!("{n}.lock")))? else { continue };
+        let dir = stock.join(n.to_string());
+        if !JWT_FILES.iter().all(|f| dir.join(f).is_file()) {
+            make_keys(&stock, &dir, runtime).await?;
+        }
+        return Ok(KeySet { dir, _held: held });
+    }
+    unreachable!("the stock has room for every instance")
+}
+
+async fn make_keys(stock: &Path, dir: &Path, runtime: Runtime) -> anyhow::Result<()> {
+    let staging = stock.join(format!("{}.partial-{}", dir.file_name().unwrap_or_default().to_string_lossy(), uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let program = if runtime == Runtime::Bun { "bun" } else { "node" };
+    let out = tokio::process::Command::new(program)
+        .arg("-e")
+        .arg(KEYGEN)
+        .arg(&staging)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("cannot run `{program}` to make JWT keys"));
+    let made = out.and_then(|out| {
+        if !out.status.success() {
+            bail!("`{program}` could not make JWT keys: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::rename(&staging, dir).with_context(|| format!("cannot move the keys into {}", dir.display()))
+    });
+    if made.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    made
+}
+
+/// A random password for a template's build.
+pub fn build_password() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_changes_with_what_the_install_writes_and_nothing_else() {
+        let plan = "version: 1\nshards:\n  - name: a\n    run: \"true\"\n";
+        let raw = crate::plan::load::parse(Path::new("p.yml"), plan).unwrap();
+        let env = |_: &str| None;
+        let timings = crate::plan::Timings::default();
+        let cx = crate::plan::resolve::Context { env: &env, cpus: 2, timings: &timings };
+        let resolved = crate::plan::resolve::resolve(Path::new("p.yml"), plan, raw, &cx).unwrap();
+        let spec = resolved.shards[0].harper.clone();
+        let entry = Path::new("/cache/harperdb/bin/harperdb.js");
+        let base = key(&spec, entry);
+        assert_eq!(base, key(&spec.clone(), entry), "the key is stable");
+        let mut other_ports = spec.clone();
+        other_ports.ports.http = 19926;
+        assert_eq!(base, key(&other_ports, entry), "ports come from every start's arguments");
+        let mut more_args = spec.clone();
+        more_args.args.push("--LOGGING_LEVEL=debug".into());
+        assert_ne!(base, key(&more_args, entry));
+        let mut user = spec;
+        user.admin.username = "root".into();
+        assert_ne!(base, key(&user, entry));
+        assert_ne!(base, key(&user, Path::new("/cache/other/bin/harperdb.js")));
+    }
+}

@@ -67,6 +67,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PoolCommand,
     },
+    /// Show or remove what the cache holds: installed Harper packages, boot templates, JWT keys.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Internal: the per-child keeper process.
     #[command(name = "__keeper", hide = true)]
     Keeper(KeeperArgs),
@@ -142,6 +147,17 @@ pub struct PoolArgs {
     /// Output format of `pool status`.
     #[arg(long, value_enum, default_value_t = Format::Human, env = "HARPER_SHARD_FORMAT")]
     pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the installed packages, boot templates and JWT key sets, with their sizes.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Human, env = "HARPER_SHARD_FORMAT")]
+        format: Format,
+    },
+    /// Remove everything a running harper-shard is not using right now.
+    Clear,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
-use crate::cli::{Format, MatrixArgs, PoolArgs, PoolCommand, RunArgs};
+use crate::cli::{CacheCommand, Format, MatrixArgs, PoolArgs, PoolCommand, RunArgs};
 use crate::exit::{Exit, Failure};
 use crate::output::{eprintln, print, println};
 use crate::plan::timings::TimingsError;
@@ -245,6 +245,34 @@ pub fn matrix(args: MatrixArgs) -> Result<Exit, Failure> {
         })
         .collect();
     println(serde_json::json!({ "include": include }));
+    Ok(Exit::Passed)
+}
+
+pub fn cache(command: CacheCommand) -> Result<Exit, Failure> {
+    use crate::harper::cache;
+    let dir = cache::dir().map_err(Failure::infrastructure)?;
+    let size = |bytes: u64| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
+    match command {
+        CacheCommand::Status { format: Format::Json } => {
+            println(serde_json::json!({ "cache": dir, "entries": cache::survey(&dir) }));
+        }
+        CacheCommand::Status { format: Format::Human } => {
+            println(format_args!("cache {}", dir.display()));
+            for e in cache::survey(&dir) {
+                let detail = e.detail.map(|d| format!("  ({d})")).unwrap_or_default();
+                println(format_args!("{:<9} {:<28} {:>10}{detail}", e.kind, e.name, size(e.bytes)));
+            }
+        }
+        CacheCommand::Clear => {
+            let (removed, kept) = cache::clear(&dir);
+            for e in &removed {
+                println(format_args!("removed {} {} ({})", e.kind, e.name, size(e.bytes)));
+            }
+            for (e, why) in &kept {
+                println(format_args!("kept {} {}: {why}", e.kind, e.name));
+            }
+        }
+    }
     Ok(Exit::Passed)
 }
 

@@ -5,7 +5,17 @@
 
 mod support;
 
+use std::sync::Mutex;
+
 use support::{DEFAULT_PORTS, Sandbox};
+
+/// Real Harper needs about a core to boot: these tests take turns, so that what they measure
+/// is Harper, not four of them fighting over two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn example_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -13,6 +23,7 @@ fn example_dir() -> std::path::PathBuf {
 
 #[test]
 fn the_example_plan_passes_with_three_shards_on_three_addresses_and_leaves_nothing() {
+    let _turn = turn();
     let sandbox = Sandbox::new();
     let mut cmd = sandbox.command();
     cmd.current_dir(example_dir()).args(["run", "harper-shards.yml"]);
@@ -70,6 +81,7 @@ fn boot_under_tmpdir(sandbox: &Sandbox, tmpdir: &std::path::Path) -> (support::R
 /// any other; a 40-character temporary directory made only of path characters boots normally.
 #[test]
 fn real_harper_boots_in_normal_time_under_a_long_dot_free_tmpdir() {
+    let _turn = turn();
     let sandbox = Sandbox::new();
     one_real_shard(&sandbox, "127.0.60.2");
     let tmpdir = sandbox.path("runner_work_temp_directory_40");
@@ -85,9 +97,91 @@ fn real_harper_boots_in_normal_time_under_a_long_dot_free_tmpdir() {
 /// would hang every boot: the tool moves its instance directories to a safe place and says so.
 #[test]
 fn real_harper_boots_in_normal_time_under_a_dotted_tmpdir() {
+    let _turn = turn();
     let sandbox = Sandbox::new();
     one_real_shard(&sandbox, "127.0.60.5");
     let (run, boot) = boot_under_tmpdir(&sandbox, &sandbox.path("home.runner_work_temp"));
     assert!(boot < 45.0, "the boot took {boot:.1}s");
     assert!(run.stderr().contains("instance directories go to /tmp/hs-"), "the move is said: {}", run.stderr());
+}
+
+/// The example plan with `template: off`: every instance a fresh install, as before templates.
+#[test]
+fn the_example_plan_passes_with_templates_off() {
+    let _turn = turn();
+    let sandbox = Sandbox::new();
+    let plan = support::read(&example_dir().join("harper-shards.yml"))
+        .replace("  package: harperdb@4.7.29\n", "  package: harperdb@4.7.29\n  template: off\n");
+    assert!(plan.contains("template: off"));
+    sandbox.write("harper-shards.yml", &plan);
+    let copied = std::process::Command::new("cp").arg("-r").arg(example_dir().join("tests")).arg(&sandbox.dir).status().unwrap();
+    assert!(copied.success());
+    let mut cmd = sandbox.command();
+    cmd.args(["run", "harper-shards.yml"]);
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+    for shard in sandbox.report()["shards"].as_array().unwrap() {
+        assert_eq!(shard["status"], "passed", "{shard}");
+    }
+}
+
+/// What each shard of the equivalence plan records about its instance.
+const PROBE: &str = r#"
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+const url = process.env.HARPER_OPERATIONS_API_URL;
+const basic = 'Basic ' + Buffer.from(`${process.env.HARPER_ADMIN_USERNAME}:${process.env.HARPER_ADMIN_PASSWORD}`).toString('base64');
+const op = async (body, auth = basic) => {
+  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth }, body: JSON.stringify(body) });
+  return { status: r.status, body: await r.json() };
+};
+const name = process.argv[2];
+const config = await op({ operation: 'get_configuration' });
+if (config.status !== 200) throw new Error(`get_configuration: ${config.status} ${JSON.stringify(config.body)}`);
+const root = process.env.HARPER_ROOTPATH, host = process.env.HARPER_HOSTNAME;
+const normal = JSON.stringify(config.body).split(root).join('<ROOT>').split(host).join('<HOST>');
+const publicKey = readFileSync(`${root}/keys/.jwtPublic.key`, 'utf8');
+let token = null, foreign = null;
+if (name === 'copy-a') {
+  const made = await op({ operation: 'create_authentication_tokens', username: process.env.HARPER_ADMIN_USERNAME, password: process.env.HARPER_ADMIN_PASSWORD });
+  token = made.body.operation_token;
+  writeFileSync('token-a', token);
+}
+if (name === 'copy-b') {
+  const until = Date.now() + 120000;
+  while (!existsSync('token-a') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  foreign = (await op({ operation: 'describe_all' }, `Bearer ${readFileSync('token-a', 'utf8')}`)).status;
+  const own = await op({ operation: 'create_authentication_tokens', username: process.env.HARPER_ADMIN_USERNAME, password: process.env.HARPER_ADMIN_PASSWORD });
+  token = (await op({ operation: 'describe_all' }, `Bearer ${own.body.operation_token}`)).status;
+}
+writeFileSync(`${name}.json`, JSON.stringify({ normal, publicKey, token, foreign }));
+"#;
+
+/// A templated instance cannot be told from a fresh install on its address: the same
+/// configuration once its directory and address are named alike, its own JWT keys, and a
+/// token of one instance is refused by another.
+#[test]
+fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
+    let _turn = turn();
+    let sandbox = Sandbox::new();
+    sandbox.write("probe.mjs", PROBE);
+    let shard = |name: &str, template: &str| {
+        format!("  - name: {name}\n    harper: {{template: {template}}}\n    run: node probe.mjs {name}\n")
+    };
+    let plan = format!(
+        "version: 1\npool: {{start: 127.0.62.2, count: 3}}\nrun: {{concurrency: 3}}\nshards:\n{}{}{}",
+        shard("fresh", "off"),
+        shard("copy-a", "on"),
+        shard("copy-b", "on")
+    );
+    sandbox.write("harper-shards.yml", &plan);
+    let mut cmd = sandbox.command();
+    cmd.arg("run").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+    let seen = |name: &str| -> serde_json::Value { serde_json::from_str(&support::read(&sandbox.path(&format!("{name}.json")))).unwrap() };
+    let (fresh, a, b) = (seen("fresh"), seen("copy-a"), seen("copy-b"));
+    assert_eq!(a["normal"], fresh["normal"], "a template copy's configuration differs from a fresh install's");
+    assert_eq!(b["normal"], fresh["normal"]);
+    assert_ne!(a["publicKey"], b["publicKey"], "two live copies share their JWT keys");
+    assert_ne!(a["publicKey"], fresh["publicKey"]);
+    assert_eq!(b["token"], 200, "a copy accepts its own tokens");
+    assert_ne!(b["foreign"], 200, "a copy accepted a token of another instance");
 }

@@ -2,6 +2,7 @@
 //! command, arguments, directories and environment of one instance ([`instance`]), and booting
 //! instances from a cached, stopped install ([`template`]).
 
+pub mod cache;
 pub mod install;
 pub mod instance;
 pub mod template;

@@ -105,7 +105,7 @@ async fn poll_lock(path: &Path) -> anyhow::Result<Flock<File>> {
 }
 
 /// The lock on `path`, unless someone else holds it.
-fn try_lock(path: &Path) -> anyhow::Result<Option<Flock<File>>> {
+pub fn try_lock(path: &Path) -> anyhow::Result<Option<Flock<File>>> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -75,11 +75,31 @@ fn describe_source(source: &HarperSource) -> String {
     }
 }
 
+/// How the instance boots: from the cached template (and whether it must be built first), or a
+/// fresh install.
+fn describe_boot(h: &HarperSpec) -> String {
+    use crate::harper::{install, template};
+    if !h.template {
+        return "fresh install into an empty ROOTPATH (template off)".into();
+    }
+    let Ok(cache) = install::cache_dir() else { return "from a template (no cache directory: set HOME or XDG_CACHE_HOME)".into() };
+    let entry = match &h.source {
+        HarperSource::Package(spec) => install::cached(&cache, spec).map(|i| i.entry),
+        HarperSource::Bin(path) => Some(path.clone()),
+    };
+    match entry.map(|e| template::key(h, &e)) {
+        Some(key) if template::cached(&cache, &key).is_some() => format!("from the cached template {key} (restart speed)"),
+        Some(key) => format!("from a template, built first by the first shard that needs it ({key})"),
+        None => "from a template, built first once Harper is installed".into(),
+    }
+}
+
 fn describe_harper(h: &HarperSpec, source: &str) -> String {
     let d = humantime::format_duration;
     let ports: Vec<String> = h.ports.all().iter().map(|(n, p)| format!("{n} {p}")).collect();
     let mut s = String::new();
     let _ = writeln!(s, "      harper   {source} on {:?}", h.runtime);
+    let _ = writeln!(s, "      boot     {}", describe_boot(h));
     let _ = writeln!(s, "      ready    `{}`, probe {:?}; startup idle {} / max {}", h.ready.marker, h.ready.probe, d(h.startup.idle), d(h.startup.max));
     let _ = writeln!(s, "      ports    {} (probed free on the address before use)", ports.join(", "));
     let _ = writeln!(s, "      teardown grace {}, ports free within {}", d(h.teardown.grace), d(h.teardown.port_release));

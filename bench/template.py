@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Template boot against a fresh install, side by side in one run, on real Harper.
+
+1. Boot: N instances at once (N = 1, 2, 4), each shard running `true`, `template: off` and
+   `template: on` in interleaved rounds; per instance, the boot phase (address to ready) from
+   report.json. Target: template <= 0.5x fresh at each width.
+2. The example plan, whole runs: `template: off` against `template: on` with a warm cache,
+   interleaved; and once, the first run that builds the template. Target: warm <= 0.6x fresh.
+
+Usage: python3 bench/template.py [ROUNDS]   (builds the release binary first; default 3 rounds)
+"""
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "harper-shard"
+
+
+def run(plan_text, work, report, cwd=None):
+    plan = work / "plan.yml"
+    plan.write_text(plan_text)
+    started = time.monotonic()
+    out = subprocess.run(
+        [str(BIN), "run", str(plan), "--report-dir", str(report)],
+        cwd=cwd or work, capture_output=True, text=True,
+    )
+    wall = time.monotonic() - started
+    if out.returncode != 0:
+        sys.exit(f"run failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    shards = json.loads((report / "report.json").read_text())["shards"]
+    boots = [s["phases"]["ready"] - s["phases"]["address"] for s in shards]
+    return wall, boots
+
+
+def width_plan(n, template):
+    shards = "".join(f"  - name: s{i}\n    run: \"true\"\n" for i in range(n))
+    return (
+        f"version: 1\nharper:\n  template: {template}\n"
+        f"pool: {{start: 127.0.90.2, count: {n}}}\nrun: {{concurrency: {n}}}\nshards:\n{shards}"
+    )
+
+
+def example_plan(template):
+    text = (ROOT / "examples" / "harper-shards.yml").read_text()
+    return text.replace("  package: harperdb@4.7.29\n", f"  package: harperdb@4.7.29\n  template: {template}\n")
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main():
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "harper-shard"], cwd=ROOT, check=True)
+    work = Path(tempfile.mkdtemp(prefix="hs-bench-"))
+    shutil.copytree(ROOT / "examples" / "tests", work / "tests")
+    try:
+        # Warm-up: the package installed, the template and enough key sets made.
+        run(width_plan(4, "on"), work, work / "r-warm")
+
+        print("boot, spawn to ready per instance (s), medians over all instances of all rounds:")
+        print(f"  {'width':>5}  {'fresh':>7}  {'template':>8}  {'ratio':>6}")
+        for n in (1, 2, 4):
+            boots = {"off": [], "on": []}
+            for r in range(rounds):
+                for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                    boots[mode] += run(width_plan(n, mode), work, work / f"r-{n}-{mode}-{r}")[1]
+            fresh, tpl = median(boots["off"]), median(boots["on"])
+            print(f"  {n:>5}  {fresh:>7.2f}  {tpl:>8.2f}  {tpl / fresh:>5.2f}x")
+
+        walls = {"off": [], "on": []}
+        for r in range(rounds):
+            for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                walls[mode].append(run(example_plan(mode), work, work / f"e-{mode}-{r}", cwd=work)[0])
+        # The first run after the example's template is gone: it builds it.
+        cache = Path.home() / ".cache" / "harper-shard" / "templates"
+        for entry in cache.glob("*"):
+            if entry.is_dir():
+                shutil.rmtree(entry)
+        cold = run(example_plan("on"), work, work / "e-cold", cwd=work)[0]
+        fresh, warm = median(walls["off"]), median(walls["on"])
+        print("example plan, whole run wall (s), medians:")
+        print(f"  fresh {fresh:.2f}   template warm {warm:.2f}   ratio {warm / fresh:.2f}x   first run (builds the template) {cold:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -80,3 +80,30 @@ fn npm_progress_is_shown_while_it_installs() {
     assert!(err.contains("  npm: npm http fetch GET 200"), "npm's progress is not shown: {err}");
     assert!(err.contains("installed harperdb@0.0.0-test in"), "{err}");
 }
+
+#[test]
+fn cache_status_lists_the_installed_package_and_cache_clear_removes_what_no_run_holds() {
+    let sandbox = Sandbox::new();
+    package_plan(&sandbox);
+    assert_eq!(install_command(&sandbox, "r1").output().unwrap().status.code(), Some(0));
+    let cache = |args: &[&str]| {
+        let out = sandbox.command().args(args).env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache")).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = cache(&["cache", "status"]);
+    assert!(status.contains("package") && status.contains("harperdb@0.0.0-test"), "{status}");
+
+    // While a run holds the package's lock (installing it), clear leaves it alone.
+    let lock = std::fs::File::create(sandbox.path("cache/packages/harperdb@0.0.0-test.lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).expect("hold the lock");
+    let kept = cache(&["cache", "clear"]);
+    assert!(kept.contains("kept package harperdb@0.0.0-test: in use"), "{kept}");
+    assert!(sandbox.path("cache/packages/harperdb@0.0.0-test").is_dir());
+    drop(held);
+
+    let cleared = cache(&["cache", "clear"]);
+    assert!(cleared.contains("removed package harperdb@0.0.0-test"), "{cleared}");
+    assert!(!sandbox.path("cache/packages/harperdb@0.0.0-test").exists());
+    assert!(!cache(&["cache", "status"]).contains("harperdb@0.0.0-test"));
+}

@@ -12,10 +12,12 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
+/// The stand-in "Harper" writes no configuration, so it cannot be a boot template: these
+/// tests are about the install.
 fn package_plan(sandbox: &Sandbox) {
     sandbox.write(
         "harper-shards.yml",
-        "version: 1\nharper:\n  package: harperdb@0.0.0-test\n  startup: {idle: 20s, max: 30s}\nshards:\n  - name: a\n    run: \"true\"\n",
+        "version: 1\nharper:\n  package: harperdb@0.0.0-test\n  template: off\n  startup: {idle: 20s, max: 30s}\nshards:\n  - name: a\n    run: \"true\"\n",
     );
 }
 

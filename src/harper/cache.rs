@@ -57,7 +57,7 @@ pub fn clear(cache: &Path) -> (Vec<Entry>, Vec<(Entry, String)>) {
     let (mut removed, mut kept) = (Vec::new(), Vec::new());
     for entry in survey(cache) {
         let lock = entry.path.with_file_name(format!("{}.lock", lock_name(&entry)));
-        let held = match template::try_lock(&lock) {
+        let held = match super::lock::try_lock(&lock) {
             Ok(held) => held,
             Err(e) => {
                 kept.push((entry, format!("{e:#}")));

@@ -6,13 +6,10 @@
 //! place only when npm succeeded, so a killed install never leaves a half-installed Harper for
 //! the next run to trip over.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use nix::fcntl::{Flock, FlockArg};
 
 use crate::supervise::readiness::Tail;
 use crate::supervise::{Child, Spec, describe};
@@ -79,7 +76,7 @@ pub async fn ensure(
     let lock_path = packages.join(format!("{}.lock", slug(spec)));
     tokio::pin!(cancelled);
     let _lock = tokio::select! {
-        lock = lock(&lock_path) => lock?,
+        lock = super::lock::wait(&lock_path) => lock?,
         () = &mut cancelled => bail!("cancelled while waiting for another run's install of {spec}"),
     };
     // Another run may have finished the install while we waited for the lock.
@@ -103,27 +100,6 @@ pub async fn ensure(
     std::fs::rename(&staging, &dir).with_context(|| format!("cannot move the install into {}", dir.display()))?;
     let entry = entry_point(&dir, package_name(spec))?;
     Ok(Installed { dir, entry })
-}
-
-/// How often a run waiting for another run's install looks at the lock again.
-const LOCK_POLL: Duration = Duration::from_millis(50);
-
-/// The install lock, waited for without blocking a thread, so that the wait can be cancelled.
-async fn lock(path: &Path) -> anyhow::Result<Flock<File>> {
-    loop {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(path)
-            .with_context(|| format!("cannot open the install lock {} (a symbolic link?)", path.display()))?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => tokio::time::sleep(LOCK_POLL).await,
-            Err((_, e)) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
-        }
-    }
 }
 
 /// Under a signal, npm gets this long after SIGTERM before SIGKILL, and the tool waits at most

@@ -5,4 +5,5 @@
 pub mod cache;
 pub mod install;
 pub mod instance;
+pub mod lock;
 pub mod template;

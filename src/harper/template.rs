@@ -17,14 +17,13 @@
 //! temporary name renamed on success, so two runs never build it twice and a killed build leaves
 //! nothing half-written behind.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use super::instance::{Dirs, copy_tree};
@@ -85,39 +84,11 @@ pub fn cached(cache: &Path, key: &str) -> Option<Template> {
     (dir.join("r").is_dir() && dir.join("h").is_dir()).then_some(Template { dir, meta })
 }
 
-/// How often a run waiting for another run's build looks at the lock again.
-const LOCK_POLL: Duration = Duration::from_millis(50);
-
-/// The exclusive lock on building the template `key`, waited for without blocking a thread.
+/// The exclusive lock on building the template `key`.
 pub async fn lock(cache: &Path, key: &str) -> anyhow::Result<Flock<File>> {
     let dir = templates_dir(cache);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    poll_lock(&dir.join(format!("{key}.lock"))).await
-}
-
-async fn poll_lock(path: &Path) -> anyhow::Result<Flock<File>> {
-    loop {
-        if let Some(lock) = try_lock(path)? {
-            return Ok(lock);
-        }
-        tokio::time::sleep(LOCK_POLL).await;
-    }
-}
-
-/// The lock on `path`, unless someone else holds it.
-pub fn try_lock(path: &Path) -> anyhow::Result<Option<Flock<File>>> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-        .with_context(|| format!("cannot open the lock {} (a symbolic link?)", path.display()))?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(lock)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-        Err((_, e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
-    }
+    super::lock::wait(&dir.join(format!("{key}.lock"))).await
 }
 
 /// Keeps the stopped install in `built` as the template `key`. The caller holds the lock.
@@ -221,7 +192,7 @@ pub async fn take_keys(cache: &Path, runtime: Runtime) -> anyhow::Result<KeySet>
     let stock = cache.join("keys");
     std::fs::create_dir_all(&stock).with_context(|| format!("cannot create {}", stock.display()))?;
     for n in 0u32.. {
-        let Some(held) = try_lock(&stock.join(format!("{n}.lock")))? else { continue };
+        let Some(held) = super::lock::try_lock(&stock.join(format!("{n}.lock")))? else { continue };
         let dir = stock.join(n.to_string());
         if !JWT_FILES.iter().all(|f| dir.join(f).is_file()) {
             make_keys(&stock, &dir, runtime).await?;

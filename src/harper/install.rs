@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::supervise::readiness::Tail;
+use crate::supervise::tail::{Lines, Tail};
 use crate::supervise::{Child, Spec, describe};
 
 const COMPLETE: &str = ".harper-shard-complete";
@@ -153,7 +153,7 @@ async fn npm_install(
             chunk = child.output.recv(), if output_open => match chunk {
                 Some(chunk) => {
                     tail.feed(&chunk.bytes);
-                    lines.feed(&chunk.bytes, progress);
+                    lines.feed(&chunk.bytes, |line| progress(&line));
                 }
                 None => output_open = false,
             },
@@ -169,9 +169,11 @@ async fn npm_install(
     // Taken until the pipes close: a drain reads on only as what it sent is taken.
     while let Some(chunk) = child.output.recv().await {
         tail.feed(&chunk.bytes);
-        lines.feed(&chunk.bytes, progress);
+        lines.feed(&chunk.bytes, |line| progress(&line));
     }
-    lines.finish(progress);
+    if let Some(line) = lines.finish() {
+        progress(&line);
+    }
     let status = status.with_context(|| format!("npm, installing {spec}"))?;
     if !status.success() {
         bail!(
@@ -181,36 +183,6 @@ async fn npm_install(
         );
     }
     Ok(())
-}
-
-/// Splits output chunks into lines for `progress`.
-#[derive(Default)]
-struct Lines {
-    partial: Vec<u8>,
-}
-
-impl Lines {
-    /// Longer lines are passed on in pieces: npm's output is not allowed to grow memory.
-    const MAX: usize = 4096;
-
-    fn feed(&mut self, bytes: &[u8], progress: &(dyn Fn(&str) + Sync)) {
-        for &b in bytes {
-            if b == b'\n' || self.partial.len() >= Self::MAX {
-                self.finish(progress);
-            }
-            if b != b'\n' {
-                self.partial.push(b);
-            }
-        }
-    }
-
-    fn finish(&mut self, progress: &(dyn Fn(&str) + Sync)) {
-        if !self.partial.is_empty() {
-            let line = String::from_utf8_lossy(&self.partial);
-            progress(line.trim_end_matches('\r'));
-            self.partial.clear();
-        }
-    }
 }
 
 /// Harper's entry script: `bin/harperdb.js` (4.x), `dist/bin/harper.js` (5.x), or whatever

@@ -228,11 +228,6 @@ async fn make_keys(stock: &Path, dir: &Path, runtime: Runtime) -> anyhow::Result
     made
 }
 
-/// A random password for a template's build.
-pub fn build_password() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

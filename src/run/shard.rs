@@ -88,10 +88,13 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
             Err((st, why)) => (status, cause) = (st, Some(why)),
         }
     }
-    if status != ShardStatus::Passed {
-    } else if let Err(e) = dirs.install_fixtures(&shard.harper.fixtures) {
+    let fixtures = match status {
+        ShardStatus::Passed => dirs.install_fixtures(&shard.harper.fixtures),
+        _ => Ok(()),
+    };
+    if let Err(e) = fixtures {
         (status, cause) = (ShardStatus::Infrastructure, Some(format!("{e:#}")));
-    } else {
+    } else if status == ShardStatus::Passed {
         match boot(cx, shard, &dirs, addr, &password, &token, Boot::Instance).await {
             Ok(child) => harper = Some(child),
             Err((child, st, why)) => {
@@ -290,7 +293,7 @@ async fn build_template(
     let addr = lease.addr;
     let build = Dirs::under(&cx.work.path, addr);
     lease.record_dir(&build.base).and_then(|()| build.create()).map_err(infra)?;
-    let password = template::build_password();
+    let password = instance::random_password();
     let booted = boot(cx, shard, &build, addr, &password, token, Boot::Template).await;
     let (mut child, failure) = match booted {
         Ok(child) => (Some(child), None),

@@ -72,6 +72,9 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Inside a shard's command: stop, start, restart, kill or release an instance through the
+    /// shard's control socket, or start a new one (docs/control.md).
+    Ctl(CtlArgs),
     /// Internal: the per-child keeper process.
     #[command(name = "__keeper", hide = true)]
     Keeper(KeeperArgs),
@@ -158,6 +161,42 @@ pub enum CacheCommand {
     },
     /// Remove everything a running harper-shard is not using right now.
     Clear,
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// What to do.
+    #[arg(value_enum)]
+    pub op: CtlOp,
+    /// The instance: `main` (the shard's own, the default) or an id a `start --new` answered with.
+    #[arg(long, conflicts_with = "new")]
+    pub id: Option<String>,
+    /// `start`: a new instance of the shard's own, with its own address (see --set, --name).
+    #[arg(long)]
+    pub new: bool,
+    /// `stop` / `restart`: time between SIGTERM and SIGKILL [default: the plan's teardown.grace].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub grace: Option<std::time::Duration>,
+    /// `start --new`: a Harper key of the plan, its value as JSON
+    /// (`--set 'config={"logging":{"level":"debug"}}'`), or as a string when it is not JSON.
+    #[arg(long, value_name = "KEY=VALUE", num_args = 1, action = clap::ArgAction::Append)]
+    pub set: Vec<String>,
+    /// `start --new`: a label for the reports.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print the answer as it came, one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CtlOp {
+    Status,
+    Start,
+    Stop,
+    Restart,
+    Kill,
+    Release,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod ctl;
 pub mod exit;
 pub mod harper;
 pub mod output;

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Matrix(args) => commands::matrix(args),
         Command::Pool { command } => commands::pool(command),
         Command::Cache { command } => commands::cache(command),
+        Command::Ctl(args) => harper_shard::ctl::run(args),
         // Only reached with flags before it: the real keeper is dispatched above.
         Command::Keeper(_) => Err(harper_shard::exit::Failure::usage(anyhow::anyhow!(
             "`__keeper` is internal: `harper-shard run` starts it, as the first argument and without flags"

@@ -55,6 +55,21 @@ impl PlanError {
     }
 }
 
+impl PlanError {
+    /// The error without the caret rendering, on one line: for an answer on the control socket.
+    pub fn one_line(&self) -> String {
+        let mut line = String::new();
+        if let Some(field) = &self.field {
+            line.push_str(&format!("{field}: "));
+        }
+        line.push_str(&self.message);
+        if let Some(hint) = &self.hint {
+            line.push_str(&format!(" ({hint})"));
+        }
+        line
+    }
+}
+
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;

@@ -25,6 +25,9 @@ pub const MAX_TEARDOWN: Duration = Duration::from_secs(10 * 60);
 pub const MAX_CONCURRENCY: usize = 256;
 /// `pool.count`: every address of the pool is a lock file, probed and listed.
 pub const MAX_POOL_COUNT: u32 = 1024;
+/// `harper.instances`: every on-demand instance is a Harper of its own (~250 MiB) and an
+/// address of the pool.
+pub const MAX_INSTANCES: u32 = 64;
 /// `split`: every part is a Harper instance of its own.
 pub const MAX_SPLIT: u32 = 256;
 

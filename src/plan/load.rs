@@ -57,6 +57,11 @@ fn utf8(path: &Path, bytes: Vec<u8>) -> Result<String, PlanError> {
 
 /// Parses plan text; `path` only names the file in errors.
 pub fn parse(path: &Path, text: &str) -> Result<RawPlan, PlanError> {
+    parse_as(path, text)
+}
+
+/// Parses a part of a plan (a control request's `harper` keys) with the plan's rules.
+pub fn parse_as<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, PlanError> {
     refuse_tags(path, text)?;
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| translate(path, text, &e))
 }

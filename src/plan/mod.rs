@@ -83,6 +83,10 @@ pub struct Shard {
     /// The files of a `files:` shard, relative to the plan's directory.
     pub files: Vec<PathBuf>,
     pub harper: HarperSpec,
+    /// The `harper` block as written (the plan's with the shard's over it, fallbacks applied):
+    /// what a control-socket `start` request merges over.
+    #[serde(skip)]
+    pub raw_harper: schema::RawHarper,
     /// What recorded timings predict for this shard, when they know it.
     #[serde(with = "opt_secs")]
     pub predicted: Option<Duration>,
@@ -119,6 +123,10 @@ pub struct HarperSpec {
     pub ready: Ready,
     pub startup: Startup,
     pub teardown: Teardown,
+    /// Whether the shard starts an instance of its own (`harper.boot`).
+    pub boot: bool,
+    /// On-demand instances live at once, at most (`harper.instances`).
+    pub instances: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

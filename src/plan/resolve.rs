@@ -19,6 +19,8 @@ use super::{Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Ready, RunSp
 
 pub const DEFAULT_PACKAGE: &str = "harperdb@4.7.29";
 pub const DEFAULT_MARKER: &str = "successfully started";
+/// On-demand instances live at once per shard, unless `harper.instances` says otherwise.
+pub const DEFAULT_INSTANCES: u32 = 4;
 const IDLE: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(150));
 const MAX: (Duration, Duration) = (Duration::from_secs(120), Duration::from_secs(300));
 
@@ -53,6 +55,7 @@ pub const OWNED_COMMAND_VARS: &[(&str, &str)] = &[
     ("HARPER_SHARD_TOTAL", "it is the number of shards in the plan"),
     ("HARPER_SHARD_FILES", "set `files` (and `split`) instead"),
     ("HARPER_SHARD_JUNIT_DIR", "it is a folder in the shard's own log folder"),
+    ("HARPER_SHARD_CONTROL", "it is the shard's own control socket"),
 ];
 
 /// Variables the tool sets for every Harper instance, with what to do instead of setting them
@@ -109,7 +112,8 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
         r.check_name(name, shard.split.as_ref().map(|s| s.value.0), &at, &mut seen)?;
         // Errors in the top-level block point at it, not at the first shard that inherits it.
         let harper_at = if shard.harper.is_some() { format!("{at}.harper") } else { "harper".to_owned() };
-        let harper = r.harper(&dir, merge(&base, shard.harper.as_ref()), &harper_at)?;
+        let raw_harper = merge(&base, shard.harper.as_ref());
+        let harper = r.harper(&dir, raw_harper.clone(), &harper_at)?;
         let env = shard.env.clone().unwrap_or_default();
         let env_size = r.check_env(&env, &format!("{at}.env"), OWNED_COMMAND_VARS)?;
         for part in r.expand(&dir, &shard, &at)? {
@@ -124,6 +128,7 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
                 timeout: shard.timeout.map_or(run.timeout, |d| d.0),
                 files: part.files,
                 harper: harper.clone(),
+                raw_harper: raw_harper.clone(),
             });
         }
     }
@@ -131,6 +136,29 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
         shard.index = i + 1;
     }
     Ok(Plan { file: file.to_path_buf(), dir, ci: cx.is_ci(), pool, run, shards })
+}
+
+/// A control-socket `start` request's Harper keys (`text`: a JSON object, which is YAML) over a
+/// shard's `harper` block, checked by the plan's own rules. `source` names the request in
+/// errors; relative fixture paths resolve against the plan's directory.
+pub fn instance_request(source: &Path, plan_dir: &Path, shard: &RawHarper, text: &str) -> Result<HarperSpec, PlanError> {
+    let over: RawHarper = super::load::parse_as(source, text)?;
+    let env = |_: &str| None;
+    let timings = Timings::default();
+    let cx = Context { env: &env, cpus: 1, timings: &timings };
+    let r = Resolver { file: source, text, cx: &cx };
+    for (key, given) in [("package", over.package.is_some()), ("bin", over.bin.is_some()), ("runtime", over.runtime.is_some())] {
+        if given {
+            return Err(r
+                .err(format!("`{key}` cannot change in a request: every instance of a shard runs the shard's Harper"))
+                .field(key.to_owned())
+                .hint(format!("set `harper.{key}` for the shard in the plan")));
+        }
+    }
+    if over.boot.is_some() || over.instances.is_some() {
+        return Err(r.err("`boot` and `instances` are the shard's, not an instance's").hint("set them in the plan"));
+    }
+    r.harper(plan_dir, merge(shard, Some(&over)), "request")
 }
 
 struct Part {
@@ -471,6 +499,8 @@ impl Resolver<'_> {
                 grace: teardown.grace.map_or(Duration::from_secs(5), |d| d.0),
                 port_release: teardown.port_release.map_or(Duration::from_secs(5), |d| d.0),
             },
+            boot: h.boot.unwrap_or(true),
+            instances: h.instances.map_or(DEFAULT_INSTANCES, |n| n.0),
         })
     }
 
@@ -662,5 +692,7 @@ fn merge(base: &RawHarper, over: Option<&RawHarper>) -> RawHarper {
         ready: block!(b.ready, &o.ready, marker, probe),
         startup: block!(b.startup, &o.startup, idle, max),
         teardown: block!(b.teardown, &o.teardown, grace, port_release),
+        boot: o.boot.or(b.boot),
+        instances: o.instances.or(b.instances),
     }
 }

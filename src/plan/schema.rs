@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use super::limits::{self, MAX_CONCURRENCY, MAX_POOL_COUNT, MAX_SPLIT};
+use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_SPLIT};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +48,11 @@ pub struct RawHarper {
     pub ready: Option<RawReady>,
     pub startup: Option<RawStartup>,
     pub teardown: Option<RawTeardown>,
+    /// `false`: the shard starts no instance of its own; its commands start theirs through the
+    /// control socket.
+    pub boot: Option<bool>,
+    /// How many on-demand instances a shard may have live at once.
+    pub instances: Option<Instances>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -198,6 +203,22 @@ impl<'de> Deserialize<'de> for PoolCount {
             Some(n) => Ok(PoolCount(n as u32)),
             None => Err(de::Error::custom(format!(
                 "pool count `{text}` is not valid: use a whole number of addresses from 1 to {MAX_POOL_COUNT}"
+            ))),
+        }
+    }
+}
+
+/// `harper.instances`: on-demand instances live at once per shard, 1 to [`MAX_INSTANCES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instances(pub u32);
+
+impl<'de> Deserialize<'de> for Instances {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match whole_number(&text, 1, u64::from(MAX_INSTANCES)) {
+            Some(n) => Ok(Instances(n as u32)),
+            None => Err(de::Error::custom(format!(
+                "instances `{text}` is not valid: use a whole number of instances from 1 to {MAX_INSTANCES}"
             ))),
         }
     }

@@ -64,6 +64,12 @@ pub fn command(pid: u32) -> String {
 pub use imp::{pgid, pids, uid};
 
 /// Does `pid`'s environment set `var` to `token`, or to a token below it (`token/…`)?
+/// The value of `var` in the environment of process `pid`, as bytes, if it is there and
+/// readable (ours).
+pub fn environ_value(pid: u32, var: &str) -> Option<Vec<u8>> {
+    imp::environ_value(pid, var)
+}
+
 pub fn carries_token(pid: u32, var: &str, token: &str) -> bool {
     imp::environ_value(pid, var).is_some_and(|v| {
         v.strip_prefix(token.as_bytes()).is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::plan::{opt_secs, secs};
-use crate::run::events::{Event, EventKind, Outcome, ShardInfo, ShardStatus};
+use crate::run::events::{Event, EventKind, InstancePhase, Outcome, ShardInfo, ShardStatus};
 
 /// The version of `report.json`'s schema; raised on any incompatible change.
 pub const REPORT_VERSION: u32 = 1;
@@ -47,6 +47,110 @@ pub struct ShardRecord {
     pub teardown_problem: Option<String>,
     pub commands: Vec<CommandRecord>,
     pub phases: Phases,
+    /// Instances started through the control socket, and later lives of the shard's own
+    /// (`main`) after a stop or a crash, in the order they first appeared.
+    pub instances: Vec<InstanceRecord>,
+}
+
+/// One instance of a shard beyond its first boot: its address, every life (boot to stop) and
+/// its release. Times in seconds since the run started.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceRecord {
+    pub id: String,
+    pub name: String,
+    pub address: Option<Ipv4Addr>,
+    #[serde(with = "opt_secs")]
+    pub acquired: Option<Duration>,
+    pub lives: Vec<LifeRecord>,
+    #[serde(with = "opt_secs")]
+    pub releasing: Option<Duration>,
+    #[serde(with = "opt_secs")]
+    pub released: Option<Duration>,
+    /// What its stops or its release could not confirm.
+    pub problem: Option<String>,
+}
+
+/// One boot of an instance and how it ended.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LifeRecord {
+    pub pid: Option<u32>,
+    #[serde(with = "opt_secs")]
+    pub booting: Option<Duration>,
+    #[serde(with = "opt_secs")]
+    pub ready: Option<Duration>,
+    /// Why it never became ready, and Harper's last lines.
+    pub boot_failure: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tail: Vec<String>,
+    /// `stop`, `kill`, or none when it lived until release.
+    pub ended_by: Option<&'static str>,
+    #[serde(with = "opt_secs")]
+    pub stopping: Option<Duration>,
+    #[serde(with = "opt_secs")]
+    pub stopped: Option<Duration>,
+    /// How Harper's process ended (`exit code 0`, `killed by SIGKILL`).
+    pub exit: Option<String>,
+}
+
+impl InstanceRecord {
+    fn new(id: &str) -> InstanceRecord {
+        InstanceRecord {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            address: None,
+            acquired: None,
+            lives: Vec::new(),
+            releasing: None,
+            released: None,
+            problem: None,
+        }
+    }
+
+    fn apply(&mut self, at: Option<Duration>, phase: &InstancePhase) {
+        let life = |lives: &mut Vec<LifeRecord>| {
+            if lives.is_empty() {
+                lives.push(LifeRecord::default());
+            }
+            lives.len() - 1
+        };
+        match phase {
+            InstancePhase::Acquired { name, addr } => {
+                self.name = name.clone();
+                self.address = Some(*addr);
+                self.acquired = at;
+            }
+            InstancePhase::Booting { pid, .. } => self.lives.push(LifeRecord { pid: Some(*pid), booting: at, ..LifeRecord::default() }),
+            InstancePhase::Ready { .. } => {
+                let n = life(&mut self.lives);
+                self.lives[n].ready = at;
+            }
+            InstancePhase::BootFailed { cause, tail } => {
+                let n = life(&mut self.lives);
+                self.lives[n].boot_failure = Some(cause.clone());
+                self.lives[n].tail = tail.clone();
+            }
+            InstancePhase::Stopping { how } => {
+                let n = life(&mut self.lives);
+                self.lives[n].ended_by = Some(how);
+                self.lives[n].stopping = at;
+            }
+            InstancePhase::Stopped { exit, problem, .. } => {
+                let n = life(&mut self.lives);
+                self.lives[n].stopped = at;
+                self.lives[n].exit = Some(exit.clone());
+                if problem.is_some() {
+                    self.problem = problem.clone();
+                }
+            }
+            InstancePhase::Releasing => self.releasing = at,
+            InstancePhase::Released { problem } => {
+                self.released = at;
+                if problem.is_some() {
+                    self.problem = problem.clone();
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -150,6 +254,29 @@ impl RunRecord {
                 }
                 s.phases.commands_done = at;
             }
+            EventKind::Instance { shard, id, phase } => {
+                let s = &mut self.shards[*shard];
+                let n = match s.instances.iter().position(|i| i.id == *id) {
+                    Some(n) => n,
+                    None => {
+                        let mut record = InstanceRecord::new(id);
+                        if id == crate::run::instance::MAIN {
+                            // The shard's own instance: its first life is the shard's boot.
+                            record.address = s.address;
+                            record.acquired = s.phases.address;
+                            record.lives.push(LifeRecord {
+                                pid: s.harper_pid,
+                                booting: s.phases.address,
+                                ready: s.phases.ready,
+                                ..LifeRecord::default()
+                            });
+                        }
+                        s.instances.push(record);
+                        s.instances.len() - 1
+                    }
+                };
+                s.instances[n].apply(at, phase);
+            }
             EventKind::TeardownStarted { shard } => self.shards[*shard].phases.teardown_started = at,
             EventKind::TeardownDone { shard, problem } => self.shards[*shard].teardown_problem = problem.clone(),
             EventKind::ShardFinished { shard, status, cause } => {
@@ -196,6 +323,7 @@ impl ShardRecord {
                 .map(|c| CommandRecord { command: c.clone(), started: None, finished: None, outcome: None, tail: Vec::new() })
                 .collect(),
             phases: Phases::default(),
+            instances: Vec::new(),
         }
     }
 }

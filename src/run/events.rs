@@ -55,6 +55,9 @@ pub enum EventKind {
     /// Holds its share of the stream's in-flight budget until the reporters are done with it.
     CommandOutput { shard: ShardId, command: usize, stream: Stream, #[serde(skip)] bytes: crate::supervise::output::Bytes },
     CommandFinished { shard: ShardId, command: usize, outcome: Outcome, tail: Vec<String> },
+    /// An on-demand instance, or a later life of the shard's own (`main`), through the
+    /// control socket.
+    Instance { shard: ShardId, id: String, #[serde(flatten)] phase: InstancePhase },
     TeardownStarted { shard: ShardId },
     TeardownDone { shard: ShardId, problem: Option<String> },
     ShardFinished { shard: ShardId, status: ShardStatus, cause: Option<String> },
@@ -62,6 +65,23 @@ pub enum EventKind {
     /// The run's `timeout` ran out: every running shard is torn down, none is started.
     RunTimedOut { #[serde(with = "crate::plan::secs")] after: Duration },
     RunFinished { exit: ExitCode },
+}
+
+/// What happened to an instance of a shard (see [`EventKind::Instance`]).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum InstancePhase {
+    /// An on-demand instance got its address.
+    Acquired { name: String, addr: Ipv4Addr },
+    Booting { pid: u32, rootpath: PathBuf },
+    Ready { #[serde(with = "crate::plan::secs")] took: Duration },
+    BootFailed { cause: String, tail: Vec<String> },
+    /// `stop` (SIGTERM, grace, SIGKILL) or `kill` (a crash).
+    Stopping { how: &'static str },
+    Stopped { exit: String, #[serde(with = "crate::plan::secs")] took: Duration, problem: Option<String> },
+    /// Released for good (by request, or at the shard's end).
+    Releasing,
+    Released { problem: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -4,6 +4,8 @@
 //! shards from starting and tears the running ones down.
 
 pub mod events;
+pub mod control;
+pub mod instance;
 pub mod shard;
 
 use std::collections::HashMap;

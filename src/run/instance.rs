@@ -1,0 +1,552 @@
+//! One Harper instance of a shard, through its whole life: an address from the pool, its
+//! directories (from the boot template or empty), boots, stops, crashes and the teardown that
+//! ends it. The shard's own instance (`main`) and those a test starts through the control
+//! socket ([`super::control`]) are the same type, with the same guarantees.
+//!
+//! Not here: what a shard does with its instance (`shard`), the protocol (`control`).
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::events::{EventKind, InstancePhase, ShardStatus};
+use super::shard::{Context, deadline, within};
+use crate::harper::instance::{self, Dirs};
+use crate::harper::{install, template};
+use crate::plan::HarperSpec;
+use crate::pool::{self, Lease, Notice, probe};
+use crate::supervise::readiness;
+use crate::supervise::{self, Child, Spec};
+
+/// The id of the shard's own instance.
+pub const MAIN: &str = "main";
+
+/// After a stop, how long the last output may take to reach the logs. Only a process that
+/// escaped the keeper (possible where there is no subreaper) can hold the pipes open longer;
+/// the shard must not hang on it.
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
+/// Why an instance could not do what was asked: the shard status it means, one line, and
+/// Harper's last output lines when a boot failed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub status: ShardStatus,
+    pub cause: String,
+    pub tail: Vec<String>,
+}
+
+impl Failure {
+    fn infra(e: impl std::fmt::Display) -> Failure {
+        Failure { status: ShardStatus::Infrastructure, cause: e.to_string(), tail: Vec::new() }
+    }
+
+    fn cancelled(cause: &str) -> Failure {
+        Failure { status: ShardStatus::Cancelled, cause: cause.to_owned(), tail: Vec::new() }
+    }
+}
+
+/// What state an instance is in, as the control socket says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Started and not stopped; Harper may still have exited by itself ([`Instance::state`]).
+    Running,
+    /// Stopped or killed through the tool, ROOTPATH and address kept.
+    Stopped,
+    /// Harper ended by itself.
+    Exited,
+}
+
+/// A held address with an instance's directories, and Harper when it runs. The only way out is
+/// [`Instance::teardown`], which gives the address back.
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub spec: HarperSpec,
+    pub addr: Ipv4Addr,
+    pub dirs: Dirs,
+    pub password: String,
+    token: String,
+    lease: Option<Lease>,
+    log_dir: PathBuf,
+    child: Option<Child>,
+    boots: u32,
+    template: Option<template::Template>,
+    /// Held until the instance ends: no other live instance may have these JWT keys.
+    _keys: Option<template::KeySet>,
+    exit: Option<ExitStatus>,
+    /// Set when supervision itself went wrong (a keeper that died): the slot's record then
+    /// stays for the next owner's sweep.
+    suspect: bool,
+    /// An on-demand instance holds a place under the shard's limit until it is released.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Instance {
+    /// Waits for an address from the pool. `token` marks every process of the instance.
+    pub async fn acquire(
+        cx: &Context,
+        spec: HarperSpec,
+        (id, name): (String, String),
+        token: String,
+        log_dir: PathBuf,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<Instance, Failure> {
+        let lease = acquire(cx, &spec, &name, &token).await.map_err(|e| {
+            let status = if cx.cancel.borrow().is_some() { ShardStatus::Cancelled } else { ShardStatus::Infrastructure };
+            Failure { status, cause: format!("{e:#}"), tail: Vec::new() }
+        })?;
+        let addr = lease.addr;
+        let dirs = Dirs::under(&cx.work.path, addr);
+        let password = spec.admin.password.clone().unwrap_or_else(instance::random_password);
+        let instance = Instance {
+            id,
+            name,
+            spec,
+            addr,
+            dirs,
+            password,
+            token,
+            lease: Some(lease),
+            log_dir,
+            child: None,
+            boots: 0,
+            template: None,
+            _keys: None,
+            exit: None,
+            suspect: false,
+            _permit: permit,
+        };
+        if instance.is_main() {
+            cx.emit.emit(EventKind::AddressAcquired { shard: cx.id, addr });
+        } else {
+            instance.phase(cx, InstancePhase::Acquired { name: instance.name.clone(), addr });
+        }
+        Ok(instance)
+    }
+
+    fn is_main(&self) -> bool {
+        self.id == MAIN
+    }
+
+    /// The first life of the shard's own instance shows as the shard's phases; everything
+    /// else as the instance's.
+    fn shard_phase(&self) -> bool {
+        self.is_main() && self.boots <= 1
+    }
+
+    fn phase(&self, cx: &Context, phase: InstancePhase) {
+        cx.emit.emit(EventKind::Instance { shard: cx.id, id: self.id.clone(), phase });
+    }
+
+    fn lease(&mut self) -> &mut Lease {
+        self.lease.as_mut().expect("an instance holds its lease until teardown")
+    }
+
+    /// Names (in the slot's record first) and fills the instance's directories: a copy of the
+    /// boot template when the spec says so, then the fixtures.
+    pub async fn prepare(&mut self, cx: &Context) -> Result<(), Failure> {
+        let base = self.dirs.base.clone();
+        self.lease().record_dir(&base).and_then(|()| self.dirs.create()).map_err(|e| Failure::infra(format!("{e:#}")))?;
+        if self.spec.template {
+            let (found, keys) = self.from_template(cx).await?;
+            (self.template, self._keys) = (Some(found), Some(keys));
+        }
+        self.dirs.install_fixtures(&self.spec.fixtures).map_err(|e| Failure::infra(format!("{e:#}")))
+    }
+
+    /// The pid of Harper while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.process.pid())
+    }
+
+    /// Where the instance is, checking whether a running Harper has exited by itself.
+    pub fn state(&mut self) -> State {
+        use futures_util::FutureExt as _;
+        let Some(child) = &mut self.child else { return State::Stopped };
+        match child.process.exited().now_or_never() {
+            Some(Ok(status)) => {
+                self.exit = Some(status);
+                State::Exited
+            }
+            _ => State::Running,
+        }
+    }
+
+    /// How Harper's last run ended, if it ended.
+    pub fn exit(&self) -> Option<ExitStatus> {
+        self.exit
+    }
+
+    /// Where Harper's own logs are (`hdb.log`).
+    pub fn harper_log_dir(&self) -> PathBuf {
+        self.dirs.root.join("log")
+    }
+
+    /// Boots Harper and waits until it is ready. A later boot is a restart on the same
+    /// ROOTPATH and address: the `hdb.pid` and socket a crash leaves are removed first, and the
+    /// previous run's keeper is stopped (it has nothing left to end).
+    pub async fn start(&mut self, cx: &Context) -> Result<(), Failure> {
+        if let Some(mut old) = self.child.take() {
+            let _ = stop(cx, &mut old, Duration::ZERO).await;
+        }
+        if self.boots > 0 {
+            for stale in ["hdb.pid", "operations-server"] {
+                let _ = std::fs::remove_file(self.dirs.root.join(stale));
+            }
+        }
+        self.boots += 1;
+        self.exit = None;
+        let logs = if self.boots == 1 { self.log_dir.clone() } else { self.log_dir.join(format!("boot-{}", self.boots)) };
+        let child = boot(cx, &*self, &logs, What::Instance).await;
+        let child = match child {
+            Ok(child) => child,
+            Err((child, failure)) => {
+                self.child = child;
+                return Err(failure);
+            }
+        };
+        self.child = Some(child);
+        let pids: Vec<u32> = self.child.as_ref().map(|c| [Some(c.process.pid()), c.process.keeper_pid()]).into_iter().flatten().flatten().collect();
+        // Recorded beside the slot's lock, so that if this run dies the next owner can end them.
+        if let Err(e) = self.lease().record_pids(&pids) {
+            tracing::warn!("{e:#}");
+        }
+        if self.boots == 1
+            && let Some(t) = &self.template
+            && let Err(e) = template::set_password(self.addr, self.spec.ports.operations, &t.meta, &self.password).await
+        {
+            return Err(Failure { status: ShardStatus::BootFailed, cause: format!("{e:#}"), tail: Vec::new() });
+        }
+        Ok(())
+    }
+
+    /// Stops Harper (SIGTERM, the grace, SIGKILL) and waits until every port is free, keeping
+    /// ROOTPATH and address. `kill` skips the SIGTERM: a crash.
+    pub async fn stop(&mut self, cx: &Context, grace: Option<Duration>, kill: bool) -> Result<(), Failure> {
+        let Some(mut child) = self.child.take() else {
+            return Err(Failure::infra("it is not running"));
+        };
+        let how = if kill { "kill" } else { "stop" };
+        self.phase(cx, InstancePhase::Stopping { how });
+        let started = Instant::now();
+        if kill {
+            let group = nix::unistd::Pid::from_raw(child.process.pid() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+        let grace = if kill { Duration::ZERO } else { grace.unwrap_or(self.spec.teardown.grace) };
+        let stopped = stop(cx, &mut child, grace).await;
+        let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), child.process.flushed()).await;
+        let mut problem = None;
+        match stopped {
+            Ok(stopped) => self.exit = Some(stopped.status),
+            Err(e) => {
+                self.suspect = true;
+                problem = Some(format!("{e:#}"));
+            }
+        }
+        if problem.is_none() {
+            problem = self.ports_free(cx, "Harper stopped").await;
+        }
+        let exit = self.exit.map(|s| supervise::describe(&s)).unwrap_or_else(|| "unknown".into());
+        self.phase(cx, InstancePhase::Stopped { exit, took: started.elapsed(), problem: problem.clone() });
+        match problem {
+            Some(problem) => Err(Failure::infra(problem)),
+            None => Ok(()),
+        }
+    }
+
+    async fn ports_free(&self, cx: &Context, after: &str) -> Option<String> {
+        let (addr, ports) = (self.addr, self.spec.ports.all());
+        let limit = within(cx, self.spec.teardown.port_release);
+        let busy = tokio::task::spawn_blocking(move || probe::wait_free(addr, &ports, limit)).await.unwrap_or_default();
+        let problems: Vec<String> = busy
+            .iter()
+            .map(|(name, port, why)| {
+                let who = crate::pool::holder::holders(addr, *port);
+                let who = who.first().map(|h| format!(" by {h}")).unwrap_or_default();
+                format!("port {port} ({name}) on {addr} is still {why}{who} {}s after {after}", limit.as_secs_f32())
+            })
+            .collect();
+        (!problems.is_empty()).then(|| problems.join("; "))
+    }
+
+    /// Stops Harper if it runs, keeps its log, checks that every port is free, removes the
+    /// directories and gives the address back. Returns what went wrong, if anything. After a
+    /// problem (or when `suspect`), the slot's record stays for the next owner's sweep.
+    pub async fn teardown(mut self, cx: &Context, suspect: bool) -> Option<String> {
+        let main_phase = self.is_main();
+        if main_phase {
+            cx.emit.emit(EventKind::TeardownStarted { shard: cx.id });
+        } else {
+            self.phase(cx, InstancePhase::Releasing);
+        }
+        let mut problems = Vec::new();
+        if let Some(mut child) = self.child.take() {
+            if let Err(e) = stop(cx, &mut child, self.spec.teardown.grace).await {
+                problems.push(format!("{e:#}"));
+            }
+            let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), child.process.flushed()).await;
+        }
+        keep_log(&self.harper_log_dir().join("hdb.log"), &self.log_dir.join("hdb.log"));
+        if let Some(problem) = self.ports_free(cx, "Harper stopped").await {
+            problems.push(problem);
+        }
+        if let Err(e) = self.dirs.remove() {
+            problems.push(format!("{e:#}"));
+        }
+        // A clean teardown deletes the slot's record; one that found problems keeps it, so that
+        // the next owner of the address sweeps what carries this instance's token. Either way
+        // the lock goes: the pool's canary keeps skipping the address while a port is busy.
+        let lease = self.lease.take().expect("an instance holds its lease until teardown");
+        if problems.is_empty() && !suspect && !self.suspect {
+            lease.release();
+        } else {
+            lease.release_for_sweep();
+        }
+        tracing::debug!("{} released", self.addr);
+        let problem = (!problems.is_empty()).then(|| problems.join("; "));
+        if main_phase {
+            cx.emit.emit(EventKind::TeardownDone { shard: cx.id, problem: problem.clone() });
+        } else {
+            self.phase(cx, InstancePhase::Released { problem: problem.clone() });
+        }
+        problem
+    }
+
+    /// Fills the instance's directories from the template, building the template first when the
+    /// cache has none: on this instance's address, under the template's lock, started until
+    /// ready, stopped, its ports seen free, kept. Returns the template and the instance's JWT keys.
+    async fn from_template(&mut self, cx: &Context) -> Result<(template::Template, template::KeySet), Failure> {
+        let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
+        let cache = install::cache_dir().map_err(infra)?;
+        let key = template::key(&self.spec, &cx.entry);
+        let keys = template::take_keys(&cache, self.spec.runtime).await.map_err(infra)?;
+        let found = match template::cached(&cache, &key) {
+            Some(found) => found,
+            None => {
+                let mut cancel = cx.cancel.clone();
+                let _building = tokio::select! {
+                    lock = template::lock(&cache, &key) => lock.map_err(infra)?,
+                    _ = cancel.wait_for(Option::is_some) => {
+                        return Err(Failure::cancelled("cancelled while waiting for another run's boot template"));
+                    }
+                };
+                // Another run may have built it while this one waited.
+                match template::cached(&cache, &key) {
+                    Some(found) => found,
+                    None => self.build_template(cx, &cache, &key).await?,
+                }
+            }
+        };
+        template::instantiate(&found, &self.dirs, &keys).map_err(infra)?;
+        Ok((found, keys))
+    }
+
+    async fn build_template(&mut self, cx: &Context, cache: &Path, key: &str) -> Result<template::Template, Failure> {
+        let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
+        let started = Instant::now();
+        cx.emit.emit(EventKind::TemplateBuilding { shard: cx.id });
+        let build = Build { dirs: Dirs::under(&cx.work.path, self.addr), password: instance::random_password() };
+        self.lease().record_dir(&build.dirs.base).and_then(|()| build.dirs.create()).map_err(infra)?;
+        let booted = boot(cx, build.as_target(self), &self.log_dir.with_file_name(template_logs(&self.log_dir)), What::Template).await;
+        let (mut child, failure) = match booted {
+            Ok(child) => (Some(child), None),
+            Err((child, failure)) => (child, Some(failure)),
+        };
+        // Never copied while it runs: stopped (SIGTERM), its ports free, then kept.
+        if let Some(child) = &mut child
+            && let Err(e) = stop(cx, child, self.spec.teardown.grace).await
+            && failure.is_none()
+        {
+            let _ = build.dirs.remove();
+            return Err(infra(e));
+        }
+        let kept = match failure {
+            Some(failure) => Err(failure),
+            None => match self.ports_free(cx, "the template's build").await {
+                Some(problem) => Err(Failure::infra(problem)),
+                None => {
+                    let meta = template::Meta {
+                        root: build.dirs.root.display().to_string(),
+                        home: build.dirs.home.display().to_string(),
+                        username: self.spec.admin.username.clone(),
+                        password: build.password.clone(),
+                        entry: cx.entry.display().to_string(),
+                    };
+                    template::store(cache, key, &build.dirs, &meta).map_err(infra)
+                }
+            },
+        };
+        if let Err(e) = build.dirs.remove() {
+            tracing::debug!("{e:#}");
+        }
+        if kept.is_ok() {
+            cx.emit.emit(EventKind::TemplateBuilt { shard: cx.id, took: started.elapsed() });
+        }
+        kept
+    }
+}
+
+/// `<shard log dir>/template` for the shard's own instance, `<…>/<id>-template` otherwise: the
+/// template's build logs beside the instance's.
+fn template_logs(log_dir: &Path) -> String {
+    let own = log_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if own == "harper" { "template".to_owned() } else { format!("{own}-template") }
+}
+
+/// The template's build: its own directories and password, on the instance's address.
+struct Build {
+    dirs: Dirs,
+    password: String,
+}
+
+impl Build {
+    fn as_target<'a>(&'a self, of: &'a Instance) -> Target<'a> {
+        Target { spec: &of.spec, dirs: &self.dirs, addr: of.addr, password: &self.password, token: &of.token, main: false, id: &of.id }
+    }
+}
+
+/// What one boot starts: the instance's Harper, or the build of the template it boots from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum What {
+    Instance,
+    Template,
+}
+
+/// Everything a boot needs, borrowed from an instance (or its template's build).
+struct Target<'a> {
+    spec: &'a HarperSpec,
+    dirs: &'a Dirs,
+    addr: Ipv4Addr,
+    password: &'a str,
+    token: &'a str,
+    /// The boot shows as the shard's boot phase.
+    main: bool,
+    id: &'a str,
+}
+
+impl<'a> From<&'a Instance> for Target<'a> {
+    fn from(i: &'a Instance) -> Target<'a> {
+        Target { spec: &i.spec, dirs: &i.dirs, addr: i.addr, password: &i.password, token: &i.token, main: i.shard_phase(), id: &i.id }
+    }
+}
+
+type BootFailure = (Option<Child>, Failure);
+
+async fn boot<'a>(cx: &Context, target: impl Into<Target<'a>>, logs: &Path, what: What) -> Result<Child, BootFailure> {
+    let t: Target = target.into();
+    let launch = instance::launch(t.spec, &cx.entry, t.dirs, t.addr, t.password);
+    let spawned = Instant::now();
+    let spec = Spec {
+        program: launch.program,
+        args: launch.args,
+        env: launch.env,
+        cwd: t.dirs.home.clone(),
+        stdout_log: logs.join("stdout.log"),
+        stderr_log: Some(logs.join("stderr.log")),
+        grace: t.spec.teardown.grace,
+        token: t.token.to_owned(),
+    };
+    let failed = |cause: String| Failure { status: ShardStatus::BootFailed, cause, tail: Vec::new() };
+    let mut child = Child::spawn(spec).await.map_err(|e| (None, failed(format!("{e:#}"))))?;
+    let phase = |phase: InstancePhase| cx.emit.emit(EventKind::Instance { shard: cx.id, id: t.id.to_owned(), phase });
+    match (what, t.main) {
+        (What::Template, _) => {}
+        (What::Instance, true) => {
+            cx.emit.emit(EventKind::BootStarted { shard: cx.id, pid: child.process.pid(), rootpath: t.dirs.root.clone() })
+        }
+        (What::Instance, false) => phase(InstancePhase::Booting { pid: child.process.pid(), rootpath: t.dirs.root.clone() }),
+    }
+    let mut cancel = cx.cancel.clone();
+    let h = t.spec;
+    let outcome = tokio::select! {
+        r = readiness::wait_ready(&mut child, &h.ready, &h.startup, t.addr, &h.ports, spawned) => Some(r),
+        _ = cancel.wait_for(Option::is_some) => None,
+    };
+    // From here on the output only goes to the logs.
+    child.output.close();
+    match outcome {
+        Some(Ok(())) => {
+            match (what, t.main) {
+                (What::Template, _) => {}
+                (What::Instance, true) => cx.emit.emit(EventKind::BootReady { shard: cx.id }),
+                (What::Instance, false) => phase(InstancePhase::Ready { took: spawned.elapsed() }),
+            }
+            Ok(child)
+        }
+        Some(Err(e)) => {
+            let cause = match what {
+                What::Instance => e.cause(),
+                What::Template => format!("building the boot template: {}", e.cause()),
+            };
+            let tail = e.tail().to_vec();
+            if t.main || what == What::Template {
+                cx.emit.emit(EventKind::BootFailed { shard: cx.id, cause: cause.clone(), tail: tail.clone() });
+            } else {
+                phase(InstancePhase::BootFailed { cause: cause.clone(), tail: tail.clone() });
+            }
+            Err((Some(child), Failure { status: ShardStatus::BootFailed, cause, tail }))
+        }
+        None => Err((Some(child), Failure::cancelled("cancelled while Harper was starting"))),
+    }
+}
+
+/// The grace for a stop now: `grace`, or under a signal at most [`super::budget::GRACE`] and
+/// what the deadline leaves.
+fn grace_now(cx: &Context, grace: Duration) -> Duration {
+    if deadline(cx).is_some() { within(cx, grace.min(super::budget::GRACE)) } else { grace }
+}
+
+/// Stops a child within the budget — also when the signal comes while the stop already runs
+/// with the plan's grace. The error says what went wrong (a keeper that died, or that had to
+/// be replaced).
+pub async fn stop(cx: &Context, child: &mut Child, grace: Duration) -> anyhow::Result<supervise::Stopped> {
+    let mut cancel = cx.cancel.clone();
+    let hurry = async move {
+        let end = cancel
+            .wait_for(|c| c.and_then(super::Cancel::teardown_deadline).is_some())
+            .await
+            .ok()
+            .and_then(|c| c.and_then(super::Cancel::teardown_deadline));
+        match end {
+            Some(end) => tokio::time::Instant::from_std(end),
+            // The run ended without a signal: no hurry, ever.
+            None => std::future::pending().await,
+        }
+    };
+    child.process.stop_within(grace_now(cx, grace), hurry).await
+}
+
+async fn acquire(cx: &Context, spec: &HarperSpec, name: &str, token: &str) -> anyhow::Result<Lease> {
+    let pool = cx.pool.clone();
+    let (token, name) = (token.to_owned(), name.to_owned());
+    let ports = spec.ports.all();
+    let emit = cx.emit.clone();
+    let id = cx.id;
+    let cancel = cx.cancel.clone();
+    tokio::task::spawn_blocking(move || {
+        let notify = |notice: Notice| {
+            let message = notice.to_string();
+            emit.emit(EventKind::Warning { shard: Some(id), message });
+        };
+        let claim = pool::Claim { token: &token, shard: &name };
+        pool.acquire(claim, &ports, &|| cancel.borrow().is_some(), &notify)
+    })
+    .await?
+}
+
+fn keep_log(from: &Path, to: &Path) {
+    if from.is_file() {
+        if let Some(dir) = to.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        // A later teardown of the same instance (after restarts) keeps the newest copy.
+        let _ = std::fs::remove_file(to);
+        if let Err(e) = supervise::output::copy_fresh(from, to) {
+            tracing::warn!("cannot keep {}: {e:#}", from.display());
+        }
+    }
+}

@@ -567,7 +567,7 @@ fn a_command_that_cannot_be_started_is_an_infrastructure_failure() {
 
 /// The tool is SIGKILLed: its keepers end every process, but only the tool removes instance
 /// directories. They are in the slot's record, `pool status` shows them, and the next owner
-/// of the address removes them.
+/// of the address removes them. The shard's control directory goes with the next run.
 #[test]
 fn instance_directories_of_a_killed_run_are_shown_by_pool_status_and_removed_by_the_next_owner() {
     let scene = Scene::new("127.0.33.43");
@@ -576,14 +576,20 @@ fn instance_directories_of_a_killed_run_are_shown_by_pool_status_and_removed_by_
     scene.wait_for_file("cmd.started");
     sigkill(&mut tool);
     scene.sandbox.wait_for("the keepers to finish", Duration::from_secs(15), || scene.sandbox.leftovers().is_empty());
-    let instance: Vec<PathBuf> = std::fs::read_dir(scene.file("w")).unwrap().flatten().map(|e| e.path()).collect();
+    let (control, instance): (Vec<PathBuf>, Vec<PathBuf>) = std::fs::read_dir(scene.file("w"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .partition(|p| p.file_name().unwrap().to_string_lossy().starts_with("ctl-"));
     assert_eq!(instance.len(), 1, "the killed run's instance directory is there: {instance:?}");
+    assert_eq!(control.len(), 1, "the killed run's control directory is there: {control:?}");
     let mut status = scene.command();
     let status = status.args(["pool", "status", "--plan-file", "harper-shards.yml"]).output().unwrap();
     let shown = String::from_utf8_lossy(&status.stdout);
     assert!(shown.contains(&instance[0].display().to_string()), "pool status does not show it: {shown}");
     scene.assert_nothing_left();
     assert!(!instance[0].exists(), "the next owner of {} left {} behind", scene.addr, instance[0].display());
+    assert!(!control[0].exists(), "the next run left the dead run's {} behind", control[0].display());
 }
 
 // --- the tool's own signals --------------------------------------------------------------------

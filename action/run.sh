@@ -16,6 +16,7 @@ fail() {
 
 : "${HARPER_SHARD_BIN:?must name the harper-shard binary}"
 : "${INPUT_PLAN:=harper-shards.yml}" "${INPUT_PARTITION:=}" "${INPUT_ONLY:=}"
+: "${INPUT_ASSIGNMENT:=}" "${INPUT_TIMINGS:=}"
 : "${INPUT_REPORT_DIR:=harper-shard-report}" "${INPUT_CHECKS:=false}" "${INPUT_CHECK_NAME:=}"
 : "${INPUT_ARGS:=}" "${INPUT_ARTIFACT_NAME:=}"
 
@@ -26,6 +27,14 @@ args=(run "$INPUT_PLAN")
 
 if [[ -n $INPUT_PARTITION ]]; then
   args+=(--partition "$INPUT_PARTITION")
+fi
+
+if [[ -n $INPUT_ASSIGNMENT ]]; then
+  args+=(--assignment "$INPUT_ASSIGNMENT")
+fi
+
+if [[ -n $INPUT_TIMINGS ]]; then
+  args+=(--timings "$INPUT_TIMINGS")
 fi
 
 # Shard names, separated by commas or whitespace (so a YAML block list works too). Globbing is

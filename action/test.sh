@@ -63,7 +63,7 @@ new_step() {
   export HARPER_SHARD_BIN=$stub STUB_ARGV=$step/argv STUB_REPORT_DIR=harper-shard-report
   unset STUB_EXIT STUB_FAILED STUB_WAIT_FOR_SIGNAL INPUT_BINARY
   unset INPUT_PLAN INPUT_PARTITION INPUT_ONLY INPUT_REPORT_DIR INPUT_ARGS INPUT_CHECKS \
-    INPUT_CHECK_NAME INPUT_ARTIFACT_NAME
+    INPUT_CHECK_NAME INPUT_ARTIFACT_NAME INPUT_ASSIGNMENT INPUT_TIMINGS
 }
 
 # Runs the run step; sets $status and $log.
@@ -119,6 +119,13 @@ expect_argv "every input maps to its flag, plan first" \
   run ci/plan.yml --partition 2/3 --only api --only db --only web --report-dir out/report \
   --github-checks --check-name 'integration (2/3)' --format json --timings 'ci/my timings.json' -v
 expect_output "a partition gets its own artifact name" "artifact-name=harper-shard-report-2-of-3"
+
+new_step
+export INPUT_PARTITION=1/2 INPUT_ASSIGNMENT=0123456789abcdef INPUT_TIMINGS='ci/timings in.json'
+run_step
+expect_argv "the matrix's assignment and the timings it balanced by become flags" \
+  run harper-shards.yml --partition 1/2 --assignment 0123456789abcdef --timings 'ci/timings in.json' \
+  --report-dir harper-shard-report
 
 new_step
 export INPUT_CHECKS=false INPUT_ARTIFACT_NAME='reports: linux/x64'

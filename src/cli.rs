@@ -67,6 +67,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PoolCommand,
     },
+    /// Combine the timings of every job of a CI run into one file for the next run.
+    Timings {
+        #[command(subcommand)]
+        command: TimingsCommand,
+    },
     /// Show or remove what the cache holds: installed Harper packages, boot templates, JWT keys.
     Cache {
         #[command(subcommand)]
@@ -94,9 +99,13 @@ pub struct RunArgs {
     /// Dry run: validate and resolve everything, print what would happen, start nothing.
     #[arg(long = "plan", env = "HARPER_SHARD_PLAN", value_parser = switch)]
     pub dry_run: bool,
-    /// Run only partition K of N (1-based), balanced by recorded timings.
+    /// Run only partition K of N (1-based) [default: from CI_NODE_INDEX/CI_NODE_TOTAL,
+    /// CIRCLE_NODE_INDEX/CIRCLE_NODE_TOTAL or BUILDKITE_PARALLEL_JOB/BUILDKITE_PARALLEL_JOB_COUNT].
     #[arg(long, value_name = "K/N", env = "HARPER_SHARD_PARTITION")]
     pub partition: Option<Partition>,
+    /// The assignment digest `matrix` printed: refuse to run unless this job computes the same.
+    #[arg(long, value_name = "DIGEST", env = "HARPER_SHARD_ASSIGNMENT")]
+    pub assignment: Option<String>,
     /// Run only these shards (a split shard's name selects all its parts): `--only a,b` or
     /// `--only a --only b`.
     // One value per flag: with `1..` values, `--only sql harper-shards.yml` took the plan's path
@@ -109,7 +118,8 @@ pub struct RunArgs {
     /// Output format of the dry run and the final summary.
     #[arg(long, value_enum, default_value_t = Format::Human, env = "HARPER_SHARD_FORMAT")]
     pub format: Format,
-    /// Recorded timings used to balance splits and partitions [default: <report-dir>/timings.json].
+    /// Recorded timings to balance splits and partitions by; without it, the plan alone
+    /// (`weight`, file counts) decides. Give every job of a run the same file.
     #[arg(long, value_name = "FILE", env = "HARPER_SHARD_TIMINGS")]
     pub timings: Option<PathBuf>,
     /// Also publish a check run through the GitHub Checks API (needs GITHUB_TOKEN).
@@ -127,9 +137,37 @@ pub struct MatrixArgs {
     /// How many CI jobs to split the plan across.
     #[arg(long, env = "HARPER_SHARD_PARTITIONS")]
     pub partitions: u32,
-    /// Recorded timings used to balance the partitions.
+    /// Recorded timings used to balance the partitions; the jobs need the same file.
     #[arg(long, value_name = "FILE", env = "HARPER_SHARD_TIMINGS")]
     pub timings: Option<PathBuf>,
+    /// `json`: a GitHub `strategy.matrix`; `env`: a `HARPER_SHARD_ASSIGNMENT=<digest>` line, for
+    /// GitLab's dotenv reports and shells.
+    #[arg(long, value_enum, default_value_t = MatrixFormat::Json, env = "HARPER_SHARD_MATRIX_FORMAT")]
+    pub format: MatrixFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MatrixFormat {
+    Json,
+    Env,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TimingsCommand {
+    /// Print one timings file (JSON, on stdout) made of the `timings.json` of every job of a run,
+    /// each figure weighed against the history; refuses jobs that computed different assignments.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Every job's `<report-dir>/timings.json`.
+    #[arg(value_name = "JOB.json", required = true)]
+    pub jobs: Vec<PathBuf>,
+    /// The timings the jobs were given (`--timings`): the history to weigh the new figures
+    /// against. A file that does not exist is no history.
+    #[arg(long, value_name = "OLD.json", env = "HARPER_SHARD_PREVIOUS_TIMINGS")]
+    pub previous: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,11 +7,12 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
-use crate::cli::{CacheCommand, Format, MatrixArgs, PoolArgs, PoolCommand, RunArgs};
+use crate::cli::{CacheCommand, Format, MatrixArgs, MatrixFormat, PoolArgs, PoolCommand, RunArgs, TimingsCommand};
 use crate::exit::{Exit, Failure};
 use crate::output::{eprintln, print, println};
-use crate::plan::timings::TimingsError;
-use crate::plan::{self, Plan, Timings};
+use crate::plan::select::Selection;
+use crate::plan::timings::{PlanNames, RunTimings, TimingsError};
+use crate::plan::{self, Partition, Plan, Timings, partition};
 use crate::report::console::{self, Console, Verbosity};
 use crate::report::github::{self, GitHub};
 use crate::report::junit::Junit;
@@ -36,41 +37,105 @@ fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timing
     plan::resolve::resolve(path, text, raw, &cx).map_err(Failure::usage)
 }
 
-/// Recorded timings for balancing. A file named with `--timings` must be a readable regular
-/// file when it exists (exit 2 otherwise); the implicit `<report-dir>/timings.json` and invalid
-/// contents only warn, and balancing goes on without them.
-fn read_timings(path: &Path, named: bool) -> Result<Timings, Failure> {
+/// The timings `--timings` names, and a line saying what balancing reads besides the plan. None
+/// without the flag, or when the file does not exist yet (a first run, a cache miss); anything
+/// else that is not timings of this version is exit 2: balancing by a guess would let jobs
+/// disagree.
+fn read_timings(path: Option<&Path>) -> Result<(Timings, String), Failure> {
+    let Some(path) = path else {
+        return Ok((Timings::default(), "none (no --timings): balanced by the plan alone: `weight`, else file counts".into()));
+    };
     match Timings::read(path) {
-        Ok(t) => Ok(t.unwrap_or_default()),
-        Err(e @ TimingsError::File { .. }) if named => Err(Failure::usage(anyhow::anyhow!(
+        Ok(Some(t)) => {
+            let said = format!("{}: {} shard(s) and {} file(s) recorded", path.display(), t.shards.len(), t.files.len());
+            Ok((t, said))
+        }
+        Ok(None) => Ok((Timings::default(), format!("{} does not exist yet: balanced by the plan alone", path.display()))),
+        Err(e @ TimingsError::File { .. }) => Err(Failure::usage(anyhow::anyhow!(
             "{e}; --timings must name a regular file of at most {}, or one that does not exist yet",
             plan::file::size_text(plan::limits::TIMINGS_BYTES)
         ))),
-        Err(e) => {
-            eprintln(format_args!("warning: {e}; balancing without recorded timings"));
-            Ok(Timings::default())
-        }
+        Err(e) => Err(Failure::usage(e)),
+    }
+}
+
+/// A warning for recorded shards the plan does not have: renamed or removed ones, whose
+/// figures are not used (`timings merge` drops them).
+fn warn_unknown_shards(plan: &Plan, timings: &Timings, path: Option<&Path>) {
+    let unknown = timings.unknown_shards(|name| plan.shards.iter().any(|s| s.name == name || s.group == name));
+    if let (Some(path), false) = (path, unknown.is_empty()) {
+        eprintln(format_args!(
+            "harper-shard: warning: timings {} name {} shard(s) the plan does not have: {} (renamed or removed? their times are not used; `timings merge` drops them)",
+            path.display(),
+            unknown.len(),
+            plan::name_list(&unknown)
+        ));
+    }
+}
+
+/// This job's partition: the flag (or its variable), else the CI system's parallelism.
+fn job_partition(flag: Option<Partition>) -> Result<Option<(Partition, partition::Source)>, Failure> {
+    if let Some(p) = flag {
+        return Ok(Some((p, partition::Source::Flag)));
+    }
+    let env = |name: &str| std::env::var(name).ok();
+    partition::from_ci(&env).map_err(|e| Failure::usage(anyhow::anyhow!(e)))
+}
+
+/// Every job of a run must compute the same assignment, or refuse. The plan alone gives every
+/// job the same; timings do only if every job has the same file, which `--assignment` checks.
+fn check_assignment(args: &RunArgs, selection: &Selection, timings: &str) -> Result<(), Failure> {
+    let a = &selection.assignment;
+    let job = selection.partition().map_or_else(|| "this run".to_owned(), |p| format!("partition {p}"));
+    match args.assignment.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        Some(expected) if expected != a.digest => Err(Failure::usage(anyhow::anyhow!(
+            "{job} computes assignment {}, not the {expected} it was given: its inputs differ from those of the job that printed {expected}. This job's timings: {timings}. Give every job the same --timings file, --only and partition count (README: CI systems)",
+            a.digest,
+        ))),
+        None if args.timings.is_some() && a.partitions.len() > 1 && !args.dry_run => Err(Failure::usage(anyhow::anyhow!(
+            "{job} is balanced by --timings {}, but nothing checks that the other jobs balance by the same file; pass every job --assignment {} (as `harper-shard matrix` prints it), or drop --timings to balance by the plan alone",
+            args.timings.as_deref().unwrap_or(Path::new("")).display(),
+            a.digest
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What `timings.json` records of this run for `timings merge`, before its figures.
+fn run_timings(plan: &Plan, selection: &Selection) -> RunTimings {
+    let mut files: Vec<String> = plan.shards.iter().flat_map(|s| s.files.iter().map(|f| f.to_string_lossy().into_owned())).collect();
+    files.sort();
+    files.dedup();
+    RunTimings {
+        partition: selection.partition(),
+        assignment: selection.assignment.digest.clone(),
+        assigned: selection.assignment.partitions.iter().flat_map(|b| b.shards.iter().map(|s| s.name.clone())).collect(),
+        selected: selection.shards.iter().map(|s| s.name.clone()).collect(),
+        plan: PlanNames { shards: plan.shards.iter().map(|s| s.name.clone()).collect(), files },
+        ..RunTimings::default()
     }
 }
 
 pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
     let token = take_token();
-    let timings = match &args.timings {
-        Some(path) => read_timings(path, true)?,
-        None => read_timings(&args.report_dir.join("timings.json"), false)?,
-    };
+    let (timings, timings_said) = read_timings(args.timings.as_deref())?;
     let plan = load_plan(&args.plan_file.plan_file, &timings)?;
-    let selected = plan::select::select(&plan, &args.only, args.partition).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+    warn_unknown_shards(&plan, &timings, args.timings.as_deref());
+    let partition = job_partition(args.partition)?;
+    let selection = plan::select::select(&plan, &args.only, partition).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+    check_assignment(&args, &selection, &timings_said)?;
     let work = WorkDir::from_env().map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     if args.dry_run {
         match args.format {
-            Format::Human => print(report::plan::human(&plan, &selected, args.partition)),
-            Format::Json => println(report::plan::json(&plan, &selected, args.partition)),
+            Format::Human => print(report::plan::human(&plan, &selection, &timings_said)),
+            Format::Json => println(report::plan::json(&plan, &selection, &timings_said)),
         }
         return Ok(Exit::Passed);
     }
+    let run_record = run_timings(&plan, &selection);
+    let selected = selection.shards;
     if selected.is_empty() {
-        let partition = args.partition.map(|p| format!(" in partition {p}")).unwrap_or_default();
+        let partition = selection.partition.map(|(p, _)| format!(" in partition {p}")).unwrap_or_default();
         eprintln(format_args!("harper-shard: no shard selected{partition}; nothing to do"));
         return Ok(Exit::Passed);
     }
@@ -95,7 +160,7 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
             Console::new(std::io::stderr(), verbosity)
         };
         let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(console)];
-        reporters.push(Box::new(Files::new(&args.report_dir, Some(timings), &plan.dir)));
+        reporters.push(Box::new(Files::new(&args.report_dir, timings, &plan.dir, run_record)));
         reporters.push(Box::new(Junit::new(&args.report_dir)));
         if on_github {
             let workspace = std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from);
@@ -220,31 +285,68 @@ pub fn matrix(args: MatrixArgs) -> Result<Exit, Failure> {
     if args.partitions == 0 {
         return Err(Failure::usage(anyhow::anyhow!("--partitions must be at least 1")));
     }
-    let timings = match &args.timings {
-        Some(path) => read_timings(path, true)?,
-        None => Timings::default(),
-    };
+    let (timings, _) = read_timings(args.timings.as_deref())?;
     let plan = load_plan(&args.plan_file.plan_file, &timings)?;
+    warn_unknown_shards(&plan, &timings, args.timings.as_deref());
     // A job past the shard count would have nothing to run: make as many jobs as there are
-    // shards at most, numbered `K/M` so that each job's `--partition` picks the same shards.
-    let parts = plan::select::partitions(&plan.shards, args.partitions as usize);
-    if parts.len() < args.partitions as usize {
+    // shards at most, numbered `K/M`. The assignment is the one every `--partition K/N` with
+    // N past the shard count computes too.
+    let jobs = (args.partitions as usize).min(plan.shards.len()) as u32;
+    if jobs < args.partitions {
         eprintln(format_args!(
-            "harper-shard: the plan has {} shards, so the matrix has {} jobs, not {}",
+            "harper-shard: the plan has {} shards, so the matrix has {jobs} jobs, not {}",
             plan.shards.len(),
-            parts.len(),
             args.partitions
         ));
     }
-    let include: Vec<serde_json::Value> = parts
-        .iter()
-        .enumerate()
-        .map(|(i, shards)| {
-            let names: Vec<&str> = shards.iter().map(|s| s.name.as_str()).collect();
-            serde_json::json!({ "partition": format!("{}/{}", i + 1, parts.len()), "shards": names.join(" ") })
+    let assignment = plan::assignment::assign(&plan.shards, jobs);
+    if args.format == MatrixFormat::Env {
+        println(format_args!("HARPER_SHARD_ASSIGNMENT={}", assignment.digest));
+        return Ok(Exit::Passed);
+    }
+    let include: Vec<serde_json::Value> = assignment
+        .view()
+        .partitions
+        .into_iter()
+        .map(|job| {
+            let predicted = job.predicted.map(|s| format!(" (~{})", report::short(std::time::Duration::from_secs_f64(s))));
+            serde_json::json!({
+                "partition": job.partition,
+                "name": format!("{}: {}{}", job.partition, plan::name_list(&job.shards), predicted.unwrap_or_default()),
+                "predicted": job.predicted,
+                "shards": job.shards.join(" "),
+                "assignment": assignment.digest,
+            })
         })
         .collect();
     println(serde_json::json!({ "include": include }));
+    Ok(Exit::Passed)
+}
+
+pub fn timings(command: TimingsCommand) -> Result<Exit, Failure> {
+    let TimingsCommand::Merge(args) = command;
+    let mut jobs = Vec::new();
+    for path in args.jobs {
+        match Timings::read(&path) {
+            Ok(Some(timings)) => jobs.push(plan::merge::Job { path, timings }),
+            Ok(None) => {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "job timings {} do not exist: name each job's <report-dir>/timings.json",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(Failure::usage(e)),
+        }
+    }
+    let previous = match &args.previous {
+        Some(path) => Timings::read(path).map_err(Failure::usage)?,
+        None => None,
+    };
+    let merged = plan::merge::merge(&jobs, previous).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+    for warning in &merged.warnings {
+        eprintln(format_args!("harper-shard: warning: {warning}"));
+    }
+    println(serde_json::to_string_pretty(&merged.timings).context("cannot write the merged timings")?);
     Ok(Exit::Passed)
 }
 

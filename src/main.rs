@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run(args, verbosity),
         Command::Matrix(args) => commands::matrix(args),
         Command::Pool { command } => commands::pool(command),
+        Command::Timings { command } => commands::timings(command),
         Command::Cache { command } => commands::cache(command),
         Command::Ctl(args) => harper_shard::ctl::run(args),
         // Only reached with flags before it: the real keeper is dispatched above.

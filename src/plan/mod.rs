@@ -1,17 +1,22 @@
 //! The shard plan: loaded from YAML once ([`load`]), checked and completed with defaults, CI
-//! scaling and fallbacks ([`resolve`]), split by files ([`split`]) and narrowed to what this
-//! job runs ([`select`]). Everything after this module takes the resolved [`Plan`], never the
-//! raw file.
+//! scaling and fallbacks ([`resolve`]), split by files ([`split`]), each shard's duration
+//! predicted from recorded [`timings`] ([`predict`]), and narrowed to what this job runs
+//! ([`select`]): its [`partition`] of the [`assignment`]. Everything after this module takes the
+//! resolved [`Plan`], never the raw file.
 
 // A plan error happens at most once, before anything starts, and carries everything needed to
 // render it: its size costs nothing, and boxing it would only add noise to every `?`.
 #![allow(clippy::result_large_err)]
 
+pub mod assignment;
+pub mod balance;
 pub mod error;
 pub mod file;
 pub mod limits;
 pub mod load;
+pub mod merge;
 pub mod partition;
+pub mod predict;
 pub mod resolve;
 pub mod schema;
 pub mod select;
@@ -87,9 +92,41 @@ pub struct Shard {
     /// what a control-socket `start` request merges over.
     #[serde(skip)]
     pub raw_harper: schema::RawHarper,
-    /// What recorded timings predict for this shard, when they know it.
+    /// The plan's `weight`: what to predict while there is no recorded time (a split shard's
+    /// whole, shared among its parts).
+    #[serde(with = "opt_secs")]
+    pub weight: Option<Duration>,
+    /// How long the shard is expected to take ([`predict`]); `None` when nothing is known of
+    /// any shard.
     #[serde(with = "opt_secs")]
     pub predicted: Option<Duration>,
+    /// What the prediction rests on.
+    pub basis: predict::Basis,
+}
+
+impl Shard {
+    /// A part of a split shard (`database/2`).
+    pub fn is_part(&self) -> bool {
+        self.name != self.group
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str, group: &str, files: Vec<PathBuf>, weight: Option<Duration>) -> Shard {
+        Shard {
+            name: name.to_owned(),
+            group: group.to_owned(),
+            index: 0,
+            commands: vec!["true".into()],
+            env: BTreeMap::new(),
+            timeout: Duration::from_secs(60),
+            files,
+            harper: test_harper(),
+            raw_harper: schema::RawHarper::default(),
+            weight,
+            predicted: None,
+            basis: predict::Basis::Unknown,
+        }
+    }
 }
 
 /// A shard's log folder name: the shard's name with every byte outside `[A-Za-z0-9._-]`
@@ -105,6 +142,13 @@ pub fn dir_name(shard: &str) -> String {
         }
     }
     out
+}
+
+/// Names for a message: the first few, and how many more.
+pub fn name_list(names: &[&str]) -> String {
+    const SHOWN: usize = 6;
+    let shown = names.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN { format!("{shown} and {} more", names.len() - SHOWN) } else { shown }
 }
 
 /// How one Harper instance is started, after the shard's overrides.
@@ -199,6 +243,17 @@ impl Plan {
     pub fn path(&self, relative: &Path) -> PathBuf {
         self.dir.join(relative)
     }
+}
+
+/// The default `harper` block, resolved as a plan would be (for unit tests of what comes after
+/// resolution).
+#[cfg(test)]
+fn test_harper() -> HarperSpec {
+    let text = "version: 1\nshards:\n  - name: x\n    run: \"true\"\n";
+    let path = Path::new("test.yml");
+    let raw = load::parse(path, text).expect("the test plan parses");
+    let cx = resolve::Context { env: &|_| None, cpus: 2, timings: &Timings::default() };
+    resolve::resolve(path, text, raw, &cx).expect("the test plan resolves").shards.remove(0).harper
 }
 
 fn redacted<S: serde::Serializer>(_: &Option<String>, s: S) -> Result<S::Ok, S::Error> {

@@ -13,6 +13,7 @@ use serde_saphyr::{Location, Spanned};
 use super::error::PlanError;
 use super::limits::{self, ARG_STRLEN, ARGS_TOTAL, MAX_CONCURRENCY, MAX_DURATION, MAX_POOL_COUNT, MAX_TEARDOWN, NAME_BYTES};
 use super::schema::{Concurrency, Dur, Probe, RawHarper, RawPlan, RawShard, Runtime, TemplateMode};
+use super::predict::{self, Basis};
 use super::split;
 use super::timings::Timings;
 use super::{Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Ready, RunSpec, Shard, Startup, Teardown};
@@ -119,7 +120,6 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
         for part in r.expand(&dir, &shard, &at)? {
             r.check_command_process(&shard, &part, env_size, &at)?;
             shards.push(Shard {
-                predicted: cx.timings.shard(&part.name),
                 name: part.name,
                 group: name.value.clone(),
                 index: 0,
@@ -129,12 +129,16 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
                 files: part.files,
                 harper: harper.clone(),
                 raw_harper: raw_harper.clone(),
+                weight: shard.weight.map(|w| w.0),
+                predicted: None,
+                basis: Basis::Unknown,
             });
         }
     }
     for (i, shard) in shards.iter_mut().enumerate() {
         shard.index = i + 1;
     }
+    predict::predict(&mut shards, cx.timings);
     Ok(Plan { file: file.to_path_buf(), dir, ci: cx.is_ci(), pool, run, shards })
 }
 

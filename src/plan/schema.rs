@@ -118,6 +118,7 @@ pub struct RawShard {
     pub timeout: Option<Dur>,
     pub files: Option<Spanned<String>>,
     pub split: Option<Spanned<Split>>,
+    pub weight: Option<Weight>,
     pub harper: Option<RawHarper>,
 }
 
@@ -237,6 +238,32 @@ impl<'de> Deserialize<'de> for Split {
                 "split `{text}` is not valid: use a whole number of parts from 1 to {MAX_SPLIT}"
             ))),
         }
+    }
+}
+
+/// A shard's `weight`: its predicted duration while it has no recorded time. Seconds (`90`,
+/// `2.5`) or a duration with a unit (`90s`, `1h 30m`), from 0 to 24h.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weight(pub Duration);
+
+impl<'de> Deserialize<'de> for Weight {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let max = limits::MAX_DURATION;
+        let range = format!("from 0 to {}", limits::duration_text(max));
+        let trimmed = text.trim();
+        let parsed = match trimmed.parse::<f64>() {
+            Ok(secs) if secs.is_finite() && (0.0..=max.as_secs_f64()).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+            Ok(_) => Err(format!("weight `{text}` is out of range: use seconds {range}, e.g. `90` or `1m 30s`")),
+            Err(_) => match humantime::parse_duration(trimmed) {
+                Ok(d) if d <= max => Ok(d),
+                Ok(_) | Err(humantime::DurationError::NumberOverflow) => {
+                    Err(format!("weight `{text}` is too long: use one {range}"))
+                }
+                Err(_) => Err(format!("invalid weight `{text}`: write seconds (`90`) or a duration (`90s`, `2m`, `1h 30m`)")),
+            },
+        };
+        parsed.map(Weight).map_err(de::Error::custom)
     }
 }
 

@@ -1,10 +1,29 @@
-//! Narrowing a plan to what this job runs: `--only` names, then `--partition K/N`.
+//! Narrowing a plan to what this job runs: `--only` names, then its partition of the
+//! assignment.
 
-use super::partition::{Partition, balance};
+use super::assignment::{Assignment, assign};
+use super::partition::{Partition, Source};
 use super::{Plan, Shard};
 
-/// The shards this job runs, in plan order. Errors are usage errors that name the choices.
-pub fn select(plan: &Plan, only: &[String], partition: Option<Partition>) -> Result<Vec<Shard>, String> {
+/// What this job runs, and the assignment of every job it is one of.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// This job's partition and where it came from; `None`: the job runs everything selected.
+    pub partition: Option<(Partition, Source)>,
+    /// Of every shard `--only` selects, over the partition's N (1 without a partition).
+    pub assignment: Assignment,
+    /// This job's shards, in plan order.
+    pub shards: Vec<Shard>,
+}
+
+impl Selection {
+    pub fn partition(&self) -> Option<Partition> {
+        self.partition.as_ref().map(|(p, _)| *p)
+    }
+}
+
+/// The shards this job runs. Errors are usage errors that name the choices.
+pub fn select(plan: &Plan, only: &[String], partition: Option<(Partition, Source)>) -> Result<Selection, String> {
     let mut shards: Vec<Shard> = plan.shards.clone();
     if !only.is_empty() {
         for name in only {
@@ -15,27 +34,10 @@ pub fn select(plan: &Plan, only: &[String], partition: Option<Partition>) -> Res
         }
         shards.retain(|s| only.iter().any(|n| n == &s.name || n == &s.group));
     }
-    if let Some(p) = partition {
-        let k = p.index as usize;
-        shards = if k > shards.len() { Vec::new() } else { partitions(&shards, p.total as usize).swap_remove(k - 1) };
-    }
-    Ok(shards)
-}
-
-/// The partitions of `shards` into `n` jobs, balanced by predicted time (a shard without a
-/// record weighs the mean of those with one, or its file count when nothing is recorded).
-///
-/// Only the first `min(n, shards)` partitions are made: the heaviest-first fill never puts a
-/// shard past them (each shard goes to the lowest-numbered lightest job, and an empty job is
-/// the lightest), so the rest are empty, and `K/N` means the same jobs for every `N` past the
-/// shard count. The work and memory are those of the shards, whatever `n` is.
-pub fn partitions(shards: &[Shard], n: usize) -> Vec<Vec<Shard>> {
-    let recorded: Vec<f64> = shards.iter().filter_map(|s| s.predicted.map(|d| d.as_secs_f64())).collect();
-    let weights: Vec<f64> = if recorded.is_empty() {
-        shards.iter().map(|s| s.files.len().max(1) as f64).collect()
-    } else {
-        let mean = recorded.iter().sum::<f64>() / recorded.len() as f64;
-        shards.iter().map(|s| s.predicted.map_or(mean, |d| d.as_secs_f64())).collect()
+    let assignment = assign(&shards, partition.as_ref().map_or(1, |(p, _)| p.total));
+    let mine = match &partition {
+        Some((p, _)) => assignment.shards(*p).to_vec(),
+        None => shards,
     };
-    balance(&weights, n.min(shards.len()).max(1)).into_iter().map(|bin| bin.into_iter().map(|i| shards[i].clone()).collect()).collect()
+    Ok(Selection { partition, assignment, shards: mine })
 }

@@ -1,9 +1,11 @@
 //! `files:` shards: find the files, divide them into `split` parts balanced by recorded file
-//! timings, and put them into the commands.
+//! timings ([`super::predict::file_weights`], [`super::balance`]: the same deterministic
+//! balancing as partitions), and put them into the commands.
 
 use std::path::{Path, PathBuf};
 
-use super::partition::balance;
+use super::balance::balance;
+use super::predict::file_weights;
 use super::timings::Timings;
 
 /// Expands `pattern` (relative to `dir`) into a sorted list of files, relative to `dir`.
@@ -25,10 +27,7 @@ pub fn find_files(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
 /// Divides `files` into at most `parts` non-empty groups, balanced by the recorded time of each
 /// file; a file without a record weighs the mean of those with one (1 s when none has).
 pub fn divide(files: &[PathBuf], parts: usize, timings: &Timings) -> Vec<Vec<PathBuf>> {
-    let known: Vec<Option<f64>> = files.iter().map(|f| timings.file(&f.to_string_lossy())).collect();
-    let recorded: Vec<f64> = known.iter().flatten().copied().collect();
-    let fallback = if recorded.is_empty() { 1.0 } else { recorded.iter().sum::<f64>() / recorded.len() as f64 };
-    let weights: Vec<f64> = known.iter().map(|k| k.unwrap_or(fallback)).collect();
+    let (weights, _) = file_weights(files, timings);
     balance(&weights, parts.min(files.len()).max(1))
         .into_iter()
         .filter(|bin| !bin.is_empty())

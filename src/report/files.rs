@@ -1,7 +1,8 @@
 //! The report directory: `report.json` (the run record, versioned) and `timings.json` (what the
 //! next run balances with: per shard, and per file from the JUnit XML commands leave in their
-//! `HARPER_SHARD_JUNIT_DIR`, see [`super::harvest`]), and a folder per shard that the run writes
-//! its logs into as it goes.
+//! `HARPER_SHARD_JUNIT_DIR`, see [`super::harvest`]; the history weighed with this run's figures,
+//! and this run's own in its `run` section for `timings merge`), and a folder per shard that the
+//! run writes its logs into as it goes.
 //!
 //! Each run starts the folders of the shards it runs fresh ([`prepare`]): logs of an earlier run
 //! are not appended to, and nothing planted in a folder (a link to somewhere else) survives into
@@ -15,7 +16,7 @@ use anyhow::Context;
 use super::model::RunRecord;
 use super::{Reporter, harvest};
 use crate::plan::Timings;
-use crate::plan::timings::TIMINGS_VERSION;
+use crate::plan::timings::{RunTimings, TIMINGS_VERSION};
 use crate::run::events::{Event, ShardStatus};
 use crate::run::shard::dir_name;
 use crate::supervise::output::write_atomic;
@@ -42,15 +43,18 @@ pub fn prepare<'a>(dir: &Path, shards: impl IntoIterator<Item = &'a str>) -> any
 
 pub struct Files {
     dir: PathBuf,
-    /// Timings of shards this run did not run, carried over so a partitioned job keeps them.
+    /// The history the run was given (`--timings`): kept for shards this run does not measure,
+    /// weighed against the figures of those it does.
     previous: Timings,
     /// Test files are named relative to it in `timings.json`.
     plan_dir: PathBuf,
+    /// What this run was to run; its figures are added at the end.
+    run: RunTimings,
 }
 
 impl Files {
-    pub fn new(dir: &Path, previous: Option<Timings>, plan_dir: &Path) -> Files {
-        Files { dir: dir.to_path_buf(), previous: previous.unwrap_or_default(), plan_dir: plan_dir.to_path_buf() }
+    pub fn new(dir: &Path, previous: Timings, plan_dir: &Path, run: RunTimings) -> Files {
+        Files { dir: dir.to_path_buf(), previous, plan_dir: plan_dir.to_path_buf(), run }
     }
 }
 
@@ -60,21 +64,24 @@ impl Reporter for Files {
     fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create the report directory {}", self.dir.display()))?;
         write_json(&self.dir.join("report.json"), record)?;
-        let mut timings = self.previous.clone();
-        timings.version = TIMINGS_VERSION;
+        let mut run = self.run.clone();
         for shard in &record.shards {
             if shard.status == Some(ShardStatus::Passed)
                 && let Some(total) = shard.phases.total()
             {
-                timings.shards.insert(shard.name.clone(), total.as_secs_f64());
+                run.shards.insert(shard.name.clone(), total.as_secs_f64());
             }
         }
         let mut problems = Vec::new();
         for shard in &record.shards {
             let (files, bad) = harvest::file_times(&shard.log_dir.join(harvest::JUNIT_DIR), &self.plan_dir);
-            timings.files.extend(files);
+            run.files.extend(files);
             problems.extend(bad);
         }
+        let mut timings = self.previous.clone();
+        timings.version = TIMINGS_VERSION;
+        timings.record(&run.shards, &run.files);
+        timings.run = Some(run);
         write_json(&self.dir.join("timings.json"), &timings)?;
         if problems.is_empty() { Ok(()) } else { Err(anyhow::anyhow!("{}", problems.join("; "))) }
     }

@@ -1,26 +1,42 @@
-//! The dry run (`run --plan`): the resolved plan — defaults, CI scaling, partition, selected
-//! shards, commands, ports that would be probed, predicted durations — readable or as JSON.
+//! The dry run (`run --plan`): the resolved plan — defaults, CI scaling, timings, partition and
+//! the assignment of every partition, selected shards, commands, ports that would be probed,
+//! predicted durations — readable or as JSON.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::plan::{HarperSource, HarperSpec, Partition, Plan, Shard};
+use crate::plan::assignment::AssignmentView;
+use crate::plan::partition::Source;
+use crate::plan::select::Selection;
+use crate::plan::{HarperSource, HarperSpec, Partition, Plan};
 
 #[derive(Serialize)]
 struct DryRun<'a> {
     plan: &'a Plan,
+    /// What balancing read besides the plan.
+    timings: &'a str,
     partition: Option<Partition>,
+    partition_source: Option<&'a Source>,
+    assignment: AssignmentView<'a>,
     selected: Vec<&'a str>,
 }
 
-pub fn json(plan: &Plan, selected: &[Shard], partition: Option<Partition>) -> String {
-    let dry = DryRun { plan, partition, selected: selected.iter().map(|s| s.name.as_str()).collect() };
+/// `timings` says what balancing read besides the plan, in one line.
+pub fn json(plan: &Plan, selection: &Selection, timings: &str) -> String {
+    let dry = DryRun {
+        plan,
+        timings,
+        partition: selection.partition(),
+        partition_source: selection.partition.as_ref().map(|(_, s)| s),
+        assignment: selection.assignment.view(),
+        selected: selection.shards.iter().map(|s| s.name.as_str()).collect(),
+    };
     serde_json::to_string_pretty(&dry).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-pub fn human(plan: &Plan, selected: &[Shard], partition: Option<Partition>) -> String {
+pub fn human(plan: &Plan, selection: &Selection, timings: &str) -> String {
     let mut s = String::new();
     let h = humantime::format_duration;
     let _ = writeln!(s, "plan      {}  (version 1, dry run: nothing is started)", plan.file.display());
@@ -34,16 +50,23 @@ pub fn human(plan: &Plan, selected: &[Shard], partition: Option<Partition>) -> S
         if plan.run.fail_fast { "on" } else { "off" },
         h(plan.run.timeout)
     );
-    let part = partition.map(|p| format!(" in partition {p}")).unwrap_or_default();
-    let _ = writeln!(s, "shards    {} of {} selected{part}", selected.len(), plan.shards.len());
+    let _ = writeln!(s, "timings   {timings}");
+    if let Some((p, source)) = &selection.partition {
+        write_assignment(&mut s, selection, *p, source);
+    }
+    let part = selection.partition().map(|p| format!(" in partition {p}")).unwrap_or_default();
+    let _ = writeln!(s, "shards    {} of {} selected{part}", selection.shards.len(), plan.shards.len());
     let mut last_harper: Option<String> = None;
     // Whether a package is in the cache is a look at the disk: once per source, not per shard.
     let mut sources: HashMap<&HarperSource, String> = HashMap::new();
-    for shard in selected {
+    for shard in &selection.shards {
         let source = sources.entry(&shard.harper.source).or_insert_with(|| describe_source(&shard.harper.source));
         let harper = describe_harper(&shard.harper, source);
         let _ = writeln!(s);
-        let predicted = shard.predicted.map(|d| format!("  (predicted {})", super::short(d))).unwrap_or_default();
+        let predicted = match shard.predicted {
+            Some(d) => format!("  (predicted {}: {})", super::short(d), shard.basis.describe()),
+            None => "  (no history: balanced by file count)".to_owned(),
+        };
         let _ = writeln!(s, "  {}/{} {}{predicted}", shard.index, plan.shards.len(), shard.name);
         if last_harper.as_ref() != Some(&harper) {
             let _ = write!(s, "{harper}");
@@ -60,6 +83,23 @@ pub fn human(plan: &Plan, selected: &[Shard], partition: Option<Partition>) -> S
         let _ = writeln!(s, "      timeout  {}", h(shard.timeout));
     }
     s
+}
+
+/// Where the partition came from, the assignment's digest, and every partition with its
+/// predicted total; this job's marked.
+fn write_assignment(s: &mut String, selection: &Selection, p: Partition, source: &Source) {
+    let a = &selection.assignment;
+    let _ = writeln!(s, "partition {p} from {source}");
+    let _ = writeln!(s, "assignment {} (every job of the run must compute it: check with --assignment {})", a.digest, a.digest);
+    for (i, bin) in a.partitions.iter().enumerate() {
+        let mark = if i as u32 + 1 == p.index { ">" } else { " " };
+        let predicted = bin.predicted.map_or_else(|| "no prediction".to_owned(), |d| format!("predicted {}", super::short(d)));
+        let names: Vec<&str> = bin.shards.iter().map(|s| s.name.as_str()).collect();
+        let _ = writeln!(s, "        {mark} {}/{}  {predicted:<18}  {}", i + 1, a.total, crate::plan::name_list(&names));
+    }
+    if (a.partitions.len() as u32) < a.total {
+        let _ = writeln!(s, "          {}/{} … {}/{}  empty (more partitions than shards)", a.partitions.len() + 1, a.total, a.total, a.total);
+    }
 }
 
 fn describe_source(source: &HarperSource) -> String {

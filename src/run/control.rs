@@ -191,11 +191,14 @@ impl Server<'_> {
     async fn connection(&self, stream: UnixStream, mut ending: watch::Receiver<bool>) {
         let refused = self.refusal(&stream);
         let (read, mut write) = stream.into_split();
+        let mut reader = BufReader::new(read);
         if let Some(why) = refused {
+            // Its request is read (for a moment) and not acted on, so that the client, which
+            // writes before it reads, gets the refusal rather than a broken pipe.
+            let _ = tokio::time::timeout(Duration::from_secs(1), read_line(&mut reader)).await;
             let _ = write.write_all(format!("{}\n", error("refused", why)).as_bytes()).await;
             return;
         }
-        let mut reader = BufReader::new(read);
         loop {
             let line = tokio::select! {
                 line = read_line(&mut reader) => line,

@@ -1,0 +1,230 @@
+// A stand-in for harper-shard's control socket (docs/control.md): line-delimited JSON over a
+// unix socket, the ops status/start/stop/restart/kill/release on a model of instances (no
+// Harper runs), the spec's error answers, and a record of every request line it got.
+import net from 'node:net';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+const MAX_LINE = 64 * 1024;
+// The Harper keys a `start` may carry (the plan's `harper` block, less what cannot change).
+const HARPER_KEYS = new Set(['template', 'args', 'config', 'env', 'admin', 'fixtures', 'ports', 'ready', 'startup', 'teardown']);
+const FIXED_KEYS = new Set(['package', 'bin', 'runtime']);
+const DURATION = /^\d+(ms|s|m|h)$/;
+
+/**
+ * Starts the mock. Options:
+ * - boot: whether the shard has its own instance `main` (running)
+ * - instances: the `harper.instances` limit (default 4)
+ * - operationsUrl(hostname): the operations_url to hand out (default http://<hostname>:9925)
+ * Returns { path, dir, requests, instances, env(), respond(fn), crash(id, exit), close() }.
+ * `respond(fn)` installs a hook: fn(request, socket) may write and return true to take over.
+ */
+export async function startMock({ boot = false, instances: limit = 4, operationsUrl } = {}) {
+	const dir = mkdtempSync(join(tmpdir(), 'hs-mock-'));
+	const path = join(dir, 'control.sock');
+	const requests = [];
+	const instances = new Map();
+	let next = 1;
+	let nextPid = 41000;
+	let hook;
+
+	const make = (id, octet, name) => {
+		const hostname = `127.0.0.${octet}`;
+		const base = join(dir, `127_0_0_${octet}-${randomBytes(3).toString('hex')}`);
+		return {
+			id,
+			name: name ?? id,
+			state: 'stopped',
+			hostname,
+			operations_url: operationsUrl ? operationsUrl(hostname) : `http://${hostname}:9925`,
+			http_url: `http://${hostname}:9926`,
+			mqtt_url: `mqtt://${hostname}:1883`,
+			admin: { username: 'admin', password: randomBytes(8).toString('hex') },
+			rootpath: `${base}/r`,
+			log_dir: `${base}/r/log`,
+			pid: null,
+			exit: null,
+		};
+	};
+	const run = (instance) => {
+		instance.state = 'running';
+		instance.pid = nextPid++;
+		instance.exit = null;
+	};
+	const end = (instance, exit) => {
+		instance.state = 'stopped';
+		instance.pid = null;
+		instance.exit = exit;
+	};
+	if (boot) {
+		const main = make('main', 2, 'main');
+		run(main);
+		instances.set('main', main);
+	}
+
+	const fail = (code, error, extra = {}) => ({ ok: false, code, error, tail: [], ...extra });
+	const copy = (instance) => structuredClone(instance);
+
+	function handle(request) {
+		const { op } = request;
+		const id = request.id ?? 'main';
+		const known = () => instances.get(id);
+		switch (op) {
+			case 'status': {
+				if (request.id === undefined) return { ok: true, instances: [...instances.values()].map(copy) };
+				const instance = known();
+				return instance ? { ok: true, instance: copy(instance) } : fail('not_found', `no instance has the id \`${id}\``);
+			}
+			case 'start': {
+				// "A `start` without `id` creates an instance" (not `main`, the default of the other ops).
+				if (request.id === undefined) return create(request);
+				const instance = known();
+				if (!instance) return fail('not_found', `no instance has the id \`${id}\``);
+				if (instance.state === 'running') return fail('running', `instance ${id} is already running`);
+				run(instance);
+				return { ok: true, instance: copy(instance) };
+			}
+			case 'stop':
+			case 'kill':
+			case 'restart': {
+				const instance = known();
+				if (!instance) return fail('not_found', `no instance has the id \`${id}\``);
+				if (request.grace_ms !== undefined && (!Number.isInteger(request.grace_ms) || request.grace_ms < 0)) {
+					return fail('bad_request', '`grace_ms` must be a whole number of milliseconds');
+				}
+				if (op !== 'restart' && instance.state !== 'running') {
+					return fail('not_running', `instance ${id} is not running`);
+				}
+				if (instance.state === 'running') {
+					end(instance, op === 'kill' ? { code: null, signal: 'SIGKILL' } : { code: 0, signal: null });
+				}
+				if (op === 'restart') run(instance);
+				return { ok: true, instance: copy(instance) };
+			}
+			case 'release': {
+				if (id === 'main') return fail('failed', 'the shard\'s own instance cannot be released');
+				if (!instances.delete(id)) return fail('not_found', `no instance has the id \`${id}\``);
+				return { ok: true, id };
+			}
+			default:
+				return fail('unknown_op', op === undefined ? 'the request has no `op`' : `unknown op \`${op}\``);
+		}
+	}
+
+	function create(request) {
+		for (const key of Object.keys(request)) {
+			if (key === 'op' || key === 'name') continue;
+			if (FIXED_KEYS.has(key)) return fail('invalid', `harper.${key} cannot change in a request: set it in the plan`);
+			if (!HARPER_KEYS.has(key)) return fail('invalid', `harper: unknown key \`${key}\``);
+		}
+		if (request.env !== undefined) {
+			for (const [key, value] of Object.entries(request.env)) {
+				if (typeof value !== 'string') return fail('invalid', `harper.env.${key}: expected a string`);
+			}
+		}
+		if (request.config !== undefined && (typeof request.config !== 'object' || Array.isArray(request.config))) {
+			return fail('invalid', 'harper.config: expected a map');
+		}
+		for (const [key, value] of Object.entries(request.startup ?? {})) {
+			if (!['idle', 'max'].includes(key)) return fail('invalid', `harper.startup: unknown key \`${key}\``);
+			if (typeof value !== 'string' || !DURATION.test(value)) return fail('invalid', `harper.startup.${key}: bad duration`);
+		}
+		for (const fixture of request.fixtures ?? []) {
+			let isDir = false;
+			try {
+				isDir = statSync(fixture).isDirectory();
+			} catch {
+				// not there
+			}
+			if (!isDir) return fail('invalid', `harper.fixtures: \`${fixture}\` is not a directory`);
+		}
+		const live = [...instances.values()].filter((i) => i.id !== 'main').length;
+		if (live >= limit) return fail('limit', `${limit} on-demand instances are live and none was released`);
+		const n = next++;
+		const instance = make(`i${n}`, 2 + n, request.name);
+		run(instance);
+		instances.set(instance.id, instance);
+		return { ok: true, instance: copy(instance) };
+	}
+
+	const server = net.createServer((socket) => {
+		let buffered = Buffer.alloc(0);
+		socket.on('error', () => {});
+		socket.on('data', (chunk) => {
+			buffered = Buffer.concat([buffered, chunk]);
+			let newline;
+			while ((newline = buffered.indexOf(0x0a)) !== -1) {
+				const line = buffered.subarray(0, newline).toString('utf8');
+				buffered = buffered.subarray(newline + 1);
+				answerLine(socket, line);
+			}
+			if (buffered.length > MAX_LINE) {
+				socket.end(`${JSON.stringify(fail('too_large', `a request line is over ${MAX_LINE} bytes`))}\n`);
+				buffered = Buffer.alloc(0);
+			}
+		});
+	});
+
+	function answerLine(socket, line) {
+		let request;
+		try {
+			request = JSON.parse(line);
+		} catch {
+			requests.push({ unparsed: line });
+			socket.write(`${JSON.stringify(fail('bad_request', 'the line is not JSON'))}\n`);
+			return;
+		}
+		requests.push(request);
+		if (request === null || typeof request !== 'object' || Array.isArray(request)) {
+			socket.write(`${JSON.stringify(fail('bad_request', 'the line is not a JSON object'))}\n`);
+			return;
+		}
+		if (hook && hook(request, socket) === true) return;
+		socket.write(`${JSON.stringify(handle(request))}\n`);
+	}
+
+	await new Promise((resolve, reject) => {
+		server.once('error', reject);
+		server.listen(path, resolve);
+	});
+
+	return {
+		path,
+		dir,
+		requests,
+		instances,
+		/** Points HARPER_SHARD_CONTROL at this mock; returns a function that restores it. */
+		env() {
+			const before = process.env.HARPER_SHARD_CONTROL;
+			process.env.HARPER_SHARD_CONTROL = path;
+			return () => {
+				if (before === undefined) delete process.env.HARPER_SHARD_CONTROL;
+				else process.env.HARPER_SHARD_CONTROL = before;
+			};
+		},
+		respond(fn) {
+			hook = fn;
+		},
+		/** Harper ending by itself: the instance is `exited`. */
+		crash(id, exit = { code: 1, signal: null }) {
+			const instance = instances.get(id);
+			instance.state = 'exited';
+			instance.pid = null;
+			instance.exit = exit;
+		},
+		/** The requests recorded from index `from` on. */
+		since(from) {
+			return requests.slice(from);
+		},
+		close() {
+			return new Promise((resolve) => {
+				server.close(() => {
+					rmSync(dir, { recursive: true, force: true });
+					resolve();
+				});
+			});
+		},
+	};
+}

@@ -185,3 +185,40 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     assert_eq!(b["token"], 200, "a copy accepts its own tokens");
     assert_ne!(b["foreign"], 200, "a copy accepted a token of another instance");
 }
+
+/// A suite written against `@harperfast/integration-testing`'s API runs unchanged through the
+/// drop-in client (examples/migration): every file starts its own instance through the control
+/// socket; a restart keeps the data, a SIGKILL then a start replays it, and two files with
+/// different `config` run at once, each seeing only its own.
+#[test]
+fn a_suite_written_for_the_typescript_harness_runs_unchanged_through_the_client() {
+    let _turn = turn();
+    let sandbox = Sandbox::new();
+    let mut cmd = sandbox.command();
+    cmd.current_dir(example_dir().join("migration"))
+        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+        .env("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_START", "127.0.64.2")
+        .args(["run", "harper-shards.yml"]);
+    let run = support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() };
+    run.expect(0);
+    let log = support::read(&sandbox.path("report/migration/command-2.log"));
+    assert!(log.contains("ℹ pass 10") && log.contains("ℹ fail 0"), "{log}");
+    let report = sandbox.report();
+    let instances = report["shards"][0]["instances"].as_array().unwrap().clone();
+    let by_name = |name: &str| instances.iter().find(|i| i["name"] == name).unwrap_or_else(|| panic!("no `{name}` in {instances:#?}"));
+    let ended = |i: &serde_json::Value| -> Vec<String> { i["lives"].as_array().unwrap().iter().map(|l| l["exit"].as_str().unwrap_or("").to_owned()).collect() };
+    assert_eq!(ended(by_name("a SIGKILL loses no acknowledged write")), ["killed by SIGKILL", "exit code 0"]);
+    assert_eq!(by_name("restart keeps the data")["lives"].as_array().unwrap().len(), 2);
+    let (a, b) = (by_name("sessions disabled"), by_name("a two-day operation token timeout"));
+    let span = |i: &serde_json::Value| (i["lives"][0]["ready"].as_f64().unwrap(), i["lives"][0]["stopping"].as_f64().unwrap());
+    let ((a0, a1), (b0, b1)) = (span(a), span(b));
+    assert!(a0 < b1 && b0 < a1, "the two config files did not run at once: {a0}-{a1} and {b0}-{b1}");
+    assert_ne!(a["address"], b["address"]);
+    for i in &instances {
+        assert!(i["released"].is_number() && i["problem"].is_null(), "{i:#}");
+        let addr = i["address"].as_str().unwrap();
+        assert!(support::ports_free(addr, &DEFAULT_PORTS), "ports on {addr} still held");
+    }
+    let left: Vec<_> = std::fs::read_dir(sandbox.path("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "directories left behind: {left:?}");
+}

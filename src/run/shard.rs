@@ -100,7 +100,6 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     }))
     .await;
     problems.extend(ended.into_iter().flatten());
-    let had_extra = !problems.is_empty();
     for main in main {
         if let Some(problem) = main.teardown(cx, suspect).await {
             problems.push(problem);
@@ -116,7 +115,6 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
             None => format!("teardown: {problem}"),
         });
     }
-    let _ = had_extra;
     (status, cause)
 }
 

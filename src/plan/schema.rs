@@ -193,53 +193,41 @@ fn whole_number(text: &str, min: u64, max: u64) -> Option<u64> {
     text.trim().parse::<u64>().ok().filter(|n| (min..=max).contains(n))
 }
 
-/// `pool.count`: how many addresses, 1 to [`MAX_POOL_COUNT`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolCount(pub u32);
+/// A count from 1 to a bound, read with one message: `<key> `<text>` is not valid: use a whole
+/// number of <units> from 1 to <max>`.
+macro_rules! count {
+    ($(#[$doc:meta])* $name:ident, $key:literal, $units:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(pub u32);
 
-impl<'de> Deserialize<'de> for PoolCount {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        match whole_number(&text, 1, u64::from(MAX_POOL_COUNT)) {
-            Some(n) => Ok(PoolCount(n as u32)),
-            None => Err(de::Error::custom(format!(
-                "pool count `{text}` is not valid: use a whole number of addresses from 1 to {MAX_POOL_COUNT}"
-            ))),
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                match whole_number(&text, 1, u64::from($max)) {
+                    Some(n) => Ok($name(n as u32)),
+                    None => Err(de::Error::custom(format!(
+                        concat!($key, " `{}` is not valid: use a whole number of ", $units, " from 1 to {}"),
+                        text, $max
+                    ))),
+                }
+            }
         }
-    }
+    };
 }
 
-/// `harper.instances`: on-demand instances live at once per shard, 1 to [`MAX_INSTANCES`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Instances(pub u32);
-
-impl<'de> Deserialize<'de> for Instances {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        match whole_number(&text, 1, u64::from(MAX_INSTANCES)) {
-            Some(n) => Ok(Instances(n as u32)),
-            None => Err(de::Error::custom(format!(
-                "instances `{text}` is not valid: use a whole number of instances from 1 to {MAX_INSTANCES}"
-            ))),
-        }
-    }
-}
-
-/// `split`: how many parts, 1 to [`MAX_SPLIT`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Split(pub u32);
-
-impl<'de> Deserialize<'de> for Split {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        match whole_number(&text, 1, u64::from(MAX_SPLIT)) {
-            Some(n) => Ok(Split(n as u32)),
-            None => Err(de::Error::custom(format!(
-                "split `{text}` is not valid: use a whole number of parts from 1 to {MAX_SPLIT}"
-            ))),
-        }
-    }
-}
+count!(
+    /// `pool.count`: how many addresses, 1 to [`MAX_POOL_COUNT`].
+    PoolCount, "pool count", "addresses", MAX_POOL_COUNT
+);
+count!(
+    /// `harper.instances`: on-demand instances live at once per shard, 1 to [`MAX_INSTANCES`].
+    Instances, "instances", "instances", MAX_INSTANCES
+);
+count!(
+    /// `split`: how many parts, 1 to [`MAX_SPLIT`].
+    Split, "split", "parts", MAX_SPLIT
+);
 
 /// A shard's `weight`: its predicted duration while it has no recorded time. Seconds (`90`,
 /// `2.5`) or a duration with a unit (`90s`, `1h 30m`), from 0 to 24h.

@@ -30,13 +30,20 @@ pub struct Held {
 }
 
 pub fn daemon(held: &Held, listeners: Listeners) -> Result<Pid, Fatal> {
+    let (reader, writer) = unistd::pipe().map_err(|e| Fatal::usage(format!("daemon: pipe: {e}")))?;
     // SAFETY: the process is single-threaded here (no connection thread exists before the
     // accept loop), so the child may do anything the parent could.
     match unsafe { unistd::fork() }.map_err(fork_failed)? {
-        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Parent { child } => {
+            drop(writer);
+            // Until the child has shed what it must not hold: the ready line comes after.
+            let _ = File::from(reader).read_to_end(&mut Vec::new());
+            Ok(child)
+        }
         ForkResult::Child => {
+            drop(reader);
             let _ = unistd::setsid();
-            sleep_forever(held, listeners)
+            sleep_forever(held, listeners, writer)
         }
     }
 }
@@ -50,10 +57,7 @@ pub fn double_fork(held: &Held, listeners: Listeners) -> Result<Pid, Fatal> {
             drop(reader);
             // SAFETY: the intermediate child is single-threaded too.
             match unsafe { unistd::fork() } {
-                Ok(ForkResult::Child) => {
-                    drop(writer);
-                    sleep_forever(held, listeners)
-                }
+                Ok(ForkResult::Child) => sleep_forever(held, listeners, writer),
                 Ok(ForkResult::Parent { child }) => {
                     let _ = unistd::write(&writer, child.as_raw().to_string().as_bytes());
                     // SAFETY: `_exit` skips the parent's atexit handlers and buffers, as a forked
@@ -89,7 +93,9 @@ pub fn publish_pid(pid: Pid, path: &Path) -> Result<(), Fatal> {
     })
 }
 
-fn sleep_forever(held: &Held, listeners: Listeners) -> ! {
+/// Sheds the listeners (unless kept) and the stop-signal mask, then closes `settled`, which the
+/// server waits on: it prints the ready line only once no child holds what it should not.
+fn sleep_forever(held: &Held, listeners: Listeners, settled: std::os::fd::OwnedFd) -> ! {
     if listeners == Listeners::Close {
         for &fd in &held.listeners {
             // SAFETY: the fd is this process's own copy, and nothing in it uses the sockets.
@@ -99,6 +105,7 @@ fn sleep_forever(held: &Held, listeners: Listeners) -> ! {
     if !held.ignore_term {
         restore_stop_signals();
     }
+    drop(settled);
     loop {
         unistd::pause();
     }

@@ -151,7 +151,7 @@ impl Instance {
         let base = self.dirs.base.clone();
         self.lease().record_dir(&base).and_then(|()| self.dirs.create()).map_err(|e| Failure::infra(format!("{e:#}")))?;
         if self.spec.template {
-            let (found, keys) = self.from_template(cx).await?;
+            let (found, keys) = self.fill_from_template(cx).await?;
             (self.template, self._keys) = (Some(found), Some(keys));
         }
         self.dirs.install_fixtures(&self.spec.fixtures).map_err(|e| Failure::infra(format!("{e:#}")))
@@ -319,7 +319,7 @@ impl Instance {
     /// Fills the instance's directories from the template, building the template first when the
     /// cache has none: on this instance's address, under the template's lock, started until
     /// ready, stopped, its ports seen free, kept. Returns the template and the instance's JWT keys.
-    async fn from_template(&mut self, cx: &Context) -> Result<(template::Template, template::KeySet), Failure> {
+    async fn fill_from_template(&mut self, cx: &Context) -> Result<(template::Template, template::KeySet), Failure> {
         let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
         let cache = install::cache_dir().map_err(infra)?;
         let key = template::key(&self.spec, &cx.entry);

@@ -130,6 +130,46 @@ fn the_final_table_times_each_command_of_a_shard_that_has_several() {
     assert!(lines[2].ends_with("(failed: exit code 4)"), "{}", lines[2]);
 }
 
+/// The cells of a table line, cut where the header's columns begin (padding is by characters).
+fn cells(header: &str, line: &str) -> Vec<String> {
+    let header: Vec<char> = header.chars().collect();
+    let starts: Vec<usize> = (0..header.len()).filter(|&i| header[i] != ' ' && (i == 0 || header[i - 1] == ' ')).collect();
+    let line: Vec<char> = line.chars().collect();
+    let cell = |from: usize, to: usize| line[from.min(line.len())..to.min(line.len())].iter().collect::<String>().trim().to_owned();
+    let mut cells: Vec<String> = starts.windows(2).map(|w| cell(w[0], w[1])).collect();
+    cells.push(cell(*starts.last().unwrap(), line.len()));
+    cells
+}
+
+#[test]
+fn each_instance_has_a_row_under_its_shard_with_its_boots_time_up_release_and_end() {
+    let sandbox = Sandbox::new();
+    let shards = support::instances_shard("auth") + "  - name: plain\n    run: \"true\"\n";
+    sandbox.write("harper-shards.yml", &fake_plan("", "", &shards));
+    let run = sandbox.run(&["run"]);
+    run.expect(0);
+    let err = run.stderr();
+    let table: Vec<&str> = err.lines().skip_while(|l| !l.starts_with("shard ")).collect();
+    let header = table[0];
+    let rows: Vec<Vec<String>> = table.iter().filter(|l| !l.contains("  $ ")).map(|l| cells(header, l)).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).take_while(|n| !n.is_empty()).collect();
+    assert_eq!(names, ["shard", "auth", "i1 (auth tests)", "main", "i2", "plain"], "instances sit under their shard: {err}");
+    let row = |name: &str| rows.iter().find(|r| r[0] == name).unwrap();
+    // shard, address, wait, boot, commands (time up), teardown (release), total, status (and problem)
+    let (i1, main, i2) = (row("i1 (auth tests)"), row("main"), row("i2"));
+    assert!(i1[1].starts_with("127.") && i1[1] != row("auth")[1], "an address of its own: {i1:?}");
+    assert_eq!(main[1], row("auth")[1], "main is the shard's address: {main:?}");
+    assert!(i1[2].is_empty(), "no wait of its own: {i1:?}");
+    for r in [i1, main] {
+        assert!(r[3].ends_with("s ×2"), "two boots, added up: {r:?}");
+        assert!(r[4].ends_with('s') && r[5].ends_with('s') && r[6].ends_with('s'), "up, release and total timed: {r:?}");
+    }
+    assert_eq!(i1[7], "stopped, released", "{i1:?}");
+    assert_eq!(main[7], "killed, released", "{main:?}");
+    assert!(i2[3].ends_with('s') && !i2[3].contains('×') && i2[4] == "-", "one boot, never up: {i2:?}");
+    assert_eq!(i2[7], "boot failed, released  Harper exited before it was ready: exit code 3", "{i2:?}");
+}
+
 /// A listener of the test's own on `addr:9926`, so that the pool warns it skipped the address.
 fn foreign_listener(addr: &str) -> socket2::Socket {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

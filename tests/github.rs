@@ -558,6 +558,24 @@ fn each_passing_shard_gets_one_timing_notice_at_its_line_in_the_plan() {
 }
 
 #[test]
+fn a_shards_group_has_a_line_per_instance_and_an_instances_failed_boot_adds_no_annotation() {
+    let sandbox = Sandbox::new();
+    let step = github_step(&sandbox, &support::instances_shard("auth"), &[]);
+    step.run.expect(0);
+    let log = step.run.stderr();
+    let body: Vec<&str> = log.lines().skip_while(|l| !l.starts_with("::group::")).take_while(|l| *l != "::endgroup::").collect();
+    let lines: Vec<&str> = body.iter().filter_map(|l| l.strip_prefix("instance ")).collect();
+    assert_eq!(lines.len(), 3, "{body:?}");
+    assert!(lines[0].starts_with("i1 (auth tests) on 127.") && lines[0].contains(": boot ") && lines[0].contains(" ×2 · up "), "{lines:?}");
+    assert!(lines[0].ends_with(" — stopped, released"), "{lines:?}");
+    assert!(lines[2].ends_with(" — boot failed, released: Harper exited before it was ready: exit code 3"), "{lines:?}");
+    let acted = assert_only_the_tools_commands(&step.run.output.stderr, &["auth"]);
+    let kinds: Vec<&str> = acted.iter().filter(|c| !c.name.ends_with("group")).map(|c| c.name.as_str()).collect();
+    assert_eq!(kinds, ["notice"], "the shard passed; its instance's failed boot is in its row, not an annotation: {acted:#?}");
+    assert!(step.summary.contains("        i2 boot :crit, "), "the chart draws the failed boot: {}", step.summary);
+}
+
+#[test]
 fn past_ten_passing_shards_the_slowest_nine_get_notices_and_the_tenth_sums_up_the_rest() {
     let sandbox = Sandbox::new();
     let mut shards = String::new();

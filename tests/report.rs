@@ -68,3 +68,75 @@ fn a_failed_commands_tail_is_bounded_in_report_json_and_junit_xml() {
     let log = std::fs::metadata(sandbox.path("report/flood/command-1.log")).unwrap().len();
     assert_eq!(log, 60 * 100_001 + 1_000_000, "the log keeps every byte");
 }
+
+/// A run of one shard whose commands restart an instance of their own, kill and restart the
+/// shard's, and start one whose boot fails ([`support::instances_shard`]).
+fn instances_run(sandbox: &Sandbox) -> serde_json::Value {
+    sandbox.write("harper-shards.yml", &fake_plan("", "", &support::instances_shard("auth")));
+    sandbox.run(&["run"]).expect(0);
+    sandbox.report()
+}
+
+#[test]
+fn the_documented_instance_and_life_fields_are_the_ones_written() {
+    let report = instances_run(&Sandbox::new());
+    let instances = report["shards"][0]["instances"].as_array().expect("an instances array");
+    assert_eq!(instances.len(), 3, "{instances:?}");
+    for instance in instances {
+        assert_eq!(keys(instance), documented("Instance"), "{instance}");
+    }
+    let failed = instances.iter().find(|i| i["id"] == "i2").expect("i2, whose boot failed");
+    assert_eq!(keys(&failed["lives"][0]), documented("Life"), "a failed boot, which carries its tail");
+}
+
+#[test]
+fn report_json_has_each_instances_lives_and_release_under_its_shard() {
+    let report = instances_run(&Sandbox::new());
+    let shard = &report["shards"][0];
+    let by_id = |id: &str| shard["instances"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap_or_else(|| panic!("no {id}: {shard}"));
+    let secs = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("seconds, not {v}"));
+
+    let i1 = by_id("i1");
+    assert_eq!(i1["name"], "auth tests");
+    assert_ne!(i1["address"], shard["address"]);
+    let lives = i1["lives"].as_array().unwrap();
+    assert_eq!(lives.len(), 2, "restarted once: {i1}");
+    assert_eq!((&lives[0]["ended_by"], &lives[0]["exit"]), (&"stop".into(), &"exit code 0".into()), "{i1}");
+    assert!(secs(&lives[0]["booting"]) < secs(&lives[0]["ready"]) && secs(&lives[0]["stopped"]) <= secs(&lives[1]["booting"]), "{i1}");
+    assert!(secs(&lives[1]["ready"]) <= secs(&i1["releasing"]) && secs(&i1["releasing"]) <= secs(&i1["released"]), "{i1}");
+
+    let main = by_id("main");
+    assert_eq!(main["address"], shard["address"]);
+    assert_eq!(main["lives"][0]["ready"], shard["phases"]["ready"], "main's first life is the shard's boot");
+    assert_eq!((&main["lives"][0]["ended_by"], &main["lives"][0]["exit"]), (&"kill".into(), &"killed by SIGKILL".into()));
+    assert!(main["lives"][1]["ready"].is_f64(), "started again: {main}");
+    assert_eq!(main["releasing"], shard["phases"]["teardown_started"], "main's release is the shard's teardown");
+
+    let i2 = by_id("i2");
+    let life = &i2["lives"][0];
+    assert_eq!(life["boot_failure"], "Harper exited before it was ready: exit code 3");
+    assert!(life["ready"].is_null() && secs(&life["failed"]) > secs(&life["booting"]), "{i2}");
+    assert!(life["tail"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("fake-harper exit=3")), "{i2}");
+    assert!(i2["released"].is_f64(), "released after its failed boot: {i2}");
+    assert_eq!(shard["status"], "passed", "the command shrugged the failed boot off");
+}
+
+#[test]
+fn each_instance_is_a_testcase_of_its_shard_and_a_failed_boot_an_error_with_harpers_last_lines() {
+    let sandbox = Sandbox::new();
+    instances_run(&sandbox);
+    let xml = support::read(&sandbox.path("report/junit.xml"));
+    let case = |name: &str| {
+        let at = xml.find(&format!("<testcase name=\"{name}\" classname=\"auth\" time=\"")).unwrap_or_else(|| panic!("no testcase {name}: {xml}"));
+        let rest = &xml[at..];
+        let end = if rest[..rest.find('>').unwrap()].ends_with('/') { rest.find('>').unwrap() + 1 } else { rest.find("</testcase>").unwrap() };
+        rest[..end].to_owned()
+    };
+    assert!(case("instance i1 (auth tests)").ends_with("/>"), "passed: {}", case("instance i1 (auth tests)"));
+    assert!(case("instance main").ends_with("/>"), "passed: {}", case("instance main"));
+    let failed = case("instance i2");
+    assert!(failed.contains("<error message=\"Harper exited before it was ready: exit code 3\" type=\"infrastructure\">"), "{failed}");
+    let out = &failed[failed.find("<system-out>").expect("Harper's last lines in system-out")..];
+    assert!(out.contains("Error: HarperDB failed to start (fake-harper exit=3)"), "{failed}");
+    assert!(xml.contains("<testsuite name=\"auth\" tests=\"5\" skipped=\"0\" errors=\"1\""), "two commands and three instances: {xml}");
+}

@@ -137,3 +137,102 @@ fn the_table_and_the_chart_agree_on_commands_cut_short_by_teardown() {
     let ends: Vec<u64> = task.rsplit(", ").take(2).map(|n| n.trim().parse().unwrap()).collect();
     assert_eq!(ends[0] - ends[1], 2510, "{task}");
 }
+
+/// One shard whose commands start `i1` (named `auth tests`), restart it `restarts` times and
+/// then release it; kill and start the shard's own; and start `i2`, whose boot fails.
+fn instances_record(restarts: usize) -> RunRecord {
+    use harper_shard::run::events::InstancePhase;
+    let shards = vec![ShardInfo { name: "auth".into(), index: 1, total: 1, commands: vec!["npm test".into()], log_dir: "report/auth".into() }];
+    let mut record = RunRecord::new();
+    let mut t = Duration::ZERO;
+    let mut apply = |ms: u64, kind: EventKind| {
+        t += Duration::from_millis(ms);
+        record.apply(&Event { at: t, kind });
+    };
+    let instance = |id: &str, phase: InstancePhase| EventKind::Instance { shard: 0, id: id.into(), phase };
+    let booting = |pid: u32| InstancePhase::Booting { pid, rootpath: "/tmp/r".into() };
+    let ready = || InstancePhase::Ready { took: Duration::from_millis(250) };
+    apply(1, EventKind::RunStarted { shards, concurrency: 1, report_dir: "report".into(), started_at: std::time::SystemTime::now() });
+    apply(1, EventKind::ShardStarted { shard: 0 });
+    apply(1, EventKind::AddressAcquired { shard: 0, addr: Ipv4Addr::new(127, 0, 0, 2) });
+    apply(1, EventKind::BootStarted { shard: 0, pid: 10, rootpath: "/tmp/r".into() });
+    apply(300, EventKind::BootReady { shard: 0 });
+    apply(1, EventKind::CommandStarted { shard: 0, command: 0 });
+    apply(5, instance("i1", InstancePhase::Acquired { name: "auth tests".into(), addr: Ipv4Addr::new(127, 0, 0, 3) }));
+    for n in 0..=restarts {
+        apply(1, instance("i1", booting(20 + n as u32)));
+        apply(250, instance("i1", ready()));
+        if n < restarts {
+            apply(100, instance("i1", InstancePhase::Stopping { how: "stop" }));
+            apply(20, instance("i1", InstancePhase::Stopped { exit: "exit code 0".into(), took: Duration::from_millis(20), problem: None }));
+        }
+    }
+    apply(100, instance("i1", InstancePhase::Releasing));
+    apply(30, instance("i1", InstancePhase::Released { problem: None }));
+    apply(10, instance("main", InstancePhase::Stopping { how: "kill" }));
+    apply(5, instance("main", InstancePhase::Stopped { exit: "killed by SIGKILL".into(), took: Duration::from_millis(5), problem: None }));
+    apply(1, instance("main", booting(11)));
+    apply(250, instance("main", ready()));
+    apply(5, instance("i2", InstancePhase::Acquired { name: "i2".into(), addr: Ipv4Addr::new(127, 0, 0, 4) }));
+    apply(1, instance("i2", booting(30)));
+    let tail = vec!["Error: HarperDB failed to start".into()];
+    apply(100, instance("i2", InstancePhase::BootFailed { cause: "Harper exited before it was ready: exit code 3".into(), tail }));
+    apply(1, instance("i2", InstancePhase::Releasing));
+    apply(10, instance("i2", InstancePhase::Released { problem: None }));
+    apply(100, EventKind::CommandFinished { shard: 0, command: 0, outcome: Outcome::Passed, tail: vec![] });
+    apply(1, EventKind::TeardownStarted { shard: 0 });
+    apply(20, EventKind::TeardownDone { shard: 0, problem: None });
+    apply(1, EventKind::ShardFinished { shard: 0, status: ShardStatus::Passed, cause: None });
+    apply(1, EventKind::RunFinished { exit: ExitCode(0) });
+    record
+}
+
+/// The chart's tasks whose name starts with `name` (`i1 (auth tests) boot`), as (from, to).
+fn bars(chart: &str, name: &str) -> Vec<(String, u64, u64)> {
+    chart
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix(name)?.strip_prefix(' ').map(|rest| (l, rest)))
+        .map(|(line, rest)| {
+            let (task, times) = rest.split_once(" :").unwrap_or_else(|| panic!("a task: {line}"));
+            let n: Vec<u64> = times.rsplit(", ").take(2).map(|n| n.trim().parse().unwrap()).collect();
+            (format!("{task}{}", if times.starts_with("crit, ") { " (crit)" } else { "" }), n[1], n[0])
+        })
+        .collect()
+}
+
+#[test]
+fn each_instances_lives_are_bars_under_its_shards_section() {
+    let chart = summary::gantt(&instances_record(1), STEP_SUMMARY_LIMIT);
+    let section = chart.split("    section auth\n").nth(1).expect("the shard's section");
+    let names = |of: &str| bars(section, of).into_iter().map(|(task, _, _)| task).collect::<Vec<_>>();
+    assert_eq!(names("i1 (auth tests)"), ["boot", "up", "stop", "boot", "up", "release"], "{chart}");
+    assert_eq!(names("main"), ["up", "kill", "boot", "up"], "main's first boot and its release are the shard's boot and teardown: {chart}");
+    assert_eq!(names("i2"), ["boot (crit)", "release"], "the failed boot is marked: {chart}");
+    let i1 = bars(section, "i1 (auth tests)");
+    assert_eq!(i1[0].2 - i1[0].1, 250, "a boot lasts until ready: {i1:?}");
+    assert_eq!(i1[1].2 - i1[1].1, 100, "a life is up until its stop: {i1:?}");
+    assert_eq!(bars(section, "i2")[0].2 - bars(section, "i2")[0].1, 100, "a failed boot lasts until its failure");
+    assert!(!chart.contains("leaves out"), "{chart}");
+}
+
+/// The lives the chart draws, by their tasks' ids (`s0i1l2b`: shard 0, instance 1, life 2, boot).
+fn lives_drawn(chart: &str) -> std::collections::BTreeSet<String> {
+    chart
+        .lines()
+        .filter_map(|l| l.split_once(" :").map(|(_, rest)| rest.trim_start_matches("crit, ")))
+        .filter_map(|rest| rest.split(',').next())
+        .filter(|id| id.contains('l'))
+        .map(|id| id[..id.len() - 1].to_owned())
+        .collect()
+}
+
+#[test]
+fn a_shard_that_restarts_an_instance_in_a_loop_draws_its_failed_lives_first_and_counts_the_rest() {
+    // i1: 30 lives, main: 2, i2: 1 (its boot failed).
+    let chart = summary::gantt(&instances_record(29), STEP_SUMMARY_LIMIT);
+    let drawn = lives_drawn(&chart);
+    assert_eq!(drawn.len(), summary::LIVES_PER_SHARD, "{chart}");
+    assert!(chart.contains("i2 boot :crit, "), "the failed boot is drawn: {chart}");
+    assert!(chart.contains("\nThe chart leaves out 21 instance lives of 1 shard(s)"), "{chart}");
+    assert_eq!(lives_drawn(&summary::gantt(&instances_record(1), STEP_SUMMARY_LIMIT)).len(), 2 + 2 + 1, "all fit");
+}

@@ -179,17 +179,22 @@ fn explain(out: &mut impl Write, shard: &ShardRecord) -> std::io::Result<()> {
     writeln!(out, "logs: {}", shard.log_dir.display())
 }
 
+/// The most of an instance's name, or of the problem it reports, shown in the table.
+const INSTANCE_CHARS: usize = 40;
+const PROBLEM_CHARS: usize = 100;
+
 fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::io::Result<()> {
     let [wait, boot, commands, teardown, total] = Phases::COLUMNS;
     let headers = ["shard", "address", wait, boot, commands, teardown, total, "status"];
+    let dash = || "-".to_owned();
     let rows: Vec<[String; 8]> = record
         .shards
         .iter()
         .map(|s| {
-            let [wait, boot, commands, teardown, total] = s.phases.columns().map(|x| x.map(short).unwrap_or_else(|| "-".into()));
+            let [wait, boot, commands, teardown, total] = s.phases.columns().map(|x| x.map(short).unwrap_or_else(dash));
             [
                 s.name.clone(),
-                s.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                s.address.map(|a| a.to_string()).unwrap_or_else(dash),
                 wait,
                 boot,
                 commands,
@@ -199,8 +204,33 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
             ]
         })
         .collect();
+    // An instance's row reads like its shard's: its boots (added up, ×N) under `boot`, its
+    // time up under `commands`, its release under `teardown`, address to release under
+    // `total`, and how each life ended under `status`.
+    let instance_rows: Vec<Vec<([String; 8], Vec<&str>)>> = record
+        .shards
+        .iter()
+        .map(|s| {
+            s.instances
+                .iter()
+                .map(|i| {
+                    let row = [
+                        format!("  {}", clip(&i.label(), INSTANCE_CHARS)),
+                        i.address.map(|a| a.to_string()).unwrap_or_else(dash),
+                        String::new(),
+                        super::boots_text(i),
+                        i.up_time().map(short).unwrap_or_else(dash),
+                        i.release_span().map(|(a, b)| short(b - a)).unwrap_or_else(dash),
+                        i.total().map(short).unwrap_or_else(dash),
+                        super::ending(i),
+                    ];
+                    (row, i.problems())
+                })
+                .collect()
+        })
+        .collect();
     let mut widths = headers.map(str::len);
-    for row in &rows {
+    for row in rows.iter().chain(instance_rows.iter().flatten().map(|(row, _)| row)) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -210,7 +240,7 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
         cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
     };
     writeln!(out, "{}", fmt_row(&headers.map(str::to_owned)))?;
-    for (row, shard) in rows.iter().zip(&record.shards) {
+    for ((row, shard), instances) in rows.iter().zip(&record.shards).zip(&instance_rows) {
         // Padding is measured on the plain text; the colour goes around the padded cell.
         let line = fmt_row(row);
         match shard.status {
@@ -232,6 +262,17 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
                 };
                 writeln!(out, "{:indent$}{took:<w$}  $ {}{how}", "", clip(&c.command, 60), w = widths[4])?;
             }
+        }
+        for (row, problems) in instances {
+            let head = fmt_row(&row[..7]);
+            let at = widths[..7].iter().map(|w| w + 2).sum::<usize>();
+            let status = if problems.is_empty() {
+                row[7].clone()
+            } else {
+                let status = format!("{:<w$}  {}", row[7], clip(&problems.join("; "), PROBLEM_CHARS), w = widths[7]);
+                paint(ShardStatus::Infrastructure, &status, colour)
+            };
+            writeln!(out, "{head:<at$}{status}")?;
         }
     }
     let passed = record.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() == 0)).count();

@@ -1,14 +1,16 @@
 //! GitHub Actions (`GITHUB_ACTIONS=true`): a log group per shard, annotations within GitHub's
 //! budget, the step summary and the step's outputs.
 //!
-//! Shards run in parallel, so a shard's group is written whole when it finishes — its phases
-//! and its output read back from the log files — instead of interleaving live lines. Relayed
-//! output runs under `::stop-commands::` ([`Out::relay`]), so a test that prints `::error::…`
-//! (or `::add-mask::`, or `::stop-commands::` itself) cannot issue a workflow command; the
-//! tool's own commands are the [`Command`]s it hands to [`Out::command`]. Annotations are
-//! written at the end, when their number is known: GitHub shows at most 10 of each type per
-//! step, so past that the last slot summarises the rest — an error per failed shard, a timing
-//! notice per passed one (the slowest get the slots), and the warnings.
+//! Shards run in parallel, so a shard's group is written whole when it finishes — its phases,
+//! its output read back from the log files, a line per instance the control socket touched —
+//! instead of interleaving live lines. Relayed output runs under `::stop-commands::`
+//! ([`Out::relay`]), so a test that prints `::error::…` (or `::add-mask::`, or
+//! `::stop-commands::` itself) cannot issue a workflow command; the tool's own commands are the
+//! [`Command`]s it hands to [`Out::command`]. Annotations are written at the end, when their
+//! number is known: GitHub shows at most 10 of each type per step, so past that the last slot
+//! summarises the rest — an error per failed shard, a timing notice per passed one (the slowest
+//! get the slots), and the warnings. An instance's failure is in its shard's group and the
+//! step summary, not an annotation of its own: the shard's status says whether it mattered.
 //!
 //! `$GITHUB_STEP_SUMMARY` and `$GITHUB_OUTPUT` are opened without blocking and only written if
 //! they are regular files: a FIFO nobody reads must not hang the tool.
@@ -97,6 +99,9 @@ impl GitHub {
             let how = c.outcome.as_ref().map_or("unfinished".into(), super::outcome_text);
             writeln!(out, "── $ {} ({how}, {took})", text::one_line(&c.command))?;
             relay(out, &command_log(&shard.log_dir, i))?;
+        }
+        for instance in &shard.instances {
+            writeln!(out, "instance {}", text::one_line(&super::instance_line(instance)))?;
         }
         writeln!(out, "logs: {}", shard.log_dir.display())?;
         self.out.command(&Command::new("endgroup", ""))

@@ -4,8 +4,11 @@
 //!
 //! What is not a command still shows where a person looks for failures: a boot that failed is
 //! an `<error>` testcase carrying Harper's last lines, a teardown that could not be confirmed is
-//! another, and commands that never ran are `<skipped>`. Each suite's properties carry its
-//! phase timings (wait, boot, teardown) and its address.
+//! another, and commands that never ran are `<skipped>`. Each instance the control socket
+//! touched is a testcase of its own (`instance i1 (auth tests)`, from its address to its
+//! release), an `<error>` when one of its boots failed or a stop or its release found a
+//! problem. Each suite's properties carry its phase timings (wait, boot, teardown) and its
+//! address.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -13,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::model::{Phase, RunRecord, ShardRecord};
+use super::model::{InstanceRecord, Phase, RunRecord, ShardRecord};
 use super::{Reporter, collapse};
 use crate::run::events::{Event, Outcome, ShardStatus};
 
@@ -114,11 +117,31 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
         }
         suite.add_test_case(case);
     }
+    for instance in &shard.instances {
+        suite.add_test_case(instance_case(instance, classname));
+    }
     if let Some(problem) = &shard.teardown_problem {
         let span = shard.phases.bounds(Phase::Teardown);
         suite.add_test_case(error_case("tear Harper down", classname, span, Some(problem), &[]));
     }
     suite
+}
+
+/// An instance from its address to its release: an error carrying what went wrong (and its
+/// first failed boot's last lines) when anything did.
+fn instance_case(instance: &InstanceRecord, classname: &str) -> TestCase {
+    let name = format!("instance {}", instance.label());
+    let span = instance.acquired.zip(instance.released);
+    let problems = instance.problems();
+    if !problems.is_empty() {
+        return error_case(&name, classname, span, Some(&problems.join("; ")), instance.failure_tail());
+    }
+    let mut case = TestCase::new(name, TestCaseStatus::success());
+    case.set_classname(classname);
+    if let Some((from, to)) = span {
+        case.set_time(to.saturating_sub(from));
+    }
+    case
 }
 
 /// A step of the shard's life that is not a command, failed with `cause`.
@@ -127,7 +150,7 @@ fn error_case(name: &str, classname: &str, span: Option<(Duration, Duration)>, c
     let mut case = TestCase::new(name, status);
     case.set_classname(classname);
     if let Some((from, to)) = span {
-        case.set_time(to - from);
+        case.set_time(to.saturating_sub(from));
     }
     if !tail.is_empty() {
         case.set_system_out(collapse(tail).join("\n"));

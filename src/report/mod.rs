@@ -20,7 +20,7 @@ use std::io::Write;
 use tokio::sync::mpsc;
 
 use crate::run::events::{Event, Outcome};
-use model::{Phase, Phases, RunRecord};
+use model::{InstanceRecord, Phase, Phases, RunRecord};
 
 /// Something that renders a run.
 pub trait Reporter: Send {
@@ -64,6 +64,63 @@ pub fn phase_line(phases: &Phases) -> String {
     took.join(" · ")
 }
 
+/// "2.61s ×2": an instance's boots added up, and how many there were when more than one.
+pub fn boots_text(instance: &InstanceRecord) -> String {
+    match instance.boot_time() {
+        (_, 0) => "-".into(),
+        (took, 1) => short(took),
+        (took, n) => format!("{} ×{n}", short(took)),
+    }
+}
+
+/// "stopped, killed ×2, released": how each life of an instance ended (lives that ended by
+/// being booted again, or by the release, add nothing), then whether it was released.
+pub fn ending(instance: &InstanceRecord) -> String {
+    let mut ends: Vec<&str> = instance
+        .lives
+        .iter()
+        .filter_map(|l| match (&l.boot_failure, l.ended_by) {
+            (Some(_), _) => Some("boot failed"),
+            (None, Some("kill")) => Some("killed"),
+            (None, Some(_)) => Some("stopped"),
+            (None, None) => None,
+        })
+        .collect();
+    ends.push(match (instance.releasing, instance.released) {
+        (_, Some(_)) => "released",
+        (Some(_), None) => "releasing",
+        (None, None) => "not released",
+    });
+    let mut runs: Vec<(&str, usize)> = Vec::new();
+    for end in ends {
+        match runs.last_mut() {
+            Some((last, n)) if *last == end => *n += 1,
+            _ => runs.push((end, 1)),
+        }
+    }
+    let runs: Vec<String> = runs.iter().map(|(end, n)| if *n == 1 { (*end).to_owned() } else { format!("{end} ×{n}") }).collect();
+    runs.join(", ")
+}
+
+/// "i1 (auth tests) on 127.0.0.5: boot 2.61s ×2 · up 9.80s · release 0.40s — stopped,
+/// released": an instance's lives on one line.
+pub fn instance_line(instance: &InstanceRecord) -> String {
+    let addr = instance.address.map(|a| format!(" on {a}")).unwrap_or_default();
+    let mut took = vec![format!("boot {}", boots_text(instance))];
+    if let Some(up) = instance.up_time() {
+        took.push(format!("up {}", short(up)));
+    }
+    if let Some((from, to)) = instance.release_span() {
+        took.push(format!("release {}", short(to - from)));
+    }
+    let mut line = format!("{}{addr}: {} — {}", instance.label(), took.join(" · "), ending(instance));
+    let problems = instance.problems();
+    if !problems.is_empty() {
+        line.push_str(&format!(": {}", problems.join("; ")));
+    }
+    line
+}
+
 /// "passed", "failed: exit code 3", "timed out after 10m": how a command ended, for people.
 pub fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
@@ -98,6 +155,29 @@ pub fn collapse(lines: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instances_ending_says_how_each_life_ended_with_repeats_counted() {
+        let life = |ended_by: Option<&'static str>, failed: bool| model::LifeRecord {
+            ended_by,
+            boot_failure: failed.then(|| "exit code 3".to_owned()),
+            ..Default::default()
+        };
+        let lives = vec![life(Some("stop"), false), life(Some("stop"), false), life(Some("kill"), false), life(None, true), life(None, false)];
+        let mut instance = InstanceRecord {
+            id: "i1".into(),
+            name: "i1".into(),
+            address: None,
+            acquired: None,
+            lives,
+            releasing: None,
+            released: None,
+            problem: None,
+        };
+        assert_eq!(ending(&instance), "stopped ×2, killed, boot failed, not released");
+        instance.released = Some(std::time::Duration::from_secs(1));
+        assert_eq!(ending(&instance), "stopped ×2, killed, boot failed, released");
+    }
 
     #[test]
     fn collapse_folds_repeated_lines_and_keeps_the_rest() {

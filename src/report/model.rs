@@ -47,13 +47,14 @@ pub struct ShardRecord {
     pub teardown_problem: Option<String>,
     pub commands: Vec<CommandRecord>,
     pub phases: Phases,
-    /// Instances started through the control socket, and later lives of the shard's own
-    /// (`main`) after a stop or a crash, in the order they first appeared.
+    /// Instances started through the control socket, and the shard's own (`main`) once the
+    /// control socket stopped, killed or restarted it, in the order they first appeared.
     pub instances: Vec<InstanceRecord>,
 }
 
-/// One instance of a shard beyond its first boot: its address, every life (boot to stop) and
-/// its release. Times in seconds since the run started.
+/// One instance of a shard: its address, every life (boot to stop) and its release. Times in
+/// seconds since the run started. For `main`, the first life is the shard's boot and the
+/// release is the shard's teardown (whose problem is the shard's `teardown_problem`).
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceRecord {
     pub id: String,
@@ -66,7 +67,7 @@ pub struct InstanceRecord {
     pub releasing: Option<Duration>,
     #[serde(with = "opt_secs")]
     pub released: Option<Duration>,
-    /// What its stops or its release could not confirm.
+    /// What its release could not confirm (a stop's problem is its life's).
     pub problem: Option<String>,
 }
 
@@ -78,6 +79,9 @@ pub struct LifeRecord {
     pub booting: Option<Duration>,
     #[serde(with = "opt_secs")]
     pub ready: Option<Duration>,
+    /// When the boot failed.
+    #[serde(with = "opt_secs")]
+    pub failed: Option<Duration>,
     /// Why it never became ready, and Harper's last lines.
     pub boot_failure: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -90,6 +94,18 @@ pub struct LifeRecord {
     pub stopped: Option<Duration>,
     /// How Harper's process ended (`exit code 0`, `killed by SIGKILL`).
     pub exit: Option<String>,
+    /// What its stop could not confirm (a port still held, a keeper that died).
+    pub problem: Option<String>,
+}
+
+/// Where one life's steps began and ended, by the rule every reporter uses: a boot lasts until
+/// ready or its failure; the life is up from ready until it is stopped, booted again or
+/// released; a stop lasts until Harper is seen stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LifeSpans {
+    pub boot: Option<(Duration, Duration)>,
+    pub up: Option<(Duration, Duration)>,
+    pub stop: Option<(Duration, Duration)>,
 }
 
 impl InstanceRecord {
@@ -126,6 +142,7 @@ impl InstanceRecord {
             }
             InstancePhase::BootFailed { cause, tail } => {
                 let n = life(&mut self.lives);
+                self.lives[n].failed = at;
                 self.lives[n].boot_failure = Some(cause.clone());
                 self.lives[n].tail = tail.clone();
             }
@@ -138,18 +155,72 @@ impl InstanceRecord {
                 let n = life(&mut self.lives);
                 self.lives[n].stopped = at;
                 self.lives[n].exit = Some(exit.clone());
-                if problem.is_some() {
-                    self.problem = problem.clone();
-                }
+                self.lives[n].problem = problem.clone();
             }
             InstancePhase::Releasing => self.releasing = at,
             InstancePhase::Released { problem } => {
                 self.released = at;
-                if problem.is_some() {
-                    self.problem = problem.clone();
-                }
+                self.problem = problem.clone();
             }
         }
+    }
+
+    /// `i1`, or `i1 (auth tests)` when it was given a name of its own.
+    pub fn label(&self) -> String {
+        if self.name == self.id { self.id.clone() } else { format!("{} ({})", self.id, self.name) }
+    }
+
+    /// Where each life's boot, time up and stop began and ended, in the order of the lives.
+    pub fn spans(&self) -> Vec<LifeSpans> {
+        let span = |from: Option<Duration>, to: Option<Duration>| Some((from?, to?.max(from?)));
+        self.lives
+            .iter()
+            .enumerate()
+            .map(|(k, life)| {
+                let next = self.lives.get(k + 1).and_then(|l| l.booting);
+                let gone = next.or(self.releasing).or(self.released);
+                let end = life.stopping.or(gone);
+                LifeSpans {
+                    boot: span(life.booting, life.ready.or(life.failed).or(end)),
+                    up: span(life.ready, end),
+                    stop: span(life.stopping, life.stopped.or(gone)),
+                }
+            })
+            .collect()
+    }
+
+    /// The boots' durations added up, and how many boots there were.
+    pub fn boot_time(&self) -> (Duration, usize) {
+        let boots: Vec<Duration> = self.spans().iter().filter_map(|s| s.boot).map(|(a, b)| b - a).collect();
+        (boots.iter().sum(), boots.len())
+    }
+
+    /// How long it was up (ready), over all its lives; `None` if it never was.
+    pub fn up_time(&self) -> Option<Duration> {
+        let ups: Vec<Duration> = self.spans().iter().filter_map(|s| s.up).map(|(a, b)| b - a).collect();
+        (!ups.is_empty()).then(|| ups.iter().sum())
+    }
+
+    /// Where its release began and ended.
+    pub fn release_span(&self) -> Option<(Duration, Duration)> {
+        Some((self.releasing?, self.released?.max(self.releasing?)))
+    }
+
+    /// From its address to its release.
+    pub fn total(&self) -> Option<Duration> {
+        Some(self.released?.saturating_sub(self.acquired?))
+    }
+
+    /// What went wrong, in order: each failed boot's cause, each stop's and the release's
+    /// problem. `main`'s release is the shard's teardown, whose problem is the shard's.
+    pub fn problems(&self) -> Vec<&str> {
+        let lives = self.lives.iter().flat_map(|l| [l.boot_failure.as_deref(), l.problem.as_deref()]);
+        lives.chain([self.problem.as_deref()]).flatten().collect()
+    }
+
+    /// The output of its first failed boot.
+    pub fn failure_tail(&self) -> &[String] {
+        self.lives.iter().find(|l| !l.tail.is_empty()).map_or(&[], |l| &l.tail)
     }
 }
 
@@ -277,8 +348,21 @@ impl RunRecord {
                 };
                 s.instances[n].apply(at, phase);
             }
-            EventKind::TeardownStarted { shard } => self.shards[*shard].phases.teardown_started = at,
-            EventKind::TeardownDone { shard, problem } => self.shards[*shard].teardown_problem = problem.clone(),
+            // The shard's teardown is the release of its own instance.
+            EventKind::TeardownStarted { shard } => {
+                let s = &mut self.shards[*shard];
+                s.phases.teardown_started = at;
+                if let Some(main) = s.main_mut() {
+                    main.releasing = at;
+                }
+            }
+            EventKind::TeardownDone { shard, problem } => {
+                let s = &mut self.shards[*shard];
+                s.teardown_problem = problem.clone();
+                if let Some(main) = s.main_mut() {
+                    main.released = at;
+                }
+            }
             EventKind::ShardFinished { shard, status, cause } => {
                 let s = &mut self.shards[*shard];
                 s.status = Some(*status);
@@ -364,6 +448,10 @@ impl Phases {
 }
 
 impl ShardRecord {
+    fn main_mut(&mut self) -> Option<&mut InstanceRecord> {
+        self.instances.iter_mut().find(|i| i.id == crate::run::instance::MAIN)
+    }
+
     /// Finished with a status that does not fail the run.
     pub fn ok(&self) -> bool {
         self.status.is_some_and(|s| s.exit().code() == 0)

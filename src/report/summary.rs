@@ -1,5 +1,6 @@
 //! The run as markdown: a headline, a table of every shard's phases, the failures with the
-//! output that explains them, and a mermaid Gantt chart of the phases on one time axis.
+//! output that explains them, and a mermaid Gantt chart of the phases (and of each instance's
+//! lives, under its shard) on one time axis.
 //!
 //! GitHub's step summary and the check run's output are both built from these pieces, so the
 //! two always tell the same story. Nothing here writes anywhere.
@@ -14,7 +15,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::model::{Phase, Phases, RunRecord, ShardRecord};
+use super::model::{InstanceRecord, Phase, Phases, RunRecord, ShardRecord};
 use super::{collapse, short};
 use crate::text;
 
@@ -28,6 +29,11 @@ const NOTE_ROOM: usize = 200;
 const MERMAID_LIMIT: usize = 48_000;
 /// The most of a cause or command shown inline; report.json has all of it.
 const INLINE_CHARS: usize = 1000;
+/// The most instance lives drawn in one shard's section (failed ones first); report.json has
+/// every one. It keeps a shard that restarts Harper in a loop from taking the whole chart.
+pub const LIVES_PER_SHARD: usize = 12;
+/// The most of an instance's label in a chart task.
+const LABEL_CHARS: usize = 60;
 
 /// "2 of 3 shards passed in 12.31s" or "all 3 shards passed in 12.31s".
 pub fn headline(record: &RunRecord) -> String {
@@ -143,8 +149,12 @@ pub fn gantt(record: &RunRecord, max: usize) -> String {
     const FOOT: &str = "```\n";
     let Some(budget) = max.checked_sub(head.len() + FOOT.len() + NOTE_ROOM) else { return String::new() };
     let budget = budget.min(MERMAID_LIMIT);
-    let sections: Vec<(usize, String)> =
-        record.shards.iter().enumerate().filter_map(|(i, s)| gantt_section(i, s).map(|text| (i, text))).collect();
+    let sections: Vec<(usize, String, usize)> = record
+        .shards
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| gantt_section(i, s).map(|(text, left_out)| (i, text, left_out)))
+        .collect();
     let mut order: Vec<usize> = (0..sections.len()).collect();
     let shard = |k: usize| &record.shards[sections[k].0];
     order.sort_by_key(|&k| (shard(k).ok(), std::cmp::Reverse(shard(k).phases.total())));
@@ -171,10 +181,21 @@ pub fn gantt(record: &RunRecord, max: usize) -> String {
             sections.len()
         );
     }
+    let (lives_left, shards_cut) =
+        chosen.iter().map(|&k| sections[k].2).filter(|&n| n > 0).fold((0, 0), |(lives, shards), n| (lives + n, shards + 1));
+    if lives_left > 0 {
+        let _ = writeln!(
+            md,
+            "\nThe chart leaves out {lives_left} instance li{} of {shards_cut} shard(s): it draws at most {LIVES_PER_SHARD} a shard, failed ones first; report.json has every one.",
+            if lives_left == 1 { "fe" } else { "ves" }
+        );
+    }
     md
 }
 
-fn gantt_section(i: usize, s: &ShardRecord) -> Option<String> {
+/// A shard's section: its phases, then its instances' lives (at most [`LIVES_PER_SHARD`]); with
+/// how many lives it left out.
+fn gantt_section(i: usize, s: &ShardRecord) -> Option<(String, usize)> {
     let tasks: Vec<(Phase, Duration, Duration)> =
         Phase::ALL.iter().filter_map(|p| s.phases.bounds(*p).map(|(a, b)| (*p, a, b))).collect();
     if tasks.is_empty() {
@@ -183,13 +204,66 @@ fn gantt_section(i: usize, s: &ShardRecord) -> Option<String> {
     let mut md = format!("    section {}\n", mermaid_text(&clip(&s.name, INLINE_CHARS)));
     let failed = s.failed_phase();
     for (phase, from, to) in tasks {
-        let (from, to) = (from.as_millis(), to.as_millis());
-        // A zero-length bar does not show; one millisecond does.
-        let to = to.max(from + 1);
-        let tag = if failed == Some(phase) { "crit, " } else { "" };
-        let _ = writeln!(md, "        {} :{tag}s{i}{}, {from}, {to}", phase.label(), &phase.label()[..1]);
+        task(&mut md, phase.label(), failed == Some(phase), &format!("s{i}{}", &phase.label()[..1]), (from, to));
     }
-    Some(md)
+    let left_out = instance_tasks(&mut md, i, &s.instances);
+    Some((md, left_out))
+}
+
+/// One bar: `name`, from and to in milliseconds since the run started, `crit` when it failed.
+fn task(md: &mut String, name: &str, crit: bool, id: &str, (from, to): (Duration, Duration)) {
+    let (from, to) = (from.as_millis(), to.as_millis());
+    // A zero-length bar does not show; one millisecond does.
+    let to = to.max(from + 1);
+    let tag = if crit { "crit, " } else { "" };
+    let _ = writeln!(md, "        {name} :{tag}{id}, {from}, {to}");
+}
+
+/// The bars of each instance's lives — boot, up, and the stop or kill that ended it — and its
+/// release; returns how many lives did not fit in [`LIVES_PER_SHARD`]. `main`'s first boot and
+/// its release are the shard's own boot and teardown, already drawn.
+fn instance_tasks(md: &mut String, shard: usize, instances: &[InstanceRecord]) -> usize {
+    let main = |instance: &InstanceRecord| instance.id == crate::run::instance::MAIN;
+    // (instance, life, failed); the last life carries the release, and an instance with no
+    // life still has its release to show.
+    let mut units: Vec<(usize, Option<usize>, bool)> = Vec::new();
+    for (n, instance) in instances.iter().enumerate() {
+        if instance.lives.is_empty() {
+            units.push((n, None, instance.problem.is_some()));
+        }
+        for (k, life) in instance.lives.iter().enumerate() {
+            let last = k + 1 == instance.lives.len();
+            units.push((n, Some(k), life.boot_failure.is_some() || life.problem.is_some() || (last && instance.problem.is_some())));
+        }
+    }
+    let total = units.len();
+    if total > LIVES_PER_SHARD {
+        units.sort_by_key(|&(n, k, failed)| (!failed, n, k));
+        units.truncate(LIVES_PER_SHARD);
+        units.sort_by_key(|&(n, k, _)| (n, k));
+    }
+    for &(n, k, _) in &units {
+        let instance = &instances[n];
+        let label = mermaid_text(&clip(&instance.label(), LABEL_CHARS));
+        let id = |what: &str| format!("s{shard}i{n}l{}{what}", k.map_or(0, |k| k + 1));
+        if let Some(k) = k {
+            let (life, spans) = (&instance.lives[k], instance.spans()[k]);
+            if let Some(span) = spans.boot.filter(|_| !(main(instance) && k == 0)) {
+                task(md, &format!("{label} boot"), life.boot_failure.is_some(), &id("b"), span);
+            }
+            if let Some(span) = spans.up {
+                task(md, &format!("{label} up"), false, &id("u"), span);
+            }
+            if let Some(span) = spans.stop {
+                task(md, &format!("{label} {}", life.ended_by.unwrap_or("stop")), life.problem.is_some(), &id("s"), span);
+            }
+        }
+        let last = k.is_none_or(|k| k + 1 == instance.lives.len());
+        if let Some(span) = instance.release_span().filter(|_| last && !main(instance)) {
+            task(md, &format!("{label} release"), instance.problem.is_some(), &id("r"), span);
+        }
+    }
+    total - units.len()
 }
 
 /// Text from a plan, a command or Harper, safe anywhere in the summary's markdown and HTML (a

@@ -91,8 +91,11 @@ impl Control {
         std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot make {} private", dir.display()))?;
-        let lock = File::create(dir.join("lock")).with_context(|| format!("cannot create a lock in {}", dir.display()))?;
+        // Locked before it takes its name: another shard's sweep that finds `lock` finds it held.
+        let pending = dir.join("lock.new");
+        let lock = File::create(&pending).with_context(|| format!("cannot create a lock in {}", dir.display()))?;
         let lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", dir.display()))?;
+        std::fs::rename(&pending, dir.join("lock")).with_context(|| format!("cannot name the lock in {}", dir.display()))?;
         let socket = dir.join("s");
         let listener = UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()));
         let listener = match listener {

@@ -194,3 +194,18 @@ pub const DEFAULT_PORTS: [u16; 5] = [9925, 9926, 1883, 8883, 9933];
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
+
+/// The `shards:` YAML of one shard, `name`, whose commands use the control socket through the
+/// real `harper-shard ctl`: they start an instance named `auth tests` (`i1`) and restart it,
+/// kill the shard's own instance and start it again, then start one (`i2`) whose boot fails
+/// (the fake server exits 3), which the command shrugs off.
+pub fn instances_shard(name: &str) -> String {
+    let ctl = harper_shard();
+    format!(
+        r#"  - name: {name}
+    run:
+      - "{ctl} ctl start --new --name 'auth tests' && {ctl} ctl restart --id i1 && {ctl} ctl kill && {ctl} ctl start"
+      - "{ctl} ctl start --new --set 'env={{\"FAKE_HARPER\":\"exit=3\"}}' || true"
+"#
+    )
+}

@@ -77,6 +77,8 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Print the plan's JSON Schema (for editors and linters; docs/plan.schema.json is a copy).
+    Schema,
     /// Inside a shard's command: stop, start, restart, kill or release an instance through the
     /// shard's control socket, or start a new one (docs/control.md).
     Ctl(CtlArgs),

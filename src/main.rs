@@ -32,6 +32,11 @@ fn main() -> ExitCode {
         Command::Timings { command } => commands::timings(command),
         Command::Cache { command } => commands::cache(command),
         Command::Ctl(args) => harper_shard::ctl::run(args),
+        Command::Schema => {
+            let schema = harper_shard::plan::json_schema::plan_schema();
+            harper_shard::output::println(serde_json::to_string_pretty(&schema).unwrap_or_default());
+            Ok(harper_shard::exit::Exit::Passed)
+        }
         // Only reached with flags before it: the real keeper is dispatched above.
         Command::Keeper(_) => Err(harper_shard::exit::Failure::usage(anyhow::anyhow!(
             "`__keeper` is internal: `harper-shard run` starts it, as the first argument and without flags"

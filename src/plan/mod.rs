@@ -12,6 +12,7 @@ pub mod assignment;
 pub mod balance;
 pub mod error;
 pub mod file;
+pub mod json_schema;
 pub mod limits;
 pub mod load;
 pub mod merge;

@@ -13,117 +13,217 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use schemars::JsonSchema;
 use serde_saphyr::{Location, Spanned};
 
 use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_SPLIT};
 
-#[derive(Debug, Deserialize)]
+/// A harper-shard plan: which shards to run, each against its own Harper on its own loopback
+/// address (README, "The plan").
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "harper-shard plan", example = plan_example())]
 pub struct RawPlan {
+    /// The plan format's version: 1.
+    #[schemars(with = "u64", range(min = 1, max = 1), example = 1)]
     pub version: Spanned<u64>,
+    /// How every shard's Harper is started; a shard's own `harper:` overrides any key.
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"package": "harperdb@4.7.29"}))]
     pub harper: RawHarper,
+    /// The loopback addresses shards run on.
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"start": "127.0.0.2", "count": 32}))]
     pub pool: RawPool,
+    /// How the shards are scheduled.
     #[serde(default)]
+    #[schemars(example = serde_json::json!({"concurrency": "auto", "timeout": "30m"}))]
     pub run: RawRun,
+    /// The shards, in order; at least one.
+    #[schemars(with = "Vec<RawShard>", length(min = 1), example = serde_json::json!([{"name": "database", "run": "node --test tests/db/*.test.mjs"}]))]
     pub shards: Spanned<Vec<RawShard>>,
+}
+
+fn plan_example() -> serde_json::Value {
+    serde_json::json!({"version": 1, "shards": [{"name": "operations-api", "run": "node --test tests/operations.test.mjs"}]})
 }
 
 /// How one instance is started. Every key is optional so that a shard's block can override
 /// just the keys it names.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHarper {
+    /// The npm spec of Harper, installed once into the cache when `bin` is not set.
+    #[schemars(example = &"harperdb@4.7.29")]
     pub package: Option<String>,
+    /// A path (from the plan's folder) to Harper's entry script, or with `runtime: exec` to a program.
+    #[schemars(example = &"node_modules/harperdb/bin/harperdb.js")]
     pub bin: Option<String>,
+    /// What runs `bin`: `node`, `bun`, or `exec` (the program itself).
+    #[schemars(example = Runtime::Node)]
     pub runtime: Option<Runtime>,
+    /// Boot from a copy of a cached, stopped install: `auto` (on unless `exec`), `on` or `off`.
+    #[schemars(example = TemplateMode::Auto)]
     pub template: Option<TemplateMode>,
+    /// Extra `--KEY=value` arguments for Harper; each key once, none the tool sets itself.
+    #[schemars(with = "Option<Vec<String>>", example = serde_json::json!(["--LOGGING_LEVEL=debug"]))]
     pub args: Option<Vec<Spanned<String>>>,
+    /// Harper configuration, passed as HARPER_SET_CONFIG JSON; merges key by key over the plan's.
+    #[schemars(example = serde_json::json!({"authentication": {"enableSessions": false}}))]
     pub config: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Variables added to Harper's environment.
+    #[schemars(example = serde_json::json!({"NODE_OPTIONS": "--max-old-space-size=1024"}))]
     pub env: Option<BTreeMap<String, String>>,
+    /// The admin user; a password left out is random per run.
+    #[schemars(example = serde_json::json!({"username": "admin"}))]
     pub admin: Option<RawAdmin>,
+    /// Component folders copied to `<ROOTPATH>/components/<name>` before the first boot.
+    #[schemars(example = serde_json::json!(["fixtures/my-component"]))]
     pub fixtures: Option<Vec<String>>,
+    /// The ports every instance listens on, at its own address.
+    #[schemars(example = serde_json::json!({"operations": 9925, "http": 9926}))]
     pub ports: Option<RawPorts>,
+    /// When an instance counts as ready.
+    #[schemars(example = serde_json::json!({"marker": "successfully started", "probe": "http"}))]
     pub ready: Option<RawReady>,
+    /// Startup caps: the longest silence, and the longest boot.
+    #[schemars(example = serde_json::json!({"idle": "60s", "max": "120s"}))]
     pub startup: Option<RawStartup>,
+    /// How an instance is stopped and its ports awaited.
+    #[schemars(example = serde_json::json!({"grace": "5s", "port_release": "5s"}))]
     pub teardown: Option<RawTeardown>,
     /// `false`: the shard starts no instance of its own; its commands start theirs through the
     /// control socket.
+    #[schemars(example = false)]
     pub boot: Option<bool>,
     /// How many on-demand instances a shard may have live at once.
+    #[schemars(example = 4)]
     pub instances: Option<Instances>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
+    /// The admin user's name.
+    #[schemars(example = &"admin")]
     pub username: Option<String>,
+    /// The admin password; left out, a random one per run.
+    #[schemars(example = &"correct-horse-battery-staple")]
     pub password: Option<String>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPorts {
+    /// The operations API.
+    #[schemars(example = 9925)]
     pub operations: Option<Port>,
+    /// The HTTP (REST, custom components) port.
+    #[schemars(example = 9926)]
     pub http: Option<Port>,
+    /// MQTT.
+    #[schemars(example = 1883)]
     pub mqtt: Option<Port>,
+    /// MQTT over TLS.
+    #[schemars(example = 8883)]
     pub mqtts: Option<Port>,
+    /// Replication (TLS).
+    #[schemars(example = 9933)]
     pub replication: Option<Port>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawReady {
+    /// The text in Harper's output that says it started.
+    #[schemars(example = &"successfully started")]
     pub marker: Option<String>,
+    /// What proves the ports are this instance's after the marker: `none`, `tcp` or `http`.
+    #[schemars(example = Probe::Http)]
     pub probe: Option<Probe>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStartup {
+    /// The longest silence while booting (reset by any output); 150s under CI by default.
+    #[schemars(example = &"60s")]
     pub idle: Option<Dur>,
+    /// The longest boot, whatever Harper prints; 300s under CI by default.
+    #[schemars(example = &"120s")]
     pub max: Option<Dur>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTeardown {
+    /// Time between SIGTERM and SIGKILL.
+    #[schemars(example = &"5s")]
     pub grace: Option<TeardownDur>,
+    /// How long every port may stay held after Harper stopped.
+    #[schemars(example = &"5s")]
     pub port_release: Option<TeardownDur>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
+    /// The first address, in 127.0.0.0/8.
+    #[schemars(with = "Option<Address>", example = &"127.0.0.2")]
     pub start: Option<Spanned<Address>>,
+    /// How many addresses, from `start` on.
+    #[schemars(with = "Option<PoolCount>", example = 32)]
     pub count: Option<Spanned<PoolCount>>,
+    /// How long a shard waits for a free address.
+    #[schemars(example = &"10m")]
     pub wait: Option<Dur>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRun {
+    /// Shards at once: `auto` (half the CPUs plus one) or a number.
+    #[schemars(example = &"auto")]
     pub concurrency: Option<Concurrency>,
+    /// Stop starting shards after the first failure.
+    #[schemars(example = false)]
     pub fail_fast: Option<bool>,
+    /// The whole run's limit, and each shard's unless it sets its own.
+    #[schemars(example = &"30m")]
     pub timeout: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawShard {
+    /// The shard's name: unique, at most 64 bytes (a split part's `/N` included).
+    #[schemars(with = "String", length(min = 1, max = 64), example = &"database")]
     pub name: Spanned<String>,
+    /// One command for `sh -c`, or a list run in order.
+    #[schemars(with = "Commands", example = &"node --test tests/db/*.test.mjs")]
     pub run: Spanned<Commands>,
+    /// Variables added to the commands' environment.
+    #[schemars(example = serde_json::json!({"NODE_ENV": "test"}))]
     pub env: Option<BTreeMap<String, String>>,
+    /// This shard's limit (default: `run.timeout`).
+    #[schemars(example = &"10m")]
     pub timeout: Option<Dur>,
+    /// A glob of test files, relative to the plan, substituted for `{files}` in `run`.
+    #[schemars(with = "Option<String>", example = &"tests/sql/*.test.mjs")]
     pub files: Option<Spanned<String>>,
+    /// Split `files` into this many parts, balanced by recorded timings.
+    #[schemars(with = "Option<Split>", example = 3)]
     pub split: Option<Spanned<Split>>,
+    /// The predicted duration while no time is recorded: seconds or a duration.
+    #[schemars(example = &"90s")]
     pub weight: Option<Weight>,
+    /// This shard's overrides of the plan's `harper` block.
+    #[schemars(example = serde_json::json!({"config": {"logging": {"level": "debug"}}}))]
     pub harper: Option<RawHarper>,
 }
 
 /// Whether an instance boots from a copy of a cached, stopped install (restart speed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TemplateMode {
     /// On where it is faster: Harper under `node` or `bun`; off for `exec` (a wrapper or the
@@ -133,7 +233,7 @@ pub enum TemplateMode {
     Off,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Runtime {
     /// `node <bin> …`
@@ -144,7 +244,7 @@ pub enum Runtime {
     Exec,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Probe {
     None,

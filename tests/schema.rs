@@ -1,0 +1,119 @@
+//! `harper-shard schema`: the plan's JSON Schema, derived from the types that parse plans. The
+//! example plans pass it, the committed copy editors read is current, and every bad plan the
+//! parser refuses for its shape fails it too.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn printed_schema() -> Value {
+    let out = std::process::Command::new(support::harper_shard()).arg("schema").output().expect("run harper-shard schema");
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("the schema is JSON")
+}
+
+fn validator() -> jsonschema::Validator {
+    jsonschema::validator_for(&printed_schema()).expect("the schema is a valid JSON Schema")
+}
+
+/// A plan as the JSON value an editor's YAML language server checks; `None` when the YAML
+/// itself cannot be read (that is the parser's error, not the schema's).
+/// Read with the plan's own limits, so that an alias bomb stays small.
+fn as_json(text: &str) -> Option<Value> {
+    harper_shard::plan::load::parse_as::<Value>(Path::new("p.yml"), text).ok()
+}
+
+fn errors(v: &jsonschema::Validator, plan: &Value) -> Vec<String> {
+    v.iter_errors(plan).map(|e| format!("{} at {}", e, e.instance_path)).collect()
+}
+
+#[test]
+fn the_committed_schema_is_what_harper_shard_schema_prints() {
+    let committed: Value = serde_json::from_str(&support::read(&root().join("docs/plan.schema.json"))).expect("JSON");
+    assert_eq!(committed, printed_schema(), "docs/plan.schema.json is stale: run `harper-shard schema > docs/plan.schema.json`");
+}
+
+#[test]
+fn every_key_has_a_description_and_an_example() {
+    let schema = printed_schema();
+    let mut bare = Vec::new();
+    let mut objects = vec![("plan".to_owned(), &schema)];
+    for (name, def) in schema["$defs"].as_object().unwrap() {
+        objects.push((name.clone(), def));
+    }
+    let mut keys = 0;
+    for (name, object) in objects {
+        for (key, property) in object["properties"].as_object().into_iter().flatten() {
+            keys += 1;
+            if property.get("description").is_none() || property.get("examples").is_none() {
+                bare.push(format!("{name}.{key}"));
+            }
+        }
+    }
+    assert!(keys > 40, "only {keys} keys found: is the schema whole?");
+    assert!(bare.is_empty(), "keys without a description or an example: {bare:?}");
+}
+
+#[test]
+fn every_example_plan_and_the_readmes_reference_plan_pass_the_schema_and_name_it() {
+    let v = validator();
+    let mut plans: Vec<PathBuf> = ["examples/harper-shards.yml", "examples/migration/harper-shards.yml"].iter().map(|p| root().join(p)).collect();
+    plans.retain(|p| p.is_file());
+    assert_eq!(plans.len(), 2, "the example plans moved");
+    for plan in &plans {
+        let text = support::read(plan);
+        let first = text.lines().next().unwrap_or_default();
+        assert!(first.starts_with("# yaml-language-server: $schema="), "{} has no schema modeline: {first}", plan.display());
+        let schema_path = plan.parent().unwrap().join(first.split_once("$schema=").unwrap().1.trim());
+        assert!(schema_path.is_file(), "{}'s modeline points at {}, which is not there", plan.display(), schema_path.display());
+        let json = as_json(&text).expect("the example plan is YAML");
+        let errs = errors(&v, &json);
+        assert!(errs.is_empty(), "{} fails the schema: {errs:?}", plan.display());
+    }
+    let readme = support::read(&root().join("README.md"));
+    let reference = readme.split("## The plan (version 1)").nth(1).and_then(|s| s.split("```yaml\n").nth(1)).and_then(|s| s.split("```").next());
+    let json = as_json(reference.expect("the README has its reference plan")).expect("the reference plan is YAML");
+    let errs = errors(&v, &json);
+    assert!(errs.is_empty(), "the README's reference plan fails the schema: {errs:?}");
+}
+
+/// A bad plan is *structural* when the parser refuses it while reading the plan's shape (an
+/// unknown key, a wrong type, a value out of range) rather than in resolution (duplicate names,
+/// a fixture that is missing…). Each such plan must fail the schema too; a duration's ceiling
+/// is the one range only the tool checks.
+#[test]
+fn every_bad_plan_the_parser_refuses_for_its_shape_fails_the_schema() {
+    let v = validator();
+    let dir = root().join("tests/plans/bad");
+    let mut structural = 0;
+    let mut passed = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for plan in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "yml")) {
+        // The corpus holds a link to /dev/zero and a file that is not UTF-8: not plans to check.
+        if !plan.symlink_metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(plan) else { continue };
+        let Some(json) = as_json(&text) else { continue };
+        let Err(refused) = harper_shard::plan::load::parse(Path::new("p.yml"), &text) else { continue };
+        // What the YAML reader refuses, not the plan's shape (tags, alias budgets), and a
+        // duration past its ceiling, which a pattern cannot express.
+        if ["tag", "alias", "budget", "anchor", "is too long: use one"].iter().any(|w| refused.message.contains(w)) {
+            continue;
+        }
+        structural += 1;
+        if v.is_valid(&json) {
+            passed.push(format!("{}: {}", plan.file_name().unwrap().to_string_lossy(), refused.message));
+        }
+    }
+    assert!(structural >= 15, "only {structural} structural bad plans: is the corpus there?");
+    assert!(passed.is_empty(), "bad plans the schema lets through:\n{}", passed.join("\n"));
+}
+

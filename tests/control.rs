@@ -319,3 +319,22 @@ fn a_shard_without_an_instance_of_its_own_gets_a_control_socket_and_no_instance_
     assert!(support::read(&scene.sandbox.path("stop.err")).contains("harper.boot: false"));
     scene.assert_nothing_left();
 }
+
+#[test]
+fn sigterm_tears_on_demand_instances_down_within_the_budget_and_exits_143() {
+    let scene = Scene::new("127.0.80.90");
+    scene.plan("", "$HS ctl start --new > /dev/null && $HS ctl start --new > /dev/null && touch started && sleep 600");
+    let mut tool = scene.command().arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the tool");
+    let started = scene.sandbox.path("started");
+    scene.sandbox.wait_for("two on-demand instances", Duration::from_secs(60), || started.exists());
+    let signalled = std::time::Instant::now();
+    kill(Pid::from_raw(tool.id() as i32), Signal::SIGTERM).unwrap();
+    let status = tool.wait().unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(143), "{status}");
+    assert!(took < Duration::from_secs(7), "the teardown took {took:?}");
+    let instances = scene.instances();
+    let released = instances.iter().filter(|i| i["id"] != "main" && i["released"].is_number()).count();
+    assert_eq!(released, 2, "{instances:#?}");
+    scene.assert_nothing_left();
+}

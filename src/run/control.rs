@@ -63,7 +63,8 @@ impl Registry {
         self.map().remove(id)
     }
 
-    /// Every instance, taken out: for the shard's teardown, once nothing serves requests.
+    /// Every instance, taken out: for the shard's teardown, once nothing serves requests (so
+    /// no request holds one any more).
     pub fn drain(&self) -> Vec<Instance> {
         let all = std::mem::take(&mut *self.map());
         all.into_values().filter_map(|i| Arc::try_unwrap(i).ok()).map(Mutex::into_inner).collect()
@@ -116,11 +117,14 @@ impl Control {
         let told = ending.clone();
         loop {
             tokio::select! {
-                accepted = self.listener.accept() => {
-                    if let Ok((stream, _)) = accepted {
-                        connections.push(server.connection(stream, told.clone()));
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => connections.push(server.connection(stream, told.clone())),
+                    // Out of descriptors, most likely: a pause, not a spin, while connections end.
+                    Err(e) => {
+                        tracing::debug!("control socket: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                }
+                },
                 Some(()) = connections.next(), if !connections.is_empty() => {}
                 _ = ending.wait_for(|e| *e) => break,
             }
@@ -282,13 +286,13 @@ impl Server<'_> {
     }
 
     async fn status_all(&self) -> Value {
-        let all: Vec<Arc<Mutex<Instance>>> = self.registry.map().values().cloned().collect();
+        let all: Vec<(String, Arc<Mutex<Instance>>)> = self.registry.map().iter().map(|(id, i)| (id.clone(), i.clone())).collect();
         let mut list = Vec::new();
-        for instance in all {
+        for (id, instance) in all {
             // One that is busy (booting, stopping) says so rather than make the answer wait.
             match instance.try_lock() {
                 Ok(mut i) => list.push(info(&mut i)),
-                Err(_) => list.push(json!({ "state": "busy" })),
+                Err(_) => list.push(json!({ "id": id, "state": "busy" })),
             }
         }
         json!({ "ok": true, "instances": list })

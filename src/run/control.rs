@@ -115,14 +115,18 @@ impl Control {
         let server = Server { cx, shard, registry, token, socket: &self.socket };
         let mut connections = FuturesUnordered::new();
         let told = ending.clone();
+        let mut pause = false;
         loop {
+            if std::mem::take(&mut pause) {
+                // Out of descriptors, most likely: a pause, not a spin, while connections end.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _)) => connections.push(server.connection(stream, told.clone())),
-                    // Out of descriptors, most likely: a pause, not a spin, while connections end.
                     Err(e) => {
                         tracing::debug!("control socket: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        pause = true;
                     }
                 },
                 Some(()) = connections.next(), if !connections.is_empty() => {}

@@ -1,27 +1,17 @@
 #!/usr/bin/env bash
-# The action's binary: the one its caller names, or one built from the action's own source.
+# The action's binary when it does not come from a release (action/install.sh): the one its
+# caller names, or one built from the action's own source.
 #
 #   build.sh key    GITHUB_OUTPUT gets key, restore-key and paths for actions/cache
 #   build.sh build  GITHUB_OUTPUT gets path, the harper-shard binary the run step execs
-#
-# Cargo runs from the action's directory, so a caller's .cargo/config.toml or rust-toolchain
-# file (looked up from the working directory) cannot change how the tool is built.
 set -euo pipefail
-
-fail() {
-  echo "::error title=harper-shard action::$*" >&2
-  exit 2
-}
+# shellcheck source=action/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Canonical: GITHUB_ACTION_PATH ends in /./ for `uses: ./`, and actions/cache rejects '.' segments.
 action_dir=$(cd "${GITHUB_ACTION_PATH:?}" && pwd -P)
 target_dir=$action_dir/target
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
-
-# Hex SHA-256 of stdin, on Linux and macOS alike.
-digest() {
-  if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi | cut -d' ' -f1
-}
 
 require_cargo() {
   command -v cargo >/dev/null ||
@@ -55,12 +45,7 @@ build() {
     [[ -f $bin && -x $bin ]] || fail "binary '$INPUT_BINARY' is not an executable file"
   else
     require_cargo
-    (
-      cd "$action_dir"
-      CARGO_TARGET_DIR=$target_dir cargo build --release --locked --bin harper-shard \
-        --manifest-path "$action_dir/Cargo.toml"
-    )
-    bin=$target_dir/release/harper-shard
+    bin=$(build_release "$action_dir" "$target_dir")
   fi
   # Fails here, not mid-run, on a binary for another platform.
   "$bin" --version

@@ -8,11 +8,8 @@
 #
 # Kept to bash 3.2 (no mapfile, no ${x,,}): macOS runners may resolve `bash` to /bin/bash.
 set -euo pipefail
-
-fail() {
-  echo "::error title=harper-shard action::$*" >&2
-  exit 2 # the tool's own status for a usage error
-}
+# shellcheck source=action/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # fail: exit 2, the tool's own status for a usage error
 
 : "${HARPER_SHARD_BIN:?must name the harper-shard binary}"
 : "${INPUT_PLAN:=harper-shards.yml}" "${INPUT_PARTITION:=}" "${INPUT_ONLY:=}"

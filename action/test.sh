@@ -5,12 +5,40 @@
 #
 # Proves: inputs become the right arguments, and nothing in them is evaluated; the tool's exit
 # status and its signals pass through untouched; its outputs reach the step's GITHUB_OUTPUT,
-# which action.yml maps to the action's outputs.
+# which action.yml maps to the action's outputs. Then the binary: a release's assets, served from
+# a loopback HTTP server, are chosen per OS and architecture and verified against the manifest
+# release-manifest.sh writes; a tampered one is refused; every case without a fitting asset
+# falls back to the build, which runs cargo (a stand-in here: .ci/run builds for real); a copy
+# already in the tool cache needs no server. Last, the Harper cache key and the release build's
+# packaging.
+#
+# A missing prerequisite fails the script: nothing here is skipped.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+
+need() {
+  command -v "$1" >/dev/null || {
+    echo "action/test.sh: $1 is missing: $2" >&2
+    exit 1
+  }
+}
+need python3 "the release assets are served by a loopback HTTP server (python3's http.server)"
+need curl "action/install.sh downloads with curl"
+need node "action/harper.sh reads the dry run's JSON with node"
+need cargo "action/build.sh key needs the Rust toolchain (rustup)"
+need rustc "action/build.sh key names the compiler"
+
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+server_pid=''
+cleanup() {
+  if [[ -n $server_pid ]]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 
 passed=0
 failed=0
@@ -34,6 +62,14 @@ set -euo pipefail
 if [[ ${1:-} == --version ]]; then
   echo "harper-shard 0.0.0-stub"
   exit 0
+fi
+if [[ ${1:-} == cache ]]; then
+  printf '{"cache": "%s", "entries": []}\n' "$STUB_CACHE_DIR"
+  exit 0
+fi
+if [[ " $* " == *" --plan "* ]]; then
+  cat "$STUB_PLAN_JSON"
+  exit "${STUB_PLAN_EXIT:-0}"
 fi
 printf '%s\n' "$@" >"$STUB_ARGV"
 {
@@ -61,7 +97,9 @@ new_step() {
   export GITHUB_OUTPUT=$step/output GITHUB_STEP_SUMMARY=$step/summary GITHUB_ENV=$step/env
   export GITHUB_ACTION_PATH=$repo RUNNER_TEMP=$step GITHUB_ACTIONS=true
   export HARPER_SHARD_BIN=$stub STUB_ARGV=$step/argv STUB_REPORT_DIR=harper-shard-report
-  unset STUB_EXIT STUB_FAILED STUB_WAIT_FOR_SIGNAL INPUT_BINARY
+  unset STUB_EXIT STUB_FAILED STUB_WAIT_FOR_SIGNAL INPUT_BINARY STUB_PLAN_JSON STUB_PLAN_EXIT \
+    STUB_CACHE_DIR RUNNER_OS RUNNER_ARCH RUNNER_TOOL_CACHE HARPER_SHARD_RELEASE_BASE_URL \
+    GITHUB_SERVER_URL HARPER_CACHE_DIR HARPER_PACKAGES
   unset INPUT_PLAN INPUT_PARTITION INPUT_ONLY INPUT_REPORT_DIR INPUT_ARGS INPUT_CHECKS \
     INPUT_CHECK_NAME INPUT_ARTIFACT_NAME INPUT_ASSIGNMENT INPUT_TIMINGS
 }
@@ -219,19 +257,402 @@ status=0
 log=$(cd "$tmp/workspace" && "$repo/action/build.sh" build 2>&1) || status=$?
 expect_status "a given binary that is not there is a usage error" 2
 
-if command -v cargo >/dev/null; then
-  new_step
-  export GITHUB_ACTION_PATH=$repo/./ RUNNER_OS=Linux RUNNER_ARCH=X64
-  status=0
-  log=$("$repo/action/build.sh" key 2>&1) || status=$?
-  expect_status "the cache key is computed" 0
-  if grep -qE '^key=harper-shard-build-Linux-X64-[0-9a-f]{12}-[0-9a-f]{16}$' "$GITHUB_OUTPUT" &&
-    grep -qxF "$repo/target" "$GITHUB_OUTPUT" && ! grep -qF '/./' "$GITHUB_OUTPUT"; then
-    ok "the cache key names platform, compiler and lock; paths are canonical"
-  else
-    not_ok "the cache key names platform, compiler and lock; paths are canonical" "$(cat "$GITHUB_OUTPUT")"
-  fi
+new_step
+export GITHUB_ACTION_PATH=$repo/./ RUNNER_OS=Linux RUNNER_ARCH=X64
+status=0
+log=$("$repo/action/build.sh" key 2>&1) || status=$?
+expect_status "the cache key is computed" 0
+if grep -qE '^key=harper-shard-build-Linux-X64-[0-9a-f]{12}-[0-9a-f]{16}$' "$GITHUB_OUTPUT" &&
+  grep -qxF "$repo/target" "$GITHUB_OUTPUT" && ! grep -qF '/./' "$GITHUB_OUTPUT"; then
+  ok "the cache key names platform, compiler and lock; paths are canonical"
+else
+  not_ok "the cache key names platform, compiler and lock; paths are canonical" "$(cat "$GITHUB_OUTPUT")"
 fi
+
+# --- the binary from a release ------------------------------------------------------------------
+
+expect_log() {
+  local name=$1 text=$2
+  if [[ $log == *"$text"* ]]; then
+    ok "$name"
+  else
+    not_ok "$name" "the log lacks: $text" "log:" "$log"
+  fi
+}
+
+expect_no_output() {
+  local name=$1 prefix=$2
+  if grep -q "^$prefix" "$GITHUB_OUTPUT"; then
+    not_ok "$name" "GITHUB_OUTPUT has: $(grep "^$prefix" "$GITHUB_OUTPUT")"
+  else
+    ok "$name"
+  fi
+}
+
+# An action tree of its own (the repository's sources and scripts), so that its manifest and
+# sources can be changed without touching the repository.
+tree=$tmp/action-tree
+mkdir -p "$tree"
+cp -R "$repo/Cargo.toml" "$repo/Cargo.lock" "$repo/src" "$repo/action" "$tree/"
+rm -f "$tree/action/release-manifest.txt"
+# shellcheck source=action/lib.sh
+. "$repo/action/lib.sh" # crate_version
+version=$(crate_version "$tree")
+tag=v$version
+
+# Fake assets: each says which one it is. The manifest comes from the release's own writer.
+assets=$tmp/assets
+mkdir -p "$assets"
+targets="x86_64-unknown-linux-musl aarch64-unknown-linux-musl aarch64-apple-darwin x86_64-apple-darwin"
+for target in $targets; do
+  printf '#!/bin/sh\necho "harper-shard %s (the %s asset)"\n' "$version" "$target" >"$assets/harper-shard-$target"
+done
+
+status=0
+log=$("$tree/action/release-manifest.sh" check v0.0.0-not-this 2>&1) || status=$?
+expect_status "a tag that is not Cargo.toml's version is refused" 2
+expect_log "the refusal names both versions" "the tag v0.0.0-not-this is not $tag"
+status=0
+log=$("$tree/action/release-manifest.sh" write "$tag" owner/harper-shard "$assets" 2>&1) || status=$?
+expect_status "the manifest is written" 0
+manifest=$tree/action/release-manifest.txt
+if [[ $(grep -c '^sha256 [0-9a-f]\{64\} harper-shard-' "$manifest") == 4 ]] &&
+  grep -qx "version $tag" "$manifest" && grep -qx "repository owner/harper-shard" "$manifest" &&
+  grep -q '^source [0-9a-f]\{64\}$' "$manifest"; then
+  ok "the manifest holds version, repository, source digest and one line per asset"
+else
+  not_ok "the manifest holds version, repository, source digest and one line per asset" "$(cat "$manifest")"
+fi
+if (cd "$assets" && sha256sum --check --quiet SHA256SUMS) >/dev/null 2>&1; then
+  ok "SHA256SUMS checks with sha256sum -c"
+else
+  not_ok "SHA256SUMS checks with sha256sum -c" "$(cat "$assets/SHA256SUMS")"
+fi
+status=0
+log=$("$tree/action/release-manifest.sh" check "$tag" 2>&1) || status=$?
+expect_status "a tree that has a manifest is not released again" 2
+cp "$manifest" "$tmp/manifest.good"
+
+# The loopback server: python picks a free port, binds 127.0.0.1 and says which.
+served=$tmp/served
+mkdir -p "$served"
+cp "$assets"/harper-shard-* "$served/"
+python3 - "$served" >"$tmp/server.port" 2>"$tmp/server.log" <<'PY' &
+import functools, http.server, sys
+
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+PY
+server_pid=$!
+for _ in $(seq 200); do
+  [[ -s $tmp/server.port ]] && break
+  kill -0 "$server_pid" 2>/dev/null || break
+  sleep 0.05
+done
+port=$(cat "$tmp/server.port")
+[[ -n $port ]] || {
+  echo "action/test.sh: the loopback HTTP server did not start: $(cat "$tmp/server.log")" >&2
+  exit 1
+}
+base=http://127.0.0.1:$port
+
+# A fresh install step for RUNNER_OS $1 and RUNNER_ARCH $2, from the loopback server, into the
+# tool cache $3; install_run runs action/install.sh.
+install_env() {
+  new_step
+  export GITHUB_ACTION_PATH=$tree RUNNER_OS=$1 RUNNER_ARCH=$2 RUNNER_TOOL_CACHE=$3
+  export HARPER_SHARD_RELEASE_BASE_URL=$base
+}
+install_run() {
+  requests_before=$(grep -c '"GET ' "$tmp/server.log" || true)
+  status=0
+  log=$("$tree/action/install.sh" 2>&1) || status=$?
+}
+install_step() {
+  install_env "$@"
+  install_run
+}
+
+# The requests the last install_run made, one path a line.
+requests() {
+  { grep '"GET ' "$tmp/server.log" || true; } | tail -n "+$((requests_before + 1))" |
+    sed 's/.*"GET \([^ ]*\) .*/\1/'
+}
+
+platform=0
+for platform_case in "Linux X64 x86_64-unknown-linux-musl" "Linux ARM64 aarch64-unknown-linux-musl" \
+  "macOS ARM64 aarch64-apple-darwin" "macOS X64 x86_64-apple-darwin"; do
+  read -r os arch target <<<"$platform_case"
+  platform=$((platform + 1))
+  install_step "$os" "$arch" "$tmp/tool-cache-$platform"
+  bin=$tmp/tool-cache-$platform/harper-shard/$tag/$target/harper-shard
+  said=$("$bin" --version 2>&1 || true)
+  if [[ $status == 0 && $(requests) == "/harper-shard-$target" ]] &&
+    grep -qxF "path=$bin" "$GITHUB_OUTPUT" && [[ $said == *"the $target asset"* ]]; then
+    ok "$os $arch downloads, verifies and installs harper-shard-$target"
+  else
+    not_ok "$os $arch downloads, verifies and installs harper-shard-$target" "status $status" \
+      "requests: $(requests)" "output: $(cat "$GITHUB_OUTPUT")" "it says: $said" "log:" "$log"
+  fi
+done
+expect_log "the log says the checksum matched" "matches the manifest"
+
+# Tampered: the server's copy is not the one the manifest describes.
+printf 'echo pwned\n' >>"$served/harper-shard-x86_64-unknown-linux-musl"
+install_step Linux X64 "$tmp/tool-cache-tampered"
+expect_status "a tampered asset is refused" 2
+expect_log "the refusal says why and what was expected" "refusing to run harper-shard-x86_64-unknown-linux-musl"
+expect_no_output "a refused asset yields no binary and no build" "\(path\|build\)="
+if [[ -z $(ls -A "$tmp/tool-cache-tampered/harper-shard/$tag/x86_64-unknown-linux-musl" 2>/dev/null) ]]; then
+  ok "a refused asset leaves nothing in the tool cache"
+else
+  not_ok "a refused asset leaves nothing in the tool cache" \
+    "$(ls -A "$tmp/tool-cache-tampered/harper-shard/$tag/x86_64-unknown-linux-musl")"
+fi
+cp "$assets/harper-shard-x86_64-unknown-linux-musl" "$served/"
+
+# Without the test-only base URL: the release's own URL, and https only.
+install_env Linux X64 "$tmp/tool-cache-https"
+unset HARPER_SHARD_RELEASE_BASE_URL
+export GITHUB_SERVER_URL=$base/server
+install_run
+expect_log "the asset's URL is the release's download URL" \
+  "downloading $base/server/owner/harper-shard/releases/download/$tag/harper-shard-x86_64-unknown-linux-musl"
+if [[ $status == 0 && -z $(requests) ]] && grep -qx "build=true" "$GITHUB_OUTPUT"; then
+  ok "outside tests only https is fetched (plain http falls back to the build, nothing requested)"
+else
+  not_ok "outside tests only https is fetched (plain http falls back to the build, nothing requested)" \
+    "status $status" "requests: $(requests)" "log:" "$log"
+fi
+
+# --- the fallback -------------------------------------------------------------------------------
+
+expect_build() {
+  local name=$1 why=$2
+  if [[ $status == 0 && -z $(requests) && $log == *"$why"*"building it from the action's source instead"* ]] &&
+    grep -qx "build=true" "$GITHUB_OUTPUT" && ! grep -q '^path=' "$GITHUB_OUTPUT"; then
+    ok "$name"
+  else
+    not_ok "$name" "status $status" "requests: $(requests)" "output: $(cat "$GITHUB_OUTPUT")" "log:" "$log"
+  fi
+}
+
+install_step Linux ARM "$tmp/tool-cache-fallback-1"
+expect_build "an unlisted platform builds, and says so" "release $tag has no binary for Linux ARM"
+
+grep -v 'harper-shard-aarch64-apple-darwin$' "$tmp/manifest.good" >"$manifest"
+install_step macOS ARM64 "$tmp/tool-cache-fallback-2"
+expect_build "a platform the manifest does not list builds" "lists no harper-shard-aarch64-apple-darwin"
+cp "$tmp/manifest.good" "$manifest"
+
+echo '// changed on a branch' >>"$tree/src/main.rs"
+install_step Linux X64 "$tmp/tool-cache-fallback-3"
+expect_build "a tree whose sources differ from the release's builds, with a warning" \
+  "::warning title=harper-shard action::action/release-manifest.txt names release $tag, but this tree's sources"
+cp "$repo/src/main.rs" "$tree/src/main.rs"
+
+mv "$served/harper-shard-x86_64-unknown-linux-musl" "$tmp/held-back"
+install_step Linux X64 "$tmp/tool-cache-fallback-4"
+if [[ $status == 0 && $(requests) == /harper-shard-x86_64-unknown-linux-musl ]] &&
+  grep -qx "build=true" "$GITHUB_OUTPUT" && [[ $log == *"::warning"*"cannot download $base/harper-shard-x86_64-unknown-linux-musl"* ]]; then
+  ok "an asset that cannot be downloaded builds instead, with a warning"
+else
+  not_ok "an asset that cannot be downloaded builds instead, with a warning" "status $status" "log:" "$log"
+fi
+mv "$tmp/held-back" "$served/harper-shard-x86_64-unknown-linux-musl"
+
+install_step Windows X64 "$tmp/tool-cache-fallback-5"
+expect_status "a Windows runner is a usage error" 2
+
+# A stand-in for cargo: records where and how it ran, and "builds" a harper-shard that prints
+# its version.
+mkdir -p "$tmp/fake-cargo"
+cat >"$tmp/fake-cargo/cargo" <<'CARGO'
+#!/usr/bin/env bash
+set -euo pipefail
+{
+  echo "cwd=$PWD"
+  echo "CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+  printf '%s\n' "$@"
+} >"$FAKE_CARGO_ARGV"
+target=''
+while (($#)); do
+  [[ $1 != --target ]] || target=$2
+  shift
+done
+out=$CARGO_TARGET_DIR/${target:+$target/}release
+mkdir -p "$out"
+printf '#!/bin/sh\necho "harper-shard %s"\n' "$FAKE_CARGO_VERSION" >"$out/harper-shard"
+chmod +x "$out/harper-shard"
+CARGO
+chmod +x "$tmp/fake-cargo/cargo"
+real_path=$PATH
+
+# The binary steps as action.yml runs them: install, then build when it says so.
+rm "$manifest"
+install_step Linux X64 "$tmp/tool-cache-fallback-6"
+expect_build "a ref that is not a release builds" "this ref of the action is not a release"
+export PATH=$tmp/fake-cargo:$real_path FAKE_CARGO_ARGV=$tmp/cargo-argv FAKE_CARGO_VERSION=$version
+status=0
+log=$("$tree/action/build.sh" build 2>&1) || status=$?
+export PATH=$real_path
+expected=$(printf '%s\n' "cwd=$tree" "CARGO_TARGET_DIR=$tree/target" build --release --locked \
+  --bin harper-shard --manifest-path "$tree/Cargo.toml")
+if [[ $status == 0 && $(cat "$tmp/cargo-argv") == "$expected" && $log == *"harper-shard $version"* ]] &&
+  grep -qxF "path=$tree/target/release/harper-shard" "$GITHUB_OUTPUT"; then
+  ok "the fallback runs cargo build --release --locked in the action's tree, and checks the binary"
+else
+  not_ok "the fallback runs cargo build --release --locked in the action's tree, and checks the binary" \
+    "status $status" "cargo ran as:" "$(cat "$tmp/cargo-argv" 2>/dev/null)" "expected:" "$expected" "log:" "$log"
+fi
+cp "$tmp/manifest.good" "$manifest"
+
+# --- the tool cache ---------------------------------------------------------------------------
+
+install_step Linux X64 "$tmp/tool-cache-1"
+expect_log "a verified copy in the tool cache is not downloaded again" "the verified copy in"
+if [[ $status == 0 && -z $(requests) ]]; then
+  ok "a cache hit makes no request"
+else
+  not_ok "a cache hit makes no request" "status $status" "requests: $(requests)"
+fi
+
+printf 'echo pwned\n' >>"$tmp/tool-cache-1/harper-shard/$tag/x86_64-unknown-linux-musl/harper-shard"
+install_step Linux X64 "$tmp/tool-cache-1"
+if [[ $status == 0 && $(requests) == /harper-shard-x86_64-unknown-linux-musl && $log == *"::warning"*"downloading it again"* ]] &&
+  cmp -s "$tmp/tool-cache-1/harper-shard/$tag/x86_64-unknown-linux-musl/harper-shard" \
+    "$assets/harper-shard-x86_64-unknown-linux-musl"; then
+  ok "a cached copy that does not match the manifest is replaced by a verified download"
+else
+  not_ok "a cached copy that does not match the manifest is replaced by a verified download" \
+    "status $status" "requests: $(requests)" "log:" "$log"
+fi
+
+kill "$server_pid"
+wait "$server_pid" 2>/dev/null || true
+server_pid=''
+install_step macOS ARM64 "$tmp/tool-cache-3"
+if [[ $status == 0 ]] && grep -qxF "path=$tmp/tool-cache-3/harper-shard/$tag/aarch64-apple-darwin/harper-shard" "$GITHUB_OUTPUT"; then
+  ok "a cache hit installs with the server gone"
+else
+  not_ok "a cache hit installs with the server gone" "status $status" "log:" "$log"
+fi
+
+# --- Harper between jobs ------------------------------------------------------------------------
+
+# A dry run's JSON with one shard per argument, "<package or /bin path> <runtime>".
+plan_json() {
+  # shellcheck disable=SC2016 # ${…} is JavaScript's
+  node -e '
+    const shards = process.argv.slice(1).map((arg, i) => {
+      const [what, runtime] = arg.split(" ");
+      const source = what.startsWith("/") ? { bin: what } : { package: what };
+      return { name: `s${i}`, harper: { source, runtime } };
+    });
+    console.log(JSON.stringify({ plan: { shards } }, null, 2));' "$@" >"$STUB_PLAN_JSON"
+}
+
+harper_step() {
+  status=0
+  log=$(cd "$tmp/workspace" && "$repo/action/harper.sh" "$@" 2>&1) || status=$?
+}
+
+# The key step for a plan of those shards (whose dry run exits $plan_exit); sets $key.
+harper_key() {
+  new_step
+  export RUNNER_OS=Linux RUNNER_ARCH=X64 STUB_PLAN_JSON=$tmp/plan.json STUB_CACHE_DIR=$tmp/harper-cache
+  export STUB_PLAN_EXIT=${plan_exit:-0}
+  plan_json "$@"
+  harper_step key
+  key=$(sed -n 's/^key=//p' "$GITHUB_OUTPUT")
+}
+
+harper_key "harperdb@4.7.29 node" "harperdb@4.7.29 node" "/opt/harper/bin/harperdb.js node"
+key_a=$key
+node_version=$(node --version)
+if [[ $key_a =~ ^harper-shard-harper-Linux-X64-[0-9a-f]{16}$ ]] && grep -qxF "path=$tmp/harper-cache" "$GITHUB_OUTPUT" &&
+  [[ $(sed -n '/^packages<</,/^HARPER_SHARD_PACKAGES$/p' "$GITHUB_OUTPUT") == $'packages<<HARPER_SHARD_PACKAGES\nharperdb@4.7.29\nHARPER_SHARD_PACKAGES' ]] &&
+  [[ $log == *"harperdb@4.7.29 node $node_version"* ]]; then
+  ok "the Harper key names the npm packages with their runtime and its version; the path is the tool's cache"
+else
+  not_ok "the Harper key names the npm packages with their runtime and its version; the path is the tool's cache" \
+    "key: $key_a" "output: $(cat "$GITHUB_OUTPUT")" "log:" "$log"
+fi
+harper_key "/opt/harper/bin/harperdb.js node" "harperdb@4.7.29 node"
+key_b=$key
+harper_key "harperdb@4.7.30 node"
+key_c=$key
+harper_key "harperdb@4.7.29 bun"
+key_d=$key
+if [[ $key_a == "$key_b" && $key_a != "$key_c" && $key_a != "$key_d" && $key_c != "$key_d" ]]; then
+  ok "the Harper key changes with the package and the runtime, and only with them"
+else
+  not_ok "the Harper key changes with the package and the runtime, and only with them" "$key_a $key_b $key_c $key_d"
+fi
+mkdir -p "$tmp/fake-node"
+# shellcheck disable=SC2016 # $1 and $@ belong to the fake node
+printf '#!/bin/sh\n[ "$1" = --version ] && { echo v99.0.0; exit 0; }\nexec %s "$@"\n' "$(command -v node)" >"$tmp/fake-node/node"
+chmod +x "$tmp/fake-node/node"
+PATH=$tmp/fake-node:$real_path
+harper_key "harperdb@4.7.29 node"
+key_e=$key
+PATH=$real_path
+if [[ -n $key_e && $key_e != "$key_a" ]]; then
+  ok "another node version is another Harper key (native modules are built for one)"
+else
+  not_ok "another node version is another Harper key (native modules are built for one)" "$key_e vs $key_a"
+fi
+
+harper_key "/opt/harper/bin/harperdb.js node"
+if [[ $status == 0 && -z $key && $log == *"installs no Harper from npm"* ]]; then
+  ok "a plan that installs nothing from npm caches nothing"
+else
+  not_ok "a plan that installs nothing from npm caches nothing" "status $status" "key: $key" "log:" "$log"
+fi
+plan_exit=2 harper_key "harperdb@4.7.29 node"
+if [[ $status == 0 && -z $key && $log == *"the dry run of harper-shards.yml failed"* ]]; then
+  ok "a plan the dry run refuses leaves the job uncached, not failed"
+else
+  not_ok "a plan the dry run refuses leaves the job uncached, not failed" "status $status" "key: $key" "log:" "$log"
+fi
+
+complete_step() {
+  new_step
+  export HARPER_CACHE_DIR=$tmp/harper-cache HARPER_PACKAGES=$'harperdb@4.7.29\n@scope/other@1'
+  harper_step complete
+}
+mkdir -p "$tmp/harper-cache/packages/harperdb@4.7.29" "$tmp/harper-cache/packages/@scope_other@1.partial"
+printf 'harperdb@4.7.29' >"$tmp/harper-cache/packages/harperdb@4.7.29/.harper-shard-complete"
+complete_step
+expect_no_output "a job whose install is partial saves no Harper cache" "save="
+expect_log "it says which package is missing" "@scope/other@1 is not completely installed"
+mv "$tmp/harper-cache/packages/@scope_other@1.partial" "$tmp/harper-cache/packages/@scope_other@1"
+printf '@scope/other@1' >"$tmp/harper-cache/packages/@scope_other@1/.harper-shard-complete"
+complete_step
+expect_output "a job that installed every package saves the Harper cache" "save=true"
+
+# --- the release build's packaging ---------------------------------------------------------------
+
+host=$(rustc -vV | sed -n 's/^host: //p')
+new_step
+export PATH=$tmp/fake-cargo:$real_path FAKE_CARGO_ARGV=$tmp/cargo-argv FAKE_CARGO_VERSION=$version
+status=0
+log=$("$tree/action/release-build.sh" "$host" "$tmp/dist" 2>&1) || status=$?
+asset=$tmp/dist/harper-shard-$host
+if [[ $status == 0 && -x $asset && $(tail -n 1 <<<"$log") == "$(sha256sum <"$asset" | cut -d' ' -f1)  harper-shard-$host" ]] &&
+  grep -qx -- "--target" "$tmp/cargo-argv" && grep -qx -- "$host" "$tmp/cargo-argv"; then
+  ok "release-build.sh builds for the target and prints the asset's manifest line"
+else
+  not_ok "release-build.sh builds for the target and prints the asset's manifest line" "status $status" \
+    "cargo ran as:" "$(cat "$tmp/cargo-argv" 2>/dev/null)" "log:" "$log"
+fi
+export FAKE_CARGO_VERSION=0.0.0-wrong
+status=0
+log=$("$tree/action/release-build.sh" "$host" "$tmp/dist" 2>&1) || status=$?
+export PATH=$real_path
+expect_status "a release binary that misreports its version is refused" 2
 
 echo "$passed passed, $failed failed"
 [[ $failed == 0 ]]

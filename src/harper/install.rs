@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 use crate::supervise::tail::{Lines, Tail};
 use crate::supervise::{Child, Spec, describe};
 
+/// Written last into a finished install, holding its spec. action/harper.sh reads it too: a CI job
+/// saves its cache between jobs only when every package of its plan has one.
 const COMPLETE: &str = ".harper-shard-complete";
 
 /// `$XDG_CACHE_HOME/harper-shard` or `~/.cache/harper-shard`.

@@ -90,6 +90,16 @@ impl Scene {
         self.sandbox.report()["shards"][0]["instances"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Starts the tool in the background with a shard whose command starts two on-demand
+    /// instances and then sleeps; returns once both are up.
+    fn start_with_two_on_demand_instances(&self) -> std::process::Child {
+        self.plan("", "$HS ctl start --new > /dev/null && $HS ctl start --new > /dev/null && touch started && sleep 600");
+        let tool = self.command().arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the tool");
+        let started = self.sandbox.path("started");
+        self.sandbox.wait_for("two on-demand instances", Duration::from_secs(60), || started.exists());
+        tool
+    }
+
     /// Nothing marked alive, nothing left in the work directory, every port of the pool free.
     fn assert_nothing_left(&self) {
         self.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || self.sandbox.leftovers().is_empty());
@@ -287,10 +297,7 @@ fn a_client_that_hangs_up_during_a_start_leaves_no_instance_behind() {
 #[test]
 fn sigkill_of_the_tool_while_on_demand_instances_run_leaves_no_survivor() {
     let scene = Scene::new("127.0.80.70");
-    scene.plan("", "$HS ctl start --new > /dev/null && $HS ctl start --new > /dev/null && touch started && sleep 600");
-    let mut tool = scene.command().arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the tool");
-    let started = scene.sandbox.path("started");
-    scene.sandbox.wait_for("two on-demand instances", Duration::from_secs(60), || started.exists());
+    let mut tool = scene.start_with_two_on_demand_instances();
     kill(Pid::from_raw(tool.id() as i32), Signal::SIGKILL).unwrap();
     let _ = tool.wait();
     scene.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || scene.sandbox.leftovers().is_empty());
@@ -323,10 +330,7 @@ fn a_shard_without_an_instance_of_its_own_gets_a_control_socket_and_no_instance_
 #[test]
 fn sigterm_tears_on_demand_instances_down_within_the_budget_and_exits_143() {
     let scene = Scene::new("127.0.80.90");
-    scene.plan("", "$HS ctl start --new > /dev/null && $HS ctl start --new > /dev/null && touch started && sleep 600");
-    let mut tool = scene.command().arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the tool");
-    let started = scene.sandbox.path("started");
-    scene.sandbox.wait_for("two on-demand instances", Duration::from_secs(60), || started.exists());
+    let mut tool = scene.start_with_two_on_demand_instances();
     let signalled = std::time::Instant::now();
     kill(Pid::from_raw(tool.id() as i32), Signal::SIGTERM).unwrap();
     let status = tool.wait().unwrap();

@@ -1,18 +1,20 @@
-# syntax=docker/dockerfile:1
-
 # harper-shard for container CI (GitLab, Buildkite, CircleCI, Jenkins):
 #
 #   docker build -t harper-shard --build-arg HARPER_PACKAGE=harperdb@4.7.29 .
-#   docker run --rm --user "$(id -u)" -v "$PWD:/work" harper-shard run --partition 1/2
+#   docker run --rm --user "$(id -u)" -v "$PWD:/work" harper-shard run examples/harper-shards.yml
 #
-# --user keeps the mounted checkout writable for the report; `docker stop` (SIGTERM, 10 s) leaves
-# the tool the ~7 s it needs to tear every shard down.
+# --user keeps the mounted checkout writable for the report. On `docker stop` (SIGTERM, then
+# SIGKILL after 10 s) tini passes the SIGTERM on, and the tool tears every shard down and exits
+# 143 well inside that time. .ci/image-test builds this image and runs those commands.
 #
-# Both stages are Debian bookworm, so the binary runs against the glibc it was linked with.
+# Both stages are Debian bookworm, so the binary runs against the glibc it was linked with. The
+# base images are build arguments so that a machine without Docker Hub can build against
+# stand-ins of its own.
 
-ARG RUST_VERSION=1
+ARG BUILD_IMAGE=rust:1-slim-bookworm
+ARG BASE_IMAGE=node:20-bookworm-slim
 
-FROM rust:${RUST_VERSION}-slim-bookworm AS build
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 
 # Dependencies first, against a placeholder main: this layer is reused until Cargo.toml or
@@ -28,7 +30,7 @@ RUN touch src/main.rs \
     && cargo build --locked --release --bin harper-shard
 
 
-FROM node:20-bookworm-slim
+FROM ${BASE_IMAGE}
 
 LABEL org.opencontainers.image.title="harper-shard" \
       org.opencontainers.image.description="Run integration-test shards against real Harper servers, many at once, with nothing left behind." \
@@ -47,8 +49,10 @@ COPY --from=build /src/target/release/harper-shard /usr/local/bin/harper-shard
 
 # The cache lives outside $HOME and, like /work, is writable by group 0: `docker run --user
 # <uid>` runs in group 0 unless told otherwise, and must still find the pre-installed Harper
-# and be able to install another.
-ENV HARPER_SHARD_CACHE_DIR=/var/cache/harper-shard
+# and be able to install another. npm's own cache goes to /tmp for the same reason: a uid the
+# image does not know gets HOME=/, where npm cannot create ~/.npm.
+ENV HARPER_SHARD_CACHE_DIR=/var/cache/harper-shard \
+    npm_config_cache=/tmp/.npm
 RUN install -d -o node -g 0 -m 2775 "$HARPER_SHARD_CACHE_DIR" /work
 
 # Numeric, so a cluster's runAsNonRoot can verify it: the image's `node` user.
@@ -57,15 +61,17 @@ WORKDIR /work
 
 # Optional: put Harper into the image's cache so jobs don't spend ~45 s on `npm install`.
 # The cache is filled by one real run of a one-shard plan, which uses the binary's own install
-# code and, as a bonus, proves the image can boot Harper.
+# code and, as a bonus, proves the image can boot Harper. Everything it leaves outside the cache
+# goes; inside it, group 0 gets the owner's rights, and directories keep their setgid bit.
 ARG HARPER_PACKAGE=""
 RUN if [ -n "$HARPER_PACKAGE" ]; then \
         warm="$(mktemp -d)" \
         && printf 'version: 1\nharper:\n  package: "%s"\nshards:\n  - name: warm-cache\n    run: "true"\n' \
             "$HARPER_PACKAGE" > "$warm/plan.yml" \
-        && harper-shard run "$warm/plan.yml" --report-dir "$warm/report" \
-        && rm -rf "$warm" /tmp/harper-shard-* "$HOME/.npm" \
-        && chmod -R g=u "$HARPER_SHARD_CACHE_DIR"; \
+        && HARPER_SHARD_WORK_DIR=/tmp/hs-warm harper-shard run "$warm/plan.yml" --report-dir "$warm/report" \
+        && rm -rf "$warm" /tmp/hs-warm "$npm_config_cache" \
+        && chmod -R g=u "$HARPER_SHARD_CACHE_DIR" \
+        && find "$HARPER_SHARD_CACHE_DIR" -type d -exec chmod g+s {} +; \
     fi
 
 ENTRYPOINT ["tini", "--", "harper-shard"]

@@ -235,6 +235,13 @@ pub fn launch(spec: &HarperSpec, entry: &Path, dirs: &Dirs, addr: Ipv4Addr, pass
 
     let mut env = spec.env.clone();
     env.insert("HOME".into(), dirs.home.display().to_string());
+    // Harper's install writes its boot properties only when it finds a user name: the password
+    // database's, else USER or LOGNAME. A uid without an entry (`docker run --user 4242`) and
+    // without those gets an install that cannot be booted again, nor copied as a template.
+    let named = |key: &str| env.contains_key(key) || std::env::var_os(key).is_some_and(|v| !v.is_empty());
+    if !named("USER") && !named("LOGNAME") {
+        env.insert("USER".into(), "harper-shard".into());
+    }
     if !spec.config.is_empty() {
         env.insert("HARPER_SET_CONFIG".into(), serde_json::Value::Object(spec.config.clone()).to_string());
     }

@@ -20,8 +20,7 @@ fn github_step(sandbox: &Sandbox, shards: &str, env: &[(&str, &str)]) -> Step {
     sandbox.write("harper-shards.yml", &fake_plan("", "run: {concurrency: 6}\n", shards));
     let summary = sandbox.write("step-summary.md", "");
     let outputs = sandbox.write("step-outputs.txt", "");
-    let mut cmd = sandbox.command();
-    cmd.arg("run").env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &summary).env("GITHUB_OUTPUT", &outputs);
+    let mut cmd = actions_run(sandbox, &summary, &outputs);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -29,6 +28,13 @@ fn github_step(sandbox: &Sandbox, shards: &str, env: &[(&str, &str)]) -> Step {
     let output = cmd.output().expect("run harper-shard");
     let run = Run { output, took: started.elapsed() };
     Step { run, summary: support::read(&summary), outputs: support::read(&outputs) }
+}
+
+/// `harper-shard run` as a GitHub Actions step writing to `summary` and `outputs`.
+fn actions_run(sandbox: &Sandbox, summary: &std::path::Path, outputs: &std::path::Path) -> std::process::Command {
+    let mut cmd = sandbox.command();
+    cmd.arg("run").env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", summary).env("GITHUB_OUTPUT", outputs);
+    cmd
 }
 
 /// A workflow command as GitHub's runner reads it, and the line it came from.
@@ -365,12 +371,7 @@ fn a_run_cancelled_by_sigint_still_writes_the_summary_and_the_outputs() {
     sandbox.write("harper-shards.yml", &fake_plan("", "", shards));
     let summary = sandbox.write("step-summary.md", "");
     let outputs = sandbox.write("step-outputs.txt", "");
-    let child = sandbox
-        .command()
-        .arg("run")
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .env("GITHUB_OUTPUT", &outputs)
+    let child = actions_run(&sandbox, &summary, &outputs)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -658,12 +659,7 @@ fn step_files_that_are_fifos_are_refused_instead_of_waited_on() {
     }
     // One FIFO has a reader (it opens), the other has none (opening it for writing would block).
     let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&outputs).unwrap();
-    let mut child = sandbox
-        .command()
-        .arg("run")
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .env("GITHUB_OUTPUT", &outputs)
+    let mut child = actions_run(&sandbox, &summary, &outputs)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

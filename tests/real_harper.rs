@@ -189,7 +189,7 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
 /// A suite written against `@harperfast/integration-testing`'s API runs unchanged through the
 /// drop-in client (examples/migration): every file starts its own instance through the control
 /// socket; a restart keeps the data, a SIGKILL then a start replays it, and two files with
-/// different `config` run at once, each seeing only its own.
+/// different `config` run in the same shard, each seeing only its own.
 #[test]
 fn a_suite_written_for_the_typescript_harness_runs_unchanged_through_the_client() {
     let _turn = turn();
@@ -210,9 +210,8 @@ fn a_suite_written_for_the_typescript_harness_runs_unchanged_through_the_client(
     assert_eq!(ended(by_name("a SIGKILL loses no acknowledged write")), ["killed by SIGKILL", "exit code 0"]);
     assert_eq!(by_name("restart keeps the data")["lives"].as_array().unwrap().len(), 2);
     let (a, b) = (by_name("sessions disabled"), by_name("a two-day operation token timeout"));
-    let span = |i: &serde_json::Value| (i["lives"][0]["ready"].as_f64().unwrap(), i["lives"][0]["stopping"].as_f64().unwrap());
-    let ((a0, a1), (b0, b1)) = (span(a), span(b));
-    assert!(a0 < b1 && b0 < a1, "the two config files did not run at once: {a0}-{a1} and {b0}-{b1}");
+    // Both lived in the same run, each with its own config (the files assert it); node's
+    // --test-concurrency does not promise that their lives overlap, so that is not claimed here.
     assert_ne!(a["address"], b["address"]);
     for i in &instances {
         assert!(i["released"].is_number() && i["problem"].is_null(), "{i:#}");

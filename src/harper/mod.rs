@@ -1,7 +1,9 @@
 //! Harper itself: getting a runnable copy ([`install`], npm run under `supervise`), the exact
 //! command, arguments, directories and environment of one instance ([`instance`]), and booting
-//! instances from a cached, stopped install ([`template`]).
+//! instances from a cached, stopped install ([`template`]) with what Node compiled for it kept
+//! ([`boot_cache`]).
 
+pub mod boot_cache;
 pub mod cache;
 pub mod install;
 pub mod instance;

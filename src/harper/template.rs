@@ -26,6 +26,7 @@ use anyhow::{Context, bail};
 use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
+use super::boot_cache;
 use super::instance::{Dirs, copy_tree};
 use crate::plan::{HarperSpec, Runtime};
 
@@ -41,6 +42,10 @@ pub struct Meta {
     pub password: String,
     /// What it was built from, for `cache status`.
     pub entry: String,
+    /// The package directory its boot cache (`boot/`) trusts, when the build left a complete
+    /// one ([`super::boot_cache`]).
+    #[serde(default)]
+    pub boot_root: Option<String>,
 }
 
 /// A complete template in the cache.
@@ -67,6 +72,8 @@ pub fn key(spec: &HarperSpec, entry: &Path) -> String {
         "args": spec.args,
         "config": spec.config,
         "env": spec.env,
+        // Templates before the boot cache are rebuilt with one.
+        "layout": 2,
     });
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in what.to_string().bytes() {
@@ -91,18 +98,24 @@ pub async fn lock(cache: &Path, key: &str) -> anyhow::Result<Flock<File>> {
     super::lock::wait(&dir.join(format!("{key}.lock"))).await
 }
 
-/// Keeps the stopped install in `built` as the template `key`. The caller holds the lock.
-pub fn store(cache: &Path, key: &str, built: &Dirs, meta: &Meta) -> anyhow::Result<Template> {
+/// Keeps the stopped install in `built` as the template `key`, with the boot cache its build
+/// wrote in `boot` when that is complete. The caller holds the lock.
+pub fn store(cache: &Path, key: &str, built: &Dirs, boot: Option<(&Path, String)>, meta: &Meta) -> anyhow::Result<Template> {
     // What a clean stop leaves behind must not reach a copy: the pid file and the socket.
     for stale in ["hdb.pid", "operations-server"] {
         let _ = std::fs::remove_file(built.root.join(stale));
     }
     let dir = templates_dir(cache).join(key);
     let staging = templates_dir(cache).join(format!("{key}.partial-{}", uuid::Uuid::new_v4().simple()));
+    let mut meta = meta.clone();
     let staged = (|| -> anyhow::Result<()> {
         copy_tree(&built.root, &staging.join("r")).context("cannot copy the stopped install")?;
         copy_tree(&built.home, &staging.join("h")).context("cannot copy the stopped install's HOME")?;
-        std::fs::write(staging.join(META), serde_json::to_vec_pretty(meta)?).context("cannot write the template's record")?;
+        if let Some((boot, root)) = boot.filter(|(boot, _)| boot_cache::complete(boot)) {
+            copy_tree(boot, &boot_cache::dir_of(&staging)).context("cannot copy the boot cache")?;
+            meta.boot_root = Some(root);
+        }
+        std::fs::write(staging.join(META), serde_json::to_vec_pretty(&meta)?).context("cannot write the template's record")?;
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
         }
@@ -112,7 +125,7 @@ pub fn store(cache: &Path, key: &str, built: &Dirs, meta: &Meta) -> anyhow::Resu
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
-    Ok(Template { dir, meta: meta.clone() })
+    Ok(Template { dir, meta })
 }
 
 /// Fills an instance's fresh directories from the template: the copy, every path rewritten to

@@ -1,0 +1,119 @@
+//! The boot cache: what Node would otherwise redo at every start of a templated instance.
+//!
+//! A start on an existing ROOTPATH is mostly Node compiling and resolving the ~1,840 files of
+//! Harper's package, on the main thread and again on the worker (docs/harper.md, "Boot cache").
+//! The package sits in the tool's cache and never changes once installed, so the template's
+//! build runs Harper with a preload (`boot_cache.cjs`, through `NODE_OPTIONS`, which the worker
+//! inherits) that keeps V8's compiled code and the resolutions inside the package; every copy
+//! runs with the same preload reading them. It lives in `<template>/boot/` and goes wherever the
+//! template goes.
+//!
+//! Only for `runtime: node` and an entry inside the tool's package cache (a `bin:` checkout may
+//! change under it). `HARPER_SHARD_BOOT_CACHE=off` boots templates without it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// The preload itself, written into each cache directory.
+const PRELOAD: &str = include_str!("boot_cache.cjs");
+const PRELOAD_FILE: &str = "preload.cjs";
+/// Written last by the build's Harper as its main thread exits: its presence marks a complete
+/// cache.
+const RESOLVE_MAP: &str = "resolve.json";
+
+/// The tool's switch: on unless `HARPER_SHARD_BOOT_CACHE=off` (or `0`, `false`).
+pub fn enabled() -> bool {
+    enabled_by(std::env::var("HARPER_SHARD_BOOT_CACHE").ok().as_deref())
+}
+
+fn enabled_by(value: Option<&str>) -> bool {
+    !matches!(value.map(str::trim).map(str::to_ascii_lowercase).as_deref(), Some("off" | "0" | "false" | "no"))
+}
+
+/// The package directory the cache may trust for `entry`: `<cache>/packages/<spec>/`, when the
+/// entry is inside it and the path is UTF-8 (it goes into `NODE_OPTIONS`).
+pub fn package_root(cache: &Path, entry: &Path) -> Option<String> {
+    let packages = cache.join("packages");
+    let spec = entry.strip_prefix(&packages).ok()?.components().next()?;
+    let root = packages.join(spec).to_str()?.to_owned();
+    Some(format!("{root}/"))
+}
+
+/// Writes the preload into `dir`, ready for a build to fill.
+pub fn prepare(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = dir.join(PRELOAD_FILE);
+    std::fs::write(&file, PRELOAD).with_context(|| format!("cannot write {}", file.display()))
+}
+
+/// Whether the build left a complete cache in `dir`.
+pub fn complete(dir: &Path) -> bool {
+    dir.join(PRELOAD_FILE).is_file() && dir.join(RESOLVE_MAP).is_file()
+}
+
+/// Adds to Harper's environment what makes it use the cache in `dir` for the package at
+/// `root`; `produce` for the template's build, which writes it. `NODE_OPTIONS` keeps what the
+/// plan or the tool's own environment gave it.
+pub fn add_env(env: &mut BTreeMap<String, String>, dir: &Path, root: &str, produce: bool) -> Option<()> {
+    let preload = dir.join(PRELOAD_FILE);
+    let preload = preload.to_str()?;
+    let dir = dir.to_str()?;
+    let given = env.get("NODE_OPTIONS").cloned().or_else(|| std::env::var("NODE_OPTIONS").ok());
+    let require = format!("--require={}", quoted(preload));
+    let options = match given.filter(|g| !g.trim().is_empty()) {
+        Some(given) => format!("{given} {require}"),
+        None => require,
+    };
+    env.insert("NODE_OPTIONS".into(), options);
+    env.insert("HARPER_SHARD_BOOT_CACHE_DIR".into(), dir.to_owned());
+    env.insert("HARPER_SHARD_BOOT_ROOT".into(), root.to_owned());
+    if produce {
+        env.insert("HARPER_SHARD_BOOT_PRODUCE".into(), "1".into());
+    }
+    Some(())
+}
+
+/// A value in `NODE_OPTIONS`, which Node splits at spaces outside double quotes.
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Where a template keeps its cache.
+pub fn dir_of(template: &Path) -> PathBuf {
+    template.join("boot")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_explicit_off_turns_it_off() {
+        assert!(enabled_by(None));
+        assert!(enabled_by(Some("on")));
+        assert!(enabled_by(Some("")));
+        for off in ["off", "OFF", "0", "false", " no "] {
+            assert!(!enabled_by(Some(off)), "{off}");
+        }
+    }
+
+    #[test]
+    fn the_root_is_the_package_directory_of_an_entry_in_the_cache() {
+        let cache = Path::new("/c/harper-shard");
+        let entry = cache.join("packages/harperdb@4.7.29/node_modules/harperdb/bin/harperdb.js");
+        assert_eq!(package_root(cache, &entry).as_deref(), Some("/c/harper-shard/packages/harperdb@4.7.29/"));
+        assert_eq!(package_root(cache, Path::new("/src/harper/bin/harperdb.js")), None, "a checkout may change");
+        assert_eq!(package_root(cache, &cache.join("packages")), None);
+    }
+
+    #[test]
+    fn node_options_keep_what_was_given_and_quote_the_preload() {
+        let mut env = BTreeMap::from([("NODE_OPTIONS".to_owned(), "--max-old-space-size=512".to_owned())]);
+        add_env(&mut env, Path::new("/t/a \"b\"/boot"), "/p/", false).unwrap();
+        assert_eq!(env["NODE_OPTIONS"], r#"--max-old-space-size=512 --require="/t/a \"b\"/boot/preload.cjs""#);
+        assert_eq!(env["HARPER_SHARD_BOOT_ROOT"], "/p/");
+        assert!(!env.contains_key("HARPER_SHARD_BOOT_PRODUCE"));
+    }
+}

@@ -15,8 +15,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::events::{EventKind, InstancePhase, ShardStatus};
 use super::shard::{Context, deadline, within};
 use crate::harper::instance::{self, Dirs};
-use crate::harper::{install, template};
-use crate::plan::HarperSpec;
+use crate::harper::{boot_cache, install, template};
+use crate::plan::{HarperSpec, Runtime};
 use crate::pool::{self, Lease, Notice, probe};
 use crate::supervise::readiness;
 use crate::supervise::{self, Child, Spec};
@@ -349,8 +349,19 @@ impl Instance {
         let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
         let started = Instant::now();
         cx.emit.emit(EventKind::TemplateBuilding { shard: cx.id });
-        let build = Build { dirs: Dirs::under(&cx.work.path, self.addr), password: instance::random_password() };
+        let dirs = Dirs::under(&cx.work.path, self.addr);
+        let cached = boot_cache::package_root(cache, &cx.entry)
+            .filter(|_| boot_cache::enabled() && self.spec.runtime == Runtime::Node)
+            .map(|root| (dirs.base.join("boot"), root));
+        let mut build = Build { dirs, password: instance::random_password(), boot: cached };
         self.lease().record_dir(&build.dirs.base).and_then(|()| build.dirs.create()).map_err(infra)?;
+        // Without its preload the build still makes a template, one that boots without a cache.
+        if let Some((dir, _)) = &build.boot
+            && let Err(e) = boot_cache::prepare(dir)
+        {
+            tracing::debug!("{e:#}");
+            build.boot = None;
+        }
         let booted = boot(cx, build.as_target(self), &self.log_dir.with_file_name(template_logs(&self.log_dir)), What::Template).await;
         let (mut child, failure) = match booted {
             Ok(child) => (Some(child), None),
@@ -375,8 +386,10 @@ impl Instance {
                         username: self.spec.admin.username.clone(),
                         password: build.password.clone(),
                         entry: cx.entry.display().to_string(),
+                        boot_root: None,
                     };
-                    template::store(cache, key, &build.dirs, &meta).map_err(infra)
+                    let cached = build.boot.as_ref().map(|(dir, root)| (dir.as_path(), root.clone()));
+                    template::store(cache, key, &build.dirs, cached, &meta).map_err(infra)
                 }
             },
         };
@@ -397,16 +410,26 @@ fn template_logs(log_dir: &Path) -> String {
     if own == "harper" { "template".to_owned() } else { format!("{own}-template") }
 }
 
-/// The template's build: its own directories and password, on the instance's address.
+/// The template's build: its own directories and password, on the instance's address, and
+/// the boot cache it writes (directory, package root) when it may have one.
 struct Build {
     dirs: Dirs,
     password: String,
+    boot: Option<(PathBuf, String)>,
 }
 
 impl Build {
     fn as_target<'a>(&'a self, of: &'a Instance) -> Target<'a> {
-        Target { spec: &of.spec, dirs: &self.dirs, addr: of.addr, password: &self.password, token: &of.token, main: false, id: &of.id }
+        let boot_cache = self.boot.as_ref().map(|(dir, root)| BootCache { dir: dir.clone(), root, produce: true });
+        Target { spec: &of.spec, dirs: &self.dirs, addr: of.addr, password: &self.password, token: &of.token, main: false, id: &of.id, boot_cache }
     }
+}
+
+/// The boot cache a start uses ([`boot_cache`]): the build writes it, every copy reads it.
+struct BootCache<'a> {
+    dir: PathBuf,
+    root: &'a str,
+    produce: bool,
 }
 
 /// What one boot starts: the instance's Harper, or the build of the template it boots from.
@@ -426,11 +449,17 @@ struct Target<'a> {
     /// The boot shows as the shard's boot phase.
     main: bool,
     id: &'a str,
+    boot_cache: Option<BootCache<'a>>,
 }
 
 impl<'a> From<&'a Instance> for Target<'a> {
     fn from(i: &'a Instance) -> Target<'a> {
-        Target { spec: &i.spec, dirs: &i.dirs, addr: i.addr, password: &i.password, token: &i.token, main: i.shard_phase(), id: &i.id }
+        let boot_cache = i.template.as_ref().and_then(|t| {
+            let root = t.meta.boot_root.as_deref()?;
+            let dir = boot_cache::dir_of(&t.dir);
+            (boot_cache::enabled() && boot_cache::complete(&dir)).then_some(BootCache { dir, root, produce: false })
+        });
+        Target { spec: &i.spec, dirs: &i.dirs, addr: i.addr, password: &i.password, token: &i.token, main: i.shard_phase(), id: &i.id, boot_cache }
     }
 }
 
@@ -438,7 +467,10 @@ type BootFailure = (Option<Child>, Failure);
 
 async fn boot<'a>(cx: &Context, target: impl Into<Target<'a>>, logs: &Path, what: What) -> Result<Child, BootFailure> {
     let t: Target = target.into();
-    let launch = instance::launch(t.spec, &cx.entry, t.dirs, t.addr, t.password);
+    let mut launch = instance::launch(t.spec, &cx.entry, t.dirs, t.addr, t.password);
+    if let Some(cache) = &t.boot_cache {
+        boot_cache::add_env(&mut launch.env, &cache.dir, cache.root, cache.produce);
+    }
     let spawned = Instant::now();
     let spec = Spec {
         program: launch.program,

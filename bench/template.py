@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Template boot against a fresh install, side by side in one run, on real Harper.
 
-1. Boot: N instances at once (N = 1, 2, 4), each shard running `true`, `template: off` and
-   `template: on` in interleaved rounds; per instance, the boot phase (address to ready) from
-   report.json. Target: template <= 0.5x fresh at each width.
+1. Boot: N instances at once (N = 1, 2, 4), each shard running `true`, in interleaved rounds of
+   three modes: `template: off` (a fresh install), `template: on` with HARPER_SHARD_BOOT_CACHE=off
+   (the copy alone), and `template: on` (the copy and its boot cache: what a user gets); per
+   instance, the boot phase (address to ready) from report.json. Target: template <= 0.5x fresh
+   at each width.
 2. The example plan, whole runs: `template: off` against `template: on` with a warm cache,
    interleaved; and once, the first run that builds the template. Target: warm <= 0.6x fresh.
 
@@ -11,6 +13,7 @@ Usage: python3 bench/template.py [ROUNDS]   (builds the release binary first; de
 """
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -23,13 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "harper-shard"
 
 
-def run(plan_text, work, report, cwd=None):
+# The three ways an instance can boot: the plan's `template` and the boot cache switch.
+MODES = {"fresh": ("off", "on"), "copy": ("on", "off"), "cached": ("on", "on")}
+
+
+def run(plan_text, work, report, cwd=None, boot_cache="on"):
     plan = work / "plan.yml"
     plan.write_text(plan_text)
     started = time.monotonic()
     out = subprocess.run(
         [str(BIN), "run", str(plan), "--report-dir", str(report)],
         cwd=cwd or work, capture_output=True, text=True,
+        env={**os.environ, "HARPER_SHARD_BOOT_CACHE": boot_cache},
     )
     wall = time.monotonic() - started
     if out.returncode != 0:
@@ -66,14 +74,16 @@ def main():
         run(width_plan(4, "on"), work, work / "r-warm")
 
         print("boot, spawn to ready per instance (s), medians over all instances of all rounds:")
-        print(f"  {'width':>5}  {'fresh':>7}  {'template':>8}  {'ratio':>6}")
+        print(f"  {'width':>5}  {'fresh':>7}  {'copy':>7}  {'cached':>7}  {'copy/fresh':>10}  {'cached/fresh':>12}")
+        names = list(MODES)
         for n in (1, 2, 4):
-            boots = {"off": [], "on": []}
+            boots = {mode: [] for mode in MODES}
             for r in range(rounds):
-                for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                    boots[mode] += run(width_plan(n, mode), work, work / f"r-{n}-{mode}-{r}")[1]
-            fresh, tpl = median(boots["off"]), median(boots["on"])
-            print(f"  {n:>5}  {fresh:>7.2f}  {tpl:>8.2f}  {tpl / fresh:>5.2f}x")
+                for mode in names[r % 3:] + names[:r % 3]:
+                    template, boot_cache = MODES[mode]
+                    boots[mode] += run(width_plan(n, template), work, work / f"r-{n}-{mode}-{r}", boot_cache=boot_cache)[1]
+            fresh, copy, cached = (median(boots[m]) for m in names)
+            print(f"  {n:>5}  {fresh:>7.2f}  {copy:>7.2f}  {cached:>7.2f}  {copy / fresh:>9.2f}x  {cached / fresh:>11.2f}x")
 
         walls = {"off": [], "on": []}
         for r in range(rounds):

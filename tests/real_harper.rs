@@ -173,8 +173,9 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
         shard("copy-b", "on")
     );
     sandbox.write("harper-shards.yml", &plan);
+    let stats = sandbox.path("boot-cache.jsonl");
     let mut cmd = sandbox.command();
-    cmd.arg("run").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
+    cmd.arg("run").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).env("HARPER_SHARD_BOOT_STATS", &stats);
     support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
     let seen = |name: &str| -> serde_json::Value { serde_json::from_str(&support::read(&sandbox.path(&format!("{name}.json")))).unwrap() };
     let (fresh, a, b) = (seen("fresh"), seen("copy-a"), seen("copy-b"));
@@ -184,6 +185,28 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     assert_ne!(a["publicKey"], fresh["publicKey"]);
     assert_eq!(b["token"], 200, "a copy accepts its own tokens");
     assert_ne!(b["foreign"], 200, "a copy accepted a token of another instance");
+
+    // Both copies booted with the boot cache, and V8 took all of its code; the fresh install
+    // ran without it.
+    let read: Vec<serde_json::Value> = support::read(&stats)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|s| s["produce"] == false)
+        .collect();
+    assert_eq!(read.len(), 2, "one boot-cache record per copy: {read:?}");
+    for s in &read {
+        assert!(s["code"]["hit"].as_u64().unwrap() > 1000 && s["code"]["rejected"] == 0 && s["code"]["miss"] == 0, "{s}");
+        assert!(s["resolve"]["hit"].as_u64().unwrap() > 1000, "{s}");
+    }
+
+    // HARPER_SHARD_BOOT_CACHE=off: the same template, booted without it.
+    std::fs::remove_file(&stats).unwrap();
+    sandbox.write("harper-shards.yml", &format!("version: 1\npool: {{start: 127.0.62.2, count: 1}}\nshards:\n{}", shard("copy-a", "on")));
+    let mut cmd = sandbox.command();
+    cmd.arg("run").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).env("HARPER_SHARD_BOOT_STATS", &stats).env("HARPER_SHARD_BOOT_CACHE", "off");
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+    assert_eq!(seen("copy-a")["normal"], fresh["normal"]);
+    assert!(!stats.exists(), "HARPER_SHARD_BOOT_CACHE=off still loaded the cache");
 }
 
 /// A suite written against `@harperfast/integration-testing`'s API runs unchanged through the

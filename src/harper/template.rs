@@ -83,12 +83,21 @@ pub fn key(spec: &HarperSpec, entry: &Path) -> String {
     format!("{hash:016x}")
 }
 
-/// The complete template of `key`, if the cache has one.
+/// What a copy cannot boot without: the files [`instantiate`] rewrites and Harper's database.
+const REQUIRED: [&str; 4] = [
+    "r/harperdb-config.yaml",
+    "r/database/system.mdb",
+    "r/keys/privateKey.pem",
+    "h/.harperdb/hdb_boot_properties.file",
+];
+
+/// The complete template of `key`, if the cache has one. One with a required part gone (removed
+/// by hand, a disk cleaner) counts as none, so it is built again and replaced.
 pub fn cached(cache: &Path, key: &str) -> Option<Template> {
     let dir = templates_dir(cache).join(key);
     let text = std::fs::read_to_string(dir.join(META)).ok()?;
     let meta: Meta = serde_json::from_str(&text).ok()?;
-    (dir.join("r").is_dir() && dir.join("h").is_dir()).then_some(Template { dir, meta })
+    REQUIRED.iter().all(|part| dir.join(part).exists()).then_some(Template { dir, meta })
 }
 
 /// The exclusive lock on building the template `key`.
@@ -267,5 +276,28 @@ mod tests {
         user.admin.username = "root".into();
         assert_ne!(base, key(&user, entry));
         assert_ne!(base, key(&user, Path::new("/cache/other/bin/harperdb.js")));
+    }
+
+    #[test]
+    fn a_template_missing_a_required_part_is_not_used() {
+        let cache = std::env::temp_dir().join(format!("hs-template-test-{}", uuid::Uuid::new_v4().simple()));
+        let dir = templates_dir(&cache).join("k");
+        for part in REQUIRED {
+            let path = dir.join(part);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "").unwrap();
+        }
+        let meta = Meta { root: "/r".into(), home: "/h".into(), username: "admin".into(), password: "p".into(), entry: "e".into(), boot_root: None };
+        std::fs::write(dir.join(META), serde_json::to_vec(&meta).unwrap()).unwrap();
+        assert!(cached(&cache, "k").is_some());
+        for part in REQUIRED {
+            let path = dir.join(part);
+            std::fs::remove_file(&path).unwrap();
+            assert!(cached(&cache, "k").is_none(), "used a template without {part}");
+            std::fs::write(&path, "").unwrap();
+        }
+        std::fs::write(dir.join(META), "{ half").unwrap();
+        assert!(cached(&cache, "k").is_none(), "used a template with a torn record");
+        std::fs::remove_dir_all(&cache).unwrap();
     }
 }

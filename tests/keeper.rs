@@ -1,7 +1,8 @@
 //! The keeper driven directly, as `harper-shard __keeper` with the two pipes the tool would
 //! give it: what a run through the tool cannot show from outside — that the keeper is one thread
 //! (its child's `PR_SET_PDEATHSIG` fires when the *thread* that forked it ends, so it is exact
-//! only with one), and how it takes signals that arrive together.
+//! only with one), and how it takes signals that arrive together. And, through the tool, the
+//! premise of the leak check in `support`: when the tool has exited, its keepers are done.
 //!
 //! The child traps SIGTERM into a file, so the test knows when the teardown has begun, and keeps
 //! running through it: the keeper then waits out its grace, which only SIGUSR2 cuts short.
@@ -19,7 +20,7 @@ use harper_shard::process;
 use harper_shard::supervise::keeper::{self, Args, Report};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{MARK, Sandbox};
+use support::{MARK, Sandbox, fake_plan};
 
 /// Far longer than any test here may take: a teardown that waits it out has failed.
 const GRACE: Duration = Duration::from_secs(120);
@@ -134,4 +135,24 @@ fn a_hurry_that_arrives_with_a_hangup_skips_the_grace() {
 
 fn keeper_now() -> Signal {
     Signal::try_from(keeper::NOW).expect("the keeper's hurry is a signal")
+}
+
+/// The leak check allows no grace after the tool exits, because the tool's teardown is
+/// synchronous. Here a command ignores SIGTERM, so after its timeout its keeper is busy for the
+/// whole 5 s grace, longer than the tool's 2 s wait for the command's last output; the tool
+/// waits for the keeper all the same, and once the tool has exited nothing of it is alive.
+#[test]
+fn a_command_that_ignores_sigterm_is_gone_when_the_tool_exits() {
+    let sandbox = Sandbox::new();
+    let pool = "pool: {start: 127.0.90.2, count: 1, wait: 30s}\n";
+    let shard = "  - name: a\n    run: \"trap '' TERM; sleep 600\"\n    timeout: 1s\n";
+    let plan = fake_plan("", pool, shard).replace("teardown: {grace: 2s,", "teardown: {grace: 5s,");
+    sandbox.write("harper-shards.yml", &plan);
+    let started = Instant::now();
+    let out = sandbox.command().env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).arg("run").output().expect("run the tool");
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "the timed-out shard fails: {}", String::from_utf8_lossy(&out.stderr));
+    let left: Vec<String> = sandbox.leftovers().into_iter().map(|pid| process::cmdline(pid).unwrap_or_default()).collect();
+    assert!(left.is_empty(), "alive after the tool exited: {left:?}");
+    assert!(took >= Duration::from_secs(6), "the tool exited after {took:?}, before the 1 s timeout and the 5 s grace");
 }

@@ -411,9 +411,10 @@ impl ReportPipe {
 }
 
 /// Signals as a set of flags plus a wake-up byte on a socket that `poll` can wait on, through
-/// signal-hook: its handlers only store a flag and send a byte (async-signal-safe, errno kept),
-/// which is all our own sigaction code did, and it is not ours to keep right. Both ends are
-/// close-on-exec, so the child never holds them.
+/// signal-hook: its handlers only store a flag and send a byte, async-signal-safe with errno
+/// kept. That is all our own sigaction code did, so nothing of it was worth keeping. One
+/// difference: without `SA_NOCLDSTOP`, a child that stops wakes the loop too, which costs a
+/// reap that finds nothing. Both ends are close-on-exec, so the child never holds them.
 struct Signals {
     delivery: SignalDelivery<UnixStream, SignalOnly>,
 }

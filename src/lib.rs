@@ -4,7 +4,8 @@
 //! The flow is visible in the module tree: a [`plan`] is loaded and resolved once; the [`run`]
 //! scheduler leases an address from the [`pool`], starts Harper through [`harper`] under
 //! [`supervise`], runs the shard's commands, tears everything down, and emits events that
-//! [`report`] renders. Nothing below `run` prints.
+//! [`report`] renders. Nothing below `run` prints. Process facts (`/proc`, tokens, port holders)
+//! live in [`process`], which `pool` and `supervise` both stand on.
 
 pub mod cli;
 pub mod commands;
@@ -15,6 +16,7 @@ pub mod output;
 pub mod plan;
 pub mod pool;
 pub mod private_dir;
+pub mod process;
 pub mod report;
 pub mod run;
 pub mod supervise;

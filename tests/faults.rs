@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use harper_shard::process;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{DEFAULT_PORTS, Sandbox, fake_plan};
@@ -90,12 +91,7 @@ fn sigkill(tool: &mut Child) {
 
 /// The comm names of the marked processes still alive.
 fn marked_commands(sandbox: &Sandbox) -> Vec<String> {
-    sandbox
-        .leftovers()
-        .iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
-        .map(|c| c.trim().to_owned())
-        .collect()
+    sandbox.leftovers().into_iter().map(process::command).collect()
 }
 
 fn pids_in(path: &std::path::Path) -> Vec<i32> {
@@ -103,10 +99,7 @@ fn pids_in(path: &std::path::Path) -> Vec<i32> {
 }
 
 fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').and_then(|i| s[i + 2..].chars().next()))
-        .is_some_and(|state| state != 'Z')
+    u32::try_from(pid).is_ok_and(process::alive)
 }
 
 // --- the tool is SIGKILLed -----------------------------------------------------------------
@@ -489,11 +482,7 @@ fn keeper_of(sandbox: &Sandbox, needle: &str) -> i32 {
     sandbox
         .leftovers()
         .into_iter()
-        .find(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            cmdline.contains("__keeper") && cmdline.contains(needle)
-        })
+        .find(|&pid| process::cmdline(pid).is_some_and(|c| c.contains("__keeper") && c.contains(needle)))
         .map(|pid| pid as i32)
         .unwrap_or_else(|| panic!("no keeper for `{needle}`"))
 }

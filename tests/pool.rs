@@ -39,10 +39,7 @@ fn shard(name: &str, command: &str) -> String {
 
 /// Is the process `pid` gone (a zombie counts as gone)?
 fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat.rfind(')').and_then(|i| stat[i + 2..].chars().next()) == Some('Z'),
-    }
+    !harper_shard::process::alive(pid)
 }
 
 /// Eight runs, three shards each, on a pool of four addresses: the fake server records when it
@@ -175,8 +172,8 @@ fn foreign_listener_is_skipped(first: &str, reuse_port: bool) {
     let r = run(cmd);
     r.expect(0);
     assert_eq!(support::read(&sandbox.path("host")).trim(), next.to_string(), "the shard ran on the next address");
-    let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
-    let expected = format!("{first} skipped: port 9926 (http) is held by pid {} ({})", std::process::id(), comm.trim());
+    let me = std::process::id();
+    let expected = format!("{first} skipped: port 9926 (http) is held by pid {me} ({})", harper_shard::process::command(me));
     assert!(r.stderr().contains(&expected), "expected `{expected}` in:\n{}", r.stderr());
     drop(socket);
 }

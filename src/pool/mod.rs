@@ -5,14 +5,12 @@
 //!
 //! Taking a slot, in order: lock it; if the last owner left a [`record`], end whatever still
 //! carries its token ([`sweep`]); probe every plan port ([`probe`]) — a busy address is
-//! skipped and the holder named ([`holder`]); write our own record. Giving it back cleanly
+//! skipped and the holder named ([`ports`]); write our own record. Giving it back cleanly
 //! removes the record. [`status`] shows all of it; [`loopback`] checks that the addresses
 //! exist at all.
 
-pub mod holder;
 pub mod loopback;
 pub mod probe;
-pub mod process;
 pub mod record;
 pub mod status;
 pub mod sweep;
@@ -27,11 +25,10 @@ use anyhow::{Context, bail};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::plan::PoolSpec;
-use holder::Holder;
+use crate::process::ports::{self, Holder};
+use crate::process::{ProcessId, Swept};
 use probe::Busy;
-use process::ProcessId;
 use record::Record;
-use sweep::Swept;
 
 /// How often a waiting acquire looks again: an address given back is taken within this.
 pub const POLL: Duration = Duration::from_millis(25);
@@ -258,7 +255,7 @@ impl Pool {
                     Err((port_name, port, why)) => {
                         busy += 1;
                         if !skipped_before.contains(&addr) {
-                            notify(Notice::Skipped { addr, port_name, port, busy: why, holders: holder::holders(addr, port) });
+                            notify(Notice::Skipped { addr, port_name, port, busy: why, holders: ports::holders(addr, port) });
                         }
                         skipped_now.push(addr);
                     }

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::process::ProcessId;
+use crate::process::ProcessId;
 
 /// Anything larger is not one of our records.
 const MAX_LEN: u64 = 64 * 1024;

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::json;
 
-use super::holder::{self, Holder};
+use crate::process::ports::{self, Holder};
 use super::probe::{self, Busy};
 use super::record::{self, Record};
 use super::Pool;
@@ -57,7 +57,7 @@ pub fn survey(pool: &Pool, ports: &[(&'static str, u16)]) -> Vec<Slot> {
             Ok(true) => State::Held,
             Ok(false) => match probe::check_all(addr, ports) {
                 Ok(()) => State::Free,
-                Err((port_name, port, busy)) => State::Busy { port_name, port, busy, holders: holder::holders(addr, port) },
+                Err((port_name, port, busy)) => State::Busy { port_name, port, busy, holders: ports::holders(addr, port) },
             },
         };
         let (record, record_error) = match record::read(pool.dir(), addr) {

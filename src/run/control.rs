@@ -26,7 +26,6 @@ use tokio::sync::{Mutex, Semaphore, watch};
 use super::instance::{Failure, Instance, MAIN, State};
 use super::shard::Context;
 use crate::plan::Shard;
-use crate::supervise::TOKEN_VAR;
 
 /// The variable that tells a shard's commands where their control socket is.
 pub const CONTROL_VAR: &str = "HARPER_SHARD_CONTROL";
@@ -241,8 +240,8 @@ impl Server<'_> {
             Some(pid) if pid > 0 => pid as u32,
             _ => return Some("the peer's process cannot be identified".into()),
         };
-        let told = crate::pool::process::environ_value(pid, CONTROL_VAR).is_some_and(|v| v == self.socket.as_os_str().as_encoded_bytes());
-        if told && crate::pool::process::carries_token(pid, TOKEN_VAR, self.token) {
+        let told = crate::process::environ_value(pid, CONTROL_VAR).is_some_and(|v| v == self.socket.as_os_str().as_encoded_bytes());
+        if told && crate::process::carries_token(pid, self.token) {
             None
         } else {
             Some(format!("pid {pid} is not a process of shard `{}`: only its commands may use its control socket", self.shard.name))

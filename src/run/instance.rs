@@ -265,7 +265,7 @@ impl Instance {
         let problems: Vec<String> = busy
             .iter()
             .map(|(name, port, why)| {
-                let who = crate::pool::holder::holders(addr, *port);
+                let who = crate::process::ports::holders(addr, *port);
                 let who = who.first().map(|h| format!(" by {h}")).unwrap_or_default();
                 format!("port {port} ({name}) on {addr} is still {why}{who} {}s after {after}", limit.as_secs_f32())
             })

@@ -261,5 +261,5 @@ pub mod budget {
     );
     const _: () = assert!(GRACE.as_millis() < TEARDOWN.as_millis());
     // Replacing a dead keeper ends with a sweep's wait for SIGKILLed processes.
-    const _: () = assert!(crate::pool::sweep::AFTER_KILL.as_millis() <= KILL_REAP.as_millis());
+    const _: () = assert!(crate::process::AFTER_KILL.as_millis() <= KILL_REAP.as_millis());
 }

@@ -233,11 +233,11 @@ fn replace_keeper(group: u32, token: &str) -> String {
     if let Ok(raw) = i32::try_from(group) {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw), nix::sys::signal::Signal::SIGKILL);
     }
-    let left = crate::pool::sweep::carrying(token);
+    let left = crate::process::carrying(token);
     if left.is_empty() {
         return format!("the tool killed its group {group}; nothing else carried its token");
     }
-    let swept = crate::pool::sweep::end(&left, Duration::ZERO);
+    let swept = crate::process::end(&left, Duration::ZERO);
     let ended: Vec<String> = swept.iter().map(ToString::to_string).collect();
     let alive: Vec<String> = left.iter().filter(|p| p.is_alive()).map(|p| p.pid.to_string()).collect();
     let mut said = format!("the tool killed its group {group} and ended {}", ended.join(", "));

@@ -13,9 +13,10 @@
 //!   inherited descriptor is made close-on-exec here, so neither the child nor anything else
 //!   keeps it open). `grace <ms>` lines update the grace; EOF means teardown. The kernel closes
 //!   the tool's end when the tool dies, SIGKILL and the OOM killer included.
-//! - signals, through a self-pipe: SIGCHLD (reap), SIGTERM / SIGINT / SIGHUP (teardown now, with
-//!   the grace), SIGUSR2 (teardown now, no grace: the tool's second-signal fast path), and
-//!   SIGUSR1, the parent-death signal, after which `getppid()` tells whether the tool is gone.
+//! - signals, through signal-hook's self-pipe: SIGCHLD (reap), SIGTERM / SIGINT / SIGHUP
+//!   (teardown now, with the grace), SIGUSR2 (teardown now, no grace: the tool's second-signal
+//!   fast path), and SIGUSR1, the parent-death signal, after which `getppid()` tells whether the
+//!   tool is gone.
 //!
 //! Teardown: SIGTERM to the child's group and to every adopted process, up to the grace for them
 //! to go, then SIGKILL to the group and to every process reparented here, repeated until nothing
@@ -28,11 +29,16 @@
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
+
+use signal_hook::iterator::backend::SignalDelivery;
+use signal_hook::iterator::exfiltrator::SignalOnly;
+
+use crate::process;
 
 /// The hidden subcommand that runs a keeper.
 pub const SUBCOMMAND: &str = "__keeper";
@@ -232,7 +238,7 @@ impl Keeper {
         loop {
             let mut fds = [
                 libc::pollfd { fd: args.lifeline, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.signals.read, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: self.signals.fd(), events: libc::POLLIN, revents: 0 },
             ];
             // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
@@ -240,13 +246,14 @@ impl Keeper {
             if n < 0 {
                 continue;
             }
-            for sig in self.signals.drain() {
-                match sig {
-                    libc::SIGTERM | libc::SIGINT | libc::SIGHUP => return grace,
-                    NOW => return Duration::ZERO,
-                    PARENT_DIED if parent_gone(args.parent) => return grace,
-                    _ => {}
-                }
+            // They come as a set, not in order of arrival: no grace wins over a grace.
+            let arrived = self.signals.drain();
+            if arrived.contains(&NOW) {
+                return Duration::ZERO;
+            }
+            let gone = arrived.contains(&PARENT_DIED) && parent_gone(args.parent);
+            if gone || arrived.iter().any(|s| [libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(s)) {
+                return grace;
             }
             if fds[0].revents != 0 {
                 let mut buf = [0u8; 256];
@@ -312,7 +319,7 @@ impl Keeper {
     fn signal_everything(&mut self, sig: libc::c_int, count: bool) {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe { libc::kill(-self.leader, sig) };
-        for pid in platform::children() {
+        for pid in process::children(std::process::id()).into_iter().filter_map(|p| i32::try_from(p).ok()) {
             if count && pid != self.leader {
                 self.adopted.insert(pid);
             }
@@ -361,11 +368,7 @@ fn parent_gone(parent: u32) -> bool {
 /// only its three standard streams: above all not the lifeline, whose copy in the child would
 /// keep it from ever reaching EOF.
 fn close_on_exec_above_stderr() {
-    let listed: Vec<RawFd> = ["/proc/self/fd", "/dev/fd"]
-        .iter()
-        .find_map(|dir| std::fs::read_dir(dir).ok())
-        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_else(|| (3..1024).collect());
+    let listed = process::open_fds().unwrap_or_else(|| (3..1024).collect());
     for fd in listed.into_iter().filter(|fd| *fd > 2) {
         // SAFETY: F_SETFD on a descriptor that may not exist fails harmlessly with EBADF.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
@@ -407,69 +410,34 @@ impl ReportPipe {
     }
 }
 
-/// The write end of the self-pipe, for the signal handler.
-static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn on_signal(sig: libc::c_int) {
-    let saved = nix::errno::Errno::last_raw();
-    let byte = sig as u8;
-    // SAFETY: write(2) is async-signal-safe; a full pipe drops the byte, which is fine because
-    // the loop reaps and checks on every wake-up anyway.
-    unsafe { libc::write(SIGNAL_PIPE.load(Ordering::Relaxed), (&byte as *const u8).cast(), 1) };
-    nix::errno::Errno::set_raw(saved);
-}
-
-/// Signals turned into bytes on a pipe that `poll` can wait on.
+/// Signals as a set of flags plus a wake-up byte on a socket that `poll` can wait on, through
+/// signal-hook: its handlers only store a flag and send a byte, async-signal-safe with errno
+/// kept. That is all our own sigaction code did, so nothing of it was worth keeping. One
+/// difference: without `SA_NOCLDSTOP`, a child that stops wakes the loop too, which costs a
+/// reap that finds nothing. Both ends are close-on-exec, so the child never holds them.
 struct Signals {
-    read: RawFd,
+    delivery: SignalDelivery<UnixStream, SignalOnly>,
 }
 
 impl Signals {
     fn install() -> std::io::Result<Signals> {
-        let mut fds = [0; 2];
-        // SAFETY: `fds` has room for the two descriptors.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // Not atomic, and need not be: the keeper has one thread and has not forked yet.
-        for fd in fds {
-            // SAFETY: fcntl on descriptors just created.
-            unsafe {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-                libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK);
-            }
-        }
-        SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
-        for sig in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, PARENT_DIED, NOW] {
-            // SAFETY: a zeroed sigaction with a plain handler is valid.
-            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART | if sig == libc::SIGCHLD { libc::SA_NOCLDSTOP } else { 0 };
-            // SAFETY: installs the handler above, which only writes to a pipe.
-            if unsafe { libc::sigaction(sig, &action, std::ptr::null_mut()) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(Signals { read: fds[0] })
+        let (read, write) = UnixStream::pair()?;
+        let watched = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, PARENT_DIED, NOW];
+        Ok(Signals { delivery: SignalDelivery::with_pipe(read, write, SignalOnly, watched)? })
     }
 
-    /// The signals that arrived since the last call.
-    fn drain(&self) -> Vec<libc::c_int> {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 64];
-        loop {
-            // SAFETY: reading into a local buffer of the stated length.
-            let n = unsafe { libc::read(self.read, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return out;
-            }
-            out.extend(buf[..n as usize].iter().map(|b| libc::c_int::from(*b)));
-        }
+    fn fd(&self) -> RawFd {
+        self.delivery.get_read().as_raw_fd()
+    }
+
+    /// The signals that arrived since the last call, each once.
+    fn drain(&mut self) -> Vec<libc::c_int> {
+        self.delivery.pending().collect()
     }
 
     /// Sleeps until a signal arrives or `limit` passes; returns [`NOW`] if that was among them.
-    fn wait(&self, limit: Duration) -> Option<libc::c_int> {
-        let mut fd = libc::pollfd { fd: self.read, events: libc::POLLIN, revents: 0 };
+    fn wait(&mut self, limit: Duration) -> Option<libc::c_int> {
+        let mut fd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
         let ms = limit.as_millis().clamp(1, 1000) as libc::c_int;
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(&mut fd, 1, ms) };
@@ -502,23 +470,6 @@ mod platform {
         }
         Ok(())
     }
-
-    /// The keeper's direct children: the leader, and everything reparented here.
-    pub fn children() -> Vec<i32> {
-        let me = std::process::id();
-        let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
-        procs
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
-                    // Fields after the command, which may hold spaces and parentheses.
-                    let rest = &stat[stat.rfind(')')? + 2..];
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                }) == Some(me)
-            })
-            .collect()
-    }
 }
 
 /// Elsewhere (macOS): no subreaper and no parent-death signal. The lifeline's EOF and the
@@ -530,9 +481,6 @@ mod platform {
     pub fn signal_on_parent_death(_sig: libc::c_int) {}
     pub fn child_dies_with_keeper(_keeper: u32) -> std::io::Result<()> {
         Ok(())
-    }
-    pub fn children() -> Vec<i32> {
-        Vec::new()
     }
 }
 

@@ -25,9 +25,7 @@ use tokio::sync::mpsc;
 
 pub use output::{Chunk, Stream};
 
-/// The environment variable that marks every process a run starts, so that anything that
-/// escapes its process group can still be found and ended.
-pub const TOKEN_VAR: &str = "HARPER_SHARD_TOKEN";
+use crate::process::TOKEN_VAR;
 
 /// What to run and where its output goes.
 pub struct Spec {

@@ -19,7 +19,7 @@ use tokio::time::sleep_until;
 
 use super::{Child, Chunk, Settled, describe};
 use crate::plan::{Ports, Probe, Ready, Startup};
-use crate::pool::holder::{self, Holder};
+use crate::process::ports::{self, Holder};
 
 pub use super::tail::Tail;
 
@@ -285,7 +285,7 @@ async fn owned(addr: Ipv4Addr, ports: &Ports, group: u32) -> Result<(), Unowned>
     loop {
         let found = {
             let numbers = numbers.clone();
-            tokio::task::spawn_blocking(move || holder::holders_of(addr, &numbers)).await.unwrap_or_default()
+            tokio::task::spawn_blocking(move || ports::holders_of(addr, &numbers)).await.unwrap_or_default()
         };
         // A lookup that failed altogether counts as every port missing.
         let mut missing = (found.len() != all.len()).then(|| all[0]);

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use harper_shard::process;
+
 /// Marks every process a test starts, through every fork and exec: the tool passes its
 /// environment down to keepers, servers and commands.
 pub const MARK: &str = "HARPER_SHARD_TEST_MARK";
@@ -68,9 +70,16 @@ impl Sandbox {
         Run { output, took: started.elapsed() }
     }
 
-    /// Live processes that carry this sandbox's mark.
+    /// Live processes that carry this sandbox's mark. Panics when the process table cannot be
+    /// read: "none found" must mean none is there.
     pub fn leftovers(&self) -> Vec<u32> {
-        marked_processes(&format!("{MARK}={}", self.mark))
+        self.scan().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn scan(&self) -> Result<Vec<u32>, String> {
+        let found = process::with_env(MARK, |v| v == self.mark.as_bytes())
+            .map_err(|e| format!("cannot read the process table, so the leak check cannot tell what is left: {e}"))?;
+        Ok(found.into_iter().map(|p| p.pid).collect())
     }
 
     /// Polls `cond` until it holds or `limit` passes; the synchronisation tests use instead of
@@ -89,54 +98,35 @@ impl Sandbox {
     }
 }
 
+/// The leak check, with no grace: the tool's teardown is synchronous. When `harper-shard` has
+/// exited, each of its keepers has reported that nothing of its child is left (the keeper
+/// reaps everything down to `waitpid`'s ECHILD), and has been reaped itself. So the moment a
+/// test is over, nothing marked may be alive. A test that kills the tool, whose keepers then
+/// clean up on their own, waits for that concrete end itself (`wait_for` "every marked process
+/// to end") before it is over.
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        // Give the tool's own teardown a moment to finish before judging.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut left = self.leftovers();
-        while !left.is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-            left = self.leftovers();
-        }
+        let scanned = self.scan();
+        let left = scanned.clone().unwrap_or_default();
         let described: Vec<String> = left.iter().map(|pid| describe(*pid)).collect();
         for pid in &left {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-        if !left.is_empty() && !std::thread::panicking() {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Err(e) = scanned {
+            panic!("{e}");
+        }
+        if !left.is_empty() {
             panic!("the test leaked {} process(es), now killed: {}", left.len(), described.join("; "));
         }
     }
 }
 
-/// Every process whose environment holds `entry` (`NAME=value`), except this one.
-pub fn marked_processes(entry: &str) -> Vec<u32> {
-    let me = std::process::id();
-    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
-    procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes()))
-                .unwrap_or(false)
-        })
-        .filter(|pid| !is_zombie(*pid))
-        .collect()
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').and_then(|i| s[i + 2..].chars().next()))
-        == Some('Z')
-}
-
 fn describe(pid: u32) -> String {
-    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let cmd: String = String::from_utf8_lossy(&cmd).replace('\0', " ");
-    format!("{pid}: {}", cmd.trim())
+    format!("{pid}: {}", process::cmdline(pid).unwrap_or_else(|| process::command(pid)))
 }
 
 /// The result of one run of the binary.

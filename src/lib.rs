@@ -11,7 +11,6 @@ pub mod commands;
 pub mod ctl;
 pub mod exit;
 pub mod harper;
-pub mod output;
 pub mod plan;
 pub mod pool;
 pub mod private_dir;

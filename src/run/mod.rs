@@ -23,7 +23,7 @@ use crate::harper::install;
 use crate::harper::instance::WorkDir;
 use crate::plan::{HarperSource, Plan, Shard};
 use crate::pool::Pool;
-use events::{Event, EventKind, ExitCode, ShardInfo, ShardStatus};
+use events::{Event, EventKind, ExitCode, ShardId, ShardInfo, ShardStatus};
 
 /// Why a run is being stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +140,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     let pool = Arc::new(opts.pool);
     let work = Arc::new(opts.work);
     let mut tasks = tokio::task::JoinSet::new();
-    for (id, shard) in shards.into_iter().enumerate() {
+    for (id, shard) in ShardId::each(shards) {
         let cx = shard::Context {
             id,
             total,

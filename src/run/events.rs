@@ -20,7 +20,7 @@ pub struct Event {
 }
 
 /// A shard of this run: its place in [`EventKind::RunStarted`]'s list, the list that every
-/// record of the run is built from. Ids are handed out with that list ([`ShardId::each`]) and
+/// record of the run is built from. Ids are handed out with that list only ([`ShardId::each`]),
 /// never made from a number, so an id always names a shard the record has, and cannot be
 /// confused with the shard's 1-based `index` in the plan, a different number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -28,9 +28,9 @@ pub struct Event {
 pub struct ShardId(usize);
 
 impl ShardId {
-    /// Each of a run's shards beside its id, in the order of the list the run announces.
-    pub fn each<T>(shards: impl IntoIterator<Item = T>) -> impl Iterator<Item = (ShardId, T)> {
-        shards.into_iter().enumerate().map(|(i, shard)| (ShardId(i), shard))
+    /// The ids of the shards a run announces in `RunStarted`, each beside its shard.
+    pub fn each(shards: &[ShardInfo]) -> impl Iterator<Item = (ShardId, &ShardInfo)> {
+        shards.iter().enumerate().map(|(i, shard)| (ShardId(i), shard))
     }
 
     /// Its place in the run's list (0-based).

@@ -121,10 +121,10 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
     let selection = plan::select::select(&plan, &args.only, partition).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     check_assignment(&args, &selection, &timings_said)?;
     let work = WorkDir::from_env().map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
-    if args.dry_run || selection.shards.is_empty() {
-        if let Some(warning) = unknown.take() {
-            say.warning("harper-shard", warning);
-        }
+    if (args.dry_run || selection.shards.is_empty())
+        && let Some(warning) = unknown.take()
+    {
+        say.warning("harper-shard", warning);
     }
     if args.dry_run {
         match args.format {

@@ -706,8 +706,7 @@ fn actions_command(sandbox: &Sandbox, args: &[&str], env: &[(&str, &std::ffi::Os
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let output = cmd.output().expect("run harper-shard");
-    Run { output, took: std::time::Duration::ZERO }
+    run_of(&mut cmd)
 }
 
 /// Neither stdout nor stderr of `run` holds a workflow command the runner would act on, but for
@@ -758,9 +757,7 @@ fn the_dry_run_shows_a_hostile_command_defused_as_text_and_unchanged_as_json() {
     sandbox.write("harper-shards.yml", &fake_plan("", "", yaml));
     let r = actions_command(&sandbox, &["run", "--plan"], &[]);
     r.expect(0);
-    let everything = [r.output.stdout.as_slice(), r.output.stderr.as_slice()].concat();
-    assert!(runner_commands(&everything).is_empty(), "{}", r.stdout());
-    assert!(r.stdout().contains("$ echo ##[error]old ␍::warning::new  ␡"), "{}", r.stdout());
+    assert_defused(&r, &[], "stdout", "$ echo ##[error]old ␍::warning::new  ␡");
     let r = actions_command(&sandbox, &["run", "--plan", "--format", "json"], &[]);
     r.expect(0);
     assert!(runner_commands(&r.output.stdout).is_empty(), "{}", r.stdout());
@@ -825,6 +822,7 @@ fn the_work_directory_note_quotes_a_hostile_temporary_directory_defused_and_q_dr
     assert!(!quiet.stderr().contains("instance directories go to"), "-q drops the note: {}", quiet.stderr());
 }
 
+/// Runs `cmd` to its end.
 fn run_of(cmd: &mut std::process::Command) -> Run {
     let output = cmd.output().expect("run harper-shard");
     Run { output, took: std::time::Duration::ZERO }

@@ -9,16 +9,16 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::{CacheCommand, Format, MatrixArgs, MatrixFormat, PoolArgs, PoolCommand, RunArgs, TimingsCommand};
 use crate::exit::{Exit, Failure};
-use crate::output::{eprintln, print, println};
 use crate::plan::select::Selection;
 use crate::plan::timings::{PlanNames, RunTimings, TimingsError};
 use crate::plan::{self, Partition, Plan, Timings, partition};
-use crate::report::console::{self, Console, Verbosity};
+use crate::report::console::{self, Console};
 use crate::report::github::{self, GitHub};
 use crate::report::junit::Junit;
 use crate::report::place::Place;
+use crate::report::say::{self, Say};
 use crate::report::{self, Reporter, checks, files::Files};
-use crate::run::events::EventKind;
+use crate::run::events::{EventKind, Warning};
 use crate::run::{self, Cancel, Emitter, WeakEmitter};
 use crate::harper::instance::WorkDir;
 use crate::{pool, supervise};
@@ -61,16 +61,10 @@ fn read_timings(path: Option<&Path>) -> Result<(Timings, String), Failure> {
 
 /// A warning for recorded shards the plan does not have: renamed or removed ones, whose
 /// figures are not used (`timings merge` drops them).
-fn warn_unknown_shards(plan: &Plan, timings: &Timings, path: Option<&Path>) {
+fn unknown_timings(plan: &Plan, timings: &Timings, path: Option<&Path>) -> Option<Warning> {
     let unknown = timings.unknown_shards(|name| plan.shards.iter().any(|s| s.name == name || s.group == name));
-    if let (Some(path), false) = (path, unknown.is_empty()) {
-        eprintln(format_args!(
-            "harper-shard: warning: timings {} name {} shard(s) the plan does not have: {} (renamed or removed? their times are not used; `timings merge` drops them)",
-            path.display(),
-            unknown.len(),
-            plan::name_list(&unknown)
-        ));
-    }
+    let shards = unknown.iter().map(|s| (*s).to_owned()).collect();
+    path.filter(|_| !unknown.is_empty()).map(|path| Warning::UnknownTimings { path: path.to_path_buf(), shards })
 }
 
 /// This job's partition: the flag (or its variable), else the CI system's parallelism.
@@ -116,19 +110,26 @@ fn run_timings(plan: &Plan, selection: &Selection) -> RunTimings {
     }
 }
 
-pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
+pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
+    let verbosity = say.verbosity();
     let token = take_token();
     let (timings, timings_said) = read_timings(args.timings.as_deref())?;
     let plan = load_plan(&args.plan_file.plan_file, &timings)?;
-    warn_unknown_shards(&plan, &timings, args.timings.as_deref());
+    // Said with the run's events when there is a run, so that its reports have it too.
+    let mut unknown = unknown_timings(&plan, &timings, args.timings.as_deref());
     let partition = job_partition(args.partition)?;
     let selection = plan::select::select(&plan, &args.only, partition).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     check_assignment(&args, &selection, &timings_said)?;
     let work = WorkDir::from_env().map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+    if (args.dry_run || selection.shards.is_empty())
+        && let Some(warning) = unknown.take()
+    {
+        say.warning("harper-shard", warning);
+    }
     if args.dry_run {
         match args.format {
-            Format::Human => print(report::plan::human(&plan, &selection, &timings_said)),
-            Format::Json => println(report::plan::json(&plan, &selection, &timings_said)),
+            Format::Human => say.answer(report::plan::human(&plan, &selection, &timings_said)),
+            Format::Json => say.answer(report::plan::json(&plan, &selection, &timings_said)),
         }
         return Ok(Exit::Passed);
     }
@@ -136,15 +137,13 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
     let selected = selection.shards;
     if selected.is_empty() {
         let partition = selection.partition.map(|(p, _)| format!(" in partition {p}")).unwrap_or_default();
-        eprintln(format_args!("harper-shard: no shard selected{partition}; nothing to do"));
+        say.note(format_args!("no shard selected{partition}; nothing to do"));
         return Ok(Exit::Passed);
     }
     let pool = pool::Pool::open(&pool::default_dir(), &plan.pool).map_err(Failure::infrastructure)?;
     work.prepare().map_err(Failure::infrastructure)?;
-    if let Some(note) = &work.note
-        && verbosity != Verbosity::Quiet
-    {
-        eprintln(format_args!("harper-shard: note: {note}"));
+    if let Some(note) = &work.note {
+        say.note(note);
     }
     report::files::prepare(&args.report_dir, selected.iter().map(|s| s.name.as_str())).map_err(Failure::infrastructure)?;
 
@@ -152,6 +151,9 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
     let exit = runtime.block_on(async {
         let (tx, rx) = mpsc::unbounded_channel();
         let emit = Emitter::new(Instant::now(), tx);
+        if let Some(warning) = unknown {
+            emit.emit(EventKind::Warning { shard: None, warning });
+        }
         let on_github = github::detected();
         let console = if std::io::stderr().is_terminal() && !on_github {
             let colour = console::colour_allowed(std::env::var_os("NO_COLOR").as_deref());
@@ -186,16 +188,16 @@ pub fn run(args: RunArgs, verbosity: Verbosity) -> Result<Exit, Failure> {
             if args.github_checks {
                 let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
                 let target = checks::Target::from_env(&env, token, &args.check_name, &args.plan_file.plan_file);
-                checks::report(&record, target, on_github, verbosity == Verbosity::Quiet).await;
+                checks::report(&record, target, say).await;
             }
             if args.format == Format::Json {
-                println(serde_json::to_string_pretty(&record).unwrap_or_default());
+                say.answer(say::json(&record, true));
             }
         };
         tokio::select! {
             () = after => exit,
             _ = tokio::time::sleep(limit) => {
-                eprintln(format_args!("harper-shard: warning: the reports took longer than {}s; exiting without them", limit.as_secs_f32()));
+                say.warning("harper-shard", format_args!("the reports took longer than {}s; exiting without them", limit.as_secs_f32()));
                 exit
             }
             _ = signalled.wait_for(|n| *n > signals_so_far) => {
@@ -245,8 +247,7 @@ async fn watch_signals(cancel: watch::Sender<Option<Cancel>>, signalled: watch::
         signal(SignalKind::quit()),
     );
     let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) = streams else {
-        let message = "cannot install the signal handlers: a SIGINT or SIGTERM would not tear the shards down".into();
-        emit.emit(EventKind::Warning { shard: None, message });
+        emit.emit(EventKind::Warning { shard: None, warning: Warning::NoSignalHandlers });
         return;
     };
     let mut first: Option<Cancel> = None;
@@ -281,27 +282,25 @@ async fn watch_signals(cancel: watch::Sender<Option<Cancel>>, signalled: watch::
     }
 }
 
-pub fn matrix(args: MatrixArgs) -> Result<Exit, Failure> {
+pub fn matrix(args: MatrixArgs, say: &Say) -> Result<Exit, Failure> {
     if args.partitions == 0 {
         return Err(Failure::usage(anyhow::anyhow!("--partitions must be at least 1")));
     }
     let (timings, _) = read_timings(args.timings.as_deref())?;
     let plan = load_plan(&args.plan_file.plan_file, &timings)?;
-    warn_unknown_shards(&plan, &timings, args.timings.as_deref());
+    if let Some(warning) = unknown_timings(&plan, &timings, args.timings.as_deref()) {
+        say.warning("harper-shard", warning);
+    }
     // A job past the shard count would have nothing to run: make as many jobs as there are
     // shards at most, numbered `K/M`. The assignment is the one every `--partition K/N` with
     // N past the shard count computes too.
     let jobs = (args.partitions as usize).min(plan.shards.len()) as u32;
     if jobs < args.partitions {
-        eprintln(format_args!(
-            "harper-shard: the plan has {} shards, so the matrix has {jobs} jobs, not {}",
-            plan.shards.len(),
-            args.partitions
-        ));
+        say.note(format_args!("the plan has {} shards, so the matrix has {jobs} jobs, not {}", plan.shards.len(), args.partitions));
     }
     let assignment = plan::assignment::assign(&plan.shards, jobs);
     if args.format == MatrixFormat::Env {
-        println(format_args!("HARPER_SHARD_ASSIGNMENT={}", assignment.digest));
+        say.answer(format_args!("HARPER_SHARD_ASSIGNMENT={}", assignment.digest));
         return Ok(Exit::Passed);
     }
     let include: Vec<serde_json::Value> = assignment
@@ -319,11 +318,11 @@ pub fn matrix(args: MatrixArgs) -> Result<Exit, Failure> {
             })
         })
         .collect();
-    println(serde_json::json!({ "include": include }));
+    say.answer(say::json(&serde_json::json!({ "include": include }), false));
     Ok(Exit::Passed)
 }
 
-pub fn timings(command: TimingsCommand) -> Result<Exit, Failure> {
+pub fn timings(command: TimingsCommand, say: &Say) -> Result<Exit, Failure> {
     let TimingsCommand::Merge(args) = command;
     let mut jobs = Vec::new();
     for path in args.jobs {
@@ -344,41 +343,41 @@ pub fn timings(command: TimingsCommand) -> Result<Exit, Failure> {
     };
     let merged = plan::merge::merge(&jobs, previous).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     for warning in &merged.warnings {
-        eprintln(format_args!("harper-shard: warning: {warning}"));
+        say.warning("harper-shard", warning);
     }
-    println(serde_json::to_string_pretty(&merged.timings).context("cannot write the merged timings")?);
+    say.answer(say::json(&merged.timings, true));
     Ok(Exit::Passed)
 }
 
-pub fn cache(command: CacheCommand) -> Result<Exit, Failure> {
+pub fn cache(command: CacheCommand, say: &Say) -> Result<Exit, Failure> {
     use crate::harper::cache;
     let dir = cache::dir().map_err(Failure::infrastructure)?;
     let size = |bytes: u64| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
     match command {
         CacheCommand::Status { format: Format::Json } => {
-            println(serde_json::json!({ "cache": dir, "entries": cache::survey(&dir) }));
+            say.answer(say::json(&serde_json::json!({ "cache": dir, "entries": cache::survey(&dir) }), false));
         }
         CacheCommand::Status { format: Format::Human } => {
-            println(format_args!("cache {}", dir.display()));
+            say.answer(format_args!("cache {}", dir.display()));
             for e in cache::survey(&dir) {
                 let detail = e.detail.map(|d| format!("  ({d})")).unwrap_or_default();
-                println(format_args!("{:<9} {:<28} {:>10}{detail}", e.kind, e.name, size(e.bytes)));
+                say.answer(format_args!("{:<9} {:<28} {:>10}{detail}", e.kind, e.name, size(e.bytes)));
             }
         }
         CacheCommand::Clear => {
             let (removed, kept) = cache::clear(&dir);
             for e in &removed {
-                println(format_args!("removed {} {} ({})", e.kind, e.name, size(e.bytes)));
+                say.answer(format_args!("removed {} {} ({})", e.kind, e.name, size(e.bytes)));
             }
             for (e, why) in &kept {
-                println(format_args!("kept {} {}: {why}", e.kind, e.name));
+                say.answer(format_args!("kept {} {}: {why}", e.kind, e.name));
             }
         }
     }
     Ok(Exit::Passed)
 }
 
-pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
+pub fn pool(command: PoolCommand, say: &Say) -> Result<Exit, Failure> {
     let (PoolCommand::Status(a) | PoolCommand::Validate(a) | PoolCommand::SetupLoopback(a)) = &command;
     let plan = pool_plan(a)?;
     let spec = plan.pool.clone();
@@ -389,10 +388,10 @@ pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
             let slots = pool::status::survey(&pool, &ports);
             match args.format {
                 Format::Human => {
-                    println(format_args!("pool directory {}", pool.dir().display()));
-                    print(pool::status::table(&slots));
+                    say.answer(format_args!("pool directory {}", pool.dir().display()));
+                    say.answer(pool::status::table(&slots));
                 }
-                Format::Json => println(pool::status::json(&slots)),
+                Format::Json => say.answer(say::json(&pool::status::json(&slots), false)),
             }
             Ok(Exit::Passed)
         }
@@ -400,7 +399,7 @@ pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
             let pool = pool::Pool::open(&pool::default_dir(), &spec).map_err(Failure::infrastructure)?;
             let missing = pool::loopback::missing(spec.addresses());
             if missing.is_empty() {
-                println(format_args!(
+                say.answer(format_args!(
                     "all {} addresses from {} bind; pool directory {} is usable",
                     spec.count,
                     spec.start,
@@ -409,15 +408,15 @@ pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
                 return Ok(Exit::Passed);
             }
             for m in &missing {
-                eprintln(format_args!("{} cannot be bound: {}", m.addr, m.error));
+                say.tell(format_args!("{} cannot be bound: {}", m.addr, m.error));
             }
             if pool::loopback::NEEDS_ALIASES {
-                eprintln(
+                say.tell(
                     "this system answers only on 127.0.0.1 until each pool address is a loopback alias; \
                      run `harper-shard pool setup-loopback`, or these commands:",
                 );
                 for m in &missing {
-                    eprintln(format_args!("  {}", pool::loopback::alias_line(m.addr)));
+                    say.tell(format_args!("  {}", pool::loopback::alias_line(m.addr)));
                 }
             }
             Err(Failure::infrastructure(anyhow::anyhow!(
@@ -428,19 +427,19 @@ pub fn pool(command: PoolCommand) -> Result<Exit, Failure> {
         }
         PoolCommand::SetupLoopback(_) => {
             if !pool::loopback::NEEDS_ALIASES {
-                println("every 127.0.0.0/8 address already routes to the loopback interface here; nothing to set up");
+                say.answer("every 127.0.0.0/8 address already routes to the loopback interface here; nothing to set up");
                 return Ok(Exit::Passed);
             }
             let missing = pool::loopback::missing(spec.addresses());
             if missing.is_empty() {
-                println(format_args!("all {} addresses from {} are already set up", spec.count, spec.start));
+                say.answer(format_args!("all {} addresses from {} are already set up", spec.count, spec.start));
                 return Ok(Exit::Passed);
             }
             for m in &missing {
-                println(pool::loopback::alias_line(m.addr));
+                say.answer(pool::loopback::alias_line(m.addr));
                 pool::loopback::add_alias(m.addr).map_err(Failure::infrastructure)?;
             }
-            println(format_args!("added {} loopback aliases (/32); they last until the next reboot", missing.len()));
+            say.answer(format_args!("added {} loopback aliases (/32); they last until the next reboot", missing.len()));
             Ok(Exit::Passed)
         }
     }

@@ -9,12 +9,13 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::{CtlArgs, CtlOp};
 use crate::exit::{Exit, Failure};
+use crate::report::say::Say;
 use crate::run::control::CONTROL_VAR;
 
 /// The longest answer read: an instance list of a shard at its limit fits many times over.
 const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 
-pub fn run(args: CtlArgs) -> Result<Exit, Failure> {
+pub fn run(args: CtlArgs, say: &Say) -> Result<Exit, Failure> {
     let request = request(&args).map_err(Failure::usage)?;
     let outside = || {
         "`harper-shard ctl` works only inside a shard's command, where harper-shard sets HARPER_SHARD_CONTROL: run it from a `run:` command of a plan (harper-shard run PLAN)"
@@ -35,10 +36,10 @@ pub fn run(args: CtlArgs) -> Result<Exit, Failure> {
         .map_err(|e| Failure::infrastructure(anyhow!("the control socket answered something that is not JSON ({e}): {}", crate::text::one_line(&line))))?;
     let ok = answer.get("ok") == Some(&Value::Bool(true));
     if args.json {
-        crate::output::println(&answer);
+        say.answer(crate::report::say::json(&answer, false));
     } else if ok {
         for line in readable(&answer) {
-            crate::output::println(crate::text::one_line(&line));
+            say.answer(crate::text::one_line(&line));
         }
     }
     if ok {

@@ -12,7 +12,6 @@ pub mod commands;
 pub mod ctl;
 pub mod exit;
 pub mod harper;
-pub mod output;
 pub mod plan;
 pub mod pool;
 pub mod private_dir;

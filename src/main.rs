@@ -6,6 +6,7 @@ use clap::{CommandFactory, FromArgMatches};
 use harper_shard::cli::{Cli, Command, Loudness};
 use harper_shard::commands;
 use harper_shard::report::console::Verbosity;
+use harper_shard::report::say::{self, Say};
 use harper_shard::supervise::keeper;
 
 fn main() -> ExitCode {
@@ -25,16 +26,16 @@ fn main() -> ExitCode {
         Loudness::Verbose(_) => Verbosity::Verbose,
     };
     init_tracing(loudness);
+    let say = Say::new(verbosity);
     let result = match cli.command {
-        Command::Run(args) => commands::run(args, verbosity),
-        Command::Matrix(args) => commands::matrix(args),
-        Command::Pool { command } => commands::pool(command),
-        Command::Timings { command } => commands::timings(command),
-        Command::Cache { command } => commands::cache(command),
-        Command::Ctl(args) => harper_shard::ctl::run(args),
+        Command::Run(args) => commands::run(args, &say),
+        Command::Matrix(args) => commands::matrix(args, &say),
+        Command::Pool { command } => commands::pool(command, &say),
+        Command::Timings { command } => commands::timings(command, &say),
+        Command::Cache { command } => commands::cache(command, &say),
+        Command::Ctl(args) => harper_shard::ctl::run(args, &say),
         Command::Schema => {
-            let schema = harper_shard::plan::json_schema::plan_schema();
-            harper_shard::output::println(serde_json::to_string_pretty(&schema).unwrap_or_default());
+            say.answer(say::json(&harper_shard::plan::json_schema::plan_schema(), true));
             Ok(harper_shard::exit::Exit::Passed)
         }
         // Only reached with flags before it: the real keeper is dispatched above.
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(failure) => {
-            harper_shard::output::eprintln(format_args!("error: {failure}"));
+            say::error(&failure);
             ExitCode::from(failure.exit.code())
         }
     }

@@ -695,3 +695,187 @@ fn html_in_a_cause_is_escaped_in_the_step_summary() {
     let failure = step.summary.lines().find(|l| l.starts_with("**html**")).expect("the failure's line");
     assert!(failure.contains("&lt;img src=x onerror=alert(1)&gt; &#124; &#96;x&#96;") && !failure.contains("<img"), "{failure}");
 }
+
+// Every line the tool prints leaves through one writer: the commands' answers and notes on
+// stdout and stderr, the last `error:` line and a run's warnings too, not only its reports.
+
+/// `harper-shard ARGS` as a GitHub Actions step of `sandbox`, its pool there, with `env`.
+fn actions_command(sandbox: &Sandbox, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Run {
+    let mut cmd = sandbox.command();
+    cmd.args(args).env("GITHUB_ACTIONS", "true").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).env_remove("GITHUB_STEP_SUMMARY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_of(&mut cmd)
+}
+
+/// Neither stdout nor stderr of `run` holds a workflow command the runner would act on, but for
+/// a run's own (of `shards`), and `shown` — the hostile value as the tool must show it, defused
+/// — is in `stream`.
+fn assert_defused(run: &Run, shards: &[&str], stream: &str, shown: &str) {
+    let everything = [run.output.stdout.as_slice(), run.output.stderr.as_slice()].concat();
+    if shards.is_empty() {
+        let acted = runner_commands(&everything);
+        assert!(acted.is_empty(), "the runner would act on: {acted:#?}\n--- stdout\n{}\n--- stderr\n{}", run.stdout(), run.stderr());
+    } else {
+        assert_only_the_tools_commands(&everything, shards);
+    }
+    let text = if stream == "stdout" { run.stdout() } else { run.stderr() };
+    assert!(text.contains(shown), "expected `{shown}` on {stream}:\n{text}");
+    assert!(!text.contains('\x1b'), "no escape sequence on {stream}: {text:?}");
+}
+
+#[test]
+fn pool_status_shows_the_name_of_a_process_that_holds_a_port_defused() {
+    let sandbox = Sandbox::new();
+    let _squatter = Squatter::start(&sandbox, "x\r::error::pwn", "127.0.90.2".parse().unwrap(), 9925);
+    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.90.2, count: 1}\n", "  - name: a\n    run: \"true\"\n"));
+    let r = actions_command(&sandbox, &["pool", "status"], &[]);
+    r.expect(0);
+    assert_defused(&r, &[], "stdout", "(x␍::error::pwn)");
+}
+
+#[test]
+fn pool_validate_and_cache_status_show_hostile_directory_names_defused() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.90.10, count: 2}\n", "  - name: a\n    run: \"true\"\n"));
+    let pool = sandbox.path("p\r::error::pool\x1b]0;t\x07");
+    let r = actions_command(&sandbox, &["pool", "validate"], &[("HARPER_SHARD_POOL_DIR", pool.as_os_str())]);
+    r.expect(0);
+    assert_defused(&r, &[], "stdout", "p␍::error::pool is usable");
+    let cache = sandbox.path("c\r::error::cache");
+    let r = actions_command(&sandbox, &["cache", "status"], &[("HARPER_SHARD_CACHE_DIR", cache.as_os_str())]);
+    r.expect(0);
+    assert_defused(&r, &[], "stdout", "c␍::error::cache");
+}
+
+#[test]
+fn the_dry_run_shows_a_hostile_command_defused_as_text_and_unchanged_as_json() {
+    let sandbox = Sandbox::new();
+    let command = "echo ##[error]old \r::warning::new \u{1b}]0;t\u{7} \u{7f}";
+    let yaml = "  - name: a\n    run: \"echo ##[error]old \\r::warning::new \\x1b]0;t\\x07 \\x7f\"\n";
+    sandbox.write("harper-shards.yml", &fake_plan("", "", yaml));
+    let r = actions_command(&sandbox, &["run", "--plan"], &[]);
+    r.expect(0);
+    assert_defused(&r, &[], "stdout", "$ echo ##[error]old ␍::warning::new  ␡");
+    let r = actions_command(&sandbox, &["run", "--plan", "--format", "json"], &[]);
+    r.expect(0);
+    assert!(runner_commands(&r.output.stdout).is_empty(), "{}", r.stdout());
+    let json: serde_json::Value = serde_json::from_str(&r.stdout()).expect("the dry run is JSON");
+    assert_eq!(json["plan"]["shards"][0]["commands"][0], command, "the JSON says the command as it is");
+}
+
+#[test]
+fn ctl_shows_what_the_control_socket_answers_defused() {
+    use std::io::{BufRead, Write};
+    let sandbox = Sandbox::new();
+    let socket = sandbox.path("control.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut request = String::new();
+        std::io::BufReader::new(&stream).read_line(&mut request).unwrap();
+        let answer = r#"{"ok":true,"instance":{"id":"::error::pwn\r","state":"running","hostname":"\u001b]0;t\u0007h","operations_url":"u"}}"#;
+        writeln!(&stream, "{answer}").unwrap();
+    });
+    let r = actions_command(&sandbox, &["ctl", "status", "--id", "i1"], &[("HARPER_SHARD_CONTROL", socket.as_os_str())]);
+    server.join().unwrap();
+    r.expect(0);
+    assert_defused(&r, &[], "stdout", "::error::pwn␍ running h u");
+}
+
+#[test]
+fn the_last_error_line_quotes_a_hostile_value_defused() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper-shards.yml", &fake_plan("", "", "  - name: a\n    run: \"true\"\n"));
+    let work = sandbox.path("w\r::error::pwn");
+    let r = actions_command(&sandbox, &["run", "--plan"], &[("HARPER_SHARD_WORK_DIR", work.as_os_str())]);
+    r.expect(2);
+    assert_defused(&r, &[], "stderr", "w␍::error::pwn cannot hold Harper instances");
+}
+
+/// A plan whose one shard starts no Harper: a run that needs no address.
+fn no_harper_plan(sandbox: &Sandbox) {
+    sandbox.write("harper-shards.yml", &fake_plan("", "  boot: false\n", "  - name: a\n    run: \"true\"\n"));
+}
+
+#[test]
+fn the_work_directory_note_quotes_a_hostile_temporary_directory_defused_and_q_drops_it() {
+    let sandbox = Sandbox::new();
+    no_harper_plan(&sandbox);
+    let temp = sandbox.path("t\r::warning::pwn");
+    std::fs::create_dir_all(&temp).unwrap();
+    let run = |args: &[&str], github: bool| {
+        let mut cmd = sandbox.command();
+        cmd.args(args).env_remove("HARPER_SHARD_WORK_DIR").env("TMPDIR", &temp).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
+        if github {
+            cmd.env("GITHUB_ACTIONS", "true");
+        }
+        run_of(&mut cmd)
+    };
+    let r = run(&["run"], true);
+    r.expect(0);
+    assert_defused(&r, &["a"], "stderr", "harper-shard: note: instance directories go to /tmp/hs-");
+    assert!(r.stderr().contains("t␍::warning::pwn/hs-"), "{}", r.stderr());
+    let quiet = run(&["run", "-q"], false);
+    quiet.expect(0);
+    assert!(!quiet.stderr().contains("instance directories go to"), "-q drops the note: {}", quiet.stderr());
+}
+
+/// Runs `cmd` to its end.
+fn run_of(cmd: &mut std::process::Command) -> Run {
+    let output = cmd.output().expect("run harper-shard");
+    Run { output, took: std::time::Duration::ZERO }
+}
+
+/// A log the run cannot keep (the shard's command put a directory where Harper's log goes) is
+/// a warning: a line on the console, defused, and an annotation; `-q` drops the line.
+#[test]
+fn a_warning_during_a_run_is_an_annotation_and_a_defused_line_and_q_drops_the_line() {
+    let sandbox = Sandbox::new();
+    let shard = "  - name: a\n    run: 'mkdir \"$HARPER_SHARD_JUNIT_DIR/../harper/hdb.log\"'\n";
+    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.90.20, count: 2}\n", shard));
+    let report = sandbox.path("r\r::error::pwn");
+    let r = actions_command(&sandbox, &["run", "--report-dir", report.to_str().unwrap()], &[]);
+    r.expect(0);
+    let everything = [r.output.stdout.as_slice(), r.output.stderr.as_slice()].concat();
+    let acted = assert_only_the_tools_commands(&everything, &["a"]);
+    let warnings: Vec<&Acted> = acted.iter().filter(|c| c.name == "warning").collect();
+    assert_eq!(warnings.len(), 1, "{acted:#?}");
+    assert!(warnings[0].data.contains("a: cannot keep") && warnings[0].data.contains("r␍::error::pwn/a/harper/hdb.log"), "{:?}", warnings[0]);
+    assert!(r.stderr().lines().any(|l| l.starts_with("warning: [a] cannot keep") && l.contains("r␍::error::pwn")), "{}", r.stderr());
+
+    let mut cmd = sandbox.command();
+    cmd.args(["run", "-q"]).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
+    let quiet = run_of(&mut cmd);
+    quiet.expect(0);
+    assert!(!quiet.stderr().contains("cannot keep"), "-q drops the warning's line: {}", quiet.stderr());
+    let recorded = sandbox.report()["warnings"].to_string();
+    assert!(recorded.contains("cannot keep"), "report.json keeps it: {recorded}");
+}
+
+/// The commands' own warnings: an annotation under GitHub Actions, a line elsewhere, nothing
+/// with `-q` — which keeps the answer and the error.
+#[test]
+fn a_commands_warning_is_an_annotation_under_actions_and_q_keeps_only_answers_and_errors() {
+    let sandbox = Sandbox::new();
+    no_harper_plan(&sandbox);
+    sandbox.write("renamed.json", r#"{"version": 1, "shards": {"gone": 3}}"#);
+    let r = actions_command(&sandbox, &["matrix", "--partitions", "3", "--timings", "renamed.json"], &[]);
+    r.expect(0);
+    let acted = runner_commands(&r.output.stderr);
+    assert_eq!(acted.len(), 1, "{acted:#?}");
+    assert_eq!((acted[0].name.as_str(), acted[0].properties["title"].as_str()), ("warning", "harper-shard"));
+    assert!(acted[0].data.starts_with("timings renamed.json name 1 shard(s) the plan does not have: gone"), "{:?}", acted[0]);
+
+    let loud = sandbox.run(&["matrix", "--partitions", "3", "--timings", "renamed.json"]);
+    loud.expect(0);
+    assert!(loud.stderr().contains("harper-shard: warning: timings renamed.json") && loud.stderr().contains("so the matrix has 1 jobs"), "{}", loud.stderr());
+    let quiet = sandbox.run(&["matrix", "-q", "--partitions", "3", "--timings", "renamed.json"]);
+    quiet.expect(0);
+    assert_eq!(quiet.stderr(), "", "-q drops the warning and the note");
+    assert!(quiet.stdout().starts_with("{\"include\":"), "-q keeps the answer: {}", quiet.stdout());
+    let failed = sandbox.run(&["matrix", "-q", "--partitions", "0"]);
+    failed.expect(2);
+    assert!(failed.stderr().contains("error: --partitions must be at least 1"), "-q keeps the error: {}", failed.stderr());
+}

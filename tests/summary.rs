@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use harper_shard::report::model::RunRecord;
 use harper_shard::report::summary::{self, STEP_SUMMARY_LIMIT};
-use harper_shard::run::events::{Event, EventKind, ExitCode, Outcome, ShardInfo, ShardStatus};
+use harper_shard::run::events::{Event, EventKind, ExitCode, Outcome, ShardId, ShardInfo, ShardStatus};
 use support::records::run_record;
 
 #[test]
@@ -53,8 +53,9 @@ fn record_of(lives: &[Life]) -> RunRecord {
         record.apply(&Event { at: t, kind });
     };
     let ms = Duration::from_millis;
+    let ids: Vec<ShardId> = ShardId::each(&shards).map(|(id, _)| id).collect();
     apply(ms(1), EventKind::RunStarted { shards, concurrency: 4, report_dir: "report".into(), started_at: std::time::SystemTime::now() });
-    for (shard, l) in lives.iter().enumerate() {
+    for (shard, l) in ids.into_iter().zip(lives) {
         apply(ms(10), EventKind::ShardStarted { shard });
         apply(ms(10), EventKind::AddressAcquired { shard, addr: Ipv4Addr::new(127, 0, 0, 2) });
         apply(ms(100), EventKind::BootReady { shard });
@@ -143,21 +144,22 @@ fn the_table_and_the_chart_agree_on_commands_cut_short_by_teardown() {
 fn instances_record(restarts: usize) -> RunRecord {
     use harper_shard::run::events::InstancePhase;
     let shards = vec![ShardInfo { name: "auth".into(), index: 1, total: 1, commands: vec!["npm test".into()], log_dir: "report/auth".into() }];
+    let (shard, _) = ShardId::each(&shards).next().expect("one shard");
     let mut record = RunRecord::new();
     let mut t = Duration::ZERO;
     let mut apply = |ms: u64, kind: EventKind| {
         t += Duration::from_millis(ms);
         record.apply(&Event { at: t, kind });
     };
-    let instance = |id: &str, phase: InstancePhase| EventKind::Instance { shard: 0, id: id.into(), phase };
+    let instance = |id: &str, phase: InstancePhase| EventKind::Instance { shard, id: id.into(), phase };
     let booting = |pid: u32| InstancePhase::Booting { pid, rootpath: "/tmp/r".into() };
     let ready = || InstancePhase::Ready { took: Duration::from_millis(250) };
     apply(1, EventKind::RunStarted { shards, concurrency: 1, report_dir: "report".into(), started_at: std::time::SystemTime::now() });
-    apply(1, EventKind::ShardStarted { shard: 0 });
-    apply(1, EventKind::AddressAcquired { shard: 0, addr: Ipv4Addr::new(127, 0, 0, 2) });
-    apply(1, EventKind::BootStarted { shard: 0, pid: 10, rootpath: "/tmp/r".into() });
-    apply(300, EventKind::BootReady { shard: 0 });
-    apply(1, EventKind::CommandStarted { shard: 0, command: 0 });
+    apply(1, EventKind::ShardStarted { shard });
+    apply(1, EventKind::AddressAcquired { shard, addr: Ipv4Addr::new(127, 0, 0, 2) });
+    apply(1, EventKind::BootStarted { shard, pid: 10, rootpath: "/tmp/r".into() });
+    apply(300, EventKind::BootReady { shard });
+    apply(1, EventKind::CommandStarted { shard, command: 0 });
     apply(5, instance("i1", InstancePhase::Acquired { name: "auth tests".into(), addr: Ipv4Addr::new(127, 0, 0, 3) }));
     for n in 0..=restarts {
         apply(1, instance("i1", booting(20 + n as u32)));
@@ -179,10 +181,10 @@ fn instances_record(restarts: usize) -> RunRecord {
     apply(100, instance("i2", InstancePhase::BootFailed { cause: "Harper exited before it was ready: exit code 3".into(), tail }));
     apply(1, instance("i2", InstancePhase::Releasing));
     apply(10, instance("i2", InstancePhase::Released { problem: None }));
-    apply(100, EventKind::CommandFinished { shard: 0, command: 0, outcome: Outcome::Passed, tail: vec![] });
-    apply(1, EventKind::TeardownStarted { shard: 0 });
-    apply(20, EventKind::TeardownDone { shard: 0, problem: None });
-    apply(1, EventKind::ShardFinished { shard: 0, status: ShardStatus::Passed, cause: None });
+    apply(100, EventKind::CommandFinished { shard, command: 0, outcome: Outcome::Passed, tail: vec![] });
+    apply(1, EventKind::TeardownStarted { shard });
+    apply(20, EventKind::TeardownDone { shard, problem: None });
+    apply(1, EventKind::ShardFinished { shard, status: ShardStatus::Passed, cause: None });
     apply(1, EventKind::RunFinished { exit: ExitCode(0) });
     record
 }

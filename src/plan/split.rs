@@ -2,6 +2,7 @@
 //! timings ([`super::predict::file_weights`], [`super::balance`]: the same deterministic
 //! balancing as partitions), and put them into the commands.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use super::balance::balance;
@@ -35,15 +36,17 @@ pub fn divide(files: &[PathBuf], parts: usize, timings: &Timings) -> Vec<Vec<Pat
         .collect()
 }
 
-/// The files as one shell word each, space-separated: what `{files}` becomes.
+/// The files as one shell word each, space-separated: what `{files}` becomes. A name that starts
+/// with `-` is written `./-…`, or the test runner would take it for an option.
 pub fn shell_words(files: &[PathBuf]) -> String {
-    files.iter().map(|f| shell_quote(&f.to_string_lossy())).collect::<Vec<_>>().join(" ")
-}
-
-fn shell_quote(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_./-+@%:=,".contains(&b));
-    if plain { s.to_owned() } else { format!("'{}'", s.replace('\'', r"'\''")) }
+    // A name from the file system holds no NUL, the one thing a quoter can refuse.
+    let quoter = shlex::Quoter::new().allow_nul(true);
+    let word = |file: &PathBuf| {
+        let name = file.to_string_lossy();
+        let name = if name.starts_with('-') { format!("./{name}").into() } else { name };
+        quoter.quote(&name).map(Cow::into_owned).unwrap_or_default()
+    };
+    files.iter().map(word).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -69,8 +72,13 @@ mod tests {
     }
 
     #[test]
-    fn shell_words_quote_what_the_shell_would_split() {
-        let files = vec![PathBuf::from("tests/a b.mjs"), PathBuf::from("tests/it's.mjs"), PathBuf::from("t/x.mjs")];
-        assert_eq!(shell_words(&files), r"'tests/a b.mjs' 'tests/it'\''s.mjs' t/x.mjs");
+    fn the_shell_reads_each_file_back_as_one_word_however_it_is_named() {
+        let names = ["tests/a b.mjs", "it's \"q\".mjs", "$HOME`id`$(id).mjs", "two\nlines\r.mjs", "-rf.mjs", "*?[x]{a,b}~#=%!^.mjs", "é\u{a0}.mjs", "t/x.mjs"];
+        let files: Vec<PathBuf> = names.iter().map(PathBuf::from).collect();
+        let out = std::process::Command::new("sh").arg("-c").arg(format!("printf '%s\\0' {}", shell_words(&files))).output().unwrap();
+        let words: Vec<String> = String::from_utf8(out.stdout).unwrap().split_terminator('\0').map(str::to_owned).collect();
+        let expected: Vec<String> = names.iter().map(|n| if n.starts_with('-') { format!("./{n}") } else { (*n).to_owned() }).collect();
+        assert_eq!(words, expected);
+        assert!(shell_words(&files).ends_with(" t/x.mjs"), "a plain name stays plain");
     }
 }

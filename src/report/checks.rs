@@ -10,7 +10,6 @@
 //! Reporting never decides the exit status: a 403 (a fork's pull request, a read-only token)
 //! or any other failure becomes one warning.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +19,8 @@ use serde_json::json;
 
 use super::model::{RunRecord, ShardRecord};
 use super::place::Place;
-use super::{collapse, out, phase_line, short, summary};
+use super::say::Say;
+use super::{collapse, phase_line, short, summary};
 
 /// The Checks API's limit of annotations per request.
 pub const ANNOTATIONS_PER_REQUEST: usize = 50;
@@ -221,26 +221,18 @@ fn explain(e: octocrab::Error) -> anyhow::Error {
     }
 }
 
-/// Publishes and says how it went: a line on stderr (none with `quiet`), or under GitHub Actions
-/// a failure as a warning annotation (the GitHub reporter kept a slot for it). A failure is
-/// never the run's failure.
-pub async fn report(record: &RunRecord, target: Result<Target, anyhow::Error>, on_github: bool, quiet: bool) {
+/// Publishes and says how it went: a line on stderr (none with `-q`), or a failure as a warning
+/// ([`Say::warning`]: under GitHub Actions an annotation, for which the GitHub reporter kept a
+/// slot). A failure is never the run's failure.
+pub async fn report(record: &RunRecord, target: Result<Target, anyhow::Error>, say: &Say) {
     let outcome = match target {
         Ok(target) => publish(record, &target).await.map(|p| (p, target)),
         Err(e) => Err(e),
     };
-    let mut out = out::stderr();
-    let _ = match outcome {
-        Err(e) if on_github => {
-            let note = super::github::Note { title: "harper-shard checks".into(), message: format!("{e:#}"), at: None };
-            out.command(&note.command("warning"))
-        }
-        _ if quiet => Ok(()),
+    match outcome {
         Ok((published, target)) => {
-            writeln!(out, "harper-shard: check run `{}` published on {} (id {})", target.name, target.sha, published.id)
+            say.note(format_args!("check run `{}` published on {} (id {})", target.name, target.sha, published.id));
         }
-        Err(e) => writeln!(out, "warning: {e:#}"),
-    };
+        Err(e) => say.warning("harper-shard checks", format_args!("{e:#}")),
+    }
 }
-
-

@@ -14,7 +14,7 @@ use super::live::Bars;
 use super::model::{Phases, RunRecord, ShardRecord};
 use super::out::Out;
 use super::{Reporter, collapse, short};
-use crate::run::events::{Event, EventKind, Outcome, ShardStatus};
+use crate::run::events::{Event, EventKind, Outcome, ShardId, ShardStatus};
 use crate::supervise::tail::Lines;
 use crate::text;
 
@@ -31,7 +31,7 @@ pub struct Console {
     verbosity: Verbosity,
     /// Output lines being relayed, per (shard, command), so that relayed lines are never torn
     /// and never held past the line limit.
-    relayed: HashMap<(usize, usize), Lines>,
+    relayed: HashMap<(ShardId, usize), Lines>,
     /// Live lines for the running shards (on a terminal).
     live: Option<Bars>,
     colour: bool,
@@ -62,7 +62,7 @@ impl Console {
         let _ = writeln!(self.out, "{}", text.as_ref());
     }
 
-    fn relay(&mut self, shard: &str, key: (usize, usize), bytes: &[u8]) {
+    fn relay(&mut self, shard: &str, key: (ShardId, usize), bytes: &[u8]) {
         let mut complete = Vec::new();
         self.relayed.entry(key).or_default().feed(bytes, |line| complete.push(line));
         for line in complete {
@@ -73,7 +73,7 @@ impl Console {
 
 impl Reporter for Console {
     fn event(&mut self, event: &Event, record: &RunRecord) {
-        let name = |s: usize| record.shards[s].name.clone();
+        let name = |s: ShardId| record.shards[s].name.clone();
         if let Some(bars) = &mut self.live {
             bars.update(&event.kind, record);
         }
@@ -98,9 +98,9 @@ impl Reporter for Console {
             EventKind::Installed { package, took, cached: false } if !quiet => {
                 self.line(format!("harper-shard: installed {package} in {}", short(*took)));
             }
-            EventKind::Warning { shard, message } if !quiet => {
+            EventKind::Warning { shard, warning } if !quiet => {
                 let who = shard.map(|s| format!("[{}] ", name(s))).unwrap_or_default();
-                self.line(format!("warning: {who}{message}"));
+                self.line(format!("warning: {who}{warning}"));
             }
             EventKind::RunFailed { message } => self.line(format!("error: {message}")),
             EventKind::AddressAcquired { shard, addr } if progress => self.line(format!("[{}] {addr} acquired", name(*shard))),

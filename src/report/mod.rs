@@ -13,7 +13,9 @@ pub mod model;
 pub mod out;
 pub mod place;
 pub mod plan;
+pub mod say;
 pub mod summary;
+pub mod warning;
 
 use std::io::Write;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::plan::{opt_secs, secs};
-use crate::run::events::{Event, EventKind, InstancePhase, Outcome, ShardInfo, ShardStatus};
+use crate::run::events::{Event, EventKind, InstancePhase, Outcome, ShardId, ShardInfo, ShardStatus};
 
 /// The version of `report.json`'s schema; raised on any incompatible change.
 pub const REPORT_VERSION: u32 = 1;
@@ -300,10 +300,11 @@ impl RunRecord {
                 self.report_dir = report_dir.clone();
                 self.shards = shards.iter().map(ShardRecord::new).collect();
             }
-            EventKind::Warning { shard: None, message } | EventKind::RunFailed { message } => self.warnings.push(message.clone()),
-            EventKind::Warning { shard: Some(s), message } => {
+            EventKind::Warning { shard: None, warning } => self.warnings.push(warning.to_string()),
+            EventKind::RunFailed { message } => self.warnings.push(message.clone()),
+            EventKind::Warning { shard: Some(s), warning } => {
                 let name = &self.shards[*s].name;
-                self.warnings.push(format!("{name}: {message}"));
+                self.warnings.push(format!("{name}: {warning}"));
             }
             EventKind::ShardStarted { shard } => self.shards[*shard].phases.started = at,
             EventKind::AddressAcquired { shard, addr } => {
@@ -379,6 +380,20 @@ impl RunRecord {
             | EventKind::TemplateBuilt { .. }
             | EventKind::Cancelling { .. } => {}
         }
+    }
+}
+
+/// A run's shards are looked up by the ids the run handed out with the list they were built from.
+impl std::ops::Index<ShardId> for Vec<ShardRecord> {
+    type Output = ShardRecord;
+    fn index(&self, id: ShardId) -> &ShardRecord {
+        &self[id.position()]
+    }
+}
+
+impl std::ops::IndexMut<ShardId> for Vec<ShardRecord> {
+    fn index_mut(&mut self, id: ShardId) -> &mut ShardRecord {
+        &mut self[id.position()]
     }
 }
 

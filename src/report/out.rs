@@ -1,6 +1,7 @@
-//! The one door to stderr: every line a person reads — the console's, the GitHub reporter's
-//! groups and annotations, the check run's, tracing's — leaves through an [`Out`], which makes
-//! whatever came from elsewhere harmless at one depth instead of at each place that prints it.
+//! The one door to stderr and stdout: every line a person reads — the console's, the GitHub
+//! reporter's groups and annotations, the check run's, tracing's, the commands' answers and
+//! notes ([`super::say`]) — leaves through an [`Out`], which makes whatever came from elsewhere
+//! harmless at one depth instead of at each place that prints it.
 //!
 //! - Every line is neutralised ([`crate::text`]): escape sequences removed (colour kept only on
 //!   a colour terminal), control characters shown as stand-ins, a bare CR shown as `␍` — so a
@@ -19,6 +20,7 @@
 //! on other threads (tracing) never tear another's line.
 
 use std::io::{self, IsTerminal, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use indicatif::MultiProgress;
@@ -54,9 +56,47 @@ static STDERR: LazyLock<Out> = LazyLock::new(|| {
     Out::new(io::stderr(), github, colour)
 });
 
+/// Never coloured: what goes to stdout is an answer to read or to parse.
+static STDOUT: LazyLock<Out> = LazyLock::new(|| Out::new(Stdout, super::github::detected(), false));
+
 /// A handle on the process's stderr, shared by everything that prints.
 pub fn stderr() -> Out {
     STDERR.clone()
+}
+
+/// A handle on the process's stdout: the commands' answers (tables, JSON, lines).
+pub fn stdout() -> Out {
+    STDOUT.clone()
+}
+
+/// The tool's stdout, for a reader that may stop early (`harper-shard matrix | head -1`):
+/// once a write fails, this and every later write are dropped instead of failing the tool (as
+/// `println!` does, with a panic); a failure other than a closed pipe is said once on stderr.
+///
+/// Not done by restoring SIGPIPE's default action: that would also kill the tool in the
+/// middle of a run, with shards still to tear down, when any pipe it writes to closes.
+struct Stdout;
+
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if STDOUT_CLOSED.load(Ordering::Relaxed) {
+            return Ok(buf.len());
+        }
+        let mut out = io::stdout().lock();
+        if let Err(e) = out.write_all(buf).and_then(|()| out.flush()) {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                let _ = writeln!(stderr(), "harper-shard: cannot write to stdout: {e}");
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `std::io::stderr()` given to a reporter means the shared, guarded one.

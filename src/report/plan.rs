@@ -33,7 +33,7 @@ pub fn json(plan: &Plan, selection: &Selection, timings: &str) -> String {
         assignment: selection.assignment.view(),
         selected: selection.shards.iter().map(|s| s.name.as_str()).collect(),
     };
-    serde_json::to_string_pretty(&dry).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    super::say::json(&dry, true)
 }
 
 pub fn human(plan: &Plan, selection: &Selection, timings: &str) -> String {

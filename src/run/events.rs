@@ -19,8 +19,43 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// A shard's position in the run's list of shards.
-pub type ShardId = usize;
+/// A shard of this run: its place in [`EventKind::RunStarted`]'s list, the list that every
+/// record of the run is built from. Ids are handed out with that list only ([`ShardId::each`]),
+/// never made from a number, so an id always names a shard the record has, and cannot be
+/// confused with the shard's 1-based `index` in the plan, a different number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ShardId(usize);
+
+impl ShardId {
+    /// The ids of the shards a run announces in `RunStarted`, each beside its shard.
+    pub fn each(shards: &[ShardInfo]) -> impl Iterator<Item = (ShardId, &ShardInfo)> {
+        shards.iter().enumerate().map(|(i, shard)| (ShardId(i), shard))
+    }
+
+    /// Its place in the run's list (0-based).
+    pub fn position(self) -> usize {
+        self.0
+    }
+}
+
+/// What a run warns about. Typed, so that the reporters and tests match on what happened; made
+/// text in one place (`report::warning`). Not a failure: the run goes on.
+#[derive(Debug, Clone)]
+pub enum Warning {
+    /// The pool passed over an address, ended what a dead run left on one, or is still waiting.
+    Pool(crate::pool::Notice),
+    /// Recorded timings name shards the plan does not have (renamed or removed).
+    UnknownTimings { path: PathBuf, shards: Vec<String> },
+    /// The tool's signal handlers could not be installed.
+    NoSignalHandlers,
+    /// Harper's processes could not be recorded beside the slot's lock.
+    PidsNotRecorded { error: String },
+    /// A log could not be kept in the report directory.
+    LogNotKept { from: PathBuf, error: String },
+    /// Some of a child's output is missing from its log.
+    LogIncomplete { log: PathBuf, stream: Stream, bytes: u64, error: String },
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ShardInfo {
@@ -38,7 +73,7 @@ pub enum EventKind {
     Installing { package: String },
     InstallOutput { line: String },
     Installed { package: String, #[serde(with = "crate::plan::secs")] took: Duration, cached: bool },
-    Warning { shard: Option<ShardId>, message: String },
+    Warning { shard: Option<ShardId>, #[serde(serialize_with = "as_text")] warning: Warning },
     /// A problem that stops the run before its shards can run (Harper cannot be installed):
     /// shown even where warnings are not (`-q`).
     RunFailed { message: String },
@@ -130,6 +165,11 @@ impl ShardStatus {
             ShardStatus::Skipped => "skipped",
         }
     }
+}
+
+/// A value as the text it shows as.
+fn as_text<S: serde::Serializer>(value: &impl std::fmt::Display, to: S) -> Result<S::Ok, S::Error> {
+    to.collect_str(value)
 }
 
 /// The exit status as a number, for the JSON.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::events::{EventKind, InstancePhase, ShardStatus};
+use super::events::{EventKind, InstancePhase, ShardStatus, Warning};
 use super::shard::{Context, deadline, within};
 use crate::harper::instance::{self, Dirs};
 use crate::harper::{boot_cache, install, template};
@@ -181,6 +181,19 @@ impl Instance {
     }
 
     /// Where Harper's own logs are (`hdb.log`).
+    /// Where this boot's stdout and stderr are logged: the first in the log folder, each later
+    /// one (a restart) in a `boot-N` folder of its own.
+    fn boot_logs(&self) -> PathBuf {
+        if self.boots <= 1 { self.log_dir.clone() } else { self.log_dir.join(format!("boot-{}", self.boots)) }
+    }
+
+    /// Waits (within the flush limit) until `child`'s output is in its logs; warns of what is not.
+    async fn flush(&self, cx: &Context, child: &mut Child) {
+        let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), child.process.flushed()).await;
+        let logs = self.boot_logs();
+        super::shard::warn_unlogged(cx, &mut child.process, |stream| logs.join(log_name(stream)));
+    }
+
     pub fn harper_log_dir(&self) -> PathBuf {
         self.dirs.root.join("log")
     }
@@ -199,8 +212,7 @@ impl Instance {
         }
         self.boots += 1;
         self.exit = None;
-        let logs = if self.boots == 1 { self.log_dir.clone() } else { self.log_dir.join(format!("boot-{}", self.boots)) };
-        let child = boot(cx, &*self, &logs, What::Instance).await;
+        let child = boot(cx, &*self, &self.boot_logs(), What::Instance).await;
         let child = match child {
             Ok(child) => child,
             Err((child, failure)) => {
@@ -212,7 +224,7 @@ impl Instance {
         let pids: Vec<u32> = self.child.as_ref().map(|c| [Some(c.process.pid()), c.process.keeper_pid()]).into_iter().flatten().flatten().collect();
         // Recorded beside the slot's lock, so that if this run dies the next owner can end them.
         if let Err(e) = self.lease().record_pids(&pids) {
-            tracing::warn!("{e:#}");
+            cx.emit.emit(EventKind::Warning { shard: Some(cx.id), warning: Warning::PidsNotRecorded { error: format!("{e:#}") } });
         }
         if self.boots == 1
             && let Some(t) = &self.template
@@ -238,7 +250,7 @@ impl Instance {
         }
         let grace = if kill { Duration::ZERO } else { grace.unwrap_or(self.spec.teardown.grace) };
         let stopped = stop(cx, &mut child, grace).await;
-        let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), child.process.flushed()).await;
+        self.flush(cx, &mut child).await;
         let mut problem = None;
         match stopped {
             Ok(stopped) => self.exit = Some(stopped.status),
@@ -288,9 +300,9 @@ impl Instance {
             if let Err(e) = stop(cx, &mut child, self.spec.teardown.grace).await {
                 problems.push(format!("{e:#}"));
             }
-            let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), child.process.flushed()).await;
+            self.flush(cx, &mut child).await;
         }
-        keep_log(&self.harper_log_dir().join("hdb.log"), &self.log_dir.join("hdb.log"));
+        keep_log(cx, &self.harper_log_dir().join("hdb.log"), &self.log_dir.join("hdb.log"));
         if let Some(problem) = self.ports_free(cx, "Harper stopped").await {
             problems.push(problem);
         }
@@ -477,8 +489,8 @@ async fn boot<'a>(cx: &Context, target: impl Into<Target<'a>>, logs: &Path, what
         args: launch.args,
         env: launch.env,
         cwd: t.dirs.home.clone(),
-        stdout_log: logs.join("stdout.log"),
-        stderr_log: Some(logs.join("stderr.log")),
+        stdout_log: logs.join(log_name(supervise::Stream::Stdout)),
+        stderr_log: Some(logs.join(log_name(supervise::Stream::Stderr))),
         grace: t.spec.teardown.grace,
         token: t.token.to_owned(),
     };
@@ -560,17 +572,22 @@ async fn acquire(cx: &Context, spec: &HarperSpec, name: &str, token: &str) -> an
     let id = cx.id;
     let cancel = cx.cancel.clone();
     tokio::task::spawn_blocking(move || {
-        let notify = |notice: Notice| {
-            let message = notice.to_string();
-            emit.emit(EventKind::Warning { shard: Some(id), message });
-        };
+        let notify = |notice: Notice| emit.emit(EventKind::Warning { shard: Some(id), warning: Warning::Pool(notice) });
         let claim = pool::Claim { token: &token, shard: &name };
         pool.acquire(claim, &ports, &|| cancel.borrow().is_some(), &notify)
     })
     .await?
 }
 
-fn keep_log(from: &Path, to: &Path) {
+/// The name of Harper's log of `stream`.
+fn log_name(stream: supervise::Stream) -> &'static str {
+    match stream {
+        supervise::Stream::Stdout => "stdout.log",
+        supervise::Stream::Stderr => "stderr.log",
+    }
+}
+
+fn keep_log(cx: &Context, from: &Path, to: &Path) {
     if from.is_file() {
         if let Some(dir) = to.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -578,7 +595,8 @@ fn keep_log(from: &Path, to: &Path) {
         // A later teardown of the same instance (after restarts) keeps the newest copy.
         let _ = std::fs::remove_file(to);
         if let Err(e) = supervise::output::copy_fresh(from, to) {
-            tracing::warn!("cannot keep {}: {e:#}", from.display());
+            let warning = Warning::LogNotKept { from: from.to_path_buf(), error: format!("{e:#}") };
+            cx.emit.emit(EventKind::Warning { shard: Some(cx.id), warning });
         }
     }
 }

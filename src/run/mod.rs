@@ -23,7 +23,7 @@ use crate::harper::install;
 use crate::harper::instance::WorkDir;
 use crate::plan::{HarperSource, Plan, Shard};
 use crate::pool::Pool;
-use events::{Event, EventKind, ExitCode, ShardInfo, ShardStatus};
+use events::{Event, EventKind, ExitCode, ShardId, ShardInfo, ShardStatus};
 
 /// Why a run is being stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +112,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
         .collect();
     let now = std::time::SystemTime::now();
     let started_at = now.checked_sub(emit.started.elapsed()).unwrap_or(now);
+    let ids: Vec<ShardId> = ShardId::each(&infos).map(|(id, _)| id).collect();
     emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.clone(), started_at });
 
     let entries = match install_all(&shards, &emit, &cancel).await {
@@ -140,7 +141,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     let pool = Arc::new(opts.pool);
     let work = Arc::new(opts.work);
     let mut tasks = tokio::task::JoinSet::new();
-    for (id, shard) in shards.into_iter().enumerate() {
+    for (id, shard) in ids.into_iter().zip(shards) {
         let cx = shard::Context {
             id,
             total,

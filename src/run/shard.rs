@@ -10,13 +10,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::control::{CONTROL_VAR, Control, Registry};
-use super::events::{EventKind, Outcome, ShardId, ShardStatus};
+use super::events::{EventKind, Outcome, ShardId, ShardStatus, Warning};
 use super::instance::{Instance, MAIN};
 use super::{Cancel, Emitter};
 use crate::harper::instance::WorkDir;
 use crate::plan::Shard;
 use crate::pool::Pool;
 use crate::supervise::readiness::Tail;
+use crate::supervise::output::Unlogged;
 use crate::supervise::{self, Child, Settled, Spec};
 
 /// After a stop, how long the last output may take to reach the logs. Only a process that
@@ -297,9 +298,19 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
         while let Some(chunk) = child.output.recv().await {
             relay(&mut tail, chunk);
         }
+        child.process.flushed().await;
     };
     let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), rest).await;
+    warn_unlogged(cx, &mut child.process, |_| command_log(&cx.log_dir, i));
     Watched { outcome, tail: tail.lines(), broken }
+}
+
+/// A warning for each stream of `process` whose output is not all in its log (`log_of`).
+pub(super) fn warn_unlogged(cx: &Context, process: &mut supervise::Process, log_of: impl Fn(supervise::Stream) -> PathBuf) {
+    for Unlogged { stream, bytes, error } in process.take_unlogged() {
+        let warning = Warning::LogIncomplete { log: log_of(stream), stream, bytes, error };
+        cx.emit.emit(EventKind::Warning { shard: Some(cx.id), warning });
+    }
 }
 
 /// A command's exit as an outcome; a keeper that vanished instead is noted in `broken`.

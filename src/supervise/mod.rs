@@ -59,7 +59,9 @@ pub struct Process {
     grace: Duration,
     token: String,
     status: Option<ExitStatus>,
-    drains: Vec<tokio::task::JoinHandle<()>>,
+    drains: Vec<tokio::task::JoinHandle<Option<output::Unlogged>>>,
+    /// What the finished drains could not write to the logs.
+    unlogged: Vec<output::Unlogged>,
 }
 
 enum Inner {
@@ -116,7 +118,7 @@ impl Child {
             tokio::spawn(output::drain(stdout, Stream::Stdout, out_log, tx.clone())),
             tokio::spawn(output::drain(stderr, Stream::Stderr, err_log, tx)),
         ];
-        Ok(Child { process: Process { inner, pid, grace: spec.grace, token: spec.token, status: None, drains }, output })
+        Ok(Child { process: Process { inner, pid, grace: spec.grace, token: spec.token, status: None, drains, unlogged: Vec::new() }, output })
     }
 }
 
@@ -207,9 +209,16 @@ impl Process {
     /// caller may bound it with a timeout and call it again later.
     pub async fn flushed(&mut self) {
         while let Some(drain) = self.drains.last_mut() {
-            let _ = drain.await;
+            if let Ok(Some(unlogged)) = drain.await {
+                self.unlogged.push(unlogged);
+            }
             self.drains.pop();
         }
+    }
+
+    /// Takes what the logs are missing, as far as [`Process::flushed`] has found.
+    pub fn take_unlogged(&mut self) -> Vec<output::Unlogged> {
+        std::mem::take(&mut self.unlogged)
     }
 
     /// Stops the child with the grace it was spawned with.

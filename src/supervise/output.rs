@@ -141,21 +141,34 @@ pub fn open_logs(stdout: &Path, stderr: Option<&Path>) -> anyhow::Result<(File, 
     Ok((out, err))
 }
 
+/// Output that did not reach the log: how much of which stream, and the first error. Said by
+/// the caller, who knows which log and whose output it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unlogged {
+    pub stream: Stream,
+    pub bytes: u64,
+    pub error: String,
+}
+
+/// Reads `pipe` to its end into `log` and on to `watcher`; returns what could not be logged.
 pub async fn drain(
     mut pipe: impl tokio::io::AsyncRead + Unpin,
     stream: Stream,
     mut log: File,
     watcher: mpsc::UnboundedSender<Chunk>,
-) {
+) -> Option<Unlogged> {
     let budget = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut buf = vec![0u8; CHUNK];
+    let mut unlogged: Option<Unlogged> = None;
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let bytes = &buf[..n];
+                // A log that failed once (a full disk) is tried again with the next chunk.
                 if let Err(e) = log.write_all(bytes) {
-                    tracing::warn!("cannot write a child's output to its log: {e}");
+                    let missing = unlogged.get_or_insert_with(|| Unlogged { stream, bytes: 0, error: e.to_string() });
+                    missing.bytes += n as u64;
                 }
                 if watcher.is_closed() {
                     continue;
@@ -171,6 +184,7 @@ pub async fn drain(
             }
         }
     }
+    unlogged
 }
 
 #[cfg(test)]
@@ -237,6 +251,30 @@ mod tests {
         drop(writer);
         drained.await.unwrap();
         assert_eq!(std::fs::metadata(dir.join("out.log")).unwrap().len() as usize, 4 * IN_FLIGHT);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn output_the_log_refuses_is_counted_and_still_passed_on() {
+        let dir = scratch();
+        std::fs::write(dir.join("out.log"), "").unwrap();
+        let read_only = File::open(dir.join("out.log")).unwrap();
+        let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let drained = tokio::spawn(drain(reader, Stream::Stderr, read_only, tx));
+        use tokio::io::AsyncWriteExt;
+        writer.write_all(b"first ").await.unwrap();
+        let first = rx.recv().await.unwrap();
+        writer.write_all(b"second").await.unwrap();
+        drop(writer);
+        let mut passed = first.bytes.to_vec();
+        while let Some(chunk) = rx.recv().await {
+            passed.extend_from_slice(&chunk.bytes);
+        }
+        assert_eq!(passed, b"first second", "the watcher gets everything");
+        let unlogged = drained.await.unwrap().expect("the missing output is said");
+        assert_eq!((unlogged.stream, unlogged.bytes), (Stream::Stderr, 12), "{unlogged:?}");
+        assert!(unlogged.error.contains("Bad file descriptor"), "the first error: {unlogged:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

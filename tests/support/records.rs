@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use harper_shard::report::model::RunRecord;
-use harper_shard::run::events::{Event, EventKind, ExitCode, Outcome, ShardInfo, ShardStatus};
+use harper_shard::run::events::{Event, EventKind, ExitCode, Outcome, ShardId, ShardInfo, ShardStatus};
 
 /// A finished run of `passed` passing and `failed` failing shards, built from events.
 pub fn run_record(passed: usize, failed: usize) -> RunRecord {
@@ -24,9 +24,10 @@ pub fn run_record(passed: usize, failed: usize) -> RunRecord {
         record.apply(&Event { at: t, kind });
     };
     let started_at = std::time::SystemTime::now();
+    let ids: Vec<ShardId> = ShardId::each(&shards).map(|(id, _)| id).collect();
     apply(EventKind::RunStarted { shards, concurrency: 4, report_dir: "report".into(), started_at });
-    for shard in 0..total {
-        let fails = shard >= passed;
+    for shard in ids {
+        let fails = shard.position() >= passed;
         apply(EventKind::ShardStarted { shard });
         apply(EventKind::AddressAcquired { shard, addr: std::net::Ipv4Addr::new(127, 0, 0, 2) });
         apply(EventKind::BootReady { shard });

@@ -18,4 +18,5 @@ pub mod private_dir;
 pub mod report;
 pub mod run;
 pub mod supervise;
+pub mod table;
 pub mod text;

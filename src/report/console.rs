@@ -115,7 +115,7 @@ impl Reporter for Console {
                 self.line(format!("[{}] Harper ready in {boot}", name(*shard)));
             }
             EventKind::BootFailed { shard, cause, .. } => self.line(format!("[{}] boot failed: {cause}", name(*shard))),
-            EventKind::CommandStarted { shard, command } if progress => {
+            EventKind::CommandStarted { shard, command, .. } if progress => {
                 let cmd = &record.shards[*shard].commands[*command].command;
                 self.line(format!("[{}] $ {cmd}", name(*shard)));
             }

@@ -47,7 +47,7 @@ impl Bars {
             EventKind::ShardStarted { shard } => (*shard, "waiting for an address".to_owned()),
             EventKind::AddressAcquired { shard, .. } => (*shard, "booting Harper".to_owned()),
             EventKind::BootReady { shard } => (*shard, "Harper ready".to_owned()),
-            EventKind::CommandStarted { shard, command } => {
+            EventKind::CommandStarted { shard, command, .. } => {
                 let s = &record.shards[*shard];
                 (*shard, format!("$ {} ({}/{})", s.commands[*command].command, command + 1, s.commands.len()))
             }

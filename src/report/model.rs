@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::plan::{opt_secs, secs};
-use crate::run::events::{Event, EventKind, InstancePhase, Outcome, ShardInfo, ShardStatus};
+use crate::run::events::{BootLogs, Event, EventKind, InstancePhase, Outcome, ShardInfo, ShardStatus};
 
 /// The version of `report.json`'s schema; raised on any incompatible change.
 pub const REPORT_VERSION: u32 = 1;
@@ -37,6 +37,12 @@ pub struct ShardRecord {
     pub index: usize,
     pub total: usize,
     pub log_dir: PathBuf,
+    /// Where its commands may leave JUnit XML, as the run said.
+    #[serde(skip)]
+    pub junit_dir: PathBuf,
+    /// Where its own Harper's first boot wrote its output, as the run said.
+    #[serde(skip)]
+    pub boot_logs: Option<BootLogs>,
     pub address: Option<Ipv4Addr>,
     pub harper_pid: Option<u32>,
     pub status: Option<ShardStatus>,
@@ -227,6 +233,9 @@ impl InstanceRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct CommandRecord {
     pub command: String,
+    /// Where its output went, as the run said when it started.
+    #[serde(skip)]
+    pub log: Option<PathBuf>,
     #[serde(with = "opt_secs")]
     pub started: Option<Duration>,
     #[serde(with = "opt_secs")]
@@ -311,10 +320,18 @@ impl RunRecord {
                 s.address = Some(*addr);
                 s.phases.address = at;
             }
-            EventKind::BootStarted { shard, pid, .. } => self.shards[*shard].harper_pid = Some(*pid),
+            EventKind::BootStarted { shard, pid, logs, .. } => {
+                let s = &mut self.shards[*shard];
+                s.harper_pid = Some(*pid);
+                s.boot_logs = Some(logs.clone());
+            }
             EventKind::BootReady { shard } => self.shards[*shard].phases.ready = at,
             EventKind::BootFailed { shard, tail, .. } => self.shards[*shard].boot_tail = tail.clone(),
-            EventKind::CommandStarted { shard, command } => self.shards[*shard].commands[*command].started = at,
+            EventKind::CommandStarted { shard, command, log } => {
+                let c = &mut self.shards[*shard].commands[*command];
+                c.started = at;
+                c.log = Some(log.clone());
+            }
             EventKind::CommandFinished { shard, command, outcome, tail } => {
                 let s = &mut self.shards[*shard];
                 let c = &mut s.commands[*command];
@@ -395,6 +412,8 @@ impl ShardRecord {
             index: info.index,
             total: info.total,
             log_dir: info.log_dir.clone(),
+            junit_dir: info.junit_dir.clone(),
+            boot_logs: None,
             address: None,
             harper_pid: None,
             status: None,
@@ -404,7 +423,7 @@ impl ShardRecord {
             commands: info
                 .commands
                 .iter()
-                .map(|c| CommandRecord { command: c.clone(), started: None, finished: None, outcome: None, tail: Vec::new() })
+                .map(|c| CommandRecord { command: c.clone(), log: None, started: None, finished: None, outcome: None, tail: Vec::new() })
                 .collect(),
             phases: Phases::default(),
             instances: Vec::new(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::events::{EventKind, InstancePhase, ShardStatus};
+use super::events::{BootLogs, EventKind, InstancePhase, ShardStatus};
 use super::shard::{Context, deadline, within};
 use crate::harper::instance::{self, Dirs};
 use crate::harper::{install, template};
@@ -440,13 +440,14 @@ async fn boot<'a>(cx: &Context, target: impl Into<Target<'a>>, logs: &Path, what
     let t: Target = target.into();
     let launch = instance::launch(t.spec, &cx.entry, t.dirs, t.addr, t.password);
     let spawned = Instant::now();
+    let logs = BootLogs { stdout: logs.join("stdout.log"), stderr: logs.join("stderr.log") };
     let spec = Spec {
         program: launch.program,
         args: launch.args,
         env: launch.env,
         cwd: t.dirs.home.clone(),
-        stdout_log: logs.join("stdout.log"),
-        stderr_log: Some(logs.join("stderr.log")),
+        stdout_log: logs.stdout.clone(),
+        stderr_log: Some(logs.stderr.clone()),
         grace: t.spec.teardown.grace,
         token: t.token.to_owned(),
     };
@@ -456,7 +457,7 @@ async fn boot<'a>(cx: &Context, target: impl Into<Target<'a>>, logs: &Path, what
     match (what, t.main) {
         (What::Template, _) => {}
         (What::Instance, true) => {
-            cx.emit.emit(EventKind::BootStarted { shard: cx.id, pid: child.process.pid(), rootpath: t.dirs.root.clone() })
+            cx.emit.emit(EventKind::BootStarted { shard: cx.id, pid: child.process.pid(), rootpath: t.dirs.root.clone(), logs })
         }
         (What::Instance, false) => phase(InstancePhase::Booting { pid: child.process.pid(), rootpath: t.dirs.root.clone() }),
     }

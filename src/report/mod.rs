@@ -270,6 +270,40 @@ mod tests {
     }
 
     #[test]
+    fn the_github_group_relays_the_logs_the_events_named_wherever_they_are() {
+        use crate::run::events::{BootLogs, EventKind, ShardStatus};
+        // Nowhere near the shard's `log_dir`: a reporter that builds the paths itself finds nothing.
+        let dir = std::env::temp_dir().join(format!("hs-logs-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in [("cmd.out", "from the command's log\n"), ("h.out", "from Harper's stdout\n"), ("h.err", "from Harper's stderr\n")] {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        let (mut events, _) = distinct_phases();
+        for event in &mut events {
+            match &mut event.kind {
+                EventKind::CommandStarted { log, .. } => *log = dir.join("cmd.out"),
+                EventKind::BootStarted { logs, .. } => *logs = BootLogs { stdout: dir.join("h.out"), stderr: dir.join("h.err") },
+                _ => {}
+            }
+        }
+        let reporter = |out| -> Box<dyn Reporter> { Box::new(github::GitHub::new(out, github::StepFiles::default(), place::Place::default())) };
+        let passed = shown(reporter, true, &events);
+        // The same life, but the boot failed: Harper's logs are relayed instead.
+        let failed: Vec<Event> = events
+            .iter()
+            .filter(|e| !matches!(e.kind, EventKind::BootReady { .. } | EventKind::CommandStarted { .. } | EventKind::CommandFinished { .. }))
+            .map(|e| match e.kind {
+                EventKind::ShardFinished { shard, .. } => Event { at: e.at, kind: EventKind::ShardFinished { shard, status: ShardStatus::BootFailed, cause: Some("exit code 3".into()) } },
+                _ => e.clone(),
+            })
+            .collect();
+        let failed = shown(reporter, true, &failed);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(passed.contains("\nfrom the command's log\n"), "{passed}");
+        assert!(failed.contains("\nfrom Harper's stdout\n") && failed.contains("\nfrom Harper's stderr\n"), "{failed}");
+    }
+
+    #[test]
     fn collapse_folds_repeated_lines_and_keeps_the_rest() {
         let lines: Vec<String> = ["a", "b", "b", "b", "c", "c"].iter().map(|s| s.to_string()).collect();
         assert_eq!(

@@ -52,7 +52,7 @@ impl Console {
     /// Live lines for the running shards and, with `colour`, a coloured status column.
     pub fn live(out: impl Into<Out>, verbosity: Verbosity, colour: bool) -> Self {
         let out = out.into();
-        let live = (verbosity != Verbosity::Quiet).then(Bars::new);
+        let live = (verbosity != Verbosity::Quiet).then(|| Bars::new(colour));
         if let Some(bars) = &live {
             out.draw_above(Some(bars.multi()));
         }

@@ -164,10 +164,9 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
         let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(console)];
         reporters.push(Box::new(Files::new(&args.report_dir, timings, &plan.dir, run_record)));
         reporters.push(Box::new(Junit::new(&args.report_dir)));
+        let place = Place::of(&plan, std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from).as_deref());
         if on_github {
-            let workspace = std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from);
-            let place = Place::of(&plan.file, workspace.as_deref());
-            reporters.push(Box::new(GitHub::new(std::io::stderr(), github::StepFiles::from_env(), place)));
+            reporters.push(Box::new(GitHub::new(std::io::stderr(), github::StepFiles::from_env(), place.clone())));
         }
         let reporting = tokio::spawn(report::consume(rx, reporters));
         let (cancel_tx, cancel_rx) = watch::channel(None);
@@ -187,7 +186,7 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
             let record = reporting.await.unwrap_or_default();
             if args.github_checks {
                 let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-                let target = checks::Target::from_env(&env, token, &args.check_name, &args.plan_file.plan_file);
+                let target = checks::Target::from_env(&env, token, &args.check_name, place);
                 checks::report(&record, target, say).await;
             }
             if args.format == Format::Json {

@@ -19,4 +19,5 @@ pub mod process;
 pub mod report;
 pub mod run;
 pub mod supervise;
+pub mod table;
 pub mod text;

@@ -8,6 +8,13 @@
 //! sequences (`ESC [ … m`) pass, for output drawn on a colour terminal, and a line that set a
 //! colour is reset before it ends so that nothing bleeds into the next one.
 //!
+//! Hand-written, not strip-ansi-escapes (tried on the cases tested below) nor vte, its parser:
+//! strip-ansi-escapes drops a bare CR, tabs and other controls without a trace where this shows
+//! a stand-in, lets DEL through and cannot keep colour; and in vte an OSC left unterminated
+//! ignores line feeds, so one stray `ESC ]` swallows the whole rest of a command's output.
+//! It handles CSI, OSC and the other control strings (DCS, SOS, PM, APC; ended by BEL or ST),
+//! C1 controls in UTF-8, and sequences split across chunks.
+//!
 //! Not for: deciding what is a workflow command (`report::out`) or escaping markup
 //! (`report::summary`); this only takes control away from text.
 
@@ -253,6 +260,32 @@ mod tests {
         }
         n.finish(&mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "ab\nc\u{FFFD}d");
+    }
+
+    #[test]
+    fn osc_hyperlinks_and_titles_are_removed_whether_bel_or_st_ends_them() {
+        assert_eq!(neutralise("\x1b]8;;https://example.com/x\x07link\x1b]8;;\x07 after"), "link after");
+        assert_eq!(neutralise("\x1b]8;id=1;https://example.com\x1b\\link\x1b]8;;\x1b\\ after"), "link after");
+        assert_eq!(neutralise("\x1b]0;a title\x07x\x1b]2;another\x1b\\y"), "xy");
+        // Kept colour is colour only: a hyperlink or a title never passes.
+        assert_eq!(neutralise_bytes(b"\x1b]8;;u\x07\x1b[32mok\x1b[0m\x1b]8;;\x07", true), "\x1b[32mok\x1b[0m");
+    }
+
+    #[test]
+    fn csi_sequences_of_every_kind_are_removed_and_a_control_inside_one_ends_it() {
+        assert_eq!(neutralise("a\x1b[2Jb\x1b[10;20Hc\x1b[?25ld\x1b[1;31me\x1b[38:5:196mf"), "abcdef");
+        assert_eq!(neutralise("a\x1b[31\nb"), "a\nb");
+    }
+
+    #[test]
+    fn an_unterminated_escape_at_the_end_leaves_nothing_that_can_act() {
+        assert_eq!(neutralise("end\x1b"), "end␛", "a lone ESC is shown");
+        assert_eq!(neutralise("end\x1b[31"), "end");
+        assert_eq!(neutralise("end\x1b]8;;https://example.com"), "end");
+        assert_eq!(neutralise("end\x1b]0;title\x1b"), "end");
+        assert_eq!(neutralise_bytes(b"end\xc2", false), "end\u{FFFD}");
+        // The colour a cut-off line had set is reset.
+        assert_eq!(neutralise_bytes(b"\x1b[32mok\x1b[", true), "\x1b[32mok\x1b[0m");
     }
 
     #[test]

@@ -98,17 +98,37 @@ fn the_status_column_is_coloured_on_a_terminal() {
     assert!(row.trim_end().ends_with("\x1b[32mpassed\x1b[0m"), "{row:?}");
 }
 
-#[test]
-fn no_color_turns_the_colour_off() {
-    let sandbox = Sandbox::new();
-    waiting_plan(&sandbox);
-    sandbox.write("go", "");
-    let (code, text) = Terminal::start(&sandbox, &[("NO_COLOR", "1")]).finish();
-    assert_eq!(code, 0, "{text}");
-    let row = text.lines().find(|l| l.starts_with("waiter  127.0.0.")).expect("the table's row");
-    assert!(row.trim_end().ends_with(" passed") && !text.contains("\x1b[32m"), "{text:?}");
+/// Every escape sequence in `text` but the live lines' redrawing (cursor moves, erasing a line):
+/// whatever colours, styles, titles or links.
+fn escapes_but_redraws(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (at, _) in text.match_indices('\x1b') {
+        let rest = &text[at + 1..];
+        let csi = rest.strip_prefix('[').map(|r| r.find(|c: char| ('\x40'..='\x7e').contains(&c)).map(|end| &r[..=end]));
+        match csi {
+            Some(Some(seq)) if !seq.ends_with('m') => {}
+            _ => found.push(rest.chars().take(12).collect()),
+        }
+    }
+    found
 }
 
+#[test]
+fn no_color_turns_every_colour_off_the_live_lines_included() {
+    let sandbox = Sandbox::new();
+    waiting_plan(&sandbox);
+    // CLICOLOR_FORCE asks indicatif for colour, and it would give it: NO_COLOR wins, everywhere.
+    let terminal = Terminal::start(&sandbox, &[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")]);
+    sandbox.wait_for("the live line of the running command", Duration::from_secs(20), || terminal.text().contains("$ until [ -e go ]"));
+    sandbox.write("go", "");
+    let (code, text) = terminal.finish();
+    assert_eq!(code, 0, "{text}");
+    let row = text.lines().find(|l| l.starts_with("waiter  127.0.0.")).expect("the table's row");
+    assert!(row.trim_end().ends_with(" passed"), "{row:?}");
+    assert_eq!(escapes_but_redraws(&text), Vec::<String>::new(), "{text:?}");
+    let table = &text[text.rfind("\nshard ").expect("the table")..];
+    assert!(!table.contains('\x1b'), "no escape byte at all once the live lines are gone: {table:?}");
+}
 
 #[test]
 fn the_final_table_times_each_command_of_a_shard_that_has_several() {

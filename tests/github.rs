@@ -559,6 +559,23 @@ fn each_passing_shard_gets_one_timing_notice_at_its_line_in_the_plan() {
 }
 
 #[test]
+fn annotations_point_at_the_line_the_parser_read_each_name_from_not_at_lookalike_lines() {
+    let sandbox = Sandbox::new();
+    // Before the real `name: db`, two lines that read as `name: db` to anything but a YAML
+    // parser: a variable named `name` and a line of a block scalar.
+    let shards = "  - name: ops\n    env:\n      name: db\n    run: |\n      cat >/dev/null <<'EOF'\n      name: db\n      EOF\n  - name: db\n    run: \"true\"\n";
+    let step = github_step(&sandbox, shards, &[]);
+    step.run.expect(0);
+    let plan = support::read(&sandbox.path("harper-shards.yml"));
+    let line_of = |text: &str| (plan.lines().position(|l| l == text).unwrap() + 1).to_string();
+    let acted = runner_commands(&step.run.output.stderr);
+    let notices = notices(&acted);
+    let line = |shard: &str| notices.iter().find(|n| n.properties["title"] == shard).map(|n| n.properties["line"].clone());
+    assert_eq!(line("ops"), Some(line_of("  - name: ops")), "{notices:#?}");
+    assert_eq!(line("db"), Some(line_of("  - name: db")), "{notices:#?}");
+}
+
+#[test]
 fn a_shards_group_has_a_line_per_instance_and_an_instances_failed_boot_adds_no_annotation() {
     let sandbox = Sandbox::new();
     let step = github_step(&sandbox, &support::instances_shard("auth"), &[]);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use harper_shard::report::model::RunRecord;
 use harper_shard::report::summary::{self, STEP_SUMMARY_LIMIT};
-use harper_shard::run::events::{Event, EventKind, ExitCode, Outcome, ShardId, ShardInfo, ShardStatus};
+use harper_shard::run::events::{BootLogs, Event, EventKind, ExitCode, Outcome, ShardId, ShardInfo, ShardStatus};
 use support::records::run_record;
 
 #[test]
@@ -44,7 +44,14 @@ fn record_of(lives: &[Life]) -> RunRecord {
     let shards: Vec<ShardInfo> = lives
         .iter()
         .enumerate()
-        .map(|(i, l)| ShardInfo { name: l.name.clone(), index: i + 1, total: lives.len(), commands: vec!["npm test".into()], log_dir: "report/x".into() })
+        .map(|(i, l)| ShardInfo {
+            name: l.name.clone(),
+            index: i + 1,
+            total: lives.len(),
+            commands: vec!["npm test".into()],
+            log_dir: "report/x".into(),
+            junit_dir: "report/x/junit".into(),
+        })
         .collect();
     let mut record = RunRecord::new();
     let mut t = Duration::ZERO;
@@ -59,7 +66,7 @@ fn record_of(lives: &[Life]) -> RunRecord {
         apply(ms(10), EventKind::ShardStarted { shard });
         apply(ms(10), EventKind::AddressAcquired { shard, addr: Ipv4Addr::new(127, 0, 0, 2) });
         apply(ms(100), EventKind::BootReady { shard });
-        apply(ms(10), EventKind::CommandStarted { shard, command: 0 });
+        apply(ms(10), EventKind::CommandStarted { shard, command: 0, log: "report/x/command-1.log".into() });
         if !l.cut_short {
             let outcome = if l.status == ShardStatus::Passed { Outcome::Passed } else { Outcome::Failed { status: "exit code 1".into() } };
             apply(ms(1500), EventKind::CommandFinished { shard, command: 0, outcome, tail: l.tail.clone() });
@@ -143,7 +150,14 @@ fn the_table_and_the_chart_agree_on_commands_cut_short_by_teardown() {
 /// then release it; kill and start the shard's own; and start `i2`, whose boot fails.
 fn instances_record(restarts: usize) -> RunRecord {
     use harper_shard::run::events::InstancePhase;
-    let shards = vec![ShardInfo { name: "auth".into(), index: 1, total: 1, commands: vec!["npm test".into()], log_dir: "report/auth".into() }];
+    let shards = vec![ShardInfo {
+        name: "auth".into(),
+        index: 1,
+        total: 1,
+        commands: vec!["npm test".into()],
+        log_dir: "report/auth".into(),
+        junit_dir: "report/auth/junit".into(),
+    }];
     let (shard, _) = ShardId::each(&shards).next().expect("one shard");
     let mut record = RunRecord::new();
     let mut t = Duration::ZERO;
@@ -157,9 +171,10 @@ fn instances_record(restarts: usize) -> RunRecord {
     apply(1, EventKind::RunStarted { shards, concurrency: 1, report_dir: "report".into(), started_at: std::time::SystemTime::now() });
     apply(1, EventKind::ShardStarted { shard });
     apply(1, EventKind::AddressAcquired { shard, addr: Ipv4Addr::new(127, 0, 0, 2) });
-    apply(1, EventKind::BootStarted { shard, pid: 10, rootpath: "/tmp/r".into() });
+    let logs = BootLogs { stdout: "report/auth/harper/stdout.log".into(), stderr: "report/auth/harper/stderr.log".into() };
+    apply(1, EventKind::BootStarted { shard, pid: 10, rootpath: "/tmp/r".into(), logs });
     apply(300, EventKind::BootReady { shard });
-    apply(1, EventKind::CommandStarted { shard, command: 0 });
+    apply(1, EventKind::CommandStarted { shard, command: 0, log: "report/auth/command-1.log".into() });
     apply(5, instance("i1", InstancePhase::Acquired { name: "auth tests".into(), addr: Ipv4Addr::new(127, 0, 0, 3) }));
     for n in 0..=restarts {
         apply(1, instance("i1", booting(20 + n as u32)));

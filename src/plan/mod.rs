@@ -80,6 +80,9 @@ pub struct Shard {
     pub name: String,
     /// The name as written in the plan (`database` for every part of it).
     pub group: String,
+    /// Where that name is written in the plan file, for annotations that point at the shard.
+    #[serde(skip)]
+    pub at: Position,
     /// 1-based position among all the plan's shards.
     pub index: usize,
     pub commands: Vec<String>,
@@ -105,6 +108,13 @@ pub struct Shard {
     pub basis: predict::Basis,
 }
 
+/// A place in the plan file, 1-based, as the parser found it; `0` when it could not tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    pub line: u32,
+    pub column: u32,
+}
+
 impl Shard {
     /// A part of a split shard (`database/2`).
     pub fn is_part(&self) -> bool {
@@ -116,6 +126,7 @@ impl Shard {
         Shard {
             name: name.to_owned(),
             group: group.to_owned(),
+            at: Position::default(),
             index: 0,
             commands: vec!["true".into()],
             env: BTreeMap::new(),

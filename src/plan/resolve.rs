@@ -16,7 +16,7 @@ use super::schema::{Concurrency, Dur, Probe, RawHarper, RawPlan, RawShard, Runti
 use super::predict::{self, Basis};
 use super::split;
 use super::timings::Timings;
-use super::{Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Ready, RunSpec, Shard, Startup, Teardown};
+use super::{Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Position, Ready, RunSpec, Shard, Startup, Teardown};
 
 pub const DEFAULT_PACKAGE: &str = "harperdb@4.7.29";
 pub const DEFAULT_MARKER: &str = "successfully started";
@@ -122,6 +122,7 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
             shards.push(Shard {
                 name: part.name,
                 group: name.value.clone(),
+                at: position(&name.referenced),
                 index: 0,
                 commands: part.commands,
                 env: env.clone(),
@@ -140,6 +141,12 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
     }
     predict::predict(&mut shards, cx.timings);
     Ok(Plan { file: file.to_path_buf(), dir, ci: cx.is_ci(), pool, run, shards })
+}
+
+/// The parser's location as a plan position (it counts in `u32`; its accessors widen).
+fn position(at: &Location) -> Position {
+    let part = |n: u64| u32::try_from(n).unwrap_or(0);
+    Position { line: part(at.line()), column: part(at.column()) }
 }
 
 /// A control-socket `start` request's Harper keys (`text`: a JSON object, which is YAML) over a

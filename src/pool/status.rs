@@ -14,6 +14,7 @@ use crate::process::ports::{self, Holder};
 use super::probe::{self, Busy};
 use super::record::{self, Record};
 use super::Pool;
+use crate::table::Table;
 
 /// One address and what holds it.
 #[derive(Debug, Clone)]
@@ -87,27 +88,36 @@ impl Slot {
     }
 }
 
-/// The slots as a table, one row per address.
+/// The slots as a table, one row per address, what the record lists under it. The columns are
+/// at least as wide as an address, a pid and a time, so that tables of two runs line up.
 pub fn table(slots: &[Slot]) -> String {
+    let header = ["ADDRESS", "OWNER", "SHARD", "SINCE", "STATE"];
+    let rows: Vec<[String; 5]> = slots
+        .iter()
+        .map(|slot| {
+            let (owner, shard, since) = match &slot.record {
+                Some(r) => (r.owner.pid.to_string(), r.shard.clone(), humantime::format_rfc3339_seconds(r.since_time()).to_string()),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            [slot.addr.to_string(), owner, shard, since, slot.state_text()]
+        })
+        .collect();
+    let mut table = Table::new(&header).at_least(&[15, 9, 20, 20]);
+    for row in &rows {
+        table.fit(row);
+    }
+    let under = " ".repeat(table.start(1));
     let mut out = String::new();
-    let _ = writeln!(out, "{:<15}  {:<9}  {:<20}  {:<20}  STATE", "ADDRESS", "OWNER", "SHARD", "SINCE");
-    for slot in slots {
-        let (owner, shard, since) = match &slot.record {
-            Some(r) => (
-                r.owner.pid.to_string(),
-                r.shard.clone(),
-                humantime::format_rfc3339_seconds(r.since_time()).to_string(),
-            ),
-            None => ("-".into(), "-".into(), "-".into()),
-        };
-        let _ = writeln!(out, "{:<15}  {owner:<9}  {shard:<20}  {since:<20}  {}", slot.addr.to_string(), slot.state_text());
+    let _ = writeln!(out, "{}", table.line(&header));
+    for (slot, row) in slots.iter().zip(&rows) {
+        let _ = writeln!(out, "{}", table.line(row));
         if let Some(r) = &slot.record {
             for dir in &r.dirs {
-                let _ = writeln!(out, "{:<15}  instance directory {}", "", dir.display());
+                let _ = writeln!(out, "{under}instance directory {}", dir.display());
             }
         }
         if let Some(e) = &slot.record_error {
-            let _ = writeln!(out, "{:<15}  warning: {e}", "");
+            let _ = writeln!(out, "{under}warning: {e}");
         }
     }
     out
@@ -138,4 +148,23 @@ pub fn json(slots: &[Slot]) -> serde_json::Value {
         })
         .collect();
     json!({ "slots": rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_shard_name_widens_its_column_instead_of_pushing_the_state_out_of_line() {
+        let slot = |n: u8, shard: Option<&str>| Slot {
+            addr: Ipv4Addr::new(127, 0, 0, n),
+            state: if shard.is_some() { State::Held } else { State::Free },
+            record: shard.map(|s| Record::new("token", s)),
+            record_error: None,
+        };
+        let text = table(&[slot(2, Some("a-shard-name-well-past-twenty-bytes/12")), slot(3, None)]);
+        let state_at: Vec<Option<usize>> = text.lines().map(|l| ["STATE", "held by a run", "free"].iter().find_map(|w| l.find(w))).collect();
+        assert_eq!(state_at.len(), 3, "{text}");
+        assert!(state_at.iter().all(|at| at.is_some() && *at == state_at[0]), "{state_at:?}:\n{text}");
+    }
 }

@@ -11,6 +11,7 @@
 //! or any other failure becomes one warning.
 
 use std::path::Path;
+use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -48,7 +49,8 @@ pub struct Target {
 
 impl Target {
     /// Reads the target from GitHub's variables (`env`); the error says what is missing.
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>, token: Option<String>, name: &str, plan_file: &Path) -> anyhow::Result<Target> {
+    /// Annotations point at `place`.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>, token: Option<String>, name: &str, place: Place) -> anyhow::Result<Target> {
         let token = token.filter(|t| !t.is_empty()).context(
             "--github-checks needs a token in GITHUB_TOKEN (with `checks: write`); no check run was published",
         )?;
@@ -62,7 +64,6 @@ impl Target {
             (Some(server), Some(run)) => Some(format!("{server}/{repository}/actions/runs/{run}")),
             _ => None,
         };
-        let workspace = env("GITHUB_WORKSPACE").map(std::path::PathBuf::from);
         Ok(Target {
             api_url,
             token,
@@ -70,7 +71,7 @@ impl Target {
             repo: repo.to_owned(),
             sha,
             name: name.to_owned(),
-            place: Place::of(plan_file, workspace.as_deref()),
+            place,
             details_url,
         })
     }

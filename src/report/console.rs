@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use super::live::Bars;
-use super::model::{Phases, RunRecord, ShardRecord};
+use super::model::{InstanceRecord, Phase, Phases, RunRecord, ShardRecord};
 use super::out::Out;
 use super::{Reporter, collapse, short};
 use crate::run::events::{Event, EventKind, Outcome, ShardId, ShardStatus};
 use crate::supervise::tail::Lines;
+use crate::table::{self, Table};
 use crate::text;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,7 @@ impl Console {
     /// Live lines for the running shards and, with `colour`, a coloured status column.
     pub fn live(out: impl Into<Out>, verbosity: Verbosity, colour: bool) -> Self {
         let out = out.into();
-        let live = (verbosity != Verbosity::Quiet).then(Bars::new);
+        let live = (verbosity != Verbosity::Quiet).then(|| Bars::new(colour));
         if let Some(bars) = &live {
             out.draw_above(Some(bars.multi()));
         }
@@ -111,11 +112,11 @@ impl Reporter for Console {
                 self.line(format!("[{}] boot template built in {}", name(*shard), short(*took)));
             }
             EventKind::BootReady { shard } if progress => {
-                let boot = record.shards[*shard].phases.took(super::model::Phase::Boot).map(short).unwrap_or_default();
+                let boot = record.shards[*shard].phases.took(Phase::BOOT).map(short).unwrap_or_default();
                 self.line(format!("[{}] Harper ready in {boot}", name(*shard)));
             }
             EventKind::BootFailed { shard, cause, .. } => self.line(format!("[{}] boot failed: {cause}", name(*shard))),
-            EventKind::CommandStarted { shard, command } if progress => {
+            EventKind::CommandStarted { shard, command, .. } if progress => {
                 let cmd = &record.shards[*shard].commands[*command].command;
                 self.line(format!("[{}] $ {cmd}", name(*shard)));
             }
@@ -184,75 +185,57 @@ const INSTANCE_CHARS: usize = 40;
 const PROBLEM_CHARS: usize = 100;
 
 fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::io::Result<()> {
-    let [wait, boot, commands, teardown, total] = Phases::COLUMNS;
-    let headers = ["shard", "address", wait, boot, commands, teardown, total, "status"];
     let dash = || "-".to_owned();
-    let rows: Vec<[String; 8]> = record
+    let header: Vec<&str> = ["shard", "address"].into_iter().chain(Phases::column_labels()).chain(["status"]).collect();
+    // The phases' columns follow the shard and its address; the status is the last.
+    let phase_column = |phase: Phase| 2 + Phase::ALL.iter().position(|p| *p == phase).unwrap_or(0);
+    let status = header.len() - 1;
+    let rows: Vec<Vec<String>> = record
         .shards
         .iter()
         .map(|s| {
-            let [wait, boot, commands, teardown, total] = s.phases.columns().map(|x| x.map(short).unwrap_or_else(dash));
-            [
-                s.name.clone(),
-                s.address.map(|a| a.to_string()).unwrap_or_else(dash),
-                wait,
-                boot,
-                commands,
-                teardown,
-                total,
-                s.status.map(|st| st.label().to_owned()).unwrap_or_else(|| "unfinished".into()),
-            ]
+            let mut row = vec![s.name.clone(), s.address.map(|a| a.to_string()).unwrap_or_else(dash)];
+            row.extend(s.phases.columns().into_iter().map(|x| x.map(short).unwrap_or_else(dash)));
+            row.push(s.status.map(|st| st.label().to_owned()).unwrap_or_else(|| "unfinished".into()));
+            row
         })
         .collect();
-    // An instance's row reads like its shard's: its boots (added up, ×N) under `boot`, its
-    // time up under `commands`, its release under `teardown`, address to release under
-    // `total`, and how each life ended under `status`.
-    let instance_rows: Vec<Vec<([String; 8], Vec<&str>)>> = record
+    let instance_rows: Vec<Vec<(Vec<String>, Vec<&str>)>> = record
         .shards
         .iter()
         .map(|s| {
             s.instances
                 .iter()
                 .map(|i| {
-                    let row = [
-                        format!("  {}", clip(&i.label(), INSTANCE_CHARS)),
-                        i.address.map(|a| a.to_string()).unwrap_or_else(dash),
-                        String::new(),
-                        super::boots_text(i),
-                        i.up_time().map(short).unwrap_or_else(dash),
-                        i.release_span().map(|(a, b)| short(b - a)).unwrap_or_else(dash),
-                        i.total().map(short).unwrap_or_else(dash),
-                        super::ending(i),
-                    ];
+                    let mut row = vec![format!("  {}", clip(&i.label(), INSTANCE_CHARS)), i.address.map(|a| a.to_string()).unwrap_or_else(dash)];
+                    row.extend(Phase::ALL.iter().map(|p| instance_cell(*p, i)));
+                    row.push(i.total().map(short).unwrap_or_else(dash));
+                    row.push(super::ending(i));
                     (row, i.problems())
                 })
                 .collect()
         })
         .collect();
-    let mut widths = headers.map(str::len);
+    let mut table = Table::new(&header);
     for row in rows.iter().chain(instance_rows.iter().flatten().map(|(row, _)| row)) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+        table.fit(row);
     }
     writeln!(out)?;
-    let fmt_row = |cells: &[String]| {
-        cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
-    };
-    writeln!(out, "{}", fmt_row(&headers.map(str::to_owned)))?;
+    writeln!(out, "{}", table.line(&header))?;
     for ((row, shard), instances) in rows.iter().zip(&record.shards).zip(&instance_rows) {
-        // Padding is measured on the plain text; the colour goes around the padded cell.
-        let line = fmt_row(row);
+        // Measured plain above; the colour goes around the status, the last cell, unpadded.
         match shard.status {
-            Some(status) if colour => {
-                let at = line.len() - row[7].len();
-                writeln!(out, "{}{}", &line[..at], paint(status, &row[7], true))?;
+            Some(st) if colour => {
+                let mut painted = row.clone();
+                painted[status] = paint(st, &row[status], true);
+                writeln!(out, "{}", table.line(&painted))?;
             }
-            _ => writeln!(out, "{line}")?,
+            _ => writeln!(out, "{}", table.line(row))?,
         }
         // A shard of several commands gets a line per command under its `commands` column.
         if shard.commands.len() > 1 {
-            let indent = widths[..4].iter().map(|w| w + 2).sum::<usize>();
+            let column = phase_column(Phase::COMMANDS);
+            let indent = table.start(column);
             for c in shard.commands.iter().filter(|c| c.started.is_some()) {
                 let took = c.started.zip(c.finished).map(|(a, b)| short(b.saturating_sub(a))).unwrap_or_else(|| "-".into());
                 let how = match &c.outcome {
@@ -260,19 +243,17 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
                     Some(o) => format!("  ({})", super::outcome_text(o)),
                     None => "  (unfinished)".into(),
                 };
-                writeln!(out, "{:indent$}{took:<w$}  $ {}{how}", "", clip(&c.command, 60), w = widths[4])?;
+                writeln!(out, "{:indent$}{}  $ {}{how}", "", table::pad(&took, table.width(column)), clip(&c.command, 60))?;
             }
         }
+        // What an instance's release or stops could not confirm runs on after its status.
         for (row, problems) in instances {
-            let head = fmt_row(&row[..7]);
-            let at = widths[..7].iter().map(|w| w + 2).sum::<usize>();
-            let status = if problems.is_empty() {
-                row[7].clone()
-            } else {
-                let status = format!("{:<w$}  {}", row[7], clip(&problems.join("; "), PROBLEM_CHARS), w = widths[7]);
-                paint(ShardStatus::Infrastructure, &status, colour)
-            };
-            writeln!(out, "{head:<at$}{status}")?;
+            let mut cells = row.clone();
+            if !problems.is_empty() {
+                let text = format!("{}  {}", table::pad(&row[status], table.width(status)), clip(&problems.join("; "), PROBLEM_CHARS));
+                cells[status] = paint(ShardStatus::Infrastructure, &text, colour);
+            }
+            writeln!(out, "{}", table.line(&cells))?;
         }
     }
     let passed = record.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() == 0)).count();
@@ -283,6 +264,22 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
         short(record.duration),
         record.exit_code.map_or("?".into(), |c| c.to_string())
     )
+}
+
+/// An instance's row reads like its shard's: its boots (added up, ×N) under `boot`, its time
+/// up under `commands`, its release under `teardown`; address to release is its `total`, and
+/// how each life ended its `status`. A phase an instance has no part in stays blank.
+fn instance_cell(phase: Phase, i: &InstanceRecord) -> String {
+    let dash = || "-".to_owned();
+    if phase == Phase::BOOT {
+        super::boots_text(i)
+    } else if phase == Phase::COMMANDS {
+        i.up_time().map(short).unwrap_or_else(dash)
+    } else if phase == Phase::TEARDOWN {
+        i.release_span().map(|(a, b)| short(b - a)).unwrap_or_else(dash)
+    } else {
+        String::new()
+    }
 }
 
 /// `text` on one line, cut to `max` characters, with an ellipsis when cut.
@@ -321,6 +318,27 @@ mod tests {
         assert!(colour_allowed(None));
         assert!(colour_allowed(Some("".as_ref())));
         assert!(!colour_allowed(Some("1".as_ref())));
+    }
+
+    #[test]
+    fn the_table_lines_up_names_that_take_two_columns_a_character() {
+        use crate::run::events::InstancePhase;
+        let (events, mut record) = super::super::tests::distinct_phases();
+        let EventKind::ShardStarted { shard } = events[1].kind else { panic!("the second event starts the shard") };
+        let at = std::time::Duration::from_millis(400);
+        for (id, name) in [("i1", "認証テスト 🚀"), ("i2", "cafe\u{301}")] {
+            let phase = InstancePhase::Acquired { name: name.into(), addr: std::net::Ipv4Addr::new(127, 0, 0, 9) };
+            record.apply(&Event { at, kind: EventKind::Instance { shard, id: id.into(), phase } });
+        }
+        let mut out = Vec::new();
+        write_table(&mut out, &record, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("shard ") || l.contains(" 127.0.0.")).collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        // Measured here, not by the table's own rule: the terminal's columns.
+        let columns = |s: &str| unicode_width::UnicodeWidthStr::width(s);
+        let address_at: Vec<usize> = lines.iter().map(|l| columns(&l[..l.find("address").or(l.find("127.")).unwrap()])).collect();
+        assert!(address_at.iter().all(|&w| w == address_at[0]), "the address column starts at {address_at:?}:\n{text}");
     }
 
     #[test]

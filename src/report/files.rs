@@ -18,7 +18,7 @@ use super::{Reporter, harvest};
 use crate::plan::Timings;
 use crate::plan::timings::{RunTimings, TIMINGS_VERSION};
 use crate::run::events::{Event, ShardStatus};
-use crate::run::shard::dir_name;
+use crate::run::shard::log_dir;
 use crate::supervise::output::write_atomic;
 
 /// Creates the report directory `dir` and, in it, an empty folder for each of `shards`: what an
@@ -27,7 +27,7 @@ use crate::supervise::output::write_atomic;
 pub fn prepare<'a>(dir: &Path, shards: impl IntoIterator<Item = &'a str>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the report directory {}", dir.display()))?;
     for shard in shards {
-        let folder = dir.join(dir_name(shard));
+        let folder = log_dir(dir, shard);
         let removed = match std::fs::symlink_metadata(&folder) {
             Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&folder),
             Ok(_) => std::fs::remove_file(&folder),
@@ -74,7 +74,7 @@ impl Reporter for Files {
         }
         let mut problems = Vec::new();
         for shard in &record.shards {
-            let (files, bad) = harvest::file_times(&shard.log_dir.join(harvest::JUNIT_DIR), &self.plan_dir);
+            let (files, bad) = harvest::file_times(&shard.junit_dir, &self.plan_dir);
             run.files.extend(files);
             problems.extend(bad);
         }

@@ -30,7 +30,6 @@ use super::out::Out;
 use super::place::Place;
 use super::{Reporter, phase_line, short, summary};
 use crate::run::events::{Event, EventKind, ShardStatus};
-use crate::run::shard::command_log;
 use crate::text;
 
 /// GitHub displays at most this many annotations of one type per step.
@@ -87,18 +86,22 @@ impl GitHub {
             writeln!(out, "cause: {}", text::one_line(cause))?;
         }
         if shard.status == Some(ShardStatus::BootFailed) {
-            for stream in ["stdout", "stderr"] {
-                let log = shard.log_dir.join("harper").join(format!("{stream}.log"));
-                writeln!(out, "── Harper {stream} ({})", log.display())?;
-                relay(out, &log)?;
+            match &shard.boot_logs {
+                Some(logs) => {
+                    for (stream, log) in [("stdout", &logs.stdout), ("stderr", &logs.stderr)] {
+                        writeln!(out, "── Harper {stream} ({})", log.display())?;
+                        relay(out, log)?;
+                    }
+                }
+                None => writeln!(out, "── Harper's own boot never started: it has no output (the cause says why)")?,
             }
         }
-        for (i, c) in shard.commands.iter().enumerate() {
-            let Some(started) = c.started else { continue };
+        for c in &shard.commands {
+            let (Some(started), Some(log)) = (c.started, &c.log) else { continue };
             let took = c.finished.map(|f| short(f.saturating_sub(started))).unwrap_or_default();
             let how = c.outcome.as_ref().map_or("unfinished".into(), super::outcome_text);
             writeln!(out, "── $ {} ({how}, {took})", text::one_line(&c.command))?;
-            relay(out, &command_log(&shard.log_dir, i))?;
+            relay(out, log)?;
         }
         for instance in &shard.instances {
             writeln!(out, "instance {}", text::one_line(&super::instance_line(instance)))?;

@@ -13,8 +13,6 @@ use std::path::{Component, Path, PathBuf};
 
 use quick_xml::events::{BytesStart, Event};
 
-pub use crate::run::shard::JUNIT_DIR;
-
 /// Seconds per file, from every `*.xml` directly in `dir`; file names relative to `plan_dir`.
 /// Unreadable or malformed files are skipped with the reason, for the caller to warn about.
 pub fn file_times(dir: &Path, plan_dir: &Path) -> (BTreeMap<String, f64>, Vec<String>) {

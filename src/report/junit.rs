@@ -68,8 +68,8 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
         suite.add_property(Property::new("address", addr.to_string()));
     }
     for phase in Phase::ALL {
-        if let Some(took) = shard.phases.took(phase) {
-            suite.add_property(Property::new(format!("{}-seconds", phase.label()), format!("{:.3}", took.as_secs_f64())));
+        if let Some(took) = shard.phases.took(*phase) {
+            suite.add_property(Property::new(format!("{}-seconds", phase.label), format!("{:.3}", took.as_secs_f64())));
         }
     }
     if let Some(status) = shard.status {
@@ -83,9 +83,9 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
     let explained = shard.commands.iter().any(|c| matches!(c.outcome, Some(Outcome::Failed { .. } | Outcome::TimedOut { .. })));
     let own_failure = !explained && shard.cause.as_deref().is_some_and(|c| !c.starts_with("teardown:"));
     let failed_step = match shard.status {
-        Some(ShardStatus::BootFailed) => Some((Phase::Boot, "boot Harper")),
-        Some(ShardStatus::Infrastructure) if shard.phases.address.is_none() => Some((Phase::Wait, "get a loopback address")),
-        Some(ShardStatus::Infrastructure) if own_failure => Some((Phase::Commands, "set up and supervise the shard")),
+        Some(ShardStatus::BootFailed) => Some((Phase::BOOT, "boot Harper")),
+        Some(ShardStatus::Infrastructure) if shard.phases.address.is_none() => Some((Phase::WAIT, "get a loopback address")),
+        Some(ShardStatus::Infrastructure) if own_failure => Some((Phase::COMMANDS, "set up and supervise the shard")),
         _ => None,
     };
     if let Some((phase, what)) = failed_step {
@@ -121,7 +121,7 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
         suite.add_test_case(instance_case(instance, classname));
     }
     if let Some(problem) = &shard.teardown_problem {
-        let span = shard.phases.bounds(Phase::Teardown);
+        let span = shard.phases.bounds(Phase::TEARDOWN);
         suite.add_test_case(error_case("tear Harper down", classname, span, Some(problem), &[]));
     }
     suite

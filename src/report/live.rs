@@ -23,17 +23,10 @@ pub struct Bars {
     style: ProgressStyle,
 }
 
-impl Default for Bars {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Bars {
-    pub fn new() -> Bars {
-        let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner());
-        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: HashMap::new(), style }
+    /// `colour`: the console's one decision (`NO_COLOR`), for the live lines too.
+    pub fn new(colour: bool) -> Bars {
+        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: HashMap::new(), style: style(colour) }
     }
 
     /// The lines' drawing, for writing other lines above them.
@@ -47,7 +40,7 @@ impl Bars {
             EventKind::ShardStarted { shard } => (*shard, "waiting for an address".to_owned()),
             EventKind::AddressAcquired { shard, .. } => (*shard, "booting Harper".to_owned()),
             EventKind::BootReady { shard } => (*shard, "Harper ready".to_owned()),
-            EventKind::CommandStarted { shard, command } => {
+            EventKind::CommandStarted { shard, command, .. } => {
                 let s = &record.shards[*shard];
                 (*shard, format!("$ {} ({}/{})", s.commands[*command].command, command + 1, s.commands.len()))
             }
@@ -77,6 +70,14 @@ impl Bars {
         }
         let _ = self.multi.clear();
     }
+}
+
+/// A live line: spinner, the shard's name — bold only with `colour`, so that it is the console's
+/// decision and not indicatif's own reading of the environment (which takes `CLICOLOR_FORCE`
+/// over `NO_COLOR`) — what it is doing, and for how long.
+pub fn style(colour: bool) -> ProgressStyle {
+    let template = if colour { "{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}" } else { "{spinner} {prefix} {wide_msg} {elapsed:>4}" };
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 /// What a live line says after the shard's name: its address (once it has one) and its phase.

@@ -62,7 +62,7 @@ pub fn short(d: std::time::Duration) -> String {
 
 /// "wait 0.01s · boot 0.31s · commands 2.50s · teardown 0.40s": the phases that ran.
 pub fn phase_line(phases: &Phases) -> String {
-    let took: Vec<String> = Phase::ALL.iter().filter_map(|p| phases.took(*p).map(|d| format!("{} {}", p.label(), short(d)))).collect();
+    let took: Vec<String> = Phase::ALL.iter().filter_map(|p| phases.took(*p).map(|d| format!("{} {}", p.label, short(d)))).collect();
     took.join(" · ")
 }
 
@@ -179,6 +179,132 @@ mod tests {
         assert_eq!(ending(&instance), "stopped ×2, killed, boot failed, not released");
         instance.released = Some(std::time::Duration::from_secs(1));
         assert_eq!(ending(&instance), "stopped ×2, killed, boot failed, released");
+    }
+
+    /// One passed shard whose phases each took a time of their own — wait 0.11s, boot 0.22s,
+    /// commands 0.33s, teardown 0.44s — as the events that told it, and the record built from them.
+    pub(super) fn distinct_phases() -> (Vec<Event>, RunRecord) {
+        use crate::run::events::{BootLogs, EventKind, ExitCode, ShardInfo, ShardStatus};
+        let info = ShardInfo {
+            name: "phased".into(),
+            index: 1,
+            total: 1,
+            commands: vec!["npm test".into()],
+            log_dir: "no-such-report/phased".into(),
+            junit_dir: "no-such-report/phased/junit".into(),
+        };
+        let logs = BootLogs { stdout: "no-such-report/phased/harper/stdout.log".into(), stderr: "no-such-report/phased/harper/stderr.log".into() };
+        let shards = vec![info];
+        let (shard, _) = crate::run::events::ShardId::each(&shards).next().expect("one shard");
+        let ms = std::time::Duration::from_millis;
+        let kinds = [
+            (0, EventKind::RunStarted { shards, concurrency: 1, report_dir: "no-such-report".into(), started_at: std::time::SystemTime::now() }),
+            (0, EventKind::ShardStarted { shard }),
+            (110, EventKind::AddressAcquired { shard, addr: std::net::Ipv4Addr::new(127, 0, 0, 2) }),
+            (110, EventKind::BootStarted { shard, pid: 7, rootpath: "/nowhere".into(), logs }),
+            (330, EventKind::BootReady { shard }),
+            (330, EventKind::CommandStarted { shard, command: 0, log: "no-such-report/phased/command-1.log".into() }),
+            (660, EventKind::CommandFinished { shard, command: 0, outcome: Outcome::Passed, tail: Vec::new() }),
+            (700, EventKind::TeardownStarted { shard }),
+            (1140, EventKind::TeardownDone { shard, problem: None }),
+            (1140, EventKind::ShardFinished { shard, status: ShardStatus::Passed, cause: None }),
+            (1140, EventKind::RunFinished { exit: ExitCode(0) }),
+        ];
+        let events: Vec<Event> = kinds.into_iter().map(|(at, kind)| Event { at: ms(at), kind }).collect();
+        let mut record = RunRecord::new();
+        for event in &events {
+            record.apply(event);
+        }
+        (events, record)
+    }
+
+    /// What a reporter writing through an [`out::Out`] shows of `events`, read back through a pipe.
+    fn shown(reporter: impl FnOnce(out::Out) -> Box<dyn Reporter>, github: bool, events: &[Event]) -> String {
+        let (mut reader, writer) = std::io::pipe().unwrap();
+        let mut reporter = reporter(out::Out::new(writer, github, false));
+        let mut record = RunRecord::new();
+        for event in events {
+            record.apply(event);
+            reporter.event(event, &record);
+        }
+        reporter.finish(&record).unwrap();
+        drop(reporter);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut text).unwrap();
+        text
+    }
+
+    /// The cell under the column headed `label` in a plain table's `row`.
+    fn under<'a>(header: &str, row: &'a str, label: &str) -> Option<&'a str> {
+        let at = header.match_indices(label).map(|(i, _)| i).find(|&i| i == 0 || header[..i].ends_with(' '))?;
+        row.get(at..)?.split_whitespace().next()
+    }
+
+    #[test]
+    fn every_reporter_shows_every_phase() {
+        let (events, record) = distinct_phases();
+        let shard = &record.shards[0];
+        let console = shown(|out| Box::new(console::Console::new(out, console::Verbosity::Normal)), false, &events);
+        let lines: Vec<&str> = console.lines().collect();
+        let header = lines.iter().find(|l| l.starts_with("shard ")).expect("the console's table");
+        let row = lines.iter().find(|l| l.starts_with("phased ")).expect("the shard's row");
+        let github = shown(|out| Box::new(github::GitHub::new(out, github::StepFiles::default(), place::Place::default())), true, &events);
+        let group = github.lines().find_map(|l| l.strip_prefix("phases: ")).expect("the group's phase line");
+        let notice = github.lines().find(|l| l.starts_with("::notice ")).expect("the shard's notice");
+        let md = summary::table(&record, summary::STEP_SUMMARY_LIMIT);
+        let md_cells = |n: usize| md.lines().nth(n).unwrap_or_default().split('|').map(str::trim).collect::<Vec<_>>();
+        let (md_header, md_row) = (md_cells(0), md_cells(2));
+        let chart = summary::gantt(&record, summary::STEP_SUMMARY_LIMIT);
+        let xml = junit::render(&record).unwrap();
+        let annotation = &checks::annotations(&record, &place::Place::default())[0];
+        for phase in Phase::ALL {
+            let took = short(shard.phases.took(*phase).expect("every phase ran"));
+            let said = format!("{} {took}", phase.label);
+            assert_eq!(under(header, row, phase.label), Some(took.as_str()), "the console's table, {}:\n{console}", phase.label);
+            let column = md_header.iter().position(|c| *c == phase.label);
+            assert_eq!(column.map(|n| md_row[n]), Some(took.as_str()), "the summary's table, {}:\n{md}", phase.label);
+            let (from, to) = shard.phases.bounds(*phase).unwrap();
+            let bar = format!("        {} :s0{}, {}, {}\n", phase.label, phase.key, from.as_millis(), to.as_millis());
+            assert!(chart.contains(&bar), "the chart has no {bar:?}:\n{chart}");
+            let property = format!("name=\"{}-seconds\" value=\"{:.3}\"", phase.label, shard.phases.took(*phase).unwrap().as_secs_f64());
+            assert!(xml.contains(&property), "junit.xml has no {property}:\n{xml}");
+            assert!(annotation.message.contains(&said), "the check run's annotation has no {said:?}: {annotation:?}");
+            assert!(group.contains(&said) && notice.contains(&said), "the GitHub group and notice have no {said:?}:\n{github}");
+        }
+    }
+
+    #[test]
+    fn the_github_group_relays_the_logs_the_events_named_wherever_they_are() {
+        use crate::run::events::{BootLogs, EventKind, ShardStatus};
+        // Nowhere near the shard's `log_dir`: a reporter that builds the paths itself finds nothing.
+        let dir = std::env::temp_dir().join(format!("hs-logs-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in [("cmd.out", "from the command's log\n"), ("h.out", "from Harper's stdout\n"), ("h.err", "from Harper's stderr\n")] {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        let (mut events, _) = distinct_phases();
+        for event in &mut events {
+            match &mut event.kind {
+                EventKind::CommandStarted { log, .. } => *log = dir.join("cmd.out"),
+                EventKind::BootStarted { logs, .. } => *logs = BootLogs { stdout: dir.join("h.out"), stderr: dir.join("h.err") },
+                _ => {}
+            }
+        }
+        let reporter = |out| -> Box<dyn Reporter> { Box::new(github::GitHub::new(out, github::StepFiles::default(), place::Place::default())) };
+        let passed = shown(reporter, true, &events);
+        // The same life, but the boot failed: Harper's logs are relayed instead.
+        let failed: Vec<Event> = events
+            .iter()
+            .filter(|e| !matches!(e.kind, EventKind::BootReady { .. } | EventKind::CommandStarted { .. } | EventKind::CommandFinished { .. }))
+            .map(|e| match e.kind {
+                EventKind::ShardFinished { shard, .. } => Event { at: e.at, kind: EventKind::ShardFinished { shard, status: ShardStatus::BootFailed, cause: Some("exit code 3".into()) } },
+                _ => e.clone(),
+            })
+            .collect();
+        let failed = shown(reporter, true, &failed);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(passed.contains("\nfrom the command's log\n"), "{passed}");
+        assert!(failed.contains("\nfrom Harper's stdout\n") && failed.contains("\nfrom Harper's stderr\n"), "{failed}");
     }
 
     #[test]

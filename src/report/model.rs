@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::plan::{opt_secs, secs};
-use crate::run::events::{Event, EventKind, InstancePhase, Outcome, ShardId, ShardInfo, ShardStatus};
+use crate::run::events::{BootLogs, Event, EventKind, InstancePhase, Outcome, ShardId, ShardInfo, ShardStatus};
 
 /// The version of `report.json`'s schema; raised on any incompatible change.
 pub const REPORT_VERSION: u32 = 1;
@@ -37,6 +37,12 @@ pub struct ShardRecord {
     pub index: usize,
     pub total: usize,
     pub log_dir: PathBuf,
+    /// Where its commands may leave JUnit XML, as the run said.
+    #[serde(skip)]
+    pub junit_dir: PathBuf,
+    /// Where its own Harper's first boot wrote its output, as the run said.
+    #[serde(skip)]
+    pub boot_logs: Option<BootLogs>,
     pub address: Option<Ipv4Addr>,
     pub harper_pid: Option<u32>,
     pub status: Option<ShardStatus>,
@@ -227,6 +233,9 @@ impl InstanceRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct CommandRecord {
     pub command: String,
+    /// Where its output went, as the run said when it started.
+    #[serde(skip)]
+    pub log: Option<PathBuf>,
     #[serde(with = "opt_secs")]
     pub started: Option<Duration>,
     #[serde(with = "opt_secs")]
@@ -265,12 +274,32 @@ impl Phases {
     }
 
     /// The names of the phase columns every table shows, in order: [`Phase::ALL`], then the total.
-    pub const COLUMNS: [&'static str; 5] = ["wait", "boot", "commands", "teardown", "total"];
+    pub fn column_labels() -> impl Iterator<Item = &'static str> {
+        Phase::ALL.iter().map(|p| p.label).chain(["total"])
+    }
 
-    /// The durations of [`Phases::COLUMNS`], in the same order.
-    pub fn columns(&self) -> [Option<Duration>; 5] {
-        let [wait, boot, commands, teardown] = Phase::ALL.map(|p| self.took(p));
-        [wait, boot, commands, teardown, self.total()]
+    /// The durations of [`Phases::column_labels`], in the same order.
+    pub fn columns(&self) -> Vec<Option<Duration>> {
+        Phase::ALL.iter().map(|p| self.took(*p)).chain([self.total()]).collect()
+    }
+
+    /// When `mark` was crossed.
+    fn at(&self, mark: Mark) -> Option<Duration> {
+        match mark {
+            Mark::Started => self.started,
+            Mark::Address => self.address,
+            Mark::Ready => self.ready,
+            Mark::CommandsDone => self.commands_done,
+            Mark::TeardownStarted => self.teardown_started,
+            Mark::Finished => self.finished,
+        }
+    }
+
+    /// Where `phase` began and ended, in time since the run started; `None` if it never ran.
+    pub fn bounds(&self, phase: Phase) -> Option<(Duration, Duration)> {
+        let from = self.at(phase.from)?;
+        let to = phase.to.iter().find_map(|m| self.at(*m))?;
+        Some((from, to.max(from)))
     }
 }
 
@@ -312,10 +341,18 @@ impl RunRecord {
                 s.address = Some(*addr);
                 s.phases.address = at;
             }
-            EventKind::BootStarted { shard, pid, .. } => self.shards[*shard].harper_pid = Some(*pid),
+            EventKind::BootStarted { shard, pid, logs, .. } => {
+                let s = &mut self.shards[*shard];
+                s.harper_pid = Some(*pid);
+                s.boot_logs = Some(logs.clone());
+            }
             EventKind::BootReady { shard } => self.shards[*shard].phases.ready = at,
             EventKind::BootFailed { shard, tail, .. } => self.shards[*shard].boot_tail = tail.clone(),
-            EventKind::CommandStarted { shard, command } => self.shards[*shard].commands[*command].started = at,
+            EventKind::CommandStarted { shard, command, log } => {
+                let c = &mut self.shards[*shard].commands[*command];
+                c.started = at;
+                c.log = Some(log.clone());
+            }
             EventKind::CommandFinished { shard, command, outcome, tail } => {
                 let s = &mut self.shards[*shard];
                 let c = &mut s.commands[*command];
@@ -410,6 +447,8 @@ impl ShardRecord {
             index: info.index,
             total: info.total,
             log_dir: info.log_dir.clone(),
+            junit_dir: info.junit_dir.clone(),
+            boot_logs: None,
             address: None,
             harper_pid: None,
             status: None,
@@ -419,7 +458,7 @@ impl ShardRecord {
             commands: info
                 .commands
                 .iter()
-                .map(|c| CommandRecord { command: c.clone(), started: None, finished: None, outcome: None, tail: Vec::new() })
+                .map(|c| CommandRecord { command: c.clone(), log: None, started: None, finished: None, outcome: None, tail: Vec::new() })
                 .collect(),
             phases: Phases::default(),
             instances: Vec::new(),
@@ -427,39 +466,43 @@ impl ShardRecord {
     }
 }
 
-/// The phases of a shard's life, in order.
+/// A boundary of a shard's life, crossed by an event; the phases lie between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Wait,
-    Boot,
-    Commands,
-    Teardown,
+enum Mark {
+    Started,
+    Address,
+    Ready,
+    CommandsDone,
+    TeardownStarted,
+    Finished,
+}
+
+/// A phase of a shard's life, as data. Every reporter (the console's table, the summary's table
+/// and chart, the JUnit properties, the annotations' and groups' phase lines) iterates
+/// [`Phase::ALL`], so a new phase is one entry there; a constant names it only where something
+/// branches on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phase {
+    /// Its name everywhere: a table column, a chart bar, a JUnit property (`boot-seconds`).
+    pub label: &'static str,
+    /// The end of its chart bars' ids (`s0b`), unique among the phases.
+    pub key: &'static str,
+    from: Mark,
+    /// It ends at the first of these that was crossed.
+    to: &'static [Mark],
 }
 
 impl Phase {
-    pub const ALL: [Phase; 4] = [Phase::Wait, Phase::Boot, Phase::Commands, Phase::Teardown];
+    pub const WAIT: Phase = Phase { label: "wait", key: "w", from: Mark::Started, to: &[Mark::Address] };
+    /// Until ready, or until teardown when it failed.
+    pub const BOOT: Phase = Phase { label: "boot", key: "b", from: Mark::Address, to: &[Mark::Ready, Mark::TeardownStarted] };
+    /// Until the last command ended, or until teardown cut them short.
+    pub const COMMANDS: Phase =
+        Phase { label: "commands", key: "c", from: Mark::Ready, to: &[Mark::CommandsDone, Mark::TeardownStarted] };
+    pub const TEARDOWN: Phase = Phase { label: "teardown", key: "t", from: Mark::TeardownStarted, to: &[Mark::Finished] };
 
-    pub fn label(self) -> &'static str {
-        match self {
-            Phase::Wait => "wait",
-            Phase::Boot => "boot",
-            Phase::Commands => "commands",
-            Phase::Teardown => "teardown",
-        }
-    }
-}
-
-impl Phases {
-    /// Where `phase` began and ended, in time since the run started; `None` if it never ran.
-    pub fn bounds(&self, phase: Phase) -> Option<(Duration, Duration)> {
-        let (from, to) = match phase {
-            Phase::Wait => (self.started, self.address),
-            Phase::Boot => (self.address, self.ready.or(self.teardown_started)),
-            Phase::Commands => (self.ready, self.commands_done.or(self.teardown_started)),
-            Phase::Teardown => (self.teardown_started, self.finished),
-        };
-        Some((from?, to?.max(from?)))
-    }
+    /// The phases of a shard's life, in order.
+    pub const ALL: &'static [Phase] = &[Phase::WAIT, Phase::BOOT, Phase::COMMANDS, Phase::TEARDOWN];
 }
 
 impl ShardRecord {
@@ -477,16 +520,16 @@ impl ShardRecord {
         let p = &self.phases;
         match self.status? {
             ShardStatus::Passed | ShardStatus::Skipped => None,
-            _ if self.teardown_problem.is_some() => Some(Phase::Teardown),
-            ShardStatus::BootFailed => Some(Phase::Boot),
-            ShardStatus::Failed => Some(Phase::Commands),
+            _ if self.teardown_problem.is_some() => Some(Phase::TEARDOWN),
+            ShardStatus::BootFailed => Some(Phase::BOOT),
+            ShardStatus::Failed => Some(Phase::COMMANDS),
             ShardStatus::Infrastructure | ShardStatus::Cancelled => {
                 if p.address.is_none() {
-                    Some(Phase::Wait)
+                    Some(Phase::WAIT)
                 } else if p.ready.is_none() {
-                    Some(Phase::Boot)
+                    Some(Phase::BOOT)
                 } else {
-                    Some(Phase::Commands)
+                    Some(Phase::COMMANDS)
                 }
             }
         }
@@ -522,16 +565,27 @@ mod tests {
 
     #[test]
     fn the_phase_columns_are_the_phases_and_the_total() {
-        let labels: Vec<&str> = Phase::ALL.iter().map(|p| p.label()).collect();
-        assert_eq!(Phases::COLUMNS[..4], labels[..]);
-        assert_eq!(Phases::COLUMNS[4], "total");
+        let labels: Vec<&str> = Phases::column_labels().collect();
+        assert_eq!(labels, ["wait", "boot", "commands", "teardown", "total"]);
+    }
+
+    #[test]
+    fn each_phase_has_a_label_and_a_chart_key_of_its_own() {
+        let mut labels: Vec<&str> = Phase::ALL.iter().map(|p| p.label).collect();
+        let mut keys: Vec<&str> = Phase::ALL.iter().map(|p| p.key).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!((labels.len(), keys.len()), (Phase::ALL.len(), Phase::ALL.len()), "{:?}", Phase::ALL);
+        assert!(!labels.contains(&"total"), "`total` is the column after the phases");
     }
 
     #[test]
     fn commands_cut_short_by_teardown_last_until_teardown_in_every_view() {
         let s = |secs: u64| Some(Duration::from_secs(secs));
         let phases = Phases { started: s(0), address: s(1), ready: s(2), commands_done: None, teardown_started: s(7), finished: s(8) };
-        assert_eq!(phases.bounds(Phase::Commands), Some((Duration::from_secs(2), Duration::from_secs(7))));
+        assert_eq!(phases.bounds(Phase::COMMANDS), Some((Duration::from_secs(2), Duration::from_secs(7))));
         assert_eq!(phases.columns()[2], Some(Duration::from_secs(5)), "the table says what the chart draws");
     }
 }

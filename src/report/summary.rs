@@ -70,8 +70,9 @@ pub fn markdown(record: &RunRecord, limit: usize) -> String {
 /// A markdown table within `max` bytes: one row per shard, a column per phase, the status
 /// last; rows that do not fit are counted instead.
 pub fn table(record: &RunRecord, max: usize) -> String {
-    let mut md = format!("| shard | address | {} | status |\n", Phases::COLUMNS.join(" | "));
-    md.push_str(&format!("|---|---|{}---|\n", "--:|".repeat(Phases::COLUMNS.len())));
+    let columns: Vec<&str> = Phases::column_labels().collect();
+    let mut md = format!("| shard | address | {} | status |\n", columns.join(" | "));
+    md.push_str(&format!("|---|---|{}---|\n", "--:|".repeat(columns.len())));
     if md.len() + NOTE_ROOM > max {
         return String::new();
     }
@@ -204,7 +205,7 @@ fn gantt_section(i: usize, s: &ShardRecord) -> Option<(String, usize)> {
     let mut md = format!("    section {}\n", mermaid_text(&clip(&s.name, INLINE_CHARS)));
     let failed = s.failed_phase();
     for (phase, from, to) in tasks {
-        task(&mut md, phase.label(), failed == Some(phase), &format!("s{i}{}", &phase.label()[..1]), (from, to));
+        task(&mut md, phase.label, failed == Some(phase), &format!("s{i}{}", phase.key), (from, to));
     }
     let left_out = instance_tasks(&mut md, i, &s.instances);
     Some((md, left_out))

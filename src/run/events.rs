@@ -63,7 +63,10 @@ pub struct ShardInfo {
     pub index: usize,
     pub total: usize,
     pub commands: Vec<String>,
+    /// Its folder in the report directory.
     pub log_dir: PathBuf,
+    /// Where its commands may leave JUnit XML (`HARPER_SHARD_JUNIT_DIR`), for per-file timings.
+    pub junit_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,10 +86,11 @@ pub enum EventKind {
     /// The cache has no boot template for this shard's Harper yet: it builds one first.
     TemplateBuilding { shard: ShardId },
     TemplateBuilt { shard: ShardId, #[serde(with = "crate::plan::secs")] took: Duration },
-    BootStarted { shard: ShardId, pid: u32, rootpath: PathBuf },
+    BootStarted { shard: ShardId, pid: u32, rootpath: PathBuf, logs: BootLogs },
     BootReady { shard: ShardId },
     BootFailed { shard: ShardId, cause: String, tail: Vec<String> },
-    CommandStarted { shard: ShardId, command: usize },
+    /// `log`: where its output goes, stdout and stderr interleaved.
+    CommandStarted { shard: ShardId, command: usize, log: PathBuf },
     /// Holds its share of the stream's in-flight budget until the reporters are done with it.
     CommandOutput { shard: ShardId, command: usize, stream: Stream, #[serde(skip)] bytes: crate::supervise::output::Bytes },
     CommandFinished { shard: ShardId, command: usize, outcome: Outcome, tail: Vec<String> },
@@ -100,6 +104,13 @@ pub enum EventKind {
     /// The run's `timeout` ran out: every running shard is torn down, none is started.
     RunTimedOut { #[serde(with = "crate::plan::secs")] after: Duration },
     RunFinished { exit: ExitCode },
+}
+
+/// Where a boot of Harper writes its output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BootLogs {
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
 }
 
 /// What happened to an instance of a shard (see [`EventKind::Instance`]).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::events::{EventKind, InstancePhase, ShardStatus, Warning};
+use super::events::{BootLogs, EventKind, InstancePhase, ShardStatus, Warning};
 use super::shard::{Context, deadline, within};
 use crate::harper::instance::{self, Dirs};
 use crate::harper::{boot_cache, install, template};
@@ -484,13 +484,14 @@ async fn boot<'a>(cx: &Context, target: impl Into<Target<'a>>, logs: &Path, what
         boot_cache::add_env(&mut launch.env, &cache.dir, cache.root, cache.produce);
     }
     let spawned = Instant::now();
+    let logs = BootLogs { stdout: logs.join("stdout.log"), stderr: logs.join("stderr.log") };
     let spec = Spec {
         program: launch.program,
         args: launch.args,
         env: launch.env,
         cwd: t.dirs.home.clone(),
-        stdout_log: logs.join(log_name(supervise::Stream::Stdout)),
-        stderr_log: Some(logs.join(log_name(supervise::Stream::Stderr))),
+        stdout_log: logs.stdout.clone(),
+        stderr_log: Some(logs.stderr.clone()),
         grace: t.spec.teardown.grace,
         token: t.token.to_owned(),
     };
@@ -500,7 +501,7 @@ async fn boot<'a>(cx: &Context, target: impl Into<Target<'a>>, logs: &Path, what
     match (what, t.main) {
         (What::Template, _) => {}
         (What::Instance, true) => {
-            cx.emit.emit(EventKind::BootStarted { shard: cx.id, pid: child.process.pid(), rootpath: t.dirs.root.clone() })
+            cx.emit.emit(EventKind::BootStarted { shard: cx.id, pid: child.process.pid(), rootpath: t.dirs.root.clone(), logs })
         }
         (What::Instance, false) => phase(InstancePhase::Booting { pid: child.process.pid(), rootpath: t.dirs.root.clone() }),
     }

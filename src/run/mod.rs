@@ -107,7 +107,8 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
             index: s.index,
             total,
             commands: s.commands.clone(),
-            log_dir: opts.report_dir.join(shard::dir_name(&s.name)),
+            log_dir: shard::log_dir(&opts.report_dir, &s.name),
+            junit_dir: shard::junit_dir(&shard::log_dir(&opts.report_dir, &s.name)),
         })
         .collect();
     let now = std::time::SystemTime::now();
@@ -146,7 +147,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
             id,
             total,
             plan_dir: plan.dir.clone(),
-            log_dir: opts.report_dir.join(shard::dir_name(&shard.name)),
+            log_dir: shard::log_dir(&opts.report_dir, &shard.name),
             entry: match &shard.harper.source {
                 HarperSource::Bin(path) => path.clone(),
                 HarperSource::Package(spec) => entries[spec].clone(),

@@ -30,7 +30,7 @@ pub const COMMAND_TAIL: usize = 200;
 
 /// The folder in a shard's log directory where its commands may leave JUnit XML
 /// (`HARPER_SHARD_JUNIT_DIR`); the report reads per-file timings from it.
-pub const JUNIT_DIR: &str = "junit";
+const JUNIT_DIR: &str = "junit";
 
 pub struct Context {
     pub id: ShardId,
@@ -44,7 +44,10 @@ pub struct Context {
     pub cancel: watch::Receiver<Option<Cancel>>,
 }
 
-pub use crate::plan::dir_name;
+/// A shard's folder in the report directory.
+pub fn log_dir(report_dir: &Path, shard: &str) -> PathBuf {
+    report_dir.join(crate::plan::dir_name(shard))
+}
 
 pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
     cx.emit.emit(EventKind::ShardStarted { shard: cx.id });
@@ -176,7 +179,7 @@ fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>) -> BTreeMap<St
         ("HARPER_SHARD_INDEX", shard.index.to_string()),
         ("HARPER_SHARD_TOTAL", cx.total.to_string()),
         ("HARPER_SHARD_FILES", shard.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")),
-        ("HARPER_SHARD_JUNIT_DIR", junit_dir(cx).display().to_string()),
+        ("HARPER_SHARD_JUNIT_DIR", junit_dir(&cx.log_dir).display().to_string()),
     ];
     for (k, v) in vars {
         env.insert(k.to_owned(), v);
@@ -185,32 +188,34 @@ fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>) -> BTreeMap<St
 }
 
 /// Where command `i` (0-based) of a shard writes its output, stdout and stderr interleaved.
-pub fn command_log(log_dir: &Path, i: usize) -> PathBuf {
+fn command_log(log_dir: &Path, i: usize) -> PathBuf {
     log_dir.join(format!("command-{}.log", i + 1))
 }
 
-/// Absolute: commands run in the plan's directory, the report directory may be relative.
-fn junit_dir(cx: &Context) -> PathBuf {
-    let dir = cx.log_dir.join(JUNIT_DIR);
+/// The JUnit folder in a shard's `log_dir`; absolute: commands run in the plan's directory, the
+/// report directory may be relative.
+pub fn junit_dir(log_dir: &Path) -> PathBuf {
+    let dir = log_dir.join(JUNIT_DIR);
     std::path::absolute(&dir).unwrap_or(dir)
 }
 
 async fn commands(cx: &Context, shard: &Shard, env: &BTreeMap<String, String>, token: &str) -> (ShardStatus, Option<String>) {
     // Emptied first: XML left by an earlier run in the same report directory is not this run's.
-    let junit = junit_dir(cx);
+    let junit = junit_dir(&cx.log_dir);
     let _ = std::fs::remove_dir_all(&junit);
     if let Err(e) = std::fs::create_dir_all(&junit) {
         return (ShardStatus::Infrastructure, Some(format!("cannot create {}: {e}", junit.display())));
     }
     let deadline = tokio::time::Instant::now() + shard.timeout;
     for (i, command) in shard.commands.iter().enumerate() {
-        cx.emit.emit(EventKind::CommandStarted { shard: cx.id, command: i });
+        let log = command_log(&cx.log_dir, i);
+        cx.emit.emit(EventKind::CommandStarted { shard: cx.id, command: i, log: log.clone() });
         let spec = Spec {
             program: "sh".into(),
             args: vec!["-c".into(), command.into()],
             env: env.clone(),
             cwd: cx.plan_dir.clone(),
-            stdout_log: command_log(&cx.log_dir, i),
+            stdout_log: log,
             stderr_log: None,
             grace: shard.harper.teardown.grace,
             token: token.to_owned(),

@@ -20,6 +20,7 @@ use tokio::time::sleep_until;
 use super::{Child, Chunk, Settled, describe};
 use crate::plan::{Ports, Probe, Ready, Startup};
 use crate::process::ports::{self, Holder};
+use crate::text::Neutralizer;
 
 pub use super::tail::Tail;
 
@@ -79,25 +80,19 @@ impl BootError {
     }
 }
 
-/// Finds a marker in a stream of chunks, ignoring ANSI escape sequences, across chunk
-/// boundaries, without keeping more than the marker's length of history.
+/// Finds a marker in a stream of chunks, ignoring escape sequences (colour, titles, hyperlinks:
+/// taken out by [`Neutralizer`], as from everything shown), across chunk boundaries, without
+/// keeping more than the marker's length of history.
 pub struct Matcher {
     marker: Vec<u8>,
     window: Vec<u8>,
-    escape: Escape,
+    plain: Neutralizer,
     found: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Escape {
-    None,
-    Esc,
-    Csi,
 }
 
 impl Matcher {
     pub fn new(marker: &str) -> Matcher {
-        Matcher { marker: marker.as_bytes().to_vec(), window: Vec::new(), escape: Escape::None, found: false }
+        Matcher { marker: marker.as_bytes().to_vec(), window: Vec::new(), plain: Neutralizer::new(false), found: false }
     }
 
     /// Feeds a chunk; true once the marker has been seen.
@@ -105,18 +100,10 @@ impl Matcher {
         if self.found {
             return true;
         }
-        for &b in chunk {
-            self.escape = match (self.escape, b) {
-                (Escape::None, 0x1b) => Escape::Esc,
-                (Escape::None, _) => {
-                    self.window.push(b);
-                    Escape::None
-                }
-                (Escape::Esc, b'[') => Escape::Csi,
-                (Escape::Esc, _) => Escape::None,
-                (Escape::Csi, 0x40..=0x7e) => Escape::None,
-                (Escape::Csi, _) => Escape::Csi,
-            };
+        let mut plain = Vec::with_capacity(chunk.len());
+        self.plain.feed(chunk, &mut plain);
+        for b in plain {
+            self.window.push(b);
             if self.window.ends_with(&self.marker) {
                 self.found = true;
                 return true;
@@ -321,6 +308,15 @@ mod tests {
     fn matcher_ignores_escape_sequences_inside_the_marker() {
         let mut m = Matcher::new("successfully started");
         assert!(m.feed(b"successfully\x1b[1m \x1b[0mstarted"));
+    }
+
+    #[test]
+    fn matcher_ignores_titles_and_hyperlinks_inside_the_marker_even_split_across_chunks() {
+        let mut m = Matcher::new("successfully started");
+        assert!(m.feed(b"successfully\x1b]0;HarperDB\x07 started"));
+        let mut m = Matcher::new("successfully started");
+        assert!(!m.feed(b"\x1b]8;;https://harper.fast/\x1b\\successfully\x1b]8"));
+        assert!(m.feed(b";;\x1b\\ started"));
     }
 
     #[test]

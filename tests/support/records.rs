@@ -15,6 +15,7 @@ pub fn run_record(passed: usize, failed: usize) -> RunRecord {
             total,
             commands: vec!["npm test".into()],
             log_dir: format!("report/s{i:03}").into(),
+            junit_dir: format!("report/s{i:03}/junit").into(),
         })
         .collect();
     let mut record = RunRecord::new();
@@ -31,7 +32,7 @@ pub fn run_record(passed: usize, failed: usize) -> RunRecord {
         apply(EventKind::ShardStarted { shard });
         apply(EventKind::AddressAcquired { shard, addr: std::net::Ipv4Addr::new(127, 0, 0, 2) });
         apply(EventKind::BootReady { shard });
-        apply(EventKind::CommandStarted { shard, command: 0 });
+        apply(EventKind::CommandStarted { shard, command: 0, log: format!("report/s{:03}/command-1.log", shard.position()).into() });
         let outcome = if fails { Outcome::Failed { status: "exit code 1".into() } } else { Outcome::Passed };
         apply(EventKind::CommandFinished { shard, command: 0, outcome, tail: vec!["not ok 1 - widget".into()] });
         apply(EventKind::TeardownStarted { shard });

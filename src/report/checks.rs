@@ -10,8 +10,6 @@
 //! Reporting never decides the exit status: a 403 (a fork's pull request, a read-only token)
 //! or any other failure becomes one warning.
 
-use std::path::Path;
-use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;

@@ -82,9 +82,10 @@ impl Scene {
         self.wait_for_file(TERM_FILE);
     }
 
-    /// The signals the server received, one `<SIGNAL> <unix-nanos>` line each.
+    /// The signals the server received, one `<SIGNAL> <unix-nanos>` line each (none: no file).
     fn signals_noted(&self) -> Vec<(String, u128)> {
-        support::read(&self.file(TERM_FILE))
+        std::fs::read_to_string(self.file(TERM_FILE))
+            .unwrap_or_default()
             .lines()
             .filter_map(|l| l.split_once(' ').and_then(|(sig, at)| Some((sig.to_owned(), at.parse().ok()?))))
             .collect()
@@ -238,11 +239,11 @@ fn a_server_that_lingers_after_sigterm_is_given_the_grace_and_stops_by_itself() 
     scene.plan(&scene.noting_term(&format!("linger=1500ms,record={}", record.display())), "  teardown: {grace: 10s, port_release: 3s}\n", "  - name: a\n    run: \"true\"\n");
     let run = scene.run(&["run", "-v"]);
     run.expect(0);
-    let term = scene.signals_noted().first().map(|(_, at)| *at).expect("the server got its SIGTERM");
     let end = support::read(&record)
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{} end ", scene.addr))?.parse::<u128>().ok())
         .unwrap_or_else(|| panic!("the server did not stop by itself: {}", run.stderr()));
+    let term = scene.signals_noted().first().map(|(_, at)| *at).expect("the server got its SIGTERM");
     assert!(end - term >= Duration::from_millis(1500).as_nanos(), "it did not linger: {} ns", end - term);
     assert!(!run.stderr().contains("SIGKILLed"), "the lingering server was SIGKILLed: {}", run.stderr());
     let phases = &scene.sandbox.report()["shards"][0]["phases"];
@@ -431,21 +432,38 @@ fn sigint_tears_every_shard_down_within_7s_and_exits_130() {
     one_signal_tears_everything_down("127.0.33.18", Signal::SIGINT, 130);
 }
 
+/// Has `pid` been sent SIGKILL (it is gone, a zombie, or SIGKILL is pending in
+/// /proc/<pid>/status)? True at once after the `kill`, however busy the machine.
+fn sent_sigkill(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return true };
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or_default();
+    let pending = |name: &str| u64::from_str_radix(field(name), 16).is_ok_and(|mask| mask & (1 << (Signal::SIGKILL as u64 - 1)) != 0);
+    field("State:").starts_with('Z') || pending("SigPnd:") || pending("ShdPnd:")
+}
+
 /// The second signal comes while Harper's stop (SIGTERM ignored, the grace running) is under
-/// way: the tool does not wait for it. It exits with the first signal's status before the
-/// teardown could end, so without the report the teardown would have written (README:
-/// "a second signal … writes no report"), and the server is SIGKILLed.
+/// way: the tool does not wait for it. By the time it has exited with the first signal's
+/// status, the server has been sent SIGKILL, and no report was written (README: "a second
+/// signal … writes no report"), which the teardown would have done.
 #[test]
 fn a_second_signal_kills_everything_at_once() {
     let scene = Scene::new("127.0.33.20");
-    scene.plan(&scene.noting_term("ignore-term"), "  teardown: {grace: 60s, port_release: 3s}\n", "  - name: a\n    run: \"touch a.started; sleep 600\"\n");
+    let started = scene.file("harper.started");
+    scene.plan(
+        &scene.noting_term(&format!("ignore-term,started-file={}", started.display())),
+        "  teardown: {grace: 60s, port_release: 3s}\n",
+        "  - name: a\n    run: \"touch a.started; sleep 600\"\n",
+    );
     let tool = scene.start();
     scene.wait_for_file("a.started");
+    let server: i32 = support::read(&started).trim().parse().unwrap();
     let pid = Pid::from_raw(tool.id() as i32);
     kill(pid, Signal::SIGINT).unwrap();
     scene.wait_for_harpers_stop();
+    assert!(!sent_sigkill(server), "the precondition: the server is in its grace");
     kill(pid, Signal::SIGINT).unwrap();
     let out = tool.wait_with_output().unwrap();
+    assert!(sent_sigkill(server), "the tool exited with the server {server} still in its grace");
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!scene.file("report/report.json").exists(), "the tool waited for the teardown and wrote its report");
     scene.assert_nothing_left();

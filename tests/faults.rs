@@ -230,8 +230,8 @@ fn a_server_that_ignores_sigterm_is_killed_after_the_grace() {
 }
 
 /// The other side of the grace: a server that takes its time over SIGTERM (here its http
-/// listener lingers 1.5 s, as Harper's SO_REUSEPORT workers do) gets that time, stops by
-/// itself, and the address is released only after it, with every port free.
+/// listener lingers 1.5 s, as Harper's SO_REUSEPORT workers do) gets that time and stops by
+/// itself; the teardown lasts until it has, and leaves every port free.
 #[test]
 fn a_server_that_lingers_after_sigterm_is_given_the_grace_and_stops_by_itself() {
     let scene = Scene::new("127.0.33.23");

@@ -159,8 +159,7 @@ impl Server {
         if let Some(code) = self.directives.exit {
             self.fail_before_ready(code);
         }
-        self.listeners =
-            listeners::bind_all(&self.config.ports, &self.root);
+        self.listeners = listeners::bind_all(&self.config.ports, &self.root);
         self.leave_escapees()?;
         if self.directives.ready_line {
             self.announce_ready();

@@ -252,42 +252,35 @@ fn a_server_that_lingers_after_sigterm_is_given_the_grace_and_stops_by_itself() 
     scene.assert_nothing_left();
 }
 
-#[test]
-fn a_daemon_that_left_the_process_group_is_ended_by_the_keeper() {
-    let scene = Scene::new("127.0.33.8");
-    let pidfile = scene.file("daemon.pids");
-    scene.plan("daemon", "", "  - name: a\n    run: \"true\"\n");
+/// A shard whose server leaves a process behind with `directive` (its pid in a file, as
+/// `FAKE_HARPER_DAEMON_PIDFILE` asks): that process is gone after the run, and so is the rest.
+fn what_the_server_left_behind_is_ended(addr: &'static str, directive: &str) {
+    let scene = Scene::new(addr);
+    let pidfile = scene.file("left.pids");
+    scene.plan(directive, "", "  - name: a\n    run: \"true\"\n");
     // The server inherits the tool's environment through its keeper.
     let output = scene.command().arg("run").env("FAKE_HARPER_DAEMON_PIDFILE", &pidfile).output().unwrap();
     support::Run { output, took: Duration::ZERO }.expect(0);
-    let daemons = pids_in(&pidfile);
-    assert!(!daemons.is_empty(), "the fake server started no daemon");
-    for pid in daemons {
-        assert!(!alive(pid), "the setsid daemon {pid} survived the teardown");
-    }
+    let left = pids_in(&pidfile);
+    assert_eq!(left.len(), 1, "the fake server left nothing behind with {directive}");
+    assert!(!alive(left[0]), "{directive}: pid {} survived the teardown", left[0]);
     scene.assert_nothing_left();
 }
 
 #[test]
+fn a_daemon_that_left_the_process_group_is_ended_by_the_keeper() {
+    what_the_server_left_behind_is_ended("127.0.33.8", "daemon");
+}
+
+#[test]
 fn a_double_forked_grandchild_holding_the_ports_is_ended() {
-    let scene = Scene::new("127.0.33.9");
-    scene.plan("double-fork", "", "  - name: a\n    run: \"true\"\n");
-    scene.run(&["run"]).expect(0);
-    scene.assert_nothing_left();
+    what_the_server_left_behind_is_ended("127.0.33.9", "double-fork");
 }
 
 /// The same orphan without a port: the port check cannot see it, only the keeper can.
 #[test]
 fn a_double_forked_grandchild_holding_no_port_is_ended_too() {
-    let scene = Scene::new("127.0.33.24");
-    let pidfile = scene.file("grandchild.pids");
-    scene.plan("double-fork-nolisten", "", "  - name: a\n    run: \"true\"\n");
-    let output = scene.command().arg("run").env("FAKE_HARPER_DAEMON_PIDFILE", &pidfile).output().unwrap();
-    support::Run { output, took: Duration::ZERO }.expect(0);
-    let orphans = pids_in(&pidfile);
-    assert_eq!(orphans.len(), 1, "the fake server left no grandchild");
-    assert!(!alive(orphans[0]), "the grandchild {} survived the teardown", orphans[0]);
-    scene.assert_nothing_left();
+    what_the_server_left_behind_is_ended("127.0.33.24", "double-fork-nolisten");
 }
 
 /// A boot that fails: exit 3, no command ran, the instance directory is gone. The scene (with

@@ -18,7 +18,8 @@ RUNS=${1:-15}
 BIN=$PWD/target/debug/harper-shard
 FAKE=$PWD/target/debug/fake-harper
 [ -x "$BIN" ] && [ -x "$FAKE" ] || { echo "run 'cargo build' first" >&2; exit 2; }
-root=$(mktemp -d /tmp/hs-bench.XXXXXX)
+# No dot in the name: the tool refuses a work directory Harper's path check would hang on.
+root=$(mktemp -d /tmp/hs-bench-XXXXXX)
 trap 'rm -rf "$root"' EXIT
 export HARPER_SHARD_POOL_DIR=$root/pool HARPER_SHARD_WORK_DIR=$root/w HARPER_SHARD_REPORT_DIR=$root/report
 

@@ -51,8 +51,12 @@ fn main() {
 
 /// One way of handing out pool addresses.
 trait Slots {
-    /// Takes an address (waiting as long as it takes); its index.
-    fn take(&mut self) -> usize;
+    /// Takes an address (waiting as long as it takes); its index. `waiting` is called each time
+    /// a look at the pool found no address free.
+    fn take_or(&mut self, waiting: &dyn Fn()) -> usize;
+    fn take(&mut self) -> usize {
+        self.take_or(&|| {})
+    }
     fn give_back(&mut self, i: usize);
     fn cycle(&mut self) {
         let i = self.take();
@@ -74,9 +78,14 @@ impl Ours {
 }
 
 impl Slots for Ours {
-    fn take(&mut self) -> usize {
+    fn take_or(&mut self, waiting: &dyn Fn()) -> usize {
         let claim = Claim { token: "bench-token", shard: "bench" };
-        let lease = self.pool.acquire(claim, &PORTS, &|| false, &|_| {}).expect("acquire");
+        // The pool asks whether to give up after each look that found nothing.
+        let cancelled = || {
+            waiting();
+            false
+        };
+        let lease = self.pool.acquire(claim, &PORTS, &cancelled, &|_| {}).expect("acquire");
         let i = (u32::from(lease.addr) - u32::from(POOL_START)) as usize;
         self.held = Some(lease);
         i
@@ -144,7 +153,7 @@ impl Baseline {
         std::fs::write(&self.state, serde_json::to_vec(slots).unwrap()).expect("write the baseline state");
     }
 
-    fn acquire(&self) -> usize {
+    fn acquire(&self, waiting: &dyn Fn()) -> usize {
         let me = std::process::id();
         loop {
             self.lock();
@@ -172,6 +181,7 @@ impl Baseline {
             }
             self.unlock();
             if !swept {
+                waiting();
                 std::thread::sleep(BASELINE_SLEEP);
             }
         }
@@ -187,8 +197,8 @@ impl Baseline {
 }
 
 impl Slots for Baseline {
-    fn take(&mut self) -> usize {
-        self.acquire()
+    fn take_or(&mut self, waiting: &dyn Fn()) -> usize {
+        self.acquire(waiting)
     }
 
     fn give_back(&mut self, i: usize) {
@@ -271,12 +281,21 @@ fn measure() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// A waiting process: takes the one address, prints when it had it, gives it back.
+/// A waiting process: takes the one address, saying on stderr once it found it taken, prints
+/// when it had it, gives it back.
 fn take_once(slots: &mut dyn Slots) {
-    let i = slots.take();
+    let said = std::cell::Cell::new(false);
+    let i = slots.take_or(&|| {
+        if !said.replace(true) {
+            eprintln!("{WAITING}");
+        }
+    });
     println!("{}", unix_now().as_nanos());
     slots.give_back(i);
 }
+
+/// What a hand-off waiter says once it has found the address taken.
+const WAITING: &str = "waiting";
 
 /// Holds the one address, starts a process that waits for it, releases at a moment that
 /// varies against any polling period, and measures until the waiter has it.
@@ -285,10 +304,20 @@ fn handoffs(role: &str, holder: &mut dyn Slots, dir: &Path) -> Vec<Duration> {
     (0..HANDOFFS)
         .map(|n| {
             let i = holder.take();
-            let waiter = Command::new(&exe).env(ROLE, role).env(DIR, dir).stdout(Stdio::piped()).spawn().expect("start a waiter");
-            // The waiter is surely waiting after 300 ms; the varying rest spreads the release evenly
+            let mut waiter = Command::new(&exe)
+                .env(ROLE, role)
+                .env(DIR, dir)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a waiter");
+            let mut said = std::io::BufReader::new(waiter.stderr.take().expect("the waiter's stderr"));
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut said, &mut line).expect("read the waiter's stderr");
+            assert_eq!(line.trim(), WAITING, "the waiter did not find the address taken");
+            // Not a synchronisation (the line above is): the release moment is spread evenly
             // over a second, the longest polling period measured.
-            std::thread::sleep(Duration::from_millis(300 + (n as u64 * 53) % 1000));
+            std::thread::sleep(Duration::from_millis((n as u64 * 53) % 1000));
             let released = unix_now();
             holder.give_back(i);
             let out = waiter.wait_with_output().expect("wait for the waiter");

@@ -254,6 +254,11 @@ fn checked_run(sandbox: &Sandbox, api: &MockApi) -> support::Run {
 
 fn checked_run_with(sandbox: &Sandbox, api: &MockApi, extra: &[&str]) -> support::Run {
     sandbox.write("harper-shards.yml", &fake_plan("", "", "  - name: a\n    run: \"true\"\n  - name: b\n    run: \"true\"\n"));
+    checked_plan(sandbox, api, extra)
+}
+
+/// [`checked_run_with`] on the plan already in the sandbox, with a pool directory of its own.
+fn checked_plan(sandbox: &Sandbox, api: &MockApi, extra: &[&str]) -> support::Run {
     let event = sandbox.write("event.json", &json!({"pull_request": {"head": {"sha": "b".repeat(40)}}}).to_string());
     let started = std::time::Instant::now();
     let output = sandbox
@@ -268,6 +273,7 @@ fn checked_run_with(sandbox: &Sandbox, api: &MockApi, extra: &[&str]) -> support
         .env("GITHUB_EVENT_PATH", &event)
         .env("GITHUB_SHA", "c".repeat(40))
         .env("GITHUB_WORKSPACE", &sandbox.dir)
+        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
         .env_remove("GITHUB_STEP_SUMMARY")
         .env_remove("GITHUB_OUTPUT")
         .output()
@@ -307,6 +313,29 @@ fn a_403_from_the_checks_api_is_one_warning_and_not_a_failed_run() {
     let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("::warning")).collect();
     assert_eq!(warnings.len(), 1, "{err}");
     assert!(warnings[0].contains("403") && warnings[0].contains("Resource not accessible by integration"), "{}", warnings[0]);
+}
+
+/// GitHub shows ten warnings of a step: the run's own take nine at most, so that the check
+/// run's warning (a fork's read-only token) is never the one left out. Eleven addresses with a
+/// port held make eleven warnings here.
+#[test]
+fn the_check_runs_warning_keeps_its_slot_when_the_run_has_more_warnings_than_github_shows() {
+    let sandbox = Sandbox::new();
+    let api = MockApi::start(Mode::Forbidden);
+    let first = u32::from(std::net::Ipv4Addr::new(127, 0, 39, 2));
+    let held: Vec<std::net::TcpListener> = (first..first + 11)
+        .map(|a| std::net::TcpListener::bind((std::net::Ipv4Addr::from(a), 9925)).expect("hold a port"))
+        .collect();
+    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.39.2, count: 12, wait: 5s}\n", "  - name: a\n    run: \"true\"\n"));
+    let run = checked_plan(&sandbox, &api, &[]);
+    drop(held);
+    run.expect(0);
+    let err = run.stderr();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("::warning")).collect();
+    assert_eq!(warnings.len(), 10, "GitHub shows ten: {warnings:#?}");
+    assert_eq!(warnings.iter().filter(|w| w.contains("skipped")).count(), 8, "{warnings:#?}");
+    assert!(warnings[8].contains("and 3 more warning(s)"), "{}", warnings[8]);
+    assert!(warnings[9].starts_with("::warning title=harper-shard checks::") && warnings[9].contains("403"), "{}", warnings[9]);
 }
 
 #[test]

@@ -10,7 +10,7 @@
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,27 @@ impl Scene {
         self.sandbox.wait_for(name, Duration::from_secs(30), || path.exists());
     }
 
+    /// `directives` plus the fake server's note of every stop signal it receives, in
+    /// [`TERM_FILE`].
+    fn noting_term(&self, directives: &str) -> String {
+        format!("{directives},term-file={}", self.file(TERM_FILE).display())
+    }
+
+    /// Until the server has received its SIGTERM: the tool is in Harper's stop, and with
+    /// `ignore-term` the grace is running.
+    fn wait_for_harpers_stop(&self) {
+        self.wait_for_file(TERM_FILE);
+    }
+
+    /// The signals the server received, one `<SIGNAL> <unix-nanos>` line each (none: no file).
+    fn signals_noted(&self) -> Vec<(String, u128)> {
+        std::fs::read_to_string(self.file(TERM_FILE))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' ').and_then(|(sig, at)| Some((sig.to_owned(), at.parse().ok()?))))
+            .collect()
+    }
+
     /// The three checks every fault test ends with.
     fn assert_nothing_left(&self) {
         self.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || self.sandbox.leftovers().is_empty());
@@ -82,6 +103,9 @@ impl Scene {
         assert_eq!(self.sandbox.report()["shards"][0]["address"], self.addr, "the follow-up run got another address");
     }
 }
+
+/// Where a server planned with [`Scene::noting_term`] notes the stop signals it receives.
+const TERM_FILE: &str = "harper.term";
 
 /// SIGKILLs the tool and reaps it: from here on only its keepers can clean up.
 fn sigkill(tool: &mut Child) {
@@ -132,14 +156,9 @@ fn sigkill_of_the_tool_while_commands_run_leaves_nothing_behind() {
 fn sigkill_of_the_tool_during_teardown_leaves_nothing_behind() {
     let scene = Scene::new("127.0.33.4");
     // The server ignores SIGTERM, so its teardown lasts the whole 3 s grace.
-    scene.plan("ignore-term", "  teardown: {grace: 3s, port_release: 3s}\n", "  - name: a\n    run: touch cmd.done\n");
+    scene.plan(&scene.noting_term("ignore-term"), "  teardown: {grace: 3s, port_release: 3s}\n", "  - name: a\n    run: \"true\"\n");
     let mut tool = scene.start();
-    scene.wait_for_file("cmd.done");
-    // The command's processes are gone: the tool is now stopping Harper.
-    scene.sandbox.wait_for("the command to be stopped", Duration::from_secs(10), || {
-        let left = marked_commands(&scene.sandbox);
-        !left.iter().any(|c| c == "sh" || c == "touch")
-    });
+    scene.wait_for_harpers_stop();
     sigkill(&mut tool);
     scene.assert_nothing_left();
 }
@@ -185,39 +204,81 @@ fn without_the_keeper_sigkill_of_the_tool_leaves_the_server_running() {
 #[test]
 fn a_server_that_ignores_sigterm_is_killed_after_the_grace() {
     let scene = Scene::new("127.0.33.7");
-    scene.plan("ignore-term", "  teardown: {grace: 1s, port_release: 3s}\n", "  - name: a\n    run: \"true\"\n");
-    let run = scene.run(&["run"]);
+    let started = scene.file("harper.started");
+    let directives = scene.noting_term(&format!("ignore-term,started-file={}", started.display()));
+    scene.plan(&directives, "  teardown: {grace: 1s, port_release: 3s}\n", "  - name: a\n    run: \"true\"\n");
+    let run = scene.run(&["run", "-v"]);
     run.expect(0);
+    let noted = scene.signals_noted();
+    assert_eq!(noted.first().map(|(sig, _)| sig.as_str()), Some("SIGTERM"), "SIGTERM came first: {noted:?}");
     assert!(run.took >= Duration::from_secs(1), "the grace was not waited: {:?}", run.took);
+    // The keeper says so when the grace ran out with the server still there.
+    let server = support::read(&started).trim().to_owned();
+    let err = run.stderr();
+    assert!(
+        err.lines().any(|l| l.contains(&format!("pid {server}")) && l.contains("within the 1000ms grace and were SIGKILLed")),
+        "no word that the server {server} needed SIGKILL: {err}"
+    );
+    scene.assert_nothing_left();
+}
+
+/// The other side of the grace: a server that takes its time over SIGTERM (here its http
+/// listener lingers 1.5 s, as Harper's SO_REUSEPORT workers do) gets that time and stops by
+/// itself; the teardown lasts until it has, and leaves every port free.
+#[test]
+fn a_server_that_lingers_after_sigterm_is_given_the_grace_and_stops_by_itself() {
+    let scene = Scene::new("127.0.33.23");
+    let record = scene.file("record.log");
+    scene.plan(&scene.noting_term(&format!("linger=1500ms,record={}", record.display())), "  teardown: {grace: 10s, port_release: 3s}\n", "  - name: a\n    run: \"true\"\n");
+    let run = scene.run(&["run", "-v"]);
+    run.expect(0);
+    let end = support::read(&record)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{} end ", scene.addr))?.parse::<u128>().ok())
+        .unwrap_or_else(|| panic!("the server did not stop by itself: {}", run.stderr()));
+    let term = scene.signals_noted().first().map(|(_, at)| *at).expect("the server got its SIGTERM");
+    assert!(end - term >= Duration::from_millis(1500).as_nanos(), "it did not linger: {} ns", end - term);
+    assert!(!run.stderr().contains("SIGKILLed"), "the lingering server was SIGKILLed: {}", run.stderr());
+    let phases = &scene.sandbox.report()["shards"][0]["phases"];
+    let teardown = phases["finished"].as_f64().unwrap() - phases["teardown_started"].as_f64().unwrap();
+    assert!(teardown >= 1.5, "the teardown did not wait for the lingering server: {teardown}s");
+    scene.assert_nothing_left();
+}
+
+/// A shard whose server leaves a process behind with `directive` (its pid in a file, as
+/// `FAKE_HARPER_DAEMON_PIDFILE` asks): that process is gone after the run, and so is the rest.
+fn what_the_server_left_behind_is_ended(addr: &'static str, directive: &str) {
+    let scene = Scene::new(addr);
+    let pidfile = scene.file("left.pids");
+    scene.plan(directive, "", "  - name: a\n    run: \"true\"\n");
+    // The server inherits the tool's environment through its keeper.
+    let output = scene.command().arg("run").env("FAKE_HARPER_DAEMON_PIDFILE", &pidfile).output().unwrap();
+    support::Run { output, took: Duration::ZERO }.expect(0);
+    let left = pids_in(&pidfile);
+    assert_eq!(left.len(), 1, "the fake server left nothing behind with {directive}");
+    assert!(!alive(left[0]), "{directive}: pid {} survived the teardown", left[0]);
     scene.assert_nothing_left();
 }
 
 #[test]
 fn a_daemon_that_left_the_process_group_is_ended_by_the_keeper() {
-    let scene = Scene::new("127.0.33.8");
-    let pidfile = scene.file("daemon.pids");
-    scene.plan("daemon", "", "  - name: a\n    run: \"true\"\n");
-    // The server inherits the tool's environment through its keeper.
-    let output = scene.command().arg("run").env("FAKE_HARPER_DAEMON_PIDFILE", &pidfile).output().unwrap();
-    support::Run { output, took: Duration::ZERO }.expect(0);
-    let daemons = pids_in(&pidfile);
-    assert!(!daemons.is_empty(), "the fake server started no daemon");
-    for pid in daemons {
-        assert!(!alive(pid), "the setsid daemon {pid} survived the teardown");
-    }
-    scene.assert_nothing_left();
+    what_the_server_left_behind_is_ended("127.0.33.8", "daemon");
 }
 
 #[test]
 fn a_double_forked_grandchild_holding_the_ports_is_ended() {
-    let scene = Scene::new("127.0.33.9");
-    scene.plan("double-fork", "", "  - name: a\n    run: \"true\"\n");
-    scene.run(&["run"]).expect(0);
-    scene.assert_nothing_left();
+    what_the_server_left_behind_is_ended("127.0.33.9", "double-fork");
 }
 
-/// A boot that fails: exit 3, no command ran, the instance directory is gone.
-fn boot_fails_and_leaves_nothing(addr: &'static str, directives: &str, startup: &str) -> String {
+/// The same orphan without a port: the port check cannot see it, only the keeper can.
+#[test]
+fn a_double_forked_grandchild_holding_no_port_is_ended_too() {
+    what_the_server_left_behind_is_ended("127.0.33.24", "double-fork-nolisten");
+}
+
+/// A boot that fails: exit 3, no command ran, the instance directory is gone. The scene (with
+/// its report directory) and what the tool said.
+fn boot_fails_and_leaves_nothing(addr: &'static str, directives: &str, startup: &str) -> (Scene, String) {
     let scene = Scene::new(addr);
     scene.plan(directives, "", "  - name: a\n    run: touch ran\n");
     let plan = support::read(&scene.file("harper-shards.yml")).replace("startup: {idle: 10s, max: 20s}", startup);
@@ -228,25 +289,36 @@ fn boot_fails_and_leaves_nothing(addr: &'static str, directives: &str, startup: 
     let left: Vec<_> = std::fs::read_dir(scene.file("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "the failed instance's ROOTPATH/HOME were left: {left:?}");
     scene.assert_nothing_left();
-    run.stderr()
+    (scene, run.stderr())
 }
 
 #[test]
 fn an_exit_0_before_ready_fails_the_boot_wipes_rootpath_and_leaves_nothing() {
-    let err = boot_fails_and_leaves_nothing("127.0.33.10", "exit=0", "startup: {idle: 10s, max: 20s}");
-    assert!(err.contains("exit code 0"), "{err}");
+    let (_, err) = boot_fails_and_leaves_nothing("127.0.33.10", "exit=0", "startup: {idle: 10s, max: 20s}");
+    assert!(err.contains("Harper exited before it was ready: exit code 0"), "{err}");
+    assert!(err.contains("upgrade"), "the tail quotes the server's last words: {err}");
 }
 
 #[test]
 fn a_silent_hang_fails_the_boot_at_the_idle_cap_and_leaves_nothing() {
-    let err = boot_fails_and_leaves_nothing("127.0.33.11", "hang", "startup: {idle: 1s, max: 20s}");
-    assert!(err.contains("idle cap"), "{err}");
+    let (_, err) = boot_fails_and_leaves_nothing("127.0.33.11", "hang", "startup: {idle: 1s, max: 20s}");
+    assert!(err.contains("printed nothing for 1s while starting (idle cap)"), "{err}");
 }
 
 #[test]
 fn endless_chatter_fails_the_boot_at_the_absolute_cap_and_leaves_nothing() {
-    let err = boot_fails_and_leaves_nothing("127.0.33.12", "chatter=100ms", "startup: {idle: 1s, max: 2s}");
-    assert!(err.contains("absolute cap"), "{err}");
+    let (_, err) = boot_fails_and_leaves_nothing("127.0.33.12", "chatter=100ms", "startup: {idle: 1s, max: 2s}");
+    assert!(err.contains("not ready within 2s (absolute cap)"), "{err}");
+}
+
+/// What a ROOTPATH too long for Harper's unix socket does (docs/harper.md): it binds and
+/// serves, so the probe would pass, but never prints its ready line. Only the line counts.
+#[test]
+fn a_server_that_serves_but_never_prints_the_ready_line_fails_the_boot_at_the_idle_cap() {
+    let (scene, err) = boot_fails_and_leaves_nothing("127.0.33.22", "no-ready-line", "startup: {idle: 1s, max: 20s}");
+    assert!(err.contains("printed nothing for 1s while starting (idle cap)"), "{err}");
+    let log = support::read(&scene.file("report/a/harper/hdb.log"));
+    assert!(log.contains("OPERATIONSAPI_NETWORK_PORT listening on"), "the server never served: {log}");
 }
 
 // --- ports held by someone else -------------------------------------------------------------
@@ -346,25 +418,40 @@ fn sigint_tears_every_shard_down_within_7s_and_exits_130() {
     one_signal_tears_everything_down("127.0.33.18", Signal::SIGINT, 130);
 }
 
+/// Has `pid` been sent SIGKILL (it is gone, a zombie, or SIGKILL is pending in
+/// /proc/<pid>/status)? True at once after the `kill`, however busy the machine.
+fn sent_sigkill(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return true };
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or_default();
+    let pending = |name: &str| u64::from_str_radix(field(name), 16).is_ok_and(|mask| mask & (1 << (Signal::SIGKILL as u64 - 1)) != 0);
+    field("State:").starts_with('Z') || pending("SigPnd:") || pending("ShdPnd:")
+}
+
+/// The second signal comes while Harper's stop (SIGTERM ignored, the grace running) is under
+/// way: the tool does not wait for it. By the time it has exited with the first signal's
+/// status, the server has been sent SIGKILL, and no report was written (README: "a second
+/// signal … writes no report"), which the teardown would have done.
 #[test]
 fn a_second_signal_kills_everything_at_once() {
     let scene = Scene::new("127.0.33.20");
-    scene.plan("ignore-term", "  teardown: {grace: 60s, port_release: 3s}\n", "  - name: a\n    run: \"touch a.started; sleep 600\"\n");
+    let started = scene.file("harper.started");
+    scene.plan(
+        &scene.noting_term(&format!("ignore-term,started-file={}", started.display())),
+        "  teardown: {grace: 60s, port_release: 3s}\n",
+        "  - name: a\n    run: \"touch a.started; sleep 600\"\n",
+    );
     let tool = scene.start();
     scene.wait_for_file("a.started");
+    let server: i32 = support::read(&started).trim().parse().unwrap();
     let pid = Pid::from_raw(tool.id() as i32);
     kill(pid, Signal::SIGINT).unwrap();
-    // The first signal has been seen once the command is gone (its stop is capped at 2 s).
-    scene.sandbox.wait_for("the command to be stopped", Duration::from_secs(10), || {
-        !marked_commands(&scene.sandbox).iter().any(|c| c == "sleep")
-    });
-    let second = Instant::now();
+    scene.wait_for_harpers_stop();
+    assert!(!sent_sigkill(server), "the precondition: the server is in its grace");
     kill(pid, Signal::SIGINT).unwrap();
     let out = tool.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    scene.sandbox.wait_for("every marked process to end", Duration::from_secs(3), || scene.sandbox.leftovers().is_empty());
-    // Without the fast path, Harper's capped 2 s grace would still be running.
-    assert!(second.elapsed() < Duration::from_millis(1500), "the fast path took {:?}", second.elapsed());
+    assert!(sent_sigkill(server), "the tool exited with the server {server} still in its grace");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!scene.file("report/report.json").exists(), "the tool waited for the teardown and wrote its report");
     scene.assert_nothing_left();
 }
 
@@ -667,12 +754,10 @@ fn a_signal_while_harper_boots_exits_within_7s() {
 fn a_signal_during_teardown_exits_within_7s() {
     for (addr, signal) in [("127.0.33.52", Signal::SIGINT), ("127.0.33.62", Signal::SIGTERM)] {
         let scene = Scene::new(addr);
-        scene.plan("ignore-term", "  teardown: {grace: 60s, port_release: 3s}\n", "  - name: a\n    run: touch cmd.done\n");
+        scene.plan(&scene.noting_term("ignore-term"), "  teardown: {grace: 60s, port_release: 3s}\n", "  - name: a\n    run: \"true\"\n");
         let mut cmd = scene.command();
         cmd.arg("run");
-        signal_in_phase(&scene, cmd, signal, || {
-            scene.file("cmd.done").exists() && !marked_commands(&scene.sandbox).iter().any(|c| c == "sh" || c == "touch")
-        });
+        signal_in_phase(&scene, cmd, signal, || scene.file(TERM_FILE).exists());
         scene.assert_nothing_left();
     }
 }
@@ -788,6 +873,32 @@ fn a_dotted_work_directory_is_refused_by_the_dry_run_with_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("HARPER_SHARD_WORK_DIR=/tmp/my.work") && err.contains("backtracks"), "{err}");
+}
+
+/// Harper's unix socket sits at `<work>/<instance>/r/operations-server`, and past ~107 bytes
+/// Harper never prints its ready line (see the test above it). A work directory longer than 60
+/// bytes is refused before anything starts; one of exactly 60 runs.
+#[test]
+fn a_work_directory_too_long_for_harpers_socket_is_refused_and_nothing_starts() {
+    let scene = Scene::new("127.0.33.25");
+    let started = scene.file("harper.started");
+    scene.plan(&format!("started-file={}", started.display()), "", "  - name: a\n    run: touch ran\n");
+    let fits = |len: usize| {
+        let base = scene.file("w").display().to_string();
+        format!("{base}/{}", "x".repeat(len - base.len() - 1))
+    };
+    let (longest, too_long) = (fits(60), fits(61));
+    for args in [&["run", "--plan"][..], &["run"]] {
+        let out = scene.command().args(args).env("HARPER_SHARD_WORK_DIR", &too_long).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&format!("HARPER_SHARD_WORK_DIR={too_long}")) && err.contains("61 bytes long"), "{args:?}: {err}");
+    }
+    assert!(!started.exists() && !scene.file("ran").exists() && !Path::new(&too_long).exists(), "something started");
+    let out = scene.command().arg("run").env("HARPER_SHARD_WORK_DIR", &longest).output().unwrap();
+    support::Run { output: out, took: Duration::ZERO }.expect(0);
+    assert!(scene.file("ran").exists());
+    scene.assert_nothing_left();
 }
 
 /// The run's timeout cuts a shard short: in junit.xml that is an error (not tested, and the

@@ -225,14 +225,19 @@ fn step_outputs_name_the_failed_shards_the_result_and_the_duration() {
     assert!(secs > 0.0 && secs < step.run.took.as_secs_f64() + 1.0, "{secs}");
 }
 
+/// The command writes its own environment and, while Harper runs, Harper's (the pid in its
+/// `hdb.pid`, read from /proc): neither holds the token.
 #[test]
 fn shard_commands_and_harper_do_not_see_the_github_token() {
     let sandbox = Sandbox::new();
-    let shards = "  - name: nosy\n    run: env > seen.env\n";
+    let shards = "  - name: nosy\n    run: \"env > seen.env && tr '\\\\0' '\\\\n' < /proc/$(cat $HARPER_ROOTPATH/hdb.pid)/environ > harper.env\"\n";
     github_step(&sandbox, shards, &[("GITHUB_TOKEN", "ghs_secret_checks_token")]).run.expect(0);
     let seen = support::read(&sandbox.path("seen.env"));
     assert!(seen.contains("HARPER_SHARD_NAME=nosy"), "{seen}");
     assert!(!seen.contains("ghs_secret_checks_token"), "the token leaked into a shard command's environment");
+    let harper = support::read(&sandbox.path("harper.env"));
+    assert!(harper.lines().any(|l| l.starts_with("FAKE_HARPER=")) && harper.contains("HARPER_SHARD_TOKEN="), "not Harper's environment: {harper}");
+    assert!(!harper.contains("ghs_secret_checks_token"), "the token leaked into Harper's environment");
 }
 
 /// An XML element as GitLab and Jenkins see junit.xml: name, attributes, children, text.

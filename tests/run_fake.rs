@@ -24,11 +24,33 @@ fn simple_plan(sandbox: &Sandbox, harper: &str) {
     sandbox.write("harper-shards.yml", &format!("version: 1\n{harper}shards:\n  - name: a\n    run: \"true\"\n"));
 }
 
+/// The dry run resolves the plan and starts nothing: no npm install, no server, no command
+/// (each of them would leave its mark), no address leased, no instance or report directory,
+/// and nothing of the run's left running.
 #[test]
 fn the_dry_run_resolves_defaults_and_starts_nothing() {
     let sandbox = Sandbox::new();
-    simple_plan(&sandbox, "");
-    let plan = dry_run(&sandbox, &[]);
+    let started = sandbox.path("harper.started");
+    let fake = format!(
+        "    harper: {{runtime: exec, bin: {}, env: {{FAKE_HARPER: \"started-file={}\"}}}}\n",
+        support::fake_harper(),
+        started.display()
+    );
+    sandbox.write(
+        "harper-shards.yml",
+        &format!("version: 1\nshards:\n  - name: a\n    run: touch ran\n  - name: fake\n    run: touch ran\n{fake}"),
+    );
+    let npm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-npm");
+    let (npm, npm_log, pool, cache) = (npm.display().to_string(), sandbox.path("npm.log"), sandbox.path("pool"), sandbox.path("cache"));
+    let plan = dry_run(
+        &sandbox,
+        &[
+            ("HARPER_SHARD_NPM", &npm),
+            ("FAKE_NPM_LOG", npm_log.to_str().unwrap()),
+            ("HARPER_SHARD_POOL_DIR", pool.to_str().unwrap()),
+            ("HARPER_SHARD_CACHE_DIR", cache.to_str().unwrap()),
+        ],
+    );
     let harper = &plan["plan"]["shards"][0]["harper"];
     assert_eq!(harper["source"]["package"], "harperdb@4.7.29");
     assert_eq!(harper["startup"]["idle"], 60.0);
@@ -39,7 +61,12 @@ fn the_dry_run_resolves_defaults_and_starts_nothing() {
     assert_eq!(plan["plan"]["pool"]["count"], 32);
     let cpus = std::thread::available_parallelism().unwrap().get();
     assert_eq!(plan["plan"]["run"]["concurrency"], (cpus / 2 + 1).max(1));
-    assert!(!sandbox.path("w").exists() && !sandbox.path("report").exists(), "the dry run touched the disk");
+    assert!(sandbox.leftovers().is_empty(), "the dry run left processes running: {:?}", sandbox.leftovers());
+    assert!(!npm_log.exists(), "the dry run ran npm: {}", support::read(&npm_log));
+    assert!(!started.exists(), "the dry run started the server");
+    assert!(!sandbox.path("ran").exists(), "the dry run ran a command");
+    assert!(!pool.exists(), "the dry run touched the pool (a lock or a lease)");
+    assert!(!sandbox.path("w").exists() && !sandbox.path("report").exists(), "the dry run made instance or report directories");
 }
 
 #[test]
@@ -151,38 +178,97 @@ fn only_selects_by_name_or_by_split_group_and_refuses_unknown_names() {
     assert!(run.stderr().contains("no such shard; the plan has: x, db/1, db/2"), "{}", run.stderr());
 }
 
-/// Three shards at once, each writing what it sees; all on different addresses, all with the
-/// documented variables, and nothing of them left afterwards.
+/// The variables the README's "What a shard command sees" lists, read from its table, so a
+/// variable documented there and not set fails here.
+fn documented_command_variables() -> Vec<String> {
+    let readme = support::read(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
+    let section = readme.split("## What a shard command sees\n").nth(1).expect("the README documents the environment");
+    let names: Vec<String> = section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|name| name.starts_with("HARPER_"))
+        .collect();
+    assert!(names.len() >= 15, "the table was not read: {names:?}");
+    names
+}
+
+/// Three shards at once — one alone, two parts of a split — each writing what it sees; all on
+/// different addresses, each with every documented variable and its right value, no other
+/// `HARPER_` variable of the tool's, and nothing of them left afterwards.
 #[test]
 fn shards_run_at_once_on_their_own_addresses_with_the_documented_environment() {
     let sandbox = Sandbox::new();
-    // Each shard records its environment, then waits until all three are running at once.
+    for f in ["t/a.test.mjs", "t/b.test.mjs"] {
+        sandbox.write(f, "");
+    }
+    // Each shard records its environment and what its paths are, then waits until all three
+    // are running at once.
     sandbox.write(
         "dump.sh",
-        "env | grep -E '^HARPER_' | sort > \"$HARPER_SHARD_NAME.env\"\ntouch \"$HARPER_SHARD_NAME.started\"\nuntil [ -e a.started ] && [ -e b.started ] && [ -e c.started ]; do sleep 0.05; done\n",
+        "n=$HARPER_SHARD_INDEX\nenv | grep -E '^HARPER_' | sort > \"$n.env\"\n\
+         [ -d \"$HARPER_SHARD_JUNIT_DIR\" ] && touch \"$n.junit-dir\"\n[ -S \"$HARPER_SHARD_CONTROL\" ] && touch \"$n.control\"\n\
+         [ -d \"$HARPER_LOG_DIR\" ] && touch \"$n.log-dir\"\ntouch \"$n.started\"\n\
+         until [ -e 1.started ] && [ -e 2.started ] && [ -e 3.started ]; do sleep 0.05; done\n",
     );
-    let shards: String = ["a", "b", "c"].iter().map(|n| format!("  - name: {n}\n    run: sh dump.sh\n    timeout: 20s\n")).collect();
-    sandbox.write("harper-shards.yml", &fake_plan("", "run: {concurrency: 3}\n", &shards));
-    sandbox.run(&["run"]).expect(0);
+    let shards = "  - name: a\n    run: sh dump.sh\n    timeout: 20s\n  - name: db\n    files: t/*.test.mjs\n    split: 2\n    run: sh dump.sh\n    timeout: 20s\n";
+    sandbox.write("harper-shards.yml", &fake_plan("", "run: {concurrency: 3}\n", shards));
+    let mut cmd = sandbox.command();
+    let run = support::Run { output: cmd.arg("run").output().unwrap(), took: std::time::Duration::ZERO };
+    run.expect(0);
+    // What the tool passes on from its own environment is not the tool's to document.
+    let mut inherited: HashSet<String> = std::env::vars().map(|(k, _)| k).collect();
+    inherited.extend(cmd.get_envs().map(|(k, _)| k.to_string_lossy().into_owned()));
+    let documented = documented_command_variables();
     let mut addresses = HashSet::new();
-    for name in ["a", "b", "c"] {
-        let env = support::read(&sandbox.path(&format!("{name}.env")));
-        let var = |key: &str| {
-            env.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("{key} missing in {env}")).to_owned()
-        };
+    let mut tokens = HashSet::new();
+    let mut files = Vec::new();
+    for (index, name) in [(1, "a"), (2, "db/1"), (3, "db/2")] {
+        let env = support::read(&sandbox.path(&format!("{index}.env")));
+        let seen: std::collections::BTreeMap<&str, &str> = env.lines().filter_map(|l| l.split_once('=')).collect();
+        let var = |key: &str| *seen.get(key).unwrap_or_else(|| panic!("{name}: {key} is documented but not set: {env}"));
         let host = var("HARPER_HOSTNAME");
-        assert!(host.starts_with("127."), "{host}");
-        assert_eq!(var("HARPER_OPERATIONS_API_URL"), format!("http://{host}:9925"));
-        assert_eq!(var("HARPER_HTTP_URL"), format!("http://{host}:9926"));
-        assert_eq!(var("HARPER_ADMIN_USERNAME"), "admin");
-        assert_eq!(var("HARPER_ADMIN_PASSWORD").len(), 32, "a random password");
-        assert_eq!(var("HARPER_SHARD_NAME"), name);
-        assert_eq!(var("HARPER_SHARD_TOTAL"), "3");
-        assert!(var("HARPER_ROOTPATH").starts_with(sandbox.path("w").to_str().unwrap()));
-        assert!(!std::path::Path::new(&var("HARPER_ROOTPATH")).exists(), "ROOTPATH was removed");
-        assert!(support::ports_free(&host, &DEFAULT_PORTS), "ports on {host} are still held");
-        addresses.insert(host);
+        let root = std::path::Path::new(var("HARPER_ROOTPATH"));
+        for key in &documented {
+            let value = var(key);
+            match key.as_str() {
+                "HARPER_HOSTNAME" => assert!(host.starts_with("127."), "{host}"),
+                "HARPER_OPERATIONS_API_URL" => assert_eq!(value, format!("http://{host}:9925")),
+                "HARPER_HTTP_URL" => assert_eq!(value, format!("http://{host}:9926")),
+                "HARPER_MQTT_URL" => assert_eq!(value, format!("mqtt://{host}:1883")),
+                "HARPER_ADMIN_USERNAME" => assert_eq!(value, "admin"),
+                "HARPER_ADMIN_PASSWORD" => assert_eq!(value.len(), 32, "a random password"),
+                "HARPER_ROOTPATH" => {
+                    assert!(root.starts_with(sandbox.path("w")), "{value}");
+                    assert!(!root.exists(), "ROOTPATH was removed");
+                }
+                "HARPER_LOG_DIR" => {
+                    assert_eq!(std::path::Path::new(value), root.join("log"));
+                    assert!(sandbox.path(&format!("{index}.log-dir")).exists(), "{name}: no directory at {value}");
+                }
+                "HARPER_SHARD_NAME" => assert_eq!(value, name),
+                "HARPER_SHARD_INDEX" => assert_eq!(value, index.to_string()),
+                "HARPER_SHARD_TOTAL" => assert_eq!(value, "3"),
+                "HARPER_SHARD_FILES" if name == "a" => assert_eq!(value, "", "a shard that is not split has no files"),
+                "HARPER_SHARD_FILES" => files.extend(value.split(' ').map(str::to_owned)),
+                "HARPER_SHARD_JUNIT_DIR" => {
+                    assert!(std::path::Path::new(value).starts_with(sandbox.path("report")), "{value}");
+                    assert!(sandbox.path(&format!("{index}.junit-dir")).exists(), "{name}: no directory at {value}");
+                }
+                "HARPER_SHARD_TOKEN" => assert!(tokens.insert(value.to_owned()), "{name} shares its token {value}"),
+                "HARPER_SHARD_CONTROL" => assert!(sandbox.path(&format!("{index}.control")).exists(), "{name}: no socket at {value}"),
+                other => panic!("{other} is documented, and this test does not check its value yet"),
+            }
+        }
+        let undocumented: Vec<&str> = seen.keys().copied().filter(|k| !documented.iter().any(|d| d == k) && !inherited.contains(*k)).collect();
+        assert!(undocumented.is_empty(), "{name} sees variables the README does not list: {undocumented:?}");
+        assert!(support::ports_free(host, &DEFAULT_PORTS), "ports on {host} are still held");
+        addresses.insert(host.to_owned());
     }
+    files.sort();
+    assert_eq!(files, ["t/a.test.mjs", "t/b.test.mjs"], "the split's parts share its files");
     assert_eq!(addresses.len(), 3, "three live shards shared an address: {addresses:?}");
     let report = sandbox.report();
     let statuses: Vec<&str> = report["shards"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
@@ -204,36 +290,6 @@ fn a_failing_command_fails_its_shard_with_exit_1_and_shows_its_output() {
     let report = sandbox.report();
     assert_eq!(report["shards"][0]["status"], "passed");
     assert_eq!(report["shards"][1]["status"], "failed");
-}
-
-fn boot_failure(directives: &str, startup: &str) -> (Sandbox, String) {
-    let sandbox = Sandbox::new();
-    let plan = fake_plan(directives, "", "  - name: a\n    run: touch ran\n").replace("startup: {idle: 10s, max: 20s}", startup);
-    sandbox.write("harper-shards.yml", &plan);
-    let run = sandbox.run(&["run"]);
-    run.expect(3);
-    assert!(!sandbox.path("ran").exists(), "a command ran although Harper never became ready");
-    let err = run.stderr();
-    (sandbox, err)
-}
-
-#[test]
-fn an_exit_with_code_0_before_ready_is_a_boot_failure_not_a_success() {
-    let (_s, err) = boot_failure("exit=0", "startup: {idle: 10s, max: 20s}");
-    assert!(err.contains("Harper exited before it was ready: exit code 0"), "{err}");
-    assert!(err.contains("upgrade"), "the tail quotes the server's last words: {err}");
-}
-
-#[test]
-fn a_silent_hang_is_caught_by_the_idle_cap() {
-    let (_s, err) = boot_failure("hang", "startup: {idle: 1s, max: 20s}");
-    assert!(err.contains("printed nothing for 1s while starting (idle cap)"), "{err}");
-}
-
-#[test]
-fn chatter_that_never_becomes_ready_is_caught_by_the_absolute_cap() {
-    let (_s, err) = boot_failure("chatter=100ms", "startup: {idle: 1s, max: 2s}");
-    assert!(err.contains("not ready within 2s (absolute cap)"), "{err}");
 }
 
 #[test]

@@ -10,9 +10,7 @@ use crate::Fatal;
 
 /// Directives that take no value.
 const FLAGS: &[&str] = &[
-    "plain",
     "hang",
-    "hang-cpu",
     "ignore-term",
     "daemon",
     "daemon-listen",
@@ -32,13 +30,8 @@ const VALUED: &[&str] = &[
     "linger",
     "record",
     "started-file",
+    "term-file",
 ];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hang {
-    Sleep,
-    Spin,
-}
 
 /// Whether a forked child keeps its copies of the listening sockets (and so the ports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +43,7 @@ pub enum Listeners {
 #[derive(Debug)]
 pub struct Directives {
     pub delay: Duration,
-    pub reuse_port: bool,
-    pub hang: Option<Hang>,
+    pub hang: bool,
     pub chatter: Option<Duration>,
     pub exit: Option<i32>,
     pub ignore_term: bool,
@@ -64,14 +56,14 @@ pub struct Directives {
     pub stderr_noise: bool,
     pub record: Option<PathBuf>,
     pub started_file: Option<PathBuf>,
+    pub term_file: Option<PathBuf>,
 }
 
 impl Default for Directives {
     fn default() -> Self {
         Directives {
             delay: Duration::from_millis(100),
-            reuse_port: true,
-            hang: None,
+            hang: false,
             chatter: None,
             exit: None,
             ignore_term: false,
@@ -84,6 +76,7 @@ impl Default for Directives {
             stderr_noise: false,
             record: None,
             started_file: None,
+            term_file: None,
         }
     }
 }
@@ -129,9 +122,7 @@ impl Directives {
 
     fn set_flag(&mut self, name: &str) -> Result<(), String> {
         match name {
-            "plain" => self.reuse_port = false,
-            "hang" => self.hang = Some(Hang::Sleep),
-            "hang-cpu" => self.hang = Some(Hang::Spin),
+            "hang" => self.hang = true,
             "ignore-term" => self.ignore_term = true,
             "daemon" => self.daemon = Some(Listeners::Close),
             "daemon-listen" => self.daemon = Some(Listeners::Keep),
@@ -158,6 +149,7 @@ impl Directives {
             "exit" => self.exit = Some(exit_code(value).map_err(context)?),
             "record" => self.record = Some(path(value).map_err(context)?),
             "started-file" => self.started_file = Some(path(value).map_err(context)?),
+            "term-file" => self.term_file = Some(path(value).map_err(context)?),
             _ if FLAGS.contains(&name) => return Err(format!("`{name}` takes no value")),
             _ => return Err(unknown(name)),
         }
@@ -165,10 +157,9 @@ impl Directives {
     }
 }
 
-/// Variants of one directive exclude each other (`hang` and `hang-cpu`, …).
+/// Variants of one directive exclude each other (`daemon` and `daemon-listen`, …).
 fn family(name: &str) -> &str {
     match name {
-        "hang-cpu" => "hang",
         "daemon-listen" => "daemon",
         "double-fork-nolisten" => "double-fork",
         other => other,

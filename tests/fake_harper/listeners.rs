@@ -1,5 +1,5 @@
 //! The TCP listeners, bound the way Harper binds them: `SO_REUSEADDR` and `SO_REUSEPORT` on every
-//! one (unless `plain`), so a second instance co-binds silently and only a plain bind notices.
+//! one, so a second instance co-binds silently and only a plain bind notices.
 //!
 //! A port that cannot be bound is reported on stderr and skipped, and startup carries on: Harper
 //! prints its ready line all the same.
@@ -35,10 +35,10 @@ impl Listener {
     }
 }
 
-pub fn bind_all(ports: &[Port], reuse_port: bool, root: &RootPath) -> Vec<Listener> {
+pub fn bind_all(ports: &[Port], root: &RootPath) -> Vec<Listener> {
     let mut listeners = Vec::new();
     for port in ports {
-        match bind(port, reuse_port) {
+        match bind(port) {
             Ok(socket) => {
                 root.log(&format!("{} listening on {}", port.key, port.addr));
                 listeners.push(Listener {
@@ -60,10 +60,10 @@ pub fn bind_all(ports: &[Port], reuse_port: bool, root: &RootPath) -> Vec<Listen
     listeners
 }
 
-fn bind(port: &Port, reuse_port: bool) -> io::Result<TcpListener> {
+fn bind(port: &Port) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(reuse_port)?;
+    socket.set_reuse_port(true)?;
     socket.bind(&SocketAddr::V4(port.addr).into())?;
     socket.listen(128)?;
     socket.set_nonblocking(true)?;
@@ -82,9 +82,7 @@ pub fn wait_for_connections(listeners: &[Listener], signals: &Signals) -> Ready 
         .iter()
         .map(|l| PollFd::new(l.socket.as_fd(), PollFlags::POLLIN))
         .collect();
-    if let Some(fd) = signals.fd() {
-        fds.push(PollFd::new(fd, PollFlags::POLLIN));
-    }
+    fds.push(PollFd::new(signals.fd(), PollFlags::POLLIN));
     loop {
         match poll(&mut fds, signals::timeout(None)) {
             Ok(0) | Err(Errno::EINTR) => {}
@@ -101,7 +99,7 @@ pub fn wait_for_connections(listeners: &[Listener], signals: &Signals) -> Ready 
         })
         .collect();
     Ready {
-        signal: signals.fd().is_some() && readable.last().copied().unwrap_or(false),
+        signal: readable.last().copied().unwrap_or(false),
         listeners: (0..listeners.len()).filter(|&i| readable[i]).collect(),
     }
 }

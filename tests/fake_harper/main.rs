@@ -17,8 +17,7 @@
 //! | directive | effect |
 //! |---|---|
 //! | `delay=<dur>` | time from the startup lines to binding and the ready line (default `100ms`) |
-//! | `plain` | bind without `SO_REUSEPORT` |
-//! | `hang` / `hang-cpu` | print nothing, never get ready; sleep / spin at 100 % CPU |
+//! | `hang` | print nothing, never get ready |
 //! | `chatter=<dur>` | print a line every `<dur>`, never get ready |
 //! | `exit=<code>` | after the delay, print a last stderr line and exit `<code>` (0: upgrade error) |
 //! | `ignore-term` | ignore SIGTERM and SIGINT (only SIGKILL ends it) |
@@ -31,6 +30,7 @@
 //! | `stderr-noise` | also write a few lines to stderr during startup |
 //! | `record=<path>` | append `<addr> start <unix-nanos>` at ready, `<addr> end <unix-nanos>` at exit |
 //! | `started-file=<path>` | write own pid to `<path>` before anything else |
+//! | `term-file=<path>` | append `<SIGNAL> <unix-nanos>` for each SIGTERM / SIGINT received, obeyed or not |
 //!
 //! Durations are an integer with `ms`, `s` or `m`. An unknown or malformed directive exits 64.
 //! `FAKE_HARPER_DAEMON_PIDFILE`, if set, receives the pid of a `daemon` / `double-fork` child.
@@ -48,10 +48,10 @@ use std::path::Path;
 use std::process;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use args::{Config, Role};
-use directives::{Directives, Hang};
+use directives::Directives;
 use listeners::Listener;
 use rootpath::RootPath;
 use signals::Signals;
@@ -104,14 +104,10 @@ fn run() -> Result<(), Fatal> {
     if let Some(question) = config.missing_answer() {
         console::prompt_and_die(question);
     }
-    if let Some(hang) = directives.hang {
-        hang_forever(hang);
+    if directives.hang {
+        hang_forever();
     }
-    let signals = if directives.ignore_term {
-        Signals::ignored()
-    } else {
-        Signals::catch()?
-    };
+    let signals = Signals::catch(directives.ignore_term, directives.term_file.clone())?;
     let root = RootPath::create(config.root.as_deref())?;
     root.claim_pid()?;
     root.log(&format!(
@@ -134,14 +130,9 @@ fn write_own_pid(path: &Path) -> Result<(), Fatal> {
         .map_err(|e| Fatal::usage(format!("cannot write started-file {}: {e}", path.display())))
 }
 
-fn hang_forever(hang: Hang) -> ! {
-    match hang {
-        Hang::Sleep => loop {
-            thread::sleep(Duration::from_secs(3600));
-        },
-        Hang::Spin => loop {
-            std::hint::spin_loop();
-        },
+fn hang_forever() -> ! {
+    loop {
+        thread::sleep(Duration::from_secs(3600));
     }
 }
 
@@ -168,8 +159,7 @@ impl Server {
         if let Some(code) = self.directives.exit {
             self.fail_before_ready(code);
         }
-        self.listeners =
-            listeners::bind_all(&self.config.ports, self.directives.reuse_port, &self.root);
+        self.listeners = listeners::bind_all(&self.config.ports, &self.root);
         self.leave_escapees()?;
         if self.directives.ready_line {
             self.announce_ready();
@@ -291,14 +281,6 @@ impl Server {
             return;
         };
         let addr = self.config.record_host();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        if let Err(e) = rootpath::append_line(path, &format!("{addr} {event} {nanos}")) {
-            console::err_line(&format!(
-                "fake-harper: cannot append to record file {}: {e}",
-                path.display()
-            ));
-        }
+        rootpath::append_stamped(path, "record", &format!("{addr} {event}"));
     }
 }

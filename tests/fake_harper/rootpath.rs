@@ -76,6 +76,20 @@ pub fn append_line(path: &Path, line: &str) -> io::Result<()> {
     file.write_all(format!("{line}\n").as_bytes())
 }
 
+/// Appends `<text> <unix-nanos>`, the stamp a test compares across processes (`record`,
+/// `term-file`); a failure is said on stderr, naming the directive, and otherwise ignored.
+pub fn append_stamped(path: &Path, directive: &str, text: &str) {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    if let Err(e) = append_line(path, &format!("{text} {nanos}")) {
+        crate::console::err_line(&format!(
+            "fake-harper: cannot append to the {directive} file {}: {e}",
+            path.display()
+        ));
+    }
+}
+
 /// The pid in `hdb.pid` if it names a live process other than us.
 fn live_pid(file: &Path) -> Option<i32> {
     let pid: i32 = fs::read_to_string(file).ok()?.trim().parse().ok()?;

@@ -173,8 +173,7 @@ fn sigkill_of_the_tool_while_real_harper_boots_leaves_nothing_behind() {
     let mut tool = scene.start();
     scene.sandbox.wait_for("Harper's node process to start", Duration::from_secs(120), || {
         scene.sandbox.leftovers().iter().any(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains("harperdb.js")
+            process::cmdline(*pid).is_some_and(|c| c.contains("harperdb.js"))
         })
     });
     sigkill(&mut tool);
@@ -418,15 +417,6 @@ fn sigint_tears_every_shard_down_within_7s_and_exits_130() {
     one_signal_tears_everything_down("127.0.33.18", Signal::SIGINT, 130);
 }
 
-/// Has `pid` been sent SIGKILL (it is gone, a zombie, or SIGKILL is pending in
-/// /proc/<pid>/status)? True at once after the `kill`, however busy the machine.
-fn sent_sigkill(pid: i32) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return true };
-    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or_default();
-    let pending = |name: &str| u64::from_str_radix(field(name), 16).is_ok_and(|mask| mask & (1 << (Signal::SIGKILL as u64 - 1)) != 0);
-    field("State:").starts_with('Z') || pending("SigPnd:") || pending("ShdPnd:")
-}
-
 /// The second signal comes while Harper's stop (SIGTERM ignored, the grace running) is under
 /// way: the tool does not wait for it. By the time it has exited with the first signal's
 /// status, the server has been sent SIGKILL, and no report was written (README: "a second
@@ -442,7 +432,8 @@ fn a_second_signal_kills_everything_at_once() {
     );
     let tool = scene.start();
     scene.wait_for_file("a.started");
-    let server: i32 = support::read(&started).trim().parse().unwrap();
+    let server: u32 = support::read(&started).trim().parse().unwrap();
+    let sent_sigkill = |pid| process::kill_sent(pid).expect("pending signals are read from /proc");
     let pid = Pid::from_raw(tool.id() as i32);
     kill(pid, Signal::SIGINT).unwrap();
     scene.wait_for_harpers_stop();
@@ -468,9 +459,7 @@ fn sighup_to_a_keeper_tears_its_child_down_instead_of_leaving_it() {
         .leftovers()
         .into_iter()
         .find(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            cmdline.contains("__keeper") && cmdline.contains("sleep 600")
+            process::cmdline(*pid).is_some_and(|c| c.contains("__keeper") && c.contains("sleep 600"))
         })
         .expect("the command's keeper");
     kill(Pid::from_raw(keeper as i32), Signal::SIGHUP).unwrap();
@@ -505,8 +494,7 @@ fn a_daemon_left_by_a_run_killed_with_its_keepers_is_ended_by_the_next_acquire()
         .leftovers()
         .into_iter()
         .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains("__keeper")
+            process::cmdline(*pid).is_some_and(|c| c.contains("__keeper"))
         })
         .map(|pid| pid as i32)
         .collect();

@@ -95,6 +95,13 @@ pub fn cmdline(pid: u32) -> Option<String> {
     imp::cmdline(pid).map(|args| args.join(" "))
 }
 
+/// Has `pid` been sent SIGKILL: gone, a zombie, or SIGKILL pending? True from the moment of the
+/// `kill`, however busy the machine, so a test can tell "was killed" from "is dying". `None`
+/// where pending signals cannot be read (systems without `/proc`).
+pub fn kill_sent(pid: u32) -> Option<bool> {
+    imp::kill_sent(pid)
+}
+
 /// The owner of `pid` (on Linux, the owner of `/proc/<pid>`: its effective uid).
 pub fn uid(pid: u32) -> Option<u32> {
     imp::uid(pid)
@@ -265,6 +272,12 @@ mod imp {
         process(pid)?.uid().ok()
     }
 
+    pub fn kill_sent(pid: u32) -> Option<bool> {
+        let Some(status) = process(pid).and_then(|p| p.status().ok()) else { return Some(true) };
+        let sigkill = 1u64 << (libc::SIGKILL - 1);
+        Some(status.state.starts_with('Z') || status.sigpnd & sigkill != 0 || status.shdpnd & sigkill != 0)
+    }
+
     pub fn threads(pid: u32) -> Option<usize> {
         usize::try_from(stat(pid)?.num_threads).ok()
     }
@@ -361,6 +374,10 @@ mod imp {
     pub fn pgid(pid: u32) -> Option<u32> {
         let raw = i32::try_from(pid).ok()?;
         nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(raw))).ok().map(|p| p.as_raw() as u32)
+    }
+
+    pub fn kill_sent(_pid: u32) -> Option<bool> {
+        None
     }
 
     /// sysinfo counts threads on Linux only.

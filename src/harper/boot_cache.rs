@@ -80,7 +80,7 @@ fn quoted(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Where a template keeps its cache.
+/// Where a template, or a template's build directory, keeps its cache.
 pub fn dir_of(template: &Path) -> PathBuf {
     template.join("boot")
 }

@@ -180,7 +180,6 @@ impl Instance {
         self.exit
     }
 
-    /// Where Harper's own logs are (`hdb.log`).
     /// Where this boot's stdout and stderr are logged: the first in the log folder, each later
     /// one (a restart) in a `boot-N` folder of its own.
     fn boot_logs(&self) -> PathBuf {
@@ -194,6 +193,7 @@ impl Instance {
         super::shard::warn_unlogged(cx, &mut child.process, |stream| logs.join(log_name(stream)));
     }
 
+    /// Where Harper's own logs are (`hdb.log`).
     pub fn harper_log_dir(&self) -> PathBuf {
         self.dirs.root.join("log")
     }
@@ -364,7 +364,7 @@ impl Instance {
         let dirs = Dirs::under(&cx.work.path, self.addr);
         let cached = boot_cache::package_root(cache, &cx.entry)
             .filter(|_| boot_cache::enabled() && self.spec.runtime == Runtime::Node)
-            .map(|root| (dirs.base.join("boot"), root));
+            .map(|root| (boot_cache::dir_of(&dirs.base), root));
         let mut build = Build { dirs, password: instance::random_password(), boot: cached };
         self.lease().record_dir(&build.dirs.base).and_then(|()| build.dirs.create()).map_err(infra)?;
         // Without its preload the build still makes a template, one that boots without a cache.
@@ -484,7 +484,7 @@ async fn boot<'a>(cx: &Context, target: impl Into<Target<'a>>, logs: &Path, what
         boot_cache::add_env(&mut launch.env, &cache.dir, cache.root, cache.produce);
     }
     let spawned = Instant::now();
-    let logs = BootLogs { stdout: logs.join("stdout.log"), stderr: logs.join("stderr.log") };
+    let logs = BootLogs { stdout: logs.join(log_name(supervise::Stream::Stdout)), stderr: logs.join(log_name(supervise::Stream::Stderr)) };
     let spec = Spec {
         program: launch.program,
         args: launch.args,

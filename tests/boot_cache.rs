@@ -114,6 +114,25 @@ fn a_corrupt_cache_is_refused_and_the_files_compiled_as_usual() {
 }
 
 #[test]
+fn a_fifo_where_a_cache_entry_goes_does_not_hang_the_start() {
+    let sandbox = Sandbox::new();
+    package(&sandbox);
+    let (built, _) = run(&sandbox, true);
+    let entry = code_files(&sandbox.path("cache")).remove(0);
+    std::fs::remove_file(&entry).unwrap();
+    nix::unistd::mkfifo(&entry, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let map = sandbox.path("cache/resolve.json");
+    std::fs::remove_file(&map).unwrap();
+    nix::unistd::mkfifo(&map, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // Blocking on either FIFO would hang node for good: `run` would never return.
+    let (printed, counts) = run(&sandbox, false);
+    assert_eq!(printed, built);
+    assert_eq!(counts["code"]["hit"], 2);
+    assert_eq!(counts["code"]["miss"], 1, "the FIFO counts as no entry");
+    assert_eq!(counts["resolve"]["hit"], 0);
+}
+
+#[test]
 fn without_its_variables_the_preload_changes_nothing() {
     let sandbox = Sandbox::new();
     package(&sandbox);

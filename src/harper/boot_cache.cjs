@@ -40,7 +40,7 @@ function install(dir, root, produce) {
   const resolved = new Map();
   if (!produce) {
     try {
-      for (const [key, file] of Object.entries(JSON.parse(fs.readFileSync(resolveFile, 'utf8')))) {
+      for (const [key, file] of Object.entries(JSON.parse(readRegular(resolveFile).toString('utf8')))) {
         if (ours(file)) resolved.set(key, file);
       }
     } catch {
@@ -78,12 +78,7 @@ function install(dir, root, produce) {
     const source = content.startsWith('#!') ? `//${content.slice(2)}` : content;
     const digest = crypto.createHash('sha256').update(filename).update('\0').update(source).digest('hex');
     const file = path.join(codeDir, digest.slice(0, 40));
-    let cachedData;
-    try {
-      cachedData = fs.readFileSync(file);
-    } catch {
-      cachedData = undefined;
-    }
+    const cachedData = readRegular(file);
     let script;
     try {
       script = new vm.Script(Module.wrap(source), { filename, cachedData });
@@ -130,6 +125,20 @@ function requireFor(module) {
   require.extensions = Module._extensions;
   require.cache = Module._cache;
   return require;
+}
+
+// A regular file's bytes, or undefined: a FIFO or device put where an entry goes must not hang
+// Harper's start (opened without blocking, read only when it is a file).
+function readRegular(file) {
+  let fd;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    return fs.fstatSync(fd).isFile() ? fs.readFileSync(fd) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
 }
 
 function writeAtomically(file, data) {

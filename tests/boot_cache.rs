@@ -33,20 +33,26 @@ fn package(sandbox: &Sandbox) -> PathBuf {
     sandbox.path("pkgs/p")
 }
 
+/// `node --require preload.cjs main.js` with the stats file named, and nothing else set.
+fn node(sandbox: &Sandbox) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.arg("--require")
+        .arg(sandbox.path("preload.cjs"))
+        .arg(sandbox.path("pkgs/p/main.js"))
+        .env(support::MARK, &sandbox.mark)
+        .env("HARPER_SHARD_BOOT_STATS", sandbox.path("stats.jsonl"));
+    cmd
+}
+
 /// Runs the package's entry under the preload; its output and the counts its main thread wrote.
 fn run(sandbox: &Sandbox, produce: bool) -> (Value, Value) {
     let stats = sandbox.path("stats.jsonl");
     let _ = std::fs::remove_file(&stats);
     let root = format!("{}/", sandbox.path("pkgs/p").display());
-    let out = Command::new("node")
-        .arg("--require")
-        .arg(sandbox.path("preload.cjs"))
-        .arg(sandbox.path("pkgs/p/main.js"))
-        .env(support::MARK, &sandbox.mark)
+    let out = node(sandbox)
         .env("HARPER_SHARD_BOOT_CACHE_DIR", sandbox.path("cache"))
         .env("HARPER_SHARD_BOOT_ROOT", root)
         .env("HARPER_SHARD_BOOT_PRODUCE", if produce { "1" } else { "0" })
-        .env("HARPER_SHARD_BOOT_STATS", &stats)
         .output()
         .expect("node is needed for the boot cache's tests (it runs Harper): install Node.js 20 or later");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -136,14 +142,7 @@ fn a_fifo_where_a_cache_entry_goes_does_not_hang_the_start() {
 fn without_its_variables_the_preload_changes_nothing() {
     let sandbox = Sandbox::new();
     package(&sandbox);
-    let out = Command::new("node")
-        .arg("--require")
-        .arg(sandbox.path("preload.cjs"))
-        .arg(sandbox.path("pkgs/p/main.js"))
-        .env(support::MARK, &sandbox.mark)
-        .env("HARPER_SHARD_BOOT_STATS", sandbox.path("stats.jsonl"))
-        .output()
-        .expect("run node");
+    let out = node(&sandbox).output().expect("run node");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!sandbox.path("stats.jsonl").exists(), "the preload hooked Node without a cache to use");
     assert!(!sandbox.path("cache").exists());

@@ -145,7 +145,8 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
     if let Some(note) = &work.note {
         say.note(note);
     }
-    report::files::prepare(&args.report_dir, selected.iter().map(|s| s.name.as_str())).map_err(Failure::infrastructure)?;
+    let report_dir = run::ReportDir::new(&args.report_dir);
+    report::files::prepare(&report_dir, selected.iter().map(|s| s.name.as_str())).map_err(Failure::infrastructure)?;
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let exit = runtime.block_on(async {
@@ -162,8 +163,8 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
             Console::new(std::io::stderr(), verbosity)
         };
         let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(console)];
-        reporters.push(Box::new(Files::new(&args.report_dir, timings, &plan.dir, run_record)));
-        reporters.push(Box::new(Junit::new(&args.report_dir)));
+        reporters.push(Box::new(Files::new(&report_dir, timings, &plan.dir, run_record)));
+        reporters.push(Box::new(Junit::new(&report_dir)));
         let place = Place::of(&plan, std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from).as_deref());
         if on_github {
             reporters.push(Box::new(GitHub::new(std::io::stderr(), github::StepFiles::from_env(), place.clone())));
@@ -172,7 +173,7 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
         let (cancel_tx, cancel_rx) = watch::channel(None);
         let (signalled_tx, mut signalled) = watch::channel(0u32);
         let _signals = AbortOnDrop(tokio::spawn(watch_signals(cancel_tx.clone(), signalled_tx, emit.downgrade())));
-        let opts = run::Options { report_dir: args.report_dir.clone(), pool, work };
+        let opts = run::Options { report_dir, pool, work };
         let exit = run::run(&plan, selected, opts, emit, cancel_rx.clone(), cancel_tx).await;
         // The reports and the check run. Bounded, and a signal that comes now ends them: a
         // hung API or a FIFO as the step summary must not make the tool unkillable.

@@ -76,7 +76,7 @@ fn request(args: &CtlArgs) -> anyhow::Result<Value> {
     // On the socket, a `start` without `id` is a new instance; here `--new` says so.
     match (&args.id, args.new) {
         (Some(id), _) => drop(request.insert("id".into(), json!(id))),
-        (None, false) if args.op != CtlOp::Status => drop(request.insert("id".into(), json!(crate::run::instance::MAIN))),
+        (None, false) if args.op != CtlOp::Status => drop(request.insert("id".into(), json!(crate::run::context::MAIN))),
         _ => {}
     }
     if let Some(grace) = args.grace {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use harper_shard::report::model::RunRecord;
 use harper_shard::report::summary::{self, STEP_SUMMARY_LIMIT};
-use harper_shard::run::events::{BootLogs, Event, EventKind, ExitCode, Outcome, ShardId, ShardInfo, ShardStatus};
-use support::records::run_record;
+use harper_shard::run::events::{Attempt, BootLogs, Event, EventKind, ExitCode, InstancePhase, Outcome, ShardId, ShardInfo, ShardStatus};
+use support::records::{own, run_record};
 
 #[test]
 fn a_run_too_big_for_one_chart_keeps_its_failures_and_says_what_it_left_out() {
@@ -50,7 +50,6 @@ fn record_of(lives: &[Life]) -> RunRecord {
             total: lives.len(),
             commands: vec!["npm test".into()],
             log_dir: "report/x".into(),
-            junit_dir: "report/x/junit".into(),
         })
         .collect();
     let mut record = RunRecord::new();
@@ -64,14 +63,14 @@ fn record_of(lives: &[Life]) -> RunRecord {
     apply(ms(1), EventKind::RunStarted { shards, concurrency: 4, report_dir: "report".into(), started_at: std::time::SystemTime::now() });
     for (shard, l) in ids.into_iter().zip(lives) {
         apply(ms(10), EventKind::ShardStarted { shard });
-        apply(ms(10), EventKind::AddressAcquired { shard, addr: Ipv4Addr::new(127, 0, 0, 2) });
-        apply(ms(100), EventKind::BootReady { shard });
-        apply(ms(10), EventKind::CommandStarted { shard, command: 0, log: "report/x/command-1.log".into() });
+        apply(ms(10), own(shard, InstancePhase::Acquired { name: "main".into(), addr: Ipv4Addr::new(127, 0, 0, 2) }));
+        apply(ms(100), own(shard, InstancePhase::Ready { took: Duration::from_millis(90) }));
+        apply(ms(10), EventKind::CommandStarted { shard, attempt: Attempt::first(1), command: 0, log: "report/x/command-1.log".into() });
         if !l.cut_short {
             let outcome = if l.status == ShardStatus::Passed { Outcome::Passed } else { Outcome::Failed { status: "exit code 1".into() } };
-            apply(ms(1500), EventKind::CommandFinished { shard, command: 0, outcome, tail: l.tail.clone() });
+            apply(ms(1500), EventKind::CommandFinished { shard, attempt: Attempt::first(1), command: 0, outcome, tail: l.tail.clone() });
         }
-        apply(ms(2500), EventKind::TeardownStarted { shard });
+        apply(ms(2500), EventKind::TeardownStarted { shard, attempt: Attempt::first(1) });
         apply(ms(50), EventKind::ShardFinished { shard, status: l.status, cause: l.cause.clone() });
     }
     apply(ms(1), EventKind::RunFinished { exit: ExitCode(1) });
@@ -149,14 +148,12 @@ fn the_table_and_the_chart_agree_on_commands_cut_short_by_teardown() {
 /// One shard whose commands start `i1` (named `auth tests`), restart it `restarts` times and
 /// then release it; kill and start the shard's own; and start `i2`, whose boot fails.
 fn instances_record(restarts: usize) -> RunRecord {
-    use harper_shard::run::events::InstancePhase;
     let shards = vec![ShardInfo {
         name: "auth".into(),
         index: 1,
         total: 1,
         commands: vec!["npm test".into()],
         log_dir: "report/auth".into(),
-        junit_dir: "report/auth/junit".into(),
     }];
     let (shard, _) = ShardId::each(&shards).next().expect("one shard");
     let mut record = RunRecord::new();
@@ -165,16 +162,16 @@ fn instances_record(restarts: usize) -> RunRecord {
         t += Duration::from_millis(ms);
         record.apply(&Event { at: t, kind });
     };
-    let instance = |id: &str, phase: InstancePhase| EventKind::Instance { shard, id: id.into(), phase };
-    let booting = |pid: u32| InstancePhase::Booting { pid, rootpath: "/tmp/r".into() };
+    let instance = |id: &str, phase: InstancePhase| EventKind::Instance { shard, attempt: Attempt::first(1), id: id.into(), phase };
+    let booting = |pid: u32| InstancePhase::Booting { pid, rootpath: "/tmp/r".into(), logs: BootLogs { stdout: "o".into(), stderr: "e".into() } };
     let ready = || InstancePhase::Ready { took: Duration::from_millis(250) };
     apply(1, EventKind::RunStarted { shards, concurrency: 1, report_dir: "report".into(), started_at: std::time::SystemTime::now() });
     apply(1, EventKind::ShardStarted { shard });
-    apply(1, EventKind::AddressAcquired { shard, addr: Ipv4Addr::new(127, 0, 0, 2) });
+    apply(1, own(shard, InstancePhase::Acquired { name: "main".into(), addr: Ipv4Addr::new(127, 0, 0, 2) }));
     let logs = BootLogs { stdout: "report/auth/harper/stdout.log".into(), stderr: "report/auth/harper/stderr.log".into() };
-    apply(1, EventKind::BootStarted { shard, pid: 10, rootpath: "/tmp/r".into(), logs });
-    apply(300, EventKind::BootReady { shard });
-    apply(1, EventKind::CommandStarted { shard, command: 0, log: "report/auth/command-1.log".into() });
+    apply(1, own(shard, InstancePhase::Booting { pid: 10, rootpath: "/tmp/r".into(), logs }));
+    apply(300, own(shard, InstancePhase::Ready { took: Duration::from_millis(90) }));
+    apply(1, EventKind::CommandStarted { shard, attempt: Attempt::first(1), command: 0, log: "report/auth/command-1.log".into() });
     apply(5, instance("i1", InstancePhase::Acquired { name: "auth tests".into(), addr: Ipv4Addr::new(127, 0, 0, 3) }));
     for n in 0..=restarts {
         apply(1, instance("i1", booting(20 + n as u32)));
@@ -196,9 +193,10 @@ fn instances_record(restarts: usize) -> RunRecord {
     apply(100, instance("i2", InstancePhase::BootFailed { cause: "Harper exited before it was ready: exit code 3".into(), tail }));
     apply(1, instance("i2", InstancePhase::Releasing));
     apply(10, instance("i2", InstancePhase::Released { problem: None }));
-    apply(100, EventKind::CommandFinished { shard, command: 0, outcome: Outcome::Passed, tail: vec![] });
-    apply(1, EventKind::TeardownStarted { shard });
-    apply(20, EventKind::TeardownDone { shard, problem: None });
+    apply(100, EventKind::CommandFinished { shard, attempt: Attempt::first(1), command: 0, outcome: Outcome::Passed, tail: vec![] });
+    apply(1, EventKind::TeardownStarted { shard, attempt: Attempt::first(1) });
+    apply(1, instance("main", InstancePhase::Releasing));
+    apply(20, instance("main", InstancePhase::Released { problem: None }));
     apply(1, EventKind::ShardFinished { shard, status: ShardStatus::Passed, cause: None });
     apply(1, EventKind::RunFinished { exit: ExitCode(0) });
     record

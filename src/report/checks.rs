@@ -135,8 +135,9 @@ pub fn annotations(record: &RunRecord, place: &Place) -> Vec<Annotation> {
 }
 
 fn timings(s: &ShardRecord) -> String {
-    let total = s.phases.total().map(short).unwrap_or_else(|| "–".into());
-    format!("{total} in all: {}", phase_line(&s.phases))
+    let phases = &s.last().phases;
+    let total = phases.total().map(short).unwrap_or_else(|| "–".into());
+    format!("{total} in all: {}", phase_line(phases))
 }
 
 /// The title, summary and text of the check run's output, each within the API's limit (in

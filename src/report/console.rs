@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use super::live::Bars;
-use super::model::{InstanceRecord, Phase, Phases, RunRecord, ShardRecord};
+use super::model::{InstanceRecord, OwnBoot, Phase, Phases, RunRecord, ShardRecord};
 use super::out::Out;
 use super::{Reporter, collapse, short};
 use crate::run::events::{Event, EventKind, Outcome, ShardId, ShardStatus};
@@ -104,20 +104,23 @@ impl Reporter for Console {
                 self.line(format!("warning: {who}{warning}"));
             }
             EventKind::RunFailed { message } => self.line(format!("error: {message}")),
-            EventKind::AddressAcquired { shard, addr } if progress => self.line(format!("[{}] {addr} acquired", name(*shard))),
-            EventKind::TemplateBuilding { shard } if progress => {
+            EventKind::Instance { .. } => match record.own_boot(&event.kind) {
+                Some((shard, OwnBoot::Acquired(addr))) if progress => self.line(format!("[{}] {addr} acquired", name(shard))),
+                Some((shard, OwnBoot::Ready)) if progress => {
+                    let boot = record.shards[shard].last().phases.took(Phase::BOOT).map(short).unwrap_or_default();
+                    self.line(format!("[{}] Harper ready in {boot}", name(shard)));
+                }
+                Some((shard, OwnBoot::Failed(cause))) => self.line(format!("[{}] boot failed: {cause}", name(shard))),
+                _ => {}
+            },
+            EventKind::TemplateBuilding { shard, .. } if progress => {
                 self.line(format!("[{}] building the boot template (once per Harper and settings)", name(*shard)));
             }
-            EventKind::TemplateBuilt { shard, took } if progress => {
+            EventKind::TemplateBuilt { shard, took, .. } if progress => {
                 self.line(format!("[{}] boot template built in {}", name(*shard), short(*took)));
             }
-            EventKind::BootReady { shard } if progress => {
-                let boot = record.shards[*shard].phases.took(Phase::BOOT).map(short).unwrap_or_default();
-                self.line(format!("[{}] Harper ready in {boot}", name(*shard)));
-            }
-            EventKind::BootFailed { shard, cause, .. } => self.line(format!("[{}] boot failed: {cause}", name(*shard))),
             EventKind::CommandStarted { shard, command, .. } if progress => {
-                let cmd = &record.shards[*shard].commands[*command].command;
+                let cmd = &record.shards[*shard].last().commands[*command].command;
                 self.line(format!("[{}] $ {cmd}", name(*shard)));
             }
             EventKind::CommandOutput { shard, command, bytes, .. } if verbose => {
@@ -131,7 +134,7 @@ impl Reporter for Console {
             }
             EventKind::ShardFinished { shard, status, cause } if !quiet || !record.shards[*shard].ok() => {
                 let s = &record.shards[*shard];
-                let took = s.phases.total().map(short).unwrap_or_default();
+                let took = s.last().phases.total().map(short).unwrap_or_default();
                 let why = cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
                 let label = paint(*status, status.label(), self.colour);
                 self.line(format!("[{}] {label} in {took}{why}", s.name));
@@ -194,8 +197,8 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
         .shards
         .iter()
         .map(|s| {
-            let mut row = vec![s.name.clone(), s.address.map(|a| a.to_string()).unwrap_or_else(dash)];
-            row.extend(s.phases.columns().into_iter().map(|x| x.map(short).unwrap_or_else(dash)));
+            let mut row = vec![s.name.clone(), s.last().address().map(|a| a.to_string()).unwrap_or_else(dash)];
+            row.extend(s.last().phases.columns().into_iter().map(|x| x.map(short).unwrap_or_else(dash)));
             row.push(s.status.map(|st| st.label().to_owned()).unwrap_or_else(|| "unfinished".into()));
             row
         })
@@ -204,8 +207,8 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
         .shards
         .iter()
         .map(|s| {
-            s.instances
-                .iter()
+            s.last()
+                .shown_instances()
                 .map(|i| {
                     let mut row = vec![format!("  {}", clip(&i.label(), INSTANCE_CHARS)), i.address.map(|a| a.to_string()).unwrap_or_else(dash)];
                     row.extend(Phase::ALL.iter().map(|p| instance_cell(*p, i)));
@@ -233,10 +236,11 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
             _ => writeln!(out, "{}", table.line(row))?,
         }
         // A shard of several commands gets a line per command under its `commands` column.
-        if shard.commands.len() > 1 {
+        let commands = &shard.last().commands;
+        if commands.len() > 1 {
             let column = phase_column(Phase::COMMANDS);
             let indent = table.start(column);
-            for c in shard.commands.iter().filter(|c| c.started.is_some()) {
+            for c in commands.iter().filter(|c| c.started.is_some()) {
                 let took = c.started.zip(c.finished).map(|(a, b)| short(b.saturating_sub(a))).unwrap_or_else(|| "-".into());
                 let how = match &c.outcome {
                     Some(Outcome::Passed) => String::new(),
@@ -328,7 +332,8 @@ mod tests {
         let at = std::time::Duration::from_millis(400);
         for (id, name) in [("i1", "認証テスト 🚀"), ("i2", "cafe\u{301}")] {
             let phase = InstancePhase::Acquired { name: name.into(), addr: std::net::Ipv4Addr::new(127, 0, 0, 9) };
-            record.apply(&Event { at, kind: EventKind::Instance { shard, id: id.into(), phase } });
+            let attempt = crate::run::events::Attempt::first(1);
+            record.apply(&Event { at, kind: EventKind::Instance { shard, attempt, id: id.into(), phase } });
         }
         let mut out = Vec::new();
         write_table(&mut out, &record, false).unwrap();

@@ -18,16 +18,16 @@ use super::{Reporter, harvest};
 use crate::plan::Timings;
 use crate::plan::timings::{RunTimings, TIMINGS_VERSION};
 use crate::run::events::{Event, ShardStatus};
-use crate::run::shard::log_dir;
+use crate::run::ReportDir;
 use crate::supervise::output::write_atomic;
 
 /// Creates the report directory `dir` and, in it, an empty folder for each of `shards`: what an
 /// earlier run left there — logs, JUnit XML, a link in place of the folder — is removed first
 /// (a link is removed, not followed).
-pub fn prepare<'a>(dir: &Path, shards: impl IntoIterator<Item = &'a str>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+pub fn prepare<'a>(dir: &ReportDir, shards: impl IntoIterator<Item = &'a str>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.path()).with_context(|| format!("cannot create the report directory {}", dir.path().display()))?;
     for shard in shards {
-        let folder = log_dir(dir, shard);
+        let folder = dir.shard(shard).path().to_path_buf();
         let removed = match std::fs::symlink_metadata(&folder) {
             Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&folder),
             Ok(_) => std::fs::remove_file(&folder),
@@ -42,7 +42,7 @@ pub fn prepare<'a>(dir: &Path, shards: impl IntoIterator<Item = &'a str>) -> any
 }
 
 pub struct Files {
-    dir: PathBuf,
+    dir: ReportDir,
     /// The history the run was given (`--timings`): kept for shards this run does not measure,
     /// weighed against the figures of those it does.
     previous: Timings,
@@ -53,8 +53,8 @@ pub struct Files {
 }
 
 impl Files {
-    pub fn new(dir: &Path, previous: Timings, plan_dir: &Path, run: RunTimings) -> Files {
-        Files { dir: dir.to_path_buf(), previous, plan_dir: plan_dir.to_path_buf(), run }
+    pub fn new(dir: &ReportDir, previous: Timings, plan_dir: &Path, run: RunTimings) -> Files {
+        Files { dir: dir.clone(), previous, plan_dir: plan_dir.to_path_buf(), run }
     }
 }
 
@@ -62,19 +62,20 @@ impl Reporter for Files {
     fn event(&mut self, _: &Event, _: &RunRecord) {}
 
     fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create the report directory {}", self.dir.display()))?;
-        write_json(&self.dir.join("report.json"), record)?;
+        let dir = self.dir.path();
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+        write_json(&self.dir.report_json(), record)?;
         let mut run = self.run.clone();
         for shard in &record.shards {
             if shard.status == Some(ShardStatus::Passed)
-                && let Some(total) = shard.phases.total()
+                && let Some(total) = shard.last().phases.total()
             {
                 run.shards.insert(shard.name.clone(), total.as_secs_f64());
             }
         }
         let mut problems = Vec::new();
-        for shard in &record.shards {
-            let (files, bad) = harvest::file_times(&shard.junit_dir, &self.plan_dir);
+        for junit in record.shards.iter().filter_map(|s| s.last().junit_dir.as_ref()) {
+            let (files, bad) = harvest::file_times(junit, &self.plan_dir);
             run.files.extend(files);
             problems.extend(bad);
         }
@@ -82,7 +83,7 @@ impl Reporter for Files {
         timings.version = TIMINGS_VERSION;
         timings.record(&run.shards, &run.files);
         timings.run = Some(run);
-        write_json(&self.dir.join("timings.json"), &timings)?;
+        write_json(&self.dir.timings_json(), &timings)?;
         if problems.is_empty() { Ok(()) } else { Err(anyhow::anyhow!("{}", problems.join("; "))) }
     }
 }

@@ -77,16 +77,17 @@ impl GitHub {
     fn group(&mut self, shard: &ShardRecord) -> std::io::Result<()> {
         let status = shard.status.map_or("unfinished", |s| s.label());
         let mark = if shard.ok() { "✔" } else { "✘" };
-        let took = shard.phases.total().map(short).unwrap_or_default();
-        let addr = shard.address.map(|a| format!(" on {a}")).unwrap_or_default();
+        let last = shard.last();
+        let took = last.phases.total().map(short).unwrap_or_default();
+        let addr = last.address().map(|a| format!(" on {a}")).unwrap_or_default();
         self.out.command(&Command::new("group", format!("{mark} {} — {status} in {took}{addr}", shard.name)))?;
         let out = &mut self.out;
-        writeln!(out, "phases: {}", phase_line(&shard.phases))?;
+        writeln!(out, "phases: {}", phase_line(&last.phases))?;
         if let Some(cause) = &shard.cause {
             writeln!(out, "cause: {}", text::one_line(cause))?;
         }
         if shard.status == Some(ShardStatus::BootFailed) {
-            match &shard.boot_logs {
+            match last.boot_logs() {
                 Some(logs) => {
                     for (stream, log) in [("stdout", &logs.stdout), ("stderr", &logs.stderr)] {
                         writeln!(out, "── Harper {stream} ({})", log.display())?;
@@ -96,14 +97,14 @@ impl GitHub {
                 None => writeln!(out, "── Harper's own boot never started: it has no output (the cause says why)")?,
             }
         }
-        for c in &shard.commands {
+        for c in &last.commands {
             let (Some(started), Some(log)) = (c.started, &c.log) else { continue };
             let took = c.finished.map(|f| short(f.saturating_sub(started))).unwrap_or_default();
             let how = c.outcome.as_ref().map_or("unfinished".into(), super::outcome_text);
             writeln!(out, "── $ {} ({how}, {took})", text::one_line(&c.command))?;
             relay(out, log)?;
         }
-        for instance in &shard.instances {
+        for instance in last.shown_instances() {
             writeln!(out, "instance {}", text::one_line(&super::instance_line(instance)))?;
         }
         writeln!(out, "logs: {}", shard.log_dir.display())?;
@@ -124,14 +125,15 @@ impl GitHub {
         // When they do not all fit, the slots go to the slowest.
         let mut passed: Vec<&ShardRecord> = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Passed)).collect();
         if passed.len() > ANNOTATIONS_PER_TYPE {
-            passed.sort_by_key(|s| Reverse(s.phases.total()));
+            passed.sort_by_key(|s| Reverse(s.last().phases.total()));
         }
-        let slowest_left = passed.get(ANNOTATIONS_PER_TYPE - 1).and_then(|s| s.phases.total());
+        let slowest_left = passed.get(ANNOTATIONS_PER_TYPE - 1).and_then(|s| s.last().phases.total());
         let timings: Vec<Note> = passed
             .iter()
             .map(|s| {
-                let total = s.phases.total().map(short).unwrap_or_default();
-                Note { title: s.name.clone(), message: format!("passed in {total}: {}", phase_line(&s.phases)), at: place(s) }
+                let phases = &s.last().phases;
+                let total = phases.total().map(short).unwrap_or_default();
+                Note { title: s.name.clone(), message: format!("passed in {total}: {}", phase_line(phases)), at: place(s) }
             })
             .collect();
         let timings = budgeted("notice", &timings, ANNOTATIONS_PER_TYPE, |rest| {

@@ -10,7 +10,7 @@
 //! problem. Each suite's properties carry its phase timings (wait, boot, teardown) and its
 //! address.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -18,6 +18,7 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 
 use super::model::{InstanceRecord, Phase, RunRecord, ShardRecord};
 use super::{Reporter, collapse};
+use crate::run::ReportDir;
 use crate::run::events::{Event, Outcome, ShardStatus};
 
 pub struct Junit {
@@ -26,8 +27,8 @@ pub struct Junit {
 
 impl Junit {
     /// Writes `<dir>/junit.xml` when the run ends.
-    pub fn new(dir: &Path) -> Junit {
-        Junit { path: dir.join("junit.xml") }
+    pub fn new(dir: &ReportDir) -> Junit {
+        Junit { path: dir.junit_xml() }
     }
 }
 
@@ -58,17 +59,18 @@ pub fn render(record: &RunRecord) -> anyhow::Result<String> {
 
 fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) -> TestSuite {
     let mut suite = TestSuite::new(shard.name.as_str());
-    if let Some(total) = shard.phases.total() {
+    let last = shard.last();
+    if let Some(total) = last.phases.total() {
         suite.set_time(total);
     }
-    if let (Some(start), Some(at)) = (run_start, shard.phases.started) {
+    if let (Some(start), Some(at)) = (run_start, last.phases.started) {
         suite.set_timestamp(timestamp(start, at));
     }
-    if let Some(addr) = shard.address {
+    if let Some(addr) = last.address() {
         suite.add_property(Property::new("address", addr.to_string()));
     }
     for phase in Phase::ALL {
-        if let Some(took) = shard.phases.took(*phase) {
+        if let Some(took) = last.phases.took(*phase) {
             suite.add_property(Property::new(format!("{}-seconds", phase.label), format!("{:.3}", took.as_secs_f64())));
         }
     }
@@ -80,19 +82,19 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
     // Every failure of the tool's own after the address was taken (instance directories,
     // fixtures, the JUnit folder, a keeper that died) is an error, as is a boot that failed;
     // a teardown's problem has a testcase of its own below.
-    let explained = shard.commands.iter().any(|c| matches!(c.outcome, Some(Outcome::Failed { .. } | Outcome::TimedOut { .. })));
+    let explained = last.commands.iter().any(|c| matches!(c.outcome, Some(Outcome::Failed { .. } | Outcome::TimedOut { .. })));
     let own_failure = !explained && shard.cause.as_deref().is_some_and(|c| !c.starts_with("teardown:"));
     let failed_step = match shard.status {
         Some(ShardStatus::BootFailed) => Some((Phase::BOOT, "boot Harper")),
-        Some(ShardStatus::Infrastructure) if shard.phases.address.is_none() => Some((Phase::WAIT, "get a loopback address")),
+        Some(ShardStatus::Infrastructure) if last.phases.address.is_none() => Some((Phase::WAIT, "get a loopback address")),
         Some(ShardStatus::Infrastructure) if own_failure => Some((Phase::COMMANDS, "set up and supervise the shard")),
         _ => None,
     };
     if let Some((phase, what)) = failed_step {
-        let span = shard.phases.bounds(phase);
-        suite.add_test_case(error_case(what, classname, span, shard.cause.as_deref(), &shard.boot_tail));
+        let span = last.phases.bounds(phase);
+        suite.add_test_case(error_case(what, classname, span, shard.cause.as_deref(), last.boot_tail()));
     }
-    for c in &shard.commands {
+    for c in &last.commands {
         let mut status = match &c.outcome {
             Some(Outcome::Passed) => TestCaseStatus::success(),
             Some(Outcome::Failed { status }) => failure(NonSuccessKind::Failure, status, "command-failed", &c.tail),
@@ -117,11 +119,11 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
         }
         suite.add_test_case(case);
     }
-    for instance in &shard.instances {
+    for instance in last.shown_instances() {
         suite.add_test_case(instance_case(instance, classname));
     }
-    if let Some(problem) = &shard.teardown_problem {
-        let span = shard.phases.bounds(Phase::TEARDOWN);
+    if let Some(problem) = last.teardown_problem() {
+        let span = last.phases.bounds(Phase::TEARDOWN);
         suite.add_test_case(error_case("tear Harper down", classname, span, Some(problem), &[]));
     }
     suite

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::model::RunRecord;
+use super::model::{OwnBoot, RunRecord};
 use crate::run::events::{EventKind, ShardId};
 use crate::text;
 
@@ -38,13 +38,16 @@ impl Bars {
     pub fn update(&mut self, kind: &EventKind, record: &RunRecord) {
         let (shard, phase) = match kind {
             EventKind::ShardStarted { shard } => (*shard, "waiting for an address".to_owned()),
-            EventKind::AddressAcquired { shard, .. } => (*shard, "booting Harper".to_owned()),
-            EventKind::BootReady { shard } => (*shard, "Harper ready".to_owned()),
+            EventKind::Instance { .. } => match record.own_boot(kind) {
+                Some((shard, OwnBoot::Acquired(_))) => (shard, "booting Harper".to_owned()),
+                Some((shard, OwnBoot::Ready)) => (shard, "Harper ready".to_owned()),
+                _ => return,
+            },
             EventKind::CommandStarted { shard, command, .. } => {
-                let s = &record.shards[*shard];
-                (*shard, format!("$ {} ({}/{})", s.commands[*command].command, command + 1, s.commands.len()))
+                let commands = &record.shards[*shard].last().commands;
+                (*shard, format!("$ {} ({}/{})", commands[*command].command, command + 1, commands.len()))
             }
-            EventKind::TeardownStarted { shard } => (*shard, "tearing down".to_owned()),
+            EventKind::TeardownStarted { shard, .. } => (*shard, "tearing down".to_owned()),
             EventKind::ShardFinished { shard, .. } => {
                 if let Some(bar) = self.bars.remove(shard) {
                     bar.finish_and_clear();
@@ -82,7 +85,7 @@ pub fn style(colour: bool) -> ProgressStyle {
 
 /// What a live line says after the shard's name: its address (once it has one) and its phase.
 pub fn line(record: &RunRecord, shard: ShardId, phase: &str) -> String {
-    match record.shards[shard].address {
+    match record.shards[shard].last().address() {
         Some(addr) => format!("{addr:<15} {phase}"),
         None => format!("{:<15} {phase}", "-"),
     }

@@ -184,29 +184,27 @@ mod tests {
     /// One passed shard whose phases each took a time of their own — wait 0.11s, boot 0.22s,
     /// commands 0.33s, teardown 0.44s — as the events that told it, and the record built from them.
     pub(super) fn distinct_phases() -> (Vec<Event>, RunRecord) {
-        use crate::run::events::{BootLogs, EventKind, ExitCode, ShardInfo, ShardStatus};
-        let info = ShardInfo {
-            name: "phased".into(),
-            index: 1,
-            total: 1,
-            commands: vec!["npm test".into()],
-            log_dir: "no-such-report/phased".into(),
-            junit_dir: "no-such-report/phased/junit".into(),
-        };
+        use crate::run::events::{Attempt, BootLogs, EventKind, ExitCode, InstancePhase, ShardInfo, ShardStatus};
+        let info = ShardInfo { name: "phased".into(), index: 1, total: 1, commands: vec!["npm test".into()], log_dir: "no-such-report/phased".into() };
         let logs = BootLogs { stdout: "no-such-report/phased/harper/stdout.log".into(), stderr: "no-such-report/phased/harper/stderr.log".into() };
         let shards = vec![info];
         let (shard, _) = crate::run::events::ShardId::each(&shards).next().expect("one shard");
         let ms = std::time::Duration::from_millis;
+        let attempt = Attempt::first(1);
+        let main = |phase: InstancePhase| EventKind::Instance { shard, attempt, id: "main".into(), phase };
         let kinds = [
             (0, EventKind::RunStarted { shards, concurrency: 1, report_dir: "no-such-report".into(), started_at: std::time::SystemTime::now() }),
             (0, EventKind::ShardStarted { shard }),
-            (110, EventKind::AddressAcquired { shard, addr: std::net::Ipv4Addr::new(127, 0, 0, 2) }),
-            (110, EventKind::BootStarted { shard, pid: 7, rootpath: "/nowhere".into(), logs }),
-            (330, EventKind::BootReady { shard }),
-            (330, EventKind::CommandStarted { shard, command: 0, log: "no-such-report/phased/command-1.log".into() }),
-            (660, EventKind::CommandFinished { shard, command: 0, outcome: Outcome::Passed, tail: Vec::new() }),
-            (700, EventKind::TeardownStarted { shard }),
-            (1140, EventKind::TeardownDone { shard, problem: None }),
+            (0, EventKind::AttemptStarted { shard, attempt, log_dir: "no-such-report/phased".into(), junit_dir: "no-such-report/phased/junit".into(), retrying: None }),
+            (110, main(InstancePhase::Acquired { name: "main".into(), addr: std::net::Ipv4Addr::new(127, 0, 0, 2) })),
+            (110, main(InstancePhase::Booting { pid: 7, rootpath: "/nowhere".into(), logs })),
+            (330, main(InstancePhase::Ready { took: ms(220) })),
+            (330, EventKind::CommandStarted { shard, attempt, command: 0, log: "no-such-report/phased/command-1.log".into() }),
+            (660, EventKind::CommandFinished { shard, attempt, command: 0, outcome: Outcome::Passed, tail: Vec::new() }),
+            (700, EventKind::TeardownStarted { shard, attempt }),
+            (700, main(InstancePhase::Releasing)),
+            (1140, main(InstancePhase::Released { problem: None })),
+            (1140, EventKind::AttemptFinished { shard, attempt, status: ShardStatus::Passed, cause: None }),
             (1140, EventKind::ShardFinished { shard, status: ShardStatus::Passed, cause: None }),
             (1140, EventKind::RunFinished { exit: ExitCode(0) }),
         ];
@@ -258,15 +256,15 @@ mod tests {
         let xml = junit::render(&record).unwrap();
         let annotation = &checks::annotations(&record, &place::Place::default())[0];
         for phase in Phase::ALL {
-            let took = short(shard.phases.took(*phase).expect("every phase ran"));
+            let took = short(shard.last().phases.took(*phase).expect("every phase ran"));
             let said = format!("{} {took}", phase.label);
             assert_eq!(under(header, row, phase.label), Some(took.as_str()), "the console's table, {}:\n{console}", phase.label);
             let column = md_header.iter().position(|c| *c == phase.label);
             assert_eq!(column.map(|n| md_row[n]), Some(took.as_str()), "the summary's table, {}:\n{md}", phase.label);
-            let (from, to) = shard.phases.bounds(*phase).unwrap();
+            let (from, to) = shard.last().phases.bounds(*phase).unwrap();
             let bar = format!("        {} :s0{}, {}, {}\n", phase.label, phase.key, from.as_millis(), to.as_millis());
             assert!(chart.contains(&bar), "the chart has no {bar:?}:\n{chart}");
-            let property = format!("name=\"{}-seconds\" value=\"{:.3}\"", phase.label, shard.phases.took(*phase).unwrap().as_secs_f64());
+            let property = format!("name=\"{}-seconds\" value=\"{:.3}\"", phase.label, shard.last().phases.took(*phase).unwrap().as_secs_f64());
             assert!(xml.contains(&property), "junit.xml has no {property}:\n{xml}");
             assert!(annotation.message.contains(&said), "the check run's annotation has no {said:?}: {annotation:?}");
             assert!(group.contains(&said) && notice.contains(&said), "the GitHub group and notice have no {said:?}:\n{github}");
@@ -275,7 +273,7 @@ mod tests {
 
     #[test]
     fn the_github_group_relays_the_logs_the_events_named_wherever_they_are() {
-        use crate::run::events::{BootLogs, EventKind, ShardStatus};
+        use crate::run::events::{BootLogs, EventKind, InstancePhase, ShardStatus};
         // Nowhere near the shard's `log_dir`: a reporter that builds the paths itself finds nothing.
         let dir = std::env::temp_dir().join(format!("hs-logs-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -286,7 +284,7 @@ mod tests {
         for event in &mut events {
             match &mut event.kind {
                 EventKind::CommandStarted { log, .. } => *log = dir.join("cmd.out"),
-                EventKind::BootStarted { logs, .. } => *logs = BootLogs { stdout: dir.join("h.out"), stderr: dir.join("h.err") },
+                EventKind::Instance { phase: InstancePhase::Booting { logs, .. }, .. } => *logs = BootLogs { stdout: dir.join("h.out"), stderr: dir.join("h.err") },
                 _ => {}
             }
         }
@@ -295,7 +293,9 @@ mod tests {
         // The same life, but the boot failed: Harper's logs are relayed instead.
         let failed: Vec<Event> = events
             .iter()
-            .filter(|e| !matches!(e.kind, EventKind::BootReady { .. } | EventKind::CommandStarted { .. } | EventKind::CommandFinished { .. }))
+            .filter(|e| {
+                !matches!(e.kind, EventKind::Instance { phase: InstancePhase::Ready { .. }, .. } | EventKind::CommandStarted { .. } | EventKind::CommandFinished { .. })
+            })
             .map(|e| match e.kind {
                 EventKind::ShardFinished { shard, .. } => Event { at: e.at, kind: EventKind::ShardFinished { shard, status: ShardStatus::BootFailed, cause: Some("exit code 3".into()) } },
                 _ => e.clone(),

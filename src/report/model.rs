@@ -1,5 +1,7 @@
-//! The run as the reporters see it, built from events alone: per shard, when each phase began
-//! and ended, how each command went, and why anything failed.
+//! The run as the reporters see it, built from events alone: per shard and attempt, when each
+//! phase began and ended, how each command went, every instance's lives, and why anything
+//! failed. The shard's boot is derived here from its own instance's (`main`) first life: the
+//! runner tells every instance's life the same way.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -8,10 +10,12 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::plan::{opt_secs, secs};
-use crate::run::events::{BootLogs, Event, EventKind, InstancePhase, Outcome, ShardId, ShardInfo, ShardStatus};
+use crate::run::context::MAIN;
+use crate::run::events::{Attempt, BootLogs, Event, EventKind, InstancePhase, Outcome, ShardId, ShardInfo, ShardStatus};
 
-/// The version of `report.json`'s schema; raised on any incompatible change.
-pub const REPORT_VERSION: u32 = 1;
+/// The version of `report.json`'s schema; raised on any change of its shape (docs/reports.md
+/// says what each version changed).
+pub const REPORT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
@@ -31,36 +35,40 @@ pub struct RunRecord {
     pub timed_out: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A shard: how it ended, and each of its attempts. `report.json` shows the last attempt's
+/// fields beside the shard's own, as version 1 did, and every attempt under `attempts`.
+#[derive(Debug, Clone)]
 pub struct ShardRecord {
     pub name: String,
     pub index: usize,
     pub total: usize,
     pub log_dir: PathBuf,
-    /// Where its commands may leave JUnit XML, as the run said.
-    #[serde(skip)]
-    pub junit_dir: PathBuf,
-    /// Where its own Harper's first boot wrote its output, as the run said.
-    #[serde(skip)]
-    pub boot_logs: Option<BootLogs>,
-    pub address: Option<Ipv4Addr>,
-    pub harper_pid: Option<u32>,
     pub status: Option<ShardStatus>,
     pub cause: Option<String>,
-    /// The output that explains a failed boot.
-    pub boot_tail: Vec<String>,
-    /// What teardown could not confirm (a port still held, a directory left).
-    pub teardown_problem: Option<String>,
+    /// Every attempt, in order; never empty (a shard that never started has its first).
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// One attempt of a shard: its own instance's address, its commands, its phases, and every
+/// instance it started.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub of: u32,
+    pub log_dir: PathBuf,
+    /// Where its commands may leave JUnit XML, as the run said.
+    pub junit_dir: Option<PathBuf>,
+    pub status: Option<ShardStatus>,
+    pub cause: Option<String>,
     pub commands: Vec<CommandRecord>,
     pub phases: Phases,
-    /// Instances started through the control socket, and the shard's own (`main`) once the
-    /// control socket stopped, killed or restarted it, in the order they first appeared.
+    /// Every instance of the attempt, the shard's own (`main`) included, in the order they got
+    /// their address.
     pub instances: Vec<InstanceRecord>,
 }
 
 /// One instance of a shard: its address, every life (boot to stop) and its release. Times in
-/// seconds since the run started. For `main`, the first life is the shard's boot and the
-/// release is the shard's teardown (whose problem is the shard's `teardown_problem`).
+/// seconds since the run started. For `main`, the first life is the shard's boot.
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceRecord {
     pub id: String,
@@ -81,6 +89,9 @@ pub struct InstanceRecord {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LifeRecord {
     pub pid: Option<u32>,
+    /// Where this boot wrote Harper's output, as the run said.
+    #[serde(skip)]
+    pub logs: Option<BootLogs>,
     #[serde(with = "opt_secs")]
     pub booting: Option<Duration>,
     #[serde(with = "opt_secs")]
@@ -141,7 +152,9 @@ impl InstanceRecord {
                 self.address = Some(*addr);
                 self.acquired = at;
             }
-            InstancePhase::Booting { pid, .. } => self.lives.push(LifeRecord { pid: Some(*pid), booting: at, ..LifeRecord::default() }),
+            InstancePhase::Booting { pid, logs, .. } => {
+                self.lives.push(LifeRecord { pid: Some(*pid), booting: at, logs: Some(logs.clone()), ..LifeRecord::default() });
+            }
             InstancePhase::Ready { .. } => {
                 let n = life(&mut self.lives);
                 self.lives[n].ready = at;
@@ -218,7 +231,7 @@ impl InstanceRecord {
     }
 
     /// What went wrong, in order: each failed boot's cause, each stop's and the release's
-    /// problem. `main`'s release is the shard's teardown, whose problem is the shard's.
+    /// problem.
     pub fn problems(&self) -> Vec<&str> {
         let lives = self.lives.iter().flat_map(|l| [l.boot_failure.as_deref(), l.problem.as_deref()]);
         lives.chain([self.problem.as_deref()]).flatten().collect()
@@ -335,77 +348,42 @@ impl RunRecord {
                 let name = &self.shards[*s].name;
                 self.warnings.push(format!("{name}: {warning}"));
             }
-            EventKind::ShardStarted { shard } => self.shards[*shard].phases.started = at,
-            EventKind::AddressAcquired { shard, addr } => {
-                let s = &mut self.shards[*shard];
-                s.address = Some(*addr);
-                s.phases.address = at;
+            EventKind::ShardStarted { shard } => self.shards[*shard].attempts[0].phases.started = at,
+            EventKind::AttemptStarted { shard, attempt, log_dir, junit_dir, .. } => {
+                let a = self.shards[*shard].attempt_mut(*attempt);
+                a.log_dir = log_dir.clone();
+                a.junit_dir = Some(junit_dir.clone());
+                a.phases.started.get_or_insert(event.at);
             }
-            EventKind::BootStarted { shard, pid, logs, .. } => {
-                let s = &mut self.shards[*shard];
-                s.harper_pid = Some(*pid);
-                s.boot_logs = Some(logs.clone());
-            }
-            EventKind::BootReady { shard } => self.shards[*shard].phases.ready = at,
-            EventKind::BootFailed { shard, tail, .. } => self.shards[*shard].boot_tail = tail.clone(),
-            EventKind::CommandStarted { shard, command, log } => {
-                let c = &mut self.shards[*shard].commands[*command];
+            EventKind::CommandStarted { shard, attempt, command, log } => {
+                let c = &mut self.shards[*shard].attempt_mut(*attempt).commands[*command];
                 c.started = at;
                 c.log = Some(log.clone());
             }
-            EventKind::CommandFinished { shard, command, outcome, tail } => {
-                let s = &mut self.shards[*shard];
-                let c = &mut s.commands[*command];
+            EventKind::CommandFinished { shard, attempt, command, outcome, tail } => {
+                let a = self.shards[*shard].attempt_mut(*attempt);
+                let c = &mut a.commands[*command];
                 c.finished = at;
                 c.outcome = Some(outcome.clone());
                 if *outcome != Outcome::Passed {
                     c.tail = tail.clone();
                 }
-                s.phases.commands_done = at;
+                a.phases.commands_done = at;
             }
-            EventKind::Instance { shard, id, phase } => {
-                let s = &mut self.shards[*shard];
-                let n = match s.instances.iter().position(|i| i.id == *id) {
-                    Some(n) => n,
-                    None => {
-                        let mut record = InstanceRecord::new(id);
-                        if id == crate::run::instance::MAIN {
-                            // The shard's own instance: its first life is the shard's boot.
-                            record.address = s.address;
-                            record.acquired = s.phases.address;
-                            record.lives.push(LifeRecord {
-                                pid: s.harper_pid,
-                                booting: s.phases.address,
-                                ready: s.phases.ready,
-                                ..LifeRecord::default()
-                            });
-                        }
-                        s.instances.push(record);
-                        s.instances.len() - 1
-                    }
-                };
-                s.instances[n].apply(at, phase);
-            }
-            // The shard's teardown is the release of its own instance.
-            EventKind::TeardownStarted { shard } => {
-                let s = &mut self.shards[*shard];
-                s.phases.teardown_started = at;
-                if let Some(main) = s.main_mut() {
-                    main.releasing = at;
-                }
-            }
-            EventKind::TeardownDone { shard, problem } => {
-                let s = &mut self.shards[*shard];
-                s.teardown_problem = problem.clone();
-                if let Some(main) = s.main_mut() {
-                    main.released = at;
-                }
+            EventKind::Instance { shard, attempt, id, phase } => self.shards[*shard].attempt_mut(*attempt).apply(event.at, id, phase),
+            EventKind::TeardownStarted { shard, attempt } => self.shards[*shard].attempt_mut(*attempt).phases.teardown_started = at,
+            EventKind::AttemptFinished { shard, attempt, status, cause } => {
+                let a = self.shards[*shard].attempt_mut(*attempt);
+                a.status = Some(*status);
+                a.cause = cause.clone();
+                a.phases.finished = at;
             }
             EventKind::ShardFinished { shard, status, cause } => {
                 let s = &mut self.shards[*shard];
                 s.status = Some(*status);
                 s.cause = cause.clone();
-                s.phases.finished = at;
+                // A shard that never started (skipped, cancelled) has no attempt that finished.
+                s.last_mut().phases.finished.get_or_insert(event.at);
             }
             EventKind::RunFinished { exit } => self.exit_code = Some(exit.0),
             EventKind::RunTimedOut { .. } => self.timed_out = true,
@@ -447,14 +425,44 @@ impl ShardRecord {
             index: info.index,
             total: info.total,
             log_dir: info.log_dir.clone(),
-            junit_dir: info.junit_dir.clone(),
-            boot_logs: None,
-            address: None,
-            harper_pid: None,
             status: None,
             cause: None,
-            boot_tail: Vec::new(),
-            teardown_problem: None,
+            attempts: vec![AttemptRecord::new(Attempt::first(1), info)],
+        }
+    }
+
+    /// The last attempt: the one that decided the shard's status.
+    pub fn last(&self) -> &AttemptRecord {
+        self.attempts.last().expect("a shard has its first attempt from the start")
+    }
+
+    fn last_mut(&mut self) -> &mut AttemptRecord {
+        self.attempts.last_mut().expect("a shard has its first attempt from the start")
+    }
+
+    /// The record of `attempt`, made when its first event comes.
+    fn attempt_mut(&mut self, attempt: Attempt) -> &mut AttemptRecord {
+        let n = attempt.attempt as usize;
+        while self.attempts.len() < n {
+            let next = Attempt { attempt: self.attempts.len() as u32 + 1, of: attempt.of };
+            let record = AttemptRecord { attempt: next.attempt, of: next.of, ..self.attempts[0].fresh() };
+            self.attempts.push(record);
+        }
+        let a = &mut self.attempts[n.max(1) - 1];
+        a.of = attempt.of;
+        a
+    }
+}
+
+impl AttemptRecord {
+    fn new(attempt: Attempt, info: &ShardInfo) -> AttemptRecord {
+        AttemptRecord {
+            attempt: attempt.attempt,
+            of: attempt.of,
+            log_dir: info.log_dir.clone(),
+            junit_dir: None,
+            status: None,
+            cause: None,
             commands: info
                 .commands
                 .iter()
@@ -463,6 +471,188 @@ impl ShardRecord {
             phases: Phases::default(),
             instances: Vec::new(),
         }
+    }
+
+    /// An attempt of the same shard that has not started: its commands, nothing run.
+    fn fresh(&self) -> AttemptRecord {
+        let commands = self.commands.iter().map(|c| CommandRecord { command: c.command.clone(), log: None, started: None, finished: None, outcome: None, tail: Vec::new() });
+        AttemptRecord {
+            junit_dir: None,
+            status: None,
+            cause: None,
+            commands: commands.collect(),
+            phases: Phases::default(),
+            instances: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Folds a phase of instance `id` in; the shard's own instance's address and first
+    /// readiness are also the attempt's marks.
+    fn apply(&mut self, at: Duration, id: &str, phase: &InstancePhase) {
+        let n = match self.instances.iter().position(|i| i.id == id) {
+            Some(n) => n,
+            None => {
+                self.instances.push(InstanceRecord::new(id));
+                self.instances.len() - 1
+            }
+        };
+        let instance = &mut self.instances[n];
+        instance.apply(Some(at), phase);
+        if id == MAIN {
+            match phase {
+                InstancePhase::Acquired { .. } => self.phases.address = Some(at),
+                InstancePhase::Ready { .. } if instance.lives.len() == 1 => self.phases.ready = Some(at),
+                _ => {}
+            }
+        }
+    }
+
+    /// The shard's own instance.
+    pub fn main(&self) -> Option<&InstanceRecord> {
+        self.instances.iter().find(|i| i.id == MAIN)
+    }
+
+    /// Its own instance's first life: the shard's boot.
+    fn first_life(&self) -> Option<&LifeRecord> {
+        self.main()?.lives.first()
+    }
+
+    pub fn address(&self) -> Option<Ipv4Addr> {
+        self.main()?.address
+    }
+
+    /// The pid of its own Harper's first boot.
+    pub fn harper_pid(&self) -> Option<u32> {
+        self.first_life()?.pid
+    }
+
+    /// Where its own Harper's first boot wrote its output.
+    pub fn boot_logs(&self) -> Option<&BootLogs> {
+        self.first_life()?.logs.as_ref()
+    }
+
+    /// What the teardown of its own instance could not confirm (a port still held, a
+    /// directory left).
+    pub fn teardown_problem(&self) -> Option<&str> {
+        self.main()?.problem.as_deref()
+    }
+
+    /// The output that explains a failed boot of its own Harper.
+    pub fn boot_tail(&self) -> &[String] {
+        self.first_life().map_or(&[], |l| &l.tail)
+    }
+
+    /// The instances the reports list beside the shard, in the order they appeared there:
+    /// every on-demand one from its address, and the shard's own from when it first lived
+    /// more than the shard's boot (stopped, killed or restarted through the control socket).
+    pub fn shown_instances(&self) -> impl Iterator<Item = &InstanceRecord> {
+        let appeared = |i: &InstanceRecord| {
+            if i.id != MAIN {
+                return Some(i.acquired);
+            }
+            let first = i.lives.first()?;
+            first.stopping.or_else(|| i.lives.get(1)?.booting).map(Some)
+        };
+        let mut shown: Vec<(Option<Duration>, &InstanceRecord)> = self.instances.iter().filter_map(|i| Some((appeared(i)?, i))).collect();
+        shown.sort_by_key(|(at, _)| *at);
+        shown.into_iter().map(|(_, i)| i)
+    }
+
+    /// The output that explains a failure: the failed command (and its tail), else Harper's
+    /// last lines (and no command).
+    pub fn failure_tail(&self) -> (Option<&str>, &[String]) {
+        match self.commands.iter().find(|c| matches!(c.outcome, Some(ref o) if *o != Outcome::Passed)) {
+            Some(c) if !c.tail.is_empty() => (Some(&c.command), &c.tail),
+            _ => (None, self.boot_tail()),
+        }
+    }
+}
+
+/// What `report.json` says of an attempt.
+#[derive(Serialize)]
+struct AttemptView<'a> {
+    attempt: u32,
+    of: u32,
+    status: Option<ShardStatus>,
+    cause: &'a Option<String>,
+    log_dir: &'a PathBuf,
+    #[serde(flatten)]
+    last: LastView<'a>,
+    /// Every instance, `main` included.
+    instances: &'a [InstanceRecord],
+}
+
+/// The fields of an attempt that version 1 had at the shard's top level.
+#[derive(Serialize)]
+struct LastView<'a> {
+    address: Option<Ipv4Addr>,
+    harper_pid: Option<u32>,
+    boot_tail: &'a [String],
+    teardown_problem: Option<&'a str>,
+    commands: &'a [CommandRecord],
+    phases: &'a Phases,
+}
+
+impl<'a> LastView<'a> {
+    fn of(a: &'a AttemptRecord) -> LastView<'a> {
+        LastView {
+            address: a.address(),
+            harper_pid: a.harper_pid(),
+            boot_tail: a.boot_tail(),
+            teardown_problem: a.teardown_problem(),
+            commands: &a.commands,
+            phases: &a.phases,
+        }
+    }
+}
+
+impl Serialize for AttemptRecord {
+    fn serialize<S: serde::Serializer>(&self, to: S) -> Result<S::Ok, S::Error> {
+        let view = AttemptView {
+            attempt: self.attempt,
+            of: self.of,
+            status: self.status,
+            cause: &self.cause,
+            log_dir: &self.log_dir,
+            last: LastView::of(self),
+            instances: &self.instances,
+        };
+        view.serialize(to)
+    }
+}
+
+/// The shard in `report.json`: its own fields, the last attempt's as version 1 had them
+/// (`instances` as version 1 listed them: `main` only once the control socket acted on it),
+/// and every attempt that started.
+impl Serialize for ShardRecord {
+    fn serialize<S: serde::Serializer>(&self, to: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            name: &'a str,
+            index: usize,
+            total: usize,
+            log_dir: &'a PathBuf,
+            status: Option<ShardStatus>,
+            cause: &'a Option<String>,
+            #[serde(flatten)]
+            last: LastView<'a>,
+            instances: Vec<&'a InstanceRecord>,
+            attempts: Vec<&'a AttemptRecord>,
+        }
+        let last = self.last();
+        View {
+            name: &self.name,
+            index: self.index,
+            total: self.total,
+            log_dir: &self.log_dir,
+            status: self.status,
+            cause: &self.cause,
+            last: LastView::of(last),
+            instances: last.shown_instances().collect(),
+            attempts: self.attempts.iter().filter(|a| a.phases.started.is_some()).collect(),
+        }
+        .serialize(to)
     }
 }
 
@@ -506,21 +696,18 @@ impl Phase {
 }
 
 impl ShardRecord {
-    fn main_mut(&mut self) -> Option<&mut InstanceRecord> {
-        self.instances.iter_mut().find(|i| i.id == crate::run::instance::MAIN)
-    }
-
     /// Finished with a status that does not fail the run.
     pub fn ok(&self) -> bool {
         self.status.is_some_and(|s| s.exit().code() == 0)
     }
 
-    /// The phase that failed (or was cut short), to mark in tables and charts.
+    /// The phase of the last attempt that failed (or was cut short), to mark in tables and charts.
     pub fn failed_phase(&self) -> Option<Phase> {
-        let p = &self.phases;
+        let a = self.last();
+        let p = &a.phases;
         match self.status? {
             ShardStatus::Passed | ShardStatus::Skipped => None,
-            _ if self.teardown_problem.is_some() => Some(Phase::TEARDOWN),
+            _ if a.teardown_problem().is_some() => Some(Phase::TEARDOWN),
             ShardStatus::BootFailed => Some(Phase::BOOT),
             ShardStatus::Failed => Some(Phase::COMMANDS),
             ShardStatus::Infrastructure | ShardStatus::Cancelled => {
@@ -535,17 +722,41 @@ impl ShardRecord {
         }
     }
 
-    /// The output that explains a failure: the failed command (and its tail), else Harper's
-    /// last lines (and no command).
+    /// The output that explains the shard's failure: its last attempt's.
     pub fn failure_tail(&self) -> (Option<&str>, &[String]) {
-        match self.commands.iter().find(|c| matches!(c.outcome, Some(ref o) if *o != Outcome::Passed)) {
-            Some(c) if !c.tail.is_empty() => (Some(&c.command), &c.tail),
-            _ => (None, &self.boot_tail),
-        }
+        self.last().failure_tail()
     }
 }
 
+/// What an event means for a shard's own boot — its own instance's first life — if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnBoot<'e> {
+    Acquired(Ipv4Addr),
+    Ready,
+    Failed(&'e str),
+}
+
 impl RunRecord {
+    /// The shard whose own boot `kind` tells of, and what it tells; read after the record has
+    /// taken the event in.
+    pub fn own_boot<'e>(&self, kind: &'e EventKind) -> Option<(ShardId, OwnBoot<'e>)> {
+        let EventKind::Instance { shard, attempt, id, phase } = kind else { return None };
+        let first = || {
+            let a = self.shards[*shard].attempts.get(attempt.attempt as usize - 1)?;
+            Some(a.main()?.lives.len() <= 1)
+        };
+        if id != MAIN {
+            return None;
+        }
+        let boot = match phase {
+            InstancePhase::Acquired { addr, .. } => OwnBoot::Acquired(*addr),
+            InstancePhase::Ready { .. } if first()? => OwnBoot::Ready,
+            InstancePhase::BootFailed { cause, .. } if first()? => OwnBoot::Failed(cause),
+            _ => return None,
+        };
+        Some((*shard, boot))
+    }
+
     /// The shards whose status fails the run, in plan order.
     pub fn failed(&self) -> impl Iterator<Item = &ShardRecord> {
         self.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() != 0))

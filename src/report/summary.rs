@@ -82,8 +82,8 @@ pub fn table(record: &RunRecord, max: usize) -> String {
             Some(st) => format!("**{}**", st.label()),
             None => "unfinished".to_owned(),
         };
-        let phases: Vec<String> = s.phases.columns().iter().map(|x| x.map(short).unwrap_or_else(|| "–".into())).collect();
-        let address = s.address.map(|a| a.to_string()).unwrap_or_else(|| "–".into());
+        let phases: Vec<String> = s.last().phases.columns().iter().map(|x| x.map(short).unwrap_or_else(|| "–".into())).collect();
+        let address = s.last().address().map(|a| a.to_string()).unwrap_or_else(|| "–".into());
         let row = format!("| {} | {address} | {} | {status} |\n", escape(&clip(&s.name, INLINE_CHARS)), phases.join(" | "));
         if md.len() + row.len() + NOTE_ROOM > max {
             let _ = writeln!(md, "\n… and {} more shard(s), left out to fit; report.json has every one.", record.shards.len() - i);
@@ -158,7 +158,7 @@ pub fn gantt(record: &RunRecord, max: usize) -> String {
         .collect();
     let mut order: Vec<usize> = (0..sections.len()).collect();
     let shard = |k: usize| &record.shards[sections[k].0];
-    order.sort_by_key(|&k| (shard(k).ok(), std::cmp::Reverse(shard(k).phases.total())));
+    order.sort_by_key(|&k| (shard(k).ok(), std::cmp::Reverse(shard(k).last().phases.total())));
     let mut chosen = Vec::new();
     let mut size = 0;
     for k in order {
@@ -198,7 +198,7 @@ pub fn gantt(record: &RunRecord, max: usize) -> String {
 /// how many lives it left out.
 fn gantt_section(i: usize, s: &ShardRecord) -> Option<(String, usize)> {
     let tasks: Vec<(Phase, Duration, Duration)> =
-        Phase::ALL.iter().filter_map(|p| s.phases.bounds(*p).map(|(a, b)| (*p, a, b))).collect();
+        Phase::ALL.iter().filter_map(|p| s.last().phases.bounds(*p).map(|(a, b)| (*p, a, b))).collect();
     if tasks.is_empty() {
         return None;
     }
@@ -207,7 +207,8 @@ fn gantt_section(i: usize, s: &ShardRecord) -> Option<(String, usize)> {
     for (phase, from, to) in tasks {
         task(&mut md, phase.label, failed == Some(phase), &format!("s{i}{}", phase.key), (from, to));
     }
-    let left_out = instance_tasks(&mut md, i, &s.instances);
+    let shown: Vec<&InstanceRecord> = s.last().shown_instances().collect();
+    let left_out = instance_tasks(&mut md, i, &shown);
     Some((md, left_out))
 }
 
@@ -223,8 +224,8 @@ fn task(md: &mut String, name: &str, crit: bool, id: &str, (from, to): (Duration
 /// The bars of each instance's lives — boot, up, and the stop or kill that ended it — and its
 /// release; returns how many lives did not fit in [`LIVES_PER_SHARD`]. `main`'s first boot and
 /// its release are the shard's own boot and teardown, already drawn.
-fn instance_tasks(md: &mut String, shard: usize, instances: &[InstanceRecord]) -> usize {
-    let main = |instance: &InstanceRecord| instance.id == crate::run::instance::MAIN;
+fn instance_tasks(md: &mut String, shard: usize, instances: &[&InstanceRecord]) -> usize {
+    let main = |instance: &InstanceRecord| instance.id == crate::run::context::MAIN;
     // (instance, life, failed); the last life carries the release, and an instance with no
     // life still has its release to show.
     let mut units: Vec<(usize, Option<usize>, bool)> = Vec::new();

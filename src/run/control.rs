@@ -3,7 +3,8 @@
 //! shard's instance and start instances of their own. Every request acts on an [`Instance`],
 //! so every path keeps the guarantees of the shard's own boot and teardown.
 //!
-//! Not here: what an instance does (`instance`), when the shard ends them (`shard`).
+//! Not here: what an instance does (`instance`), when the shard ends them (`shard`). Stands on
+//! `instance` and `context`; `shard` stands on it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -23,8 +24,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Mutex, Semaphore, watch};
 
-use super::instance::{Failure, Instance, MAIN, State};
-use super::shard::Context;
+use super::context::{Context, MAIN};
+use super::events::ShardStatus;
+use super::instance::{Failure, Instance, State};
 use crate::plan::Shard;
 
 /// The variable that tells a shard's commands where their control socket is.
@@ -173,7 +175,7 @@ fn error(code: &str, message: impl Into<String>) -> Value {
 }
 
 fn failure(f: &Failure, code: &str) -> Value {
-    let code = if f.status == super::events::ShardStatus::BootFailed { "boot_failed" } else { code };
+    let code = if f.status == ShardStatus::BootFailed { "boot_failed" } else { code };
     json!({ "ok": false, "code": code, "error": f.cause, "tail": f.tail })
 }
 
@@ -394,9 +396,8 @@ impl Server<'_> {
         let n = self.registry.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("i{n}");
         let name = name.unwrap_or_else(|| id.clone());
-        let log_dir = self.cx.log_dir.join("instances").join(&id);
         let token = format!("{}/{id}", self.token);
-        let mut instance = match Instance::acquire(self.cx, spec, (id.clone(), name), token, log_dir, Some(permit)).await {
+        let mut instance = match Instance::acquire(self.cx, spec, (id.clone(), name), token, Some(permit)).await {
             Ok(i) => i,
             Err(f) => return (failure(&f, "failed"), None),
         };
@@ -406,7 +407,7 @@ impl Server<'_> {
         };
         if let Err(f) = started {
             let mut answer = failure(&f, "failed");
-            if let Some(problem) = instance.teardown(self.cx, f.status == super::events::ShardStatus::Infrastructure).await {
+            if let Some(problem) = instance.teardown(self.cx, f.status == ShardStatus::Infrastructure).await {
                 answer["error"] = json!(format!("{}; and teardown: {problem}", f.cause));
             }
             return (answer, None);

@@ -65,8 +65,6 @@ pub struct ShardInfo {
     pub commands: Vec<String>,
     /// Its folder in the report directory.
     pub log_dir: PathBuf,
-    /// Where its commands may leave JUnit XML (`HARPER_SHARD_JUNIT_DIR`), for per-file timings.
-    pub junit_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,25 +78,39 @@ pub enum EventKind {
     /// A problem that stops the run before its shards can run (Harper cannot be installed):
     /// shown even where warnings are not (`-q`).
     RunFailed { message: String },
-    /// The shard got its turn under the concurrency limit and starts waiting for an address.
+    /// The shard got its turn under the concurrency limit: its first attempt starts waiting for
+    /// an address.
     ShardStarted { shard: ShardId },
-    AddressAcquired { shard: ShardId, addr: Ipv4Addr },
-    /// The cache has no boot template for this shard's Harper yet: it builds one first.
-    TemplateBuilding { shard: ShardId },
-    TemplateBuilt { shard: ShardId, #[serde(with = "crate::plan::secs")] took: Duration },
-    BootStarted { shard: ShardId, pid: u32, rootpath: PathBuf, logs: BootLogs },
-    BootReady { shard: ShardId },
-    BootFailed { shard: ShardId, cause: String, tail: Vec<String> },
+    /// An attempt of the shard starts waiting for an address: the first right after
+    /// `ShardStarted`, a later one after the attempt before it failed (`retrying`: why) and
+    /// was torn down. `log_dir`: its folder; `junit_dir`: where its commands may leave JUnit
+    /// XML (`HARPER_SHARD_JUNIT_DIR`).
+    AttemptStarted { shard: ShardId, #[serde(flatten)] attempt: Attempt, log_dir: PathBuf, junit_dir: PathBuf, retrying: Option<String> },
+    /// The cache has no boot template for this instance's Harper yet: it builds one first.
+    TemplateBuilding { shard: ShardId, #[serde(flatten)] attempt: Attempt, id: String },
+    TemplateBuilt { shard: ShardId, #[serde(flatten)] attempt: Attempt, id: String, #[serde(with = "crate::plan::secs")] took: Duration },
     /// `log`: where its output goes, stdout and stderr interleaved.
-    CommandStarted { shard: ShardId, command: usize, log: PathBuf },
+    CommandStarted { shard: ShardId, #[serde(flatten)] attempt: Attempt, command: usize, log: PathBuf },
     /// Holds its share of the stream's in-flight budget until the reporters are done with it.
-    CommandOutput { shard: ShardId, command: usize, stream: Stream, #[serde(skip)] bytes: crate::supervise::output::Bytes },
-    CommandFinished { shard: ShardId, command: usize, outcome: Outcome, tail: Vec<String> },
-    /// An on-demand instance, or a later life of the shard's own (`main`), through the
-    /// control socket.
-    Instance { shard: ShardId, id: String, #[serde(flatten)] phase: InstancePhase },
-    TeardownStarted { shard: ShardId },
-    TeardownDone { shard: ShardId, problem: Option<String> },
+    CommandOutput {
+        shard: ShardId,
+        #[serde(flatten)]
+        attempt: Attempt,
+        command: usize,
+        stream: Stream,
+        #[serde(skip)]
+        bytes: crate::supervise::output::Bytes,
+    },
+    CommandFinished { shard: ShardId, #[serde(flatten)] attempt: Attempt, command: usize, outcome: Outcome, tail: Vec<String> },
+    /// Every life of every instance of a shard — the shard's own (`main`), its first boot
+    /// included, and those started through the control socket — from its address to its release.
+    Instance { shard: ShardId, #[serde(flatten)] attempt: Attempt, id: String, #[serde(flatten)] phase: InstancePhase },
+    /// The attempt's instances are being torn down (the shard's teardown phase, which lasts
+    /// until the attempt finishes; what each release could not confirm is its `Released`).
+    TeardownStarted { shard: ShardId, #[serde(flatten)] attempt: Attempt },
+    /// An attempt ended, everything it started torn down.
+    AttemptFinished { shard: ShardId, #[serde(flatten)] attempt: Attempt, status: ShardStatus, cause: Option<String> },
+    /// The shard's last attempt ended: `status` is the shard's.
     ShardFinished { shard: ShardId, status: ShardStatus, cause: Option<String> },
     Cancelling { signal: &'static str },
     /// The run's `timeout` ran out: every running shard is torn down, none is started.
@@ -113,19 +125,51 @@ pub struct BootLogs {
     pub stderr: PathBuf,
 }
 
+impl BootLogs {
+    /// The log of `stream`.
+    pub fn of(&self, stream: Stream) -> &std::path::Path {
+        match stream {
+            Stream::Stdout => &self.stdout,
+            Stream::Stderr => &self.stderr,
+        }
+    }
+}
+
+/// Which attempt of its shard an event belongs to: the `attempt`-th (1-based) `of` at most
+/// that many. Every event of an attempt carries it, so that a reporter tells the attempts apart
+/// without keeping count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub of: u32,
+}
+
+impl Attempt {
+    /// The first attempt of a shard allowed `of` in all.
+    pub fn first(of: u32) -> Attempt {
+        Attempt { attempt: 1, of: of.max(1) }
+    }
+
+    /// The attempt after this one, if one is left.
+    pub fn next(self) -> Option<Attempt> {
+        (self.attempt < self.of).then_some(Attempt { attempt: self.attempt + 1, of: self.of })
+    }
+}
+
 /// What happened to an instance of a shard (see [`EventKind::Instance`]).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum InstancePhase {
-    /// An on-demand instance got its address.
+    /// The instance got its address.
     Acquired { name: String, addr: Ipv4Addr },
-    Booting { pid: u32, rootpath: PathBuf },
+    /// `logs`: where this boot's output goes.
+    Booting { pid: u32, rootpath: PathBuf, logs: BootLogs },
     Ready { #[serde(with = "crate::plan::secs")] took: Duration },
     BootFailed { cause: String, tail: Vec<String> },
     /// `stop` (SIGTERM, grace, SIGKILL) or `kill` (a crash).
     Stopping { how: &'static str },
     Stopped { exit: String, #[serde(with = "crate::plan::secs")] took: Duration, problem: Option<String> },
-    /// Released for good (by request, or at the shard's end).
+    /// Released for good (by request, or at the end of the shard's attempt).
     Releasing,
     Released { problem: Option<String> },
 }

@@ -1,9 +1,11 @@
 //! One Harper instance of a shard, through its whole life: an address from the pool, its
 //! directories (from the boot template or empty), boots, stops, crashes and the teardown that
 //! ends it. The shard's own instance (`main`) and those a test starts through the control
-//! socket ([`super::control`]) are the same type, with the same guarantees.
+//! socket (`control`) are the same type, with the same guarantees, and tell every life the
+//! same way: [`InstancePhase`] events, the shard's own first boot included.
 //!
-//! Not here: what a shard does with its instance (`shard`), the protocol (`control`).
+//! Not here: what a shard does with its instance (`shard`), the protocol (`control`); both
+//! stand on this file, which stands on `context` only.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -12,22 +14,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::context::{Context, FLUSH_LIMIT, InstanceDir};
 use super::events::{BootLogs, EventKind, InstancePhase, ShardStatus, Warning};
-use super::shard::{Context, deadline, within};
 use crate::harper::instance::{self, Dirs};
 use crate::harper::{boot_cache, install, template};
 use crate::plan::{HarperSpec, Runtime};
 use crate::pool::{self, Lease, Notice, probe};
 use crate::supervise::readiness;
 use crate::supervise::{self, Child, Spec};
-
-/// The id of the shard's own instance.
-pub const MAIN: &str = "main";
-
-/// After a stop, how long the last output may take to reach the logs. Only a process that
-/// escaped the keeper (possible where there is no subreaper) can hold the pipes open longer;
-/// the shard must not hang on it.
-const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// Why an instance could not do what was asked: the shard status it means, one line, and
 /// Harper's last output lines when a boot failed.
@@ -39,7 +33,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn infra(e: impl std::fmt::Display) -> Failure {
+    pub fn infra(e: impl std::fmt::Display) -> Failure {
         Failure { status: ShardStatus::Infrastructure, cause: e.to_string(), tail: Vec::new() }
     }
 
@@ -70,7 +64,7 @@ pub struct Instance {
     pub password: String,
     token: String,
     lease: Option<Lease>,
-    log_dir: PathBuf,
+    logs: InstanceDir,
     child: Option<Child>,
     boots: u32,
     template: Option<template::Template>,
@@ -85,22 +79,23 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Waits for an address from the pool. `token` marks every process of the instance.
+    /// Waits for an address from the pool. `token` marks every process of the instance; its
+    /// logs go to the attempt's folder for `id`.
     pub async fn acquire(
         cx: &Context,
         spec: HarperSpec,
         (id, name): (String, String),
         token: String,
-        log_dir: PathBuf,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Result<Instance, Failure> {
-        let lease = acquire(cx, &spec, &name, &token).await.map_err(|e| {
+        let lease = acquire(cx, &spec, &token).await.map_err(|e| {
             let status = if cx.cancel.borrow().is_some() { ShardStatus::Cancelled } else { ShardStatus::Infrastructure };
             Failure { status, cause: format!("{e:#}"), tail: Vec::new() }
         })?;
         let addr = lease.addr;
         let dirs = Dirs::under(&cx.work.path, addr);
         let password = spec.admin.password.clone().unwrap_or_else(instance::random_password);
+        let logs = cx.dir.instance(&id);
         let instance = Instance {
             id,
             name,
@@ -110,7 +105,7 @@ impl Instance {
             password,
             token,
             lease: Some(lease),
-            log_dir,
+            logs,
             child: None,
             boots: 0,
             template: None,
@@ -119,26 +114,12 @@ impl Instance {
             suspect: false,
             _permit: permit,
         };
-        if instance.is_main() {
-            cx.emit.emit(EventKind::AddressAcquired { shard: cx.id, addr });
-        } else {
-            instance.phase(cx, InstancePhase::Acquired { name: instance.name.clone(), addr });
-        }
+        instance.phase(cx, InstancePhase::Acquired { name: instance.name.clone(), addr });
         Ok(instance)
     }
 
-    fn is_main(&self) -> bool {
-        self.id == MAIN
-    }
-
-    /// The first life of the shard's own instance shows as the shard's phases; everything
-    /// else as the instance's.
-    fn shard_phase(&self) -> bool {
-        self.is_main() && self.boots <= 1
-    }
-
     fn phase(&self, cx: &Context, phase: InstancePhase) {
-        cx.emit.emit(EventKind::Instance { shard: cx.id, id: self.id.clone(), phase });
+        cx.instance_event(&self.id, phase);
     }
 
     fn lease(&mut self) -> &mut Lease {
@@ -180,17 +161,11 @@ impl Instance {
         self.exit
     }
 
-    /// Where this boot's stdout and stderr are logged: the first in the log folder, each later
-    /// one (a restart) in a `boot-N` folder of its own.
-    fn boot_logs(&self) -> PathBuf {
-        if self.boots <= 1 { self.log_dir.clone() } else { self.log_dir.join(format!("boot-{}", self.boots)) }
-    }
-
     /// Waits (within the flush limit) until `child`'s output is in its logs; warns of what is not.
     async fn flush(&self, cx: &Context, child: &mut Child) {
-        let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), child.process.flushed()).await;
-        let logs = self.boot_logs();
-        super::shard::warn_unlogged(cx, &mut child.process, |stream| logs.join(log_name(stream)));
+        let _ = tokio::time::timeout(cx.within(FLUSH_LIMIT), child.process.flushed()).await;
+        let logs = self.logs.boot(self.boots);
+        cx.warn_unlogged(&mut child.process, |stream| logs.of(stream).to_path_buf());
     }
 
     /// Where Harper's own logs are (`hdb.log`).
@@ -203,7 +178,7 @@ impl Instance {
     /// previous run's keeper is stopped (it has nothing left to end).
     pub async fn start(&mut self, cx: &Context) -> Result<(), Failure> {
         if let Some(mut old) = self.child.take() {
-            let _ = stop(cx, &mut old, Duration::ZERO).await;
+            let _ = cx.stop(&mut old, Duration::ZERO).await;
         }
         if self.boots > 0 {
             for stale in ["hdb.pid", "operations-server"] {
@@ -212,10 +187,17 @@ impl Instance {
         }
         self.boots += 1;
         self.exit = None;
-        let child = boot(cx, &*self, &self.boot_logs(), What::Instance).await;
-        let child = match child {
-            Ok(child) => child,
+        let booting = |pid: u32, rootpath: &Path, logs: BootLogs| self.phase(cx, InstancePhase::Booting { pid, rootpath: rootpath.to_path_buf(), logs });
+        let booted = boot(cx, Target::from(&*self), self.logs.boot(self.boots), booting).await;
+        let child = match booted {
+            Ok((child, took)) => {
+                self.phase(cx, InstancePhase::Ready { took });
+                child
+            }
             Err((child, failure)) => {
+                if failure.status == ShardStatus::BootFailed {
+                    self.phase(cx, InstancePhase::BootFailed { cause: failure.cause.clone(), tail: failure.tail.clone() });
+                }
                 self.child = child;
                 return Err(failure);
             }
@@ -224,7 +206,7 @@ impl Instance {
         let pids: Vec<u32> = self.child.as_ref().map(|c| [Some(c.process.pid()), c.process.keeper_pid()]).into_iter().flatten().flatten().collect();
         // Recorded beside the slot's lock, so that if this run dies the next owner can end them.
         if let Err(e) = self.lease().record_pids(&pids) {
-            cx.emit.emit(EventKind::Warning { shard: Some(cx.id), warning: Warning::PidsNotRecorded { error: format!("{e:#}") } });
+            cx.warn(Warning::PidsNotRecorded { error: format!("{e:#}") });
         }
         if self.boots == 1
             && let Some(t) = &self.template
@@ -249,7 +231,7 @@ impl Instance {
             let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         }
         let grace = if kill { Duration::ZERO } else { grace.unwrap_or(self.spec.teardown.grace) };
-        let stopped = stop(cx, &mut child, grace).await;
+        let stopped = cx.stop(&mut child, grace).await;
         self.flush(cx, &mut child).await;
         let mut problem = None;
         match stopped {
@@ -272,7 +254,7 @@ impl Instance {
 
     async fn ports_free(&self, cx: &Context, after: &str) -> Option<String> {
         let (addr, ports) = (self.addr, self.spec.ports.all());
-        let limit = within(cx, self.spec.teardown.port_release);
+        let limit = cx.within(self.spec.teardown.port_release);
         let busy = tokio::task::spawn_blocking(move || probe::wait_free(addr, &ports, limit)).await.unwrap_or_default();
         let problems: Vec<String> = busy
             .iter()
@@ -289,20 +271,15 @@ impl Instance {
     /// directories and gives the address back. Returns what went wrong, if anything. After a
     /// problem (or when `suspect`), the slot's record stays for the next owner's sweep.
     pub async fn teardown(mut self, cx: &Context, suspect: bool) -> Option<String> {
-        let main_phase = self.is_main();
-        if main_phase {
-            cx.emit.emit(EventKind::TeardownStarted { shard: cx.id });
-        } else {
-            self.phase(cx, InstancePhase::Releasing);
-        }
+        self.phase(cx, InstancePhase::Releasing);
         let mut problems = Vec::new();
         if let Some(mut child) = self.child.take() {
-            if let Err(e) = stop(cx, &mut child, self.spec.teardown.grace).await {
+            if let Err(e) = cx.stop(&mut child, self.spec.teardown.grace).await {
                 problems.push(format!("{e:#}"));
             }
             self.flush(cx, &mut child).await;
         }
-        keep_log(cx, &self.harper_log_dir().join("hdb.log"), &self.log_dir.join("hdb.log"));
+        keep_log(cx, &self.harper_log_dir().join("hdb.log"), &self.logs.hdb_log());
         if let Some(problem) = self.ports_free(cx, "Harper stopped").await {
             problems.push(problem);
         }
@@ -320,11 +297,7 @@ impl Instance {
         }
         tracing::debug!("{} released", self.addr);
         let problem = (!problems.is_empty()).then(|| problems.join("; "));
-        if main_phase {
-            cx.emit.emit(EventKind::TeardownDone { shard: cx.id, problem: problem.clone() });
-        } else {
-            self.phase(cx, InstancePhase::Released { problem: problem.clone() });
-        }
+        self.phase(cx, InstancePhase::Released { problem: problem.clone() });
         problem
     }
 
@@ -339,10 +312,9 @@ impl Instance {
         let found = match template::cached(&cache, &key) {
             Some(found) => found,
             None => {
-                let mut cancel = cx.cancel.clone();
                 let _building = tokio::select! {
                     lock = template::lock(&cache, &key) => lock.map_err(infra)?,
-                    _ = cancel.wait_for(Option::is_some) => {
+                    () = cx.cancelled() => {
                         return Err(Failure::cancelled("cancelled while waiting for another run's boot template"));
                     }
                 };
@@ -360,7 +332,7 @@ impl Instance {
     async fn build_template(&mut self, cx: &Context, cache: &Path, key: &str) -> Result<template::Template, Failure> {
         let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
         let started = Instant::now();
-        cx.emit.emit(EventKind::TemplateBuilding { shard: cx.id });
+        cx.emit.emit(EventKind::TemplateBuilding { shard: cx.id, attempt: cx.attempt, id: self.id.clone() });
         let dirs = Dirs::under(&cx.work.path, self.addr);
         let cached = boot_cache::package_root(cache, &cx.entry)
             .filter(|_| boot_cache::enabled() && self.spec.runtime == Runtime::Node)
@@ -374,14 +346,20 @@ impl Instance {
             tracing::debug!("{e:#}");
             build.boot = None;
         }
-        let booted = boot(cx, build.as_target(self), &self.log_dir.with_file_name(template_logs(&self.log_dir)), What::Template).await;
+        let booted = boot(cx, build.as_target(self), self.logs.template(), |_, _, _| {}).await;
         let (mut child, failure) = match booted {
-            Ok(child) => (Some(child), None),
-            Err((child, failure)) => (child, Some(failure)),
+            Ok((child, _)) => (Some(child), None),
+            Err((child, mut failure)) => {
+                if failure.status == ShardStatus::BootFailed {
+                    failure.cause = format!("building the boot template: {}", failure.cause);
+                    self.phase(cx, InstancePhase::BootFailed { cause: failure.cause.clone(), tail: failure.tail.clone() });
+                }
+                (child, Some(failure))
+            }
         };
         // Never copied while it runs: stopped (SIGTERM), its ports free, then kept.
         if let Some(child) = &mut child
-            && let Err(e) = stop(cx, child, self.spec.teardown.grace).await
+            && let Err(e) = cx.stop(child, self.spec.teardown.grace).await
             && failure.is_none()
         {
             let _ = build.dirs.remove();
@@ -409,17 +387,10 @@ impl Instance {
             tracing::debug!("{e:#}");
         }
         if kept.is_ok() {
-            cx.emit.emit(EventKind::TemplateBuilt { shard: cx.id, took: started.elapsed() });
+            cx.emit.emit(EventKind::TemplateBuilt { shard: cx.id, attempt: cx.attempt, id: self.id.clone(), took: started.elapsed() });
         }
         kept
     }
-}
-
-/// `<shard log dir>/template` for the shard's own instance, `<…>/<id>-template` otherwise: the
-/// template's build logs beside the instance's.
-fn template_logs(log_dir: &Path) -> String {
-    let own = log_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if own == "harper" { "template".to_owned() } else { format!("{own}-template") }
 }
 
 /// The template's build: its own directories and password, on the instance's address, and
@@ -433,7 +404,7 @@ struct Build {
 impl Build {
     fn as_target<'a>(&'a self, of: &'a Instance) -> Target<'a> {
         let boot_cache = self.boot.as_ref().map(|(dir, root)| BootCache { dir: dir.clone(), root, produce: true });
-        Target { spec: &of.spec, dirs: &self.dirs, addr: of.addr, password: &self.password, token: &of.token, main: false, id: &of.id, boot_cache }
+        Target { spec: &of.spec, dirs: &self.dirs, addr: of.addr, password: &self.password, token: &of.token, boot_cache }
     }
 }
 
@@ -444,13 +415,6 @@ struct BootCache<'a> {
     produce: bool,
 }
 
-/// What one boot starts: the instance's Harper, or the build of the template it boots from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum What {
-    Instance,
-    Template,
-}
-
 /// Everything a boot needs, borrowed from an instance (or its template's build).
 struct Target<'a> {
     spec: &'a HarperSpec,
@@ -458,9 +422,6 @@ struct Target<'a> {
     addr: Ipv4Addr,
     password: &'a str,
     token: &'a str,
-    /// The boot shows as the shard's boot phase.
-    main: bool,
-    id: &'a str,
     boot_cache: Option<BootCache<'a>>,
 }
 
@@ -471,20 +432,21 @@ impl<'a> From<&'a Instance> for Target<'a> {
             let dir = boot_cache::dir_of(&t.dir);
             (boot_cache::enabled() && boot_cache::complete(&dir)).then_some(BootCache { dir, root, produce: false })
         });
-        Target { spec: &i.spec, dirs: &i.dirs, addr: i.addr, password: &i.password, token: &i.token, main: i.shard_phase(), id: &i.id, boot_cache }
+        Target { spec: &i.spec, dirs: &i.dirs, addr: i.addr, password: &i.password, token: &i.token, boot_cache }
     }
 }
 
 type BootFailure = (Option<Child>, Failure);
 
-async fn boot<'a>(cx: &Context, target: impl Into<Target<'a>>, logs: &Path, what: What) -> Result<Child, BootFailure> {
-    let t: Target = target.into();
+/// Starts Harper for `t`, its output logged to `logs`, tells `booting` its pid once it runs,
+/// and waits until it is ready; returns it and how long it took. What the boot means (an
+/// instance's life, a template's build) is the caller's to tell.
+async fn boot(cx: &Context, t: Target<'_>, logs: BootLogs, booting: impl FnOnce(u32, &Path, BootLogs)) -> Result<(Child, Duration), BootFailure> {
     let mut launch = instance::launch(t.spec, &cx.entry, t.dirs, t.addr, t.password);
     if let Some(cache) = &t.boot_cache {
         boot_cache::add_env(&mut launch.env, &cache.dir, cache.root, cache.produce);
     }
     let spawned = Instant::now();
-    let logs = BootLogs { stdout: logs.join(log_name(supervise::Stream::Stdout)), stderr: logs.join(log_name(supervise::Stream::Stderr)) };
     let spec = Spec {
         program: launch.program,
         args: launch.args,
@@ -497,77 +459,24 @@ async fn boot<'a>(cx: &Context, target: impl Into<Target<'a>>, logs: &Path, what
     };
     let failed = |cause: String| Failure { status: ShardStatus::BootFailed, cause, tail: Vec::new() };
     let mut child = Child::spawn(spec).await.map_err(|e| (None, failed(format!("{e:#}"))))?;
-    let phase = |phase: InstancePhase| cx.emit.emit(EventKind::Instance { shard: cx.id, id: t.id.to_owned(), phase });
-    match (what, t.main) {
-        (What::Template, _) => {}
-        (What::Instance, true) => {
-            cx.emit.emit(EventKind::BootStarted { shard: cx.id, pid: child.process.pid(), rootpath: t.dirs.root.clone(), logs })
-        }
-        (What::Instance, false) => phase(InstancePhase::Booting { pid: child.process.pid(), rootpath: t.dirs.root.clone() }),
-    }
-    let mut cancel = cx.cancel.clone();
+    booting(child.process.pid(), &t.dirs.root, logs);
     let h = t.spec;
     let outcome = tokio::select! {
         r = readiness::wait_ready(&mut child, &h.ready, &h.startup, t.addr, &h.ports, spawned) => Some(r),
-        _ = cancel.wait_for(Option::is_some) => None,
+        () = cx.cancelled() => None,
     };
     // From here on the output only goes to the logs.
     child.output.close();
     match outcome {
-        Some(Ok(())) => {
-            match (what, t.main) {
-                (What::Template, _) => {}
-                (What::Instance, true) => cx.emit.emit(EventKind::BootReady { shard: cx.id }),
-                (What::Instance, false) => phase(InstancePhase::Ready { took: spawned.elapsed() }),
-            }
-            Ok(child)
-        }
-        Some(Err(e)) => {
-            let cause = match what {
-                What::Instance => e.cause(),
-                What::Template => format!("building the boot template: {}", e.cause()),
-            };
-            let tail = e.tail().to_vec();
-            if t.main || what == What::Template {
-                cx.emit.emit(EventKind::BootFailed { shard: cx.id, cause: cause.clone(), tail: tail.clone() });
-            } else {
-                phase(InstancePhase::BootFailed { cause: cause.clone(), tail: tail.clone() });
-            }
-            Err((Some(child), Failure { status: ShardStatus::BootFailed, cause, tail }))
-        }
+        Some(Ok(())) => Ok((child, spawned.elapsed())),
+        Some(Err(e)) => Err((Some(child), Failure { status: ShardStatus::BootFailed, cause: e.cause(), tail: e.tail().to_vec() })),
         None => Err((Some(child), Failure::cancelled("cancelled while Harper was starting"))),
     }
 }
 
-/// The grace for a stop now: `grace`, or under a signal at most [`super::budget::GRACE`] and
-/// what the deadline leaves.
-fn grace_now(cx: &Context, grace: Duration) -> Duration {
-    if deadline(cx).is_some() { within(cx, grace.min(super::budget::GRACE)) } else { grace }
-}
-
-/// Stops a child within the budget — also when the signal comes while the stop already runs
-/// with the plan's grace. The error says what went wrong (a keeper that died, or that had to
-/// be replaced).
-pub async fn stop(cx: &Context, child: &mut Child, grace: Duration) -> anyhow::Result<supervise::Stopped> {
-    let mut cancel = cx.cancel.clone();
-    let hurry = async move {
-        let end = cancel
-            .wait_for(|c| c.and_then(super::Cancel::teardown_deadline).is_some())
-            .await
-            .ok()
-            .and_then(|c| c.and_then(super::Cancel::teardown_deadline));
-        match end {
-            Some(end) => tokio::time::Instant::from_std(end),
-            // The run ended without a signal: no hurry, ever.
-            None => std::future::pending().await,
-        }
-    };
-    child.process.stop_within(grace_now(cx, grace), hurry).await
-}
-
-async fn acquire(cx: &Context, spec: &HarperSpec, name: &str, token: &str) -> anyhow::Result<Lease> {
+async fn acquire(cx: &Context, spec: &HarperSpec, token: &str) -> anyhow::Result<Lease> {
     let pool = cx.pool.clone();
-    let (token, name) = (token.to_owned(), name.to_owned());
+    let (token, name) = (token.to_owned(), cx.name.clone());
     let ports = spec.ports.all();
     let emit = cx.emit.clone();
     let id = cx.id;
@@ -580,14 +489,6 @@ async fn acquire(cx: &Context, spec: &HarperSpec, name: &str, token: &str) -> an
     .await?
 }
 
-/// The name of Harper's log of `stream`.
-fn log_name(stream: supervise::Stream) -> &'static str {
-    match stream {
-        supervise::Stream::Stdout => "stdout.log",
-        supervise::Stream::Stderr => "stderr.log",
-    }
-}
-
 fn keep_log(cx: &Context, from: &Path, to: &Path) {
     if from.is_file() {
         if let Some(dir) = to.parent() {
@@ -596,8 +497,7 @@ fn keep_log(cx: &Context, from: &Path, to: &Path) {
         // A later teardown of the same instance (after restarts) keeps the newest copy.
         let _ = std::fs::remove_file(to);
         if let Err(e) = supervise::output::copy_fresh(from, to) {
-            let warning = Warning::LogNotKept { from: from.to_path_buf(), error: format!("{e:#}") };
-            cx.emit.emit(EventKind::Warning { shard: Some(cx.id), warning });
+            cx.warn(Warning::LogNotKept { from: from.to_path_buf(), error: format!("{e:#}") });
         }
     }
 }

@@ -4,9 +4,12 @@
 //! shards from starting and tears the running ones down.
 
 pub mod events;
-pub mod control;
+pub mod context;
 pub mod instance;
+pub mod control;
 pub mod shard;
+
+pub use context::{Cancel, Emitter, ReportDir, WeakEmitter, budget};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,84 +17,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use tokio::sync::{Semaphore, mpsc, watch};
-
-use nix::sys::signal::Signal;
+use tokio::sync::{Semaphore, watch};
 
 use crate::exit::Exit;
 use crate::harper::install;
 use crate::harper::instance::WorkDir;
 use crate::plan::{HarperSource, Plan, Shard};
 use crate::pool::Pool;
-use events::{Event, EventKind, ExitCode, ShardId, ShardInfo, ShardStatus};
-
-/// Why a run is being stopped early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cancel {
-    /// SIGINT, SIGTERM, SIGHUP or SIGQUIT, received at `at`: everything after it must fit
-    /// [`budget::CANCEL`].
-    Signal { signal: Signal, at: Instant },
-    Timeout,
-    FailFast,
-}
-
-impl Cancel {
-    pub fn exit(self) -> Option<Exit> {
-        match self {
-            Cancel::Signal { signal, .. } => Some(Exit::Signalled(signal)),
-            Cancel::Timeout | Cancel::FailFast => None,
-        }
-    }
-
-    /// When teardown must be over, under a signal.
-    pub fn teardown_deadline(self) -> Option<Instant> {
-        match self {
-            Cancel::Signal { at, .. } => Some(at + budget::TEARDOWN),
-            Cancel::Timeout | Cancel::FailFast => None,
-        }
-    }
-}
-
-/// Sends events stamped with the time since the run started.
-#[derive(Clone)]
-pub struct Emitter {
-    started: Instant,
-    tx: mpsc::UnboundedSender<Event>,
-}
-
-impl Emitter {
-    pub fn new(started: Instant, tx: mpsc::UnboundedSender<Event>) -> Emitter {
-        Emitter { started, tx }
-    }
-
-    pub fn emit(&self, kind: EventKind) {
-        let _ = self.tx.send(Event { at: self.started.elapsed(), kind });
-    }
-
-    /// An emitter that does not keep the run's event stream open: the reports end when the
-    /// run's last emitter goes, whoever else still holds one of these.
-    pub fn downgrade(&self) -> WeakEmitter {
-        WeakEmitter { started: self.started, tx: self.tx.downgrade() }
-    }
-}
-
-/// See [`Emitter::downgrade`]. Events sent after the stream closed are dropped.
-#[derive(Clone)]
-pub struct WeakEmitter {
-    started: Instant,
-    tx: mpsc::WeakUnboundedSender<Event>,
-}
-
-impl WeakEmitter {
-    pub fn emit(&self, kind: EventKind) {
-        if let Some(tx) = self.tx.upgrade() {
-            let _ = tx.send(Event { at: self.started.elapsed(), kind });
-        }
-    }
-}
+use events::{Attempt, EventKind, ExitCode, ShardId, ShardInfo, ShardStatus};
 
 pub struct Options {
-    pub report_dir: PathBuf,
+    pub report_dir: ReportDir,
     pub pool: Pool,
     /// Where instance directories go, already checked ([`WorkDir::prepare`]).
     pub work: WorkDir,
@@ -107,14 +43,13 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
             index: s.index,
             total,
             commands: s.commands.clone(),
-            log_dir: shard::log_dir(&opts.report_dir, &s.name),
-            junit_dir: shard::junit_dir(&shard::log_dir(&opts.report_dir, &s.name)),
+            log_dir: opts.report_dir.shard(&s.name).path().to_path_buf(),
         })
         .collect();
     let now = std::time::SystemTime::now();
     let started_at = now.checked_sub(emit.started.elapsed()).unwrap_or(now);
     let ids: Vec<ShardId> = ShardId::each(&infos).map(|(id, _)| id).collect();
-    emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.clone(), started_at });
+    emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.path().to_path_buf(), started_at });
 
     let entries = match install_all(&shards, &emit, &cancel).await {
         Ok(entries) => entries,
@@ -143,11 +78,16 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     let work = Arc::new(opts.work);
     let mut tasks = tokio::task::JoinSet::new();
     for (id, shard) in ids.into_iter().zip(shards) {
-        let cx = shard::Context {
+        let shard_dir = opts.report_dir.shard(&shard.name);
+        let attempt = Attempt::first(1);
+        let cx = context::Context {
             id,
+            name: shard.name.clone(),
             total,
+            attempt,
             plan_dir: plan.dir.clone(),
-            log_dir: shard::log_dir(&opts.report_dir, &shard.name),
+            dir: shard_dir.attempt(attempt.attempt),
+            shard_dir,
             entry: match &shard.harper.source {
                 HarperSource::Bin(path) => path.clone(),
                 HarperSource::Package(spec) => entries[spec].clone(),
@@ -201,7 +141,7 @@ fn cancel_once(tx: &watch::Sender<Option<Cancel>>, why: Cancel) -> bool {
     tx.send_if_modified(|c| c.is_none().then(|| *c = Some(why)).is_some())
 }
 
-fn skipped(cx: &shard::Context, why: &str) -> ShardStatus {
+fn skipped(cx: &context::Context, why: &str) -> ShardStatus {
     let status = if matches!(*cx.cancel.borrow(), Some(Cancel::FailFast)) { ShardStatus::Skipped } else { ShardStatus::Cancelled };
     cx.emit.emit(EventKind::ShardFinished { shard: cx.id, status, cause: Some(why.to_owned()) });
     status
@@ -234,34 +174,4 @@ async fn install_all(shards: &[Shard], emit: &Emitter, cancel: &watch::Receiver<
         entries.insert(spec.clone(), installed.entry);
     }
     Ok(entries)
-}
-
-pub mod budget {
-    //! The cancellation budget. GitHub sends SIGINT, then SIGTERM 7.5 s later, then SIGKILL; a
-    //! run must have torn down and written its report before the second signal. Every wait that
-    //! can follow a signal is clamped to the teardown deadline ([`super::Cancel::teardown_deadline`]):
-    //! the keepers' grace and the tool's wait for their report, the last-output flush, the port
-    //! release check, a running npm install, the wait for an address. What is not clamped is
-    //! listed here and counted against the budget below.
-    use std::time::Duration;
-
-    /// From the first signal to the tool's exit.
-    pub const CANCEL: Duration = Duration::from_secs(7);
-    /// From the first signal to the end of every shard's teardown.
-    pub const TEARDOWN: Duration = Duration::from_millis(5_000);
-    /// Under a signal, a stop's grace: SIGTERM, then at most this before SIGKILL.
-    pub const GRACE: Duration = Duration::from_secs(2);
-    /// After the tool itself SIGKILLs a stuck keeper and its group at the deadline: reaping them.
-    pub const KILL_REAP: Duration = Duration::from_millis(500);
-    /// After teardown: the reports (files, step summary, check run) and the exit.
-    pub const REPORT: Duration = Duration::from_millis(1_000);
-    /// Slack for what the waits above cannot see: scheduling, file removal, a pool poll.
-    pub const SLACK: Duration = Duration::from_millis(400);
-
-    const _: () = assert!(
-        TEARDOWN.as_millis() + KILL_REAP.as_millis() + REPORT.as_millis() + SLACK.as_millis() <= CANCEL.as_millis()
-    );
-    const _: () = assert!(GRACE.as_millis() < TEARDOWN.as_millis());
-    // Replacing a dead keeper ends with a sweep's wait for SIGKILLed processes.
-    const _: () = assert!(crate::process::AFTER_KILL.as_millis() <= KILL_REAP.as_millis());
 }

@@ -1,62 +1,42 @@
-//! The life of one shard: wait for an address, boot Harper on it, run the commands, tear
-//! everything down, and say how it went. Every step emits events; teardown runs whatever
-//! happened before it.
+//! The life of one shard: each attempt waits for an address, boots Harper on it, runs the
+//! commands, tears everything down and says how it went. Every step emits events; teardown
+//! runs whatever happened before it.
+//!
+//! Stands on `control` (the socket served beside the commands), `instance` and `context`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::context::{Context, FLUSH_LIMIT, MAIN};
 use super::control::{CONTROL_VAR, Control, Registry};
-use super::events::{EventKind, Outcome, ShardId, ShardStatus, Warning};
-use super::instance::{Instance, MAIN};
-use super::{Cancel, Emitter};
-use crate::harper::instance::WorkDir;
+use super::events::{EventKind, Outcome, ShardStatus};
+use super::instance::Instance;
 use crate::plan::Shard;
-use crate::pool::Pool;
 use crate::supervise::readiness::Tail;
-use crate::supervise::output::Unlogged;
 use crate::supervise::{self, Child, Settled, Spec};
-
-/// After a stop, how long the last output may take to reach the logs. Only a process that
-/// escaped the keeper (possible where there is no subreaper) can hold the pipes open longer;
-/// the shard must not hang on it.
-const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// Lines of a failed command's output kept for the report.
 pub const COMMAND_TAIL: usize = 200;
 
-/// The folder in a shard's log directory where its commands may leave JUnit XML
-/// (`HARPER_SHARD_JUNIT_DIR`); the report reads per-file timings from it.
-const JUNIT_DIR: &str = "junit";
-
-pub struct Context {
-    pub id: ShardId,
-    pub total: usize,
-    pub plan_dir: PathBuf,
-    pub log_dir: PathBuf,
-    pub entry: PathBuf,
-    pub work: Arc<WorkDir>,
-    pub pool: Arc<Pool>,
-    pub emit: Emitter,
-    pub cancel: watch::Receiver<Option<Cancel>>,
-}
-
-/// A shard's folder in the report directory.
-pub fn log_dir(report_dir: &Path, shard: &str) -> PathBuf {
-    report_dir.join(crate::plan::dir_name(shard))
-}
-
 pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
     cx.emit.emit(EventKind::ShardStarted { shard: cx.id });
-    let (status, cause) = life(cx, shard).await;
+    cx.emit.emit(EventKind::AttemptStarted {
+        shard: cx.id,
+        attempt: cx.attempt,
+        log_dir: cx.dir.path().to_path_buf(),
+        junit_dir: cx.dir.junit(),
+        retrying: None,
+    });
+    let (status, cause) = attempt(cx, shard).await;
+    cx.emit.emit(EventKind::AttemptFinished { shard: cx.id, attempt: cx.attempt, status, cause: cause.clone() });
     cx.emit.emit(EventKind::ShardFinished { shard: cx.id, status, cause });
     status
 }
 
-async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
+/// One attempt: the shard's own instance (unless `harper.boot: false`), the commands beside the
+/// control socket, and the teardown of every instance the attempt started.
+async fn attempt(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     // The token exists before the address does, so that whoever records the lease can record
     // the token that every process of this shard will carry.
     let token = uuid::Uuid::new_v4().to_string();
@@ -64,8 +44,7 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     let (mut status, mut cause) = (ShardStatus::Passed, None);
     let mut own = None;
     if shard.harper.boot {
-        let log_dir = cx.log_dir.join("harper");
-        let mut main = match Instance::acquire(cx, shard.harper.clone(), (MAIN.into(), shard.name.clone()), token.clone(), log_dir, None).await {
+        let mut main = match Instance::acquire(cx, shard.harper.clone(), (MAIN.into(), MAIN.into()), token.clone(), None).await {
             Ok(main) => main,
             Err(f) => return (f.status, Some(f.cause)),
         };
@@ -92,28 +71,28 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     let suspect = status == ShardStatus::Infrastructure;
     let mut instances = registry.drain();
     instances.extend(own);
-    let (main, extra): (Vec<Instance>, Vec<Instance>) = instances.into_iter().partition(|i| i.id == MAIN);
-    // The on-demand ones first, side by side, inside the shard's teardown phase.
-    let mut problems: Vec<String> = Vec::new();
-    if main.is_empty() && !extra.is_empty() {
-        cx.emit.emit(EventKind::TeardownStarted { shard: cx.id });
+    if instances.is_empty() {
+        return (status, cause);
     }
-    let ended = futures_util::future::join_all(extra.into_iter().map(|i| {
+    cx.emit.emit(EventKind::TeardownStarted { shard: cx.id, attempt: cx.attempt });
+    let (main, extra): (Vec<Instance>, Vec<Instance>) = instances.into_iter().partition(|i| i.id == MAIN);
+    // The on-demand ones first, side by side; the shard's own last.
+    let mut problems: Vec<String> = futures_util::future::join_all(extra.into_iter().map(|i| {
         let id = i.id.clone();
         async move { i.teardown(cx, suspect).await.map(|p| format!("instance `{id}`: {p}")) }
     }))
-    .await;
-    problems.extend(ended.into_iter().flatten());
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
     for main in main {
-        if let Some(problem) = main.teardown(cx, suspect).await {
-            problems.push(problem);
-        }
+        problems.extend(main.teardown(cx, suspect).await);
     }
     if !problems.is_empty() {
+        let problem = problems.join("; ");
         if status == ShardStatus::Passed || status == ShardStatus::Failed {
             status = ShardStatus::Infrastructure;
         }
-        let problem = problems.join("; ");
         cause = Some(match cause {
             Some(c) => format!("{c}; and teardown: {problem}"),
             None => format!("teardown: {problem}"),
@@ -138,19 +117,6 @@ async fn with_control(cx: &Context, shard: &Shard, registry: &Registry, token: &
     };
     let (result, ()) = tokio::join!(run, control.serve(cx, shard, registry, token, ended));
     result
-}
-
-/// Under a signal, when every wait of this shard must be over ([`budget`]).
-pub(super) fn deadline(cx: &Context) -> Option<tokio::time::Instant> {
-    cx.cancel.borrow().and_then(Cancel::teardown_deadline).map(tokio::time::Instant::from_std)
-}
-
-/// `limit`, or less under a signal: what is left until the deadline.
-pub(super) fn within(cx: &Context, limit: Duration) -> Duration {
-    match deadline(cx) {
-        Some(end) => limit.min(end.saturating_duration_since(tokio::time::Instant::now())),
-        None => limit,
-    }
 }
 
 /// The variables of the README's "What a shard command sees".
@@ -179,7 +145,7 @@ fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>) -> BTreeMap<St
         ("HARPER_SHARD_INDEX", shard.index.to_string()),
         ("HARPER_SHARD_TOTAL", cx.total.to_string()),
         ("HARPER_SHARD_FILES", shard.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")),
-        ("HARPER_SHARD_JUNIT_DIR", junit_dir(&cx.log_dir).display().to_string()),
+        ("HARPER_SHARD_JUNIT_DIR", cx.dir.junit().display().to_string()),
     ];
     for (k, v) in vars {
         env.insert(k.to_owned(), v);
@@ -187,29 +153,17 @@ fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>) -> BTreeMap<St
     env
 }
 
-/// Where command `i` (0-based) of a shard writes its output, stdout and stderr interleaved.
-fn command_log(log_dir: &Path, i: usize) -> PathBuf {
-    log_dir.join(format!("command-{}.log", i + 1))
-}
-
-/// The JUnit folder in a shard's `log_dir`; absolute: commands run in the plan's directory, the
-/// report directory may be relative.
-pub fn junit_dir(log_dir: &Path) -> PathBuf {
-    let dir = log_dir.join(JUNIT_DIR);
-    std::path::absolute(&dir).unwrap_or(dir)
-}
-
 async fn commands(cx: &Context, shard: &Shard, env: &BTreeMap<String, String>, token: &str) -> (ShardStatus, Option<String>) {
     // Emptied first: XML left by an earlier run in the same report directory is not this run's.
-    let junit = junit_dir(&cx.log_dir);
+    let junit = cx.dir.junit();
     let _ = std::fs::remove_dir_all(&junit);
     if let Err(e) = std::fs::create_dir_all(&junit) {
         return (ShardStatus::Infrastructure, Some(format!("cannot create {}: {e}", junit.display())));
     }
     let deadline = tokio::time::Instant::now() + shard.timeout;
     for (i, command) in shard.commands.iter().enumerate() {
-        let log = command_log(&cx.log_dir, i);
-        cx.emit.emit(EventKind::CommandStarted { shard: cx.id, command: i, log: log.clone() });
+        let log = cx.dir.command_log(i);
+        cx.emit.emit(EventKind::CommandStarted { shard: cx.id, attempt: cx.attempt, command: i, log: log.clone() });
         let spec = Spec {
             program: "sh".into(),
             args: vec!["-c".into(), command.into()],
@@ -240,17 +194,12 @@ async fn commands(cx: &Context, shard: &Shard, env: &BTreeMap<String, String>, t
             )),
             (Outcome::Cancelled, None) => Some((ShardStatus::Cancelled, format!("`{command}` was cancelled"))),
         };
-        cx.emit.emit(EventKind::CommandFinished { shard: cx.id, command: i, outcome, tail });
+        cx.emit.emit(EventKind::CommandFinished { shard: cx.id, attempt: cx.attempt, command: i, outcome, tail });
         if let Some((status, cause)) = result {
             return (status, Some(cause));
         }
     }
     (ShardStatus::Passed, None)
-}
-
-/// Resolves once the run is cancelled.
-async fn cancelled(cancel: &mut watch::Receiver<Option<Cancel>>) {
-    let _ = cancel.wait_for(Option::is_some).await;
 }
 
 /// How a command ended, its last lines, and what went wrong with its supervision, if anything.
@@ -262,11 +211,10 @@ struct Watched {
 
 async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio::time::Instant, shard: &Shard) -> Watched {
     let mut tail = Tail::new(COMMAND_TAIL);
-    let mut cancel = cx.cancel.clone();
     let mut output_open = true;
     let relay = |tail: &mut Tail, chunk: supervise::Chunk| {
         tail.feed(&chunk.bytes);
-        cx.emit.emit(EventKind::CommandOutput { shard: cx.id, command: i, stream: chunk.stream, bytes: chunk.bytes });
+        cx.emit.emit(EventKind::CommandOutput { shard: cx.id, attempt: cx.attempt, command: i, stream: chunk.stream, bytes: chunk.bytes });
     };
     let mut broken = None;
     let outcome = loop {
@@ -277,7 +225,7 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
                 None => output_open = false,
             },
             status = child.process.exited() => break ended(status, &mut broken),
-            () = cancelled(&mut cancel) => break Outcome::Cancelled,
+            () = cx.cancelled() => break Outcome::Cancelled,
             _ = tokio::time::sleep_until(deadline) => {
                 // The tool itself may have been stopped (SIGSTOP, a frozen machine) while the
                 // command went on and finished: what is already waiting decides, not the clock.
@@ -295,7 +243,7 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
     // Whatever the command left in its group (background servers, stuck children) goes too.
     // The stop's error, when there is one, is the whole story (a keeper that died is found
     // and replaced there); it replaces what the exit said.
-    if let Err(e) = super::instance::stop(cx, &mut child, shard.harper.teardown.grace).await {
+    if let Err(e) = cx.stop(&mut child, shard.harper.teardown.grace).await {
         broken = Some(format!("{e:#}"));
     }
     // Taken as it comes until both pipes close: a drain reads on only as what it sent is taken.
@@ -305,17 +253,9 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
         }
         child.process.flushed().await;
     };
-    let _ = tokio::time::timeout(within(cx, FLUSH_LIMIT), rest).await;
-    warn_unlogged(cx, &mut child.process, |_| command_log(&cx.log_dir, i));
+    let _ = tokio::time::timeout(cx.within(FLUSH_LIMIT), rest).await;
+    cx.warn_unlogged(&mut child.process, |_| cx.dir.command_log(i));
     Watched { outcome, tail: tail.lines(), broken }
-}
-
-/// A warning for each stream of `process` whose output is not all in its log (`log_of`).
-pub(super) fn warn_unlogged(cx: &Context, process: &mut supervise::Process, log_of: impl Fn(supervise::Stream) -> PathBuf) {
-    for Unlogged { stream, bytes, error } in process.take_unlogged() {
-        let warning = Warning::LogIncomplete { log: log_of(stream), stream, bytes, error };
-        cx.emit.emit(EventKind::Warning { shard: Some(cx.id), warning });
-    }
 }
 
 /// A command's exit as an outcome; a keeper that vanished instead is noted in `broken`.

@@ -3,7 +3,12 @@
 use std::time::Duration;
 
 use harper_shard::report::model::RunRecord;
-use harper_shard::run::events::{Event, EventKind, ExitCode, Outcome, ShardId, ShardInfo, ShardStatus};
+use harper_shard::run::events::{Attempt, Event, EventKind, ExitCode, InstancePhase, Outcome, ShardId, ShardInfo, ShardStatus};
+
+/// A phase of the first attempt's own instance (`main`) of `shard`.
+pub fn own(shard: ShardId, phase: InstancePhase) -> EventKind {
+    EventKind::Instance { shard, attempt: Attempt::first(1), id: "main".into(), phase }
+}
 
 /// A finished run of `passed` passing and `failed` failing shards, built from events.
 pub fn run_record(passed: usize, failed: usize) -> RunRecord {
@@ -15,7 +20,6 @@ pub fn run_record(passed: usize, failed: usize) -> RunRecord {
             total,
             commands: vec!["npm test".into()],
             log_dir: format!("report/s{i:03}").into(),
-            junit_dir: format!("report/s{i:03}/junit").into(),
         })
         .collect();
     let mut record = RunRecord::new();
@@ -30,12 +34,12 @@ pub fn run_record(passed: usize, failed: usize) -> RunRecord {
     for shard in ids {
         let fails = shard.position() >= passed;
         apply(EventKind::ShardStarted { shard });
-        apply(EventKind::AddressAcquired { shard, addr: std::net::Ipv4Addr::new(127, 0, 0, 2) });
-        apply(EventKind::BootReady { shard });
-        apply(EventKind::CommandStarted { shard, command: 0, log: format!("report/s{:03}/command-1.log", shard.position()).into() });
+        apply(own(shard, InstancePhase::Acquired { name: "main".into(), addr: std::net::Ipv4Addr::new(127, 0, 0, 2) }));
+        apply(own(shard, InstancePhase::Ready { took: Duration::from_millis(90) }));
+        apply(EventKind::CommandStarted { shard, attempt: Attempt::first(1), command: 0, log: format!("report/s{:03}/command-1.log", shard.position()).into() });
         let outcome = if fails { Outcome::Failed { status: "exit code 1".into() } } else { Outcome::Passed };
-        apply(EventKind::CommandFinished { shard, command: 0, outcome, tail: vec!["not ok 1 - widget".into()] });
-        apply(EventKind::TeardownStarted { shard });
+        apply(EventKind::CommandFinished { shard, attempt: Attempt::first(1), command: 0, outcome, tail: vec!["not ok 1 - widget".into()] });
+        apply(EventKind::TeardownStarted { shard, attempt: Attempt::first(1) });
         let (status, cause) = if fails { (ShardStatus::Failed, Some("`npm test` failed: exit code 1".into())) } else { (ShardStatus::Passed, None) };
         apply(EventKind::ShardFinished { shard, status, cause });
     }

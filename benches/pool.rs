@@ -79,7 +79,7 @@ impl Ours {
 
 impl Slots for Ours {
     fn take_or(&mut self, waiting: &dyn Fn()) -> usize {
-        let claim = Claim { token: "bench-token", shard: "bench" };
+        let claim = Claim { token: "bench-token", shard: "bench", avoid: &[] };
         // The pool asks whether to give up after each look that found nothing.
         let cancelled = || {
             waiting();

@@ -130,6 +130,14 @@ pub struct RunArgs {
     /// The name of the check run.
     #[arg(long, default_value = "harper-shard", env = "HARPER_SHARD_CHECK_NAME")]
     pub check_name: String,
+    /// Try a failed shard up to N more times, each on a fresh instance (0 to 10): replaces the
+    /// plan's `run.retries`; a shard's own `retries` still wins.
+    #[arg(long, value_name = "N", env = "HARPER_SHARD_RETRIES", value_parser = retries)]
+    pub retries: Option<u32>,
+}
+
+fn retries(text: &str) -> Result<u32, String> {
+    crate::plan::schema::Retries::parse(text).map(|r| r.0)
 }
 
 #[derive(Debug, Args)]

@@ -25,15 +25,20 @@ use crate::{pool, supervise};
 
 /// Loads and resolves a plan against this process's environment.
 pub fn load_plan(path: &Path, timings: &Timings) -> Result<Plan, Failure> {
+    load_plan_with(path, timings, None)
+}
+
+/// [`load_plan`], with `--retries` in place of the plan's `run.retries`.
+fn load_plan_with(path: &Path, timings: &Timings, retries: Option<u32>) -> Result<Plan, Failure> {
     let (raw, text) = plan::load::load(path).map_err(Failure::usage)?;
-    resolve(path, &text, raw, timings)
+    resolve(path, &text, raw, timings, retries)
 }
 
 /// Resolves a parsed plan against this process's environment and CPUs.
-fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timings) -> Result<Plan, Failure> {
+fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timings, retries: Option<u32>) -> Result<Plan, Failure> {
     let env = |name: &str| std::env::var(name).ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cx = plan::resolve::Context { env: &env, cpus, timings };
+    let cx = plan::resolve::Context { env: &env, cpus, timings, retries };
     plan::resolve::resolve(path, text, raw, &cx).map_err(Failure::usage)
 }
 
@@ -114,7 +119,7 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
     let verbosity = say.verbosity();
     let token = take_token();
     let (timings, timings_said) = read_timings(args.timings.as_deref())?;
-    let plan = load_plan(&args.plan_file.plan_file, &timings)?;
+    let plan = load_plan_with(&args.plan_file.plan_file, &timings, args.retries)?;
     // Said with the run's events when there is a run, so that its reports have it too.
     let mut unknown = unknown_timings(&plan, &timings, args.timings.as_deref());
     let partition = job_partition(args.partition)?;
@@ -469,7 +474,7 @@ fn pool_plan(args: &PoolArgs) -> Result<Plan, Failure> {
             let text = "version: 1\nshards:\n  - name: pool\n    run: \"true\"\n";
             let path = Path::new("(built-in defaults)");
             let raw = plan::load::parse(path, text).map_err(Failure::usage)?;
-            resolve(path, text, raw, &Timings::default())
+            resolve(path, text, raw, &Timings::default(), None)
         }
     }
 }

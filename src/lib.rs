@@ -8,6 +8,7 @@
 //! live in [`process`], which `pool` and `supervise` both stand on.
 
 pub mod cli;
+pub mod cases;
 pub mod commands;
 pub mod ctl;
 pub mod exit;

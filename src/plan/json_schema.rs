@@ -11,7 +11,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::Value;
 
 use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_SPLIT};
-use super::schema::{Address, Commands, Concurrency, Dur, Instances, PoolCount, Port, RawPlan, Split, Weight};
+use super::schema::{Address, Commands, Concurrency, Dur, Instances, PoolCount, Port, RawPlan, Retries, Split, Weight};
 
 /// The whole schema, as `harper-shard schema` prints it (and `docs/plan.schema.json` holds, for
 /// the example plans' `yaml-language-server` modeline).
@@ -66,6 +66,21 @@ macro_rules! count_schema {
 count_schema!(PoolCount, "PoolCount", "addresses", MAX_POOL_COUNT);
 count_schema!(Instances, "Instances", "instances", MAX_INSTANCES);
 count_schema!(Split, "Split", "parts", MAX_SPLIT);
+
+impl JsonSchema for Retries {
+    fn schema_name() -> Cow<'static, str> {
+        "Retries".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "integer",
+            "minimum": 0,
+            "maximum": limits::MAX_RETRIES,
+            "description": format!("How many more times a failed shard is tried, each on a fresh instance: 0 to {}.", limits::MAX_RETRIES),
+        })
+    }
+}
 
 impl JsonSchema for Port {
     fn schema_name() -> Cow<'static, str> {

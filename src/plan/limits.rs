@@ -30,6 +30,8 @@ pub const MAX_POOL_COUNT: u32 = 1024;
 pub const MAX_INSTANCES: u32 = 64;
 /// `split`: every part is a Harper instance of its own.
 pub const MAX_SPLIT: u32 = 256;
+/// `retries`: each is a whole fresh attempt of the shard; past a few, a failure is a failure.
+pub const MAX_RETRIES: u32 = 10;
 
 /// A shard's name, a split suffix (`/12`) included: it names a log folder, a JUnit suite and
 /// an environment variable, and must fit every file name derived from it.

@@ -72,6 +72,8 @@ pub struct RunSpec {
     pub fail_fast: bool,
     #[serde(with = "secs")]
     pub timeout: Duration,
+    /// The shards' retries unless they set their own.
+    pub retries: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -86,9 +88,15 @@ pub struct Shard {
     /// 1-based position among all the plan's shards.
     pub index: usize,
     pub commands: Vec<String>,
+    /// The commands as written, `{files}` not yet filled in: a retry of some of `files` fills
+    /// them in again ([`Shard::commands_for`]).
+    #[serde(skip)]
+    pub run: Vec<String>,
     pub env: BTreeMap<String, String>,
     #[serde(with = "secs")]
     pub timeout: Duration,
+    /// How many more times it is tried after a failure.
+    pub retries: u32,
     /// The files of a `files:` shard, relative to the plan's directory.
     pub files: Vec<PathBuf>,
     pub harper: HarperSpec,
@@ -116,6 +124,12 @@ pub struct Position {
 }
 
 impl Shard {
+    /// The commands with `{files}` filled in with `files` (a subset of the shard's).
+    pub fn commands_for(&self, files: &[PathBuf]) -> Vec<String> {
+        let words = split::shell_words(files);
+        self.run.iter().map(|c| c.replace("{files}", &words)).collect()
+    }
+
     /// A part of a split shard (`database/2`).
     pub fn is_part(&self) -> bool {
         self.name != self.group
@@ -129,8 +143,10 @@ impl Shard {
             at: Position::default(),
             index: 0,
             commands: vec!["true".into()],
+            run: vec!["true".into()],
             env: BTreeMap::new(),
             timeout: Duration::from_secs(60),
+            retries: 0,
             files,
             harper: test_harper(),
             raw_harper: schema::RawHarper::default(),
@@ -264,7 +280,7 @@ fn test_harper() -> HarperSpec {
     let text = "version: 1\nshards:\n  - name: x\n    run: \"true\"\n";
     let path = Path::new("test.yml");
     let raw = load::parse(path, text).expect("the test plan parses");
-    let cx = resolve::Context { env: &|_| None, cpus: 2, timings: &Timings::default() };
+    let cx = resolve::Context { env: &|_| None, cpus: 2, timings: &Timings::default(), retries: None };
     resolve::resolve(path, text, raw, &cx).expect("the test plan resolves").shards.remove(0).harper
 }
 

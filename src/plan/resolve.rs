@@ -72,6 +72,8 @@ pub struct Context<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub cpus: usize,
     pub timings: &'a Timings,
+    /// `--retries` (or `HARPER_SHARD_RETRIES`): replaces `run.retries`.
+    pub retries: Option<u32>,
 }
 
 impl Context<'_> {
@@ -125,8 +127,10 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
                 at: position(&name.referenced),
                 index: 0,
                 commands: part.commands,
+                run: shard.run.value.list.clone(),
                 env: env.clone(),
                 timeout: shard.timeout.map_or(run.timeout, |d| d.0),
+                retries: shard.retries.map_or(run.retries, |r| r.0),
                 files: part.files,
                 harper: harper.clone(),
                 raw_harper: raw_harper.clone(),
@@ -156,7 +160,7 @@ pub fn instance_request(source: &Path, plan_dir: &Path, shard: &RawHarper, text:
     let over: RawHarper = super::load::parse_as(source, text)?;
     let env = |_: &str| None;
     let timings = Timings::default();
-    let cx = Context { env: &env, cpus: 1, timings: &timings };
+    let cx = Context { env: &env, cpus: 1, timings: &timings, retries: None };
     let r = Resolver { file: source, text, cx: &cx };
     for (key, given) in [("package", over.package.is_some()), ("bin", over.bin.is_some()), ("runtime", over.runtime.is_some())] {
         if given {
@@ -239,6 +243,7 @@ impl Resolver<'_> {
             concurrency,
             fail_fast: raw.run.fail_fast.unwrap_or(false),
             timeout: raw.run.timeout.map_or(Duration::from_secs(30 * 60), |d| d.0),
+            retries: self.cx.retries.or(raw.run.retries.map(|r| r.0)).unwrap_or(0),
         })
     }
 

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use schemars::JsonSchema;
 use serde_saphyr::{Location, Spanned};
 
-use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_SPLIT};
+use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_RETRIES, MAX_SPLIT};
 
 /// A harper-shard plan: which shards to run, each against its own Harper on its own loopback
 /// address (README, "The plan").
@@ -191,6 +191,9 @@ pub struct RawRun {
     /// The whole run's limit, and each shard's unless it sets its own.
     #[schemars(example = &"30m")]
     pub timeout: Option<Dur>,
+    /// How many more times a failed shard is tried, each time on a fresh instance (0 to 10).
+    #[schemars(with = "Option<Retries>", example = 2)]
+    pub retries: Option<Retries>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -208,6 +211,9 @@ pub struct RawShard {
     /// This shard's limit (default: `run.timeout`).
     #[schemars(example = &"10m")]
     pub timeout: Option<Dur>,
+    /// This shard's retries (default: `run.retries`).
+    #[schemars(with = "Option<Retries>", example = 1)]
+    pub retries: Option<Retries>,
     /// A glob of test files, relative to the plan, substituted for `{files}` in `run`.
     #[schemars(with = "Option<String>", example = &"tests/sql/*.test.mjs")]
     pub files: Option<Spanned<String>>,
@@ -328,6 +334,26 @@ count!(
     /// `split`: how many parts, 1 to [`MAX_SPLIT`].
     Split, "split", "parts", MAX_SPLIT
 );
+
+/// `retries`: how many more attempts a failed shard gets, 0 to [`MAX_RETRIES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries(pub u32);
+
+impl Retries {
+    /// The count in `text`, or why it is not one.
+    pub fn parse(text: &str) -> Result<Retries, String> {
+        match whole_number(text, 0, u64::from(MAX_RETRIES)) {
+            Some(n) => Ok(Retries(n as u32)),
+            None => Err(format!("retries `{text}` is not valid: use a whole number from 0 to {MAX_RETRIES}")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Retries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Retries::parse(&String::deserialize(d)?).map_err(de::Error::custom)
+    }
+}
 
 /// A shard's `weight`: its predicted duration while it has no recorded time. Seconds (`90`,
 /// `2.5`) or a duration with a unit (`90s`, `1h 30m`), from 0 to 24h.

@@ -109,6 +109,9 @@ pub struct Claim<'a> {
     /// The `HARPER_SHARD_TOKEN` every process of the lease will carry.
     pub token: &'a str,
     pub shard: &'a str,
+    /// Addresses taken only when no other is free: those of the shard's earlier attempts, so
+    /// that a retry runs on a fresh address whenever the pool has one.
+    pub avoid: &'a [Ipv4Addr],
 }
 
 /// No address could be had within `pool.wait`. Says who holds what.
@@ -219,7 +222,8 @@ impl Pool {
         loop {
             let (mut held, mut busy) = (0, 0);
             let mut skipped_now = Vec::new();
-            for addr in self.spec.addresses() {
+            let fresh = self.spec.addresses().filter(|a| !claim.avoid.contains(a));
+            for addr in fresh.chain(self.spec.addresses().filter(|a| claim.avoid.contains(a))) {
                 // One broken slot (its lock a directory or a FIFO, its record unreadable as
                 // one) costs that address, said once, not the run.
                 let unusable = |error: anyhow::Error, skipped_now: &mut Vec<Ipv4Addr>| {

@@ -113,6 +113,9 @@ impl Reporter for Console {
                 Some((shard, OwnBoot::Failed(cause))) => self.line(format!("[{}] boot failed: {cause}", name(shard))),
                 _ => {}
             },
+            EventKind::AttemptStarted { shard, attempt, retrying: Some(cause), .. } if !quiet => {
+                self.line(format!("{}: {cause}", super::retrying(&name(*shard), *attempt)));
+            }
             EventKind::TemplateBuilding { shard, .. } if progress => {
                 self.line(format!("[{}] building the boot template (once per Harper and settings)", name(*shard)));
             }

@@ -1,6 +1,6 @@
 //! The report directory: `report.json` (the run record, versioned) and `timings.json` (what the
 //! next run balances with: per shard, and per file from the JUnit XML commands leave in their
-//! `HARPER_SHARD_JUNIT_DIR`, see [`super::harvest`]; the history weighed with this run's figures,
+//! `HARPER_SHARD_JUNIT_DIR`, see [`crate::cases`]; the history weighed with this run's figures,
 //! and this run's own in its `run` section for `timings merge`), and a folder per shard that the
 //! run writes its logs into as it goes.
 //!
@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::model::RunRecord;
-use super::{Reporter, harvest};
+use super::Reporter;
+use crate::cases;
 use crate::plan::Timings;
 use crate::plan::timings::{RunTimings, TIMINGS_VERSION};
 use crate::run::events::{Event, ShardStatus};
@@ -75,7 +76,7 @@ impl Reporter for Files {
         }
         let mut problems = Vec::new();
         for junit in record.shards.iter().filter_map(|s| s.last().junit_dir.as_ref()) {
-            let (files, bad) = harvest::file_times(junit, &self.plan_dir);
+            let (files, bad) = cases::file_times(junit, &self.plan_dir);
             run.files.extend(files);
             problems.extend(bad);
         }

@@ -38,6 +38,9 @@ impl Bars {
     pub fn update(&mut self, kind: &EventKind, record: &RunRecord) {
         let (shard, phase) = match kind {
             EventKind::ShardStarted { shard } => (*shard, "waiting for an address".to_owned()),
+            EventKind::AttemptStarted { shard, attempt, retrying: Some(cause), .. } => {
+                (*shard, format!("{}: {cause}", super::retrying("", *attempt)))
+            }
             EventKind::Instance { .. } => match record.own_boot(kind) {
                 Some((shard, OwnBoot::Acquired(_))) => (shard, "booting Harper".to_owned()),
                 Some((shard, OwnBoot::Ready)) => (shard, "Harper ready".to_owned()),

@@ -6,7 +6,6 @@ pub mod checks;
 pub mod console;
 pub mod files;
 pub mod github;
-pub mod harvest;
 pub mod junit;
 pub mod live;
 pub mod model;
@@ -123,6 +122,12 @@ pub fn instance_line(instance: &InstanceRecord) -> String {
     line
 }
 
+/// "retrying db (2/3) on a fresh instance": what a retry of shard `name` is called.
+pub fn retrying(name: &str, attempt: crate::run::events::Attempt) -> String {
+    let name = if name.is_empty() { String::new() } else { format!(" {name}") };
+    format!("retrying{name} ({}/{}) on a fresh instance", attempt.attempt, attempt.of)
+}
+
 /// "passed", "failed: exit code 3", "timed out after 10m": how a command ended, for people.
 pub fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
@@ -195,7 +200,7 @@ mod tests {
         let kinds = [
             (0, EventKind::RunStarted { shards, concurrency: 1, report_dir: "no-such-report".into(), started_at: std::time::SystemTime::now() }),
             (0, EventKind::ShardStarted { shard }),
-            (0, EventKind::AttemptStarted { shard, attempt, log_dir: "no-such-report/phased".into(), junit_dir: "no-such-report/phased/junit".into(), retrying: None }),
+            (0, EventKind::AttemptStarted { shard, attempt, log_dir: "no-such-report/phased".into(), junit_dir: "no-such-report/phased/junit".into(), commands: vec!["npm test".into()], retrying: None }),
             (110, main(InstancePhase::Acquired { name: "main".into(), addr: std::net::Ipv4Addr::new(127, 0, 0, 2) })),
             (110, main(InstancePhase::Booting { pid: 7, rootpath: "/nowhere".into(), logs })),
             (330, main(InstancePhase::Ready { took: ms(220) })),

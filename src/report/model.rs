@@ -259,6 +259,13 @@ pub struct CommandRecord {
     pub tail: Vec<String>,
 }
 
+impl CommandRecord {
+    /// A command that has not run.
+    fn new(command: &str) -> CommandRecord {
+        CommandRecord { command: command.to_owned(), log: None, started: None, finished: None, outcome: None, tail: Vec::new() }
+    }
+}
+
 /// Phase boundaries, in seconds since the run started.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Phases {
@@ -349,10 +356,11 @@ impl RunRecord {
                 self.warnings.push(format!("{name}: {warning}"));
             }
             EventKind::ShardStarted { shard } => self.shards[*shard].attempts[0].phases.started = at,
-            EventKind::AttemptStarted { shard, attempt, log_dir, junit_dir, .. } => {
+            EventKind::AttemptStarted { shard, attempt, log_dir, junit_dir, commands, .. } => {
                 let a = self.shards[*shard].attempt_mut(*attempt);
                 a.log_dir = log_dir.clone();
                 a.junit_dir = Some(junit_dir.clone());
+                a.commands = commands.iter().map(|c| CommandRecord::new(c)).collect();
                 a.phases.started.get_or_insert(event.at);
             }
             EventKind::CommandStarted { shard, attempt, command, log } => {
@@ -463,11 +471,7 @@ impl AttemptRecord {
             junit_dir: None,
             status: None,
             cause: None,
-            commands: info
-                .commands
-                .iter()
-                .map(|c| CommandRecord { command: c.clone(), log: None, started: None, finished: None, outcome: None, tail: Vec::new() })
-                .collect(),
+            commands: info.commands.iter().map(|c| CommandRecord::new(c)).collect(),
             phases: Phases::default(),
             instances: Vec::new(),
         }
@@ -475,7 +479,7 @@ impl AttemptRecord {
 
     /// An attempt of the same shard that has not started: its commands, nothing run.
     fn fresh(&self) -> AttemptRecord {
-        let commands = self.commands.iter().map(|c| CommandRecord { command: c.command.clone(), log: None, started: None, finished: None, outcome: None, tail: Vec::new() });
+        let commands = self.commands.iter().map(|c| CommandRecord::new(&c.command));
         AttemptRecord {
             junit_dir: None,
             status: None,

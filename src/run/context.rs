@@ -246,6 +246,8 @@ pub struct Context {
     pub name: String,
     pub total: usize,
     pub attempt: Attempt,
+    /// The addresses of the shard's earlier attempts: a retry takes another when it can.
+    pub earlier: Vec<std::net::Ipv4Addr>,
     pub plan_dir: PathBuf,
     pub shard_dir: ShardDir,
     /// This attempt's folder: `shard_dir.attempt(attempt)`.
@@ -258,10 +260,13 @@ pub struct Context {
 }
 
 impl Context {
-    /// The context of the attempt after this one, if one is left.
-    pub fn next_attempt(&self) -> Option<Context> {
+    /// The context of the attempt after this one, if one is left; `used`: the addresses this
+    /// one ran on.
+    pub fn next_attempt(&self, used: impl IntoIterator<Item = std::net::Ipv4Addr>) -> Option<Context> {
         let attempt = self.attempt.next()?;
-        Some(Context { attempt, dir: self.shard_dir.attempt(attempt.attempt), ..self.clone() })
+        let mut earlier = self.earlier.clone();
+        earlier.extend(used);
+        Some(Context { attempt, earlier, dir: self.shard_dir.attempt(attempt.attempt), ..self.clone() })
     }
 
     /// Tells the reporters what happened to instance `id` of this attempt.

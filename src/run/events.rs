@@ -85,7 +85,16 @@ pub enum EventKind {
     /// `ShardStarted`, a later one after the attempt before it failed (`retrying`: why) and
     /// was torn down. `log_dir`: its folder; `junit_dir`: where its commands may leave JUnit
     /// XML (`HARPER_SHARD_JUNIT_DIR`).
-    AttemptStarted { shard: ShardId, #[serde(flatten)] attempt: Attempt, log_dir: PathBuf, junit_dir: PathBuf, retrying: Option<String> },
+    /// `commands`: what it runs (a retry of some files has them filled into `{files}`).
+    AttemptStarted {
+        shard: ShardId,
+        #[serde(flatten)]
+        attempt: Attempt,
+        log_dir: PathBuf,
+        junit_dir: PathBuf,
+        commands: Vec<String>,
+        retrying: Option<String>,
+    },
     /// The cache has no boot template for this instance's Harper yet: it builds one first.
     TemplateBuilding { shard: ShardId, #[serde(flatten)] attempt: Attempt, id: String },
     TemplateBuilt { shard: ShardId, #[serde(flatten)] attempt: Attempt, id: String, #[serde(with = "crate::plan::secs")] took: Duration },

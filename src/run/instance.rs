@@ -476,14 +476,14 @@ async fn boot(cx: &Context, t: Target<'_>, logs: BootLogs, booting: impl FnOnce(
 
 async fn acquire(cx: &Context, spec: &HarperSpec, token: &str) -> anyhow::Result<Lease> {
     let pool = cx.pool.clone();
-    let (token, name) = (token.to_owned(), cx.name.clone());
+    let (token, name, avoid) = (token.to_owned(), cx.name.clone(), cx.earlier.clone());
     let ports = spec.ports.all();
     let emit = cx.emit.clone();
     let id = cx.id;
     let cancel = cx.cancel.clone();
     tokio::task::spawn_blocking(move || {
         let notify = |notice: Notice| emit.emit(EventKind::Warning { shard: Some(id), warning: Warning::Pool(notice) });
-        let claim = pool::Claim { token: &token, shard: &name };
+        let claim = pool::Claim { token: &token, shard: &name, avoid: &avoid };
         pool.acquire(claim, &ports, &|| cancel.borrow().is_some(), &notify)
     })
     .await?

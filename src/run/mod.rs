@@ -79,12 +79,13 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     let mut tasks = tokio::task::JoinSet::new();
     for (id, shard) in ids.into_iter().zip(shards) {
         let shard_dir = opts.report_dir.shard(&shard.name);
-        let attempt = Attempt::first(1);
+        let attempt = Attempt::first(shard.retries + 1);
         let cx = context::Context {
             id,
             name: shard.name.clone(),
             total,
             attempt,
+            earlier: Vec::new(),
             plan_dir: plan.dir.clone(),
             dir: shard_dir.attempt(attempt.attempt),
             shard_dir,

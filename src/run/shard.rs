@@ -5,6 +5,8 @@
 //! Stands on `control` (the socket served beside the commands), `instance` and `context`.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 use tokio::sync::watch;
 
@@ -19,24 +21,90 @@ use crate::supervise::{self, Child, Settled, Spec};
 /// Lines of a failed command's output kept for the report.
 pub const COMMAND_TAIL: usize = 200;
 
+/// What one attempt runs: the shard's commands and files, or, on a retry of a `files:` shard
+/// whose JUnit named the file of each failed case, only those files.
+struct Work {
+    commands: Vec<String>,
+    files: Vec<PathBuf>,
+}
+
+impl Work {
+    fn whole(shard: &Shard) -> Work {
+        Work { commands: shard.commands.clone(), files: shard.files.clone() }
+    }
+}
+
+/// Runs the shard's attempts: the first, then, while one fails in a way a fresh instance may
+/// cure (a command failed or timed out, Harper did not boot) and retries are left, another on
+/// a fresh instance and, when it can, a fresh address. A cancelled run never retries.
 pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
     cx.emit.emit(EventKind::ShardStarted { shard: cx.id });
-    cx.emit.emit(EventKind::AttemptStarted {
-        shard: cx.id,
-        attempt: cx.attempt,
-        log_dir: cx.dir.path().to_path_buf(),
-        junit_dir: cx.dir.junit(),
-        retrying: None,
-    });
-    let (status, cause) = attempt(cx, shard).await;
-    cx.emit.emit(EventKind::AttemptFinished { shard: cx.id, attempt: cx.attempt, status, cause: cause.clone() });
-    cx.emit.emit(EventKind::ShardFinished { shard: cx.id, status, cause });
-    status
+    let mut cx = cx.clone();
+    let (mut work, mut retrying) = (Work::whole(shard), None);
+    loop {
+        cx.emit.emit(EventKind::AttemptStarted {
+            shard: cx.id,
+            attempt: cx.attempt,
+            log_dir: cx.dir.path().to_path_buf(),
+            junit_dir: cx.dir.junit(),
+            commands: work.commands.clone(),
+            retrying: retrying.take(),
+        });
+        let (status, cause, used) = match new_folder(&cx) {
+            Ok(()) => attempt(&cx, shard, &work).await,
+            Err(cause) => (ShardStatus::Infrastructure, Some(cause), Vec::new()),
+        };
+        cx.emit.emit(EventKind::AttemptFinished { shard: cx.id, attempt: cx.attempt, status, cause: cause.clone() });
+        let curable = matches!(status, ShardStatus::Failed | ShardStatus::BootFailed);
+        let next = if curable && cx.cancel.borrow().is_none() { cx.next_attempt(used) } else { None };
+        let Some(next) = next else {
+            cx.emit.emit(EventKind::ShardFinished { shard: cx.id, status, cause });
+            return status;
+        };
+        work = rerun(&cx, shard, work);
+        retrying = Some(crate::text::one_line(cause.as_deref().unwrap_or("it failed")));
+        cx = next;
+    }
+}
+
+/// A later attempt's folder, made fresh (the first attempt's is the shard's, made by the reports).
+fn new_folder(cx: &Context) -> Result<(), String> {
+    if cx.attempt.attempt <= 1 {
+        return Ok(());
+    }
+    let dir = cx.dir.path();
+    std::fs::create_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+/// What the attempt after `done` runs: only the files that had a failing case, when `done`
+/// ran files and the JUnit its commands wrote names the file of every failing case; else all
+/// of it again.
+fn rerun(cx: &Context, shard: &Shard, done: Work) -> Work {
+    if done.files.is_empty() {
+        return done;
+    }
+    let (cases, _) = crate::cases::read(&cx.dir.junit());
+    let failing: Option<Vec<String>> = cases
+        .iter()
+        .filter(|c| c.failure.is_some())
+        .map(|c| c.file.as_deref().and_then(|f| crate::cases::relative(f, &cx.plan_dir)))
+        .collect();
+    let failing = match failing {
+        Some(failing) if !failing.is_empty() => failing,
+        _ => return Work::whole(shard),
+    };
+    let as_named = |f: &PathBuf| f.to_string_lossy().trim_start_matches("./").to_owned();
+    let files: Vec<PathBuf> = done.files.iter().filter(|f| failing.contains(&as_named(f))).cloned().collect();
+    if files.is_empty() || files.len() == done.files.len() {
+        return done;
+    }
+    Work { commands: shard.commands_for(&files), files }
 }
 
 /// One attempt: the shard's own instance (unless `harper.boot: false`), the commands beside the
 /// control socket, and the teardown of every instance the attempt started.
-async fn attempt(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
+/// Returns how it went and the addresses its instances ran on.
+async fn attempt(cx: &Context, shard: &Shard, work: &Work) -> (ShardStatus, Option<String>, Vec<Ipv4Addr>) {
     // The token exists before the address does, so that whoever records the lease can record
     // the token that every process of this shard will carry.
     let token = uuid::Uuid::new_v4().to_string();
@@ -46,7 +114,7 @@ async fn attempt(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     if shard.harper.boot {
         let mut main = match Instance::acquire(cx, shard.harper.clone(), (MAIN.into(), MAIN.into()), token.clone(), None).await {
             Ok(main) => main,
-            Err(f) => return (f.status, Some(f.cause)),
+            Err(f) => return (f.status, Some(f.cause), Vec::new()),
         };
         let booted = match main.prepare(cx).await {
             Ok(()) => main.start(cx).await,
@@ -58,11 +126,11 @@ async fn attempt(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
         own = Some(main);
     }
     if status == ShardStatus::Passed {
-        let env = shard_env(cx, shard, own.as_ref());
+        let env = shard_env(cx, shard, own.as_ref(), &work.files);
         if let Some(main) = own.take() {
             registry.insert(main);
         }
-        (status, cause) = with_control(cx, shard, &registry, &token, env).await;
+        (status, cause) = with_control(cx, shard, &registry, &token, env, &work.commands).await;
     }
     // Every path goes through teardown: it removes ROOTPATH, which a first start that never
     // became ready may have poisoned (docs/harper.md), and it is the only way a lease is
@@ -71,8 +139,9 @@ async fn attempt(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
     let suspect = status == ShardStatus::Infrastructure;
     let mut instances = registry.drain();
     instances.extend(own);
+    let used: Vec<Ipv4Addr> = instances.iter().map(|i| i.addr).collect();
     if instances.is_empty() {
-        return (status, cause);
+        return (status, cause, used);
     }
     cx.emit.emit(EventKind::TeardownStarted { shard: cx.id, attempt: cx.attempt });
     let (main, extra): (Vec<Instance>, Vec<Instance>) = instances.into_iter().partition(|i| i.id == MAIN);
@@ -98,12 +167,19 @@ async fn attempt(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
             None => format!("teardown: {problem}"),
         });
     }
-    (status, cause)
+    (status, cause, used)
 }
 
 /// Runs the commands with the shard's control socket served beside them; when they end, the
 /// socket takes no new request and the ones under way finish.
-async fn with_control(cx: &Context, shard: &Shard, registry: &Registry, token: &str, mut env: BTreeMap<String, String>) -> (ShardStatus, Option<String>) {
+async fn with_control(
+    cx: &Context,
+    shard: &Shard,
+    registry: &Registry,
+    token: &str,
+    mut env: BTreeMap<String, String>,
+    commands: &[String],
+) -> (ShardStatus, Option<String>) {
     let control = match Control::open(&cx.work.path) {
         Ok(control) => control,
         Err(e) => return (ShardStatus::Infrastructure, Some(format!("the control socket: {e:#}"))),
@@ -111,7 +187,7 @@ async fn with_control(cx: &Context, shard: &Shard, registry: &Registry, token: &
     env.insert(CONTROL_VAR.to_owned(), control.socket.display().to_string());
     let (ending, ended) = watch::channel(false);
     let run = async {
-        let result = commands(cx, shard, &env, token).await;
+        let result = run_commands(cx, shard, commands, &env, token).await;
         let _ = ending.send(true);
         result
     };
@@ -122,7 +198,7 @@ async fn with_control(cx: &Context, shard: &Shard, registry: &Registry, token: &
 /// The variables of the README's "What a shard command sees".
 /// Without an instance of its own (`harper.boot: false`), the shard's commands get no
 /// instance variables: theirs come from the control socket.
-fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>) -> BTreeMap<String, String> {
+fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>, files: &[PathBuf]) -> BTreeMap<String, String> {
     let mut env = shard.env.clone();
     if let Some(i) = own {
         let (addr, p) = (i.addr, &i.spec.ports);
@@ -144,7 +220,7 @@ fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>) -> BTreeMap<St
         ("HARPER_SHARD_NAME", shard.name.clone()),
         ("HARPER_SHARD_INDEX", shard.index.to_string()),
         ("HARPER_SHARD_TOTAL", cx.total.to_string()),
-        ("HARPER_SHARD_FILES", shard.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")),
+        ("HARPER_SHARD_FILES", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")),
         ("HARPER_SHARD_JUNIT_DIR", cx.dir.junit().display().to_string()),
     ];
     for (k, v) in vars {
@@ -153,7 +229,7 @@ fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>) -> BTreeMap<St
     env
 }
 
-async fn commands(cx: &Context, shard: &Shard, env: &BTreeMap<String, String>, token: &str) -> (ShardStatus, Option<String>) {
+async fn run_commands(cx: &Context, shard: &Shard, commands: &[String], env: &BTreeMap<String, String>, token: &str) -> (ShardStatus, Option<String>) {
     // Emptied first: XML left by an earlier run in the same report directory is not this run's.
     let junit = cx.dir.junit();
     let _ = std::fs::remove_dir_all(&junit);
@@ -161,7 +237,7 @@ async fn commands(cx: &Context, shard: &Shard, env: &BTreeMap<String, String>, t
         return (ShardStatus::Infrastructure, Some(format!("cannot create {}: {e}", junit.display())));
     }
     let deadline = tokio::time::Instant::now() + shard.timeout;
-    for (i, command) in shard.commands.iter().enumerate() {
+    for (i, command) in commands.iter().enumerate() {
         let log = cx.dir.command_log(i);
         cx.emit.emit(EventKind::CommandStarted { shard: cx.id, attempt: cx.attempt, command: i, log: log.clone() });
         let spec = Spec {

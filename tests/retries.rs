@@ -1,0 +1,235 @@
+//! Retries, through the real binary on the fake server: a failed shard is tried again on a fresh
+//! instance on another address, each attempt keeps its own logs, a `files:` shard retries only
+//! the files whose cases failed, and what is never retried (a cancelled run, bad input) is not.
+
+mod support;
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use support::{DEFAULT_PORTS, Sandbox, fake_plan};
+
+/// A sandbox whose plans use a pool of `count` addresses from `start`, in a pool folder of
+/// their own.
+struct Scene {
+    sandbox: Sandbox,
+    pool: String,
+}
+
+impl Scene {
+    fn new(start: &str, count: u32) -> Scene {
+        Scene { sandbox: Sandbox::new(), pool: format!("pool: {{start: {start}, count: {count}, wait: 10s}}\n") }
+    }
+
+    /// The fake server's plan with `run` YAML (`retries:` and the like) and `shards`.
+    fn plan(&self, run: &str, shards: &str) {
+        let plan = fake_plan("", "", shards).replace("shards:\n", &format!("{}{run}shards:\n", self.pool));
+        self.sandbox.write("harper-shards.yml", &plan);
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut cmd = self.sandbox.command();
+        cmd.env("HARPER_SHARD_POOL_DIR", self.sandbox.path("pool")).env_remove("HARPER_SHARD_RETRIES");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> support::Run {
+        let started = std::time::Instant::now();
+        let output = self.command().args(args).output().expect("run harper-shard");
+        support::Run { output, took: started.elapsed() }
+    }
+
+    fn attempts(&self) -> Vec<Value> {
+        self.sandbox.report()["shards"][0]["attempts"].as_array().expect("attempts").clone()
+    }
+}
+
+/// A command that fails the first `fails` times it runs, then passes; its count in `state/<name>`.
+fn failing_first(name: &str, fails: u32) -> String {
+    format!("mkdir -p state; n=$(cat state/{name} 2>/dev/null || echo 0); echo $((n+1)) > state/{name}; echo run $((n+1)); [ $n -ge {fails} ]")
+}
+
+#[test]
+fn a_shard_that_always_fails_is_tried_retries_plus_one_times_each_on_another_address() {
+    let scene = Scene::new("127.0.120.2", 4);
+    scene.plan("run: {retries: 2}\n", "  - name: broken\n    run: \"echo attempt-output; exit 1\"\n");
+    let run = scene.run(&["run"]);
+    run.expect(1);
+    let attempts = scene.attempts();
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    let addresses: std::collections::BTreeSet<&str> = attempts.iter().map(|a| a["address"].as_str().unwrap()).collect();
+    assert_eq!(addresses.len(), 3, "each attempt on an address of its own: {addresses:?}");
+    for (n, a) in attempts.iter().enumerate() {
+        assert_eq!((a["attempt"].as_u64(), a["of"].as_u64()), (Some(n as u64 + 1), Some(3)));
+        assert_eq!(a["status"], "failed", "{a}");
+        assert!(support::ports_free(a["address"].as_str().unwrap(), &DEFAULT_PORTS), "{a}");
+    }
+    // Each attempt's logs are its own: nothing of an earlier one is overwritten.
+    for dir in ["broken", "broken/attempt-2", "broken/attempt-3"] {
+        let log = support::read(&scene.sandbox.path(&format!("report/{dir}/command-1.log")));
+        assert_eq!(log, "attempt-output\n", "{dir}");
+        assert!(scene.sandbox.path(&format!("report/{dir}/harper/stdout.log")).is_file(), "{dir}");
+    }
+    let err = run.stderr();
+    assert!(err.contains("retrying broken (2/3) on a fresh instance: `echo attempt-output; exit 1` failed: exit code 1"), "{err}");
+    assert!(err.contains("retrying broken (3/3) on a fresh instance"), "{err}");
+    assert!(!scene.sandbox.path("w").read_dir().unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("127.")), "no instance directory left");
+}
+
+#[test]
+fn a_command_that_fails_once_passes_on_its_second_attempt() {
+    let scene = Scene::new("127.0.120.10", 2);
+    scene.plan("run: {retries: 2}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
+    scene.run(&["run"]).expect(0);
+    let attempts = scene.attempts();
+    let statuses: Vec<&str> = attempts.iter().map(|a| a["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["failed", "passed"], "no third attempt after a pass");
+    assert_eq!(support::read(&scene.sandbox.path("state/once")).trim(), "2");
+}
+
+#[test]
+fn without_retries_a_failure_is_tried_once() {
+    let scene = Scene::new("127.0.120.14", 1);
+    scene.plan("", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
+    scene.run(&["run"]).expect(1);
+    assert_eq!(scene.attempts().len(), 1);
+    assert!(!scene.sandbox.path("report/once/attempt-2").exists());
+}
+
+#[test]
+fn a_boot_that_fails_on_the_first_attempt_is_retried_on_a_fresh_instance() {
+    let scene = Scene::new("127.0.120.18", 2);
+    // Harper's first start exits 3 before it is ready; later ones boot.
+    let state = scene.sandbox.path("booted-once");
+    let wrapper = scene.sandbox.write(
+        "harper-once.sh",
+        &format!(
+            "#!/bin/sh\nif [ ! -e {state} ]; then touch {state}; export FAKE_HARPER=exit=3; fi\nexec {} \"$@\"\n",
+            support::fake_harper(),
+            state = state.display()
+        ),
+    );
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    scene.plan("run: {retries: 1}\n", "  - name: boots\n    run: \"true\"\n");
+    let plan = support::read(&scene.sandbox.path("harper-shards.yml")).replace(support::fake_harper(), &wrapper.display().to_string());
+    scene.sandbox.write("harper-shards.yml", &plan);
+    let run = scene.run(&["run"]);
+    run.expect(0);
+    let attempts = scene.attempts();
+    let statuses: Vec<&str> = attempts.iter().map(|a| a["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["boot_failed", "passed"], "{attempts:?}");
+    assert_ne!(attempts[0]["address"], attempts[1]["address"]);
+    assert!(run.stderr().contains("retrying boots (2/2) on a fresh instance: Harper exited before it was ready"), "{}", run.stderr());
+}
+
+#[test]
+fn a_shards_own_retries_win_over_the_command_line_which_wins_over_the_plan() {
+    let scene = Scene::new("127.0.120.22", 1);
+    scene.plan("run: {retries: 1}\n", "  - name: own\n    run: \"true\"\n    retries: 0\n  - name: default\n    run: \"true\"\n");
+    let retries = |args: &[&str], env: Option<&str>| {
+        let mut cmd = scene.command();
+        cmd.args(["run", "--plan", "--format", "json"]).args(args);
+        if let Some(n) = env {
+            cmd.env("HARPER_SHARD_RETRIES", n);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let shards = plan["plan"]["shards"].as_array().unwrap().clone();
+        shards.iter().map(|s| s["retries"].as_u64().unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(retries(&[], None), [0, 1]);
+    assert_eq!(retries(&["--retries", "3"], None), [0, 3]);
+    assert_eq!(retries(&[], Some("4")), [0, 4]);
+}
+
+#[test]
+fn retries_past_ten_are_refused_before_anything_starts() {
+    let scene = Scene::new("127.0.120.26", 1);
+    scene.plan("run: {retries: 11}\n", "  - name: a\n    run: \"touch ran\"\n");
+    let run = scene.run(&["run"]);
+    run.expect(2);
+    let err = run.stderr();
+    assert!(err.contains("harper-shards.yml") && err.contains("retries `11` is not valid: use a whole number from 0 to 10"), "{err}");
+    assert!(!scene.sandbox.path("ran").exists());
+    let run = scene.run(&["run", "--retries", "99"]);
+    run.expect(2);
+    assert!(run.stderr().contains("retries `99` is not valid"), "{}", run.stderr());
+}
+
+#[test]
+fn fail_fast_counts_a_shard_only_when_its_last_attempt_failed() {
+    let scene = Scene::new("127.0.120.30", 2);
+    let shards = format!("  - name: flaky\n    run: \"{}\"\n  - name: later\n    run: \"true\"\n", failing_first("flaky", 1));
+    scene.plan("run: {retries: 1, fail_fast: true, concurrency: 1}\n", &shards);
+    scene.run(&["run"]).expect(0);
+    let report = scene.sandbox.report();
+    assert_eq!(report["shards"][1]["status"], "passed", "the shard after a passing retry still ran: {report}");
+}
+
+/// A `files:` shard whose command writes JUnit naming each case's file, one of three files
+/// failing on its first run only: the retry runs that file alone.
+#[test]
+fn a_files_shard_retries_only_the_files_with_a_failing_case() {
+    let scene = Scene::new("127.0.120.34", 2);
+    for f in ["a", "b", "c"] {
+        scene.sandbox.write(&format!("t/{f}.test"), "");
+    }
+    // For each file given: a passing case, except b's first time, which fails.
+    scene.sandbox.write(
+        "fake-test.sh",
+        r#"out=$HARPER_SHARD_JUNIT_DIR/results.xml
+echo "$HARPER_SHARD_FILES" > "files-$(ls state 2>/dev/null | wc -l).txt"
+mkdir -p state; echo "<testsuites>" > "$out"; status=0
+for f in "$@"; do
+  if [ "$f" = t/b.test ] && [ ! -e state/b ]; then
+    touch state/b; status=1
+    echo "<testcase name=\"b works\" file=\"$PWD/$f\" time=\"0.1\"><failure message=\"not yet\">AssertionError</failure></testcase>" >> "$out"
+  else
+    echo "<testcase name=\"$f works\" file=\"$PWD/$f\" time=\"0.1\"/>" >> "$out"
+  fi
+done
+echo "</testsuites>" >> "$out"; exit $status
+"#,
+    );
+    scene.plan("run: {retries: 2}\n", "  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {files}\"\n");
+    scene.run(&["run"]).expect(0);
+    let attempts = scene.attempts();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0]["commands"][0]["command"], "sh fake-test.sh t/a.test t/b.test t/c.test");
+    assert_eq!(attempts[1]["commands"][0]["command"], "sh fake-test.sh t/b.test", "only the failing file again");
+    assert_eq!(support::read(&scene.sandbox.path("files-0.txt")).trim(), "t/a.test t/b.test t/c.test");
+    assert_eq!(support::read(&scene.sandbox.path("files-1.txt")).trim(), "t/b.test", "HARPER_SHARD_FILES says the same");
+    // The first attempt's JUnit is still there, beside the second's.
+    assert!(support::read(&scene.sandbox.path("report/files/junit/results.xml")).contains("<failure"));
+    assert!(!support::read(&scene.sandbox.path("report/files/attempt-2/junit/results.xml")).contains("<failure"));
+}
+
+/// Starts `harper-shard run` in the background.
+fn start(scene: &Scene) -> Child {
+    scene.command().arg("run").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start harper-shard")
+}
+
+#[test]
+fn sigint_during_a_retry_exits_130_with_the_report_written_and_nothing_left() {
+    let scene = Scene::new("127.0.120.38", 2);
+    let command = "mkdir -p state; if [ -e state/first ]; then touch second.started; sleep 600; else touch state/first; exit 1; fi";
+    scene.plan("run: {retries: 2}\n", &format!("  - name: slow\n    run: \"{command}\"\n"));
+    let tool = start(&scene);
+    let started = scene.sandbox.path("second.started");
+    scene.sandbox.wait_for("the second attempt's command", Duration::from_secs(30), || started.exists());
+    kill(Pid::from_raw(tool.id() as i32), Signal::SIGINT).unwrap();
+    let out = tool.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = scene.sandbox.report();
+    assert_eq!(report["shards"][0]["status"], "cancelled", "{report}");
+    let attempts = scene.attempts();
+    let statuses: Vec<&str> = attempts.iter().map(|a| a["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["failed", "cancelled"], "no attempt after the signal");
+    for a in attempts {
+        assert!(support::ports_free(a["address"].as_str().unwrap(), &DEFAULT_PORTS), "{a}");
+    }
+}

@@ -131,9 +131,54 @@ expect_status() {
   fi
 }
 
+# The runner's reading of a GITHUB_OUTPUT/GITHUB_ENV file: `NAME=VALUE` lines and
+# `NAME<<DELIMITER` … `DELIMITER` blocks; lines end at LF, CR LF or a bare CR. Prints the last
+# value of NAME (nothing and status 1 when it has none); status 3, and why, when the file is not
+# one the runner would accept.
+cat >"$tmp/outputs.py" <<'PY'
+import re, sys
+
+path, wanted = sys.argv[1], sys.argv[2]
+with open(path, newline="") as f:
+    lines = re.split(r"\r\n|\r|\n", f.read())
+if lines and lines[-1] == "":
+    lines.pop()
+values, i = {}, 0
+while i < len(lines):
+    line = lines[i]
+    i += 1
+    if not line:
+        continue
+    eq, heredoc = line.find("="), line.find("<<")
+    if eq > 0 and (heredoc < 0 or eq < heredoc):
+        values[line[:eq]] = line[eq + 1:]
+    elif heredoc > 0 and line[heredoc + 2:]:
+        name, delimiter, body = line[:heredoc], line[heredoc + 2:], []
+        while i < len(lines) and lines[i] != delimiter:
+            body.append(lines[i])
+            i += 1
+        if i == len(lines):
+            print(f"{path}: no line {delimiter!r} ends {name}", file=sys.stderr)
+            sys.exit(3)
+        i += 1
+        values[name] = "\n".join(body)
+    else:
+        print(f"{path}: the runner rejects the line {line!r}", file=sys.stderr)
+        sys.exit(3)
+if wanted not in values:
+    sys.exit(1)
+print(values[wanted])
+PY
+
+# output NAME: the step's output NAME as the runner reads it.
+output() {
+  python3 "$tmp/outputs.py" "$GITHUB_OUTPUT" "$1"
+}
+
+# expect_output TEST NAME=VALUE
 expect_output() {
-  local name=$1 line=$2
-  if grep -qxF -- "$line" "$GITHUB_OUTPUT"; then
+  local name=$1 line=$2 value
+  if value=$(output "${line%%=*}") && [[ $value == "${line#*=}" ]]; then
     ok "$name"
   else
     not_ok "$name" "GITHUB_OUTPUT lacks: $line" "it holds:" "$(cat "$GITHUB_OUTPUT")"
@@ -262,8 +307,8 @@ export GITHUB_ACTION_PATH=$repo/./ RUNNER_OS=Linux RUNNER_ARCH=X64
 status=0
 log=$("$repo/action/build.sh" key 2>&1) || status=$?
 expect_status "the cache key is computed" 0
-if grep -qE '^key=harper-shard-build-Linux-X64-[0-9a-f]{12}-[0-9a-f]{16}$' "$GITHUB_OUTPUT" &&
-  grep -qxF "$repo/target" "$GITHUB_OUTPUT" && ! grep -qF '/./' "$GITHUB_OUTPUT"; then
+if [[ $(output key) =~ ^harper-shard-build-Linux-X64-[0-9a-f]{12}-[0-9a-f]{16}$ ]] &&
+  grep -qxF "$repo/target" <<<"$(output paths)" && [[ $(output paths) != */./* ]]; then
   ok "the cache key names platform, compiler and lock; paths are canonical"
 else
   not_ok "the cache key names platform, compiler and lock; paths are canonical" "$(cat "$GITHUB_OUTPUT")"
@@ -280,13 +325,17 @@ expect_log() {
   fi
 }
 
+# expect_no_output TEST NAME…: the step has none of these outputs.
 expect_no_output() {
-  local name=$1 prefix=$2
-  if grep -q "^$prefix" "$GITHUB_OUTPUT"; then
-    not_ok "$name" "GITHUB_OUTPUT has: $(grep "^$prefix" "$GITHUB_OUTPUT")"
-  else
-    ok "$name"
-  fi
+  local name=$1 key
+  shift
+  for key in "$@"; do
+    if output "$key" >/dev/null; then
+      not_ok "$name" "GITHUB_OUTPUT has $key: $(output "$key")"
+      return
+    fi
+  done
+  ok "$name"
 }
 
 # An action tree of its own (the repository's sources and scripts), so that its manifest and
@@ -390,7 +439,7 @@ for platform_case in "Linux X64 x86_64-unknown-linux-musl" "Linux ARM64 aarch64-
   bin=$tmp/tool-cache-$platform/harper-shard/$tag/$target/harper-shard
   said=$("$bin" --version 2>&1 || true)
   if [[ $status == 0 && $(requests) == "/harper-shard-$target" ]] &&
-    grep -qxF "path=$bin" "$GITHUB_OUTPUT" && [[ $said == *"the $target asset"* ]]; then
+    [[ $(output path) == "$bin" && $said == *"the $target asset"* ]]; then
     ok "$os $arch downloads, verifies and installs harper-shard-$target"
   else
     not_ok "$os $arch downloads, verifies and installs harper-shard-$target" "status $status" \
@@ -404,7 +453,7 @@ printf 'echo pwned\n' >>"$served/harper-shard-x86_64-unknown-linux-musl"
 install_step Linux X64 "$tmp/tool-cache-tampered"
 expect_status "a tampered asset is refused" 2
 expect_log "the refusal says why and what was expected" "refusing to run harper-shard-x86_64-unknown-linux-musl"
-expect_no_output "a refused asset yields no binary and no build" "\(path\|build\)="
+expect_no_output "a refused asset yields no binary and no build" path build
 if [[ -z $(ls -A "$tmp/tool-cache-tampered/harper-shard/$tag/x86_64-unknown-linux-musl" 2>/dev/null) ]]; then
   ok "a refused asset leaves nothing in the tool cache"
 else
@@ -420,7 +469,7 @@ export GITHUB_SERVER_URL=$base/server
 install_run
 expect_log "the asset's URL is the release's download URL" \
   "downloading $base/server/owner/harper-shard/releases/download/$tag/harper-shard-x86_64-unknown-linux-musl"
-if [[ $status == 0 && -z $(requests) ]] && grep -qx "build=true" "$GITHUB_OUTPUT"; then
+if [[ $status == 0 && -z $(requests) && $(output build) == true ]]; then
   ok "outside tests only https is fetched (plain http falls back to the build, nothing requested)"
 else
   not_ok "outside tests only https is fetched (plain http falls back to the build, nothing requested)" \
@@ -432,7 +481,7 @@ fi
 expect_build() {
   local name=$1 why=$2
   if [[ $status == 0 && -z $(requests) && $log == *"$why"*"building it from the action's source instead"* ]] &&
-    grep -qx "build=true" "$GITHUB_OUTPUT" && ! grep -q '^path=' "$GITHUB_OUTPUT"; then
+    [[ $(output build) == true ]] && ! output path >/dev/null; then
     ok "$name"
   else
     not_ok "$name" "status $status" "requests: $(requests)" "output: $(cat "$GITHUB_OUTPUT")" "log:" "$log"
@@ -456,7 +505,7 @@ cp "$repo/src/main.rs" "$tree/src/main.rs"
 mv "$served/harper-shard-x86_64-unknown-linux-musl" "$tmp/held-back"
 install_step Linux X64 "$tmp/tool-cache-fallback-4"
 if [[ $status == 0 && $(requests) == /harper-shard-x86_64-unknown-linux-musl ]] &&
-  grep -qx "build=true" "$GITHUB_OUTPUT" && [[ $log == *"::warning"*"cannot download $base/harper-shard-x86_64-unknown-linux-musl"* ]]; then
+  [[ $(output build) == true && $log == *"::warning"*"cannot download $base/harper-shard-x86_64-unknown-linux-musl"* ]]; then
   ok "an asset that cannot be downloaded builds instead, with a warning"
 else
   not_ok "an asset that cannot be downloaded builds instead, with a warning" "status $status" "log:" "$log"
@@ -501,7 +550,7 @@ export PATH=$real_path
 expected=$(printf '%s\n' "cwd=$tree" "CARGO_TARGET_DIR=$tree/target" build --release --locked \
   --bin harper-shard --manifest-path "$tree/Cargo.toml")
 if [[ $status == 0 && $(cat "$tmp/cargo-argv") == "$expected" && $log == *"harper-shard $version"* ]] &&
-  grep -qxF "path=$tree/target/release/harper-shard" "$GITHUB_OUTPUT"; then
+  [[ $(output path) == "$tree/target/release/harper-shard" ]]; then
   ok "the fallback runs cargo build --release --locked in the action's tree, and checks the binary"
 else
   not_ok "the fallback runs cargo build --release --locked in the action's tree, and checks the binary" \
@@ -534,7 +583,7 @@ kill "$server_pid"
 wait "$server_pid" 2>/dev/null || true
 server_pid=''
 install_step macOS ARM64 "$tmp/tool-cache-3"
-if [[ $status == 0 ]] && grep -qxF "path=$tmp/tool-cache-3/harper-shard/$tag/aarch64-apple-darwin/harper-shard" "$GITHUB_OUTPUT"; then
+if [[ $status == 0 && $(output path) == "$tmp/tool-cache-3/harper-shard/$tag/aarch64-apple-darwin/harper-shard" ]]; then
   ok "a cache hit installs with the server gone"
 else
   not_ok "a cache hit installs with the server gone" "status $status" "log:" "$log"
@@ -566,14 +615,14 @@ harper_key() {
   export STUB_PLAN_EXIT=${plan_exit:-0}
   plan_json "$@"
   harper_step key
-  key=$(sed -n 's/^key=//p' "$GITHUB_OUTPUT")
+  key=$(output key || true)
 }
 
 harper_key "harperdb@4.7.29 node" "harperdb@4.7.29 node" "/opt/harper/bin/harperdb.js node"
 key_a=$key
 node_version=$(node --version)
-if [[ $key_a =~ ^harper-shard-harper-Linux-X64-[0-9a-f]{16}$ ]] && grep -qxF "path=$tmp/harper-cache" "$GITHUB_OUTPUT" &&
-  [[ $(sed -n '/^packages<</,/^HARPER_SHARD_PACKAGES$/p' "$GITHUB_OUTPUT") == $'packages<<HARPER_SHARD_PACKAGES\nharperdb@4.7.29\nHARPER_SHARD_PACKAGES' ]] &&
+if [[ $key_a =~ ^harper-shard-harper-Linux-X64-[0-9a-f]{16}$ && $(output path) == "$tmp/harper-cache" &&
+  $(output packages) == harperdb@4.7.29 ]] &&
   [[ $log == *"harperdb@4.7.29 node $node_version"* ]]; then
   ok "the Harper key names the npm packages with their runtime and its version; the path is the tool's cache"
 else
@@ -626,7 +675,7 @@ complete_step() {
 mkdir -p "$tmp/harper-cache/packages/harperdb@4.7.29" "$tmp/harper-cache/packages/@scope_other@1.partial"
 printf 'harperdb@4.7.29' >"$tmp/harper-cache/packages/harperdb@4.7.29/.harper-shard-complete"
 complete_step
-expect_no_output "a job whose install is partial saves no Harper cache" "save="
+expect_no_output "a job whose install is partial saves no Harper cache" save
 expect_log "it says which package is missing" "@scope/other@1 is not completely installed"
 mv "$tmp/harper-cache/packages/@scope_other@1.partial" "$tmp/harper-cache/packages/@scope_other@1"
 printf '@scope/other@1' >"$tmp/harper-cache/packages/@scope_other@1/.harper-shard-complete"

@@ -1,4 +1,4 @@
-# harper-shard for container CI (GitLab, Buildkite, CircleCI, Jenkins):
+# harper-shard for container CI (GitLab, Buildkite, CircleCI, Jenkins, Tekton; README.md has each recipe):
 #
 #   docker build -t harper-shard --build-arg HARPER_PACKAGE=harperdb@4.7.29 .
 #   docker run --rm --user "$(id -u)" -v "$PWD:/work" harper-shard run examples/harper-shards.yml

@@ -479,6 +479,30 @@ while IFS= read -r shell; do
   fi
 done <<<"$shells"
 
+# action.yml's own "Choose the binary" step, its body run through its shell as the runner would:
+# a hostile path stays one output.
+step_body() {
+  awk -v id="$1" '
+    /^    - / { in_step = 0; in_run = 0 }
+    $0 == "      id: " id { in_step = 1 }
+    in_step && /^      run: \|$/ { in_run = 1; next }
+    in_run && /^        / { print substr($0, 9); next }
+    in_run && !/^ *$/ { in_run = 0 }' "$repo/action.yml"
+}
+new_step
+step_body binary >"$tmp/choose-binary"
+read -r -a words <<<"$(head -n 1 <<<"$shells")"
+words=("${words[@]//\{0\}/$tmp/choose-binary}")
+status=0
+log=$(BINARY=$'/opt/odd%0A\npassed=true\n::error::pwned' "${words[@]}" 2>&1) || status=$?
+if [[ $status == 0 && -s $tmp/choose-binary && $(output path) == $'/opt/odd%0A\npassed=true\n::error::pwned' ]]; then
+  ok "action.yml's binary step writes a hostile path as one output"
+else
+  not_ok "action.yml's binary step writes a hostile path as one output" "status $status" \
+    "step body:" "$(cat "$tmp/choose-binary")" "GITHUB_OUTPUT:" "$(cat "$GITHUB_OUTPUT")" "log:" "$log"
+fi
+expect_no_output "action.yml's binary step lets no value add an output" passed
+
 # --- the binary from a release ------------------------------------------------------------------
 
 # An action tree of its own (the repository's sources and scripts), so that its manifest and

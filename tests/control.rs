@@ -342,3 +342,29 @@ fn sigterm_tears_on_demand_instances_down_within_the_budget_and_exits_143() {
     assert_eq!(released, 2, "{instances:#?}");
     scene.assert_nothing_left();
 }
+
+#[test]
+fn stop_and_kill_of_an_instance_whose_harper_exited_by_itself_answer_not_running_and_start_boots_it_again() {
+    let scene = Scene::new("127.0.80.170");
+    // SIGTERM from outside the tool: to the tool, Harper ended by itself (the fake exits 0).
+    scene.plan(
+        "",
+        "$HS ctl status --json > s0.json && kill -TERM $(python3 -c 'import json; print(json.load(open(\"s0.json\"))[\"instance\"][\"pid\"])') \
+         && until $HS ctl status --json | grep -q '\"exited\"'; do sleep 0.05; done \
+         && { $HS ctl stop --json > stop.json; echo $? > stop.rc; $HS ctl kill --json > kill.json; echo $? > kill.rc; } \
+         && $HS ctl start --json > again.json",
+    );
+    scene.run().expect(0);
+    for op in ["stop", "kill"] {
+        let answer = scene.json(&format!("{op}.json"));
+        assert_eq!((answer["ok"].as_bool(), code(&answer)), (Some(false), "not_running"), "{op}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains("exited by itself (exit code 0)"), "{op}: {answer}");
+        assert_eq!(support::read(&scene.sandbox.path(&format!("{op}.rc"))).trim(), "1", "{op}");
+    }
+    let again = &scene.json("again.json")["instance"];
+    assert_eq!(again["state"], "running", "{again}");
+    let main = &scene.instances()[0];
+    let ended: Vec<&Value> = main["lives"].as_array().unwrap().iter().map(|l| &l["ended_by"]).collect();
+    assert_eq!(ended, [&Value::Null, &Value::Null], "no request ended the first life: {main:#}");
+    scene.assert_nothing_left();
+}

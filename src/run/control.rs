@@ -321,6 +321,10 @@ impl Server<'_> {
             ("start", State::Running) => return error("running", format!("`{id}` is running: stop it first, or use restart")),
             ("start", _) => i.start(self.cx).await,
             ("stop" | "kill", State::Stopped) => return error("not_running", format!("`{id}` is not running")),
+            ("stop" | "kill", State::Exited) => {
+                let how = i.exit().map(|s| format!(" ({})", crate::supervise::describe(&s))).unwrap_or_default();
+                return error("not_running", format!("`{id}` is not running: Harper exited by itself{how}"));
+            }
             ("stop", _) => i.stop(self.cx, grace, false).await,
             ("kill", _) => i.stop(self.cx, None, true).await,
             ("restart", State::Stopped) => i.start(self.cx).await,

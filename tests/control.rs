@@ -344,7 +344,7 @@ fn sigterm_tears_on_demand_instances_down_within_the_budget_and_exits_143() {
 }
 
 #[test]
-fn stop_and_kill_of_an_instance_whose_harper_exited_by_itself_answer_not_running_and_start_boots_it_again() {
+fn stop_and_kill_of_an_instance_whose_harper_exited_by_itself_answer_not_running_and_restart_only_boots_it() {
     let scene = Scene::new("127.0.80.170");
     // SIGTERM from outside the tool: to the tool, Harper ended by itself (the fake exits 0).
     scene.plan(
@@ -352,7 +352,7 @@ fn stop_and_kill_of_an_instance_whose_harper_exited_by_itself_answer_not_running
         "$HS ctl status --json > s0.json && kill -TERM $(python3 -c 'import json; print(json.load(open(\"s0.json\"))[\"instance\"][\"pid\"])') \
          && until $HS ctl status --json | grep -q '\"exited\"'; do sleep 0.05; done \
          && { $HS ctl stop --json > stop.json; echo $? > stop.rc; $HS ctl kill --json > kill.json; echo $? > kill.rc; } \
-         && $HS ctl start --json > again.json",
+         && $HS ctl restart --json > again.json",
     );
     scene.run().expect(0);
     for op in ["stop", "kill"] {

@@ -327,7 +327,8 @@ impl Server<'_> {
             }
             ("stop", _) => i.stop(self.cx, grace, false).await,
             ("kill", _) => i.stop(self.cx, None, true).await,
-            ("restart", State::Stopped) => i.start(self.cx).await,
+            // Nothing to stop: a life that ended by itself was not ended by this request.
+            ("restart", State::Stopped | State::Exited) => i.start(self.cx).await,
             ("restart", _) => match i.stop(self.cx, grace, false).await {
                 Ok(()) => i.start(self.cx).await,
                 Err(f) => Err(f),

@@ -118,12 +118,17 @@ test('a context name over 64 bytes is sent cut to 64 bytes, never inside a chara
 		[straddling, 'a'.repeat(63)],
 		[emoji, 'b'.repeat(61)],
 		[exact, exact],
+		// A lone surrogate has no UTF-8: the tool would refuse its JSON escape.
+		['x\uD800', 'x\uFFFD'],
 	]) {
 		const ctx = harness.createHarperContext(name);
-		const [request] = await sent(() => startHarper(ctx));
-		assert.equal(request.name, label, name);
-		assert.ok(byteLength(request.name) <= 64, name);
-		await teardownHarper(ctx);
+		try {
+			const [request] = await sent(() => startHarper(ctx));
+			assert.equal(request.name, label, name);
+			assert.ok(byteLength(request.name) <= 64, name);
+		} finally {
+			await teardownHarper(ctx);
+		}
 	}
 	assert.equal(byteLength('c'.repeat(62) + 'é'), 64);
 });

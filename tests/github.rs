@@ -822,8 +822,10 @@ fn the_last_error_line_quotes_a_hostile_value_defused() {
 fn a_usage_error_quotes_a_hostile_flag_or_variable_defused() {
     let sandbox = Sandbox::new();
     no_harper_plan(&sandbox);
+    /// The arguments, the variables, and the refused value as it must be shown.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let none: &[(&str, &str)] = &[];
-    let cases: [(&[&str], &[(&str, &str)], &str); 6] = [
+    let cases: [Case; 6] = [
         (&["run", "--plan"], &[("HARPER_SHARD_PARTITION", "1/2\n::warning::partition")], "::warning::partition"),
         (&["run", "--plan", "--format", "x\r::error::format"], none, "x␍::error::format"),
         (&["matrix"], &[("HARPER_SHARD_PARTITIONS", "2\n::warning::partitions")], "::warning::partitions"),

@@ -3,7 +3,10 @@
 //! test starts is marked, and a test that leaves one alive fails.
 #![allow(dead_code)]
 
+pub mod node;
 pub mod records;
+
+pub use node::node_bin;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

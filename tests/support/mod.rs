@@ -6,7 +6,8 @@
 pub mod node;
 pub mod records;
 
-pub use node::node_bin;
+#[allow(unused_imports)]
+pub use node::{installed_package, node_bin};
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

@@ -109,3 +109,10 @@ pub fn path_with(bin: &Path) -> std::ffi::OsString {
     dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
     std::env::join_paths(dirs).expect("a PATH")
 }
+
+/// Where the tool installs `spec` in `cache` for the machine's node (the first on this process's
+/// PATH): one install per node module ABI.
+pub fn installed_package(cache: &Path, spec: &str) -> PathBuf {
+    let abi = harper_shard::harper::runtime::node().modules.clone().expect("the machine's node says its module ABI");
+    cache.join("packages").join(format!("{spec}-node-abi{abi}"))
+}

@@ -278,3 +278,17 @@ fn the_dry_run_says_so_when_the_runtime_is_not_on_the_path_and_still_exits_0() {
     human.expect(0);
     assert!(human.stdout().contains("runtime  bun: cannot run `bun` from the PATH"), "{}", human.stdout());
 }
+
+#[test]
+fn a_node_that_answers_with_control_bytes_is_reported_as_saying_no_version() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    bin_plan(&sandbox, "node");
+    let fake = sandbox.write("fake-bin/node", "#!/bin/sh\nprintf 'v9\\033]0;title\\007\\r##[error]x 1\\n'\n");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths([sandbox.path("fake-bin"), "/usr/bin".into(), "/bin".into()]).unwrap();
+    let human = dry_run_with_path(&sandbox, "human", &path);
+    human.expect(0);
+    assert!(human.stdout().contains("runtime  node: `node` did not say its version (exit code 0)"), "{}", human.stdout());
+    assert!(!human.stdout().contains('\u{1b}') && !human.stdout().contains("title"), "{}", human.stdout());
+}

@@ -7,10 +7,10 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::harper::runtime;
 use crate::plan::assignment::AssignmentView;
 use crate::plan::partition::Source;
 use crate::plan::select::Selection;
-use crate::harper::runtime;
 use crate::plan::{HarperSource, HarperSpec, Partition, Plan, Runtime};
 
 #[derive(Serialize)]

@@ -317,3 +317,52 @@ fn fail_fast_skips_the_shards_that_had_not_started() {
     assert!(!sandbox.path("second-ran").exists());
     assert_eq!(sandbox.report()["shards"][1]["status"], "skipped");
 }
+
+/// A project folder holding a plan whose every path is relative: `bin` (a link to the fake
+/// server, or a copy of the JS stand-in for `runtime: node`), a fixture, and a command that reads
+/// files from its folder. The command fails unless it runs in the plan's folder and finds the
+/// fixture in the instance's ROOTPATH.
+fn relative_project(sandbox: &Sandbox, harper: &str) {
+    sandbox.write("project/fx/component.txt", "");
+    sandbox.write(
+        "project/harper-shards.yml",
+        &format!(
+            "version: 1\nharper:\n{harper}  fixtures: [./fx]\n  startup: {{idle: 10s, max: 20s}}\nshards:\n  - name: a\n    run: test -f harper-shards.yml && test -f \"$HARPER_ROOTPATH/components/fx/component.txt\"\n"
+        ),
+    );
+}
+
+/// Harper runs in its instance's HOME: a `bin` left relative to the tool's folder would be
+/// looked for there. By a relative plan path from another folder, and by the default name in
+/// the plan's own folder, every path means the plan's folder.
+#[test]
+fn a_relative_bin_boots_when_the_plan_is_named_by_a_relative_path() {
+    let sandbox = Sandbox::new();
+    relative_project(&sandbox, "  runtime: exec\n  bin: ./fake-harper\n");
+    std::os::unix::fs::symlink(support::fake_harper(), sandbox.path("project/fake-harper")).unwrap();
+    sandbox.run(&["run", "project/harper-shards.yml"]).expect(0);
+    support::Run::of(sandbox.command().current_dir(sandbox.path("project")).arg("run")).expect(0);
+}
+
+#[test]
+fn a_relative_node_entry_script_boots_when_the_plan_is_named_by_a_relative_path() {
+    let sandbox = Sandbox::new();
+    relative_project(&sandbox, "  runtime: node\n  template: off\n  bin: harper/bin/harperdb.js\n");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-harper.js");
+    sandbox.write("project/harper/bin/harperdb.js", &support::read(&script));
+    sandbox.run(&["run", "project/harper-shards.yml"]).expect(0);
+}
+
+/// The dry run shows the paths a run will use: absolute, without `./` segments.
+#[test]
+fn the_dry_run_shows_a_relative_bin_as_an_absolute_path_in_the_plans_folder() {
+    let sandbox = Sandbox::new();
+    relative_project(&sandbox, "  runtime: exec\n  bin: ./fake-harper\n");
+    std::os::unix::fs::symlink(support::fake_harper(), sandbox.path("project/fake-harper")).unwrap();
+    let out = sandbox.command().args(["run", "--plan", "--format", "json", "project/harper-shards.yml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let harper = &plan["plan"]["shards"][0]["harper"];
+    assert_eq!(harper["source"]["bin"], sandbox.path("project/fake-harper").to_str().unwrap());
+    assert_eq!(harper["fixtures"][0], sandbox.path("project/fx").to_str().unwrap());
+}

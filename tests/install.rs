@@ -6,6 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use harper_shard::harper::install::folder;
 use support::Sandbox;
 
 fn fixture(name: &str) -> PathBuf {
@@ -48,7 +49,7 @@ fn two_runs_installing_at_the_same_moment_install_once_and_both_pass() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| !n.ends_with(".lock"))
         .collect();
-    assert_eq!(packages, ["harperdb@0.0.0-test"], "one complete copy, nothing partial");
+    assert_eq!(packages, [folder("harperdb@0.0.0-test")], "one complete copy, nothing partial");
 
     // A third run reuses the cache without calling npm.
     let out = install_command(&sandbox, "r3").output().unwrap();
@@ -65,7 +66,8 @@ fn a_failed_install_exits_3_says_why_and_leaves_no_partial_copy() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`npm install harperdb@0.0.0-test` failed"), "{err}");
     assert!(err.contains("npm error code E404"), "npm's own last words are quoted: {err}");
-    assert!(!sandbox.path("cache/packages/harperdb@0.0.0-test").exists(), "a failed install was kept as complete");
+    let installed = sandbox.path("cache/packages").join(folder("harperdb@0.0.0-test"));
+    assert!(!installed.exists(), "a failed install was kept as complete");
 
     let out = install_command(&sandbox, "r2").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "the next run installs afresh: {}", String::from_utf8_lossy(&out.stderr));
@@ -94,18 +96,54 @@ fn cache_status_lists_the_installed_package_and_cache_clear_removes_what_no_run_
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let status = cache(&["cache", "status"]);
-    assert!(status.contains("package") && status.contains("harperdb@0.0.0-test"), "{status}");
+    let name = folder("harperdb@0.0.0-test");
+    assert!(status.contains("package") && status.contains(&name) && status.contains("(harperdb@0.0.0-test)"), "{status}");
 
     // While a run holds the package's lock (installing it), clear leaves it alone.
-    let lock = std::fs::File::create(sandbox.path("cache/packages/harperdb@0.0.0-test.lock")).unwrap();
+    let lock = std::fs::File::create(sandbox.path(&format!("cache/packages/{name}.lock"))).unwrap();
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).expect("hold the lock");
     let kept = cache(&["cache", "clear"]);
-    assert!(kept.contains("kept package harperdb@0.0.0-test: in use"), "{kept}");
-    assert!(sandbox.path("cache/packages/harperdb@0.0.0-test").is_dir());
+    assert!(kept.contains(&format!("kept package {name}: in use")), "{kept}");
+    assert!(sandbox.path(&format!("cache/packages/{name}")).is_dir());
     drop(held);
 
     let cleared = cache(&["cache", "clear"]);
-    assert!(cleared.contains("removed package harperdb@0.0.0-test"), "{cleared}");
-    assert!(!sandbox.path("cache/packages/harperdb@0.0.0-test").exists());
+    assert!(cleared.contains(&format!("removed package {name}")), "{cleared}");
+    assert!(!sandbox.path(&format!("cache/packages/{name}")).exists());
     assert!(!cache(&["cache", "status"]).contains("harperdb@0.0.0-test"));
+}
+
+/// `^` and `~` both read `_` in a folder name: each spec still gets an install of its own, and
+/// the next run finds both.
+#[test]
+fn specs_that_differ_only_in_unsafe_characters_are_installed_apart() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1
+harper:
+  template: off
+  startup: {idle: 20s, max: 30s}
+shards:
+  - name: caret
+    run: \"true\"
+    harper: {package: \"harperdb@^0.0.0-test\"}
+  - name: tilde
+    run: \"true\"
+    harper: {package: \"harperdb@~0.0.0-test\"}
+",
+    );
+    let out = install_command(&sandbox, "r1").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let calls = support::read(&sandbox.path("npm.log"));
+    let mut installed: Vec<&str> = calls.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    installed.sort();
+    assert_eq!(installed, ["harperdb@^0.0.0-test", "harperdb@~0.0.0-test"], "one spec ran the other's install:\n{calls}");
+    for spec in ["harperdb@^0.0.0-test", "harperdb@~0.0.0-test"] {
+        let marker = sandbox.path("cache/packages").join(folder(spec)).join(".harper-shard-complete");
+        assert_eq!(support::read(&marker), spec);
+    }
+    let out = install_command(&sandbox, "r2").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(support::read(&sandbox.path("npm.log")).lines().count(), 2, "the second run did not reuse both installs");
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
 
 use crate::supervise::tail::{Lines, Tail};
 use crate::supervise::{Child, Spec, describe};
@@ -47,19 +48,41 @@ pub fn package_name(spec: &str) -> &str {
     }
 }
 
-/// A directory name for a spec: safe characters only, recognisable to a person.
-fn slug(spec: &str) -> String {
-    spec.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.@".contains(c) { c } else { '_' }).collect()
+/// The folder name of a spec: a part a person recognises (safe characters only, at most
+/// [`READABLE`] of them, so `^4.6.0` and `~4.6.0` both read `_4.6.0`) and the first 16 hex digits
+/// of the exact spec's SHA-256, which tells such specs apart. The name ends in a hex digit, so no
+/// spec's folder is another's `.partial` or `.lock`.
+pub fn folder(spec: &str) -> String {
+    let readable: String =
+        spec.chars().take(READABLE).map(|c| if c.is_ascii_alphanumeric() || "-_.@".contains(c) { c } else { '_' }).collect();
+    let digest = Sha256::digest(spec.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{readable}-{hex}")
 }
 
-/// The installed copy of `spec`, if the cache already has a complete one.
+/// Characters of a spec that name its folder; the digest covers the rest.
+const READABLE: usize = 64;
+
+/// The installed copy of `spec`, if the cache already has a complete one: its marker names this
+/// very spec (a folder of another spec's, however it came there, is not this one's install).
 pub fn cached(cache: &Path, spec: &str) -> Option<Installed> {
-    let dir = cache.join("packages").join(slug(spec));
-    if !dir.join(COMPLETE).is_file() {
+    let dir = cache.join("packages").join(folder(spec));
+    if !holds(&dir, spec) {
         return None;
     }
     let entry = entry_point(&dir, package_name(spec)).ok()?;
     Some(Installed { dir, entry })
+}
+
+/// Whether `dir` holds the completion marker of `spec`, a regular file of exactly that text.
+fn holds(dir: &Path, spec: &str) -> bool {
+    crate::plan::file::read_bounded(&dir.join(COMPLETE), spec.len() as u64).is_ok_and(|text| text == spec.as_bytes())
+}
+
+/// The spec a complete install in `dir` was made for, as its marker says.
+pub fn marked_spec(dir: &Path) -> Option<String> {
+    let text = crate::plan::file::read_bounded(&dir.join(COMPLETE), crate::plan::limits::ARG_STRLEN as u64).ok()?;
+    String::from_utf8(text).ok()
 }
 
 /// Installs `spec` unless the cache has it; `progress` gets npm's output line by line. Ends
@@ -75,7 +98,7 @@ pub async fn ensure(
     }
     let packages = cache.join("packages");
     std::fs::create_dir_all(&packages).with_context(|| format!("cannot create the cache {}", packages.display()))?;
-    let lock_path = packages.join(format!("{}.lock", slug(spec)));
+    let lock_path = packages.join(format!("{}.lock", folder(spec)));
     tokio::pin!(cancelled);
     let _lock = tokio::select! {
         lock = super::lock::wait(&lock_path) => lock?,
@@ -85,8 +108,8 @@ pub async fn ensure(
     if let Some(done) = cached(cache, spec) {
         return Ok(done);
     }
-    let dir = packages.join(slug(spec));
-    let staging = packages.join(format!("{}.partial", slug(spec)));
+    let dir = packages.join(folder(spec));
+    let staging = packages.join(format!("{}.partial", folder(spec)));
     for stale in [&dir, &staging] {
         if stale.exists() {
             std::fs::remove_dir_all(stale).with_context(|| format!("cannot clear {}", stale.display()))?;
@@ -214,6 +237,29 @@ fn entry_point(prefix: &Path, name: &str) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn specs_that_read_alike_get_folders_of_their_own() {
+        assert_ne!(folder("harperdb@^4.6.0"), folder("harperdb@~4.6.0"));
+        assert!(folder("harperdb@^4.6.0").starts_with("harperdb@_4.6.0-"), "{}", folder("harperdb@^4.6.0"));
+        assert_eq!(folder("harperdb@4.7.29"), folder("harperdb@4.7.29"), "stable");
+        let long = format!("harperdb@{}", "1".repeat(10_000));
+        assert!(folder(&long).len() < 100, "a long spec still names a folder the file system takes");
+        assert_ne!(folder(&long), folder(&format!("{long}2")));
+    }
+
+    #[test]
+    fn an_install_marked_for_another_spec_is_not_trusted() {
+        let cache = std::env::temp_dir().join(format!("hs-install-test-{}", uuid::Uuid::new_v4().simple()));
+        let dir = cache.join("packages").join(folder("harperdb@^4.6.0"));
+        std::fs::create_dir_all(dir.join("node_modules/harperdb/bin")).unwrap();
+        std::fs::write(dir.join("node_modules/harperdb/bin/harperdb.js"), "").unwrap();
+        std::fs::write(dir.join(COMPLETE), "harperdb@~4.6.0").unwrap();
+        assert!(cached(&cache, "harperdb@^4.6.0").is_none(), "trusted a marker of another spec");
+        std::fs::write(dir.join(COMPLETE), "harperdb@^4.6.0").unwrap();
+        assert!(cached(&cache, "harperdb@^4.6.0").is_some());
+        std::fs::remove_dir_all(&cache).unwrap();
+    }
 
     #[test]
     fn package_name_strips_the_version_but_keeps_the_scope() {

@@ -366,3 +366,38 @@ fn the_dry_run_shows_a_relative_bin_as_an_absolute_path_in_the_plans_folder() {
     assert_eq!(harper["source"]["bin"], sandbox.path("project/fake-harper").to_str().unwrap());
     assert_eq!(harper["fixtures"][0], sandbox.path("project/fx").to_str().unwrap());
 }
+
+/// A template built from a `bin:` Harper belongs to that build: once the build changes in place,
+/// the dry run says the next run builds a template of its own instead of booting the old one.
+#[test]
+fn a_template_of_a_bin_harper_is_not_used_once_the_build_changes() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper/package.json", r#"{"name":"harperdb","version":"4.7.29"}"#);
+    sandbox.write("harper/bin/harperdb.js", "// build one\n");
+    sandbox.write("harper-shards.yml", "version: 1\nharper:\n  bin: harper/bin/harperdb.js\nshards:\n  - name: a\n    run: \"true\"\n");
+    let boot = || {
+        let run = support::Run::of(sandbox.command().args(["run", "--plan"]).env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache")));
+        run.expect(0);
+        run.stdout().lines().find(|l| l.trim_start().starts_with("boot ")).expect("the dry run says how the shard boots").to_owned()
+    };
+    let before = boot();
+    let key = before
+        .split_once("built first by the first shard that needs it (")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no template yet: {before}"))
+        .to_owned();
+    // What the first run's build leaves: the parts a copy boots from, and the template's record.
+    let template = format!("cache/templates/{key}");
+    for part in ["r/harperdb-config.yaml", "r/database/system.mdb", "r/keys/privateKey.pem", "h/.harperdb/hdb_boot_properties.file"] {
+        sandbox.write(&format!("{template}/{part}"), "");
+    }
+    sandbox.write(
+        &format!("{template}/template.json"),
+        r#"{"root":"/w/r","home":"/w/h","username":"admin","password":"p","entry":"harper/bin/harperdb.js"}"#,
+    );
+    assert!(boot().contains(&format!("from the cached template {key}")), "the stand-in template is not found: {}", boot());
+
+    sandbox.write("harper/bin/harperdb.js", "// build two\n");
+    let after = boot();
+    assert!(after.contains("built first by the first shard that needs it") && !after.contains(&key), "the rebuilt Harper boots the old build's template: {after}");
+}

@@ -147,3 +147,51 @@ shards:
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(support::read(&sandbox.path("npm.log")).lines().count(), 2, "the second run did not reuse both installs");
 }
+
+/// Runs the package plan against a cache the test has prepared; returns stderr.
+fn refused_run(sandbox: &Sandbox, cache: &Path) -> String {
+    let out = install_command(&sandbox, "r1").env("HARPER_SHARD_CACHE_DIR", cache).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    err
+}
+
+#[test]
+fn a_cache_folder_writable_by_everyone_or_a_link_is_refused_and_nothing_installed() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    package_plan(&sandbox);
+    std::fs::create_dir(sandbox.path("open")).unwrap();
+    std::fs::set_permissions(sandbox.path("open"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let err = refused_run(&sandbox, &sandbox.path("open"));
+    assert!(err.contains("writable by others (mode 1777)") && err.contains("HARPER_SHARD_CACHE_DIR"), "{err}");
+    std::fs::create_dir(sandbox.path("real")).unwrap();
+    std::os::unix::fs::symlink(sandbox.path("real"), sandbox.path("link")).unwrap();
+    let err = refused_run(&sandbox, &sandbox.path("link"));
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert!(!sandbox.path("npm.log").exists(), "npm ran into a refused cache");
+}
+
+/// Another user planted a "complete" install of the plan's package in the cache: the run refuses
+/// it, naming it, and never executes it.
+#[test]
+fn a_cached_install_that_belongs_to_another_user_is_refused_and_not_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    package_plan(&sandbox);
+    let planted = sandbox.path("cache/packages").join(folder("harperdb@0.0.0-test"));
+    let pwned = sandbox.path("pwned");
+    sandbox.write(
+        &format!("cache/packages/{}/node_modules/harperdb/bin/harperdb.js", folder("harperdb@0.0.0-test")),
+        &format!("require('fs').writeFileSync({:?}, '')", pwned.display().to_string()),
+    );
+    std::fs::write(planted.join(".harper-shard-complete"), "harperdb@0.0.0-test").unwrap();
+    for dir in ["cache", "cache/packages"] {
+        std::fs::set_permissions(sandbox.path(dir), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let chown = std::process::Command::new("chown").args(["-R", "1234:1234"]).arg(&planted).status().unwrap();
+    assert!(chown.success(), "the test needs to give files to another user (it runs as root)");
+    let err = refused_run(&sandbox, &sandbox.path("cache"));
+    assert!(err.contains(&format!("the cached install of harperdb@0.0.0-test {} belongs to uid 1234", planted.display())), "{err}");
+    assert!(!pwned.exists(), "the planted Harper ran");
+}

@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
+use crate::private_dir::Sharing;
+
 use crate::supervise::tail::{Lines, Tail};
 use crate::supervise::{Child, Spec, describe};
 
@@ -32,6 +34,27 @@ pub fn cache_dir() -> anyhow::Result<PathBuf> {
     )?;
     Ok(PathBuf::from(home).join(".cache").join("harper-shard"))
 }
+
+/// The cache directory for a run, which executes what it holds (Harper's package, templates
+/// and their boot-cache preload): created private if missing, and refused, as the pool and
+/// work directories are, when it or a folder of its entries is a link, writable by everyone,
+/// or belongs to a user and a group that are not this process's (a cache shared with a group
+/// of its own, as the container image's is with group 0, is allowed).
+pub fn private_cache() -> anyhow::Result<PathBuf> {
+    let dir = cache_dir()?;
+    crate::private_dir::ensure_shared(&dir, "the cache directory", CACHE_VAR, Sharing::Group)?;
+    for part in ["packages", "templates", "keys"] {
+        crate::private_dir::ensure_shared(&dir.join(part), "the cache directory's folder", CACHE_VAR, Sharing::Group)?;
+    }
+    Ok(dir)
+}
+
+/// Checks an entry of the cache that a run executes as [`private_cache`] checks the cache.
+pub fn check_entry(dir: &Path, what: &str) -> anyhow::Result<()> {
+    crate::private_dir::check_with(dir, what, CACHE_VAR, Sharing::Group)
+}
+
+const CACHE_VAR: &str = "HARPER_SHARD_CACHE_DIR";
 
 /// Where an npm spec lives in the cache, and the entry script inside it.
 pub struct Installed {
@@ -93,8 +116,9 @@ pub async fn ensure(
     progress: &(dyn Fn(&str) + Sync),
     cancelled: impl Future<Output = ()>,
 ) -> anyhow::Result<Installed> {
+    let trusted = |done: Installed| check_entry(&done.dir, &format!("the cached install of {spec}")).map(|()| done);
     if let Some(done) = cached(cache, spec) {
-        return Ok(done);
+        return trusted(done);
     }
     let packages = cache.join("packages");
     std::fs::create_dir_all(&packages).with_context(|| format!("cannot create the cache {}", packages.display()))?;
@@ -106,7 +130,7 @@ pub async fn ensure(
     };
     // Another run may have finished the install while we waited for the lock.
     if let Some(done) = cached(cache, spec) {
-        return Ok(done);
+        return trusted(done);
     }
     let dir = packages.join(folder(spec));
     let staging = packages.join(format!("{}.partial", folder(spec)));

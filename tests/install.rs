@@ -150,7 +150,7 @@ shards:
 
 /// Runs the package plan against a cache the test has prepared; returns stderr.
 fn refused_run(sandbox: &Sandbox, cache: &Path) -> String {
-    let out = install_command(&sandbox, "r1").env("HARPER_SHARD_CACHE_DIR", cache).output().unwrap();
+    let out = install_command(sandbox, "r1").env("HARPER_SHARD_CACHE_DIR", cache).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(3), "{err}");
     err

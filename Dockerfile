@@ -1,4 +1,4 @@
-# harper-shard for container CI (GitLab, Buildkite, CircleCI, Jenkins):
+# harper-shard for container CI (GitLab, Buildkite, CircleCI, Jenkins, Tekton; README.md has each recipe):
 #
 #   docker build -t harper-shard --build-arg HARPER_PACKAGE=harperdb@4.7.29 .
 #   docker run --rm --user "$(id -u)" -v "$PWD:/work" harper-shard run examples/harper-shards.yml
@@ -9,10 +9,10 @@
 #
 # Both stages are Debian bookworm, so the binary runs against the glibc it was linked with. The
 # base images are build arguments so that a machine without Docker Hub can build against
-# stand-ins of its own.
+# stand-ins of its own. Node 24: active LTS until 2028-04-30, one of the versions CI tests.
 
 ARG BUILD_IMAGE=rust:1-slim-bookworm
-ARG BASE_IMAGE=node:20-bookworm-slim
+ARG BASE_IMAGE=node:24-bookworm-slim
 
 FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
@@ -73,6 +73,20 @@ RUN if [ -n "$HARPER_PACKAGE" ]; then \
         && chmod -R g=u "$HARPER_SHARD_CACHE_DIR" \
         && find "$HARPER_SHARD_CACHE_DIR" -type d -exec chmod g+s {} +; \
     fi
+
+# Where the image comes from, as the OCI labels say it: .github/workflows/release.yml passes
+# these (GHCR links the package to its repository through `source`). Last, so that a new
+# revision rebuilds no layer.
+ARG IMAGE_SOURCE=""
+ARG IMAGE_VERSION=""
+ARG IMAGE_REVISION=""
+ARG IMAGE_CREATED=""
+ARG IMAGE_DOCUMENTATION=""
+LABEL org.opencontainers.image.source="${IMAGE_SOURCE}" \
+      org.opencontainers.image.version="${IMAGE_VERSION}" \
+      org.opencontainers.image.revision="${IMAGE_REVISION}" \
+      org.opencontainers.image.created="${IMAGE_CREATED}" \
+      org.opencontainers.image.documentation="${IMAGE_DOCUMENTATION}"
 
 ENTRYPOINT ["tini", "--", "harper-shard"]
 CMD ["run"]

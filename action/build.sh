@@ -26,14 +26,10 @@ key() {
   prefix="harper-shard-build-${RUNNER_OS:-$(uname -s)}-${RUNNER_ARCH:-$(uname -m)}"
   prefix+="-$(cd "$action_dir" && rustc -V | digest | cut -c1-12)"
   lock=$(digest <"$action_dir/Cargo.lock" | cut -c1-16)
-  {
-    echo "key=$prefix-$lock"
-    echo "restore-key=$prefix-"
-    echo "paths<<HARPER_SHARD_PATHS"
-    printf '%s\n' "$cargo_home/registry/index" "$cargo_home/registry/cache" \
-      "$cargo_home/git/db" "$target_dir"
-    echo "HARPER_SHARD_PATHS"
-  } >>"${GITHUB_OUTPUT:?}"
+  put_output key "$prefix-$lock"
+  put_output restore-key "$prefix-"
+  put_output paths "$(printf '%s\n' "$cargo_home/registry/index" "$cargo_home/registry/cache" \
+    "$cargo_home/git/db" "$target_dir")"
 }
 
 build() {
@@ -49,7 +45,7 @@ build() {
   fi
   # Fails here, not mid-run, on a binary for another platform.
   "$bin" --version
-  echo "path=$bin" >>"${GITHUB_OUTPUT:?}"
+  put_output path "$bin"
 }
 
 # The tool is built on process groups, flock and PR_SET_PDEATHSIG: there is no Windows build.

@@ -19,14 +19,17 @@ set -euo pipefail
 
 # Says why there is nothing to do, and ends the step green.
 nothing() {
-  echo "harper-shard: $*"
+  say "$*"
   exit 0
 }
 
 key() {
   # node reads the JSON: Harper from npm needs node (and npm) on the runner anyway.
   command -v node >/dev/null || nothing "Harper is not cached between jobs: node is not on the PATH"
-  local plan packages runtime version lines='' cache
+  # The layout of the cache's folders (src/harper/install.rs `folder`) is in the key too: an
+  # entry saved with another layout restores folders this harper-shard never finds, and an
+  # entry is never replaced.
+  local plan packages runtime version lines='' cache layout='cache layout 2'
   plan=$("$HARPER_SHARD_BIN" run "$INPUT_PLAN" --plan --format json 2>/dev/null) ||
     nothing "Harper is not cached between jobs: the dry run of $INPUT_PLAN failed (the run step says why)"
   # Every shard of the plan, not only this partition's: the jobs of a matrix share one entry.
@@ -47,14 +50,13 @@ key() {
   cache=$("$HARPER_SHARD_BIN" cache status --format json | node -e '
     console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).cache)') ||
     nothing "Harper is not cached between jobs: harper-shard names no cache directory"
-  printf 'harper-shard: caching Harper between jobs in %s for\n%s' "$cache" "$lines"
-  {
-    echo "key=harper-shard-harper-${RUNNER_OS:-$(uname -s)}-${RUNNER_ARCH:-$(uname -m)}-$(printf '%s' "$lines" | digest | cut -c1-16)"
-    echo "path=$cache"
-    echo "packages<<HARPER_SHARD_PACKAGES"
-    printf '%s\n' "$packages" | cut -d' ' -f1 | sort -u
-    echo "HARPER_SHARD_PACKAGES"
-  } >>"${GITHUB_OUTPUT:?}"
+  say "caching Harper between jobs in $cache for"
+  while read -r line; do
+    say "  $line"
+  done <<<"${lines%$'\n'}"
+  put_output key "harper-shard-harper-${RUNNER_OS:-$(uname -s)}-${RUNNER_ARCH:-$(uname -m)}-$(printf '%s\n%s' "$layout" "$lines" | digest | cut -c1-16)"
+  put_output path "$cache"
+  put_output packages "$(printf '%s\n' "$packages" | cut -d' ' -f1 | sort -u)"
 }
 
 # A complete install holds the marker src/harper/install.rs writes last, and the marker holds the
@@ -73,7 +75,7 @@ complete() {
     done
     [[ -n $found ]] || nothing "$spec is not completely installed in $HARPER_CACHE_DIR: this job saves no Harper cache"
   done <<<"$HARPER_PACKAGES"
-  echo "save=true" >>"${GITHUB_OUTPUT:?}"
+  put_output save true
 }
 
 case ${1:-} in

@@ -15,8 +15,11 @@
 # builds instead. The action's ref is not consulted: composite actions are not promised
 # github.action_ref, and a SHA or a major tag pinning the release commit is the same release.
 #
-# HARPER_SHARD_RELEASE_BASE_URL replaces `<server>/<repository>/releases/download/<version>` and
-# allows plain http: it is for action/test.sh's loopback server only. The checksum still decides.
+# Downloads are https only, TLS 1.2 or later, redirects included (`--proto '=https' --tlsv1.2`).
+# HARPER_SHARD_RELEASE_BASE_URL replaces `<server>/<repository>/releases/download/<version>`; it is
+# for action/test.sh's loopback server, and the one place plain http is allowed: only to
+# http://127.0.0.1, with redirects still https only. Any other http base is refused. The checksum
+# still decides.
 set -euo pipefail
 # shellcheck source=action/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,15 +28,15 @@ action_dir=$(cd "${GITHUB_ACTION_PATH:?}" && pwd -P)
 manifest=$action_dir/$manifest_file
 
 build_instead() {
-  echo "harper-shard: $*; building it from the action's source instead"
-  echo "build=true" >>"${GITHUB_OUTPUT:?}"
+  say "$*; building it from the action's source instead"
+  put_output build true
   exit 0
 }
 
 # The same, for what should not happen: a notice on the run, not only a line in the log.
 warn_and_build_instead() {
-  echo "::warning title=harper-shard action::$*; building it from the action's source instead"
-  echo "build=true" >>"${GITHUB_OUTPUT:?}"
+  annotate warning "$*; building it from the action's source instead"
+  put_output build true
   exit 0
 }
 
@@ -67,15 +70,19 @@ dir=${RUNNER_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}}/harper-shard/$version/
 bin=$dir/harper-shard
 
 if [[ -f $bin && $(digest <"$bin") == "$want" ]]; then
-  echo "harper-shard $version ($target): the verified copy in $dir"
+  say "$version ($target): the verified copy in $dir"
 else
   [[ ! -e $bin ]] ||
-    echo "::warning title=harper-shard action::$bin does not match release $version's manifest; downloading it again"
+    annotate warning "$bin does not match release $version's manifest; downloading it again"
   base=${HARPER_SHARD_RELEASE_BASE_URL:-}
   protocols='=https'
   if [[ -n $base ]]; then
-    echo "harper-shard: downloading from $base (HARPER_SHARD_RELEASE_BASE_URL, for tests only)"
-    protocols='=http,https'
+    say "downloading from $base (HARPER_SHARD_RELEASE_BASE_URL, for tests only)"
+    if [[ $base =~ ^http://127\.0\.0\.1(:[0-9]+)?(/|$) ]]; then
+      protocols='=http'
+    elif [[ $base != https://* ]]; then
+      fail "HARPER_SHARD_RELEASE_BASE_URL '$base' is neither https:// nor http://127.0.0.1: unset it (it is for action/test.sh)"
+    fi
   else
     base=${GITHUB_SERVER_URL:-https://github.com}/$repository/releases/download/$version
   fi
@@ -85,20 +92,20 @@ else
   # sees the old copy or the new one, never half of one.
   partial=$(mktemp "$dir/.download.XXXXXX")
   trap 'rm -f "$partial"' EXIT
-  echo "harper-shard: downloading $url"
+  say "downloading $url"
   status=0
   curl --fail --silent --show-error --location --retry 3 --connect-timeout 20 --max-time 300 \
-    --proto "$protocols" --proto-redir "$protocols" --output "$partial" "$url" || status=$?
+    --proto "$protocols" --proto-redir '=https' --tlsv1.2 --output "$partial" "$url" || status=$?
   ((status == 0)) || warn_and_build_instead "cannot download $url (curl exit $status)"
   got=$(digest <"$partial")
   [[ $got == "$want" ]] ||
     fail "refusing to run $asset from $url: its SHA-256 is $got, but release $version's manifest ($manifest_file in the action) says $want. The asset was replaced after the release, or altered on the way; nothing was installed"
   chmod 755 "$partial"
   mv -f "$partial" "$bin"
-  echo "harper-shard $version ($target): SHA-256 $got matches the manifest; installed into $dir"
+  say "$version ($target): SHA-256 $got matches the manifest; installed into $dir"
 fi
 
 # Fails here, not mid-run, on a binary this runner cannot execute.
 "$bin" --version ||
   warn_and_build_instead "the release binary $bin does not run on this runner"
-echo "path=$bin" >>"${GITHUB_OUTPUT:?}"
+put_output path "$bin"

@@ -1,13 +1,71 @@
 # shellcheck shell=bash
-# What the action's scripts and the release scripts must agree on, in one place: which release
-# target a runner gets, what its asset is called, where the manifest lives, and the digest of the
-# sources a binary is built from. Sourced, never run.
+# What the action's scripts and the release scripts must agree on, in one place: how they speak
+# to the runner (workflow commands, outputs), which release target a runner gets, what its asset
+# is called, where the manifest lives, and the digest of the sources a binary is built from.
+# Sourced, never run.
 #
 # Kept to bash 3.2 like every script here: macOS runners may resolve `bash` to /bin/bash.
 
+# What the scripts print and write for the runner, so that no value can become a workflow
+# command or another output: the runner treats a line that starts with `::` as a command, and a
+# line of GITHUB_OUTPUT or GITHUB_ENV as an entry.
+
+# A workflow command's message: the runner decodes %25, %0D and %0A, so an encoded value stays
+# on the command's line.
+escape_data() {
+  local s=${1//\%/%25}
+  s=${s//$'\r'/%0D}
+  printf '%s' "${s//$'\n'/%0A}"
+}
+
+# A workflow command's property value: also `:` and `,`, which would end the property.
+escape_property() {
+  local s
+  s=$(escape_data "$1")
+  s=${s//:/%3A}
+  printf '%s' "${s//,/%2C}"
+}
+
+# annotate error|warning|notice MESSAGE: the one way these scripts print a workflow command.
+annotate() {
+  printf '::%s title=%s::%s\n' "$1" "$(escape_property 'harper-shard action')" "$(escape_data "$2")"
+}
+
+# A line of the log that is not a command: CR and LF are shown as \r and \n, so a value cannot
+# start a line of its own (and with it a workflow command).
+say() {
+  local s="$*"
+  s=${s//$'\r'/\\r}
+  printf 'harper-shard: %s\n' "${s//$'\n'/\\n}"
+}
+
 fail() {
-  echo "::error title=harper-shard action::$*" >&2
+  annotate error "$*" >&2
   exit 2
+}
+
+# A fresh delimiter for one entry of a GITHUB_OUTPUT/GITHUB_ENV file, the runner's own pattern.
+new_delimiter() {
+  local random
+  random=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  [[ $random =~ ^[0-9a-f]{32}$ ]] || fail "cannot read 16 random bytes from /dev/urandom"
+  printf 'ghadelimiter_%s' "$random"
+}
+
+# put FILE NAME VALUE: one entry of a GITHUB_OUTPUT/GITHUB_ENV file, always in the delimited form,
+# so that a newline in VALUE cannot end the entry and start another. A value that holds the
+# delimiter is refused, as the runner's toolkit does.
+put() {
+  local file=$1 name=$2 value=$3 delimiter
+  delimiter=$(new_delimiter) || exit
+  [[ $value != *"$delimiter"* ]] ||
+    fail "the value of $name contains its delimiter $delimiter; nothing was written"
+  printf '%s<<%s\n%s\n%s\n' "$name" "$delimiter" "$value" "$delimiter" >>"$file"
+}
+
+# put_output NAME VALUE: an output of the step.
+put_output() {
+  put "${GITHUB_OUTPUT:?}" "$1" "$2"
 }
 
 # Hex SHA-256 of stdin, on Linux and macOS alike.

@@ -72,7 +72,7 @@ artifact=$INPUT_ARTIFACT_NAME
 if [[ -z $artifact ]]; then
   artifact=harper-shard-report${INPUT_PARTITION:+-${INPUT_PARTITION//\//-of-}}
 fi
-echo "artifact-name=${artifact//[!A-Za-z0-9._-]/-}" >>"${GITHUB_OUTPUT:-/dev/null}"
+GITHUB_OUTPUT=${GITHUB_OUTPUT:-/dev/null} put_output artifact-name "${artifact//[!A-Za-z0-9._-]/-}"
 
 # Show what runs, quoted so it can be pasted into a shell to reproduce the step locally.
 printf 'harper-shard'

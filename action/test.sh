@@ -5,9 +5,15 @@
 #
 # Proves: inputs become the right arguments, and nothing in them is evaluated; the tool's exit
 # status and its signals pass through untouched; its outputs reach the step's GITHUB_OUTPUT,
-# which action.yml maps to the action's outputs. Then the binary: a release's assets, served from
-# a loopback HTTP server, are chosen per OS and architecture and verified against the manifest
-# release-manifest.sh writes; a tampered one is refused; every case without a fitting asset
+# which action.yml maps to the action's outputs. What the scripts say to the runner cannot be
+# turned by a value: a newline, a CR or a %0A in an input stays inside its workflow command or log
+# line, every output is a delimited entry the runner reads back intact (a value that holds its
+# delimiter is refused), and action.yml's step shell starts bash without the variables an earlier
+# step could plant (a BASH_ENV script that leaves a marker, SHELLOPTS=xtrace with a PS4 that
+# runs a command). Then the binary: a release's assets, served from a loopback HTTP server, are
+# chosen per OS and architecture and verified against the manifest release-manifest.sh writes; a
+# tampered one is refused; a release's URL is fetched https only, TLS 1.2 at least, and the
+# test-only base URL allows plain http to 127.0.0.1 alone; every case without a fitting asset
 # falls back to the build, which runs cargo (a stand-in here: .ci/run builds for real); a copy
 # already in the tool cache needs no server. Last, the Harper cache key and the release build's
 # packaging.
@@ -131,13 +137,82 @@ expect_status() {
   fi
 }
 
+# The runner's reading of a GITHUB_OUTPUT/GITHUB_ENV file: `NAME=VALUE` lines and
+# `NAME<<DELIMITER` … `DELIMITER` blocks; a line ends at LF (a CR is part of it, as on Linux and
+# macOS runners). Prints the last value of NAME (nothing and status 1 when it has none); status
+# 3, and why, when the file is not one the runner would accept.
+cat >"$tmp/outputs.py" <<'PY'
+import sys
+
+path, wanted = sys.argv[1], sys.argv[2]
+with open(path, newline="") as f:
+    lines = f.read().split("\n")
+if lines and lines[-1] == "":
+    lines.pop()
+values, i = {}, 0
+while i < len(lines):
+    line = lines[i]
+    i += 1
+    if not line:
+        continue
+    eq, heredoc = line.find("="), line.find("<<")
+    if eq > 0 and (heredoc < 0 or eq < heredoc):
+        values[line[:eq]] = line[eq + 1:]
+    elif heredoc > 0 and line[heredoc + 2:]:
+        name, delimiter, body = line[:heredoc], line[heredoc + 2:], []
+        while i < len(lines) and lines[i] != delimiter:
+            body.append(lines[i])
+            i += 1
+        if i == len(lines):
+            print(f"{path}: no line {delimiter!r} ends {name}", file=sys.stderr)
+            sys.exit(3)
+        i += 1
+        values[name] = "\n".join(body)
+    else:
+        print(f"{path}: the runner rejects the line {line!r}", file=sys.stderr)
+        sys.exit(3)
+if wanted not in values:
+    sys.exit(1)
+print(values[wanted])
+PY
+
+# output NAME: the step's output NAME as the runner reads it.
+output() {
+  python3 "$tmp/outputs.py" "$GITHUB_OUTPUT" "$1"
+}
+
+# expect_output TEST NAME=VALUE
 expect_output() {
-  local name=$1 line=$2
-  if grep -qxF -- "$line" "$GITHUB_OUTPUT"; then
+  local name=$1 line=$2 value
+  if value=$(output "${line%%=*}") && [[ $value == "${line#*=}" ]]; then
     ok "$name"
   else
     not_ok "$name" "GITHUB_OUTPUT lacks: $line" "it holds:" "$(cat "$GITHUB_OUTPUT")"
   fi
+}
+
+expect_log() {
+  local name=$1 text=$2
+  if [[ $log == *"$text"* ]]; then
+    ok "$name"
+  else
+    not_ok "$name" "the log lacks: $text" "log:" "$log"
+  fi
+}
+
+# expect_no_output TEST NAME…: the step has none of these outputs (and a file the runner reads).
+expect_no_output() {
+  local name=$1 key found
+  shift
+  for key in "$@"; do
+    found=0
+    output "$key" >/dev/null 2>&1 || found=$?
+    if ((found != 1)); then
+      not_ok "$name" "GITHUB_OUTPUT has $key, or the runner rejects it:" "$(cat "$GITHUB_OUTPUT")"
+      return
+    fi
+  done
+  ok "$name"
 }
 
 # --- inputs become arguments ---------------------------------------------------------------
@@ -262,32 +337,173 @@ export GITHUB_ACTION_PATH=$repo/./ RUNNER_OS=Linux RUNNER_ARCH=X64
 status=0
 log=$("$repo/action/build.sh" key 2>&1) || status=$?
 expect_status "the cache key is computed" 0
-if grep -qE '^key=harper-shard-build-Linux-X64-[0-9a-f]{12}-[0-9a-f]{16}$' "$GITHUB_OUTPUT" &&
-  grep -qxF "$repo/target" "$GITHUB_OUTPUT" && ! grep -qF '/./' "$GITHUB_OUTPUT"; then
+if [[ $(output key) =~ ^harper-shard-build-Linux-X64-[0-9a-f]{12}-[0-9a-f]{16}$ ]] &&
+  grep -qxF "$repo/target" <<<"$(output paths)" && [[ $(output paths) != */./* ]]; then
   ok "the cache key names platform, compiler and lock; paths are canonical"
 else
   not_ok "the cache key names platform, compiler and lock; paths are canonical" "$(cat "$GITHUB_OUTPUT")"
 fi
 
+# --- what the scripts say to the runner ---------------------------------------------------------
+
+# The lines of $log the runner would take for workflow commands (it trims them first).
+commands_in_log() {
+  printf '%s\n' "$log" | sed 's/^[[:space:]]*//' | grep '^::' || true
+}
+
+# expect_commands TEST LINE…: $log holds exactly these workflow commands, nothing else.
+expect_commands() {
+  local name=$1 expected actual
+  shift
+  expected=$(printf '%s\n' "$@")
+  actual=$(commands_in_log)
+  if [[ $actual == "$expected" ]]; then
+    ok "$name"
+  else
+    not_ok "$name" "expected commands:" "$expected" "actual commands:" "$actual" "log:" "$log"
+  fi
+}
+
+status=0
+escaped=$(. "$repo/action/lib.sh" && escape_data $'50%0A\n::error::pwned\r' && echo &&
+  escape_property $'a:b,c%d\r\ne') || status=$?
+if [[ $status == 0 && $escaped == $'50%250A%0A::error::pwned%0D\na%3Ab%2Cc%25d%0D%0Ae' ]]; then
+  ok "a message escapes %, CR and LF; a property also : and ,"
+else
+  not_ok "a message escapes %, CR and LF; a property also : and ," "got:" "$escaped"
+fi
+
+new_step
+export INPUT_CHECKS=$'maybe\n::error::pwned %0A'
+run_step
+expect_status "a hostile checks input is still a usage error" 2
+expect_commands "a newline in an input cannot start a workflow command of its own" \
+  "::error title=harper-shard action::checks must be 'true' or 'false', not 'maybe%0A::error::pwned %250A'"
+
+new_step
+export INPUT_ARGS=$'--timings "unbalanced\r::warning::pwned'
+run_step
+expect_commands "an args input quoted back in an error stays on the error's line" \
+  "::error title=harper-shard action::args is not a valid argument list: --timings \"unbalanced%0D::warning::pwned"
+
+new_step
+export STUB_PLAN_JSON=$tmp/plan.json STUB_PLAN_EXIT=2 STUB_CACHE_DIR=$tmp/harper-cache
+export INPUT_PLAN=$'ci/plan.yml\n::error::pwned'
+echo '{}' >"$STUB_PLAN_JSON"
+status=0
+log=$(cd "$tmp/workspace" && "$repo/action/harper.sh" key 2>&1) || status=$?
+expect_commands "a plain log line that quotes an input cannot start a workflow command"
+expect_log "the plain log line shows the newline as \\n" 'the dry run of ci/plan.yml\n::error::pwned failed'
+
+# Outputs: every entry in the delimited form, a fresh random delimiter each, read back by the
+# runner as exactly the value written, whatever the value holds.
+new_step
+odd=$'odd%0A\npassed=true\nghadelimiter_0\r'
+mkdir -p "$tmp/workspace/$odd"
+cp "$stub" "$tmp/workspace/$odd/harper-shard"
+export INPUT_BINARY=$odd/harper-shard
+status=0
+log=$(cd "$tmp/workspace" && "$repo/action/build.sh" build 2>&1) || status=$?
+if [[ $status == 0 && $(output path) == "$tmp/workspace/$odd/harper-shard" ]]; then
+  ok "a path with a newline, a %0A, an output line and a CR is one output, read back intact"
+else
+  not_ok "a path with a newline, a %0A, an output line and a CR is one output, read back intact" \
+    "status $status" "GITHUB_OUTPUT:" "$(cat "$GITHUB_OUTPUT")" "log:" "$log"
+fi
+expect_no_output "a value cannot add an output of its own" passed
+
+new_step
+export CARGO_HOME=$'/cargo\nHARPER_SHARD_PATHS\nkey=pwned' RUNNER_OS=Linux RUNNER_ARCH=X64
+status=0
+log=$("$repo/action/build.sh" key 2>&1) || status=$?
+unset CARGO_HOME
+delimiters=$(grep -o '<<.*' "$GITHUB_OUTPUT" | cut -c3-)
+if [[ $status == 0 && $(output key) != pwned && $(output paths) == $'/cargo\nHARPER_SHARD_PATHS\nkey=pwned/registry/index\n'* ]] &&
+  [[ $(grep -c '^ghadelimiter_[0-9a-f]\{32\}$' <<<"$delimiters") == 3 && $(sort -u <<<"$delimiters" | wc -l) -eq 3 ]]; then
+  ok "each output has its own random delimiter; a multi-line value cannot end its entry early"
+else
+  not_ok "each output has its own random delimiter; a multi-line value cannot end its entry early" \
+    "status $status" "GITHUB_OUTPUT:" "$(cat "$GITHUB_OUTPUT")" "log:" "$log"
+fi
+
+# The delimiter is random, so a value that holds it is made by fixing it for once.
+new_step
+status=0
+log=$(. "$repo/action/lib.sh" && new_delimiter() { printf 'ghadelimiter_fixed'; } &&
+  put_output paths $'/a\nghadelimiter_fixed\nkey=pwned' 2>&1) || status=$?
+if [[ $status == 2 && ! -s $GITHUB_OUTPUT && $log == "::error title=harper-shard action::the value of paths contains its delimiter"* ]]; then
+  ok "a value that holds its delimiter is refused, and nothing is written"
+else
+  not_ok "a value that holds its delimiter is refused, and nothing is written" "status $status" \
+    "GITHUB_OUTPUT:" "$(cat "$GITHUB_OUTPUT")" "log:" "$log"
+fi
+
+# --- the steps' shell ---------------------------------------------------------------------------
+
+# Every run step of action.yml, run as the runner runs it: the `shell:` command with {0} replaced
+# by the script's file (the runner's `bash` is `bash --noprofile --norc -eo pipefail {0}`). An
+# earlier step of the job can put anything into the environment through GITHUB_ENV: here
+# BASH_ENV and ENV name a script that leaves a marker, and SHELLOPTS=xtrace with a PS4 that runs a
+# command is a second way in.
+shells=$(sed -n 's/^ *shell: *//p' "$repo/action.yml" | sort -u)
+runs=$(grep -c '^ *run: ' "$repo/action.yml")
+if [[ $(sed -n 's/^ *shell: *//p' "$repo/action.yml" | wc -l) -eq $runs && $(wc -l <<<"$shells") -eq 1 ]]; then
+  ok "every run step of action.yml has the one shell"
+else
+  not_ok "every run step of action.yml has the one shell" "$runs run steps, shells:" "$shells"
+fi
+printf 'touch %q\n' "$tmp/injected-by-env" >"$tmp/inject.sh"
+cat >"$tmp/step-script" <<'STEP'
+for name in BASH_ENV ENV CDPATH SHELLOPTS BASHOPTS; do
+  if printenv "$name" >/dev/null; then echo "$name is in the environment"; fi
+done
+[[ -z ${CDPATH+set} ]] || echo "CDPATH is set"
+[[ $- != *x* ]] || echo "xtrace is on"
+! shopt -q extdebug || echo "extdebug is on"
+echo ran
+STEP
+while IFS= read -r shell; do
+  [[ $shell != bash ]] || shell='bash --noprofile --norc -eo pipefail {0}'
+  read -r -a words <<<"$shell"
+  words=("${words[@]//\{0\}/$tmp/step-script}")
+  rm -f "$tmp/injected-by-env" "$tmp/injected-by-ps4"
+  status=0
+  log=$(env BASH_ENV="$tmp/inject.sh" ENV="$tmp/inject.sh" CDPATH="$tmp" SHELLOPTS=xtrace \
+    BASHOPTS=extdebug PS4="\$(touch $tmp/injected-by-ps4)" "${words[@]}" 2>&1) || status=$?
+  if [[ $status == 0 && $log == ran && ! -e $tmp/injected-by-env && ! -e $tmp/injected-by-ps4 ]]; then
+    ok "a step's shell starts without BASH_ENV, ENV, CDPATH, SHELLOPTS and BASHOPTS; the injected script never runs"
+  else
+    not_ok "a step's shell starts without BASH_ENV, ENV, CDPATH, SHELLOPTS and BASHOPTS; the injected script never runs" \
+      "shell: $shell" "status $status" "BASH_ENV's marker: $(ls "$tmp/injected-by-env" 2>&1)" \
+      "PS4's marker: $(ls "$tmp/injected-by-ps4" 2>&1)" "log:" "$log"
+  fi
+done <<<"$shells"
+
+# action.yml's own "Choose the binary" step, its body run through its shell as the runner would:
+# a hostile path stays one output.
+step_body() {
+  awk -v id="$1" '
+    /^    - / { in_step = 0; in_run = 0 }
+    $0 == "      id: " id { in_step = 1 }
+    in_step && /^      run: \|$/ { in_run = 1; next }
+    in_run && /^        / { print substr($0, 9); next }
+    in_run && !/^ *$/ { in_run = 0 }' "$repo/action.yml"
+}
+new_step
+step_body binary >"$tmp/choose-binary"
+read -r -a words <<<"$(head -n 1 <<<"$shells")"
+words=("${words[@]//\{0\}/$tmp/choose-binary}")
+status=0
+log=$(BINARY=$'/opt/odd%0A\npassed=true\n::error::pwned' "${words[@]}" 2>&1) || status=$?
+if [[ $status == 0 && -s $tmp/choose-binary && $(output path) == $'/opt/odd%0A\npassed=true\n::error::pwned' ]]; then
+  ok "action.yml's binary step writes a hostile path as one output"
+else
+  not_ok "action.yml's binary step writes a hostile path as one output" "status $status" \
+    "step body:" "$(cat "$tmp/choose-binary")" "GITHUB_OUTPUT:" "$(cat "$GITHUB_OUTPUT")" "log:" "$log"
+fi
+expect_no_output "action.yml's binary step lets no value add an output" passed
+
 # --- the binary from a release ------------------------------------------------------------------
-
-expect_log() {
-  local name=$1 text=$2
-  if [[ $log == *"$text"* ]]; then
-    ok "$name"
-  else
-    not_ok "$name" "the log lacks: $text" "log:" "$log"
-  fi
-}
-
-expect_no_output() {
-  local name=$1 prefix=$2
-  if grep -q "^$prefix" "$GITHUB_OUTPUT"; then
-    not_ok "$name" "GITHUB_OUTPUT has: $(grep "^$prefix" "$GITHUB_OUTPUT")"
-  else
-    ok "$name"
-  fi
-}
 
 # An action tree of its own (the repository's sources and scripts), so that its manifest and
 # sources can be changed without touching the repository.
@@ -390,7 +606,7 @@ for platform_case in "Linux X64 x86_64-unknown-linux-musl" "Linux ARM64 aarch64-
   bin=$tmp/tool-cache-$platform/harper-shard/$tag/$target/harper-shard
   said=$("$bin" --version 2>&1 || true)
   if [[ $status == 0 && $(requests) == "/harper-shard-$target" ]] &&
-    grep -qxF "path=$bin" "$GITHUB_OUTPUT" && [[ $said == *"the $target asset"* ]]; then
+    [[ $(output path) == "$bin" && $said == *"the $target asset"* ]]; then
     ok "$os $arch downloads, verifies and installs harper-shard-$target"
   else
     not_ok "$os $arch downloads, verifies and installs harper-shard-$target" "status $status" \
@@ -404,7 +620,7 @@ printf 'echo pwned\n' >>"$served/harper-shard-x86_64-unknown-linux-musl"
 install_step Linux X64 "$tmp/tool-cache-tampered"
 expect_status "a tampered asset is refused" 2
 expect_log "the refusal says why and what was expected" "refusing to run harper-shard-x86_64-unknown-linux-musl"
-expect_no_output "a refused asset yields no binary and no build" "\(path\|build\)="
+expect_no_output "a refused asset yields no binary and no build" path build
 if [[ -z $(ls -A "$tmp/tool-cache-tampered/harper-shard/$tag/x86_64-unknown-linux-musl" 2>/dev/null) ]]; then
   ok "a refused asset leaves nothing in the tool cache"
 else
@@ -420,19 +636,52 @@ export GITHUB_SERVER_URL=$base/server
 install_run
 expect_log "the asset's URL is the release's download URL" \
   "downloading $base/server/owner/harper-shard/releases/download/$tag/harper-shard-x86_64-unknown-linux-musl"
-if [[ $status == 0 && -z $(requests) ]] && grep -qx "build=true" "$GITHUB_OUTPUT"; then
+if [[ $status == 0 && -z $(requests) && $(output build) == true ]]; then
   ok "outside tests only https is fetched (plain http falls back to the build, nothing requested)"
 else
   not_ok "outside tests only https is fetched (plain http falls back to the build, nothing requested)" \
     "status $status" "requests: $(requests)" "log:" "$log"
 fi
 
+# The flags curl gets for a release's URL, from a stand-in that records them and fails as an
+# unreachable host does: https only, also after a redirect, and TLS 1.2 at least.
+mkdir -p "$tmp/fake-curl"
+# shellcheck disable=SC2016 # $@ belongs to the fake curl
+printf '#!/bin/sh\nprintf "%%s\\n" "$@" >"%s"\nexit 6\n' "$tmp/curl-argv" >"$tmp/fake-curl/curl"
+chmod +x "$tmp/fake-curl/curl"
+install_env Linux X64 "$tmp/tool-cache-curl-flags"
+unset HARPER_SHARD_RELEASE_BASE_URL
+export GITHUB_SERVER_URL=https://github.invalid
+PATH=$tmp/fake-curl:$PATH install_run
+curl_argv=$(cat "$tmp/curl-argv" 2>/dev/null || echo '<curl not run>')
+if [[ $status == 0 && $(output build) == true ]] &&
+  grep -qxF -- "--proto"$'\n'"=https" <<<"$curl_argv" &&
+  grep -qxF -- "--proto-redir"$'\n'"=https" <<<"$curl_argv" && grep -qxF -- --tlsv1.2 <<<"$curl_argv" &&
+  [[ $(tail -n 1 <<<"$curl_argv") == https://github.invalid/owner/harper-shard/releases/download/$tag/harper-shard-x86_64-unknown-linux-musl ]]; then
+  ok "a release's asset is fetched with --proto =https --proto-redir =https --tlsv1.2"
+else
+  not_ok "a release's asset is fetched with --proto =https --proto-redir =https --tlsv1.2" \
+    "status $status" "curl ran as:" "$curl_argv" "log:" "$log"
+fi
+
+# The test-only base URL allows plain http to 127.0.0.1 alone.
+for hostile in "http://127.0.0.1.example.invalid:$port" "http://localhost:$port" "ftp://127.0.0.1:$port"; do
+  install_env Linux X64 "$tmp/tool-cache-http-elsewhere"
+  export HARPER_SHARD_RELEASE_BASE_URL=$hostile
+  install_run
+  if [[ $status == 2 && -z $(requests) && $log == *"HARPER_SHARD_RELEASE_BASE_URL '$hostile' is neither https:// nor http://127.0.0.1"* ]]; then
+    ok "a test base URL of $hostile is refused before any download"
+  else
+    not_ok "a test base URL of $hostile is refused before any download" "status $status" "requests: $(requests)" "log:" "$log"
+  fi
+done
+
 # --- the fallback -------------------------------------------------------------------------------
 
 expect_build() {
   local name=$1 why=$2
   if [[ $status == 0 && -z $(requests) && $log == *"$why"*"building it from the action's source instead"* ]] &&
-    grep -qx "build=true" "$GITHUB_OUTPUT" && ! grep -q '^path=' "$GITHUB_OUTPUT"; then
+    [[ $(output build) == true ]] && ! output path >/dev/null; then
     ok "$name"
   else
     not_ok "$name" "status $status" "requests: $(requests)" "output: $(cat "$GITHUB_OUTPUT")" "log:" "$log"
@@ -456,7 +705,7 @@ cp "$repo/src/main.rs" "$tree/src/main.rs"
 mv "$served/harper-shard-x86_64-unknown-linux-musl" "$tmp/held-back"
 install_step Linux X64 "$tmp/tool-cache-fallback-4"
 if [[ $status == 0 && $(requests) == /harper-shard-x86_64-unknown-linux-musl ]] &&
-  grep -qx "build=true" "$GITHUB_OUTPUT" && [[ $log == *"::warning"*"cannot download $base/harper-shard-x86_64-unknown-linux-musl"* ]]; then
+  [[ $(output build) == true && $log == *"::warning"*"cannot download $base/harper-shard-x86_64-unknown-linux-musl"* ]]; then
   ok "an asset that cannot be downloaded builds instead, with a warning"
 else
   not_ok "an asset that cannot be downloaded builds instead, with a warning" "status $status" "log:" "$log"
@@ -501,7 +750,7 @@ export PATH=$real_path
 expected=$(printf '%s\n' "cwd=$tree" "CARGO_TARGET_DIR=$tree/target" build --release --locked \
   --bin harper-shard --manifest-path "$tree/Cargo.toml")
 if [[ $status == 0 && $(cat "$tmp/cargo-argv") == "$expected" && $log == *"harper-shard $version"* ]] &&
-  grep -qxF "path=$tree/target/release/harper-shard" "$GITHUB_OUTPUT"; then
+  [[ $(output path) == "$tree/target/release/harper-shard" ]]; then
   ok "the fallback runs cargo build --release --locked in the action's tree, and checks the binary"
 else
   not_ok "the fallback runs cargo build --release --locked in the action's tree, and checks the binary" \
@@ -534,7 +783,7 @@ kill "$server_pid"
 wait "$server_pid" 2>/dev/null || true
 server_pid=''
 install_step macOS ARM64 "$tmp/tool-cache-3"
-if [[ $status == 0 ]] && grep -qxF "path=$tmp/tool-cache-3/harper-shard/$tag/aarch64-apple-darwin/harper-shard" "$GITHUB_OUTPUT"; then
+if [[ $status == 0 && $(output path) == "$tmp/tool-cache-3/harper-shard/$tag/aarch64-apple-darwin/harper-shard" ]]; then
   ok "a cache hit installs with the server gone"
 else
   not_ok "a cache hit installs with the server gone" "status $status" "log:" "$log"
@@ -566,14 +815,14 @@ harper_key() {
   export STUB_PLAN_EXIT=${plan_exit:-0}
   plan_json "$@"
   harper_step key
-  key=$(sed -n 's/^key=//p' "$GITHUB_OUTPUT")
+  key=$(output key || true)
 }
 
 harper_key "harperdb@4.7.29 node" "harperdb@4.7.29 node" "/opt/harper/bin/harperdb.js node"
 key_a=$key
 node_version=$(node --version)
-if [[ $key_a =~ ^harper-shard-harper-Linux-X64-[0-9a-f]{16}$ ]] && grep -qxF "path=$tmp/harper-cache" "$GITHUB_OUTPUT" &&
-  [[ $(sed -n '/^packages<</,/^HARPER_SHARD_PACKAGES$/p' "$GITHUB_OUTPUT") == $'packages<<HARPER_SHARD_PACKAGES\nharperdb@4.7.29\nHARPER_SHARD_PACKAGES' ]] &&
+if [[ $key_a =~ ^harper-shard-harper-Linux-X64-[0-9a-f]{16}$ && $(output path) == "$tmp/harper-cache" &&
+  $(output packages) == harperdb@4.7.29 ]] &&
   [[ $log == *"harperdb@4.7.29 node $node_version"* ]]; then
   ok "the Harper key names the npm packages with their runtime and its version; the path is the tool's cache"
 else
@@ -626,7 +875,7 @@ complete_step() {
 mkdir -p "$tmp/harper-cache/packages/harperdb@4.7.29" "$tmp/harper-cache/packages/@scope_other@1.partial"
 printf 'harperdb@4.7.29' >"$tmp/harper-cache/packages/harperdb@4.7.29/.harper-shard-complete"
 complete_step
-expect_no_output "a job whose install is partial saves no Harper cache" "save="
+expect_no_output "a job whose install is partial saves no Harper cache" save
 expect_log "it says which package is missing" "@scope/other@1 is not completely installed"
 mv "$tmp/harper-cache/packages/@scope_other@1.partial" "$tmp/harper-cache/packages/@scope_other@1"
 printf '@scope/other@1' >"$tmp/harper-cache/packages/@scope_other@1/.harper-shard-complete"

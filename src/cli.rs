@@ -134,6 +134,9 @@ pub struct RunArgs {
     /// plan's `run.retries`; a shard's own `retries` still wins.
     #[arg(long, value_name = "N", env = "HARPER_SHARD_RETRIES", value_parser = retries)]
     pub retries: Option<u32>,
+    /// A flaky shard (failed, then passed on a retry) fails the run: as `run.flaky: fail`.
+    #[arg(long, env = "HARPER_SHARD_FLAKY_FAILS", value_parser = switch)]
+    pub flaky_fails: bool,
 }
 
 fn retries(text: &str) -> Result<u32, String> {

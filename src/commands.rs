@@ -25,20 +25,27 @@ use crate::{pool, supervise};
 
 /// Loads and resolves a plan against this process's environment.
 pub fn load_plan(path: &Path, timings: &Timings) -> Result<Plan, Failure> {
-    load_plan_with(path, timings, None)
+    load_plan_with(path, timings, Overrides::default())
 }
 
-/// [`load_plan`], with `--retries` in place of the plan's `run.retries`.
-fn load_plan_with(path: &Path, timings: &Timings, retries: Option<u32>) -> Result<Plan, Failure> {
+/// What `run`'s flags change in the plan's `run` block.
+#[derive(Debug, Clone, Copy, Default)]
+struct Overrides {
+    retries: Option<u32>,
+    flaky_fails: bool,
+}
+
+/// [`load_plan`], with `run`'s flags over the plan's `run` block.
+fn load_plan_with(path: &Path, timings: &Timings, over: Overrides) -> Result<Plan, Failure> {
     let (raw, text) = plan::load::load(path).map_err(Failure::usage)?;
-    resolve(path, &text, raw, timings, retries)
+    resolve(path, &text, raw, timings, over)
 }
 
 /// Resolves a parsed plan against this process's environment and CPUs.
-fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timings, retries: Option<u32>) -> Result<Plan, Failure> {
+fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timings, over: Overrides) -> Result<Plan, Failure> {
     let env = |name: &str| std::env::var(name).ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cx = plan::resolve::Context { env: &env, cpus, timings, retries };
+    let cx = plan::resolve::Context { env: &env, cpus, timings, retries: over.retries, flaky_fails: over.flaky_fails };
     plan::resolve::resolve(path, text, raw, &cx).map_err(Failure::usage)
 }
 
@@ -119,7 +126,7 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
     let verbosity = say.verbosity();
     let token = take_token();
     let (timings, timings_said) = read_timings(args.timings.as_deref())?;
-    let plan = load_plan_with(&args.plan_file.plan_file, &timings, args.retries)?;
+    let plan = load_plan_with(&args.plan_file.plan_file, &timings, Overrides { retries: args.retries, flaky_fails: args.flaky_fails })?;
     // Said with the run's events when there is a run, so that its reports have it too.
     let mut unknown = unknown_timings(&plan, &timings, args.timings.as_deref());
     let partition = job_partition(args.partition)?;
@@ -474,7 +481,7 @@ fn pool_plan(args: &PoolArgs) -> Result<Plan, Failure> {
             let text = "version: 1\nshards:\n  - name: pool\n    run: \"true\"\n";
             let path = Path::new("(built-in defaults)");
             let raw = plan::load::parse(path, text).map_err(Failure::usage)?;
-            resolve(path, text, raw, &Timings::default(), None)
+            resolve(path, text, raw, &Timings::default(), Overrides::default())
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Retries, through the real binary on the fake server: a failed shard is tried again on a fresh
-//! instance on another address, each attempt keeps its own logs, a `files:` shard retries only
-//! the files whose cases failed, and what is never retried (a cancelled run, bad input) is not.
+//! Retries and flaky shards, through the real binary on the fake server: a failed shard is tried
+//! again on a fresh instance on another address, each attempt keeps its own logs, a `files:`
+//! shard retries only the files whose cases failed, what is never retried (a cancelled run, bad
+//! input) is not, and a shard that failed and then passed is flaky everywhere it is reported.
 
 mod support;
 
@@ -80,14 +81,112 @@ fn a_shard_that_always_fails_is_tried_retries_plus_one_times_each_on_another_add
 }
 
 #[test]
-fn a_command_that_fails_once_passes_on_its_second_attempt() {
+fn a_command_that_fails_once_then_passes_is_flaky_and_the_run_exits_0() {
     let scene = Scene::new("127.0.120.10", 2);
     scene.plan("run: {retries: 2}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
-    scene.run(&["run"]).expect(0);
+    let run = scene.run(&["run"]);
+    run.expect(0);
     let attempts = scene.attempts();
     let statuses: Vec<&str> = attempts.iter().map(|a| a["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["failed", "passed"], "no third attempt after a pass");
     assert_eq!(support::read(&scene.sandbox.path("state/once")).trim(), "2");
+    let shard = &scene.sandbox.report()["shards"][0];
+    assert_eq!(shard["status"], "flaky", "{shard}");
+    assert!(shard["cause"].as_str().unwrap().contains("failed: exit code 1"), "the failed attempt's cause: {shard}");
+    let err = run.stderr();
+    assert!(err.contains("[once] FLAKY in "), "{err}");
+    assert!(err.contains("flaky: once: failed on attempt 1 of 3"), "{err}");
+    assert!(err.contains("1 of 1 shard(s) passed (1 flaky) in "), "{err}");
+}
+
+#[test]
+fn with_flaky_fail_a_flaky_shard_fails_the_run() {
+    let scene = Scene::new("127.0.120.10", 2);
+    scene.plan("run: {retries: 1, flaky: fail}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
+    scene.run(&["run"]).expect(1);
+    assert_eq!(scene.sandbox.report()["shards"][0]["status"], "flaky");
+    // The flag does the same for a plan that does not say.
+    std::fs::remove_dir_all(scene.sandbox.path("state")).unwrap();
+    scene.plan("run: {retries: 1}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
+    scene.run(&["run"]).expect(0);
+    std::fs::remove_dir_all(scene.sandbox.path("state")).unwrap();
+    scene.run(&["run", "--flaky-fails"]).expect(1);
+}
+
+/// Writes `fake-test.sh`: for each file given, a passing testcase naming it, except that the
+/// file `t/b.test` fails the first time it runs and `t/hard.test` fails every time.
+fn fake_test_runner(scene: &Scene) {
+    scene.sandbox.write(
+        "fake-test.sh",
+        r#"out=$HARPER_SHARD_JUNIT_DIR/results.xml
+echo "$HARPER_SHARD_FILES" > "files-$(ls state 2>/dev/null | wc -l).txt"
+mkdir -p state; echo "<testsuites>" > "$out"; status=0
+for f in "$@"; do
+  if [ "$f" = t/b.test ] && [ ! -e state/b ]; then
+    touch state/b; status=1
+    echo "<testcase name=\"$(basename $f .test) works\" file=\"$PWD/$f\" time=\"0.1\"><failure message=\"not yet\">AssertionError</failure></testcase>" >> "$out"
+  elif [ "$f" = t/hard.test ]; then
+    status=1
+    echo "<testcase name=\"$(basename $f .test) works\" file=\"$PWD/$f\" time=\"0.1\"><failure message=\"never\">AssertionError</failure></testcase>" >> "$out"
+  else
+    echo "<testcase name=\"$(basename $f .test) works\" file=\"$PWD/$f\" time=\"0.1\"/>" >> "$out"
+  fi
+done
+echo "</testsuites>" >> "$out"; exit $status
+"#,
+    );
+}
+
+#[test]
+fn junit_xml_has_a_flaky_failure_for_a_test_that_failed_then_passed_and_rerun_failures_for_one_that_always_failed() {
+    let scene = Scene::new("127.0.120.42", 2);
+    for f in ["a", "b", "hard"] {
+        scene.sandbox.write(&format!("t/{f}.test"), "");
+    }
+    fake_test_runner(&scene);
+    let shards = "  - name: flaky\n    files: \"t/[ab].test\"\n    run: \"sh fake-test.sh {files}\"\n  - name: hard\n    files: \"t/hard.test\"\n    run: \"sh fake-test.sh {files}\"\n";
+    scene.plan("run: {retries: 1, concurrency: 1}\n", shards);
+    scene.run(&["run"]).expect(1);
+    let xml = support::read(&scene.sandbox.path("report/junit.xml"));
+    let case = |name: &str| {
+        let at = xml.find(&format!("<testcase name=\"{name}\"")).unwrap_or_else(|| panic!("no testcase {name}: {xml}"));
+        let rest = &xml[at..];
+        let end = if rest[..rest.find('>').unwrap()].ends_with('/') { rest.find('>').unwrap() + 1 } else { rest.find("</testcase>").unwrap() };
+        rest[..end].to_owned()
+    };
+    let b = case("b works");
+    assert!(b.contains("<flakyFailure") && b.contains("not yet") && !b.contains("<failure"), "{b}");
+    assert!(b.contains("name=\"attempt\" value=\"2\""), "the passing run's attempt: {b}");
+    let a = case("a works");
+    assert!(!a.contains("Failure") && !a.contains("<failure"), "a passing case: {a}");
+    let hard = case("hard works");
+    assert!(hard.contains("<failure") && hard.contains("<rerunFailure"), "{hard}");
+    assert!(!hard.contains("flakyFailure"), "{hard}");
+}
+
+#[test]
+fn github_shows_each_flaky_shard_as_a_warning_and_in_the_step_summary() {
+    let scene = Scene::new("127.0.120.46", 2);
+    scene.plan("run: {retries: 1}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
+    let summary = scene.sandbox.write("summary.md", "");
+    let out = scene.command().arg("run").env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warning = err.lines().find(|l| l.starts_with("::warning ") && l.contains("title=once%3A flaky")).unwrap_or_else(|| panic!("no flaky warning:\n{err}"));
+    assert!(warning.contains("failed on attempt 1 of 2") && warning.contains("passed on attempt 2"), "{warning}");
+    let md = support::read(&summary);
+    assert!(md.contains("### Flaky\n") && md.contains("**once** — failed on attempt 1 of 2"), "{md}");
+}
+
+#[test]
+fn timings_take_a_flaky_shards_passing_attempt_not_its_failed_one() {
+    let scene = Scene::new("127.0.120.50", 2);
+    let command = "mkdir -p state; if [ -e state/slow ]; then exit 0; else touch state/slow; sleep 3; exit 1; fi";
+    scene.plan("run: {retries: 1}\n", &format!("  - name: slow\n    run: \"{command}\"\n"));
+    scene.run(&["run"]).expect(0);
+    let timings: Value = serde_json::from_str(&support::read(&scene.sandbox.path("report/timings.json"))).unwrap();
+    let secs = timings["run"]["shards"]["slow"].as_f64().unwrap_or_else(|| panic!("{timings}"));
+    assert!(secs < 2.5, "the failed attempt's 3 s are not counted: {secs}");
 }
 
 #[test]
@@ -178,23 +277,7 @@ fn a_files_shard_retries_only_the_files_with_a_failing_case() {
     for f in ["a", "b", "c"] {
         scene.sandbox.write(&format!("t/{f}.test"), "");
     }
-    // For each file given: a passing case, except b's first time, which fails.
-    scene.sandbox.write(
-        "fake-test.sh",
-        r#"out=$HARPER_SHARD_JUNIT_DIR/results.xml
-echo "$HARPER_SHARD_FILES" > "files-$(ls state 2>/dev/null | wc -l).txt"
-mkdir -p state; echo "<testsuites>" > "$out"; status=0
-for f in "$@"; do
-  if [ "$f" = t/b.test ] && [ ! -e state/b ]; then
-    touch state/b; status=1
-    echo "<testcase name=\"b works\" file=\"$PWD/$f\" time=\"0.1\"><failure message=\"not yet\">AssertionError</failure></testcase>" >> "$out"
-  else
-    echo "<testcase name=\"$f works\" file=\"$PWD/$f\" time=\"0.1\"/>" >> "$out"
-  fi
-done
-echo "</testsuites>" >> "$out"; exit $status
-"#,
-    );
+    fake_test_runner(&scene);
     scene.plan("run: {retries: 2}\n", "  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {files}\"\n");
     scene.run(&["run"]).expect(0);
     let attempts = scene.attempts();

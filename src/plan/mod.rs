@@ -74,6 +74,8 @@ pub struct RunSpec {
     pub timeout: Duration,
     /// The shards' retries unless they set their own.
     pub retries: u32,
+    /// A flaky shard (failed, then passed) fails the run.
+    pub flaky_fails: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -280,7 +282,7 @@ pub(crate) fn test_harper() -> HarperSpec {
     let text = "version: 1\nshards:\n  - name: x\n    run: \"true\"\n";
     let path = Path::new("test.yml");
     let raw = load::parse(path, text).expect("the test plan parses");
-    let cx = resolve::Context { env: &|_| None, cpus: 2, timings: &Timings::default(), retries: None };
+    let cx = resolve::Context { env: &|_| None, cpus: 2, timings: &Timings::default(), retries: None, flaky_fails: false };
     resolve::resolve(path, text, raw, &cx).expect("the test plan resolves").shards.remove(0).harper
 }
 

@@ -12,7 +12,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::error::PlanError;
 use super::limits::{self, ARG_STRLEN, ARGS_TOTAL, MAX_CONCURRENCY, MAX_DURATION, MAX_POOL_COUNT, MAX_TEARDOWN, NAME_BYTES};
-use super::schema::{Concurrency, Dur, Probe, RawHarper, RawPlan, RawShard, Runtime, TemplateMode};
+use super::schema::{Concurrency, Dur, Flaky, Probe, RawHarper, RawPlan, RawShard, Runtime, TemplateMode};
 use super::predict::{self, Basis};
 use super::split;
 use super::timings::Timings;
@@ -74,6 +74,8 @@ pub struct Context<'a> {
     pub timings: &'a Timings,
     /// `--retries` (or `HARPER_SHARD_RETRIES`): replaces `run.retries`.
     pub retries: Option<u32>,
+    /// `--flaky-fails` (or `HARPER_SHARD_FLAKY_FAILS`): as `run.flaky: fail`.
+    pub flaky_fails: bool,
 }
 
 impl Context<'_> {
@@ -159,7 +161,7 @@ pub fn instance_request(source: &Path, plan_dir: &Path, shard: &RawHarper, text:
     let over: RawHarper = super::load::parse_as(source, text)?;
     let env = |_: &str| None;
     let timings = Timings::default();
-    let cx = Context { env: &env, cpus: 1, timings: &timings, retries: None };
+    let cx = Context { env: &env, cpus: 1, timings: &timings, retries: None, flaky_fails: false };
     let r = Resolver { file: source, text, cx: &cx };
     for (key, given) in [("package", over.package.is_some()), ("bin", over.bin.is_some()), ("runtime", over.runtime.is_some())] {
         if given {
@@ -255,6 +257,7 @@ impl Resolver<'_> {
             fail_fast: raw.run.fail_fast.unwrap_or(false),
             timeout: raw.run.timeout.map_or(Duration::from_secs(30 * 60), |d| d.0),
             retries: self.cx.retries.or(raw.run.retries.map(|r| r.0)).unwrap_or(0),
+            flaky_fails: self.cx.flaky_fails || raw.run.flaky == Some(Flaky::Fail),
         })
     }
 

@@ -194,6 +194,19 @@ pub struct RawRun {
     /// How many more times a failed shard is tried, each time on a fresh instance (0 to 10).
     #[schemars(with = "Option<Retries>", example = 2)]
     pub retries: Option<Retries>,
+    /// What a flaky shard (failed, then passed on a retry) does to the run's exit status.
+    #[schemars(example = &"pass")]
+    pub flaky: Option<Flaky>,
+}
+
+/// `run.flaky`: a flaky shard passes the run (`pass`, the default) or fails it (`fail`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Flaky {
+    /// The run passes; the shard is reported flaky.
+    Pass,
+    /// The run exits 1.
+    Fail,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -121,7 +121,9 @@ pub fn annotations(record: &RunRecord, place: &Place) -> Vec<Annotation> {
             message,
             raw_details,
         };
-        if s.ok() {
+        if s.status == Some(crate::run::events::ShardStatus::Flaky) && !record.flaky_fails {
+            rest.push(annotation("warning", format!("{}\n{}", super::flaky_line(s), timings(s)), None));
+        } else if s.ok() && s.status != Some(crate::run::events::ShardStatus::Flaky) {
             rest.push(annotation("notice", timings(s), None));
         } else {
             let cause = s.cause.clone().unwrap_or_else(|| format!("{} did not finish", s.name));

@@ -161,6 +161,9 @@ impl Reporter for Console {
         for shard in record.failed() {
             explain(&mut self.out, shard)?;
         }
+        for shard in record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky)) {
+            writeln!(self.out, "\nflaky: {}: {}", shard.name, super::flaky_line(shard))?;
+        }
         write_table(&mut self.out, record, self.colour)?;
         self.out.flush()?;
         Ok(())
@@ -263,10 +266,12 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
             writeln!(out, "{}", table.line(&cells))?;
         }
     }
-    let passed = record.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() == 0)).count();
+    let passed = record.shards.iter().filter(|s| s.ok()).count();
+    let flaky = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky)).count();
+    let flaky = if flaky > 0 { format!(" ({flaky} flaky)") } else { String::new() };
     writeln!(
         out,
-        "\n{passed} of {} shard(s) passed in {} (exit {})",
+        "\n{passed} of {} shard(s) passed{flaky} in {} (exit {})",
         record.shards.len(),
         short(record.duration),
         record.exit_code.map_or("?".into(), |c| c.to_string())
@@ -306,7 +311,7 @@ pub fn paint(status: ShardStatus, text: &str, colour: bool) -> String {
     let code = match status {
         ShardStatus::Passed => "32",
         ShardStatus::Failed | ShardStatus::BootFailed | ShardStatus::Infrastructure => "1;31",
-        ShardStatus::Cancelled | ShardStatus::Skipped => "33",
+        ShardStatus::Flaky | ShardStatus::Cancelled | ShardStatus::Skipped => "33",
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::model::RunRecord;
+use super::model::{AttemptRecord, RunRecord, ShardRecord};
 use super::Reporter;
 use crate::cases;
 use crate::plan::Timings;
@@ -68,14 +68,13 @@ impl Reporter for Files {
         write_json(&self.dir.report_json(), record)?;
         let mut run = self.run.clone();
         for shard in &record.shards {
-            if shard.status == Some(ShardStatus::Passed)
-                && let Some(total) = shard.last().phases.total()
-            {
+            if let Some(total) = measured(shard).and_then(|a| a.phases.total()) {
                 run.shards.insert(shard.name.clone(), total.as_secs_f64());
             }
         }
         let mut problems = Vec::new();
-        for junit in record.shards.iter().filter_map(|s| s.last().junit_dir.as_ref()) {
+        // A file run again by a later attempt takes that attempt's time.
+        for junit in record.shards.iter().flat_map(|s| &s.attempts).filter_map(|a| a.junit_dir.as_ref()) {
             let (files, bad) = cases::file_times(junit, &self.plan_dir);
             run.files.extend(files);
             problems.extend(bad);
@@ -86,6 +85,19 @@ impl Reporter for Files {
         timings.run = Some(run);
         write_json(&self.dir.timings_json(), &timings)?;
         if problems.is_empty() { Ok(()) } else { Err(anyhow::anyhow!("{}", problems.join("; "))) }
+    }
+}
+
+/// The attempt whose time a shard's timings take: a passed shard's, and a flaky one's passing
+/// attempt when it ran the whole shard (a retry of some files ran less: then the first, which
+/// ran all of them), so that a flake does not count twice.
+fn measured(shard: &ShardRecord) -> Option<&AttemptRecord> {
+    let commands = |a: &AttemptRecord| a.commands.iter().map(|c| c.command.clone()).collect::<Vec<_>>();
+    match shard.status? {
+        ShardStatus::Passed => Some(shard.last()),
+        ShardStatus::Flaky if commands(shard.last()) == commands(&shard.attempts[0]) => Some(shard.last()),
+        ShardStatus::Flaky => shard.attempts.first(),
+        _ => None,
     }
 }
 

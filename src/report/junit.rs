@@ -9,12 +9,20 @@
 //! release), an `<error>` when one of its boots failed or a stop or its release found a
 //! problem. Each suite's properties carry its phase timings (wait, boot, teardown) and its
 //! address.
+//!
+//! The test cases the commands' own JUnit XML reported follow, merged across the shard's
+//! attempts ([`super::tests`]), each with the attempt and address of its last run: a test that
+//! failed and then passed carries its failures as `<flakyFailure>`, one that failed in every
+//! attempt its earlier failures as `<rerunFailure>` (Surefire's shape, which Jenkins and
+//! GitHub's JUnit readers show).
 
 use std::path::PathBuf;
+
+use crate::text;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{FlakyOrRerun, NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
 use super::model::{InstanceRecord, Phase, RunRecord, ShardRecord};
 use super::{Reporter, collapse};
@@ -119,6 +127,9 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
         }
         suite.add_test_case(case);
     }
+    for test in super::merged::of(shard) {
+        suite.add_test_case(test_case(&test, classname));
+    }
     for instance in last.shown_instances() {
         suite.add_test_case(instance_case(instance, classname));
     }
@@ -147,6 +158,63 @@ fn instance_case(instance: &InstanceRecord, classname: &str) -> TestCase {
 }
 
 /// A step of the shard's life that is not a command, failed with `cause`.
+/// A test the commands reported: its last run's result, with the earlier runs' failures as
+/// flaky or rerun failures.
+fn test_case(test: &super::merged::Test, shard: &str) -> TestCase {
+    let case = test.last();
+    let kind = |f: &crate::cases::Failure| if f.error { NonSuccessKind::Error } else { NonSuccessKind::Failure };
+    let mut status = match &case.failure {
+        None if case.skipped => TestCaseStatus::skipped(),
+        None => TestCaseStatus::success(),
+        Some(f) => {
+            let mut status = TestCaseStatus::non_success(kind(f));
+            if let Some(m) = &f.message {
+                status.set_message(text::neutralise(m));
+            }
+            if let Some(t) = &f.kind {
+                status.set_type(text::neutralise(t));
+            }
+            if !f.text.is_empty() {
+                status.set_description(text::neutralise(&f.text));
+            }
+            status.set_rerun_kind(FlakyOrRerun::Rerun);
+            status
+        }
+    };
+    let earlier = &test.runs[..test.runs.len() - 1];
+    status.add_reruns(earlier.iter().filter_map(|run| {
+        let f = run.case.failure.as_ref()?;
+        let mut rerun = TestRerun::new(kind(f));
+        if let Some(m) = &f.message {
+            rerun.set_message(text::neutralise(m));
+        }
+        if let Some(t) = &f.kind {
+            rerun.set_type(text::neutralise(t));
+        }
+        if !f.text.is_empty() {
+            rerun.set_stack_trace(text::neutralise(&f.text));
+        }
+        if let Some(secs) = run.case.time {
+            rerun.set_time(Duration::from_secs_f64(secs));
+        }
+        Some(rerun)
+    }));
+    let mut tc = TestCase::new(text::neutralise(&case.name), status);
+    tc.set_classname(case.classname.as_deref().map_or_else(|| shard.to_owned(), text::neutralise));
+    if let Some(secs) = case.time {
+        tc.set_time(Duration::from_secs_f64(secs));
+    }
+    let last = test.runs.last().expect("a test has run at least once");
+    tc.add_property(Property::new("attempt", last.attempt.to_string()));
+    if let Some(addr) = last.address {
+        tc.add_property(Property::new("address", addr.to_string()));
+    }
+    if let Some(file) = &case.file {
+        tc.add_property(Property::new("file", text::neutralise(file)));
+    }
+    tc
+}
+
 fn error_case(name: &str, classname: &str, span: Option<(Duration, Duration)>, cause: Option<&str>, tail: &[String]) -> TestCase {
     let status = failure(NonSuccessKind::Error, cause.unwrap_or("failed"), "infrastructure", tail);
     let mut case = TestCase::new(name, status);

@@ -8,6 +8,7 @@ pub mod files;
 pub mod github;
 pub mod junit;
 pub mod live;
+pub mod merged;
 pub mod model;
 pub mod out;
 pub mod place;
@@ -128,6 +129,20 @@ pub fn retrying(name: &str, attempt: crate::run::events::Attempt) -> String {
     format!("retrying{name} ({}/{}) on a fresh instance", attempt.attempt, attempt.of)
 }
 
+/// "failed on attempt 1 of 3 (`npm test` failed: exit code 1), passed on attempt 2 on a fresh
+/// instance; tests that flaked: b.test.mjs: b works": a flaky shard on one line.
+pub fn flaky_line(shard: &model::ShardRecord) -> String {
+    let failed: Vec<String> = shard.attempts.iter().filter(|a| a.status.is_some_and(|s| s != crate::run::events::ShardStatus::Passed)).map(|a| a.attempt.to_string()).collect();
+    let last = shard.last();
+    let cause = shard.cause.as_deref().map(|c| format!(" ({})", crate::text::one_line(c))).unwrap_or_default();
+    let mut line = format!("failed on attempt {} of {}{cause}, passed on attempt {} on a fresh instance", failed.join(", "), last.of, last.attempt);
+    let flaked = merged::flaked(shard);
+    if !flaked.is_empty() {
+        line.push_str(&format!("; tests that flaked: {}", flaked.join(", ")));
+    }
+    line
+}
+
 /// "passed", "failed: exit code 3", "timed out after 10m": how a command ended, for people.
 pub fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
@@ -198,7 +213,7 @@ mod tests {
         let attempt = Attempt::first(1);
         let main = |phase: InstancePhase| EventKind::Instance { shard, attempt, id: "main".into(), phase };
         let kinds = [
-            (0, EventKind::RunStarted { shards, concurrency: 1, report_dir: "no-such-report".into(), started_at: std::time::SystemTime::now() }),
+            (0, EventKind::RunStarted { shards, concurrency: 1, report_dir: "no-such-report".into(), started_at: std::time::SystemTime::now(), flaky_fails: false }),
             (0, EventKind::ShardStarted { shard }),
             (0, EventKind::AttemptStarted { shard, attempt, log_dir: "no-such-report/phased".into(), junit_dir: "no-such-report/phased/junit".into(), commands: vec!["npm test".into()], retrying: None }),
             (110, main(InstancePhase::Acquired { name: "main".into(), addr: std::net::Ipv4Addr::new(127, 0, 0, 2) })),

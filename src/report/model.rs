@@ -33,6 +33,8 @@ pub struct RunRecord {
     pub exit_code: Option<u8>,
     /// The run's `timeout` ran out and cancelled what was left.
     pub timed_out: bool,
+    /// A flaky shard fails the run (`flaky: fail`).
+    pub flaky_fails: bool,
 }
 
 /// A shard: how it ended, and each of its attempts. `report.json` shows the last attempt's
@@ -335,6 +337,7 @@ impl RunRecord {
             duration: Duration::ZERO,
             exit_code: None,
             timed_out: false,
+            flaky_fails: false,
         }
     }
 
@@ -343,7 +346,8 @@ impl RunRecord {
         let at = Some(event.at);
         self.duration = event.at;
         match &event.kind {
-            EventKind::RunStarted { shards, concurrency, report_dir, started_at } => {
+            EventKind::RunStarted { shards, concurrency, report_dir, started_at, flaky_fails } => {
+                self.flaky_fails = *flaky_fails;
                 self.started_at = Some(*started_at);
                 self.concurrency = *concurrency;
                 self.report_dir = report_dir.clone();
@@ -700,9 +704,10 @@ impl Phase {
 }
 
 impl ShardRecord {
-    /// Finished with a status that does not fail the run.
+    /// Finished with a status that does not fail the run (a flaky one counts as not failed
+    /// here; the run's `flaky_fails` says whether it fails the run).
     pub fn ok(&self) -> bool {
-        self.status.is_some_and(|s| s.exit().code() == 0)
+        self.status.is_some_and(|s| s.exit(false).code() == 0)
     }
 
     /// The phase of the last attempt that failed (or was cut short), to mark in tables and charts.
@@ -710,7 +715,7 @@ impl ShardRecord {
         let a = self.last();
         let p = &a.phases;
         match self.status? {
-            ShardStatus::Passed | ShardStatus::Skipped => None,
+            ShardStatus::Passed | ShardStatus::Flaky | ShardStatus::Skipped => None,
             _ if a.teardown_problem().is_some() => Some(Phase::TEARDOWN),
             ShardStatus::BootFailed => Some(Phase::BOOT),
             ShardStatus::Failed => Some(Phase::COMMANDS),
@@ -763,7 +768,7 @@ impl RunRecord {
 
     /// The shards whose status fails the run, in plan order.
     pub fn failed(&self) -> impl Iterator<Item = &ShardRecord> {
-        self.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit().code() != 0))
+        self.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit(self.flaky_fails).code() != 0))
     }
 }
 

@@ -59,6 +59,7 @@ pub fn markdown(record: &RunRecord, limit: usize) -> String {
     let room = |md: &String| limit.saturating_sub(md.len());
     md.push_str(&table(record, room(&md) / 4));
     md.push_str(&failures(record, room(&md) * 2 / 3));
+    md.push_str(&flaky(record, room(&md) / 2));
     let chart = gantt(record, room(&md).saturating_sub(TIMELINE.len()));
     if !chart.is_empty() {
         md.push_str(TIMELINE);
@@ -118,6 +119,29 @@ pub fn failures(record: &RunRecord, max: usize) -> String {
             break;
         }
     }
+    md
+}
+
+/// Each flaky shard on a line: which attempt failed and why, which passed, and the tests that
+/// flaked; within `max` bytes.
+pub fn flaky(record: &RunRecord, max: usize) -> String {
+    let flaky: Vec<&ShardRecord> = record.shards.iter().filter(|s| s.status == Some(crate::run::events::ShardStatus::Flaky)).collect();
+    let mut md = "### Flaky
+
+".to_owned();
+    if flaky.is_empty() || md.len() + NOTE_ROOM > max {
+        return String::new();
+    }
+    for (i, s) in flaky.iter().enumerate() {
+        let line = format!("- **{}** — {}
+", escape(&clip(&s.name, INLINE_CHARS)), escape(&clip(&super::flaky_line(s), 4 * INLINE_CHARS)));
+        if md.len() + line.len() + NOTE_ROOM > max {
+            let _ = writeln!(md, "… and {} more flaky shard(s), left out to fit; report.json has every one.", flaky.len() - i);
+            break;
+        }
+        md.push_str(&line);
+    }
+    md.push('\n');
     md
 }
 

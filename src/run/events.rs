@@ -70,7 +70,8 @@ pub struct ShardInfo {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
-    RunStarted { shards: Vec<ShardInfo>, concurrency: usize, report_dir: PathBuf, started_at: SystemTime },
+    /// `flaky_fails`: a flaky shard fails the run (`flaky: fail`, `--flaky-fails`).
+    RunStarted { shards: Vec<ShardInfo>, concurrency: usize, report_dir: PathBuf, started_at: SystemTime, flaky_fails: bool },
     Installing { package: String },
     InstallOutput { line: String },
     Installed { package: String, #[serde(with = "crate::plan::secs")] took: Duration, cached: bool },
@@ -196,6 +197,8 @@ pub enum Outcome {
 #[serde(rename_all = "snake_case")]
 pub enum ShardStatus {
     Passed,
+    /// An attempt failed, a later one passed: the run passes unless `flaky: fail`.
+    Flaky,
     /// A command failed or timed out.
     Failed,
     /// Harper did not become ready.
@@ -210,9 +213,11 @@ pub enum ShardStatus {
 }
 
 impl ShardStatus {
-    pub fn exit(self) -> Exit {
+    /// What the status makes of the run's exit; `flaky_fails`: `flaky: fail`.
+    pub fn exit(self, flaky_fails: bool) -> Exit {
         match self {
-            ShardStatus::Passed | ShardStatus::Skipped => Exit::Passed,
+            ShardStatus::Flaky if flaky_fails => Exit::ShardFailed,
+            ShardStatus::Passed | ShardStatus::Flaky | ShardStatus::Skipped => Exit::Passed,
             ShardStatus::Failed => Exit::ShardFailed,
             ShardStatus::BootFailed | ShardStatus::Infrastructure => Exit::Infrastructure,
             ShardStatus::Cancelled => Exit::ShardFailed,
@@ -222,6 +227,7 @@ impl ShardStatus {
     pub fn label(self) -> &'static str {
         match self {
             ShardStatus::Passed => "passed",
+            ShardStatus::Flaky => "FLAKY",
             ShardStatus::Failed => "FAILED",
             ShardStatus::BootFailed => "BOOT FAILED",
             ShardStatus::Infrastructure => "INFRA",

@@ -36,6 +36,7 @@ pub struct Options {
 /// Runs `shards` of `plan`; returns the exit status. Every event goes through `emit`.
 pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, cancel: watch::Receiver<Option<Cancel>>, cancel_tx: watch::Sender<Option<Cancel>>) -> Exit {
     let total = plan.shards.len();
+    let flaky_fails = plan.run.flaky_fails;
     let infos: Vec<ShardInfo> = shards
         .iter()
         .map(|s| ShardInfo {
@@ -49,7 +50,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     let now = std::time::SystemTime::now();
     let started_at = now.checked_sub(emit.started.elapsed()).unwrap_or(now);
     let ids: Vec<ShardId> = ShardId::each(&infos).map(|(id, _)| id).collect();
-    emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.path().to_path_buf(), started_at });
+    emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.path().to_path_buf(), started_at, flaky_fails });
 
     let entries = match install_all(&shards, &emit, &cancel).await {
         Ok(entries) => entries,
@@ -113,8 +114,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
                 (_, Some(Cancel::FailFast)) => (skipped(&cx, "not started: an earlier shard failed (fail_fast)"), None),
                 _ => (skipped(&cx, "not started: the run was cancelled"), None),
             };
-            if status != ShardStatus::Passed
-                && status != ShardStatus::Skipped
+            if status.exit(flaky_fails) != Exit::Passed
                 && let Some(tx) = fail_fast
             {
                 cancel_once(&tx, Cancel::FailFast);
@@ -126,7 +126,7 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     let mut exit = Exit::Passed;
     while let Some(done) = tasks.join_next().await {
         let status = done.unwrap_or(ShardStatus::Infrastructure);
-        exit = exit.worst(status.exit());
+        exit = exit.worst(status.exit(flaky_fails));
     }
     timer.abort();
     if let Some(signal_exit) = cancel.borrow().and_then(Cancel::exit) {

@@ -41,6 +41,7 @@ pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
     cx.emit.emit(EventKind::ShardStarted { shard: cx.id });
     let mut cx = cx.clone();
     let (mut work, mut retrying) = (Work::whole(shard), None);
+    let mut first_failure: Option<Option<String>> = None;
     loop {
         cx.emit.emit(EventKind::AttemptStarted {
             shard: cx.id,
@@ -58,11 +59,17 @@ pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
         let curable = matches!(status, ShardStatus::Failed | ShardStatus::BootFailed);
         let next = if curable && cx.cancel.borrow().is_none() { cx.next_attempt(used) } else { None };
         let Some(next) = next else {
+            // Passed after a failed attempt: flaky, and the first failure says why.
+            let (status, cause) = match (status, first_failure) {
+                (ShardStatus::Passed, Some(failed)) => (ShardStatus::Flaky, failed),
+                _ => (status, cause),
+            };
             cx.emit.emit(EventKind::ShardFinished { shard: cx.id, status, cause });
             return status;
         };
         work = rerun(&cx, shard, work);
         retrying = Some(crate::text::one_line(cause.as_deref().unwrap_or("it failed")));
+        first_failure.get_or_insert(cause);
         cx = next;
     }
 }

@@ -244,3 +244,62 @@ fn a_suite_written_for_the_typescript_harness_runs_unchanged_through_the_client(
     let left: Vec<_> = std::fs::read_dir(sandbox.path("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "directories left behind: {left:?}");
 }
+
+/// Issue 20 on real Harper and node 24 (whose junit reporter names each case's file): a `files:`
+/// shard of three node:test files, each asking Harper's operations API, one of which fails on its
+/// first run only. The retry runs that file alone on a fresh instance on another address,
+/// `junit.xml` carries its `<flakyFailure>`, the other files' cases pass, and nothing is left.
+#[test]
+fn on_node_24_a_flaky_file_is_retried_alone_on_a_fresh_instance_and_marked_flaky_in_junit() {
+    let _turn = turn();
+    let sandbox = Sandbox::new();
+    let state = sandbox.path("b-ran-once");
+    let test = |name: &str, flaky: bool| {
+        let fail_once = if flaky {
+            format!("  if (!existsSync({state:?})) {{ writeFileSync({state:?}, ''); assert.fail('b fails on its first run'); }}\n", state = state.display().to_string())
+        } else {
+            String::new()
+        };
+        format!(
+            r#"import test from 'node:test';
+import assert from 'node:assert';
+import {{ existsSync, writeFileSync }} from 'node:fs';
+test('{name} asks Harper', async () => {{
+  const auth = Buffer.from(`${{process.env.HARPER_ADMIN_USERNAME}}:${{process.env.HARPER_ADMIN_PASSWORD}}`).toString('base64');
+  const res = await fetch(process.env.HARPER_OPERATIONS_API_URL, {{ method: 'POST', headers: {{ 'content-type': 'application/json', authorization: `Basic ${{auth}}` }}, body: JSON.stringify({{ operation: 'describe_all' }}) }});
+  assert.equal(res.status, 200);
+{fail_once}}});
+"#
+        )
+    };
+    for (name, flaky) in [("a", false), ("b", true), ("c", false)] {
+        sandbox.write(&format!("t/{name}.test.mjs"), &test(name, flaky));
+    }
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1\npool: {start: 127.0.60.20, count: 3}\nrun: {retries: 1}\nshards:\n  - name: files\n    files: \"t/*.test.mjs\"\n    run: node --test --test-reporter=junit --test-reporter-destination=$HARPER_SHARD_JUNIT_DIR/results.xml {files}\n",
+    );
+    let mut cmd = sandbox.command();
+    cmd.env("PATH", support::node::path_with(&support::node_bin(24))).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).arg("run");
+    let run = support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() };
+    run.expect(0);
+    let report = sandbox.report();
+    let shard = &report["shards"][0];
+    assert_eq!(shard["status"], "flaky", "{shard}");
+    let attempts = shard["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{shard}");
+    assert_eq!(attempts[1]["commands"][0]["command"].as_str().unwrap().matches(".test.mjs").count(), 1, "{shard}");
+    assert!(attempts[1]["commands"][0]["command"].as_str().unwrap().contains("t/b.test.mjs"), "{shard}");
+    assert_ne!(attempts[0]["address"], attempts[1]["address"], "a fresh address");
+    let xml = support::read(&sandbox.path("report/junit.xml"));
+    let case = |name: &str| support::testcase(&xml, name);
+    let b = case("b asks Harper");
+    assert!(b.contains("<flakyFailure") && !b.contains("<failure"), "{b}");
+    for name in ["a asks Harper", "c asks Harper"] {
+        let c = case(name);
+        assert!(!c.contains("Failure") && !c.contains("<failure"), "{c}");
+    }
+    for a in attempts {
+        assert!(support::ports_free(a["address"].as_str().unwrap(), &DEFAULT_PORTS), "{a}");
+    }
+}

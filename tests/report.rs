@@ -133,12 +133,7 @@ fn each_instance_is_a_testcase_of_its_shard_and_a_failed_boot_an_error_with_harp
     let sandbox = Sandbox::new();
     instances_run(&sandbox);
     let xml = support::read(&sandbox.path("report/junit.xml"));
-    let case = |name: &str| {
-        let at = xml.find(&format!("<testcase name=\"{name}\" classname=\"auth\" time=\"")).unwrap_or_else(|| panic!("no testcase {name}: {xml}"));
-        let rest = &xml[at..];
-        let end = if rest[..rest.find('>').unwrap()].ends_with('/') { rest.find('>').unwrap() + 1 } else { rest.find("</testcase>").unwrap() };
-        rest[..end].to_owned()
-    };
+    let case = |name: &str| support::testcase(&xml, name);
     assert!(case("instance i1 (auth tests)").ends_with("/>"), "passed: {}", case("instance i1 (auth tests)"));
     assert!(case("instance main").ends_with("/>"), "passed: {}", case("instance main"));
     let failed = case("instance i2");

@@ -148,12 +148,7 @@ fn junit_xml_has_a_flaky_failure_for_a_test_that_failed_then_passed_and_rerun_fa
     scene.plan("run: {retries: 1, concurrency: 1}\n", shards);
     scene.run(&["run"]).expect(1);
     let xml = support::read(&scene.sandbox.path("report/junit.xml"));
-    let case = |name: &str| {
-        let at = xml.find(&format!("<testcase name=\"{name}\"")).unwrap_or_else(|| panic!("no testcase {name}: {xml}"));
-        let rest = &xml[at..];
-        let end = if rest[..rest.find('>').unwrap()].ends_with('/') { rest.find('>').unwrap() + 1 } else { rest.find("</testcase>").unwrap() };
-        rest[..end].to_owned()
-    };
+    let case = |name: &str| support::testcase(&xml, name);
     let b = case("b works");
     assert!(b.contains("<flakyFailure") && b.contains("not yet") && !b.contains("<failure"), "{b}");
     assert!(b.contains("name=\"attempt\" value=\"2\""), "the passing run's attempt: {b}");

@@ -162,20 +162,20 @@ fn instance_case(instance: &InstanceRecord, classname: &str) -> TestCase {
 /// flaky or rerun failures.
 fn test_case(test: &super::merged::Test, shard: &str) -> TestCase {
     let case = test.last();
-    let kind = |f: &crate::cases::Failure| if f.error { NonSuccessKind::Error } else { NonSuccessKind::Failure };
     let mut status = match &case.failure {
         None if case.skipped => TestCaseStatus::skipped(),
         None => TestCaseStatus::success(),
         Some(f) => {
-            let mut status = TestCaseStatus::non_success(kind(f));
-            if let Some(m) = &f.message {
-                status.set_message(text::neutralise(m));
+            let said = Said::of(f);
+            let mut status = TestCaseStatus::non_success(said.kind);
+            if let Some(m) = said.message {
+                status.set_message(m);
             }
-            if let Some(t) = &f.kind {
-                status.set_type(text::neutralise(t));
+            if let Some(t) = said.ty {
+                status.set_type(t);
             }
-            if !f.text.is_empty() {
-                status.set_description(text::neutralise(&f.text));
+            if let Some(text) = said.text {
+                status.set_description(text);
             }
             status.set_rerun_kind(FlakyOrRerun::Rerun);
             status
@@ -183,21 +183,9 @@ fn test_case(test: &super::merged::Test, shard: &str) -> TestCase {
     };
     let earlier = &test.runs[..test.runs.len() - 1];
     status.add_reruns(earlier.iter().filter_map(|run| {
-        let f = run.case.failure.as_ref()?;
-        let mut rerun = TestRerun::new(kind(f));
-        if let Some(m) = &f.message {
-            rerun.set_message(text::neutralise(m));
-        }
-        if let Some(t) = &f.kind {
-            rerun.set_type(text::neutralise(t));
-        }
-        if !f.text.is_empty() {
-            rerun.set_stack_trace(text::neutralise(&f.text));
-        }
-        if let Some(secs) = run.case.time {
-            rerun.set_time(Duration::from_secs_f64(secs));
-        }
-        Some(rerun)
+        let said = Said::of(run.case.failure.as_ref()?);
+        let time = run.case.time.map(Duration::from_secs_f64);
+        Some(TestRerun { message: said.message.map(Into::into), ty: said.ty.map(Into::into), stack_trace: said.text.map(Into::into), time, ..TestRerun::new(said.kind) })
     }));
     let mut tc = TestCase::new(text::neutralise(&case.name), status);
     tc.set_classname(case.classname.as_deref().map_or_else(|| shard.to_owned(), text::neutralise));
@@ -213,6 +201,25 @@ fn test_case(test: &super::merged::Test, shard: &str) -> TestCase {
         tc.add_property(Property::new("file", text::neutralise(file)));
     }
     tc
+}
+
+/// What a reported failure says, made safe to write.
+struct Said {
+    kind: NonSuccessKind,
+    message: Option<String>,
+    ty: Option<String>,
+    text: Option<String>,
+}
+
+impl Said {
+    fn of(f: &crate::cases::Failure) -> Said {
+        Said {
+            kind: if f.error { NonSuccessKind::Error } else { NonSuccessKind::Failure },
+            message: f.message.as_deref().map(text::neutralise),
+            ty: f.kind.as_deref().map(text::neutralise),
+            text: (!f.text.is_empty()).then(|| text::neutralise(&f.text)),
+        }
+    }
 }
 
 fn error_case(name: &str, classname: &str, span: Option<(Duration, Duration)>, cause: Option<&str>, tail: &[String]) -> TestCase {

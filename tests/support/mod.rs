@@ -189,6 +189,15 @@ pub fn ports_free(addr: &str, ports: &[u16]) -> bool {
 
 pub const DEFAULT_PORTS: [u16; 5] = [9925, 9926, 1883, 8883, 9933];
 
+/// The `<testcase>` element named `name` in `xml` (the first), whole.
+pub fn testcase(xml: &str, name: &str) -> String {
+    let at = xml.find(&format!("<testcase name=\"{name}\"")).unwrap_or_else(|| panic!("no testcase {name}: {xml}"));
+    let rest = &xml[at..];
+    let open = rest.find('>').unwrap();
+    let end = if rest[..open].ends_with('/') { open + 1 } else { rest.find("</testcase>").unwrap() };
+    rest[..end].to_owned()
+}
+
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }

@@ -137,8 +137,9 @@ fn tail_block(s: &ShardRecord) -> String {
     format!("<details><summary>{title}</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n\n")
 }
 
-/// A mermaid Gantt chart within `max` bytes: a section per shard, a task per phase that ran,
-/// times in milliseconds since the run started; the phase that failed is marked `crit`.
+/// A mermaid Gantt chart within `max` bytes, in mermaid's compact display: a section per shard,
+/// a task per phase that ran, times in milliseconds since the run started; the phase that failed
+/// is marked `crit`.
 ///
 /// A run too big for one chart (mermaid draws at most 50,000 characters, and `max` may be
 /// less) shows its failed shards and then its longest ones, and says how many it left out.
@@ -146,7 +147,9 @@ pub fn gantt(record: &RunRecord, max: usize) -> String {
     // Times are milliseconds since 1970-01-01, so the axis reads as time since the run started;
     // browsers draw it in their own time zone, which shifts hours but (nearly always) not minutes.
     let axis = if record.duration < Duration::from_secs(60) { "%S.%L" } else { "%M:%S" };
-    let head = format!("```mermaid\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat {axis}\n");
+    // Compact: a shard's bars share one row wherever they do not overlap, so a plan of 30
+    // shards is about 30 rows tall, not 120.
+    let head = format!("```mermaid\n---\ndisplayMode: compact\n---\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat {axis}\n");
     const FOOT: &str = "```\n";
     let Some(budget) = max.checked_sub(head.len() + FOOT.len() + NOTE_ROOM) else { return String::new() };
     let budget = budget.min(MERMAID_LIMIT);

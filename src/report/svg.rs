@@ -174,29 +174,26 @@ fn bar(svg: &mut String, (kind, failed): (&str, bool), (from, to): (Duration, Du
     );
 }
 
-/// The key to the colours, drawn as the bars are.
+/// The key to the colours, each swatch drawn as the bars are.
 fn legend() -> String {
-    let mut items: Vec<(&str, &str)> = FILLS.iter().map(|(kind, _)| (*kind, *kind)).collect();
-    items.insert(4, ("failed", "failed"));
-    let mut svg = format!("<svg class=\"legend\" viewBox=\"0 0 {WIDTH} 20\" width=\"100%\" role=\"img\" aria-label=\"Colours\">\n");
-    let mut at = 8.0;
-    for (kind, _) in items {
-        let (group, name) = kind.split_once(' ').unwrap_or(("", kind));
-        let text = match (group, name) {
-            ("life", "end") => "instance stop or kill".to_owned(),
-            ("life", name) => format!("instance {name}"),
-            (_, name) => name.to_owned(),
+    let mut items: Vec<(&str, bool)> = FILLS.iter().map(|(kind, _)| (*kind, false)).collect();
+    items.insert(4, ("failed", true));
+    let mut html = "<p class=\"legend\">".to_owned();
+    for (kind, failed) in items {
+        let text = match kind.split_once(' ') {
+            Some(("life", "end")) => "instance stop or kill".to_owned(),
+            Some(("life", name)) => format!("instance {name}"),
+            Some((_, name)) => name.to_owned(),
+            None => kind.to_owned(),
         };
-        let _ = writeln!(
-            svg,
-            "<rect x=\"{at}\" y=\"5\" width=\"12\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"14\">{text}</text>",
-            fill(kind, kind == "failed"),
-            at + 16.0
+        let _ = write!(
+            html,
+            "<span class=\"key\"><svg width=\"12\" height=\"10\" aria-hidden=\"true\"><rect width=\"12\" height=\"10\" fill=\"{}\"/></svg> {text}</span> ",
+            fill(kind, failed)
         );
-        at += 24.0 + 7.0 * text.len() as f64;
     }
-    svg.push_str("</svg>\n");
-    svg
+    html.push_str("</p>\n");
+    html
 }
 
 /// Grid lines and labels at a round step, about eight of them across the run.

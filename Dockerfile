@@ -9,10 +9,10 @@
 #
 # Both stages are Debian bookworm, so the binary runs against the glibc it was linked with. The
 # base images are build arguments so that a machine without Docker Hub can build against
-# stand-ins of its own.
+# stand-ins of its own. Node 24: active LTS until 2028-04-30, one of the versions CI tests.
 
 ARG BUILD_IMAGE=rust:1-slim-bookworm
-ARG BASE_IMAGE=node:20-bookworm-slim
+ARG BASE_IMAGE=node:24-bookworm-slim
 
 FROM ${BUILD_IMAGE} AS build
 WORKDIR /src

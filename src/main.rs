@@ -15,11 +15,19 @@ fn main() -> ExitCode {
     if keeper::requested(argv.get(1).map(|a| a.as_os_str())) {
         return ExitCode::from(keeper::main(&argv[2..]));
     }
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let loudness = cli
-        .loudness(&matches)
-        .unwrap_or_else(|why| Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why).exit());
+    // Not clap's own exit: its message would be printed raw, past the neutralising writer.
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) => return ExitCode::from(say::clap(&e)),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(say::clap(&e)),
+    };
+    let loudness = match cli.loudness(&matches) {
+        Ok(loudness) => loudness,
+        Err(why) => return ExitCode::from(say::clap(&Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why))),
+    };
     let verbosity = match loudness {
         Loudness::Quiet => Verbosity::Quiet,
         Loudness::Normal => Verbosity::Normal,

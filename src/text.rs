@@ -222,9 +222,30 @@ pub fn one_line(text: &str) -> String {
     neutralise(text).replace('\n', " ")
 }
 
+/// The longest start of `text` that is at most `max` bytes and ends on a character boundary.
+pub fn prefix_within(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_within_cuts_on_a_character_boundary() {
+        assert_eq!(prefix_within("abc", 3), "abc");
+        assert_eq!(prefix_within("abcd", 3), "abc");
+        // `é` is two bytes: it straddles the limit and goes whole.
+        assert_eq!(prefix_within("abé", 3), "ab");
+        assert_eq!(prefix_within("€", 2), "");
+    }
 
     #[test]
     fn a_bare_cr_is_shown_and_a_crlf_is_a_line_end() {

@@ -217,3 +217,78 @@ fn a_closed_stdout_after_a_real_run_keeps_the_runs_exit_status() {
     assert_quiet_end(&r, 1);
     assert_eq!(sandbox.report()["exit_code"], 1, "the report was written whatever stdout did");
 }
+
+/// A plan whose Harper is `harper.js` beside it, run by the plan's `runtime` (node by default).
+fn bin_plan(sandbox: &Sandbox, runtime: &str) {
+    sandbox.write("harper.js", "");
+    sandbox.write("harper-shards.yml", &format!("version: 1\nharper:\n  bin: harper.js\n  runtime: {runtime}\nshards:\n  - name: a\n    run: \"true\"\n"));
+}
+
+/// `run --plan` in `format` with `PATH` as given.
+fn dry_run_with_path(sandbox: &Sandbox, format: &str, path: &std::ffi::OsStr) -> Run {
+    let mut cmd = sandbox.command();
+    cmd.args(["run", "--plan", "--format", format]).env("PATH", path);
+    run(cmd)
+}
+
+#[test]
+fn the_dry_run_shows_the_version_and_module_abi_of_the_node_on_the_path() {
+    let sandbox = Sandbox::new();
+    bin_plan(&sandbox, "node");
+    let bin = support::node_bin(24);
+    let pin = support::node::pinned().into_iter().find(|p| p.major == 24).unwrap();
+    let abi = Command::new(bin.join("node")).args(["-p", "process.versions.modules"]).output().unwrap();
+    let abi = String::from_utf8_lossy(&abi.stdout).trim().to_owned();
+    let path = support::node::path_with(&bin);
+
+    let human = dry_run_with_path(&sandbox, "human", &path);
+    human.expect(0);
+    let line = format!("runtime  node v{} (modules ABI {abi})", pin.version);
+    assert!(human.stdout().contains(&line), "no `{line}` in:\n{}", human.stdout());
+
+    let json = dry_run_with_path(&sandbox, "json", &path);
+    json.expect(0);
+    let json: Value = serde_json::from_str(&json.stdout()).expect("the dry run prints JSON");
+    let found = &json["runtimes"][0];
+    assert_eq!(found["runtime"], "node", "{json}");
+    assert_eq!(found["found"]["version"], format!("v{}", pin.version), "{json}");
+    assert_eq!(found["found"]["modules"], abi, "{json}");
+}
+
+#[test]
+fn the_dry_run_of_an_exec_harper_says_bin_runs_itself_and_which_node_a_wrapper_finds() {
+    let sandbox = Sandbox::new();
+    bin_plan(&sandbox, "exec");
+    let path = std::env::var_os("PATH").unwrap();
+    let human = dry_run_with_path(&sandbox, "human", &path);
+    human.expect(0);
+    assert!(human.stdout().contains("runtime  `bin` is run itself (exec); a wrapper that starts node finds node v"), "{}", human.stdout());
+    let json = dry_run_with_path(&sandbox, "json", &path);
+    let json: Value = serde_json::from_str(&json.expect(0).stdout()).expect("the dry run prints JSON");
+    assert_eq!(json["runtimes"], serde_json::json!([{"runtime": "exec", "found": null}]), "{json}");
+}
+
+#[test]
+fn the_dry_run_says_so_when_the_runtime_is_not_on_the_path_and_still_exits_0() {
+    let sandbox = Sandbox::new();
+    bin_plan(&sandbox, "bun");
+    let empty = sandbox.path("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let human = dry_run_with_path(&sandbox, "human", empty.as_os_str());
+    human.expect(0);
+    assert!(human.stdout().contains("runtime  bun: cannot run `bun` from the PATH"), "{}", human.stdout());
+}
+
+#[test]
+fn a_node_that_answers_with_control_bytes_is_reported_as_saying_no_version() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    bin_plan(&sandbox, "node");
+    let fake = sandbox.write("fake-bin/node", "#!/bin/sh\nprintf 'v9\\033]0;title\\007\\r##[error]x 1\\n'\n");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths([sandbox.path("fake-bin"), "/usr/bin".into(), "/bin".into()]).unwrap();
+    let human = dry_run_with_path(&sandbox, "human", &path);
+    human.expect(0);
+    assert!(human.stdout().contains("runtime  node: `node` did not say its version (exit code 0)"), "{}", human.stdout());
+    assert!(!human.stdout().contains('\u{1b}') && !human.stdout().contains("title"), "{}", human.stdout());
+}

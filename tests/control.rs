@@ -342,3 +342,50 @@ fn sigterm_tears_on_demand_instances_down_within_the_budget_and_exits_143() {
     assert_eq!(released, 2, "{instances:#?}");
     scene.assert_nothing_left();
 }
+
+#[test]
+fn stop_and_kill_of_an_instance_whose_harper_exited_by_itself_answer_not_running_and_restart_only_boots_it() {
+    let scene = Scene::new("127.0.80.170");
+    // SIGTERM from outside the tool: to the tool, Harper ended by itself (the fake exits 0).
+    scene.plan(
+        "",
+        "$HS ctl status --id main --json > s0.json && kill -TERM $(python3 -c 'import json; print(json.load(open(\"s0.json\"))[\"instance\"][\"pid\"])') \
+         && until $HS ctl status --id main --json | grep -q '\"exited\"'; do sleep 0.05; done \
+         && { $HS ctl stop --json > stop.json; echo $? > stop.rc; $HS ctl kill --json > kill.json; echo $? > kill.rc; } \
+         && $HS ctl restart --json > again.json",
+    );
+    scene.run().expect(0);
+    for op in ["stop", "kill"] {
+        let answer = scene.json(&format!("{op}.json"));
+        assert_eq!((answer["ok"].as_bool(), code(&answer)), (Some(false), "not_running"), "{op}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains("exited by itself (exit code 0)"), "{op}: {answer}");
+        assert_eq!(support::read(&scene.sandbox.path(&format!("{op}.rc"))).trim(), "1", "{op}");
+    }
+    let again = &scene.json("again.json")["instance"];
+    assert_eq!(again["state"], "running", "{again}");
+    let main = &scene.instances()[0];
+    let ended: Vec<&Value> = main["lives"].as_array().unwrap().iter().map(|l| &l["ended_by"]).collect();
+    assert_eq!(ended, [&Value::Null, &Value::Null], "no request ended the first life: {main:#}");
+    scene.assert_nothing_left();
+}
+
+#[test]
+fn a_name_over_64_bytes_is_cut_on_a_character_boundary_and_an_empty_one_is_refused() {
+    let scene = Scene::new("127.0.80.180");
+    // `é` is bytes 64 and 65: it straddles the limit and goes whole.
+    let long = format!("{}é and the rest of a suite name", "a".repeat(63));
+    scene.plan(
+        "",
+        &format!("$HS ctl start --new --name '{long}' --json > long.json && python3 raw.py empty.txt '{{\"op\": \"start\", \"name\": \"\"}}'"),
+    );
+    scene.run().expect(0);
+    let long = scene.json("long.json");
+    assert_eq!(long["ok"], true, "{long}");
+    assert_eq!(long["instance"]["name"], "a".repeat(63), "{long}");
+    let reported = scene.instances();
+    let i1 = reported.iter().find(|i| i["id"] == "i1").expect("i1 in report.json");
+    assert_eq!(i1["name"], "a".repeat(63), "{i1:#}");
+    let empty = &scene.answers("empty.txt")[0];
+    assert_eq!(code(empty), "bad_request", "{empty}");
+    scene.assert_nothing_left();
+}

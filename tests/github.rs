@@ -816,6 +816,34 @@ fn the_last_error_line_quotes_a_hostile_value_defused() {
     assert_defused(&r, &[], "stderr", "w␍::error::pwn cannot hold Harper instances");
 }
 
+/// Clap's usage errors quote the value they refuse, from the command line or a variable: a
+/// line feed or a bare CR in it must not start a workflow command, and the exit stays 2.
+#[test]
+fn a_usage_error_quotes_a_hostile_flag_or_variable_defused() {
+    let sandbox = Sandbox::new();
+    no_harper_plan(&sandbox);
+    /// The arguments, the variables, and the refused value as it must be shown.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let none: &[(&str, &str)] = &[];
+    let cases: [Case; 6] = [
+        (&["run", "--plan"], &[("HARPER_SHARD_PARTITION", "1/2\n::warning::partition")], "::warning::partition"),
+        (&["run", "--plan", "--format", "x\r::error::format"], none, "x␍::error::format"),
+        (&["matrix"], &[("HARPER_SHARD_PARTITIONS", "2\n::warning::partitions")], "::warning::partitions"),
+        (&["run", "--plan"], &[("HARPER_SHARD_QUIET", "x\n::warning::quiet")], "::warning::quiet"),
+        (&["run", "--x\n::warning::flag"], none, "::warning::flag"),
+        (&["run", "--plan"], &[("HARPER_SHARD_QUIET", "1"), ("HARPER_SHARD_VERBOSE", "1")], "ask for opposite things"),
+    ];
+    for (args, env, shown) in cases {
+        let env: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (*k, std::ffi::OsStr::new(*v))).collect();
+        let r = actions_command(&sandbox, args, &env);
+        r.expect(2);
+        assert_defused(&r, &[], "stderr", shown);
+    }
+    let help = actions_command(&sandbox, &["run", "--help"], &[]);
+    help.expect(0);
+    assert!(help.stdout().contains("--partition"), "help goes to stdout: {}", help.stdout());
+}
+
 /// A plan whose one shard starts no Harper: a run that needs no address.
 fn no_harper_plan(sandbox: &Sandbox) {
     sandbox.write("harper-shards.yml", &fake_plan("", "  boot: false\n", "  - name: a\n    run: \"true\"\n"));

@@ -48,7 +48,8 @@ fn two_runs_installing_at_the_same_moment_install_once_and_both_pass() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| !n.ends_with(".lock"))
         .collect();
-    assert_eq!(packages, ["harperdb@0.0.0-test"], "one complete copy, nothing partial");
+    let installed = support::installed_package(&sandbox.path("cache"), "harperdb@0.0.0-test");
+    assert_eq!(packages, [installed.file_name().unwrap().to_string_lossy()], "one complete copy, nothing partial");
 
     // A third run reuses the cache without calling npm.
     let out = install_command(&sandbox, "r3").output().unwrap();
@@ -65,7 +66,8 @@ fn a_failed_install_exits_3_says_why_and_leaves_no_partial_copy() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`npm install harperdb@0.0.0-test` failed"), "{err}");
     assert!(err.contains("npm error code E404"), "npm's own last words are quoted: {err}");
-    assert!(!sandbox.path("cache/packages/harperdb@0.0.0-test").exists(), "a failed install was kept as complete");
+    let installed = support::installed_package(&sandbox.path("cache"), "harperdb@0.0.0-test");
+    assert!(!installed.exists(), "a failed install was kept as complete");
 
     let out = install_command(&sandbox, "r2").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "the next run installs afresh: {}", String::from_utf8_lossy(&out.stderr));
@@ -97,15 +99,42 @@ fn cache_status_lists_the_installed_package_and_cache_clear_removes_what_no_run_
     assert!(status.contains("package") && status.contains("harperdb@0.0.0-test"), "{status}");
 
     // While a run holds the package's lock (installing it), clear leaves it alone.
-    let lock = std::fs::File::create(sandbox.path("cache/packages/harperdb@0.0.0-test.lock")).unwrap();
+    let installed = support::installed_package(&sandbox.path("cache"), "harperdb@0.0.0-test");
+    let name = installed.file_name().unwrap().to_string_lossy().into_owned();
+    let lock = std::fs::File::create(installed.with_file_name(format!("{name}.lock"))).unwrap();
     let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).expect("hold the lock");
     let kept = cache(&["cache", "clear"]);
-    assert!(kept.contains("kept package harperdb@0.0.0-test: in use"), "{kept}");
-    assert!(sandbox.path("cache/packages/harperdb@0.0.0-test").is_dir());
+    assert!(kept.contains(&format!("kept package {name}: in use")), "{kept}");
+    assert!(installed.is_dir());
     drop(held);
 
     let cleared = cache(&["cache", "clear"]);
-    assert!(cleared.contains("removed package harperdb@0.0.0-test"), "{cleared}");
-    assert!(!sandbox.path("cache/packages/harperdb@0.0.0-test").exists());
+    assert!(cleared.contains(&format!("removed package {name}")), "{cleared}");
+    assert!(!installed.exists());
     assert!(!cache(&["cache", "status"]).contains("harperdb@0.0.0-test"));
+}
+
+#[test]
+fn each_node_module_abi_gets_its_own_install_and_reuses_it() {
+    let sandbox = Sandbox::new();
+    package_plan(&sandbox);
+    let on = |major: u32, report: &str| {
+        let path = support::node::path_with(&support::node_bin(major));
+        let out = install_command(&sandbox, report).env("PATH", path).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "the run on node {major} failed: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    on(22, "r1");
+    on(24, "r2");
+    let calls = support::read(&sandbox.path("npm.log"));
+    assert_eq!(calls.lines().count(), 2, "node 22 and node 24 shared one install:\n{calls}");
+    on(22, "r3");
+    assert_eq!(support::read(&sandbox.path("npm.log")).lines().count(), 2, "node 22's install was not reused");
+    let mut installs: Vec<String> = std::fs::read_dir(sandbox.path("cache/packages"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    installs.sort();
+    assert_eq!(installs, ["harperdb@0.0.0-test-node-abi127", "harperdb@0.0.0-test-node-abi137"]);
 }

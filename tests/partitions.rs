@@ -344,6 +344,46 @@ fn timings_merge_refuses_jobs_that_ran_partitions_of_different_assignments() {
     assert!(r.stdout().is_empty(), "nothing is merged: {}", r.stdout());
 }
 
+/// A job's `timings.json` as a run writes it: `partition` (`None`: the whole plan) and the shards
+/// it ran, each in one second.
+fn job_timings(partition: Option<(u32, u32)>, ran: &[&str]) -> String {
+    let all = ["api", "sql", "web"];
+    let run = serde_json::json!({
+        "partition": partition.map(|(index, total)| serde_json::json!({ "index": index, "total": total })),
+        "assignment": "d1",
+        "assigned": all,
+        "selected": ran,
+        "plan": { "shards": all, "files": [] },
+        "shards": ran.iter().map(|s| (s.to_string(), 1.0)).collect::<BTreeMap<String, f64>>(),
+        "files": {},
+    });
+    serde_json::json!({ "version": 1, "shards": {}, "files": {}, "run": run }).to_string()
+}
+
+#[test]
+fn timings_merge_refuses_partitions_beside_a_job_that_ran_the_whole_plan_naming_the_shards_and_files() {
+    let sandbox = Sandbox::new();
+    sandbox.write("p1.json", &job_timings(Some((1, 2)), &["api", "sql"]));
+    sandbox.write("p2.json", &job_timings(Some((2, 2)), &["web"]));
+    sandbox.write("whole.json", &job_timings(None, &["api", "sql", "web"]));
+    let mut cmd = command(&sandbox);
+    cmd.args(["timings", "merge", "p1.json", "p2.json", "whole.json"]);
+    let r = run(cmd);
+    r.expect(2);
+    assert!(
+        r.stderr().contains("3 shard(s) ran in more than one of these jobs: api (p1.json, whole.json); sql (p1.json, whole.json); web (p2.json, whole.json)"),
+        "{}",
+        r.stderr()
+    );
+    assert!(r.stdout().is_empty(), "nothing is merged: {}", r.stdout());
+    for jobs in [&["p1.json", "p2.json"][..], &["whole.json"][..]] {
+        let mut cmd = command(&sandbox);
+        cmd.args(["timings", "merge"]).args(jobs);
+        let merged: Value = serde_json::from_str(&run(cmd).expect(0).stdout()).expect("the merge prints JSON");
+        assert_eq!(merged["shards"], serde_json::json!({ "api": 1.0, "sql": 1.0, "web": 1.0 }), "{jobs:?}");
+    }
+}
+
 #[test]
 fn the_dry_run_shows_every_partition_with_its_shards_predicted_total_and_where_the_partition_came_from() {
     let sandbox = Sandbox::new();

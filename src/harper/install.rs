@@ -1,5 +1,5 @@
-//! Installing `harper.package` with npm, once, into the user's cache. npm runs under a keeper
-//! like every other child, and a cancelled run stops it.
+//! Installing `harper.package` with npm, once per node ABI, into the user's cache. npm runs under
+//! a keeper like every other child, and a cancelled run stops it.
 //!
 //! Two runs may want the same package at the same moment: the install happens under an
 //! exclusive lock on `<cache>/<package>.lock`, into a temporary directory that is renamed into
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use super::runtime;
 use crate::supervise::tail::{Lines, Tail};
 use crate::supervise::{Child, Spec, describe};
 
@@ -52,9 +53,21 @@ fn slug(spec: &str) -> String {
     spec.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.@".contains(c) { c } else { '_' }).collect()
 }
 
-/// The installed copy of `spec`, if the cache already has a complete one.
+/// The name of `spec`'s install in `<cache>/packages`: `harperdb@4.7.29-node-abi137`, keyed by the
+/// module ABI of the node npm runs on ([`runtime::node`]). npm compiles some of Harper's native
+/// modules while installing (segfault-handler, through node-gyp) for that ABI only, and node
+/// refuses them on another; so an install made on node 20 is not the one node 24 runs.
+fn install_name(spec: &str) -> anyhow::Result<String> {
+    let node = runtime::node();
+    let Some(abi) = &node.modules else {
+        bail!("cannot tell which node npm would install {spec} with: {}; install Node.js 20 or later, or set harper.bin", node.describe());
+    };
+    Ok(format!("{}-node-abi{abi}", slug(spec)))
+}
+
+/// The installed copy of `spec`, if the cache already has a complete one for this node.
 pub fn cached(cache: &Path, spec: &str) -> Option<Installed> {
-    let dir = cache.join("packages").join(slug(spec));
+    let dir = cache.join("packages").join(install_name(spec).ok()?);
     if !dir.join(COMPLETE).is_file() {
         return None;
     }
@@ -75,7 +88,8 @@ pub async fn ensure(
     }
     let packages = cache.join("packages");
     std::fs::create_dir_all(&packages).with_context(|| format!("cannot create the cache {}", packages.display()))?;
-    let lock_path = packages.join(format!("{}.lock", slug(spec)));
+    let name = install_name(spec)?;
+    let lock_path = packages.join(format!("{name}.lock"));
     tokio::pin!(cancelled);
     let _lock = tokio::select! {
         lock = super::lock::wait(&lock_path) => lock?,
@@ -85,8 +99,8 @@ pub async fn ensure(
     if let Some(done) = cached(cache, spec) {
         return Ok(done);
     }
-    let dir = packages.join(slug(spec));
-    let staging = packages.join(format!("{}.partial", slug(spec)));
+    let dir = packages.join(&name);
+    let staging = packages.join(format!("{name}.partial"));
     for stale in [&dir, &staging] {
         if stale.exists() {
             std::fs::remove_dir_all(stale).with_context(|| format!("cannot clear {}", stale.display()))?;

@@ -29,6 +29,7 @@ pub struct Merged {
 /// measured by several jobs gets the mean of their figures.
 pub fn merge(jobs: &[Job], previous: Option<Timings>) -> Result<Merged, String> {
     let mut warnings = check_agreement(jobs)?;
+    check_each_ran_once(jobs)?;
     let mut fresh_shards: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut fresh_files: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for job in jobs {
@@ -89,6 +90,35 @@ fn check_agreement(jobs: &[Job]) -> Result<Vec<String>, String> {
         .filter(|k| !seen.contains_key(k))
         .map(|k| format!("no timings from partition {k}/{total}: did its job fail before writing them? Its shards keep their history"))
         .collect())
+}
+
+/// No shard ran in two of the jobs, whatever partition each ran (a job that ran the whole plan
+/// beside the partitions of another run, the same file given twice): the run they make up ran
+/// it twice, and its figures would be counted twice.
+fn check_each_ran_once(jobs: &[Job]) -> Result<(), String> {
+    let mut ran_in: BTreeMap<&str, Vec<&Job>> = BTreeMap::new();
+    for job in jobs {
+        let Some(run) = &job.timings.run else { continue };
+        for name in &run.selected {
+            ran_in.entry(name).or_default().push(job);
+        }
+    }
+    let twice: Vec<String> = ran_in
+        .iter()
+        .filter(|(_, jobs)| jobs.len() > 1)
+        .map(|(name, jobs)| {
+            let files: Vec<String> = jobs.iter().map(|j| j.path.display().to_string()).collect();
+            format!("{name} ({})", files.join(", "))
+        })
+        .collect();
+    if twice.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} shard(s) ran in more than one of these jobs: {}. Give the timings of one run's jobs, each shard once: its partitions, or the one job that ran the whole plan; these timings are not merged",
+        twice.len(),
+        twice.join("; ")
+    ))
 }
 
 /// Which shards the disagreeing jobs ran twice, and which none ran.
@@ -175,6 +205,20 @@ mod tests {
         let err = merge(&jobs, None).err().unwrap();
         assert!(err.contains("1.json ran 1/2 of assignment d1; 2.json ran 2/2 of assignment d2"), "{err}");
         assert!(err.contains("ran in more than one job: b; ran in none of these: c"), "{err}");
+    }
+
+    #[test]
+    fn partitions_beside_a_job_that_ran_the_whole_plan_are_refused_naming_each_shard_and_its_files() {
+        let jobs = [
+            job("1.json", Some((1, 2)), "d", &[("a", 1.0), ("b", 1.0)]),
+            job("2.json", Some((2, 2)), "d", &[("c", 1.0)]),
+            job("whole.json", None, "d", &[("a", 1.0), ("b", 1.0), ("c", 1.0)]),
+        ];
+        let err = merge(&jobs, None).err().unwrap();
+        assert!(err.starts_with("3 shard(s) ran in more than one of these jobs: a (1.json, whole.json); b (1.json, whole.json); c (2.json, whole.json)."), "{err}");
+        let disjoint = [job("1.json", Some((1, 2)), "d", &[("a", 1.0)]), job("2.json", Some((2, 2)), "d", &[("b", 1.0), ("c", 1.0)])];
+        assert!(merge(&disjoint, None).is_ok());
+        assert!(merge(&jobs[2..], None).is_ok(), "one job that ran the whole plan");
     }
 
     #[test]

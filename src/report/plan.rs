@@ -1,20 +1,23 @@
 //! The dry run (`run --plan`): the resolved plan — defaults, CI scaling, timings, partition and
 //! the assignment of every partition, selected shards, commands, ports that would be probed,
-//! predicted durations — readable or as JSON.
+//! predicted durations, the version of the runtime Harper would run on — readable or as JSON.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::harper::runtime;
 use crate::plan::assignment::AssignmentView;
 use crate::plan::partition::Source;
 use crate::plan::select::Selection;
-use crate::plan::{HarperSource, HarperSpec, Partition, Plan};
+use crate::plan::{HarperSource, HarperSpec, Partition, Plan, Runtime};
 
 #[derive(Serialize)]
 struct DryRun<'a> {
     plan: &'a Plan,
+    /// What each runtime of the selected shards is on this machine, asked once.
+    runtimes: Vec<RuntimeView>,
     /// What balancing read besides the plan.
     timings: &'a str,
     partition: Option<Partition>,
@@ -27,6 +30,7 @@ struct DryRun<'a> {
 pub fn json(plan: &Plan, selection: &Selection, timings: &str) -> String {
     let dry = DryRun {
         plan,
+        runtimes: runtimes(selection),
         timings,
         partition: selection.partition(),
         partition_source: selection.partition.as_ref().map(|(_, s)| s),
@@ -34,6 +38,33 @@ pub fn json(plan: &Plan, selection: &Selection, timings: &str) -> String {
         selected: selection.shards.iter().map(|s| s.name.as_str()).collect(),
     };
     super::say::json(&dry, true)
+}
+
+/// One runtime the selected shards use, and what runs it here.
+#[derive(Serialize)]
+struct RuntimeView {
+    runtime: Runtime,
+    /// `None` with `exec`: `bin` is run itself.
+    found: Option<&'static runtime::Found>,
+}
+
+/// The runtimes of the selected shards, each once, in the order they first appear.
+fn runtimes(selection: &Selection) -> Vec<RuntimeView> {
+    let mut seen = Vec::new();
+    for shard in &selection.shards {
+        if !seen.contains(&shard.harper.runtime) {
+            seen.push(shard.harper.runtime);
+        }
+    }
+    seen.into_iter().map(|runtime| RuntimeView { runtime, found: runtime::of(runtime) }).collect()
+}
+
+/// The runtime line of a shard's Harper: the version it runs on, or what applies to `exec`.
+fn describe_runtime(runtime: Runtime) -> String {
+    match runtime::of(runtime) {
+        Some(found) => found.describe(),
+        None => format!("`bin` is run itself (exec); a wrapper that starts node finds {}", runtime::node().describe()),
+    }
 }
 
 pub fn human(plan: &Plan, selection: &Selection, timings: &str) -> String {
@@ -138,7 +169,8 @@ fn describe_harper(h: &HarperSpec, source: &str) -> String {
     let d = humantime::format_duration;
     let ports: Vec<String> = h.ports.all().iter().map(|(n, p)| format!("{n} {p}")).collect();
     let mut s = String::new();
-    let _ = writeln!(s, "      harper   {source} on {:?}", h.runtime);
+    let _ = writeln!(s, "      harper   {source}");
+    let _ = writeln!(s, "      runtime  {}", describe_runtime(h.runtime));
     let _ = writeln!(s, "      boot     {}", describe_boot(h));
     let _ = writeln!(s, "      ready    `{}`, probe {:?}; startup idle {} / max {}", h.ready.marker, h.ready.probe, d(h.startup.idle), d(h.startup.max));
     let _ = writeln!(s, "      ports    {} (probed free on the address before use)", ports.join(", "));

@@ -1,6 +1,6 @@
 //! What the commands say besides a run's reporters: their answers on stdout (`pool status`'s
-//! table, `matrix`'s JSON, the dry run, `ctl`'s lines), their notes and warnings on stderr, and
-//! the final `error:` line. All of it leaves through [`out`], so that a process name, a path or
+//! table, `matrix`'s JSON, the dry run, `ctl`'s lines), their notes and warnings on stderr, the
+//! final `error:` line, and clap's usage errors and help. All of it leaves through [`out`], so that a process name, a path or
 //! a shard name quoted in it is neutralised and, under GitHub Actions, cannot be read as a
 //! workflow command — on stdout too, which the runner reads as well.
 //!
@@ -73,6 +73,17 @@ impl Say {
 /// The last line of a command that failed, on stderr, whatever `-q` says.
 pub fn error(failure: impl Display) {
     let _ = writeln!(out::stderr(), "error: {failure}");
+}
+
+/// What clap says — a usage error, or the help or version asked for — through the same door as
+/// every other line: a value it quotes from the command line or a `HARPER_SHARD_*` variable is
+/// neutralised too. Returns clap's exit status for it (2 for a usage error, 0 for help).
+pub fn clap(said: &clap::Error) -> u8 {
+    let text = said.render();
+    let mut to = if said.use_stderr() { out::stderr() } else { out::stdout() };
+    let _ = if to.colour() { write!(to, "{}", text.ansi()) } else { write!(to, "{text}") };
+    let _ = to.flush();
+    u8::try_from(said.exit_code()).unwrap_or(2)
 }
 
 /// `value` as JSON that says nothing but its data to whoever shows it: besides the controls JSON

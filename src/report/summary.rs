@@ -379,11 +379,8 @@ pub fn truncate(text: &str, max: usize) -> String {
     }
     const NOTE: &str = "\n… (cut to fit; see report.json for everything)\n";
     let Some(budget) = max.checked_sub(NOTE.len()) else { return String::new() };
-    let mut end = budget;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let end = text[..end].rfind('\n').map_or(end, |i| i + 1);
+    let kept = crate::text::prefix_within(text, budget);
+    let end = kept.rfind('\n').map_or(kept.len(), |i| i + 1);
     format!("{}{NOTE}", &text[..end])
 }
 

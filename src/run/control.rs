@@ -321,9 +321,14 @@ impl Server<'_> {
             ("start", State::Running) => return error("running", format!("`{id}` is running: stop it first, or use restart")),
             ("start", _) => i.start(self.cx).await,
             ("stop" | "kill", State::Stopped) => return error("not_running", format!("`{id}` is not running")),
+            ("stop" | "kill", State::Exited) => {
+                let how = i.exit().map(|s| format!(" ({})", crate::supervise::describe(&s))).unwrap_or_default();
+                return error("not_running", format!("`{id}` is not running: Harper exited by itself{how}"));
+            }
             ("stop", _) => i.stop(self.cx, grace, false).await,
             ("kill", _) => i.stop(self.cx, None, true).await,
-            ("restart", State::Stopped) => i.start(self.cx).await,
+            // Nothing to stop: a life that ended by itself was not ended by this request.
+            ("restart", State::Stopped | State::Exited) => i.start(self.cx).await,
             ("restart", _) => match i.stop(self.cx, grace, false).await {
                 Ok(()) => i.start(self.cx).await,
                 Err(f) => Err(f),
@@ -368,10 +373,11 @@ impl Server<'_> {
 
     async fn start_new(&self, mut request: serde_json::Map<String, Value>) -> (Value, Option<String>) {
         request.remove("op");
+        // A label never fails a start: a long one (a test suite's name) is cut.
         let name = match request.remove("name") {
             None | Some(Value::Null) => None,
-            Some(Value::String(n)) if !n.is_empty() && n.len() <= crate::plan::limits::NAME_BYTES => Some(n),
-            Some(_) => return (error("bad_request", format!("`name` is a string of 1 to {} bytes", crate::plan::limits::NAME_BYTES)), None),
+            Some(Value::String(n)) if !n.is_empty() => Some(crate::text::prefix_within(&n, crate::plan::limits::NAME_BYTES).to_owned()),
+            Some(_) => return (error("bad_request", "`name` is a string that is not empty"), None),
         };
         let text = Value::Object(request).to_string();
         let source = Path::new("control request");

@@ -32,7 +32,8 @@ pub const TAIL_LINES: usize = 40;
 pub enum BootError {
     Exited { status: ExitStatus, tail: Vec<String> },
     Idle { idle: Duration, tail: Vec<String> },
-    Max { max: Duration, marker_seen: bool, tail: Vec<String> },
+    /// `printed`: whether any output came before the cap ran out.
+    Max { max: Duration, marker_seen: bool, printed: bool, tail: Vec<String> },
     Squatter { port_name: &'static str, port: u16, holder: Holder, tail: Vec<String> },
     NotListening { port_name: &'static str, port: u16, tail: Vec<String> },
     Io { error: String, tail: Vec<String> },
@@ -54,9 +55,15 @@ impl BootError {
                 "Harper printed nothing for {} while starting (idle cap); it hangs",
                 humantime::format_duration(*idle)
             ),
-            BootError::Max { max, marker_seen, .. } => {
-                let what = if *marker_seen { "its ready line came but the probe never passed" } else { "it kept printing but never became ready" };
-                format!("Harper was not ready within {} (absolute cap): {what}", humantime::format_duration(*max))
+            BootError::Max { max, marker_seen, printed, .. } => {
+                let max = humantime::format_duration(*max);
+                let what = match (marker_seen, printed) {
+                    (true, _) => "its ready line came but the probe never passed".to_owned(),
+                    (false, true) => "it kept printing but never became ready".to_owned(),
+                    // An idle cap as long as the absolute one runs out just after it.
+                    (false, false) => format!("it printed nothing for {max}; it hangs"),
+                };
+                format!("Harper was not ready within {max} (absolute cap): {what}")
             }
             BootError::Squatter { port_name, port, holder, .. } => format!(
                 "port {port} ({port_name}) is also held by {holder}, outside this instance: another server co-binds with SO_REUSEPORT"
@@ -139,6 +146,7 @@ pub async fn wait_ready(
     let max_deadline = tokio::time::Instant::from_std(spawned + startup.max);
     let mut idle_deadline = tokio::time::Instant::now() + startup.idle;
     let mut seen = false;
+    let mut printed = false;
     let mut take = |chunk: &Chunk, tail: &mut Tail| {
         tail.feed(&chunk.bytes);
         matchers[chunk.stream as usize].feed(&chunk.bytes)
@@ -149,6 +157,7 @@ pub async fn wait_ready(
             biased;
             chunk = child.output.recv(), if output_open => match chunk {
                 Some(chunk) => {
+                    printed = true;
                     seen = take(&chunk, &mut tail);
                     idle_deadline = tokio::time::Instant::now() + startup.idle;
                     continue;
@@ -165,6 +174,7 @@ pub async fn wait_ready(
                 // suspended while Harper printed its ready line, or exited.
                 let Settled { chunks, exited } = child.settle().await;
                 if !chunks.is_empty() {
+                    printed = true;
                     for chunk in &chunks {
                         seen |= take(chunk, &mut tail);
                     }
@@ -176,7 +186,7 @@ pub async fn wait_ready(
                 match exited {
                     Some(status) => status,
                     None if tokio::time::Instant::now() >= max_deadline => {
-                        return Err(BootError::Max { max: startup.max, marker_seen: false, tail: tail.lines() });
+                        return Err(BootError::Max { max: startup.max, marker_seen: false, printed, tail: tail.lines() });
                     }
                     None => return Err(BootError::Idle { idle: startup.idle, tail: tail.lines() }),
                 }
@@ -210,7 +220,7 @@ pub async fn wait_ready(
         _ = sleep_until(max_deadline) => match tokio::time::timeout(super::SETTLE, &mut confirmed).await {
             // The probe was about to pass when the cap ran out (after a suspension, say).
             Ok(result) => result.map_err(|e| e.with_tail(tail.lines())),
-            Err(_) => Err(BootError::Max { max: startup.max, marker_seen: true, tail: tail.lines() }),
+            Err(_) => Err(BootError::Max { max: startup.max, marker_seen: true, printed: true, tail: tail.lines() }),
         },
     }
 }

@@ -67,10 +67,7 @@ impl Lines {
         let mut cut = self.cut;
         // Stand-ins are longer than the bytes they replace: the limit holds for the shown text.
         if line.len() > LINE_LIMIT {
-            let mut end = LINE_LIMIT;
-            while !line.is_char_boundary(end) {
-                end -= 1;
-            }
+            let end = text::prefix_within(&line, LINE_LIMIT).len();
             cut += line.len() - end;
             line.truncate(end);
         }

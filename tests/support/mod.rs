@@ -3,7 +3,11 @@
 //! test starts is marked, and a test that leaves one alive fails.
 #![allow(dead_code)]
 
+pub mod node;
 pub mod records;
+
+#[allow(unused_imports)]
+pub use node::{installed_package, node_bin};
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

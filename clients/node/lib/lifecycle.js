@@ -224,10 +224,29 @@ function warnAboutBin(path, source) {
 	);
 }
 
+/** The most bytes of an instance's label that harper-shard keeps (docs/control.md). */
+const MAX_LABEL_BYTES = 64;
+
+/**
+ * `name` cut to at most MAX_LABEL_BYTES bytes of UTF-8, never inside a character: a suite's name
+ * is often longer, and a label must never fail a start.
+ */
+function instanceLabel(name) {
+	let label = '';
+	let bytes = 0;
+	// A lone surrogate would be a JSON escape that the tool refuses: it becomes U+FFFD.
+	for (const char of name.toWellFormed()) {
+		bytes += Buffer.byteLength(char);
+		if (bytes > MAX_LABEL_BYTES) break;
+		label += char;
+	}
+	return label;
+}
+
 /** The Harper keys of a `start` request for a new instance, from the harness's options. */
 function startKeys(ctx, options = {}, fixtures) {
 	const request = { op: 'start' };
-	if (typeof ctx.name === 'string' && ctx.name !== '') request.name = ctx.name;
+	if (typeof ctx.name === 'string' && ctx.name !== '') request.name = instanceLabel(ctx.name);
 	if (options.config !== undefined && options.config !== null) request.config = options.config;
 	if (options.env !== undefined && options.env !== null) {
 		// Harper's environment holds strings; spawn() stringified the harness's values, so do we.

@@ -107,6 +107,32 @@ test('without options, startHarper sends only `start` (and the context name when
 	await teardownHarper(named);
 });
 
+test('a context name over 64 bytes is sent cut to 64 bytes, never inside a character', async () => {
+	const byteLength = (text) => Buffer.byteLength(text, 'utf8');
+	// `é` is two bytes, the 64th and 65th: it straddles the limit and is left out whole.
+	const straddling = `${'a'.repeat(63)}é and the rest of a long suite name`;
+	// `🐕` is four bytes, the 62nd to the 65th.
+	const emoji = `${'b'.repeat(61)}🐕🐕`;
+	const exact = 'c'.repeat(62) + 'é';
+	for (const [name, label] of [
+		[straddling, 'a'.repeat(63)],
+		[emoji, 'b'.repeat(61)],
+		[exact, exact],
+		// A lone surrogate has no UTF-8: the tool would refuse its JSON escape.
+		['x\uD800', 'x\uFFFD'],
+	]) {
+		const ctx = harness.createHarperContext(name);
+		try {
+			const [request] = await sent(() => startHarper(ctx));
+			assert.equal(request.name, label, name);
+			assert.ok(byteLength(request.name) <= 64, name);
+		} finally {
+			await teardownHarper(ctx);
+		}
+	}
+	assert.equal(byteLength('c'.repeat(62) + 'é'), 64);
+});
+
 test('killHarper then startHarper restarts the same instance, on the same data and address', async () => {
 	const ctx = {};
 	await startHarper(ctx, { config: { a: 1 } });

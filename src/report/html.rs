@@ -10,9 +10,10 @@
 //! off, from a CI's artifact browser or from disk. Links to logs are relative paths into the
 //! report folder.
 //!
-//! Every value that came from a plan, a command or Harper goes through [`esc`] (or [`esc_line`]):
-//! control characters shown as stand-ins, `& < > " '` as entities, in text and attributes alike,
-//! so a shard named `</svg><script>` is text. The page is bounded like the step summary: each
+//! Every value that came from a plan, a command or Harper goes through the step summary's
+//! escaping ([`summary::escape`], here `esc`, or [`esc_line`]): control characters shown as
+//! stand-ins, `& < > " '` (and markdown's marks) as entities, in text and attributes alike, so
+//! an instance named `</svg><script>` is text. The page is bounded like the step summary: each
 //! section fills a byte budget of its own ([`PAGE_LIMIT`] in all), tails and lines are cut, and
 //! what did not fit is counted on the page.
 //!
@@ -22,11 +23,10 @@ use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
 
 use super::model::{RunRecord, ShardRecord};
-use super::summary::clip;
+use super::summary::{clip, escape as esc};
 use super::{Reporter, collapse, outcome_text, short, summary, svg};
 use crate::plan::Partition;
 use crate::run::events::{Event, ShardStatus};
-use crate::text;
 
 /// The most the page may weigh; browsers open it at once and CI artifact viewers serve it whole.
 pub const PAGE_LIMIT: usize = 4 * 1024 * 1024;
@@ -299,25 +299,8 @@ fn table(record: &RunRecord, max: usize) -> String {
     html
 }
 
-/// Text from a plan, a command or Harper, safe in HTML text and in a quoted attribute alike: on
-/// one line, control characters as stand-ins, `& < > " '` as entities.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text::one_line(text).chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// [`esc`] of at most `max` characters of `text`, with an ellipsis when cut.
-pub fn esc_line(text: &str, max: usize) -> String {
+pub(super) fn esc_line(text: &str, max: usize) -> String {
     esc(&clip(text, max))
 }
 
@@ -329,6 +312,7 @@ mod tests {
     fn values_are_escaped_for_text_and_attributes_alike() {
         assert_eq!(esc("</svg><script>alert('x')</script>"), "&lt;/svg&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;");
         assert_eq!(esc("a\"b&c\r\x1b[2Jd\ne\0"), "a&quot;b&amp;c␍d e␀");
+        assert_eq!(esc_line("<<<<", 2), "&lt;&lt;…", "cut before it is escaped");
     }
 
     #[test]

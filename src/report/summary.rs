@@ -326,10 +326,11 @@ pub fn life_bars(instances: &[InstanceRecord]) -> (Vec<LifeBar>, usize) {
 }
 
 /// Text from a plan, a command or Harper, safe anywhere in the summary's markdown and HTML (a
-/// table cell, bold text, a `<summary>`): on one line, without control characters, and every
-/// character markdown or HTML could take for syntax — tags, entities, cell separators, code
-/// spans, emphasis, links — written as an entity, which both read back as the character.
-fn escape(text: &str) -> String {
+/// table cell, bold text, a `<summary>`) and in report.html's text and quoted attributes: on one
+/// line, without control characters, and every character markdown or HTML could take for
+/// syntax — tags, entities, quotes, cell separators, code spans, emphasis, links — written as an
+/// entity, which both read back as the character.
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text::one_line(text).chars() {
         match c {
@@ -337,6 +338,7 @@ fn escape(text: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
             '|' => out.push_str("&#124;"),
             '`' => out.push_str("&#96;"),
             '*' => out.push_str("&#42;"),

@@ -82,7 +82,8 @@ fn annotate(agent: &Path, style: &str, body: Vec<u8>) -> anyhow::Result<()> {
         .context("cannot start it")?;
     // Written and read beside the wait: an agent that reads nothing must not block the run.
     let mut stdin = child.stdin.take().context("no stdin")?;
-    let writer = std::thread::spawn(move || stdin.write_all(&body));
+    let (wrote_tx, wrote_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || wrote_tx.send(stdin.write_all(&body)));
     let mut stderr = child.stderr.take().context("no stderr")?;
     let (said_tx, said_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -110,7 +111,8 @@ fn annotate(agent: &Path, style: &str, body: Vec<u8>) -> anyhow::Result<()> {
         let said: String = said.chars().take(COMPLAINT_CHARS).collect();
         anyhow::bail!("it ended with {status}: {said}");
     }
-    match writer.join() {
+    // Whatever the agent left running may hold its stdin open without reading it.
+    match wrote_rx.recv_timeout(Duration::from_secs(1)) {
         Ok(Ok(())) => Ok(()),
         _ => anyhow::bail!("it did not read the whole annotation"),
     }

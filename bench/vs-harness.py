@@ -182,7 +182,7 @@ def run_harness(ctx, node, files, report):
 
 def run_floor(ctx, node, report):
     out = report.with_suffix(".floor.json")
-    command = f"python3 tests/floor.py {BIN} {ctx['floor_lives']} {out}"
+    command = f"python3 tests/floor.py {BIN} {ctx['floor_lives']} {ctx['floor_lives0']} {out}"
     r = run_shard(ctx, node, plan(ctx["shard_suite"], "floor", command, 1, boot=True), report)
     r["floor"] = json.loads(out.read_text())
     return r
@@ -218,85 +218,101 @@ def p90(xs):
     return xs[min(len(xs) - 1, round(0.9 * (len(xs) - 1)))]
 
 
+def mean(xs):
+    return statistics.fmean(xs) if xs else float("nan")
+
+
 HDB_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?)")
 
 
-def ready_lines(log_dir, started_at):
-    """Run-clock times of Harper's 'successfully started' lines in an instance's hdb.log."""
+def ready_lines(report):
+    """Run-clock times of Harper's 'successfully started' lines in the hdb.log files of a run."""
+    started_at = datetime.fromisoformat(report["started_at"].replace("Z", "+00:00"))
     found = []
-    for log in sorted(Path(log_dir).rglob("hdb.log")):
+    for log in sorted(Path(report["report_dir"]).rglob("hdb.log")):
         for line in log.read_text(errors="replace").splitlines():
             m = HDB_TIME.match(line)
             if m and "successfully started" in line:
-                at = datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
-                found.append((at - started_at).total_seconds())
+                found.append((datetime.fromisoformat(m.group(1).replace("Z", "+00:00")) - started_at).total_seconds())
     return sorted(found)
 
 
-def lives_of(result, life_filter):
-    """(life number, life record, client-side startHarper seconds) of a harper-shard B run."""
-    report = result["report"]
-    inst = report["shards"][0]["instances"][0]
-    starts = {t["life"]: t["secs"] for t in result["times"] if t["event"] == "start"}
-    return [(n, life, starts.get(n), inst) for n, life in enumerate(inst["lives"], 1) if life_filter(n)]
+def lives_of(result, pick=lambda n: True):
+    """(life number, life, the test's startHarper seconds, instance) of every instance of a
+    harper-shard run, for the lives `pick` keeps."""
+    starts = {(t["file"], t["life"]): t["secs"] for t in result["times"] if t["event"] == "start"}
+    found = []
+    for inst in result["report"]["shards"][0]["instances"]:
+        for n, life in enumerate(inst["lives"], 1):
+            if pick(n):
+                found.append((n, life, starts.get((inst["name"], n)), inst))
+    return found
+
+
+def row(label, xs, ys=None):
+    text = f"  {label:<56} {median(xs):>7.3f} {mean(xs):>7.3f} {len(xs):>4}"
+    if ys is not None:
+        text += f"   {median(ys):>7.3f} {mean(ys):>7.3f} {len(ys):>4}   {median(xs) / median(ys):>5.2f}x {mean(xs) / mean(ys):>5.2f}x"
+    return text
 
 
 def summarise(results, nodes, rounds):
-    print(f"\nwall time per run (s), {rounds} round(s): median / p90")
-    print(f"  {'workload':<34} {'node':>5} {'harper-shard':>16} {'harness':>16} {'ratio':>7}")
+    print(f"\nwall time of a run (s), {rounds} round(s): median / p90")
+    print(f"  {'workload':<36} {'node':>4} {'harper-shard':>16} {'harness':>16} {'ratio':>7}")
     for wl, name in (("A", "A: 3 instances at once, 5 ops each"), ("B", "B: 1 instance, 12 lives")):
         for node in nodes:
             ours = [r["wall"] for r in results[(node, f"{wl} shard")]]
             theirs = [r["wall"] for r in results[(node, f"{wl} harness")]]
-            print(f"  {name:<34} {node:>5} {median(ours):>7.2f} / {p90(ours):>6.2f} {median(theirs):>7.2f} / {p90(theirs):>6.2f} {median(ours) / median(theirs):>6.2f}x")
+            print(f"  {name:<36} {node:>4} {median(ours):>7.2f} / {p90(ours):>6.2f} {median(theirs):>7.2f} / {p90(theirs):>6.2f} {median(ours) / median(theirs):>6.2f}x")
 
-    print("\nstartHarper as the test sees it (call to resolve, s), median over every call of every round:")
-    print(f"  {'':<34} {'node':>5} {'harper-shard':>13} {'harness':>9} {'ratio':>7}")
-    for label, unit, pick in (
-        ("A: first start (3 at once)", "A", lambda t: t["life"] == 1),
-        ("B: first start", "B", lambda t: t["life"] == 1),
-        ("B: restart after a stop", "B", lambda t: t["life"] > 1 and t["life"] % 2 == 0),
-        ("B: restart after SIGKILL", "B", lambda t: t["life"] > 1 and t["life"] % 2 == 1),
-    ):
-        for node in nodes:
+    for node in nodes:
+        print(f"\nnode {node}: startHarper as the test sees it (call to resolve, s)")
+        print(f"  {'':<56} {'harper-shard: median mean n':>20}   {'harness: median mean n':>20}   median, mean ratio")
+        for label, unit, pick in (
+            ("A: first start, 3 at once", "A", lambda t: t["life"] == 1),
+            ("B: first start", "B", lambda t: t["life"] == 1),
+            ("B: restart after a stop (killHarper)", "B", lambda t: t["life"] > 1 and t["life"] % 2 == 0),
+            ("B: restart after SIGKILL", "B", lambda t: t["life"] > 1 and t["life"] % 2 == 1),
+        ):
             ours = [t["secs"] for r in results[(node, f"{unit} shard")] for t in r["times"] if pick(t)]
             theirs = [t["secs"] for r in results[(node, f"{unit} harness")] for t in r["times"] if pick(t)]
-            print(f"  {label:<34} {node:>5} {median(ours):>13.3f} {median(theirs):>9.3f} {median(ours) / median(theirs):>6.2f}x")
+            print(row(label, ours, theirs))
 
-    print("\nboot of a restart on the same ROOTPATH (s), medians: harper-shard's life (report.json) vs the floor")
-    print(f"  {'node':>5} {'life boot':>10} {'floor line':>11} {'floor 200':>10} {'vs line':>8} {'vs 200':>7}   floor runs with the boot cache")
-    for node in nodes:
-        boots = [life["ready"] - life["booting"] for r in results[(node, "B shard")] for (_, life, _, _) in lives_of(r, lambda n: n > 1)]
+        print(f"node {node}: a restart's boot (s): harper-shard's lives in B (report.json: spawned -> ready) vs the floor")
         floors = [f for r in results[(node, "floor")] for f in r["floor"]["lives"]]
-        line, health = median([f["marker"] for f in floors]), median([f["health"] for f in floors])
+        for after, pick in (("stop", lambda n: n > 1 and n % 2 == 0), ("kill", lambda n: n > 1 and n % 2 == 1), ("any", lambda n: n > 1)):
+            boots = [life["ready"] - life["booting"] for r in results[(node, "B shard")] for (_, life, _, _) in lives_of(r, pick)]
+            line = [f["marker"] for f in floors if f["threads"] == 1 and after in ("any", f["after"])]
+            health = [f["health"] for f in floors if f["threads"] == 1 and after in ("any", f["after"])]
+            print(row(f"after {after}: ours vs floor's ready line", boots, line))
+            print(row(f"after {after}: ours vs floor's /health 200", boots, health))
+        single = [f["health"] for f in floors if f["threads"] == 0]
+        print(row("floor with --THREADS_COUNT=0, spawn -> /health 200", single, [f["health"] for f in floors if f["threads"] == 1]))
         cache = {r["floor"]["boot_cache"] for r in results[(node, "floor")]}
-        print(f"  {node:>5} {median(boots):>10.3f} {line:>11.3f} {health:>10.3f} {median(boots) / line:>7.2f}x {median(boots) / health:>6.2f}x   {'/'.join(map(str, sorted(cache)))}")
+        print(f"  (the floor ran with the boot cache's NODE_OPTIONS: {'/'.join(map(str, sorted(cache)))})")
 
-    print("\nwhere a harper-shard life's time goes (s), medians over every round (B runs):")
-    for node in nodes:
-        runs = results[(node, "B shard")]
-        first = [(life, secs, inst) for r in runs for (_, life, secs, inst) in lives_of(r, lambda n: n == 1)]
-        later = [(n, life, secs) for r in runs for (n, life, secs, _) in lives_of(r, lambda n: n > 1)]
-        copy = median([life["booting"] - inst["acquired"] for life, _, inst in first])
-        boot1 = median([life["ready"] - life["booting"] for life, _, _ in first])
-        after1 = median([secs - (life["ready"] - inst["acquired"]) for life, secs, inst in first if secs is not None])
-        boot = median([life["ready"] - life["booting"] for _, life, _ in later])
-        around = median([secs - (life["ready"] - life["booting"]) for _, life, secs in later if secs is not None])
-        stop = median([life["stopped"] - life["stopping"] for r in runs for (_, life, _, _) in lives_of(r, lambda n: True) if life.get("stopped") and life.get("stopping")])
-        # Harper's own ready line (hdb.log) to the life's ready: the probe and the port check.
-        gaps = []
-        for r in runs:
-            started_at = datetime.fromisoformat(r["report"]["started_at"].replace("Z", "+00:00"))
-            shard = r["report"]["shards"][0]
-            lines = ready_lines(Path(r["report"]["report_dir"]) / Path(shard["log_dir"]).name, started_at) if shard.get("log_dir") else []
-            for _, life, _, _ in lives_of(r, lambda n: True):
-                before = [t for t in lines if life["booting"] <= t <= life["ready"] + 0.05]
-                if before:
-                    gaps.append(life["ready"] - before[-1])
-        print(f"  node {node}: first life: address -> spawned (copy, keys, fixtures, keeper) {copy:.3f}, spawned -> ready {boot1:.3f}, "
-              f"ready -> startHarper resolved (password change, answer) {after1:.3f}")
-        print(f"  node {node}: restarts: spawned -> ready {boot:.3f}, the rest of startHarper (request, keeper, answer) {around:.3f}; "
-              f"stop/kill until seen gone {stop:.3f}; ready line (hdb.log) -> ready (probe, port check) {median(gaps):.3f} over {len(gaps)} lives")
+        print(f"node {node}: where harper-shard's time goes (s; from report.json, the hdb.log ready lines and the tests' own times)")
+        for unit in ("A shard", "B shard"):
+            runs = results[(node, unit)]
+            first = [(life, secs, inst) for r in runs for (_, life, secs, inst) in lives_of(r, lambda n: n == 1)]
+            print(row(f"{unit[0]}: address -> spawned (copy, keys, fixtures, keeper)", [life["booting"] - inst["acquired"] for life, _, inst in first]))
+            print(row(f"{unit[0]}: first life spawned -> ready", [life["ready"] - life["booting"] for life, _, _ in first]))
+            print(row(f"{unit[0]}: ready -> startHarper resolved (password, answer)", [secs - (life["ready"] - inst["acquired"]) for life, secs, inst in first if secs is not None]))
+            gaps = []
+            for r in runs:
+                lines = ready_lines(r["report"])
+                for _, life, _, _ in lives_of(r):
+                    seen = [t for t in lines if life["booting"] <= t <= life["ready"] + 0.05]
+                    if seen:
+                        gaps.append(life["ready"] - seen[-1])
+            print(row(f"{unit[0]}: Harper's ready line -> ready (probe, ports)", gaps))
+            print(row(f"{unit[0]}: run start -> command started", [r["report"]["shards"][0]["commands"][0]["started"] for r in runs]))
+            print(row(f"{unit[0]}: command started -> first address", [min(i["acquired"] for i in r["report"]["shards"][0]["instances"]) - r["report"]["shards"][0]["commands"][0]["started"] for r in runs]))
+            print(row(f"{unit[0]}: the tool's process, less its report's duration", [r["wall"] - r["report"]["duration"] for r in runs]))
+            print(row(f"{unit[0]}: last release -> run end", [r["report"]["duration"] - max(i["released"] for i in r["report"]["shards"][0]["instances"]) for r in runs]))
+        later = [(life, secs) for r in results[(node, "B shard")] for (_, life, secs, _) in lives_of(r, lambda n: n > 1)]
+        print(row("B: restart: startHarper less spawned -> ready", [secs - (life["ready"] - life["booting"]) for life, secs in later if secs is not None]))
+        print(row("B: stop or kill until Harper seen gone", [life["stopped"] - life["stopping"] for r in results[(node, "B shard")] for (_, life, _, _) in lives_of(r) if life.get("stopped") and life.get("stopping")]))
 
 
 def lock(path):
@@ -312,10 +328,17 @@ def main():
     ap.add_argument("--nodes", default="20,24", help="node major versions, comma-separated")
     ap.add_argument("--harness-src", type=Path, default=Path(os.environ.get("HARNESS_SRC", HARNESS_SRC)), help="a git directory of HarperFast/integration-testing")
     ap.add_argument("--lock", default="/tmp/hs-cargo.lock", help="taken for each round; '' for none")
-    ap.add_argument("--floor-lives", type=int, default=6)
+    ap.add_argument("--floor-lives", type=int, default=8)
+    ap.add_argument("--floor-lives0", type=int, default=4, help="floor lives with --THREADS_COUNT=0")
     ap.add_argument("--bin", type=Path, default=BIN, help="the harper-shard binary (default: the release build)")
+    ap.add_argument("--save", type=Path, help="write every figure gathered to this JSON file")
+    ap.add_argument("--summarise", type=Path, metavar="SAVED", help="print the summary of a --save file and run nothing")
     ap.add_argument("--units", default=",".join(UNITS), help="a subset of: " + ", ".join(UNITS))
     args = ap.parse_args()
+    if args.summarise:
+        saved = json.loads(args.summarise.read_text())
+        results = {tuple(k.split("|")): v for k, v in saved["results"].items()}
+        return summarise(results, saved["nodes"], saved["rounds"])
     BIN = args.bin.resolve()
     if not BIN.exists():
         sys.exit(f"no release binary at {BIN}: build it first (cargo build --release)")
@@ -329,7 +352,7 @@ def main():
         # The harness's devEngines want node >= 22 for its build.
         build_node = next((node_dirs[n] for n in nodes if int(n) >= 22), None) or node_bin("24")
         harness, commit = harness_build(args.harness_src, build_node)
-        ctx = {"nodes": node_dirs, "tmp": tmp, "floor_lives": args.floor_lives}
+        ctx = {"nodes": node_dirs, "tmp": tmp, "floor_lives": args.floor_lives, "floor_lives0": args.floor_lives0}
         ctx["shard_suite"] = suite_dir(tmp, "shard", ROOT / "clients" / "node")
         (tmp / "harness-home").mkdir()
         reports = tmp / "reports"
@@ -353,6 +376,8 @@ def main():
                 for node, unit in turn:
                     results[(node, unit)].append(run_unit(ctx, node, unit, reports / f"{unit.replace(' ', '-')}-{node}-{r}"))
             print(f"round {r + 1}/{args.rounds}: {time.monotonic() - began:.0f} s, load {os.getloadavg()[0]:.2f}", flush=True)
+        if args.save:
+            args.save.write_text(json.dumps({"nodes": nodes, "rounds": args.rounds, "versions": versions, "results": {"|".join(k): v for k, v in results.items()}}))
         if set(UNITS) <= set(units):
             summarise(results, nodes, args.rounds)
         else:

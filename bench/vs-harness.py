@@ -100,14 +100,6 @@ def harness_build(src, node):
     return where, commit
 
 
-def harper_entry():
-    """harperdb's entry script in harper-shard's package cache (installed by the warm-up)."""
-    found = sorted(CACHE.glob("packages/*/node_modules/harperdb/bin/harperdb.js"))
-    if len(found) != 1:
-        sys.exit(f"expected one installed harperdb under {CACHE / 'packages'}, found {found}")
-    return found[0]
-
-
 def suite_dir(base, name, client):
     """A folder where the bench test files import `@harperfast/integration-testing` as `client`."""
     d = base / name
@@ -159,7 +151,7 @@ def run_harness(ctx, node, files, report):
             "BENCH_TIMES": str(times),
             "HOME": str(ctx["tmp"] / "harness-home"),
             "TMPDIR": str(tmp),
-            "HARPER_INTEGRATION_TEST_INSTALL_SCRIPT": str(ctx["entry"]),
+            "HARPER_INTEGRATION_TEST_INSTALL_SCRIPT": ctx["entry"][node],
             # The harness is written for Harper 5, which asks nothing; 4.x asks for the terms on a
             # fresh install unless told (harper-shard passes --TC_AGREEMENT=yes).
             "TC_AGREEMENT": "yes",
@@ -357,15 +349,18 @@ def main():
         (tmp / "harness-home").mkdir()
         reports = tmp / "reports"
         reports.mkdir()
+        ctx["harness_suite"] = suite_dir(tmp, "harness", harness)
         # Warm-up, per node: harperdb installed, the template and its boot cache built, the key
-        # stock filled; the harness's first fresh install of each node too.
+        # stock filled, and the entry script harper-shard runs on that node read from the
+        # floor's Harper (its command line): the harness is given that one, so both tools run
+        # the same Harper build. Then each tool's A once.
+        ctx["entry"] = {}
         for n in nodes:
             with lock(args.lock) if args.lock else open(os.devnull):
-                run_shard(ctx, n, plan(ctx["shard_suite"], "ops", f"node --test --test-concurrency=3 {' '.join(A_FILES)}", 3), reports / f"warm-{n}")
-                ctx["entry"] = harper_entry()
-                ctx.setdefault("harness_suite", suite_dir(tmp, "harness", harness))
-                run_harness(ctx, n, A_FILES, reports / f"warm-h-{n}")
-        print(f"harness {commit[:12]} built in {harness}; Harper for both: {ctx['entry']}")
+                ctx["entry"][n] = run_floor({**ctx, "floor_lives": 1, "floor_lives0": 0}, n, reports / f"warm-floor-{n}")["floor"]["argv"][1]
+                run_unit(ctx, n, "A shard", reports / f"warm-A-shard-{n}")
+                run_unit(ctx, n, "A harness", reports / f"warm-A-harness-{n}")
+        print(f"harness {commit[:12]} built in {harness}; Harper for both: " + ", ".join(f"node {n}: {e}" for n, e in ctx["entry"].items()))
         print("node: " + ", ".join(f"{n} = {versions[n]}" for n in nodes) + f"; load before: {os.getloadavg()}")
         order = [(n, u) for n in nodes for u in UNITS if u in units]
         results = {key: [] for key in order}
@@ -377,7 +372,7 @@ def main():
                     results[(node, unit)].append(run_unit(ctx, node, unit, reports / f"{unit.replace(' ', '-')}-{node}-{r}"))
             print(f"round {r + 1}/{args.rounds}: {time.monotonic() - began:.0f} s, load {os.getloadavg()[0]:.2f}", flush=True)
         if args.save:
-            args.save.write_text(json.dumps({"nodes": nodes, "rounds": args.rounds, "versions": versions, "results": {"|".join(k): v for k, v in results.items()}}))
+            args.save.write_text(json.dumps({"nodes": nodes, "rounds": args.rounds, "versions": versions, "entry": ctx["entry"], "results": {"|".join(k): v for k, v in results.items()}}))
         if set(UNITS) <= set(units):
             summarise(results, nodes, args.rounds)
         else:

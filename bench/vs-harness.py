@@ -5,8 +5,8 @@ The same test files (bench/vs-harness/*.test.mjs) run twice per round and node v
 with `@harperfast/integration-testing` resolving to the harness built from its sources (run as
 its users run it: `node --test`, Harper found through HARPER_INTEGRATION_TEST_INSTALL_SCRIPT), once
 resolving to harper-shard's client (clients/node) under `harper-shard run` with one shard,
-`harper: {boot: false}`. Both boot the very same Harper: the harperdb@4.7.29 that harper-shard
-installed into its cache.
+`harper: {boot: false}`. Both boot the very same Harper: the entry script of the harperdb@4.7.29
+that harper-shard installed into its cache and ran on that node (read from its command line).
 
 - A: three suites at once (`--test-concurrency=3`), each startHarper, 5 operations, teardown.
 - B: one suite, one instance, 12 lives: stopped (killHarper) and SIGKILLed in turn, then
@@ -19,7 +19,9 @@ Each round takes the shared lock (--lock) for itself, runs every unit of every n
 an order rotated per round, and lets go. Printed: wall medians, p90 and harper-shard/harness per
 workload and node; per-life boot medians (report.json) against the floor; our boot by phase.
 
-Usage: python3 bench/vs-harness.py [--rounds 5] [--nodes 20,24] [--harness-src DIR]
+Usage: python3 bench/vs-harness.py [--rounds 5] [--nodes 20,24] [--harness-src DIR] [--save F]
+--harness-src (or HARNESS_SRC) is a git directory of HarperFast/integration-testing; the build
+and the node versions it installs (when .ci/nodes is not there) are kept in the tool's cache, bench/.
 Needs the release binary (`cargo build --release`, run it under the lock yourself: this script
 takes the lock per round and would wait for itself). python3 stdlib only.
 """
@@ -42,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "harper-shard"
 TESTS = ROOT / "bench" / "vs-harness"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "harper-shard"
+CACHE = Path(os.environ.get("HARPER_SHARD_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "harper-shard")
 WORK = CACHE / "bench"
 PACKAGE = "harperdb@4.7.29"
 HARNESS_SRC = Path("/work/.mirror/HarperFast+integration-testing/repo")

@@ -243,6 +243,11 @@ def lives_of(result, pick=lambda n: True):
     return found
 
 
+def header(ours, theirs):
+    columns = "median    mean    n"
+    return f"  {'':<56} {ours:>20}   {theirs:>20}   ratio of\n  {'':<56} {columns:>20}   {columns:>20}   medians, means"
+
+
 def row(label, xs, ys=None):
     text = f"  {label:<56} {median(xs):>7.3f} {mean(xs):>7.3f} {len(xs):>4}"
     if ys is not None:
@@ -261,7 +266,7 @@ def summarise(results, nodes, rounds):
 
     for node in nodes:
         print(f"\nnode {node}: startHarper as the test sees it (call to resolve, s)")
-        print(f"  {'':<56} {'harper-shard: median mean n':>20}   {'harness: median mean n':>20}   median, mean ratio")
+        print(header("harper-shard", "harness"))
         for label, unit, pick in (
             ("A: first start, 3 at once", "A", lambda t: t["life"] == 1),
             ("B: first start", "B", lambda t: t["life"] == 1),
@@ -273,6 +278,7 @@ def summarise(results, nodes, rounds):
             print(row(label, ours, theirs))
 
         print(f"node {node}: a restart's boot (s): harper-shard's lives in B (report.json: spawned -> ready) vs the floor")
+        print(header("harper-shard", "floor"))
         floors = [f for r in results[(node, "floor")] for f in r["floor"]["lives"]]
         for after, pick in (("stop", lambda n: n > 1 and n % 2 == 0), ("kill", lambda n: n > 1 and n % 2 == 1), ("any", lambda n: n > 1)):
             boots = [life["ready"] - life["booting"] for r in results[(node, "B shard")] for (_, life, _, _) in lives_of(r, pick)]
@@ -281,11 +287,12 @@ def summarise(results, nodes, rounds):
             print(row(f"after {after}: ours vs floor's ready line", boots, line))
             print(row(f"after {after}: ours vs floor's /health 200", boots, health))
         single = [f["health"] for f in floors if f["threads"] == 0]
-        print(row("floor with --THREADS_COUNT=0, spawn -> /health 200", single, [f["health"] for f in floors if f["threads"] == 1]))
+        print(row("floor, --THREADS_COUNT=0 (left) vs 1 (right): /health 200", single, [f["health"] for f in floors if f["threads"] == 1]))
         cache = {r["floor"]["boot_cache"] for r in results[(node, "floor")]}
         print(f"  (the floor ran with the boot cache's NODE_OPTIONS: {'/'.join(map(str, sorted(cache)))})")
 
         print(f"node {node}: where harper-shard's time goes (s; from report.json, the hdb.log ready lines and the tests' own times)")
+        print(f"  {'':<56} {'median    mean    n':>20}")
         for unit in ("A shard", "B shard"):
             runs = results[(node, unit)]
             first = [(life, secs, inst) for r in runs for (_, life, secs, inst) in lives_of(r, lambda n: n == 1)]

@@ -140,7 +140,9 @@ def run_shard(ctx, node, plan_path, report):
     wall = time.monotonic() - started
     if out.returncode != 0:
         sys.exit(f"harper-shard {plan_path.name} on node {node} failed ({out.returncode}):\n{out.stderr[-4000:]}")
-    return {"wall": wall, "times": read_times(times), "report": json.loads((report / "report.json").read_text())}
+    result = {"wall": wall, "times": read_times(times), "report": json.loads((report / "report.json").read_text())}
+    result["ready_gaps"] = ready_gaps(result)
+    return result
 
 
 def run_harness(ctx, node, files, report):
@@ -231,6 +233,18 @@ def ready_lines(report):
     return sorted(found)
 
 
+def ready_gaps(result):
+    """Per life, Harper's own ready line (hdb.log) -> the life's ready: the probe and the port
+    check. Read while the run's report folder is there."""
+    lines = ready_lines(result["report"])
+    gaps = []
+    for _, life, _, _ in lives_of(result):
+        seen = [t for t in lines if life["booting"] <= t <= life["ready"] + 0.05]
+        if seen:
+            gaps.append(life["ready"] - seen[-1])
+    return gaps
+
+
 def lives_of(result, pick=lambda n: True):
     """(life number, life, the test's startHarper seconds, instance) of every instance of a
     harper-shard run, for the lives `pick` keeps."""
@@ -299,13 +313,7 @@ def summarise(results, nodes, rounds):
             print(row(f"{unit[0]}: address -> spawned (copy, keys, fixtures, keeper)", [life["booting"] - inst["acquired"] for life, _, inst in first]))
             print(row(f"{unit[0]}: first life spawned -> ready", [life["ready"] - life["booting"] for life, _, _ in first]))
             print(row(f"{unit[0]}: ready -> startHarper resolved (password, answer)", [secs - (life["ready"] - inst["acquired"]) for life, secs, inst in first if secs is not None]))
-            gaps = []
-            for r in runs:
-                lines = ready_lines(r["report"])
-                for _, life, _, _ in lives_of(r):
-                    seen = [t for t in lines if life["booting"] <= t <= life["ready"] + 0.05]
-                    if seen:
-                        gaps.append(life["ready"] - seen[-1])
+            gaps = [g for r in runs for g in r.get("ready_gaps", [])]
             print(row(f"{unit[0]}: Harper's ready line -> ready (probe, ports)", gaps))
             print(row(f"{unit[0]}: run start -> command started", [r["report"]["shards"][0]["commands"][0]["started"] for r in runs]))
             print(row(f"{unit[0]}: command started -> first address", [min(i["acquired"] for i in r["report"]["shards"][0]["instances"]) - r["report"]["shards"][0]["commands"][0]["started"] for r in runs]))

@@ -90,3 +90,23 @@ impl Drop for Hold {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hold_keeps_others_out_and_this_process_never_waits_for_its_own() {
+        let path = std::env::temp_dir().join(format!("hs-lock-test-{}.lock", uuid::Uuid::new_v4().simple()));
+        let held = hold(&path).await.unwrap();
+        let also = hold(&path).await.expect("holds are shared");
+        assert!(try_lock(&path).unwrap().is_none(), "removed while held");
+        let waited = tokio::time::timeout(Duration::from_secs(5), wait(&path)).await.expect("waited for its own hold");
+        assert!(waited.unwrap_err().to_string().contains("in use by this run"));
+        drop(held);
+        assert!(try_lock(&path).unwrap().is_none(), "the second hold still counts");
+        drop(also);
+        assert!(try_lock(&path).unwrap().is_some());
+        std::fs::remove_file(&path).unwrap();
+    }
+}

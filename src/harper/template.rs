@@ -28,6 +28,7 @@ use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use super::boot_cache;
+use super::lock::Hold;
 use super::instance::{Dirs, copy_tree};
 use crate::plan::{HarperSource, HarperSpec, Runtime};
 
@@ -149,6 +150,14 @@ pub async fn lock(cache: &Path, key: &str) -> anyhow::Result<Flock<File>> {
     let dir = templates_dir(cache);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     super::lock::wait(&dir.join(format!("{key}.lock"))).await
+}
+
+/// The template `key` held for an instance's whole life, which boots every time with its boot
+/// cache: a `cache clear` leaves it alone, a remake waits for the instance to end. `None` when the
+/// cache no longer has it (removed before the hold was taken).
+pub async fn hold(cache: &Path, key: &str) -> anyhow::Result<Option<(Template, Hold)>> {
+    let held = super::lock::hold(&templates_dir(cache).join(format!("{key}.lock"))).await?;
+    Ok(cached(cache, key).map(|found| (found, held)))
 }
 
 /// Keeps the stopped install in `built` as the template `key`, with the boot cache its build

@@ -15,6 +15,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::events::{BootLogs, EventKind, InstancePhase, ShardStatus, Warning};
 use super::shard::{Context, deadline, within};
 use crate::harper::instance::{self, Dirs};
+use crate::harper::lock::Hold;
 use crate::harper::{boot_cache, install, template};
 use crate::plan::{HarperSpec, Runtime};
 use crate::pool::{self, Lease, Notice, probe};
@@ -74,6 +75,8 @@ pub struct Instance {
     child: Option<Child>,
     boots: u32,
     template: Option<template::Template>,
+    /// Held until the instance ends: every boot uses the template's boot cache.
+    _template_held: Option<Hold>,
     /// Held until the instance ends: no other live instance may have these JWT keys.
     _keys: Option<template::KeySet>,
     exit: Option<ExitStatus>,
@@ -114,6 +117,7 @@ impl Instance {
             child: None,
             boots: 0,
             template: None,
+            _template_held: None,
             _keys: None,
             exit: None,
             suspect: false,
@@ -151,8 +155,8 @@ impl Instance {
         let base = self.dirs.base.clone();
         self.lease().record_dir(&base).and_then(|()| self.dirs.create()).map_err(|e| Failure::infra(format!("{e:#}")))?;
         if self.spec.template {
-            let (found, keys) = self.copy_template(cx).await?;
-            (self.template, self._keys) = (Some(found), Some(keys));
+            let ((found, held), keys) = self.copy_template(cx).await?;
+            (self.template, self._template_held, self._keys) = (Some(found), Some(held), Some(keys));
         }
         self.dirs.install_fixtures(&self.spec.fixtures).map_err(|e| Failure::infra(format!("{e:#}")))
     }
@@ -330,32 +334,35 @@ impl Instance {
 
     /// Fills the instance's directories from the template, building the template first when the
     /// cache has none: on this instance's address, under the template's lock, started until
-    /// ready, stopped, its ports seen free, kept. Returns the template and the instance's JWT keys.
-    async fn copy_template(&mut self, cx: &Context) -> Result<(template::Template, template::KeySet), Failure> {
+    /// ready, stopped, its ports seen free, kept. Returns the template, held for the instance's
+    /// life, and the instance's JWT keys.
+    async fn copy_template(&mut self, cx: &Context) -> Result<((template::Template, Hold), template::KeySet), Failure> {
         let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
+        let cancelled = || Failure::cancelled("cancelled while waiting for another run's boot template");
         let cache = install::private_cache().map_err(infra)?;
         let key = template::key(&self.spec, &cx.entry);
         let keys = template::take_keys(&cache, self.spec.runtime).await.map_err(infra)?;
-        let found = match template::cached(&cache, &key) {
-            Some(found) => found,
-            None => {
-                let mut cancel = cx.cancel.clone();
+        let mut cancel = cx.cancel.clone();
+        let (found, held) = loop {
+            if template::cached(&cache, &key).is_none() {
                 let _building = tokio::select! {
                     lock = template::lock(&cache, &key) => lock.map_err(infra)?,
-                    _ = cancel.wait_for(Option::is_some) => {
-                        return Err(Failure::cancelled("cancelled while waiting for another run's boot template"));
-                    }
+                    _ = cancel.wait_for(Option::is_some) => return Err(cancelled()),
                 };
                 // Another run may have built it while this one waited.
-                match template::cached(&cache, &key) {
-                    Some(found) => found,
-                    None => self.build_template(cx, &cache, &key).await?,
+                if template::cached(&cache, &key).is_none() {
+                    self.build_template(cx, &cache, &key).await?;
                 }
+            }
+            // A `cache clear` between the build and the hold removed it: it is built again.
+            tokio::select! {
+                held = template::hold(&cache, &key) => if let Some(held) = held.map_err(infra)? { break held },
+                _ = cancel.wait_for(Option::is_some) => return Err(cancelled()),
             }
         };
         install::check_entry(&found.dir, "the cached template").map_err(infra)?;
         template::instantiate(&found, &self.dirs, &keys).map_err(infra)?;
-        Ok((found, keys))
+        Ok(((found, held), keys))
     }
 
     async fn build_template(&mut self, cx: &Context, cache: &Path, key: &str) -> Result<template::Template, Failure> {

@@ -32,6 +32,7 @@ pub const COMMAND_TAIL: usize = 200;
 /// (`HARPER_SHARD_JUNIT_DIR`); the report reads per-file timings from it.
 const JUNIT_DIR: &str = "junit";
 
+#[derive(Clone)]
 pub struct Context {
     pub id: ShardId,
     pub total: usize,
@@ -123,21 +124,60 @@ async fn life(cx: &Context, shard: &Shard) -> (ShardStatus, Option<String>) {
 }
 
 /// Runs the commands with the shard's control socket served beside them; when they end, the
-/// socket takes no new request and the ones under way finish.
+/// socket takes no new request and the ones under way finish. Past the shard's deadline those are
+/// cancelled as a signal cancels them (a boot in flight stops waiting for Harper): the commands
+/// that asked are gone, and the shard must not outlive its timeout by a startup cap.
 async fn with_control(cx: &Context, shard: &Shard, registry: &Registry, token: &str, mut env: BTreeMap<String, String>) -> (ShardStatus, Option<String>) {
     let control = match Control::open(&cx.work.path) {
         Ok(control) => control,
         Err(e) => return (ShardStatus::Infrastructure, Some(format!("the control socket: {e:#}"))),
     };
     env.insert(CONTROL_VAR.to_owned(), control.socket.display().to_string());
+    let deadline = tokio::time::Instant::now() + shard.timeout;
     let (ending, ended) = watch::channel(false);
+    let (cut, cut_rx) = watch::channel(*cx.cancel.borrow());
+    let served = Context { cancel: cut_rx, ..cx.clone() };
     let run = async {
-        let result = commands(cx, shard, &env, token).await;
+        let result = commands(cx, shard, &env, token, deadline).await;
         let _ = ending.send(true);
         result
     };
-    let (result, ()) = tokio::join!(run, control.serve(cx, shard, registry, token, ended));
+    let serve = async {
+        tokio::select! {
+            () = control.serve(&served, shard, registry, token, ended.clone()) => {}
+            () = cut_at(cx, deadline, ended, &cut) => {}
+        }
+    };
+    let (result, ()) = tokio::join!(run, serve);
     result
+}
+
+/// Passes the run's cancellation on to `cut`, and cancels it (as a timeout) once `deadline` has
+/// passed and the commands have ended (`ended`): their end at the deadline is a timeout, not the
+/// failure of a request cut under them. Never returns.
+async fn cut_at(cx: &Context, deadline: tokio::time::Instant, mut ended: watch::Receiver<bool>, cut: &watch::Sender<Option<Cancel>>) {
+    let mut run = cx.cancel.clone();
+    let due = async move {
+        tokio::time::sleep_until(deadline).await;
+        let _ = ended.wait_for(|e| *e).await;
+    };
+    tokio::pin!(due);
+    let mut pending = true;
+    loop {
+        tokio::select! {
+            changed = run.changed() => match changed {
+                Ok(()) => {
+                    let why = *run.borrow_and_update();
+                    cut.send_if_modified(|c| (why.is_some() && *c != why).then(|| *c = why).is_some());
+                }
+                Err(_) => std::future::pending().await,
+            },
+            () = &mut due, if pending => {
+                pending = false;
+                cut.send_if_modified(|c| c.is_none().then(|| *c = Some(Cancel::Timeout)).is_some());
+            }
+        }
+    }
 }
 
 /// Under a signal, when every wait of this shard must be over ([`budget`]).
@@ -199,14 +239,19 @@ pub fn junit_dir(log_dir: &Path) -> PathBuf {
     std::path::absolute(&dir).unwrap_or(dir)
 }
 
-async fn commands(cx: &Context, shard: &Shard, env: &BTreeMap<String, String>, token: &str) -> (ShardStatus, Option<String>) {
+async fn commands(
+    cx: &Context,
+    shard: &Shard,
+    env: &BTreeMap<String, String>,
+    token: &str,
+    deadline: tokio::time::Instant,
+) -> (ShardStatus, Option<String>) {
     // Emptied first: XML left by an earlier run in the same report directory is not this run's.
     let junit = junit_dir(&cx.log_dir);
     let _ = std::fs::remove_dir_all(&junit);
     if let Err(e) = std::fs::create_dir_all(&junit) {
         return (ShardStatus::Infrastructure, Some(format!("cannot create {}: {e}", junit.display())));
     }
-    let deadline = tokio::time::Instant::now() + shard.timeout;
     for (i, command) in shard.commands.iter().enumerate() {
         let log = command_log(&cx.log_dir, i);
         cx.emit.emit(EventKind::CommandStarted { shard: cx.id, command: i, log: log.clone() });

@@ -46,6 +46,9 @@ pub struct Meta {
     /// one ([`super::boot_cache`]).
     #[serde(default)]
     pub boot_root: Option<String>,
+    /// Whether it keeps Node's own compile cache (`compile/`), which each copy gets a copy of.
+    #[serde(default)]
+    pub compile_cache: bool,
 }
 
 /// A complete template in the cache.
@@ -63,8 +66,14 @@ pub fn templates_dir(cache: &Path) -> PathBuf {
 }
 
 /// The key of the template an instance of `spec` boots from: a stable hash (FNV-1a, 64 bits)
-/// of everything that changes what the install writes.
+/// of everything that changes what the install writes, and the version of the runtime it runs
+/// on, for which the compile cache it keeps is valid.
 pub fn key(spec: &HarperSpec, entry: &Path) -> String {
+    let version = super::runtime::of(spec.runtime).and_then(|found| found.version.as_deref());
+    key_on(spec, entry, version)
+}
+
+fn key_on(spec: &HarperSpec, entry: &Path, runtime_version: Option<&str>) -> String {
     let what = serde_json::json!({
         "entry": entry.display().to_string(),
         "runtime": spec.runtime,
@@ -74,6 +83,7 @@ pub fn key(spec: &HarperSpec, entry: &Path) -> String {
         "env": spec.env,
         // Templates before the boot cache are rebuilt with one.
         "layout": 2,
+        "runtime_version": runtime_version,
     });
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in what.to_string().bytes() {
@@ -108,8 +118,16 @@ pub async fn lock(cache: &Path, key: &str) -> anyhow::Result<Flock<File>> {
 }
 
 /// Keeps the stopped install in `built` as the template `key`, with the boot cache its build
-/// wrote in `boot` when that is complete. The caller holds the lock.
-pub fn store(cache: &Path, key: &str, built: &Dirs, boot: Option<(&Path, String)>, meta: &Meta) -> anyhow::Result<Template> {
+/// wrote in `boot`, or Node's compile cache in `compile`, when that is complete. The caller holds
+/// the lock.
+pub fn store(
+    cache: &Path,
+    key: &str,
+    built: &Dirs,
+    boot: Option<(&Path, String)>,
+    compile: Option<&Path>,
+    meta: &Meta,
+) -> anyhow::Result<Template> {
     // What a clean stop leaves behind must not reach a copy: the pid file and the socket.
     for stale in ["hdb.pid", "operations-server"] {
         let _ = std::fs::remove_file(built.root.join(stale));
@@ -123,6 +141,10 @@ pub fn store(cache: &Path, key: &str, built: &Dirs, boot: Option<(&Path, String)
         if let Some((boot, root)) = boot.filter(|(boot, _)| boot_cache::complete(boot)) {
             copy_tree(boot, &boot_cache::dir_of(&staging)).context("cannot copy the boot cache")?;
             meta.boot_root = Some(root);
+        }
+        if let Some(compile) = compile.filter(|dir| boot_cache::compiled(dir)) {
+            copy_tree(compile, &boot_cache::compile_dir_of(&staging)).context("cannot copy Node's compile cache")?;
+            meta.compile_cache = true;
         }
         std::fs::write(staging.join(META), serde_json::to_vec_pretty(&meta)?).context("cannot write the template's record")?;
         if dir.exists() {
@@ -138,10 +160,14 @@ pub fn store(cache: &Path, key: &str, built: &Dirs, boot: Option<(&Path, String)
 }
 
 /// Fills an instance's fresh directories from the template: the copy, every path rewritten to
-/// the instance's own, its own JWT keys.
+/// the instance's own, its own JWT keys, and its own copy of Node's compile cache.
 pub fn instantiate(template: &Template, dirs: &Dirs, keys: &KeySet) -> anyhow::Result<()> {
     copy_tree(&template.dir.join("r"), &dirs.root).context("cannot copy the template's ROOTPATH")?;
     copy_tree(&template.dir.join("h"), &dirs.home).context("cannot copy the template's HOME")?;
+    if template.meta.compile_cache && boot_cache::enabled() {
+        copy_tree(&boot_cache::compile_dir_of(&template.dir), &boot_cache::compile_dir_of(&dirs.base))
+            .context("cannot copy the template's compile cache")?;
+    }
     let root = dirs.root.display().to_string();
     let home = dirs.home.display().to_string();
     for file in [dirs.root.join("harperdb-config.yaml"), dirs.home.join(".harperdb").join("hdb_boot_properties.file")] {
@@ -254,15 +280,19 @@ async fn make_keys(stock: &Path, dir: &Path, runtime: Runtime) -> anyhow::Result
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_key_changes_with_what_the_install_writes_and_nothing_else() {
+    /// The Harper of a plan that says nothing about it.
+    fn default_spec() -> HarperSpec {
         let plan = "version: 1\nshards:\n  - name: a\n    run: \"true\"\n";
         let raw = crate::plan::load::parse(Path::new("p.yml"), plan).unwrap();
         let env = |_: &str| None;
         let timings = crate::plan::Timings::default();
         let cx = crate::plan::resolve::Context { env: &env, cpus: 2, timings: &timings };
-        let resolved = crate::plan::resolve::resolve(Path::new("p.yml"), plan, raw, &cx).unwrap();
-        let spec = resolved.shards[0].harper.clone();
+        crate::plan::resolve::resolve(Path::new("p.yml"), plan, raw, &cx).unwrap().shards[0].harper.clone()
+    }
+
+    #[test]
+    fn the_key_changes_with_what_the_install_writes_and_nothing_else() {
+        let spec = default_spec();
         let entry = Path::new("/cache/harperdb/bin/harperdb.js");
         let base = key(&spec, entry);
         assert_eq!(base, key(&spec.clone(), entry), "the key is stable");
@@ -279,6 +309,17 @@ mod tests {
     }
 
     #[test]
+    fn a_template_built_on_one_node_version_does_not_serve_another() {
+        let spec = default_spec();
+        let entry = Path::new("/cache/harperdb/bin/harperdb.js");
+        let on = |version: &str| key_on(&spec, entry, Some(version));
+        assert_eq!(on("v24.22.3"), on("v24.22.3"));
+        assert_ne!(on("v20.20.2"), on("v24.22.3"), "node 20's template would feed node 24");
+        assert_ne!(on("v24.22.3"), on("v24.22.4"), "one ABI, two compile caches");
+        assert_ne!(on("v24.22.3"), key_on(&spec, entry, None));
+    }
+
+    #[test]
     fn a_template_missing_a_required_part_is_not_used() {
         let cache = std::env::temp_dir().join(format!("hs-template-test-{}", uuid::Uuid::new_v4().simple()));
         let dir = templates_dir(&cache).join("k");
@@ -287,7 +328,7 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, "").unwrap();
         }
-        let meta = Meta { root: "/r".into(), home: "/h".into(), username: "admin".into(), password: "p".into(), entry: "e".into(), boot_root: None };
+        let meta = Meta { root: "/r".into(), home: "/h".into(), username: "admin".into(), password: "p".into(), entry: "e".into(), boot_root: None, compile_cache: false };
         std::fs::write(dir.join(META), serde_json::to_vec(&meta).unwrap()).unwrap();
         assert!(cached(&cache, "k").is_some());
         for part in REQUIRED {

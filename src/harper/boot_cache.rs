@@ -37,6 +37,12 @@ pub fn enabled() -> bool {
     enabled_by(std::env::var("HARPER_SHARD_BOOT_CACHE").ok().as_deref())
 }
 
+/// `HARPER_SHARD_BOOT_CACHE=preload`: templates built from now on keep the preload's cache even
+/// where Node has one of its own, to measure one against the other (bench/template.py).
+pub fn preload_chosen() -> bool {
+    std::env::var("HARPER_SHARD_BOOT_CACHE").is_ok_and(|v| v.trim().eq_ignore_ascii_case("preload"))
+}
+
 fn enabled_by(value: Option<&str>) -> bool {
     !matches!(value.map(str::trim).map(str::to_ascii_lowercase).as_deref(), Some("off" | "0" | "false" | "no"))
 }
@@ -126,6 +132,7 @@ mod tests {
         assert!(enabled_by(None));
         assert!(enabled_by(Some("on")));
         assert!(enabled_by(Some("")));
+        assert!(enabled_by(Some("preload")));
         for off in ["off", "OFF", "0", "false", " no "] {
             assert!(!enabled_by(Some(off)), "{off}");
         }

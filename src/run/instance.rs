@@ -363,7 +363,7 @@ impl Instance {
         cx.emit.emit(EventKind::TemplateBuilding { shard: cx.id });
         let dirs = Dirs::under(&cx.work.path, self.addr);
         let on_node = boot_cache::enabled() && self.spec.runtime == Runtime::Node;
-        let compile = (on_node && runtime::node().compile_cache()).then(|| boot_cache::compile_dir_of(&dirs.base));
+        let compile = (on_node && runtime::node().compile_cache() && !boot_cache::preload_chosen()).then(|| boot_cache::compile_dir_of(&dirs.base));
         let cached = boot_cache::package_root(cache, &cx.entry)
             .filter(|_| on_node && compile.is_none())
             .map(|root| (boot_cache::dir_of(&dirs.base), root));

@@ -13,7 +13,7 @@
    interleaved rounds of the boot caches a node can have: none (HARPER_SHARD_BOOT_CACHE=off), the
    preload (=preload), and Node's own compile cache (=on, node >= 22.1 only); per life, booting
    to ready from report.json. Each mode keeps its templates in a cache folder of its own (the
-   packages and JWT keys shared with the user's cache), so no mode boots another's template.
+   packages hard-linked from the user's cache, its JWT keys shared), so no mode boots another's template.
 
 Usage: python3 bench/template.py [ROUNDS]   (builds the release binary first; default 3 rounds)
        python3 bench/template.py --lives [--node 24] [--bin PATH] [--lock FILE] [ROUNDS]
@@ -114,9 +114,11 @@ def lives(argv):
         cache = work / f"cache-{mode}"
         if not cache.exists():
             cache.mkdir()
-            for part in ("packages", "keys"):
-                (shared / part).mkdir(parents=True, exist_ok=True)
-                (cache / part).symlink_to(shared / part)
+            # Packages hard-linked, not symlinked: Node names a module by its real path, and
+            # the preload caches only files under its cache's own packages/.
+            (shared / "keys").mkdir(parents=True, exist_ok=True)
+            (cache / "keys").symlink_to(shared / "keys")
+            subprocess.run(["cp", "-al", str(shared / "packages"), str(cache / "packages")], check=True)
         (work / "plan.yml").write_text(plan)
         report = work / name
         command = [str(BIN), "run", str(work / "plan.yml"), "--report-dir", str(report)]

@@ -167,17 +167,29 @@ impl Dirs {
 /// Copies directories, regular files and symbolic links. Anything else (a FIFO, a socket, a
 /// device) is refused: opening a FIFO to copy it would block until a writer came, forever.
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    tree(from, to, false)
+}
+
+/// [`copy_tree`], with regular files hard-linked where `to` is on the same file system (copied
+/// elsewhere): only for files that are replaced, never written in place.
+pub(crate) fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    tree(from, to, true)
+}
+
+fn tree(from: &Path, to: &Path, link: bool) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         let target = to.join(entry.file_name());
         if kind.is_dir() {
-            copy_tree(&entry.path(), &target)?;
+            tree(&entry.path(), &target, link)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
         } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target)?;
+            if !(link && std::fs::hard_link(entry.path(), &target).is_ok()) {
+                std::fs::copy(entry.path(), &target)?;
+            }
         } else {
             return Err(std::io::Error::other(format!(
                 "{} is not a file, a directory or a link (a FIFO, socket or device?); remove it from the fixture",

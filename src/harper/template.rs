@@ -27,7 +27,7 @@ use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use super::boot_cache;
-use super::instance::{Dirs, copy_tree};
+use super::instance::{Dirs, copy_tree, link_tree};
 use crate::plan::{HarperSpec, Runtime};
 
 /// What a template records about itself, beside its two directories `r/` (ROOTPATH) and `h/`
@@ -102,12 +102,14 @@ const REQUIRED: [&str; 4] = [
 ];
 
 /// The complete template of `key`, if the cache has one. One with a required part gone (removed
-/// by hand, a disk cleaner) counts as none, so it is built again and replaced.
+/// by hand, a disk cleaner), or the compile cache its record names, counts as none, so it is
+/// built again and replaced.
 pub fn cached(cache: &Path, key: &str) -> Option<Template> {
     let dir = templates_dir(cache).join(key);
     let text = std::fs::read_to_string(dir.join(META)).ok()?;
     let meta: Meta = serde_json::from_str(&text).ok()?;
-    REQUIRED.iter().all(|part| dir.join(part).exists()).then_some(Template { dir, meta })
+    let compiled = !meta.compile_cache || boot_cache::compile_dir_of(&dir).is_dir();
+    (compiled && REQUIRED.iter().all(|part| dir.join(part).exists())).then_some(Template { dir, meta })
 }
 
 /// The exclusive lock on building the template `key`.
@@ -160,12 +162,14 @@ pub fn store(
 }
 
 /// Fills an instance's fresh directories from the template: the copy, every path rewritten to
-/// the instance's own, its own JWT keys, and its own copy of Node's compile cache.
+/// the instance's own, its own JWT keys, and its own folder of Node's compile cache.
 pub fn instantiate(template: &Template, dirs: &Dirs, keys: &KeySet) -> anyhow::Result<()> {
     copy_tree(&template.dir.join("r"), &dirs.root).context("cannot copy the template's ROOTPATH")?;
     copy_tree(&template.dir.join("h"), &dirs.home).context("cannot copy the template's HOME")?;
     if template.meta.compile_cache && boot_cache::enabled() {
-        copy_tree(&boot_cache::compile_dir_of(&template.dir), &boot_cache::compile_dir_of(&dirs.base))
+        // Linked, not copied (11 MiB, 0.3 s): Node replaces an entry by renaming a new file over
+        // it, never writing in place, and checks each entry's checksum when it reads one.
+        link_tree(&boot_cache::compile_dir_of(&template.dir), &boot_cache::compile_dir_of(&dirs.base))
             .context("cannot copy the template's compile cache")?;
     }
     let root = dirs.root.display().to_string();
@@ -337,6 +341,11 @@ mod tests {
             assert!(cached(&cache, "k").is_none(), "used a template without {part}");
             std::fs::write(&path, "").unwrap();
         }
+        let compiled = Meta { compile_cache: true, ..meta };
+        std::fs::write(dir.join(META), serde_json::to_vec(&compiled).unwrap()).unwrap();
+        assert!(cached(&cache, "k").is_none(), "used a template whose compile cache is gone");
+        std::fs::create_dir(boot_cache::compile_dir_of(&dir)).unwrap();
+        assert!(cached(&cache, "k").is_some());
         std::fs::write(dir.join(META), "{ half").unwrap();
         assert!(cached(&cache, "k").is_none(), "used a template with a torn record");
         std::fs::remove_dir_all(&cache).unwrap();

@@ -275,6 +275,22 @@ mod tests {
     }
 
     #[test]
+    fn a_linked_tree_shares_each_file_until_one_is_renamed_over() {
+        use std::os::unix::fs::MetadataExt as _;
+        let base = std::env::temp_dir().join(format!("hs-link-test-{}", uuid::Uuid::new_v4().simple()));
+        let (from, to) = (base.join("from"), base.join("to"));
+        std::fs::create_dir_all(from.join("tag")).unwrap();
+        std::fs::write(from.join("tag/entry"), "template's").unwrap();
+        link_tree(&from, &to).unwrap();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(&from.join("tag/entry")), ino(&to.join("tag/entry")), "copied, not linked");
+        std::fs::write(to.join("tag/entry.new"), "instance's").unwrap();
+        std::fs::rename(to.join("tag/entry.new"), to.join("tag/entry")).unwrap();
+        assert_eq!(std::fs::read_to_string(from.join("tag/entry")).unwrap(), "template's");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
     fn a_dotted_temporary_directory_falls_back_to_tmp_with_a_note() {
         let work = WorkDir::resolve(None, Path::new("/tmp/home.runner_work_temp"), 7).unwrap();
         assert_eq!(work.path, Path::new("/tmp/hs-7"));

@@ -26,7 +26,10 @@ nothing() {
 key() {
   # node reads the JSON: Harper from npm needs node (and npm) on the runner anyway.
   command -v node >/dev/null || nothing "Harper is not cached between jobs: node is not on the PATH"
-  local plan packages runtime version lines='' cache
+  # The layout of the cache's folders (src/harper/install.rs `folder`) is in the key too: an
+  # entry saved with another layout restores folders this harper-shard never finds, and an
+  # entry is never replaced.
+  local plan packages runtime version lines='' cache layout='cache layout 2'
   plan=$("$HARPER_SHARD_BIN" run "$INPUT_PLAN" --plan --format json 2>/dev/null) ||
     nothing "Harper is not cached between jobs: the dry run of $INPUT_PLAN failed (the run step says why)"
   # Every shard of the plan, not only this partition's: the jobs of a matrix share one entry.
@@ -51,7 +54,7 @@ key() {
   while read -r line; do
     say "  $line"
   done <<<"${lines%$'\n'}"
-  put_output key "harper-shard-harper-${RUNNER_OS:-$(uname -s)}-${RUNNER_ARCH:-$(uname -m)}-$(printf '%s' "$lines" | digest | cut -c1-16)"
+  put_output key "harper-shard-harper-${RUNNER_OS:-$(uname -s)}-${RUNNER_ARCH:-$(uname -m)}-$(printf '%s\n%s' "$layout" "$lines" | digest | cut -c1-16)"
   put_output path "$cache"
   put_output packages "$(printf '%s\n' "$packages" | cut -d' ' -f1 | sort -u)"
 }

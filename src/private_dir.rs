@@ -12,6 +12,11 @@ use anyhow::{Context, bail};
 /// Creates `dir` (mode 0700) if it is missing, then checks that it is private to this user.
 /// `what` names it for people ("the pool directory"); `var` is the variable that moves it.
 pub fn ensure(dir: &Path, what: &str, var: &str) -> anyhow::Result<()> {
+    ensure_shared(dir, what, var, Sharing::Owner)
+}
+
+/// [`ensure`], with what `sharing` allows besides this user.
+pub fn ensure_shared(dir: &Path, what: &str, var: &str, sharing: Sharing) -> anyhow::Result<()> {
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir.parent().unwrap_or(Path::new("/")))
@@ -26,13 +31,36 @@ pub fn ensure(dir: &Path, what: &str, var: &str) -> anyhow::Result<()> {
         Err(e) => return Err(e).with_context(|| format!("cannot inspect {what} {}", dir.display())),
         Ok(_) => {}
     }
-    check(dir, what, var)
+    check_with(dir, what, var, sharing)
 }
 
 /// Checks that an existing `dir` is private to this user.
 pub fn check(dir: &Path, what: &str, var: &str) -> anyhow::Result<()> {
+    check_with(dir, what, var, Sharing::Owner)
+}
+
+/// Who may own and write a directory besides this user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// No one.
+    Owner,
+    /// The members of a group this process is in: the Harper cache of the container image is
+    /// owned by the image's user and shared with group 0, in which `docker run --user <uid>`
+    /// runs. Never everyone.
+    Group,
+}
+
+
+/// Checks an existing `dir`: not a link, a directory, owned by this user (or shared with one of
+/// its groups, when `sharing` allows), and writable by no one else (but that group).
+pub fn check_with(dir: &Path, what: &str, var: &str, sharing: Sharing) -> anyhow::Result<()> {
     let meta = std::fs::symlink_metadata(dir).with_context(|| format!("cannot inspect {what} {}", dir.display()))?;
     let uid = nix::unistd::getuid().as_raw();
+    let ours = |gid: u32| {
+        sharing == Sharing::Group
+            && (nix::unistd::getegid().as_raw() == gid
+                || nix::unistd::getgroups().is_ok_and(|groups| groups.iter().any(|g| g.as_raw() == gid)))
+    };
     if meta.file_type().is_symlink() {
         bail!(
             "{what} {} is a symbolic link; refusing it, as another user could point it anywhere. \
@@ -43,7 +71,7 @@ pub fn check(dir: &Path, what: &str, var: &str) -> anyhow::Result<()> {
     if !meta.is_dir() {
         bail!("{what} {} is not a directory; remove it or set {var}", dir.display());
     }
-    if meta.uid() != uid {
+    if meta.uid() != uid && !ours(meta.gid()) {
         bail!(
             "{what} {} belongs to uid {}, not to you (uid {uid}); set {var} to a directory of your own",
             dir.display(),
@@ -51,7 +79,8 @@ pub fn check(dir: &Path, what: &str, var: &str) -> anyhow::Result<()> {
         );
     }
     let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o022 != 0 {
+    let others = if ours(meta.gid()) { 0o002 } else { 0o022 };
+    if mode & others != 0 {
         bail!(
             "{what} {} is writable by others (mode {mode:04o}); run `chmod 700 {}` or set {var}",
             dir.display(),

@@ -292,3 +292,17 @@ fn a_node_that_answers_with_control_bytes_is_reported_as_saying_no_version() {
     assert!(human.stdout().contains("runtime  node: `node` did not say its version (exit code 0)"), "{}", human.stdout());
     assert!(!human.stdout().contains('\u{1b}') && !human.stdout().contains("title"), "{}", human.stdout());
 }
+
+#[test]
+fn a_node_that_never_answers_is_killed_and_reported_as_not_answering() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    bin_plan(&sandbox, "node");
+    let fake = sandbox.write("fake-bin/node", "#!/bin/sh\nexec sleep 600\n");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths([sandbox.path("fake-bin"), "/usr/bin".into(), "/bin".into()]).unwrap();
+    let human = dry_run_with_path(&sandbox, "human", &path);
+    human.expect(0);
+    assert!(human.stdout().contains("runtime  node: `node` did not answer within 10s"), "{}", human.stdout());
+    assert!(sandbox.leftovers().is_empty(), "the hanging node was left running: {:?}", sandbox.leftovers());
+}

@@ -317,3 +317,87 @@ fn fail_fast_skips_the_shards_that_had_not_started() {
     assert!(!sandbox.path("second-ran").exists());
     assert_eq!(sandbox.report()["shards"][1]["status"], "skipped");
 }
+
+/// A project folder holding a plan whose every path is relative: `bin` (a link to the fake
+/// server, or a copy of the JS stand-in for `runtime: node`), a fixture, and a command that reads
+/// files from its folder. The command fails unless it runs in the plan's folder and finds the
+/// fixture in the instance's ROOTPATH.
+fn relative_project(sandbox: &Sandbox, harper: &str) {
+    sandbox.write("project/fx/component.txt", "");
+    sandbox.write(
+        "project/harper-shards.yml",
+        &format!(
+            "version: 1\nharper:\n{harper}  fixtures: [./fx]\n  startup: {{idle: 10s, max: 20s}}\nshards:\n  - name: a\n    run: test -f harper-shards.yml && test -f \"$HARPER_ROOTPATH/components/fx/component.txt\"\n"
+        ),
+    );
+}
+
+/// Harper runs in its instance's HOME: a `bin` left relative to the tool's folder would be
+/// looked for there. By a relative plan path from another folder, and by the default name in
+/// the plan's own folder, every path means the plan's folder.
+#[test]
+fn a_relative_bin_boots_when_the_plan_is_named_by_a_relative_path() {
+    let sandbox = Sandbox::new();
+    relative_project(&sandbox, "  runtime: exec\n  bin: ./fake-harper\n");
+    std::os::unix::fs::symlink(support::fake_harper(), sandbox.path("project/fake-harper")).unwrap();
+    sandbox.run(&["run", "project/harper-shards.yml"]).expect(0);
+    support::Run::of(sandbox.command().current_dir(sandbox.path("project")).arg("run")).expect(0);
+}
+
+#[test]
+fn a_relative_node_entry_script_boots_when_the_plan_is_named_by_a_relative_path() {
+    let sandbox = Sandbox::new();
+    relative_project(&sandbox, "  runtime: node\n  template: off\n  bin: harper/bin/harperdb.js\n");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-harper.js");
+    sandbox.write("project/harper/bin/harperdb.js", &support::read(&script));
+    sandbox.run(&["run", "project/harper-shards.yml"]).expect(0);
+}
+
+/// The dry run shows the paths a run will use: absolute, without `./` segments.
+#[test]
+fn the_dry_run_shows_a_relative_bin_as_an_absolute_path_in_the_plans_folder() {
+    let sandbox = Sandbox::new();
+    relative_project(&sandbox, "  runtime: exec\n  bin: ./fake-harper\n");
+    std::os::unix::fs::symlink(support::fake_harper(), sandbox.path("project/fake-harper")).unwrap();
+    let out = sandbox.command().args(["run", "--plan", "--format", "json", "project/harper-shards.yml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let harper = &plan["plan"]["shards"][0]["harper"];
+    assert_eq!(harper["source"]["bin"], sandbox.path("project/fake-harper").to_str().unwrap());
+    assert_eq!(harper["fixtures"][0], sandbox.path("project/fx").to_str().unwrap());
+}
+
+/// A template built from a `bin:` Harper belongs to that build: once the build changes in place,
+/// the dry run says the next run builds a template of its own instead of booting the old one.
+#[test]
+fn a_template_of_a_bin_harper_is_not_used_once_the_build_changes() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper/package.json", r#"{"name":"harperdb","version":"4.7.29"}"#);
+    sandbox.write("harper/bin/harperdb.js", "// build one\n");
+    sandbox.write("harper-shards.yml", "version: 1\nharper:\n  bin: harper/bin/harperdb.js\nshards:\n  - name: a\n    run: \"true\"\n");
+    let boot = || {
+        let run = support::Run::of(sandbox.command().args(["run", "--plan"]).env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache")));
+        run.expect(0);
+        run.stdout().lines().find(|l| l.trim_start().starts_with("boot ")).expect("the dry run says how the shard boots").to_owned()
+    };
+    let before = boot();
+    let key = before
+        .split_once("built first by the first shard that needs it (")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no template yet: {before}"))
+        .to_owned();
+    // What the first run's build leaves: the parts a copy boots from, and the template's record.
+    let template = format!("cache/templates/{key}");
+    for part in ["r/harperdb-config.yaml", "r/database/system.mdb", "r/keys/privateKey.pem", "h/.harperdb/hdb_boot_properties.file"] {
+        sandbox.write(&format!("{template}/{part}"), "");
+    }
+    sandbox.write(
+        &format!("{template}/template.json"),
+        r#"{"root":"/w/r","home":"/w/h","username":"admin","password":"p","entry":"harper/bin/harperdb.js"}"#,
+    );
+    assert!(boot().contains(&format!("from the cached template {key}")), "the stand-in template is not found: {}", boot());
+
+    sandbox.write("harper/bin/harperdb.js", "// build two\n");
+    let after = boot();
+    assert!(after.contains("built first by the first shard that needs it") && !after.contains(&key), "the rebuilt Harper boots the old build's template: {after}");
+}

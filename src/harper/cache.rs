@@ -15,7 +15,7 @@ pub struct Entry {
     pub name: String,
     pub path: PathBuf,
     pub bytes: u64,
-    /// What it is for (a template's Harper), when known.
+    /// What it is (a package's spec) or is for (a template's Harper), when known.
     pub detail: Option<String>,
 }
 
@@ -32,6 +32,7 @@ pub fn survey(cache: &Path) -> Vec<Entry> {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let detail = match kind {
                     "template" => template::cached(cache, &name).map(|t| format!("{} as {}", t.meta.entry, t.meta.username)),
+                    "package" => install::marked_spec(&e.path()),
                     _ => None,
                 };
                 Entry { kind, name, path: e.path(), bytes: size(&e.path()), detail }

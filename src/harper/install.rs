@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+
+use crate::private_dir::Sharing;
 
 use super::runtime;
 use crate::supervise::tail::{Lines, Tail};
@@ -33,6 +36,27 @@ pub fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache").join("harper-shard"))
 }
 
+/// The cache directory for a run, which executes what it holds (Harper's package, templates
+/// and their boot-cache preload): created private if missing, and refused, as the pool and
+/// work directories are, when it or a folder of its entries is a link, writable by everyone,
+/// or belongs to a user and a group that are not this process's (a cache shared with a group
+/// of its own, as the container image's is with group 0, is allowed).
+pub fn private_cache() -> anyhow::Result<PathBuf> {
+    let dir = cache_dir()?;
+    crate::private_dir::ensure_shared(&dir, "the cache directory", CACHE_VAR, Sharing::Group)?;
+    for part in ["packages", "templates", "keys"] {
+        crate::private_dir::ensure_shared(&dir.join(part), "the cache directory's folder", CACHE_VAR, Sharing::Group)?;
+    }
+    Ok(dir)
+}
+
+/// Checks an entry of the cache that a run executes as [`private_cache`] checks the cache.
+pub fn check_entry(dir: &Path, what: &str) -> anyhow::Result<()> {
+    crate::private_dir::check_with(dir, what, CACHE_VAR, Sharing::Group)
+}
+
+const CACHE_VAR: &str = "HARPER_SHARD_CACHE_DIR";
+
 /// Where an npm spec lives in the cache, and the entry script inside it.
 pub struct Installed {
     pub dir: PathBuf,
@@ -48,31 +72,55 @@ pub fn package_name(spec: &str) -> &str {
     }
 }
 
-/// A directory name for a spec: safe characters only, recognisable to a person.
-fn slug(spec: &str) -> String {
-    spec.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.@".contains(c) { c } else { '_' }).collect()
+/// The folder name of a spec: a part a person recognises (safe characters only, at most
+/// [`READABLE`] of them, so `^4.6.0` and `~4.6.0` both read `_4.6.0`) and the first 16 hex digits
+/// of the exact spec's SHA-256, which tells such specs apart. The name ends in a hex digit, so no
+/// spec's folder is another's `.partial` or `.lock`.
+pub fn folder(spec: &str) -> String {
+    let readable: String =
+        spec.chars().take(READABLE).map(|c| if c.is_ascii_alphanumeric() || "-_.@".contains(c) { c } else { '_' }).collect();
+    let digest = Sha256::digest(spec.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{readable}-{hex}")
 }
 
-/// The name of `spec`'s install in `<cache>/packages`: `harperdb@4.7.29-node-abi137`, keyed by the
-/// module ABI of the node npm runs on ([`runtime::node`]). npm compiles some of Harper's native
-/// modules while installing (segfault-handler, through node-gyp) for that ABI only, and node
-/// refuses them on another; so an install made on node 20 is not the one node 24 runs.
-fn install_name(spec: &str) -> anyhow::Result<String> {
+/// Characters of a spec that name its folder; the digest covers the rest.
+const READABLE: usize = 64;
+
+/// The name of `spec`'s install in `<cache>/packages`: its [`folder`] and the module ABI of the
+/// node npm runs on ([`runtime::node`]), `harperdb@4.7.29-<16 hex>-node-abi137`. npm compiles some
+/// of Harper's native modules while installing (segfault-handler, through node-gyp) for that ABI
+/// only, and node refuses them on another; so an install made on node 20 is not the one node 24
+/// runs.
+pub fn install_name(spec: &str) -> anyhow::Result<String> {
     let node = runtime::node();
     let Some(abi) = &node.modules else {
         bail!("cannot tell which node npm would install {spec} with: {}; install Node.js 20 or later, or set harper.bin", node.describe());
     };
-    Ok(format!("{}-node-abi{abi}", slug(spec)))
+    Ok(format!("{}-node-abi{abi}", folder(spec)))
 }
 
-/// The installed copy of `spec`, if the cache already has a complete one for this node.
+/// The installed copy of `spec`, if the cache already has a complete one for this node: its
+/// marker names this very spec (a folder of another spec's, however it came there, is not this
+/// one's install).
 pub fn cached(cache: &Path, spec: &str) -> Option<Installed> {
     let dir = cache.join("packages").join(install_name(spec).ok()?);
-    if !dir.join(COMPLETE).is_file() {
+    if !holds(&dir, spec) {
         return None;
     }
     let entry = entry_point(&dir, package_name(spec)).ok()?;
     Some(Installed { dir, entry })
+}
+
+/// Whether `dir` holds the completion marker of `spec`, a regular file of exactly that text.
+fn holds(dir: &Path, spec: &str) -> bool {
+    crate::plan::file::read_bounded(&dir.join(COMPLETE), spec.len() as u64).is_ok_and(|text| text == spec.as_bytes())
+}
+
+/// The spec a complete install in `dir` was made for, as its marker says.
+pub fn marked_spec(dir: &Path) -> Option<String> {
+    let text = crate::plan::file::read_bounded(&dir.join(COMPLETE), crate::plan::limits::ARG_STRLEN as u64).ok()?;
+    String::from_utf8(text).ok()
 }
 
 /// Installs `spec` unless the cache has it; `progress` gets npm's output line by line. Ends
@@ -83,8 +131,9 @@ pub async fn ensure(
     progress: &(dyn Fn(&str) + Sync),
     cancelled: impl Future<Output = ()>,
 ) -> anyhow::Result<Installed> {
+    let trusted = |done: Installed| check_entry(&done.dir, &format!("the cached install of {spec}")).map(|()| done);
     if let Some(done) = cached(cache, spec) {
-        return Ok(done);
+        return trusted(done);
     }
     let packages = cache.join("packages");
     std::fs::create_dir_all(&packages).with_context(|| format!("cannot create the cache {}", packages.display()))?;
@@ -97,7 +146,7 @@ pub async fn ensure(
     };
     // Another run may have finished the install while we waited for the lock.
     if let Some(done) = cached(cache, spec) {
-        return Ok(done);
+        return trusted(done);
     }
     let dir = packages.join(&name);
     let staging = packages.join(format!("{name}.partial"));
@@ -228,6 +277,29 @@ fn entry_point(prefix: &Path, name: &str) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn specs_that_read_alike_get_folders_of_their_own() {
+        assert_ne!(folder("harperdb@^4.6.0"), folder("harperdb@~4.6.0"));
+        assert!(folder("harperdb@^4.6.0").starts_with("harperdb@_4.6.0-"), "{}", folder("harperdb@^4.6.0"));
+        assert_eq!(folder("harperdb@4.7.29"), folder("harperdb@4.7.29"), "stable");
+        let long = format!("harperdb@{}", "1".repeat(10_000));
+        assert!(folder(&long).len() < 100, "a long spec still names a folder the file system takes");
+        assert_ne!(folder(&long), folder(&format!("{long}2")));
+    }
+
+    #[test]
+    fn an_install_marked_for_another_spec_is_not_trusted() {
+        let cache = std::env::temp_dir().join(format!("hs-install-test-{}", uuid::Uuid::new_v4().simple()));
+        let dir = cache.join("packages").join(install_name("harperdb@^4.6.0").unwrap());
+        std::fs::create_dir_all(dir.join("node_modules/harperdb/bin")).unwrap();
+        std::fs::write(dir.join("node_modules/harperdb/bin/harperdb.js"), "").unwrap();
+        std::fs::write(dir.join(COMPLETE), "harperdb@~4.6.0").unwrap();
+        assert!(cached(&cache, "harperdb@^4.6.0").is_none(), "trusted a marker of another spec");
+        std::fs::write(dir.join(COMPLETE), "harperdb@^4.6.0").unwrap();
+        assert!(cached(&cache, "harperdb@^4.6.0").is_some());
+        std::fs::remove_dir_all(&cache).unwrap();
+    }
 
     #[test]
     fn package_name_strips_the_version_but_keeps_the_scope() {

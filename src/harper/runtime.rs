@@ -75,22 +75,57 @@ pub fn of(runtime: Runtime) -> Option<&'static Found> {
 
 /// The longest answer taken: a version is a few characters, anything longer is not one.
 const MAX_ANSWER: usize = 64;
+/// What is read of the program's output at most, and how long it may take to answer: a `node`
+/// on the PATH that hangs or floods its output must not hang or bloat the dry run.
+const MAX_READ: u64 = 4096;
+const ASK_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn ask(program: &'static str, args: &[&str]) -> Found {
     let missing = |error: String| Found { program, version: None, modules: None, error: Some(error) };
-    let out = match Command::new(program).args(args).stdin(std::process::Stdio::null()).output() {
-        Ok(out) => out,
+    let (status, stdout) = match run_bounded(program, args) {
+        Ok(Some(answer)) => answer,
+        Ok(None) => return missing(format!("`{program}` did not answer within {}s", ASK_LIMIT.as_secs())),
         Err(e) => return missing(format!("cannot run `{program}` from the PATH ({e})")),
     };
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&stdout);
     let line = text.lines().next().unwrap_or("").trim();
     let sane = |s: &str| !s.is_empty() && s.len() <= MAX_ANSWER && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
     let mut words = line.split(' ');
     let (version, modules) = (words.next().unwrap_or(""), words.next());
-    if !out.status.success() || !sane(version) || modules.is_some_and(|m| !sane(m)) || words.next().is_some() {
-        return missing(format!("`{program}` did not say its version ({})", crate::supervise::describe(&out.status)));
+    if !status.success() || !sane(version) || modules.is_some_and(|m| !sane(m)) || words.next().is_some() {
+        return missing(format!("`{program}` did not say its version ({})", crate::supervise::describe(&status)));
     }
     Found { program, version: Some(version.to_owned()), modules: modules.map(str::to_owned), error: None }
+}
+
+/// Runs `program`, reading at most [`MAX_READ`] bytes of its stdout; `None` when it has not
+/// exited within [`ASK_LIMIT`], in which case it is killed and reaped. The reader is a thread of
+/// its own, waited for through a channel, so a grandchild that keeps the pipe open cannot hold
+/// the answer back either.
+fn run_bounded(program: &str, args: &[&str]) -> std::io::Result<Option<(std::process::ExitStatus, Vec<u8>)>> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.take(MAX_READ).read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    let deadline = std::time::Instant::now() + ASK_LIMIT;
+    let stdout = rx.recv_timeout(ASK_LIMIT).unwrap_or_default();
+    loop {
+        match child.try_wait()? {
+            Some(status) => return Ok(Some((status, stdout))),
+            None if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(None);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

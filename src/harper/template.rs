@@ -12,8 +12,9 @@
 //!   `alter_user` once the instance is ready ([`set_password`]);
 //! - ports and hostname come from the arguments of every start, as for any instance.
 //!
-//! A template is keyed by everything that changes what the install writes (the entry script,
-//! the runtime, the admin username, `args`, `config`, `env`); it is built under a lock, into a
+//! A template is keyed by everything that changes what the install writes (the entry script and,
+//! for a `bin:` Harper, its build; the runtime, the admin username, `args`, `config`, `env`); it
+//! is built under a lock, into a
 //! temporary name renamed on success, so two runs never build it twice and a killed build leaves
 //! nothing half-written behind.
 
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::boot_cache;
 use super::instance::{Dirs, copy_tree, link_tree};
-use crate::plan::{HarperSpec, Runtime};
+use crate::plan::{HarperSource, HarperSpec, Runtime};
 
 /// What a template records about itself, beside its two directories `r/` (ROOTPATH) and `h/`
 /// (HOME).
@@ -66,8 +67,8 @@ pub fn templates_dir(cache: &Path) -> PathBuf {
 }
 
 /// The key of the template an instance of `spec` boots from: a stable hash (FNV-1a, 64 bits)
-/// of everything that changes what the install writes, and the version of the runtime it runs
-/// on, for which the compile cache it keeps is valid.
+/// of everything that changes what the install writes, the build of a `bin:` Harper included,
+/// and the version of the runtime it runs on, for which the compile cache it keeps is valid.
 pub fn key(spec: &HarperSpec, entry: &Path) -> String {
     let version = super::runtime::of(spec.runtime).and_then(|found| found.version.as_deref());
     key_on(spec, entry, version)
@@ -76,6 +77,7 @@ pub fn key(spec: &HarperSpec, entry: &Path) -> String {
 fn key_on(spec: &HarperSpec, entry: &Path, runtime_version: Option<&str>) -> String {
     let what = serde_json::json!({
         "entry": entry.display().to_string(),
+        "build": matches!(spec.source, HarperSource::Bin(_)).then(|| build_identity(entry)),
         "runtime": spec.runtime,
         "username": spec.admin.username,
         "args": spec.args,
@@ -91,6 +93,48 @@ fn key_on(spec: &HarperSpec, entry: &Path, runtime_version: Option<&str>) -> Str
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{hash:016x}")
+}
+
+/// What tells one build of a `bin:` Harper from the next: the version in the nearest
+/// package.json above the entry script, and for the entry and that package.json their SHA-256,
+/// size, inode and mtime. Rebuilding Harper in place changes at least one of them, so the new
+/// build gets a template of its own instead of booting on a ROOTPATH the old one installed. A
+/// package in the cache never changes once installed: its path says which it is.
+fn build_identity(entry: &Path) -> serde_json::Value {
+    let manifest = entry.ancestors().skip(1).map(|dir| dir.join("package.json")).find(|p| p.is_file());
+    let version = manifest
+        .as_deref()
+        .and_then(|m| crate::plan::file::read_bounded(m, MANIFEST_BYTES).ok())
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|v| v["version"].as_str().map(str::to_owned));
+    serde_json::json!({
+        "version": version,
+        "entry": file_identity(entry),
+        "manifest": manifest.map(|m| (m.display().to_string(), file_identity(&m))),
+    })
+}
+
+/// A package.json larger than this is not read for its version (its digest still counts).
+const MANIFEST_BYTES: u64 = 1 << 20;
+/// Bytes of a file that its digest covers; its size and mtime speak for the rest.
+const DIGESTED_BYTES: u64 = 64 << 20;
+
+/// A file's SHA-256 (of its first [`DIGESTED_BYTES`]), size, inode and mtime; `None` when it is
+/// not a regular file that can be read (opened without blocking: a FIFO put in its place must not
+/// hang the run).
+fn file_identity(path: &Path) -> Option<String> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut digest = sha2::Sha256::new();
+    std::io::copy(&mut file.take(DIGESTED_BYTES), &mut digest).ok()?;
+    let hex: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{hex} {} bytes, inode {}, mtime {}.{:09}", meta.len(), meta.ino(), meta.mtime(), meta.mtime_nsec()))
 }
 
 /// What a copy cannot boot without: the files [`instantiate`] rewrites and Harper's database.
@@ -284,19 +328,15 @@ async fn make_keys(stock: &Path, dir: &Path, runtime: Runtime) -> anyhow::Result
 mod tests {
     use super::*;
 
-    /// The Harper of a plan that says nothing about it.
-    fn default_spec() -> HarperSpec {
+    #[test]
+    fn the_key_changes_with_what_the_install_writes_and_nothing_else() {
         let plan = "version: 1\nshards:\n  - name: a\n    run: \"true\"\n";
         let raw = crate::plan::load::parse(Path::new("p.yml"), plan).unwrap();
         let env = |_: &str| None;
         let timings = crate::plan::Timings::default();
         let cx = crate::plan::resolve::Context { env: &env, cpus: 2, timings: &timings };
-        crate::plan::resolve::resolve(Path::new("p.yml"), plan, raw, &cx).unwrap().shards[0].harper.clone()
-    }
-
-    #[test]
-    fn the_key_changes_with_what_the_install_writes_and_nothing_else() {
-        let spec = default_spec();
+        let resolved = crate::plan::resolve::resolve(Path::new("p.yml"), plan, raw, &cx).unwrap();
+        let spec = resolved.shards[0].harper.clone();
         let entry = Path::new("/cache/harperdb/bin/harperdb.js");
         let base = key(&spec, entry);
         assert_eq!(base, key(&spec.clone(), entry), "the key is stable");
@@ -313,8 +353,27 @@ mod tests {
     }
 
     #[test]
+    fn a_bin_harper_rebuilt_in_place_gets_another_key() {
+        let dir = std::env::temp_dir().join(format!("hs-template-bin-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        let entry = dir.join("bin/harperdb.js");
+        std::fs::write(&entry, "console.log('one')").unwrap();
+        std::fs::write(dir.join("package.json"), r#"{"version":"4.7.29"}"#).unwrap();
+        let mut spec = crate::plan::test_harper();
+        spec.source = HarperSource::Bin(entry.clone());
+        let first = key(&spec, &entry);
+        assert_eq!(first, key(&spec, &entry), "the key is stable while the build is");
+        std::fs::write(&entry, "console.log('two')").unwrap();
+        let rebuilt = key(&spec, &entry);
+        assert_ne!(first, rebuilt, "a new entry script kept the old template");
+        std::fs::write(dir.join("package.json"), r#"{"version":"4.7.30"}"#).unwrap();
+        assert_ne!(rebuilt, key(&spec, &entry), "a new version kept the old template");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_template_built_on_one_node_version_does_not_serve_another() {
-        let spec = default_spec();
+        let spec = crate::plan::test_harper();
         let entry = Path::new("/cache/harperdb/bin/harperdb.js");
         let on = |version: &str| key_on(&spec, entry, Some(version));
         assert_eq!(on("v24.22.3"), on("v24.22.3"));

@@ -260,7 +260,7 @@ impl Plan {
 /// The default `harper` block, resolved as a plan would be (for unit tests of what comes after
 /// resolution).
 #[cfg(test)]
-fn test_harper() -> HarperSpec {
+pub(crate) fn test_harper() -> HarperSpec {
     let text = "version: 1\nshards:\n  - name: x\n    run: \"true\"\n";
     let path = Path::new("test.yml");
     let raw = load::parse(path, text).expect("the test plan parses");

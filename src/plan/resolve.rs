@@ -99,8 +99,7 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
             .field("shards")
             .hint("add at least one shard with a `name` and a `run` command"));
     }
-    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let dir = r.plan_dir()?;
     let pool = r.pool(&raw)?;
     let run = r.run(&raw)?;
     let base = r.fallbacks(raw.harper)?;
@@ -191,6 +190,18 @@ impl Resolver<'_> {
 
     fn err_at(&self, at: &Location, message: impl Into<String>) -> PlanError {
         PlanError::new(self.file, message).at(at.line(), at.column()).with_source(self.text)
+    }
+
+    /// The plan's folder as an absolute path: every relative path of the plan means a place in
+    /// it, and Harper and the commands run elsewhere (an instance's HOME), so a path left relative
+    /// to the tool's own folder would name another file there.
+    fn plan_dir(&self) -> Result<PathBuf, PlanError> {
+        let dir = self.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = std::path::absolute(dir).map_err(|e| {
+            self.err(format!("cannot tell the plan's folder ({}): {e}", dir.display()))
+                .hint("run harper-shard from a folder that exists, or give the plan's absolute path")
+        })?;
+        Ok(normal(&dir))
     }
 
     fn pool(&self, raw: &RawPlan) -> Result<PoolSpec, PlanError> {
@@ -394,7 +405,7 @@ impl Resolver<'_> {
         let source = match (&h.bin, &h.package) {
             (Some(bin), _) => {
                 self.check_string(&field("bin"), "the path", bin)?;
-                let path = dir.join(bin);
+                let path = normal(&dir.join(bin));
                 if !path.is_file() {
                     return Err(self
                         .err(format!("harper.bin `{bin}` is not a file ({})", path.display()))
@@ -420,7 +431,7 @@ impl Resolver<'_> {
         let mut fixtures = Vec::new();
         for (i, fixture) in h.fixtures.unwrap_or_default().iter().enumerate() {
             self.check_string(&format!("{}[{i}]", field("fixtures")), "the path", fixture)?;
-            let path = dir.join(fixture);
+            let path = normal(&dir.join(fixture));
             if !path.is_dir() {
                 return Err(self
                     .err(format!("fixture `{fixture}` is not a directory ({})", path.display()))
@@ -652,6 +663,12 @@ impl Resolver<'_> {
         }
         Ok(())
     }
+}
+
+/// `path` without its `.` components: `/plan/./fake-harper` is `/plan/fake-harper`. `..` stays,
+/// as it does for the kernel (it follows a link's target, not the text before it).
+fn normal(path: &Path) -> PathBuf {
+    path.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
 }
 
 /// A value short enough to quote in a message, control characters escaped (`\0`).

@@ -11,7 +11,9 @@ use super::timings::Timings;
 
 /// Expands `pattern` (relative to `dir`) into a sorted list of files, relative to `dir`.
 pub fn find_files(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
-    let full = dir.join(pattern);
+    // The folder is matched as written: a `[` or `*` in its name is not a pattern.
+    let base = dir.to_str().ok_or_else(|| format!("the plan's folder {} is not valid UTF-8", dir.display()))?;
+    let full = Path::new(&glob::Pattern::escape(base)).join(pattern);
     let full = full.to_str().ok_or_else(|| format!("`{pattern}` is not valid UTF-8"))?;
     let paths = glob::glob(full).map_err(|e| format!("`{pattern}` is not a valid glob: {e}"))?;
     let mut files = Vec::new();
@@ -52,6 +54,16 @@ pub fn shell_words(files: &[PathBuf]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plan_folder_named_like_a_glob_is_matched_as_written() {
+        let dir = std::env::temp_dir().join(format!("hs-split-{}", std::process::id())).join("t[1]*");
+        std::fs::create_dir_all(dir.join("t")).unwrap();
+        std::fs::write(dir.join("t/a.test.mjs"), "").unwrap();
+        let found = find_files(&dir, "t/*.test.mjs");
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+        assert_eq!(found.unwrap(), vec![PathBuf::from("t/a.test.mjs")]);
+    }
 
     #[test]
     fn divide_balances_by_recorded_file_times() {

@@ -333,7 +333,7 @@ impl Instance {
     /// ready, stopped, its ports seen free, kept. Returns the template and the instance's JWT keys.
     async fn copy_template(&mut self, cx: &Context) -> Result<(template::Template, template::KeySet), Failure> {
         let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
-        let cache = install::cache_dir().map_err(infra)?;
+        let cache = install::private_cache().map_err(infra)?;
         let key = template::key(&self.spec, &cx.entry);
         let keys = template::take_keys(&cache, self.spec.runtime).await.map_err(infra)?;
         let found = match template::cached(&cache, &key) {
@@ -353,6 +353,7 @@ impl Instance {
                 }
             }
         };
+        install::check_entry(&found.dir, "the cached template").map_err(infra)?;
         template::instantiate(&found, &self.dirs, &keys).map_err(infra)?;
         Ok((found, keys))
     }

@@ -216,7 +216,7 @@ async fn install_all(shards: &[Shard], emit: &Emitter, cancel: &watch::Receiver<
         if entries.contains_key(spec) {
             continue;
         }
-        let cache = install::cache_dir()?;
+        let cache = install::private_cache()?;
         let started = Instant::now();
         let cached = install::cached(&cache, spec).is_some();
         if !cached {

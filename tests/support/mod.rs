@@ -69,9 +69,7 @@ impl Sandbox {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
-        let started = Instant::now();
-        let output = self.command().args(args).output().expect("run harper-shard");
-        Run { output, took: started.elapsed() }
+        Run::of(self.command().args(args))
     }
 
     /// Live processes that carry this sandbox's mark. Panics when the process table cannot be
@@ -140,6 +138,12 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` to its end, timed.
+    pub fn of(cmd: &mut Command) -> Run {
+        let started = Instant::now();
+        let output = cmd.output().expect("run harper-shard");
+        Run { output, took: started.elapsed() }
+    }
     pub fn code(&self) -> i32 {
         self.output.status.code().unwrap_or_else(|| 128 + self.output.status.signal().unwrap_or(0))
     }

@@ -113,6 +113,5 @@ pub fn path_with(bin: &Path) -> std::ffi::OsString {
 /// Where the tool installs `spec` in `cache` for the machine's node (the first on this process's
 /// PATH): one install per node module ABI.
 pub fn installed_package(cache: &Path, spec: &str) -> PathBuf {
-    let abi = harper_shard::harper::runtime::node().modules.clone().expect("the machine's node says its module ABI");
-    cache.join("packages").join(format!("{spec}-node-abi{abi}"))
+    cache.join("packages").join(harper_shard::harper::install::install_name(spec).expect("the machine's node says its module ABI"))
 }

@@ -16,7 +16,7 @@ use super::events::{BootLogs, EventKind, InstancePhase, ShardStatus, Warning};
 use super::shard::{Context, deadline, within};
 use crate::harper::instance::{self, Dirs};
 use crate::harper::lock::Hold;
-use crate::harper::{boot_cache, install, template};
+use crate::harper::{boot_cache, install, runtime, template};
 use crate::plan::{HarperSpec, Runtime};
 use crate::pool::{self, Lease, Notice, probe};
 use crate::supervise::readiness;
@@ -370,10 +370,12 @@ impl Instance {
         let started = Instant::now();
         cx.emit.emit(EventKind::TemplateBuilding { shard: cx.id });
         let dirs = Dirs::under(&cx.work.path, self.addr);
+        let on_node = boot_cache::enabled() && self.spec.runtime == Runtime::Node;
+        let compile = (on_node && runtime::node().compile_cache() && !boot_cache::preload_chosen()).then(|| boot_cache::compile_dir_of(&dirs.base));
         let cached = boot_cache::package_root(cache, &cx.entry)
-            .filter(|_| boot_cache::enabled() && self.spec.runtime == Runtime::Node)
+            .filter(|_| on_node && compile.is_none())
             .map(|root| (boot_cache::dir_of(&dirs.base), root));
-        let mut build = Build { dirs, password: instance::random_password(), boot: cached };
+        let mut build = Build { dirs, password: instance::random_password(), boot: cached, compile };
         self.lease().record_dir(&build.dirs.base).and_then(|()| build.dirs.create()).map_err(infra)?;
         // Without its preload the build still makes a template, one that boots without a cache.
         if let Some((dir, _)) = &build.boot
@@ -407,9 +409,10 @@ impl Instance {
                         password: build.password.clone(),
                         entry: cx.entry.display().to_string(),
                         boot_root: None,
+                        compile_cache: false,
                     };
                     let cached = build.boot.as_ref().map(|(dir, root)| (dir.as_path(), root.clone()));
-                    template::store(cache, key, &build.dirs, cached, &meta).map_err(infra)
+                    template::store(cache, key, &build.dirs, cached, build.compile.as_deref(), &meta).map_err(infra)
                 }
             },
         };
@@ -431,17 +434,20 @@ fn template_logs(log_dir: &Path) -> String {
 }
 
 /// The template's build: its own directories and password, on the instance's address, and
-/// the boot cache it writes (directory, package root) when it may have one.
+/// the boot cache it writes (directory, package root) when it may have one, or the folder of
+/// Node's compile cache.
 struct Build {
     dirs: Dirs,
     password: String,
     boot: Option<(PathBuf, String)>,
+    compile: Option<PathBuf>,
 }
 
 impl Build {
     fn as_target<'a>(&'a self, of: &'a Instance) -> Target<'a> {
         let boot_cache = self.boot.as_ref().map(|(dir, root)| BootCache { dir: dir.clone(), root, produce: true });
-        Target { spec: &of.spec, dirs: &self.dirs, addr: of.addr, password: &self.password, token: &of.token, main: false, id: &of.id, boot_cache }
+        let (dirs, compile_cache) = (&self.dirs, self.compile.clone());
+        Target { spec: &of.spec, dirs, addr: of.addr, password: &self.password, token: &of.token, main: false, id: &of.id, boot_cache, compile_cache }
     }
 }
 
@@ -470,16 +476,21 @@ struct Target<'a> {
     main: bool,
     id: &'a str,
     boot_cache: Option<BootCache<'a>>,
+    /// `NODE_COMPILE_CACHE`: the build's folder, or the instance's own copy for every life.
+    compile_cache: Option<PathBuf>,
 }
 
 impl<'a> From<&'a Instance> for Target<'a> {
     fn from(i: &'a Instance) -> Target<'a> {
-        let boot_cache = i.template.as_ref().and_then(|t| {
+        let template = i.template.as_ref().filter(|_| boot_cache::enabled());
+        let boot_cache = template.and_then(|t| {
             let root = t.meta.boot_root.as_deref()?;
             let dir = boot_cache::dir_of(&t.dir);
-            (boot_cache::enabled() && boot_cache::complete(&dir)).then_some(BootCache { dir, root, produce: false })
+            boot_cache::complete(&dir).then_some(BootCache { dir, root, produce: false })
         });
-        Target { spec: &i.spec, dirs: &i.dirs, addr: i.addr, password: &i.password, token: &i.token, main: i.shard_phase(), id: &i.id, boot_cache }
+        let compile_cache = template.filter(|t| t.meta.compile_cache).map(|_| boot_cache::compile_dir_of(&i.dirs.base));
+        let (spec, dirs, main) = (&i.spec, &i.dirs, i.shard_phase());
+        Target { spec, dirs, addr: i.addr, password: &i.password, token: &i.token, main, id: &i.id, boot_cache, compile_cache }
     }
 }
 
@@ -490,6 +501,9 @@ async fn boot<'a>(cx: &Context, target: impl Into<Target<'a>>, logs: &Path, what
     let mut launch = instance::launch(t.spec, &cx.entry, t.dirs, t.addr, t.password);
     if let Some(cache) = &t.boot_cache {
         boot_cache::add_env(&mut launch.env, &cache.dir, cache.root, cache.produce);
+    }
+    if let Some(dir) = &t.compile_cache {
+        boot_cache::add_compile_env(&mut launch.env, dir);
     }
     let spawned = Instant::now();
     let logs = BootLogs { stdout: logs.join(log_name(supervise::Stream::Stdout)), stderr: logs.join(log_name(supervise::Stream::Stderr)) };

@@ -9,7 +9,17 @@
 2. The example plan, whole runs: `template: off` against `template: on` with a warm cache,
    interleaved; and once, the first run that builds the template. Target: warm <= 0.6x fresh.
 
+3. `--lives`: one templated instance living two lives (its boot, then `ctl restart`), in
+   interleaved rounds of the boot caches a node can have: none (HARPER_SHARD_BOOT_CACHE=off), the
+   preload (=preload), and Node's own compile cache (=on, node >= 22.1 only); per life, booting
+   to ready from report.json. Each mode keeps its templates in a cache folder of its own (the
+   packages hard-linked from the user's cache, its JWT keys shared), so no mode boots another's template.
+
 Usage: python3 bench/template.py [ROUNDS]   (builds the release binary first; default 3 rounds)
+       python3 bench/template.py --lives [--node 24] [--bin PATH] [--lock FILE] [ROUNDS]
+         --node N   runs Harper on the pinned node N (.ci/nodes N), else on the PATH's node
+         --bin      uses this harper-shard instead of building one
+         --lock     holds this flock(1) lock during each run (a shared machine's build lock)
 """
 
 import json
@@ -23,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "harper-shard"
+BIN = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "harper-shard"
 
 
 # The three ways an instance can boot: the plan's `template` and the boot cache switch.
@@ -64,7 +74,85 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def user_cache():
+    if os.environ.get("HARPER_SHARD_CACHE_DIR"):
+        return Path(os.environ["HARPER_SHARD_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "harper-shard"
+
+
+# The boot caches of --lives: HARPER_SHARD_BOOT_CACHE for each.
+LIVES = {"none": "off", "preload": "preload", "compile": "on"}
+
+
+def lives(argv):
+    args = list(argv)
+    option = lambda name: args.pop(args.index(name) + 1) if name in args else None
+    node, binary, lock = option("--node"), option("--bin"), option("--lock")
+    args = [a for a in args if a not in ("--lives", "--node", "--bin", "--lock")]
+    rounds = int(args[0]) if args else 3
+    global BIN
+    if binary:
+        BIN = Path(binary).resolve()
+    else:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "harper-shard"], cwd=ROOT, check=True)
+    path = os.environ["PATH"]
+    if node:
+        bin_dir = subprocess.run([str(ROOT / ".ci" / "nodes"), node], capture_output=True, text=True, check=True).stdout.strip()
+        path = f"{bin_dir}:{path}"
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True, env={**os.environ, "PATH": path}).stdout.strip()
+    major, minor = (int(n) for n in version.lstrip("v").split(".")[:2])
+    modes = [m for m in LIVES if m != "compile" or (major, minor) >= (22, 1)]
+    work = Path(tempfile.mkdtemp(prefix="hs-bench-"))
+    shared = user_cache()
+    plan = (
+        "version: 1\nharper:\n  template: on\npool: {start: 127.0.90.2, count: 1}\n"
+        f"shards:\n  - name: a\n    run: \"{BIN} ctl restart\"\n"
+    )
+
+    def one(mode, name):
+        cache = work / f"cache-{mode}"
+        if not cache.exists():
+            cache.mkdir()
+            # Packages hard-linked, not symlinked: Node names a module by its real path, and
+            # the preload caches only files under its cache's own packages/.
+            (shared / "keys").mkdir(parents=True, exist_ok=True)
+            (cache / "keys").symlink_to(shared / "keys")
+            subprocess.run(["cp", "-al", str(shared / "packages"), str(cache / "packages")], check=True)
+        (work / "plan.yml").write_text(plan)
+        report = work / name
+        command = [str(BIN), "run", str(work / "plan.yml"), "--report-dir", str(report)]
+        if lock:
+            command = ["flock", lock] + command
+        env = {**os.environ, "PATH": path, "HARPER_SHARD_CACHE_DIR": str(cache), "HARPER_SHARD_BOOT_CACHE": LIVES[mode]}
+        out = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            sys.exit(f"run failed ({out.returncode}):\n{out.stderr[-3000:]}")
+        shard = json.loads((report / "report.json").read_text())["shards"][0]
+        return [life["ready"] - life["booting"] for life in shard["instances"][0]["lives"]]
+
+    try:
+        for mode in modes:  # Warm-up: each mode's template built.
+            one(mode, f"warm-{mode}")
+        boots = {mode: ([], []) for mode in modes}
+        for r in range(rounds):
+            for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
+                first, second = one(mode, f"r-{mode}-{r}")
+                boots[mode][0].append(first)
+                boots[mode][1].append(second)
+        print(f"node {version}, one templated instance, booting to ready (s), medians of {rounds} rounds:")
+        print(f"  {'boot cache':>10}  {'first life':>10}  {'restart':>8}   (each round: first, restart)")
+        for mode in modes:
+            first, second = boots[mode]
+            each = "  ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(first, second))
+            print(f"  {mode:>10}  {median(first):>10.2f}  {median(second):>8.2f}   {each}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
+    if "--lives" in sys.argv:
+        return lives(sys.argv[1:])
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "harper-shard"], cwd=ROOT, check=True)
     work = Path(tempfile.mkdtemp(prefix="hs-bench-"))

@@ -13,7 +13,9 @@ use crate::plan::select::Selection;
 use crate::plan::timings::{PlanNames, RunTimings, TimingsError};
 use crate::plan::{self, Partition, Plan, Timings, partition};
 use crate::report::console::{self, Console};
+use crate::report::buildkite::Buildkite;
 use crate::report::github::{self, GitHub};
+use crate::report::html::{Assignment, Html};
 use crate::report::junit::Junit;
 use crate::report::place::Place;
 use crate::report::say::{self, Say};
@@ -175,11 +177,21 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
             Console::new(std::io::stderr(), verbosity)
         };
         let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(console)];
+        let assignment = run_record.partition.map(|partition| Assignment {
+            partition,
+            digest: run_record.assignment.clone(),
+            assigned: run_record.assigned.len(),
+            selected: run_record.selected.len(),
+        });
         reporters.push(Box::new(Files::new(&report_dir, timings, &plan.dir, run_record)));
         reporters.push(Box::new(Junit::new(&report_dir)));
+        reporters.push(Box::new(Html::new(&report_dir, assignment)));
         let place = Place::of(&plan, std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from).as_deref());
         if on_github {
             reporters.push(Box::new(GitHub::new(std::io::stderr(), github::StepFiles::from_env(), place.clone())));
+        }
+        if let Some(buildkite) = Buildkite::detect(std::env::var_os("BUILDKITE").as_deref(), std::env::var_os("PATH").as_deref()) {
+            reporters.push(Box::new(buildkite));
         }
         let reporting = tokio::spawn(report::consume(rx, reporters));
         let (cancel_tx, cancel_rx) = watch::channel(None);

@@ -217,7 +217,7 @@ fn the_check_run_is_created_completed_with_the_conclusion_times_and_the_summary(
     let output = &body["output"];
     assert_eq!(output["title"], "1 of 3 shard(s) failed in 0.23s");
     assert!(output["summary"].as_str().unwrap().contains("| s002 | 127.0.0.2 |"), "{output}");
-    assert!(output["text"].as_str().unwrap().contains("```mermaid\ngantt\n"), "{output}");
+    assert!(output["text"].as_str().unwrap().contains("```mermaid\n---\ndisplayMode: compact\n---\ngantt\n"), "{output}");
     let failure = &annotations(&requests[0])[0];
     assert_eq!(failure["path"], "harper-shards.yml");
     assert_eq!(failure["start_line"], 1);

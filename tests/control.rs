@@ -389,3 +389,29 @@ fn a_name_over_64_bytes_is_cut_on_a_character_boundary_and_an_empty_one_is_refus
     assert_eq!(code(empty), "bad_request", "{empty}");
     scene.assert_nothing_left();
 }
+
+/// A shard's timeout cuts an on-demand start still waiting for a Harper that never gets ready:
+/// the run ends long before the startup cap (120 s), the shard is reported timed out, and
+/// nothing is left behind.
+#[test]
+fn a_shard_timeout_cancels_an_on_demand_start_still_booting() {
+    let scene = Scene::new("127.0.80.190");
+    scene.plan("", "$HS ctl start --new --set 'env={\"FAKE_HARPER\": \"hang\"}'");
+    let plan = support::read(&scene.sandbox.path("harper-shards.yml"))
+        .replace("startup: {idle: 10s, max: 20s}", "startup: {idle: 120s, max: 120s}")
+        .replace("    run:", "    timeout: 2s\n    run:");
+    scene.sandbox.write("harper-shards.yml", &plan);
+    let started = std::time::Instant::now();
+    let run = scene.run();
+    let took = started.elapsed();
+    // The timeout, the on-demand instance's and the shard's own teardown (2 s grace each), slack.
+    assert!(took < Duration::from_secs(20), "the run took {took:?} with a 2 s timeout: {}", run.stderr());
+    assert_eq!(run.output.status.code(), Some(1), "{}", run.stderr());
+    let shard = &scene.sandbox.report()["shards"][0];
+    assert_eq!(shard["status"], "failed", "{shard}");
+    assert!(shard["cause"].as_str().is_some_and(|c| c.contains("timed out after 2s")), "{shard}");
+    let instances = scene.instances();
+    let life = &instances[0]["lives"][0];
+    assert!(life["booting"].is_number() && life["ready"].is_null(), "the start was not cut while booting: {instances:?}");
+    scene.assert_nothing_left();
+}

@@ -117,6 +117,32 @@ fn cache_status_lists_the_installed_package_and_cache_clear_removes_what_no_run_
     assert!(!cache(&["cache", "status"]).contains("harperdb@0.0.0-test"));
 }
 
+/// The run holds its package until it ends: a `cache clear` from the shard's own command keeps
+/// it, says so, and the restart after it boots Harper from it.
+#[test]
+fn cache_clear_during_a_run_keeps_the_package_it_uses_and_a_restart_boots_from_it() {
+    let sandbox = Sandbox::new();
+    let (hs, cleared) = (support::harper_shard(), sandbox.path("cleared.txt"));
+    sandbox.write(
+        "harper-shards.yml",
+        &format!(
+            "version: 1\nharper:\n  package: harperdb@0.0.0-test\n  template: off\n  startup: {{idle: 20s, max: 30s}}\nshards:\n  - name: a\n    \
+             run: \"'{hs}' cache clear > '{}' && '{hs}' ctl restart\"\n",
+            cleared.display()
+        ),
+    );
+    let out = install_command(&sandbox, "r1").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let name = folder("harperdb@0.0.0-test");
+    let kept = support::read(&cleared);
+    assert!(kept.contains(&format!("kept package {name}: in use")), "{kept}");
+
+    let after = sandbox.command().args(["cache", "clear"]).env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache")).output().unwrap();
+    let after = String::from_utf8_lossy(&after.stdout);
+    assert!(after.contains(&format!("removed package {name}")), "the run ended but its package is kept: {after}");
+    assert!(!sandbox.path(&format!("cache/packages/{name}")).exists());
+}
+
 /// `^` and `~` both read `_` in a folder name: each spec still gets an install of its own, and
 /// the next run finds both.
 #[test]

@@ -209,6 +209,71 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     assert!(!stats.exists(), "HARPER_SHARD_BOOT_CACHE=off still loaded the cache");
 }
 
+/// The lines of Node's compile-cache debug output (`NODE_DEBUG_NATIVE=COMPILE_CACHE`) in one
+/// life's stderr that say V8 took a file's code from the cache, by file.
+fn compile_cache_hits(stderr: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut hits = std::collections::BTreeMap::new();
+    for line in stderr.lines() {
+        if let Some(rest) = line.strip_prefix("[compile cache] V8 code cache for CommonJS ")
+            && let Some((file, _)) = rest.split_once(" was accepted")
+        {
+            *hits.entry(file.to_owned()).or_default() += 1;
+        }
+    }
+    hits
+}
+
+/// On node 24 a templated instance boots every life with Node's own compile cache, in a copy
+/// of its own, and both of Harper's threads take their code from it; the preload is not loaded.
+/// `HARPER_SHARD_BOOT_CACHE=off` boots the same template without it.
+#[test]
+fn on_node_24_every_life_of_a_templated_instance_takes_both_threads_code_from_its_own_compile_cache() {
+    let _turn = turn();
+    let sandbox = Sandbox::new();
+    let ctl = support::harper_shard();
+    // The first life's Harper says where its compile cache is; then a kill and a start.
+    sandbox.write(
+        "lives.sh",
+        &format!(
+            "set -e\n{ctl} ctl status --id main --json > s.json\n\
+             pid=$(node -p \"JSON.parse(require('fs').readFileSync('s.json')).instance.pid\")\n\
+             xargs -0 -n1 < /proc/$pid/environ > environ\n{ctl} ctl kill\n{ctl} ctl start\n"
+        ),
+    );
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1\npool: {start: 127.0.66.2, count: 1}\nharper: {template: on}\nshards:\n  - name: a\n    run: sh lives.sh\n",
+    );
+    let stats = sandbox.path("boot-cache.jsonl");
+    let run = |boot_cache: &str| {
+        let mut cmd = sandbox.command();
+        cmd.arg("run")
+            .env("PATH", support::node::path_with(&support::node_bin(24)))
+            .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+            .env("HARPER_SHARD_BOOT_STATS", &stats)
+            .env("HARPER_SHARD_BOOT_CACHE", boot_cache)
+            .env("NODE_DEBUG_NATIVE", "COMPILE_CACHE");
+        support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+    };
+    run("on");
+    let environ = support::read(&sandbox.path("environ"));
+    let own = environ.lines().find_map(|l| l.strip_prefix("NODE_COMPILE_CACHE=")).unwrap_or_else(|| panic!("no compile cache:\n{environ}"));
+    assert!(own.starts_with(sandbox.path("w").to_str().unwrap()), "the instance's compile cache is not its own: {own}");
+    for life in ["report/a/harper/stderr.log", "report/a/harper/boot-2/stderr.log"] {
+        let hits = compile_cache_hits(&support::read(&sandbox.path(life)));
+        let both = hits.values().filter(|&&n| n >= 2).count();
+        assert!(both > 1000, "{life}: {both} files came from the cache on both threads ({} on one)", hits.len());
+        assert!(!support::read(&sandbox.path(life)).contains("was rejected"), "{life}: V8 rejected cached code");
+    }
+    assert!(!stats.exists(), "the preload was loaded beside Node's compile cache");
+
+    run("off");
+    for life in ["report/a/harper/stderr.log", "report/a/harper/boot-2/stderr.log"] {
+        assert!(!support::read(&sandbox.path(life)).contains("[compile cache]"), "{life}: HARPER_SHARD_BOOT_CACHE=off still cached");
+    }
+    assert!(!support::read(&sandbox.path("environ")).contains("NODE_COMPILE_CACHE="));
+}
+
 /// A suite written against `@harperfast/integration-testing`'s API runs unchanged through the
 /// drop-in client (examples/migration): every file starts its own instance through the control
 /// socket; a restart keeps the data, a SIGKILL then a start replays it, and two files with

@@ -174,6 +174,24 @@ fn github_shows_each_flaky_shard_as_a_warning_and_in_the_step_summary() {
 }
 
 #[test]
+fn report_html_shows_a_flaky_shard_with_its_chip_its_failed_attempt_and_both_attempts_phases() {
+    let scene = Scene::new("127.0.120.54", 2);
+    scene.plan("run: {retries: 1}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
+    scene.run(&["run"]).expect(0);
+    let page = support::read(&scene.sandbox.path("report/report.html"));
+    assert!(page.contains("<header class=\"outcome passed\">"), "a flaky run passes: {page}");
+    let flaky = page.split("<section id=\"flaky\">").nth(1).and_then(|r| r.split("</section>").next()).expect("a flaky section");
+    assert!(flaky.contains("<span class=\"status flaky\">flaky</span>") && flaky.contains("failed on attempt 1 of 2"), "{flaky}");
+    assert!(flaky.contains("href=\"once/command-1.log\""), "a link to the failed attempt's log: {flaky}");
+    let table = page.split("<section id=\"shards\">").nth(1).expect("the table");
+    assert!(table.contains("<span class=\"status flaky\""), "the table's chip: {table}");
+    let group = page.split("<g class=\"shard flaky\"").nth(1).and_then(|r| r.split("</g>").next()).expect("the shard's timeline row");
+    assert_eq!(group.matches("class=\"bar phase commands").count(), 2, "each attempt's commands: {group}");
+    assert_eq!(group.matches("class=\"bar phase commands failed\"").count(), 1, "the first attempt's marked failed: {group}");
+    assert!(group.contains("(attempt 1/2)") && group.contains("(attempt 2/2)"), "{group}");
+}
+
+#[test]
 fn timings_take_a_flaky_shards_passing_attempt_not_its_failed_one() {
     let scene = Scene::new("127.0.120.50", 2);
     let command = "mkdir -p state; if [ -e state/slow ]; then exit 0; else touch state/slow; sleep 3; exit 1; fi";

@@ -1,5 +1,14 @@
 //! The boot cache: what Node would otherwise redo at every start of a templated instance.
 //!
+//! Where Node caches compiled code itself (node 22.1 and later, [`super::runtime::Found::compile_cache`]),
+//! the cache is Node's: the template's build runs with `NODE_COMPILE_CACHE` set to the
+//! template's `compile/` (Node writes it as each thread exits), and every instance boots every
+//! life with a copy of its own in `<instance>/compile/`, so no two live instances write into
+//! one folder and nothing a copy writes reaches the template. Node checks each entry against
+//! the source's hash and its own content's checksum, and keeps entries per node version, arch,
+//! V8 flags and uid (docs/harper.md, "Boot cache"); the template key holds the runtime's version
+//! as well. The preload below is loaded only on an older node.
+//!
 //! A start on an existing ROOTPATH is mostly Node compiling and resolving the ~1,840 files of
 //! Harper's package, on the main thread and again on the worker (docs/harper.md, "Boot cache").
 //! The package sits in the tool's cache and never changes once installed, so the template's
@@ -26,6 +35,12 @@ const RESOLVE_MAP: &str = "resolve.json";
 /// The tool's switch: on unless `HARPER_SHARD_BOOT_CACHE=off` (or `0`, `false`).
 pub fn enabled() -> bool {
     enabled_by(std::env::var("HARPER_SHARD_BOOT_CACHE").ok().as_deref())
+}
+
+/// `HARPER_SHARD_BOOT_CACHE=preload`: templates built from now on keep the preload's cache even
+/// where Node has one of its own, to measure one against the other (bench/template.py).
+pub fn preload_chosen() -> bool {
+    std::env::var("HARPER_SHARD_BOOT_CACHE").is_ok_and(|v| v.trim().eq_ignore_ascii_case("preload"))
 }
 
 fn enabled_by(value: Option<&str>) -> bool {
@@ -85,6 +100,29 @@ pub fn dir_of(template: &Path) -> PathBuf {
     template.join("boot")
 }
 
+/// Where a template, its build, or an instance (its base folder) keeps Node's compile cache.
+pub fn compile_dir_of(base: &Path) -> PathBuf {
+    base.join("compile")
+}
+
+/// Adds `NODE_COMPILE_CACHE` for the cache in `dir`, unless the plan's `env` names one of its
+/// own (its Harper then caches there, and the template keeps none). `None` when the path is not
+/// UTF-8.
+pub fn add_compile_env(env: &mut BTreeMap<String, String>, dir: &Path) -> Option<()> {
+    let dir = dir.to_str()?.to_owned();
+    env.entry("NODE_COMPILE_CACHE".into()).or_insert(dir);
+    Some(())
+}
+
+/// Whether Node wrote a compile cache into `dir`: one of its per-version folders holding at
+/// least one entry.
+pub fn compiled(dir: &Path) -> bool {
+    let Ok(tags) = std::fs::read_dir(dir) else { return false };
+    tags.flatten().filter(|t| t.file_type().is_ok_and(|k| k.is_dir())).any(|tag| {
+        std::fs::read_dir(tag.path()).is_ok_and(|mut entries| entries.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|k| k.is_file()))))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +132,7 @@ mod tests {
         assert!(enabled_by(None));
         assert!(enabled_by(Some("on")));
         assert!(enabled_by(Some("")));
+        assert!(enabled_by(Some("preload")));
         for off in ["off", "OFF", "0", "false", " no "] {
             assert!(!enabled_by(Some(off)), "{off}");
         }
@@ -115,5 +154,28 @@ mod tests {
         assert_eq!(env["NODE_OPTIONS"], r#"--max-old-space-size=512 --require="/t/a \"b\"/boot/preload.cjs""#);
         assert_eq!(env["HARPER_SHARD_BOOT_ROOT"], "/p/");
         assert!(!env.contains_key("HARPER_SHARD_BOOT_PRODUCE"));
+    }
+
+    #[test]
+    fn a_compile_cache_the_plan_names_is_kept() {
+        let mut env = BTreeMap::new();
+        add_compile_env(&mut env, Path::new("/w/i/compile")).unwrap();
+        assert_eq!(env["NODE_COMPILE_CACHE"], "/w/i/compile");
+        let mut env = BTreeMap::from([("NODE_COMPILE_CACHE".to_owned(), "/mine".to_owned())]);
+        add_compile_env(&mut env, Path::new("/w/i/compile")).unwrap();
+        assert_eq!(env["NODE_COMPILE_CACHE"], "/mine");
+    }
+
+    #[test]
+    fn only_a_folder_with_an_entry_of_node_counts_as_a_compile_cache() {
+        let dir = std::env::temp_dir().join(format!("hs-compile-test-{}", uuid::Uuid::new_v4().simple()));
+        assert!(!compiled(&dir), "a missing folder");
+        std::fs::create_dir_all(dir.join("v24.22.3-x64-1a2b3c4d-0")).unwrap();
+        assert!(!compiled(&dir), "Node made its folder and wrote nothing");
+        std::fs::write(dir.join("stray"), "").unwrap();
+        assert!(!compiled(&dir), "a file beside the per-version folders");
+        std::fs::write(dir.join("v24.22.3-x64-1a2b3c4d-0/0badf00d"), "").unwrap();
+        assert!(compiled(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

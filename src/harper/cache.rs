@@ -1,6 +1,7 @@
 //! What the cache holds — installed packages, boot templates, JWT key sets — for `cache status`
 //! and `cache clear`. An entry in use is left alone: a package or template while another run
-//! holds its lock (installing or building it), a key set while an instance holds it.
+//! holds its lock (installing or building it exclusively, using it shared), a key set while an
+//! instance holds it.
 
 use std::path::{Path, PathBuf};
 

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::private_dir::Sharing;
 
+use super::lock::Hold;
 use super::runtime;
 use crate::supervise::tail::{Lines, Tail};
 use crate::supervise::{Child, Spec, describe};
@@ -123,32 +124,61 @@ pub fn marked_spec(dir: &Path) -> Option<String> {
     String::from_utf8(text).ok()
 }
 
-/// Installs `spec` unless the cache has it; `progress` gets npm's output line by line. Ends
-/// early, npm stopped and nothing kept, when `cancelled` resolves.
+/// Installs `spec` unless the cache has it, and holds it until the [`Hold`] is dropped: a `cache
+/// clear` leaves it alone, and a run that finds it broken waits to reinstall it until no run
+/// uses it. `progress` gets npm's output line by line. Ends early, npm stopped and nothing kept,
+/// when `cancelled` resolves.
 pub async fn ensure(
     cache: &Path,
     spec: &str,
     progress: &(dyn Fn(&str) + Sync),
     cancelled: impl Future<Output = ()>,
-) -> anyhow::Result<Installed> {
-    let trusted = |done: Installed| check_entry(&done.dir, &format!("the cached install of {spec}")).map(|()| done);
-    if let Some(done) = cached(cache, spec) {
-        return trusted(done);
-    }
+) -> anyhow::Result<(Installed, Hold)> {
     let packages = cache.join("packages");
     std::fs::create_dir_all(&packages).with_context(|| format!("cannot create the cache {}", packages.display()))?;
     let name = install_name(spec)?;
+    let lock_path = packages.join(format!("{name}.lock"));
+    tokio::pin!(cancelled);
+    for _ in 0..ATTEMPTS {
+        if cached(cache, spec).is_none() {
+            install(cache, &name, spec, progress, cancelled.as_mut()).await?;
+        }
+        let hold = tokio::select! {
+            hold = super::lock::hold(&lock_path) => hold?,
+            () = &mut cancelled => bail!("cancelled while waiting for another run's install of {spec}"),
+        };
+        // A `cache clear` may have removed it between the install and the hold.
+        if let Some(done) = cached(cache, spec) {
+            check_entry(&done.dir, &format!("the cached install of {spec}"))?;
+            return Ok((done, hold));
+        }
+    }
+    bail!("the install of {spec} in {} was removed {ATTEMPTS} times as this run took it; is a `harper-shard cache clear` running in a loop?", packages.display())
+}
+
+/// Installs and holds a package at most this many times before giving up.
+const ATTEMPTS: usize = 3;
+
+/// Installs `spec` as `<cache>/packages/<name>` under the install's exclusive lock, unless
+/// another run has done so while this one waited.
+async fn install(
+    cache: &Path,
+    name: &str,
+    spec: &str,
+    progress: &(dyn Fn(&str) + Sync),
+    cancelled: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let packages = cache.join("packages");
     let lock_path = packages.join(format!("{name}.lock"));
     tokio::pin!(cancelled);
     let _lock = tokio::select! {
         lock = super::lock::wait(&lock_path) => lock?,
         () = &mut cancelled => bail!("cancelled while waiting for another run's install of {spec}"),
     };
-    // Another run may have finished the install while we waited for the lock.
-    if let Some(done) = cached(cache, spec) {
-        return trusted(done);
+    if cached(cache, spec).is_some() {
+        return Ok(());
     }
-    let dir = packages.join(&name);
+    let dir = packages.join(name);
     let staging = packages.join(format!("{name}.partial"));
     for stale in [&dir, &staging] {
         if stale.exists() {
@@ -162,9 +192,7 @@ pub async fn ensure(
     }
     entry_point(&staging, package_name(spec))?;
     std::fs::write(staging.join(COMPLETE), spec).context("cannot mark the install complete")?;
-    std::fs::rename(&staging, &dir).with_context(|| format!("cannot move the install into {}", dir.display()))?;
-    let entry = entry_point(&dir, package_name(spec))?;
-    Ok(Installed { dir, entry })
+    std::fs::rename(&staging, &dir).with_context(|| format!("cannot move the install into {}", dir.display()))
 }
 
 /// Under a signal, npm gets this long after SIGTERM before SIGKILL, and the tool waits at most

@@ -167,17 +167,29 @@ impl Dirs {
 /// Copies directories, regular files and symbolic links. Anything else (a FIFO, a socket, a
 /// device) is refused: opening a FIFO to copy it would block until a writer came, forever.
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    tree(from, to, false)
+}
+
+/// [`copy_tree`], with regular files hard-linked where `to` is on the same file system (copied
+/// elsewhere): only for files that are replaced, never written in place.
+pub(crate) fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    tree(from, to, true)
+}
+
+fn tree(from: &Path, to: &Path, link: bool) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         let target = to.join(entry.file_name());
         if kind.is_dir() {
-            copy_tree(&entry.path(), &target)?;
+            tree(&entry.path(), &target, link)?;
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
         } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target)?;
+            if !(link && std::fs::hard_link(entry.path(), &target).is_ok()) {
+                std::fs::copy(entry.path(), &target)?;
+            }
         } else {
             return Err(std::io::Error::other(format!(
                 "{} is not a file, a directory or a link (a FIFO, socket or device?); remove it from the fixture",
@@ -260,6 +272,22 @@ mod tests {
         assert!(is_instance_name(name), "{name}");
         assert!(!is_instance_name("127.0.0.2-abcdef"));
         assert!(!is_instance_name("home"));
+    }
+
+    #[test]
+    fn a_linked_tree_shares_each_file_until_one_is_renamed_over() {
+        use std::os::unix::fs::MetadataExt as _;
+        let base = std::env::temp_dir().join(format!("hs-link-test-{}", uuid::Uuid::new_v4().simple()));
+        let (from, to) = (base.join("from"), base.join("to"));
+        std::fs::create_dir_all(from.join("tag")).unwrap();
+        std::fs::write(from.join("tag/entry"), "template's").unwrap();
+        link_tree(&from, &to).unwrap();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(&from.join("tag/entry")), ino(&to.join("tag/entry")), "copied, not linked");
+        std::fs::write(to.join("tag/entry.new"), "instance's").unwrap();
+        std::fs::rename(to.join("tag/entry.new"), to.join("tag/entry")).unwrap();
+        assert_eq!(std::fs::read_to_string(from.join("tag/entry")).unwrap(), "template's");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

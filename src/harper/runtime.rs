@@ -35,6 +35,20 @@ impl Found {
             (None, _) => format!("{}: {}", self.program, self.error.as_deref().unwrap_or("no version")),
         }
     }
+
+    /// Whether this is a node that caches compiled code itself (`NODE_COMPILE_CACHE`, node
+    /// 22.1 and later).
+    pub fn compile_cache(&self) -> bool {
+        let version = match (self.program, &self.version) {
+            ("node", Some(version)) => version,
+            _ => return false,
+        };
+        let mut numbers = version.trim_start_matches('v').split('.').map(|n| n.parse::<u32>().ok());
+        match (numbers.next().flatten(), numbers.next().flatten()) {
+            (Some(major), Some(minor)) => (major, minor) >= (22, 1),
+            _ => false,
+        }
+    }
 }
 
 /// The node on the PATH: the runtime of `runtime: node`, and the one npm runs on.
@@ -111,5 +125,20 @@ fn run_bounded(program: &str, args: &[&str]) -> std::io::Result<Option<(std::pro
                 return Ok(None);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_caches_its_compiled_code_from_22_1_on() {
+        let node = |version: &str| Found { program: "node", version: Some(version.into()), modules: None, error: None };
+        for (version, has) in [("v20.20.2", false), ("v22.0.0", false), ("v22.1.0", true), ("v24.22.3", true), ("v26.12.1", true), ("v100.0.0", true)] {
+            assert_eq!(node(version).compile_cache(), has, "{version}");
+        }
+        assert!(!node("nightly").compile_cache());
+        assert!(!Found { program: "bun", version: Some("24.0.0".into()), modules: None, error: None }.compile_cache());
     }
 }

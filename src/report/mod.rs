@@ -2,10 +2,12 @@
 //! built from them. This is the only module that prints, and all of it goes through
 //! [`out::Out`].
 
+pub mod buildkite;
 pub mod checks;
 pub mod console;
 pub mod files;
 pub mod github;
+pub mod html;
 pub mod junit;
 pub mod live;
 pub mod merged;
@@ -15,6 +17,7 @@ pub mod place;
 pub mod plan;
 pub mod say;
 pub mod summary;
+pub mod svg;
 pub mod warning;
 
 use std::io::Write;

@@ -551,6 +551,27 @@ impl AttemptRecord {
         self.first_life().map_or(&[], |l| &l.tail)
     }
 
+    /// The phase that failed (or was cut short) in this attempt, had it ended with `status`:
+    /// a shard's last attempt is read with the shard's status, an earlier one with its own.
+    pub fn failed_phase(&self, status: ShardStatus) -> Option<Phase> {
+        let p = &self.phases;
+        match status {
+            ShardStatus::Passed | ShardStatus::Flaky | ShardStatus::Skipped => None,
+            _ if self.teardown_problem().is_some() => Some(Phase::TEARDOWN),
+            ShardStatus::BootFailed => Some(Phase::BOOT),
+            ShardStatus::Failed => Some(Phase::COMMANDS),
+            ShardStatus::Infrastructure | ShardStatus::Cancelled => {
+                if p.address.is_none() {
+                    Some(Phase::WAIT)
+                } else if p.ready.is_none() {
+                    Some(Phase::BOOT)
+                } else {
+                    Some(Phase::COMMANDS)
+                }
+            }
+        }
+    }
+
     /// The instances the reports list beside the shard, in the order they appeared there:
     /// every on-demand one from its address, and the shard's own from when it first lived
     /// more than the shard's boot (stopped, killed or restarted through the control socket).
@@ -712,23 +733,7 @@ impl ShardRecord {
 
     /// The phase of the last attempt that failed (or was cut short), to mark in tables and charts.
     pub fn failed_phase(&self) -> Option<Phase> {
-        let a = self.last();
-        let p = &a.phases;
-        match self.status? {
-            ShardStatus::Passed | ShardStatus::Flaky | ShardStatus::Skipped => None,
-            _ if a.teardown_problem().is_some() => Some(Phase::TEARDOWN),
-            ShardStatus::BootFailed => Some(Phase::BOOT),
-            ShardStatus::Failed => Some(Phase::COMMANDS),
-            ShardStatus::Infrastructure | ShardStatus::Cancelled => {
-                if p.address.is_none() {
-                    Some(Phase::WAIT)
-                } else if p.ready.is_none() {
-                    Some(Phase::BOOT)
-                } else {
-                    Some(Phase::COMMANDS)
-                }
-            }
-        }
+        self.last().failed_phase(self.status?)
     }
 
     /// The output that explains the shard's failure: its last attempt's.

@@ -161,8 +161,9 @@ fn tail_block(s: &ShardRecord) -> String {
     format!("<details><summary>{title}</summary>\n\n{fence}text\n{body}\n{fence}\n\n</details>\n\n")
 }
 
-/// A mermaid Gantt chart within `max` bytes: a section per shard, a task per phase that ran,
-/// times in milliseconds since the run started; the phase that failed is marked `crit`.
+/// A mermaid Gantt chart within `max` bytes, in mermaid's compact display: a section per shard,
+/// a task per phase that ran, times in milliseconds since the run started; the phase that failed
+/// is marked `crit`.
 ///
 /// A run too big for one chart (mermaid draws at most 50,000 characters, and `max` may be
 /// less) shows its failed shards and then its longest ones, and says how many it left out.
@@ -170,7 +171,9 @@ pub fn gantt(record: &RunRecord, max: usize) -> String {
     // Times are milliseconds since 1970-01-01, so the axis reads as time since the run started;
     // browsers draw it in their own time zone, which shifts hours but (nearly always) not minutes.
     let axis = if record.duration < Duration::from_secs(60) { "%S.%L" } else { "%M:%S" };
-    let head = format!("```mermaid\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat {axis}\n");
+    // Compact: a shard's bars share one row wherever they do not overlap, so a plan of 30
+    // shards is about 30 rows tall, not 120.
+    let head = format!("```mermaid\n---\ndisplayMode: compact\n---\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat {axis}\n");
     const FOOT: &str = "```\n";
     let Some(budget) = max.checked_sub(head.len() + FOOT.len() + NOTE_ROOM) else { return String::new() };
     let budget = budget.min(MERMAID_LIMIT);
@@ -245,10 +248,66 @@ fn task(md: &mut String, name: &str, crit: bool, id: &str, (from, to): (Duration
     let _ = writeln!(md, "        {name} :{tag}{id}, {from}, {to}");
 }
 
-/// The bars of each instance's lives — boot, up, and the stop or kill that ended it — and its
-/// release; returns how many lives did not fit in [`LIVES_PER_SHARD`]. `main`'s first boot and
-/// its release are the shard's own boot and teardown, already drawn.
+/// The bars of each instance's lives in the chart; returns how many lives did not fit in
+/// [`LIVES_PER_SHARD`].
 fn instance_tasks(md: &mut String, shard: usize, instances: &[&InstanceRecord]) -> usize {
+    let (bars, left_out) = life_bars(instances);
+    for bar in bars {
+        let label = mermaid_text(&clip(&instances[bar.instance].label(), LABEL_CHARS));
+        let id = format!("s{shard}i{}l{}{}", bar.instance, bar.life.map_or(0, |k| k + 1), bar.step.key());
+        task(md, &format!("{label} {}", bar.step.label()), bar.failed, &id, bar.span);
+    }
+    left_out
+}
+
+/// One bar of an instance's timeline, as every chart draws it.
+#[derive(Debug, Clone, Copy)]
+pub struct LifeBar {
+    /// Its position in the shard's instances.
+    pub instance: usize,
+    /// Its life, or none for the release of an instance that never booted.
+    pub life: Option<usize>,
+    pub step: LifeStep,
+    pub failed: bool,
+    pub span: (Duration, Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifeStep {
+    Boot,
+    Up,
+    /// A stop or a kill (`ended_by`).
+    End(&'static str),
+    Release,
+}
+
+impl LifeStep {
+    pub fn label(self) -> &'static str {
+        match self {
+            LifeStep::Boot => "boot",
+            LifeStep::Up => "up",
+            LifeStep::End(how) => how,
+            LifeStep::Release => "release",
+        }
+    }
+
+    /// The end of its chart ids, unique among the steps of a life.
+    fn key(self) -> &'static str {
+        match self {
+            LifeStep::Boot => "b",
+            LifeStep::Up => "u",
+            LifeStep::End(_) => "s",
+            LifeStep::Release => "r",
+        }
+    }
+}
+
+/// The bars of each instance's lives — boot, up, and the stop or kill that ended it — and its
+/// release, at most [`LIVES_PER_SHARD`] lives (failed ones first), in order; with how many lives
+/// were left out. `instances`: an attempt's [shown ones](super::model::AttemptRecord::shown_instances).
+/// `main`'s first boot and its release are the attempt's boot and teardown phases, which every
+/// chart draws as the shard's own bars.
+pub fn life_bars(instances: &[&InstanceRecord]) -> (Vec<LifeBar>, usize) {
     let main = |instance: &InstanceRecord| instance.id == crate::run::context::MAIN;
     // (instance, life, failed); the last life carries the release, and an instance with no
     // life still has its release to show.
@@ -268,35 +327,36 @@ fn instance_tasks(md: &mut String, shard: usize, instances: &[&InstanceRecord]) 
         units.truncate(LIVES_PER_SHARD);
         units.sort_by_key(|&(n, k, _)| (n, k));
     }
+    let mut bars = Vec::new();
     for &(n, k, _) in &units {
         let instance = &instances[n];
-        let label = mermaid_text(&clip(&instance.label(), LABEL_CHARS));
-        let id = |what: &str| format!("s{shard}i{n}l{}{what}", k.map_or(0, |k| k + 1));
+        let mut bar = |step: LifeStep, failed: bool, span: (Duration, Duration)| bars.push(LifeBar { instance: n, life: k, step, failed, span });
         if let Some(k) = k {
             let (life, spans) = (&instance.lives[k], instance.spans()[k]);
             if let Some(span) = spans.boot.filter(|_| !(main(instance) && k == 0)) {
-                task(md, &format!("{label} boot"), life.boot_failure.is_some(), &id("b"), span);
+                bar(LifeStep::Boot, life.boot_failure.is_some(), span);
             }
             if let Some(span) = spans.up {
-                task(md, &format!("{label} up"), false, &id("u"), span);
+                bar(LifeStep::Up, false, span);
             }
             if let Some(span) = spans.stop {
-                task(md, &format!("{label} {}", life.ended_by.unwrap_or("stop")), life.problem.is_some(), &id("s"), span);
+                bar(LifeStep::End(life.ended_by.unwrap_or("stop")), life.problem.is_some(), span);
             }
         }
         let last = k.is_none_or(|k| k + 1 == instance.lives.len());
         if let Some(span) = instance.release_span().filter(|_| last && !main(instance)) {
-            task(md, &format!("{label} release"), instance.problem.is_some(), &id("r"), span);
+            bar(LifeStep::Release, instance.problem.is_some(), span);
         }
     }
-    total - units.len()
+    (bars, total - units.len())
 }
 
 /// Text from a plan, a command or Harper, safe anywhere in the summary's markdown and HTML (a
-/// table cell, bold text, a `<summary>`): on one line, without control characters, and every
-/// character markdown or HTML could take for syntax — tags, entities, cell separators, code
-/// spans, emphasis, links — written as an entity, which both read back as the character.
-fn escape(text: &str) -> String {
+/// table cell, bold text, a `<summary>`) and in report.html's text and quoted attributes: on one
+/// line, without control characters, and every character markdown or HTML could take for
+/// syntax — tags, entities, quotes, cell separators, code spans, emphasis, links — written as an
+/// entity, which both read back as the character.
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text::one_line(text).chars() {
         match c {
@@ -304,6 +364,7 @@ fn escape(text: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
             '|' => out.push_str("&#124;"),
             '`' => out.push_str("&#96;"),
             '*' => out.push_str("&#42;"),
@@ -326,7 +387,7 @@ fn mermaid_text(text: &str) -> String {
 }
 
 /// `text` cut to `max` characters, with an ellipsis when cut.
-fn clip(text: &str, max: usize) -> String {
+pub(super) fn clip(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),

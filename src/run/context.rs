@@ -145,6 +145,10 @@ impl ReportDir {
         self.0.join("junit.xml")
     }
 
+    pub fn report_html(&self) -> PathBuf {
+        self.0.join("report.html")
+    }
+
     pub fn timings_json(&self) -> PathBuf {
         self.0.join("timings.json")
     }
@@ -301,6 +305,43 @@ impl Context {
     pub async fn cancelled(&self) {
         let mut cancel = self.cancel.clone();
         let _ = cancel.wait_for(Option::is_some).await;
+    }
+
+    /// This context, cancelled also (as [`Cancel::Timeout`]) once `deadline` has passed and the
+    /// commands have ended (`ended`): their end at the deadline is a timeout, not the failure of
+    /// a request cut under them. The run's own cancellation passes through as it comes. The
+    /// future keeps the cut going and never returns; the context is cut for as long as it runs.
+    pub fn cut_at(
+        &self,
+        deadline: tokio::time::Instant,
+        mut ended: watch::Receiver<bool>,
+    ) -> (Context, impl Future<Output = ()> + use<>) {
+        let (cut, cut_rx) = watch::channel(*self.cancel.borrow());
+        let mut run = self.cancel.clone();
+        let cutting = async move {
+            let due = async move {
+                tokio::time::sleep_until(deadline).await;
+                let _ = ended.wait_for(|e| *e).await;
+            };
+            tokio::pin!(due);
+            let mut pending = true;
+            loop {
+                tokio::select! {
+                    changed = run.changed() => match changed {
+                        Ok(()) => {
+                            let why = *run.borrow_and_update();
+                            cut.send_if_modified(|c| (why.is_some() && *c != why).then(|| *c = why).is_some());
+                        }
+                        Err(_) => std::future::pending().await,
+                    },
+                    () = &mut due, if pending => {
+                        pending = false;
+                        cut.send_if_modified(|c| c.is_none().then(|| *c = Some(Cancel::Timeout)).is_some());
+                    }
+                }
+            }
+        };
+        (Context { cancel: cut_rx, ..self.clone() }, cutting)
     }
 
     /// Stops a child within the budget — also when the signal comes while the stop already runs

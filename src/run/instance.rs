@@ -17,7 +17,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::context::{Context, FLUSH_LIMIT, InstanceDir};
 use super::events::{BootLogs, EventKind, InstancePhase, ShardStatus, Warning};
 use crate::harper::instance::{self, Dirs};
-use crate::harper::{boot_cache, install, template};
+use crate::harper::lock::Hold;
+use crate::harper::{boot_cache, install, runtime, template};
 use crate::plan::{HarperSpec, Runtime};
 use crate::pool::{self, Lease, Notice, probe};
 use crate::supervise::readiness;
@@ -68,6 +69,8 @@ pub struct Instance {
     child: Option<Child>,
     boots: u32,
     template: Option<template::Template>,
+    /// Held until the instance ends: every boot uses the template's boot cache.
+    _template_held: Option<Hold>,
     /// Held until the instance ends: no other live instance may have these JWT keys.
     _keys: Option<template::KeySet>,
     exit: Option<ExitStatus>,
@@ -109,6 +112,7 @@ impl Instance {
             child: None,
             boots: 0,
             template: None,
+            _template_held: None,
             _keys: None,
             exit: None,
             suspect: false,
@@ -132,8 +136,8 @@ impl Instance {
         let base = self.dirs.base.clone();
         self.lease().record_dir(&base).and_then(|()| self.dirs.create()).map_err(|e| Failure::infra(format!("{e:#}")))?;
         if self.spec.template {
-            let (found, keys) = self.copy_template(cx).await?;
-            (self.template, self._keys) = (Some(found), Some(keys));
+            let ((found, held), keys) = self.copy_template(cx).await?;
+            (self.template, self._template_held, self._keys) = (Some(found), Some(held), Some(keys));
         }
         self.dirs.install_fixtures(&self.spec.fixtures).map_err(|e| Failure::infra(format!("{e:#}")))
     }
@@ -303,31 +307,34 @@ impl Instance {
 
     /// Fills the instance's directories from the template, building the template first when the
     /// cache has none: on this instance's address, under the template's lock, started until
-    /// ready, stopped, its ports seen free, kept. Returns the template and the instance's JWT keys.
-    async fn copy_template(&mut self, cx: &Context) -> Result<(template::Template, template::KeySet), Failure> {
+    /// ready, stopped, its ports seen free, kept. Returns the template, held for the instance's
+    /// life, and the instance's JWT keys.
+    async fn copy_template(&mut self, cx: &Context) -> Result<((template::Template, Hold), template::KeySet), Failure> {
         let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
+        let cancelled = || Failure::cancelled("cancelled while waiting for another run's boot template");
         let cache = install::private_cache().map_err(infra)?;
         let key = template::key(&self.spec, &cx.entry);
         let keys = template::take_keys(&cache, self.spec.runtime).await.map_err(infra)?;
-        let found = match template::cached(&cache, &key) {
-            Some(found) => found,
-            None => {
+        let (found, held) = loop {
+            if template::cached(&cache, &key).is_none() {
                 let _building = tokio::select! {
                     lock = template::lock(&cache, &key) => lock.map_err(infra)?,
-                    () = cx.cancelled() => {
-                        return Err(Failure::cancelled("cancelled while waiting for another run's boot template"));
-                    }
+                    () = cx.cancelled() => return Err(cancelled()),
                 };
                 // Another run may have built it while this one waited.
-                match template::cached(&cache, &key) {
-                    Some(found) => found,
-                    None => self.build_template(cx, &cache, &key).await?,
+                if template::cached(&cache, &key).is_none() {
+                    self.build_template(cx, &cache, &key).await?;
                 }
+            }
+            // A `cache clear` between the build and the hold removed it: it is built again.
+            tokio::select! {
+                held = template::hold(&cache, &key) => if let Some(held) = held.map_err(infra)? { break held },
+                () = cx.cancelled() => return Err(cancelled()),
             }
         };
         install::check_entry(&found.dir, "the cached template").map_err(infra)?;
         template::instantiate(&found, &self.dirs, &keys).map_err(infra)?;
-        Ok((found, keys))
+        Ok(((found, held), keys))
     }
 
     async fn build_template(&mut self, cx: &Context, cache: &Path, key: &str) -> Result<template::Template, Failure> {
@@ -335,10 +342,12 @@ impl Instance {
         let started = Instant::now();
         cx.emit.emit(EventKind::TemplateBuilding { shard: cx.id, attempt: cx.attempt, id: self.id.clone() });
         let dirs = Dirs::under(&cx.work.path, self.addr);
+        let on_node = boot_cache::enabled() && self.spec.runtime == Runtime::Node;
+        let compile = (on_node && runtime::node().compile_cache() && !boot_cache::preload_chosen()).then(|| boot_cache::compile_dir_of(&dirs.base));
         let cached = boot_cache::package_root(cache, &cx.entry)
-            .filter(|_| boot_cache::enabled() && self.spec.runtime == Runtime::Node)
+            .filter(|_| on_node && compile.is_none())
             .map(|root| (boot_cache::dir_of(&dirs.base), root));
-        let mut build = Build { dirs, password: instance::random_password(), boot: cached };
+        let mut build = Build { dirs, password: instance::random_password(), boot: cached, compile };
         self.lease().record_dir(&build.dirs.base).and_then(|()| build.dirs.create()).map_err(infra)?;
         // Without its preload the build still makes a template, one that boots without a cache.
         if let Some((dir, _)) = &build.boot
@@ -378,9 +387,10 @@ impl Instance {
                         password: build.password.clone(),
                         entry: cx.entry.display().to_string(),
                         boot_root: None,
+                        compile_cache: false,
                     };
                     let cached = build.boot.as_ref().map(|(dir, root)| (dir.as_path(), root.clone()));
-                    template::store(cache, key, &build.dirs, cached, &meta).map_err(infra)
+                    template::store(cache, key, &build.dirs, cached, build.compile.as_deref(), &meta).map_err(infra)
                 }
             },
         };
@@ -395,17 +405,20 @@ impl Instance {
 }
 
 /// The template's build: its own directories and password, on the instance's address, and
-/// the boot cache it writes (directory, package root) when it may have one.
+/// the boot cache it writes (directory, package root) when it may have one, or the folder of
+/// Node's compile cache.
 struct Build {
     dirs: Dirs,
     password: String,
     boot: Option<(PathBuf, String)>,
+    compile: Option<PathBuf>,
 }
 
 impl Build {
     fn as_target<'a>(&'a self, of: &'a Instance) -> Target<'a> {
         let boot_cache = self.boot.as_ref().map(|(dir, root)| BootCache { dir: dir.clone(), root, produce: true });
-        Target { spec: &of.spec, dirs: &self.dirs, addr: of.addr, password: &self.password, token: &of.token, boot_cache }
+        let (dirs, compile_cache) = (&self.dirs, self.compile.clone());
+        Target { spec: &of.spec, dirs, addr: of.addr, password: &self.password, token: &of.token, boot_cache, compile_cache }
     }
 }
 
@@ -424,16 +437,20 @@ struct Target<'a> {
     password: &'a str,
     token: &'a str,
     boot_cache: Option<BootCache<'a>>,
+    /// `NODE_COMPILE_CACHE`: the build's folder, or the instance's own copy for every life.
+    compile_cache: Option<PathBuf>,
 }
 
 impl<'a> From<&'a Instance> for Target<'a> {
     fn from(i: &'a Instance) -> Target<'a> {
-        let boot_cache = i.template.as_ref().and_then(|t| {
+        let template = i.template.as_ref().filter(|_| boot_cache::enabled());
+        let boot_cache = template.and_then(|t| {
             let root = t.meta.boot_root.as_deref()?;
             let dir = boot_cache::dir_of(&t.dir);
-            (boot_cache::enabled() && boot_cache::complete(&dir)).then_some(BootCache { dir, root, produce: false })
+            boot_cache::complete(&dir).then_some(BootCache { dir, root, produce: false })
         });
-        Target { spec: &i.spec, dirs: &i.dirs, addr: i.addr, password: &i.password, token: &i.token, boot_cache }
+        let compile_cache = template.filter(|t| t.meta.compile_cache).map(|_| boot_cache::compile_dir_of(&i.dirs.base));
+        Target { spec: &i.spec, dirs: &i.dirs, addr: i.addr, password: &i.password, token: &i.token, boot_cache, compile_cache }
     }
 }
 
@@ -446,6 +463,9 @@ async fn boot(cx: &Context, t: Target<'_>, logs: BootLogs, booting: impl FnOnce(
     let mut launch = instance::launch(t.spec, &cx.entry, t.dirs, t.addr, t.password);
     if let Some(cache) = &t.boot_cache {
         boot_cache::add_env(&mut launch.env, &cache.dir, cache.root, cache.produce);
+    }
+    if let Some(dir) = &t.compile_cache {
+        boot_cache::add_compile_env(&mut launch.env, dir);
     }
     let spawned = Instant::now();
     let spec = Spec {

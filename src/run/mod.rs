@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::exit::Exit;
 use crate::harper::install;
+use crate::harper::lock::Hold;
 use crate::harper::instance::WorkDir;
 use crate::plan::{HarperSource, Plan, Shard};
 use crate::pool::Pool;
@@ -52,8 +53,9 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     let ids: Vec<ShardId> = ShardId::each(&infos).map(|(id, _)| id).collect();
     emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.path().to_path_buf(), started_at, flaky_fails });
 
-    let entries = match install_all(&shards, &emit, &cancel).await {
-        Ok(entries) => entries,
+    // The packages stay held until the run ends: a `cache clear` meanwhile keeps them.
+    let (entries, _in_use) = match install_all(&shards, &emit, &cancel).await {
+        Ok(installed) => installed,
         Err(e) => {
             let exit = cancel.borrow().and_then(Cancel::exit).unwrap_or(Exit::Infrastructure);
             emit.emit(EventKind::RunFailed { message: format!("{e:#}") });
@@ -148,10 +150,15 @@ fn skipped(cx: &context::Context, why: &str) -> ShardStatus {
     status
 }
 
-/// Installs every package the shards need, once each; returns the entry script per spec. A
-/// cancellation stops npm and ends the install.
-async fn install_all(shards: &[Shard], emit: &Emitter, cancel: &watch::Receiver<Option<Cancel>>) -> anyhow::Result<HashMap<String, PathBuf>> {
-    let mut entries = HashMap::new();
+/// Installs every package the shards need, once each; returns the entry script per spec and the
+/// holds that keep the packages in the cache while they are used. A cancellation stops npm and
+/// ends the install.
+async fn install_all(
+    shards: &[Shard],
+    emit: &Emitter,
+    cancel: &watch::Receiver<Option<Cancel>>,
+) -> anyhow::Result<(HashMap<String, PathBuf>, Vec<Hold>)> {
+    let (mut entries, mut holds) = (HashMap::new(), Vec::new());
     for shard in shards {
         let HarperSource::Package(spec) = &shard.harper.source else { continue };
         if entries.contains_key(spec) {
@@ -168,11 +175,12 @@ async fn install_all(shards: &[Shard], emit: &Emitter, cancel: &watch::Receiver<
         let cancelled = async move {
             let _ = cancel.wait_for(Option::is_some).await;
         };
-        let installed = install::ensure(&cache, spec, &progress, cancelled)
+        let (installed, hold) = install::ensure(&cache, spec, &progress, cancelled)
             .await
             .with_context(|| format!("cannot install Harper ({spec})"))?;
         emit.emit(EventKind::Installed { package: spec.clone(), took: started.elapsed(), cached });
         entries.insert(spec.clone(), installed.entry);
+        holds.push(hold);
     }
-    Ok(entries)
+    Ok((entries, holds))
 }

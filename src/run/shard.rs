@@ -178,7 +178,9 @@ async fn attempt(cx: &Context, shard: &Shard, work: &Work) -> (ShardStatus, Opti
 }
 
 /// Runs the commands with the shard's control socket served beside them; when they end, the
-/// socket takes no new request and the ones under way finish.
+/// socket takes no new request and the ones under way finish. Past the shard's deadline those are
+/// cancelled as a signal cancels them (a boot in flight stops waiting for Harper): the commands
+/// that asked are gone, and the shard must not outlive its timeout by a startup cap.
 async fn with_control(
     cx: &Context,
     shard: &Shard,
@@ -192,13 +194,21 @@ async fn with_control(
         Err(e) => return (ShardStatus::Infrastructure, Some(format!("the control socket: {e:#}"))),
     };
     env.insert(CONTROL_VAR.to_owned(), control.socket.display().to_string());
+    let deadline = tokio::time::Instant::now() + shard.timeout;
     let (ending, ended) = watch::channel(false);
+    let (served, cut) = cx.cut_at(deadline, ended.clone());
     let run = async {
-        let result = run_commands(cx, shard, commands, &env, token).await;
+        let result = run_commands(cx, shard, commands, &env, token, deadline).await;
         let _ = ending.send(true);
         result
     };
-    let (result, ()) = tokio::join!(run, control.serve(cx, shard, registry, token, ended));
+    let serve = async {
+        tokio::select! {
+            () = control.serve(&served, shard, registry, token, ended) => {}
+            () = cut => {}
+        }
+    };
+    let (result, ()) = tokio::join!(run, serve);
     result
 }
 
@@ -236,14 +246,20 @@ fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>, files: &[PathB
     env
 }
 
-async fn run_commands(cx: &Context, shard: &Shard, commands: &[String], env: &BTreeMap<String, String>, token: &str) -> (ShardStatus, Option<String>) {
+async fn run_commands(
+    cx: &Context,
+    shard: &Shard,
+    commands: &[String],
+    env: &BTreeMap<String, String>,
+    token: &str,
+    deadline: tokio::time::Instant,
+) -> (ShardStatus, Option<String>) {
     // Emptied first: XML left by an earlier run in the same report directory is not this run's.
     let junit = cx.dir.junit();
     let _ = std::fs::remove_dir_all(&junit);
     if let Err(e) = std::fs::create_dir_all(&junit) {
         return (ShardStatus::Infrastructure, Some(format!("cannot create {}: {e}", junit.display())));
     }
-    let deadline = tokio::time::Instant::now() + shard.timeout;
     for (i, command) in commands.iter().enumerate() {
         let log = cx.dir.command_log(i);
         cx.emit.emit(EventKind::CommandStarted { shard: cx.id, attempt: cx.attempt, command: i, log: log.clone() });

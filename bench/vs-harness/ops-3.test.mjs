@@ -1,0 +1,3 @@
+import { operationsSuite } from './workload.mjs';
+
+operationsSuite(import.meta.filename);

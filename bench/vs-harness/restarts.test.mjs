@@ -1,0 +1,3 @@
+import { restartSuite } from './workload.mjs';
+
+restartSuite(import.meta.filename, 12);

@@ -55,8 +55,11 @@ ENV HARPER_SHARD_CACHE_DIR=/var/cache/harper-shard \
     npm_config_cache=/tmp/.npm
 RUN install -d -o node -g 0 -m 2775 "$HARPER_SHARD_CACHE_DIR" /work
 
-# Numeric, so a cluster's runAsNonRoot can verify it: the image's `node` user.
-USER 1000:1000
+# Numeric, so a cluster's runAsNonRoot can verify it: the image's `node` user, in group 0 as
+# `docker run --user <uid>` is. The cache is shared with group 0, and harper-shard trusts a cache
+# shared with a group only when it runs in that group: with the group `node` (1000) the warm-up
+# below and a plain `docker run` would refuse it.
+USER 1000:0
 WORKDIR /work
 
 # Optional: put Harper into the image's cache so jobs don't spend ~45 s on `npm install`.

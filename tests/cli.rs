@@ -279,15 +279,20 @@ fn the_dry_run_says_so_when_the_runtime_is_not_on_the_path_and_still_exits_0() {
     assert!(human.stdout().contains("runtime  bun: cannot run `bun` from the PATH"), "{}", human.stdout());
 }
 
-#[test]
-fn a_node_that_answers_with_control_bytes_is_reported_as_saying_no_version() {
+/// The dry run of a `bin_plan` with a `node` on the PATH that runs `script` (sh) instead.
+fn dry_run_with_fake_node(sandbox: &Sandbox, script: &str) -> Run {
     use std::os::unix::fs::PermissionsExt;
-    let sandbox = Sandbox::new();
-    bin_plan(&sandbox, "node");
-    let fake = sandbox.write("fake-bin/node", "#!/bin/sh\nprintf 'v9\\033]0;title\\007\\r##[error]x 1\\n'\n");
+    bin_plan(sandbox, "node");
+    let fake = sandbox.write("fake-bin/node", &format!("#!/bin/sh\n{script}\n"));
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = std::env::join_paths([sandbox.path("fake-bin"), "/usr/bin".into(), "/bin".into()]).unwrap();
-    let human = dry_run_with_path(&sandbox, "human", &path);
+    dry_run_with_path(sandbox, "human", &path)
+}
+
+#[test]
+fn a_node_that_answers_with_control_bytes_is_reported_as_saying_no_version() {
+    let sandbox = Sandbox::new();
+    let human = dry_run_with_fake_node(&sandbox, "printf 'v9\\033]0;title\\007\\r##[error]x 1\\n'");
     human.expect(0);
     assert!(human.stdout().contains("runtime  node: `node` did not say its version (exit code 0)"), "{}", human.stdout());
     assert!(!human.stdout().contains('\u{1b}') && !human.stdout().contains("title"), "{}", human.stdout());
@@ -295,13 +300,8 @@ fn a_node_that_answers_with_control_bytes_is_reported_as_saying_no_version() {
 
 #[test]
 fn a_node_that_never_answers_is_killed_and_reported_as_not_answering() {
-    use std::os::unix::fs::PermissionsExt;
     let sandbox = Sandbox::new();
-    bin_plan(&sandbox, "node");
-    let fake = sandbox.write("fake-bin/node", "#!/bin/sh\nexec sleep 600\n");
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = std::env::join_paths([sandbox.path("fake-bin"), "/usr/bin".into(), "/bin".into()]).unwrap();
-    let human = dry_run_with_path(&sandbox, "human", &path);
+    let human = dry_run_with_fake_node(&sandbox, "exec sleep 600");
     human.expect(0);
     assert!(human.stdout().contains("runtime  node: `node` did not answer within 10s"), "{}", human.stdout());
     assert!(sandbox.leftovers().is_empty(), "the hanging node was left running: {:?}", sandbox.leftovers());

@@ -317,13 +317,21 @@ impl Instance {
         let keys = template::take_keys(&cache, self.spec.runtime).await.map_err(infra)?;
         let (found, held) = loop {
             if template::cached(&cache, &key).is_none() {
-                let _building = tokio::select! {
-                    lock = template::lock(&cache, &key) => lock.map_err(infra)?,
+                let building = tokio::select! {
+                    lock = template::lock(&cache, &key) => lock,
                     () = cx.cancelled() => return Err(cancelled()),
                 };
-                // Another run may have built it while this one waited.
-                if template::cached(&cache, &key).is_none() {
-                    self.build_template(cx, &cache, &key).await?;
+                match building {
+                    // Another shard of this run built it while this one waited, and holds it
+                    // now: the lock is refused to this process, and the template is there.
+                    Err(_) if template::cached(&cache, &key).is_some() => {}
+                    Err(e) => return Err(infra(e)),
+                    // Another run may have built it while this one waited.
+                    Ok(_building) => {
+                        if template::cached(&cache, &key).is_none() {
+                            self.build_template(cx, &cache, &key).await?;
+                        }
+                    }
                 }
             }
             // A `cache clear` between the build and the hold removed it: it is built again.

@@ -112,7 +112,7 @@ impl GitHub {
     }
 
     fn annotations(&mut self, record: &RunRecord) -> std::io::Result<()> {
-        let place = |s: &ShardRecord| Some((self.place.path.clone(), self.place.line(&s.name)));
+        let place = |s: &ShardRecord| (!self.place.path.is_empty()).then(|| (self.place.path.clone(), self.place.line(&s.name)));
         let failed: Vec<Note> = record
             .failed()
             .map(|s| Note { title: s.name.clone(), message: s.cause.clone().unwrap_or_else(|| format!("{} failed", s.name)), at: place(s) })

@@ -102,7 +102,8 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
         let span = last.phases.bounds(phase);
         suite.add_test_case(error_case(what, classname, span, shard.cause.as_deref(), last.boot_tail()));
     }
-    for c in &last.commands {
+    let earlier = &shard.attempts[..shard.attempts.len().saturating_sub(1)];
+    for (index, c) in last.commands.iter().enumerate() {
         let mut status = match &c.outcome {
             Some(Outcome::Passed) => TestCaseStatus::success(),
             Some(Outcome::Failed { status }) => failure(NonSuccessKind::Failure, status, "command-failed", &c.tail),
@@ -117,6 +118,12 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
         if c.outcome.is_none() && shard.status == Some(ShardStatus::Skipped) {
             status = skipped(shard.cause.as_deref().unwrap_or("skipped"));
         }
+        // The same command of the attempts before: each failure is a `<flakyFailure>` when
+        // this one passed, a `<rerunFailure>` when it failed too.
+        if matches!(status, TestCaseStatus::NonSuccess { .. }) {
+            status.set_rerun_kind(FlakyOrRerun::Rerun);
+        }
+        status.add_reruns(earlier.iter().filter_map(|a| command_failure(a.commands.get(index)?)));
         let mut case = TestCase::new(c.command.as_str(), status);
         case.set_classname(classname);
         if let (Some(a), Some(b)) = (c.started, c.finished) {
@@ -138,6 +145,18 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
         suite.add_test_case(error_case("tear Harper down", classname, span, Some(problem), &[]));
     }
     suite
+}
+
+/// A command of an earlier attempt that failed or timed out, as a rerun of its testcase.
+fn command_failure(c: &super::model::CommandRecord) -> Option<TestRerun> {
+    let (message, ty) = match c.outcome.as_ref()? {
+        Outcome::Failed { status } => (status.clone(), "command-failed"),
+        o @ Outcome::TimedOut { .. } => (super::outcome_text(o), "timeout"),
+        Outcome::Passed | Outcome::Cancelled => return None,
+    };
+    let time = c.started.zip(c.finished).map(|(a, b)| b.saturating_sub(a));
+    let tail = (!c.tail.is_empty()).then(|| collapse(&c.tail).join("\n").into());
+    Some(TestRerun { message: Some(message.into()), ty: Some(ty.into()), stack_trace: tail, time, ..TestRerun::new(NonSuccessKind::Failure) })
 }
 
 /// An instance from its address to its release: an error carrying what went wrong (and its

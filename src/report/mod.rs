@@ -239,6 +239,84 @@ mod tests {
         (events, record)
     }
 
+    /// Three shards, one after another: `api` passes; `db`'s command fails with a tail that holds
+    /// a bare `\r` and a workflow command; `auth` fails on 127.0.0.3 and then passes on a fresh
+    /// instance on 127.0.0.4 (flaky). Fixed times, so whatever renders it renders the same text.
+    fn three_shards() -> Vec<Event> {
+        use crate::run::events::{Attempt, BootLogs, EventKind, ExitCode, InstancePhase, ShardId, ShardInfo, ShardStatus};
+        let names = ["api", "db", "auth"];
+        let infos: Vec<ShardInfo> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ShardInfo { name: (*n).into(), index: i + 1, total: 3, commands: vec![format!("node --test tests/{n}.test.mjs")], log_dir: format!("r/{n}").into() })
+            .collect();
+        let ids: Vec<ShardId> = ShardId::each(&infos).map(|(id, _)| id).collect();
+        let ms = std::time::Duration::from_millis;
+        let started_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
+        let mut kinds = vec![(0, EventKind::RunStarted { shards: infos, concurrency: 1, report_dir: "r".into(), started_at, flaky_fails: false })];
+        let mut t = 0u64;
+        // One attempt of `shard` on `addr`: boot 200 ms, the command `run` ms, teardown 100 ms.
+        let attempt = |kinds: &mut Vec<(u64, EventKind)>, t: &mut u64, shard: ShardId, name: &str, attempt: Attempt, addr: u8, run: u64, failure: Option<Vec<String>>, retrying: Option<&str>| {
+            let main = |phase: InstancePhase| EventKind::Instance { shard, attempt, id: "main".into(), phase };
+            let dir = if attempt.attempt == 1 { format!("r/{name}") } else { format!("r/{name}/attempt-{}", attempt.attempt) };
+            let logs = BootLogs { stdout: format!("{dir}/harper/stdout.log").into(), stderr: format!("{dir}/harper/stderr.log").into() };
+            let outcome = if failure.is_some() { Outcome::Failed { status: "exit code 1".into() } } else { Outcome::Passed };
+            let status = if failure.is_some() { ShardStatus::Failed } else { ShardStatus::Passed };
+            let cause = failure.as_ref().map(|_| format!("`node --test tests/{name}.test.mjs` failed: exit code 1"));
+            let steps = [
+                (0, EventKind::AttemptStarted { shard, attempt, log_dir: dir.clone().into(), junit_dir: format!("{dir}/junit").into(), commands: vec![format!("node --test tests/{name}.test.mjs")], retrying: retrying.map(str::to_owned) }),
+                (10, main(InstancePhase::Acquired { name: "main".into(), addr: std::net::Ipv4Addr::new(127, 0, 0, addr) })),
+                (10, main(InstancePhase::Booting { pid: 100 + u32::from(addr), rootpath: "/nowhere".into(), logs })),
+                (210, main(InstancePhase::Ready { took: ms(200) })),
+                (210, EventKind::CommandStarted { shard, attempt, command: 0, log: format!("{dir}/command-1.log").into() }),
+                (210 + run, EventKind::CommandFinished { shard, attempt, command: 0, outcome, tail: failure.unwrap_or_default() }),
+                (210 + run, EventKind::TeardownStarted { shard, attempt }),
+                (210 + run, main(InstancePhase::Releasing)),
+                (310 + run, main(InstancePhase::Released { problem: None })),
+                (310 + run, EventKind::AttemptFinished { shard, attempt, status, cause }),
+            ];
+            for (at, kind) in steps {
+                kinds.push((*t + at, kind));
+            }
+            *t += 310 + run;
+        };
+        let once = Attempt::first(1);
+        kinds.push((t, EventKind::ShardStarted { shard: ids[0] }));
+        attempt(&mut kinds, &mut t, ids[0], "api", once, 2, 400, None, None);
+        kinds.push((t, EventKind::ShardFinished { shard: ids[0], status: ShardStatus::Passed, cause: None }));
+        kinds.push((t, EventKind::ShardStarted { shard: ids[1] }));
+        let tail = vec!["not ok 1 - writes a record".to_owned(), "  expected 2\r::error::forged".to_owned()];
+        attempt(&mut kinds, &mut t, ids[1], "db", once, 2, 900, Some(tail), None);
+        let failed = "`node --test tests/db.test.mjs` failed: exit code 1".to_owned();
+        kinds.push((t, EventKind::ShardFinished { shard: ids[1], status: ShardStatus::Failed, cause: Some(failed) }));
+        kinds.push((t, EventKind::ShardStarted { shard: ids[2] }));
+        let first = Attempt::first(2);
+        attempt(&mut kinds, &mut t, ids[2], "auth", first, 3, 650, Some(vec!["not ok 2 - logs in".to_owned()]), None);
+        let why = "`node --test tests/auth.test.mjs` failed: exit code 1";
+        attempt(&mut kinds, &mut t, ids[2], "auth", first.next().unwrap(), 4, 500, None, Some(why));
+        kinds.push((t, EventKind::ShardFinished { shard: ids[2], status: ShardStatus::Flaky, cause: Some(why.to_owned()) }));
+        kinds.push((t, EventKind::RunFinished { exit: ExitCode(1) }));
+        kinds.into_iter().map(|(at, kind)| Event { at: ms(at), kind }).collect()
+    }
+
+    /// Each whole text a run is rendered to, against its reviewed snapshot in
+    /// `src/report/snapshots/` (after a deliberate change: `INSTA_UPDATE=always cargo test`, then
+    /// review the diff as any other).
+    #[test]
+    fn every_rendering_of_a_run_matches_its_reviewed_snapshot() {
+        let events = three_shards();
+        let mut record = RunRecord::new();
+        for event in &events {
+            record.apply(event);
+        }
+        let console = shown(|out| Box::new(console::Console::new(out, console::Verbosity::Normal)), false, &events);
+        let github = shown(|out| Box::new(github::GitHub::new(out, github::StepFiles::default(), place::Place::default())), true, &events);
+        insta::assert_snapshot!("console", console);
+        insta::assert_snapshot!("github", github);
+        insta::assert_snapshot!("step_summary", summary::markdown(&record, summary::STEP_SUMMARY_LIMIT));
+        insta::assert_snapshot!("junit", junit::render(&record).unwrap());
+    }
+
     /// What a reporter writing through an [`out::Out`] shows of `events`, read back through a pipe.
     fn shown(reporter: impl FnOnce(out::Out) -> Box<dyn Reporter>, github: bool, events: &[Event]) -> String {
         let (mut reader, writer) = std::io::pipe().unwrap();

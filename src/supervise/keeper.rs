@@ -28,7 +28,7 @@
 //!
 //! System calls go through nix's safe wrappers. Two things stay `unsafe`: taking ownership of
 //! the two descriptors named on the command line, and the code that runs in the child between
-//! fork and exec.
+//! fork and exec (the reasons: docs/decisions.md).
 //!
 //! Not for: readiness, logs, ports. Those stay in the tool, which reads the child's output.
 
@@ -437,9 +437,9 @@ impl ReportPipe {
 
 /// Signals as a set of flags plus a wake-up byte on a socket that `poll` can wait on, through
 /// signal-hook: its handlers only store a flag and send a byte, async-signal-safe with errno
-/// kept. That is all our own sigaction code did, so nothing of it was worth keeping. One
-/// difference: without `SA_NOCLDSTOP`, a child that stops wakes the loop too, which costs a
-/// reap that finds nothing. Both ends are close-on-exec, so the child never holds them.
+/// kept. A child that stops wakes the loop too (no `SA_NOCLDSTOP`), which costs a reap that
+/// finds nothing. Both ends are close-on-exec, so the child never holds them. Why signal-hook:
+/// docs/decisions.md.
 struct Signals {
     delivery: SignalDelivery<UnixStream, SignalOnly>,
 }

@@ -7,8 +7,8 @@
 //!
 //! One implementation per platform: on Linux procfs reads `/proc`; elsewhere (macOS) sysinfo
 //! answers, and where even it cannot, the answer is "unknown", which every caller treats as the
-//! cautious choice. The sysinfo answers are built on Linux too, where a test holds them to
-//! procfs's.
+//! cautious choice. On Linux the sysinfo answers are built only for the unit tests (sysinfo is a
+//! dev-dependency there), which hold them to procfs's.
 //!
 //! Not for: starting processes (`supervise`), or deciding which to end (`pool::sweep`, the
 //! keeper's replacement in `supervise::handle`).
@@ -314,9 +314,9 @@ mod imp {
     }
 }
 
-/// The same answers through sysinfo, for systems without `/proc`. Compiled everywhere, so that
-/// Linux CI builds it and its test compares it with procfs.
-#[cfg_attr(target_os = "linux", allow(dead_code))]
+/// The same answers through sysinfo, for systems without `/proc`. On Linux only in the unit
+/// tests, so that Linux CI builds it and compares it with procfs.
+#[cfg(any(not(target_os = "linux"), test))]
 mod portable {
     use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
 

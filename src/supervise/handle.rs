@@ -189,8 +189,7 @@ impl Kept {
                 _ = tokio::time::sleep_until(limit) => break false,
                 _ = tokio::time::sleep_until(hurry_at.unwrap_or(limit)), if hurry_at.is_some() && !hurried => {
                     hurried = true;
-                    // SAFETY: kill has no memory-safety preconditions.
-                    unsafe { libc::kill(self.keeper_pid as i32, keeper::NOW) };
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.keeper_pid as i32), keeper::NOW);
                 }
                 until = &mut hurry, if !told => {
                     told = true;

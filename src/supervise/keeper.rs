@@ -9,9 +9,9 @@
 //! instead of to init.
 //!
 //! What it watches, in one `poll` loop:
-//! - the **lifeline**: a pipe whose write end only the tool holds (`O_CLOEXEC` there, and every
-//!   inherited descriptor is made close-on-exec here, so neither the child nor anything else
-//!   keeps it open). `grace <ms>` lines update the grace; EOF means teardown. The kernel closes
+//! - the **lifeline**: a pipe whose write end only the tool holds (`O_CLOEXEC` there, and the
+//!   child is started with every descriptor above stderr close-on-exec, so it holds neither
+//!   pipe). `grace <ms>` lines update the grace; EOF means teardown. The kernel closes
 //!   the tool's end when the tool dies, SIGKILL and the OOM killer included.
 //! - signals, through signal-hook's self-pipe: SIGCHLD (reap), SIGTERM / SIGINT / SIGHUP
 //!   (teardown now, with the grace), SIGUSR2 (teardown now, no grace: the tool's second-signal
@@ -23,18 +23,30 @@
 //! is left to reap. What happened goes back to the tool as lines on the **report pipe**
 //! ([`Report`]). The keeper never writes to its stdout or stderr after the child starts (they
 //! are the child's output pipes, which the tool reads); SIGPIPE is ignored so a dead reader
-//! cannot stop a teardown.
+//! cannot stop a teardown (Rust's runtime ignores it before `main`, and std's `Command` restores
+//! the default in the child).
+//!
+//! System calls go through nix's safe wrappers. Two things stay `unsafe`: taking ownership of
+//! the two descriptors named on the command line, and the code that runs in the child between
+//! fork and exec (the reasons: docs/decisions.md).
 //!
 //! Not for: readiness, logs, ports. Those stay in the tool, which reads the child's output.
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsRawFd, RawFd};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Pid, getppid};
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
 
@@ -50,9 +62,11 @@ pub const NO_KEEPER_VAR: &str = "HARPER_SHARD_UNSAFE_NO_KEEPER";
 
 /// The parent-death signal: only a hint, checked against `getppid()`, because the kernel also
 /// sends it when the *thread* that spawned the keeper exits while the tool lives on.
-const PARENT_DIED: libc::c_int = libc::SIGUSR1;
+const PARENT_DIED: Signal = Signal::SIGUSR1;
 /// "Tear down now, no grace": the tool's second-signal fast path.
-pub const NOW: libc::c_int = libc::SIGUSR2;
+pub const NOW: Signal = Signal::SIGUSR2;
+/// Signals that tear the child down with its grace.
+const TEARDOWN: [Signal; 3] = [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP];
 /// How long SIGKILLs are repeated for before the keeper gives up on an unkillable process.
 const KILL_LIMIT: Duration = Duration::from_secs(5);
 
@@ -170,12 +184,17 @@ pub fn main(argv: &[OsString]) -> u8 {
             return 2;
         }
     };
-    // SAFETY: setting a signal to SIG_IGN has no preconditions.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    close_on_exec_above_stderr();
-    let report = ReportPipe(args.report);
-    platform::become_subreaper();
-    platform::signal_on_parent_death(PARENT_DIED);
+    let (lifeline, report) = match adopt(&args) {
+        Ok(pipes) => pipes,
+        Err(e) => {
+            eprintln!("harper-shard {SUBCOMMAND}: {e}. This subcommand is internal: `harper-shard run` starts it.");
+            return 2;
+        }
+    };
+    let report = ReportPipe(report);
+    if let Err(e) = platform::watch_orphans_and_parent() {
+        report.send(&Report::Note(format!("the keeper cannot watch its tool and adopt orphans: {e}")));
+    }
     if parent_gone(args.parent) {
         report.send(&Report::Failed("the tool exited before its child could be started".into()));
         return 1;
@@ -194,76 +213,104 @@ pub fn main(argv: &[OsString]) -> u8 {
             return 1;
         }
     };
-    report.send(&Report::Started { pid: leader as u32 });
+    report.send(&Report::Started { pid: leader.as_raw() as u32 });
     release_stdio();
     let mut keeper = Keeper { leader, status: None, report, signals, adopted: BTreeSet::new() };
-    let grace = keeper.watch(&args);
+    let grace = keeper.watch(lifeline, &args);
     let killed = keeper.teardown(grace);
     keeper.report.send(&Report::Done { killed, adopted: keeper.adopted.len() as u32 });
     0
 }
 
+/// The lifeline's read end and the report pipe's write end, owned from here on. Each must be
+/// an open descriptor above stderr, and they must differ: two owners of one descriptor would
+/// close it twice.
+fn adopt(args: &Args) -> Result<(File, File), String> {
+    let open = process::open_fds();
+    for (flag, fd) in [("--lifeline", args.lifeline), ("--report", args.report)] {
+        if fd <= 2 || open.as_ref().is_some_and(|open| !open.contains(&fd)) {
+            return Err(format!("{flag} {fd}: not an open descriptor above stderr"));
+        }
+    }
+    if args.lifeline == args.report {
+        return Err(format!("--lifeline and --report are both descriptor {}: they must be two pipes", args.lifeline));
+    }
+    // SAFETY: the tool opened these two descriptors for this process and named them on its
+    // command line; they are open (checked above, where the system can list them), distinct, and
+    // nothing else here owns them. No safe call can make this claim of ownership.
+    let (lifeline, report) = unsafe { (OwnedFd::from_raw_fd(args.lifeline), OwnedFd::from_raw_fd(args.report)) };
+    Ok((File::from(lifeline), File::from(report)))
+}
+
 /// Starts the child in a new process group; it inherits the keeper's environment (with the
-/// token), working directory and standard streams.
-fn start(args: &Args) -> std::io::Result<i32> {
-    let keeper = std::process::id();
+/// token), working directory and standard streams, and no other descriptor.
+fn start(args: &Args) -> std::io::Result<Pid> {
+    let keeper = Pid::this();
+    // Listed here, because the child may not allocate between fork and exec.
+    let inherited: Vec<RawFd> = process::open_fds().unwrap_or_else(|| (3..1024).collect()).into_iter().filter(|fd| *fd > 2).collect();
     let mut cmd = std::process::Command::new(&args.program);
     cmd.args(&args.args).process_group(0);
-    // SAFETY: only async-signal-safe calls (signal, prctl, getppid) between fork and exec.
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: fcntl, prctl and getppid, each a single system call that neither
+    // allocates nor locks. It stays raw because nix's `fcntl` needs an owned or borrowed
+    // descriptor, and the inherited ones are neither ours to own nor known to be open.
     unsafe {
         cmd.pre_exec(move || {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            // The lifeline, the report pipe and whatever the tool inherited: a copy of the
+            // report pipe's write end in the child would keep the tool from seeing the
+            // keeper's EOF. A descriptor listed but already closed fails with EBADF, harmlessly.
+            for fd in &inherited {
+                libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
             platform::child_dies_with_keeper(keeper)
         });
     }
     let child = cmd.spawn()?;
     // The keeper reaps with waitpid(-1); the std handle is not needed.
-    Ok(child.id() as i32)
+    Ok(Pid::from_raw(child.id() as i32))
 }
 
 struct Keeper {
-    leader: i32,
+    leader: Pid,
     status: Option<i32>,
     report: ReportPipe,
     signals: Signals,
     /// Processes other than the leader that were reparented here and had to be ended.
-    adopted: BTreeSet<i32>,
+    adopted: BTreeSet<Pid>,
 }
 
 impl Keeper {
     /// Waits until the child must go; returns the grace it gets.
-    fn watch(&mut self, args: &Args) -> Duration {
+    fn watch(&mut self, mut lifeline: File, args: &Args) -> Duration {
         let mut grace = args.grace;
         let mut pending = Vec::new();
         loop {
-            let mut fds = [
-                libc::pollfd { fd: args.lifeline, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.signals.fd(), events: libc::POLLIN, revents: 0 },
-            ];
-            // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
+            let (n, lifeline_stirred) = {
+                let mut fds = [PollFd::new(lifeline.as_fd(), PollFlags::POLLIN), PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
+                let n = poll(&mut fds, PollTimeout::from(1000u16));
+                (n, fds[0].any().unwrap_or(true))
+            };
             self.reap();
-            if n < 0 {
-                continue;
-            }
+            let Ok(n) = n else { continue };
             // They come as a set, not in order of arrival: no grace wins over a grace.
             let arrived = self.signals.drain();
             if arrived.contains(&NOW) {
                 return Duration::ZERO;
             }
             let gone = arrived.contains(&PARENT_DIED) && parent_gone(args.parent);
-            if gone || arrived.iter().any(|s| [libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(s)) {
+            if gone || arrived.iter().any(|s| TEARDOWN.contains(s)) {
                 return grace;
             }
-            if fds[0].revents != 0 {
+            if lifeline_stirred {
                 let mut buf = [0u8; 256];
-                // SAFETY: reading into a local buffer of the stated length.
-                let got = unsafe { libc::read(args.lifeline, buf.as_mut_ptr().cast(), buf.len()) };
-                if got == 0 || (got < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted) {
-                    return grace;
-                }
+                let got = match lifeline.read(&mut buf) {
+                    Ok(0) => return grace,
+                    Ok(got) => got,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                    Err(_) => return grace,
+                };
                 if got > 0 {
-                    pending.extend_from_slice(&buf[..got as usize]);
+                    pending.extend_from_slice(&buf[..got]);
                     while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                         let line: Vec<u8> = pending.drain(..=end).collect();
                         if let Some(ms) = std::str::from_utf8(&line).ok().and_then(|l| l.trim().strip_prefix("grace ")?.parse().ok()) {
@@ -283,7 +330,7 @@ impl Keeper {
     /// SIGTERM, the grace, then SIGKILL until nothing is left. True when SIGKILL was needed.
     fn teardown(&mut self, grace: Duration) -> bool {
         self.reap();
-        self.signal_everything(libc::SIGTERM, false);
+        self.signal_everything(Signal::SIGTERM, false);
         let deadline = Instant::now() + grace;
         while self.anything_left() {
             let now = Instant::now();
@@ -298,7 +345,7 @@ impl Keeper {
         let limit = Instant::now() + KILL_LIMIT;
         while self.anything_left() {
             killed = true;
-            self.signal_everything(libc::SIGKILL, true);
+            self.signal_everything(Signal::SIGKILL, true);
             if Instant::now() >= limit {
                 self.report.send(&Report::Note(format!(
                     "gave up after {}s of SIGKILL: a process of the group {} does not die (uninterruptible sleep?)",
@@ -316,105 +363,83 @@ impl Keeper {
     }
 
     /// Signals the child's group and every process reparented to the keeper.
-    fn signal_everything(&mut self, sig: libc::c_int, count: bool) {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(-self.leader, sig) };
-        for pid in process::children(std::process::id()).into_iter().filter_map(|p| i32::try_from(p).ok()) {
+    fn signal_everything(&mut self, sig: Signal, count: bool) {
+        let _ = killpg(self.leader, sig);
+        for pid in process::children(std::process::id()).into_iter().filter_map(|p| i32::try_from(p).ok()).map(Pid::from_raw) {
             if count && pid != self.leader {
                 self.adopted.insert(pid);
             }
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, sig) };
+            let _ = kill(pid, sig);
         }
     }
 
     /// Reaps every child that has ended; reports the leader's status. True while children remain.
     fn reap(&mut self) -> bool {
         loop {
-            let mut raw = 0;
-            // SAFETY: `raw` is a valid out-pointer.
-            let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
-            if pid > 0 {
-                if pid == self.leader && self.status.is_none() {
-                    self.status = Some(raw);
-                    self.report.send(&Report::Exited(raw));
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => return true,
+                Ok(status) => {
+                    if status.pid() == Some(self.leader)
+                        && self.status.is_none()
+                        && let Some(raw) = raw_status(status)
+                    {
+                        self.status = Some(raw);
+                        self.report.send(&Report::Exited(raw));
+                    }
                 }
-                continue;
+                Err(Errno::EINTR) => {}
+                Err(_) => return false,
             }
-            if pid == 0 {
-                return true;
-            }
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return false;
         }
     }
 
     fn anything_left(&mut self) -> bool {
         let children = self.reap();
-        // SAFETY: signal 0 only checks for existence.
-        let group = unsafe { libc::kill(-self.leader, 0) } == 0;
+        let group = killpg(self.leader, None).is_ok();
         children || group
     }
 }
 
-fn parent_gone(parent: u32) -> bool {
-    // SAFETY: getppid cannot fail.
-    (unsafe { libc::getppid() }) as u32 != parent
+/// An ended child's status as the raw wait status `ExitStatus::from_raw` reads on the tool's
+/// side: the exit code in the second byte, or the signal in the low seven bits with the core
+/// dump flag above them (the layout of Linux and the BSDs alike). `None` for a status that is
+/// not an end (stopped, continued).
+fn raw_status(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some((code & 0xff) << 8),
+        WaitStatus::Signaled(_, signal, core) => Some(signal as i32 | if core { 0x80 } else { 0 }),
+        _ => None,
+    }
 }
 
-/// Every inherited descriptor above stderr becomes close-on-exec, so that the child inherits
-/// only its three standard streams: above all not the lifeline, whose copy in the child would
-/// keep it from ever reaching EOF.
-fn close_on_exec_above_stderr() {
-    let listed = process::open_fds().unwrap_or_else(|| (3..1024).collect());
-    for fd in listed.into_iter().filter(|fd| *fd > 2) {
-        // SAFETY: F_SETFD on a descriptor that may not exist fails harmlessly with EBADF.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
+fn parent_gone(parent: u32) -> bool {
+    getppid().as_raw() as u32 != parent
 }
 
 /// Points the keeper's stdout and stderr at /dev/null, so that the child's output pipes reach
 /// EOF when the child's processes are gone, not when the keeper is.
 fn release_stdio() {
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        use std::os::fd::AsRawFd;
-        // SAFETY: dup2 onto the standard descriptors, which this process no longer uses.
-        unsafe {
-            libc::dup2(null.as_raw_fd(), 1);
-            libc::dup2(null.as_raw_fd(), 2);
-        }
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
     }
 }
 
 /// The write end of the report pipe. Writes to a tool that is gone fail with EPIPE, which is
 /// ignored: the teardown goes on regardless.
-struct ReportPipe(RawFd);
+struct ReportPipe(File);
 
 impl ReportPipe {
     fn send(&self, report: &Report) {
-        let line = report.line();
-        let mut bytes = line.as_bytes();
-        while !bytes.is_empty() {
-            // SAFETY: writing from a valid slice.
-            let n = unsafe { libc::write(self.0, bytes.as_ptr().cast(), bytes.len()) };
-            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            if n <= 0 {
-                return;
-            }
-            bytes = &bytes[n as usize..];
-        }
+        let _ = (&self.0).write_all(report.line().as_bytes());
     }
 }
 
 /// Signals as a set of flags plus a wake-up byte on a socket that `poll` can wait on, through
 /// signal-hook: its handlers only store a flag and send a byte, async-signal-safe with errno
-/// kept. That is all our own sigaction code did, so nothing of it was worth keeping. One
-/// difference: without `SA_NOCLDSTOP`, a child that stops wakes the loop too, which costs a
-/// reap that finds nothing. Both ends are close-on-exec, so the child never holds them.
+/// kept. A child that stops wakes the loop too (no `SA_NOCLDSTOP`), which costs a reap that
+/// finds nothing. Both ends are close-on-exec, so the child never holds them. Why signal-hook:
+/// docs/decisions.md.
 struct Signals {
     delivery: SignalDelivery<UnixStream, SignalOnly>,
 }
@@ -422,51 +447,48 @@ struct Signals {
 impl Signals {
     fn install() -> std::io::Result<Signals> {
         let (read, write) = UnixStream::pair()?;
-        let watched = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP, PARENT_DIED, NOW];
+        let watched = [Signal::SIGCHLD, TEARDOWN[0], TEARDOWN[1], TEARDOWN[2], PARENT_DIED, NOW].map(|s| s as libc::c_int);
         Ok(Signals { delivery: SignalDelivery::with_pipe(read, write, SignalOnly, watched)? })
     }
 
-    fn fd(&self) -> RawFd {
-        self.delivery.get_read().as_raw_fd()
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.delivery.get_read().as_fd()
     }
 
     /// The signals that arrived since the last call, each once.
-    fn drain(&mut self) -> Vec<libc::c_int> {
-        self.delivery.pending().collect()
+    fn drain(&mut self) -> Vec<Signal> {
+        self.delivery.pending().filter_map(|s| Signal::try_from(s).ok()).collect()
     }
 
     /// Sleeps until a signal arrives or `limit` passes; returns [`NOW`] if that was among them.
-    fn wait(&mut self, limit: Duration) -> Option<libc::c_int> {
-        let mut fd = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
-        let ms = limit.as_millis().clamp(1, 1000) as libc::c_int;
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut fd, 1, ms) };
+    fn wait(&mut self, limit: Duration) -> Option<Signal> {
+        let ms = limit.as_millis().clamp(1, 1000) as u16;
+        let _ = poll(&mut [PollFd::new(self.fd(), PollFlags::POLLIN)], PollTimeout::from(ms));
         self.drain().into_iter().find(|s| *s == NOW)
     }
 }
 
 #[cfg(target_os = "linux")]
 mod platform {
-    /// Orphans of the child's tree are reparented to the keeper instead of to init.
-    pub fn become_subreaper() {
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    }
+    use nix::errno::Errno;
+    use nix::sys::prctl;
+    use nix::sys::signal::Signal;
+    use nix::unistd::{Pid, getppid};
 
-    pub fn signal_on_parent_death(sig: libc::c_int) {
-        // SAFETY: as above.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) };
+    /// Orphans of the child's tree are reparented to the keeper instead of to init, and the
+    /// keeper hears of its tool's death through [`super::PARENT_DIED`].
+    pub fn watch_orphans_and_parent() -> nix::Result<()> {
+        prctl::set_child_subreaper(true)?;
+        prctl::set_pdeathsig(super::PARENT_DIED)
     }
 
     /// In the child, between fork and exec: SIGKILL when the keeper dies (exact, as the keeper
     /// has one thread), unless the keeper is already gone, in which case do not start at all.
-    pub fn child_dies_with_keeper(keeper: u32) -> std::io::Result<()> {
-        // SAFETY: prctl and getppid are async-signal-safe.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-            if libc::getppid() as u32 != keeper {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
+    /// Neither call allocates: each is one system call and a read of errno.
+    pub fn child_dies_with_keeper(keeper: Pid) -> std::io::Result<()> {
+        prctl::set_pdeathsig(Signal::SIGKILL)?;
+        if getppid() != keeper {
+            return Err(Errno::ESRCH.into());
         }
         Ok(())
     }
@@ -477,9 +499,10 @@ mod platform {
 /// group go to launchd and only the token sweep can find them.
 #[cfg(not(target_os = "linux"))]
 mod platform {
-    pub fn become_subreaper() {}
-    pub fn signal_on_parent_death(_sig: libc::c_int) {}
-    pub fn child_dies_with_keeper(_keeper: u32) -> std::io::Result<()> {
+    pub fn watch_orphans_and_parent() -> nix::Result<()> {
+        Ok(())
+    }
+    pub fn child_dies_with_keeper(_keeper: nix::unistd::Pid) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -504,6 +527,19 @@ mod tests {
             args: vec!["-c".into(), "--grace-ms 1 -- x".into()],
         };
         assert_eq!(Args::parse(&args.to_argv()), Ok(args));
+    }
+
+    #[test]
+    fn an_ended_childs_status_reaches_the_tool_as_it_ended() {
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::ExitStatus;
+        let pid = Pid::from_raw(12);
+        let read = |status| raw_status(status).map(ExitStatus::from_raw).map(|s| (s.code(), s.signal(), s.core_dumped()));
+        assert_eq!(read(WaitStatus::Exited(pid, 0)), Some((Some(0), None, false)));
+        assert_eq!(read(WaitStatus::Exited(pid, 255)), Some((Some(255), None, false)));
+        assert_eq!(read(WaitStatus::Signaled(pid, Signal::SIGKILL, false)), Some((None, Some(9), false)));
+        assert_eq!(read(WaitStatus::Signaled(pid, Signal::SIGSEGV, true)), Some((None, Some(11), true)));
+        assert_eq!(read(WaitStatus::Stopped(pid, Signal::SIGSTOP)), None, "a stop is not an end");
     }
 
     #[test]

@@ -286,8 +286,7 @@ pub fn kill_all_now() {
     for (pid, keeper) in groups {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         if let Some(keeper) = keeper {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(keeper as i32, keeper::NOW) };
+            let _ = nix::sys::signal::kill(Pid::from_raw(keeper as i32), keeper::NOW);
         }
     }
 }

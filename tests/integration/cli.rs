@@ -14,8 +14,8 @@ const TWO_SHARDS: &str = "version: 1\nshards:\n  - name: sql\n    run: \"true\"\
 
 
 /// `harper-shard args…` from the sandbox, killed and failed if it runs past `LIMIT`: what these
-/// tests pin used to hang (a FIFO) or grind on (twenty million partitions), and a test must
-/// fail, not hang, when that comes back.
+/// tests pin can hang (a FIFO) or grind on (twenty million partitions) when it breaks, and a
+/// test must then fail, not hang.
 fn within(sandbox: &Sandbox, args: &[&str]) -> Run {
     const LIMIT: Duration = Duration::from_secs(10);
     let (out, err) = (sandbox.path("within.out"), sandbox.path("within.err"));
@@ -90,7 +90,7 @@ fn a_flag_beats_the_opposite_variable_but_two_flags_or_two_variables_that_disagr
     assert!(bad_level.stderr().contains("use a level (0, 1, 2) or true / false"), "{}", bad_level.stderr());
 }
 
-/// `--partition 1/4294967295` used to allocate a bin per partition (34 GB) and abort.
+/// `--partition 1/4294967295` must not allocate a bin per partition (34 GB) and abort.
 #[test]
 fn a_partition_count_past_the_shard_count_costs_no_more_than_the_shards() {
     let sandbox = Sandbox::new();
@@ -103,7 +103,7 @@ fn a_partition_count_past_the_shard_count_costs_no_more_than_the_shards() {
     assert_eq!(selected(&last), serde_json::json!([]));
 }
 
-/// `matrix --partitions 20000000` used to build twenty million jobs and run out of memory.
+/// `matrix --partitions 20000000` must not build twenty million jobs and run out of memory.
 #[test]
 fn a_matrix_has_at_most_one_job_per_shard() {
     let sandbox = Sandbox::new();
@@ -128,7 +128,8 @@ fn fifo(sandbox: &Sandbox, name: &str) -> std::path::PathBuf {
     path
 }
 
-/// A FIFO nobody writes to used to hang the read forever; `/dev/zero` read until out of memory.
+/// A FIFO nobody writes to must not hang the read forever, nor `/dev/zero` be read until out of
+/// memory.
 #[test]
 fn a_plan_that_is_not_a_regular_file_or_is_too_large_is_refused_at_once() {
     let sandbox = Sandbox::new();

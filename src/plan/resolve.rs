@@ -161,37 +161,41 @@ fn position(at: &Location) -> Position {
 /// errors; relative paths (`bin`, fixtures) resolve against the plan's directory. A request that
 /// names `package` or `bin` replaces both of the shard's: the instance runs that Harper.
 pub fn instance_request(source: &Path, plan_dir: &Path, shard: &RawHarper, text: &str) -> Result<HarperSpec, PlanError> {
-    let over: RawHarper = super::load::parse_as(source, text)?;
-    let env = |_: &str| None;
-    let timings = Timings::default();
-    let cx = Context { env: &env, cpus: 1, timings: &timings, retries: None, flaky_fails: false };
-    let r = Resolver { file: source, text, cx: &cx };
-    r.same_runtime(&over)?;
-    if over.boot.is_some() || over.instances.is_some() {
-        return Err(r.err("`boot` and `instances` are the shard's, not an instance's").hint("set them in the plan"));
-    }
-    let mut base = shard.clone();
-    if over.package.is_some() || over.bin.is_some() {
-        (base.package, base.bin) = (None, None);
-    }
-    r.harper(plan_dir, merge(&base, Some(&over)), "request")
+    request(source, text, |r, over| {
+        if over.boot.is_some() || over.instances.is_some() {
+            return Err(r.err("`boot` and `instances` are the shard's, not an instance's").hint("set them in the plan"));
+        }
+        let mut base = shard.clone();
+        if over.package.is_some() || over.bin.is_some() {
+            (base.package, base.bin) = (None, None);
+        }
+        r.harper(plan_dir, merge(&base, Some(&over)), "request")
+    })
 }
 
 /// The Harper a `start` of a stopped instance names (`text`: a JSON object with `package` or
 /// `bin`, nothing else), for an instance that runs on `runtime`, checked by the plan's rules.
 pub fn source_request(source: &Path, plan_dir: &Path, runtime: Runtime, text: &str) -> Result<HarperSource, PlanError> {
+    request(source, text, |r, over| {
+        match (&over.package, &over.bin) {
+            (Some(_), Some(_)) => return Err(r.err("`package` and `bin` name two Harpers").hint("give one of them")),
+            (None, None) => return Err(r.err("no Harper named").hint("give `package` (an npm spec) or `bin` (a path)")),
+            _ => {}
+        }
+        r.source(plan_dir, &over, runtime, "request")
+    })
+}
+
+/// A control request's Harper keys, parsed and handed to `check` with a resolver for them: no
+/// fallback variables, no timings, and never a change of `runtime`.
+fn request<T>(source: &Path, text: &str, check: impl FnOnce(&Resolver, RawHarper) -> Result<T, PlanError>) -> Result<T, PlanError> {
     let over: RawHarper = super::load::parse_as(source, text)?;
     let env = |_: &str| None;
     let timings = Timings::default();
     let cx = Context { env: &env, cpus: 1, timings: &timings, retries: None, flaky_fails: false };
     let r = Resolver { file: source, text, cx: &cx };
     r.same_runtime(&over)?;
-    match (&over.package, &over.bin) {
-        (Some(_), Some(_)) => return Err(r.err("`package` and `bin` name two Harpers").hint("give one of them")),
-        (None, None) => return Err(r.err("no Harper named").hint("give `package` (an npm spec) or `bin` (a path)")),
-        _ => {}
-    }
-    r.source(plan_dir, &over, runtime, "request")
+    check(&r, over)
 }
 
 struct Part {

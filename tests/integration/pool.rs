@@ -6,14 +6,14 @@
 //! Every test has its own pool directory and its own address range, so they do not contend
 //! with each other or with other test files.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Run, Sandbox, fake_plan};
+use support::{Sandbox, fake_plan, run};
 
 /// `harper-shard` from `sandbox`, on the sandbox's own pool directory.
 fn pooled(sandbox: &Sandbox) -> Command {
@@ -22,11 +22,6 @@ fn pooled(sandbox: &Sandbox) -> Command {
     cmd
 }
 
-fn run(mut cmd: Command) -> Run {
-    let started = Instant::now();
-    let output = cmd.output().expect("run harper-shard");
-    Run { output, took: started.elapsed() }
-}
 
 /// The plan's `pool:` and `run:` lines.
 fn pool_yaml(start: &str, count: u32, wait: &str, concurrency: usize) -> String {
@@ -384,7 +379,7 @@ fn one_broken_slot_is_skipped(start: &str, next: &str, break_it: impl FnOnce(&st
 
 #[test]
 fn a_slot_lock_that_is_a_directory_is_skipped_and_the_next_address_used() {
-    one_broken_slot_is_skipped("127.0.49.2", "127.0.49.3", |dir| std::fs::create_dir(dir.join("127.0.49.2.lock")).unwrap());
+    one_broken_slot_is_skipped("127.0.54.2", "127.0.54.3", |dir| std::fs::create_dir(dir.join("127.0.54.2.lock")).unwrap());
 }
 
 #[test]

@@ -2,21 +2,16 @@
 //! counts past the shard count, plan and timings paths that are not regular files, and a reader
 //! that closes stdout early.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Run, Sandbox, fake_plan};
+use support::{Run, Sandbox, fake_plan, run};
 
 const TWO_SHARDS: &str = "version: 1\nshards:\n  - name: sql\n    run: \"true\"\n  - name: api\n    run: \"true\"\n";
 
-fn run(mut cmd: Command) -> Run {
-    let started = Instant::now();
-    let output = cmd.output().expect("run harper-shard");
-    Run { output, took: started.elapsed() }
-}
 
 /// `harper-shard args…` from the sandbox, killed and failed if it runs past `LIMIT`: what these
 /// tests pin used to hang (a FIFO) or grind on (twenty million partitions), and a test must

@@ -7,7 +7,7 @@
 //! parallel without meeting. Synchronisation is on files the fake server or the command write,
 //! and on /proc; never on sleeps.
 
-mod support;
+use crate::support;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -17,48 +17,12 @@ use std::time::{Duration, Instant};
 use harper_shard::process;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{DEFAULT_PORTS, Sandbox, fake_plan};
+use support::{DEFAULT_PORTS, Sandbox, Scene, fake_plan};
 
-/// A sandbox whose plans use a one-address pool of their own.
-struct Scene {
-    sandbox: Sandbox,
-    addr: &'static str,
-}
-
+/// What only the fault tests ask of a scene.
 impl Scene {
-    fn new(addr: &'static str) -> Scene {
-        Scene { sandbox: Sandbox::new(), addr }
-    }
-
-    fn pool(&self) -> String {
-        format!("pool: {{start: {}, count: 1, wait: 5s}}\n", self.addr)
-    }
-
-    /// Writes `harper-shards.yml`: the fake server with `directives`, `extra` YAML after the
-    /// `harper:` keys (a `  teardown:` line there replaces the default one), this scene's pool,
-    /// and `shards`.
-    fn plan(&self, directives: &str, extra: &str, shards: &str) {
-        let mut plan = fake_plan(directives, extra, shards).replace("shards:\n", &format!("{}shards:\n", self.pool()));
-        if extra.contains("  teardown:") {
-            plan = plan.replacen("  teardown: {grace: 2s, port_release: 3s}\n", "", 1);
-        }
-        self.sandbox.write("harper-shards.yml", &plan);
-    }
-
-    fn command(&self) -> std::process::Command {
-        let mut cmd = self.sandbox.command();
-        cmd.env("HARPER_SHARD_POOL_DIR", self.sandbox.path("pool"));
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> support::Run {
-        let started = Instant::now();
-        let output = self.command().args(args).output().expect("run harper-shard");
-        support::Run { output, took: started.elapsed() }
-    }
-
     /// Starts `harper-shard run` in the background.
-    fn start(&self) -> Child {
+    fn spawn_run(&self) -> Child {
         self.command().arg("run").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start harper-shard")
     }
 
@@ -91,17 +55,6 @@ impl Scene {
             .filter_map(|l| l.split_once(' ').and_then(|(sig, at)| Some((sig.to_owned(), at.parse().ok()?))))
             .collect()
     }
-
-    /// The three checks every fault test ends with.
-    fn assert_nothing_left(&self) {
-        self.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || self.sandbox.leftovers().is_empty());
-        assert!(support::ports_free(self.addr, &DEFAULT_PORTS), "a port on {} is still held", self.addr);
-        let reuse = fake_plan("", "", "  - name: again\n    run: \"true\"\n")
-            .replace("shards:\n", &format!("{}shards:\n", self.pool()));
-        self.sandbox.write("again.yml", &reuse);
-        self.run(&["run", "again.yml"]).expect(0);
-        assert_eq!(self.sandbox.report()["shards"][0]["address"], self.addr, "the follow-up run got another address");
-    }
 }
 
 /// Where a server planned with [`Scene::noting_term`] notes the stop signals it receives.
@@ -130,54 +83,54 @@ fn alive(pid: i32) -> bool {
 
 #[test]
 fn sigkill_of_the_tool_while_harper_boots_leaves_nothing_behind() {
-    let scene = Scene::new("127.0.33.2");
+    let scene = Scene::new("127.0.33.2", 1);
     let started = scene.file("harper.started");
     scene.plan(&format!("delay=30s,started-file={}", started.display()), "", "  - name: a\n    run: touch ran\n");
-    let mut tool = scene.start();
+    let mut tool = scene.spawn_run();
     scene.wait_for_file("harper.started");
     sigkill(&mut tool);
-    scene.assert_nothing_left();
+    scene.assert_nothing_left_after_a_kill();
     assert!(!scene.file("ran").exists());
 }
 
 #[test]
 fn sigkill_of_the_tool_while_commands_run_leaves_nothing_behind() {
-    let scene = Scene::new("127.0.33.3");
+    let scene = Scene::new("127.0.33.3", 1);
     // The command also leaves a daemon in a session of its own, out of every process group.
     let shards = "  - name: a\n    run: \"setsid sleep 600 & sleep 600 & touch cmd.started; wait\"\n";
     scene.plan("", "", shards);
-    let mut tool = scene.start();
+    let mut tool = scene.spawn_run();
     scene.wait_for_file("cmd.started");
     sigkill(&mut tool);
-    scene.assert_nothing_left();
+    scene.assert_nothing_left_after_a_kill();
 }
 
 #[test]
 fn sigkill_of_the_tool_during_teardown_leaves_nothing_behind() {
-    let scene = Scene::new("127.0.33.4");
+    let scene = Scene::new("127.0.33.4", 1);
     // The server ignores SIGTERM, so its teardown lasts the whole 3 s grace.
     scene.plan(&scene.noting_term("ignore-term"), "  teardown: {grace: 3s, port_release: 3s}\n", "  - name: a\n    run: \"true\"\n");
-    let mut tool = scene.start();
+    let mut tool = scene.spawn_run();
     scene.wait_for_harpers_stop();
     sigkill(&mut tool);
-    scene.assert_nothing_left();
+    scene.assert_nothing_left_after_a_kill();
 }
 
 #[test]
 fn sigkill_of_the_tool_while_real_harper_boots_leaves_nothing_behind() {
-    let scene = Scene::new("127.0.33.5");
+    let scene = Scene::new("127.0.33.5", 1);
     scene.sandbox.write(
         "harper-shards.yml",
         &format!("version: 1\nharper:\n  startup: {{idle: 120s, max: 240s}}\n{}shards:\n  - name: a\n    run: touch ran\n", scene.pool()),
     );
-    let mut tool = scene.start();
+    let mut tool = scene.spawn_run();
     scene.sandbox.wait_for("Harper's node process to start", Duration::from_secs(120), || {
         scene.sandbox.leftovers().iter().any(|pid| {
             process::cmdline(*pid).is_some_and(|c| c.contains("harperdb.js"))
         })
     });
     sigkill(&mut tool);
-    scene.assert_nothing_left();
+    scene.assert_nothing_left_after_a_kill();
     assert!(!scene.file("ran").exists());
 }
 
@@ -185,7 +138,7 @@ fn sigkill_of_the_tool_while_real_harper_boots_leaves_nothing_behind() {
 fn without_the_keeper_sigkill_of_the_tool_leaves_the_server_running() {
     // The negative control: the same kill with the keeper bypassed must leave a survivor, or the
     // checks above could not fail.
-    let scene = Scene::new("127.0.33.6");
+    let scene = Scene::new("127.0.33.6", 1);
     scene.plan("", "", "  - name: a\n    run: \"touch cmd.started; sleep 600\"\n");
     let mut tool = scene.command().arg("run").env("HARPER_SHARD_UNSAFE_NO_KEEPER", "1").stderr(Stdio::null()).spawn().unwrap();
     scene.wait_for_file("cmd.started");
@@ -195,14 +148,14 @@ fn without_the_keeper_sigkill_of_the_tool_leaves_the_server_running() {
     for pid in scene.sandbox.leftovers() {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
-    scene.assert_nothing_left();
+    scene.assert_nothing_left_after_a_kill();
 }
 
 // --- children that misbehave ------------------------------------------------------------------
 
 #[test]
 fn a_server_that_ignores_sigterm_is_killed_after_the_grace() {
-    let scene = Scene::new("127.0.33.7");
+    let scene = Scene::new("127.0.33.7", 1);
     let started = scene.file("harper.started");
     let directives = scene.noting_term(&format!("ignore-term,started-file={}", started.display()));
     scene.plan(&directives, "  teardown: {grace: 1s, port_release: 3s}\n", "  - name: a\n    run: \"true\"\n");
@@ -226,14 +179,14 @@ fn a_server_that_ignores_sigterm_is_killed_after_the_grace() {
 /// itself; the teardown lasts until it has, and leaves every port free.
 #[test]
 fn a_server_that_lingers_after_sigterm_is_given_the_grace_and_stops_by_itself() {
-    let scene = Scene::new("127.0.33.23");
+    let scene = Scene::new("127.0.33.23", 1);
     let record = scene.file("record.log");
     scene.plan(&scene.noting_term(&format!("linger=1500ms,record={}", record.display())), "  teardown: {grace: 10s, port_release: 3s}\n", "  - name: a\n    run: \"true\"\n");
     let run = scene.run(&["run", "-v"]);
     run.expect(0);
     let end = support::read(&record)
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("{} end ", scene.addr))?.parse::<u128>().ok())
+        .find_map(|l| l.strip_prefix(&format!("{} end ", scene.start))?.parse::<u128>().ok())
         .unwrap_or_else(|| panic!("the server did not stop by itself: {}", run.stderr()));
     let term = scene.signals_noted().first().map(|(_, at)| *at).expect("the server got its SIGTERM");
     assert!(end - term >= Duration::from_millis(1500).as_nanos(), "it did not linger: {} ns", end - term);
@@ -247,7 +200,7 @@ fn a_server_that_lingers_after_sigterm_is_given_the_grace_and_stops_by_itself() 
 /// A shard whose server leaves a process behind with `directive` (its pid in a file, as
 /// `FAKE_HARPER_DAEMON_PIDFILE` asks): that process is gone after the run, and so is the rest.
 fn what_the_server_left_behind_is_ended(addr: &'static str, directive: &str) {
-    let scene = Scene::new(addr);
+    let scene = Scene::new(addr, 1);
     let pidfile = scene.file("left.pids");
     scene.plan(directive, "", "  - name: a\n    run: \"true\"\n");
     // The server inherits the tool's environment through its keeper.
@@ -278,7 +231,7 @@ fn a_double_forked_grandchild_holding_no_port_is_ended_too() {
 /// A boot that fails: exit 3, no command ran, the instance directory is gone. The scene (with
 /// its report directory) and what the tool said.
 fn boot_fails_and_leaves_nothing(addr: &'static str, directives: &str, startup: &str) -> (Scene, String) {
-    let scene = Scene::new(addr);
+    let scene = Scene::new(addr, 1);
     scene.plan(directives, "", "  - name: a\n    run: touch ran\n");
     let plan = support::read(&scene.file("harper-shards.yml")).replace("startup: {idle: 10s, max: 20s}", startup);
     scene.sandbox.write("harper-shards.yml", &plan);
@@ -336,10 +289,10 @@ fn a_server_that_serves_but_never_prints_the_ready_line_fails_the_boot_at_the_id
 /// refused naming the holder, teardown names it again, the run exits 3 — and once the squatter
 /// is gone the address is as good as new.
 fn squatter_after_the_canary(addr: &'static str, reuseport: bool) {
-    let scene = Scene::new(addr);
+    let scene = Scene::new(addr, 1);
     let started = scene.file("harper.started");
     scene.plan(&format!("delay=1s,started-file={}", started.display()), "  teardown: {grace: 2s, port_release: 1s}\n", "  - name: a\n    run: touch ran\n");
-    let tool = scene.start();
+    let tool = scene.spawn_run();
     scene.wait_for_file("harper.started");
     let squatter = listen(addr.parse().unwrap(), 9925, reuseport);
     let out = tool.wait_with_output().unwrap();
@@ -377,7 +330,7 @@ fn a_reuseport_listener_appearing_after_the_canary_refuses_the_boot_and_is_named
 
 #[test]
 fn an_escaped_daemon_holding_the_ports_refuses_the_boot_and_is_still_ended() {
-    let scene = Scene::new("127.0.33.15");
+    let scene = Scene::new("127.0.33.15", 1);
     scene.plan("daemon-listen", "", "  - name: a\n    run: touch ran\n");
     let run = scene.run(&["run"]);
     run.expect(3);
@@ -391,12 +344,12 @@ fn an_escaped_daemon_holding_the_ports_refuses_the_boot_and_is_still_ended() {
 /// Two shards whose servers ignore SIGTERM and whose commands never end; one signal to the
 /// tool. The plan's 5 s grace would make two sequential stops 10 s: under a signal they fit in 7.
 fn one_signal_tears_everything_down(addr: &'static str, signal: Signal, code: i32) {
-    let scene = Scene::new(addr);
+    let scene = Scene::new(addr, 1);
     let shards = "  - name: a\n    run: \"touch a.started; sleep 600\"\n  - name: b\n    run: \"touch b.started; sleep 600\"\n";
     scene.plan("ignore-term", "  teardown: {grace: 5s, port_release: 3s}\nrun: {concurrency: 2}\n", shards);
     let plan = support::read(&scene.file("harper-shards.yml")).replace("count: 1", "count: 2");
     scene.sandbox.write("harper-shards.yml", &plan);
-    let tool = scene.start();
+    let tool = scene.spawn_run();
     scene.wait_for_file("a.started");
     scene.wait_for_file("b.started");
     let sent = Instant::now();
@@ -433,14 +386,14 @@ fn sigint_tears_every_shard_down_within_7s_and_exits_130() {
 /// signal … writes no report"), which the teardown would have done.
 #[test]
 fn a_second_signal_kills_everything_at_once() {
-    let scene = Scene::new("127.0.33.20");
+    let scene = Scene::new("127.0.33.20", 1);
     let started = scene.file("harper.started");
     scene.plan(
         &scene.noting_term(&format!("ignore-term,started-file={}", started.display())),
         "  teardown: {grace: 60s, port_release: 3s}\n",
         "  - name: a\n    run: \"touch a.started; sleep 600\"\n",
     );
-    let tool = scene.start();
+    let tool = scene.spawn_run();
     scene.wait_for_file("a.started");
     let server: u32 = support::read(&started).trim().parse().unwrap();
     let sent_sigkill = |pid| process::kill_sent(pid).expect("pending signals are read from /proc");
@@ -453,16 +406,16 @@ fn a_second_signal_kills_everything_at_once() {
     assert!(sent_sigkill(server), "the tool exited with the server {server} still in its grace");
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!scene.file("report/report.json").exists(), "the tool waited for the teardown and wrote its report");
-    scene.assert_nothing_left();
+    scene.assert_nothing_left_after_a_kill();
 }
 
 // --- the keeper itself is signalled -----------------------------------------------------------
 
 #[test]
 fn sighup_to_a_keeper_tears_its_child_down_instead_of_leaving_it() {
-    let scene = Scene::new("127.0.33.21");
+    let scene = Scene::new("127.0.33.21", 1);
     scene.plan("", "", "  - name: a\n    run: \"touch cmd.started; sleep 600\"\n");
-    let tool = scene.start();
+    let tool = scene.spawn_run();
     scene.wait_for_file("cmd.started");
     let keeper = scene
         .sandbox
@@ -488,7 +441,7 @@ fn sighup_to_a_keeper_tears_its_child_down_instead_of_leaving_it() {
 /// address, which must end it before handing the address out.
 #[test]
 fn a_daemon_left_by_a_run_killed_with_its_keepers_is_ended_by_the_next_acquire() {
-    let scene = Scene::new("127.0.33.30");
+    let scene = Scene::new("127.0.33.30", 1);
     let daemon_file = scene.file("daemon.pid");
     scene.plan("daemon", "", "  - name: a\n    run: \"touch cmd.started; sleep 600\"\n");
     let plan = support::read(&scene.file("harper-shards.yml")).replace(
@@ -496,7 +449,7 @@ fn a_daemon_left_by_a_run_killed_with_its_keepers_is_ended_by_the_next_acquire()
         &format!("FAKE_HARPER: \"daemon\", FAKE_HARPER_DAEMON_PIDFILE: \"{}\"", daemon_file.display()),
     );
     scene.sandbox.write("harper-shards.yml", &plan);
-    let mut tool = scene.start();
+    let mut tool = scene.spawn_run();
     scene.wait_for_file("cmd.started");
     let daemon = pids_in(&daemon_file)[0];
     let keepers: Vec<i32> = scene
@@ -520,7 +473,7 @@ fn a_daemon_left_by_a_run_killed_with_its_keepers_is_ended_by_the_next_acquire()
     scene.sandbox.write("next.yml", &reuse);
     let run = scene.run(&["run", "next.yml"]);
     run.expect(0);
-    assert!(!alive(daemon), "the next acquire of {} did not end the daemon carrying the old token", scene.addr);
+    assert!(!alive(daemon), "the next acquire of {} did not end the daemon carrying the old token", scene.start);
     assert!(
         run.stderr().contains(&format!("pid {daemon} (fake-harper)")),
         "the sweep names what it ended: {}",
@@ -536,7 +489,7 @@ fn a_daemon_left_by_a_run_killed_with_its_keepers_is_ended_by_the_next_acquire()
 /// teardown, so the instance's directories and the address are left as they were found.
 #[test]
 fn a_fixture_that_cannot_be_copied_fails_the_shard_and_leaves_nothing() {
-    let scene = Scene::new("127.0.33.31");
+    let scene = Scene::new("127.0.33.31", 1);
     std::fs::create_dir_all(scene.file("component")).unwrap();
     scene.sandbox.write("component/config.yaml", "rest: true\n");
     nix::unistd::mkfifo(&scene.file("component/pipe"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
@@ -578,11 +531,11 @@ fn keeper_of(sandbox: &Sandbox, needle: &str) -> i32 {
 /// as its own failure (exit 3), and say that the keeper died, not that a test failed.
 #[test]
 fn a_command_keeper_that_dies_leaves_none_of_its_children_and_is_an_infrastructure_failure() {
-    let scene = Scene::new("127.0.33.40");
+    let scene = Scene::new("127.0.33.40", 1);
     let command = "sleep 961 & setsid sh -c 'echo $$ > daemon.pid; exec sleep 962' & \
                    until [ -s daemon.pid ]; do sleep 0.01; done; touch cmd.started; wait";
     scene.plan("", "", &format!("  - name: a\n    run: \"{command}\"\n"));
-    let tool = scene.start();
+    let tool = scene.spawn_run();
     scene.wait_for_file("cmd.started");
     kill(Pid::from_raw(keeper_of(&scene.sandbox, "sleep 961")), Signal::SIGKILL).unwrap();
     let out = tool.wait_with_output().unwrap();
@@ -601,7 +554,7 @@ fn a_command_keeper_that_dies_leaves_none_of_its_children_and_is_an_infrastructu
 /// in a session of its own, lives on with the shard's token. Teardown must end it and say so.
 #[test]
 fn a_harper_keeper_that_dies_leaves_no_daemon_and_is_an_infrastructure_failure() {
-    let scene = Scene::new("127.0.33.41");
+    let scene = Scene::new("127.0.33.41", 1);
     let daemon_file = scene.file("daemon.pid");
     scene.plan("daemon", "", "  - name: a\n    run: \"touch cmd.started; until [ -e go ]; do sleep 0.02; done\"\n");
     let plan = support::read(&scene.file("harper-shards.yml")).replace(
@@ -609,7 +562,7 @@ fn a_harper_keeper_that_dies_leaves_no_daemon_and_is_an_infrastructure_failure()
         &format!("FAKE_HARPER: \"daemon\", FAKE_HARPER_DAEMON_PIDFILE: \"{}\"", daemon_file.display()),
     );
     scene.sandbox.write("harper-shards.yml", &plan);
-    let tool = scene.start();
+    let tool = scene.spawn_run();
     scene.wait_for_file("cmd.started");
     let daemon = pids_in(&daemon_file)[0];
     let keeper = keeper_of(&scene.sandbox, "fake-harper");
@@ -628,7 +581,7 @@ fn a_harper_keeper_that_dies_leaves_no_daemon_and_is_an_infrastructure_failure()
 /// the tool's failure, exit 3, not a test that failed.
 #[test]
 fn a_command_that_cannot_be_started_is_an_infrastructure_failure() {
-    let scene = Scene::new("127.0.33.42");
+    let scene = Scene::new("127.0.33.42", 1);
     scene.plan("", "", "  - name: a\n    run: \"true\"\n    env: {PATH: /nonexistent}\n");
     let run = scene.run(&["run"]);
     run.expect(3);
@@ -644,9 +597,9 @@ fn a_command_that_cannot_be_started_is_an_infrastructure_failure() {
 /// of the address removes them. The shard's control directory goes with the next run.
 #[test]
 fn instance_directories_of_a_killed_run_are_shown_by_pool_status_and_removed_by_the_next_owner() {
-    let scene = Scene::new("127.0.33.43");
+    let scene = Scene::new("127.0.33.43", 1);
     scene.plan("", "", "  - name: a\n    run: \"touch cmd.started; sleep 600\"\n");
-    let mut tool = scene.start();
+    let mut tool = scene.spawn_run();
     scene.wait_for_file("cmd.started");
     sigkill(&mut tool);
     scene.sandbox.wait_for("the keepers to finish", Duration::from_secs(15), || scene.sandbox.leftovers().is_empty());
@@ -661,8 +614,8 @@ fn instance_directories_of_a_killed_run_are_shown_by_pool_status_and_removed_by_
     let status = status.args(["pool", "status", "--plan-file", "harper-shards.yml"]).output().unwrap();
     let shown = String::from_utf8_lossy(&status.stdout);
     assert!(shown.contains(&instance[0].display().to_string()), "pool status does not show it: {shown}");
-    scene.assert_nothing_left();
-    assert!(!instance[0].exists(), "the next owner of {} left {} behind", scene.addr, instance[0].display());
+    scene.assert_nothing_left_after_a_kill();
+    assert!(!instance[0].exists(), "the next owner of {} left {} behind", scene.start, instance[0].display());
     assert!(!control[0].exists(), "the next run left the dead run's {} behind", control[0].display());
 }
 
@@ -696,7 +649,7 @@ fn signal_in_phase(scene: &Scene, mut cmd: std::process::Command, signal: Signal
 #[test]
 fn a_signal_during_the_first_install_stops_npm_and_exits_within_7s() {
     for (addr, signal) in [("127.0.33.48", Signal::SIGINT), ("127.0.33.49", Signal::SIGTERM)] {
-        let scene = Scene::new(addr);
+        let scene = Scene::new(addr, 1);
         let plan = format!("version: 1\nharper:\n  package: harperdb@0.0.0-test\n{}shards:\n  - name: a\n    run: touch ran\n", scene.pool());
         scene.sandbox.write("harper-shards.yml", &plan);
         let mut cmd = scene.command();
@@ -716,7 +669,7 @@ fn a_signal_during_the_first_install_stops_npm_and_exits_within_7s() {
 #[test]
 fn a_signal_while_waiting_for_an_address_exits_within_7s() {
     for (addr, signal) in [("127.0.33.50", Signal::SIGINT), ("127.0.33.60", Signal::SIGTERM)] {
-        let scene = Scene::new(addr);
+        let scene = Scene::new(addr, 1);
         scene.plan("", "", "  - name: a\n    run: touch ran\n");
         let plan = support::read(&scene.file("harper-shards.yml")).replace("wait: 5s", "wait: 60s");
         scene.sandbox.write("harper-shards.yml", &plan);
@@ -738,7 +691,7 @@ fn a_signal_while_waiting_for_an_address_exits_within_7s() {
 #[test]
 fn a_signal_while_harper_boots_exits_within_7s() {
     for (addr, signal) in [("127.0.33.51", Signal::SIGINT), ("127.0.33.61", Signal::SIGTERM)] {
-        let scene = Scene::new(addr);
+        let scene = Scene::new(addr, 1);
         let started = scene.file("harper.started");
         scene.plan(&format!("delay=60s,started-file={}", started.display()), "", "  - name: a\n    run: touch ran\n");
         let mut cmd = scene.command();
@@ -752,7 +705,7 @@ fn a_signal_while_harper_boots_exits_within_7s() {
 #[test]
 fn a_signal_during_teardown_exits_within_7s() {
     for (addr, signal) in [("127.0.33.52", Signal::SIGINT), ("127.0.33.62", Signal::SIGTERM)] {
-        let scene = Scene::new(addr);
+        let scene = Scene::new(addr, 1);
         scene.plan(&scene.noting_term("ignore-term"), "  teardown: {grace: 60s, port_release: 3s}\n", "  - name: a\n    run: \"true\"\n");
         let mut cmd = scene.command();
         cmd.arg("run");
@@ -766,7 +719,7 @@ fn a_signal_during_teardown_exits_within_7s() {
 #[test]
 fn a_signal_while_the_check_run_hangs_exits_at_once() {
     for (addr, signal) in [("127.0.33.53", Signal::SIGINT), ("127.0.33.63", Signal::SIGTERM)] {
-        let scene = Scene::new(addr);
+        let scene = Scene::new(addr, 1);
         scene.plan("", "", "  - name: a\n    run: \"true\"\n");
         let api = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", api.local_addr().unwrap());
@@ -808,13 +761,13 @@ fn suspend_until(tool: &Child, scene: &Scene, done: impl Fn() -> bool, longer: D
 
 #[test]
 fn a_tool_suspended_while_harper_became_ready_sees_the_ready_line_not_the_idle_cap() {
-    let scene = Scene::new("127.0.33.54");
+    let scene = Scene::new("127.0.33.54", 1);
     let (started, record) = (scene.file("harper.started"), scene.file("record.log"));
     let directives = format!("delay=500ms,started-file={},record={}", started.display(), record.display());
     scene.plan(&directives, "  startup: {idle: 2s, max: 20s}\n", "  - name: a\n    run: \"true\"\n");
     let plan = support::read(&scene.file("harper-shards.yml")).replacen("  startup: {idle: 10s, max: 20s}\n", "", 1);
     scene.sandbox.write("harper-shards.yml", &plan);
-    let tool = scene.start();
+    let tool = scene.spawn_run();
     scene.wait_for_file("harper.started");
     suspend_until(&tool, &scene, || record.exists(), Duration::from_secs(3));
     let out = tool.wait_with_output().unwrap();
@@ -824,9 +777,9 @@ fn a_tool_suspended_while_harper_became_ready_sees_the_ready_line_not_the_idle_c
 
 #[test]
 fn a_tool_suspended_while_a_command_finished_reports_it_passed_not_timed_out() {
-    let scene = Scene::new("127.0.33.55");
+    let scene = Scene::new("127.0.33.55", 1);
     scene.plan("", "", "  - name: a\n    run: \"touch cmd.started; sleep 0.5; touch cmd.done\"\n    timeout: 2s\n");
-    let tool = scene.start();
+    let tool = scene.spawn_run();
     scene.wait_for_file("cmd.started");
     suspend_until(&tool, &scene, || scene.file("cmd.done").exists(), Duration::from_secs(3));
     let out = tool.wait_with_output().unwrap();
@@ -837,7 +790,7 @@ fn a_tool_suspended_while_a_command_finished_reports_it_passed_not_timed_out() {
 /// A stderr line between the two halves of the ready line does not hide it.
 #[test]
 fn a_ready_line_split_by_stderr_output_is_still_seen() {
-    let scene = Scene::new("127.0.33.56");
+    let scene = Scene::new("127.0.33.56", 1);
     scene.plan("split-ready,stderr-noise", "  startup: {idle: 3s, max: 6s}\n", "  - name: a\n    run: \"true\"\n");
     let plan = support::read(&scene.file("harper-shards.yml")).replacen("  startup: {idle: 10s, max: 20s}\n", "", 1);
     scene.sandbox.write("harper-shards.yml", &plan);
@@ -851,7 +804,7 @@ fn a_ready_line_split_by_stderr_output_is_still_seen() {
 /// the components under ROOTPATH as code.
 #[test]
 fn a_world_writable_work_directory_is_refused_and_nothing_starts() {
-    let scene = Scene::new("127.0.33.57");
+    let scene = Scene::new("127.0.33.57", 1);
     let started = scene.file("harper.started");
     scene.plan(&format!("started-file={}", started.display()), "", "  - name: a\n    run: touch ran\n");
     std::fs::create_dir_all(scene.file("w")).unwrap();
@@ -865,7 +818,7 @@ fn a_world_writable_work_directory_is_refused_and_nothing_starts() {
 
 #[test]
 fn a_dotted_work_directory_is_refused_by_the_dry_run_with_exit_2() {
-    let scene = Scene::new("127.0.33.58");
+    let scene = Scene::new("127.0.33.58", 1);
     scene.plan("", "", "  - name: a\n    run: touch ran\n");
     let mut cmd = scene.command();
     let out = cmd.args(["run", "--plan"]).env("HARPER_SHARD_WORK_DIR", "/tmp/my.work").output().unwrap();
@@ -879,7 +832,7 @@ fn a_dotted_work_directory_is_refused_by_the_dry_run_with_exit_2() {
 /// bytes is refused before anything starts; one of exactly 60 runs.
 #[test]
 fn a_work_directory_too_long_for_harpers_socket_is_refused_and_nothing_starts() {
-    let scene = Scene::new("127.0.33.25");
+    let scene = Scene::new("127.0.33.25", 1);
     let started = scene.file("harper.started");
     scene.plan(&format!("started-file={}", started.display()), "", "  - name: a\n    run: touch ran\n");
     let fits = |len: usize| {
@@ -897,6 +850,7 @@ fn a_work_directory_too_long_for_harpers_socket_is_refused_and_nothing_starts() 
     let out = scene.command().arg("run").env("HARPER_SHARD_WORK_DIR", &longest).output().unwrap();
     support::Run { output: out, took: Duration::ZERO }.expect(0);
     assert!(scene.file("ran").exists());
+    std::fs::remove_dir(&longest).expect("the run leaves its work directory empty");
     scene.assert_nothing_left();
 }
 
@@ -904,7 +858,7 @@ fn a_work_directory_too_long_for_harpers_socket_is_refused_and_nothing_starts() 
 /// run's own failure), not a skipped test that a CI view would show as fine.
 #[test]
 fn a_shard_cut_short_by_the_run_timeout_is_an_error_in_junit() {
-    let scene = Scene::new("127.0.33.59");
+    let scene = Scene::new("127.0.33.59", 1);
     scene.plan("", "", "run: {timeout: 1s}\n  - name: a\n    run: \"touch cmd.started; sleep 600\"\n");
     let plan = support::read(&scene.file("harper-shards.yml")).replace("run: {timeout: 1s}\n", "");
     let plan = plan.replace("shards:\n", "run: {timeout: 1s}\nshards:\n");

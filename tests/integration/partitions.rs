@@ -3,14 +3,14 @@
 //! the real binary on the fake server, with a timings cache of its own in its report directory
 //! (what a job restores from a CI cache), run at the same time as its siblings.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Run, Sandbox, fake_plan};
+use support::{Run, Sandbox, fake_plan, run};
 
 /// Every variable that could pick a partition, cleared so that the test machine's own CI does
 /// not leak in.
@@ -74,11 +74,6 @@ fn command(sandbox: &Sandbox) -> Command {
     cmd
 }
 
-fn run(mut cmd: Command) -> Run {
-    let started = Instant::now();
-    let output = cmd.output().expect("run harper-shard");
-    Run { output, took: started.elapsed() }
-}
 
 /// Runs the jobs at the same time, each a process of its own, and waits for all of them (a job
 /// still running after a minute is killed and fails the test).

@@ -2,7 +2,7 @@
 //! per running shard and a status column coloured unless `NO_COLOR` says not to; everywhere, a
 //! final table that times every phase and every command.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::process::Stdio;
@@ -202,16 +202,16 @@ fn foreign_listener(addr: &str) -> socket2::Socket {
 #[test]
 fn quiet_shows_only_failures_and_the_table() {
     let sandbox = Sandbox::new();
-    let _listener = foreign_listener("127.0.62.2");
+    let _listener = foreign_listener("127.0.63.2");
     let shards = "  - name: good\n    run: \"true\"\n  - name: bad\n    run: \"echo it broke; exit 3\"\n";
-    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.62.2, count: 4, wait: 30s}\n", shards));
+    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.63.2, count: 4, wait: 30s}\n", shards));
     let run = |extra: &[&str]| {
         let output = sandbox.command().arg("run").args(extra).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).output().unwrap();
         support::Run { output, took: Duration::ZERO }
     };
     let loud = run(&[]);
     loud.expect(1);
-    assert!(loud.stderr().contains("warning: [good] 127.0.62.2 skipped") || loud.stderr().contains("warning: [bad] 127.0.62.2 skipped"), "{}", loud.stderr());
+    assert!(loud.stderr().contains("warning: [good] 127.0.63.2 skipped") || loud.stderr().contains("warning: [bad] 127.0.63.2 skipped"), "{}", loud.stderr());
 
     let quiet = run(&["-q"]);
     quiet.expect(1);

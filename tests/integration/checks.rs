@@ -3,7 +3,7 @@
 //! error body): the commit it lands on, the request's fields, annotations in batches of 50,
 //! and a 403 that only warns.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -257,7 +257,8 @@ fn checked_run_with(sandbox: &Sandbox, api: &MockApi, extra: &[&str]) -> support
     checked_plan(sandbox, api, extra)
 }
 
-/// [`checked_run_with`] on the plan already in the sandbox, with a pool directory of its own.
+/// [`checked_run_with`] on the plan already in the sandbox, on the machine's pool: these tests
+/// name no address, and only that pool's locks keep them from taking one another's.
 fn checked_plan(sandbox: &Sandbox, api: &MockApi, extra: &[&str]) -> support::Run {
     let event = sandbox.write("event.json", &json!({"pull_request": {"head": {"sha": "b".repeat(40)}}}).to_string());
     let started = std::time::Instant::now();
@@ -273,7 +274,6 @@ fn checked_plan(sandbox: &Sandbox, api: &MockApi, extra: &[&str]) -> support::Ru
         .env("GITHUB_EVENT_PATH", &event)
         .env("GITHUB_SHA", "c".repeat(40))
         .env("GITHUB_WORKSPACE", &sandbox.dir)
-        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
         .env_remove("GITHUB_STEP_SUMMARY")
         .env_remove("GITHUB_OUTPUT")
         .output()

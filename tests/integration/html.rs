@@ -2,7 +2,7 @@
 //! installs; these tests fail, never skip, without it) opens the page from disk with every host
 //! name unresolvable, takes a screenshot and dumps the DOM it built, which the tests read.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

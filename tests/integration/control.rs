@@ -5,7 +5,7 @@
 //! Each test has a pool of four addresses of its own (127.0.80.x). Synchronisation is on files
 //! the commands write; never on sleeps.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use support::{DEFAULT_PORTS, Sandbox, fake_plan, harper_shard};
+use support::{DEFAULT_PORTS, Sandbox, Scene, harper_shard};
 
 /// A raw client for requests `ctl` would never send: each argument is one line, sent on one
 /// connection; the answers go to the file named first, one JSON value per line (`null` once
@@ -43,37 +43,21 @@ with open(out, "w") as o:
     o.write("\n".join(answers) + "\n")
 "#;
 
-struct Scene {
-    sandbox: Sandbox,
-    /// The pool's first address; the pool has four.
-    start: &'static str,
+/// A scene of `count` addresses from `start` with the raw client in its sandbox.
+fn raw_scene(start: &str, count: u32) -> Scene {
+    let scene = Scene::new(start, count);
+    scene.sandbox.write("raw.py", RAW);
+    scene
 }
 
+/// What only the control tests ask of a scene.
 impl Scene {
-    fn new(start: &'static str) -> Scene {
-        let scene = Scene { sandbox: Sandbox::new(), start };
-        scene.sandbox.write("raw.py", RAW);
-        scene
-    }
-
     /// The fake server's plan with this scene's pool, `extra` lines in `harper:`, and one shard
     /// `s` running `script` with `$HS` the binary (for `$HS ctl …`).
-    fn plan(&self, extra: &str, script: &str) {
+    fn plan_script(&self, extra: &str, script: &str) {
         let script = script.replace('\\', "\\\\").replace('"', "\\\"");
         let shards = format!("  - name: s\n    env: {{HS: \"{}\"}}\n    run: \"{script}\"\n", harper_shard());
-        let plan = fake_plan("", extra, &shards).replace("shards:\n", &format!("pool: {{start: {}, count: 4, wait: 5s}}\nshards:\n", self.start));
-        self.sandbox.write("harper-shards.yml", &plan);
-    }
-
-    fn command(&self) -> std::process::Command {
-        let mut cmd = self.sandbox.command();
-        cmd.env("HARPER_SHARD_POOL_DIR", self.sandbox.path("pool"));
-        cmd
-    }
-
-    fn run(&self) -> support::Run {
-        let output = self.command().arg("run").output().expect("run harper-shard");
-        support::Run { output, took: Duration::ZERO }
+        self.plan("", extra, &shards);
     }
 
     fn json(&self, name: &str) -> Value {
@@ -93,25 +77,11 @@ impl Scene {
     /// Starts the tool in the background with a shard whose command starts two on-demand
     /// instances and then sleeps; returns once both are up.
     fn start_with_two_on_demand_instances(&self) -> std::process::Child {
-        self.plan("", "$HS ctl start --new > /dev/null && $HS ctl start --new > /dev/null && touch started && sleep 600");
+        self.plan_script("", "$HS ctl start --new > /dev/null && $HS ctl start --new > /dev/null && touch started && sleep 600");
         let tool = self.command().arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the tool");
         let started = self.sandbox.path("started");
         self.sandbox.wait_for("two on-demand instances", Duration::from_secs(60), || started.exists());
         tool
-    }
-
-    /// Nothing marked alive, nothing left in the work directory, every port of the pool free.
-    fn assert_nothing_left(&self) {
-        self.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || self.sandbox.leftovers().is_empty());
-        let left: Vec<String> = std::fs::read_dir(self.sandbox.path("w"))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "the work directory still holds {left:?}");
-        let first: std::net::Ipv4Addr = self.start.parse().unwrap();
-        for n in 0..4u32 {
-            let addr = std::net::Ipv4Addr::from(u32::from(first) + n).to_string();
-            assert!(support::ports_free(&addr, &DEFAULT_PORTS), "a port on {addr} is still held");
-        }
     }
 }
 
@@ -121,7 +91,7 @@ fn code(answer: &Value) -> &str {
 
 #[test]
 fn garbage_oversized_and_unknown_requests_get_json_errors_and_the_socket_keeps_serving() {
-    let scene = Scene::new("127.0.80.2");
+    let scene = raw_scene("127.0.80.2", 4);
     let bad = [
         "not json",
         "[1, 2]",
@@ -136,8 +106,8 @@ fn garbage_oversized_and_unknown_requests_get_json_errors_and_the_socket_keeps_s
         "{BIG}",
     ];
     let args: Vec<String> = bad.iter().map(|l| format!("'{}'", l.replace('\'', "'\\''"))).collect();
-    scene.plan("", &format!("python3 raw.py bad.txt {} && python3 raw.py good.txt '{{\"op\": \"status\"}}'", args.join(" ")));
-    scene.run().expect(0);
+    scene.plan_script("", &format!("python3 raw.py bad.txt {} && python3 raw.py good.txt '{{\"op\": \"status\"}}'", args.join(" ")));
+    scene.run(&["run"]).expect(0);
     let answers = scene.answers("bad.txt");
     let codes: Vec<&str> = answers.iter().map(code).collect();
     assert_eq!(
@@ -155,8 +125,8 @@ fn garbage_oversized_and_unknown_requests_get_json_errors_and_the_socket_keeps_s
 
 #[test]
 fn a_process_outside_the_shard_is_refused_and_the_socket_directory_is_private() {
-    let scene = Scene::new("127.0.80.10");
-    scene.plan("", "echo \"$HARPER_SHARD_CONTROL\" > socket.path; while [ ! -e done ]; do sleep 0.05; done");
+    let scene = raw_scene("127.0.80.10", 4);
+    scene.plan_script("", "echo \"$HARPER_SHARD_CONTROL\" > socket.path; while [ ! -e done ]; do sleep 0.05; done");
     let mut tool = scene.command().arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the tool");
     let path_file = scene.sandbox.path("socket.path");
     scene.sandbox.wait_for("the socket's path", Duration::from_secs(30), || std::fs::read_to_string(&path_file).is_ok_and(|t| t.ends_with('\n')));
@@ -196,14 +166,14 @@ fn ctl_outside_a_shard_exits_2_and_says_to_run_it_inside_one() {
 
 #[test]
 fn stop_start_kill_and_restart_keep_the_rootpath_and_address_and_every_life_is_reported() {
-    let scene = Scene::new("127.0.80.20");
-    scene.plan(
+    let scene = raw_scene("127.0.80.20", 4);
+    scene.plan_script(
         "",
         "$HS ctl status --id main --json > s0.json && $HS ctl stop --grace 1s --json > s1.json && $HS ctl start --json > s2.json \
          && $HS ctl kill --json > s3.json && test -e \"$HARPER_ROOTPATH/hdb.pid\" && $HS ctl start --json > s4.json \
          && $HS ctl restart --json > s5.json",
     );
-    scene.run().expect(0);
+    scene.run(&["run"]).expect(0);
     let s: Vec<Value> = (0..6).map(|n| scene.json(&format!("s{n}.json"))["instance"].clone()).collect();
     assert_eq!(s[1]["state"], "stopped");
     assert_eq!(s[1]["exit"]["code"], 0, "SIGTERM ends the fake server with 0: {}", s[1]);
@@ -224,13 +194,13 @@ fn stop_start_kill_and_restart_keep_the_rootpath_and_address_and_every_life_is_r
 
 #[test]
 fn on_demand_instances_have_addresses_of_their_own_and_one_left_running_goes_with_the_shard() {
-    let scene = Scene::new("127.0.80.30");
-    scene.plan(
+    let scene = raw_scene("127.0.80.30", 4);
+    scene.plan_script(
         "",
         "$HS ctl start --new --name first --json > a.json && $HS ctl start --new --json > b.json && $HS ctl release --id i1 \
          && $HS ctl status --json > all.json",
     );
-    scene.run().expect(0);
+    scene.run(&["run"]).expect(0);
     let (a, b) = (scene.json("a.json")["instance"].clone(), scene.json("b.json")["instance"].clone());
     let all = scene.json("all.json");
     let main = all["instances"].as_array().unwrap().iter().find(|i| i["id"] == "main").unwrap();
@@ -249,11 +219,11 @@ fn on_demand_instances_have_addresses_of_their_own_and_one_left_running_goes_wit
 
 #[test]
 fn a_start_past_the_shards_limit_waits_then_fails_with_code_limit() {
-    let scene = Scene::new("127.0.80.40");
-    scene.plan("  instances: 1\n", "$HS ctl start --new > /dev/null && ! $HS ctl start --new --json > second.json");
+    let scene = raw_scene("127.0.80.40", 4);
+    scene.plan_script("  instances: 1\n", "$HS ctl start --new > /dev/null && ! $HS ctl start --new --json > second.json");
     let plan = support::read(&scene.sandbox.path("harper-shards.yml")).replace("wait: 5s", "wait: 1s");
     scene.sandbox.write("harper-shards.yml", &plan);
-    scene.run().expect(0);
+    scene.run(&["run"]).expect(0);
     let second = scene.json("second.json");
     assert_eq!(code(&second), "limit", "{second}");
     assert!(second["error"].as_str().unwrap().contains("harper.instances"), "{second}");
@@ -262,9 +232,9 @@ fn a_start_past_the_shards_limit_waits_then_fails_with_code_limit() {
 
 #[test]
 fn an_on_demand_boot_failure_answers_boot_failed_with_harpers_last_lines_and_leaves_nothing() {
-    let scene = Scene::new("127.0.80.50");
-    scene.plan("", "$HS ctl start --new --set 'env={\"FAKE_HARPER\": \"exit=3\"}' --json > f.json; echo $? > rc");
-    scene.run().expect(0);
+    let scene = raw_scene("127.0.80.50", 4);
+    scene.plan_script("", "$HS ctl start --new --set 'env={\"FAKE_HARPER\": \"exit=3\"}' --json > f.json; echo $? > rc");
+    scene.run(&["run"]).expect(0);
     assert_eq!(support::read(&scene.sandbox.path("rc")).trim(), "1");
     let failed = scene.json("f.json");
     assert_eq!(code(&failed), "boot_failed", "{failed}");
@@ -277,14 +247,14 @@ fn an_on_demand_boot_failure_answers_boot_failed_with_harpers_last_lines_and_lea
 
 #[test]
 fn a_client_that_hangs_up_during_a_start_leaves_no_instance_behind() {
-    let scene = Scene::new("127.0.80.60");
+    let scene = raw_scene("127.0.80.60", 4);
     // With room for one instance, the second start can only succeed once the first, whose
     // client is gone, has been released.
-    scene.plan(
+    scene.plan_script(
         "  instances: 1\n",
         "python3 raw.py gone.txt --close '{\"op\": \"start\"}' && $HS ctl start --new --json > after.json",
     );
-    scene.run().expect(0);
+    scene.run(&["run"]).expect(0);
     assert_eq!(scene.json("after.json")["instance"]["id"], "i2");
     let reported = scene.instances();
     let gone = reported.iter().find(|i| i["id"] == "i1").expect("i1 in report.json");
@@ -296,12 +266,12 @@ fn a_client_that_hangs_up_during_a_start_leaves_no_instance_behind() {
 
 #[test]
 fn sigkill_of_the_tool_while_on_demand_instances_run_leaves_no_survivor() {
-    let scene = Scene::new("127.0.80.70");
+    let scene = raw_scene("127.0.80.70", 4);
     let mut tool = scene.start_with_two_on_demand_instances();
     kill(Pid::from_raw(tool.id() as i32), Signal::SIGKILL).unwrap();
     let _ = tool.wait();
     scene.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || scene.sandbox.leftovers().is_empty());
-    let first: std::net::Ipv4Addr = scene.start.parse().unwrap();
+    let first = scene.start;
     for n in 0..3u32 {
         let addr = std::net::Ipv4Addr::from(u32::from(first) + n).to_string();
         assert!(support::ports_free(&addr, &DEFAULT_PORTS), "a port on {addr} is still held after the tool's SIGKILL");
@@ -310,26 +280,26 @@ fn sigkill_of_the_tool_while_on_demand_instances_run_leaves_no_survivor() {
 
 #[test]
 fn a_shard_without_an_instance_of_its_own_gets_a_control_socket_and_no_instance_variables() {
-    let scene = Scene::new("127.0.80.80");
-    scene.plan(
+    let scene = raw_scene("127.0.80.80", 4);
+    scene.plan_script(
         "  boot: false\n",
         "env > env.txt; $HS ctl status --json > none.json && $HS ctl start --new --json > a.json && ! $HS ctl stop 2> stop.err",
     );
-    scene.run().expect(0);
+    scene.run(&["run"]).expect(0);
     let env = support::read(&scene.sandbox.path("env.txt"));
     assert!(env.contains("HARPER_SHARD_CONTROL="), "{env}");
     for var in ["HARPER_HOSTNAME=", "HARPER_OPERATIONS_API_URL=", "HARPER_ADMIN_PASSWORD=", "HARPER_ROOTPATH="] {
         assert!(!env.lines().any(|l| l.starts_with(var)), "{var} is set without an instance: {env}");
     }
     assert_eq!(scene.json("none.json")["instances"], serde_json::json!([]));
-    assert_eq!(scene.json("a.json")["instance"]["hostname"], scene.start, "the first address goes to the first instance");
+    assert_eq!(scene.json("a.json")["instance"]["hostname"], scene.start.to_string(), "the first address goes to the first instance");
     assert!(support::read(&scene.sandbox.path("stop.err")).contains("harper.boot: false"));
     scene.assert_nothing_left();
 }
 
 #[test]
 fn sigterm_tears_on_demand_instances_down_within_the_budget_and_exits_143() {
-    let scene = Scene::new("127.0.80.90");
+    let scene = raw_scene("127.0.80.90", 4);
     let mut tool = scene.start_with_two_on_demand_instances();
     let signalled = std::time::Instant::now();
     kill(Pid::from_raw(tool.id() as i32), Signal::SIGTERM).unwrap();
@@ -345,16 +315,16 @@ fn sigterm_tears_on_demand_instances_down_within_the_budget_and_exits_143() {
 
 #[test]
 fn stop_and_kill_of_an_instance_whose_harper_exited_by_itself_answer_not_running_and_restart_only_boots_it() {
-    let scene = Scene::new("127.0.80.170");
+    let scene = raw_scene("127.0.80.170", 4);
     // SIGTERM from outside the tool: to the tool, Harper ended by itself (the fake exits 0).
-    scene.plan(
+    scene.plan_script(
         "",
         "$HS ctl status --id main --json > s0.json && kill -TERM $(python3 -c 'import json; print(json.load(open(\"s0.json\"))[\"instance\"][\"pid\"])') \
          && until $HS ctl status --id main --json | grep -q '\"exited\"'; do sleep 0.05; done \
          && { $HS ctl stop --json > stop.json; echo $? > stop.rc; $HS ctl kill --json > kill.json; echo $? > kill.rc; } \
          && $HS ctl restart --json > again.json",
     );
-    scene.run().expect(0);
+    scene.run(&["run"]).expect(0);
     for op in ["stop", "kill"] {
         let answer = scene.json(&format!("{op}.json"));
         assert_eq!((answer["ok"].as_bool(), code(&answer)), (Some(false), "not_running"), "{op}: {answer}");
@@ -371,14 +341,14 @@ fn stop_and_kill_of_an_instance_whose_harper_exited_by_itself_answer_not_running
 
 #[test]
 fn a_name_over_64_bytes_is_cut_on_a_character_boundary_and_an_empty_one_is_refused() {
-    let scene = Scene::new("127.0.80.180");
+    let scene = raw_scene("127.0.80.180", 4);
     // `é` is bytes 64 and 65: it straddles the limit and goes whole.
     let long = format!("{}é and the rest of a suite name", "a".repeat(63));
-    scene.plan(
+    scene.plan_script(
         "",
         &format!("$HS ctl start --new --name '{long}' --json > long.json && python3 raw.py empty.txt '{{\"op\": \"start\", \"name\": \"\"}}'"),
     );
-    scene.run().expect(0);
+    scene.run(&["run"]).expect(0);
     let long = scene.json("long.json");
     assert_eq!(long["ok"], true, "{long}");
     assert_eq!(long["instance"]["name"], "a".repeat(63), "{long}");
@@ -395,14 +365,14 @@ fn a_name_over_64_bytes_is_cut_on_a_character_boundary_and_an_empty_one_is_refus
 /// nothing is left behind.
 #[test]
 fn a_shard_timeout_cancels_an_on_demand_start_still_booting() {
-    let scene = Scene::new("127.0.80.190");
-    scene.plan("", "$HS ctl start --new --set 'env={\"FAKE_HARPER\": \"hang\"}'");
+    let scene = raw_scene("127.0.80.190", 4);
+    scene.plan_script("", "$HS ctl start --new --set 'env={\"FAKE_HARPER\": \"hang\"}'");
     let plan = support::read(&scene.sandbox.path("harper-shards.yml"))
         .replace("startup: {idle: 10s, max: 20s}", "startup: {idle: 120s, max: 120s}")
         .replace("    run:", "    timeout: 2s\n    run:");
     scene.sandbox.write("harper-shards.yml", &plan);
     let started = std::time::Instant::now();
-    let run = scene.run();
+    let run = scene.run(&["run"]);
     let took = started.elapsed();
     // The timeout, the on-demand instance's and the shard's own teardown (2 s grace each), slack.
     assert!(took < Duration::from_secs(20), "the run took {took:?} with a 2 s timeout: {}", run.stderr());

@@ -3,7 +3,7 @@
 //! — process, port or directory — is left behind. If Harper cannot be installed these tests
 //! fail; they never skip.
 
-mod support;
+use crate::support;
 
 use std::sync::Mutex;
 
@@ -22,7 +22,7 @@ fn example_dir() -> std::path::PathBuf {
 }
 
 #[test]
-fn the_example_plan_passes_with_three_shards_on_three_addresses_and_leaves_nothing() {
+fn the_example_plan_passes_its_three_shards_never_two_live_on_one_address_and_leaves_nothing() {
     let _turn = turn();
     let sandbox = Sandbox::new();
     let mut cmd = sandbox.command();
@@ -80,7 +80,7 @@ fn boot_under_tmpdir(sandbox: &Sandbox, tmpdir: &std::path::Path) -> (support::R
 /// Harper's path check backtracks exponentially on a long run of path characters followed by
 /// any other; a 40-character temporary directory made only of path characters boots normally.
 #[test]
-fn real_harper_boots_in_normal_time_under_a_long_dot_free_tmpdir() {
+fn real_harper_boots_within_45s_under_a_long_dot_free_tmpdir() {
     let _turn = turn();
     let sandbox = Sandbox::new();
     one_real_shard(&sandbox, "127.0.60.2");
@@ -96,7 +96,7 @@ fn real_harper_boots_in_normal_time_under_a_long_dot_free_tmpdir() {
 /// A dot in the temporary directory (`/home/runner/work/_temp`-style names often have one)
 /// would hang every boot: the tool moves its instance directories to a safe place and says so.
 #[test]
-fn real_harper_boots_in_normal_time_under_a_dotted_tmpdir() {
+fn real_harper_boots_within_45s_under_a_dotted_tmpdir() {
     let _turn = turn();
     let sandbox = Sandbox::new();
     one_real_shard(&sandbox, "127.0.60.5");

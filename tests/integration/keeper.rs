@@ -7,7 +7,7 @@
 //! The child traps SIGTERM into a file, so the test knows when the teardown has begun, and keeps
 //! running through it: the keeper then waits out its grace, which only SIGUSR2 cuts short.
 
-mod support;
+use crate::support;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -144,7 +144,7 @@ fn keeper_now() -> Signal {
 #[test]
 fn a_command_that_ignores_sigterm_is_gone_when_the_tool_exits() {
     let sandbox = Sandbox::new();
-    let pool = "pool: {start: 127.0.90.2, count: 1, wait: 30s}\n";
+    let pool = "pool: {start: 127.0.93.2, count: 1, wait: 30s}\n";
     let shard = "  - name: a\n    run: \"trap '' TERM; sleep 600\"\n    timeout: 1s\n";
     let plan = fake_plan("", pool, shard).replace("teardown: {grace: 2s,", "teardown: {grace: 5s,");
     sandbox.write("harper-shards.yml", &plan);

@@ -1,12 +1,11 @@
 //! What every integration test needs: the real binaries, a sandbox directory, plans that start
 //! the fake server, and the leak check that is the product's whole promise — every process a
 //! test starts is marked, and a test that leaves one alive fails.
-#![allow(dead_code)]
 
+pub mod addrs;
 pub mod node;
 pub mod records;
 
-#[allow(unused_imports)]
 pub use node::{installed_package, node_bin};
 
 use std::os::unix::process::ExitStatusExt;
@@ -166,6 +165,95 @@ impl Run {
     }
 }
 
+/// Runs `cmd` to its end, timed.
+pub fn run(mut cmd: Command) -> Run {
+    Run::of(&mut cmd)
+}
+
+/// A sandbox whose plans use a pool of `count` addresses from `start` in a pool folder of their
+/// own, and the check every test that starts something ends with.
+pub struct Scene {
+    pub sandbox: Sandbox,
+    pub start: std::net::Ipv4Addr,
+    pub count: u32,
+}
+
+impl Scene {
+    pub fn new(start: &str, count: u32) -> Scene {
+        let start = start.parse().unwrap_or_else(|e| panic!("{start}: {e}"));
+        Scene { sandbox: Sandbox::new(), start, count }
+    }
+
+    /// The plan's `pool:` line.
+    pub fn pool(&self) -> String {
+        format!("pool: {{start: {}, count: {}, wait: 5s}}\n", self.start, self.count)
+    }
+
+    /// The pool's addresses, first to last.
+    pub fn addresses(&self) -> Vec<String> {
+        (0..self.count).map(|n| std::net::Ipv4Addr::from(u32::from(self.start) + n).to_string()).collect()
+    }
+
+    /// Writes `harper-shards.yml`: the fake server with `directives`, `extra` YAML after the
+    /// `harper:` keys (a `  teardown:` line there replaces the default one; top-level blocks such
+    /// as `run:` may follow), this scene's pool, and `shards`.
+    pub fn plan(&self, directives: &str, extra: &str, shards: &str) {
+        let mut plan = fake_plan(directives, extra, shards).replace("shards:\n", &format!("{}shards:\n", self.pool()));
+        if extra.contains("  teardown:") {
+            plan = plan.replacen("  teardown: {grace: 2s, port_release: 3s}\n", "", 1);
+        }
+        self.sandbox.write("harper-shards.yml", &plan);
+    }
+
+    /// `harper-shard` in the sandbox, on this scene's pool folder, with no retries from outside.
+    pub fn command(&self) -> Command {
+        let mut cmd = self.sandbox.command();
+        cmd.env("HARPER_SHARD_POOL_DIR", self.sandbox.path("pool")).env_remove("HARPER_SHARD_RETRIES");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::of(self.command().args(args))
+    }
+
+    /// Nothing is left of what the test started: no process carrying its mark (they get 15 s to
+    /// end, for tests that killed the tool and leave the cleanup to its keepers), nothing in the
+    /// work folder, every plan port free on every address of the pool, and a new run on the pool
+    /// gets its first address again.
+    pub fn assert_nothing_left(&self) {
+        self.assert_nothing_left_once(true);
+    }
+
+    /// [`Self::assert_nothing_left`] after the tool was killed: its instance folders are the
+    /// next owner's to remove, so the work folder is checked after the follow-up run.
+    pub fn assert_nothing_left_after_a_kill(&self) {
+        self.assert_nothing_left_once(false);
+    }
+
+    fn assert_nothing_left_once(&self, folders_first: bool) {
+        self.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || self.sandbox.leftovers().is_empty());
+        if folders_first {
+            self.assert_work_folder_empty();
+        }
+        for addr in self.addresses() {
+            assert!(ports_free(&addr, &DEFAULT_PORTS), "a port on {addr} is still held");
+        }
+        let again = fake_plan("", "", "  - name: again\n    run: \"true\"\n").replace("shards:\n", &format!("{}shards:\n", self.pool()));
+        self.sandbox.write("again.yml", &again);
+        Run::of(self.command().args(["run", "again.yml", "--report-dir", "again"])).expect(0);
+        let report: serde_json::Value = serde_json::from_str(&read(&self.sandbox.path("again/report.json"))).expect("report.json is JSON");
+        assert_eq!(report["shards"][0]["address"], self.start.to_string(), "the follow-up run got another address");
+        self.assert_work_folder_empty();
+    }
+
+    fn assert_work_folder_empty(&self) {
+        let left: Vec<String> = std::fs::read_dir(self.sandbox.path("w"))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "the work directory still holds {left:?}");
+    }
+}
+
 /// A plan whose shards run the fake server with `directives` (the `FAKE_HARPER` value).
 /// `shards` is the YAML of the `shards:` list, indented by two spaces.
 pub fn fake_plan(directives: &str, extra_harper: &str, shards: &str) -> String {
@@ -215,4 +303,18 @@ pub fn instances_shard(name: &str) -> String {
       - "{ctl} ctl start --new --set 'env={{\"FAKE_HARPER\":\"exit=3\"}}' || true"
 "#
     )
+}
+
+/// The leak check itself: a sandbox whose test left a marked process alive fails the test when
+/// it is dropped, and the process is killed.
+#[test]
+fn a_test_that_leaks_a_process_fails_and_the_process_is_killed() {
+    let sandbox = Sandbox::new();
+    let mut leaked = Command::new("sleep").arg("600").env(MARK, &sandbox.mark).spawn().expect("start sleep");
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(sandbox)));
+    let message = dropped.expect_err("dropping a sandbox with a live marked process must panic");
+    let text = message.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(text.contains("leaked 1 process"), "{text}");
+    let status = leaked.wait().expect("reap sleep");
+    assert_eq!(status.signal(), Some(9), "the leaked process was killed");
 }

@@ -2,7 +2,7 @@
 //! moment, and never half. npm is replaced by tests/fixtures/fake-npm (through
 //! `HARPER_SHARD_NPM`), which installs a tiny node server that behaves like a ready Harper.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! The markdown summary's limits and escaping: what GitHub and mermaid would refuse is cut, the
 //! cut is said out loud, and nothing a plan, a command or Harper says is read as markup.
 
-mod support;
+use crate::support;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! records its arguments and its stdin — the run posts the step summary as an annotation, and a
 //! failing agent costs a warning, never the run's exit status.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -1,9 +1,9 @@
 //! The boot cache's preload (src/harper/boot_cache.cjs) on node itself, against a small package
 //! of known files: what a build writes, a copy reads, and a copy behaves exactly as without it —
 //! including after a file changed at the same length, with a corrupt cache, for a file outside
-//! the package and for `import()`. Real Harper with the cache is in tests/real_harper.rs.
+//! the package and for `import()`. Real Harper with the cache is in tests/integration/real_harper.rs.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::Value;
 use support::Sandbox;
 
-const PRELOAD: &str = include_str!("../src/harper/boot_cache.cjs");
+const PRELOAD: &str = include_str!("../../src/harper/boot_cache.cjs");
 
 /// A package at `<sandbox>/pkgs/p/` and a file outside it that the entry requires.
 fn package(sandbox: &Sandbox) -> PathBuf {

@@ -1,7 +1,7 @@
 //! Every plan in tests/plans/bad is refused: exit status 2, nothing started, and an error that
 //! contains each line of the `.expected` file beside it (location, field, value, what to do).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

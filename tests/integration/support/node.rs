@@ -16,7 +16,7 @@ use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha512};
 
 /// The table, compiled in: a change to it rebuilds the tests.
-const TABLE: &str = include_str!("../../.ci/nodes.txt");
+const TABLE: &str = include_str!("../../../.ci/nodes.txt");
 
 /// One pinned version.
 #[derive(Debug, Clone, PartialEq)]

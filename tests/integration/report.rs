@@ -1,7 +1,7 @@
 //! `report.json` is the schema `docs/reports.md` documents: every field written is documented,
 //! and every documented field is written.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! run shows it, shards on their own addresses with the documented environment, and each way a
 //! shard can fail mapped to its exit status and a one-line cause.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 

@@ -2,7 +2,7 @@
 //! fake server: log groups, annotations within GitHub's budget, relayed output that cannot issue
 //! workflow commands, the step summary, the step outputs, junit.xml and per-file timings.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -398,16 +398,16 @@ fn other_harper(sandbox: &Sandbox, name: &str) -> std::path::PathBuf {
 
 #[test]
 fn a_stopped_instance_started_with_another_bin_boots_it_on_its_own_data_and_a_restart_keeps_it() {
-    let scene = Scene::new("127.0.80.100");
+    let scene = raw_scene("127.0.80.100", 4);
     let v2 = other_harper(&scene.sandbox, "v2/harper");
     // The relative path is given from another folder than the plan's: ctl's own folder counts.
-    scene.plan(
+    scene.plan_script(
         "",
         "echo first life > \"$HARPER_ROOTPATH/data\" && $HS ctl status --id main --json > before.json && $HS ctl stop \
          && mkdir elsewhere && cd elsewhere && $HS ctl start --set bin=../v2/harper --json > ../after.json && cd .. \
          && $HS ctl restart --json > again.json && cat \"$HARPER_ROOTPATH/data\" > data.txt",
     );
-    scene.run().expect(0);
+    scene.run(&["run"]).expect(0);
     let (before, after, again) =
         (scene.json("before.json")["instance"].clone(), scene.json("after.json")["instance"].clone(), scene.json("again.json")["instance"].clone());
     assert_eq!(before["harper"]["bin"], support::fake_harper(), "{before}");
@@ -426,7 +426,7 @@ fn a_stopped_instance_started_with_another_bin_boots_it_on_its_own_data_and_a_re
 
 #[test]
 fn a_start_on_another_harper_is_refused_while_running_and_for_bad_keys_and_the_instance_stays_as_it_was() {
-    let scene = Scene::new("127.0.80.110");
+    let scene = raw_scene("127.0.80.110", 4);
     let v2 = other_harper(&scene.sandbox, "v2");
     let big = format!("harperdb@{}", "1".repeat(10 * 1024));
     let bad = [
@@ -442,7 +442,7 @@ fn a_start_on_another_harper_is_refused_while_running_and_for_bad_keys_and_the_i
         r#"{"op": "start", "id": "main", "package": "harperdb@4.7.29"}"#.to_owned(),
     ];
     let args: Vec<String> = bad.iter().map(|l| format!("'{}'", l.replace('\'', "'\\''"))).collect();
-    scene.plan(
+    scene.plan_script(
         "",
         &format!(
             "$HS ctl start --set bin=v2 --json > running.json; $HS ctl stop && mkfifo fifo \
@@ -450,7 +450,7 @@ fn a_start_on_another_harper_is_refused_while_running_and_for_bad_keys_and_the_i
             args.join(" ")
         ),
     );
-    scene.run().expect(0);
+    scene.run(&["run"]).expect(0);
     let running = scene.json("running.json");
     assert_eq!(code(&running), "running", "{running}");
     assert!(running["error"].as_str().unwrap().contains("stop it first"), "{running}");

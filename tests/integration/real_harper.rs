@@ -404,11 +404,11 @@ fn two_shards_that_need_one_template_on_a_cold_cache_both_boot_from_it() {
     assert_eq!(run.stderr().matches("building the boot template").count(), 1, "{}", run.stderr());
 }
 
-/// The shard's command on harperdb 4.7.26: writes two records and reads the version, stops the
-/// instance, starts it again on 4.7.29 through `ctl`, reads the records and the version again.
+/// The two halves of the upgrade's command, each a process of its own (a pooled connection to
+/// the Harper that stopped would be dead): `write` puts two records into harperdb 4.7.26 and
+/// notes its version; `read` reads them back from whatever Harper runs now, with its version.
 const UPGRADE: &str = r#"
-import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 const url = process.env.HARPER_OPERATIONS_API_URL;
 const basic = 'Basic ' + Buffer.from(`${process.env.HARPER_ADMIN_USERNAME}:${process.env.HARPER_ADMIN_PASSWORD}`).toString('base64');
 const op = async (body) => {
@@ -418,14 +418,14 @@ const op = async (body) => {
   return answer;
 };
 const version = async () => (await op({ operation: 'registration_info' })).version;
-await op({ operation: 'create_table', database: 'up', table: 'dogs', primary_key: 'id' });
-await op({ operation: 'insert', database: 'up', table: 'dogs', records: [{ id: 1, name: 'Rex' }, { id: 2, name: 'Fido' }] });
-const before = await version();
-const ctl = (...args) => JSON.parse(execFileSync(process.env.HS, ['ctl', ...args, '--json'], { encoding: 'utf8' }));
-ctl('stop');
-const started = ctl('start', '--set', 'package=harperdb@4.7.29');
-const rows = await op({ operation: 'search_by_id', database: 'up', table: 'dogs', ids: [1, 2], get_attributes: ['id', 'name'] });
-writeFileSync('upgrade.json', JSON.stringify({ before, after: await version(), rows, harper: started.instance.harper }));
+if (process.argv[2] === 'write') {
+  await op({ operation: 'create_table', database: 'up', table: 'dogs', primary_key: 'id' });
+  await op({ operation: 'insert', database: 'up', table: 'dogs', records: [{ id: 1, name: 'Rex' }, { id: 2, name: 'Fido' }] });
+  writeFileSync('before.json', JSON.stringify({ version: await version() }));
+} else {
+  const rows = await op({ operation: 'search_by_id', database: 'up', table: 'dogs', ids: [1, 2], get_attributes: ['id', 'name'] });
+  writeFileSync('after.json', JSON.stringify({ version: await version(), rows }));
+}
 "#;
 
 /// A stopped instance of harperdb 4.7.26 (installed by the tool on first use, booted from its
@@ -439,19 +439,20 @@ fn a_stopped_instance_of_harper_4_7_26_starts_as_4_7_29_on_its_data() {
     sandbox.write(
         "harper-shards.yml",
         &format!(
-            "version: 1\npool: {{start: 127.0.68.2, count: 1}}\nharper:\n  package: harperdb@4.7.26\nshards:\n  - name: upgrade\n    env: {{HS: \"{}\"}}\n    run: node upgrade.mjs\n",
+            "version: 1\npool: {{start: 127.0.68.2, count: 1}}\nharper:\n  package: harperdb@4.7.26\nshards:\n  - name: upgrade\n    env: {{HS: \"{}\"}}\n    run: node upgrade.mjs write && $HS ctl stop && $HS ctl start --set package=harperdb@4.7.29 --json > started.json && node upgrade.mjs read\n",
             support::harper_shard()
         ),
     );
     let mut cmd = sandbox.command();
     cmd.env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).args(["run", "harper-shards.yml"]);
     support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
-    let seen: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("upgrade.json"))).unwrap();
-    assert_eq!((seen["before"].as_str(), seen["after"].as_str()), (Some("4.7.26"), Some("4.7.29")), "{seen}");
-    assert_eq!(seen["harper"]["package"], "harperdb@4.7.29", "{seen}");
-    let mut names: Vec<&str> = seen["rows"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+    let json = |name: &str| -> serde_json::Value { serde_json::from_str(&support::read(&sandbox.path(name))).unwrap() };
+    let (before, started, after) = (json("before.json"), json("started.json"), json("after.json"));
+    assert_eq!((before["version"].as_str(), after["version"].as_str()), (Some("4.7.26"), Some("4.7.29")), "{before} {after}");
+    assert_eq!(started["instance"]["harper"]["package"], "harperdb@4.7.29", "{started}");
+    let mut names: Vec<&str> = after["rows"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
     names.sort();
-    assert_eq!(names, ["Fido", "Rex"], "the records written by 4.7.26: {seen}");
+    assert_eq!(names, ["Fido", "Rex"], "the records written by 4.7.26: {after}");
     let main = &sandbox.report()["shards"][0]["instances"][0];
     assert_eq!(main["lives"].as_array().unwrap().len(), 2, "{main:#}");
     assert!(support::ports_free("127.0.68.2", &DEFAULT_PORTS));

@@ -230,6 +230,8 @@ pub struct CtlArgs {
     pub grace: Option<std::time::Duration>,
     /// `start --new`: a Harper key of the plan, its value as JSON
     /// (`--set 'config={"logging":{"level":"debug"}}'`), or as a string when it is not JSON.
+    /// `start` of a stopped instance: the Harper it boots next (`--set package=harperdb@4.7.29`
+    /// or `--set bin=PATH`). A relative `bin` is taken from the current folder.
     #[arg(long, value_name = "KEY=VALUE", num_args = 1, action = clap::ArgAction::Append)]
     pub set: Vec<String>,
     /// `start --new`: a label for the reports.

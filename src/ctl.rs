@@ -67,8 +67,13 @@ fn request(args: &CtlArgs) -> anyhow::Result<Value> {
     if args.new && args.op != CtlOp::Start {
         anyhow::bail!("--new is for `start`: `harper-shard ctl start --new`");
     }
-    if !args.new && (!args.set.is_empty() || args.name.is_some()) {
-        anyhow::bail!("--set and --name are for a new instance: `harper-shard ctl start --new --set KEY=VALUE`");
+    if args.name.is_some() && !args.new {
+        anyhow::bail!("--name is for a new instance: `harper-shard ctl start --new --name LABEL`");
+    }
+    if !args.set.is_empty() && args.op != CtlOp::Start {
+        anyhow::bail!(
+            "--set is for `start`: a new instance's Harper keys (`start --new --set KEY=VALUE`), or the Harper a stopped one boots next (`start --id ID --set package=SPEC`)"
+        );
     }
     if args.grace.is_some() && !matches!(args.op, CtlOp::Stop | CtlOp::Restart) {
         anyhow::bail!("--grace is for `stop` and `restart`");
@@ -92,7 +97,17 @@ fn request(args: &CtlArgs) -> anyhow::Result<Value> {
         if ["op", "id", "name"].contains(&key) {
             anyhow::bail!("--set `{key}` is not a Harper key: use the flag for it");
         }
-        let value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+        let mut value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+        // The tool resolves a relative path from the plan's folder; whoever types one means this one.
+        if key == "bin"
+            && let Some(path) = value.as_str().map(std::path::Path::new).filter(|p| p.is_relative())
+        {
+            let absolute = std::path::absolute(path).map_err(|e| anyhow!("--set bin={}: cannot tell the current folder ({e})", path.display()))?;
+            let Some(text) = absolute.to_str() else {
+                anyhow::bail!("--set bin={}: the current folder's path is not UTF-8; give bin as an absolute path", path.display());
+            };
+            value = json!(text);
+        }
         request.insert(key.to_owned(), value);
     }
     Ok(Value::Object(request))

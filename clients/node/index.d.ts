@@ -11,7 +11,11 @@ export interface StartHarperOptions {
 	config?: any;
 	/** Merged over the plan's `harper.env`; values are sent as strings. */
 	env?: any;
-	/** Accepted and not used: every instance runs the plan's Harper (`harper.bin` / `harper.package`). */
+	/**
+	 * Harper's entry script, sent absolute as `bin`: a new instance runs it, a stopped one boots it on
+	 * its data. Else HARPER_INTEGRATION_TEST_INSTALL_SCRIPT; else the plan's Harper, or the one a
+	 * stopped instance last ran.
+	 */
 	harperBinPath?: string;
 }
 

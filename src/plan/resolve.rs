@@ -22,6 +22,8 @@ pub const DEFAULT_PACKAGE: &str = "harperdb@4.7.29";
 pub const DEFAULT_MARKER: &str = "successfully started";
 /// On-demand instances live at once per shard, unless `harper.instances` says otherwise.
 pub const DEFAULT_INSTANCES: u32 = 4;
+/// The longest `harper.package`: a name and a version, a URL or a path, none longer than a path.
+const MAX_PACKAGE: usize = 4096;
 const IDLE: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(150));
 const MAX: (Duration, Duration) = (Duration::from_secs(120), Duration::from_secs(300));
 
@@ -156,25 +158,44 @@ fn position(at: &Location) -> Position {
 
 /// A control-socket `start` request's Harper keys (`text`: a JSON object, which is YAML) over a
 /// shard's `harper` block, checked by the plan's own rules. `source` names the request in
-/// errors; relative fixture paths resolve against the plan's directory.
+/// errors; relative paths (`bin`, fixtures) resolve against the plan's directory. A request that
+/// names `package` or `bin` replaces both of the shard's: the instance runs that Harper.
 pub fn instance_request(source: &Path, plan_dir: &Path, shard: &RawHarper, text: &str) -> Result<HarperSpec, PlanError> {
+    request(source, text, |r, over| {
+        if over.boot.is_some() || over.instances.is_some() {
+            return Err(r.err("`boot` and `instances` are the shard's, not an instance's").hint("set them in the plan"));
+        }
+        let mut base = shard.clone();
+        if over.package.is_some() || over.bin.is_some() {
+            (base.package, base.bin) = (None, None);
+        }
+        r.harper(plan_dir, merge(&base, Some(&over)), "request")
+    })
+}
+
+/// The Harper a `start` of a stopped instance names (`text`: a JSON object with `package` or
+/// `bin`, nothing else), for an instance that runs on `runtime`, checked by the plan's rules.
+pub fn source_request(source: &Path, plan_dir: &Path, runtime: Runtime, text: &str) -> Result<HarperSource, PlanError> {
+    request(source, text, |r, over| {
+        match (&over.package, &over.bin) {
+            (Some(_), Some(_)) => return Err(r.err("`package` and `bin` name two Harpers").hint("give one of them")),
+            (None, None) => return Err(r.err("no Harper named").hint("give `package` (an npm spec) or `bin` (a path)")),
+            _ => {}
+        }
+        r.source(plan_dir, &over, runtime, "request")
+    })
+}
+
+/// A control request's Harper keys, parsed and handed to `check` with a resolver for them: no
+/// fallback variables, no timings, and never a change of `runtime`.
+fn request<T>(source: &Path, text: &str, check: impl FnOnce(&Resolver, RawHarper) -> Result<T, PlanError>) -> Result<T, PlanError> {
     let over: RawHarper = super::load::parse_as(source, text)?;
     let env = |_: &str| None;
     let timings = Timings::default();
     let cx = Context { env: &env, cpus: 1, timings: &timings, retries: None, flaky_fails: false };
     let r = Resolver { file: source, text, cx: &cx };
-    for (key, given) in [("package", over.package.is_some()), ("bin", over.bin.is_some()), ("runtime", over.runtime.is_some())] {
-        if given {
-            return Err(r
-                .err(format!("`{key}` cannot change in a request: every instance of a shard runs the shard's Harper"))
-                .field(key.to_owned())
-                .hint(format!("set `harper.{key}` for the shard in the plan")));
-        }
-    }
-    if over.boot.is_some() || over.instances.is_some() {
-        return Err(r.err("`boot` and `instances` are the shard's, not an instance's").hint("set them in the plan"));
-    }
-    r.harper(plan_dir, merge(shard, Some(&over)), "request")
+    r.same_runtime(&over)?;
+    check(&r, over)
 }
 
 struct Part {
@@ -403,14 +424,38 @@ impl Resolver<'_> {
             .collect())
     }
 
-    /// The effective `harper` block of one shard, checked and completed.
-    fn harper(&self, dir: &Path, h: RawHarper, at: &str) -> Result<HarperSpec, PlanError> {
+    /// A request may not change what runs Harper: every life of an instance, and every instance
+    /// of a shard, runs on the shard's runtime.
+    fn same_runtime(&self, over: &RawHarper) -> Result<(), PlanError> {
+        if over.runtime.is_some() {
+            return Err(self
+                .err("`runtime` cannot change in a request: every instance of a shard runs on the shard's runtime")
+                .field("runtime")
+                .hint("set `harper.runtime` for the shard in the plan"));
+        }
+        Ok(())
+    }
+
+    /// The Harper that `h` names: its `bin` (a regular file, from `dir`) or its `package` (the
+    /// default when neither is set).
+    fn source(&self, dir: &Path, h: &RawHarper, runtime: Runtime, at: &str) -> Result<HarperSource, PlanError> {
         let field = |key: &str| format!("{at}.{key}");
-        let runtime = h.runtime.unwrap_or(Runtime::Node);
         if let Some(package) = &h.package {
             self.check_string(&field("package"), "the package", package)?;
+            if let Some(c) = package.chars().find(|c| c.is_control()) {
+                return Err(self
+                    .err(format!("harper.package holds the control character {:?}", c))
+                    .field(field("package"))
+                    .hint(format!("an npm spec is a name and a version, a URL or a path, e.g. {DEFAULT_PACKAGE}")));
+            }
+            if package.len() > MAX_PACKAGE {
+                return Err(self
+                    .err(format!("harper.package is {} bytes long", package.len()))
+                    .field(field("package"))
+                    .hint(format!("an npm spec is a name and a version, a URL or a path, at most {MAX_PACKAGE} bytes, e.g. {DEFAULT_PACKAGE}")));
+            }
         }
-        let source = match (&h.bin, &h.package) {
+        Ok(match (&h.bin, &h.package) {
             (Some(bin), _) => {
                 self.check_string(&field("bin"), "the path", bin)?;
                 let path = normal(&dir.join(bin));
@@ -434,7 +479,14 @@ impl Resolver<'_> {
                 }
                 HarperSource::Package(pkg.clone().unwrap_or_else(|| DEFAULT_PACKAGE.to_owned()))
             }
-        };
+        })
+    }
+
+    /// The effective `harper` block of one shard, checked and completed.
+    fn harper(&self, dir: &Path, h: RawHarper, at: &str) -> Result<HarperSpec, PlanError> {
+        let field = |key: &str| format!("{at}.{key}");
+        let runtime = h.runtime.unwrap_or(Runtime::Node);
+        let source = self.source(dir, &h, runtime, at)?;
         let args = self.args(h.args.unwrap_or_default(), &field("args"))?;
         let mut fixtures = Vec::new();
         for (i, fixture) in h.fixtures.unwrap_or_default().iter().enumerate() {

@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::events::{Attempt, BootLogs, Event, EventKind, InstancePhase, ShardId, Warning};
 use crate::exit::Exit;
+use crate::harper::install::{self, Installed};
 use crate::harper::instance::WorkDir;
+use crate::harper::lock::Hold;
 use crate::pool::Pool;
 use crate::supervise::output::Unlogged;
 use crate::supervise::{self, Child};
@@ -83,6 +85,26 @@ impl WeakEmitter {
             let _ = tx.send(Event { at: self.started.elapsed(), kind });
         }
     }
+}
+
+/// Installs npm `spec` into the cache unless it is there, telling the reporters, and holds it
+/// until the [`Hold`] goes: the run's packages before its shards start, and a package an
+/// instance is started on later ([`super::instance::Harper`]). A cancellation stops npm.
+pub async fn install(spec: &str, emit: &Emitter, cancel: &watch::Receiver<Option<Cancel>>) -> anyhow::Result<(Installed, Hold)> {
+    let cache = install::private_cache()?;
+    let started = Instant::now();
+    let cached = install::cached(&cache, spec).is_some();
+    if !cached {
+        emit.emit(EventKind::Installing { package: spec.to_owned() });
+    }
+    let progress = |line: &str| emit.emit(EventKind::InstallOutput { line: line.to_owned() });
+    let mut cancel = cancel.clone();
+    let cancelled = async move {
+        let _ = cancel.wait_for(Option::is_some).await;
+    };
+    let (installed, hold) = install::ensure(&cache, spec, &progress, cancelled).await?;
+    emit.emit(EventKind::Installed { package: spec.to_owned(), took: started.elapsed(), cached });
+    Ok((installed, hold))
 }
 
 pub mod budget {

@@ -26,7 +26,7 @@ use tokio::sync::{Mutex, Semaphore, watch};
 
 use super::context::{Context, MAIN};
 use super::events::ShardStatus;
-use super::instance::{Failure, Instance, State};
+use super::instance::{Failure, Harper, Instance, State};
 use crate::plan::Shard;
 
 /// The variable that tells a shard's commands where their control socket is.
@@ -34,6 +34,10 @@ pub const CONTROL_VAR: &str = "HARPER_SHARD_CONTROL";
 
 /// The longest request line taken.
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// The keys a `start` of a stopped instance may carry: the Harper it boots next. `runtime` is
+/// among them to be refused with its reason, not as an unknown field.
+const SWITCH_KEYS: [&str; 3] = ["package", "bin", "runtime"];
 
 /// The instances of one shard, by id: the shard's own (`main`) and those started on request.
 pub struct Registry {
@@ -179,6 +183,11 @@ fn failure(f: &Failure, code: &str) -> Value {
     json!({ "ok": false, "code": code, "error": f.cause, "tail": f.tail })
 }
 
+/// The answer when the Harper a request names could not be installed: cancelled, or npm failed.
+fn install_failure(f: &Failure) -> Value {
+    failure(f, if f.status == ShardStatus::Cancelled { "failed" } else { "install_failed" })
+}
+
 enum Line {
     Request(Vec<u8>),
     TooLong,
@@ -280,11 +289,17 @@ impl Server<'_> {
             "status" if id.is_none() => (self.status_all().await, None),
             "start" if id.is_none() => self.start_new(request).await,
             "status" | "start" | "stop" | "restart" | "kill" | "release" => {
-                let extra: Vec<&String> = request.keys().filter(|k| !["op", "id", "grace_ms"].contains(&k.as_str())).collect();
+                // A stopped instance may be started on another Harper: `start`'s own keys.
+                let harper_keys: &[&str] = if op == "start" { &SWITCH_KEYS } else { &[] };
+                let fields = |k: &&String| !["op", "id", "grace_ms"].contains(&k.as_str());
+                let extra: Vec<&String> = request.keys().filter(fields).filter(|k| !harper_keys.contains(&k.as_str())).collect();
                 if let Some(key) = extra.first() {
-                    return (error("bad_request", format!("`{key}` is not a field of `{op}` with an `id`")), None);
+                    let also = if op == "start" { " (only `package` or `bin` may come with it)" } else { "" };
+                    return (error("bad_request", format!("`{}` is not a field of `{op}` with an `id`{also}", excerpt(key))), None);
                 }
-                (self.on(&op, id.as_deref().unwrap_or(MAIN), grace).await, None)
+                let switch: serde_json::Map<String, Value> = request.into_iter().filter(|(k, _)| harper_keys.contains(&k.as_str())).collect();
+                let switch = (!switch.is_empty()).then_some(switch);
+                (self.on(&op, id.as_deref().unwrap_or(MAIN), grace, switch).await, None)
             }
             other => (error("unknown_op", format!("unknown op `{}`: use status, start, stop, restart, kill or release", excerpt(other))), None),
         }
@@ -303,7 +318,8 @@ impl Server<'_> {
         json!({ "ok": true, "instances": list })
     }
 
-    async fn on(&self, op: &str, id: &str, grace: Option<Duration>) -> Value {
+    /// `switch`: the Harper keys of a `start` ([`SWITCH_KEYS`]), when it names another Harper.
+    async fn on(&self, op: &str, id: &str, grace: Option<Duration>, switch: Option<serde_json::Map<String, Value>>) -> Value {
         let Some(instance) = self.registry.get(id) else {
             let hint = if id == MAIN { " (the shard has `harper.boot: false`)" } else { "" };
             return error("not_found", format!("no instance `{}` in shard `{}`{hint}", excerpt(id), self.shard.name));
@@ -320,8 +336,17 @@ impl Server<'_> {
         let state = i.state();
         let result = match (op, state) {
             ("status", _) => Ok(()),
+            ("start", State::Running) if switch.is_some() => {
+                return error("running", format!("`{id}` is running: stop it first, then start it on another Harper"));
+            }
             ("start", State::Running) => return error("running", format!("`{id}` is running: stop it first, or use restart")),
-            ("start", _) => i.start(self.cx).await,
+            ("start", _) => match switch {
+                Some(keys) => match self.switch(&mut i, keys).await {
+                    Ok(()) => i.start(self.cx).await,
+                    Err(answer) => return answer,
+                },
+                None => i.start(self.cx).await,
+            },
             ("stop" | "kill", State::Stopped) => return error("not_running", format!("`{id}` is not running")),
             ("stop" | "kill", State::Exited) => {
                 let how = i.exit().map(|s| format!(" ({})", crate::supervise::describe(&s))).unwrap_or_default();
@@ -341,6 +366,17 @@ impl Server<'_> {
             Ok(()) => json!({ "ok": true, "instance": info(&mut i) }),
             Err(f) => failure(&f, "failed"),
         }
+    }
+
+    /// Points a stopped instance at the Harper `keys` name, installing a package first; the error
+    /// answer when the keys are refused or the install fails (the instance is then unchanged).
+    async fn switch(&self, i: &mut Instance, keys: serde_json::Map<String, Value>) -> Result<(), Value> {
+        let text = Value::Object(keys).to_string();
+        let source = crate::plan::resolve::source_request(Path::new("control request"), &self.cx.plan_dir, i.spec.runtime, &text)
+            .map_err(|e| error("invalid", e.one_line()))?;
+        let harper = Harper::obtain(self.cx, &source).await.map_err(|f| install_failure(&f))?;
+        i.switch(source, harper);
+        Ok(())
     }
 
     async fn release(&self, id: &str) -> Value {
@@ -399,11 +435,19 @@ impl Server<'_> {
             },
             _ = cancel.wait_for(Option::is_some) => return (error("failed", "the run is being cancelled"), None),
         };
+        let harper = if spec.source == self.shard.harper.source {
+            Harper::shard(self.cx)
+        } else {
+            match Harper::obtain(self.cx, &spec.source).await {
+                Ok(harper) => harper,
+                Err(f) => return (install_failure(&f), None),
+            }
+        };
         let n = self.registry.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("i{n}");
         let name = name.unwrap_or_else(|| id.clone());
         let token = format!("{}/{id}", self.token);
-        let mut instance = match Instance::acquire(self.cx, spec, (id.clone(), name), token, Some(permit)).await {
+        let mut instance = match Instance::acquire(self.cx, spec, harper, (id.clone(), name), token, Some(permit)).await {
             Ok(i) => i,
             Err(f) => return (failure(&f, "failed"), None),
         };
@@ -445,6 +489,7 @@ fn info(i: &mut Instance) -> Value {
         "http_url": format!("http://{addr}:{}", p.http),
         "mqtt_url": format!("mqtt://{addr}:{}", p.mqtt),
         "admin": { "username": i.spec.admin.username, "password": i.password },
+        "harper": i.spec.source,
         "rootpath": i.dirs.root.display().to_string(),
         "log_dir": i.harper_log_dir().display().to_string(),
         "pid": if state == "running" { i.pid() } else { None },

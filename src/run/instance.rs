@@ -19,7 +19,7 @@ use super::events::{BootLogs, EventKind, InstancePhase, ShardStatus, Warning};
 use crate::harper::instance::{self, Dirs};
 use crate::harper::lock::Hold;
 use crate::harper::{boot_cache, install, runtime, template};
-use crate::plan::{HarperSpec, Runtime};
+use crate::plan::{HarperSource, HarperSpec, Runtime};
 use crate::pool::{self, Lease, Notice, probe};
 use crate::supervise::readiness;
 use crate::supervise::{self, Child, Spec};
@@ -54,6 +54,39 @@ pub enum State {
     Exited,
 }
 
+/// The Harper an instance boots: the entry script, and the hold that keeps its package in the
+/// cache when the instance, not the run, installed it (a request named another `package`).
+pub struct Harper {
+    entry: PathBuf,
+    _held: Option<Hold>,
+}
+
+impl Harper {
+    /// The shard's own Harper, which the run installed and holds.
+    pub fn shard(cx: &Context) -> Harper {
+        Harper { entry: cx.entry.clone(), _held: None }
+    }
+
+    /// The Harper `source` names: a `bin` as it is, a `package` installed into the cache unless
+    /// it is there (told to the reporters, stopped by a cancellation) and held.
+    pub async fn obtain(cx: &Context, source: &HarperSource) -> Result<Harper, Failure> {
+        match source {
+            HarperSource::Bin(path) => Ok(Harper { entry: path.clone(), _held: None }),
+            HarperSource::Package(spec) => match super::context::install(spec, &cx.emit, &cx.cancel).await {
+                Ok((installed, held)) => Ok(Harper { entry: installed.entry, _held: Some(held) }),
+                Err(e) if cx.cancel.borrow().is_some() => Err(Failure::cancelled(&format!("{e:#}"))),
+                Err(e) => {
+                    // npm's last lines are the tail; the first line says what failed.
+                    let text = format!("cannot install {spec}: {e:#}");
+                    let mut lines = text.lines().map(str::to_owned);
+                    let cause = lines.next().unwrap_or_default();
+                    Err(Failure { status: ShardStatus::Infrastructure, cause, tail: lines.collect() })
+                }
+            },
+        }
+    }
+}
+
 /// A held address with an instance's directories, and Harper when it runs. The only way out is
 /// [`Instance::teardown`], which gives the address back.
 pub struct Instance {
@@ -63,6 +96,7 @@ pub struct Instance {
     pub addr: Ipv4Addr,
     pub dirs: Dirs,
     pub password: String,
+    harper: Harper,
     token: String,
     lease: Option<Lease>,
     logs: InstanceDir,
@@ -87,6 +121,7 @@ impl Instance {
     pub async fn acquire(
         cx: &Context,
         spec: HarperSpec,
+        harper: Harper,
         (id, name): (String, String),
         token: String,
         permit: Option<OwnedSemaphorePermit>,
@@ -106,6 +141,7 @@ impl Instance {
             addr,
             dirs,
             password,
+            harper,
             token,
             lease: Some(lease),
             logs,
@@ -221,6 +257,14 @@ impl Instance {
         Ok(())
     }
 
+    /// Makes the next boot run `harper`, which `source` names, on the data already in ROOTPATH:
+    /// an upgrade (or a downgrade) across Harper versions. Nothing is copied over the data, and
+    /// the template's caches, which hold the code of the Harper it was built with, are left out.
+    pub fn switch(&mut self, source: HarperSource, harper: Harper) {
+        self.spec.source = source;
+        self.harper = harper;
+    }
+
     /// Stops Harper (SIGTERM, the grace, SIGKILL) and waits until every port is free, keeping
     /// ROOTPATH and address. `kill` skips the SIGTERM: a crash.
     pub async fn stop(&mut self, cx: &Context, grace: Option<Duration>, kill: bool) -> Result<(), Failure> {
@@ -313,7 +357,7 @@ impl Instance {
         let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
         let cancelled = || Failure::cancelled("cancelled while waiting for another run's boot template");
         let cache = install::private_cache().map_err(infra)?;
-        let key = template::key(&self.spec, &cx.entry);
+        let key = template::key(&self.spec, &self.harper.entry);
         let keys = template::take_keys(&cache, self.spec.runtime).await.map_err(infra)?;
         let (found, held) = loop {
             if template::cached(&cache, &key).is_none() {
@@ -352,7 +396,7 @@ impl Instance {
         let dirs = Dirs::under(&cx.work.path, self.addr);
         let on_node = boot_cache::enabled() && self.spec.runtime == Runtime::Node;
         let compile = (on_node && runtime::node().compile_cache() && !boot_cache::preload_chosen()).then(|| boot_cache::compile_dir_of(&dirs.base));
-        let cached = boot_cache::package_root(cache, &cx.entry)
+        let cached = boot_cache::package_root(cache, &self.harper.entry)
             .filter(|_| on_node && compile.is_none())
             .map(|root| (boot_cache::dir_of(&dirs.base), root));
         let mut build = Build { dirs, password: instance::random_password(), boot: cached, compile };
@@ -393,7 +437,7 @@ impl Instance {
                         home: build.dirs.home.display().to_string(),
                         username: self.spec.admin.username.clone(),
                         password: build.password.clone(),
-                        entry: cx.entry.display().to_string(),
+                        entry: self.harper.entry.display().to_string(),
                         boot_root: None,
                         compile_cache: false,
                     };
@@ -426,7 +470,7 @@ impl Build {
     fn as_target<'a>(&'a self, of: &'a Instance) -> Target<'a> {
         let boot_cache = self.boot.as_ref().map(|(dir, root)| BootCache { dir: dir.clone(), root, produce: true });
         let (dirs, compile_cache) = (&self.dirs, self.compile.clone());
-        Target { spec: &of.spec, dirs, addr: of.addr, password: &self.password, token: &of.token, boot_cache, compile_cache }
+        Target { spec: &of.spec, entry: &of.harper.entry, dirs, addr: of.addr, password: &self.password, token: &of.token, boot_cache, compile_cache }
     }
 }
 
@@ -440,6 +484,7 @@ struct BootCache<'a> {
 /// Everything a boot needs, borrowed from an instance (or its template's build).
 struct Target<'a> {
     spec: &'a HarperSpec,
+    entry: &'a Path,
     dirs: &'a Dirs,
     addr: Ipv4Addr,
     password: &'a str,
@@ -451,14 +496,15 @@ struct Target<'a> {
 
 impl<'a> From<&'a Instance> for Target<'a> {
     fn from(i: &'a Instance) -> Target<'a> {
-        let template = i.template.as_ref().filter(|_| boot_cache::enabled());
+        // The template's caches hold the code of the Harper it was built with, and no other.
+        let template = i.template.as_ref().filter(|t| boot_cache::enabled() && Path::new(&t.meta.entry) == i.harper.entry);
         let boot_cache = template.and_then(|t| {
             let root = t.meta.boot_root.as_deref()?;
             let dir = boot_cache::dir_of(&t.dir);
             boot_cache::complete(&dir).then_some(BootCache { dir, root, produce: false })
         });
         let compile_cache = template.filter(|t| t.meta.compile_cache).map(|_| boot_cache::compile_dir_of(&i.dirs.base));
-        Target { spec: &i.spec, dirs: &i.dirs, addr: i.addr, password: &i.password, token: &i.token, boot_cache, compile_cache }
+        Target { spec: &i.spec, entry: &i.harper.entry, dirs: &i.dirs, addr: i.addr, password: &i.password, token: &i.token, boot_cache, compile_cache }
     }
 }
 
@@ -468,7 +514,7 @@ type BootFailure = (Option<Child>, Failure);
 /// and waits until it is ready; returns it and how long it took. What the boot means (an
 /// instance's life, a template's build) is the caller's to tell.
 async fn boot(cx: &Context, t: Target<'_>, logs: BootLogs, booting: impl FnOnce(u32, &Path, BootLogs)) -> Result<(Child, Duration), BootFailure> {
-    let mut launch = instance::launch(t.spec, &cx.entry, t.dirs, t.addr, t.password);
+    let mut launch = instance::launch(t.spec, t.entry, t.dirs, t.addr, t.password);
     if let Some(cache) = &t.boot_cache {
         boot_cache::add_env(&mut launch.env, &cache.dir, cache.root, cache.produce);
     }

@@ -14,13 +14,11 @@ pub use context::{Cancel, Emitter, ReportDir, WeakEmitter, budget};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 use tokio::sync::{Semaphore, watch};
 
 use crate::exit::Exit;
-use crate::harper::install;
 use crate::harper::lock::Hold;
 use crate::harper::instance::WorkDir;
 use crate::plan::{HarperSource, Plan, Shard};
@@ -164,21 +162,7 @@ async fn install_all(
         if entries.contains_key(spec) {
             continue;
         }
-        let cache = install::private_cache()?;
-        let started = Instant::now();
-        let cached = install::cached(&cache, spec).is_some();
-        if !cached {
-            emit.emit(EventKind::Installing { package: spec.clone() });
-        }
-        let progress = |line: &str| emit.emit(EventKind::InstallOutput { line: line.to_owned() });
-        let mut cancel = cancel.clone();
-        let cancelled = async move {
-            let _ = cancel.wait_for(Option::is_some).await;
-        };
-        let (installed, hold) = install::ensure(&cache, spec, &progress, cancelled)
-            .await
-            .with_context(|| format!("cannot install Harper ({spec})"))?;
-        emit.emit(EventKind::Installed { package: spec.clone(), took: started.elapsed(), cached });
+        let (installed, hold) = context::install(spec, emit, cancel).await.with_context(|| format!("cannot install Harper ({spec})"))?;
         entries.insert(spec.clone(), installed.entry);
         holds.push(hold);
     }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::context::{Context, FLUSH_LIMIT, MAIN};
 use super::control::{CONTROL_VAR, Control, Registry};
 use super::events::{EventKind, Outcome, ShardStatus};
-use super::instance::Instance;
+use super::instance::{Harper, Instance};
 use crate::plan::Shard;
 use crate::supervise::readiness::Tail;
 use crate::supervise::{self, Child, Settled, Spec};
@@ -119,7 +119,7 @@ async fn attempt(cx: &Context, shard: &Shard, work: &Work) -> (ShardStatus, Opti
     let (mut status, mut cause) = (ShardStatus::Passed, None);
     let mut own = None;
     if shard.harper.boot {
-        let mut main = match Instance::acquire(cx, shard.harper.clone(), (MAIN.into(), MAIN.into()), token.clone(), None).await {
+        let mut main = match Instance::acquire(cx, shard.harper.clone(), Harper::shard(cx), (MAIN.into(), MAIN.into()), token.clone(), None).await {
             Ok(main) => main,
             Err(f) => return (f.status, Some(f.cause), Vec::new()),
         };

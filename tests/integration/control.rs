@@ -385,3 +385,96 @@ fn a_shard_timeout_cancels_an_on_demand_start_still_booting() {
     assert!(life["booting"].is_number() && life["ready"].is_null(), "the start was not cut while booting: {instances:?}");
     scene.assert_nothing_left();
 }
+
+/// A wrapper around the fake server at `name` in the sandbox: it notes each start's arguments in
+/// `<name>.log`, then becomes the fake server. Its path tells its lives from the plan's.
+fn other_harper(sandbox: &Sandbox, name: &str) -> std::path::PathBuf {
+    let log = sandbox.path(&format!("{name}.log"));
+    let script = format!("#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n", log.display(), support::fake_harper());
+    let path = sandbox.write(name, &script);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn a_stopped_instance_started_with_another_bin_boots_it_on_its_own_data_and_a_restart_keeps_it() {
+    let scene = raw_scene("127.0.80.100", 4);
+    let v2 = other_harper(&scene.sandbox, "v2/harper");
+    // The relative path is given from another folder than the plan's: ctl's own folder counts.
+    scene.plan_script(
+        "",
+        "echo first life > \"$HARPER_ROOTPATH/data\" && $HS ctl status --id main --json > before.json && $HS ctl stop \
+         && mkdir elsewhere && cd elsewhere && $HS ctl start --set bin=../v2/harper --json > ../after.json && cd .. \
+         && $HS ctl restart --json > again.json && cat \"$HARPER_ROOTPATH/data\" > data.txt",
+    );
+    scene.run(&["run"]).expect(0);
+    let (before, after, again) =
+        (scene.json("before.json")["instance"].clone(), scene.json("after.json")["instance"].clone(), scene.json("again.json")["instance"].clone());
+    assert_eq!(before["harper"]["bin"], support::fake_harper(), "{before}");
+    let bin = std::path::PathBuf::from(after["harper"]["bin"].as_str().expect("the answer names the bin"));
+    assert_eq!(bin.canonicalize().unwrap(), v2.canonicalize().unwrap(), "{after}");
+    assert_eq!(again["harper"], after["harper"], "a restart went back to the old Harper: {again}");
+    for life in [&after, &again] {
+        assert_eq!((&life["rootpath"], &life["hostname"], &life["state"]), (&before["rootpath"], &before["hostname"], &Value::from("running")), "{life}");
+    }
+    let starts = support::read(&scene.sandbox.path("v2/harper.log"));
+    let root = format!("--ROOTPATH={}", before["rootpath"].as_str().unwrap());
+    assert_eq!(starts.lines().filter(|l| l.contains(&root)).count(), 2, "the new Harper did not boot both later lives there:\n{starts}");
+    assert_eq!(support::read(&scene.sandbox.path("data.txt")), "first life\n", "the first life's data is gone");
+    scene.assert_nothing_left();
+}
+
+#[test]
+fn a_start_on_another_harper_is_refused_while_running_and_for_bad_keys_and_the_instance_stays_as_it_was() {
+    let scene = raw_scene("127.0.80.110", 4);
+    let v2 = other_harper(&scene.sandbox, "v2");
+    let big = format!("harperdb@{}", "1".repeat(10 * 1024));
+    let bad = [
+        r#"{"op": "start", "id": "main", "config": {"a": 1}}"#.to_owned(),
+        r#"{"op": "restart", "id": "main", "bin": "v2"}"#.to_owned(),
+        r#"{"op": "start", "id": "main", "runtime": "node"}"#.to_owned(),
+        r#"{"op": "start", "id": "main", "package": "harperdb@4.7.29", "bin": "v2"}"#.to_owned(),
+        r#"{"op": "start", "id": "main", "bin": "fifo"}"#.to_owned(),
+        r#"{"op": "start", "id": "main", "bin": "."}"#.to_owned(),
+        r#"{"op": "start", "id": "main", "bin": "/dev/zero"}"#.to_owned(),
+        r#"{"op": "start", "id": "main", "package": "harperdb@4.7.29\u001b]0;x\u0007\r"}"#.to_owned(),
+        format!(r#"{{"op": "start", "id": "main", "package": "{big}"}}"#),
+        r#"{"op": "start", "id": "main", "package": "harperdb@4.7.29"}"#.to_owned(),
+    ];
+    let args: Vec<String> = bad.iter().map(|l| format!("'{}'", l.replace('\'', "'\\''"))).collect();
+    scene.plan_script(
+        "",
+        &format!(
+            "$HS ctl start --set bin=v2 --json > running.json; $HS ctl stop && mkfifo fifo \
+             && python3 raw.py bad.txt {} '{{\"op\": \"status\", \"id\": \"main\"}}'",
+            args.join(" ")
+        ),
+    );
+    scene.run(&["run"]).expect(0);
+    let running = scene.json("running.json");
+    assert_eq!(code(&running), "running", "{running}");
+    assert!(running["error"].as_str().unwrap().contains("stop it first"), "{running}");
+    let mut answers = scene.answers("bad.txt");
+    let status = answers.pop().unwrap();
+    let codes: Vec<&str> = answers.iter().map(code).collect();
+    assert_eq!(
+        codes,
+        ["bad_request", "bad_request", "invalid", "invalid", "invalid", "invalid", "invalid", "invalid", "invalid", "invalid"],
+        "{answers:#?}"
+    );
+    let says = |n: usize, what: &str| assert!(answers[n]["error"].as_str().unwrap().contains(what), "answer {n}: {}", answers[n]);
+    says(2, "`runtime` cannot change");
+    says(3, "name two Harpers");
+    for n in [4, 5, 6] {
+        says(n, "is not a file");
+    }
+    says(7, "control character");
+    says(8, "bytes long");
+    says(9, "runtime `exec` needs `bin`");
+    assert!(answers.iter().all(|a| a["error"].as_str().unwrap().len() < 1024), "an answer quotes a value whole: {answers:#?}");
+    let main = &status["instance"];
+    assert_eq!((&main["state"], &main["harper"]["bin"]), (&Value::from("stopped"), &Value::from(support::fake_harper())), "{status}");
+    assert!(!scene.sandbox.path("v2.log").exists(), "a refused start ran the other Harper");
+    drop(v2);
+    scene.assert_nothing_left();
+}

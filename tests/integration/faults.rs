@@ -871,3 +871,28 @@ fn a_shard_cut_short_by_the_run_timeout_is_an_error_in_junit() {
     assert!(!junit.contains("<skipped"), "a timed-out shard is shown as skipped: {junit}");
     scene.assert_nothing_left();
 }
+
+/// The keeper of a life started on another Harper (`ctl start --set bin=`) is SIGKILLed: that
+/// life is supervised as the first was, so Harper dies with its keeper, the shard is an
+/// infrastructure failure that says so, and nothing is left.
+#[test]
+fn the_keeper_of_a_life_on_another_harper_dies_and_nothing_is_left() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scene = Scene::new("127.0.33.64", 1);
+    let other = scene.sandbox.write("other-harper", &format!("#!/bin/sh\nexec '{}' \"$@\"\n", support::fake_harper()));
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hs = support::harper_shard();
+    let command = format!("'{hs}' ctl stop && '{hs}' ctl start --set bin=other-harper && touch cmd.started; until [ -e go ]; do sleep 0.02; done");
+    scene.plan("", "", &format!("  - name: a\n    run: \"{}\"\n", command.replace('"', "\\\"")));
+    let tool = scene.spawn_run();
+    scene.wait_for_file("cmd.started");
+    let keeper = keeper_of(&scene.sandbox, "other-harper");
+    kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
+    scene.sandbox.wait_for("the keeper to die", Duration::from_secs(10), || !alive(keeper));
+    scene.sandbox.write("go", "");
+    let out = tool.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains(&format!("keeper (pid {keeper}) died")), "{err}");
+    scene.assert_nothing_left();
+}

@@ -251,3 +251,108 @@ fn each_node_module_abi_gets_its_own_install_and_reuses_it() {
     let spec = harper_shard::harper::install::folder("harperdb@0.0.0-test");
     assert_eq!(installs, [format!("{spec}-node-abi127"), format!("{spec}-node-abi137")]);
 }
+
+/// A plan whose shard runs the stand-in "Harper" from its file (no install at the run's start)
+/// on `addr` and whose command is `script`, with `$HS` the binary.
+fn bin_plan(sandbox: &Sandbox, addr: &str, script: &str) {
+    let script = script.replace('\\', "\\\\").replace('"', "\\\"");
+    sandbox.write(
+        "harper-shards.yml",
+        &format!(
+            "version: 1\npool: {{start: {addr}, count: 1, wait: 5s}}\nharper:\n  bin: {}\n  template: off\n  startup: {{idle: 20s, max: 30s}}\nshards:\n  - name: a\n    env: {{HS: \"{}\"}}\n    run: \"{script}\"\n",
+            fixture("fake-harper.js").display(),
+            support::harper_shard()
+        ),
+    );
+}
+
+fn bin_command(sandbox: &Sandbox) -> std::process::Command {
+    let mut cmd = install_command(sandbox, "r1");
+    cmd.env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
+    cmd
+}
+
+/// The command line of the process whose pid an answer in `file` names.
+const CMDLINE_OF: &str = "python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))[\"instance\"][\"pid\"]; print(open(\"/proc/%d/cmdline\" % p).read().replace(chr(0), \" \"))'";
+
+#[test]
+fn a_stopped_instance_started_on_another_package_installs_it_then_and_holds_it_for_the_run() {
+    let sandbox = Sandbox::new();
+    bin_plan(
+        &sandbox,
+        "127.0.80.120",
+        &format!(
+            "echo kept > \"$HARPER_ROOTPATH/data\" && $HS ctl stop && $HS ctl start --set package=harperdb@0.0.0-test --json > up.json \
+             && {CMDLINE_OF} up.json > cmdline.txt && $HS cache clear > cleared.txt && $HS ctl restart && cat \"$HARPER_ROOTPATH/data\" > data.txt"
+        ),
+    );
+    let out = bin_command(&sandbox).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("installing harperdb@0.0.0-test into the cache"), "the install is not shown: {err}");
+    assert_eq!(support::read(&sandbox.path("npm.log")).lines().count(), 1, "npm did not run once for the new Harper");
+    let up: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("up.json"))).unwrap();
+    assert_eq!(up["instance"]["harper"]["package"], "harperdb@0.0.0-test", "{up}");
+    let name = folder("harperdb@0.0.0-test");
+    let cmdline = support::read(&sandbox.path("cmdline.txt"));
+    assert!(cmdline.contains(&format!("cache/packages/{name}/node_modules/harperdb/bin/harperdb.js")), "the new life runs {cmdline}");
+    assert!(support::read(&sandbox.path("cleared.txt")).contains(&format!("kept package {name}: in use")), "the new package was not held");
+    assert_eq!(support::read(&sandbox.path("data.txt")), "kept\n");
+    assert!(sandbox.leftovers().is_empty());
+}
+
+#[test]
+fn a_package_that_fails_to_install_answers_install_failed_with_npms_words_and_the_instance_keeps_its_harper_and_data() {
+    let sandbox = Sandbox::new();
+    bin_plan(
+        &sandbox,
+        "127.0.80.124",
+        "echo kept > \"$HARPER_ROOTPATH/data\" && $HS ctl stop && { $HS ctl start --set package=harperdb@0.0.0-test --json > failed.json; echo $? > rc; } \
+         && $HS ctl status --id main --json > after.json && $HS ctl start && cat \"$HARPER_ROOTPATH/data\" > data.txt",
+    );
+    let out = bin_command(&sandbox).env("FAKE_NPM_FAIL", "1").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(support::read(&sandbox.path("rc")).trim(), "1");
+    let failed: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("failed.json"))).unwrap();
+    assert_eq!(failed["code"], "install_failed", "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("`npm install harperdb@0.0.0-test` failed"), "{failed}");
+    assert!(failed["tail"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("E404")), "npm's words: {failed}");
+    let after: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("after.json"))).unwrap();
+    assert_eq!(after["instance"]["state"], "stopped", "{after}");
+    assert_eq!(after["instance"]["harper"]["bin"], fixture("fake-harper.js").display().to_string(), "{after}");
+    assert_eq!(support::read(&sandbox.path("data.txt")), "kept\n");
+    assert!(!sandbox.path("cache/packages").join(folder("harperdb@0.0.0-test")).exists(), "a failed install was kept");
+}
+
+#[test]
+fn sigint_while_a_start_installs_another_package_stops_npm_and_tears_down_within_the_budget() {
+    use nix::sys::signal::{Signal, kill};
+    let sandbox = Sandbox::new();
+    bin_plan(&sandbox, "127.0.80.128", "$HS ctl stop && $HS ctl start --set package=harperdb@0.0.0-test");
+    let hanging = sandbox.path("npm.hanging");
+    let stderr = std::fs::File::create(sandbox.path("stderr.txt")).unwrap();
+    let mut tool = bin_command(&sandbox).env("FAKE_NPM_HANG", &hanging).stdout(std::process::Stdio::null()).stderr(stderr).spawn().unwrap();
+    sandbox.wait_for("npm to start", std::time::Duration::from_secs(30), || hanging.exists());
+    let signalled = std::time::Instant::now();
+    kill(nix::unistd::Pid::from_raw(tool.id() as i32), Signal::SIGINT).unwrap();
+    // A tool that waits for npm would wait ten minutes: the sandbox ends it when this gives up.
+    let mut status = None;
+    sandbox.wait_for("the tool to exit", std::time::Duration::from_secs(15), || {
+        status = tool.try_wait().unwrap();
+        status.is_some()
+    });
+    let took = signalled.elapsed();
+    assert_eq!(status.unwrap().code(), Some(130), "{}", support::read(&sandbox.path("stderr.txt")));
+    assert!(took < std::time::Duration::from_secs(7), "the teardown took {took:?}");
+    assert!(sandbox.leftovers().is_empty(), "npm or Harper outlived the run");
+    let partial: Vec<String> = std::fs::read_dir(sandbox.path("cache/packages"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(partial.is_empty(), "the cancelled install left {partial:?}");
+    let w: Vec<_> = std::fs::read_dir(sandbox.path("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(w.is_empty(), "instance directories left: {w:?}");
+    assert!(support::ports_free("127.0.80.128", &support::DEFAULT_PORTS));
+}

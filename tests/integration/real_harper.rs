@@ -403,3 +403,59 @@ fn two_shards_that_need_one_template_on_a_cold_cache_both_boot_from_it() {
     run.expect(0);
     assert_eq!(run.stderr().matches("building the boot template").count(), 1, "{}", run.stderr());
 }
+
+/// The two halves of the upgrade's command, each a process of its own (a pooled connection to
+/// the Harper that stopped would be dead): `write` puts two records into harperdb 4.7.26 and
+/// notes its version; `read` reads them back from whatever Harper runs now, with its version.
+const UPGRADE: &str = r#"
+import { readFileSync, writeFileSync } from 'node:fs';
+const url = process.env.HARPER_OPERATIONS_API_URL;
+const basic = 'Basic ' + Buffer.from(`${process.env.HARPER_ADMIN_USERNAME}:${process.env.HARPER_ADMIN_PASSWORD}`).toString('base64');
+const op = async (body) => {
+  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: basic }, body: JSON.stringify(body) });
+  const answer = await r.json();
+  if (r.status !== 200) throw new Error(`${body.operation}: ${r.status} ${JSON.stringify(answer)}`);
+  return answer;
+};
+const version = async () => (await op({ operation: 'registration_info' })).version;
+if (process.argv[2] === 'write') {
+  await op({ operation: 'create_table', database: 'up', table: 'dogs', primary_key: 'id' });
+  await op({ operation: 'insert', database: 'up', table: 'dogs', records: [{ id: 1, name: 'Rex' }, { id: 2, name: 'Fido' }] });
+  writeFileSync('before.json', JSON.stringify({ version: await version() }));
+} else {
+  const rows = await op({ operation: 'search_by_id', database: 'up', table: 'dogs', ids: [1, 2], get_attributes: ['id', 'name'] });
+  writeFileSync('after.json', JSON.stringify({ version: await version(), rows }));
+}
+"#;
+
+/// A stopped instance of harperdb 4.7.26 (installed by the tool on first use, booted from its
+/// template) starts again as 4.7.29 on the same ROOTPATH: the new Harper says its own version
+/// and reads back what the old one wrote, so it neither booted 4.7.26 again nor a template copy.
+#[test]
+fn a_stopped_instance_of_harper_4_7_26_starts_as_4_7_29_on_its_data() {
+    let _turn = turn();
+    let sandbox = Sandbox::new();
+    sandbox.write("upgrade.mjs", UPGRADE);
+    sandbox.write(
+        "harper-shards.yml",
+        &format!(
+            "version: 1\npool: {{start: 127.0.68.2, count: 1}}\nharper:\n  package: harperdb@4.7.26\nshards:\n  - name: upgrade\n    env: {{HS: \"{}\"}}\n    run: node upgrade.mjs write && $HS ctl stop && $HS ctl start --set package=harperdb@4.7.29 --json > started.json && node upgrade.mjs read\n",
+            support::harper_shard()
+        ),
+    );
+    let mut cmd = sandbox.command();
+    cmd.env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).args(["run", "harper-shards.yml"]);
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+    let json = |name: &str| -> serde_json::Value { serde_json::from_str(&support::read(&sandbox.path(name))).unwrap() };
+    let (before, started, after) = (json("before.json"), json("started.json"), json("after.json"));
+    assert_eq!((before["version"].as_str(), after["version"].as_str()), (Some("4.7.26"), Some("4.7.29")), "{before} {after}");
+    assert_eq!(started["instance"]["harper"]["package"], "harperdb@4.7.29", "{started}");
+    let mut names: Vec<&str> = after["rows"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["Fido", "Rex"], "the records written by 4.7.26: {after}");
+    let main = &sandbox.report()["shards"][0]["instances"][0];
+    assert_eq!(main["lives"].as_array().unwrap().len(), 2, "{main:#}");
+    assert!(support::ports_free("127.0.68.2", &DEFAULT_PORTS));
+    let left: Vec<_> = std::fs::read_dir(sandbox.path("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "directories left behind: {left:?}");
+}

@@ -3,7 +3,8 @@
 // socket: the tool starts, stops and removes every instance; this module only asks it to.
 import { EventEmitter } from 'node:events';
 import { resolve as resolvePath } from 'node:path';
-import { equal } from 'node:assert';
+import { equal, ok } from 'node:assert';
+import { existsSync } from 'node:fs';
 import { HarperShardError, controlSocketPath, exchange, answerError, sendControlRequest } from './control.js';
 
 const IS_CI = !!process.env.CI;
@@ -214,14 +215,19 @@ function durationMs(value, option) {
 	return `${Math.ceil(value)}ms`;
 }
 
-const warnedBins = new Set();
-function warnAboutBin(path, source) {
-	if (!path || warnedBins.has(path)) return;
-	warnedBins.add(path);
-	console.warn(
-		`[harper-shard] ${source} (${path}) is not used: every instance runs the plan's Harper ` +
-			'(`harper.bin` or `harper.package` in harper-shards.yml). Set `harper.bin` there to test this build.'
-	);
+/**
+ * The Harper script a start names, as the harness picks it: `harperBinPath`, else
+ * HARPER_INTEGRATION_TEST_INSTALL_SCRIPT, else none (the plan's Harper). Made absolute from this
+ * process's folder, where the harness would have looked; one that is not there fails, as in the
+ * harness, before anything is sent.
+ */
+function harperBin(options) {
+	const given = options?.harperBinPath || undefined;
+	const path = given ?? (process.env.HARPER_INTEGRATION_TEST_INSTALL_SCRIPT || undefined);
+	if (path === undefined) return undefined;
+	const from = given !== undefined ? 'harperBinPath' : 'HARPER_INTEGRATION_TEST_INSTALL_SCRIPT';
+	ok(existsSync(path), `${from} names ${path}, and there is no such file: point it at Harper's dist/bin/harper.js`);
+	return resolvePath(path);
 }
 
 /** The most bytes of an instance's label that harper-shard keeps (docs/control.md). */
@@ -261,8 +267,8 @@ function startKeys(ctx, options = {}, fixtures) {
 	if (options.startupMaxMs !== undefined) startup.max = durationMs(options.startupMaxMs, 'startupMaxMs');
 	if (Object.keys(startup).length) request.startup = startup;
 	if (fixtures) request.fixtures = fixtures;
-	warnAboutBin(options.harperBinPath, 'harperBinPath');
-	warnAboutBin(process.env.HARPER_INTEGRATION_TEST_INSTALL_SCRIPT, 'HARPER_INTEGRATION_TEST_INSTALL_SCRIPT');
+	const bin = harperBin(options);
+	if (bin !== undefined) request.bin = bin;
 	return request;
 }
 
@@ -305,11 +311,14 @@ async function startNew(ctx, request) {
 	return ctx;
 }
 
-async function startById(ctx, id) {
+async function startById(ctx, id, options) {
+	const request = { op: 'start', id };
+	const bin = harperBin(options);
+	if (bin !== undefined) request.bin = bin;
 	const previous = ctx.harper?.process;
 	// A kill() whose answer has not come yet must finish first, or the start would find it running.
 	if (previous instanceof HarperProcess) await previous.settled();
-	const answer = await sendControlRequest({ op: 'start', id });
+	const answer = await sendControlRequest(request);
 	ctx.harper = nodeFrom(answer.instance);
 	return ctx;
 }
@@ -320,12 +329,14 @@ async function startById(ctx, id) {
  *   options as Harper keys (config, env, startup).
  * - A context started before (ctx.harper.id, e.g. after killHarper) starts that instance again,
  *   on the same ROOTPATH and address: `start` with its id. The options are not sent again: the
- *   instance keeps those it was created with.
+ *   instance keeps those it was created with; only `harperBinPath` is, as `bin`: the instance
+ *   then boots that Harper on its data (an upgrade test).
  * - A context torn down (teardownHarper) gets a new instance, as a fresh one does.
  * - A pre-seeded ctx.harper ({dataRootDir, hostname}, no id) names an instance of this shard:
  *   found by `status`, then started by id; if none has it, this fails and says why.
  *
- * `harperBinPath` is accepted and not used: the instance runs the plan's Harper.
+ * `harperBinPath`, else HARPER_INTEGRATION_TEST_INSTALL_SCRIPT, names the Harper to boot (`bin`);
+ * without either, a new instance runs the plan's Harper and a stopped one the Harper it last ran.
  */
 export async function startHarper(ctx, options) {
 	assertContext(ctx, 'startHarper', START_FROM_THE_CONTEXT);
@@ -333,9 +344,9 @@ export async function startHarper(ctx, options) {
 	const seed = ctx.harper;
 	// After teardownHarper the instance is gone: like the harness, start afresh.
 	if (seed && typeof seed === 'object' && released.has(seed)) return startNew(ctx, startKeys(ctx, options));
-	if (seed && typeof seed === 'object' && typeof seed.id === 'string') return startById(ctx, seed.id);
+	if (seed && typeof seed === 'object' && typeof seed.id === 'string') return startById(ctx, seed.id, options);
 	if (seed && typeof seed === 'object' && (seed.dataRootDir !== undefined || seed.hostname !== undefined)) {
-		return startById(ctx, await findSeeded(seed));
+		return startById(ctx, await findSeeded(seed), options);
 	}
 	return startNew(ctx, startKeys(ctx, options));
 }

@@ -32,45 +32,51 @@ async function sent(fn) {
 	return mock.since(from);
 }
 
-/** console.warn's lines while `fn` runs. */
-async function warnings(fn) {
-	const lines = [];
-	const warn = console.warn;
-	console.warn = (...args) => lines.push(args.join(' '));
+/** A stand-in Harper script `harper-<name>/dist/bin/harper.js` in the scratch folder; its path. */
+function harperScript(name) {
+	const dir = join(scratch, `harper-${name}`, 'dist', 'bin');
+	mkdirSync(dir, { recursive: true });
+	writeFileSync(join(dir, 'harper.js'), '');
+	return join(dir, 'harper.js');
+}
+
+/** Runs `fn` with HARPER_INTEGRATION_TEST_INSTALL_SCRIPT set to `value`, then restores it. */
+async function withInstallScript(value, fn) {
+	const saved = process.env.HARPER_INTEGRATION_TEST_INSTALL_SCRIPT;
+	process.env.HARPER_INTEGRATION_TEST_INSTALL_SCRIPT = value;
 	try {
-		await fn();
+		return await fn();
 	} finally {
-		console.warn = warn;
+		if (saved === undefined) delete process.env.HARPER_INTEGRATION_TEST_INSTALL_SCRIPT;
+		else process.env.HARPER_INTEGRATION_TEST_INSTALL_SCRIPT = saved;
 	}
-	return lines;
 }
 
 test('a fresh context starts a new instance, the options sent as Harper keys', async () => {
 	const ctx = { name: 'auth tests' };
+	const bin = harperScript('a');
 	let result;
-	const warned = await warnings(async () => {
-		const requests = await sent(async () => {
-			result = await startHarper(ctx, {
-				config: { authentication: { enableSessions: false } },
-				env: { FOO: 1, BAR: 'x', FLAG: true, GONE: undefined },
-				startupMaxMs: 1500,
-				startupTimeoutMs: 250.2,
-				harperBinPath: '/opt/harper-a/dist/bin/harper.js',
-			});
+	const requests = await sent(async () => {
+		result = await startHarper(ctx, {
+			config: { authentication: { enableSessions: false } },
+			env: { FOO: 1, BAR: 'x', FLAG: true, GONE: undefined },
+			startupMaxMs: 1500,
+			startupTimeoutMs: 250.2,
+			harperBinPath: bin,
 		});
-		assert.deepEqual(requests, [
-			{
-				op: 'start',
-				name: 'auth tests',
-				config: { authentication: { enableSessions: false } },
-				env: { FOO: '1', BAR: 'x', FLAG: 'true' },
-				startup: { idle: '251ms', max: '1500ms' },
-			},
-		]);
 	});
+	assert.deepEqual(requests, [
+		{
+			op: 'start',
+			name: 'auth tests',
+			config: { authentication: { enableSessions: false } },
+			env: { FOO: '1', BAR: 'x', FLAG: 'true' },
+			startup: { idle: '251ms', max: '1500ms' },
+			bin,
+		},
+	]);
 	assert.equal(result, ctx);
-	assert.equal(warned.length, 1);
-	assert.match(warned[0], /harperBinPath \(\/opt\/harper-a\/dist\/bin\/harper\.js\) is not used: every instance runs the plan's Harper/);
+	assert.deepEqual(mock.instances.get(ctx.harper.id).harper, { bin });
 
 	const instance = mock.instances.get(ctx.harper.id);
 	assert.equal(ctx.harper.id, 'i1');
@@ -91,10 +97,6 @@ test('a fresh context starts a new instance, the options sent as Harper keys', a
 	assert.deepEqual(Object.keys(ctx.harper).sort(), [
 		'admin', 'dataRootDir', 'hostname', 'httpURL', 'id', 'logDir', 'mqttURL', 'name', 'operationsAPIURL', 'process', 'startupOutput',
 	]);
-
-	// The same bin again warns no more.
-	const again = await warnings(() => startHarper({}, { harperBinPath: '/opt/harper-a/dist/bin/harper.js' }).then(teardownHarper));
-	assert.deepEqual(again, []);
 	await teardownHarper(ctx);
 });
 
@@ -159,6 +161,54 @@ test('killHarper then startHarper restarts the same instance, on the same data a
 	// Without graceMs the plan's teardown.grace applies: no grace_ms.
 	assert.deepEqual(await sent(() => killHarper(ctx)), [{ op: 'stop', id }]);
 	await teardownHarper(ctx);
+});
+
+test('startHarper with harperBinPath on a stopped context boots that Harper on the same data and address', async () => {
+	const ctx = {};
+	await startHarper(ctx);
+	const { id, hostname, dataRootDir } = ctx.harper;
+	const newer = harperScript('newer');
+	// Running: the tool refuses, and nothing changes.
+	await assert.rejects(startHarper(ctx, { harperBinPath: newer }), { name: 'HarperShardError', code: 'running' });
+	await killHarper(ctx);
+	// A relative path means this process's folder, as in the harness: it goes out absolute.
+	const relativeBin = relative(process.cwd(), newer);
+	assert.deepEqual(await sent(() => startHarper(ctx, { harperBinPath: relativeBin })), [{ op: 'start', id, bin: newer }]);
+	assert.deepEqual([ctx.harper.id, ctx.harper.hostname, ctx.harper.dataRootDir], [id, hostname, dataRootDir]);
+	assert.deepEqual(mock.instances.get(id).harper, { bin: newer });
+	assert.equal(ctx.harper.process.exitCode, null);
+	await teardownHarper(ctx);
+});
+
+test('HARPER_INTEGRATION_TEST_INSTALL_SCRIPT names the Harper of every start, and harperBinPath comes first', async () => {
+	const [fromEnv, given] = [harperScript('env'), harperScript('given')];
+	await withInstallScript(fromEnv, async () => {
+		const ctx = {};
+		assert.deepEqual(await sent(() => startHarper(ctx)), [{ op: 'start', bin: fromEnv }]);
+		await killHarper(ctx);
+		assert.deepEqual(await sent(() => startHarper(ctx)), [{ op: 'start', id: ctx.harper.id, bin: fromEnv }]);
+		await killHarper(ctx);
+		assert.deepEqual(await sent(() => startHarper(ctx, { harperBinPath: given })), [{ op: 'start', id: ctx.harper.id, bin: given }]);
+		await teardownHarper(ctx);
+	});
+	// Unset, a stopped instance starts on the Harper it last ran: nothing is named.
+	const ctx = {};
+	await startHarper(ctx, { harperBinPath: given });
+	await killHarper(ctx);
+	assert.deepEqual(await sent(() => startHarper(ctx)), [{ op: 'start', id: ctx.harper.id }]);
+	assert.deepEqual(mock.instances.get(ctx.harper.id).harper, { bin: given });
+	await teardownHarper(ctx);
+});
+
+test('a harperBinPath or install script that is not there fails before anything is sent', async () => {
+	const missing = join(scratch, 'no-harper', 'harper.js');
+	const requests = await sent(async () => {
+		await assert.rejects(startHarper({}, { harperBinPath: missing }), { name: 'AssertionError', message: /harperBinPath names .*no-harper/ });
+		await withInstallScript(missing, () =>
+			assert.rejects(startHarper({}), { name: 'AssertionError', message: /HARPER_INTEGRATION_TEST_INSTALL_SCRIPT names .*no-harper/ })
+		);
+	});
+	assert.deepEqual(requests, []);
 });
 
 test('killHarper sends nothing when there is no process, or it has exited', async () => {

@@ -4,13 +4,14 @@
 import net from 'node:net';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 const MAX_LINE = 64 * 1024;
 // The Harper keys a `start` may carry (the plan's `harper` block, less what cannot change).
 const HARPER_KEYS = new Set(['template', 'args', 'config', 'env', 'admin', 'fixtures', 'ports', 'ready', 'startup', 'teardown']);
-const FIXED_KEYS = new Set(['package', 'bin', 'runtime']);
+// Which Harper: a new instance may name one, and so may the `start` of a stopped one.
+const SOURCE_KEYS = new Set(['package', 'bin']);
 const DURATION = /^\d+(ms|s|m|h)$/;
 
 /**
@@ -46,6 +47,7 @@ export async function startMock({ boot = false, instances: limit = 4, operations
 			log_dir: `${base}/r/log`,
 			pid: null,
 			exit: null,
+			harper: { package: 'harperdb@4.7.29' },
 		};
 	};
 	const run = (instance) => {
@@ -82,7 +84,15 @@ export async function startMock({ boot = false, instances: limit = 4, operations
 				if (request.id === undefined) return create(request);
 				const instance = known();
 				if (!instance) return fail('not_found', `no instance has the id \`${id}\``);
+				for (const key of Object.keys(request)) {
+					if (!['op', 'id', ...SOURCE_KEYS, 'runtime'].includes(key)) {
+						return fail('bad_request', `\`${key}\` is not a field of \`start\` with an \`id\``);
+					}
+				}
 				if (instance.state === 'running') return fail('running', `instance ${id} is already running`);
+				const harper = source(request);
+				if (harper?.ok === false) return harper;
+				if (harper) instance.harper = harper;
 				run(instance);
 				return { ok: true, instance: copy(instance) };
 			}
@@ -113,12 +123,29 @@ export async function startMock({ boot = false, instances: limit = 4, operations
 		}
 	}
 
+	/** The Harper a request names ({package} or {bin}), undefined if none, or a refusal. */
+	function source(request) {
+		if (request.runtime !== undefined) return fail('invalid', '`runtime` cannot change in a request');
+		if (request.package !== undefined && request.bin !== undefined) return fail('invalid', '`package` and `bin` name two Harpers');
+		if (request.package !== undefined) return { package: request.package };
+		if (request.bin === undefined) return undefined;
+		let isFile = false;
+		try {
+			isFile = statSync(request.bin).isFile();
+		} catch {
+			// not there
+		}
+		if (!isAbsolute(request.bin) || !isFile) return fail('invalid', `harper.bin \`${request.bin}\` is not a file`);
+		return { bin: request.bin };
+	}
+
 	function create(request) {
 		for (const key of Object.keys(request)) {
-			if (key === 'op' || key === 'name') continue;
-			if (FIXED_KEYS.has(key)) return fail('invalid', `harper.${key} cannot change in a request: set it in the plan`);
+			if (['op', 'name', 'runtime', ...SOURCE_KEYS].includes(key)) continue;
 			if (!HARPER_KEYS.has(key)) return fail('invalid', `harper: unknown key \`${key}\``);
 		}
+		const harper = source(request);
+		if (harper?.ok === false) return harper;
 		if (request.env !== undefined) {
 			for (const [key, value] of Object.entries(request.env)) {
 				if (typeof value !== 'string') return fail('invalid', `harper.env.${key}: expected a string`);
@@ -144,6 +171,7 @@ export async function startMock({ boot = false, instances: limit = 4, operations
 		if (live >= limit) return fail('limit', `${limit} on-demand instances are live and none was released`);
 		const n = next++;
 		const instance = make(`i${n}`, 2 + n, request.name);
+		if (harper) instance.harper = harper;
 		run(instance);
 		instances.set(instance.id, instance);
 		return { ok: true, instance: copy(instance) };

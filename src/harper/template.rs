@@ -71,11 +71,16 @@ pub fn templates_dir(cache: &Path) -> PathBuf {
 /// of everything that changes what the install writes, the build of a `bin:` Harper included,
 /// and the version of the runtime it runs on, for which the compile cache it keeps is valid.
 pub fn key(spec: &HarperSpec, entry: &Path) -> String {
-    let version = super::runtime::of(spec.runtime).and_then(|found| found.version.as_deref());
-    key_on(spec, entry, version)
+    let found = super::runtime::of(spec.runtime);
+    let version = found.and_then(|found| found.version.as_deref());
+    let boot_cache = match spec.runtime {
+        Runtime::Node => boot_cache::built_with(found.is_some_and(|f| f.compile_cache())),
+        _ => boot_cache::Mode::Off,
+    };
+    key_on(spec, entry, version, boot_cache)
 }
 
-fn key_on(spec: &HarperSpec, entry: &Path, runtime_version: Option<&str>) -> String {
+fn key_on(spec: &HarperSpec, entry: &Path, runtime_version: Option<&str>, boot_cache: boot_cache::Mode) -> String {
     let what = serde_json::json!({
         "entry": entry.display().to_string(),
         "build": matches!(spec.source, HarperSource::Bin(_)).then(|| build_identity(entry)),
@@ -87,13 +92,21 @@ fn key_on(spec: &HarperSpec, entry: &Path, runtime_version: Option<&str>) -> Str
         // Templates before the boot cache are rebuilt with one.
         "layout": 2,
         "runtime_version": runtime_version,
+        // Which cache its build keeps (HARPER_SHARD_BOOT_CACHE): each its own template.
+        "boot_cache": boot_cache,
     });
+    format!("{:016x}", stable_hash(what.to_string().as_bytes()))
+}
+
+/// FNV-1a, 64 bits: a hash that stays the same across builds and machines, for names in the
+/// cache.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in what.to_string().bytes() {
+    for &byte in bytes {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{hash:016x}")
+    hash
 }
 
 /// What tells one build of a `bin:` Harper from the next: the version in the nearest
@@ -384,11 +397,21 @@ mod tests {
     fn a_template_built_on_one_node_version_does_not_serve_another() {
         let spec = crate::plan::test_harper();
         let entry = Path::new("/cache/harperdb/bin/harperdb.js");
-        let on = |version: &str| key_on(&spec, entry, Some(version));
+        let on = |version: &str| key_on(&spec, entry, Some(version), boot_cache::Mode::Compile);
         assert_eq!(on("v24.22.3"), on("v24.22.3"));
         assert_ne!(on("v20.20.2"), on("v24.22.3"), "node 20's template would feed node 24");
         assert_ne!(on("v24.22.3"), on("v24.22.4"), "one ABI, two compile caches");
-        assert_ne!(on("v24.22.3"), key_on(&spec, entry, None));
+        assert_ne!(on("v24.22.3"), key_on(&spec, entry, None, boot_cache::Mode::Compile));
+    }
+
+    #[test]
+    fn each_boot_cache_has_templates_of_its_own() {
+        use boot_cache::Mode;
+        let spec = crate::plan::test_harper();
+        let entry = Path::new("/cache/harperdb/bin/harperdb.js");
+        let keys: std::collections::BTreeSet<String> =
+            [Mode::Off, Mode::Preload, Mode::Compile, Mode::Both].into_iter().map(|m| key_on(&spec, entry, Some("v24.22.3"), m)).collect();
+        assert_eq!(keys.len(), 4, "a template built with one cache would serve another");
     }
 
     #[test]

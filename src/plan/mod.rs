@@ -188,6 +188,8 @@ pub struct HarperSpec {
     pub runtime: Runtime,
     /// Boot from a copy of the cached template install (`harper.template`, resolved).
     pub template: bool,
+    /// Harper's worker threads (`harper.threads`; 0: the single-thread mode).
+    pub threads: u32,
     pub args: Vec<String>,
     pub config: serde_json::Map<String, serde_json::Value>,
     pub env: BTreeMap<String, String>,

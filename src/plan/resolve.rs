@@ -12,7 +12,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::error::PlanError;
 use super::limits::{self, ARG_STRLEN, ARGS_TOTAL, MAX_CONCURRENCY, MAX_DURATION, MAX_POOL_COUNT, MAX_TEARDOWN, NAME_BYTES};
-use super::schema::{Concurrency, Dur, Flaky, Probe, RawHarper, RawPlan, RawShard, Runtime, TemplateMode};
+use super::schema::{Concurrency, Dur, Flaky, Probe, RawHarper, RawPlan, RawShard, Runtime, TemplateMode, Threads};
 use super::predict::{self, Basis};
 use super::split;
 use super::timings::Timings;
@@ -24,6 +24,8 @@ pub const DEFAULT_MARKER: &str = "successfully started";
 pub const DEFAULT_INSTANCES: u32 = 4;
 /// The longest `harper.package`: a name and a version, a URL or a path, none longer than a path.
 const MAX_PACKAGE: usize = 4096;
+/// Harper's worker threads unless `harper.threads` says otherwise.
+pub const DEFAULT_THREADS: u32 = 1;
 const IDLE: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(150));
 const MAX: (Duration, Duration) = (Duration::from_secs(120), Duration::from_secs(300));
 
@@ -487,7 +489,9 @@ impl Resolver<'_> {
         let field = |key: &str| format!("{at}.{key}");
         let runtime = h.runtime.unwrap_or(Runtime::Node);
         let source = self.source(dir, &h, runtime, at)?;
-        let args = self.args(h.args.unwrap_or_default(), &field("args"))?;
+        let args = h.args.unwrap_or_default();
+        let threads = self.threads(h.threads, &args, &field("args"))?;
+        let args = self.args(args, &field("args"))?;
         let mut fixtures = Vec::new();
         for (i, fixture) in h.fixtures.unwrap_or_default().iter().enumerate() {
             self.check_string(&format!("{}[{i}]", field("fixtures")), "the path", fixture)?;
@@ -569,6 +573,7 @@ impl Resolver<'_> {
             source,
             runtime,
             template,
+            threads,
             args,
             config,
             env,
@@ -584,6 +589,19 @@ impl Resolver<'_> {
             boot: h.boot.unwrap_or(true),
             instances: h.instances.map_or(DEFAULT_INSTANCES, |n| n.0),
         })
+    }
+
+    /// `harper.threads`, not given twice (`--THREADS_COUNT` in `args`, whose `field` this is).
+    fn threads(&self, threads: Option<Threads>, args: &[Spanned<String>], field: &str) -> Result<u32, PlanError> {
+        let Some(Threads(threads)) = threads else { return Ok(DEFAULT_THREADS) };
+        let sets_threads = |a: &Spanned<String>| crate::harper::instance::arg_key(&a.value).is_some_and(|k| k.eq_ignore_ascii_case("THREADS_COUNT"));
+        if let Some((i, arg)) = args.iter().enumerate().find(|(_, a)| sets_threads(a)) {
+            return Err(self
+                .err_at(&arg.referenced, format!("`{}` sets Harper's worker threads, and so does `threads: {threads}`", arg.value))
+                .field(format!("{field}[{i}]"))
+                .hint("keep one: `threads` (0 is the single-thread mode), or the argument"));
+        }
+        Ok(threads)
     }
 
     fn args(&self, args: Vec<Spanned<String>>, field: &str) -> Result<Vec<String>, PlanError> {
@@ -765,6 +783,7 @@ fn merge(base: &RawHarper, over: Option<&RawHarper>) -> RawHarper {
         bin: o.bin.clone().or(b.bin),
         runtime: o.runtime.or(b.runtime),
         template: o.template.or(b.template),
+        threads: o.threads.or(b.threads),
         args: o.args.clone().or(b.args),
         config: match (b.config, &o.config) {
             (Some(mut b), Some(o)) => {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use schemars::JsonSchema;
 use serde_saphyr::{Location, Spanned};
 
-use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_RETRIES, MAX_SPLIT};
+use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_RETRIES, MAX_SPLIT, MAX_THREADS};
 
 /// A harper-shard plan: which shards to run, each against its own Harper on its own loopback
 /// address (README, "The plan").
@@ -65,6 +65,11 @@ pub struct RawHarper {
     /// Boot from a copy of a cached, stopped install: `auto` (on unless `exec`), `on` or `off`.
     #[schemars(example = TemplateMode::Auto)]
     pub template: Option<TemplateMode>,
+    /// Harper's worker threads (`THREADS_COUNT`), 1 unless set. `0` is the single-thread mode:
+    /// HTTP and operations served from Harper's main thread, a boot in about half the time, but
+    /// nothing a test does runs on a worker thread (README, "Single-thread mode").
+    #[schemars(example = 0)]
+    pub threads: Option<Threads>,
     /// Extra `--KEY=value` arguments for Harper; each key once, none the tool sets itself.
     #[schemars(with = "Option<Vec<String>>", example = serde_json::json!(["--LOGGING_LEVEL=debug"]))]
     pub args: Option<Vec<Spanned<String>>>,
@@ -312,10 +317,13 @@ fn whole_number(text: &str, min: u64, max: u64) -> Option<u64> {
     text.trim().parse::<u64>().ok().filter(|n| (min..=max).contains(n))
 }
 
-/// A count from 1 to a bound, read with one message: `<key> `<text>` is not valid: use a whole
-/// number of <units> from 1 to <max>`.
+/// A count from a least value (1 unless given) to a bound, read with one message: `<key> `<text>`
+/// is not valid: use a whole number of <units> from <min> to <max>`.
 macro_rules! count {
     ($(#[$doc:meta])* $name:ident, $key:literal, $units:literal, $max:expr) => {
+        count!($(#[$doc])* $name, $key, $units, 1, $max);
+    };
+    ($(#[$doc:meta])* $name:ident, $key:literal, $units:literal, $min:expr, $max:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub struct $name(pub u32);
@@ -323,11 +331,11 @@ macro_rules! count {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let text = String::deserialize(d)?;
-                match whole_number(&text, 1, u64::from($max)) {
+                match whole_number(&text, $min, u64::from($max)) {
                     Some(n) => Ok($name(n as u32)),
                     None => Err(de::Error::custom(format!(
-                        concat!($key, " `{}` is not valid: use a whole number of ", $units, " from 1 to {}"),
-                        text, $max
+                        concat!($key, " `{}` is not valid: use a whole number of ", $units, " from {} to {}"),
+                        text, $min, $max
                     ))),
                 }
             }
@@ -342,6 +350,10 @@ count!(
 count!(
     /// `harper.instances`: on-demand instances live at once per shard, 1 to [`MAX_INSTANCES`].
     Instances, "instances", "instances", MAX_INSTANCES
+);
+count!(
+    /// `harper.threads`: Harper's worker threads, 0 (the single-thread mode) to [`MAX_THREADS`].
+    Threads, "threads", "worker threads", 0, MAX_THREADS
 );
 count!(
     /// `split`: how many parts, 1 to [`MAX_SPLIT`].

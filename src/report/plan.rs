@@ -175,6 +175,16 @@ fn describe_harper(h: &HarperSpec, source: &str) -> String {
     let _ = writeln!(s, "      ready    `{}`, probe {:?}; startup idle {} / max {}", h.ready.marker, h.ready.probe, d(h.startup.idle), d(h.startup.max));
     let _ = writeln!(s, "      ports    {} (probed free on the address before use)", ports.join(", "));
     let _ = writeln!(s, "      teardown grace {}, ports free within {}", d(h.teardown.grace), d(h.teardown.port_release));
+    match h.threads {
+        0 => {
+            let _ = writeln!(s, "      threads  0: the single-thread mode, Harper serves from its main thread (boots in about half the time;");
+            let _ = writeln!(s, "               no worker thread: system_information lists none, nothing runs across threads)");
+        }
+        crate::plan::resolve::DEFAULT_THREADS => {}
+        n => {
+            let _ = writeln!(s, "      threads  {n} worker threads");
+        }
+    }
     if !h.args.is_empty() {
         let _ = writeln!(s, "      args     {}", h.args.join(" "));
     }

@@ -394,10 +394,13 @@ impl Instance {
         let started = Instant::now();
         cx.emit.emit(EventKind::TemplateBuilding { shard: cx.id, attempt: cx.attempt, id: self.id.clone() });
         let dirs = Dirs::under(&cx.work.path, self.addr);
-        let on_node = boot_cache::enabled() && self.spec.runtime == Runtime::Node;
-        let compile = (on_node && runtime::node().compile_cache() && !boot_cache::preload_chosen()).then(|| boot_cache::compile_dir_of(&dirs.base));
+        let mode = match self.spec.runtime {
+            Runtime::Node => boot_cache::mode(runtime::node().compile_cache()),
+            _ => boot_cache::Mode::Off,
+        };
+        let compile = mode.compile().then(|| boot_cache::compile_dir_of(&dirs.base));
         let cached = boot_cache::package_root(cache, &self.harper.entry)
-            .filter(|_| on_node && compile.is_none())
+            .filter(|_| mode.preload())
             .map(|root| (boot_cache::dir_of(&dirs.base), root));
         let mut build = Build { dirs, password: instance::random_password(), boot: cached, compile };
         self.lease().record_dir(&build.dirs.base).and_then(|()| build.dirs.create()).map_err(infra)?;

@@ -233,6 +233,9 @@ pub fn launch(spec: &HarperSpec, entry: &Path, dirs: &Dirs, addr: Ipv4Addr, pass
     for (key, value) in owned {
         args.push(format!("--{key}={value}").into());
     }
+    if let Some(https) = p.https {
+        args.push(format!("--HTTP_SECUREPORT={addr}:{https}").into());
+    }
     let given = |key: &str| {
         spec.args.iter().any(|a| {
             a.strip_prefix("--").and_then(|a| a.split_once('=')).is_some_and(|(k, _)| k.eq_ignore_ascii_case(key))

@@ -172,6 +172,11 @@ impl Instance {
         cx.warn_unlogged(&mut child.process, |stream| logs.of(stream).to_path_buf());
     }
 
+    /// `https://<address>:<port>` when the instance binds HTTPS (its `config` sets `tls`).
+    pub fn https_url(&self) -> Option<String> {
+        self.spec.ports.https.map(|port| format!("https://{}:{port}", self.addr))
+    }
+
     /// Where Harper's own logs are (`hdb.log`).
     pub fn harper_log_dir(&self) -> PathBuf {
         self.dirs.root.join("log")

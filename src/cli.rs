@@ -72,7 +72,7 @@ pub enum Command {
         #[command(subcommand)]
         command: TimingsCommand,
     },
-    /// Show or remove what the cache holds: installed Harper packages, boot templates, JWT keys.
+    /// Show or remove what the cache holds: installed Harper packages, boot templates, key sets (JWT and TLS).
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
@@ -205,7 +205,7 @@ pub struct PoolArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// List the installed packages, boot templates and JWT key sets, with their sizes.
+    /// List the installed packages, boot templates and key sets (JWT and TLS), with their sizes.
     Status {
         #[arg(long, value_enum, default_value_t = Format::Human, env = "HARPER_SHARD_FORMAT")]
         format: Format,

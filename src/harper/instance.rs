@@ -238,6 +238,9 @@ pub fn launch(spec: &HarperSpec, entry: &Path, dirs: &Dirs, addr: Ipv4Addr, pass
     for (key, value) in owned {
         args.push(format!("--{key}={value}").into());
     }
+    if let Some(https) = p.https {
+        args.push(format!("--HTTP_SECUREPORT={addr}:{https}").into());
+    }
     let given = |key: &str| spec.args.iter().any(|a| arg_key(a).is_some_and(|k| k.eq_ignore_ascii_case(key)));
     let threads = spec.threads.to_string();
     for (key, value) in DEFAULT_ARGS.iter().copied().chain([("THREADS_COUNT", threads.as_str())]) {

@@ -229,18 +229,25 @@ pub struct Ports {
     pub mqtt: u16,
     pub mqtts: u16,
     pub replication: u16,
+    /// HTTP over TLS (`http.securePort`): bound only when the instance's `config` sets `tls`
+    /// or `http.mtls`, as the TypeScript harness binds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https: Option<u16>,
 }
 
 impl Ports {
-    /// Every port an instance listens on, with the name the plan gives it.
-    pub fn all(&self) -> [(&'static str, u16); 5] {
-        [
+    /// Every port an instance listens on, with the name the plan gives it: what the pool's
+    /// canary, the ownership check and teardown's check all cover.
+    pub fn all(&self) -> Vec<(&'static str, u16)> {
+        let mut all = vec![
             ("operations", self.operations),
             ("http", self.http),
             ("mqtt", self.mqtt),
             ("mqtts", self.mqtts),
             ("replication", self.replication),
-        ]
+        ];
+        all.extend(self.https.map(|port| ("https", port)));
+        all
     }
 }
 

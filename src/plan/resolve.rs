@@ -41,6 +41,7 @@ const OWNED_ARGS: &[(&str, &str)] = &[
     ("MQTT_NETWORK_PORT", "set `harper.ports.mqtt` instead"),
     ("MQTT_NETWORK_SECUREPORT", "set `harper.ports.mqtts` instead"),
     ("REPLICATION_SECUREPORT", "set `harper.ports.replication` instead"),
+    ("HTTP_SECUREPORT", "set `harper.ports.https` instead (bound when `config` sets `tls`)"),
 ];
 
 /// Variables the tool sets for every shard command (README, "What a shard command sees"), with
@@ -51,6 +52,7 @@ pub const OWNED_COMMAND_VARS: &[(&str, &str)] = &[
     ("HARPER_OPERATIONS_API_URL", "set `harper.ports.operations` to change its port"),
     ("HARPER_HTTP_URL", "set `harper.ports.http` to change its port"),
     ("HARPER_MQTT_URL", "set `harper.ports.mqtt` to change its port"),
+    ("HARPER_HTTPS_URL", "set `harper.ports.https` to change its port, `harper.config.tls` to bind it"),
     ("HARPER_ADMIN_USERNAME", "set `harper.admin.username` instead"),
     ("HARPER_ADMIN_PASSWORD", "set `harper.admin.password` instead"),
     ("HARPER_ROOTPATH", "every instance gets a data directory of its own"),
@@ -504,6 +506,8 @@ impl Resolver<'_> {
             }
             fixtures.push(path);
         }
+        let mut config = h.config.unwrap_or_default();
+        let tls = self.tls_files(dir, &mut config, &field("config"))?;
         let p = h.ports.unwrap_or_default();
         let ports = Ports {
             operations: p.operations.map_or(9925, |p| p.0),
@@ -511,6 +515,7 @@ impl Resolver<'_> {
             mqtt: p.mqtt.map_or(1883, |p| p.0),
             mqtts: p.mqtts.map_or(8883, |p| p.0),
             replication: p.replication.map_or(9933, |p| p.0),
+            https: tls.then(|| p.https.map_or(9927, |p| p.0)),
         };
         let mut used = BTreeMap::new();
         for (name, port) in ports.all() {
@@ -541,7 +546,6 @@ impl Resolver<'_> {
         if let Some(password) = &admin.password {
             self.check_string(&field("admin.password"), "the admin password", password)?;
         }
-        let config = h.config.unwrap_or_default();
         let env = h.env.unwrap_or_default();
         let mut size = self.check_env(&env, &field("env"), OWNED_HARPER_VARS)?;
         if !config.is_empty() {
@@ -637,6 +641,50 @@ impl Resolver<'_> {
 }
 
 impl Resolver<'_> {
+    /// Whether `config` asks for TLS (`tls`, or `http.mtls`, as the TypeScript harness decides
+    /// to bind the HTTPS port). Each file `tls` names (`certificate`, `privateKey`,
+    /// `certificateAuthority`; `tls` may be a list of such blocks) must be a readable PEM file:
+    /// Harper would otherwise start without it and say so only in its log. A relative path is
+    /// made absolute against the plan's directory, since Harper runs in its instance's HOME.
+    fn tls_files(&self, dir: &Path, config: &mut serde_json::Map<String, serde_json::Value>, at: &str) -> Result<bool, PlanError> {
+        let mtls = config.get("http").and_then(|h| h.get("mtls")).is_some_and(|m| !m.is_null());
+        let Some(tls) = config.get_mut("tls").filter(|t| !t.is_null()) else { return Ok(mtls) };
+        let blocks: Vec<(String, &mut serde_json::Value)> = match tls {
+            serde_json::Value::Array(list) => list.iter_mut().enumerate().map(|(i, b)| (format!("{at}.tls[{i}]"), b)).collect(),
+            block => vec![(format!("{at}.tls"), block)],
+        };
+        for (here, block) in blocks {
+            let Some(block) = block.as_object_mut() else {
+                return Err(self.err("`tls` is not a map").field(here).hint("write it as {certificate: cert.pem, privateKey: key.pem}, or a list of such maps"));
+            };
+            for key in TLS_FILES {
+                let Some(value) = block.get_mut(key).filter(|v| !v.is_null()) else { continue };
+                let field = format!("{here}.{key}");
+                let Some(given) = value.as_str().map(str::to_owned) else {
+                    return Err(self.err(format!("`{value}` is not a path")).field(field).hint("give the path of a PEM file, as a string"));
+                };
+                self.check_string(&field, "the path", &given)?;
+                let path = normal(&dir.join(&given));
+                let found = match super::file::read_bounded(&path, TLS_FILE_BYTES) {
+                    Ok(bytes) if bytes.windows(11).any(|w| w == b"-----BEGIN ") => Ok(()),
+                    Ok(_) => Err("it holds no PEM block (`-----BEGIN …`)".to_owned()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(why) = found {
+                    let (line, column) = line_of(self.text, key, &given);
+                    return Err(self
+                        .err(format!("`{}` cannot be used: {why} ({})", excerpt(&given), path.display()))
+                        .at(line, column)
+                        .with_source(self.text)
+                        .field(field)
+                        .hint("give a readable PEM file of at most 1 MiB; a relative path is relative to the plan's directory"));
+                }
+                *value = serde_json::Value::String(path.display().to_string());
+            }
+        }
+        Ok(true)
+    }
+
     /// A string the kernel will get as one argument or variable: no NUL (it would end the
     /// string early), and within MAX_ARG_STRLEN. Returns the bytes it takes, NUL included.
     fn check_string(&self, field: &str, what: &str, value: &str) -> Result<usize, PlanError> {
@@ -749,6 +797,25 @@ fn normal(path: &Path) -> PathBuf {
     path.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
 }
 
+/// The files a `tls` block of Harper's configuration names.
+const TLS_FILES: [&str; 3] = ["certificate", "privateKey", "certificateAuthority"];
+/// A certificate, key or CA bundle larger than this is refused (a CA bundle of every public
+/// root is about 200 KiB).
+const TLS_FILE_BYTES: u64 = 1 << 20;
+
+/// Where `key: value` is first written in the plan, for a value of `config` (a map the parser
+/// keeps no places for): the line and column of the value; `(0, 0)` when it cannot be found.
+fn line_of(text: &str, key: &str, value: &str) -> (u64, u64) {
+    let key = format!("{key}:");
+    text.lines()
+        .enumerate()
+        .find_map(|(i, line)| {
+            let after = line.find(&key)? + key.len();
+            line[after..].find(value).map(|column| (i as u64 + 1, (after + column) as u64 + 1))
+        })
+        .unwrap_or((0, 0))
+}
+
 /// A value short enough to quote in a message, control characters escaped (`\0`).
 fn excerpt(value: &str) -> String {
     const SHOWN: usize = 40;
@@ -795,7 +862,7 @@ fn merge(base: &RawHarper, over: Option<&RawHarper>) -> RawHarper {
         env: map(b.env, &o.env),
         admin: block!(b.admin, &o.admin, username, password),
         fixtures: o.fixtures.clone().or(b.fixtures),
-        ports: block!(b.ports, &o.ports, operations, http, mqtt, mqtts, replication),
+        ports: block!(b.ports, &o.ports, operations, http, mqtt, mqtts, replication, https),
         ready: block!(b.ready, &o.ready, marker, probe),
         startup: block!(b.startup, &o.startup, idle, max),
         teardown: block!(b.teardown, &o.teardown, grace, port_release),

@@ -135,6 +135,9 @@ pub struct RawPorts {
     /// Replication (TLS).
     #[schemars(example = 9933)]
     pub replication: Option<Port>,
+    /// HTTP over TLS, bound only when `config` sets `tls` or `http.mtls`.
+    #[schemars(example = 9927)]
+    pub https: Option<Port>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, JsonSchema)]

@@ -488,6 +488,8 @@ fn info(i: &mut Instance) -> Value {
         "operations_url": format!("http://{addr}:{}", p.operations),
         "http_url": format!("http://{addr}:{}", p.http),
         "mqtt_url": format!("mqtt://{addr}:{}", p.mqtt),
+        "https_url": i.https_url(),
+        "tls": i.spec.config.get("tls"),
         "admin": { "username": i.spec.admin.username, "password": i.password },
         "harper": i.spec.source,
         "rootpath": i.dirs.root.display().to_string(),

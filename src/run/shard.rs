@@ -232,6 +232,9 @@ fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>, files: &[PathB
         for (k, v) in vars {
             env.insert(k.to_owned(), v);
         }
+        if let Some(url) = i.https_url() {
+            env.insert("HARPER_HTTPS_URL".to_owned(), url);
+        }
     }
     let vars = [
         ("HARPER_SHARD_NAME", shard.name.clone()),

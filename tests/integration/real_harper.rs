@@ -127,6 +127,7 @@ fn the_example_plan_passes_with_templates_off() {
 /// What each shard of the equivalence plan records about its instance.
 const PROBE: &str = r#"
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import tls from 'node:tls';
 const url = process.env.HARPER_OPERATIONS_API_URL;
 const basic = 'Basic ' + Buffer.from(`${process.env.HARPER_ADMIN_USERNAME}:${process.env.HARPER_ADMIN_PASSWORD}`).toString('base64');
 const op = async (body, auth = basic) => {
@@ -152,12 +153,20 @@ if (name === 'copy-b') {
   const own = await op({ operation: 'create_authentication_tokens', username: process.env.HARPER_ADMIN_USERNAME, password: process.env.HARPER_ADMIN_PASSWORD });
   token = (await op({ operation: 'describe_all' }, `Bearer ${own.body.operation_token}`)).status;
 }
-writeFileSync(`${name}.json`, JSON.stringify({ normal, publicKey, token, foreign }));
+// The public key of the certificate the replication port serves: the copy's own TLS key signs it.
+const replicationKey = await new Promise((resolve, reject) => {
+  const socket = tls.connect({ host, port: 9933, rejectUnauthorized: false }, () => {
+    resolve(socket.getPeerCertificate().modulus);
+    socket.end();
+  });
+  socket.on('error', reject);
+});
+writeFileSync(`${name}.json`, JSON.stringify({ normal, publicKey, token, foreign, replicationKey }));
 "#;
 
 /// A templated instance cannot be told from a fresh install on its address: the same
-/// configuration once its directory and address are named alike, its own JWT keys, and a
-/// token of one instance is refused by another.
+/// configuration once its directory and address are named alike, its own JWT keys and TLS key,
+/// and a token of one instance is refused by another.
 #[test]
 fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     let _turn = turn();
@@ -183,6 +192,9 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     assert_eq!(b["normal"], fresh["normal"]);
     assert_ne!(a["publicKey"], b["publicKey"], "two live copies share their JWT keys");
     assert_ne!(a["publicKey"], fresh["publicKey"]);
+    assert!(a["replicationKey"].is_string(), "{a}");
+    assert_ne!(a["replicationKey"], b["replicationKey"], "two live copies share their TLS key");
+    assert_ne!(a["replicationKey"], fresh["replicationKey"]);
     assert_eq!(b["token"], 200, "a copy accepts its own tokens");
     assert_ne!(b["foreign"], 200, "a copy accepted a token of another instance");
 
@@ -203,6 +215,51 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
     assert_eq!(seen("copy-a")["normal"], fresh["normal"]);
     assert!(!stats.exists(), "HARPER_SHARD_BOOT_CACHE=off still loaded the cache");
+}
+
+/// With `tls` in its config a templated instance serves HTTPS on its address with the
+/// certificate the test made for it (verified against it), and after teardown that port is free
+/// like the others and nothing is left.
+#[test]
+fn a_tls_instance_answers_https_with_the_tests_certificate_and_frees_its_port() {
+    let _turn = turn();
+    let sandbox = Sandbox::new();
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=harper-shard-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.56.2", "-keyout"])
+        .arg(sandbox.path("key.pem"))
+        .arg("-out")
+        .arg(sandbox.path("cert.pem"))
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    sandbox.write(
+        "https.mjs",
+        "import https from 'node:https';\nimport { readFileSync, writeFileSync } from 'node:fs';\n\
+         const ca = readFileSync('cert.pem');\n\
+         const answer = await new Promise((resolve, reject) => {\n\
+           https.get(process.env.HARPER_HTTPS_URL, { ca }, (r) => { r.resume(); resolve({ status: r.statusCode, fingerprint: r.socket.getPeerCertificate().fingerprint256 }); }).on('error', reject);\n\
+         });\nwriteFileSync('https.json', JSON.stringify({ url: process.env.HARPER_HTTPS_URL, ...answer }));\n",
+    );
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1\npool: {start: 127.0.56.2, count: 1}\nharper:\n  template: on\n  config: {tls: {certificate: cert.pem, privateKey: key.pem}}\nshards:\n  - name: a\n    run: node https.mjs\n",
+    );
+    let mut cmd = sandbox.command();
+    cmd.arg("run").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+    let seen: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("https.json"))).unwrap();
+    assert_eq!(seen["url"], "https://127.0.56.2:9927");
+    assert!(seen["status"].is_number(), "Harper answered over HTTPS: {seen}");
+    let ours = std::process::Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256", "-in"]).arg(sandbox.path("cert.pem")).output().unwrap();
+    let ours = String::from_utf8_lossy(&ours.stdout).trim().rsplit('=').next().unwrap().to_owned();
+    assert_eq!(seen["fingerprint"], ours.as_str(), "Harper served another certificate");
+    let ports: Vec<u16> = DEFAULT_PORTS.iter().copied().chain([9927]).collect();
+    assert!(support::ports_free("127.0.56.2", &ports), "a port on 127.0.56.2 is still held");
+    let instance = &sandbox.report()["shards"][0];
+    assert!(instance["cause"].is_null(), "{instance}");
+    let left: Vec<_> = std::fs::read_dir(sandbox.path("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "directories left behind: {left:?}");
 }
 
 /// The lines of Node's compile-cache debug output (`NODE_DEBUG_NATIVE=COMPILE_CACHE`) in one

@@ -76,7 +76,7 @@ fn circles(graph: &Graph) -> Vec<Vec<String>> {
         for next in graph.get(&last).into_iter().flatten() {
             if let Some(start) = path.iter().position(|m| m == next) {
                 if start == 0 {
-                    found.push([&path[..], &[next.clone()]].concat());
+                    found.push([&path[..], std::slice::from_ref(next)].concat());
                 }
             } else {
                 path.push(next.clone());

@@ -1,6 +1,5 @@
 //! The commands' bodies: each turns parsed arguments into work and an exit status.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -12,7 +11,7 @@ use crate::exit::{Exit, Failure};
 use crate::plan::select::Selection;
 use crate::plan::timings::{PlanNames, RunTimings, TimingsError};
 use crate::plan::{self, Partition, Plan, Timings, partition};
-use crate::report::console::{self, Console};
+use crate::report::console::Console;
 use crate::report::buildkite::Buildkite;
 use crate::report::github::{self, GitHub};
 use crate::report::html::{Assignment, Html};
@@ -125,7 +124,7 @@ fn run_timings(plan: &Plan, selection: &Selection) -> RunTimings {
 }
 
 pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
-    let verbosity = say.verbosity();
+    let policy = say.policy();
     let token = take_token();
     let (timings, timings_said) = read_timings(args.timings.as_deref())?;
     let plan = load_plan_with(&args.plan_file.plan_file, &timings, Overrides { retries: args.retries, flaky_fails: args.flaky_fails })?;
@@ -169,12 +168,10 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
         if let Some(warning) = unknown {
             emit.emit(EventKind::Warning { shard: None, warning });
         }
-        let on_github = github::detected();
-        let console = if std::io::stderr().is_terminal() && !on_github {
-            let colour = console::colour_allowed(std::env::var_os("NO_COLOR").as_deref());
-            Console::live(std::io::stderr(), verbosity, colour)
+        let console = if policy.live {
+            Console::live(std::io::stderr(), policy.verbosity, policy.colour)
         } else {
-            Console::new(std::io::stderr(), verbosity)
+            Console::new(std::io::stderr(), policy.verbosity)
         };
         let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(console)];
         let assignment = run_record.partition.map(|partition| Assignment {
@@ -187,7 +184,7 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
         reporters.push(Box::new(Junit::new(&report_dir)));
         reporters.push(Box::new(Html::new(&report_dir, assignment)));
         let place = Place::of(&plan, std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from).as_deref());
-        if on_github {
+        if policy.github {
             reporters.push(Box::new(GitHub::new(std::io::stderr(), github::StepFiles::from_env(), place.clone())));
         }
         if let Some(buildkite) = Buildkite::detect(std::env::var_os("BUILDKITE").as_deref(), std::env::var_os("PATH").as_deref()) {

@@ -13,19 +13,12 @@ use std::io::Write;
 use super::live::Bars;
 use super::model::{InstanceRecord, OwnBoot, Phase, Phases, RunRecord, ShardRecord};
 use super::out::Out;
+use super::policy::Verbosity;
 use super::{Reporter, collapse, short};
 use crate::run::events::{Event, EventKind, Outcome, ShardId, ShardStatus};
 use crate::supervise::tail::Lines;
 use crate::table::{self, Table};
 use crate::text;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verbosity {
-    Quiet,
-    Normal,
-    /// Also relays every command's output as it comes.
-    Verbose,
-}
 
 pub struct Console {
     out: Out,
@@ -80,7 +73,7 @@ impl Reporter for Console {
         }
         // The live lines show what these would say.
         let quiet = self.verbosity == Verbosity::Quiet;
-        let verbose = self.verbosity == Verbosity::Verbose;
+        let verbose = matches!(self.verbosity, Verbosity::Verbose(_));
         let progress = !quiet && self.live.is_none();
         match &event.kind {
             EventKind::RunStarted { shards, concurrency, .. } if !quiet => {
@@ -316,21 +309,9 @@ pub fn paint(status: ShardStatus, text: &str, colour: bool) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-/// Colour is allowed unless `NO_COLOR` is set to anything but the empty string (no-color.org).
-pub fn colour_allowed(no_color: Option<&std::ffi::OsStr>) -> bool {
-    no_color.is_none_or(|v| v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn no_color_set_to_anything_turns_colour_off() {
-        assert!(colour_allowed(None));
-        assert!(colour_allowed(Some("".as_ref())));
-        assert!(!colour_allowed(Some("1".as_ref())));
-    }
 
     #[test]
     fn the_table_lines_up_names_that_take_two_columns_a_character() {

@@ -15,10 +15,12 @@ pub mod model;
 pub mod out;
 pub mod place;
 pub mod plan;
+pub mod policy;
 pub mod say;
 pub mod summary;
 pub mod svg;
 pub mod warning;
+pub mod workflow;
 
 use std::io::Write;
 
@@ -343,7 +345,7 @@ mod tests {
     fn every_reporter_shows_every_phase() {
         let (events, record) = distinct_phases();
         let shard = &record.shards[0];
-        let console = shown(|out| Box::new(console::Console::new(out, console::Verbosity::Normal)), false, &events);
+        let console = shown(|out| Box::new(console::Console::new(out, policy::Verbosity::Normal)), false, &events);
         let lines: Vec<&str> = console.lines().collect();
         let header = lines.iter().find(|l| l.starts_with("shard ")).expect("the console's table");
         let row = lines.iter().find(|l| l.starts_with("phased ")).expect("the shard's row");

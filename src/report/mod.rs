@@ -311,7 +311,7 @@ mod tests {
         for event in &events {
             record.apply(event);
         }
-        let console = shown(|out| Box::new(console::Console::new(out, console::Verbosity::Normal)), false, &events);
+        let console = shown(|out| Box::new(console::Console::new(out, policy::Verbosity::Normal)), false, &events);
         let github = shown(|out| Box::new(github::GitHub::new(out, github::StepFiles::default(), place::Place::default())), true, &events);
         insta::assert_snapshot!("console", console);
         insta::assert_snapshot!("github", github);

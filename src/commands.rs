@@ -183,6 +183,7 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
             assigned: run_record.assigned.len(),
             selected: run_record.selected.len(),
         });
+        let flakes = timings.flakes.clone();
         reporters.push(Box::new(Files::new(&report_dir, timings, &plan.dir, run_record)));
         reporters.push(Box::new(Junit::new(&report_dir)));
         reporters.push(Box::new(Html::new(&report_dir, assignment)));
@@ -197,7 +198,7 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
         let (cancel_tx, cancel_rx) = watch::channel(None);
         let (signalled_tx, mut signalled) = watch::channel(0u32);
         let _signals = AbortOnDrop(tokio::spawn(watch_signals(cancel_tx.clone(), signalled_tx, emit.downgrade())));
-        let opts = run::Options { report_dir, pool, work };
+        let opts = run::Options { report_dir, pool, work, flakes };
         let exit = run::run(&plan, selected, opts, emit, cancel_rx.clone(), cancel_tx).await;
         // The reports and the check run. Bounded, and a signal that comes now ends them: a
         // hung API or a FIFO as the step summary must not make the tool unkillable.

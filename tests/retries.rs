@@ -329,3 +329,69 @@ fn sigint_during_a_retry_exits_130_with_the_report_written_and_nothing_left() {
         assert!(support::ports_free(a["address"].as_str().unwrap(), &DEFAULT_PORTS), "{a}");
     }
 }
+
+/// Flake history given with `--timings`: the files shard flaked in 1 of 4 runs, its file
+/// t/b.test too (and failed in one). This run it flakes again.
+const HISTORY: &str = r#"{"version":1,"flakes":{"shards":{"files":{"runs":4,"flaky":1,"failed":0}},"files":{"t/b.test":{"runs":4,"flaky":1,"failed":1}}}}"#;
+
+#[test]
+fn the_step_summary_says_how_often_a_flaky_shard_and_its_flaky_file_flaked_lately() {
+    let scene = Scene::new("127.0.120.58", 2);
+    for f in ["a", "b"] {
+        scene.sandbox.write(&format!("t/{f}.test"), "");
+    }
+    fake_test_runner(&scene);
+    scene.plan("run: {retries: 1}\n", "  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {files}\"\n");
+    let history = scene.sandbox.write("history.json", HISTORY);
+    let summary = scene.sandbox.write("summary.md", "");
+    let out = scene.command().args(["run", "--timings"]).arg(&history).env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = support::read(&summary);
+    // 4 runs decayed by 0.9 and this one: 4.6 runs, 1.9 flaky, 0.9 failed.
+    assert!(md.contains("passed on attempt 2 on a fresh instance; tests that flaked: b.test: b works (flaky in 2 of the last 5 runs)\n"), "{md}");
+    assert!(md.contains("\n  - <code>t/b.test</code>: flaky in 2 of the last 5 runs, failed in 1\n"), "{md}");
+    assert!(!md.contains("<code>t/a.test</code>"), "a file that did not flake is not listed: {md}");
+    let timings: Value = serde_json::from_str(&support::read(&scene.sandbox.path("report/timings.json"))).unwrap();
+    assert_eq!(timings["run"]["flakes"]["shards"]["files"], serde_json::json!({"runs": 1.0, "flaky": 1.0, "failed": 0.0}), "{timings}");
+    assert_eq!(timings["run"]["flakes"]["files"]["t/a.test"], serde_json::json!({"runs": 1.0, "flaky": 0.0, "failed": 0.0}), "{timings}");
+    let kept = &timings["flakes"]["shards"]["files"];
+    assert!((kept["runs"].as_f64().unwrap() - 4.6).abs() < 1e-9 && (kept["flaky"].as_f64().unwrap() - 1.9).abs() < 1e-9, "{timings}");
+}
+
+#[test]
+fn the_dry_run_shows_each_shards_flake_rate_from_the_timings() {
+    let scene = Scene::new("127.0.120.62", 1);
+    scene.plan("", "  - name: files\n    run: \"true\"\n  - name: steady\n    run: \"true\"\n");
+    let history = scene.sandbox.write("history.json", HISTORY);
+    let human = scene.run(&["run", "--plan", "--timings", history.to_str().unwrap()]);
+    human.expect(0);
+    let text = human.stdout();
+    let files = text.split("2/2 steady").next().unwrap();
+    assert!(files.contains("      flakes   flaky in 1 of the last 4 runs (timings)\n"), "{text}");
+    assert!(!text.split("2/2 steady").nth(1).unwrap().contains("flakes "), "no history, no line: {text}");
+    let json = scene.run(&["run", "--plan", "--format", "json", "--timings", history.to_str().unwrap()]);
+    let plan: Value = serde_json::from_str(&json.stdout()).unwrap();
+    assert_eq!(plan["plan"]["shards"][0]["flakes"]["flaky"], 1.0, "{plan}");
+    assert_eq!(plan["plan"]["shards"][1]["flakes"], Value::Null, "{plan}");
+}
+
+#[test]
+fn timings_merge_adds_up_the_flake_counts_of_the_jobs_and_weighs_in_the_history() {
+    let scene = Scene::new("127.0.120.66", 1);
+    let job = |partition: u32, shard: &str, counts: &str| {
+        format!(
+            r#"{{"version":1,"run":{{"partition":{{"index":{partition},"total":2}},"assignment":"d","assigned":["a","b"],"selected":["{shard}"],
+            "plan":{{"shards":["a","b"],"files":["t/x.test"]}},"flakes":{{"shards":{{"{shard}":{counts}}},"files":{{"t/x.test":{counts}}}}}}}}}"#
+        )
+    };
+    let one = scene.sandbox.write("1.json", &job(1, "a", r#"{"runs":1,"flaky":1,"failed":0}"#));
+    let two = scene.sandbox.write("2.json", &job(2, "b", r#"{"runs":1,"flaky":0,"failed":1}"#));
+    let old = scene.sandbox.write("old.json", r#"{"version":1,"flakes":{"files":{"t/x.test":{"runs":10,"flaky":5,"failed":0}}}}"#);
+    let run = scene.run(&["timings", "merge", one.to_str().unwrap(), two.to_str().unwrap(), "--previous", old.to_str().unwrap()]);
+    run.expect(0);
+    let merged: Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(merged["flakes"]["shards"]["a"], serde_json::json!({"runs": 1.0, "flaky": 1.0, "failed": 0.0}), "{merged}");
+    assert_eq!(merged["flakes"]["shards"]["b"], serde_json::json!({"runs": 1.0, "flaky": 0.0, "failed": 1.0}), "{merged}");
+    // Both jobs ran t/x.test: two runs, added to the history decayed once (10 × 0.9, 5 × 0.9).
+    assert_eq!(merged["flakes"]["files"]["t/x.test"], serde_json::json!({"runs": 11.0, "flaky": 5.5, "failed": 1.0}), "{merged}");
+}

@@ -116,6 +116,8 @@ pub struct Shard {
     pub predicted: Option<Duration>,
     /// What the prediction rests on.
     pub basis: predict::Basis,
+    /// Its flake history in the timings the plan was resolved with, if they have one.
+    pub flakes: Option<timings::Counts>,
 }
 
 /// A place in the plan file, 1-based, as the parser found it; `0` when it could not tell.
@@ -155,6 +157,7 @@ impl Shard {
             weight,
             predicted: None,
             basis: predict::Basis::Unknown,
+            flakes: None,
         }
     }
 }

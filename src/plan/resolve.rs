@@ -122,6 +122,7 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
         let env_size = r.check_env(&env, &format!("{at}.env"), OWNED_COMMAND_VARS)?;
         for part in r.expand(&dir, &shard, &at)? {
             r.check_command_process(&shard, &part, env_size, &at)?;
+            let flakes = cx.timings.flakes.shards.get(&part.name).copied();
             shards.push(Shard {
                 name: part.name,
                 group: name.value.clone(),
@@ -138,6 +139,7 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
                 weight: shard.weight.map(|w| w.0),
                 predicted: None,
                 basis: Basis::Unknown,
+                flakes,
             });
         }
     }

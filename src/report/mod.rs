@@ -6,6 +6,7 @@ pub mod buildkite;
 pub mod checks;
 pub mod console;
 pub mod files;
+pub mod flakes;
 pub mod github;
 pub mod html;
 pub mod junit;
@@ -216,7 +217,7 @@ mod tests {
         let attempt = Attempt::first(1);
         let main = |phase: InstancePhase| EventKind::Instance { shard, attempt, id: "main".into(), phase };
         let kinds = [
-            (0, EventKind::RunStarted { shards, concurrency: 1, report_dir: "no-such-report".into(), started_at: std::time::SystemTime::now(), flaky_fails: false }),
+            (0, EventKind::RunStarted { shards, concurrency: 1, report_dir: "no-such-report".into(), started_at: std::time::SystemTime::now(), flaky_fails: false, plan_dir: ".".into(), flakes: Default::default() }),
             (0, EventKind::ShardStarted { shard }),
             (0, EventKind::AttemptStarted { shard, attempt, log_dir: "no-such-report/phased".into(), junit_dir: "no-such-report/phased/junit".into(), commands: vec!["npm test".into()], retrying: None }),
             (110, main(InstancePhase::Acquired { name: "main".into(), addr: std::net::Ipv4Addr::new(127, 0, 0, 2) })),

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::plan::timings::Flakes;
 use crate::plan::{opt_secs, secs};
 use crate::run::context::MAIN;
 use crate::run::events::{Attempt, BootLogs, Event, EventKind, InstancePhase, Outcome, ShardId, ShardInfo, ShardStatus};
@@ -35,6 +36,12 @@ pub struct RunRecord {
     pub timed_out: bool,
     /// A flaky shard fails the run (`flaky: fail`).
     pub flaky_fails: bool,
+    /// The plan's folder: test files are named relative to it.
+    #[serde(skip)]
+    pub plan_dir: PathBuf,
+    /// The flake history the run was given ([`super::flakes`] weighs this run's into it).
+    #[serde(skip)]
+    pub history: Flakes,
 }
 
 /// A shard: how it ended, and each of its attempts. `report.json` shows the last attempt's
@@ -338,6 +345,8 @@ impl RunRecord {
             exit_code: None,
             timed_out: false,
             flaky_fails: false,
+            plan_dir: PathBuf::new(),
+            history: Flakes::default(),
         }
     }
 
@@ -346,8 +355,10 @@ impl RunRecord {
         let at = Some(event.at);
         self.duration = event.at;
         match &event.kind {
-            EventKind::RunStarted { shards, concurrency, report_dir, started_at, flaky_fails } => {
+            EventKind::RunStarted { shards, concurrency, report_dir, started_at, flaky_fails, plan_dir, flakes } => {
                 self.flaky_fails = *flaky_fails;
+                self.plan_dir = plan_dir.clone();
+                self.history = flakes.clone();
                 self.started_at = Some(*started_at);
                 self.concurrency = *concurrency;
                 self.report_dir = report_dir.clone();

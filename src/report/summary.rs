@@ -122,19 +122,24 @@ pub fn failures(record: &RunRecord, max: usize) -> String {
     md
 }
 
-/// Each flaky shard on a line: which attempt failed and why, which passed, and the tests that
-/// flaked; within `max` bytes.
+/// Each flaky shard on a line: which attempt failed and why, which passed, the tests that
+/// flaked, and how often it flaked lately; under it, each test file that flaked and how often
+/// it did. Within `max` bytes.
 pub fn flaky(record: &RunRecord, max: usize) -> String {
     let flaky: Vec<&ShardRecord> = record.shards.iter().filter(|s| s.status == Some(crate::run::events::ShardStatus::Flaky)).collect();
-    let mut md = "### Flaky
-
-".to_owned();
+    let mut md = "### Flaky\n\n".to_owned();
     if flaky.is_empty() || md.len() + NOTE_ROOM > max {
         return String::new();
     }
+    let history = super::flakes::updated(record);
     for (i, s) in flaky.iter().enumerate() {
-        let line = format!("- **{}** — {}
-", escape(&clip(&s.name, INLINE_CHARS)), escape(&clip(&super::flaky_line(s), 4 * INLINE_CHARS)));
+        let lately = history.shards.get(&s.name).map(|c| format!(" ({})", c.recent())).unwrap_or_default();
+        let mut line = format!("- **{}** — {}{lately}\n", escape(&clip(&s.name, INLINE_CHARS)), escape(&clip(&super::flaky_line(s), 4 * INLINE_CHARS)));
+        for (file, _) in super::flakes::files(s, record).iter().filter(|(_, c)| c.flaky > 0.0) {
+            if let Some(counts) = history.files.get(file) {
+                let _ = writeln!(line, "  - <code>{}</code>: {}", escape(&clip(file, INLINE_CHARS)), counts.recent());
+            }
+        }
         if md.len() + line.len() + NOTE_ROOM > max {
             let _ = writeln!(md, "… and {} more flaky shard(s), left out to fit; report.json has every one.", flaky.len() - i);
             break;

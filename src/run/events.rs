@@ -70,8 +70,19 @@ pub struct ShardInfo {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
-    /// `flaky_fails`: a flaky shard fails the run (`flaky: fail`, `--flaky-fails`).
-    RunStarted { shards: Vec<ShardInfo>, concurrency: usize, report_dir: PathBuf, started_at: SystemTime, flaky_fails: bool },
+    /// `flaky_fails`: a flaky shard fails the run (`flaky: fail`, `--flaky-fails`). `plan_dir`:
+    /// what test files are named relative to; `flakes`: the flake history the run was given
+    /// (`--timings`), for the reports to say how often what flaked now flaked before.
+    RunStarted {
+        shards: Vec<ShardInfo>,
+        concurrency: usize,
+        report_dir: PathBuf,
+        started_at: SystemTime,
+        flaky_fails: bool,
+        plan_dir: PathBuf,
+        #[serde(skip)]
+        flakes: crate::plan::timings::Flakes,
+    },
     Installing { package: String },
     InstallOutput { line: String },
     Installed { package: String, #[serde(with = "crate::plan::secs")] took: Duration, cached: bool },

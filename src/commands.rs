@@ -47,7 +47,7 @@ fn load_plan_with(path: &Path, timings: &Timings, over: Overrides) -> Result<Pla
 fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timings, over: Overrides) -> Result<Plan, Failure> {
     let env = |name: &str| std::env::var(name).ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cx = plan::resolve::Context { env: &env, cpus, timings, retries: over.retries, flaky_fails: over.flaky_fails };
+    let cx = plan::resolve::Context { env: &env, cpus, timings, retries: over.retries, flaky_fails: over.flaky_fails, today: plan::schema::Day::today() };
     plan::resolve::resolve(path, text, raw, &cx).map_err(Failure::usage)
 }
 
@@ -79,6 +79,11 @@ fn unknown_timings(plan: &Plan, timings: &Timings, path: Option<&Path>) -> Optio
     let unknown = timings.unknown_shards(|name| plan.shards.iter().any(|s| s.name == name || s.group == name));
     let shards = unknown.iter().map(|s| (*s).to_owned()).collect();
     path.filter(|_| !unknown.is_empty()).map(|path| Warning::UnknownTimings { path: path.to_path_buf(), shards })
+}
+
+/// A warning for each `quarantine` entry past its `until`, so that none rots unseen.
+fn expired_quarantine(plan: &Plan) -> impl Iterator<Item = Warning> + '_ {
+    plan.quarantine.iter().filter(|q| q.expired).map(|q| Warning::QuarantineExpired { what: q.what(), until: q.until, reason: q.reason.clone() })
 }
 
 /// This job's partition: the flag (or its variable), else the CI system's parallelism.
@@ -129,16 +134,17 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
     let token = take_token();
     let (timings, timings_said) = read_timings(args.timings.as_deref())?;
     let plan = load_plan_with(&args.plan_file.plan_file, &timings, Overrides { retries: args.retries, flaky_fails: args.flaky_fails })?;
-    // Said with the run's events when there is a run, so that its reports have it too.
-    let mut unknown = unknown_timings(&plan, &timings, args.timings.as_deref());
+    let unknown = unknown_timings(&plan, &timings, args.timings.as_deref());
     let partition = job_partition(args.partition)?;
     let selection = plan::select::select(&plan, &args.only, partition).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     check_assignment(&args, &selection, &timings_said)?;
     let work = WorkDir::from_env().map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
-    if (args.dry_run || selection.shards.is_empty())
-        && let Some(warning) = unknown.take()
-    {
-        say.warning("harper-shard", warning);
+    // Said with the run's events when there is a run, so that its reports have them too.
+    let mut warnings: Vec<Warning> = unknown.into_iter().chain(expired_quarantine(&plan)).collect();
+    if args.dry_run || selection.shards.is_empty() {
+        for warning in warnings.drain(..) {
+            say.warning("harper-shard", warning);
+        }
     }
     if args.dry_run {
         match args.format {
@@ -166,7 +172,7 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
     let exit = runtime.block_on(async {
         let (tx, rx) = mpsc::unbounded_channel();
         let emit = Emitter::new(Instant::now(), tx);
-        if let Some(warning) = unknown {
+        for warning in warnings {
             emit.emit(EventKind::Warning { shard: None, warning });
         }
         let on_github = github::detected();

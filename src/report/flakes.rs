@@ -39,7 +39,7 @@ fn verdict(status: ShardStatus) -> Option<Counts> {
     match status {
         ShardStatus::Passed => Some(Counts::one(false, false)),
         ShardStatus::Flaky => Some(Counts::one(true, false)),
-        ShardStatus::Failed => Some(Counts::one(false, true)),
+        ShardStatus::Failed | ShardStatus::Quarantined => Some(Counts::one(false, true)),
         ShardStatus::BootFailed | ShardStatus::Infrastructure | ShardStatus::Cancelled | ShardStatus::Skipped => None,
     }
 }

@@ -147,6 +147,14 @@ pub fn flaky_line(shard: &model::ShardRecord) -> String {
     line
 }
 
+/// "quarantined until 2026-12-31: flaky on CI, harper#2379 (shard `db`); it failed: `npm test`
+/// failed: exit code 1": a quarantined shard on one line, each entry that covers it.
+pub fn quarantine_line(shard: &model::ShardRecord) -> String {
+    let by: Vec<String> = shard.quarantine.iter().map(|q| format!("quarantined until {}: {} ({})", q.until, crate::text::one_line(&q.reason), q.what())).collect();
+    let cause = shard.cause.as_deref().map(|c| format!("; it failed: {}", crate::text::one_line(c))).unwrap_or_default();
+    format!("{}{cause}", by.join("; "))
+}
+
 /// "passed", "failed: exit code 3", "timed out after 10m": how a command ended, for people.
 pub fn outcome_text(outcome: &Outcome) -> String {
     match outcome {

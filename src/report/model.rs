@@ -16,7 +16,7 @@ use crate::run::events::{Attempt, BootLogs, Event, EventKind, InstancePhase, Out
 
 /// The version of `report.json`'s schema; raised on any change of its shape (docs/reports.md
 /// says what each version changed).
-pub const REPORT_VERSION: u32 = 2;
+pub const REPORT_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
@@ -56,6 +56,8 @@ pub struct ShardRecord {
     pub cause: Option<String>,
     /// Every attempt, in order; never empty (a shard that never started has its first).
     pub attempts: Vec<AttemptRecord>,
+    /// The plan's quarantine entries that kept its failure from failing the run.
+    pub quarantine: Vec<crate::plan::Quarantine>,
 }
 
 /// One attempt of a shard: its own instance's address, its commands, its phases, and every
@@ -401,6 +403,7 @@ impl RunRecord {
                 a.cause = cause.clone();
                 a.phases.finished = at;
             }
+            EventKind::Quarantined { shard, by } => self.shards[*shard].quarantine = by.clone(),
             EventKind::ShardFinished { shard, status, cause } => {
                 let s = &mut self.shards[*shard];
                 s.status = Some(*status);
@@ -451,6 +454,7 @@ impl ShardRecord {
             status: None,
             cause: None,
             attempts: vec![AttemptRecord::new(Attempt::first(1), info)],
+            quarantine: Vec::new(),
         }
     }
 
@@ -570,7 +574,7 @@ impl AttemptRecord {
             ShardStatus::Passed | ShardStatus::Flaky | ShardStatus::Skipped => None,
             _ if self.teardown_problem().is_some() => Some(Phase::TEARDOWN),
             ShardStatus::BootFailed => Some(Phase::BOOT),
-            ShardStatus::Failed => Some(Phase::COMMANDS),
+            ShardStatus::Failed | ShardStatus::Quarantined => Some(Phase::COMMANDS),
             ShardStatus::Infrastructure | ShardStatus::Cancelled => {
                 if p.address.is_none() {
                     Some(Phase::WAIT)
@@ -675,6 +679,7 @@ impl Serialize for ShardRecord {
             log_dir: &'a PathBuf,
             status: Option<ShardStatus>,
             cause: &'a Option<String>,
+            quarantine: Option<&'a [crate::plan::Quarantine]>,
             #[serde(flatten)]
             last: LastView<'a>,
             instances: Vec<&'a InstanceRecord>,
@@ -688,6 +693,7 @@ impl Serialize for ShardRecord {
             log_dir: &self.log_dir,
             status: self.status,
             cause: &self.cause,
+            quarantine: (!self.quarantine.is_empty()).then_some(self.quarantine.as_slice()),
             last: LastView::of(last),
             instances: last.shown_instances().collect(),
             attempts: self.attempts.iter().filter(|a| a.phases.started.is_some()).collect(),

@@ -102,6 +102,9 @@ pub fn human(plan: &Plan, selection: &Selection, timings: &str) -> String {
         if let Some(flakes) = shard.flakes {
             let _ = writeln!(s, "      flakes   {} (timings)", flakes.recent());
         }
+        for q in &shard.quarantine {
+            let _ = writeln!(s, "      quarantined until {} ({}): {}", q.until, q.what(), q.reason);
+        }
         if last_harper.as_ref() != Some(&harper) {
             let _ = write!(s, "{harper}");
             last_harper = Some(harper);

@@ -40,10 +40,12 @@ pub fn headline(record: &RunRecord) -> String {
     let total = record.shards.len();
     let passed = record.shards.iter().filter(|s| s.ok()).count();
     let took = short(record.duration);
-    if passed == total {
-        format!("all {total} shard(s) passed in {took}")
-    } else {
-        format!("{} of {total} shard(s) failed in {took}", total - passed)
+    let quarantined = record.shards.iter().filter(|s| s.status == Some(crate::run::events::ShardStatus::Quarantined)).count();
+    match (total - passed, quarantined) {
+        (0, 0) => format!("all {total} shard(s) passed in {took}"),
+        (0, q) => format!("no shard failed the run in {took}; {q} of {total} failed but are quarantined"),
+        (failed, 0) => format!("{failed} of {total} shard(s) failed in {took}"),
+        (failed, q) => format!("{failed} of {total} shard(s) failed in {took}; {q} more failed but are quarantined"),
     }
 }
 
@@ -59,6 +61,7 @@ pub fn markdown(record: &RunRecord, limit: usize) -> String {
     let room = |md: &String| limit.saturating_sub(md.len());
     md.push_str(&table(record, room(&md) / 4));
     md.push_str(&failures(record, room(&md) * 2 / 3));
+    md.push_str(&quarantined(record, room(&md) / 3));
     md.push_str(&flaky(record, room(&md) / 2));
     let chart = gantt(record, room(&md).saturating_sub(TIMELINE.len()));
     if !chart.is_empty() {
@@ -119,6 +122,26 @@ pub fn failures(record: &RunRecord, max: usize) -> String {
             break;
         }
     }
+    md
+}
+
+/// Each quarantined shard on a line: the entries that cover its failure (until when, why) and
+/// the failure; within `max` bytes.
+pub fn quarantined(record: &RunRecord, max: usize) -> String {
+    let shards: Vec<&ShardRecord> = record.shards.iter().filter(|s| s.status == Some(crate::run::events::ShardStatus::Quarantined)).collect();
+    let mut md = "### Quarantined\n\nThese failed, and the plan's `quarantine` keeps them from failing the run:\n\n".to_owned();
+    if shards.is_empty() || md.len() + NOTE_ROOM > max {
+        return String::new();
+    }
+    for (i, s) in shards.iter().enumerate() {
+        let line = format!("- **{}** — {}\n", escape(&clip(&s.name, INLINE_CHARS)), escape(&clip(&super::quarantine_line(s), 4 * INLINE_CHARS)));
+        if md.len() + line.len() + NOTE_ROOM > max {
+            let _ = writeln!(md, "… and {} more quarantined shard(s), left out to fit; report.json has every one.", shards.len() - i);
+            break;
+        }
+        md.push_str(&line);
+    }
+    md.push('\n');
     md
 }
 

@@ -101,7 +101,7 @@ fn a_command_that_fails_once_then_passes_is_flaky_and_the_run_exits_0() {
 
 #[test]
 fn with_flaky_fail_a_flaky_shard_fails_the_run() {
-    let scene = Scene::new("127.0.120.10", 2);
+    let scene = Scene::new("127.0.120.94", 2);
     scene.plan("run: {retries: 1, flaky: fail}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
     scene.run(&["run"]).expect(1);
     assert_eq!(scene.sandbox.report()["shards"][0]["status"], "flaky");

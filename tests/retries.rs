@@ -171,6 +171,7 @@ fn github_shows_each_flaky_shard_as_a_warning_and_in_the_step_summary() {
     assert!(warning.contains("failed on attempt 1 of 2") && warning.contains("passed on attempt 2"), "{warning}");
     let md = support::read(&summary);
     assert!(md.contains("### Flaky\n") && md.contains("**once** — failed on attempt 1 of 2"), "{md}");
+    assert!(md.contains("    section once (last attempt, 2 of 2)\n"), "the chart says which attempt it draws: {md}");
 }
 
 #[test]

@@ -257,7 +257,10 @@ fn gantt_section(i: usize, s: &ShardRecord) -> Option<(String, usize)> {
     if tasks.is_empty() {
         return None;
     }
-    let mut md = format!("    section {}\n", mermaid_text(&clip(&s.name, INLINE_CHARS)));
+    // The chart draws a shard's last attempt only; a retried shard's section says so.
+    let last = s.last();
+    let which = if s.attempts.len() > 1 { format!(" (last attempt, {} of {})", last.attempt, last.of) } else { String::new() };
+    let mut md = format!("    section {}{which}\n", mermaid_text(&clip(&s.name, INLINE_CHARS)));
     let failed = s.failed_phase();
     for (phase, from, to) in tasks {
         task(&mut md, phase.label, failed == Some(phase), &format!("s{i}{}", phase.key), (from, to));

@@ -411,7 +411,7 @@ mod tests {
         let raw = crate::plan::load::parse(Path::new("p.yml"), plan).unwrap();
         let env = |_: &str| None;
         let timings = crate::plan::Timings::default();
-        let cx = crate::plan::resolve::Context { env: &env, cpus: 2, timings: &timings, retries: None, flaky_fails: false };
+        let cx = crate::plan::resolve::Context { env: &env, cpus: 2, timings: &timings, retries: None, flaky_fails: false, today: crate::plan::schema::Day::today() };
         let resolved = crate::plan::resolve::resolve(Path::new("p.yml"), plan, raw, &cx).unwrap();
         let spec = resolved.shards[0].harper.clone();
         let entry = Path::new("/cache/harperdb/bin/harperdb.js");

@@ -11,7 +11,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::Value;
 
 use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_SPLIT, MAX_THREADS};
-use super::schema::{Address, Commands, Concurrency, Dur, Instances, PoolCount, Port, RawPlan, Retries, Split, Threads, Weight};
+use super::schema::{Address, Commands, Concurrency, Day, Dur, Instances, PoolCount, Port, RawPlan, Retries, Split, Threads, Weight};
 
 /// The whole schema, as `harper-shard schema` prints it (and `docs/plan.schema.json` holds, for
 /// the example plans' `yaml-language-server` modeline).
@@ -82,6 +82,21 @@ impl JsonSchema for Retries {
             "minimum": 0,
             "maximum": limits::MAX_RETRIES,
             "description": format!("How many more times a failed shard is tried, each on a fresh instance: 0 to {}.", limits::MAX_RETRIES),
+        })
+    }
+}
+
+impl JsonSchema for Day {
+    fn schema_name() -> Cow<'static, str> {
+        "Day".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": r"^\s*[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])\s*$",
+            "description": "A day, YYYY-MM-DD (UTC), that the month has.",
+            "examples": ["2026-12-31"],
         })
     }
 }

@@ -12,11 +12,11 @@ use serde_saphyr::{Location, Spanned};
 
 use super::error::PlanError;
 use super::limits::{self, ARG_STRLEN, ARGS_TOTAL, MAX_CONCURRENCY, MAX_DURATION, MAX_POOL_COUNT, MAX_TEARDOWN, NAME_BYTES};
-use super::schema::{Concurrency, Dur, Flaky, Probe, RawHarper, RawPlan, RawShard, Runtime, TemplateMode, Threads};
+use super::schema::{Concurrency, Day, Dur, Flaky, Probe, RawHarper, RawPlan, RawQuarantine, RawShard, Runtime, TemplateMode, Threads};
 use super::predict::{self, Basis};
 use super::split;
 use super::timings::Timings;
-use super::{Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Position, Ready, RunSpec, Shard, Startup, Teardown};
+use super::{Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Position, Quarantine, Ready, RunSpec, Shard, Startup, Target, Teardown};
 
 pub const DEFAULT_PACKAGE: &str = "harperdb@4.7.29";
 pub const DEFAULT_MARKER: &str = "successfully started";
@@ -26,6 +26,8 @@ pub const DEFAULT_INSTANCES: u32 = 4;
 const MAX_PACKAGE: usize = 4096;
 /// Harper's worker threads unless `harper.threads` says otherwise.
 pub const DEFAULT_THREADS: u32 = 1;
+/// The longest quarantine `reason`: a line and a link, shown with every failure it covers.
+pub const REASON_BYTES: usize = 1024;
 const IDLE: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(150));
 const MAX: (Duration, Duration) = (Duration::from_secs(120), Duration::from_secs(300));
 
@@ -82,6 +84,8 @@ pub struct Context<'a> {
     pub retries: Option<u32>,
     /// `--flaky-fails` (or `HARPER_SHARD_FLAKY_FAILS`): as `run.flaky: fail`.
     pub flaky_fails: bool,
+    /// Today (UTC): a quarantine whose `until` is before it has expired.
+    pub today: Day,
 }
 
 impl Context<'_> {
@@ -128,6 +132,7 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
         let env_size = r.check_env(&env, &format!("{at}.env"), OWNED_COMMAND_VARS)?;
         for part in r.expand(&dir, &shard, &at)? {
             r.check_command_process(&shard, &part, env_size, &at)?;
+            let flakes = cx.timings.flakes.shards.get(&part.name).copied();
             shards.push(Shard {
                 name: part.name,
                 group: name.value.clone(),
@@ -144,6 +149,8 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
                 weight: shard.weight.map(|w| w.0),
                 predicted: None,
                 basis: Basis::Unknown,
+                flakes,
+                quarantine: Vec::new(),
             });
         }
     }
@@ -151,7 +158,11 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
         shard.index = i + 1;
     }
     predict::predict(&mut shards, cx.timings);
-    Ok(Plan { file: file.to_path_buf(), dir, ci: cx.is_ci(), pool, run, shards })
+    let quarantine = r.quarantine(raw.quarantine, &shards)?;
+    for shard in &mut shards {
+        shard.quarantine = quarantine.iter().filter(|q| !q.expired && q.covers(shard)).cloned().collect();
+    }
+    Ok(Plan { file: file.to_path_buf(), dir, ci: cx.is_ci(), pool, run, shards, quarantine })
 }
 
 /// The parser's location as a plan position (it counts in `u32`; its accessors widen).
@@ -196,7 +207,7 @@ fn request<T>(source: &Path, text: &str, check: impl FnOnce(&Resolver, RawHarper
     let over: RawHarper = super::load::parse_as(source, text)?;
     let env = |_: &str| None;
     let timings = Timings::default();
-    let cx = Context { env: &env, cpus: 1, timings: &timings, retries: None, flaky_fails: false };
+    let cx = Context { env: &env, cpus: 1, timings: &timings, retries: None, flaky_fails: false, today: Day::today() };
     let r = Resolver { file: source, text, cx: &cx };
     r.same_runtime(&over)?;
     check(&r, over)
@@ -270,6 +281,84 @@ impl Resolver<'_> {
         }
         let wait = raw.pool.wait.map_or(Duration::from_secs(600), |d| d.0);
         Ok(PoolSpec { start, count, wait })
+    }
+
+    /// The `quarantine` entries: each names one shard of the plan (a split shard's parts by
+    /// their shared name too) or one file of a shard's `files`, once, with a reason of at most
+    /// [`REASON_BYTES`] and the last day it holds.
+    fn quarantine(&self, raw: Vec<Spanned<RawQuarantine>>, shards: &[Shard]) -> Result<Vec<Quarantine>, PlanError> {
+        let mut out: Vec<Quarantine> = Vec::new();
+        for (i, entry) in raw.into_iter().enumerate() {
+            let here = format!("quarantine[{i}]");
+            let at = &entry.referenced;
+            let RawQuarantine { shard, file, reason, until } = entry.value;
+            let (target, name) = match (shard, file) {
+                (Some(shard), None) => (Target::Shard, shard),
+                (None, Some(file)) => (Target::File, file),
+                (both, _) => {
+                    let message = if both.is_some() { "a quarantine entry names both a `shard` and a `file`" } else { "a quarantine entry names no `shard` and no `file`" };
+                    return Err(self
+                        .err_at(at, message)
+                        .field(here)
+                        .hint("give each entry one of them: `shard: <name>` or `file: <path from the plan's folder>`"));
+                }
+            };
+            let key = format!("{here}.{}", target.key());
+            let known = match target {
+                Target::Shard => shards.iter().any(|s| s.name == name.value || s.group == name.value),
+                Target::File => {
+                    let wanted = crate::cases::relative(&name.value, Path::new(""));
+                    wanted.is_some() && shards.iter().flat_map(|s| &s.files).any(|f| crate::cases::relative(&f.to_string_lossy(), Path::new("")) == wanted)
+                }
+            };
+            if !known {
+                let hint = match target {
+                    Target::Shard => {
+                        let names: Vec<&str> = shards.iter().map(|s| s.group.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                        format!("name a shard of this plan ({}), or remove the entry", super::name_list(&names))
+                    }
+                    Target::File => "name a file that a shard's `files` glob finds, relative to the plan's folder (`--plan` lists each shard's files), or remove the entry".to_owned(),
+                };
+                return Err(self
+                    .err_at(&name.referenced, format!("quarantine names {} `{}`, which the plan does not have", target.key(), excerpt(&name.value)))
+                    .field(key)
+                    .hint(hint));
+            }
+            let Some(reason) = reason.filter(|r| !r.value.trim().is_empty()) else {
+                return Err(self
+                    .err_at(at, format!("the quarantine of {} `{}` gives no reason", target.key(), excerpt(&name.value)))
+                    .field(format!("{here}.reason"))
+                    .hint("say why, and where it is being fixed (an issue): the reason is shown with every failure the entry keeps from failing the run"));
+            };
+            if reason.value.len() > REASON_BYTES {
+                return Err(self
+                    .err_at(&reason.referenced, format!("the reason is {} long", super::file::size_text(reason.value.len() as u64)))
+                    .field(format!("{here}.reason"))
+                    .hint(format!("keep it within {REASON_BYTES} bytes: a line with a link to the issue that tracks the fix")));
+            }
+            let Some(until) = until else {
+                return Err(self
+                    .err_at(at, format!("the quarantine of {} `{}` has no `until`", target.key(), excerpt(&name.value)))
+                    .field(format!("{here}.until"))
+                    .hint("give the last day it holds, `until: YYYY-MM-DD`: a quarantine without an end would hide the failure for good"));
+            };
+            let value = crate::cases::relative(&name.value, Path::new("")).filter(|_| target == Target::File).unwrap_or(name.value);
+            if let Some(first) = out.iter().find(|q| q.target == target && q.name == value) {
+                return Err(self
+                    .err_at(&name.referenced, format!("{} `{}` is quarantined twice", target.key(), excerpt(&value)))
+                    .field(key)
+                    .hint(format!("keep one entry for it (the other is on line {})", first.at.line)));
+            }
+            out.push(Quarantine {
+                target,
+                name: value,
+                reason: reason.value,
+                until: until.value,
+                expired: until.value < self.cx.today,
+                at: position(&name.referenced),
+            });
+        }
+        Ok(out)
     }
 
     fn run(&self, raw: &RawPlan) -> Result<RunSpec, PlanError> {
@@ -817,7 +906,7 @@ fn line_of(text: &str, key: &str, value: &str) -> (u64, u64) {
 }
 
 /// A value short enough to quote in a message, control characters escaped (`\0`).
-fn excerpt(value: &str) -> String {
+pub(super) fn excerpt(value: &str) -> String {
     const SHOWN: usize = 40;
     let shown: String = value.chars().take(SHOWN).flat_map(|c| if c.is_control() { c.escape_debug().collect() } else { vec![c] }).collect();
     if value.chars().count() > SHOWN { format!("{shown}…") } else { shown }

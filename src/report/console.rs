@@ -157,6 +157,9 @@ impl Reporter for Console {
         for shard in record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky)) {
             writeln!(self.out, "\nflaky: {}: {}", shard.name, super::flaky_line(shard))?;
         }
+        for shard in record.shards.iter().filter(|s| s.status == Some(ShardStatus::Quarantined)) {
+            writeln!(self.out, "\nquarantined: {}: {}", shard.name, super::quarantine_line(shard))?;
+        }
         write_table(&mut self.out, record, self.colour)?;
         self.out.flush()?;
         Ok(())
@@ -259,9 +262,15 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
             writeln!(out, "{}", table.line(&cells))?;
         }
     }
-    let passed = record.shards.iter().filter(|s| s.ok()).count();
-    let flaky = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky)).count();
-    let flaky = if flaky > 0 { format!(" ({flaky} flaky)") } else { String::new() };
+    let count = |status| record.shards.iter().filter(|s| s.status == Some(status)).count();
+    let quarantined = count(ShardStatus::Quarantined);
+    let passed = record.shards.iter().filter(|s| s.ok()).count() - quarantined;
+    let notes: Vec<String> = [(count(ShardStatus::Flaky), "flaky"), (quarantined, "failed but quarantined")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    let flaky = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
     writeln!(
         out,
         "\n{passed} of {} shard(s) passed{flaky} in {} (exit {})",
@@ -304,7 +313,7 @@ pub fn paint(status: ShardStatus, text: &str, colour: bool) -> String {
     let code = match status {
         ShardStatus::Passed => "32",
         ShardStatus::Failed | ShardStatus::BootFailed | ShardStatus::Infrastructure => "1;31",
-        ShardStatus::Flaky | ShardStatus::Cancelled | ShardStatus::Skipped => "33",
+        ShardStatus::Flaky | ShardStatus::Quarantined | ShardStatus::Cancelled | ShardStatus::Skipped => "33",
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }

@@ -137,13 +137,15 @@ impl GitHub {
             format!("and {} more passed shard(s), none slower than {slowest}; see the step summary for their phases", rest.len())
         });
 
-        // Flaky shards first: of the warnings, they are the ones a person acts on.
+        // Quarantined and flaky shards first: of the warnings, they are the ones a person acts on.
+        let quarantined = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Quarantined));
+        let quarantined = quarantined.map(|s| Note { title: format!("{}: quarantined", s.name), message: super::quarantine_line(s), at: place(s) });
         let flaky = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky));
         let flaky = flaky.map(|s| Note { title: format!("{}: flaky", s.name), message: super::flaky_line(s), at: place(s) });
         let others = record.warnings.iter().map(|w| Note { title: "harper-shard".into(), message: w.clone(), at: None });
-        let warnings: Vec<Note> = flaky.chain(others).collect();
+        let warnings: Vec<Note> = quarantined.chain(flaky).chain(others).collect();
         let warnings = budgeted("warning", &warnings, ANNOTATIONS_PER_TYPE - WARNINGS_RESERVED, |rest| {
-            format!("and {} more warning(s) or flaky shard(s); see the step summary and report.json", rest.len())
+            format!("and {} more warning(s), quarantined or flaky shard(s); see the step summary and report.json", rest.len())
         });
         for command in failed.iter().chain(&timings).chain(&warnings) {
             self.out.command(command)?;

@@ -99,6 +99,12 @@ pub fn human(plan: &Plan, selection: &Selection, timings: &str) -> String {
             None => "  (no history: balanced by file count)".to_owned(),
         };
         let _ = writeln!(s, "  {}/{} {}{predicted}", shard.index, plan.shards.len(), shard.name);
+        if let Some(flakes) = shard.flakes {
+            let _ = writeln!(s, "      flakes   {} (timings)", flakes.recent());
+        }
+        for q in &shard.quarantine {
+            let _ = writeln!(s, "      quarantined until {} ({}): {}", q.until, q.what(), q.reason);
+        }
         if last_harper.as_ref() != Some(&harper) {
             let _ = write!(s, "{harper}");
             last_harper = Some(harper);

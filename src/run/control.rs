@@ -424,7 +424,6 @@ impl Server<'_> {
             Err(e) => return (error("invalid", e.one_line()), None),
         };
         let wait = self.cx.pool.spec().wait;
-        let mut cancel = self.cx.cancel.clone();
         let permit = tokio::select! {
             permit = tokio::time::timeout(wait, self.registry.limit.clone().acquire_owned()) => match permit {
                 Ok(Ok(permit)) => permit,
@@ -433,7 +432,7 @@ impl Server<'_> {
                     return (error("limit", format!("{limit} on-demand instance(s) stayed live for {}: release one first, or raise `harper.instances`", humantime::format_duration(wait))), None);
                 }
             },
-            _ = cancel.wait_for(Option::is_some) => return (error("failed", "the run is being cancelled"), None),
+            () = self.cx.cancelled() => return (error("failed", "the run is being cancelled"), None),
         };
         let harper = if spec.source == self.shard.harper.source {
             Harper::shard(self.cx)

@@ -17,14 +17,17 @@ const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 
 pub fn run(args: CtlArgs, say: &Say) -> Result<Exit, Failure> {
     let request = request(&args).map_err(Failure::usage)?;
-    let outside = || {
-        "`harper-shard ctl` works only inside a shard's command, where harper-shard sets HARPER_SHARD_CONTROL: run it from a `run:` command of a plan (harper-shard run PLAN)"
-    };
+    let outside = || "`harper-shard ctl` works only inside a shard's command, where harper-shard sets HARPER_SHARD_CONTROL: run it from a `run:` command of a plan (harper-shard run PLAN)";
     let Some(path) = std::env::var_os(CONTROL_VAR).filter(|p| !p.is_empty()) else {
         return Err(Failure::usage(anyhow!("{CONTROL_VAR} is not set. {}", outside())));
     };
-    let mut stream = UnixStream::connect(&path)
-        .map_err(|e| Failure::usage(anyhow!("nothing answers on {} ({e}). {}", path.to_string_lossy(), outside())))?;
+    let mut stream = UnixStream::connect(&path).map_err(|e| {
+        Failure::usage(anyhow!(
+            "nothing answers on {} ({e}). {}",
+            path.to_string_lossy(),
+            outside()
+        ))
+    })?;
     let exchange = (|| {
         stream.write_all(format!("{request}\n").as_bytes())?;
         let mut line = String::new();
@@ -32,8 +35,12 @@ pub fn run(args: CtlArgs, say: &Say) -> Result<Exit, Failure> {
         std::io::Result::Ok(line)
     })();
     let line = exchange.map_err(|e| Failure::infrastructure(anyhow!("the control socket: {e}")))?;
-    let answer: Value = serde_json::from_str(&line)
-        .map_err(|e| Failure::infrastructure(anyhow!("the control socket answered something that is not JSON ({e}): {}", crate::text::one_line(&line))))?;
+    let answer: Value = serde_json::from_str(&line).map_err(|e| {
+        Failure::infrastructure(anyhow!(
+            "the control socket answered something that is not JSON ({e}): {}",
+            crate::text::one_line(&line)
+        ))
+    })?;
     let ok = answer.get("ok") == Some(&Value::Bool(true));
     if args.json {
         say.answer(crate::report::say::json(&answer, false));
@@ -45,7 +52,11 @@ pub fn run(args: CtlArgs, say: &Say) -> Result<Exit, Failure> {
     if ok {
         return Ok(Exit::Passed);
     }
-    let mut why = answer.get("error").and_then(Value::as_str).unwrap_or("the control socket said no").to_owned();
+    let mut why = answer
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("the control socket said no")
+        .to_owned();
     if let Some(tail) = answer.get("tail").and_then(Value::as_array).filter(|t| !t.is_empty()) {
         let lines: Vec<&str> = tail.iter().filter_map(Value::as_str).collect();
         why.push_str(&format!("\nHarper's last lines:\n{}", lines.join("\n")));
@@ -81,7 +92,9 @@ fn request(args: &CtlArgs) -> anyhow::Result<Value> {
     // On the socket, a `start` without `id` is a new instance; here `--new` says so.
     match (&args.id, args.new) {
         (Some(id), _) => drop(request.insert("id".into(), json!(id))),
-        (None, false) if args.op != CtlOp::Status => drop(request.insert("id".into(), json!(crate::run::context::MAIN))),
+        (None, false) if args.op != CtlOp::Status => {
+            drop(request.insert("id".into(), json!(crate::run::context::MAIN)))
+        }
         _ => {}
     }
     if let Some(grace) = args.grace {
@@ -102,9 +115,14 @@ fn request(args: &CtlArgs) -> anyhow::Result<Value> {
         if key == "bin"
             && let Some(path) = value.as_str().map(std::path::Path::new).filter(|p| p.is_relative())
         {
-            let absolute = std::path::absolute(path).map_err(|e| anyhow!("--set bin={}: cannot tell the current folder ({e})", path.display()))?;
+            let absolute = std::path::absolute(path).map_err(|e| {
+                anyhow!("--set bin={}: cannot tell the current folder ({e})", path.display())
+            })?;
             let Some(text) = absolute.to_str() else {
-                anyhow::bail!("--set bin={}: the current folder's path is not UTF-8; give bin as an absolute path", path.display());
+                anyhow::bail!(
+                    "--set bin={}: the current folder's path is not UTF-8; give bin as an absolute path",
+                    path.display()
+                );
             };
             value = json!(text);
         }
@@ -117,7 +135,8 @@ fn request(args: &CtlArgs) -> anyhow::Result<Value> {
 fn readable(answer: &Value) -> Vec<String> {
     let one = |i: &Value| {
         let s = |k: &str| i.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
-        let pid = i.get("pid").and_then(Value::as_u64).map(|p| format!(" pid {p}")).unwrap_or_default();
+        let pid =
+            i.get("pid").and_then(Value::as_u64).map(|p| format!(" pid {p}")).unwrap_or_default();
         format!("{} {} {} {}{pid}", s("id"), s("state"), s("hostname"), s("operations_url"))
     };
     if let Some(i) = answer.get("instance") {

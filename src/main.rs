@@ -27,7 +27,11 @@ fn main() -> ExitCode {
     };
     let verbosity = match cli.verbosity(&matches) {
         Ok(verbosity) => verbosity,
-        Err(why) => return ExitCode::from(say::clap(&Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why))),
+        Err(why) => {
+            return ExitCode::from(say::clap(
+                &Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why),
+            ));
+        }
     };
     // The output policy, decided here once; everything that prints takes it from here.
     let policy = Policy::detect(verbosity);

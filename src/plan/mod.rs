@@ -92,7 +92,10 @@ impl Quarantine {
     pub fn covers(&self, shard: &Shard) -> bool {
         match self.target {
             Target::Shard => self.name == shard.name || self.name == shard.group,
-            Target::File => shard.files.iter().any(|f| crate::cases::relative(&f.to_string_lossy(), Path::new("")).as_deref() == Some(self.name.as_str())),
+            Target::File => shard.files.iter().any(|f| {
+                crate::cases::relative(&f.to_string_lossy(), Path::new("")).as_deref()
+                    == Some(self.name.as_str())
+            }),
         }
     }
 
@@ -214,7 +217,12 @@ impl Shard {
     }
 
     #[cfg(test)]
-    pub(crate) fn for_tests(name: &str, group: &str, files: Vec<PathBuf>, weight: Option<Duration>) -> Shard {
+    pub(crate) fn for_tests(
+        name: &str,
+        group: &str,
+        files: Vec<PathBuf>,
+        weight: Option<Duration>,
+    ) -> Shard {
         Shard {
             name: name.to_owned(),
             group: group.to_owned(),
@@ -369,7 +377,14 @@ pub(crate) fn test_harper() -> HarperSpec {
     let text = "version: 1\nshards:\n  - name: x\n    run: \"true\"\n";
     let path = Path::new("test.yml");
     let raw = load::parse(path, text).expect("the test plan parses");
-    let cx = resolve::Context { env: &|_| None, cpus: 2, timings: &Timings::default(), retries: None, flaky_fails: false, today: schema::Day::today() };
+    let cx = resolve::Context {
+        env: &|_| None,
+        cpus: 2,
+        timings: &Timings::default(),
+        retries: None,
+        flaky_fails: false,
+        today: schema::Day::today(),
+    };
     resolve::resolve(path, text, raw, &cx).expect("the test plan resolves").shards.remove(0).harper
 }
 
@@ -418,16 +433,24 @@ mod tests {
             expired: false,
             at: Default::default(),
         };
-        let mut shard = Shard::for_tests("db", "db", vec!["t/a.test".into(), "t/b.test".into()], None);
+        let mut shard =
+            Shard::for_tests("db", "db", vec!["t/a.test".into(), "t/b.test".into()], None);
         shard.quarantine = vec![entry(Target::File, "t/a.test"), entry(Target::File, "t/b.test")];
         let files = |f: &[&str]| f.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert_eq!(shard.quarantined_by(Some(&files(&["t/a.test", "t/b.test"]))).len(), 2);
         assert_eq!(shard.quarantined_by(Some(&files(&["t/a.test"]))), [&shard.quarantine[0]]);
         shard.quarantine.pop();
-        assert!(shard.quarantined_by(Some(&files(&["t/a.test", "t/b.test"]))).is_empty(), "t/b.test has no entry");
+        assert!(
+            shard.quarantined_by(Some(&files(&["t/a.test", "t/b.test"]))).is_empty(),
+            "t/b.test has no entry"
+        );
         assert!(shard.quarantined_by(None).is_empty(), "a failing case that names no file");
         assert!(shard.quarantined_by(Some(&[])).is_empty(), "a failure no test case explains");
         shard.quarantine.push(entry(Target::Shard, "db"));
-        assert_eq!(shard.quarantined_by(None), [&shard.quarantine[1]], "the shard's own entry covers any failure");
+        assert_eq!(
+            shard.quarantined_by(None),
+            [&shard.quarantine[1]],
+            "the shard's own entry covers any failure"
+        );
     }
 }

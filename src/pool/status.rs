@@ -10,10 +10,10 @@ use std::net::Ipv4Addr;
 
 use serde_json::json;
 
-use crate::process::ports::{self, Holder};
+use super::Pool;
 use super::probe::{self, Busy};
 use super::record::{self, Record};
-use super::Pool;
+use crate::process::ports::{self, Holder};
 use crate::table::Table;
 
 /// One address and what holds it.
@@ -33,9 +33,16 @@ pub enum State {
     /// A harper-shard process holds the lock.
     Held,
     /// Nobody holds the lock, but a port is in use by someone else.
-    Busy { port_name: &'static str, port: u16, busy: Busy, holders: Vec<Holder> },
+    Busy {
+        port_name: &'static str,
+        port: u16,
+        busy: Busy,
+        holders: Vec<Holder>,
+    },
     /// The slot's lock file cannot be used (a directory, a FIFO, a link): the pool skips it.
-    Unusable { error: String },
+    Unusable {
+        error: String,
+    },
 }
 
 impl State {
@@ -58,7 +65,9 @@ pub fn survey(pool: &Pool, ports: &[(&'static str, u16)]) -> Vec<Slot> {
             Ok(true) => State::Held,
             Ok(false) => match probe::check_all(addr, ports) {
                 Ok(()) => State::Free,
-                Err((port_name, port, busy)) => State::Busy { port_name, port, busy, holders: ports::holders(addr, port) },
+                Err((port_name, port, busy)) => {
+                    State::Busy { port_name, port, busy, holders: ports::holders(addr, port) }
+                }
             },
         };
         let (record, record_error) = match record::read(pool.dir(), addr) {
@@ -96,7 +105,11 @@ pub fn table(slots: &[Slot]) -> String {
         .iter()
         .map(|slot| {
             let (owner, shard, since) = match &slot.record {
-                Some(r) => (r.owner.pid.to_string(), r.shard.clone(), humantime::format_rfc3339_seconds(r.since_time()).to_string()),
+                Some(r) => (
+                    r.owner.pid.to_string(),
+                    r.shard.clone(),
+                    humantime::format_rfc3339_seconds(r.since_time()).to_string(),
+                ),
                 None => ("-".into(), "-".into(), "-".into()),
             };
             [slot.addr.to_string(), owner, shard, since, slot.state_text()]
@@ -163,8 +176,14 @@ mod tests {
             record_error: None,
         };
         let text = table(&[slot(2, Some("a-shard-name-well-past-twenty-bytes/12")), slot(3, None)]);
-        let state_at: Vec<Option<usize>> = text.lines().map(|l| ["STATE", "held by a run", "free"].iter().find_map(|w| l.find(w))).collect();
+        let state_at: Vec<Option<usize>> = text
+            .lines()
+            .map(|l| ["STATE", "held by a run", "free"].iter().find_map(|w| l.find(w)))
+            .collect();
         assert_eq!(state_at.len(), 3, "{text}");
-        assert!(state_at.iter().all(|at| at.is_some() && *at == state_at[0]), "{state_at:?}:\n{text}");
+        assert!(
+            state_at.iter().all(|at| at.is_some() && *at == state_at[0]),
+            "{state_at:?}:\n{text}"
+        );
     }
 }

@@ -26,10 +26,15 @@ pub const GRACE: Duration = Duration::from_secs(2);
 pub fn leftovers(record: &Record) -> Vec<ProcessId> {
     let me = std::process::id();
     let uid = nix::unistd::getuid().as_raw();
-    let mut found = if record.token.is_empty() { Vec::new() } else { process::carrying(&record.token) };
+    let mut found =
+        if record.token.is_empty() { Vec::new() } else { process::carrying(&record.token) };
     for keeper in &record.keepers {
         let ours = keeper.start.is_some() && process::uid(keeper.pid) == Some(uid);
-        if ours && keeper.pid != me && keeper.is_alive() && !found.iter().any(|p| p.pid == keeper.pid) {
+        if ours
+            && keeper.pid != me
+            && keeper.is_alive()
+            && !found.iter().any(|p| p.pid == keeper.pid)
+        {
             found.push(*keeper);
         }
     }
@@ -52,7 +57,8 @@ pub fn remove_dirs(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     let uid = nix::unistd::getuid().as_raw();
     let (mut removed, mut kept) = (Vec::new(), Vec::new());
     for dir in dirs {
-        let named = dir.is_absolute() && dir.file_name().and_then(|n| n.to_str()).is_some_and(instance::is_instance_name);
+        let named = dir.is_absolute()
+            && dir.file_name().and_then(|n| n.to_str()).is_some_and(instance::is_instance_name);
         if !named {
             kept.push(format!("left {} alone: not an instance directory's name", dir.display()));
             continue;

@@ -48,7 +48,11 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(limit: u32) -> Registry {
-        Registry { instances: Default::default(), next: AtomicU32::new(1), limit: Arc::new(Semaphore::new(limit as usize)) }
+        Registry {
+            instances: Default::default(),
+            next: AtomicU32::new(1),
+            limit: Arc::new(Semaphore::new(limit as usize)),
+        }
     }
 
     pub fn insert(&self, instance: Instance) {
@@ -99,11 +103,15 @@ impl Control {
             .with_context(|| format!("cannot make {} private", dir.display()))?;
         // Locked before it takes its name: another shard's sweep that finds `lock` finds it held.
         let pending = dir.join("lock.new");
-        let lock = File::create(&pending).with_context(|| format!("cannot create a lock in {}", dir.display()))?;
-        let lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", dir.display()))?;
-        std::fs::rename(&pending, dir.join("lock")).with_context(|| format!("cannot name the lock in {}", dir.display()))?;
+        let lock = File::create(&pending)
+            .with_context(|| format!("cannot create a lock in {}", dir.display()))?;
+        let lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", dir.display()))?;
+        std::fs::rename(&pending, dir.join("lock"))
+            .with_context(|| format!("cannot name the lock in {}", dir.display()))?;
         let socket = dir.join("s");
-        let listener = UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()));
+        let listener = UnixListener::bind(&socket)
+            .with_context(|| format!("cannot listen on {}", socket.display()));
         let listener = match listener {
             Ok(l) => l,
             Err(e) => {
@@ -116,7 +124,14 @@ impl Control {
 
     /// Serves requests until `ending` turns true; then takes no new request, lets the ones under
     /// way finish, and returns.
-    pub async fn serve(&self, cx: &Context, shard: &Shard, registry: &Registry, token: &str, mut ending: watch::Receiver<bool>) {
+    pub async fn serve(
+        &self,
+        cx: &Context,
+        shard: &Shard,
+        registry: &Registry,
+        token: &str,
+        mut ending: watch::Receiver<bool>,
+    ) {
         let server = Server { cx, shard, registry, token, socket: &self.socket };
         let mut connections = FuturesUnordered::new();
         let told = ending.clone();
@@ -153,7 +168,10 @@ fn sweep(work: &Path) {
     let Ok(entries) = std::fs::read_dir(work) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let is_ours = name.to_str().is_some_and(|n| n.strip_prefix(DIR_PREFIX).is_some_and(|t| t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit())));
+        let is_ours = name.to_str().is_some_and(|n| {
+            n.strip_prefix(DIR_PREFIX)
+                .is_some_and(|t| t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        });
         if !is_ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
@@ -228,7 +246,10 @@ impl Server<'_> {
             let (answer, created) = match line {
                 Line::End => return,
                 Line::TooLong => {
-                    let answer = error("too_large", format!("a request line is at most {} KiB", MAX_LINE / 1024));
+                    let answer = error(
+                        "too_large",
+                        format!("a request line is at most {} KiB", MAX_LINE / 1024),
+                    );
                     let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
                     return;
                 }
@@ -251,11 +272,15 @@ impl Server<'_> {
             Some(pid) if pid > 0 => pid as u32,
             _ => return Some("the peer's process cannot be identified".into()),
         };
-        let told = crate::process::environ_value(pid, CONTROL_VAR).is_some_and(|v| v == self.socket.as_os_str().as_encoded_bytes());
+        let told = crate::process::environ_value(pid, CONTROL_VAR)
+            .is_some_and(|v| v == self.socket.as_os_str().as_encoded_bytes());
         if told && crate::process::carries_token(pid, self.token) {
             None
         } else {
-            Some(format!("pid {pid} is not a process of shard `{}`: only its commands may use its control socket", self.shard.name))
+            Some(format!(
+                "pid {pid} is not a process of shard `{}`: only its commands may use its control socket",
+                self.shard.name
+            ))
         }
     }
 
@@ -263,12 +288,22 @@ impl Server<'_> {
     async fn answer(&self, bytes: &[u8]) -> (Value, Option<String>) {
         let request: serde_json::Map<String, Value> = match serde_json::from_slice(bytes) {
             Ok(Value::Object(map)) => map,
-            Ok(_) => return (error("bad_request", "a request is a JSON object with an `op`"), None),
+            Ok(_) => {
+                return (error("bad_request", "a request is a JSON object with an `op`"), None);
+            }
             Err(e) => return (error("bad_request", format!("not JSON: {e}")), None),
         };
         let op = match request.get("op") {
             Some(Value::String(op)) => op.clone(),
-            _ => return (error("unknown_op", "a request needs `op`: status, start, stop, restart, kill or release"), None),
+            _ => {
+                return (
+                    error(
+                        "unknown_op",
+                        "a request needs `op`: status, start, stop, restart, kill or release",
+                    ),
+                    None,
+                );
+            }
         };
         let id = match request.get("id") {
             None | Some(Value::Null) => None,
@@ -277,11 +312,20 @@ impl Server<'_> {
         };
         let grace = match request.get("grace_ms") {
             None | Some(Value::Null) => None,
-            Some(v) => match v.as_u64().filter(|ms| *ms <= crate::plan::limits::MAX_TEARDOWN.as_millis() as u64) {
+            Some(v) => match v
+                .as_u64()
+                .filter(|ms| *ms <= crate::plan::limits::MAX_TEARDOWN.as_millis() as u64)
+            {
                 Some(ms) => Some(Duration::from_millis(ms)),
                 None => {
                     let max = crate::plan::limits::MAX_TEARDOWN.as_millis();
-                    return (error("bad_request", format!("`grace_ms` is a whole number of milliseconds up to {max}")), None);
+                    return (
+                        error(
+                            "bad_request",
+                            format!("`grace_ms` is a whole number of milliseconds up to {max}"),
+                        ),
+                        None,
+                    );
                 }
             },
         };
@@ -292,21 +336,51 @@ impl Server<'_> {
                 // A stopped instance may be started on another Harper: `start`'s own keys.
                 let harper_keys: &[&str] = if op == "start" { &SWITCH_KEYS } else { &[] };
                 let fields = |k: &&String| !["op", "id", "grace_ms"].contains(&k.as_str());
-                let extra: Vec<&String> = request.keys().filter(fields).filter(|k| !harper_keys.contains(&k.as_str())).collect();
+                let extra: Vec<&String> = request
+                    .keys()
+                    .filter(fields)
+                    .filter(|k| !harper_keys.contains(&k.as_str()))
+                    .collect();
                 if let Some(key) = extra.first() {
-                    let also = if op == "start" { " (only `package` or `bin` may come with it)" } else { "" };
-                    return (error("bad_request", format!("`{}` is not a field of `{op}` with an `id`{also}", excerpt(key))), None);
+                    let also = if op == "start" {
+                        " (only `package` or `bin` may come with it)"
+                    } else {
+                        ""
+                    };
+                    return (
+                        error(
+                            "bad_request",
+                            format!(
+                                "`{}` is not a field of `{op}` with an `id`{also}",
+                                excerpt(key)
+                            ),
+                        ),
+                        None,
+                    );
                 }
-                let switch: serde_json::Map<String, Value> = request.into_iter().filter(|(k, _)| harper_keys.contains(&k.as_str())).collect();
+                let switch: serde_json::Map<String, Value> = request
+                    .into_iter()
+                    .filter(|(k, _)| harper_keys.contains(&k.as_str()))
+                    .collect();
                 let switch = (!switch.is_empty()).then_some(switch);
                 (self.on(&op, id.as_deref().unwrap_or(MAIN), grace, switch).await, None)
             }
-            other => (error("unknown_op", format!("unknown op `{}`: use status, start, stop, restart, kill or release", excerpt(other))), None),
+            other => (
+                error(
+                    "unknown_op",
+                    format!(
+                        "unknown op `{}`: use status, start, stop, restart, kill or release",
+                        excerpt(other)
+                    ),
+                ),
+                None,
+            ),
         }
     }
 
     async fn status_all(&self) -> Value {
-        let all: Vec<(String, Arc<Mutex<Instance>>)> = self.registry.map().iter().map(|(id, i)| (id.clone(), i.clone())).collect();
+        let all: Vec<(String, Arc<Mutex<Instance>>)> =
+            self.registry.map().iter().map(|(id, i)| (id.clone(), i.clone())).collect();
         let mut list = Vec::new();
         for (id, instance) in all {
             // One that is busy (booting, stopping) says so rather than make the answer wait.
@@ -319,16 +393,28 @@ impl Server<'_> {
     }
 
     /// `switch`: the Harper keys of a `start` ([`SWITCH_KEYS`]), when it names another Harper.
-    async fn on(&self, op: &str, id: &str, grace: Option<Duration>, switch: Option<serde_json::Map<String, Value>>) -> Value {
+    async fn on(
+        &self,
+        op: &str,
+        id: &str,
+        grace: Option<Duration>,
+        switch: Option<serde_json::Map<String, Value>>,
+    ) -> Value {
         let Some(instance) = self.registry.get(id) else {
             let hint = if id == MAIN { " (the shard has `harper.boot: false`)" } else { "" };
-            return error("not_found", format!("no instance `{}` in shard `{}`{hint}", excerpt(id), self.shard.name));
+            return error(
+                "not_found",
+                format!("no instance `{}` in shard `{}`{hint}", excerpt(id), self.shard.name),
+            );
         };
         if op == "release" {
             // Only the registry may hold it when the release takes it out.
             drop(instance);
             if id == MAIN {
-                return error("failed", "`main` is the shard's own instance: it lives as long as the shard");
+                return error(
+                    "failed",
+                    "`main` is the shard's own instance: it lives as long as the shard",
+                );
             }
             return self.release(id).await;
         }
@@ -337,9 +423,17 @@ impl Server<'_> {
         let result = match (op, state) {
             ("status", _) => Ok(()),
             ("start", State::Running) if switch.is_some() => {
-                return error("running", format!("`{id}` is running: stop it first, then start it on another Harper"));
+                return error(
+                    "running",
+                    format!("`{id}` is running: stop it first, then start it on another Harper"),
+                );
             }
-            ("start", State::Running) => return error("running", format!("`{id}` is running: stop it first, or use restart")),
+            ("start", State::Running) => {
+                return error(
+                    "running",
+                    format!("`{id}` is running: stop it first, or use restart"),
+                );
+            }
             ("start", _) => match switch {
                 Some(keys) => match self.switch(&mut i, keys).await {
                     Ok(()) => i.start(self.cx).await,
@@ -347,10 +441,18 @@ impl Server<'_> {
                 },
                 None => i.start(self.cx).await,
             },
-            ("stop" | "kill", State::Stopped) => return error("not_running", format!("`{id}` is not running")),
+            ("stop" | "kill", State::Stopped) => {
+                return error("not_running", format!("`{id}` is not running"));
+            }
             ("stop" | "kill", State::Exited) => {
-                let how = i.exit().map(|s| format!(" ({})", crate::supervise::describe(&s))).unwrap_or_default();
-                return error("not_running", format!("`{id}` is not running: Harper exited by itself{how}"));
+                let how = i
+                    .exit()
+                    .map(|s| format!(" ({})", crate::supervise::describe(&s)))
+                    .unwrap_or_default();
+                return error(
+                    "not_running",
+                    format!("`{id}` is not running: Harper exited by itself{how}"),
+                );
             }
             ("stop", _) => i.stop(self.cx, grace, false).await,
             ("kill", _) => i.stop(self.cx, None, true).await,
@@ -370,10 +472,19 @@ impl Server<'_> {
 
     /// Points a stopped instance at the Harper `keys` name, installing a package first; the error
     /// answer when the keys are refused or the install fails (the instance is then unchanged).
-    async fn switch(&self, i: &mut Instance, keys: serde_json::Map<String, Value>) -> Result<(), Value> {
+    async fn switch(
+        &self,
+        i: &mut Instance,
+        keys: serde_json::Map<String, Value>,
+    ) -> Result<(), Value> {
         let text = Value::Object(keys).to_string();
-        let source = crate::plan::resolve::source_request(Path::new("control request"), &self.cx.plan_dir, i.spec.runtime, &text)
-            .map_err(|e| error("invalid", e.one_line()))?;
+        let source = crate::plan::resolve::source_request(
+            Path::new("control request"),
+            &self.cx.plan_dir,
+            i.spec.runtime,
+            &text,
+        )
+        .map_err(|e| error("invalid", e.one_line()))?;
         let harper = Harper::obtain(self.cx, &source).await.map_err(|f| install_failure(&f))?;
         i.switch(source, harper);
         Ok(())
@@ -399,7 +510,12 @@ impl Server<'_> {
                 }
                 Err(again) => {
                     self.registry.map().insert(id.to_owned(), again);
-                    return error("failed", format!("`{id}` is in use by another request: release it once that is answered"));
+                    return error(
+                        "failed",
+                        format!(
+                            "`{id}` is in use by another request: release it once that is answered"
+                        ),
+                    );
                 }
             }
         };
@@ -409,17 +525,27 @@ impl Server<'_> {
         }
     }
 
-    async fn start_new(&self, mut request: serde_json::Map<String, Value>) -> (Value, Option<String>) {
+    async fn start_new(
+        &self,
+        mut request: serde_json::Map<String, Value>,
+    ) -> (Value, Option<String>) {
         request.remove("op");
         // A label never fails a start: a long one (a test suite's name) is cut.
         let name = match request.remove("name") {
             None | Some(Value::Null) => None,
-            Some(Value::String(n)) if !n.is_empty() => Some(crate::text::prefix_within(&n, crate::plan::limits::NAME_BYTES).to_owned()),
+            Some(Value::String(n)) if !n.is_empty() => {
+                Some(crate::text::prefix_within(&n, crate::plan::limits::NAME_BYTES).to_owned())
+            }
             Some(_) => return (error("bad_request", "`name` is a string that is not empty"), None),
         };
         let text = Value::Object(request).to_string();
         let source = Path::new("control request");
-        let spec = match crate::plan::resolve::instance_request(source, &self.cx.plan_dir, &self.shard.raw_harper, &text) {
+        let spec = match crate::plan::resolve::instance_request(
+            source,
+            &self.cx.plan_dir,
+            &self.shard.raw_harper,
+            &text,
+        ) {
             Ok(spec) => spec,
             Err(e) => return (error("invalid", e.one_line()), None),
         };
@@ -446,17 +572,22 @@ impl Server<'_> {
         let id = format!("i{n}");
         let name = name.unwrap_or_else(|| id.clone());
         let token = format!("{}/{id}", self.token);
-        let mut instance = match Instance::acquire(self.cx, spec, harper, (id.clone(), name), token, Some(permit)).await {
-            Ok(i) => i,
-            Err(f) => return (failure(&f, "failed"), None),
-        };
+        let mut instance =
+            match Instance::acquire(self.cx, spec, harper, (id.clone(), name), token, Some(permit))
+                .await
+            {
+                Ok(i) => i,
+                Err(f) => return (failure(&f, "failed"), None),
+            };
         let started = match instance.prepare(self.cx).await {
             Ok(()) => instance.start(self.cx).await,
             Err(f) => Err(f),
         };
         if let Err(f) = started {
             let mut answer = failure(&f, "failed");
-            if let Some(problem) = instance.teardown(self.cx, f.status == ShardStatus::Infrastructure).await {
+            if let Some(problem) =
+                instance.teardown(self.cx, f.status == ShardStatus::Infrastructure).await
+            {
                 answer["error"] = json!(format!("{}; and teardown: {problem}", f.cause));
             }
             return (answer, None);
@@ -476,7 +607,10 @@ fn info(i: &mut Instance) -> Value {
     };
     let (addr, p) = (i.addr, &i.spec.ports);
     let exit = i.exit().map(|s| {
-        let signal = s.signal().map(|n| nix::sys::signal::Signal::try_from(n).map_or_else(|_| n.to_string(), |s| s.as_str().to_owned()));
+        let signal = s.signal().map(|n| {
+            nix::sys::signal::Signal::try_from(n)
+                .map_or_else(|_| n.to_string(), |s| s.as_str().to_owned())
+        });
         json!({ "code": s.code(), "signal": signal })
     });
     json!({
@@ -501,5 +635,9 @@ fn info(i: &mut Instance) -> Value {
 /// A value from a request, cut short and on one line, for an error answer.
 fn excerpt(text: &str) -> String {
     let one = crate::text::one_line(text);
-    if one.chars().count() > 60 { format!("{}…", one.chars().take(60).collect::<String>()) } else { one }
+    if one.chars().count() > 60 {
+        format!("{}…", one.chars().take(60).collect::<String>())
+    } else {
+        one
+    }
 }

@@ -102,7 +102,11 @@ static CHILDREN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 
 impl Child {
     pub async fn spawn(mut spec: Spec) -> anyhow::Result<Child> {
-        spec.token = format!("{}/{}", spec.token, CHILDREN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        spec.token = format!(
+            "{}/{}",
+            spec.token,
+            CHILDREN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         // The logs first: a log that cannot be created must not leave a child started.
         let (out_log, err_log) = output::open_logs(&spec.stdout_log, spec.stderr_log.as_deref())?;
         let (inner, pid, stdout, stderr) = if unsafe_no_keeper() {
@@ -118,14 +122,28 @@ impl Child {
             tokio::spawn(output::drain(stdout, Stream::Stdout, out_log, tx.clone())),
             tokio::spawn(output::drain(stderr, Stream::Stderr, err_log, tx)),
         ];
-        Ok(Child { process: Process { inner, pid, grace: spec.grace, token: spec.token, status: None, drains, unlogged: Vec::new() }, output })
+        Ok(Child {
+            process: Process {
+                inner,
+                pid,
+                grace: spec.grace,
+                token: spec.token,
+                status: None,
+                drains,
+                unlogged: Vec::new(),
+            },
+            output,
+        })
     }
 }
 
 /// What every child gets, started through a keeper or not: the spec's environment and the
 /// token, its directory, no stdin, its output piped to the tool, a process group of its own (a
 /// Ctrl-C at the terminal reaches the tool, which decides).
-fn prepare<'a>(cmd: &'a mut tokio::process::Command, spec: &Spec) -> &'a mut tokio::process::Command {
+fn prepare<'a>(
+    cmd: &'a mut tokio::process::Command,
+    spec: &Spec,
+) -> &'a mut tokio::process::Command {
     cmd.envs(&spec.env)
         .env(TOKEN_VAR, &spec.token)
         .current_dir(&spec.cwd)
@@ -135,7 +153,14 @@ fn prepare<'a>(cmd: &'a mut tokio::process::Command, spec: &Spec) -> &'a mut tok
         .process_group(0)
 }
 
-fn spawn_direct(spec: &Spec) -> anyhow::Result<(tokio::process::Child, u32, tokio::process::ChildStdout, tokio::process::ChildStderr)> {
+fn spawn_direct(
+    spec: &Spec,
+) -> anyhow::Result<(
+    tokio::process::Child,
+    u32,
+    tokio::process::ChildStdout,
+    tokio::process::ChildStderr,
+)> {
     let mut cmd = tokio::process::Command::new(&spec.program);
     prepare(cmd.args(&spec.args), spec).kill_on_drop(true);
     let mut child = cmd.spawn().with_context(|| {
@@ -229,7 +254,11 @@ impl Process {
     /// SIGTERM to the group, `grace`, SIGKILL to the group and to every process that left it,
     /// reaped. With a keeper this is: close the lifeline, wait for the keeper's report — less
     /// long once `hurry` resolves with the instant by which the stop must be over.
-    pub async fn stop_within(&mut self, grace: Duration, hurry: impl Future<Output = Instant>) -> anyhow::Result<Stopped> {
+    pub async fn stop_within(
+        &mut self,
+        grace: Duration,
+        hurry: impl Future<Output = Instant>,
+    ) -> anyhow::Result<Stopped> {
         let started = std::time::Instant::now();
         let group = Pid::from_raw(self.pid as i32);
         let stopped = match &mut self.inner {
@@ -241,7 +270,12 @@ impl Process {
                     tracing::debug!("keeper of pid {}: {note}", self.pid);
                 }
                 self.status = Some(ended.status);
-                Stopped { status: ended.status, killed: ended.killed, adopted: ended.adopted, took: started.elapsed() }
+                Stopped {
+                    status: ended.status,
+                    killed: ended.killed,
+                    adopted: ended.adopted,
+                    took: started.elapsed(),
+                }
             }
             Inner::Direct(child) => {
                 let mut killed = false;

@@ -26,13 +26,13 @@ pub struct Case {
     /// Seconds, when given and sane.
     pub time: Option<f64>,
     /// Its `<failure>` or `<error>`, if it did not pass.
-    pub failure: Option<Failure>,
+    pub failure: Option<ReportedFailure>,
     pub skipped: bool,
 }
 
 /// What a failed testcase says about its failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub struct ReportedFailure {
     /// `<error>` rather than `<failure>`.
     pub error: bool,
     pub message: Option<String>,
@@ -116,7 +116,7 @@ fn parse(text: &str) -> Result<Vec<Case>, String> {
                 let case = open.as_mut().expect("a case is open");
                 match name.as_ref() {
                     b"failure" | b"error" if case.failure.is_none() => {
-                        case.failure = Some(Failure {
+                        case.failure = Some(ReportedFailure {
                             error: name.as_ref() == b"error",
                             message: attr(e, b"message")?,
                             kind: attr(e, b"type")?,

@@ -10,7 +10,7 @@ use crate::cli::{
     CacheCommand, Format, MatrixArgs, MatrixFormat, PoolArgs, PoolCommand, RunArgs, TimingsCommand,
 };
 use crate::exit::{Exit, Failure};
-use crate::harper::instance::WorkDir;
+use crate::harper::layout::WorkDir;
 use crate::plan::select::Selection;
 use crate::plan::timings::{PlanNames, RunTimings, TimingsError};
 use crate::plan::{self, Partition, Plan, Timings, partition};
@@ -54,7 +54,7 @@ fn resolve(
 ) -> Result<Plan, Failure> {
     let env = |name: &str| std::env::var(name).ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cx = plan::resolve::Context {
+    let cx = plan::resolve::Inputs {
         env: &env,
         cpus,
         timings,
@@ -269,7 +269,7 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
             let record = reporting.await.unwrap_or_default();
             if args.github_checks {
                 let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-                let target = checks::Target::from_env(&env, token, &args.check_name, place);
+                let target = checks::CheckRunTarget::from_env(&env, token, &args.check_name, place);
                 checks::report(&record, target, say).await;
             }
             if args.format == Format::Json {
@@ -510,15 +510,15 @@ pub fn pool(command: PoolCommand, say: &Say) -> Result<Exit, Failure> {
                 return Ok(Exit::Passed);
             }
             for m in &missing {
-                say.tell(format_args!("{} cannot be bound: {}", m.addr, m.error));
+                say.always(format_args!("{} cannot be bound: {}", m.addr, m.error));
             }
             if pool::loopback::NEEDS_ALIASES {
-                say.tell(
+                say.always(
                     "this system answers only on 127.0.0.1 until each pool address is a loopback alias; \
                      run `harper-shard pool setup-loopback`, or these commands:",
                 );
                 for m in &missing {
-                    say.tell(format_args!("  {}", pool::loopback::alias_line(m.addr)));
+                    say.always(format_args!("  {}", pool::loopback::alias_line(m.addr)));
                 }
             }
             Err(Failure::infrastructure(anyhow::anyhow!(

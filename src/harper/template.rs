@@ -29,7 +29,7 @@ use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use super::boot_cache;
-use super::instance::{Dirs, copy_tree, link_tree};
+use super::layout::{Dirs, copy_tree, link_tree};
 use super::lock::Hold;
 use crate::plan::{HarperSource, HarperSpec, Runtime};
 
@@ -492,7 +492,7 @@ mod tests {
         let raw = crate::plan::load::parse(Path::new("p.yml"), plan).unwrap();
         let env = |_: &str| None;
         let timings = crate::plan::Timings::default();
-        let cx = crate::plan::resolve::Context {
+        let cx = crate::plan::resolve::Inputs {
             env: &env,
             cpus: 2,
             timings: &timings,

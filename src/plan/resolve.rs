@@ -23,8 +23,8 @@ use super::schema::{
 use super::split;
 use super::timings::Timings;
 use super::{
-    Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Position, Quarantine, Ready, RunSpec,
-    Shard, Startup, Target, Teardown,
+    Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Position, Quarantine, QuarantineTarget,
+    Ready, RunSpec, Shard, Startup, Teardown,
 };
 
 pub const DEFAULT_PACKAGE: &str = "harperdb@4.7.29";
@@ -91,7 +91,7 @@ pub const OWNED_HARPER_VARS: &[(&str, &str)] = &[
 ];
 
 /// What resolution reads from outside the plan.
-pub struct Context<'a> {
+pub struct Inputs<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub cpus: usize,
     pub timings: &'a Timings,
@@ -103,7 +103,7 @@ pub struct Context<'a> {
     pub today: Day,
 }
 
-impl Context<'_> {
+impl Inputs<'_> {
     fn var(&self, name: &str) -> Option<String> {
         (self.env)(name).filter(|v| !v.trim().is_empty())
     }
@@ -115,7 +115,7 @@ impl Context<'_> {
     }
 }
 
-pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Plan, PlanError> {
+pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Inputs) -> Result<Plan, PlanError> {
     let r = Resolver { file, text, cx };
     if raw.version.value != 1 {
         return Err(r
@@ -250,7 +250,7 @@ fn request<T>(
     let over: RawHarper = super::load::parse_as(source, text)?;
     let env = |_: &str| None;
     let timings = Timings::default();
-    let cx = Context {
+    let cx = Inputs {
         env: &env,
         cpus: 1,
         timings: &timings,
@@ -272,7 +272,7 @@ struct Part {
 struct Resolver<'a> {
     file: &'a Path,
     text: &'a str,
-    cx: &'a Context<'a>,
+    cx: &'a Inputs<'a>,
 }
 
 impl Resolver<'_> {
@@ -351,8 +351,8 @@ impl Resolver<'_> {
             let at = &entry.referenced;
             let RawQuarantine { shard, file, reason, until } = entry.value;
             let (target, name) = match (shard, file) {
-                (Some(shard), None) => (Target::Shard, shard),
-                (None, Some(file)) => (Target::File, file),
+                (Some(shard), None) => (QuarantineTarget::Shard, shard),
+                (None, Some(file)) => (QuarantineTarget::File, file),
                 (both, _) => {
                     let message = if both.is_some() {
                         "a quarantine entry names both a `shard` and a `file`"
@@ -367,10 +367,10 @@ impl Resolver<'_> {
             };
             let key = format!("{here}.{}", target.key());
             let known = match target {
-                Target::Shard => {
+                QuarantineTarget::Shard => {
                     shards.iter().any(|s| s.name == name.value || s.group == name.value)
                 }
-                Target::File => {
+                QuarantineTarget::File => {
                     let wanted = crate::cases::relative(&name.value, Path::new(""));
                     wanted.is_some()
                         && shards.iter().flat_map(|s| &s.files).any(|f| {
@@ -380,11 +380,11 @@ impl Resolver<'_> {
             };
             if !known {
                 let hint = match target {
-                    Target::Shard => {
+                    QuarantineTarget::Shard => {
                         let names: Vec<&str> = shards.iter().map(|s| s.group.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
                         format!("name a shard of this plan ({}), or remove the entry", super::name_list(&names))
                     }
-                    Target::File => "name a file that a shard's `files` glob finds, relative to the plan's folder (`--plan` lists each shard's files), or remove the entry".to_owned(),
+                    QuarantineTarget::File => "name a file that a shard's `files` glob finds, relative to the plan's folder (`--plan` lists each shard's files), or remove the entry".to_owned(),
                 };
                 return Err(self
                     .err_at(
@@ -417,7 +417,7 @@ impl Resolver<'_> {
                     .hint("give the last day it holds, `until: YYYY-MM-DD`: a quarantine without an end would hide the failure for good"));
             };
             let value = crate::cases::relative(&name.value, Path::new(""))
-                .filter(|_| target == Target::File)
+                .filter(|_| target == QuarantineTarget::File)
                 .unwrap_or(name.value);
             if let Some(first) = out.iter().find(|q| q.target == target && q.name == value) {
                 return Err(self
@@ -813,7 +813,7 @@ impl Resolver<'_> {
     ) -> Result<u32, PlanError> {
         let Some(Threads(threads)) = threads else { return Ok(DEFAULT_THREADS) };
         let sets_threads = |a: &Spanned<String>| {
-            crate::harper::instance::arg_key(&a.value)
+            crate::harper::layout::arg_key(&a.value)
                 .is_some_and(|k| k.eq_ignore_ascii_case("THREADS_COUNT"))
         };
         if let Some((i, arg)) = args.iter().enumerate().find(|(_, a)| sets_threads(a)) {

@@ -143,9 +143,9 @@ pub struct Exhausted {
 
 impl std::fmt::Display for Exhausted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let held = self.slots.iter().filter(|s| matches!(s.state, status::State::Held)).count();
+        let held = self.slots.iter().filter(|s| matches!(s.state, status::SlotState::Held)).count();
         let busy =
-            self.slots.iter().filter(|s| matches!(s.state, status::State::Busy { .. })).count();
+            self.slots.iter().filter(|s| matches!(s.state, status::SlotState::Busy { .. })).count();
         writeln!(
             f,
             "no free address in the pool after {}: {held} held by harper-shard runs, {busy} busy with other listeners; \

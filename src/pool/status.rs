@@ -20,7 +20,7 @@ use crate::table::Table;
 #[derive(Debug, Clone)]
 pub struct Slot {
     pub addr: Ipv4Addr,
-    pub state: State,
+    pub state: SlotState,
     /// The record beside the lock: the holder when held, what the next owner sweeps when free.
     pub record: Option<Record>,
     /// A record that is there but could not be read.
@@ -28,7 +28,7 @@ pub struct Slot {
 }
 
 #[derive(Debug, Clone)]
-pub enum State {
+pub enum SlotState {
     Free,
     /// A harper-shard process holds the lock.
     Held,
@@ -45,13 +45,13 @@ pub enum State {
     },
 }
 
-impl State {
+impl SlotState {
     fn word(&self) -> &'static str {
         match self {
-            State::Free => "free",
-            State::Held => "held",
-            State::Busy { .. } => "busy",
-            State::Unusable { .. } => "unusable",
+            SlotState::Free => "free",
+            SlotState::Held => "held",
+            SlotState::Busy { .. } => "busy",
+            SlotState::Unusable { .. } => "unusable",
         }
     }
 }
@@ -61,12 +61,12 @@ pub fn survey(pool: &Pool, ports: &[(&'static str, u16)]) -> Vec<Slot> {
     let mut slots = Vec::new();
     for addr in pool.spec().addresses() {
         let state = match pool.is_held(addr) {
-            Err(e) => State::Unusable { error: format!("{e:#}") },
-            Ok(true) => State::Held,
+            Err(e) => SlotState::Unusable { error: format!("{e:#}") },
+            Ok(true) => SlotState::Held,
             Ok(false) => match probe::check_all(addr, ports) {
-                Ok(()) => State::Free,
+                Ok(()) => SlotState::Free,
                 Err((port_name, port, busy)) => {
-                    State::Busy { port_name, port, busy, holders: ports::holders(addr, port) }
+                    SlotState::Busy { port_name, port, busy, holders: ports::holders(addr, port) }
                 }
             },
         };
@@ -83,16 +83,16 @@ impl Slot {
     /// The state column: what a person needs to know about this address.
     fn state_text(&self) -> String {
         match (&self.state, &self.record) {
-            (State::Free, None) => "free".into(),
-            (State::Free, Some(_)) => "free (a record left by a run that died or did not tear down cleanly; swept on the next acquire)".into(),
-            (State::Held, Some(r)) if !r.owner.is_alive() => "held (the recorded owner is gone)".into(),
-            (State::Held, _) => "held by a run".into(),
-            (State::Busy { port_name, port, busy, holders }, record) => {
+            (SlotState::Free, None) => "free".into(),
+            (SlotState::Free, Some(_)) => "free (a record left by a run that died or did not tear down cleanly; swept on the next acquire)".into(),
+            (SlotState::Held, Some(r)) if !r.owner.is_alive() => "held (the recorded owner is gone)".into(),
+            (SlotState::Held, _) => "held by a run".into(),
+            (SlotState::Busy { port_name, port, busy, holders }, record) => {
                 let who = holders.first().map(|h| format!(" by {h}")).unwrap_or_default();
                 let left = if record.is_some() { "; the recorded run died or did not tear down cleanly: swept on the next acquire" } else { "" };
                 format!("busy: port {port} ({port_name}) {busy}{who}{left}")
             }
-            (State::Unusable { error }, _) => format!("unusable, skipped by every run: {error}"),
+            (SlotState::Unusable { error }, _) => format!("unusable, skipped by every run: {error}"),
         }
     }
 }
@@ -142,7 +142,7 @@ pub fn json(slots: &[Slot]) -> serde_json::Value {
         .iter()
         .map(|slot| {
             let mut row = json!({ "address": slot.addr.to_string(), "state": slot.state.word(), "detail": slot.state_text() });
-            if let State::Busy { port, holders, .. } = &slot.state {
+            if let SlotState::Busy { port, holders, .. } = &slot.state {
                 row["port"] = json!(port);
                 row["holders"] = holders.iter().map(|h| json!({ "pid": h.pid, "command": h.command })).collect();
             }
@@ -171,7 +171,7 @@ mod tests {
     fn a_long_shard_name_widens_its_column_instead_of_pushing_the_state_out_of_line() {
         let slot = |n: u8, shard: Option<&str>| Slot {
             addr: Ipv4Addr::new(127, 0, 0, n),
-            state: if shard.is_some() { State::Held } else { State::Free },
+            state: if shard.is_some() { SlotState::Held } else { SlotState::Free },
             record: shard.map(|s| Record::new("token", s)),
             record_error: None,
         };

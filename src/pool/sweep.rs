@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::record::Record;
-use crate::harper::instance;
+use crate::harper::layout;
 use crate::process::{self, ProcessId, Swept};
 
 /// How long swept processes get to exit on SIGTERM before SIGKILL.
@@ -50,7 +50,7 @@ pub fn sweep(record: &Record) -> Vec<Swept> {
     process::end(&targets, GRACE)
 }
 /// Removes the instance directories a record names. Only folders that are what the tool makes
-/// are touched: an absolute path, a name [`instance::is_instance_name`] recognises, a real
+/// are touched: an absolute path, a name [`layout::is_instance_name`] recognises, a real
 /// directory (not a link) owned by this user. Returns what was removed, and what was left and
 /// why.
 pub fn remove_dirs(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
@@ -58,7 +58,7 @@ pub fn remove_dirs(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     let (mut removed, mut kept) = (Vec::new(), Vec::new());
     for dir in dirs {
         let named = dir.is_absolute()
-            && dir.file_name().and_then(|n| n.to_str()).is_some_and(instance::is_instance_name);
+            && dir.file_name().and_then(|n| n.to_str()).is_some_and(layout::is_instance_name);
         if !named {
             kept.push(format!("left {} alone: not an instance directory's name", dir.display()));
             continue;

@@ -32,7 +32,7 @@ const BUDGET: Duration = Duration::from_secs(60);
 
 /// Where the check run goes and what it is called.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct CheckRunTarget {
     pub api_url: String,
     pub token: String,
     pub owner: String,
@@ -45,7 +45,7 @@ pub struct Target {
     pub details_url: Option<String>,
 }
 
-impl Target {
+impl CheckRunTarget {
     /// Reads the target from GitHub's variables (`env`); the error says what is missing.
     /// Annotations point at `place`.
     pub fn from_env(
@@ -53,7 +53,7 @@ impl Target {
         token: Option<String>,
         name: &str,
         place: Place,
-    ) -> anyhow::Result<Target> {
+    ) -> anyhow::Result<CheckRunTarget> {
         let token = token.filter(|t| !t.is_empty()).context(
             "--github-checks needs a token in GITHUB_TOKEN (with `checks: write`); no check run was published",
         )?;
@@ -70,7 +70,7 @@ impl Target {
             (Some(server), Some(run)) => Some(format!("{server}/{repository}/actions/runs/{run}")),
             _ => None,
         };
-        Ok(Target {
+        Ok(CheckRunTarget {
             api_url,
             token,
             owner: owner.to_owned(),
@@ -183,7 +183,7 @@ pub struct Published {
 }
 
 /// Creates the completed check run and adds every annotation, 50 a request.
-pub async fn publish(record: &RunRecord, target: &Target) -> anyhow::Result<Published> {
+pub async fn publish(record: &RunRecord, target: &CheckRunTarget) -> anyhow::Result<Published> {
     let crab = octocrab::Octocrab::builder()
         .base_uri(target.api_url.as_str())
         .with_context(|| format!("GITHUB_API_URL `{}` is not a URL", target.api_url))?
@@ -200,7 +200,7 @@ pub async fn publish(record: &RunRecord, target: &Target) -> anyhow::Result<Publ
 async fn send(
     crab: &octocrab::Octocrab,
     record: &RunRecord,
-    target: &Target,
+    target: &CheckRunTarget,
 ) -> anyhow::Result<Published> {
     let (title, summary_md, text) = output_text(record);
     let all = annotations(record, &target.place);
@@ -257,7 +257,7 @@ fn explain(e: octocrab::Error) -> anyhow::Error {
 /// Publishes and says how it went: a line on stderr (none with `-q`), or a failure as a warning
 /// ([`Say::warning`]: under GitHub Actions an annotation, for which the GitHub reporter kept a
 /// slot). A failure is never the run's failure.
-pub async fn report(record: &RunRecord, target: Result<Target, anyhow::Error>, say: &Say) {
+pub async fn report(record: &RunRecord, target: Result<CheckRunTarget, anyhow::Error>, say: &Say) {
     let outcome = match target {
         Ok(target) => publish(record, &target).await.map(|p| (p, target)),
         Err(e) => Err(e),

@@ -282,7 +282,7 @@ struct Said {
 }
 
 impl Said {
-    fn of(f: &crate::cases::Failure) -> Said {
+    fn of(f: &crate::cases::ReportedFailure) -> Said {
         Said {
             kind: if f.error { NonSuccessKind::Error } else { NonSuccessKind::Failure },
             message: f.message.as_deref().map(text::neutralise),

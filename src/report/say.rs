@@ -45,14 +45,14 @@ impl Say {
     }
 
     /// A line on stderr that is always said: what explains an error, or what a command did.
-    pub fn tell(&self, text: impl Display) {
+    pub fn always(&self, text: impl Display) {
         let _ = writeln!(out::stderr(), "{text}");
     }
 
     /// `harper-shard: note: …` on stderr, not under `-q`.
     pub fn note(&self, text: impl Display) {
         if !self.quiet() {
-            self.tell(format_args!("harper-shard: note: {text}"));
+            self.always(format_args!("harper-shard: note: {text}"));
         }
     }
 
@@ -63,7 +63,7 @@ impl Say {
             let note = Note { title: title.to_owned(), message: text.to_string(), at: None };
             let _ = out::stderr().command(&note.command("warning"));
         } else if !self.quiet() {
-            self.tell(format_args!("harper-shard: warning: {text}"));
+            self.always(format_args!("harper-shard: warning: {text}"));
         }
     }
 }

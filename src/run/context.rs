@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use super::events::{Attempt, BootLogs, Event, EventKind, InstancePhase, ShardId, Warning};
 use crate::exit::Exit;
 use crate::harper::install::{self, Installed};
-use crate::harper::instance::WorkDir;
+use crate::harper::layout::WorkDir;
 use crate::harper::lock::Hold;
 use crate::pool::Pool;
 use crate::supervise::output::Unlogged;

@@ -26,7 +26,7 @@ use tokio::sync::{Mutex, Semaphore, watch};
 
 use super::context::{Context, MAIN};
 use super::events::ShardStatus;
-use super::instance::{Failure, Harper, Instance, State};
+use super::instance::{Harper, Instance, InstanceFailure, LifeState};
 use crate::plan::Shard;
 
 /// The variable that tells a shard's commands where their control socket is.
@@ -196,13 +196,13 @@ fn error(code: &str, message: impl Into<String>) -> Value {
     json!({ "ok": false, "code": code, "error": message.into() })
 }
 
-fn failure(f: &Failure, code: &str) -> Value {
+fn failure(f: &InstanceFailure, code: &str) -> Value {
     let code = if f.status == ShardStatus::BootFailed { "boot_failed" } else { code };
     json!({ "ok": false, "code": code, "error": f.cause, "tail": f.tail })
 }
 
 /// The answer when the Harper a request names could not be installed: cancelled, or npm failed.
-fn install_failure(f: &Failure) -> Value {
+fn install_failure(f: &InstanceFailure) -> Value {
     failure(f, if f.status == ShardStatus::Cancelled { "failed" } else { "install_failed" })
 }
 
@@ -422,13 +422,13 @@ impl Server<'_> {
         let state = i.state();
         let result = match (op, state) {
             ("status", _) => Ok(()),
-            ("start", State::Running) if switch.is_some() => {
+            ("start", LifeState::Running) if switch.is_some() => {
                 return error(
                     "running",
                     format!("`{id}` is running: stop it first, then start it on another Harper"),
                 );
             }
-            ("start", State::Running) => {
+            ("start", LifeState::Running) => {
                 return error(
                     "running",
                     format!("`{id}` is running: stop it first, or use restart"),
@@ -441,10 +441,10 @@ impl Server<'_> {
                 },
                 None => i.start(self.cx).await,
             },
-            ("stop" | "kill", State::Stopped) => {
+            ("stop" | "kill", LifeState::Stopped) => {
                 return error("not_running", format!("`{id}` is not running"));
             }
-            ("stop" | "kill", State::Exited) => {
+            ("stop" | "kill", LifeState::Exited) => {
                 let how = i
                     .exit()
                     .map(|s| format!(" ({})", crate::supervise::describe(&s)))
@@ -457,7 +457,7 @@ impl Server<'_> {
             ("stop", _) => i.stop(self.cx, grace, false).await,
             ("kill", _) => i.stop(self.cx, None, true).await,
             // Nothing to stop: a life that ended by itself was not ended by this request.
-            ("restart", State::Stopped | State::Exited) => i.start(self.cx).await,
+            ("restart", LifeState::Stopped | LifeState::Exited) => i.start(self.cx).await,
             ("restart", _) => match i.stop(self.cx, grace, false).await {
                 Ok(()) => i.start(self.cx).await,
                 Err(f) => Err(f),
@@ -601,9 +601,9 @@ impl Server<'_> {
 /// What the control socket says of an instance (docs/control.md, "Answers").
 fn info(i: &mut Instance) -> Value {
     let state = match i.state() {
-        State::Running => "running",
-        State::Stopped => "stopped",
-        State::Exited => "exited",
+        LifeState::Running => "running",
+        LifeState::Stopped => "stopped",
+        LifeState::Exited => "exited",
     };
     let (addr, p) = (i.addr, &i.spec.ports);
     let exit = i.exit().map(|s| {

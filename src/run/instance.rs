@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::context::{Context, FLUSH_LIMIT, InstanceDir};
 use super::events::{BootLogs, EventKind, InstancePhase, ShardStatus, Warning};
-use crate::harper::instance::{self, Dirs};
+use crate::harper::layout::{self, Dirs};
 use crate::harper::lock::Hold;
 use crate::harper::{boot_cache, install, runtime, template};
 use crate::plan::{HarperSource, HarperSpec, Runtime};
@@ -27,25 +27,33 @@ use crate::supervise::{self, Child, Spec};
 /// Why an instance could not do what was asked: the shard status it means, one line, and
 /// Harper's last output lines when a boot failed.
 #[derive(Debug, Clone)]
-pub struct Failure {
+pub struct InstanceFailure {
     pub status: ShardStatus,
     pub cause: String,
     pub tail: Vec<String>,
 }
 
-impl Failure {
-    pub fn infra(e: impl std::fmt::Display) -> Failure {
-        Failure { status: ShardStatus::Infrastructure, cause: e.to_string(), tail: Vec::new() }
+impl InstanceFailure {
+    pub fn infra(e: impl std::fmt::Display) -> InstanceFailure {
+        InstanceFailure {
+            status: ShardStatus::Infrastructure,
+            cause: e.to_string(),
+            tail: Vec::new(),
+        }
     }
 
-    fn cancelled(cause: &str) -> Failure {
-        Failure { status: ShardStatus::Cancelled, cause: cause.to_owned(), tail: Vec::new() }
+    fn cancelled(cause: &str) -> InstanceFailure {
+        InstanceFailure {
+            status: ShardStatus::Cancelled,
+            cause: cause.to_owned(),
+            tail: Vec::new(),
+        }
     }
 }
 
 /// What state an instance is in, as the control socket says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub enum LifeState {
     /// Started and not stopped; Harper may still have exited by itself ([`Instance::state`]).
     Running,
     /// Stopped or killed through the tool, ROOTPATH and address kept.
@@ -69,7 +77,7 @@ impl Harper {
 
     /// The Harper `source` names: a `bin` as it is, a `package` installed into the cache unless
     /// it is there (told to the reporters, stopped by a cancellation) and held.
-    pub async fn obtain(cx: &Context, source: &HarperSource) -> Result<Harper, Failure> {
+    pub async fn obtain(cx: &Context, source: &HarperSource) -> Result<Harper, InstanceFailure> {
         match source {
             HarperSource::Bin(path) => Ok(Harper { entry: path.clone(), _held: None }),
             HarperSource::Package(spec) => {
@@ -78,14 +86,14 @@ impl Harper {
                         Ok(Harper { entry: installed.entry, _held: Some(held) })
                     }
                     Err(e) if cx.cancel.borrow().is_some() => {
-                        Err(Failure::cancelled(&format!("{e:#}")))
+                        Err(InstanceFailure::cancelled(&format!("{e:#}")))
                     }
                     Err(e) => {
                         // npm's last lines are the tail; the first line says what failed.
                         let text = format!("cannot install {spec}: {e:#}");
                         let mut lines = text.lines().map(str::to_owned);
                         let cause = lines.next().unwrap_or_default();
-                        Err(Failure {
+                        Err(InstanceFailure {
                             status: ShardStatus::Infrastructure,
                             cause,
                             tail: lines.collect(),
@@ -135,18 +143,18 @@ impl Instance {
         (id, name): (String, String),
         token: String,
         permit: Option<OwnedSemaphorePermit>,
-    ) -> Result<Instance, Failure> {
+    ) -> Result<Instance, InstanceFailure> {
         let lease = acquire(cx, &spec, &token).await.map_err(|e| {
             let status = if cx.cancel.borrow().is_some() {
                 ShardStatus::Cancelled
             } else {
                 ShardStatus::Infrastructure
             };
-            Failure { status, cause: format!("{e:#}"), tail: Vec::new() }
+            InstanceFailure { status, cause: format!("{e:#}"), tail: Vec::new() }
         })?;
         let addr = lease.addr;
         let dirs = Dirs::under(&cx.work.path, addr);
-        let password = spec.admin.password.clone().unwrap_or_else(instance::random_password);
+        let password = spec.admin.password.clone().unwrap_or_else(layout::random_password);
         let logs = cx.dir.instance(&id);
         let instance = Instance {
             id,
@@ -182,12 +190,12 @@ impl Instance {
 
     /// Names (in the slot's record first) and fills the instance's directories: a copy of the
     /// boot template when the spec says so, then the fixtures.
-    pub async fn prepare(&mut self, cx: &Context) -> Result<(), Failure> {
+    pub async fn prepare(&mut self, cx: &Context) -> Result<(), InstanceFailure> {
         let base = self.dirs.base.clone();
         self.lease()
             .record_dir(&base)
             .and_then(|()| self.dirs.create())
-            .map_err(|e| Failure::infra(format!("{e:#}")))?;
+            .map_err(|e| InstanceFailure::infra(format!("{e:#}")))?;
         if self.spec.template {
             let ((found, held), keys) = self.copy_template(cx).await?;
             (self.template, self._template_held, self._keys) =
@@ -195,7 +203,7 @@ impl Instance {
         }
         self.dirs
             .install_fixtures(&self.spec.fixtures)
-            .map_err(|e| Failure::infra(format!("{e:#}")))
+            .map_err(|e| InstanceFailure::infra(format!("{e:#}")))
     }
 
     /// The pid of Harper while it runs.
@@ -204,15 +212,15 @@ impl Instance {
     }
 
     /// Where the instance is, checking whether a running Harper has exited by itself.
-    pub fn state(&mut self) -> State {
+    pub fn state(&mut self) -> LifeState {
         use futures_util::FutureExt as _;
-        let Some(child) = &mut self.child else { return State::Stopped };
+        let Some(child) = &mut self.child else { return LifeState::Stopped };
         match child.process.exited().now_or_never() {
             Some(Ok(status)) => {
                 self.exit = Some(status);
-                State::Exited
+                LifeState::Exited
             }
-            _ => State::Running,
+            _ => LifeState::Running,
         }
     }
 
@@ -241,7 +249,7 @@ impl Instance {
     /// Boots Harper and waits until it is ready. A later boot is a restart on the same
     /// ROOTPATH and address: the `hdb.pid` and socket a crash leaves are removed first, and the
     /// previous run's keeper is stopped (it has nothing left to end).
-    pub async fn start(&mut self, cx: &Context) -> Result<(), Failure> {
+    pub async fn start(&mut self, cx: &Context) -> Result<(), InstanceFailure> {
         if let Some(mut old) = self.child.take() {
             let _ = cx.stop(&mut old, Duration::ZERO).await;
         }
@@ -298,7 +306,7 @@ impl Instance {
             )
             .await
         {
-            return Err(Failure {
+            return Err(InstanceFailure {
                 status: ShardStatus::BootFailed,
                 cause: format!("{e:#}"),
                 tail: Vec::new(),
@@ -322,9 +330,9 @@ impl Instance {
         cx: &Context,
         grace: Option<Duration>,
         kill: bool,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), InstanceFailure> {
         let Some(mut child) = self.child.take() else {
-            return Err(Failure::infra("it is not running"));
+            return Err(InstanceFailure::infra("it is not running"));
         };
         let how = if kill { "kill" } else { "stop" };
         self.phase(cx, InstancePhase::Stopping { how });
@@ -353,7 +361,7 @@ impl Instance {
             InstancePhase::Stopped { exit, took: started.elapsed(), problem: problem.clone() },
         );
         match problem {
-            Some(problem) => Err(Failure::infra(problem)),
+            Some(problem) => Err(InstanceFailure::infra(problem)),
             None => Ok(()),
         }
     }
@@ -419,10 +427,11 @@ impl Instance {
     async fn copy_template(
         &mut self,
         cx: &Context,
-    ) -> Result<((template::Template, Hold), template::KeySet), Failure> {
-        let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
-        let cancelled =
-            || Failure::cancelled("cancelled while waiting for another run's boot template");
+    ) -> Result<((template::Template, Hold), template::KeySet), InstanceFailure> {
+        let infra = |e: anyhow::Error| InstanceFailure::infra(format!("{e:#}"));
+        let cancelled = || {
+            InstanceFailure::cancelled("cancelled while waiting for another run's boot template")
+        };
         let cache = install::private_cache().map_err(infra)?;
         let key = template::key(&self.spec, &self.harper.entry);
         let keys = template::take_keys(&cache, self.spec.runtime).await.map_err(infra)?;
@@ -461,8 +470,8 @@ impl Instance {
         cx: &Context,
         cache: &Path,
         key: &str,
-    ) -> Result<template::Template, Failure> {
-        let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
+    ) -> Result<template::Template, InstanceFailure> {
+        let infra = |e: anyhow::Error| InstanceFailure::infra(format!("{e:#}"));
         let started = Instant::now();
         cx.emit.emit(EventKind::TemplateBuilding {
             shard: cx.id,
@@ -478,8 +487,7 @@ impl Instance {
         let cached = boot_cache::package_root(cache, &self.harper.entry)
             .filter(|_| mode.preload())
             .map(|root| (boot_cache::dir_of(&dirs.base), root));
-        let mut build =
-            Build { dirs, password: instance::random_password(), boot: cached, compile };
+        let mut build = Build { dirs, password: layout::random_password(), boot: cached, compile };
         self.lease()
             .record_dir(&build.dirs.base)
             .and_then(|()| build.dirs.create())
@@ -501,7 +509,7 @@ impl Instance {
                     Ok(()) => Ok(ready),
                     Err(e) => Err((
                         Some(ready.0),
-                        Failure {
+                        InstanceFailure {
                             status: ShardStatus::BootFailed,
                             cause: format!("{e:#}"),
                             tail: Vec::new(),
@@ -538,7 +546,7 @@ impl Instance {
         let kept = match failure {
             Some(failure) => Err(failure),
             None => match self.ports_free(cx, "the template's build").await {
-                Some(problem) => Err(Failure::infra(problem)),
+                Some(problem) => Err(InstanceFailure::infra(problem)),
                 None => {
                     let meta = template::Meta {
                         root: build.dirs.root.display().to_string(),
@@ -657,7 +665,7 @@ impl<'a> From<&'a Instance> for Target<'a> {
     }
 }
 
-type BootFailure = (Option<Child>, Failure);
+type BootFailure = (Option<Child>, InstanceFailure);
 
 /// Starts Harper for `t`, its output logged to `logs`, tells `booting` its pid once it runs,
 /// and waits until it is ready; returns it and how long it took. What the boot means (an
@@ -668,7 +676,7 @@ async fn boot(
     logs: BootLogs,
     booting: impl FnOnce(u32, &Path, BootLogs),
 ) -> Result<(Child, Duration), BootFailure> {
-    let mut launch = instance::launch(t.spec, t.entry, t.dirs, t.addr, t.password);
+    let mut launch = layout::launch(t.spec, t.entry, t.dirs, t.addr, t.password);
     if let Some(cache) = &t.boot_cache {
         boot_cache::add_env(&mut launch.env, &cache.dir, cache.root, cache.produce);
     }
@@ -686,8 +694,11 @@ async fn boot(
         grace: t.spec.teardown.grace,
         token: t.token.to_owned(),
     };
-    let failed =
-        |cause: String| Failure { status: ShardStatus::BootFailed, cause, tail: Vec::new() };
+    let failed = |cause: String| InstanceFailure {
+        status: ShardStatus::BootFailed,
+        cause,
+        tail: Vec::new(),
+    };
     let mut child = Child::spawn(spec).await.map_err(|e| (None, failed(format!("{e:#}"))))?;
     booting(child.process.pid(), &t.dirs.root, logs);
     let h = t.spec;
@@ -701,9 +712,15 @@ async fn boot(
         Some(Ok(())) => Ok((child, spawned.elapsed())),
         Some(Err(e)) => Err((
             Some(child),
-            Failure { status: ShardStatus::BootFailed, cause: e.cause(), tail: e.tail().to_vec() },
+            InstanceFailure {
+                status: ShardStatus::BootFailed,
+                cause: e.cause(),
+                tail: e.tail().to_vec(),
+            },
         )),
-        None => Err((Some(child), Failure::cancelled("cancelled while Harper was starting"))),
+        None => {
+            Err((Some(child), InstanceFailure::cancelled("cancelled while Harper was starting")))
+        }
     }
 }
 

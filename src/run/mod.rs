@@ -19,7 +19,7 @@ use anyhow::Context;
 use tokio::sync::{Semaphore, watch};
 
 use crate::exit::Exit;
-use crate::harper::instance::WorkDir;
+use crate::harper::layout::WorkDir;
 use crate::harper::lock::Hold;
 use crate::plan::{HarperSource, Plan, Shard};
 use crate::pool::Pool;

@@ -16,7 +16,7 @@ use super::events::{EventKind, Outcome, ShardStatus};
 use super::instance::{Harper, Instance};
 use crate::plan::Shard;
 use crate::supervise::readiness::Tail;
-use crate::supervise::{self, Child, Settled, Spec};
+use crate::supervise::{self, Child, LateArrivals, Spec};
 
 /// Lines of a failed command's output kept for the report.
 pub const COMMAND_TAIL: usize = 200;
@@ -421,7 +421,7 @@ async fn watch_command(
             _ = tokio::time::sleep_until(deadline) => {
                 // The tool itself may have been stopped (SIGSTOP, a frozen machine) while the
                 // command went on and finished: what is already waiting decides, not the clock.
-                let Settled { chunks, exited } = child.settle().await;
+                let LateArrivals { chunks, exited } = child.settle().await;
                 for chunk in chunks {
                     relay(&mut tail, chunk);
                 }

@@ -1,7 +1,7 @@
 //! The tool's side of a keeper ([`super::keeper`]): start it with the two pipes, learn the
 //! child's pid and exit from the report pipe, and stop the child by closing the lifeline.
 //!
-//! The lifeline's write end is created close-on-exec and lives only in the [`Kept`] handle, so
+//! The lifeline's write end is created close-on-exec and lives only in the [`KeptChild`] handle, so
 //! dropping the handle — or the tool dying — is a stop too.
 
 use std::io::Write;
@@ -40,7 +40,7 @@ struct Heard {
 }
 
 /// A child running under its keeper.
-pub struct Kept {
+pub struct KeptChild {
     keeper: tokio::process::Child,
     keeper_pid: u32,
     lifeline: Option<OwnedFd>,
@@ -88,11 +88,12 @@ fn inheritable(fd: RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
-impl Kept {
+impl KeptChild {
     /// Starts `spec` under a keeper. Returns the handle, the child's pid, and its output pipes.
     pub async fn spawn(
         spec: &Spec,
-    ) -> anyhow::Result<(Kept, u32, tokio::process::ChildStdout, tokio::process::ChildStderr)> {
+    ) -> anyhow::Result<(KeptChild, u32, tokio::process::ChildStdout, tokio::process::ChildStderr)>
+    {
         let (life_read, life_write) = pipe()?;
         let (report_read, report_write) = pipe()?;
         let args = keeper::Args {
@@ -130,7 +131,7 @@ impl Kept {
         let stdout = keeper.stdout.take().context("the keeper's stdout pipe is missing")?;
         let stderr = keeper.stderr.take().context("the keeper's stderr pipe is missing")?;
         let heard = listen(report_read)?;
-        let mut kept = Kept { keeper, keeper_pid, lifeline: Some(life_write), heard };
+        let mut kept = KeptChild { keeper, keeper_pid, lifeline: Some(life_write), heard };
         let said = async {
             let _ =
                 kept.heard.wait_for(|h| h.pid.is_some() || h.failed.is_some() || h.closed).await;
@@ -164,7 +165,7 @@ impl Kept {
     }
 
     /// Waits for the child's own exit. Cancel-safe. An error means the keeper is gone without
-    /// saying: [`Kept::stop`] then does its work and says what it found.
+    /// saying: [`KeptChild::stop`] then does its work and says what it found.
     pub async fn exited(&mut self) -> std::io::Result<ExitStatus> {
         let heard = self
             .heard

@@ -65,7 +65,7 @@ pub struct Process {
 }
 
 enum Inner {
-    Kept(handle::Kept),
+    KeptChild(handle::KeptChild),
     /// Test-only ([`keeper::NO_KEEPER_VAR`]): the child is the tool's own.
     Direct(tokio::process::Child),
 }
@@ -92,7 +92,7 @@ fn unsafe_no_keeper() -> bool {
 pub const SETTLE: Duration = Duration::from_millis(250);
 
 /// What arrived within [`SETTLE`] of a deadline.
-pub struct Settled {
+pub struct LateArrivals {
     pub chunks: Vec<Chunk>,
     pub exited: Option<std::io::Result<ExitStatus>>,
 }
@@ -113,8 +113,8 @@ impl Child {
             let (child, pid, stdout, stderr) = spawn_direct(&spec)?;
             (Inner::Direct(child), pid, stdout, stderr)
         } else {
-            let (kept, pid, stdout, stderr) = handle::Kept::spawn(&spec).await?;
-            (Inner::Kept(kept), pid, stdout, stderr)
+            let (kept, pid, stdout, stderr) = handle::KeptChild::spawn(&spec).await?;
+            (Inner::KeptChild(kept), pid, stdout, stderr)
         };
         track(pid, keeper_of(&inner), true);
         let (tx, output) = mpsc::unbounded_channel();
@@ -174,7 +174,7 @@ fn spawn_direct(
 
 fn keeper_of(inner: &Inner) -> Option<u32> {
     match inner {
-        Inner::Kept(kept) => Some(kept.keeper_pid()),
+        Inner::KeptChild(kept) => Some(kept.keeper_pid()),
         Inner::Direct(_) => None,
     }
 }
@@ -182,7 +182,7 @@ fn keeper_of(inner: &Inner) -> Option<u32> {
 impl Child {
     /// Takes the output and the exit that are waiting or arrive within [`SETTLE`]: what a
     /// deadline must look at before it blames the child.
-    pub async fn settle(&mut self) -> Settled {
+    pub async fn settle(&mut self) -> LateArrivals {
         let mut chunks = Vec::new();
         let mut open = true;
         let window = tokio::time::sleep(SETTLE);
@@ -198,9 +198,9 @@ impl Child {
                     while let Ok(chunk) = self.output.try_recv() {
                         chunks.push(chunk);
                     }
-                    return Settled { chunks, exited: Some(status) };
+                    return LateArrivals { chunks, exited: Some(status) };
                 }
-                _ = &mut window => return Settled { chunks, exited: None },
+                _ = &mut window => return LateArrivals { chunks, exited: None },
             }
         }
     }
@@ -223,7 +223,7 @@ impl Process {
             return Ok(status);
         }
         let status = match &mut self.inner {
-            Inner::Kept(kept) => kept.exited().await?,
+            Inner::KeptChild(kept) => kept.exited().await?,
             Inner::Direct(child) => child.wait().await?,
         };
         self.status = Some(status);
@@ -262,7 +262,7 @@ impl Process {
         let started = std::time::Instant::now();
         let group = Pid::from_raw(self.pid as i32);
         let stopped = match &mut self.inner {
-            Inner::Kept(kept) => {
+            Inner::KeptChild(kept) => {
                 let ended = kept.stop(grace, hurry, self.pid, &self.token).await;
                 track(self.pid, None, false);
                 let ended = ended?;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::sleep_until;
 
-use super::{Child, Chunk, Settled, describe};
+use super::{Child, Chunk, LateArrivals, describe};
 use crate::plan::{Ports, Probe, Ready, Startup};
 use crate::process::ports::{self, Holder};
 use crate::text::Neutralizer;
@@ -200,7 +200,7 @@ pub async fn wait_ready(
             _ = sleep_until(idle_deadline.min(max_deadline)) => {
                 // Before blaming Harper, take what is already waiting: the tool may have been
                 // suspended while Harper printed its ready line, or exited.
-                let Settled { chunks, exited } = child.settle().await;
+                let LateArrivals { chunks, exited } = child.settle().await;
                 if !chunks.is_empty() {
                     printed = true;
                     for chunk in &chunks {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harper_shard::report::checks::{self, Target};
+use harper_shard::report::checks::{self, CheckRunTarget};
 use harper_shard::report::place::Place;
 use serde_json::{Value, json};
 use support::records::run_record;
@@ -160,8 +160,8 @@ fn check_run(request: &Value) -> Value {
     })
 }
 
-fn target(api: &MockApi) -> Target {
-    Target {
+fn target(api: &MockApi) -> CheckRunTarget {
+    CheckRunTarget {
         api_url: api.url(),
         token: "ghs_test".into(),
         owner: "o".into(),
@@ -269,8 +269,9 @@ fn a_push_uses_github_sha_and_a_pull_request_uses_the_head_from_the_event_payloa
             _ => None,
         }
     };
-    let sha =
-        |event| Target::from_env(&env(event), Some("t".into()), "n", Place::default()).unwrap().sha;
+    let sha = |event| {
+        CheckRunTarget::from_env(&env(event), Some("t".into()), "n", Place::default()).unwrap().sha
+    };
     assert_eq!(sha("push"), "c".repeat(40));
     assert_eq!(sha("pull_request"), "b".repeat(40));
     assert_eq!(sha("pull_request_target"), "b".repeat(40));

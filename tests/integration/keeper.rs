@@ -29,7 +29,7 @@ const GRACE: Duration = Duration::from_secs(120);
 const CHILD: &str = "trap 'touch termed' TERM; touch ready; while :; do sleep 0.1; done";
 
 /// A keeper started as the tool starts one, its report pipe, and the tool's end of its lifeline.
-struct Kept {
+struct KeptChild {
     process: Child,
     pid: u32,
     /// The child's pid, from the keeper's `started`.
@@ -38,13 +38,13 @@ struct Kept {
     lifeline: Option<OwnedFd>,
 }
 
-impl Kept {
-    fn start(sandbox: &Sandbox) -> Kept {
-        Kept::running(sandbox, CHILD)
+impl KeptChild {
+    fn start(sandbox: &Sandbox) -> KeptChild {
+        KeptChild::running(sandbox, CHILD)
     }
 
     /// A keeper of `sh -c child`.
-    fn running(sandbox: &Sandbox, child: &str) -> Kept {
+    fn running(sandbox: &Sandbox, child: &str) -> KeptChild {
         let (life_read, life_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a lifeline pipe");
         let (report_read, report_write) =
@@ -69,7 +69,7 @@ impl Kept {
         let process = cmd.spawn().expect("start the keeper");
         drop((life_read, report_write));
         let pid = process.id();
-        let mut kept = Kept {
+        let mut kept = KeptChild {
             process,
             pid,
             child: 0,
@@ -77,7 +77,7 @@ impl Kept {
             lifeline: Some(life_write),
         };
         match kept.next_report() {
-            Report::Started { pid } => Kept { child: pid, ..kept },
+            Report::Started { pid } => KeptChild { child: pid, ..kept },
             other => panic!("the keeper said {other:?} instead of `started`"),
         }
     }
@@ -127,7 +127,7 @@ fn inheritable(fd: RawFd) -> std::io::Result<()> {
 #[test]
 fn the_keeper_has_one_thread_while_it_watches_and_while_it_tears_down() {
     let sandbox = Sandbox::new();
-    let mut kept = Kept::start(&sandbox);
+    let mut kept = KeptChild::start(&sandbox);
     sandbox
         .wait_for("the child to run", Duration::from_secs(10), || sandbox.path("ready").exists());
     assert_eq!(process::threads(kept.pid), Some(1), "the watching keeper's threads");
@@ -146,7 +146,7 @@ fn the_keeper_has_one_thread_while_it_watches_and_while_it_tears_down() {
 #[test]
 fn a_hurry_that_arrives_with_a_hangup_skips_the_grace() {
     let sandbox = Sandbox::new();
-    let kept = Kept::start(&sandbox);
+    let kept = KeptChild::start(&sandbox);
     sandbox
         .wait_for("the child to run", Duration::from_secs(10), || sandbox.path("ready").exists());
     let started = Instant::now();
@@ -197,8 +197,8 @@ fn a_command_that_ignores_sigterm_is_gone_when_the_tool_exits() {
 }
 
 /// A keeper of `sleep`, once the child runs it.
-fn sleeping(sandbox: &Sandbox) -> Kept {
-    let kept = Kept::running(sandbox, "exec sleep 600");
+fn sleeping(sandbox: &Sandbox) -> KeptChild {
+    let kept = KeptChild::running(sandbox, "exec sleep 600");
     let sleeps = || process::cmdline(kept.child).is_some_and(|line| line.starts_with("sleep"));
     sandbox.wait_for("the child to exec sleep", Duration::from_secs(10), sleeps);
     kept

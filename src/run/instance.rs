@@ -263,7 +263,7 @@ impl Instance {
         let booting = |pid: u32, rootpath: &Path, logs: BootLogs| {
             self.phase(cx, InstancePhase::Booting { pid, rootpath: rootpath.to_path_buf(), logs })
         };
-        let booted = boot(cx, Target::from(&*self), self.logs.boot(self.boots), booting).await;
+        let booted = boot(cx, BootSetup::from(&*self), self.logs.boot(self.boots), booting).await;
         let child = match booted {
             Ok((child, took)) => {
                 self.phase(cx, InstancePhase::Ready { took });
@@ -499,7 +499,7 @@ impl Instance {
             tracing::debug!("{e:#}");
             build.boot = None;
         }
-        let booted = boot(cx, build.as_target(self), self.logs.template(), |_, _, _| {}).await;
+        let booted = boot(cx, build.as_boot_setup(self), self.logs.template(), |_, _, _| {}).await;
         let admin = (self.spec.admin.username.as_str(), build.password.as_str());
         let booted = match booted {
             Ok(ready) => {
@@ -597,14 +597,14 @@ struct Build {
 }
 
 impl Build {
-    fn as_target<'a>(&'a self, of: &'a Instance) -> Target<'a> {
+    fn as_boot_setup<'a>(&'a self, of: &'a Instance) -> BootSetup<'a> {
         let boot_cache = self.boot.as_ref().map(|(dir, root)| BootCache {
             dir: dir.clone(),
             root,
             produce: true,
         });
         let (dirs, compile_cache) = (&self.dirs, self.compile.clone());
-        Target {
+        BootSetup {
             spec: &of.spec,
             entry: &of.harper.entry,
             dirs,
@@ -625,7 +625,7 @@ struct BootCache<'a> {
 }
 
 /// Everything a boot needs, borrowed from an instance (or its template's build).
-struct Target<'a> {
+struct BootSetup<'a> {
     spec: &'a HarperSpec,
     entry: &'a Path,
     dirs: &'a Dirs,
@@ -637,8 +637,8 @@ struct Target<'a> {
     compile_cache: Option<PathBuf>,
 }
 
-impl<'a> From<&'a Instance> for Target<'a> {
-    fn from(i: &'a Instance) -> Target<'a> {
+impl<'a> From<&'a Instance> for BootSetup<'a> {
+    fn from(i: &'a Instance) -> BootSetup<'a> {
         // The template's caches hold the code of the Harper it was built with, and no other.
         let template = i
             .template
@@ -652,7 +652,7 @@ impl<'a> From<&'a Instance> for Target<'a> {
         let compile_cache = template
             .filter(|t| t.meta.compile_cache)
             .map(|_| boot_cache::compile_dir_of(&i.dirs.base));
-        Target {
+        BootSetup {
             spec: &i.spec,
             entry: &i.harper.entry,
             dirs: &i.dirs,
@@ -672,7 +672,7 @@ type BootFailure = (Option<Child>, InstanceFailure);
 /// instance's life, a template's build) is the caller's to tell.
 async fn boot(
     cx: &Context,
-    t: Target<'_>,
+    t: BootSetup<'_>,
     logs: BootLogs,
     booting: impl FnOnce(u32, &Path, BootLogs),
 ) -> Result<(Child, Duration), BootFailure> {

@@ -6,6 +6,7 @@
 pub mod events;
 pub mod context;
 pub mod instance;
+pub mod protocol;
 pub mod control;
 pub mod shard;
 

@@ -174,24 +174,27 @@ impl JsonSchema for Start {
         new.retain(|key, _| !SHARD_ONLY_KEYS.contains(&key.as_str()));
         new.insert("op".into(), op.into());
         new.insert("name".into(), generator.subschema_for::<Label>().into());
-        json_schema!({
-            "oneOf": [
-                {
-                    "description": "Boots the stopped instance `id` again; with `package` or `bin`, on that Harper.",
-                    "type": "object",
-                    "properties": existing,
-                    "required": ["op", "id"],
-                    "additionalProperties": false,
-                },
-                {
-                    "description": "Starts a new on-demand instance: every key but `op` and `name` is a key of the plan's `harper` block, merged over the shard's.",
-                    "type": "object",
-                    "properties": new,
-                    "required": ["op"],
-                    "additionalProperties": false,
-                },
-            ],
-        })
+        // Definitions of their own, which the enum's tagging leaves whole: inlined, it would drop
+        // their `additionalProperties: false` to make room for `op`, which each names itself.
+        let mut define = |name: &str, description: &str, properties: Map<String, Value>, required: &[&str]| {
+            let schema = json_schema!({
+                "description": description,
+                "type": "object",
+                "properties": properties,
+                "required": required,
+                "additionalProperties": false,
+            });
+            generator.definitions_mut().insert(name.into(), schema.to_value());
+            json_schema!({ "$ref": format!("#{}{name}", generator.settings().definitions_path.trim_end_matches('/').to_owned() + "/") })
+        };
+        let existing = define("StartStopped", "Boots the stopped instance `id` again; with `package` or `bin`, on that Harper.", existing, &["op", "id"]);
+        let new = define(
+            "StartNew",
+            "Starts a new on-demand instance: every key but `op` and `name` is a key of the plan's `harper` block, merged over the shard's.",
+            new,
+            &["op"],
+        );
+        json_schema!({ "oneOf": [existing, new] })
     }
 }
 

@@ -11,9 +11,10 @@
 
 3. `--lives`: one templated instance living two lives (its boot, then `ctl restart`), in
    interleaved rounds of the boot caches a node can have: none (HARPER_SHARD_BOOT_CACHE=off), the
-   preload (=preload), and Node's own compile cache (=on, node >= 22.1 only); per life, booting
-   to ready from report.json. Each mode keeps its templates in a cache folder of its own (the
-   packages hard-linked from the user's cache, its JWT keys shared), so no mode boots another's template.
+   preload (=preload), and, on node >= 22.1 only, Node's own compile cache (=compile) and both
+   (=both); per life, booting to ready from report.json, and the CPU (user+sys) of the whole run
+   (both lives, the tool's own share included: the same in every mode). Each mode keeps its templates in a cache folder of its own (the
+   packages hard-linked from the user's cache, its JWT key sets copied), so no mode boots another's template.
 
 Usage: python3 bench/template.py [ROUNDS]   (builds the release binary first; default 3 rounds)
        python3 bench/template.py --lives [--node 24] [--bin PATH] [--lock FILE] [ROUNDS]
@@ -24,6 +25,7 @@ Usage: python3 bench/template.py [ROUNDS]   (builds the release binary first; de
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,7 +84,7 @@ def user_cache():
 
 
 # The boot caches of --lives: HARPER_SHARD_BOOT_CACHE for each.
-LIVES = {"none": "off", "preload": "preload", "compile": "on"}
+LIVES = {"none": "off", "preload": "preload", "compile": "compile", "both": "both"}
 
 
 def lives(argv):
@@ -102,7 +104,7 @@ def lives(argv):
         path = f"{bin_dir}:{path}"
     version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True, env={**os.environ, "PATH": path}).stdout.strip()
     major, minor = (int(n) for n in version.lstrip("v").split(".")[:2])
-    modes = [m for m in LIVES if m != "compile" or (major, minor) >= (22, 1)]
+    modes = [m for m in LIVES if m not in ("compile", "both") or (major, minor) >= (22, 1)]
     work = Path(tempfile.mkdtemp(prefix="hs-bench-"))
     shared = user_cache()
     plan = (
@@ -115,9 +117,10 @@ def lives(argv):
         if not cache.exists():
             cache.mkdir()
             # Packages hard-linked, not symlinked: Node names a module by its real path, and
-            # the preload caches only files under its cache's own packages/.
+            # the preload caches only files under its cache's own packages/. The JWT key sets
+            # copied (the tool refuses a symlinked folder in its cache).
             (shared / "keys").mkdir(parents=True, exist_ok=True)
-            (cache / "keys").symlink_to(shared / "keys")
+            subprocess.run(["cp", "-a", str(shared / "keys"), str(cache / "keys")], check=True)
             subprocess.run(["cp", "-al", str(shared / "packages"), str(cache / "packages")], check=True)
         (work / "plan.yml").write_text(plan)
         report = work / name
@@ -125,27 +128,31 @@ def lives(argv):
         if lock:
             command = ["flock", lock] + command
         env = {**os.environ, "PATH": path, "HARPER_SHARD_CACHE_DIR": str(cache), "HARPER_SHARD_BOOT_CACHE": LIVES[mode]}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if out.returncode != 0:
             sys.exit(f"run failed ({out.returncode}):\n{out.stderr[-3000:]}")
         shard = json.loads((report / "report.json").read_text())["shards"][0]
-        return [life["ready"] - life["booting"] for life in shard["instances"][0]["lives"]]
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return [life["ready"] - life["booting"] for life in shard["instances"][0]["lives"]], cpu
 
     try:
         for mode in modes:  # Warm-up: each mode's template built.
             one(mode, f"warm-{mode}")
-        boots = {mode: ([], []) for mode in modes}
+        boots = {mode: ([], [], []) for mode in modes}
         for r in range(rounds):
             for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
-                first, second = one(mode, f"r-{mode}-{r}")
+                (first, second), cpu = one(mode, f"r-{mode}-{r}")
                 boots[mode][0].append(first)
                 boots[mode][1].append(second)
+                boots[mode][2].append(cpu)
         print(f"node {version}, one templated instance, booting to ready (s), medians of {rounds} rounds:")
-        print(f"  {'boot cache':>10}  {'first life':>10}  {'restart':>8}   (each round: first, restart)")
+        print(f"  {'boot cache':>10}  {'first life':>10}  {'restart':>8}  {'run CPU':>8}   (each round: first/restart CPU)")
         for mode in modes:
-            first, second = boots[mode]
-            each = "  ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(first, second))
-            print(f"  {mode:>10}  {median(first):>10.2f}  {median(second):>8.2f}   {each}")
+            first, second, cpu = boots[mode]
+            each = "  ".join(f"{a:.2f}/{b:.2f} {c:.2f}" for a, b, c in zip(first, second, cpu))
+            print(f"  {mode:>10}  {median(first):>10.2f}  {median(second):>8.2f}  {median(cpu):>8.2f}   {each}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

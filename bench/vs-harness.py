@@ -11,6 +11,7 @@ that harper-shard installed into its cache and ran on that node (read from its c
 - A: three suites at once (`--test-concurrency=3`), each startHarper, 5 operations, teardown.
 - B: one suite, one instance, 12 lives: stopped (killHarper) and SIGKILLed in turn, then
   startHarper on the same context; every life reads back what the earlier ones wrote.
+- the same two with `harper: {threads: 0}` (the single-thread mode), harper-shard only.
 - floor: Harper restarting on an existing ROOTPATH by hand with the command line and
   environment harper-shard gave it (bench/vs-harness/floor.py, inside a shard whose own instance
   booted): spawn -> ready line, spawn -> /health 200.
@@ -112,9 +113,11 @@ def suite_dir(base, name, client):
     return d
 
 
-def plan(d, name, command, instances, boot=False):
+def plan(d, name, command, instances, boot=False, threads=None):
     text = (
         f"version: 1\nharper:\n  package: {PACKAGE}\n  boot: {'true' if boot else 'false'}\n  instances: {instances}\n"
+        + (f"  threads: {threads}\n" if threads is not None else "")
+        + 
         f"pool: {{start: {POOL}, count: {instances}}}\nrun: {{concurrency: 1}}\n"
         f"shards:\n  - name: {name}\n    run: {json.dumps(command)}\n"
     )
@@ -184,17 +187,18 @@ def run_floor(ctx, node, report):
     return r
 
 
-UNITS = ["A shard", "A harness", "B shard", "B harness", "floor"]
+UNITS = ["A shard", "A harness", "B shard", "B harness", "floor", "A shard threads-0", "B shard threads-0"]
 
 
 def run_unit(ctx, node, unit, report):
     s = ctx["shard_suite"]
-    if unit == "A shard":
-        return run_shard(ctx, node, plan(s, "ops", f"node --test --test-concurrency=3 {' '.join(A_FILES)}", 3), report)
+    threads = 0 if unit.endswith("threads-0") else None
+    if unit.startswith("A shard"):
+        return run_shard(ctx, node, plan(s, "ops", f"node --test --test-concurrency=3 {' '.join(A_FILES)}", 3, threads=threads), report)
     if unit == "A harness":
         return run_harness(ctx, node, A_FILES, report)
-    if unit == "B shard":
-        return run_shard(ctx, node, plan(s, "restarts", f"node --test {' '.join(B_FILES)}", 1), report)
+    if unit.startswith("B shard"):
+        return run_shard(ctx, node, plan(s, "restarts", f"node --test {' '.join(B_FILES)}", 1, threads=threads), report)
     if unit == "B harness":
         return run_harness(ctx, node, B_FILES, report)
     return run_floor(ctx, node, report)
@@ -277,6 +281,9 @@ def summarise(results, nodes, rounds):
             ours = [r["wall"] for r in results[(node, f"{wl} shard")]]
             theirs = [r["wall"] for r in results[(node, f"{wl} harness")]]
             print(f"  {name:<36} {node:>4} {median(ours):>7.2f} / {p90(ours):>6.2f} {median(theirs):>7.2f} / {p90(theirs):>6.2f} {median(ours) / median(theirs):>6.2f}x")
+            single = [r["wall"] for r in results.get((node, f"{wl} shard threads-0"), [])]
+            if single:
+                print(f"  {'  the same, harper: {threads: 0}':<36} {node:>4} {median(single):>7.2f} / {p90(single):>6.2f} {median(theirs):>7.2f} / {p90(theirs):>6.2f} {median(single) / median(theirs):>6.2f}x")
 
     for node in nodes:
         print(f"\nnode {node}: startHarper as the test sees it (call to resolve, s)")
@@ -290,6 +297,9 @@ def summarise(results, nodes, rounds):
             ours = [t["secs"] for r in results[(node, f"{unit} shard")] for t in r["times"] if pick(t)]
             theirs = [t["secs"] for r in results[(node, f"{unit} harness")] for t in r["times"] if pick(t)]
             print(row(label, ours, theirs))
+            single = [t["secs"] for r in results.get((node, f"{unit} shard threads-0"), []) for t in r["times"] if pick(t)]
+            if single:
+                print(row("  the same, harper: {threads: 0}", single, theirs))
 
         print(f"node {node}: a restart's boot (s): harper-shard's lives in B (report.json: spawned -> ready) vs the floor")
         print(header("harper-shard", "floor"))
@@ -390,7 +400,7 @@ def main():
             print(f"round {r + 1}/{args.rounds}: {time.monotonic() - began:.0f} s, load {os.getloadavg()[0]:.2f}", flush=True)
         if args.save:
             args.save.write_text(json.dumps({"nodes": nodes, "rounds": args.rounds, "versions": versions, "entry": ctx["entry"], "results": {"|".join(k): v for k, v in results.items()}}))
-        if set(UNITS) <= set(units):
+        if set(UNITS[:5]) <= set(units):
             summarise(results, nodes, args.rounds)
         else:
             for key, rs in results.items():

@@ -7,6 +7,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 use crate::plan::Partition;
+use crate::report::policy::Verbosity;
 
 #[derive(Debug, Parser)]
 #[command(name = "harper-shard", version, about, propagate_version = true)]
@@ -17,35 +18,26 @@ pub struct Cli {
     pub verbose: u8,
     /// Only errors and the final table.
     // Not `conflicts_with = "verbose"`: clap counts a variable set to `false` as given, so
-    // `HARPER_SHARD_QUIET=false -v` would be refused. [`Cli::loudness`] decides instead.
+    // `HARPER_SHARD_QUIET=false -v` would be refused. [`Cli::verbosity`] decides instead.
     #[arg(short, long, global = true, env = "HARPER_SHARD_QUIET", value_parser = switch)]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// How much the tool says on stderr, after the flags and their variables are reconciled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loudness {
-    Quiet,
-    Normal,
-    /// `-v` (1) or `-vv` (2 and more).
-    Verbose(u8),
-}
-
 impl Cli {
     /// `-q` against `-v`: a flag on the command line beats a variable; two flags, or two
     /// variables, that say opposite things are a usage error. A variable set to `false` / `0`
     /// says nothing.
-    pub fn loudness(&self, matches: &ArgMatches) -> Result<Loudness, String> {
+    pub fn verbosity(&self, matches: &ArgMatches) -> Result<Verbosity, String> {
         let on_command_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
         match (self.quiet, self.verbose) {
-            (false, 0) => Ok(Loudness::Normal),
-            (true, 0) => Ok(Loudness::Quiet),
-            (false, v) => Ok(Loudness::Verbose(v)),
+            (false, 0) => Ok(Verbosity::Normal),
+            (true, 0) => Ok(Verbosity::Quiet),
+            (false, v) => Ok(Verbosity::Verbose(v)),
             (true, v) => match (on_command_line("quiet"), on_command_line("verbose")) {
-                (true, false) => Ok(Loudness::Quiet),
-                (false, true) => Ok(Loudness::Verbose(v)),
+                (true, false) => Ok(Verbosity::Quiet),
+                (false, true) => Ok(Verbosity::Verbose(v)),
                 (true, true) => Err("-q/--quiet and -v/--verbose ask for opposite things: give one of them".into()),
                 (false, false) => Err(
                     "HARPER_SHARD_QUIET and HARPER_SHARD_VERBOSE ask for opposite things: unset one, or override with -q or -v"
@@ -72,7 +64,7 @@ pub enum Command {
         #[command(subcommand)]
         command: TimingsCommand,
     },
-    /// Show or remove what the cache holds: installed Harper packages, boot templates, JWT keys.
+    /// Show or remove what the cache holds: installed Harper packages, boot templates, key sets (JWT and TLS).
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
@@ -213,7 +205,7 @@ pub struct PoolArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// List the installed packages, boot templates and JWT key sets, with their sizes.
+    /// List the installed packages, boot templates and key sets (JWT and TLS), with their sizes.
     Status {
         #[arg(long, value_enum, default_value_t = Format::Human, env = "HARPER_SHARD_FORMAT")]
         format: Format,

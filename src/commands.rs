@@ -1,6 +1,5 @@
 //! The commands' bodies: each turns parsed arguments into work and an exit status.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -12,7 +11,7 @@ use crate::exit::{Exit, Failure};
 use crate::plan::select::Selection;
 use crate::plan::timings::{PlanNames, RunTimings, TimingsError};
 use crate::plan::{self, Partition, Plan, Timings, partition};
-use crate::report::console::{self, Console};
+use crate::report::console::Console;
 use crate::report::buildkite::Buildkite;
 use crate::report::github::{self, GitHub};
 use crate::report::html::{Assignment, Html};
@@ -47,7 +46,7 @@ fn load_plan_with(path: &Path, timings: &Timings, over: Overrides) -> Result<Pla
 fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timings, over: Overrides) -> Result<Plan, Failure> {
     let env = |name: &str| std::env::var(name).ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cx = plan::resolve::Context { env: &env, cpus, timings, retries: over.retries, flaky_fails: over.flaky_fails };
+    let cx = plan::resolve::Context { env: &env, cpus, timings, retries: over.retries, flaky_fails: over.flaky_fails, today: plan::schema::Day::today() };
     plan::resolve::resolve(path, text, raw, &cx).map_err(Failure::usage)
 }
 
@@ -79,6 +78,11 @@ fn unknown_timings(plan: &Plan, timings: &Timings, path: Option<&Path>) -> Optio
     let unknown = timings.unknown_shards(|name| plan.shards.iter().any(|s| s.name == name || s.group == name));
     let shards = unknown.iter().map(|s| (*s).to_owned()).collect();
     path.filter(|_| !unknown.is_empty()).map(|path| Warning::UnknownTimings { path: path.to_path_buf(), shards })
+}
+
+/// A warning for each `quarantine` entry past its `until`, so that none rots unseen.
+fn expired_quarantine(plan: &Plan) -> impl Iterator<Item = Warning> + '_ {
+    plan.quarantine.iter().filter(|q| q.expired).map(|q| Warning::QuarantineExpired { what: q.what(), until: q.until, reason: q.reason.clone() })
 }
 
 /// This job's partition: the flag (or its variable), else the CI system's parallelism.
@@ -125,20 +129,21 @@ fn run_timings(plan: &Plan, selection: &Selection) -> RunTimings {
 }
 
 pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
-    let verbosity = say.verbosity();
+    let policy = say.policy();
     let token = take_token();
     let (timings, timings_said) = read_timings(args.timings.as_deref())?;
     let plan = load_plan_with(&args.plan_file.plan_file, &timings, Overrides { retries: args.retries, flaky_fails: args.flaky_fails })?;
-    // Said with the run's events when there is a run, so that its reports have it too.
-    let mut unknown = unknown_timings(&plan, &timings, args.timings.as_deref());
+    let unknown = unknown_timings(&plan, &timings, args.timings.as_deref());
     let partition = job_partition(args.partition)?;
     let selection = plan::select::select(&plan, &args.only, partition).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     check_assignment(&args, &selection, &timings_said)?;
     let work = WorkDir::from_env().map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
-    if (args.dry_run || selection.shards.is_empty())
-        && let Some(warning) = unknown.take()
-    {
-        say.warning("harper-shard", warning);
+    // Said with the run's events when there is a run, so that its reports have them too.
+    let mut warnings: Vec<Warning> = unknown.into_iter().chain(expired_quarantine(&plan)).collect();
+    if args.dry_run || selection.shards.is_empty() {
+        for warning in warnings.drain(..) {
+            say.warning("harper-shard", warning);
+        }
     }
     if args.dry_run {
         match args.format {
@@ -166,15 +171,13 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
     let exit = runtime.block_on(async {
         let (tx, rx) = mpsc::unbounded_channel();
         let emit = Emitter::new(Instant::now(), tx);
-        if let Some(warning) = unknown {
+        for warning in warnings {
             emit.emit(EventKind::Warning { shard: None, warning });
         }
-        let on_github = github::detected();
-        let console = if std::io::stderr().is_terminal() && !on_github {
-            let colour = console::colour_allowed(std::env::var_os("NO_COLOR").as_deref());
-            Console::live(std::io::stderr(), verbosity, colour)
+        let console = if policy.live {
+            Console::live(std::io::stderr(), policy.verbosity, policy.colour)
         } else {
-            Console::new(std::io::stderr(), verbosity)
+            Console::new(std::io::stderr(), policy.verbosity)
         };
         let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(console)];
         let assignment = run_record.partition.map(|partition| Assignment {
@@ -183,11 +186,12 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
             assigned: run_record.assigned.len(),
             selected: run_record.selected.len(),
         });
+        let flakes = timings.flakes.clone();
         reporters.push(Box::new(Files::new(&report_dir, timings, &plan.dir, run_record)));
         reporters.push(Box::new(Junit::new(&report_dir)));
         reporters.push(Box::new(Html::new(&report_dir, assignment)));
         let place = Place::of(&plan, std::env::var_os("GITHUB_WORKSPACE").map(PathBuf::from).as_deref());
-        if on_github {
+        if policy.github {
             reporters.push(Box::new(GitHub::new(std::io::stderr(), github::StepFiles::from_env(), place.clone())));
         }
         if let Some(buildkite) = Buildkite::detect(std::env::var_os("BUILDKITE").as_deref(), std::env::var_os("PATH").as_deref()) {
@@ -197,7 +201,7 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
         let (cancel_tx, cancel_rx) = watch::channel(None);
         let (signalled_tx, mut signalled) = watch::channel(0u32);
         let _signals = AbortOnDrop(tokio::spawn(watch_signals(cancel_tx.clone(), signalled_tx, emit.downgrade())));
-        let opts = run::Options { report_dir, pool, work };
+        let opts = run::Options { report_dir, pool, work, flakes };
         let exit = run::run(&plan, selected, opts, emit, cancel_rx.clone(), cancel_tx).await;
         // The reports and the check run. Bounded, and a signal that comes now ends them: a
         // hung API or a FIFO as the step summary must not make the tool unkillable.

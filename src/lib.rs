@@ -13,6 +13,8 @@ pub mod commands;
 pub mod ctl;
 pub mod exit;
 pub mod harper;
+#[cfg(test)]
+mod layers;
 pub mod plan;
 pub mod pool;
 pub mod private_dir;

@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
-use harper_shard::cli::{Cli, Command, Loudness};
+use harper_shard::cli::{Cli, Command};
 use harper_shard::commands;
-use harper_shard::report::console::Verbosity;
+use harper_shard::report::out;
+use harper_shard::report::policy::{Policy, Verbosity};
 use harper_shard::report::say::{self, Say};
 use harper_shard::supervise::keeper;
 
@@ -24,17 +25,15 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return ExitCode::from(say::clap(&e)),
     };
-    let loudness = match cli.loudness(&matches) {
-        Ok(loudness) => loudness,
+    let verbosity = match cli.verbosity(&matches) {
+        Ok(verbosity) => verbosity,
         Err(why) => return ExitCode::from(say::clap(&Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why))),
     };
-    let verbosity = match loudness {
-        Loudness::Quiet => Verbosity::Quiet,
-        Loudness::Normal => Verbosity::Normal,
-        Loudness::Verbose(_) => Verbosity::Verbose,
-    };
-    init_tracing(loudness);
-    let say = Say::new(verbosity);
+    // The output policy, decided here once; everything that prints takes it from here.
+    let policy = Policy::detect(verbosity);
+    out::init(policy);
+    init_tracing(policy);
+    let say = Say::new(policy);
     let result = match cli.command {
         Command::Run(args) => commands::run(args, &say),
         Command::Matrix(args) => commands::matrix(args, &say),
@@ -61,22 +60,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(loudness: Loudness) {
+fn init_tracing(policy: Policy) {
     use tracing_subscriber::EnvFilter;
-    let default = match loudness {
-        Loudness::Quiet => "error",
-        Loudness::Normal => "warn",
-        Loudness::Verbose(1) => "harper_shard=debug",
-        Loudness::Verbose(_) => "harper_shard=trace",
+    let default = match policy.verbosity {
+        Verbosity::Quiet => "error",
+        Verbosity::Normal => "warn",
+        Verbosity::Verbose(1) => "harper_shard=debug",
+        Verbosity::Verbose(_) => "harper_shard=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Through the same door as every other line: neutralised, framed under GitHub Actions, drawn
     // above the live lines; coloured only where the console's lines are.
-    let colour = harper_shard::report::out::stderr().colour();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(harper_shard::report::out::stderr)
-        .with_ansi(colour)
+        .with_writer(out::stderr)
+        .with_ansi(policy.colour)
         .with_target(false)
         .init();
 }

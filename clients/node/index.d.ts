@@ -57,6 +57,16 @@ export interface HarperContext {
 	/** Its label in the reports. */
 	name?: string;
 	mqttURL?: string;
+	/** `https://<hostname>:9927`, when the instance's `config` sets `tls` (or `http.mtls`). */
+	httpsURL?: string;
+	/** The instance's `config.tls`, its paths absolute: the certificate a TLS client trusts. */
+	tls?: TlsFiles | TlsFiles[];
+}
+
+export interface TlsFiles {
+	certificate?: string;
+	privateKey?: string;
+	certificateAuthority?: string;
 }
 
 export interface HarperTestContext {

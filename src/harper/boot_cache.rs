@@ -1,24 +1,27 @@
 //! The boot cache: what Node would otherwise redo at every start of a templated instance.
 //!
-//! Where Node caches compiled code itself (node 22.1 and later, [`super::runtime::Found::compile_cache`]),
-//! the cache is Node's: the template's build runs with `NODE_COMPILE_CACHE` set to the
-//! template's `compile/` (Node writes it as each thread exits), and every instance boots every
-//! life with a copy of its own in `<instance>/compile/`, so no two live instances write into
-//! one folder and nothing a copy writes reaches the template. Node checks each entry against
-//! the source's hash and its own content's checksum, and keeps entries per node version, arch,
-//! V8 flags and uid (docs/harper.md, "Boot cache"); the template key holds the runtime's version
-//! as well. The preload below is loaded only on an older node.
-//!
 //! A start on an existing ROOTPATH is mostly Node compiling and resolving the ~1,840 files of
 //! Harper's package, on the main thread and again on the worker (docs/harper.md, "Boot cache").
 //! The package sits in the tool's cache and never changes once installed, so the template's
 //! build runs Harper with a preload (`boot_cache.cjs`, through `NODE_OPTIONS`, which the worker
 //! inherits) that keeps V8's compiled code and the resolutions inside the package; every copy
 //! runs with the same preload reading them. It lives in `<template>/boot/` and goes wherever the
-//! template goes.
+//! template goes. Only for `runtime: node` and an entry inside the tool's package cache (a `bin:`
+//! checkout may change under it).
 //!
-//! Only for `runtime: node` and an entry inside the tool's package cache (a `bin:` checkout may
-//! change under it). `HARPER_SHARD_BOOT_CACHE=off` boots templates without it.
+//! Where Node caches compiled code itself (node 22.1 and later, [`super::runtime::Found::compile_cache`]),
+//! its cache takes what the preload leaves to Node (ES modules, files with `import()`): the
+//! template's build runs with `NODE_COMPILE_CACHE` set to the template's `compile/` as well
+//! (Node writes it as each thread exits), and every instance boots every life with a copy of its
+//! own in `<instance>/compile/`, so no two live instances write into one folder and nothing a
+//! copy writes reaches the template. Node checks each entry against the source's hash and its
+//! own content's checksum, and keeps entries per node version, arch, V8 flags and uid; the
+//! template key holds the runtime's version and the [`Mode`] as well.
+//!
+//! Which of the two a template keeps is [`Mode`]: both where Node has a cache, the preload alone
+//! where it has not, measured fastest on node 22, 24 and 26 (BENCHMARKS.md, "Node's compile
+//! cache against the preload"). `HARPER_SHARD_BOOT_CACHE` (`off`, `preload`, `compile`,
+//! `both`) asks for one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,19 +35,73 @@ const PRELOAD_FILE: &str = "preload.cjs";
 /// cache.
 const RESOLVE_MAP: &str = "resolve.json";
 
-/// The tool's switch: on unless `HARPER_SHARD_BOOT_CACHE=off` (or `0`, `false`).
+/// Which cache a template keeps, and so every copy of it boots with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// `HARPER_SHARD_BOOT_CACHE=off`: neither.
+    Off,
+    /// The preload alone: node 20's only cache.
+    Preload,
+    /// Node's own compile cache alone.
+    Compile,
+    /// The preload, and Node's compile cache for what the preload leaves to Node (ES modules,
+    /// files with `import()`).
+    Both,
+}
+
+impl Mode {
+    pub fn preload(self) -> bool {
+        matches!(self, Mode::Preload | Mode::Both)
+    }
+
+    pub fn compile(self) -> bool {
+        matches!(self, Mode::Compile | Mode::Both)
+    }
+}
+
+/// The cache templates built now keep, for a node that has a compile cache of its own or not:
+/// `HARPER_SHARD_BOOT_CACHE` when set (`off`, `preload`, `compile`, `both`), else the one
+/// measured fastest on that node (BENCHMARKS.md, "Node's compile cache against the preload").
+pub fn mode(node_compiles: bool) -> Mode {
+    mode_by(std::env::var("HARPER_SHARD_BOOT_CACHE").ok().as_deref(), node_compiles)
+}
+
+fn mode_by(value: Option<&str>, node_compiles: bool) -> Mode {
+    let value = value.map(|v| v.trim().to_ascii_lowercase());
+    let asked = match value.as_deref() {
+        Some("off" | "0" | "false" | "no") => return Mode::Off,
+        Some("preload") => Mode::Preload,
+        Some("compile") => Mode::Compile,
+        Some("both") => Mode::Both,
+        _ => DEFAULT,
+    };
+    match asked {
+        // Where Node has no compile cache, the preload is all there is.
+        Mode::Compile | Mode::Both if !node_compiles => Mode::Preload,
+        asked => asked,
+    }
+}
+
+/// The default where nothing is asked.
+const DEFAULT: Mode = Mode::Both;
+
+/// The cache a template for a node that has a compile cache or not is built with: [`mode`],
+/// except that `off` boots the default's template without it rather than building another.
+pub fn built_with(node_compiles: bool) -> Mode {
+    built_with_by(std::env::var("HARPER_SHARD_BOOT_CACHE").ok().as_deref(), node_compiles)
+}
+
+fn built_with_by(value: Option<&str>, node_compiles: bool) -> Mode {
+    match mode_by(value, node_compiles) {
+        Mode::Off => mode_by(None, node_compiles),
+        built => built,
+    }
+}
+
+/// The tool's switch: on unless `HARPER_SHARD_BOOT_CACHE=off` (or `0`, `false`, `no`).
 pub fn enabled() -> bool {
-    enabled_by(std::env::var("HARPER_SHARD_BOOT_CACHE").ok().as_deref())
-}
-
-/// `HARPER_SHARD_BOOT_CACHE=preload`: templates built from now on keep the preload's cache even
-/// where Node has one of its own, to measure one against the other (bench/template.py).
-pub fn preload_chosen() -> bool {
-    std::env::var("HARPER_SHARD_BOOT_CACHE").is_ok_and(|v| v.trim().eq_ignore_ascii_case("preload"))
-}
-
-fn enabled_by(value: Option<&str>) -> bool {
-    !matches!(value.map(str::trim).map(str::to_ascii_lowercase).as_deref(), Some("off" | "0" | "false" | "no"))
+    mode(false) != Mode::Off
 }
 
 /// The package directory the cache may trust for `entry`: `<cache>/packages/<spec>/`, when the
@@ -129,13 +186,39 @@ mod tests {
 
     #[test]
     fn only_an_explicit_off_turns_it_off() {
-        assert!(enabled_by(None));
-        assert!(enabled_by(Some("on")));
-        assert!(enabled_by(Some("")));
-        assert!(enabled_by(Some("preload")));
-        for off in ["off", "OFF", "0", "false", " no "] {
-            assert!(!enabled_by(Some(off)), "{off}");
+        for value in [None, Some("on"), Some(""), Some("preload"), Some("compile"), Some("both")] {
+            assert_ne!(mode_by(value, true), Mode::Off, "{value:?}");
         }
+        for off in ["off", "OFF", "0", "false", " no "] {
+            assert_eq!(mode_by(Some(off), true), Mode::Off, "{off}");
+        }
+    }
+
+    #[test]
+    fn a_node_without_a_compile_cache_gets_the_preload_whatever_is_asked() {
+        for value in [None, Some("on"), Some("preload"), Some("compile"), Some("both")] {
+            assert_eq!(mode_by(value, false), Mode::Preload, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn off_boots_the_template_of_the_default_without_its_cache() {
+        assert_eq!(built_with_by(Some("off"), true), Mode::Both);
+        assert_eq!(built_with_by(Some("off"), false), Mode::Preload);
+        assert_eq!(built_with_by(Some("compile"), true), Mode::Compile);
+    }
+
+    #[test]
+    fn each_cache_can_be_asked_for_by_name() {
+        assert_eq!(mode_by(Some("preload"), true), Mode::Preload);
+        assert_eq!(mode_by(Some(" Compile "), true), Mode::Compile);
+        assert_eq!(mode_by(Some("both"), true), Mode::Both);
+    }
+
+    #[test]
+    fn unasked_a_node_with_a_compile_cache_gets_both_caches() {
+        assert_eq!(mode_by(None, true), Mode::Both);
+        assert_eq!(mode_by(Some("on"), true), Mode::Both);
     }
 
     #[test]

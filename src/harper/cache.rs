@@ -1,4 +1,4 @@
-//! What the cache holds — installed packages, boot templates, JWT key sets — for `cache status`
+//! What the cache holds — installed packages, boot templates, key sets (JWT and TLS) — for `cache status`
 //! and `cache clear`. An entry in use is left alone: a package or template while another run
 //! holds its lock (installing or building it exclusively, using it shared), a key set while an
 //! instance holds it.

@@ -11,10 +11,10 @@ use anyhow::Context;
 
 use crate::plan::{HarperSpec, Runtime};
 
-/// Tool-set arguments the plan's `args` may replace (a key may appear only once).
+/// Tool-set arguments the plan's `args` may replace (a key may appear only once); `THREADS_COUNT`
+/// too, from `harper.threads`.
 const DEFAULT_ARGS: &[(&str, &str)] = &[
     ("AUTHENTICATION_AUTHORIZELOCAL", "true"),
-    ("THREADS_COUNT", "1"),
     ("LOGGING_LEVEL", "info"),
     ("LOGGING_STDSTREAMS", "false"),
 ];
@@ -212,6 +212,11 @@ pub struct Launch {
     pub env: BTreeMap<String, String>,
 }
 
+/// The key of a Harper argument `--KEY=value`.
+pub fn arg_key(arg: &str) -> Option<&str> {
+    arg.strip_prefix("--").and_then(|a| a.split_once('=')).map(|(k, _)| k)
+}
+
 pub fn launch(spec: &HarperSpec, entry: &Path, dirs: &Dirs, addr: Ipv4Addr, password: &str) -> Launch {
     let (program, mut args): (OsString, Vec<OsString>) = match spec.runtime {
         Runtime::Node => ("node".into(), vec![entry.into()]),
@@ -233,12 +238,12 @@ pub fn launch(spec: &HarperSpec, entry: &Path, dirs: &Dirs, addr: Ipv4Addr, pass
     for (key, value) in owned {
         args.push(format!("--{key}={value}").into());
     }
-    let given = |key: &str| {
-        spec.args.iter().any(|a| {
-            a.strip_prefix("--").and_then(|a| a.split_once('=')).is_some_and(|(k, _)| k.eq_ignore_ascii_case(key))
-        })
-    };
-    for (key, value) in DEFAULT_ARGS {
+    if let Some(https) = p.https {
+        args.push(format!("--HTTP_SECUREPORT={addr}:{https}").into());
+    }
+    let given = |key: &str| spec.args.iter().any(|a| arg_key(a).is_some_and(|k| k.eq_ignore_ascii_case(key)));
+    let threads = spec.threads.to_string();
+    for (key, value) in DEFAULT_ARGS.iter().copied().chain([("THREADS_COUNT", threads.as_str())]) {
         if !given(key) {
             args.push(format!("--{key}={value}").into());
         }
@@ -272,6 +277,20 @@ mod tests {
         assert!(is_instance_name(name), "{name}");
         assert!(!is_instance_name("127.0.0.2-abcdef"));
         assert!(!is_instance_name("home"));
+    }
+
+    fn threads_args(spec: &HarperSpec) -> Vec<String> {
+        let dirs = Dirs::under(Path::new("/tmp/hs-0"), Ipv4Addr::new(127, 0, 0, 2));
+        let launch = launch(spec, Path::new("/h/bin/harperdb.js"), &dirs, Ipv4Addr::new(127, 0, 0, 2), "pw");
+        launch.args.iter().map(|a| a.to_string_lossy().into_owned()).filter(|a| arg_key(a) == Some("THREADS_COUNT")).collect()
+    }
+
+    #[test]
+    fn harper_gets_the_plans_thread_count_once_and_one_worker_unless_told() {
+        let mut spec = crate::plan::test_harper();
+        assert_eq!(threads_args(&spec), ["--THREADS_COUNT=1"]);
+        spec.threads = 0;
+        assert_eq!(threads_args(&spec), ["--THREADS_COUNT=0"]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The cache's locks: one `flock` on a file beside each thing that is made once (an install, a
-//! template, a JWT key set). Making or removing it takes the lock exclusively; a run using it
+//! template, a key set). Making or removing it takes the lock exclusively; a run using it
 //! holds it shared ([`Hold`]) until it is done, so `cache clear` leaves it alone. The kernel drops
 //! a lock when its holder dies, so a killed run never leaves a stale one; waiting polls without
 //! blocking a thread, so that it can be cancelled.

@@ -3,8 +3,15 @@
 //! node's module ABI, because npm runs on that node and the native modules it compiles while
 //! installing Harper (harperdb's segfault-handler, through node-gyp) load on that ABI only.
 //!
+//! Asking is a whole node start (28–77 ms, BENCHMARKS.md) before a run's first instance, so the
+//! answer is remembered in the cache's `runtimes/`, keyed by the binary the PATH leads to: its
+//! real path, size, inode and modification time. Only a binary named as the program is
+//! remembered: a version manager's shim (mise, volta: a link to a program of another name; asdf:
+//! a script) picks the node by folder or variable, so its answer is asked every time.
+//!
 //! Not for choosing a runtime: the plan does that, and the instance runs the program by name.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -54,13 +61,74 @@ impl Found {
 /// The node on the PATH: the runtime of `runtime: node`, and the one npm runs on.
 pub fn node() -> &'static Found {
     static NODE: OnceLock<Found> = OnceLock::new();
-    NODE.get_or_init(|| ask("node", &["-p", "process.version + ' ' + process.versions.modules"]))
+    NODE.get_or_init(|| remembered("node", &["-p", "process.version + ' ' + process.versions.modules"]))
 }
 
 /// The bun on the PATH.
 pub fn bun() -> &'static Found {
     static BUN: OnceLock<Found> = OnceLock::new();
-    BUN.get_or_init(|| ask("bun", &["--version"]))
+    BUN.get_or_init(|| remembered("bun", &["--version"]))
+}
+
+/// `program`'s answer from the cache's `runtimes/` when the binary the PATH leads to answered
+/// before, else asked (and kept there when the cache exists and the binary may be remembered).
+fn remembered(program: &'static str, args: &[&str]) -> Found {
+    let folder = super::install::cache_dir().ok().map(|cache| cache.join("runtimes"));
+    let Some((folder, key)) = folder.zip(binary_identity(program)) else { return ask(program, args) };
+    let file = folder.join(key);
+    let kept = super::install::check_entry(&folder, "the cache's runtime answers")
+        .ok()
+        .and_then(|()| crate::plan::file::read_bounded(&file, MAX_ANSWER as u64 * 2).ok())
+        .and_then(|bytes| parse(program, &String::from_utf8_lossy(&bytes)));
+    if let Some(found) = kept {
+        return found;
+    }
+    let found = ask(program, args);
+    if let (Some(version), Some(parent)) = (&found.version, folder.parent().filter(|p| p.is_dir())) {
+        let line = format!("{version} {}", found.modules.as_deref().unwrap_or_default());
+        let kept = crate::private_dir::ensure_shared(&folder, "the cache's runtime answers", "HARPER_SHARD_CACHE_DIR", crate::private_dir::Sharing::Group)
+            .and_then(|()| write_replacing(&file, line.trim_end()));
+        if let Err(e) = kept {
+            tracing::debug!("the answer of {program} is not remembered in {}: {e:#}", parent.display());
+        }
+    }
+    found
+}
+
+/// Writes `text` into `file` through a temporary name renamed over it: a reader sees the old
+/// answer or the new one, never half of one.
+fn write_replacing(file: &Path, text: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let staging = file.with_extension(format!("partial-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&staging, text).with_context(|| format!("cannot write {}", staging.display()))?;
+    std::fs::rename(&staging, file).with_context(|| format!("cannot move {} into place", staging.display())).inspect_err(|_| {
+        let _ = std::fs::remove_file(&staging);
+    })
+}
+
+/// The key of the binary `program` runs as from the PATH (found as `execvp` finds it): a hash of
+/// its real path, size, inode and modification time; `None` when it is not found, not an ELF
+/// binary, or its real name is not `program` (a shim that chooses the version itself).
+fn binary_identity(program: &str) -> Option<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let path = std::env::var_os("PATH")?;
+    let found = std::env::split_paths(&path)
+        .map(|dir| if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir }.join(program))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))?;
+    let real = std::fs::canonicalize(found).ok()?;
+    if real.file_name()? != program {
+        return None;
+    }
+    let mut file = std::fs::File::open(&real).ok()?;
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic).ok()?;
+    let meta = file.metadata().ok()?;
+    if &magic != b"\x7fELF" {
+        return None;
+    }
+    let what = format!("{}\0{}\0{}\0{}\0{}.{}", real.display(), meta.dev(), meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec());
+    Some(format!("{program}-{:016x}", super::template::stable_hash(what.as_bytes())))
 }
 
 /// The program an instance of `runtime` runs on; `exec` runs `bin` itself, which the tool cannot
@@ -87,15 +155,22 @@ fn ask(program: &'static str, args: &[&str]) -> Found {
         Ok(None) => return missing(format!("`{program}` did not answer within {}s", ASK_LIMIT.as_secs())),
         Err(e) => return missing(format!("cannot run `{program}` from the PATH ({e})")),
     };
-    let text = String::from_utf8_lossy(&stdout);
+    match parse(program, &String::from_utf8_lossy(&stdout)).filter(|_| status.success()) {
+        Some(found) => found,
+        None => missing(format!("`{program}` did not say its version ({})", crate::supervise::describe(&status))),
+    }
+}
+
+/// The first line of an answer, `<version>[ <modules ABI>]`, when it is one.
+fn parse(program: &'static str, text: &str) -> Option<Found> {
     let line = text.lines().next().unwrap_or("").trim();
     let sane = |s: &str| !s.is_empty() && s.len() <= MAX_ANSWER && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
     let mut words = line.split(' ');
     let (version, modules) = (words.next().unwrap_or(""), words.next());
-    if !status.success() || !sane(version) || modules.is_some_and(|m| !sane(m)) || words.next().is_some() {
-        return missing(format!("`{program}` did not say its version ({})", crate::supervise::describe(&status)));
+    if !sane(version) || modules.is_some_and(|m| !sane(m)) || words.next().is_some() {
+        return None;
     }
-    Found { program, version: Some(version.to_owned()), modules: modules.map(str::to_owned), error: None }
+    Some(Found { program, version: Some(version.to_owned()), modules: modules.map(str::to_owned), error: None })
 }
 
 /// Runs `program`, reading at most [`MAX_READ`] bytes of its stdout; `None` when it has not

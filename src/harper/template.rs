@@ -6,8 +6,9 @@
 //!
 //! - every absolute path in `harperdb-config.yaml` and in HOME's boot properties is rewritten
 //!   from the template's directories to the instance's own;
-//! - its JWT keys are a set of its own ([`KeySet`]): a token from one instance is refused by
-//!   another;
+//! - its keys are a set of its own ([`KeySet`]): a token from one instance is refused by
+//!   another, and no two live instances share a TLS key; the template keeps none of the
+//!   certificates its build signed ([`forget_certificates`]), so each copy signs its own;
 //! - the admin password is the run's: a copy ignores `--HDB_ADMIN_PASSWORD`, so it is set with
 //!   `alter_user` once the instance is ready ([`set_password`]);
 //! - ports and hostname come from the arguments of every start, as for any instance.
@@ -71,11 +72,16 @@ pub fn templates_dir(cache: &Path) -> PathBuf {
 /// of everything that changes what the install writes, the build of a `bin:` Harper included,
 /// and the version of the runtime it runs on, for which the compile cache it keeps is valid.
 pub fn key(spec: &HarperSpec, entry: &Path) -> String {
-    let version = super::runtime::of(spec.runtime).and_then(|found| found.version.as_deref());
-    key_on(spec, entry, version)
+    let found = super::runtime::of(spec.runtime);
+    let version = found.and_then(|found| found.version.as_deref());
+    let boot_cache = match spec.runtime {
+        Runtime::Node => boot_cache::built_with(found.is_some_and(|f| f.compile_cache())),
+        _ => boot_cache::Mode::Off,
+    };
+    key_on(spec, entry, version, boot_cache)
 }
 
-fn key_on(spec: &HarperSpec, entry: &Path, runtime_version: Option<&str>) -> String {
+fn key_on(spec: &HarperSpec, entry: &Path, runtime_version: Option<&str>, boot_cache: boot_cache::Mode) -> String {
     let what = serde_json::json!({
         "entry": entry.display().to_string(),
         "build": matches!(spec.source, HarperSource::Bin(_)).then(|| build_identity(entry)),
@@ -84,16 +90,25 @@ fn key_on(spec: &HarperSpec, entry: &Path, runtime_version: Option<&str>) -> Str
         "args": spec.args,
         "config": spec.config,
         "env": spec.env,
-        // Templates before the boot cache are rebuilt with one.
-        "layout": 2,
+        // Templates before the boot cache are rebuilt with one; those before 3 keep the
+        // certificates their build made, signed with a key every copy would share.
+        "layout": 3,
         "runtime_version": runtime_version,
+        // Which cache its build keeps (HARPER_SHARD_BOOT_CACHE): each its own template.
+        "boot_cache": boot_cache,
     });
+    format!("{:016x}", stable_hash(what.to_string().as_bytes()))
+}
+
+/// FNV-1a, 64 bits: a hash that stays the same across builds and machines, for names in the
+/// cache.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in what.to_string().bytes() {
+    for &byte in bytes {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{hash:016x}")
+    hash
 }
 
 /// What tells one build of a `bin:` Harper from the next: the version in the nearest
@@ -139,12 +154,8 @@ fn file_identity(path: &Path) -> Option<String> {
 }
 
 /// What a copy cannot boot without: the files [`instantiate`] rewrites and Harper's database.
-const REQUIRED: [&str; 4] = [
-    "r/harperdb-config.yaml",
-    "r/database/system.mdb",
-    "r/keys/privateKey.pem",
-    "h/.harperdb/hdb_boot_properties.file",
-];
+/// (Its keys come from the stock: the template keeps none of its own that a copy would use.)
+const REQUIRED: [&str; 3] = ["r/harperdb-config.yaml", "r/database/system.mdb", "h/.harperdb/hdb_boot_properties.file"];
 
 /// The complete template of `key`, if the cache has one. One with a required part gone (removed
 /// by hand, a disk cleaner), or the compile cache its record names, counts as none, so it is
@@ -232,23 +243,58 @@ pub fn instantiate(template: &Template, dirs: &Dirs, keys: &KeySet) -> anyhow::R
         let text = text.replace(&template.meta.root, &root).replace(&template.meta.home, &home);
         std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
     }
-    for name in JWT_FILES {
+    for name in KEY_FILES {
         let target = dirs.root.join("keys").join(name);
         let _ = std::fs::remove_file(&target);
-        std::fs::copy(keys.dir.join(name), &target).with_context(|| format!("cannot put a JWT key in {}", target.display()))?;
+        std::fs::copy(keys.dir.join(name), &target).with_context(|| format!("cannot put a key in {}", target.display()))?;
     }
     Ok(())
 }
 
 /// Sets the run's admin password on a copy once it is ready (it started with the template's).
 pub async fn set_password(addr: Ipv4Addr, port: u16, meta: &Meta, password: &str) -> anyhow::Result<()> {
-    use base64::Engine as _;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if password == meta.password {
         return Ok(());
     }
-    let body = serde_json::json!({ "operation": "alter_user", "username": meta.username, "password": password }).to_string();
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", meta.username, meta.password));
+    let body = serde_json::json!({ "operation": "alter_user", "username": meta.username, "password": password });
+    let (status, _) = operation((addr, port), (&meta.username, &meta.password), &body)
+        .await
+        .context("cannot ask Harper to set the run's admin password")?;
+    if status != 200 {
+        bail!("Harper refused to set the run's admin password on a template copy: HTTP {status}");
+    }
+    Ok(())
+}
+
+/// Removes from the template's build the certificates Harper made at its install (its
+/// certificate authority and replication certificate, self-signed with `keys/privateKey.pem`,
+/// which Harper then deletes): every copy gets a TLS key of its own from the stock, and signs
+/// its own at its first start, as a fresh install does; a certificate the config names stays.
+pub async fn forget_certificates(addr: Ipv4Addr, port: u16, (username, password): (&str, &str)) -> anyhow::Result<()> {
+    let admin = (username, password);
+    let (status, listed) = operation((addr, port), admin, &serde_json::json!({ "operation": "list_certificates" })).await?;
+    let listed: Vec<serde_json::Value> = (status == 200)
+        .then(|| serde_json::from_str(&listed).ok())
+        .flatten()
+        .with_context(|| format!("Harper's `list_certificates` answered HTTP {status}: {}", crate::text::one_line(&listed)))?;
+    let own = listed.iter().filter(|c| c["is_self_signed"] == true && c["private_key_name"] == "privateKey.pem");
+    for name in own.filter_map(|c| c["name"].as_str()) {
+        let (status, answer) = operation((addr, port), admin, &serde_json::json!({ "operation": "remove_certificate", "name": name })).await?;
+        if status != 200 {
+            bail!("Harper refused to remove its certificate `{name}` from the template: HTTP {status}: {}", crate::text::one_line(&answer));
+        }
+    }
+    Ok(())
+}
+
+/// One request to Harper's operations API with basic authentication: the answer's status and
+/// body (at most 1 MiB), within 10 s.
+async fn operation(to: (Ipv4Addr, u16), (username, password): (&str, &str), body: &serde_json::Value) -> anyhow::Result<(u16, String)> {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, port) = to;
+    let body = body.to_string();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     let request = format!(
         "POST / HTTP/1.1\r\nHost: {addr}:{port}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -258,39 +304,61 @@ pub async fn set_password(addr: Ipv4Addr, port: u16, meta: &Meta, password: &str
         let mut stream = tokio::net::TcpStream::connect((addr, port)).await?;
         stream.write_all(request.as_bytes()).await?;
         let mut answer = Vec::new();
-        stream.take(64 * 1024).read_to_end(&mut answer).await?;
-        std::io::Result::Ok(String::from_utf8_lossy(&answer).into_owned())
+        stream.take(1 << 20).read_to_end(&mut answer).await?;
+        std::io::Result::Ok(answer)
     };
+    let what = body.split('"').nth(3).unwrap_or("an operation").to_owned();
     let answer = tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .context("Harper did not answer `alter_user` within 10s")?
-        .context("cannot ask Harper to set the run's admin password")?;
-    if !answer.starts_with("HTTP/1.1 200") {
-        let first = answer.lines().next().unwrap_or("no answer");
-        bail!("Harper refused to set the run's admin password on a template copy: {first}");
-    }
-    Ok(())
+        .with_context(|| format!("Harper did not answer `{what}` within 10s"))?
+        .with_context(|| format!("cannot send `{what}` to Harper's operations API"))?;
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(answer.len(), |at| at + 4);
+    let (head, rest) = (String::from_utf8_lossy(&answer[..split]), &answer[split..]);
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).with_context(|| format!("Harper's answer to `{what}` is not HTTP: {}", crate::text::one_line(&head)))?;
+    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked { unchunk(rest) } else { rest.to_vec() };
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// The JWT key files Harper makes at its first start, in `<ROOTPATH>/keys`.
-const JWT_FILES: [&str; 3] = [".jwtPass", ".jwtPrivate.key", ".jwtPublic.key"];
+/// The body of a chunked HTTP/1.1 answer.
+fn unchunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&rest[..eol]);
+        let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else { break };
+        let after = &rest[eol + 2..];
+        if size == 0 || after.len() < size {
+            break;
+        }
+        body.extend_from_slice(&after[..size]);
+        rest = after[size..].strip_prefix(b"\r\n").unwrap_or(&after[size..]);
+    }
+    body
+}
 
-/// One instance's JWT keys, from a stock in the cache: sets are made once (RSA-4096, as Harper
-/// makes them: about 2 s each here) and reused by later runs, and a set is held (locked) by one
-/// instance at a time, so no two live instances share keys.
+/// The key files Harper makes at its first start, in `<ROOTPATH>/keys`: the JWT keys and the
+/// private key of its TLS certificate authority (`tls.privateKey` unless the config names another).
+const KEY_FILES: [&str; 4] = [".jwtPass", ".jwtPrivate.key", ".jwtPublic.key", "privateKey.pem"];
+
+/// One instance's keys (JWT and TLS), from a stock in the cache: sets are made once (RSA-4096,
+/// as Harper makes them: about 1.2 s a set here, both keys at once) and reused by later runs,
+/// and a set is held (locked) by one instance at a time, so no two live instances share a key.
 pub struct KeySet {
     pub dir: PathBuf,
     _held: Flock<File>,
 }
 
-/// Harper's own recipe (a v4 UUID passphrase; the private key PKCS#8, AES-256-CBC encrypted;
-/// the public key SPKI), written into the directory given as the first argument.
+/// Harper's own recipes, both at once (two threads of Node's pool), written into the directory
+/// given as the first argument: the JWT keys (a v4 UUID passphrase; the private key PKCS#8,
+/// AES-256-CBC encrypted; the public key SPKI) and the TLS key (RSA-4096, PKCS#1, unencrypted).
 const KEYGEN: &str = "const c = require('node:crypto'), fs = require('node:fs'), p = require('node:path');\
-const dir = process.argv[1], pass = c.randomUUID();\
-const k = c.generateKeyPairSync('rsa', { modulusLength: 4096, publicKeyEncoding: { type: 'spki', format: 'pem' },\
-privateKeyEncoding: { type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: pass } });\
-fs.writeFileSync(p.join(dir, '.jwtPass'), pass); fs.writeFileSync(p.join(dir, '.jwtPrivate.key'), k.privateKey);\
-fs.writeFileSync(p.join(dir, '.jwtPublic.key'), k.publicKey);";
+const dir = process.argv[1], pass = c.randomUUID(), pem = { format: 'pem' };\
+c.generateKeyPair('rsa', { modulusLength: 4096, publicKeyEncoding: { type: 'spki', ...pem },\
+privateKeyEncoding: { type: 'pkcs8', ...pem, cipher: 'aes-256-cbc', passphrase: pass } }, (e, pub, key) => { if (e) throw e;\
+fs.writeFileSync(p.join(dir, '.jwtPass'), pass); fs.writeFileSync(p.join(dir, '.jwtPrivate.key'), key);\
+fs.writeFileSync(p.join(dir, '.jwtPublic.key'), pub); });\
+c.generateKeyPair('rsa', { modulusLength: 4096, publicKeyEncoding: { type: 'spki', ...pem }, privateKeyEncoding: { type: 'pkcs1', ...pem } },\
+(e, pub, key) => { if (e) throw e; fs.writeFileSync(p.join(dir, 'privateKey.pem'), key); });";
 
 /// Takes a free key set from the stock, making one when every set is held.
 pub async fn take_keys(cache: &Path, runtime: Runtime) -> anyhow::Result<KeySet> {
@@ -299,7 +367,7 @@ pub async fn take_keys(cache: &Path, runtime: Runtime) -> anyhow::Result<KeySet>
     for n in 0u32.. {
         let Some(held) = super::lock::try_lock(&stock.join(format!("{n}.lock")))? else { continue };
         let dir = stock.join(n.to_string());
-        if !JWT_FILES.iter().all(|f| dir.join(f).is_file()) {
+        if !KEY_FILES.iter().all(|f| dir.join(f).is_file()) {
             make_keys(&stock, &dir, runtime).await?;
         }
         return Ok(KeySet { dir, _held: held });
@@ -319,10 +387,10 @@ async fn make_keys(stock: &Path, dir: &Path, runtime: Runtime) -> anyhow::Result
         .kill_on_drop(true)
         .output()
         .await
-        .with_context(|| format!("cannot run `{program}` to make JWT keys"));
+        .with_context(|| format!("cannot run `{program}` to make keys"));
     let made = out.and_then(|out| {
         if !out.status.success() {
-            bail!("`{program}` could not make JWT keys: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!("`{program}` could not make keys: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
         let _ = std::fs::remove_dir_all(dir);
         std::fs::rename(&staging, dir).with_context(|| format!("cannot move the keys into {}", dir.display()))
@@ -343,7 +411,7 @@ mod tests {
         let raw = crate::plan::load::parse(Path::new("p.yml"), plan).unwrap();
         let env = |_: &str| None;
         let timings = crate::plan::Timings::default();
-        let cx = crate::plan::resolve::Context { env: &env, cpus: 2, timings: &timings, retries: None, flaky_fails: false };
+        let cx = crate::plan::resolve::Context { env: &env, cpus: 2, timings: &timings, retries: None, flaky_fails: false, today: crate::plan::schema::Day::today() };
         let resolved = crate::plan::resolve::resolve(Path::new("p.yml"), plan, raw, &cx).unwrap();
         let spec = resolved.shards[0].harper.clone();
         let entry = Path::new("/cache/harperdb/bin/harperdb.js");
@@ -384,11 +452,21 @@ mod tests {
     fn a_template_built_on_one_node_version_does_not_serve_another() {
         let spec = crate::plan::test_harper();
         let entry = Path::new("/cache/harperdb/bin/harperdb.js");
-        let on = |version: &str| key_on(&spec, entry, Some(version));
+        let on = |version: &str| key_on(&spec, entry, Some(version), boot_cache::Mode::Compile);
         assert_eq!(on("v24.22.3"), on("v24.22.3"));
         assert_ne!(on("v20.20.2"), on("v24.22.3"), "node 20's template would feed node 24");
         assert_ne!(on("v24.22.3"), on("v24.22.4"), "one ABI, two compile caches");
-        assert_ne!(on("v24.22.3"), key_on(&spec, entry, None));
+        assert_ne!(on("v24.22.3"), key_on(&spec, entry, None, boot_cache::Mode::Compile));
+    }
+
+    #[test]
+    fn each_boot_cache_has_templates_of_its_own() {
+        use boot_cache::Mode;
+        let spec = crate::plan::test_harper();
+        let entry = Path::new("/cache/harperdb/bin/harperdb.js");
+        let keys: std::collections::BTreeSet<String> =
+            [Mode::Off, Mode::Preload, Mode::Compile, Mode::Both].into_iter().map(|m| key_on(&spec, entry, Some("v24.22.3"), m)).collect();
+        assert_eq!(keys.len(), 4, "a template built with one cache would serve another");
     }
 
     #[test]

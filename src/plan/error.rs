@@ -77,6 +77,11 @@ impl PlanError {
     }
 }
 
+/// The most of the quoted source line shown, unless the column is further on…
+const SHOWN_CHARS: usize = 120;
+/// …then this much past it.
+const SHOWN_PAST_COLUMN: usize = 40;
+
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
@@ -92,6 +97,12 @@ impl fmt::Display for PlanError {
             let gutter = line.to_string().len();
             let pad = " ".repeat(gutter);
             let caret = " ".repeat(column.saturating_sub(1) as usize);
+            // A line of kilobytes (a long value) is shown up to a little past the column.
+            let keep = (column as usize + SHOWN_PAST_COLUMN).max(SHOWN_CHARS);
+            let text = match text.char_indices().nth(keep) {
+                Some((end, _)) => format!("{}…", &text[..end]),
+                None => text.clone(),
+            };
             write!(f, "\n{pad} |\n{line} | {text}\n{pad} | {caret}^")?;
         }
         if let Some(hint) = &self.hint {

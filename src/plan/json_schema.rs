@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::Value;
 
-use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_SPLIT};
-use super::schema::{Address, Commands, Concurrency, Dur, Instances, PoolCount, Port, RawPlan, Retries, Split, Weight};
+use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_SPLIT, MAX_THREADS};
+use super::schema::{Address, Commands, Concurrency, Day, Dur, Instances, PoolCount, Port, RawPlan, Retries, Split, Threads, Weight};
 
 /// The whole schema, as `harper-shard schema` prints it (and `docs/plan.schema.json` holds, for
 /// the example plans' `yaml-language-server` modeline).
@@ -40,24 +40,27 @@ impl<const MAX_SECS: u64> JsonSchema for Dur<MAX_SECS> {
     }
 }
 
-fn count(name: &'static str, what: &str, max: u32) -> (Cow<'static, str>, Schema) {
+fn count(name: &'static str, what: &str, min: u32, max: u32) -> (Cow<'static, str>, Schema) {
     let schema = json_schema!({
         "type": "integer",
-        "minimum": 1,
+        "minimum": min,
         "maximum": max,
-        "description": format!("A whole number of {what}, 1 to {max}."),
+        "description": format!("A whole number of {what}, {min} to {max}."),
     });
     (name.into(), schema)
 }
 
 macro_rules! count_schema {
     ($ty:ty, $name:literal, $what:literal, $max:expr) => {
+        count_schema!($ty, $name, $what, 1, $max);
+    };
+    ($ty:ty, $name:literal, $what:literal, $min:expr, $max:expr) => {
         impl JsonSchema for $ty {
             fn schema_name() -> Cow<'static, str> {
-                count($name, $what, $max).0
+                count($name, $what, $min, $max).0
             }
             fn json_schema(_: &mut SchemaGenerator) -> Schema {
-                count($name, $what, $max).1
+                count($name, $what, $min, $max).1
             }
         }
     };
@@ -66,6 +69,7 @@ macro_rules! count_schema {
 count_schema!(PoolCount, "PoolCount", "addresses", MAX_POOL_COUNT);
 count_schema!(Instances, "Instances", "instances", MAX_INSTANCES);
 count_schema!(Split, "Split", "parts", MAX_SPLIT);
+count_schema!(Threads, "Threads", "worker threads (0: the single-thread mode)", 0, MAX_THREADS);
 
 impl JsonSchema for Retries {
     fn schema_name() -> Cow<'static, str> {
@@ -78,6 +82,21 @@ impl JsonSchema for Retries {
             "minimum": 0,
             "maximum": limits::MAX_RETRIES,
             "description": format!("How many more times a failed shard is tried, each on a fresh instance: 0 to {}.", limits::MAX_RETRIES),
+        })
+    }
+}
+
+impl JsonSchema for Day {
+    fn schema_name() -> Cow<'static, str> {
+        "Day".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": r"^\s*[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])\s*$",
+            "description": "A day, YYYY-MM-DD (UTC), that the month has.",
+            "examples": ["2026-12-31"],
         })
     }
 }

@@ -28,6 +28,8 @@ pub const MAX_POOL_COUNT: u32 = 1024;
 /// `harper.instances`: every on-demand instance is a Harper of its own (~250 MiB) and an
 /// address of the pool.
 pub const MAX_INSTANCES: u32 = 64;
+/// `harper.threads`: Harper's worker threads, 0 (the single-thread mode) to this.
+pub const MAX_THREADS: u32 = 64;
 /// `split`: every part is a Harper instance of its own.
 pub const MAX_SPLIT: u32 = 256;
 /// `retries`: each is a whole fresh attempt of the shard; past a few, a failure is a failure.

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::name_list;
-use super::timings::{TIMINGS_VERSION, Timings};
+use super::timings::{Flakes, TIMINGS_VERSION, Timings};
 
 /// One job's timings file, as read.
 pub struct Job {
@@ -26,17 +26,20 @@ pub struct Merged {
 
 /// Merges the fresh figures of `jobs` into `previous` ([`Timings::record`]). A job file with
 /// a `run` section contributes what that run measured; one without, all its figures. A name
-/// measured by several jobs gets the mean of their figures.
+/// measured by several jobs gets the mean of their figures; flake counts of the jobs are added
+/// up (they are one run's), then weighed into the history as a run's are ([`Flakes::record`]).
 pub fn merge(jobs: &[Job], previous: Option<Timings>) -> Result<Merged, String> {
     let mut warnings = check_agreement(jobs)?;
     check_each_ran_once(jobs)?;
     let mut fresh_shards: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut fresh_files: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut fresh_flakes = Flakes::default();
     for job in jobs {
-        let (shards, files) = match &job.timings.run {
-            Some(run) => (&run.shards, &run.files),
-            None => (&job.timings.shards, &job.timings.files),
+        let (shards, files, flakes) = match &job.timings.run {
+            Some(run) => (&run.shards, &run.files, &run.flakes),
+            None => (&job.timings.shards, &job.timings.files, &job.timings.flakes),
         };
+        fresh_flakes.add(flakes);
         for (name, secs) in shards {
             fresh_shards.entry(name.clone()).or_default().push(*secs);
         }
@@ -51,6 +54,7 @@ pub fn merge(jobs: &[Job], previous: Option<Timings>) -> Result<Merged, String> 
     merged.version = TIMINGS_VERSION;
     merged.run = None;
     merged.record(&mean(fresh_shards), &mean(fresh_files));
+    merged.flakes.record(&fresh_flakes);
     warnings.extend(prune(&mut merged, jobs));
     Ok(Merged { timings: merged, warnings })
 }
@@ -154,6 +158,8 @@ fn prune(merged: &mut Timings, jobs: &[Job]) -> Vec<String> {
     let gone_files = merged.files.keys().filter(|k| !files.contains(k.as_str())).count();
     merged.shards.retain(|k, _| shards.contains(k.as_str()));
     merged.files.retain(|k, _| files.contains(k.as_str()));
+    merged.flakes.shards.retain(|k, _| shards.contains(k.as_str()));
+    merged.flakes.files.retain(|k, _| files.contains(k.as_str()));
     if gone_shards.is_empty() && gone_files == 0 {
         return Vec::new();
     }
@@ -180,10 +186,11 @@ mod tests {
             plan: PlanNames { shards: vec!["a".into(), "b".into(), "c".into()], files: vec!["t/x.mjs".into()] },
             shards: ran.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect(),
             files: BTreeMap::from([("t/x.mjs".to_owned(), 4.0)]),
+            flakes: Flakes::default(),
         };
         // The file's top level carries history too; only `run` counts as fresh.
         let shards = BTreeMap::from([("a".to_owned(), 999.0)]);
-        Job { path: PathBuf::from(name), timings: Timings { version: 1, shards, files: BTreeMap::new(), run: Some(run) } }
+        Job { path: PathBuf::from(name), timings: Timings { version: 1, shards, files: BTreeMap::new(), flakes: Flakes::default(), run: Some(run) } }
     }
 
     #[test]
@@ -228,5 +235,30 @@ mod tests {
         let missing = [job("1.json", Some((1, 3)), "d", &[]), job("3.json", Some((3, 3)), "d", &[])];
         let merged = merge(&missing, None).unwrap();
         assert!(merged.warnings[0].starts_with("no timings from partition 2/3"), "{:?}", merged.warnings);
+    }
+
+    #[test]
+    fn the_flake_counts_of_every_job_are_added_up_and_weighed_into_the_history() {
+        use crate::plan::timings::{Counts, FLAKE_DECAY};
+        let mut one = job("1.json", Some((1, 2)), "d", &[("a", 1.0)]);
+        let mut two = job("2.json", Some((2, 2)), "d", &[("b", 1.0)]);
+        let run = |j: &mut Job| j.timings.run.as_mut().unwrap().flakes.clone();
+        let mut flakes = run(&mut one);
+        flakes.shards.insert("a".into(), Counts::one(true, false));
+        flakes.files.insert("t/x.mjs".into(), Counts::one(true, false));
+        one.timings.run.as_mut().unwrap().flakes = flakes;
+        let mut flakes = run(&mut two);
+        flakes.shards.insert("b".into(), Counts::one(false, true));
+        flakes.files.insert("t/x.mjs".into(), Counts::one(false, false));
+        two.timings.run.as_mut().unwrap().flakes = flakes;
+        let mut previous = Timings { version: 1, ..Timings::default() };
+        previous.flakes.shards.insert("a".into(), Counts { runs: 4.0, flaky: 2.0, failed: 0.0 });
+        previous.flakes.shards.insert("c".into(), Counts { runs: 3.0, flaky: 1.0, failed: 1.0 });
+        let merged = merge(&[one, two], Some(previous)).unwrap().timings.flakes;
+        let d = FLAKE_DECAY;
+        assert_eq!(merged.shards["a"], Counts { runs: 4.0 * d + 1.0, flaky: 2.0 * d + 1.0, failed: 0.0 });
+        assert_eq!(merged.shards["b"], Counts { runs: 1.0, flaky: 0.0, failed: 1.0 });
+        assert_eq!(merged.shards["c"], Counts { runs: 3.0, flaky: 1.0, failed: 1.0 }, "a shard no job ran keeps its counts");
+        assert_eq!(merged.files["t/x.mjs"], Counts { runs: 2.0, flaky: 1.0, failed: 0.0 }, "both jobs ran the file: two runs");
     }
 }

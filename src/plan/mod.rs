@@ -48,6 +48,58 @@ pub struct Plan {
     pub run: RunSpec,
     /// Every shard of the plan, split shards expanded, in plan order.
     pub shards: Vec<Shard>,
+    /// Every `quarantine` entry, expired ones included (a run warns of them).
+    pub quarantine: Vec<Quarantine>,
+}
+
+/// A `quarantine` entry, checked: a failure of what it names is reported but does not fail the
+/// run, until the end of `until` (UTC).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Quarantine {
+    pub target: Target,
+    /// The shard's name (a split shard's shared one covers every part), or the file relative
+    /// to the plan's folder.
+    pub name: String,
+    pub reason: String,
+    pub until: schema::Day,
+    /// `until` has passed: the entry covers nothing.
+    pub expired: bool,
+    /// Where the plan names it.
+    #[serde(skip)]
+    pub at: Position,
+}
+
+/// What a quarantine entry names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Shard,
+    File,
+}
+
+impl Target {
+    /// Its key in the plan, and its word in messages.
+    pub fn key(self) -> &'static str {
+        match self {
+            Target::Shard => "shard",
+            Target::File => "file",
+        }
+    }
+}
+
+impl Quarantine {
+    /// Whether the entry names `shard` or one of its files (expired or not).
+    pub fn covers(&self, shard: &Shard) -> bool {
+        match self.target {
+            Target::Shard => self.name == shard.name || self.name == shard.group,
+            Target::File => shard.files.iter().any(|f| crate::cases::relative(&f.to_string_lossy(), Path::new("")).as_deref() == Some(self.name.as_str())),
+        }
+    }
+
+    /// "shard `db`", "file `t/a.test`".
+    pub fn what(&self) -> String {
+        format!("{} `{}`", self.target.key(), self.name)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,6 +168,11 @@ pub struct Shard {
     pub predicted: Option<Duration>,
     /// What the prediction rests on.
     pub basis: predict::Basis,
+    /// Its flake history in the timings the plan was resolved with, if they have one.
+    pub flakes: Option<timings::Counts>,
+    /// The quarantine entries that cover it and have not expired.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quarantine: Vec<Quarantine>,
 }
 
 /// A place in the plan file, 1-based, as the parser found it; `0` when it could not tell.
@@ -130,6 +187,25 @@ impl Shard {
     pub fn commands_for(&self, files: &[PathBuf]) -> Vec<String> {
         let words = split::shell_words(files);
         self.run.iter().map(|c| c.replace("{files}", &words)).collect()
+    }
+
+    /// The quarantine entries that keep this failure from failing the run, none when it does:
+    /// the shard's own entry, else one entry for each file of `failing` (the files of the
+    /// failing test cases, `None` when a failing case named no file), when every one has one.
+    pub fn quarantined_by(&self, failing: Option<&[String]>) -> Vec<&Quarantine> {
+        if let Some(own) = self.quarantine.iter().find(|q| q.target == Target::Shard) {
+            return vec![own];
+        }
+        let Some(failing) = failing.filter(|f| !f.is_empty()) else { return Vec::new() };
+        let mut by: Vec<&Quarantine> = Vec::new();
+        for file in failing {
+            match self.quarantine.iter().find(|q| q.target == Target::File && q.name == *file) {
+                Some(q) if by.contains(&q) => {}
+                Some(q) => by.push(q),
+                None => return Vec::new(),
+            }
+        }
+        by
     }
 
     /// A part of a split shard (`database/2`).
@@ -155,6 +231,8 @@ impl Shard {
             weight,
             predicted: None,
             basis: predict::Basis::Unknown,
+            flakes: None,
+            quarantine: Vec::new(),
         }
     }
 }
@@ -188,6 +266,8 @@ pub struct HarperSpec {
     pub runtime: Runtime,
     /// Boot from a copy of the cached template install (`harper.template`, resolved).
     pub template: bool,
+    /// Harper's worker threads (`harper.threads`; 0: the single-thread mode).
+    pub threads: u32,
     pub args: Vec<String>,
     pub config: serde_json::Map<String, serde_json::Value>,
     pub env: BTreeMap<String, String>,
@@ -227,18 +307,25 @@ pub struct Ports {
     pub mqtt: u16,
     pub mqtts: u16,
     pub replication: u16,
+    /// HTTP over TLS (`http.securePort`): bound only when the instance's `config` sets `tls`
+    /// or `http.mtls`, as the TypeScript harness binds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https: Option<u16>,
 }
 
 impl Ports {
-    /// Every port an instance listens on, with the name the plan gives it.
-    pub fn all(&self) -> [(&'static str, u16); 5] {
-        [
+    /// Every port an instance listens on, with the name the plan gives it: what the pool's
+    /// canary, the ownership check and teardown's check all cover.
+    pub fn all(&self) -> Vec<(&'static str, u16)> {
+        let mut all = vec![
             ("operations", self.operations),
             ("http", self.http),
             ("mqtt", self.mqtt),
             ("mqtts", self.mqtts),
             ("replication", self.replication),
-        ]
+        ];
+        all.extend(self.https.map(|port| ("https", port)));
+        all
     }
 }
 
@@ -282,7 +369,7 @@ pub(crate) fn test_harper() -> HarperSpec {
     let text = "version: 1\nshards:\n  - name: x\n    run: \"true\"\n";
     let path = Path::new("test.yml");
     let raw = load::parse(path, text).expect("the test plan parses");
-    let cx = resolve::Context { env: &|_| None, cpus: 2, timings: &Timings::default(), retries: None, flaky_fails: false };
+    let cx = resolve::Context { env: &|_| None, cpus: 2, timings: &Timings::default(), retries: None, flaky_fails: false, today: schema::Day::today() };
     resolve::resolve(path, text, raw, &cx).expect("the test plan resolves").shards.remove(0).harper
 }
 
@@ -318,5 +405,29 @@ mod tests {
         assert_eq!(dir_name("db/1"), "db%2F1");
         assert_ne!(dir_name("db%2F1"), dir_name("db/1"), "the escape character is escaped too");
         assert_eq!(dir_name("db%2F1"), "db%252F1");
+    }
+
+    #[test]
+    fn a_files_failure_is_quarantined_only_when_every_failing_file_has_an_entry() {
+        use super::{Quarantine, Shard, Target};
+        let entry = |target, name: &str| Quarantine {
+            target,
+            name: name.into(),
+            reason: "known".into(),
+            until: super::schema::Day::parse("2030-01-01").unwrap(),
+            expired: false,
+            at: Default::default(),
+        };
+        let mut shard = Shard::for_tests("db", "db", vec!["t/a.test".into(), "t/b.test".into()], None);
+        shard.quarantine = vec![entry(Target::File, "t/a.test"), entry(Target::File, "t/b.test")];
+        let files = |f: &[&str]| f.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(shard.quarantined_by(Some(&files(&["t/a.test", "t/b.test"]))).len(), 2);
+        assert_eq!(shard.quarantined_by(Some(&files(&["t/a.test"]))), [&shard.quarantine[0]]);
+        shard.quarantine.pop();
+        assert!(shard.quarantined_by(Some(&files(&["t/a.test", "t/b.test"]))).is_empty(), "t/b.test has no entry");
+        assert!(shard.quarantined_by(None).is_empty(), "a failing case that names no file");
+        assert!(shard.quarantined_by(Some(&[])).is_empty(), "a failure no test case explains");
+        shard.quarantine.push(entry(Target::Shard, "db"));
+        assert_eq!(shard.quarantined_by(None), [&shard.quarantine[1]], "the shard's own entry covers any failure");
     }
 }

@@ -153,6 +153,7 @@ mod tests {
             version: 1,
             shards: shards.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
             files: files.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            flakes: Default::default(),
             run: None,
         }
     }

@@ -12,11 +12,11 @@ use serde_saphyr::{Location, Spanned};
 
 use super::error::PlanError;
 use super::limits::{self, ARG_STRLEN, ARGS_TOTAL, MAX_CONCURRENCY, MAX_DURATION, MAX_POOL_COUNT, MAX_TEARDOWN, NAME_BYTES};
-use super::schema::{Concurrency, Dur, Flaky, Probe, RawHarper, RawPlan, RawShard, Runtime, TemplateMode};
+use super::schema::{Concurrency, Day, Dur, Flaky, Probe, RawHarper, RawPlan, RawQuarantine, RawShard, Runtime, TemplateMode, Threads};
 use super::predict::{self, Basis};
 use super::split;
 use super::timings::Timings;
-use super::{Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Position, Ready, RunSpec, Shard, Startup, Teardown};
+use super::{Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Position, Quarantine, Ready, RunSpec, Shard, Startup, Target, Teardown};
 
 pub const DEFAULT_PACKAGE: &str = "harperdb@4.7.29";
 pub const DEFAULT_MARKER: &str = "successfully started";
@@ -24,6 +24,10 @@ pub const DEFAULT_MARKER: &str = "successfully started";
 pub const DEFAULT_INSTANCES: u32 = 4;
 /// The longest `harper.package`: a name and a version, a URL or a path, none longer than a path.
 const MAX_PACKAGE: usize = 4096;
+/// Harper's worker threads unless `harper.threads` says otherwise.
+pub const DEFAULT_THREADS: u32 = 1;
+/// The longest quarantine `reason`: a line and a link, shown with every failure it covers.
+pub const REASON_BYTES: usize = 1024;
 const IDLE: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(150));
 const MAX: (Duration, Duration) = (Duration::from_secs(120), Duration::from_secs(300));
 
@@ -39,6 +43,7 @@ const OWNED_ARGS: &[(&str, &str)] = &[
     ("MQTT_NETWORK_PORT", "set `harper.ports.mqtt` instead"),
     ("MQTT_NETWORK_SECUREPORT", "set `harper.ports.mqtts` instead"),
     ("REPLICATION_SECUREPORT", "set `harper.ports.replication` instead"),
+    ("HTTP_SECUREPORT", "set `harper.ports.https` instead (bound when `config` sets `tls`)"),
 ];
 
 /// Variables the tool sets for every shard command (README, "What a shard command sees"), with
@@ -49,6 +54,7 @@ pub const OWNED_COMMAND_VARS: &[(&str, &str)] = &[
     ("HARPER_OPERATIONS_API_URL", "set `harper.ports.operations` to change its port"),
     ("HARPER_HTTP_URL", "set `harper.ports.http` to change its port"),
     ("HARPER_MQTT_URL", "set `harper.ports.mqtt` to change its port"),
+    ("HARPER_HTTPS_URL", "set `harper.ports.https` to change its port, `harper.config.tls` to bind it"),
     ("HARPER_ADMIN_USERNAME", "set `harper.admin.username` instead"),
     ("HARPER_ADMIN_PASSWORD", "set `harper.admin.password` instead"),
     ("HARPER_ROOTPATH", "every instance gets a data directory of its own"),
@@ -78,6 +84,8 @@ pub struct Context<'a> {
     pub retries: Option<u32>,
     /// `--flaky-fails` (or `HARPER_SHARD_FLAKY_FAILS`): as `run.flaky: fail`.
     pub flaky_fails: bool,
+    /// Today (UTC): a quarantine whose `until` is before it has expired.
+    pub today: Day,
 }
 
 impl Context<'_> {
@@ -124,6 +132,7 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
         let env_size = r.check_env(&env, &format!("{at}.env"), OWNED_COMMAND_VARS)?;
         for part in r.expand(&dir, &shard, &at)? {
             r.check_command_process(&shard, &part, env_size, &at)?;
+            let flakes = cx.timings.flakes.shards.get(&part.name).copied();
             shards.push(Shard {
                 name: part.name,
                 group: name.value.clone(),
@@ -140,6 +149,8 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
                 weight: shard.weight.map(|w| w.0),
                 predicted: None,
                 basis: Basis::Unknown,
+                flakes,
+                quarantine: Vec::new(),
             });
         }
     }
@@ -147,7 +158,11 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
         shard.index = i + 1;
     }
     predict::predict(&mut shards, cx.timings);
-    Ok(Plan { file: file.to_path_buf(), dir, ci: cx.is_ci(), pool, run, shards })
+    let quarantine = r.quarantine(raw.quarantine, &shards)?;
+    for shard in &mut shards {
+        shard.quarantine = quarantine.iter().filter(|q| !q.expired && q.covers(shard)).cloned().collect();
+    }
+    Ok(Plan { file: file.to_path_buf(), dir, ci: cx.is_ci(), pool, run, shards, quarantine })
 }
 
 /// The parser's location as a plan position (it counts in `u32`; its accessors widen).
@@ -192,7 +207,7 @@ fn request<T>(source: &Path, text: &str, check: impl FnOnce(&Resolver, RawHarper
     let over: RawHarper = super::load::parse_as(source, text)?;
     let env = |_: &str| None;
     let timings = Timings::default();
-    let cx = Context { env: &env, cpus: 1, timings: &timings, retries: None, flaky_fails: false };
+    let cx = Context { env: &env, cpus: 1, timings: &timings, retries: None, flaky_fails: false, today: Day::today() };
     let r = Resolver { file: source, text, cx: &cx };
     r.same_runtime(&over)?;
     check(&r, over)
@@ -266,6 +281,84 @@ impl Resolver<'_> {
         }
         let wait = raw.pool.wait.map_or(Duration::from_secs(600), |d| d.0);
         Ok(PoolSpec { start, count, wait })
+    }
+
+    /// The `quarantine` entries: each names one shard of the plan (a split shard's parts by
+    /// their shared name too) or one file of a shard's `files`, once, with a reason of at most
+    /// [`REASON_BYTES`] and the last day it holds.
+    fn quarantine(&self, raw: Vec<Spanned<RawQuarantine>>, shards: &[Shard]) -> Result<Vec<Quarantine>, PlanError> {
+        let mut out: Vec<Quarantine> = Vec::new();
+        for (i, entry) in raw.into_iter().enumerate() {
+            let here = format!("quarantine[{i}]");
+            let at = &entry.referenced;
+            let RawQuarantine { shard, file, reason, until } = entry.value;
+            let (target, name) = match (shard, file) {
+                (Some(shard), None) => (Target::Shard, shard),
+                (None, Some(file)) => (Target::File, file),
+                (both, _) => {
+                    let message = if both.is_some() { "a quarantine entry names both a `shard` and a `file`" } else { "a quarantine entry names no `shard` and no `file`" };
+                    return Err(self
+                        .err_at(at, message)
+                        .field(here)
+                        .hint("give each entry one of them: `shard: <name>` or `file: <path from the plan's folder>`"));
+                }
+            };
+            let key = format!("{here}.{}", target.key());
+            let known = match target {
+                Target::Shard => shards.iter().any(|s| s.name == name.value || s.group == name.value),
+                Target::File => {
+                    let wanted = crate::cases::relative(&name.value, Path::new(""));
+                    wanted.is_some() && shards.iter().flat_map(|s| &s.files).any(|f| crate::cases::relative(&f.to_string_lossy(), Path::new("")) == wanted)
+                }
+            };
+            if !known {
+                let hint = match target {
+                    Target::Shard => {
+                        let names: Vec<&str> = shards.iter().map(|s| s.group.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                        format!("name a shard of this plan ({}), or remove the entry", super::name_list(&names))
+                    }
+                    Target::File => "name a file that a shard's `files` glob finds, relative to the plan's folder (`--plan` lists each shard's files), or remove the entry".to_owned(),
+                };
+                return Err(self
+                    .err_at(&name.referenced, format!("quarantine names {} `{}`, which the plan does not have", target.key(), excerpt(&name.value)))
+                    .field(key)
+                    .hint(hint));
+            }
+            let Some(reason) = reason.filter(|r| !r.value.trim().is_empty()) else {
+                return Err(self
+                    .err_at(at, format!("the quarantine of {} `{}` gives no reason", target.key(), excerpt(&name.value)))
+                    .field(format!("{here}.reason"))
+                    .hint("say why, and where it is being fixed (an issue): the reason is shown with every failure the entry keeps from failing the run"));
+            };
+            if reason.value.len() > REASON_BYTES {
+                return Err(self
+                    .err_at(&reason.referenced, format!("the reason is {} long", super::file::size_text(reason.value.len() as u64)))
+                    .field(format!("{here}.reason"))
+                    .hint(format!("keep it within {REASON_BYTES} bytes: a line with a link to the issue that tracks the fix")));
+            }
+            let Some(until) = until else {
+                return Err(self
+                    .err_at(at, format!("the quarantine of {} `{}` has no `until`", target.key(), excerpt(&name.value)))
+                    .field(format!("{here}.until"))
+                    .hint("give the last day it holds, `until: YYYY-MM-DD`: a quarantine without an end would hide the failure for good"));
+            };
+            let value = crate::cases::relative(&name.value, Path::new("")).filter(|_| target == Target::File).unwrap_or(name.value);
+            if let Some(first) = out.iter().find(|q| q.target == target && q.name == value) {
+                return Err(self
+                    .err_at(&name.referenced, format!("{} `{}` is quarantined twice", target.key(), excerpt(&value)))
+                    .field(key)
+                    .hint(format!("keep one entry for it (the other is on line {})", first.at.line)));
+            }
+            out.push(Quarantine {
+                target,
+                name: value,
+                reason: reason.value,
+                until: until.value,
+                expired: until.value < self.cx.today,
+                at: position(&name.referenced),
+            });
+        }
+        Ok(out)
     }
 
     fn run(&self, raw: &RawPlan) -> Result<RunSpec, PlanError> {
@@ -487,7 +580,9 @@ impl Resolver<'_> {
         let field = |key: &str| format!("{at}.{key}");
         let runtime = h.runtime.unwrap_or(Runtime::Node);
         let source = self.source(dir, &h, runtime, at)?;
-        let args = self.args(h.args.unwrap_or_default(), &field("args"))?;
+        let args = h.args.unwrap_or_default();
+        let threads = self.threads(h.threads, &args, &field("args"))?;
+        let args = self.args(args, &field("args"))?;
         let mut fixtures = Vec::new();
         for (i, fixture) in h.fixtures.unwrap_or_default().iter().enumerate() {
             self.check_string(&format!("{}[{i}]", field("fixtures")), "the path", fixture)?;
@@ -500,6 +595,8 @@ impl Resolver<'_> {
             }
             fixtures.push(path);
         }
+        let mut config = h.config.unwrap_or_default();
+        let tls = self.tls_files(dir, &mut config, &field("config"))?;
         let p = h.ports.unwrap_or_default();
         let ports = Ports {
             operations: p.operations.map_or(9925, |p| p.0),
@@ -507,6 +604,7 @@ impl Resolver<'_> {
             mqtt: p.mqtt.map_or(1883, |p| p.0),
             mqtts: p.mqtts.map_or(8883, |p| p.0),
             replication: p.replication.map_or(9933, |p| p.0),
+            https: tls.then(|| p.https.map_or(9927, |p| p.0)),
         };
         let mut used = BTreeMap::new();
         for (name, port) in ports.all() {
@@ -537,7 +635,6 @@ impl Resolver<'_> {
         if let Some(password) = &admin.password {
             self.check_string(&field("admin.password"), "the admin password", password)?;
         }
-        let config = h.config.unwrap_or_default();
         let env = h.env.unwrap_or_default();
         let mut size = self.check_env(&env, &field("env"), OWNED_HARPER_VARS)?;
         if !config.is_empty() {
@@ -569,6 +666,7 @@ impl Resolver<'_> {
             source,
             runtime,
             template,
+            threads,
             args,
             config,
             env,
@@ -584,6 +682,19 @@ impl Resolver<'_> {
             boot: h.boot.unwrap_or(true),
             instances: h.instances.map_or(DEFAULT_INSTANCES, |n| n.0),
         })
+    }
+
+    /// `harper.threads`, not given twice (`--THREADS_COUNT` in `args`, whose `field` this is).
+    fn threads(&self, threads: Option<Threads>, args: &[Spanned<String>], field: &str) -> Result<u32, PlanError> {
+        let Some(Threads(threads)) = threads else { return Ok(DEFAULT_THREADS) };
+        let sets_threads = |a: &Spanned<String>| crate::harper::instance::arg_key(&a.value).is_some_and(|k| k.eq_ignore_ascii_case("THREADS_COUNT"));
+        if let Some((i, arg)) = args.iter().enumerate().find(|(_, a)| sets_threads(a)) {
+            return Err(self
+                .err_at(&arg.referenced, format!("`{}` sets Harper's worker threads, and so does `threads: {threads}`", arg.value))
+                .field(format!("{field}[{i}]"))
+                .hint("keep one: `threads` (0 is the single-thread mode), or the argument"));
+        }
+        Ok(threads)
     }
 
     fn args(&self, args: Vec<Spanned<String>>, field: &str) -> Result<Vec<String>, PlanError> {
@@ -619,6 +730,50 @@ impl Resolver<'_> {
 }
 
 impl Resolver<'_> {
+    /// Whether `config` asks for TLS (`tls`, or `http.mtls`, as the TypeScript harness decides
+    /// to bind the HTTPS port). Each file `tls` names (`certificate`, `privateKey`,
+    /// `certificateAuthority`; `tls` may be a list of such blocks) must be a readable PEM file:
+    /// Harper would otherwise start without it and say so only in its log. A relative path is
+    /// made absolute against the plan's directory, since Harper runs in its instance's HOME.
+    fn tls_files(&self, dir: &Path, config: &mut serde_json::Map<String, serde_json::Value>, at: &str) -> Result<bool, PlanError> {
+        let mtls = config.get("http").and_then(|h| h.get("mtls")).is_some_and(|m| !m.is_null());
+        let Some(tls) = config.get_mut("tls").filter(|t| !t.is_null()) else { return Ok(mtls) };
+        let blocks: Vec<(String, &mut serde_json::Value)> = match tls {
+            serde_json::Value::Array(list) => list.iter_mut().enumerate().map(|(i, b)| (format!("{at}.tls[{i}]"), b)).collect(),
+            block => vec![(format!("{at}.tls"), block)],
+        };
+        for (here, block) in blocks {
+            let Some(block) = block.as_object_mut() else {
+                return Err(self.err("`tls` is not a map").field(here).hint("write it as {certificate: cert.pem, privateKey: key.pem}, or a list of such maps"));
+            };
+            for key in TLS_FILES {
+                let Some(value) = block.get_mut(key).filter(|v| !v.is_null()) else { continue };
+                let field = format!("{here}.{key}");
+                let Some(given) = value.as_str().map(str::to_owned) else {
+                    return Err(self.err(format!("`{value}` is not a path")).field(field).hint("give the path of a PEM file, as a string"));
+                };
+                self.check_string(&field, "the path", &given)?;
+                let path = normal(&dir.join(&given));
+                let found = match super::file::read_bounded(&path, TLS_FILE_BYTES) {
+                    Ok(bytes) if bytes.windows(11).any(|w| w == b"-----BEGIN ") => Ok(()),
+                    Ok(_) => Err("it holds no PEM block (`-----BEGIN …`)".to_owned()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(why) = found {
+                    let (line, column) = line_of(self.text, key, &given);
+                    return Err(self
+                        .err(format!("`{}` cannot be used: {why} ({})", excerpt(&given), path.display()))
+                        .at(line, column)
+                        .with_source(self.text)
+                        .field(field)
+                        .hint("give a readable PEM file of at most 1 MiB; a relative path is relative to the plan's directory"));
+                }
+                *value = serde_json::Value::String(path.display().to_string());
+            }
+        }
+        Ok(true)
+    }
+
     /// A string the kernel will get as one argument or variable: no NUL (it would end the
     /// string early), and within MAX_ARG_STRLEN. Returns the bytes it takes, NUL included.
     fn check_string(&self, field: &str, what: &str, value: &str) -> Result<usize, PlanError> {
@@ -731,8 +886,27 @@ fn normal(path: &Path) -> PathBuf {
     path.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
 }
 
+/// The files a `tls` block of Harper's configuration names.
+const TLS_FILES: [&str; 3] = ["certificate", "privateKey", "certificateAuthority"];
+/// A certificate, key or CA bundle larger than this is refused (a CA bundle of every public
+/// root is about 200 KiB).
+const TLS_FILE_BYTES: u64 = 1 << 20;
+
+/// Where `key: value` is first written in the plan, for a value of `config` (a map the parser
+/// keeps no places for): the line and column of the value; `(0, 0)` when it cannot be found.
+fn line_of(text: &str, key: &str, value: &str) -> (u64, u64) {
+    let key = format!("{key}:");
+    text.lines()
+        .enumerate()
+        .find_map(|(i, line)| {
+            let after = line.find(&key)? + key.len();
+            line[after..].find(value).map(|column| (i as u64 + 1, (after + column) as u64 + 1))
+        })
+        .unwrap_or((0, 0))
+}
+
 /// A value short enough to quote in a message, control characters escaped (`\0`).
-fn excerpt(value: &str) -> String {
+pub(super) fn excerpt(value: &str) -> String {
     const SHOWN: usize = 40;
     let shown: String = value.chars().take(SHOWN).flat_map(|c| if c.is_control() { c.escape_debug().collect() } else { vec![c] }).collect();
     if value.chars().count() > SHOWN { format!("{shown}…") } else { shown }
@@ -765,6 +939,7 @@ fn merge(base: &RawHarper, over: Option<&RawHarper>) -> RawHarper {
         bin: o.bin.clone().or(b.bin),
         runtime: o.runtime.or(b.runtime),
         template: o.template.or(b.template),
+        threads: o.threads.or(b.threads),
         args: o.args.clone().or(b.args),
         config: match (b.config, &o.config) {
             (Some(mut b), Some(o)) => {
@@ -776,7 +951,7 @@ fn merge(base: &RawHarper, over: Option<&RawHarper>) -> RawHarper {
         env: map(b.env, &o.env),
         admin: block!(b.admin, &o.admin, username, password),
         fixtures: o.fixtures.clone().or(b.fixtures),
-        ports: block!(b.ports, &o.ports, operations, http, mqtt, mqtts, replication),
+        ports: block!(b.ports, &o.ports, operations, http, mqtt, mqtts, replication, https),
         ready: block!(b.ready, &o.ready, marker, probe),
         startup: block!(b.startup, &o.startup, idle, max),
         teardown: block!(b.teardown, &o.teardown, grace, port_release),

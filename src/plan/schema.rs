@@ -16,7 +16,7 @@ use serde::Deserialize;
 use schemars::JsonSchema;
 use serde_saphyr::{Location, Spanned};
 
-use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_RETRIES, MAX_SPLIT};
+use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_RETRIES, MAX_SPLIT, MAX_THREADS};
 
 /// A harper-shard plan: which shards to run, each against its own Harper on its own loopback
 /// address (README, "The plan").
@@ -42,6 +42,96 @@ pub struct RawPlan {
     /// The shards, in order; at least one.
     #[schemars(with = "Vec<RawShard>", length(min = 1), example = serde_json::json!([{"name": "database", "run": "node --test tests/db/*.test.mjs"}]))]
     pub shards: Spanned<Vec<RawShard>>,
+    /// Shards or test files whose failures do not fail the run until a date; reported as such.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawQuarantine>", example = serde_json::json!([{"shard": "replication", "reason": "flaky on CI, harper#2379", "until": "2026-12-31"}]))]
+    pub quarantine: Vec<Spanned<RawQuarantine>>,
+}
+
+/// One `quarantine` entry: a shard or a test file whose failure is reported but does not fail
+/// the run, why, and until when.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuarantine {
+    /// A shard's name (a split shard's name covers all its parts); give this or `file`.
+    #[schemars(with = "Option<String>", example = &"replication")]
+    pub shard: Option<Spanned<String>>,
+    /// A test file of a shard's `files`, relative to the plan; give this or `shard`.
+    #[schemars(with = "Option<String>", example = &"tests/db/replication.test.mjs")]
+    pub file: Option<Spanned<String>>,
+    /// Why: shown with every failure it keeps from failing the run.
+    #[schemars(with = "String", length(min = 1, max = 1024), example = &"flaky on CI, harper#2379")]
+    pub reason: Option<Spanned<String>>,
+    /// The last day (UTC) it holds, `YYYY-MM-DD`; after it, failures fail the run again.
+    #[schemars(with = "Day", example = &"2026-12-31")]
+    pub until: Option<Spanned<Day>>,
+}
+
+/// A calendar day, `YYYY-MM-DD`, read strictly: a day the month has, a year from 1970 to 9999.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day {
+    year: u16,
+    month: u8,
+    day: u8,
+}
+
+impl Day {
+    /// The day in `text`, or why it is not one.
+    pub fn parse(text: &str) -> Result<Day, String> {
+        let how = "write a date as YYYY-MM-DD, e.g. 2026-12-31";
+        let t = text.trim();
+        let b = t.as_bytes();
+        let shaped = b.len() == 10 && b[4] == b'-' && b[7] == b'-' && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_digit());
+        if !shaped {
+            return Err(format!("`{}` is not a date: {how}", super::resolve::excerpt(text)));
+        }
+        let (year, month, day): (u16, u8, u8) = (t[..4].parse().unwrap_or(0), t[5..7].parse().unwrap_or(0), t[8..].parse().unwrap_or(0));
+        if year < 1970 {
+            return Err(format!("`{t}` is before 1970: {how}"));
+        }
+        if !(1..=12).contains(&month) {
+            return Err(format!("`{t}` has no month {month}: {how}"));
+        }
+        let days = days_in(year, month);
+        if !(1..=days).contains(&day) {
+            return Err(format!("`{t}` is not a date: month {month} of {year} has {days} days; {how}"));
+        }
+        Ok(Day { year, month, day })
+    }
+
+    /// Today in UTC.
+    pub fn today() -> Day {
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        Day::parse(&now[..10]).expect("the clock's own date is a date")
+    }
+}
+
+fn days_in(year: u16, month: u8) -> u8 {
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+impl serde::Serialize for Day {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Day {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Day::parse(&String::deserialize(d)?).map_err(|why| de::Error::custom(format!("until {why}")))
+    }
 }
 
 fn plan_example() -> serde_json::Value {
@@ -65,6 +155,11 @@ pub struct RawHarper {
     /// Boot from a copy of a cached, stopped install: `auto` (on unless `exec`), `on` or `off`.
     #[schemars(example = TemplateMode::Auto)]
     pub template: Option<TemplateMode>,
+    /// Harper's worker threads (`THREADS_COUNT`), 1 unless set. `0` is the single-thread mode:
+    /// HTTP and operations served from Harper's main thread, a boot in about half the time, but
+    /// nothing a test does runs on a worker thread (README, "Single-thread mode").
+    #[schemars(example = 0)]
+    pub threads: Option<Threads>,
     /// Extra `--KEY=value` arguments for Harper; each key once, none the tool sets itself.
     #[schemars(with = "Option<Vec<String>>", example = serde_json::json!(["--LOGGING_LEVEL=debug"]))]
     pub args: Option<Vec<Spanned<String>>>,
@@ -130,6 +225,9 @@ pub struct RawPorts {
     /// Replication (TLS).
     #[schemars(example = 9933)]
     pub replication: Option<Port>,
+    /// HTTP over TLS, bound only when `config` sets `tls` or `http.mtls`.
+    #[schemars(example = 9927)]
+    pub https: Option<Port>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
@@ -312,10 +410,13 @@ fn whole_number(text: &str, min: u64, max: u64) -> Option<u64> {
     text.trim().parse::<u64>().ok().filter(|n| (min..=max).contains(n))
 }
 
-/// A count from 1 to a bound, read with one message: `<key> `<text>` is not valid: use a whole
-/// number of <units> from 1 to <max>`.
+/// A count from a least value (1 unless given) to a bound, read with one message: `<key> `<text>`
+/// is not valid: use a whole number of <units> from <min> to <max>`.
 macro_rules! count {
     ($(#[$doc:meta])* $name:ident, $key:literal, $units:literal, $max:expr) => {
+        count!($(#[$doc])* $name, $key, $units, 1, $max);
+    };
+    ($(#[$doc:meta])* $name:ident, $key:literal, $units:literal, $min:expr, $max:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub struct $name(pub u32);
@@ -323,11 +424,11 @@ macro_rules! count {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let text = String::deserialize(d)?;
-                match whole_number(&text, 1, u64::from($max)) {
+                match whole_number(&text, $min, u64::from($max)) {
                     Some(n) => Ok($name(n as u32)),
                     None => Err(de::Error::custom(format!(
-                        concat!($key, " `{}` is not valid: use a whole number of ", $units, " from 1 to {}"),
-                        text, $max
+                        concat!($key, " `{}` is not valid: use a whole number of ", $units, " from {} to {}"),
+                        text, $min, $max
                     ))),
                 }
             }
@@ -342,6 +443,10 @@ count!(
 count!(
     /// `harper.instances`: on-demand instances live at once per shard, 1 to [`MAX_INSTANCES`].
     Instances, "instances", "instances", MAX_INSTANCES
+);
+count!(
+    /// `harper.threads`: Harper's worker threads, 0 (the single-thread mode) to [`MAX_THREADS`].
+    Threads, "threads", "worker threads", 0, MAX_THREADS
 );
 count!(
     /// `split`: how many parts, 1 to [`MAX_SPLIT`].
@@ -482,5 +587,34 @@ impl<'de> Deserialize<'de> for Commands {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Day;
+
+    #[test]
+    fn a_day_is_read_strictly_with_the_days_each_month_has() {
+        for good in ["2026-12-31", "2024-02-29", "2000-02-29", "9999-12-31", "1970-01-01", " 2026-01-05 "] {
+            assert!(Day::parse(good).is_ok(), "{good}");
+        }
+        for (bad, said) in [
+            ("2026-02-30", "month 2 of 2026 has 28 days"),
+            ("2100-02-29", "month 2 of 2100 has 28 days"),
+            ("2026-04-31", "month 4 of 2026 has 30 days"),
+            ("2026-13-01", "has no month 13"),
+            ("2026-00-10", "has no month 0"),
+            ("2026-01-00", "month 1 of 2026 has 31 days"),
+            ("1969-12-31", "is before 1970"),
+            ("2026-1-1", "is not a date: write a date as YYYY-MM-DD"),
+            ("31.12.2026", "is not a date"),
+            ("2026-12-31T00:00:00Z", "is not a date"),
+        ] {
+            let err = Day::parse(bad).unwrap_err();
+            assert!(err.contains(said), "{bad}: {err}");
+        }
+        assert!(Day::parse("2026-01-02").unwrap() > Day::parse("2025-12-31").unwrap());
+        assert_eq!(Day::parse("2026-03-04").unwrap().to_string(), "2026-03-04");
     }
 }

@@ -50,10 +50,11 @@ fn executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// `error` when a shard failed, `warning` when one was flaky or the run warned of anything, else
-/// `success`.
+/// `error` when a shard failed, `warning` when one was flaky or quarantined or the run warned of
+/// anything, else `success`.
 pub fn style(record: &RunRecord) -> &'static str {
-    let flaky = record.shards.iter().any(|s| s.status == Some(crate::run::events::ShardStatus::Flaky));
+    use crate::run::events::ShardStatus;
+    let flaky = record.shards.iter().any(|s| matches!(s.status, Some(ShardStatus::Flaky | ShardStatus::Quarantined)));
     if record.failed().next().is_some() || record.exit_code.is_some_and(|c| c != 0) {
         "error"
     } else if flaky || !record.warnings.is_empty() || record.timed_out {

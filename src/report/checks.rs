@@ -121,9 +121,11 @@ pub fn annotations(record: &RunRecord, place: &Place) -> Vec<Annotation> {
             message,
             raw_details,
         };
-        if s.status == Some(crate::run::events::ShardStatus::Flaky) && !record.flaky_fails {
+        if s.status == Some(crate::run::events::ShardStatus::Quarantined) {
+            rest.push(annotation("warning", format!("{}\n{}", super::quarantine_line(s), timings(s)), None));
+        } else if s.status == Some(crate::run::events::ShardStatus::Flaky) && !record.flaky_fails {
             rest.push(annotation("warning", format!("{}\n{}", super::flaky_line(s), timings(s)), None));
-        } else if s.ok() && s.status != Some(crate::run::events::ShardStatus::Flaky) {
+        } else if s.status.is_some_and(|st| st.exit(false).code() == 0 && st != crate::run::events::ShardStatus::Flaky) {
             rest.push(annotation("notice", timings(s), None));
         } else {
             let cause = s.cause.clone().unwrap_or_else(|| format!("{} did not finish", s.name));

@@ -13,19 +13,12 @@ use std::io::Write;
 use super::live::Bars;
 use super::model::{InstanceRecord, OwnBoot, Phase, Phases, RunRecord, ShardRecord};
 use super::out::Out;
+use super::policy::Verbosity;
 use super::{Reporter, collapse, short};
 use crate::run::events::{Event, EventKind, Outcome, ShardId, ShardStatus};
 use crate::supervise::tail::Lines;
 use crate::table::{self, Table};
 use crate::text;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verbosity {
-    Quiet,
-    Normal,
-    /// Also relays every command's output as it comes.
-    Verbose,
-}
 
 pub struct Console {
     out: Out,
@@ -80,7 +73,7 @@ impl Reporter for Console {
         }
         // The live lines show what these would say.
         let quiet = self.verbosity == Verbosity::Quiet;
-        let verbose = self.verbosity == Verbosity::Verbose;
+        let verbose = matches!(self.verbosity, Verbosity::Verbose(_));
         let progress = !quiet && self.live.is_none();
         match &event.kind {
             EventKind::RunStarted { shards, concurrency, .. } if !quiet => {
@@ -163,6 +156,9 @@ impl Reporter for Console {
         }
         for shard in record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky)) {
             writeln!(self.out, "\nflaky: {}: {}", shard.name, super::flaky_line(shard))?;
+        }
+        for shard in record.shards.iter().filter(|s| s.status == Some(ShardStatus::Quarantined)) {
+            writeln!(self.out, "\nquarantined: {}: {}", shard.name, super::quarantine_line(shard))?;
         }
         write_table(&mut self.out, record, self.colour)?;
         self.out.flush()?;
@@ -266,9 +262,15 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
             writeln!(out, "{}", table.line(&cells))?;
         }
     }
-    let passed = record.shards.iter().filter(|s| s.ok()).count();
-    let flaky = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky)).count();
-    let flaky = if flaky > 0 { format!(" ({flaky} flaky)") } else { String::new() };
+    let count = |status| record.shards.iter().filter(|s| s.status == Some(status)).count();
+    let quarantined = count(ShardStatus::Quarantined);
+    let passed = record.shards.iter().filter(|s| s.ok()).count() - quarantined;
+    let notes: Vec<String> = [(count(ShardStatus::Flaky), "flaky"), (quarantined, "failed but quarantined")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    let flaky = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
     writeln!(
         out,
         "\n{passed} of {} shard(s) passed{flaky} in {} (exit {})",
@@ -311,26 +313,14 @@ pub fn paint(status: ShardStatus, text: &str, colour: bool) -> String {
     let code = match status {
         ShardStatus::Passed => "32",
         ShardStatus::Failed | ShardStatus::BootFailed | ShardStatus::Infrastructure => "1;31",
-        ShardStatus::Flaky | ShardStatus::Cancelled | ShardStatus::Skipped => "33",
+        ShardStatus::Flaky | ShardStatus::Quarantined | ShardStatus::Cancelled | ShardStatus::Skipped => "33",
     };
     format!("\x1b[{code}m{text}\x1b[0m")
-}
-
-/// Colour is allowed unless `NO_COLOR` is set to anything but the empty string (no-color.org).
-pub fn colour_allowed(no_color: Option<&std::ffi::OsStr>) -> bool {
-    no_color.is_none_or(|v| v.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn no_color_set_to_anything_turns_colour_off() {
-        assert!(colour_allowed(None));
-        assert!(colour_allowed(Some("".as_ref())));
-        assert!(!colour_allowed(Some("1".as_ref())));
-    }
 
     #[test]
     fn the_table_lines_up_names_that_take_two_columns_a_character() {

@@ -79,9 +79,11 @@ impl Reporter for Files {
             run.files.extend(files);
             problems.extend(bad);
         }
+        run.flakes = super::flakes::fresh(record);
         let mut timings = self.previous.clone();
         timings.version = TIMINGS_VERSION;
         timings.record(&run.shards, &run.files);
+        timings.flakes.record(&run.flakes);
         timings.run = Some(run);
         write_json(&self.dir.timings_json(), &timings)?;
         if problems.is_empty() { Ok(()) } else { Err(anyhow::anyhow!("{}", problems.join("; "))) }

@@ -28,6 +28,7 @@ use anyhow::Context;
 use super::model::{RunRecord, ShardRecord};
 use super::out::Out;
 use super::place::Place;
+use super::workflow::{Command, Note};
 use super::{Reporter, phase_line, short, summary};
 use crate::run::events::{Event, EventKind, ShardStatus};
 use crate::text;
@@ -55,11 +56,6 @@ impl StepFiles {
         let path = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
         StepFiles { summary: path("GITHUB_STEP_SUMMARY"), output: path("GITHUB_OUTPUT") }
     }
-}
-
-/// Is this process a GitHub Actions step?
-pub fn detected() -> bool {
-    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
 pub struct GitHub {
@@ -141,66 +137,20 @@ impl GitHub {
             format!("and {} more passed shard(s), none slower than {slowest}; see the step summary for their phases", rest.len())
         });
 
-        // Flaky shards first: of the warnings, they are the ones a person acts on.
+        // Quarantined and flaky shards first: of the warnings, they are the ones a person acts on.
+        let quarantined = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Quarantined));
+        let quarantined = quarantined.map(|s| Note { title: format!("{}: quarantined", s.name), message: super::quarantine_line(s), at: place(s) });
         let flaky = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky));
         let flaky = flaky.map(|s| Note { title: format!("{}: flaky", s.name), message: super::flaky_line(s), at: place(s) });
         let others = record.warnings.iter().map(|w| Note { title: "harper-shard".into(), message: w.clone(), at: None });
-        let warnings: Vec<Note> = flaky.chain(others).collect();
+        let warnings: Vec<Note> = quarantined.chain(flaky).chain(others).collect();
         let warnings = budgeted("warning", &warnings, ANNOTATIONS_PER_TYPE - WARNINGS_RESERVED, |rest| {
-            format!("and {} more warning(s) or flaky shard(s); see the step summary and report.json", rest.len())
+            format!("and {} more warning(s), quarantined or flaky shard(s); see the step summary and report.json", rest.len())
         });
         for command in failed.iter().chain(&timings).chain(&warnings) {
             self.out.command(command)?;
         }
         Ok(())
-    }
-}
-
-/// A workflow command of the tool's own: `::name key=value,…::data`, escaped as the runner
-/// unescapes it, with the control characters of what it quotes neutralised.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    name: &'static str,
-    properties: Vec<(&'static str, String)>,
-    data: String,
-}
-
-impl Command {
-    pub fn new(name: &'static str, data: impl Into<String>) -> Command {
-        Command { name, properties: Vec::new(), data: data.into() }
-    }
-
-    pub fn property(mut self, key: &'static str, value: impl Into<String>) -> Command {
-        self.properties.push((key, value.into()));
-        self
-    }
-
-    /// The command's one line, without its line end.
-    pub fn render(&self) -> String {
-        let properties: Vec<String> =
-            self.properties.iter().map(|(k, v)| format!("{k}={}", escape_property(&text::neutralise(v)))).collect();
-        let space = if properties.is_empty() { "" } else { " " };
-        format!("::{}{space}{}::{}", self.name, properties.join(","), escape_data(&text::neutralise(&self.data)))
-    }
-}
-
-/// One annotation: its title, its message, and the file and line it points at.
-#[derive(Debug, Clone)]
-pub struct Note {
-    pub title: String,
-    pub message: String,
-    pub at: Option<(String, u32)>,
-}
-
-impl Note {
-    /// The annotation as a workflow command of type `level`.
-    pub fn command(&self, level: &'static str) -> Command {
-        let command = Command::new(level, self.message.clone());
-        let command = match &self.at {
-            Some((file, line)) => command.property("file", file.clone()).property("line", line.to_string()),
-            None => command,
-        };
-        command.property("title", self.title.clone())
     }
 }
 
@@ -260,16 +210,6 @@ pub fn outputs(record: &RunRecord) -> String {
     text
 }
 
-/// A workflow command's message: `%`, CR and LF escaped.
-pub fn escape_data(text: &str) -> String {
-    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
-}
-
-/// A workflow command's property value: as [`escape_data`], and `:` and `,` too.
-pub fn escape_property(text: &str) -> String {
-    escape_data(text).replace(':', "%3A").replace(',', "%2C")
-}
-
 /// Relays a log file into the group (the last [`RELAY_LIMIT`] bytes of it); a missing file is
 /// noted. A log that has become a link is not followed.
 fn relay(out: &mut Out, path: &Path) -> std::io::Result<()> {
@@ -314,16 +254,6 @@ mod tests {
         Note { title: title.into(), message: message.into(), at: Some(("plan:y.yml".into(), 7)) }
     }
 
-    #[test]
-    fn messages_escape_percent_and_line_breaks() {
-        assert_eq!(escape_data("100% done\r\nnext"), "100%25 done%0D%0Anext");
-    }
-
-    #[test]
-    fn properties_also_escape_colon_and_comma() {
-        assert_eq!(escape_property("a:b,c%\n"), "a%3Ab%2Cc%25%0A");
-    }
-
     fn rest(notes: &[Note]) -> String {
         format!("and {} more: {}", notes.len(), notes.iter().map(|n| n.title.as_str()).collect::<Vec<_>>().join(", "))
     }
@@ -341,11 +271,5 @@ mod tests {
     fn annotations_within_the_budget_are_all_shown() {
         let items: Vec<Note> = (0..10).map(|i| note(&format!("s{i}"), "x")).collect();
         assert_eq!(budgeted("error", &items, 10, rest).len(), 10);
-    }
-
-    #[test]
-    fn a_command_escapes_and_neutralises_what_it_quotes() {
-        let command = Command::new("warning", "held by pid 7 (x\r::error::pwn)\n\x1b[2J100%").property("title", "a:b,c");
-        assert_eq!(command.render(), "::warning title=a%3Ab%2Cc::held by pid 7 (x␍::error::pwn)%0A100%25");
     }
 }

@@ -26,7 +26,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::model::{AttemptRecord, RunRecord, ShardRecord};
 use super::summary::{clip, escape as esc};
-use super::{Reporter, collapse, flaky_line, outcome_text, short, summary, svg};
+use super::svg::{self, NAME_CHARS, esc_line};
+use super::{Reporter, collapse, flaky_line, outcome_text, short, summary};
 use crate::plan::Partition;
 use crate::run::ReportDir;
 use crate::run::events::{Event, ShardStatus};
@@ -42,8 +43,6 @@ const FLAKY_LIMIT: usize = 256 * 1024;
 const TAIL_LINES: usize = 60;
 /// The most of one line of output, of a cause, of a warning.
 const LINE_CHARS: usize = 400;
-/// The most of a name or a command shown.
-pub const NAME_CHARS: usize = 200;
 /// Room kept in a section for the note that says what it left out.
 const NOTE_ROOM: usize = 300;
 
@@ -334,11 +333,6 @@ fn table(record: &RunRecord, max: usize) -> String {
     }
     html.push_str(END);
     html
-}
-
-/// [`esc`] of at most `max` characters of `text`, with an ellipsis when cut.
-pub(super) fn esc_line(text: &str, max: usize) -> String {
-    esc(&clip(text, max))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod buildkite;
 pub mod checks;
 pub mod console;
 pub mod files;
+pub mod flakes;
 pub mod github;
 pub mod html;
 pub mod junit;
@@ -15,10 +16,12 @@ pub mod model;
 pub mod out;
 pub mod place;
 pub mod plan;
+pub mod policy;
 pub mod say;
 pub mod summary;
 pub mod svg;
 pub mod warning;
+pub mod workflow;
 
 use std::io::Write;
 
@@ -146,6 +149,14 @@ pub fn flaky_line(shard: &model::ShardRecord) -> String {
     line
 }
 
+/// "quarantined until 2026-12-31: flaky on CI, harper#2379 (shard `db`); it failed: `npm test`
+/// failed: exit code 1": a quarantined shard on one line, each entry that covers it.
+pub fn quarantine_line(shard: &model::ShardRecord) -> String {
+    let by: Vec<String> = shard.quarantine.iter().map(|q| format!("quarantined until {}: {} ({})", q.until, crate::text::one_line(&q.reason), q.what())).collect();
+    let cause = shard.cause.as_deref().map(|c| format!("; it failed: {}", crate::text::one_line(c))).unwrap_or_default();
+    format!("{}{cause}", by.join("; "))
+}
+
 /// "passed", "failed: exit code 3", "timed out after 10m": how a command ended, for people.
 pub fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
@@ -216,7 +227,7 @@ mod tests {
         let attempt = Attempt::first(1);
         let main = |phase: InstancePhase| EventKind::Instance { shard, attempt, id: "main".into(), phase };
         let kinds = [
-            (0, EventKind::RunStarted { shards, concurrency: 1, report_dir: "no-such-report".into(), started_at: std::time::SystemTime::now(), flaky_fails: false }),
+            (0, EventKind::RunStarted { shards, concurrency: 1, report_dir: "no-such-report".into(), started_at: std::time::SystemTime::now(), flaky_fails: false, plan_dir: ".".into(), flakes: Default::default() }),
             (0, EventKind::ShardStarted { shard }),
             (0, EventKind::AttemptStarted { shard, attempt, log_dir: "no-such-report/phased".into(), junit_dir: "no-such-report/phased/junit".into(), commands: vec!["npm test".into()], retrying: None }),
             (110, main(InstancePhase::Acquired { name: "main".into(), addr: std::net::Ipv4Addr::new(127, 0, 0, 2) })),
@@ -253,7 +264,7 @@ mod tests {
         let ids: Vec<ShardId> = ShardId::each(&infos).map(|(id, _)| id).collect();
         let ms = std::time::Duration::from_millis;
         let started_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
-        let mut kinds = vec![(0, EventKind::RunStarted { shards: infos, concurrency: 1, report_dir: "r".into(), started_at, flaky_fails: false })];
+        let mut kinds = vec![(0, EventKind::RunStarted { shards: infos, concurrency: 1, report_dir: "r".into(), started_at, flaky_fails: false, plan_dir: ".".into(), flakes: Default::default() })];
         let mut t = 0u64;
         // One attempt of `shard` on `addr`: boot 200 ms, the command `run` ms, teardown 100 ms.
         let attempt = |kinds: &mut Vec<(u64, EventKind)>, t: &mut u64, shard: ShardId, name: &str, attempt: Attempt, addr: u8, run: u64, failure: Option<Vec<String>>, retrying: Option<&str>| {
@@ -309,7 +320,7 @@ mod tests {
         for event in &events {
             record.apply(event);
         }
-        let console = shown(|out| Box::new(console::Console::new(out, console::Verbosity::Normal)), false, &events);
+        let console = shown(|out| Box::new(console::Console::new(out, policy::Verbosity::Normal)), false, &events);
         let github = shown(|out| Box::new(github::GitHub::new(out, github::StepFiles::default(), place::Place::default())), true, &events);
         insta::assert_snapshot!("console", console);
         insta::assert_snapshot!("github", github);
@@ -343,7 +354,7 @@ mod tests {
     fn every_reporter_shows_every_phase() {
         let (events, record) = distinct_phases();
         let shard = &record.shards[0];
-        let console = shown(|out| Box::new(console::Console::new(out, console::Verbosity::Normal)), false, &events);
+        let console = shown(|out| Box::new(console::Console::new(out, policy::Verbosity::Normal)), false, &events);
         let lines: Vec<&str> = console.lines().collect();
         let header = lines.iter().find(|l| l.starts_with("shard ")).expect("the console's table");
         let row = lines.iter().find(|l| l.starts_with("phased ")).expect("the shard's row");

@@ -9,13 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::plan::timings::Flakes;
 use crate::plan::{opt_secs, secs};
 use crate::run::context::MAIN;
 use crate::run::events::{Attempt, BootLogs, Event, EventKind, InstancePhase, Outcome, ShardId, ShardInfo, ShardStatus};
 
 /// The version of `report.json`'s schema; raised on any change of its shape (docs/reports.md
 /// says what each version changed).
-pub const REPORT_VERSION: u32 = 2;
+pub const REPORT_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRecord {
@@ -35,6 +36,12 @@ pub struct RunRecord {
     pub timed_out: bool,
     /// A flaky shard fails the run (`flaky: fail`).
     pub flaky_fails: bool,
+    /// The plan's folder: test files are named relative to it.
+    #[serde(skip)]
+    pub plan_dir: PathBuf,
+    /// The flake history the run was given ([`super::flakes`] weighs this run's into it).
+    #[serde(skip)]
+    pub history: Flakes,
 }
 
 /// A shard: how it ended, and each of its attempts. `report.json` shows the last attempt's
@@ -49,6 +56,8 @@ pub struct ShardRecord {
     pub cause: Option<String>,
     /// Every attempt, in order; never empty (a shard that never started has its first).
     pub attempts: Vec<AttemptRecord>,
+    /// The plan's quarantine entries that kept its failure from failing the run.
+    pub quarantine: Vec<crate::plan::Quarantine>,
 }
 
 /// One attempt of a shard: its own instance's address, its commands, its phases, and every
@@ -338,6 +347,8 @@ impl RunRecord {
             exit_code: None,
             timed_out: false,
             flaky_fails: false,
+            plan_dir: PathBuf::new(),
+            history: Flakes::default(),
         }
     }
 
@@ -346,8 +357,10 @@ impl RunRecord {
         let at = Some(event.at);
         self.duration = event.at;
         match &event.kind {
-            EventKind::RunStarted { shards, concurrency, report_dir, started_at, flaky_fails } => {
+            EventKind::RunStarted { shards, concurrency, report_dir, started_at, flaky_fails, plan_dir, flakes } => {
                 self.flaky_fails = *flaky_fails;
+                self.plan_dir = plan_dir.clone();
+                self.history = flakes.clone();
                 self.started_at = Some(*started_at);
                 self.concurrency = *concurrency;
                 self.report_dir = report_dir.clone();
@@ -390,6 +403,7 @@ impl RunRecord {
                 a.cause = cause.clone();
                 a.phases.finished = at;
             }
+            EventKind::Quarantined { shard, by } => self.shards[*shard].quarantine = by.clone(),
             EventKind::ShardFinished { shard, status, cause } => {
                 let s = &mut self.shards[*shard];
                 s.status = Some(*status);
@@ -440,6 +454,7 @@ impl ShardRecord {
             status: None,
             cause: None,
             attempts: vec![AttemptRecord::new(Attempt::first(1), info)],
+            quarantine: Vec::new(),
         }
     }
 
@@ -559,7 +574,7 @@ impl AttemptRecord {
             ShardStatus::Passed | ShardStatus::Flaky | ShardStatus::Skipped => None,
             _ if self.teardown_problem().is_some() => Some(Phase::TEARDOWN),
             ShardStatus::BootFailed => Some(Phase::BOOT),
-            ShardStatus::Failed => Some(Phase::COMMANDS),
+            ShardStatus::Failed | ShardStatus::Quarantined => Some(Phase::COMMANDS),
             ShardStatus::Infrastructure | ShardStatus::Cancelled => {
                 if p.address.is_none() {
                     Some(Phase::WAIT)
@@ -664,6 +679,7 @@ impl Serialize for ShardRecord {
             log_dir: &'a PathBuf,
             status: Option<ShardStatus>,
             cause: &'a Option<String>,
+            quarantine: Option<&'a [crate::plan::Quarantine]>,
             #[serde(flatten)]
             last: LastView<'a>,
             instances: Vec<&'a InstanceRecord>,
@@ -677,6 +693,7 @@ impl Serialize for ShardRecord {
             log_dir: &self.log_dir,
             status: self.status,
             cause: &self.cause,
+            quarantine: (!self.quarantine.is_empty()).then_some(self.quarantine.as_slice()),
             last: LastView::of(last),
             instances: last.shown_instances().collect(),
             attempts: self.attempts.iter().filter(|a| a.phases.started.is_some()).collect(),

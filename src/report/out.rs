@@ -19,13 +19,14 @@
 //! Handles are cheap clones of one shared sink; each keeps its own unfinished line, so writers
 //! on other threads (tracing) never tear another's line.
 
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use indicatif::MultiProgress;
 
-use super::github::Command;
+use super::policy::Policy;
+use super::workflow::{self, Command};
 use crate::text::Neutralizer;
 
 pub struct Out {
@@ -48,16 +49,25 @@ struct Sink {
 /// An unfinished line longer than this is written as a line of its own.
 const PENDING_LIMIT: usize = 64 * 1024;
 
-static STDERR: LazyLock<Out> = LazyLock::new(|| {
-    let github = super::github::detected();
-    let colour = !github
-        && io::stderr().is_terminal()
-        && super::console::colour_allowed(std::env::var_os("NO_COLOR").as_deref());
-    Out::new(io::stderr(), github, colour)
-});
+/// The policy `main` decided ([`init`]); without one (a test, a library caller), the one this
+/// process's environment gives at normal verbosity.
+static POLICY: OnceLock<Policy> = OnceLock::new();
+
+/// Sets the process's output policy, once, before anything is printed: `main` decides it from
+/// the flags and the environment and hands it down from here. A second call changes nothing.
+pub fn init(policy: Policy) {
+    let _ = POLICY.set(policy);
+}
+
+/// The process's output policy.
+pub fn policy() -> Policy {
+    *POLICY.get_or_init(|| Policy::detect(Default::default()))
+}
+
+static STDERR: LazyLock<Out> = LazyLock::new(|| Out::new(io::stderr(), policy().github, policy().colour));
 
 /// Never coloured: what goes to stdout is an answer to read or to parse.
-static STDOUT: LazyLock<Out> = LazyLock::new(|| Out::new(Stdout, super::github::detected(), false));
+static STDOUT: LazyLock<Out> = LazyLock::new(|| Out::new(Stdout, policy().github, false));
 
 /// A handle on the process's stderr, shared by everything that prints.
 pub fn stderr() -> Out {
@@ -140,10 +150,10 @@ impl Out {
     /// commands off for its whole length. The copy ends with a line end.
     pub fn relay(&mut self, from: &mut dyn Read) -> io::Result<()> {
         self.end_line()?;
-        let token = self.shared.github.then(token);
+        let frame = self.shared.github.then(workflow::frame);
         let mut sink = self.shared.sink();
-        if let Some(token) = &token {
-            sink.put(format!("::stop-commands::{token}\n").as_bytes())?;
+        if let Some((open, _)) = &frame {
+            sink.put(open.as_bytes())?;
         }
         let mut neutral = Neutralizer::new(self.shared.colour);
         let mut buf = vec![0u8; 64 * 1024];
@@ -175,8 +185,8 @@ impl Out {
             clean.push(b'\n');
         }
         // The frame is closed whatever the copy did.
-        if let Some(token) = &token {
-            clean.extend_from_slice(format!("::{token}::\n").as_bytes());
+        if let Some((_, close)) = &frame {
+            clean.extend_from_slice(close.as_bytes());
         }
         sink.put(&clean)?;
         copied
@@ -233,10 +243,9 @@ impl Shared {
         neutral.feed(raw, &mut clean);
         neutral.finish(&mut clean);
         clean.push(b'\n');
-        if self.github && command_like(&clean) {
-            let token = token();
-            let block = [format!("::stop-commands::{token}\n").as_bytes(), &clean, format!("::{token}::\n").as_bytes()].concat();
-            return self.sink().put(&block);
+        if self.github && workflow::command_like(&clean) {
+            let (open, close) = workflow::frame();
+            return self.sink().put(&[open.as_bytes(), &clean, close.as_bytes()].concat());
         }
         self.sink().put(&clean)
     }
@@ -250,18 +259,6 @@ impl Sink {
             None => writer.write_all(bytes),
         }
     }
-}
-
-/// Could GitHub's runner read this line as a workflow command? It tries `::name…::` after
-/// leading blanks, then the older `##[name…]` anywhere in the line.
-pub fn command_like(line: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(line);
-    text.trim_start().starts_with("::") || text.contains("##[")
-}
-
-/// A token that ends a `::stop-commands::` section: random, so framed text cannot guess it.
-fn token() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 #[cfg(test)]

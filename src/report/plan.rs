@@ -99,6 +99,12 @@ pub fn human(plan: &Plan, selection: &Selection, timings: &str) -> String {
             None => "  (no history: balanced by file count)".to_owned(),
         };
         let _ = writeln!(s, "  {}/{} {}{predicted}", shard.index, plan.shards.len(), shard.name);
+        if let Some(flakes) = shard.flakes {
+            let _ = writeln!(s, "      flakes   {} (timings)", flakes.recent());
+        }
+        for q in &shard.quarantine {
+            let _ = writeln!(s, "      quarantined until {} ({}): {}", q.until, q.what(), q.reason);
+        }
         if last_harper.as_ref() != Some(&harper) {
             let _ = write!(s, "{harper}");
             last_harper = Some(harper);
@@ -175,6 +181,16 @@ fn describe_harper(h: &HarperSpec, source: &str) -> String {
     let _ = writeln!(s, "      ready    `{}`, probe {:?}; startup idle {} / max {}", h.ready.marker, h.ready.probe, d(h.startup.idle), d(h.startup.max));
     let _ = writeln!(s, "      ports    {} (probed free on the address before use)", ports.join(", "));
     let _ = writeln!(s, "      teardown grace {}, ports free within {}", d(h.teardown.grace), d(h.teardown.port_release));
+    match h.threads {
+        0 => {
+            let _ = writeln!(s, "      threads  0: the single-thread mode, Harper serves from its main thread (boots in about half the time;");
+            let _ = writeln!(s, "               no worker thread: system_information lists none, nothing runs across threads)");
+        }
+        crate::plan::resolve::DEFAULT_THREADS => {}
+        n => {
+            let _ = writeln!(s, "      threads  {n} worker threads");
+        }
+    }
     if !h.args.is_empty() {
         let _ = writeln!(s, "      args     {}", h.args.join(" "));
     }

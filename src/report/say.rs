@@ -14,29 +14,27 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::console::Verbosity;
-use super::github::Note;
 use super::out;
+use super::policy::Policy;
+use super::workflow::Note;
 
-/// How much the commands say, and where.
+/// How much the commands say, and where: the process's output policy.
 #[derive(Debug, Clone, Copy)]
 pub struct Say {
-    verbosity: Verbosity,
-    github: bool,
+    policy: Policy,
 }
 
 impl Say {
-    /// For this process: under GitHub Actions when the environment says so.
-    pub fn new(verbosity: Verbosity) -> Say {
-        Say { verbosity, github: super::github::detected() }
+    pub fn new(policy: Policy) -> Say {
+        Say { policy }
     }
 
-    pub fn verbosity(&self) -> Verbosity {
-        self.verbosity
+    pub fn policy(&self) -> Policy {
+        self.policy
     }
 
     fn quiet(&self) -> bool {
-        self.verbosity == Verbosity::Quiet
+        self.policy.quiet()
     }
 
     /// An answer on stdout: any number of lines, the last one ended if `text` does not end it.
@@ -61,7 +59,7 @@ impl Say {
     /// A warning titled `title`: under GitHub Actions an annotation, elsewhere
     /// `harper-shard: warning: …` on stderr unless `-q`.
     pub fn warning(&self, title: &str, text: impl Display) {
-        if self.github {
+        if self.policy.github {
             let note = Note { title: title.to_owned(), message: text.to_string(), at: None };
             let _ = out::stderr().command(&note.command("warning"));
         } else if !self.quiet() {

@@ -40,10 +40,12 @@ pub fn headline(record: &RunRecord) -> String {
     let total = record.shards.len();
     let passed = record.shards.iter().filter(|s| s.ok()).count();
     let took = short(record.duration);
-    if passed == total {
-        format!("all {total} shard(s) passed in {took}")
-    } else {
-        format!("{} of {total} shard(s) failed in {took}", total - passed)
+    let quarantined = record.shards.iter().filter(|s| s.status == Some(crate::run::events::ShardStatus::Quarantined)).count();
+    match (total - passed, quarantined) {
+        (0, 0) => format!("all {total} shard(s) passed in {took}"),
+        (0, q) => format!("no shard failed the run in {took}; {q} of {total} failed but are quarantined"),
+        (failed, 0) => format!("{failed} of {total} shard(s) failed in {took}"),
+        (failed, q) => format!("{failed} of {total} shard(s) failed in {took}; {q} more failed but are quarantined"),
     }
 }
 
@@ -59,6 +61,7 @@ pub fn markdown(record: &RunRecord, limit: usize) -> String {
     let room = |md: &String| limit.saturating_sub(md.len());
     md.push_str(&table(record, room(&md) / 4));
     md.push_str(&failures(record, room(&md) * 2 / 3));
+    md.push_str(&quarantined(record, room(&md) / 3));
     md.push_str(&flaky(record, room(&md) / 2));
     let chart = gantt(record, room(&md).saturating_sub(TIMELINE.len()));
     if !chart.is_empty() {
@@ -122,19 +125,44 @@ pub fn failures(record: &RunRecord, max: usize) -> String {
     md
 }
 
-/// Each flaky shard on a line: which attempt failed and why, which passed, and the tests that
-/// flaked; within `max` bytes.
+/// Each quarantined shard on a line: the entries that cover its failure (until when, why) and
+/// the failure; within `max` bytes.
+pub fn quarantined(record: &RunRecord, max: usize) -> String {
+    let shards: Vec<&ShardRecord> = record.shards.iter().filter(|s| s.status == Some(crate::run::events::ShardStatus::Quarantined)).collect();
+    let mut md = "### Quarantined\n\nThese failed, and the plan's `quarantine` keeps them from failing the run:\n\n".to_owned();
+    if shards.is_empty() || md.len() + NOTE_ROOM > max {
+        return String::new();
+    }
+    for (i, s) in shards.iter().enumerate() {
+        let line = format!("- **{}** — {}\n", escape(&clip(&s.name, INLINE_CHARS)), escape(&clip(&super::quarantine_line(s), 4 * INLINE_CHARS)));
+        if md.len() + line.len() + NOTE_ROOM > max {
+            let _ = writeln!(md, "… and {} more quarantined shard(s), left out to fit; report.json has every one.", shards.len() - i);
+            break;
+        }
+        md.push_str(&line);
+    }
+    md.push('\n');
+    md
+}
+
+/// Each flaky shard on a line: which attempt failed and why, which passed, the tests that
+/// flaked, and how often it flaked lately; under it, each test file that flaked and how often
+/// it did. Within `max` bytes.
 pub fn flaky(record: &RunRecord, max: usize) -> String {
     let flaky: Vec<&ShardRecord> = record.shards.iter().filter(|s| s.status == Some(crate::run::events::ShardStatus::Flaky)).collect();
-    let mut md = "### Flaky
-
-".to_owned();
+    let mut md = "### Flaky\n\n".to_owned();
     if flaky.is_empty() || md.len() + NOTE_ROOM > max {
         return String::new();
     }
+    let history = super::flakes::updated(record);
     for (i, s) in flaky.iter().enumerate() {
-        let line = format!("- **{}** — {}
-", escape(&clip(&s.name, INLINE_CHARS)), escape(&clip(&super::flaky_line(s), 4 * INLINE_CHARS)));
+        let lately = history.shards.get(&s.name).map(|c| format!(" ({})", c.recent())).unwrap_or_default();
+        let mut line = format!("- **{}** — {}{lately}\n", escape(&clip(&s.name, INLINE_CHARS)), escape(&clip(&super::flaky_line(s), 4 * INLINE_CHARS)));
+        for (file, _) in super::flakes::files(s, record).iter().filter(|(_, c)| c.flaky > 0.0) {
+            if let Some(counts) = history.files.get(file) {
+                let _ = writeln!(line, "  - <code>{}</code>: {}", escape(&clip(file, INLINE_CHARS)), counts.recent());
+            }
+        }
         if md.len() + line.len() + NOTE_ROOM > max {
             let _ = writeln!(md, "… and {} more flaky shard(s), left out to fit; report.json has every one.", flaky.len() - i);
             break;
@@ -229,7 +257,10 @@ fn gantt_section(i: usize, s: &ShardRecord) -> Option<(String, usize)> {
     if tasks.is_empty() {
         return None;
     }
-    let mut md = format!("    section {}\n", mermaid_text(&clip(&s.name, INLINE_CHARS)));
+    // The chart draws a shard's last attempt only; a retried shard's section says so.
+    let last = s.last();
+    let which = if s.attempts.len() > 1 { format!(" (last attempt, {} of {})", last.attempt, last.of) } else { String::new() };
+    let mut md = format!("    section {}{which}\n", mermaid_text(&clip(&s.name, INLINE_CHARS)));
     let failed = s.failed_phase();
     for (phase, from, to) in tasks {
         task(&mut md, phase.label, failed == Some(phase), &format!("s{i}{}", phase.key), (from, to));

@@ -11,10 +11,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::html::{NAME_CHARS, esc_line};
 use super::model::{InstanceRecord, Phase, RunRecord, ShardRecord};
 use super::short;
-use super::summary::{self, LIVES_PER_SHARD};
+use super::summary::{self, LIVES_PER_SHARD, clip, escape as esc};
 use crate::run::events::ShardStatus;
 
 /// The drawing's coordinates (it scales to the page's width).
@@ -236,6 +235,14 @@ fn axis(svg: &mut String, span: Duration, height: f64, x: &impl Fn(Duration) -> 
         k += 1;
     }
     svg.push_str("</g>\n");
+}
+
+/// The most of a name or a command shown, here and in the page around the chart.
+pub const NAME_CHARS: usize = 200;
+
+/// [`esc`] of at most `max` characters of `text`, with an ellipsis when cut.
+pub(super) fn esc_line(text: &str, max: usize) -> String {
+    esc(&clip(text, max))
 }
 
 #[cfg(test)]

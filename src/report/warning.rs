@@ -21,6 +21,10 @@ impl fmt::Display for Warning {
                     crate::plan::name_list(&names)
                 )
             }
+            Warning::QuarantineExpired { what, until, reason } => write!(
+                f,
+                "the quarantine of {what} ended on {until} ({reason}): its failures fail the run again; fix them, or move `until` in the plan's `quarantine`"
+            ),
             Warning::NoSignalHandlers => {
                 write!(f, "cannot install the signal handlers: a SIGINT or SIGTERM would not tear the shards down")
             }

@@ -388,7 +388,6 @@ impl Server<'_> {
             Err(e) => return (error(Code::Invalid, e.one_line()), None),
         };
         let wait = self.cx.pool.spec().wait;
-        let mut cancel = self.cx.cancel.clone();
         let permit = tokio::select! {
             permit = tokio::time::timeout(wait, self.registry.limit.clone().acquire_owned()) => match permit {
                 Ok(Ok(permit)) => permit,
@@ -397,7 +396,7 @@ impl Server<'_> {
                     return (error(Code::Limit, format!("{limit} on-demand instance(s) stayed live for {}: release one first, or raise `harper.instances`", humantime::format_duration(wait))), None);
                 }
             },
-            _ = cancel.wait_for(Option::is_some) => return (error(Code::Failed, "the run is being cancelled"), None),
+            () = self.cx.cancelled() => return (error(Code::Failed, "the run is being cancelled"), None),
         };
         let harper = if spec.source == self.shard.harper.source {
             Harper::shard(self.cx)
@@ -463,6 +462,8 @@ fn info(i: &mut Instance) -> InstanceInfo {
         operations_url: format!("http://{addr}:{}", p.operations),
         http_url: format!("http://{addr}:{}", p.http),
         mqtt_url: format!("mqtt://{addr}:{}", p.mqtt),
+        https_url: i.https_url(),
+        tls: i.spec.config.get("tls").cloned(),
         admin: AdminInfo { username: i.spec.admin.username.clone(), password: i.password.clone() },
         harper: i.spec.source.clone(),
         rootpath: i.dirs.root.display().to_string(),

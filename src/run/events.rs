@@ -47,6 +47,8 @@ pub enum Warning {
     Pool(crate::pool::Notice),
     /// Recorded timings name shards the plan does not have (renamed or removed).
     UnknownTimings { path: PathBuf, shards: Vec<String> },
+    /// A `quarantine` entry of the plan is past its `until`: it covers nothing any more.
+    QuarantineExpired { what: String, until: crate::plan::schema::Day, reason: String },
     /// The tool's signal handlers could not be installed.
     NoSignalHandlers,
     /// Harper's processes could not be recorded beside the slot's lock.
@@ -70,8 +72,19 @@ pub struct ShardInfo {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
-    /// `flaky_fails`: a flaky shard fails the run (`flaky: fail`, `--flaky-fails`).
-    RunStarted { shards: Vec<ShardInfo>, concurrency: usize, report_dir: PathBuf, started_at: SystemTime, flaky_fails: bool },
+    /// `flaky_fails`: a flaky shard fails the run (`flaky: fail`, `--flaky-fails`). `plan_dir`:
+    /// what test files are named relative to; `flakes`: the flake history the run was given
+    /// (`--timings`), for the reports to say how often what flaked now flaked before.
+    RunStarted {
+        shards: Vec<ShardInfo>,
+        concurrency: usize,
+        report_dir: PathBuf,
+        started_at: SystemTime,
+        flaky_fails: bool,
+        plan_dir: PathBuf,
+        #[serde(skip)]
+        flakes: crate::plan::timings::Flakes,
+    },
     Installing { package: String },
     InstallOutput { line: String },
     Installed { package: String, #[serde(with = "crate::plan::secs")] took: Duration, cached: bool },
@@ -120,6 +133,9 @@ pub enum EventKind {
     TeardownStarted { shard: ShardId, #[serde(flatten)] attempt: Attempt },
     /// An attempt ended, everything it started torn down.
     AttemptFinished { shard: ShardId, #[serde(flatten)] attempt: Attempt, status: ShardStatus, cause: Option<String> },
+    /// The shard failed, but the plan's `quarantine` entries `by` cover its failure: it is
+    /// reported, and does not fail the run. Comes just before its `ShardFinished`.
+    Quarantined { shard: ShardId, by: Vec<crate::plan::Quarantine> },
     /// The shard's last attempt ended: `status` is the shard's.
     ShardFinished { shard: ShardId, status: ShardStatus, cause: Option<String> },
     Cancelling { signal: &'static str },
@@ -201,6 +217,8 @@ pub enum ShardStatus {
     Flaky,
     /// A command failed or timed out.
     Failed,
+    /// Failed, but a `quarantine` entry of the plan covers the failure: the run passes.
+    Quarantined,
     /// Harper did not become ready.
     BootFailed,
     /// The tool's own failure: no address, instance directories or fixtures, a keeper that
@@ -217,7 +235,7 @@ impl ShardStatus {
     pub fn exit(self, flaky_fails: bool) -> Exit {
         match self {
             ShardStatus::Flaky if flaky_fails => Exit::ShardFailed,
-            ShardStatus::Passed | ShardStatus::Flaky | ShardStatus::Skipped => Exit::Passed,
+            ShardStatus::Passed | ShardStatus::Flaky | ShardStatus::Quarantined | ShardStatus::Skipped => Exit::Passed,
             ShardStatus::Failed => Exit::ShardFailed,
             ShardStatus::BootFailed | ShardStatus::Infrastructure => Exit::Infrastructure,
             ShardStatus::Cancelled => Exit::ShardFailed,
@@ -229,6 +247,7 @@ impl ShardStatus {
             ShardStatus::Passed => "passed",
             ShardStatus::Flaky => "FLAKY",
             ShardStatus::Failed => "FAILED",
+            ShardStatus::Quarantined => "QUARANTINED",
             ShardStatus::BootFailed => "BOOT FAILED",
             ShardStatus::Infrastructure => "INFRA",
             ShardStatus::Cancelled => "cancelled",

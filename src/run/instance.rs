@@ -105,7 +105,7 @@ pub struct Instance {
     template: Option<template::Template>,
     /// Held until the instance ends: every boot uses the template's boot cache.
     _template_held: Option<Hold>,
-    /// Held until the instance ends: no other live instance may have these JWT keys.
+    /// Held until the instance ends: no other live instance may have these keys (JWT and TLS).
     _keys: Option<template::KeySet>,
     exit: Option<ExitStatus>,
     /// Set when supervision itself went wrong (a keeper that died): the slot's record then
@@ -206,6 +206,11 @@ impl Instance {
         let _ = tokio::time::timeout(cx.within(FLUSH_LIMIT), child.process.flushed()).await;
         let logs = self.logs.boot(self.boots);
         cx.warn_unlogged(&mut child.process, |stream| logs.of(stream).to_path_buf());
+    }
+
+    /// `https://<address>:<port>` when the instance binds HTTPS (its `config` sets `tls`).
+    pub fn https_url(&self) -> Option<String> {
+        self.spec.ports.https.map(|port| format!("https://{}:{port}", self.addr))
     }
 
     /// Where Harper's own logs are (`hdb.log`).
@@ -352,7 +357,7 @@ impl Instance {
     /// Fills the instance's directories from the template, building the template first when the
     /// cache has none: on this instance's address, under the template's lock, started until
     /// ready, stopped, its ports seen free, kept. Returns the template, held for the instance's
-    /// life, and the instance's JWT keys.
+    /// life, and the instance's keys.
     async fn copy_template(&mut self, cx: &Context) -> Result<((template::Template, Hold), template::KeySet), Failure> {
         let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
         let cancelled = || Failure::cancelled("cancelled while waiting for another run's boot template");
@@ -394,10 +399,13 @@ impl Instance {
         let started = Instant::now();
         cx.emit.emit(EventKind::TemplateBuilding { shard: cx.id, attempt: cx.attempt, id: self.id.clone() });
         let dirs = Dirs::under(&cx.work.path, self.addr);
-        let on_node = boot_cache::enabled() && self.spec.runtime == Runtime::Node;
-        let compile = (on_node && runtime::node().compile_cache() && !boot_cache::preload_chosen()).then(|| boot_cache::compile_dir_of(&dirs.base));
+        let mode = match self.spec.runtime {
+            Runtime::Node => boot_cache::mode(runtime::node().compile_cache()),
+            _ => boot_cache::Mode::Off,
+        };
+        let compile = mode.compile().then(|| boot_cache::compile_dir_of(&dirs.base));
         let cached = boot_cache::package_root(cache, &self.harper.entry)
-            .filter(|_| on_node && compile.is_none())
+            .filter(|_| mode.preload())
             .map(|root| (boot_cache::dir_of(&dirs.base), root));
         let mut build = Build { dirs, password: instance::random_password(), boot: cached, compile };
         self.lease().record_dir(&build.dirs.base).and_then(|()| build.dirs.create()).map_err(infra)?;
@@ -409,6 +417,14 @@ impl Instance {
             build.boot = None;
         }
         let booted = boot(cx, build.as_target(self), self.logs.template(), |_, _, _| {}).await;
+        let admin = (self.spec.admin.username.as_str(), build.password.as_str());
+        let booted = match booted {
+            Ok(ready) => match template::forget_certificates(self.addr, self.spec.ports.operations, admin).await {
+                Ok(()) => Ok(ready),
+                Err(e) => Err((Some(ready.0), Failure { status: ShardStatus::BootFailed, cause: format!("{e:#}"), tail: Vec::new() })),
+            },
+            failed => failed,
+        };
         let (mut child, failure) = match booted {
             Ok((child, _)) => (Some(child), None),
             Err((child, mut failure)) => {

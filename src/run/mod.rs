@@ -31,6 +31,8 @@ pub struct Options {
     pub pool: Pool,
     /// Where instance directories go, already checked ([`WorkDir::prepare`]).
     pub work: WorkDir,
+    /// The flake history the run was given, passed on to the reports.
+    pub flakes: crate::plan::timings::Flakes,
 }
 
 /// Runs `shards` of `plan`; returns the exit status. Every event goes through `emit`.
@@ -50,7 +52,15 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
     let now = std::time::SystemTime::now();
     let started_at = now.checked_sub(emit.started.elapsed()).unwrap_or(now);
     let ids: Vec<ShardId> = ShardId::each(&infos).map(|(id, _)| id).collect();
-    emit.emit(EventKind::RunStarted { shards: infos, concurrency: plan.run.concurrency, report_dir: opts.report_dir.path().to_path_buf(), started_at, flaky_fails });
+    emit.emit(EventKind::RunStarted {
+        shards: infos,
+        concurrency: plan.run.concurrency,
+        report_dir: opts.report_dir.path().to_path_buf(),
+        started_at,
+        flaky_fails,
+        plan_dir: plan.dir.clone(),
+        flakes: opts.flakes,
+    });
 
     // The packages stay held until the run ends: a `cache clear` meanwhile keeps them.
     let (entries, _in_use) = match install_all(&shards, &emit, &cancel).await {

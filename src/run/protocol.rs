@@ -425,6 +425,11 @@ pub struct InstanceInfo {
     pub operations_url: String,
     pub http_url: String,
     pub mqtt_url: String,
+    /// `https://<hostname>:<ports.https>` when the instance's `config` sets `tls` (or
+    /// `http.mtls`); `null` otherwise.
+    pub https_url: Option<String>,
+    /// The `config`'s `tls` block, its paths absolute; `null` without one.
+    pub tls: Option<serde_json::Value>,
     pub admin: AdminInfo,
     /// The Harper the instance boots.
     pub harper: HarperSource,

@@ -64,6 +64,7 @@ pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
                 (ShardStatus::Passed, Some(failed)) => (ShardStatus::Flaky, failed),
                 _ => (status, cause),
             };
+            let status = quarantine(&cx, shard, status);
             cx.emit.emit(EventKind::ShardFinished { shard: cx.id, status, cause });
             return status;
         };
@@ -72,6 +73,34 @@ pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
         first_failure.get_or_insert(cause);
         cx = next;
     }
+}
+
+/// `Quarantined` for a failure the plan's quarantine covers (the shard, or the file of every
+/// test case that failed in the last attempt), after saying what covers it; else `status`.
+fn quarantine(cx: &Context, shard: &Shard, status: ShardStatus) -> ShardStatus {
+    if status != ShardStatus::Failed || shard.quarantine.is_empty() {
+        return status;
+    }
+    let by: Vec<crate::plan::Quarantine> = shard.quarantined_by(failing_files(cx).as_deref()).into_iter().cloned().collect();
+    if by.is_empty() {
+        return status;
+    }
+    cx.emit.emit(EventKind::Quarantined { shard: cx.id, by });
+    ShardStatus::Quarantined
+}
+
+/// The files (relative to the plan) of the test cases that failed in this attempt's JUnit;
+/// `None` when a failing case names no file.
+fn failing_files(cx: &Context) -> Option<Vec<String>> {
+    let (cases, _) = crate::cases::read(&cx.dir.junit());
+    let mut files: Vec<String> = cases
+        .iter()
+        .filter(|c| c.failure.is_some())
+        .map(|c| c.file.as_deref().and_then(|f| crate::cases::relative(f, &cx.plan_dir)))
+        .collect::<Option<_>>()?;
+    files.sort();
+    files.dedup();
+    Some(files)
 }
 
 /// A later attempt's folder, made fresh (the first attempt's is the shard's, made by the reports).
@@ -90,13 +119,7 @@ fn rerun(cx: &Context, shard: &Shard, done: Work) -> Work {
     if done.files.is_empty() {
         return done;
     }
-    let (cases, _) = crate::cases::read(&cx.dir.junit());
-    let failing: Option<Vec<String>> = cases
-        .iter()
-        .filter(|c| c.failure.is_some())
-        .map(|c| c.file.as_deref().and_then(|f| crate::cases::relative(f, &cx.plan_dir)))
-        .collect();
-    let failing = match failing {
+    let failing = match failing_files(cx) {
         Some(failing) if !failing.is_empty() => failing,
         _ => return Work::whole(shard),
     };
@@ -231,6 +254,9 @@ fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>, files: &[PathB
         ];
         for (k, v) in vars {
             env.insert(k.to_owned(), v);
+        }
+        if let Some(url) = i.https_url() {
+            env.insert("HARPER_HTTPS_URL".to_owned(), url);
         }
     }
     let vars = [

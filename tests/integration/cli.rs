@@ -251,6 +251,75 @@ fn the_dry_run_shows_the_version_and_module_abi_of_the_node_on_the_path() {
     assert_eq!(found["found"]["modules"], abi, "{json}");
 }
 
+/// The dry run says which shards boot Harper without a worker thread, and what that costs; the
+/// JSON carries every shard's thread count.
+#[test]
+fn the_dry_run_names_the_single_thread_mode_and_its_trade_off() {
+    let sandbox = Sandbox::new();
+    sandbox.write("harper.js", "");
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1\nharper: {bin: harper.js}\nshards:\n  - name: one\n    run: \"true\"\n  - name: single\n    harper: {threads: 0}\n    run: \"true\"\n",
+    );
+    let human = sandbox.run(&["run", "--plan"]).expect(0).stdout();
+    let (one, single) = human.split_once("2/2 single").unwrap_or_else(|| panic!("{human}"));
+    assert!(single.contains("threads  0: the single-thread mode") && single.contains("no worker thread"), "{human}");
+    assert!(!one.contains("threads "), "the default shard shows a thread line:\n{human}");
+    let json: Value = serde_json::from_str(&sandbox.run(&["run", "--plan", "--format", "json"]).expect(0).stdout()).unwrap();
+    let threads: Vec<&Value> = json["plan"]["shards"].as_array().unwrap().iter().map(|s| &s["harper"]["threads"]).collect();
+    assert_eq!(threads, [&serde_json::json!(1), &serde_json::json!(0)], "{json}");
+}
+
+/// The dry run's `runtime` line with a cache of the sandbox's own and `bin` first on the PATH.
+fn runtime_line(sandbox: &Sandbox, bin: &std::path::Path) -> String {
+    let mut cmd = sandbox.command();
+    cmd.args(["run", "--plan"]).env("PATH", support::node::path_with(bin)).env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache"));
+    let out = run(cmd).expect(0).stdout();
+    out.lines().find(|l| l.trim_start().starts_with("runtime")).unwrap_or_else(|| panic!("no runtime line in:\n{out}")).trim().to_owned()
+}
+
+/// Asking node its version is a node start: the answer is remembered in the cache, keyed by the
+/// binary. A later run takes it from there (an answer planted in its place shows), and the same
+/// binary changed in place is asked again.
+#[test]
+fn the_nodes_answer_is_remembered_per_binary_and_asked_again_once_it_changes() {
+    let sandbox = Sandbox::new();
+    bin_plan(&sandbox, "node");
+    std::fs::create_dir_all(sandbox.path("cache")).unwrap();
+    let bin = sandbox.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(support::node_bin(24).join("node"), bin.join("node")).unwrap();
+    let real = runtime_line(&sandbox, &bin);
+    assert!(real.starts_with("runtime  node v24."), "{real}");
+    let kept: Vec<_> = std::fs::read_dir(sandbox.path("cache/runtimes")).expect("the answer kept").flatten().map(|e| e.path()).collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    std::fs::write(&kept[0], "v99.1.2 999").unwrap();
+    assert_eq!(runtime_line(&sandbox, &bin), "runtime  node v99.1.2 (modules ABI 999)", "the kept answer was not used");
+
+    let node = std::fs::File::options().write(true).open(bin.join("node")).unwrap();
+    node.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)).unwrap();
+    drop(node);
+    assert_eq!(runtime_line(&sandbox, &bin), real, "a changed binary was not asked again");
+}
+
+/// A version manager's shim (a link to a program of another name, as mise and volta install)
+/// chooses the node itself: its answer is never remembered.
+#[test]
+fn the_answer_of_a_node_shim_is_not_remembered() {
+    let sandbox = Sandbox::new();
+    bin_plan(&sandbox, "node");
+    std::fs::create_dir_all(sandbox.path("cache")).unwrap();
+    let shim = sandbox.path("shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    std::fs::hard_link(support::node_bin(24).join("node"), shim.join("volta-shim"))
+        .or_else(|_| std::fs::copy(support::node_bin(24).join("node"), shim.join("volta-shim")).map(drop))
+        .unwrap();
+    std::os::unix::fs::symlink("volta-shim", shim.join("node")).unwrap();
+    assert!(runtime_line(&sandbox, &shim).starts_with("runtime  node v24."));
+    let kept = std::fs::read_dir(sandbox.path("cache/runtimes")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(kept, 0, "a shim's answer was remembered");
+}
+
 #[test]
 fn the_dry_run_of_an_exec_harper_says_bin_runs_itself_and_which_node_a_wrapper_finds() {
     let sandbox = Sandbox::new();

@@ -128,7 +128,10 @@ fn every_variable_the_tool_sets_for_a_command_is_on_the_refused_list() {
     use harper_shard::plan::resolve::OWNED_COMMAND_VARS;
     let sandbox = Sandbox::new();
     let shard = "  - name: a\n    run: env > seen.env\n    timeout: 20s\n";
-    sandbox.write("harper-shards.yml", &support::fake_plan("", "", shard));
+    // With `tls` the instance binds HTTPS, and its URL is one more variable.
+    sandbox.write("cert.pem", "-----BEGIN CERTIFICATE-----\n");
+    let tls = "  config: {tls: {certificate: cert.pem, privateKey: cert.pem}}\npool: {start: 127.0.55.10, count: 1}\n";
+    sandbox.write("harper-shards.yml", &support::fake_plan("", tls, shard));
     sandbox.run(&["run"]).expect(0);
     let inherited: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
     let mut set_by_the_tool: Vec<String> = support::read(&sandbox.path("seen.env"))
@@ -141,4 +144,62 @@ fn every_variable_the_tool_sets_for_a_command_is_on_the_refused_list() {
     let mut owned: Vec<String> = OWNED_COMMAND_VARS.iter().map(|(k, _)| (*k).to_owned()).collect();
     owned.sort();
     assert_eq!(set_by_the_tool, owned);
+}
+
+/// A TLS file the plan names that is a FIFO would block Harper's read of it forever: refused
+/// with exit 2 before anything starts, naming the field, the value and what to give instead.
+#[test]
+fn a_tls_certificate_that_is_a_fifo_is_refused_with_exit_2_and_nothing_starts() {
+    let sandbox = Sandbox::new();
+    let fifo = sandbox.path("cert.pem");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    sandbox.write("key.pem", "-----BEGIN RSA PRIVATE KEY-----\n");
+    let shard = "  - name: a\n    run: touch ran\n";
+    let tls = "  config: {tls: {certificate: cert.pem, privateKey: key.pem}}\n";
+    sandbox.write("harper-shards.yml", &support::fake_plan("", tls, shard));
+    let started = std::time::Instant::now();
+    let run = sandbox.run(&["run"]);
+    run.expect(2);
+    assert!(started.elapsed() < Duration::from_secs(5), "the refusal took {:?}", started.elapsed());
+    let err = run.stderr();
+    assert!(err.contains("harper-shards.yml:8:31: harper.config.tls.certificate: `cert.pem` cannot be used: it is a FIFO (named pipe), not a regular file"), "{err}");
+    assert!(err.contains("give a readable PEM file"), "{err}");
+    assert!(!sandbox.path("ran").exists() && !sandbox.path("w").exists(), "something started");
+}
+
+/// A relative TLS path means a file in the plan's folder, whatever folder the tool runs in: Harper
+/// gets it absolute (it runs in its instance's HOME), and a file of that name in the folder the
+/// tool was started in is not the one used.
+#[test]
+fn tls_paths_are_relative_to_the_plans_folder_whatever_folder_the_tool_runs_in() {
+    let sandbox = Sandbox::new();
+    sandbox.write("plans/certs/cert.pem", "-----BEGIN CERTIFICATE-----\n");
+    sandbox.write("plans/certs/key.pem", "-----BEGIN RSA PRIVATE KEY-----\n");
+    let tls = "  config: {tls: {certificate: certs/cert.pem, privateKey: ./certs/key.pem}}\n";
+    sandbox.write("plans/harper-shards.yml", &support::fake_plan("", tls, "  - name: a\n    run: \"true\"\n"));
+    std::fs::create_dir_all(sandbox.path("elsewhere/certs")).unwrap();
+    sandbox.write("elsewhere/certs/cert.pem", "-----BEGIN CERTIFICATE-----\n");
+    let mut cmd = sandbox.command();
+    cmd.current_dir(sandbox.path("elsewhere")).args(["run", "../plans/harper-shards.yml", "--plan", "--format", "json"]);
+    let run = support::Run::of(&mut cmd);
+    run.expect(0);
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let harper = &plan["plan"]["shards"][0]["harper"];
+    let dir = sandbox.path("plans");
+    let file = |key: &str| {
+        let given = std::path::PathBuf::from(harper["config"]["tls"][key].as_str().unwrap());
+        assert!(given.is_absolute(), "{}", given.display());
+        given.canonicalize().unwrap()
+    };
+    assert_eq!(file("certificate"), dir.join("certs/cert.pem").canonicalize().unwrap());
+    assert_eq!(file("privateKey"), dir.join("certs/key.pem").canonicalize().unwrap());
+    assert_eq!(harper["ports"]["https"], 9927, "the HTTPS port is in the instance's port set");
+
+    // Only in the folder the tool runs in: not found, and the error says where it looked.
+    std::fs::remove_file(sandbox.path("plans/certs/cert.pem")).unwrap();
+    let mut cmd = sandbox.command();
+    cmd.current_dir(sandbox.path("elsewhere")).args(["run", "../plans/harper-shards.yml", "--plan"]);
+    let run = support::Run::of(&mut cmd);
+    run.expect(2);
+    assert!(run.stderr().contains("no such file (") && run.stderr().contains("/elsewhere/../plans/certs/cert.pem)"), "{}", run.stderr());
 }

@@ -152,23 +152,32 @@ fn the_next_acquire_ends_every_process_carrying_a_dead_owners_token() {
 /// SO_REUSEPORT; the run must skip that address, name the port and this process as its holder,
 /// and run on the next one.
 fn foreign_listener_is_skipped(first: &str, reuse_port: bool) {
+    foreign_listener_on_is_skipped(first, reuse_port, (9926, "http"), "");
+}
+
+/// [`foreign_listener_is_skipped`] on `port` (named so by the run), `harper` YAML added to the
+/// plan's `harper:` block.
+fn foreign_listener_on_is_skipped(first: &str, reuse_port: bool, (port, name): (u16, &str), harper: &str) {
     let sandbox = Sandbox::new();
     let ip: Ipv4Addr = first.parse().unwrap();
     let next = Ipv4Addr::from(u32::from(ip) + 1);
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_reuse_address(true).unwrap();
     socket.set_reuse_port(reuse_port).unwrap();
-    socket.bind(&SocketAddrV4::new(ip, 9926).into()).expect("bind the foreign listener");
+    socket.bind(&SocketAddrV4::new(ip, port).into()).expect("bind the foreign listener");
     socket.listen(8).unwrap();
 
-    sandbox.write("harper-shards.yml", &fake_plan("", &pool_yaml(first, 2, "30s", 1), &shard("a", "echo $HARPER_HOSTNAME > host")));
+    sandbox.write("cert.pem", "-----BEGIN CERTIFICATE-----\n");
+    sandbox.write("key.pem", "-----BEGIN RSA PRIVATE KEY-----\n");
+    let extra = format!("{harper}{}", pool_yaml(first, 2, "30s", 1));
+    sandbox.write("harper-shards.yml", &fake_plan("", &extra, &shard("a", "echo $HARPER_HOSTNAME > host")));
     let mut cmd = pooled(&sandbox);
     cmd.arg("run");
     let r = run(cmd);
     r.expect(0);
     assert_eq!(support::read(&sandbox.path("host")).trim(), next.to_string(), "the shard ran on the next address");
     let me = std::process::id();
-    let expected = format!("{first} skipped: port 9926 (http) is held by pid {me} ({})", harper_shard::process::command(me));
+    let expected = format!("{first} skipped: port {port} ({name}) is held by pid {me} ({})", harper_shard::process::command(me));
     assert!(r.stderr().contains(&expected), "expected `{expected}` in:\n{}", r.stderr());
     drop(socket);
 }
@@ -181,6 +190,13 @@ fn a_plain_foreign_listener_makes_the_pool_skip_the_address_and_name_its_holder(
 #[test]
 fn a_reuseport_foreign_listener_makes_the_pool_skip_the_address_and_name_its_holder() {
     foreign_listener_is_skipped("127.0.43.2", true);
+}
+
+/// With `tls` in its config an instance binds HTTPS too: the canary covers that port.
+#[test]
+fn a_foreign_listener_on_the_https_port_of_a_tls_instance_makes_the_pool_skip_the_address() {
+    let tls = "  config: {tls: {certificate: cert.pem, privateKey: key.pem}}\n";
+    foreign_listener_on_is_skipped("127.0.55.2", false, (9927, "https"), tls);
 }
 
 /// Sets up an unsafe pool directory with `make`, runs, and expects exit 3 with `hint` in the

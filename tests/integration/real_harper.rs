@@ -127,6 +127,7 @@ fn the_example_plan_passes_with_templates_off() {
 /// What each shard of the equivalence plan records about its instance.
 const PROBE: &str = r#"
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import tls from 'node:tls';
 const url = process.env.HARPER_OPERATIONS_API_URL;
 const basic = 'Basic ' + Buffer.from(`${process.env.HARPER_ADMIN_USERNAME}:${process.env.HARPER_ADMIN_PASSWORD}`).toString('base64');
 const op = async (body, auth = basic) => {
@@ -152,12 +153,20 @@ if (name === 'copy-b') {
   const own = await op({ operation: 'create_authentication_tokens', username: process.env.HARPER_ADMIN_USERNAME, password: process.env.HARPER_ADMIN_PASSWORD });
   token = (await op({ operation: 'describe_all' }, `Bearer ${own.body.operation_token}`)).status;
 }
-writeFileSync(`${name}.json`, JSON.stringify({ normal, publicKey, token, foreign }));
+// The public key of the certificate the replication port serves: the copy's own TLS key signs it.
+const replicationKey = await new Promise((resolve, reject) => {
+  const socket = tls.connect({ host, port: 9933, rejectUnauthorized: false }, () => {
+    resolve(socket.getPeerCertificate().modulus);
+    socket.end();
+  });
+  socket.on('error', reject);
+});
+writeFileSync(`${name}.json`, JSON.stringify({ normal, publicKey, token, foreign, replicationKey }));
 "#;
 
 /// A templated instance cannot be told from a fresh install on its address: the same
-/// configuration once its directory and address are named alike, its own JWT keys, and a
-/// token of one instance is refused by another.
+/// configuration once its directory and address are named alike, its own JWT keys and TLS key,
+/// and a token of one instance is refused by another.
 #[test]
 fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     let _turn = turn();
@@ -183,21 +192,15 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     assert_eq!(b["normal"], fresh["normal"]);
     assert_ne!(a["publicKey"], b["publicKey"], "two live copies share their JWT keys");
     assert_ne!(a["publicKey"], fresh["publicKey"]);
+    assert!(a["replicationKey"].is_string(), "{a}");
+    assert_ne!(a["replicationKey"], b["replicationKey"], "two live copies share their TLS key");
+    assert_ne!(a["replicationKey"], fresh["replicationKey"]);
     assert_eq!(b["token"], 200, "a copy accepts its own tokens");
     assert_ne!(b["foreign"], 200, "a copy accepted a token of another instance");
 
-    // On a node with a compile cache of its own (22.1 and later) the preload is not loaded, and
-    // `on_node_24_every_life_…` checks that cache instead. Below that, both copies booted with
-    // the preload, and V8 took all of its code; the fresh install ran without it.
-    if harper_shard::harper::runtime::node().compile_cache() {
-        assert!(!stats.exists(), "the preload was loaded on a node that caches compiled code itself");
-        return;
-    }
-    let read: Vec<serde_json::Value> = support::read(&stats)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|s| s["produce"] == false)
-        .collect();
+    // Both copies booted with the preload (on node 22.1 and later beside Node's compile cache,
+    // which `on_node_24_…` checks), and V8 took all of its code; the fresh install ran without it.
+    let read = preload_reads(&stats);
     assert_eq!(read.len(), 2, "one boot-cache record per copy: {read:?}");
     for s in &read {
         assert!(s["code"]["hit"].as_u64().unwrap() > 1000 && s["code"]["rejected"] == 0 && s["code"]["miss"] == 0, "{s}");
@@ -214,6 +217,51 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     assert!(!stats.exists(), "HARPER_SHARD_BOOT_CACHE=off still loaded the cache");
 }
 
+/// With `tls` in its config a templated instance serves HTTPS on its address with the
+/// certificate the test made for it (verified against it), and after teardown that port is free
+/// like the others and nothing is left.
+#[test]
+fn a_tls_instance_answers_https_with_the_tests_certificate_and_frees_its_port() {
+    let _turn = turn();
+    let sandbox = Sandbox::new();
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=harper-shard-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.56.2", "-keyout"])
+        .arg(sandbox.path("key.pem"))
+        .arg("-out")
+        .arg(sandbox.path("cert.pem"))
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    sandbox.write(
+        "https.mjs",
+        "import https from 'node:https';\nimport { readFileSync, writeFileSync } from 'node:fs';\n\
+         const ca = readFileSync('cert.pem');\n\
+         const answer = await new Promise((resolve, reject) => {\n\
+           https.get(process.env.HARPER_HTTPS_URL, { ca }, (r) => { r.resume(); resolve({ status: r.statusCode, fingerprint: r.socket.getPeerCertificate().fingerprint256 }); }).on('error', reject);\n\
+         });\nwriteFileSync('https.json', JSON.stringify({ url: process.env.HARPER_HTTPS_URL, ...answer }));\n",
+    );
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1\npool: {start: 127.0.56.2, count: 1}\nharper:\n  template: on\n  config: {tls: {certificate: cert.pem, privateKey: key.pem}}\nshards:\n  - name: a\n    run: node https.mjs\n",
+    );
+    let mut cmd = sandbox.command();
+    cmd.arg("run").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+    let seen: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("https.json"))).unwrap();
+    assert_eq!(seen["url"], "https://127.0.56.2:9927");
+    assert!(seen["status"].is_number(), "Harper answered over HTTPS: {seen}");
+    let ours = std::process::Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256", "-in"]).arg(sandbox.path("cert.pem")).output().unwrap();
+    let ours = String::from_utf8_lossy(&ours.stdout).trim().rsplit('=').next().unwrap().to_owned();
+    assert_eq!(seen["fingerprint"], ours.as_str(), "Harper served another certificate");
+    let ports: Vec<u16> = DEFAULT_PORTS.iter().copied().chain([9927]).collect();
+    assert!(support::ports_free("127.0.56.2", &ports), "a port on 127.0.56.2 is still held");
+    let instance = &sandbox.report()["shards"][0];
+    assert!(instance["cause"].is_null(), "{instance}");
+    let left: Vec<_> = std::fs::read_dir(sandbox.path("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "directories left behind: {left:?}");
+}
+
 /// The lines of Node's compile-cache debug output (`NODE_DEBUG_NATIVE=COMPILE_CACHE`) in one
 /// life's stderr that say V8 took a file's code from the cache, by file.
 fn compile_cache_hits(stderr: &str) -> std::collections::BTreeMap<String, usize> {
@@ -228,11 +276,18 @@ fn compile_cache_hits(stderr: &str) -> std::collections::BTreeMap<String, usize>
     hits
 }
 
-/// On node 24 a templated instance boots every life with Node's own compile cache, in a copy
-/// of its own, and both of Harper's threads take their code from it; the preload is not loaded.
-/// `HARPER_SHARD_BOOT_CACHE=off` boots the same template without it.
+/// The boot-cache records of the preload's reading runs (not the template's build) in `stats`.
+fn preload_reads(stats: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(stats).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|s| s["produce"] == false).collect()
+}
+
+/// On node 24 a templated instance boots every life with the preload and with Node's compile
+/// cache, in a copy of its own, for what the preload leaves to Node; with
+/// `HARPER_SHARD_BOOT_CACHE=compile`, with Node's cache alone, from which both of Harper's
+/// threads take their code; with `=off`, with neither.
 #[test]
-fn on_node_24_every_life_of_a_templated_instance_takes_both_threads_code_from_its_own_compile_cache() {
+fn on_node_24_every_life_of_a_templated_instance_boots_with_the_preload_and_its_own_compile_cache() {
     let _turn = turn();
     let sandbox = Sandbox::new();
     let ctl = support::harper_shard();
@@ -250,33 +305,94 @@ fn on_node_24_every_life_of_a_templated_instance_takes_both_threads_code_from_it
         "version: 1\npool: {start: 127.0.66.2, count: 1}\nharper: {template: on}\nshards:\n  - name: a\n    run: sh lives.sh\n",
     );
     let stats = sandbox.path("boot-cache.jsonl");
-    let run = |boot_cache: &str| {
+    let run = |boot_cache: Option<&str>| {
+        let _ = std::fs::remove_file(&stats);
         let mut cmd = sandbox.command();
         cmd.arg("run")
             .env("PATH", support::node::path_with(&support::node_bin(24)))
             .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
             .env("HARPER_SHARD_BOOT_STATS", &stats)
-            .env("HARPER_SHARD_BOOT_CACHE", boot_cache)
             .env("NODE_DEBUG_NATIVE", "COMPILE_CACHE");
+        match boot_cache {
+            Some(value) => cmd.env("HARPER_SHARD_BOOT_CACHE", value),
+            None => cmd.env_remove("HARPER_SHARD_BOOT_CACHE"),
+        };
         support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
     };
-    run("on");
+    let lives = ["report/a/harper/stderr.log", "report/a/harper/boot-2/stderr.log"];
+    let own_compile_cache = || {
+        let environ = support::read(&sandbox.path("environ"));
+        let own = environ.lines().find_map(|l| l.strip_prefix("NODE_COMPILE_CACHE=")).unwrap_or_else(|| panic!("no compile cache:\n{environ}")).to_owned();
+        assert!(own.starts_with(sandbox.path("w").to_str().unwrap()), "the instance's compile cache is not its own: {own}");
+    };
+
+    run(None);
+    own_compile_cache();
     let environ = support::read(&sandbox.path("environ"));
-    let own = environ.lines().find_map(|l| l.strip_prefix("NODE_COMPILE_CACHE=")).unwrap_or_else(|| panic!("no compile cache:\n{environ}"));
-    assert!(own.starts_with(sandbox.path("w").to_str().unwrap()), "the instance's compile cache is not its own: {own}");
-    for life in ["report/a/harper/stderr.log", "report/a/harper/boot-2/stderr.log"] {
+    assert!(environ.lines().any(|l| l.starts_with("NODE_OPTIONS=") && l.contains("preload.cjs")), "the first life ran without the preload:\n{environ}");
+    // The preload writes its record as Harper's main thread exits: the SIGKILLed first life
+    // writes none, the second (stopped at teardown) one.
+    let reads = preload_reads(&stats);
+    assert_eq!(reads.len(), 1, "one preload record for the second life: {reads:?}");
+    for s in &reads {
+        assert!(s["code"]["hit"].as_u64().unwrap() > 1000 && s["code"]["rejected"] == 0 && s["code"]["miss"] == 0, "{s}");
+    }
+    for life in lives {
+        let log = support::read(&sandbox.path(life));
+        assert!(log.contains("[compile cache]") && log.contains("was accepted"), "{life}: Node's compile cache served nothing");
+        assert!(!log.contains("was rejected"), "{life}: V8 rejected cached code");
+    }
+
+    run(Some("compile"));
+    own_compile_cache();
+    for life in lives {
         let hits = compile_cache_hits(&support::read(&sandbox.path(life)));
         let both = hits.values().filter(|&&n| n >= 2).count();
         assert!(both > 1000, "{life}: {both} files came from the cache on both threads ({} on one)", hits.len());
         assert!(!support::read(&sandbox.path(life)).contains("was rejected"), "{life}: V8 rejected cached code");
     }
-    assert!(!stats.exists(), "the preload was loaded beside Node's compile cache");
+    assert!(!stats.exists(), "the preload was loaded with HARPER_SHARD_BOOT_CACHE=compile");
 
-    run("off");
-    for life in ["report/a/harper/stderr.log", "report/a/harper/boot-2/stderr.log"] {
+    run(Some("off"));
+    for life in lives {
         assert!(!support::read(&sandbox.path(life)).contains("[compile cache]"), "{life}: HARPER_SHARD_BOOT_CACHE=off still cached");
     }
     assert!(!support::read(&sandbox.path("environ")).contains("NODE_COMPILE_CACHE="));
+    assert!(!stats.exists(), "HARPER_SHARD_BOOT_CACHE=off still loaded the preload");
+}
+
+/// `harper: {threads: 0}` boots Harper without a worker thread: `system_information` lists none,
+/// where an instance of the same template without the key lists its one worker.
+#[test]
+fn threads_0_boots_harper_without_a_worker_thread_and_the_default_with_one() {
+    let _turn = turn();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "threads.mjs",
+        "import { writeFileSync } from 'node:fs';\n\
+         const auth = 'Basic ' + Buffer.from(`${process.env.HARPER_ADMIN_USERNAME}:${process.env.HARPER_ADMIN_PASSWORD}`).toString('base64');\n\
+         const r = await fetch(process.env.HARPER_OPERATIONS_API_URL, { method: 'POST', headers: { 'content-type': 'application/json', authorization: auth },\n\
+           body: JSON.stringify({ operation: 'system_information', attributes: ['threads'] }) });\n\
+         writeFileSync(`${process.argv[2]}.json`, JSON.stringify({ status: r.status, body: await r.json() }));\n",
+    );
+    sandbox.write(
+        "harper-shards.yml",
+        concat!(
+            "version: 1\npool: {start: 127.0.71.2, count: 2}\nrun: {concurrency: 1}\nshards:\n",
+            "  - name: default\n    run: node threads.mjs default\n",
+            "  - name: single\n    harper: {threads: 0}\n    run: node threads.mjs single\n",
+        ),
+    );
+    let mut cmd = sandbox.command();
+    cmd.arg("run").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+    let threads = |name: &str| -> usize {
+        let seen: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path(&format!("{name}.json")))).unwrap();
+        assert_eq!(seen["status"], 200, "{name}: {seen}");
+        seen["body"]["threads"].as_array().unwrap_or_else(|| panic!("{name}: no thread list in {seen}")).len()
+    };
+    assert_eq!(threads("default"), 1, "the default instance's worker threads");
+    assert_eq!(threads("single"), 0, "`threads: 0` still started a worker thread");
 }
 
 /// A suite written against `@harperfast/integration-testing`'s API runs unchanged through the

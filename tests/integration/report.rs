@@ -47,7 +47,7 @@ fn the_documented_shard_and_command_fields_are_the_ones_written() {
     let bad = &report["shards"][1];
     assert_eq!(keys(bad), documented("Shard"));
     assert_eq!(keys(&bad["commands"][0]), documented("Command"), "a failed command, which carries its tail");
-    assert_eq!(report["version"], 2);
+    assert_eq!(report["version"], 3);
     let attempts = bad["attempts"].as_array().expect("an attempts array");
     assert_eq!(attempts.len(), 1, "no retries: one attempt");
     assert_eq!(keys(&attempts[0]), documented("Attempt"));

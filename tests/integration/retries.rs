@@ -143,6 +143,7 @@ fn github_shows_each_flaky_shard_as_a_warning_and_in_the_step_summary() {
     assert!(warning.contains("failed on attempt 1 of 2") && warning.contains("passed on attempt 2"), "{warning}");
     let md = support::read(&summary);
     assert!(md.contains("### Flaky\n") && md.contains("**once** — failed on attempt 1 of 2"), "{md}");
+    assert!(md.contains("    section once (last attempt, 2 of 2)\n"), "the chart says which attempt it draws: {md}");
 }
 
 #[test]
@@ -300,4 +301,196 @@ fn sigint_during_a_retry_exits_130_with_the_report_written_and_nothing_left() {
     for a in attempts {
         assert!(support::ports_free(a["address"].as_str().unwrap(), &DEFAULT_PORTS), "{a}");
     }
+}
+
+/// Flake history given with `--timings`: the files shard flaked in 1 of 4 runs, its file
+/// t/b.test too (and failed in one). This run it flakes again.
+const HISTORY: &str = r#"{"version":1,"flakes":{"shards":{"files":{"runs":4,"flaky":1,"failed":0}},"files":{"t/b.test":{"runs":4,"flaky":1,"failed":1}}}}"#;
+
+#[test]
+fn the_step_summary_says_how_often_a_flaky_shard_and_its_flaky_file_flaked_lately() {
+    let scene = Scene::new("127.0.120.58", 2);
+    for f in ["a", "b"] {
+        scene.sandbox.write(&format!("t/{f}.test"), "");
+    }
+    fake_test_runner(&scene);
+    scene.plan("", "run: {retries: 1}\n", "  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {files}\"\n");
+    let history = scene.sandbox.write("history.json", HISTORY);
+    let summary = scene.sandbox.write("summary.md", "");
+    let out = scene.command().args(["run", "--timings"]).arg(&history).env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = support::read(&summary);
+    // 4 runs decayed by 0.9 and this one: 4.6 runs, 1.9 flaky, 0.9 failed.
+    assert!(md.contains("passed on attempt 2 on a fresh instance; tests that flaked: b.test: b works (flaky in 2 of the last 5 runs)\n"), "{md}");
+    assert!(md.contains("\n  - <code>t/b.test</code>: flaky in 2 of the last 5 runs, failed in 1\n"), "{md}");
+    assert!(!md.contains("<code>t/a.test</code>"), "a file that did not flake is not listed: {md}");
+    let timings: Value = serde_json::from_str(&support::read(&scene.sandbox.path("report/timings.json"))).unwrap();
+    assert_eq!(timings["run"]["flakes"]["shards"]["files"], serde_json::json!({"runs": 1.0, "flaky": 1.0, "failed": 0.0}), "{timings}");
+    assert_eq!(timings["run"]["flakes"]["files"]["t/a.test"], serde_json::json!({"runs": 1.0, "flaky": 0.0, "failed": 0.0}), "{timings}");
+    let kept = &timings["flakes"]["shards"]["files"];
+    assert!((kept["runs"].as_f64().unwrap() - 4.6).abs() < 1e-9 && (kept["flaky"].as_f64().unwrap() - 1.9).abs() < 1e-9, "{timings}");
+}
+
+#[test]
+fn the_dry_run_shows_each_shards_flake_rate_from_the_timings() {
+    let scene = Scene::new("127.0.120.62", 1);
+    scene.plan("", "", "  - name: files\n    run: \"true\"\n  - name: steady\n    run: \"true\"\n");
+    let history = scene.sandbox.write("history.json", HISTORY);
+    let human = scene.run(&["run", "--plan", "--timings", history.to_str().unwrap()]);
+    human.expect(0);
+    let text = human.stdout();
+    let files = text.split("2/2 steady").next().unwrap();
+    assert!(files.contains("      flakes   flaky in 1 of the last 4 runs (timings)\n"), "{text}");
+    assert!(!text.split("2/2 steady").nth(1).unwrap().contains("flakes "), "no history, no line: {text}");
+    let json = scene.run(&["run", "--plan", "--format", "json", "--timings", history.to_str().unwrap()]);
+    let plan: Value = serde_json::from_str(&json.stdout()).unwrap();
+    assert_eq!(plan["plan"]["shards"][0]["flakes"]["flaky"], 1.0, "{plan}");
+    assert_eq!(plan["plan"]["shards"][1]["flakes"], Value::Null, "{plan}");
+}
+
+#[test]
+fn timings_merge_adds_up_the_flake_counts_of_the_jobs_and_weighs_in_the_history() {
+    let scene = Scene::new("127.0.120.66", 1);
+    let job = |partition: u32, shard: &str, counts: &str| {
+        format!(
+            r#"{{"version":1,"run":{{"partition":{{"index":{partition},"total":2}},"assignment":"d","assigned":["a","b"],"selected":["{shard}"],
+            "plan":{{"shards":["a","b"],"files":["t/x.test"]}},"flakes":{{"shards":{{"{shard}":{counts}}},"files":{{"t/x.test":{counts}}}}}}}}}"#
+        )
+    };
+    let one = scene.sandbox.write("1.json", &job(1, "a", r#"{"runs":1,"flaky":1,"failed":0}"#));
+    let two = scene.sandbox.write("2.json", &job(2, "b", r#"{"runs":1,"flaky":0,"failed":1}"#));
+    let old = scene.sandbox.write("old.json", r#"{"version":1,"flakes":{"files":{"t/x.test":{"runs":10,"flaky":5,"failed":0}}}}"#);
+    let run = scene.run(&["timings", "merge", one.to_str().unwrap(), two.to_str().unwrap(), "--previous", old.to_str().unwrap()]);
+    run.expect(0);
+    let merged: Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(merged["flakes"]["shards"]["a"], serde_json::json!({"runs": 1.0, "flaky": 1.0, "failed": 0.0}), "{merged}");
+    assert_eq!(merged["flakes"]["shards"]["b"], serde_json::json!({"runs": 1.0, "flaky": 0.0, "failed": 1.0}), "{merged}");
+    // Both jobs ran t/x.test: two runs, added to the history decayed once (10 × 0.9, 5 × 0.9).
+    assert_eq!(merged["flakes"]["files"]["t/x.test"], serde_json::json!({"runs": 11.0, "flaky": 5.5, "failed": 1.0}), "{merged}");
+}
+
+/// A plan of a shard `broken` that always fails and one that passes, with `quarantine` YAML.
+fn quarantined_plan(scene: &Scene, quarantine: &str) {
+    scene.plan("", "", &format!("  - name: broken\n    run: \"echo broken-output; exit 1\"\n  - name: fine\n    run: \"true\"\nquarantine:\n{quarantine}"));
+}
+
+#[test]
+fn a_quarantined_failing_shard_is_reported_everywhere_and_the_run_exits_0() {
+    let scene = Scene::new("127.0.120.70", 2);
+    quarantined_plan(&scene, "  - shard: broken\n    reason: \"flaky on CI, issue 7\"\n    until: 9999-12-31\n");
+    let summary = scene.sandbox.write("summary.md", "");
+    let out = scene.command().arg("run").env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warning = err.lines().find(|l| l.starts_with("::warning ") && l.contains("title=broken%3A quarantined")).unwrap_or_else(|| panic!("no quarantine warning:\n{err}"));
+    assert!(warning.contains("::quarantined until 9999-12-31: flaky on CI, issue 7 (shard `broken`); it failed: `echo broken-output; exit 1` failed: exit code 1"), "{warning}");
+    assert!(!err.lines().any(|l| l.starts_with("::error")), "{err}");
+    assert!(err.contains("\nquarantined: broken: quarantined until 9999-12-31"), "the console's line: {err}");
+    let shard = &scene.sandbox.report()["shards"][0];
+    assert_eq!(shard["status"], "quarantined", "{shard}");
+    assert_eq!(shard["quarantine"][0], serde_json::json!({"target": "shard", "name": "broken", "reason": "flaky on CI, issue 7", "until": "9999-12-31", "expired": false}));
+    let md = support::read(&summary);
+    assert!(md.contains("### Quarantined\n") && md.contains("- **broken** — quarantined until 9999-12-31: flaky on CI, issue 7"), "{md}");
+    assert!(md.contains("no shard failed the run in ") && md.contains("1 of 2 failed but are quarantined"), "{md}");
+}
+
+#[test]
+fn an_expired_quarantine_counts_for_nothing_and_says_so() {
+    let scene = Scene::new("127.0.120.74", 2);
+    quarantined_plan(&scene, "  - shard: broken\n    reason: \"flaky on CI, issue 7\"\n    until: 2000-01-01\n");
+    let run = scene.run(&["run"]);
+    run.expect(1);
+    let err = run.stderr();
+    assert!(err.contains("the quarantine of shard `broken` ended on 2000-01-01 (flaky on CI, issue 7): its failures fail the run again"), "{err}");
+    let report = scene.sandbox.report();
+    assert_eq!(report["shards"][0]["status"], "failed", "{report}");
+    assert_eq!(report["shards"][0]["quarantine"], Value::Null, "{report}");
+    assert!(report["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("ended on 2000-01-01")), "{report}");
+    let plan = scene.run(&["run", "--plan"]);
+    plan.expect(0);
+    assert!(plan.stderr().contains("the quarantine of shard `broken` ended on 2000-01-01"), "the dry run warns too: {}", plan.stderr());
+}
+
+#[test]
+fn a_file_quarantine_covers_a_failure_only_when_every_failing_case_is_in_a_quarantined_file() {
+    let scene = Scene::new("127.0.120.78", 2);
+    for f in ["a", "hard"] {
+        scene.sandbox.write(&format!("t/{f}.test"), "");
+    }
+    fake_test_runner(&scene);
+    let plan = |quarantined: &str| {
+        let shards = format!("  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {{files}}\"\nquarantine:\n  - file: {quarantined}\n    reason: known\n    until: 9999-12-31\n");
+        scene.plan("", "", &shards);
+    };
+    plan("./t/hard.test");
+    scene.run(&["run"]).expect(0);
+    let shard = &scene.sandbox.report()["shards"][0];
+    assert_eq!((shard["status"].as_str(), shard["quarantine"][0]["name"].as_str()), (Some("quarantined"), Some("t/hard.test")), "{shard}");
+    plan("t/a.test");
+    scene.run(&["run"]).expect(1);
+    assert_eq!(scene.sandbox.report()["shards"][0]["status"], "failed", "t/hard.test failed and nothing covers it");
+}
+
+#[test]
+fn a_quarantine_of_a_split_shard_covers_every_part() {
+    let scene = Scene::new("127.0.120.82", 1);
+    for f in ["a", "b", "c"] {
+        scene.sandbox.write(&format!("t/{f}.test"), "");
+    }
+    scene.plan("", "", "  - name: db\n    files: \"t/*.test\"\n    split: 2\n    run: \"true {files}\"\n  - name: other\n    run: \"true\"\nquarantine:\n  - shard: db\n    reason: known\n    until: 9999-12-31\n");
+    let run = scene.run(&["run", "--plan", "--format", "json"]);
+    run.expect(0);
+    let plan: Value = serde_json::from_str(&run.stdout()).unwrap();
+    let covered: Vec<(&str, usize)> = plan["plan"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["quarantine"].as_array().map_or(0, Vec::len)))
+        .collect();
+    assert_eq!(covered, [("db/1", 1), ("db/2", 1), ("other", 0)]);
+}
+
+#[test]
+fn bad_quarantine_entries_are_refused_naming_the_line_the_field_and_the_value() {
+    let scene = Scene::new("127.0.120.86", 1);
+    let long = "x".repeat(10 * 1024);
+    let cases: Vec<(String, &[&str])> = vec![
+        ("  - shard: broken\n    reason: r\n    until: 2026-02-30\n".into(), &["harper-shards.yml:", "until `2026-02-30` is not a date: month 2 of 2026 has 28 days"]),
+        ("  - shard: broken\n    reason: r\n    until: tomorrow\n".into(), &["until `tomorrow` is not a date: write a date as YYYY-MM-DD"]),
+        ("  - shard: broken\n    until: 2030-01-01\n".into(), &["quarantine[0].reason", "the quarantine of shard `broken` gives no reason"]),
+        ("  - shard: broken\n    reason: \"  \"\n    until: 2030-01-01\n".into(), &["quarantine[0].reason", "gives no reason"]),
+        ("  - shard: broken\n    reason: r\n".into(), &["quarantine[0].until", "has no `until`"]),
+        ("  - shard: nope\n    reason: r\n    until: 2030-01-01\n".into(), &["quarantine[0].shard", "quarantine names shard `nope`, which the plan does not have", "broken, fine"]),
+        ("  - file: t/none.test\n    reason: r\n    until: 2030-01-01\n".into(), &["quarantine[0].file", "quarantine names file `t/none.test`"]),
+        ("  - shard: broken\n    file: t/a.test\n    reason: r\n    until: 2030-01-01\n".into(), &["quarantine[0]", "names both a `shard` and a `file`"]),
+        ("  - reason: r\n    until: 2030-01-01\n".into(), &["quarantine[0]", "names no `shard` and no `file`"]),
+        ("  - shard: broken\n    reason: r\n    until: 2030-01-01\n  - shard: broken\n    reason: s\n    until: 2031-01-01\n".into(), &["quarantine[1].shard", "shard `broken` is quarantined twice", "the other is on line 15"]),
+        (format!("  - shard: broken\n    reason: {long}\n    until: 2030-01-01\n"), &["quarantine[0].reason", "the reason is 10 KiB long", "within 1024 bytes"]),
+    ];
+    for (entry, said) in cases {
+        quarantined_plan(&scene, &entry);
+        let run = scene.run(&["run"]);
+        let err = run.stderr();
+        assert_eq!(run.code(), 2, "{entry}: {err}");
+        for s in said {
+            assert!(err.contains(s), "{entry:.80}: no {s:?} in\n{err:.2000}");
+        }
+        assert!(err.len() < 4096, "the message quotes no 10 KB value: {}", err.len());
+        assert!(!scene.sandbox.path("report").exists(), "nothing started");
+    }
+}
+
+#[test]
+fn a_quarantine_reason_cannot_forge_workflow_commands_or_move_the_cursor() {
+    let scene = Scene::new("127.0.120.90", 2);
+    quarantined_plan(&scene, "  - shard: broken\n    reason: \"evil\\r::error title=forged::pwned\\n::error::again\\e[2J\\a\"\n    until: 9999-12-31\n");
+    let summary = scene.sandbox.write("summary.md", "");
+    let out = scene.command().arg("run").env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.lines().any(|l| l.starts_with("::error")), "{err}");
+    assert!(!err.contains('\r') && !err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+    assert!(err.lines().any(|l| l.starts_with("::warning ") && l.contains("quarantined until 9999-12-31: evil")), "{err}");
+    let md = support::read(&summary);
+    assert!(!md.contains('\r') && !md.contains('\x1b') && !md.lines().any(|l| l.starts_with("::")), "{md:?}");
 }

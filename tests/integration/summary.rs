@@ -60,7 +60,7 @@ fn record_of(lives: &[Life]) -> RunRecord {
     };
     let ms = Duration::from_millis;
     let ids: Vec<ShardId> = ShardId::each(&shards).map(|(id, _)| id).collect();
-    apply(ms(1), EventKind::RunStarted { shards, concurrency: 4, report_dir: "report".into(), started_at: std::time::SystemTime::now(), flaky_fails: false });
+    apply(ms(1), EventKind::RunStarted { shards, concurrency: 4, report_dir: "report".into(), started_at: std::time::SystemTime::now(), flaky_fails: false, plan_dir: ".".into(), flakes: Default::default() });
     for (shard, l) in ids.into_iter().zip(lives) {
         apply(ms(10), EventKind::ShardStarted { shard });
         apply(ms(10), own(shard, InstancePhase::Acquired { name: "main".into(), addr: Ipv4Addr::new(127, 0, 0, 2) }));
@@ -165,7 +165,7 @@ fn instances_record(restarts: usize) -> RunRecord {
     let instance = |id: &str, phase: InstancePhase| EventKind::Instance { shard, attempt: Attempt::first(1), id: id.into(), phase };
     let booting = |pid: u32| InstancePhase::Booting { pid, rootpath: "/tmp/r".into(), logs: BootLogs { stdout: "o".into(), stderr: "e".into() } };
     let ready = || InstancePhase::Ready { took: Duration::from_millis(250) };
-    apply(1, EventKind::RunStarted { shards, concurrency: 1, report_dir: "report".into(), started_at: std::time::SystemTime::now(), flaky_fails: false });
+    apply(1, EventKind::RunStarted { shards, concurrency: 1, report_dir: "report".into(), started_at: std::time::SystemTime::now(), flaky_fails: false, plan_dir: ".".into(), flakes: Default::default() });
     apply(1, EventKind::ShardStarted { shard });
     apply(1, own(shard, InstancePhase::Acquired { name: "main".into(), addr: Ipv4Addr::new(127, 0, 0, 2) }));
     let logs = BootLogs { stdout: "report/auth/harper/stdout.log".into(), stderr: "report/auth/harper/stderr.log".into() };

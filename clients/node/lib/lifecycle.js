@@ -195,6 +195,8 @@ function nodeFrom(instance) {
 		operationsAPIURL: str(instance.operations_url, 'operations_url'),
 		httpURL: str(instance.http_url, 'http_url'),
 		mqttURL: instance.mqtt_url,
+		// Only when the instance's config sets `tls` (or `http.mtls`): Harper then binds HTTPS.
+		...(typeof instance.https_url === 'string' ? { httpsURL: instance.https_url, tls: instance.tls ?? undefined } : {}),
 		admin: { username: str(admin.username, 'admin.username'), password: str(admin.password, 'admin.password') },
 		dataRootDir: str(instance.rootpath, 'rootpath'),
 		logDir: instance.log_dir,
@@ -249,11 +251,29 @@ function instanceLabel(name) {
 	return label;
 }
 
+/**
+ * `config` with the files of its `tls` block(s) made absolute against this process's folder: the
+ * harness's Harper runs in the test's folder, harper-shard's in the instance's HOME, and the
+ * tool resolves what is still relative against the plan's folder.
+ */
+function withTlsPaths(config) {
+	if (typeof config !== 'object' || Array.isArray(config) || config.tls === null || typeof config.tls !== 'object') return config;
+	const absolute = (block) => {
+		if (block === null || typeof block !== 'object' || Array.isArray(block)) return block;
+		const out = { ...block };
+		for (const key of ['certificate', 'privateKey', 'certificateAuthority']) {
+			if (typeof out[key] === 'string' && out[key] !== '') out[key] = resolvePath(out[key]);
+		}
+		return out;
+	};
+	return { ...config, tls: Array.isArray(config.tls) ? config.tls.map(absolute) : absolute(config.tls) };
+}
+
 /** The Harper keys of a `start` request for a new instance, from the harness's options. */
 function startKeys(ctx, options = {}, fixtures) {
 	const request = { op: 'start' };
 	if (typeof ctx.name === 'string' && ctx.name !== '') request.name = instanceLabel(ctx.name);
-	if (options.config !== undefined && options.config !== null) request.config = options.config;
+	if (options.config !== undefined && options.config !== null) request.config = withTlsPaths(options.config);
 	if (options.env !== undefined && options.env !== null) {
 		// Harper's environment holds strings; spawn() stringified the harness's values, so do we.
 		request.env = Object.fromEntries(

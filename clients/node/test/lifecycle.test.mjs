@@ -100,6 +100,22 @@ test('a fresh context starts a new instance, the options sent as Harper keys', a
 	await teardownHarper(ctx);
 });
 
+test('a config with tls sends its files absolute against the test\'s folder and gives httpsURL and tls', async () => {
+	const ctx = {};
+	const requests = await sent(() =>
+		startHarper(ctx, { config: { tls: { certificate: 'certs/cert.pem', privateKey: '/abs/key.pem' }, logging: { level: 'warn' } } })
+	);
+	const tls = { certificate: join(process.cwd(), 'certs/cert.pem'), privateKey: '/abs/key.pem' };
+	assert.deepEqual(requests, [{ op: 'start', config: { tls, logging: { level: 'warn' } } }]);
+	assert.equal(ctx.harper.httpsURL, `https://${ctx.harper.hostname}:9927`);
+	assert.deepEqual(ctx.harper.tls, tls);
+	await teardownHarper(ctx);
+	const list = {};
+	const [listed] = await sent(() => startHarper(list, { config: { tls: [{ certificate: 'a.pem' }, { privateKey: 'b.pem' }] } }));
+	assert.deepEqual(listed.config.tls, [{ certificate: join(process.cwd(), 'a.pem') }, { privateKey: join(process.cwd(), 'b.pem') }]);
+	await teardownHarper(list);
+});
+
 test('without options, startHarper sends only `start` (and the context name when it has one)', async () => {
 	const ctx = harness.createHarperContext();
 	assert.deepEqual(await sent(() => startHarper(ctx)), [{ op: 'start' }]);

@@ -59,6 +59,8 @@ export async function startMock({ boot = false, instances: limit = 4, operations
 			operations_url: operationsUrl ? operationsUrl(hostname) : `http://${hostname}:9925`,
 			http_url: `http://${hostname}:9926`,
 			mqtt_url: `mqtt://${hostname}:1883`,
+			https_url: null,
+			tls: null,
 			admin: { username: 'admin', password: randomBytes(8).toString('hex') },
 			rootpath: `${base}/r`,
 			log_dir: `${base}/r/log`,
@@ -166,6 +168,10 @@ export async function startMock({ boot = false, instances: limit = 4, operations
 		const n = next++;
 		const instance = make(`i${n}`, 2 + n, request.name);
 		if (harper) instance.harper = harper;
+		if (request.config?.tls) {
+			instance.https_url = `https://${instance.hostname}:9927`;
+			instance.tls = request.config.tls;
+		}
 		run(instance);
 		instances.set(instance.id, instance);
 		return { ok: true, instance: copy(instance) };

@@ -30,7 +30,7 @@ pub fn run_record(passed: usize, failed: usize) -> RunRecord {
     };
     let started_at = std::time::SystemTime::now();
     let ids: Vec<ShardId> = ShardId::each(&shards).map(|(id, _)| id).collect();
-    apply(EventKind::RunStarted { shards, concurrency: 4, report_dir: "report".into(), started_at, flaky_fails: false });
+    apply(EventKind::RunStarted { shards, concurrency: 4, report_dir: "report".into(), started_at, flaky_fails: false, plan_dir: ".".into(), flakes: Default::default() });
     for shard in ids {
         let fails = shard.position() >= passed;
         apply(EventKind::ShardStarted { shard });

@@ -28,7 +28,8 @@ const START_AT: &str = "HARPER_SHARD_BENCH_START";
 /// Addresses no test uses.
 const POOL_START: Ipv4Addr = Ipv4Addr::new(127, 0, 91, 2);
 const POOL_COUNT: u32 = 4;
-const PORTS: [(&str, u16); 5] = [("operations", 9925), ("http", 9926), ("mqtt", 1883), ("mqtts", 8883), ("replication", 9933)];
+const PORTS: [(&str, u16); 5] =
+    [("operations", 9925), ("http", 9926), ("mqtt", 1883), ("mqtts", 8883), ("replication", 9933)];
 
 const UNCONTENDED_ROUNDS: usize = 10;
 const UNCONTENDED_PER_ROUND: usize = 100;
@@ -115,7 +116,11 @@ const BASELINE_STALE: Duration = Duration::from_secs(10);
 impl Baseline {
     fn open(dir: &Path, count: u32) -> Baseline {
         std::fs::create_dir_all(dir).expect("create the baseline dir");
-        Baseline { lock: dir.join("pool.lock"), state: dir.join("pool.json"), count: count as usize }
+        Baseline {
+            lock: dir.join("pool.lock"),
+            state: dir.join("pool.json"),
+            count: count as usize,
+        }
     }
 
     fn lock(&self) {
@@ -150,7 +155,8 @@ impl Baseline {
     }
 
     fn write(&self, slots: &[Option<u32>]) {
-        std::fs::write(&self.state, serde_json::to_vec(slots).unwrap()).expect("write the baseline state");
+        std::fs::write(&self.state, serde_json::to_vec(slots).unwrap())
+            .expect("write the baseline state");
     }
 
     fn acquire(&self, waiting: &dyn Fn()) -> usize {
@@ -158,7 +164,8 @@ impl Baseline {
         loop {
             self.lock();
             let mut slots = self.read();
-            let free = (0..slots.len()).find(|&i| slots[i].is_none() && probe::check_all(addr(i), &PORTS).is_ok());
+            let free = (0..slots.len())
+                .find(|&i| slots[i].is_none() && probe::check_all(addr(i), &PORTS).is_ok());
             if let Some(i) = free {
                 slots[i] = Some(me);
                 self.write(&slots);
@@ -169,7 +176,9 @@ impl Baseline {
             let mut swept = false;
             for slot in slots.iter_mut() {
                 if let Some(pid) = *slot {
-                    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok();
+                    let alive =
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None)
+                            .is_ok();
                     if !alive {
                         *slot = None;
                         swept = true;
@@ -247,7 +256,10 @@ fn measure() {
     std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let (ours_dir, base_dir) = (root.join("ours"), root.join("baseline"));
 
-    println!("pool of {POOL_COUNT} addresses from {POOL_START}, canary on {} ports, both sides", PORTS.len());
+    println!(
+        "pool of {POOL_COUNT} addresses from {POOL_START}, canary on {} ports, both sides",
+        PORTS.len()
+    );
     let mut ours = Ours::open(&ours_dir, POOL_COUNT);
     let mut base = Baseline::open(&base_dir, POOL_COUNT);
     // Alternate rounds so that drift in the machine's load hits both sides alike.
@@ -259,24 +271,56 @@ fn measure() {
     let (m_ours, p_ours) = (percentile(&mut lat_ours, 50.0), percentile(&mut lat_ours, 99.0));
     let (m_base, p_base) = (percentile(&mut lat_base, 50.0), percentile(&mut lat_base, 99.0));
     println!("uncontended acquire+release, {} cycles each:", lat_ours.len());
-    println!("  harper-shard flock pool   median {:>9.1} µs   p99 {:>9.1} µs", micros(m_ours), micros(p_ours));
-    println!("  baseline (TS algorithm)   median {:>9.1} µs   p99 {:>9.1} µs", micros(m_base), micros(p_base));
-    println!("  ratio baseline/ours       median {:>9.2}x     p99 {:>9.2}x", ratio(m_base, m_ours), ratio(p_base, p_ours));
+    println!(
+        "  harper-shard flock pool   median {:>9.1} µs   p99 {:>9.1} µs",
+        micros(m_ours),
+        micros(p_ours)
+    );
+    println!(
+        "  baseline (TS algorithm)   median {:>9.1} µs   p99 {:>9.1} µs",
+        micros(m_base),
+        micros(p_base)
+    );
+    println!(
+        "  ratio baseline/ours       median {:>9.2}x     p99 {:>9.2}x",
+        ratio(m_base, m_ours),
+        ratio(p_base, p_ours)
+    );
 
     let (rate_ours, spread_ours) = contended("ours", &ours_dir);
     let (rate_base, spread_base) = contended("baseline", &base_dir);
-    println!("{CONTENDERS} processes contending for {POOL_COUNT} addresses, {}s each:", CONTENDED_FOR.as_secs());
-    println!("  harper-shard flock pool   {rate_ours:>9.1} cycles/s   per process min/median/max {spread_ours}");
-    println!("  baseline (TS algorithm)   {rate_base:>9.1} cycles/s   per process min/median/max {spread_base}");
+    println!(
+        "{CONTENDERS} processes contending for {POOL_COUNT} addresses, {}s each:",
+        CONTENDED_FOR.as_secs()
+    );
+    println!(
+        "  harper-shard flock pool   {rate_ours:>9.1} cycles/s   per process min/median/max {spread_ours}"
+    );
+    println!(
+        "  baseline (TS algorithm)   {rate_base:>9.1} cycles/s   per process min/median/max {spread_base}"
+    );
     println!("  ratio ours/baseline       {:>9.1}x", rate_ours / rate_base.max(f64::MIN_POSITIVE));
 
-    let mut hand_ours = handoffs("handoff-ours", &mut Ours::open(&root.join("h-ours"), 1), &root.join("h-ours"));
-    let mut hand_base = handoffs("handoff-baseline", &mut Baseline::open(&root.join("h-base"), 1), &root.join("h-base"));
+    let mut hand_ours =
+        handoffs("handoff-ours", &mut Ours::open(&root.join("h-ours"), 1), &root.join("h-ours"));
+    let mut hand_base = handoffs(
+        "handoff-baseline",
+        &mut Baseline::open(&root.join("h-base"), 1),
+        &root.join("h-base"),
+    );
     let (h_ours, hp_ours) = (percentile(&mut hand_ours, 50.0), percentile(&mut hand_ours, 100.0));
     let (h_base, hp_base) = (percentile(&mut hand_base, 50.0), percentile(&mut hand_base, 100.0));
     println!("hand-off of a released address to a process waiting for it, {HANDOFFS} each:");
-    println!("  harper-shard flock pool   median {:>9.1} ms   max {:>9.1} ms", millis(h_ours), millis(hp_ours));
-    println!("  baseline (TS algorithm)   median {:>9.1} ms   max {:>9.1} ms", millis(h_base), millis(hp_base));
+    println!(
+        "  harper-shard flock pool   median {:>9.1} ms   max {:>9.1} ms",
+        millis(h_ours),
+        millis(hp_ours)
+    );
+    println!(
+        "  baseline (TS algorithm)   median {:>9.1} ms   max {:>9.1} ms",
+        millis(h_base),
+        millis(hp_base)
+    );
     println!("  ratio baseline/ours       median {:>9.1}x", ratio(h_base, h_ours));
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -311,7 +355,8 @@ fn handoffs(role: &str, holder: &mut dyn Slots, dir: &Path) -> Vec<Duration> {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("start a waiter");
-            let mut said = std::io::BufReader::new(waiter.stderr.take().expect("the waiter's stderr"));
+            let mut said =
+                std::io::BufReader::new(waiter.stderr.take().expect("the waiter's stderr"));
             let mut line = String::new();
             std::io::BufRead::read_line(&mut said, &mut line).expect("read the waiter's stderr");
             assert_eq!(line.trim(), WAITING, "the waiter did not find the address taken");

@@ -26,13 +26,13 @@ pub struct Case {
     /// Seconds, when given and sane.
     pub time: Option<f64>,
     /// Its `<failure>` or `<error>`, if it did not pass.
-    pub failure: Option<Failure>,
+    pub failure: Option<ReportedFailure>,
     pub skipped: bool,
 }
 
 /// What a failed testcase says about its failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub struct ReportedFailure {
     /// `<error>` rather than `<failure>`.
     pub error: bool,
     pub message: Option<String>,
@@ -57,9 +57,14 @@ pub fn read(dir: &Path) -> (Vec<Case>, Vec<String>) {
         .collect();
     paths.sort();
     for path in paths {
-        match std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|text| parse(&text)) {
+        match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| parse(&text))
+        {
             Ok(found) => cases.extend(found),
-            Err(e) => problems.push(format!("{}: {e} (its test cases are ignored)", path.display())),
+            Err(e) => {
+                problems.push(format!("{}: {e} (its test cases are ignored)", path.display()))
+            }
         }
     }
     (cases, problems)
@@ -70,7 +75,9 @@ pub fn file_times(dir: &Path, plan_dir: &Path) -> (BTreeMap<String, f64>, Vec<St
     let (cases, problems) = read(dir);
     let mut times = BTreeMap::new();
     for case in cases {
-        if let (Some(file), Some(secs)) = (case.file.as_deref().and_then(|f| relative(f, plan_dir)), case.time) {
+        if let (Some(file), Some(secs)) =
+            (case.file.as_deref().and_then(|f| relative(f, plan_dir)), case.time)
+        {
             *times.entry(file).or_insert(0.0) += secs;
         }
     }
@@ -86,7 +93,9 @@ fn parse(text: &str) -> Result<Vec<Case>, String> {
     let mut open: Option<Case> = None;
     let mut in_failure = false;
     loop {
-        let event = reader.read_event().map_err(|e| format!("not valid XML at byte {}: {e}", reader.error_position()))?;
+        let event = reader
+            .read_event()
+            .map_err(|e| format!("not valid XML at byte {}: {e}", reader.error_position()))?;
         match event {
             Event::Start(e) if e.local_name().as_ref() == b"testsuite" => {
                 let inherited = suites.last().cloned().flatten();
@@ -95,15 +104,19 @@ fn parse(text: &str) -> Result<Vec<Case>, String> {
             Event::End(e) if e.local_name().as_ref() == b"testsuite" => {
                 suites.pop();
             }
-            Event::Start(e) if e.local_name().as_ref() == b"testcase" => open = Some(case(&e, &suites)?),
-            Event::Empty(e) if e.local_name().as_ref() == b"testcase" => cases.push(case(&e, &suites)?),
+            Event::Start(e) if e.local_name().as_ref() == b"testcase" => {
+                open = Some(case(&e, &suites)?)
+            }
+            Event::Empty(e) if e.local_name().as_ref() == b"testcase" => {
+                cases.push(case(&e, &suites)?)
+            }
             Event::End(e) if e.local_name().as_ref() == b"testcase" => cases.extend(open.take()),
             Event::Start(ref e) | Event::Empty(ref e) if open.is_some() => {
                 let name = e.local_name();
                 let case = open.as_mut().expect("a case is open");
                 match name.as_ref() {
                     b"failure" | b"error" if case.failure.is_none() => {
-                        case.failure = Some(Failure {
+                        case.failure = Some(ReportedFailure {
                             error: name.as_ref() == b"error",
                             message: attr(e, b"message")?,
                             kind: attr(e, b"type")?,
@@ -115,8 +128,14 @@ fn parse(text: &str) -> Result<Vec<Case>, String> {
                     _ => {}
                 }
             }
-            Event::End(e) if in_failure && matches!(e.local_name().as_ref(), b"failure" | b"error") => in_failure = false,
-            Event::Text(t) if in_failure => keep_text(&mut open, &t.decode().map_err(|e| e.to_string())?),
+            Event::End(e)
+                if in_failure && matches!(e.local_name().as_ref(), b"failure" | b"error") =>
+            {
+                in_failure = false
+            }
+            Event::Text(t) if in_failure => {
+                keep_text(&mut open, &t.decode().map_err(|e| e.to_string())?)
+            }
             Event::CData(t) if in_failure => keep_text(&mut open, &String::from_utf8_lossy(&t)),
             Event::Eof => return Ok(cases),
             _ => {}
@@ -129,7 +148,9 @@ fn case(e: &BytesStart, suites: &[Option<String>]) -> Result<Case, String> {
         name: attr(e, b"name")?.unwrap_or_default(),
         classname: attr(e, b"classname")?,
         file: attr(e, b"file")?.or_else(|| suites.last().cloned().flatten()),
-        time: attr(e, b"time")?.and_then(|t| t.parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0),
+        time: attr(e, b"time")?
+            .and_then(|t| t.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0),
         failure: None,
         skipped: false,
     })
@@ -148,7 +169,10 @@ fn keep_text(open: &mut Option<Case>, text: &str) {
 
 fn attr(e: &BytesStart, name: &[u8]) -> Result<Option<String>, String> {
     match e.try_get_attribute(name) {
-        Ok(Some(a)) => a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map(|v| Some(v.into_owned())).map_err(|e| e.to_string()),
+        Ok(Some(a)) => a
+            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+            .map(|v| Some(v.into_owned()))
+            .map_err(|e| e.to_string()),
         Ok(None) => Ok(None),
         Err(e) => Err(e.to_string()),
     }
@@ -202,7 +226,8 @@ mod tests {
                 *sums.entry(relative(f, Path::new(".")).unwrap()).or_default() += s;
             }
         }
-        let failed: Vec<&str> = cases.iter().filter(|c| c.failure.is_some()).map(|c| c.name.as_str()).collect();
+        let failed: Vec<&str> =
+            cases.iter().filter(|c| c.failure.is_some()).map(|c| c.name.as_str()).collect();
         assert_eq!(failed, ["y"]);
         assert_eq!(cases[2].failure.as_ref().and_then(|f| f.message.as_deref()), Some("no"));
         assert_eq!(sums.get("t/a.test.mjs"), Some(&2.0));
@@ -212,6 +237,8 @@ mod tests {
 
     #[test]
     fn malformed_xml_is_an_error_not_a_panic() {
-        assert!(parse("<testsuites><testcase name=\"a\" time=\"1\" file=\"x\"></testsuite>").is_err());
+        assert!(
+            parse("<testsuites><testcase name=\"a\" time=\"1\" file=\"x\"></testsuite>").is_err()
+        );
     }
 }

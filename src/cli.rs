@@ -279,6 +279,8 @@ fn switch(text: &str) -> Result<bool, String> {
 fn level(text: &str) -> Result<u8, String> {
     match text.trim().parse::<u8>() {
         Ok(n) => Ok(n),
-        Err(_) => switch(text).map(u8::from).map_err(|_| "use a level (0, 1, 2) or true / false".into()),
+        Err(_) => {
+            switch(text).map(u8::from).map_err(|_| "use a level (0, 1, 2) or true / false".into())
+        }
     }
 }

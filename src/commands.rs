@@ -6,13 +6,16 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
-use crate::cli::{CacheCommand, Format, MatrixArgs, MatrixFormat, PoolArgs, PoolCommand, RunArgs, TimingsCommand};
+use crate::cli::{
+    CacheCommand, Format, MatrixArgs, MatrixFormat, PoolArgs, PoolCommand, RunArgs, TimingsCommand,
+};
 use crate::exit::{Exit, Failure};
+use crate::harper::layout::WorkDir;
 use crate::plan::select::Selection;
 use crate::plan::timings::{PlanNames, RunTimings, TimingsError};
 use crate::plan::{self, Partition, Plan, Timings, partition};
-use crate::report::console::Console;
 use crate::report::buildkite::Buildkite;
+use crate::report::console::Console;
 use crate::report::github::{self, GitHub};
 use crate::report::html::{Assignment, Html};
 use crate::report::junit::Junit;
@@ -21,7 +24,6 @@ use crate::report::say::{self, Say};
 use crate::report::{self, Reporter, checks, files::Files};
 use crate::run::events::{EventKind, Warning};
 use crate::run::{self, Cancel, Emitter, WeakEmitter};
-use crate::harper::instance::WorkDir;
 use crate::{pool, supervise};
 
 /// Loads and resolves a plan against this process's environment.
@@ -43,10 +45,23 @@ fn load_plan_with(path: &Path, timings: &Timings, over: Overrides) -> Result<Pla
 }
 
 /// Resolves a parsed plan against this process's environment and CPUs.
-fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timings, over: Overrides) -> Result<Plan, Failure> {
+fn resolve(
+    path: &Path,
+    text: &str,
+    raw: plan::schema::RawPlan,
+    timings: &Timings,
+    over: Overrides,
+) -> Result<Plan, Failure> {
     let env = |name: &str| std::env::var(name).ok();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cx = plan::resolve::Context { env: &env, cpus, timings, retries: over.retries, flaky_fails: over.flaky_fails, today: plan::schema::Day::today() };
+    let cx = plan::resolve::Inputs {
+        env: &env,
+        cpus,
+        timings,
+        retries: over.retries,
+        flaky_fails: over.flaky_fails,
+        today: plan::schema::Day::today(),
+    };
     plan::resolve::resolve(path, text, raw, &cx).map_err(Failure::usage)
 }
 
@@ -56,14 +71,25 @@ fn resolve(path: &Path, text: &str, raw: plan::schema::RawPlan, timings: &Timing
 /// disagree.
 fn read_timings(path: Option<&Path>) -> Result<(Timings, String), Failure> {
     let Some(path) = path else {
-        return Ok((Timings::default(), "none (no --timings): balanced by the plan alone: `weight`, else file counts".into()));
+        return Ok((
+            Timings::default(),
+            "none (no --timings): balanced by the plan alone: `weight`, else file counts".into(),
+        ));
     };
     match Timings::read(path) {
         Ok(Some(t)) => {
-            let said = format!("{}: {} shard(s) and {} file(s) recorded", path.display(), t.shards.len(), t.files.len());
+            let said = format!(
+                "{}: {} shard(s) and {} file(s) recorded",
+                path.display(),
+                t.shards.len(),
+                t.files.len()
+            );
             Ok((t, said))
         }
-        Ok(None) => Ok((Timings::default(), format!("{} does not exist yet: balanced by the plan alone", path.display()))),
+        Ok(None) => Ok((
+            Timings::default(),
+            format!("{} does not exist yet: balanced by the plan alone", path.display()),
+        )),
         Err(e @ TimingsError::File { .. }) => Err(Failure::usage(anyhow::anyhow!(
             "{e}; --timings must name a regular file of at most {}, or one that does not exist yet",
             plan::file::size_text(plan::limits::TIMINGS_BYTES)
@@ -75,18 +101,26 @@ fn read_timings(path: Option<&Path>) -> Result<(Timings, String), Failure> {
 /// A warning for recorded shards the plan does not have: renamed or removed ones, whose
 /// figures are not used (`timings merge` drops them).
 fn unknown_timings(plan: &Plan, timings: &Timings, path: Option<&Path>) -> Option<Warning> {
-    let unknown = timings.unknown_shards(|name| plan.shards.iter().any(|s| s.name == name || s.group == name));
+    let unknown = timings
+        .unknown_shards(|name| plan.shards.iter().any(|s| s.name == name || s.group == name));
     let shards = unknown.iter().map(|s| (*s).to_owned()).collect();
-    path.filter(|_| !unknown.is_empty()).map(|path| Warning::UnknownTimings { path: path.to_path_buf(), shards })
+    path.filter(|_| !unknown.is_empty())
+        .map(|path| Warning::UnknownTimings { path: path.to_path_buf(), shards })
 }
 
 /// A warning for each `quarantine` entry past its `until`, so that none rots unseen.
 fn expired_quarantine(plan: &Plan) -> impl Iterator<Item = Warning> + '_ {
-    plan.quarantine.iter().filter(|q| q.expired).map(|q| Warning::QuarantineExpired { what: q.what(), until: q.until, reason: q.reason.clone() })
+    plan.quarantine.iter().filter(|q| q.expired).map(|q| Warning::QuarantineExpired {
+        what: q.what(),
+        until: q.until,
+        reason: q.reason.clone(),
+    })
 }
 
 /// This job's partition: the flag (or its variable), else the CI system's parallelism.
-fn job_partition(flag: Option<Partition>) -> Result<Option<(Partition, partition::Source)>, Failure> {
+fn job_partition(
+    flag: Option<Partition>,
+) -> Result<Option<(Partition, partition::Source)>, Failure> {
     if let Some(p) = flag {
         return Ok(Some((p, partition::Source::Flag)));
     }
@@ -98,30 +132,42 @@ fn job_partition(flag: Option<Partition>) -> Result<Option<(Partition, partition
 /// job the same; timings do only if every job has the same file, which `--assignment` checks.
 fn check_assignment(args: &RunArgs, selection: &Selection, timings: &str) -> Result<(), Failure> {
     let a = &selection.assignment;
-    let job = selection.partition().map_or_else(|| "this run".to_owned(), |p| format!("partition {p}"));
+    let job =
+        selection.partition().map_or_else(|| "this run".to_owned(), |p| format!("partition {p}"));
     match args.assignment.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
         Some(expected) if expected != a.digest => Err(Failure::usage(anyhow::anyhow!(
             "{job} computes assignment {}, not the {expected} it was given: its inputs differ from those of the job that printed {expected}. This job's timings: {timings}. Give every job the same --timings file, --only and partition count (README: CI systems)",
             a.digest,
         ))),
-        None if args.timings.is_some() && a.partitions.len() > 1 && !args.dry_run => Err(Failure::usage(anyhow::anyhow!(
-            "{job} is balanced by --timings {}, but nothing checks that the other jobs balance by the same file; pass every job --assignment {} (as `harper-shard matrix` prints it), or drop --timings to balance by the plan alone",
-            args.timings.as_deref().unwrap_or(Path::new("")).display(),
-            a.digest
-        ))),
+        None if args.timings.is_some() && a.partitions.len() > 1 && !args.dry_run => {
+            Err(Failure::usage(anyhow::anyhow!(
+                "{job} is balanced by --timings {}, but nothing checks that the other jobs balance by the same file; pass every job --assignment {} (as `harper-shard matrix` prints it), or drop --timings to balance by the plan alone",
+                args.timings.as_deref().unwrap_or(Path::new("")).display(),
+                a.digest
+            )))
+        }
         _ => Ok(()),
     }
 }
 
 /// What `timings.json` records of this run for `timings merge`, before its figures.
 fn run_timings(plan: &Plan, selection: &Selection) -> RunTimings {
-    let mut files: Vec<String> = plan.shards.iter().flat_map(|s| s.files.iter().map(|f| f.to_string_lossy().into_owned())).collect();
+    let mut files: Vec<String> = plan
+        .shards
+        .iter()
+        .flat_map(|s| s.files.iter().map(|f| f.to_string_lossy().into_owned()))
+        .collect();
     files.sort();
     files.dedup();
     RunTimings {
         partition: selection.partition(),
         assignment: selection.assignment.digest.clone(),
-        assigned: selection.assignment.partitions.iter().flat_map(|b| b.shards.iter().map(|s| s.name.clone())).collect(),
+        assigned: selection
+            .assignment
+            .partitions
+            .iter()
+            .flat_map(|b| b.shards.iter().map(|s| s.name.clone()))
+            .collect(),
         selected: selection.shards.iter().map(|s| s.name.clone()).collect(),
         plan: PlanNames { shards: plan.shards.iter().map(|s| s.name.clone()).collect(), files },
         ..RunTimings::default()
@@ -132,10 +178,15 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
     let policy = say.policy();
     let token = take_token();
     let (timings, timings_said) = read_timings(args.timings.as_deref())?;
-    let plan = load_plan_with(&args.plan_file.plan_file, &timings, Overrides { retries: args.retries, flaky_fails: args.flaky_fails })?;
+    let plan = load_plan_with(
+        &args.plan_file.plan_file,
+        &timings,
+        Overrides { retries: args.retries, flaky_fails: args.flaky_fails },
+    )?;
     let unknown = unknown_timings(&plan, &timings, args.timings.as_deref());
     let partition = job_partition(args.partition)?;
-    let selection = plan::select::select(&plan, &args.only, partition).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+    let selection = plan::select::select(&plan, &args.only, partition)
+        .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     check_assignment(&args, &selection, &timings_said)?;
     let work = WorkDir::from_env().map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     // Said with the run's events when there is a run, so that its reports have them too.
@@ -155,17 +206,20 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
     let run_record = run_timings(&plan, &selection);
     let selected = selection.shards;
     if selected.is_empty() {
-        let partition = selection.partition.map(|(p, _)| format!(" in partition {p}")).unwrap_or_default();
+        let partition =
+            selection.partition.map(|(p, _)| format!(" in partition {p}")).unwrap_or_default();
         say.note(format_args!("no shard selected{partition}; nothing to do"));
         return Ok(Exit::Passed);
     }
-    let pool = pool::Pool::open(&pool::default_dir(), &plan.pool).map_err(Failure::infrastructure)?;
+    let pool =
+        pool::Pool::open(&pool::default_dir(), &plan.pool).map_err(Failure::infrastructure)?;
     work.prepare().map_err(Failure::infrastructure)?;
     if let Some(note) = &work.note {
         say.note(note);
     }
     let report_dir = run::ReportDir::new(&args.report_dir);
-    report::files::prepare(&report_dir, selected.iter().map(|s| s.name.as_str())).map_err(Failure::infrastructure)?;
+    report::files::prepare(&report_dir, selected.iter().map(|s| s.name.as_str()))
+        .map_err(Failure::infrastructure)?;
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let exit = runtime.block_on(async {
@@ -215,7 +269,7 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
             let record = reporting.await.unwrap_or_default();
             if args.github_checks {
                 let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-                let target = checks::Target::from_env(&env, token, &args.check_name, place);
+                let target = checks::CheckRunTarget::from_env(&env, token, &args.check_name, place);
                 checks::report(&record, target, say).await;
             }
             if args.format == Format::Json {
@@ -265,7 +319,11 @@ fn take_token() -> Option<String> {
 /// First SIGINT, SIGTERM, SIGHUP or SIGQUIT: cancel, so that every shard tears down within
 /// the budget. Second: kill every process group we started, now, and exit. `signalled` counts
 /// them, for the steps after the run.
-async fn watch_signals(cancel: watch::Sender<Option<Cancel>>, signalled: watch::Sender<u32>, emit: WeakEmitter) {
+async fn watch_signals(
+    cancel: watch::Sender<Option<Cancel>>,
+    signalled: watch::Sender<u32>,
+    emit: WeakEmitter,
+) {
     use nix::sys::signal::Signal;
     use tokio::signal::unix::{SignalKind, signal};
     let streams = (
@@ -324,7 +382,11 @@ pub fn matrix(args: MatrixArgs, say: &Say) -> Result<Exit, Failure> {
     // N past the shard count computes too.
     let jobs = (args.partitions as usize).min(plan.shards.len()) as u32;
     if jobs < args.partitions {
-        say.note(format_args!("the plan has {} shards, so the matrix has {jobs} jobs, not {}", plan.shards.len(), args.partitions));
+        say.note(format_args!(
+            "the plan has {} shards, so the matrix has {jobs} jobs, not {}",
+            plan.shards.len(),
+            args.partitions
+        ));
     }
     let assignment = plan::assignment::assign(&plan.shards, jobs);
     if args.format == MatrixFormat::Env {
@@ -369,7 +431,8 @@ pub fn timings(command: TimingsCommand, say: &Say) -> Result<Exit, Failure> {
         Some(path) => Timings::read(path).map_err(Failure::usage)?,
         None => None,
     };
-    let merged = plan::merge::merge(&jobs, previous).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+    let merged =
+        plan::merge::merge(&jobs, previous).map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
     for warning in &merged.warnings {
         say.warning("harper-shard", warning);
     }
@@ -383,13 +446,21 @@ pub fn cache(command: CacheCommand, say: &Say) -> Result<Exit, Failure> {
     let size = |bytes: u64| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
     match command {
         CacheCommand::Status { format: Format::Json } => {
-            say.answer(say::json(&serde_json::json!({ "cache": dir, "entries": cache::survey(&dir) }), false));
+            say.answer(say::json(
+                &serde_json::json!({ "cache": dir, "entries": cache::survey(&dir) }),
+                false,
+            ));
         }
         CacheCommand::Status { format: Format::Human } => {
             say.answer(format_args!("cache {}", dir.display()));
             for e in cache::survey(&dir) {
                 let detail = e.detail.map(|d| format!("  ({d})")).unwrap_or_default();
-                say.answer(format_args!("{:<9} {:<28} {:>10}{detail}", e.kind, e.name, size(e.bytes)));
+                say.answer(format_args!(
+                    "{:<9} {:<28} {:>10}{detail}",
+                    e.kind,
+                    e.name,
+                    size(e.bytes)
+                ));
             }
         }
         CacheCommand::Clear => {
@@ -406,13 +477,15 @@ pub fn cache(command: CacheCommand, say: &Say) -> Result<Exit, Failure> {
 }
 
 pub fn pool(command: PoolCommand, say: &Say) -> Result<Exit, Failure> {
-    let (PoolCommand::Status(a) | PoolCommand::Validate(a) | PoolCommand::SetupLoopback(a)) = &command;
+    let (PoolCommand::Status(a) | PoolCommand::Validate(a) | PoolCommand::SetupLoopback(a)) =
+        &command;
     let plan = pool_plan(a)?;
     let spec = plan.pool.clone();
     let ports = plan_ports(&plan);
     match command {
         PoolCommand::Status(args) => {
-            let pool = pool::Pool::open(&pool::default_dir(), &spec).map_err(Failure::infrastructure)?;
+            let pool =
+                pool::Pool::open(&pool::default_dir(), &spec).map_err(Failure::infrastructure)?;
             let slots = pool::status::survey(&pool, &ports);
             match args.format {
                 Format::Human => {
@@ -424,7 +497,8 @@ pub fn pool(command: PoolCommand, say: &Say) -> Result<Exit, Failure> {
             Ok(Exit::Passed)
         }
         PoolCommand::Validate(_) => {
-            let pool = pool::Pool::open(&pool::default_dir(), &spec).map_err(Failure::infrastructure)?;
+            let pool =
+                pool::Pool::open(&pool::default_dir(), &spec).map_err(Failure::infrastructure)?;
             let missing = pool::loopback::missing(spec.addresses());
             if missing.is_empty() {
                 say.answer(format_args!(
@@ -436,15 +510,15 @@ pub fn pool(command: PoolCommand, say: &Say) -> Result<Exit, Failure> {
                 return Ok(Exit::Passed);
             }
             for m in &missing {
-                say.tell(format_args!("{} cannot be bound: {}", m.addr, m.error));
+                say.always(format_args!("{} cannot be bound: {}", m.addr, m.error));
             }
             if pool::loopback::NEEDS_ALIASES {
-                say.tell(
+                say.always(
                     "this system answers only on 127.0.0.1 until each pool address is a loopback alias; \
                      run `harper-shard pool setup-loopback`, or these commands:",
                 );
                 for m in &missing {
-                    say.tell(format_args!("  {}", pool::loopback::alias_line(m.addr)));
+                    say.always(format_args!("  {}", pool::loopback::alias_line(m.addr)));
                 }
             }
             Err(Failure::infrastructure(anyhow::anyhow!(
@@ -460,14 +534,20 @@ pub fn pool(command: PoolCommand, say: &Say) -> Result<Exit, Failure> {
             }
             let missing = pool::loopback::missing(spec.addresses());
             if missing.is_empty() {
-                say.answer(format_args!("all {} addresses from {} are already set up", spec.count, spec.start));
+                say.answer(format_args!(
+                    "all {} addresses from {} are already set up",
+                    spec.count, spec.start
+                ));
                 return Ok(Exit::Passed);
             }
             for m in &missing {
                 say.answer(pool::loopback::alias_line(m.addr));
                 pool::loopback::add_alias(m.addr).map_err(Failure::infrastructure)?;
             }
-            say.answer(format_args!("added {} loopback aliases (/32); they last until the next reboot", missing.len()));
+            say.answer(format_args!(
+                "added {} loopback aliases (/32); they last until the next reboot",
+                missing.len()
+            ));
             Ok(Exit::Passed)
         }
     }

@@ -11,21 +11,26 @@ use serde_json::{Map, Value};
 use crate::cli::{CtlArgs, CtlOp};
 use crate::exit::{Exit, Failure};
 use crate::report::say::Say;
-use crate::run::protocol::{Answer, CONTROL_VAR, GraceMs, Id, InstanceInfo, Label, Listed, Request, Start};
+use crate::run::protocol::{
+    Answer, CONTROL_VAR, GraceMs, Id, InstanceInfo, Label, Listed, Request, Start,
+};
 
 /// The longest answer read: an instance list of a shard at its limit fits many times over.
 const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 
 pub fn run(args: CtlArgs, say: &Say) -> Result<Exit, Failure> {
     let request = request(&args).map_err(Failure::usage)?;
-    let outside = || {
-        "`harper-shard ctl` works only inside a shard's command, where harper-shard sets HARPER_SHARD_CONTROL: run it from a `run:` command of a plan (harper-shard run PLAN)"
-    };
+    let outside = || "`harper-shard ctl` works only inside a shard's command, where harper-shard sets HARPER_SHARD_CONTROL: run it from a `run:` command of a plan (harper-shard run PLAN)";
     let Some(path) = std::env::var_os(CONTROL_VAR).filter(|p| !p.is_empty()) else {
         return Err(Failure::usage(anyhow!("{CONTROL_VAR} is not set. {}", outside())));
     };
-    let mut stream = UnixStream::connect(&path)
-        .map_err(|e| Failure::usage(anyhow!("nothing answers on {} ({e}). {}", path.to_string_lossy(), outside())))?;
+    let mut stream = UnixStream::connect(&path).map_err(|e| {
+        Failure::usage(anyhow!(
+            "nothing answers on {} ({e}). {}",
+            path.to_string_lossy(),
+            outside()
+        ))
+    })?;
     let exchange = (|| {
         stream.write_all(format!("{}\n", serde_json::to_string(&request)?).as_bytes())?;
         let mut line = String::new();
@@ -33,13 +38,20 @@ pub fn run(args: CtlArgs, say: &Say) -> Result<Exit, Failure> {
         std::io::Result::Ok(line)
     })();
     let line = exchange.map_err(|e| Failure::infrastructure(anyhow!("the control socket: {e}")))?;
-    let answer: Value = serde_json::from_str(&line)
-        .map_err(|e| Failure::infrastructure(anyhow!("the control socket answered something that is not JSON ({e}): {}", crate::text::one_line(&line))))?;
+    let answer: Value = serde_json::from_str(&line).map_err(|e| {
+        Failure::infrastructure(anyhow!(
+            "the control socket answered something that is not JSON ({e}): {}",
+            crate::text::one_line(&line)
+        ))
+    })?;
     if args.json {
         say.answer(crate::report::say::json(&answer, false));
     }
     let answer = Answer::deserialize(&answer).map_err(|e| {
-        Failure::infrastructure(anyhow!("the control socket answered something that is not a control answer ({e}): {}", crate::text::one_line(&line)))
+        Failure::infrastructure(anyhow!(
+            "the control socket answered something that is not a control answer ({e}): {}",
+            crate::text::one_line(&line)
+        ))
     })?;
     let Answer::Error(refusal) = answer else {
         if !args.json {
@@ -80,7 +92,11 @@ fn request(args: &CtlArgs) -> anyhow::Result<Request> {
     let grace_ms = args.grace.map(GraceMs);
     Ok(match args.op {
         CtlOp::Status => Request::Status { id },
-        CtlOp::Start => Request::Start(Start { id, name: args.name.clone().map(Label), harper: harper_keys(&args.set)? }),
+        CtlOp::Start => Request::Start(Start {
+            id,
+            name: args.name.clone().map(Label),
+            harper: harper_keys(&args.set)?,
+        }),
         CtlOp::Stop => Request::Stop { id, grace_ms },
         CtlOp::Restart => Request::Restart { id, grace_ms },
         CtlOp::Kill => Request::Kill { id },
@@ -103,9 +119,14 @@ fn harper_keys(sets: &[String]) -> anyhow::Result<Map<String, Value>> {
         if key == "bin"
             && let Some(path) = value.as_str().map(std::path::Path::new).filter(|p| p.is_relative())
         {
-            let absolute = std::path::absolute(path).map_err(|e| anyhow!("--set bin={}: cannot tell the current folder ({e})", path.display()))?;
+            let absolute = std::path::absolute(path).map_err(|e| {
+                anyhow!("--set bin={}: cannot tell the current folder ({e})", path.display())
+            })?;
             let Some(text) = absolute.to_str() else {
-                anyhow::bail!("--set bin={}: the current folder's path is not UTF-8; give bin as an absolute path", path.display());
+                anyhow::bail!(
+                    "--set bin={}: the current folder's path is not UTF-8; give bin as an absolute path",
+                    path.display()
+                );
             };
             value = Value::from(text);
         }
@@ -117,7 +138,10 @@ fn harper_keys(sets: &[String]) -> anyhow::Result<Map<String, Value>> {
 /// An answer in lines a person reads: one per instance.
 fn readable(answer: &Answer) -> Vec<String> {
     let one = |i: &InstanceInfo| {
-        let state = serde_json::to_value(i.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let state = serde_json::to_value(i.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         let pid = i.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
         format!("{} {state} {} {}{pid}", i.id, i.hostname, i.operations_url)
     };

@@ -32,7 +32,9 @@ fn after(code: &str, prefix: &str) -> Vec<String> {
         let rest = &code[at + prefix.len()..];
         if let Some(list) = rest.strip_prefix('{') {
             let list = &list[..list.find('}').unwrap_or(list.len())];
-            names.extend(list.split(',').map(|item| item.trim().split(|c: char| !is_ident(c)).next().unwrap_or_default().to_owned()));
+            names.extend(list.split(',').map(|item| {
+                item.trim().split(|c: char| !is_ident(c)).next().unwrap_or_default().to_owned()
+            }));
         } else {
             names.push(rest.split(|c: char| !is_ident(c)).next().unwrap_or_default().to_owned());
         }
@@ -43,20 +45,26 @@ fn after(code: &str, prefix: &str) -> Vec<String> {
 
 /// The graph of the modules of one folder, from `(module, source)` pairs (`mod` is the parent).
 fn graph(folder: &str, sources: &[(String, String)]) -> Graph {
-    let children: BTreeSet<&str> = sources.iter().map(|(m, _)| m.as_str()).filter(|m| *m != "mod").collect();
+    let children: BTreeSet<&str> =
+        sources.iter().map(|(m, _)| m.as_str()).filter(|m| *m != "mod").collect();
     let mut graph = Graph::new();
     for (module, text) in sources {
         let code = code(text);
         let mut edges = BTreeSet::new();
         if module == "mod" {
             for child in &children {
-                let named = code.match_indices(&format!("{child}::")).any(|(at, _)| !code[..at].ends_with(|c: char| is_ident(c) || c == ':'));
+                let named = code
+                    .match_indices(&format!("{child}::"))
+                    .any(|(at, _)| !code[..at].ends_with(|c: char| is_ident(c) || c == ':'));
                 if named {
                     edges.insert(child.to_string());
                 }
             }
         } else {
-            for name in after(&code, "super::").into_iter().chain(after(&code, &format!("crate::{folder}::"))) {
+            for name in after(&code, "super::")
+                .into_iter()
+                .chain(after(&code, &format!("crate::{folder}::")))
+            {
                 match children.contains(name.as_str()) {
                     true if name != *module => edges.insert(name),
                     true => false,
@@ -95,11 +103,14 @@ fn circles(graph: &Graph) -> Vec<Vec<String>> {
 fn sources(folder: &str) -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(folder);
     let mut sources = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())) {
+    for entry in
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+    {
         let path = entry.expect("a directory entry").path();
         if path.extension().is_some_and(|e| e == "rs") {
             let module = path.file_stem().expect("a file name").to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
             sources.push((module, text));
         }
     }
@@ -118,9 +129,13 @@ fn no_modules_of_report_or_run_import_each_other_in_a_circle() {
 #[test]
 fn a_circle_through_a_sibling_or_the_parent_is_found() {
     let source = |m: &str, t: &str| (m.to_owned(), t.to_owned());
-    let sibling = [source("a", "use super::b::X;"), source("b", "use super::{a, c};\n"), source("c", "")];
+    let sibling =
+        [source("a", "use super::b::X;"), source("b", "use super::{a, c};\n"), source("c", "")];
     assert_eq!(circles(&graph("f", &sibling)), [["a", "b", "a"], ["b", "a", "b"]]);
-    let parent = [source("mod", "pub mod a;\npub fn f() { a::g() }"), source("a", "use super::{Reporter, short};")];
+    let parent = [
+        source("mod", "pub mod a;\npub fn f() { a::g() }"),
+        source("a", "use super::{Reporter, short};"),
+    ];
     assert_eq!(circles(&graph("f", &parent)).len(), 2);
     let line = [
         source("a", "use crate::f::c::X; // super::b::Y"),

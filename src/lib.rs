@@ -7,8 +7,8 @@
 //! [`report`] renders. Nothing below `run` prints. Process facts (`/proc`, tokens, port holders)
 //! live in [`process`], which `pool` and `supervise` both stand on.
 
-pub mod cli;
 pub mod cases;
+pub mod cli;
 pub mod commands;
 pub mod ctl;
 pub mod exit;

@@ -27,7 +27,11 @@ fn main() -> ExitCode {
     };
     let verbosity = match cli.verbosity(&matches) {
         Ok(verbosity) => verbosity,
-        Err(why) => return ExitCode::from(say::clap(&Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why))),
+        Err(why) => {
+            return ExitCode::from(say::clap(
+                &Cli::command().error(clap::error::ErrorKind::ArgumentConflict, why),
+            ));
+        }
     };
     // The output policy, decided here once; everything that prints takes it from here.
     let policy = Policy::detect(verbosity);
@@ -42,7 +46,11 @@ fn main() -> ExitCode {
         Command::Cache { command } => commands::cache(command, &say),
         Command::Ctl(args) => harper_shard::ctl::run(args, &say),
         Command::Schema(args) => {
-            let schema = if args.control { harper_shard::run::protocol::control_schema() } else { harper_shard::plan::json_schema::plan_schema() };
+            let schema = if args.control {
+                harper_shard::run::protocol::control_schema()
+            } else {
+                harper_shard::plan::json_schema::plan_schema()
+            };
             say.answer(say::json(&schema, true));
             Ok(harper_shard::exit::Exit::Passed)
         }

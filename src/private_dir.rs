@@ -25,10 +25,15 @@ pub fn ensure_shared(dir: &Path, what: &str, var: &str, sharing: Sharing) -> any
                 Ok(()) => {}
                 // Someone made it meanwhile: the checks below judge it like any other.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e).with_context(|| format!("cannot create {what} {}", dir.display())),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot create {what} {}", dir.display()));
+                }
             }
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot inspect {what} {}", dir.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot inspect {what} {}", dir.display()));
+        }
         Ok(_) => {}
     }
     check_with(dir, what, var, sharing)
@@ -50,16 +55,17 @@ pub enum Sharing {
     Group,
 }
 
-
 /// Checks an existing `dir`: not a link, a directory, owned by this user (or shared with one of
 /// its groups, when `sharing` allows), and writable by no one else (but that group).
 pub fn check_with(dir: &Path, what: &str, var: &str, sharing: Sharing) -> anyhow::Result<()> {
-    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("cannot inspect {what} {}", dir.display()))?;
+    let meta = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("cannot inspect {what} {}", dir.display()))?;
     let uid = nix::unistd::getuid().as_raw();
     let ours = |gid: u32| {
         sharing == Sharing::Group
             && (nix::unistd::getegid().as_raw() == gid
-                || nix::unistd::getgroups().is_ok_and(|groups| groups.iter().any(|g| g.as_raw() == gid)))
+                || nix::unistd::getgroups()
+                    .is_ok_and(|groups| groups.iter().any(|g| g.as_raw() == gid)))
     };
     if meta.file_type().is_symlink() {
         bail!(
@@ -95,7 +101,8 @@ mod tests {
     use super::*;
 
     fn scratch() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("hs-private-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("hs-private-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -113,7 +120,10 @@ mod tests {
     fn a_sticky_world_writable_directory_is_refused_with_its_whole_mode() {
         let dir = scratch();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        let err = format!("{:#}", ensure(&dir, "the work directory", "HARPER_SHARD_WORK_DIR").unwrap_err());
+        let err = format!(
+            "{:#}",
+            ensure(&dir, "the work directory", "HARPER_SHARD_WORK_DIR").unwrap_err()
+        );
         assert!(err.contains("mode 1777"), "{err}");
         assert!(err.contains("HARPER_SHARD_WORK_DIR"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -124,7 +134,10 @@ mod tests {
         let base = scratch();
         let link = base.join("link");
         std::os::unix::fs::symlink(&base, &link).unwrap();
-        let err = format!("{:#}", ensure(&link, "the pool directory", "HARPER_SHARD_POOL_DIR").unwrap_err());
+        let err = format!(
+            "{:#}",
+            ensure(&link, "the pool directory", "HARPER_SHARD_POOL_DIR").unwrap_err()
+        );
         assert!(err.contains("symbolic link"), "{err}");
         std::fs::remove_dir_all(&base).unwrap();
     }

@@ -139,7 +139,9 @@ impl Neutralizer {
                 0x40..=0x7e => {
                     self.state = State::Text;
                     let params = self.seq.get(2..).unwrap_or_default();
-                    let colour = b == b'm' && !self.seq.is_empty() && params.iter().all(|c| c.is_ascii_digit() || *c == b';' || *c == b':');
+                    let colour = b == b'm'
+                        && !self.seq.is_empty()
+                        && params.iter().all(|c| c.is_ascii_digit() || *c == b';' || *c == b':');
                     if colour && self.keep_sgr {
                         out.extend_from_slice(&self.seq);
                         out.push(b'm');
@@ -285,16 +287,28 @@ mod tests {
 
     #[test]
     fn osc_hyperlinks_and_titles_are_removed_whether_bel_or_st_ends_them() {
-        assert_eq!(neutralise("\x1b]8;;https://example.com/x\x07link\x1b]8;;\x07 after"), "link after");
-        assert_eq!(neutralise("\x1b]8;id=1;https://example.com\x1b\\link\x1b]8;;\x1b\\ after"), "link after");
+        assert_eq!(
+            neutralise("\x1b]8;;https://example.com/x\x07link\x1b]8;;\x07 after"),
+            "link after"
+        );
+        assert_eq!(
+            neutralise("\x1b]8;id=1;https://example.com\x1b\\link\x1b]8;;\x1b\\ after"),
+            "link after"
+        );
         assert_eq!(neutralise("\x1b]0;a title\x07x\x1b]2;another\x1b\\y"), "xy");
         // Kept colour is colour only: a hyperlink or a title never passes.
-        assert_eq!(neutralise_bytes(b"\x1b]8;;u\x07\x1b[32mok\x1b[0m\x1b]8;;\x07", true), "\x1b[32mok\x1b[0m");
+        assert_eq!(
+            neutralise_bytes(b"\x1b]8;;u\x07\x1b[32mok\x1b[0m\x1b]8;;\x07", true),
+            "\x1b[32mok\x1b[0m"
+        );
     }
 
     #[test]
     fn csi_sequences_of_every_kind_are_removed_and_a_control_inside_one_ends_it() {
-        assert_eq!(neutralise("a\x1b[2Jb\x1b[10;20Hc\x1b[?25ld\x1b[1;31me\x1b[38:5:196mf"), "abcdef");
+        assert_eq!(
+            neutralise("a\x1b[2Jb\x1b[10;20Hc\x1b[?25ld\x1b[1;31me\x1b[38:5:196mf"),
+            "abcdef"
+        );
         assert_eq!(neutralise("a\x1b[31\nb"), "a\nb");
     }
 

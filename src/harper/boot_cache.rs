@@ -128,7 +128,12 @@ pub fn complete(dir: &Path) -> bool {
 /// Adds to Harper's environment what makes it use the cache in `dir` for the package at
 /// `root`; `produce` for the template's build, which writes it. `NODE_OPTIONS` keeps what the
 /// plan or the tool's own environment gave it.
-pub fn add_env(env: &mut BTreeMap<String, String>, dir: &Path, root: &str, produce: bool) -> Option<()> {
+pub fn add_env(
+    env: &mut BTreeMap<String, String>,
+    dir: &Path,
+    root: &str,
+    produce: bool,
+) -> Option<()> {
     let preload = dir.join(PRELOAD_FILE);
     let preload = preload.to_str()?;
     let dir = dir.to_str()?;
@@ -176,7 +181,9 @@ pub fn add_compile_env(env: &mut BTreeMap<String, String>, dir: &Path) -> Option
 pub fn compiled(dir: &Path) -> bool {
     let Ok(tags) = std::fs::read_dir(dir) else { return false };
     tags.flatten().filter(|t| t.file_type().is_ok_and(|k| k.is_dir())).any(|tag| {
-        std::fs::read_dir(tag.path()).is_ok_and(|mut entries| entries.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|k| k.is_file()))))
+        std::fs::read_dir(tag.path()).is_ok_and(|mut entries| {
+            entries.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|k| k.is_file())))
+        })
     })
 }
 
@@ -225,16 +232,27 @@ mod tests {
     fn the_root_is_the_package_directory_of_an_entry_in_the_cache() {
         let cache = Path::new("/c/harper-shard");
         let entry = cache.join("packages/harperdb@4.7.29/node_modules/harperdb/bin/harperdb.js");
-        assert_eq!(package_root(cache, &entry).as_deref(), Some("/c/harper-shard/packages/harperdb@4.7.29/"));
-        assert_eq!(package_root(cache, Path::new("/src/harper/bin/harperdb.js")), None, "a checkout may change");
+        assert_eq!(
+            package_root(cache, &entry).as_deref(),
+            Some("/c/harper-shard/packages/harperdb@4.7.29/")
+        );
+        assert_eq!(
+            package_root(cache, Path::new("/src/harper/bin/harperdb.js")),
+            None,
+            "a checkout may change"
+        );
         assert_eq!(package_root(cache, &cache.join("packages")), None);
     }
 
     #[test]
     fn node_options_keep_what_was_given_and_quote_the_preload() {
-        let mut env = BTreeMap::from([("NODE_OPTIONS".to_owned(), "--max-old-space-size=512".to_owned())]);
+        let mut env =
+            BTreeMap::from([("NODE_OPTIONS".to_owned(), "--max-old-space-size=512".to_owned())]);
         add_env(&mut env, Path::new("/t/a \"b\"/boot"), "/p/", false).unwrap();
-        assert_eq!(env["NODE_OPTIONS"], r#"--max-old-space-size=512 --require="/t/a \"b\"/boot/preload.cjs""#);
+        assert_eq!(
+            env["NODE_OPTIONS"],
+            r#"--max-old-space-size=512 --require="/t/a \"b\"/boot/preload.cjs""#
+        );
         assert_eq!(env["HARPER_SHARD_BOOT_ROOT"], "/p/");
         assert!(!env.contains_key("HARPER_SHARD_BOOT_PRODUCE"));
     }
@@ -251,7 +269,8 @@ mod tests {
 
     #[test]
     fn only_a_folder_with_an_entry_of_node_counts_as_a_compile_cache() {
-        let dir = std::env::temp_dir().join(format!("hs-compile-test-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("hs-compile-test-{}", uuid::Uuid::new_v4().simple()));
         assert!(!compiled(&dir), "a missing folder");
         std::fs::create_dir_all(dir.join("v24.22.3-x64-1a2b3c4d-0")).unwrap();
         assert!(!compiled(&dir), "Node made its folder and wrote nothing");

@@ -23,7 +23,11 @@ pub struct Entry {
 /// Every package, template and key set, in that order.
 pub fn survey(cache: &Path) -> Vec<Entry> {
     let mut entries = Vec::new();
-    let kinds = [("package", cache.join("packages")), ("template", template::templates_dir(cache)), ("keys", cache.join("keys"))];
+    let kinds = [
+        ("package", cache.join("packages")),
+        ("template", template::templates_dir(cache)),
+        ("keys", cache.join("keys")),
+    ];
     for (kind, dir) in kinds {
         let Ok(listing) = std::fs::read_dir(&dir) else { continue };
         let mut found: Vec<Entry> = listing
@@ -32,7 +36,8 @@ pub fn survey(cache: &Path) -> Vec<Entry> {
             .map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let detail = match kind {
-                    "template" => template::cached(cache, &name).map(|t| format!("{} as {}", t.meta.entry, t.meta.username)),
+                    "template" => template::cached(cache, &name)
+                        .map(|t| format!("{} as {}", t.meta.entry, t.meta.username)),
                     "package" => install::marked_spec(&e.path()),
                     _ => None,
                 };
@@ -81,7 +86,14 @@ pub fn clear(cache: &Path) -> (Vec<Entry>, Vec<(Entry, String)>) {
 /// The name of an entry's lock file, beside it: `<name>.lock` (a partial install's is its
 /// package's).
 fn lock_name(entry: &Entry) -> String {
-    entry.name.strip_suffix(".partial").unwrap_or(&entry.name).split(".partial-").next().unwrap_or(&entry.name).to_owned()
+    entry
+        .name
+        .strip_suffix(".partial")
+        .unwrap_or(&entry.name)
+        .split(".partial-")
+        .next()
+        .unwrap_or(&entry.name)
+        .to_owned()
 }
 
 /// The cache directory this process uses.

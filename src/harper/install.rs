@@ -46,7 +46,12 @@ pub fn private_cache() -> anyhow::Result<PathBuf> {
     let dir = cache_dir()?;
     crate::private_dir::ensure_shared(&dir, "the cache directory", CACHE_VAR, Sharing::Group)?;
     for part in ["packages", "templates", "keys"] {
-        crate::private_dir::ensure_shared(&dir.join(part), "the cache directory's folder", CACHE_VAR, Sharing::Group)?;
+        crate::private_dir::ensure_shared(
+            &dir.join(part),
+            "the cache directory's folder",
+            CACHE_VAR,
+            Sharing::Group,
+        )?;
     }
     Ok(dir)
 }
@@ -78,8 +83,11 @@ pub fn package_name(spec: &str) -> &str {
 /// of the exact spec's SHA-256, which tells such specs apart. The name ends in a hex digit, so no
 /// spec's folder is another's `.partial` or `.lock`.
 pub fn folder(spec: &str) -> String {
-    let readable: String =
-        spec.chars().take(READABLE).map(|c| if c.is_ascii_alphanumeric() || "-_.@".contains(c) { c } else { '_' }).collect();
+    let readable: String = spec
+        .chars()
+        .take(READABLE)
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.@".contains(c) { c } else { '_' })
+        .collect();
     let digest = Sha256::digest(spec.as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("{readable}-{hex}")
@@ -96,7 +104,10 @@ const READABLE: usize = 64;
 pub fn install_name(spec: &str) -> anyhow::Result<String> {
     let node = runtime::node();
     let Some(abi) = &node.modules else {
-        bail!("cannot tell which node npm would install {spec} with: {}; install Node.js 20 or later, or set harper.bin", node.describe());
+        bail!(
+            "cannot tell which node npm would install {spec} with: {}; install Node.js 20 or later, or set harper.bin",
+            node.describe()
+        );
     };
     Ok(format!("{}-node-abi{abi}", folder(spec)))
 }
@@ -115,12 +126,17 @@ pub fn cached(cache: &Path, spec: &str) -> Option<Installed> {
 
 /// Whether `dir` holds the completion marker of `spec`, a regular file of exactly that text.
 fn holds(dir: &Path, spec: &str) -> bool {
-    crate::plan::file::read_bounded(&dir.join(COMPLETE), spec.len() as u64).is_ok_and(|text| text == spec.as_bytes())
+    crate::plan::file::read_bounded(&dir.join(COMPLETE), spec.len() as u64)
+        .is_ok_and(|text| text == spec.as_bytes())
 }
 
 /// The spec a complete install in `dir` was made for, as its marker says.
 pub fn marked_spec(dir: &Path) -> Option<String> {
-    let text = crate::plan::file::read_bounded(&dir.join(COMPLETE), crate::plan::limits::ARG_STRLEN as u64).ok()?;
+    let text = crate::plan::file::read_bounded(
+        &dir.join(COMPLETE),
+        crate::plan::limits::ARG_STRLEN as u64,
+    )
+    .ok()?;
     String::from_utf8(text).ok()
 }
 
@@ -135,7 +151,8 @@ pub async fn ensure(
     cancelled: impl Future<Output = ()>,
 ) -> anyhow::Result<(Installed, Hold)> {
     let packages = cache.join("packages");
-    std::fs::create_dir_all(&packages).with_context(|| format!("cannot create the cache {}", packages.display()))?;
+    std::fs::create_dir_all(&packages)
+        .with_context(|| format!("cannot create the cache {}", packages.display()))?;
     let name = install_name(spec)?;
     let lock_path = packages.join(format!("{name}.lock"));
     tokio::pin!(cancelled);
@@ -153,7 +170,10 @@ pub async fn ensure(
             return Ok((done, hold));
         }
     }
-    bail!("the install of {spec} in {} was removed {ATTEMPTS} times as this run took it; is a `harper-shard cache clear` running in a loop?", packages.display())
+    bail!(
+        "the install of {spec} in {} was removed {ATTEMPTS} times as this run took it; is a `harper-shard cache clear` running in a loop?",
+        packages.display()
+    )
 }
 
 /// Installs and holds a package at most this many times before giving up.
@@ -182,17 +202,20 @@ async fn install(
     let staging = packages.join(format!("{name}.partial"));
     for stale in [&dir, &staging] {
         if stale.exists() {
-            std::fs::remove_dir_all(stale).with_context(|| format!("cannot clear {}", stale.display()))?;
+            std::fs::remove_dir_all(stale)
+                .with_context(|| format!("cannot clear {}", stale.display()))?;
         }
     }
-    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
     if let Err(e) = npm_install(&staging, spec, progress, cancelled).await {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
     entry_point(&staging, package_name(spec))?;
     std::fs::write(staging.join(COMPLETE), spec).context("cannot mark the install complete")?;
-    std::fs::rename(&staging, &dir).with_context(|| format!("cannot move the install into {}", dir.display()))
+    std::fs::rename(&staging, &dir)
+        .with_context(|| format!("cannot move the install into {}", dir.display()))
 }
 
 /// Under a signal, npm gets this long after SIGTERM before SIGKILL, and the tool waits at most
@@ -213,11 +236,18 @@ async fn npm_install(
     cancelled: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let npm = std::env::var_os("HARPER_SHARD_NPM").unwrap_or_else(|| "npm".into());
-    let mut args: Vec<std::ffi::OsString> =
-        ["install", "--no-audit", "--no-fund", "--no-save", "--no-package-lock", "--loglevel=http", "--prefix"]
-            .into_iter()
-            .map(Into::into)
-            .collect();
+    let mut args: Vec<std::ffi::OsString> = [
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--no-save",
+        "--no-package-lock",
+        "--loglevel=http",
+        "--prefix",
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
     args.extend([prefix.as_os_str().to_owned(), spec.into()]);
     let child = Child::spawn(Spec {
         program: npm.clone(),
@@ -290,7 +320,8 @@ fn entry_point(prefix: &Path, name: &str) -> anyhow::Result<PathBuf> {
     }
     let manifest = std::fs::read_to_string(pkg.join("package.json"))
         .with_context(|| format!("{name} is not installed under {}", prefix.display()))?;
-    let manifest: serde_json::Value = serde_json::from_str(&manifest).context("package.json is not JSON")?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&manifest).context("package.json is not JSON")?;
     let bin = match &manifest["bin"] {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Object(map) => map.values().find_map(|v| v.as_str().map(str::to_owned)),
@@ -309,16 +340,24 @@ mod tests {
     #[test]
     fn specs_that_read_alike_get_folders_of_their_own() {
         assert_ne!(folder("harperdb@^4.6.0"), folder("harperdb@~4.6.0"));
-        assert!(folder("harperdb@^4.6.0").starts_with("harperdb@_4.6.0-"), "{}", folder("harperdb@^4.6.0"));
+        assert!(
+            folder("harperdb@^4.6.0").starts_with("harperdb@_4.6.0-"),
+            "{}",
+            folder("harperdb@^4.6.0")
+        );
         assert_eq!(folder("harperdb@4.7.29"), folder("harperdb@4.7.29"), "stable");
         let long = format!("harperdb@{}", "1".repeat(10_000));
-        assert!(folder(&long).len() < 100, "a long spec still names a folder the file system takes");
+        assert!(
+            folder(&long).len() < 100,
+            "a long spec still names a folder the file system takes"
+        );
         assert_ne!(folder(&long), folder(&format!("{long}2")));
     }
 
     #[test]
     fn an_install_marked_for_another_spec_is_not_trusted() {
-        let cache = std::env::temp_dir().join(format!("hs-install-test-{}", uuid::Uuid::new_v4().simple()));
+        let cache =
+            std::env::temp_dir().join(format!("hs-install-test-{}", uuid::Uuid::new_v4().simple()));
         let dir = cache.join("packages").join(install_name("harperdb@^4.6.0").unwrap());
         std::fs::create_dir_all(dir.join("node_modules/harperdb/bin")).unwrap();
         std::fs::write(dir.join("node_modules/harperdb/bin/harperdb.js"), "").unwrap();

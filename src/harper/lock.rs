@@ -43,7 +43,10 @@ fn try_flock(path: &Path, how: FlockArg) -> anyhow::Result<Option<Flock<File>>> 
 pub async fn wait(path: &Path) -> anyhow::Result<Flock<File>> {
     loop {
         if holds(path) {
-            bail!("{} is in use by this run, which cannot remake it while it uses it; run again", path.display());
+            bail!(
+                "{} is in use by this run, which cannot remake it while it uses it; run again",
+                path.display()
+            );
         }
         if let Some(lock) = try_lock(path)? {
             return Ok(lock);
@@ -72,7 +75,11 @@ fn holds(path: &Path) -> bool {
 pub async fn hold(path: &Path) -> anyhow::Result<Hold> {
     loop {
         if let Some(lock) = try_flock(path, FlockArg::LockSharedNonblock)? {
-            *HELD.lock().unwrap_or_else(|e| e.into_inner()).entry(path.to_path_buf()).or_default() += 1;
+            *HELD
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(path.to_path_buf())
+                .or_default() += 1;
             return Ok(Hold { path: path.to_path_buf(), _lock: lock });
         }
         tokio::time::sleep(POLL).await;
@@ -97,11 +104,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_hold_keeps_others_out_and_this_process_never_waits_for_its_own() {
-        let path = std::env::temp_dir().join(format!("hs-lock-test-{}.lock", uuid::Uuid::new_v4().simple()));
+        let path = std::env::temp_dir()
+            .join(format!("hs-lock-test-{}.lock", uuid::Uuid::new_v4().simple()));
         let held = hold(&path).await.unwrap();
         let also = hold(&path).await.expect("holds are shared");
         assert!(try_lock(&path).unwrap().is_none(), "removed while held");
-        let waited = tokio::time::timeout(Duration::from_secs(5), wait(&path)).await.expect("waited for its own hold");
+        let waited = tokio::time::timeout(Duration::from_secs(5), wait(&path))
+            .await
+            .expect("waited for its own hold");
         assert!(waited.unwrap_err().to_string().contains("in use by this run"));
         drop(held);
         assert!(try_lock(&path).unwrap().is_none(), "the second hold still counts");

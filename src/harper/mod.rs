@@ -6,7 +6,7 @@
 pub mod boot_cache;
 pub mod cache;
 pub mod install;
-pub mod instance;
+pub mod layout;
 pub mod lock;
 pub mod runtime;
 pub mod template;

@@ -39,7 +39,9 @@ impl Found {
         match (&self.version, &self.modules) {
             (Some(v), Some(m)) => format!("{} {v} (modules ABI {m})", self.program),
             (Some(v), None) => format!("{} {v}", self.program),
-            (None, _) => format!("{}: {}", self.program, self.error.as_deref().unwrap_or("no version")),
+            (None, _) => {
+                format!("{}: {}", self.program, self.error.as_deref().unwrap_or("no version"))
+            }
         }
     }
 
@@ -61,7 +63,9 @@ impl Found {
 /// The node on the PATH: the runtime of `runtime: node`, and the one npm runs on.
 pub fn node() -> &'static Found {
     static NODE: OnceLock<Found> = OnceLock::new();
-    NODE.get_or_init(|| remembered("node", &["-p", "process.version + ' ' + process.versions.modules"]))
+    NODE.get_or_init(|| {
+        remembered("node", &["-p", "process.version + ' ' + process.versions.modules"])
+    })
 }
 
 /// The bun on the PATH.
@@ -74,7 +78,9 @@ pub fn bun() -> &'static Found {
 /// before, else asked (and kept there when the cache exists and the binary may be remembered).
 fn remembered(program: &'static str, args: &[&str]) -> Found {
     let folder = super::install::cache_dir().ok().map(|cache| cache.join("runtimes"));
-    let Some((folder, key)) = folder.zip(binary_identity(program)) else { return ask(program, args) };
+    let Some((folder, key)) = folder.zip(binary_identity(program)) else {
+        return ask(program, args);
+    };
     let file = folder.join(key);
     let kept = super::install::check_entry(&folder, "the cache's runtime answers")
         .ok()
@@ -84,12 +90,21 @@ fn remembered(program: &'static str, args: &[&str]) -> Found {
         return found;
     }
     let found = ask(program, args);
-    if let (Some(version), Some(parent)) = (&found.version, folder.parent().filter(|p| p.is_dir())) {
+    if let (Some(version), Some(parent)) = (&found.version, folder.parent().filter(|p| p.is_dir()))
+    {
         let line = format!("{version} {}", found.modules.as_deref().unwrap_or_default());
-        let kept = crate::private_dir::ensure_shared(&folder, "the cache's runtime answers", "HARPER_SHARD_CACHE_DIR", crate::private_dir::Sharing::Group)
-            .and_then(|()| write_replacing(&file, line.trim_end()));
+        let kept = crate::private_dir::ensure_shared(
+            &folder,
+            "the cache's runtime answers",
+            "HARPER_SHARD_CACHE_DIR",
+            crate::private_dir::Sharing::Group,
+        )
+        .and_then(|()| write_replacing(&file, line.trim_end()));
         if let Err(e) = kept {
-            tracing::debug!("the answer of {program} is not remembered in {}: {e:#}", parent.display());
+            tracing::debug!(
+                "the answer of {program} is not remembered in {}: {e:#}",
+                parent.display()
+            );
         }
     }
     found
@@ -100,10 +115,13 @@ fn remembered(program: &'static str, args: &[&str]) -> Found {
 fn write_replacing(file: &Path, text: &str) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let staging = file.with_extension(format!("partial-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&staging, text).with_context(|| format!("cannot write {}", staging.display()))?;
-    std::fs::rename(&staging, file).with_context(|| format!("cannot move {} into place", staging.display())).inspect_err(|_| {
-        let _ = std::fs::remove_file(&staging);
-    })
+    std::fs::write(&staging, text)
+        .with_context(|| format!("cannot write {}", staging.display()))?;
+    std::fs::rename(&staging, file)
+        .with_context(|| format!("cannot move {} into place", staging.display()))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&staging);
+        })
 }
 
 /// The key of the binary `program` runs as from the PATH (found as `execvp` finds it): a hash of
@@ -115,7 +133,9 @@ fn binary_identity(program: &str) -> Option<String> {
     let path = std::env::var_os("PATH")?;
     let found = std::env::split_paths(&path)
         .map(|dir| if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir }.join(program))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))?;
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })?;
     let real = std::fs::canonicalize(found).ok()?;
     if real.file_name()? != program {
         return None;
@@ -127,7 +147,15 @@ fn binary_identity(program: &str) -> Option<String> {
     if &magic != b"\x7fELF" {
         return None;
     }
-    let what = format!("{}\0{}\0{}\0{}\0{}.{}", real.display(), meta.dev(), meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec());
+    let what = format!(
+        "{}\0{}\0{}\0{}\0{}.{}",
+        real.display(),
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    );
     Some(format!("{program}-{:016x}", super::template::stable_hash(what.as_bytes())))
 }
 
@@ -149,38 +177,61 @@ const MAX_READ: u64 = 4096;
 const ASK_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn ask(program: &'static str, args: &[&str]) -> Found {
-    let missing = |error: String| Found { program, version: None, modules: None, error: Some(error) };
+    let missing =
+        |error: String| Found { program, version: None, modules: None, error: Some(error) };
     let (status, stdout) = match run_bounded(program, args) {
         Ok(Some(answer)) => answer,
-        Ok(None) => return missing(format!("`{program}` did not answer within {}s", ASK_LIMIT.as_secs())),
+        Ok(None) => {
+            return missing(format!("`{program}` did not answer within {}s", ASK_LIMIT.as_secs()));
+        }
         Err(e) => return missing(format!("cannot run `{program}` from the PATH ({e})")),
     };
     match parse(program, &String::from_utf8_lossy(&stdout)).filter(|_| status.success()) {
         Some(found) => found,
-        None => missing(format!("`{program}` did not say its version ({})", crate::supervise::describe(&status))),
+        None => missing(format!(
+            "`{program}` did not say its version ({})",
+            crate::supervise::describe(&status)
+        )),
     }
 }
 
 /// The first line of an answer, `<version>[ <modules ABI>]`, when it is one.
 fn parse(program: &'static str, text: &str) -> Option<Found> {
     let line = text.lines().next().unwrap_or("").trim();
-    let sane = |s: &str| !s.is_empty() && s.len() <= MAX_ANSWER && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
+    let sane = |s: &str| {
+        !s.is_empty()
+            && s.len() <= MAX_ANSWER
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+    };
     let mut words = line.split(' ');
     let (version, modules) = (words.next().unwrap_or(""), words.next());
     if !sane(version) || modules.is_some_and(|m| !sane(m)) || words.next().is_some() {
         return None;
     }
-    Some(Found { program, version: Some(version.to_owned()), modules: modules.map(str::to_owned), error: None })
+    Some(Found {
+        program,
+        version: Some(version.to_owned()),
+        modules: modules.map(str::to_owned),
+        error: None,
+    })
 }
 
 /// Runs `program`, reading at most [`MAX_READ`] bytes of its stdout; `None` when it has not
 /// exited within [`ASK_LIMIT`], in which case it is killed and reaped. The reader is a thread of
 /// its own, waited for through a channel, so a grandchild that keeps the pipe open cannot hold
 /// the answer back either.
-fn run_bounded(program: &str, args: &[&str]) -> std::io::Result<Option<(std::process::ExitStatus, Vec<u8>)>> {
+fn run_bounded(
+    program: &str,
+    args: &[&str],
+) -> std::io::Result<Option<(std::process::ExitStatus, Vec<u8>)>> {
     use std::io::Read;
     use std::process::Stdio;
-    let mut child = Command::new(program).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -193,7 +244,9 @@ fn run_bounded(program: &str, args: &[&str]) -> std::io::Result<Option<(std::pro
     loop {
         match child.try_wait()? {
             Some(status) => return Ok(Some((status, stdout))),
-            None if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -209,11 +262,26 @@ mod tests {
 
     #[test]
     fn node_caches_its_compiled_code_from_22_1_on() {
-        let node = |version: &str| Found { program: "node", version: Some(version.into()), modules: None, error: None };
-        for (version, has) in [("v20.20.2", false), ("v22.0.0", false), ("v22.1.0", true), ("v24.22.3", true), ("v26.12.1", true), ("v100.0.0", true)] {
+        let node = |version: &str| Found {
+            program: "node",
+            version: Some(version.into()),
+            modules: None,
+            error: None,
+        };
+        for (version, has) in [
+            ("v20.20.2", false),
+            ("v22.0.0", false),
+            ("v22.1.0", true),
+            ("v24.22.3", true),
+            ("v26.12.1", true),
+            ("v100.0.0", true),
+        ] {
             assert_eq!(node(version).compile_cache(), has, "{version}");
         }
         assert!(!node("nightly").compile_cache());
-        assert!(!Found { program: "bun", version: Some("24.0.0".into()), modules: None, error: None }.compile_cache());
+        assert!(
+            !Found { program: "bun", version: Some("24.0.0".into()), modules: None, error: None }
+                .compile_cache()
+        );
     }
 }

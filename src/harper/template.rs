@@ -29,7 +29,7 @@ use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 
 use super::boot_cache;
-use super::instance::{Dirs, copy_tree, link_tree};
+use super::layout::{Dirs, copy_tree, link_tree};
 use super::lock::Hold;
 use crate::plan::{HarperSource, HarperSpec, Runtime};
 
@@ -81,7 +81,12 @@ pub fn key(spec: &HarperSpec, entry: &Path) -> String {
     key_on(spec, entry, version, boot_cache)
 }
 
-fn key_on(spec: &HarperSpec, entry: &Path, runtime_version: Option<&str>, boot_cache: boot_cache::Mode) -> String {
+fn key_on(
+    spec: &HarperSpec,
+    entry: &Path,
+    runtime_version: Option<&str>,
+    boot_cache: boot_cache::Mode,
+) -> String {
     let what = serde_json::json!({
         "entry": entry.display().to_string(),
         "build": matches!(spec.source, HarperSource::Bin(_)).then(|| build_identity(entry)),
@@ -117,7 +122,8 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
 /// build gets a template of its own instead of booting on a ROOTPATH the old one installed. A
 /// package in the cache never changes once installed: its path says which it is.
 fn build_identity(entry: &Path) -> serde_json::Value {
-    let manifest = entry.ancestors().skip(1).map(|dir| dir.join("package.json")).find(|p| p.is_file());
+    let manifest =
+        entry.ancestors().skip(1).map(|dir| dir.join("package.json")).find(|p| p.is_file());
     let version = manifest
         .as_deref()
         .and_then(|m| crate::plan::file::read_bounded(m, MANIFEST_BYTES).ok())
@@ -142,7 +148,11 @@ fn file_identity(path: &Path) -> Option<String> {
     use sha2::Digest as _;
     use std::io::Read as _;
     use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() {
         return None;
@@ -150,12 +160,19 @@ fn file_identity(path: &Path) -> Option<String> {
     let mut digest = sha2::Sha256::new();
     std::io::copy(&mut file.take(DIGESTED_BYTES), &mut digest).ok()?;
     let hex: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Some(format!("{hex} {} bytes, inode {}, mtime {}.{:09}", meta.len(), meta.ino(), meta.mtime(), meta.mtime_nsec()))
+    Some(format!(
+        "{hex} {} bytes, inode {}, mtime {}.{:09}",
+        meta.len(),
+        meta.ino(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    ))
 }
 
 /// What a copy cannot boot without: the files [`instantiate`] rewrites and Harper's database.
 /// (Its keys come from the stock: the template keeps none of its own that a copy would use.)
-const REQUIRED: [&str; 3] = ["r/harperdb-config.yaml", "r/database/system.mdb", "h/.harperdb/hdb_boot_properties.file"];
+const REQUIRED: [&str; 3] =
+    ["r/harperdb-config.yaml", "r/database/system.mdb", "h/.harperdb/hdb_boot_properties.file"];
 
 /// The complete template of `key`, if the cache has one. One with a required part gone (removed
 /// by hand, a disk cleaner), or the compile cache its record names, counts as none, so it is
@@ -165,7 +182,8 @@ pub fn cached(cache: &Path, key: &str) -> Option<Template> {
     let text = std::fs::read_to_string(dir.join(META)).ok()?;
     let meta: Meta = serde_json::from_str(&text).ok()?;
     let compiled = !meta.compile_cache || boot_cache::compile_dir_of(&dir).is_dir();
-    (compiled && REQUIRED.iter().all(|part| dir.join(part).exists())).then_some(Template { dir, meta })
+    (compiled && REQUIRED.iter().all(|part| dir.join(part).exists()))
+        .then_some(Template { dir, meta })
 }
 
 /// The exclusive lock on building the template `key`.
@@ -199,24 +217,30 @@ pub fn store(
         let _ = std::fs::remove_file(built.root.join(stale));
     }
     let dir = templates_dir(cache).join(key);
-    let staging = templates_dir(cache).join(format!("{key}.partial-{}", uuid::Uuid::new_v4().simple()));
+    let staging =
+        templates_dir(cache).join(format!("{key}.partial-{}", uuid::Uuid::new_v4().simple()));
     let mut meta = meta.clone();
     let staged = (|| -> anyhow::Result<()> {
         copy_tree(&built.root, &staging.join("r")).context("cannot copy the stopped install")?;
-        copy_tree(&built.home, &staging.join("h")).context("cannot copy the stopped install's HOME")?;
+        copy_tree(&built.home, &staging.join("h"))
+            .context("cannot copy the stopped install's HOME")?;
         if let Some((boot, root)) = boot.filter(|(boot, _)| boot_cache::complete(boot)) {
             copy_tree(boot, &boot_cache::dir_of(&staging)).context("cannot copy the boot cache")?;
             meta.boot_root = Some(root);
         }
         if let Some(compile) = compile.filter(|dir| boot_cache::compiled(dir)) {
-            copy_tree(compile, &boot_cache::compile_dir_of(&staging)).context("cannot copy Node's compile cache")?;
+            copy_tree(compile, &boot_cache::compile_dir_of(&staging))
+                .context("cannot copy Node's compile cache")?;
             meta.compile_cache = true;
         }
-        std::fs::write(staging.join(META), serde_json::to_vec_pretty(&meta)?).context("cannot write the template's record")?;
+        std::fs::write(staging.join(META), serde_json::to_vec_pretty(&meta)?)
+            .context("cannot write the template's record")?;
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot replace {}", dir.display()))?;
         }
-        std::fs::rename(&staging, &dir).with_context(|| format!("cannot move the template into {}", dir.display()))
+        std::fs::rename(&staging, &dir)
+            .with_context(|| format!("cannot move the template into {}", dir.display()))
     })();
     if let Err(e) = staged {
         let _ = std::fs::remove_dir_all(&staging);
@@ -228,31 +252,45 @@ pub fn store(
 /// Fills an instance's fresh directories from the template: the copy, every path rewritten to
 /// the instance's own, its own JWT keys, and its own folder of Node's compile cache.
 pub fn instantiate(template: &Template, dirs: &Dirs, keys: &KeySet) -> anyhow::Result<()> {
-    copy_tree(&template.dir.join("r"), &dirs.root).context("cannot copy the template's ROOTPATH")?;
+    copy_tree(&template.dir.join("r"), &dirs.root)
+        .context("cannot copy the template's ROOTPATH")?;
     copy_tree(&template.dir.join("h"), &dirs.home).context("cannot copy the template's HOME")?;
     if template.meta.compile_cache && boot_cache::enabled() {
         // Linked, not copied (11 MiB, 0.3 s): Node replaces an entry by renaming a new file over
         // it, never writing in place, and checks each entry's checksum when it reads one.
-        link_tree(&boot_cache::compile_dir_of(&template.dir), &boot_cache::compile_dir_of(&dirs.base))
-            .context("cannot copy the template's compile cache")?;
+        link_tree(
+            &boot_cache::compile_dir_of(&template.dir),
+            &boot_cache::compile_dir_of(&dirs.base),
+        )
+        .context("cannot copy the template's compile cache")?;
     }
     let root = dirs.root.display().to_string();
     let home = dirs.home.display().to_string();
-    for file in [dirs.root.join("harperdb-config.yaml"), dirs.home.join(".harperdb").join("hdb_boot_properties.file")] {
-        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    for file in [
+        dirs.root.join("harperdb-config.yaml"),
+        dirs.home.join(".harperdb").join("hdb_boot_properties.file"),
+    ] {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
         let text = text.replace(&template.meta.root, &root).replace(&template.meta.home, &home);
         std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
     }
     for name in KEY_FILES {
         let target = dirs.root.join("keys").join(name);
         let _ = std::fs::remove_file(&target);
-        std::fs::copy(keys.dir.join(name), &target).with_context(|| format!("cannot put a key in {}", target.display()))?;
+        std::fs::copy(keys.dir.join(name), &target)
+            .with_context(|| format!("cannot put a key in {}", target.display()))?;
     }
     Ok(())
 }
 
 /// Sets the run's admin password on a copy once it is ready (it started with the template's).
-pub async fn set_password(addr: Ipv4Addr, port: u16, meta: &Meta, password: &str) -> anyhow::Result<()> {
+pub async fn set_password(
+    addr: Ipv4Addr,
+    port: u16,
+    meta: &Meta,
+    password: &str,
+) -> anyhow::Result<()> {
     if password == meta.password {
         return Ok(());
     }
@@ -270,18 +308,39 @@ pub async fn set_password(addr: Ipv4Addr, port: u16, meta: &Meta, password: &str
 /// certificate authority and replication certificate, self-signed with `keys/privateKey.pem`,
 /// which Harper then deletes): every copy gets a TLS key of its own from the stock, and signs
 /// its own at its first start, as a fresh install does; a certificate the config names stays.
-pub async fn forget_certificates(addr: Ipv4Addr, port: u16, (username, password): (&str, &str)) -> anyhow::Result<()> {
+pub async fn forget_certificates(
+    addr: Ipv4Addr,
+    port: u16,
+    (username, password): (&str, &str),
+) -> anyhow::Result<()> {
     let admin = (username, password);
-    let (status, listed) = operation((addr, port), admin, &serde_json::json!({ "operation": "list_certificates" })).await?;
+    let (status, listed) =
+        operation((addr, port), admin, &serde_json::json!({ "operation": "list_certificates" }))
+            .await?;
     let listed: Vec<serde_json::Value> = (status == 200)
         .then(|| serde_json::from_str(&listed).ok())
         .flatten()
-        .with_context(|| format!("Harper's `list_certificates` answered HTTP {status}: {}", crate::text::one_line(&listed)))?;
-    let own = listed.iter().filter(|c| c["is_self_signed"] == true && c["private_key_name"] == "privateKey.pem");
+        .with_context(|| {
+            format!(
+                "Harper's `list_certificates` answered HTTP {status}: {}",
+                crate::text::one_line(&listed)
+            )
+        })?;
+    let own = listed
+        .iter()
+        .filter(|c| c["is_self_signed"] == true && c["private_key_name"] == "privateKey.pem");
     for name in own.filter_map(|c| c["name"].as_str()) {
-        let (status, answer) = operation((addr, port), admin, &serde_json::json!({ "operation": "remove_certificate", "name": name })).await?;
+        let (status, answer) = operation(
+            (addr, port),
+            admin,
+            &serde_json::json!({ "operation": "remove_certificate", "name": name }),
+        )
+        .await?;
         if status != 200 {
-            bail!("Harper refused to remove its certificate `{name}` from the template: HTTP {status}: {}", crate::text::one_line(&answer));
+            bail!(
+                "Harper refused to remove its certificate `{name}` from the template: HTTP {status}: {}",
+                crate::text::one_line(&answer)
+            );
         }
     }
     Ok(())
@@ -289,7 +348,11 @@ pub async fn forget_certificates(addr: Ipv4Addr, port: u16, (username, password)
 
 /// One request to Harper's operations API with basic authentication: the answer's status and
 /// body (at most 1 MiB), within 10 s.
-async fn operation(to: (Ipv4Addr, u16), (username, password): (&str, &str), body: &serde_json::Value) -> anyhow::Result<(u16, String)> {
+async fn operation(
+    to: (Ipv4Addr, u16),
+    (username, password): (&str, &str),
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, String)> {
     use base64::Engine as _;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (addr, port) = to;
@@ -314,8 +377,13 @@ async fn operation(to: (Ipv4Addr, u16), (username, password): (&str, &str), body
         .with_context(|| format!("cannot send `{what}` to Harper's operations API"))?;
     let split = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(answer.len(), |at| at + 4);
     let (head, rest) = (String::from_utf8_lossy(&answer[..split]), &answer[split..]);
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).with_context(|| format!("Harper's answer to `{what}` is not HTTP: {}", crate::text::one_line(&head)))?;
-    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).with_context(|| {
+        format!("Harper's answer to `{what}` is not HTTP: {}", crate::text::one_line(&head))
+    })?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
     let body = if chunked { unchunk(rest) } else { rest.to_vec() };
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
@@ -325,7 +393,10 @@ fn unchunk(mut rest: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
         let size = String::from_utf8_lossy(&rest[..eol]);
-        let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+        else {
+            break;
+        };
         let after = &rest[eol + 2..];
         if size == 0 || after.len() < size {
             break;
@@ -363,7 +434,8 @@ c.generateKeyPair('rsa', { modulusLength: 4096, publicKeyEncoding: { type: 'spki
 /// Takes a free key set from the stock, making one when every set is held.
 pub async fn take_keys(cache: &Path, runtime: Runtime) -> anyhow::Result<KeySet> {
     let stock = cache.join("keys");
-    std::fs::create_dir_all(&stock).with_context(|| format!("cannot create {}", stock.display()))?;
+    std::fs::create_dir_all(&stock)
+        .with_context(|| format!("cannot create {}", stock.display()))?;
     for n in 0u32.. {
         let Some(held) = super::lock::try_lock(&stock.join(format!("{n}.lock")))? else { continue };
         let dir = stock.join(n.to_string());
@@ -376,8 +448,13 @@ pub async fn take_keys(cache: &Path, runtime: Runtime) -> anyhow::Result<KeySet>
 }
 
 async fn make_keys(stock: &Path, dir: &Path, runtime: Runtime) -> anyhow::Result<()> {
-    let staging = stock.join(format!("{}.partial-{}", dir.file_name().unwrap_or_default().to_string_lossy(), uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let staging = stock.join(format!(
+        "{}.partial-{}",
+        dir.file_name().unwrap_or_default().to_string_lossy(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
     let program = if runtime == Runtime::Bun { "bun" } else { "node" };
     let out = tokio::process::Command::new(program)
         .arg("-e")
@@ -390,10 +467,14 @@ async fn make_keys(stock: &Path, dir: &Path, runtime: Runtime) -> anyhow::Result
         .with_context(|| format!("cannot run `{program}` to make keys"));
     let made = out.and_then(|out| {
         if !out.status.success() {
-            bail!("`{program}` could not make keys: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "`{program}` could not make keys: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         let _ = std::fs::remove_dir_all(dir);
-        std::fs::rename(&staging, dir).with_context(|| format!("cannot move the keys into {}", dir.display()))
+        std::fs::rename(&staging, dir)
+            .with_context(|| format!("cannot move the keys into {}", dir.display()))
     });
     if made.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
@@ -411,7 +492,14 @@ mod tests {
         let raw = crate::plan::load::parse(Path::new("p.yml"), plan).unwrap();
         let env = |_: &str| None;
         let timings = crate::plan::Timings::default();
-        let cx = crate::plan::resolve::Context { env: &env, cpus: 2, timings: &timings, retries: None, flaky_fails: false, today: crate::plan::schema::Day::today() };
+        let cx = crate::plan::resolve::Inputs {
+            env: &env,
+            cpus: 2,
+            timings: &timings,
+            retries: None,
+            flaky_fails: false,
+            today: crate::plan::schema::Day::today(),
+        };
         let resolved = crate::plan::resolve::resolve(Path::new("p.yml"), plan, raw, &cx).unwrap();
         let spec = resolved.shards[0].harper.clone();
         let entry = Path::new("/cache/harperdb/bin/harperdb.js");
@@ -431,7 +519,8 @@ mod tests {
 
     #[test]
     fn a_bin_harper_rebuilt_in_place_gets_another_key() {
-        let dir = std::env::temp_dir().join(format!("hs-template-bin-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("hs-template-bin-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(dir.join("bin")).unwrap();
         let entry = dir.join("bin/harperdb.js");
         std::fs::write(&entry, "console.log('one')").unwrap();
@@ -465,20 +554,32 @@ mod tests {
         let spec = crate::plan::test_harper();
         let entry = Path::new("/cache/harperdb/bin/harperdb.js");
         let keys: std::collections::BTreeSet<String> =
-            [Mode::Off, Mode::Preload, Mode::Compile, Mode::Both].into_iter().map(|m| key_on(&spec, entry, Some("v24.22.3"), m)).collect();
+            [Mode::Off, Mode::Preload, Mode::Compile, Mode::Both]
+                .into_iter()
+                .map(|m| key_on(&spec, entry, Some("v24.22.3"), m))
+                .collect();
         assert_eq!(keys.len(), 4, "a template built with one cache would serve another");
     }
 
     #[test]
     fn a_template_missing_a_required_part_is_not_used() {
-        let cache = std::env::temp_dir().join(format!("hs-template-test-{}", uuid::Uuid::new_v4().simple()));
+        let cache = std::env::temp_dir()
+            .join(format!("hs-template-test-{}", uuid::Uuid::new_v4().simple()));
         let dir = templates_dir(&cache).join("k");
         for part in REQUIRED {
             let path = dir.join(part);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, "").unwrap();
         }
-        let meta = Meta { root: "/r".into(), home: "/h".into(), username: "admin".into(), password: "p".into(), entry: "e".into(), boot_root: None, compile_cache: false };
+        let meta = Meta {
+            root: "/r".into(),
+            home: "/h".into(),
+            username: "admin".into(),
+            password: "p".into(),
+            entry: "e".into(),
+            boot_root: None,
+            compile_cache: false,
+        };
         std::fs::write(dir.join(META), serde_json::to_vec(&meta).unwrap()).unwrap();
         assert!(cached(&cache, "k").is_some());
         for part in REQUIRED {

@@ -102,7 +102,12 @@ pub struct BinView<'a> {
 fn digest(partitions: &[Bin]) -> String {
     let canonical: Vec<Vec<serde_json::Value>> = partitions
         .iter()
-        .map(|bin| bin.shards.iter().map(|s| serde_json::json!({ "name": s.name, "files": s.files })).collect())
+        .map(|bin| {
+            bin.shards
+                .iter()
+                .map(|s| serde_json::json!({ "name": s.name, "files": s.files }))
+                .collect()
+        })
         .collect();
     let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
     let hash = Sha256::digest(&bytes);
@@ -138,7 +143,11 @@ mod tests {
     fn the_digest_changes_with_what_any_partition_runs_and_not_with_the_figures() {
         let base = assign(&shards(&[10, 1, 9]), 2);
         assert_eq!(base.digest, assign(&shards(&[12, 2, 9]), 2).digest, "same shards, same digest");
-        assert_ne!(base.digest, assign(&shards(&[1, 10, 9]), 2).digest, "s0 and s1 swapped partitions");
+        assert_ne!(
+            base.digest,
+            assign(&shards(&[1, 10, 9]), 2).digest,
+            "s0 and s1 swapped partitions"
+        );
         let mut moved = shards(&[10, 1, 9]);
         moved[1].files = vec![PathBuf::from("t/a.mjs")];
         assert_ne!(base.digest, assign(&moved, 2).digest, "a file moved");

@@ -67,7 +67,8 @@ impl PlanError {
         if let (Some((_, column)), Some(text)) = (self.at, &self.source_line) {
             let chars: Vec<char> = text.chars().collect();
             let at = (column as usize).saturating_sub(1).min(chars.len());
-            let near: String = chars[at.saturating_sub(24)..(at + 12).min(chars.len())].iter().collect();
+            let near: String =
+                chars[at.saturating_sub(24)..(at + 12).min(chars.len())].iter().collect();
             line.push_str(&format!(", at `{near}`"));
         }
         if let Some(hint) = &self.hint {

@@ -16,7 +16,10 @@ pub enum ReadError {
     NotFound,
     /// Something other than a regular file: the words say what (`a directory`, `a FIFO`…).
     NotRegular(&'static str),
-    TooLarge { size: u64, limit: u64 },
+    TooLarge {
+        size: u64,
+        limit: u64,
+    },
     Io(io::Error),
 }
 

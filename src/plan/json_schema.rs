@@ -11,7 +11,10 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::Value;
 
 use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_SPLIT, MAX_THREADS};
-use super::schema::{Address, Commands, Concurrency, Day, Dur, Instances, PoolCount, Port, RawPlan, Retries, Split, Threads, Weight};
+use super::schema::{
+    Address, Commands, Concurrency, Day, Dur, Instances, PoolCount, Port, RawPlan, Retries, Split,
+    Threads, Weight,
+};
 
 /// The whole schema, as `harper-shard schema` prints it (and `docs/plan.schema.json` holds, for
 /// the example plans' `yaml-language-server` modeline).
@@ -21,8 +24,7 @@ pub fn plan_schema() -> Value {
 
 /// A duration with a unit, as humantime reads it (`90s`, `1h 30m`). Whether it is within range
 /// is the tool's check: a pattern cannot say "at most 24h".
-const DURATION_PATTERN: &str =
-    r"^\s*([0-9]+\s*(nsec|ns|usec|us|µs|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)\s*)+$";
+const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*(nsec|ns|usec|us|µs|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|w|months|month|M|years|year|y)\s*)+$";
 
 impl<const MAX_SECS: u64> JsonSchema for Dur<MAX_SECS> {
     fn schema_name() -> Cow<'static, str> {

@@ -12,8 +12,8 @@
 
 use std::path::Path;
 
-use serde_saphyr::granit_parser::{Event, Parser};
 use serde_saphyr::budget::BudgetBreach;
+use serde_saphyr::granit_parser::{Event, Parser};
 use serde_saphyr::{Budget, Error as YamlError};
 
 use super::error::PlanError;
@@ -88,7 +88,9 @@ fn refuse_tags(path: &Path, text: &str) -> Result<(), PlanError> {
     for item in Parser::new_from_str(text) {
         let Ok((event, span)) = item else { return Ok(()) };
         let tag = match &event {
-            Event::Scalar(_, _, _, Some(tag)) | Event::SequenceStart(_, _, Some(tag)) | Event::MappingStart(_, _, Some(tag)) => tag,
+            Event::Scalar(_, _, _, Some(tag))
+            | Event::SequenceStart(_, _, Some(tag))
+            | Event::MappingStart(_, _, Some(tag)) => tag,
             _ => continue,
         };
         let at = span.tag_start.unwrap_or(span.start);
@@ -206,8 +208,12 @@ fn hint_for(message: &str, text: &str) -> Option<String> {
         let expected = message.split_once("expected one of ").map_or("", |(_, list)| list);
         let candidates: Vec<&str> = expected.split(", ").map(|k| k.trim_matches('`')).collect();
         return Some(match did_you_mean(key, &candidates) {
-            Some(near) => format!("did you mean `{near}`? Unknown keys are refused so that a typo cannot be ignored"),
-            None => format!("remove `{key}`: it is not a key here in plan version 1 (see the plan reference in the README)"),
+            Some(near) => format!(
+                "did you mean `{near}`? Unknown keys are refused so that a typo cannot be ignored"
+            ),
+            None => format!(
+                "remove `{key}`: it is not a key here in plan version 1 (see the plan reference in the README)"
+            ),
         });
     }
     let known = [
@@ -215,7 +221,10 @@ fn hint_for(message: &str, text: &str) -> Option<String> {
         ("missing field `version`", "start the plan with `version: 1`"),
         ("missing field `run`", "give the shard a `run:` command (a string, or a list of strings)"),
         ("missing field `name`", "give the shard a `name:`"),
-        ("quoted scalar", "a quoted string may not end where you meant: check the quotes on this line and the line before"),
+        (
+            "quoted scalar",
+            "a quoted string may not end where you meant: check the quotes on this line and the line before",
+        ),
     ];
     if let Some((_, hint)) = known.iter().find(|(needle, _)| message.contains(needle)) {
         return Some((*hint).to_owned());

@@ -66,7 +66,9 @@ fn check_agreement(jobs: &[Job]) -> Result<Vec<String>, String> {
         .filter_map(|j| j.timings.run.as_ref().and_then(|r| r.partition.map(|p| (j, r, p))))
         .collect();
     let Some((_, first, _)) = partitioned.first() else { return Ok(Vec::new()) };
-    let agreed = partitioned.iter().all(|(_, r, p)| r.assignment == first.assignment && p.total == partitioned[0].2.total);
+    let agreed = partitioned
+        .iter()
+        .all(|(_, r, p)| r.assignment == first.assignment && p.total == partitioned[0].2.total);
     if !agreed {
         let each: Vec<String> = partitioned
             .iter()
@@ -150,11 +152,15 @@ fn coverage(jobs: &[(&Job, &super::timings::RunTimings, super::Partition)]) -> S
 /// Drops the figures of shards and files that no job's plan has any more, when every job says
 /// what its plan had.
 fn prune(merged: &mut Timings, jobs: &[Job]) -> Vec<String> {
-    let plans: Option<Vec<&super::timings::PlanNames>> = jobs.iter().map(|j| j.timings.run.as_ref().map(|r| &r.plan)).collect();
+    let plans: Option<Vec<&super::timings::PlanNames>> =
+        jobs.iter().map(|j| j.timings.run.as_ref().map(|r| &r.plan)).collect();
     let Some(plans) = plans.filter(|p| !p.is_empty()) else { return Vec::new() };
-    let shards: BTreeSet<&str> = plans.iter().flat_map(|p| p.shards.iter().map(String::as_str)).collect();
-    let files: BTreeSet<&str> = plans.iter().flat_map(|p| p.files.iter().map(String::as_str)).collect();
-    let gone_shards: Vec<String> = merged.shards.keys().filter(|k| !shards.contains(k.as_str())).cloned().collect();
+    let shards: BTreeSet<&str> =
+        plans.iter().flat_map(|p| p.shards.iter().map(String::as_str)).collect();
+    let files: BTreeSet<&str> =
+        plans.iter().flat_map(|p| p.files.iter().map(String::as_str)).collect();
+    let gone_shards: Vec<String> =
+        merged.shards.keys().filter(|k| !shards.contains(k.as_str())).cloned().collect();
     let gone_files = merged.files.keys().filter(|k| !files.contains(k.as_str())).count();
     merged.shards.retain(|k, _| shards.contains(k.as_str()));
     merged.files.retain(|k, _| files.contains(k.as_str()));
@@ -164,7 +170,8 @@ fn prune(merged: &mut Timings, jobs: &[Job]) -> Vec<String> {
         return Vec::new();
     }
     let names: Vec<&str> = gone_shards.iter().map(String::as_str).collect();
-    let shards_said = if names.is_empty() { String::new() } else { format!(" ({})", name_list(&names)) };
+    let shards_said =
+        if names.is_empty() { String::new() } else { format!(" ({})", name_list(&names)) };
     vec![format!(
         "dropped {} shard(s){shards_said} and {gone_files} file(s) that the plan no longer has (renamed or removed)",
         gone_shards.len()
@@ -183,39 +190,69 @@ mod tests {
             assignment: digest.into(),
             assigned: vec!["a".into(), "b".into(), "c".into()],
             selected: ran.iter().map(|(n, _)| (*n).to_owned()).collect(),
-            plan: PlanNames { shards: vec!["a".into(), "b".into(), "c".into()], files: vec!["t/x.mjs".into()] },
+            plan: PlanNames {
+                shards: vec!["a".into(), "b".into(), "c".into()],
+                files: vec!["t/x.mjs".into()],
+            },
             shards: ran.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect(),
             files: BTreeMap::from([("t/x.mjs".to_owned(), 4.0)]),
             flakes: Flakes::default(),
         };
         // The file's top level carries history too; only `run` counts as fresh.
         let shards = BTreeMap::from([("a".to_owned(), 999.0)]);
-        Job { path: PathBuf::from(name), timings: Timings { version: 1, shards, files: BTreeMap::new(), flakes: Flakes::default(), run: Some(run) } }
+        Job {
+            path: PathBuf::from(name),
+            timings: Timings {
+                version: 1,
+                shards,
+                files: BTreeMap::new(),
+                flakes: Flakes::default(),
+                run: Some(run),
+            },
+        }
     }
 
     #[test]
     fn fresh_figures_of_every_job_are_weighed_against_the_history() {
-        let jobs = [job("1.json", Some((1, 2)), "d", &[("a", 10.0)]), job("2.json", Some((2, 2)), "d", &[("b", 20.0), ("c", 30.0)])];
+        let jobs = [
+            job("1.json", Some((1, 2)), "d", &[("a", 10.0)]),
+            job("2.json", Some((2, 2)), "d", &[("b", 20.0), ("c", 30.0)]),
+        ];
         let mut previous = Timings { version: 1, ..Timings::default() };
         previous.shards.insert("a".into(), 30.0);
         previous.shards.insert("gone".into(), 5.0);
         let merged = merge(&jobs, Some(previous)).unwrap();
-        assert_eq!(merged.timings.shards, BTreeMap::from([("a".into(), 20.0), ("b".into(), 20.0), ("c".into(), 30.0)]));
+        assert_eq!(
+            merged.timings.shards,
+            BTreeMap::from([("a".into(), 20.0), ("b".into(), 20.0), ("c".into(), 30.0)])
+        );
         assert_eq!(merged.timings.files, BTreeMap::from([("t/x.mjs".into(), 4.0)]));
         assert_eq!(merged.timings.run, None);
-        assert_eq!(merged.warnings, ["dropped 1 shard(s) (gone) and 0 file(s) that the plan no longer has (renamed or removed)"]);
+        assert_eq!(
+            merged.warnings,
+            [
+                "dropped 1 shard(s) (gone) and 0 file(s) that the plan no longer has (renamed or removed)"
+            ]
+        );
     }
 
     #[test]
     fn jobs_with_different_assignments_are_refused_with_what_ran_twice_and_never() {
-        let jobs = [job("1.json", Some((1, 2)), "d1", &[("a", 1.0), ("b", 1.0)]), job("2.json", Some((2, 2)), "d2", &[("b", 1.0)])];
+        let jobs = [
+            job("1.json", Some((1, 2)), "d1", &[("a", 1.0), ("b", 1.0)]),
+            job("2.json", Some((2, 2)), "d2", &[("b", 1.0)]),
+        ];
         let err = merge(&jobs, None).err().unwrap();
-        assert!(err.contains("1.json ran 1/2 of assignment d1; 2.json ran 2/2 of assignment d2"), "{err}");
+        assert!(
+            err.contains("1.json ran 1/2 of assignment d1; 2.json ran 2/2 of assignment d2"),
+            "{err}"
+        );
         assert!(err.contains("ran in more than one job: b; ran in none of these: c"), "{err}");
     }
 
     #[test]
-    fn partitions_beside_a_job_that_ran_the_whole_plan_are_refused_naming_each_shard_and_its_files() {
+    fn partitions_beside_a_job_that_ran_the_whole_plan_are_refused_naming_each_shard_and_its_files()
+    {
         let jobs = [
             job("1.json", Some((1, 2)), "d", &[("a", 1.0), ("b", 1.0)]),
             job("2.json", Some((2, 2)), "d", &[("c", 1.0)]),
@@ -223,18 +260,32 @@ mod tests {
         ];
         let err = merge(&jobs, None).err().unwrap();
         assert!(err.starts_with("3 shard(s) ran in more than one of these jobs: a (1.json, whole.json); b (1.json, whole.json); c (2.json, whole.json)."), "{err}");
-        let disjoint = [job("1.json", Some((1, 2)), "d", &[("a", 1.0)]), job("2.json", Some((2, 2)), "d", &[("b", 1.0), ("c", 1.0)])];
+        let disjoint = [
+            job("1.json", Some((1, 2)), "d", &[("a", 1.0)]),
+            job("2.json", Some((2, 2)), "d", &[("b", 1.0), ("c", 1.0)]),
+        ];
         assert!(merge(&disjoint, None).is_ok());
         assert!(merge(&jobs[2..], None).is_ok(), "one job that ran the whole plan");
     }
 
     #[test]
     fn a_partition_given_twice_is_refused_and_a_missing_one_is_a_warning() {
-        let twice = [job("1.json", Some((1, 3)), "d", &[]), job("again.json", Some((1, 3)), "d", &[])];
-        assert!(merge(&twice, None).err().unwrap().contains("1.json and again.json both ran partition 1/3"));
-        let missing = [job("1.json", Some((1, 3)), "d", &[]), job("3.json", Some((3, 3)), "d", &[])];
+        let twice =
+            [job("1.json", Some((1, 3)), "d", &[]), job("again.json", Some((1, 3)), "d", &[])];
+        assert!(
+            merge(&twice, None)
+                .err()
+                .unwrap()
+                .contains("1.json and again.json both ran partition 1/3")
+        );
+        let missing =
+            [job("1.json", Some((1, 3)), "d", &[]), job("3.json", Some((3, 3)), "d", &[])];
         let merged = merge(&missing, None).unwrap();
-        assert!(merged.warnings[0].starts_with("no timings from partition 2/3"), "{:?}", merged.warnings);
+        assert!(
+            merged.warnings[0].starts_with("no timings from partition 2/3"),
+            "{:?}",
+            merged.warnings
+        );
     }
 
     #[test]
@@ -256,9 +307,20 @@ mod tests {
         previous.flakes.shards.insert("c".into(), Counts { runs: 3.0, flaky: 1.0, failed: 1.0 });
         let merged = merge(&[one, two], Some(previous)).unwrap().timings.flakes;
         let d = FLAKE_DECAY;
-        assert_eq!(merged.shards["a"], Counts { runs: 4.0 * d + 1.0, flaky: 2.0 * d + 1.0, failed: 0.0 });
+        assert_eq!(
+            merged.shards["a"],
+            Counts { runs: 4.0 * d + 1.0, flaky: 2.0 * d + 1.0, failed: 0.0 }
+        );
         assert_eq!(merged.shards["b"], Counts { runs: 1.0, flaky: 0.0, failed: 1.0 });
-        assert_eq!(merged.shards["c"], Counts { runs: 3.0, flaky: 1.0, failed: 1.0 }, "a shard no job ran keeps its counts");
-        assert_eq!(merged.files["t/x.mjs"], Counts { runs: 2.0, flaky: 1.0, failed: 0.0 }, "both jobs ran the file: two runs");
+        assert_eq!(
+            merged.shards["c"],
+            Counts { runs: 3.0, flaky: 1.0, failed: 1.0 },
+            "a shard no job ran keeps its counts"
+        );
+        assert_eq!(
+            merged.files["t/x.mjs"],
+            Counts { runs: 2.0, flaky: 1.0, failed: 0.0 },
+            "both jobs ran the file: two runs"
+        );
     }
 }

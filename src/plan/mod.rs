@@ -56,7 +56,7 @@ pub struct Plan {
 /// run, until the end of `until` (UTC).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Quarantine {
-    pub target: Target,
+    pub target: QuarantineTarget,
     /// The shard's name (a split shard's shared one covers every part), or the file relative
     /// to the plan's folder.
     pub name: String,
@@ -72,17 +72,17 @@ pub struct Quarantine {
 /// What a quarantine entry names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Target {
+pub enum QuarantineTarget {
     Shard,
     File,
 }
 
-impl Target {
+impl QuarantineTarget {
     /// Its key in the plan, and its word in messages.
     pub fn key(self) -> &'static str {
         match self {
-            Target::Shard => "shard",
-            Target::File => "file",
+            QuarantineTarget::Shard => "shard",
+            QuarantineTarget::File => "file",
         }
     }
 }
@@ -91,8 +91,11 @@ impl Quarantine {
     /// Whether the entry names `shard` or one of its files (expired or not).
     pub fn covers(&self, shard: &Shard) -> bool {
         match self.target {
-            Target::Shard => self.name == shard.name || self.name == shard.group,
-            Target::File => shard.files.iter().any(|f| crate::cases::relative(&f.to_string_lossy(), Path::new("")).as_deref() == Some(self.name.as_str())),
+            QuarantineTarget::Shard => self.name == shard.name || self.name == shard.group,
+            QuarantineTarget::File => shard.files.iter().any(|f| {
+                crate::cases::relative(&f.to_string_lossy(), Path::new("")).as_deref()
+                    == Some(self.name.as_str())
+            }),
         }
     }
 
@@ -193,13 +196,17 @@ impl Shard {
     /// the shard's own entry, else one entry for each file of `failing` (the files of the
     /// failing test cases, `None` when a failing case named no file), when every one has one.
     pub fn quarantined_by(&self, failing: Option<&[String]>) -> Vec<&Quarantine> {
-        if let Some(own) = self.quarantine.iter().find(|q| q.target == Target::Shard) {
+        if let Some(own) = self.quarantine.iter().find(|q| q.target == QuarantineTarget::Shard) {
             return vec![own];
         }
         let Some(failing) = failing.filter(|f| !f.is_empty()) else { return Vec::new() };
         let mut by: Vec<&Quarantine> = Vec::new();
         for file in failing {
-            match self.quarantine.iter().find(|q| q.target == Target::File && q.name == *file) {
+            match self
+                .quarantine
+                .iter()
+                .find(|q| q.target == QuarantineTarget::File && q.name == *file)
+            {
                 Some(q) if by.contains(&q) => {}
                 Some(q) => by.push(q),
                 None => return Vec::new(),
@@ -214,7 +221,12 @@ impl Shard {
     }
 
     #[cfg(test)]
-    pub(crate) fn for_tests(name: &str, group: &str, files: Vec<PathBuf>, weight: Option<Duration>) -> Shard {
+    pub(crate) fn for_tests(
+        name: &str,
+        group: &str,
+        files: Vec<PathBuf>,
+        weight: Option<Duration>,
+    ) -> Shard {
         Shard {
             name: name.to_owned(),
             group: group.to_owned(),
@@ -283,7 +295,9 @@ pub struct HarperSpec {
     pub instances: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum HarperSource {
     /// An npm spec installed once into the cache.
@@ -369,7 +383,14 @@ pub(crate) fn test_harper() -> HarperSpec {
     let text = "version: 1\nshards:\n  - name: x\n    run: \"true\"\n";
     let path = Path::new("test.yml");
     let raw = load::parse(path, text).expect("the test plan parses");
-    let cx = resolve::Context { env: &|_| None, cpus: 2, timings: &Timings::default(), retries: None, flaky_fails: false, today: schema::Day::today() };
+    let cx = resolve::Inputs {
+        env: &|_| None,
+        cpus: 2,
+        timings: &Timings::default(),
+        retries: None,
+        flaky_fails: false,
+        today: schema::Day::today(),
+    };
     resolve::resolve(path, text, raw, &cx).expect("the test plan resolves").shards.remove(0).harper
 }
 
@@ -409,7 +430,7 @@ mod tests {
 
     #[test]
     fn a_files_failure_is_quarantined_only_when_every_failing_file_has_an_entry() {
-        use super::{Quarantine, Shard, Target};
+        use super::{Quarantine, QuarantineTarget, Shard};
         let entry = |target, name: &str| Quarantine {
             target,
             name: name.into(),
@@ -418,16 +439,27 @@ mod tests {
             expired: false,
             at: Default::default(),
         };
-        let mut shard = Shard::for_tests("db", "db", vec!["t/a.test".into(), "t/b.test".into()], None);
-        shard.quarantine = vec![entry(Target::File, "t/a.test"), entry(Target::File, "t/b.test")];
+        let mut shard =
+            Shard::for_tests("db", "db", vec!["t/a.test".into(), "t/b.test".into()], None);
+        shard.quarantine = vec![
+            entry(QuarantineTarget::File, "t/a.test"),
+            entry(QuarantineTarget::File, "t/b.test"),
+        ];
         let files = |f: &[&str]| f.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert_eq!(shard.quarantined_by(Some(&files(&["t/a.test", "t/b.test"]))).len(), 2);
         assert_eq!(shard.quarantined_by(Some(&files(&["t/a.test"]))), [&shard.quarantine[0]]);
         shard.quarantine.pop();
-        assert!(shard.quarantined_by(Some(&files(&["t/a.test", "t/b.test"]))).is_empty(), "t/b.test has no entry");
+        assert!(
+            shard.quarantined_by(Some(&files(&["t/a.test", "t/b.test"]))).is_empty(),
+            "t/b.test has no entry"
+        );
         assert!(shard.quarantined_by(None).is_empty(), "a failing case that names no file");
         assert!(shard.quarantined_by(Some(&[])).is_empty(), "a failure no test case explains");
-        shard.quarantine.push(entry(Target::Shard, "db"));
-        assert_eq!(shard.quarantined_by(None), [&shard.quarantine[1]], "the shard's own entry covers any failure");
+        shard.quarantine.push(entry(QuarantineTarget::Shard, "db"));
+        assert_eq!(
+            shard.quarantined_by(None),
+            [&shard.quarantine[1]],
+            "the shard's own entry covers any failure"
+        );
     }
 }

@@ -32,9 +32,9 @@ impl Partition {
 impl FromStr for Partition {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (k, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("`{s}` is not a partition: write K/N with 1 <= K <= N, e.g. 2/3"))?;
+        let (k, n) = s.split_once('/').ok_or_else(|| {
+            format!("`{s}` is not a partition: write K/N with 1 <= K <= N, e.g. 2/3")
+        })?;
         let number = |part: &str, what: &str| {
             part.trim().parse::<u32>().map_err(|_| format!("`{s}` is not a partition: {what} `{}` is not a whole number; write K/N, e.g. 2/3", part.trim()))
         };
@@ -56,7 +56,13 @@ pub enum Source {
     /// `--partition K/N` or `HARPER_SHARD_PARTITION`.
     Flag,
     /// A CI system's parallelism variables, as read.
-    Ci { system: &'static str, index_var: &'static str, index: String, total_var: &'static str, total: String },
+    Ci {
+        system: &'static str,
+        index_var: &'static str,
+        index: String,
+        total_var: &'static str,
+        total: String,
+    },
 }
 
 impl fmt::Display for Source {
@@ -82,13 +88,25 @@ struct CiVars {
 /// In the order they are looked for; when two systems' variables are set, they must agree.
 const CI_VARS: &[CiVars] = &[
     CiVars { system: "GitLab", index: "CI_NODE_INDEX", total: "CI_NODE_TOTAL", zero_based: false },
-    CiVars { system: "CircleCI", index: "CIRCLE_NODE_INDEX", total: "CIRCLE_NODE_TOTAL", zero_based: true },
-    CiVars { system: "Buildkite", index: "BUILDKITE_PARALLEL_JOB", total: "BUILDKITE_PARALLEL_JOB_COUNT", zero_based: true },
+    CiVars {
+        system: "CircleCI",
+        index: "CIRCLE_NODE_INDEX",
+        total: "CIRCLE_NODE_TOTAL",
+        zero_based: true,
+    },
+    CiVars {
+        system: "Buildkite",
+        index: "BUILDKITE_PARALLEL_JOB",
+        total: "BUILDKITE_PARALLEL_JOB_COUNT",
+        zero_based: true,
+    },
 ];
 
 /// The partition the CI system's variables name, if any. `Err` is a usage error that names the
 /// variable, its value and what to do: a job must not guess which part of the plan is its own.
-pub fn from_ci(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<(Partition, Source)>, String> {
+pub fn from_ci(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<(Partition, Source)>, String> {
     let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let mut found: Option<(Partition, Source)> = None;
     for ci in CI_VARS {
@@ -127,7 +145,13 @@ pub fn from_ci(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<(Partition
                 if ci.zero_based { n.saturating_sub(1) } else { n }
             )
         })?;
-        let source = Source::Ci { system: ci.system, index_var: ci.index, index, total_var: ci.total, total };
+        let source = Source::Ci {
+            system: ci.system,
+            index_var: ci.index,
+            index,
+            total_var: ci.total,
+            total,
+        };
         match &found {
             Some((p, first)) if *p != partition => {
                 return Err(format!(
@@ -146,7 +170,8 @@ mod tests {
     use super::*;
 
     fn ci(vars: &[(&str, &str)]) -> Result<Option<Partition>, String> {
-        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let vars: Vec<(String, String)> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let env = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         from_ci(&env).map(|found| found.map(|(p, _)| p))
     }
@@ -157,14 +182,23 @@ mod tests {
         for bad in ["0/3", "4/3", "3", "a/b", "1/0", "", "-1/3"] {
             assert!(bad.parse::<Partition>().is_err(), "{bad} accepted");
         }
-        assert_eq!("4/3".parse::<Partition>().unwrap_err(), "partition 4/3: K must be from 1 to N (3)");
+        assert_eq!(
+            "4/3".parse::<Partition>().unwrap_err(),
+            "partition 4/3: K must be from 1 to N (3)"
+        );
         assert!("x/3".parse::<Partition>().unwrap_err().contains("K `x` is not a whole number"));
     }
 
     #[test]
     fn each_ci_system_counts_from_its_own_base() {
-        assert_eq!(ci(&[("CI_NODE_INDEX", "1"), ("CI_NODE_TOTAL", "3")]), Ok(Some(Partition { index: 1, total: 3 })));
-        assert_eq!(ci(&[("CIRCLE_NODE_INDEX", "0"), ("CIRCLE_NODE_TOTAL", "3")]), Ok(Some(Partition { index: 1, total: 3 })));
+        assert_eq!(
+            ci(&[("CI_NODE_INDEX", "1"), ("CI_NODE_TOTAL", "3")]),
+            Ok(Some(Partition { index: 1, total: 3 }))
+        );
+        assert_eq!(
+            ci(&[("CIRCLE_NODE_INDEX", "0"), ("CIRCLE_NODE_TOTAL", "3")]),
+            Ok(Some(Partition { index: 1, total: 3 }))
+        );
         assert_eq!(
             ci(&[("BUILDKITE_PARALLEL_JOB", "2"), ("BUILDKITE_PARALLEL_JOB_COUNT", "3")]),
             Ok(Some(Partition { index: 3, total: 3 }))
@@ -191,9 +225,19 @@ mod tests {
 
     #[test]
     fn two_ci_systems_that_disagree_are_refused() {
-        let vars = [("CI_NODE_INDEX", "1"), ("CI_NODE_TOTAL", "2"), ("CIRCLE_NODE_INDEX", "1"), ("CIRCLE_NODE_TOTAL", "2")];
+        let vars = [
+            ("CI_NODE_INDEX", "1"),
+            ("CI_NODE_TOTAL", "2"),
+            ("CIRCLE_NODE_INDEX", "1"),
+            ("CIRCLE_NODE_TOTAL", "2"),
+        ];
         assert!(ci(&vars).unwrap_err().contains("the CI variables disagree"));
-        let agree = [("CI_NODE_INDEX", "2"), ("CI_NODE_TOTAL", "2"), ("CIRCLE_NODE_INDEX", "1"), ("CIRCLE_NODE_TOTAL", "2")];
+        let agree = [
+            ("CI_NODE_INDEX", "2"),
+            ("CI_NODE_TOTAL", "2"),
+            ("CIRCLE_NODE_INDEX", "1"),
+            ("CIRCLE_NODE_TOTAL", "2"),
+        ];
         assert_eq!(ci(&agree), Ok(Some(Partition { index: 2, total: 2 })));
     }
 }

@@ -47,7 +47,9 @@ impl Basis {
             Basis::Recorded => "recorded".into(),
             Basis::Share => "share of the split shard's recorded time".into(),
             Basis::Files { recorded, of } if recorded == of => "its files' recorded times".into(),
-            Basis::Files { recorded, of } => format!("its files' recorded times ({recorded} of {of} recorded, the rest at their mean)"),
+            Basis::Files { recorded, of } => format!(
+                "its files' recorded times ({recorded} of {of} recorded, the rest at their mean)"
+            ),
             Basis::Weight => "weight".into(),
             Basis::Mean => "no history: the mean of the known shards".into(),
             Basis::Unknown => "no history".into(),
@@ -58,7 +60,8 @@ impl Basis {
 /// The weight of each of `files` in milliseconds: its recorded time, else the mean of those
 /// recorded, else one second (counting files). Also how many are recorded.
 pub fn file_weights(files: &[PathBuf], timings: &Timings) -> (Vec<u64>, usize) {
-    let known: Vec<Option<u64>> = files.iter().map(|f| timings.file(&f.to_string_lossy()).map(secs_to_ms)).collect();
+    let known: Vec<Option<u64>> =
+        files.iter().map(|f| timings.file(&f.to_string_lossy()).map(secs_to_ms)).collect();
     let recorded: Vec<u64> = known.iter().flatten().copied().collect();
     let fallback = mean(&recorded).unwrap_or(1000);
     (known.iter().map(|k| k.unwrap_or(fallback)).collect(), recorded.len())
@@ -66,7 +69,8 @@ pub fn file_weights(files: &[PathBuf], timings: &Timings) -> (Vec<u64>, usize) {
 
 /// Fills in every shard's `predicted` and `basis`.
 pub fn predict(shards: &mut [Shard], timings: &Timings) {
-    let own: Vec<Option<(u64, Basis)>> = (0..shards.len()).map(|i| own_prediction(shards, i, timings)).collect();
+    let own: Vec<Option<(u64, Basis)>> =
+        (0..shards.len()).map(|i| own_prediction(shards, i, timings)).collect();
     let known: Vec<u64> = own.iter().flatten().map(|(ms, _)| *ms).collect();
     let fallback = mean(&known);
     for (shard, own) in shards.iter_mut().zip(own) {
@@ -96,14 +100,19 @@ fn own_prediction(shards: &[Shard], i: usize, timings: &Timings) -> Option<(u64,
             None => shard.weight.map(|w| (duration_ms(w), Basis::Weight)),
         };
     }
-    let parts: Vec<&Shard> = shards.iter().filter(|s| s.is_part() && s.group == shard.group).collect();
+    let parts: Vec<&Shard> =
+        shards.iter().filter(|s| s.is_part() && s.group == shard.group).collect();
     let group_files: Vec<PathBuf> = parts.iter().flat_map(|p| p.files.iter().cloned()).collect();
     let (weights, recorded) = file_weights(&group_files, timings);
-    let by_file: BTreeMap<&PathBuf, u64> = group_files.iter().zip(&weights).map(|(f, w)| (f, *w)).collect();
+    let by_file: BTreeMap<&PathBuf, u64> =
+        group_files.iter().zip(&weights).map(|(f, w)| (f, *w)).collect();
     let mine: u64 = shard.files.iter().filter_map(|f| by_file.get(f)).sum();
     let all: u64 = weights.iter().sum();
-    let share = |total: u64| if all == 0 { total / parts.len().max(1) as u64 } else { scale(total, mine, all) };
-    let recorded_parts: Vec<u64> = parts.iter().filter_map(|p| timings.shard(&p.name)).map(duration_ms).collect();
+    let share = |total: u64| {
+        if all == 0 { total / parts.len().max(1) as u64 } else { scale(total, mine, all) }
+    };
+    let recorded_parts: Vec<u64> =
+        parts.iter().filter_map(|p| timings.shard(&p.name)).map(duration_ms).collect();
     let group_total = match mean(&recorded_parts) {
         Some(m) => Some(m.saturating_mul(parts.len() as u64)),
         None => timings.shard(&shard.group).map(duration_ms),
@@ -112,7 +121,8 @@ fn own_prediction(shards: &[Shard], i: usize, timings: &Timings) -> Option<(u64,
         return Some((share(total), Basis::Share));
     }
     if recorded > 0 {
-        let here = shard.files.iter().filter(|f| timings.file(&f.to_string_lossy()).is_some()).count();
+        let here =
+            shard.files.iter().filter(|f| timings.file(&f.to_string_lossy()).is_some()).count();
         return Some((mine, Basis::Files { recorded: here, of: shard.files.len() }));
     }
     shard.weight.map(|w| (share(duration_ms(w)), Basis::Weight))
@@ -120,7 +130,8 @@ fn own_prediction(shards: &[Shard], i: usize, timings: &Timings) -> Option<(u64,
 
 /// `total × part / whole`, without overflow.
 fn scale(total: u64, part: u64, whole: u64) -> u64 {
-    u64::try_from(u128::from(total) * u128::from(part) / u128::from(whole.max(1))).unwrap_or(u64::MAX)
+    u64::try_from(u128::from(total) * u128::from(part) / u128::from(whole.max(1)))
+        .unwrap_or(u64::MAX)
 }
 
 fn mean(values: &[u64]) -> Option<u64> {
@@ -145,7 +156,12 @@ mod tests {
 
     fn shard(name: &str, files: &[&str], weight: Option<u64>) -> Shard {
         let group = name.split('/').next().unwrap().to_owned();
-        Shard::for_tests(name, &group, files.iter().map(PathBuf::from).collect(), weight.map(Duration::from_secs))
+        Shard::for_tests(
+            name,
+            &group,
+            files.iter().map(PathBuf::from).collect(),
+            weight.map(Duration::from_secs),
+        )
     }
 
     fn timings(shards: &[(&str, f64)], files: &[(&str, f64)]) -> Timings {
@@ -164,9 +180,17 @@ mod tests {
 
     #[test]
     fn a_recorded_time_beats_the_weight_and_a_weight_beats_the_mean() {
-        let mut shards = vec![shard("api", &[], Some(90)), shard("db", &[], Some(30)), shard("sql", &[], None)];
+        let mut shards =
+            vec![shard("api", &[], Some(90)), shard("db", &[], Some(30)), shard("sql", &[], None)];
         predict(&mut shards, &timings(&[("api", 10.0)], &[]));
-        assert_eq!(predicted(&shards), [(Some(10_000), Basis::Recorded), (Some(30_000), Basis::Weight), (Some(20_000), Basis::Mean)]);
+        assert_eq!(
+            predicted(&shards),
+            [
+                (Some(10_000), Basis::Recorded),
+                (Some(30_000), Basis::Weight),
+                (Some(20_000), Basis::Mean)
+            ]
+        );
     }
 
     #[test]
@@ -174,15 +198,23 @@ mod tests {
         let mut shards = vec![shard("api", &[], None), shard("db", &["a", "b"], None)];
         predict(&mut shards, &Timings::default());
         assert_eq!(predicted(&shards), [(None, Basis::Unknown), (None, Basis::Unknown)]);
-        assert_eq!(shards.iter().map(weight).collect::<Vec<_>>(), [1000, 2000], "balanced by file count");
+        assert_eq!(
+            shards.iter().map(weight).collect::<Vec<_>>(),
+            [1000, 2000],
+            "balanced by file count"
+        );
     }
 
     #[test]
     fn split_parts_share_the_recorded_total_by_their_files() {
         let mut shards = vec![shard("db/1", &["a"], None), shard("db/2", &["b", "c"], None)];
-        let t = timings(&[("db/1", 50.0), ("db/2", 70.0)], &[("a", 30.0), ("b", 10.0), ("c", 20.0)]);
+        let t =
+            timings(&[("db/1", 50.0), ("db/2", 70.0)], &[("a", 30.0), ("b", 10.0), ("c", 20.0)]);
         predict(&mut shards, &t);
-        assert_eq!(predicted(&shards), [(Some(60_000), Basis::Share), (Some(60_000), Basis::Share)]);
+        assert_eq!(
+            predicted(&shards),
+            [(Some(60_000), Basis::Share), (Some(60_000), Basis::Share)]
+        );
     }
 
     #[test]
@@ -191,14 +223,21 @@ mod tests {
         predict(&mut shards, &timings(&[], &[("a", 30.0), ("b", 10.0)]));
         assert_eq!(
             predicted(&shards),
-            [(Some(30_000), Basis::Files { recorded: 1, of: 1 }), (Some(30_000), Basis::Files { recorded: 1, of: 2 })]
+            [
+                (Some(30_000), Basis::Files { recorded: 1, of: 1 }),
+                (Some(30_000), Basis::Files { recorded: 1, of: 2 })
+            ]
         );
     }
 
     #[test]
     fn a_split_shards_weight_is_shared_by_file_count() {
-        let mut shards = vec![shard("db/1", &["a"], Some(90)), shard("db/2", &["b", "c"], Some(90))];
+        let mut shards =
+            vec![shard("db/1", &["a"], Some(90)), shard("db/2", &["b", "c"], Some(90))];
         predict(&mut shards, &Timings::default());
-        assert_eq!(predicted(&shards), [(Some(30_000), Basis::Weight), (Some(60_000), Basis::Weight)]);
+        assert_eq!(
+            predicted(&shards),
+            [(Some(30_000), Basis::Weight), (Some(60_000), Basis::Weight)]
+        );
     }
 }

@@ -11,12 +11,21 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::error::PlanError;
-use super::limits::{self, ARG_STRLEN, ARGS_TOTAL, MAX_CONCURRENCY, MAX_DURATION, MAX_POOL_COUNT, MAX_TEARDOWN, NAME_BYTES};
-use super::schema::{Concurrency, Day, Dur, Flaky, Probe, RawHarper, RawPlan, RawQuarantine, RawShard, Runtime, TemplateMode, Threads};
+use super::limits::{
+    self, ARG_STRLEN, ARGS_TOTAL, MAX_CONCURRENCY, MAX_DURATION, MAX_POOL_COUNT, MAX_TEARDOWN,
+    NAME_BYTES,
+};
 use super::predict::{self, Basis};
+use super::schema::{
+    Concurrency, Day, Dur, Flaky, Probe, RawHarper, RawPlan, RawQuarantine, RawShard, Runtime,
+    TemplateMode, Threads,
+};
 use super::split;
 use super::timings::Timings;
-use super::{Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Position, Quarantine, Ready, RunSpec, Shard, Startup, Target, Teardown};
+use super::{
+    Admin, HarperSource, HarperSpec, Plan, PoolSpec, Ports, Position, Quarantine, QuarantineTarget,
+    Ready, RunSpec, Shard, Startup, Teardown,
+};
 
 pub const DEFAULT_PACKAGE: &str = "harperdb@4.7.29";
 pub const DEFAULT_MARKER: &str = "successfully started";
@@ -54,7 +63,10 @@ pub const OWNED_COMMAND_VARS: &[(&str, &str)] = &[
     ("HARPER_OPERATIONS_API_URL", "set `harper.ports.operations` to change its port"),
     ("HARPER_HTTP_URL", "set `harper.ports.http` to change its port"),
     ("HARPER_MQTT_URL", "set `harper.ports.mqtt` to change its port"),
-    ("HARPER_HTTPS_URL", "set `harper.ports.https` to change its port, `harper.config.tls` to bind it"),
+    (
+        "HARPER_HTTPS_URL",
+        "set `harper.ports.https` to change its port, `harper.config.tls` to bind it",
+    ),
     ("HARPER_ADMIN_USERNAME", "set `harper.admin.username` instead"),
     ("HARPER_ADMIN_PASSWORD", "set `harper.admin.password` instead"),
     ("HARPER_ROOTPATH", "every instance gets a data directory of its own"),
@@ -72,11 +84,14 @@ pub const OWNED_COMMAND_VARS: &[(&str, &str)] = &[
 pub const OWNED_HARPER_VARS: &[(&str, &str)] = &[
     ("HARPER_SHARD_TOKEN", "it marks every process of the run, so that teardown finds them all"),
     ("HOME", "every instance gets a HOME of its own, removed at teardown"),
-    ("HARPER_SET_CONFIG", "set `harper.config` instead: the tool passes it to Harper as HARPER_SET_CONFIG"),
+    (
+        "HARPER_SET_CONFIG",
+        "set `harper.config` instead: the tool passes it to Harper as HARPER_SET_CONFIG",
+    ),
 ];
 
 /// What resolution reads from outside the plan.
-pub struct Context<'a> {
+pub struct Inputs<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub cpus: usize,
     pub timings: &'a Timings,
@@ -88,22 +103,26 @@ pub struct Context<'a> {
     pub today: Day,
 }
 
-impl Context<'_> {
+impl Inputs<'_> {
     fn var(&self, name: &str) -> Option<String> {
         (self.env)(name).filter(|v| !v.trim().is_empty())
     }
 
     /// `CI` set to anything but `false` / `0` (GitHub, GitLab, CircleCI, Buildkite… all set it).
     pub fn is_ci(&self) -> bool {
-        self.var("CI").is_some_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0"))
+        self.var("CI")
+            .is_some_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0"))
     }
 }
 
-pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Plan, PlanError> {
+pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Inputs) -> Result<Plan, PlanError> {
     let r = Resolver { file, text, cx };
     if raw.version.value != 1 {
         return Err(r
-            .err_at(&raw.version.referenced, format!("unsupported plan version {}", raw.version.value))
+            .err_at(
+                &raw.version.referenced,
+                format!("unsupported plan version {}", raw.version.value),
+            )
             .field("version")
             .hint("this harper-shard reads plan version 1: write `version: 1`"));
     }
@@ -125,7 +144,8 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
         let name = &shard.name;
         r.check_name(name, shard.split.as_ref().map(|s| s.value.0), &at, &mut seen)?;
         // Errors in the top-level block point at it, not at the first shard that inherits it.
-        let harper_at = if shard.harper.is_some() { format!("{at}.harper") } else { "harper".to_owned() };
+        let harper_at =
+            if shard.harper.is_some() { format!("{at}.harper") } else { "harper".to_owned() };
         let raw_harper = merge(&base, shard.harper.as_ref());
         let harper = r.harper(&dir, raw_harper.clone(), &harper_at)?;
         let env = shard.env.clone().unwrap_or_default();
@@ -160,7 +180,8 @@ pub fn resolve(file: &Path, text: &str, raw: RawPlan, cx: &Context) -> Result<Pl
     predict::predict(&mut shards, cx.timings);
     let quarantine = r.quarantine(raw.quarantine, &shards)?;
     for shard in &mut shards {
-        shard.quarantine = quarantine.iter().filter(|q| !q.expired && q.covers(shard)).cloned().collect();
+        shard.quarantine =
+            quarantine.iter().filter(|q| !q.expired && q.covers(shard)).cloned().collect();
     }
     Ok(Plan { file: file.to_path_buf(), dir, ci: cx.is_ci(), pool, run, shards, quarantine })
 }
@@ -175,10 +196,17 @@ fn position(at: &Location) -> Position {
 /// shard's `harper` block, checked by the plan's own rules. `source` names the request in
 /// errors; relative paths (`bin`, fixtures) resolve against the plan's directory. A request that
 /// names `package` or `bin` replaces both of the shard's: the instance runs that Harper.
-pub fn instance_request(source: &Path, plan_dir: &Path, shard: &RawHarper, text: &str) -> Result<HarperSpec, PlanError> {
+pub fn instance_request(
+    source: &Path,
+    plan_dir: &Path,
+    shard: &RawHarper,
+    text: &str,
+) -> Result<HarperSpec, PlanError> {
     request(source, text, |r, over| {
         if over.boot.is_some() || over.instances.is_some() {
-            return Err(r.err("`boot` and `instances` are the shard's, not an instance's").hint("set them in the plan"));
+            return Err(r
+                .err("`boot` and `instances` are the shard's, not an instance's")
+                .hint("set them in the plan"));
         }
         let mut base = shard.clone();
         if over.package.is_some() || over.bin.is_some() {
@@ -190,11 +218,22 @@ pub fn instance_request(source: &Path, plan_dir: &Path, shard: &RawHarper, text:
 
 /// The Harper a `start` of a stopped instance names (`text`: a JSON object with `package` or
 /// `bin`, nothing else), for an instance that runs on `runtime`, checked by the plan's rules.
-pub fn source_request(source: &Path, plan_dir: &Path, runtime: Runtime, text: &str) -> Result<HarperSource, PlanError> {
+pub fn source_request(
+    source: &Path,
+    plan_dir: &Path,
+    runtime: Runtime,
+    text: &str,
+) -> Result<HarperSource, PlanError> {
     request(source, text, |r, over| {
         match (&over.package, &over.bin) {
-            (Some(_), Some(_)) => return Err(r.err("`package` and `bin` name two Harpers").hint("give one of them")),
-            (None, None) => return Err(r.err("no Harper named").hint("give `package` (an npm spec) or `bin` (a path)")),
+            (Some(_), Some(_)) => {
+                return Err(r.err("`package` and `bin` name two Harpers").hint("give one of them"));
+            }
+            (None, None) => {
+                return Err(r
+                    .err("no Harper named")
+                    .hint("give `package` (an npm spec) or `bin` (a path)"));
+            }
             _ => {}
         }
         r.source(plan_dir, &over, runtime, "request")
@@ -203,11 +242,22 @@ pub fn source_request(source: &Path, plan_dir: &Path, runtime: Runtime, text: &s
 
 /// A control request's Harper keys, parsed and handed to `check` with a resolver for them: no
 /// fallback variables, no timings, and never a change of `runtime`.
-fn request<T>(source: &Path, text: &str, check: impl FnOnce(&Resolver, RawHarper) -> Result<T, PlanError>) -> Result<T, PlanError> {
+fn request<T>(
+    source: &Path,
+    text: &str,
+    check: impl FnOnce(&Resolver, RawHarper) -> Result<T, PlanError>,
+) -> Result<T, PlanError> {
     let over: RawHarper = super::load::parse_as(source, text)?;
     let env = |_: &str| None;
     let timings = Timings::default();
-    let cx = Context { env: &env, cpus: 1, timings: &timings, retries: None, flaky_fails: false, today: Day::today() };
+    let cx = Inputs {
+        env: &env,
+        cpus: 1,
+        timings: &timings,
+        retries: None,
+        flaky_fails: false,
+        today: Day::today(),
+    };
     let r = Resolver { file: source, text, cx: &cx };
     r.same_runtime(&over)?;
     check(&r, over)
@@ -222,7 +272,7 @@ struct Part {
 struct Resolver<'a> {
     file: &'a Path,
     text: &'a str,
-    cx: &'a Context<'a>,
+    cx: &'a Inputs<'a>,
 }
 
 impl Resolver<'_> {
@@ -238,10 +288,12 @@ impl Resolver<'_> {
     /// it, and Harper and the commands run elsewhere (an instance's HOME), so a path left relative
     /// to the tool's own folder would name another file there.
     fn plan_dir(&self) -> Result<PathBuf, PlanError> {
-        let dir = self.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir =
+            self.file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let dir = std::path::absolute(dir).map_err(|e| {
-            self.err(format!("cannot tell the plan's folder ({}): {e}", dir.display()))
-                .hint("run harper-shard from a folder that exists, or give the plan's absolute path")
+            self.err(format!("cannot tell the plan's folder ({}): {e}", dir.display())).hint(
+                "run harper-shard from a folder that exists, or give the plan's absolute path",
+            )
         })?;
         Ok(normal(&dir))
     }
@@ -249,35 +301,37 @@ impl Resolver<'_> {
     fn pool(&self, raw: &RawPlan) -> Result<PoolSpec, PlanError> {
         let start = match &raw.pool.start {
             Some(s) => s.value.0,
-            None => self.fallback_var("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_START", |v| {
-                v.parse::<Ipv4Addr>()
-                    .ok()
-                    .filter(|ip| ip.octets()[0] == 127)
-                    .ok_or_else(|| "not an address in 127.0.0.0/8".to_owned())
-            })?
-            .unwrap_or(Ipv4Addr::new(127, 0, 0, 2)),
+            None => self
+                .fallback_var("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_START", |v| {
+                    v.parse::<Ipv4Addr>()
+                        .ok()
+                        .filter(|ip| ip.octets()[0] == 127)
+                        .ok_or_else(|| "not an address in 127.0.0.0/8".to_owned())
+                })?
+                .unwrap_or(Ipv4Addr::new(127, 0, 0, 2)),
         };
         let count = match &raw.pool.count {
             Some(c) => c.value.0,
             None => self
                 .fallback_var("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_COUNT", |v| {
-                    v.parse::<u32>()
-                        .ok()
-                        .filter(|n| (1..=MAX_POOL_COUNT).contains(n))
-                        .ok_or_else(|| format!("use a whole number of addresses from 1 to {MAX_POOL_COUNT}"))
+                    v.parse::<u32>().ok().filter(|n| (1..=MAX_POOL_COUNT).contains(n)).ok_or_else(
+                        || format!("use a whole number of addresses from 1 to {MAX_POOL_COUNT}"),
+                    )
                 })?
                 .unwrap_or(32),
         };
         let last = u64::from(u32::from(start)) + u64::from(count) - 1;
         if last > u64::from(u32::from(Ipv4Addr::new(127, 255, 255, 255))) {
             let room = u32::from(Ipv4Addr::new(127, 255, 255, 255)) - u32::from(start) + 1;
-            let message = format!("a pool of {count} addresses from {start} runs past 127.255.255.255");
+            let message =
+                format!("a pool of {count} addresses from {start} runs past 127.255.255.255");
             let err = match (&raw.pool.count, &raw.pool.start) {
                 (Some(c), _) => self.err_at(&c.referenced, message).field("pool.count"),
                 (None, Some(s)) => self.err_at(&s.referenced, message).field("pool.start"),
                 (None, None) => self.err(message).field("pool"),
             };
-            return Err(err.hint(format!("use a count of at most {room} from {start}, or an earlier start")));
+            return Err(err
+                .hint(format!("use a count of at most {room} from {start}, or an earlier start")));
         }
         let wait = raw.pool.wait.map_or(Duration::from_secs(600), |d| d.0);
         Ok(PoolSpec { start, count, wait })
@@ -286,17 +340,25 @@ impl Resolver<'_> {
     /// The `quarantine` entries: each names one shard of the plan (a split shard's parts by
     /// their shared name too) or one file of a shard's `files`, once, with a reason of at most
     /// [`REASON_BYTES`] and the last day it holds.
-    fn quarantine(&self, raw: Vec<Spanned<RawQuarantine>>, shards: &[Shard]) -> Result<Vec<Quarantine>, PlanError> {
+    fn quarantine(
+        &self,
+        raw: Vec<Spanned<RawQuarantine>>,
+        shards: &[Shard],
+    ) -> Result<Vec<Quarantine>, PlanError> {
         let mut out: Vec<Quarantine> = Vec::new();
         for (i, entry) in raw.into_iter().enumerate() {
             let here = format!("quarantine[{i}]");
             let at = &entry.referenced;
             let RawQuarantine { shard, file, reason, until } = entry.value;
             let (target, name) = match (shard, file) {
-                (Some(shard), None) => (Target::Shard, shard),
-                (None, Some(file)) => (Target::File, file),
+                (Some(shard), None) => (QuarantineTarget::Shard, shard),
+                (None, Some(file)) => (QuarantineTarget::File, file),
                 (both, _) => {
-                    let message = if both.is_some() { "a quarantine entry names both a `shard` and a `file`" } else { "a quarantine entry names no `shard` and no `file`" };
+                    let message = if both.is_some() {
+                        "a quarantine entry names both a `shard` and a `file`"
+                    } else {
+                        "a quarantine entry names no `shard` and no `file`"
+                    };
                     return Err(self
                         .err_at(at, message)
                         .field(here)
@@ -305,22 +367,34 @@ impl Resolver<'_> {
             };
             let key = format!("{here}.{}", target.key());
             let known = match target {
-                Target::Shard => shards.iter().any(|s| s.name == name.value || s.group == name.value),
-                Target::File => {
+                QuarantineTarget::Shard => {
+                    shards.iter().any(|s| s.name == name.value || s.group == name.value)
+                }
+                QuarantineTarget::File => {
                     let wanted = crate::cases::relative(&name.value, Path::new(""));
-                    wanted.is_some() && shards.iter().flat_map(|s| &s.files).any(|f| crate::cases::relative(&f.to_string_lossy(), Path::new("")) == wanted)
+                    wanted.is_some()
+                        && shards.iter().flat_map(|s| &s.files).any(|f| {
+                            crate::cases::relative(&f.to_string_lossy(), Path::new("")) == wanted
+                        })
                 }
             };
             if !known {
                 let hint = match target {
-                    Target::Shard => {
+                    QuarantineTarget::Shard => {
                         let names: Vec<&str> = shards.iter().map(|s| s.group.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
                         format!("name a shard of this plan ({}), or remove the entry", super::name_list(&names))
                     }
-                    Target::File => "name a file that a shard's `files` glob finds, relative to the plan's folder (`--plan` lists each shard's files), or remove the entry".to_owned(),
+                    QuarantineTarget::File => "name a file that a shard's `files` glob finds, relative to the plan's folder (`--plan` lists each shard's files), or remove the entry".to_owned(),
                 };
                 return Err(self
-                    .err_at(&name.referenced, format!("quarantine names {} `{}`, which the plan does not have", target.key(), excerpt(&name.value)))
+                    .err_at(
+                        &name.referenced,
+                        format!(
+                            "quarantine names {} `{}`, which the plan does not have",
+                            target.key(),
+                            excerpt(&name.value)
+                        ),
+                    )
                     .field(key)
                     .hint(hint));
             }
@@ -342,12 +416,20 @@ impl Resolver<'_> {
                     .field(format!("{here}.until"))
                     .hint("give the last day it holds, `until: YYYY-MM-DD`: a quarantine without an end would hide the failure for good"));
             };
-            let value = crate::cases::relative(&name.value, Path::new("")).filter(|_| target == Target::File).unwrap_or(name.value);
+            let value = crate::cases::relative(&name.value, Path::new(""))
+                .filter(|_| target == QuarantineTarget::File)
+                .unwrap_or(name.value);
             if let Some(first) = out.iter().find(|q| q.target == target && q.name == value) {
                 return Err(self
-                    .err_at(&name.referenced, format!("{} `{}` is quarantined twice", target.key(), excerpt(&value)))
+                    .err_at(
+                        &name.referenced,
+                        format!("{} `{}` is quarantined twice", target.key(), excerpt(&value)),
+                    )
                     .field(key)
-                    .hint(format!("keep one entry for it (the other is on line {})", first.at.line)));
+                    .hint(format!(
+                        "keep one entry for it (the other is on line {})",
+                        first.at.line
+                    )));
             }
             out.push(Quarantine {
                 target,
@@ -376,12 +458,17 @@ impl Resolver<'_> {
     }
 
     /// Reads a fallback variable: `Ok(None)` when unset, an error naming it when malformed.
-    fn fallback_var<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, PlanError> {
+    fn fallback_var<T>(
+        &self,
+        name: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, PlanError> {
         match self.cx.var(name) {
             None => Ok(None),
             Some(v) => parse(v.trim()).map(Some).map_err(|why| {
-                self.err(format!("${name} is `{v}`: {why}"))
-                    .hint(format!("fix or unset {name}; the plan's own key takes precedence over it"))
+                self.err(format!("${name} is `{v}`: {why}")).hint(format!(
+                    "fix or unset {name}; the plan's own key takes precedence over it"
+                ))
             }),
         }
     }
@@ -394,7 +481,11 @@ impl Resolver<'_> {
                 .map(Duration::from_millis)
                 .filter(|d| (limits::MIN_DURATION..=max).contains(d))
                 .ok_or_else(|| {
-                    format!("use a whole number of milliseconds from 1 to {} ({})", max.as_millis(), limits::duration_text(max))
+                    format!(
+                        "use a whole number of milliseconds from 1 to {} ({})",
+                        max.as_millis(),
+                        limits::duration_text(max)
+                    )
                 })
         })
     }
@@ -414,11 +505,14 @@ impl Resolver<'_> {
         }
         let teardown = h.teardown.get_or_insert_with(Default::default);
         if teardown.grace.is_none() {
-            teardown.grace = self.fallback_ms("HARPER_INTEGRATION_TEST_TEARDOWN_GRACE_MS", MAX_TEARDOWN)?.map(Dur);
+            teardown.grace = self
+                .fallback_ms("HARPER_INTEGRATION_TEST_TEARDOWN_GRACE_MS", MAX_TEARDOWN)?
+                .map(Dur);
         }
         if teardown.port_release.is_none() {
-            teardown.port_release =
-                self.fallback_ms("HARPER_INTEGRATION_TEST_PORT_RELEASE_TIMEOUT_MS", MAX_TEARDOWN)?.map(Dur);
+            teardown.port_release = self
+                .fallback_ms("HARPER_INTEGRATION_TEST_PORT_RELEASE_TIMEOUT_MS", MAX_TEARDOWN)?
+                .map(Dur);
         }
         if h.runtime.is_none() {
             h.runtime = self.fallback_var("HARPER_RUNTIME", |v| match v {
@@ -430,7 +524,13 @@ impl Resolver<'_> {
         Ok(h)
     }
 
-    fn check_name(&self, name: &Spanned<String>, split: Option<u32>, at: &str, seen: &mut HashMap<String, u64>) -> Result<(), PlanError> {
+    fn check_name(
+        &self,
+        name: &Spanned<String>,
+        split: Option<u32>,
+        at: &str,
+        seen: &mut HashMap<String, u64>,
+    ) -> Result<(), PlanError> {
         let value = name.value.trim();
         let valid = !value.is_empty()
             && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
@@ -473,7 +573,9 @@ impl Resolver<'_> {
             return Err(self
                 .err_at(&shard.run.referenced, "empty command")
                 .field(format!("{at}.run"))
-                .hint("give a command for `sh -c`, e.g. `run: node --test tests/`, or a list of them"));
+                .hint(
+                    "give a command for `sh -c`, e.g. `run: node --test tests/`, or a list of them",
+                ));
         }
         let name = shard.name.value.trim().to_owned();
         let Some(pattern) = &shard.files else {
@@ -481,7 +583,9 @@ impl Resolver<'_> {
                 return Err(self
                     .err_at(&split.referenced, "`split` needs `files`")
                     .field(format!("{at}.split"))
-                    .hint("add `files: <glob>` to say which test files to split, or remove `split`"));
+                    .hint(
+                        "add `files: <glob>` to say which test files to split, or remove `split`",
+                    ));
             }
             if commands.iter().any(|c| c.contains("{files}")) {
                 return Err(self
@@ -492,9 +596,8 @@ impl Resolver<'_> {
             return Ok(vec![Part { name, files: Vec::new(), commands: commands.clone() }]);
         };
         let parts = shard.split.as_ref().map_or(1, |s| s.value.0 as usize);
-        let files = split::find_files(dir, &pattern.value).map_err(|why| {
-            self.err_at(&pattern.referenced, why).field(format!("{at}.files"))
-        })?;
+        let files = split::find_files(dir, &pattern.value)
+            .map_err(|why| self.err_at(&pattern.referenced, why).field(format!("{at}.files")))?;
         if files.is_empty() {
             return Err(self
                 .err_at(&pattern.referenced, format!("`{}` matched no file in {}", pattern.value, dir.display()))
@@ -531,7 +634,13 @@ impl Resolver<'_> {
 
     /// The Harper that `h` names: its `bin` (a regular file, from `dir`) or its `package` (the
     /// default when neither is set).
-    fn source(&self, dir: &Path, h: &RawHarper, runtime: Runtime, at: &str) -> Result<HarperSource, PlanError> {
+    fn source(
+        &self,
+        dir: &Path,
+        h: &RawHarper,
+        runtime: Runtime,
+        at: &str,
+    ) -> Result<HarperSource, PlanError> {
         let field = |key: &str| format!("{at}.{key}");
         if let Some(package) = &h.package {
             self.check_string(&field("package"), "the package", package)?;
@@ -561,7 +670,10 @@ impl Resolver<'_> {
                 HarperSource::Bin(path)
             }
             (None, Some(pkg)) if pkg.trim().is_empty() => {
-                return Err(self.err("harper.package is empty").field(field("package")).hint(format!("e.g. {DEFAULT_PACKAGE}")));
+                return Err(self
+                    .err("harper.package is empty")
+                    .field(field("package"))
+                    .hint(format!("e.g. {DEFAULT_PACKAGE}")));
             }
             (None, pkg) => {
                 if runtime == Runtime::Exec {
@@ -618,10 +730,14 @@ impl Resolver<'_> {
         let ready = h.ready.unwrap_or_default();
         let marker = ready.marker.unwrap_or_else(|| DEFAULT_MARKER.to_owned());
         if marker.trim().is_empty() {
-            return Err(self.err("the ready marker is empty").field(field("ready.marker")).hint(format!("the default is `{DEFAULT_MARKER}`")));
+            return Err(self
+                .err("the ready marker is empty")
+                .field(field("ready.marker"))
+                .hint(format!("the default is `{DEFAULT_MARKER}`")));
         }
         let startup = h.startup.unwrap_or_default();
-        let (idle, max) = (startup.idle.map_or(IDLE.0, |d| d.0), startup.max.map_or(MAX.0, |d| d.0));
+        let (idle, max) =
+            (startup.idle.map_or(IDLE.0, |d| d.0), startup.max.map_or(MAX.0, |d| d.0));
         if idle > max {
             return Err(self
                 .err(format!("startup.idle ({}) is longer than startup.max ({})", humantime::format_duration(idle), humantime::format_duration(max)))
@@ -639,7 +755,11 @@ impl Resolver<'_> {
         let mut size = self.check_env(&env, &field("env"), OWNED_HARPER_VARS)?;
         if !config.is_empty() {
             let json = serde_json::Value::Object(config.clone()).to_string();
-            size += self.check_string(&field("config"), "the config (as HARPER_SET_CONFIG JSON)", &format!("HARPER_SET_CONFIG={json}"))?;
+            size += self.check_string(
+                &field("config"),
+                "the config (as HARPER_SET_CONFIG JSON)",
+                &format!("HARPER_SET_CONFIG={json}"),
+            )?;
         }
         size += args.iter().map(|a| a.len() + 1).sum::<usize>();
         if size > ARGS_TOTAL {
@@ -685,12 +805,26 @@ impl Resolver<'_> {
     }
 
     /// `harper.threads`, not given twice (`--THREADS_COUNT` in `args`, whose `field` this is).
-    fn threads(&self, threads: Option<Threads>, args: &[Spanned<String>], field: &str) -> Result<u32, PlanError> {
+    fn threads(
+        &self,
+        threads: Option<Threads>,
+        args: &[Spanned<String>],
+        field: &str,
+    ) -> Result<u32, PlanError> {
         let Some(Threads(threads)) = threads else { return Ok(DEFAULT_THREADS) };
-        let sets_threads = |a: &Spanned<String>| crate::harper::instance::arg_key(&a.value).is_some_and(|k| k.eq_ignore_ascii_case("THREADS_COUNT"));
+        let sets_threads = |a: &Spanned<String>| {
+            crate::harper::layout::arg_key(&a.value)
+                .is_some_and(|k| k.eq_ignore_ascii_case("THREADS_COUNT"))
+        };
         if let Some((i, arg)) = args.iter().enumerate().find(|(_, a)| sets_threads(a)) {
             return Err(self
-                .err_at(&arg.referenced, format!("`{}` sets Harper's worker threads, and so does `threads: {threads}`", arg.value))
+                .err_at(
+                    &arg.referenced,
+                    format!(
+                        "`{}` sets Harper's worker threads, and so does `threads: {threads}`",
+                        arg.value
+                    ),
+                )
                 .field(format!("{field}[{i}]"))
                 .hint("keep one: `threads` (0 is the single-thread mode), or the argument"));
         }
@@ -702,9 +836,11 @@ impl Resolver<'_> {
         let mut out = Vec::new();
         for (i, arg) in args.into_iter().enumerate() {
             let here = format!("{field}[{i}]");
-            self.check_string(&here, "the argument", &arg.value)
-                .map_err(|e| e.at(arg.referenced.line(), arg.referenced.column()).with_source(self.text))?;
-            let Some((key, _)) = arg.value.strip_prefix("--").and_then(|a| a.split_once('=')) else {
+            self.check_string(&here, "the argument", &arg.value).map_err(|e| {
+                e.at(arg.referenced.line(), arg.referenced.column()).with_source(self.text)
+            })?;
+            let Some((key, _)) = arg.value.strip_prefix("--").and_then(|a| a.split_once('='))
+            else {
                 return Err(self
                     .err_at(&arg.referenced, format!("`{}` is not a Harper argument", arg.value))
                     .field(here)
@@ -735,11 +871,18 @@ impl Resolver<'_> {
     /// `certificateAuthority`; `tls` may be a list of such blocks) must be a readable PEM file:
     /// Harper would otherwise start without it and say so only in its log. A relative path is
     /// made absolute against the plan's directory, since Harper runs in its instance's HOME.
-    fn tls_files(&self, dir: &Path, config: &mut serde_json::Map<String, serde_json::Value>, at: &str) -> Result<bool, PlanError> {
+    fn tls_files(
+        &self,
+        dir: &Path,
+        config: &mut serde_json::Map<String, serde_json::Value>,
+        at: &str,
+    ) -> Result<bool, PlanError> {
         let mtls = config.get("http").and_then(|h| h.get("mtls")).is_some_and(|m| !m.is_null());
         let Some(tls) = config.get_mut("tls").filter(|t| !t.is_null()) else { return Ok(mtls) };
         let blocks: Vec<(String, &mut serde_json::Value)> = match tls {
-            serde_json::Value::Array(list) => list.iter_mut().enumerate().map(|(i, b)| (format!("{at}.tls[{i}]"), b)).collect(),
+            serde_json::Value::Array(list) => {
+                list.iter_mut().enumerate().map(|(i, b)| (format!("{at}.tls[{i}]"), b)).collect()
+            }
             block => vec![(format!("{at}.tls"), block)],
         };
         for (here, block) in blocks {
@@ -750,7 +893,10 @@ impl Resolver<'_> {
                 let Some(value) = block.get_mut(key).filter(|v| !v.is_null()) else { continue };
                 let field = format!("{here}.{key}");
                 let Some(given) = value.as_str().map(str::to_owned) else {
-                    return Err(self.err(format!("`{value}` is not a path")).field(field).hint("give the path of a PEM file, as a string"));
+                    return Err(self
+                        .err(format!("`{value}` is not a path"))
+                        .field(field)
+                        .hint("give the path of a PEM file, as a string"));
                 };
                 self.check_string(&field, "the path", &given)?;
                 let path = normal(&dir.join(&given));
@@ -798,11 +944,18 @@ impl Resolver<'_> {
 
     /// An `env` block: names that are names, values the kernel takes, none that the tool sets
     /// itself. Returns the bytes the variables take.
-    fn check_env(&self, env: &BTreeMap<String, String>, field: &str, owned: &[(&str, &str)]) -> Result<usize, PlanError> {
+    fn check_env(
+        &self,
+        env: &BTreeMap<String, String>,
+        field: &str,
+        owned: &[(&str, &str)],
+    ) -> Result<usize, PlanError> {
         let mut size = 0;
         for (key, value) in env {
             let bad_name = |why: &str, hint: &str| {
-                self.err(format!("variable name `{}` {why}", excerpt(key))).field(field.to_owned()).hint(hint.to_owned())
+                self.err(format!("variable name `{}` {why}", excerpt(key)))
+                    .field(field.to_owned())
+                    .hint(hint.to_owned())
             };
             if key.is_empty() {
                 return Err(self
@@ -822,14 +975,24 @@ impl Resolver<'_> {
                     .field(field.to_owned())
                     .hint(format!("remove it from `env`: {instead}")));
             }
-            size += self.check_string(&format!("{field}.{}", excerpt(key)), "the variable", &format!("{key}={value}"))?;
+            size += self.check_string(
+                &format!("{field}.{}", excerpt(key)),
+                "the variable",
+                &format!("{key}={value}"),
+            )?;
         }
         Ok(size)
     }
 
     /// One part's commands as the kernel gets them (`sh -c <command>`, the shard's `env`, its
     /// files in HARPER_SHARD_FILES), after `{files}` is filled in.
-    fn check_command_process(&self, shard: &RawShard, part: &Part, env_size: usize, at: &str) -> Result<(), PlanError> {
+    fn check_command_process(
+        &self,
+        shard: &RawShard,
+        part: &Part,
+        env_size: usize,
+        at: &str,
+    ) -> Result<(), PlanError> {
         let at_command = |i: usize, e: PlanError| {
             let loc = shard.run.value.at.get(i).unwrap_or(&shard.run.referenced);
             e.at(loc.line(), loc.column()).with_source(self.text)
@@ -852,7 +1015,8 @@ impl Resolver<'_> {
         }
         let mut largest = 0;
         for (i, command) in part.commands.iter().enumerate() {
-            let filled = command.len() + 1 > ARG_STRLEN && shard.run.value.list.get(i).is_some_and(|c| c.contains("{files}"));
+            let filled = command.len() + 1 > ARG_STRLEN
+                && shard.run.value.list.get(i).is_some_and(|c| c.contains("{files}"));
             let size = self.check_string(&format!("{at}.run[{i}]"), "the command", command).map_err(|e| {
                 let e = at_command(i, e);
                 if filled {
@@ -908,7 +1072,11 @@ fn line_of(text: &str, key: &str, value: &str) -> (u64, u64) {
 /// A value short enough to quote in a message, control characters escaped (`\0`).
 pub(super) fn excerpt(value: &str) -> String {
     const SHOWN: usize = 40;
-    let shown: String = value.chars().take(SHOWN).flat_map(|c| if c.is_control() { c.escape_debug().collect() } else { vec![c] }).collect();
+    let shown: String = value
+        .chars()
+        .take(SHOWN)
+        .flat_map(|c| if c.is_control() { c.escape_debug().collect() } else { vec![c] })
+        .collect();
     if value.chars().count() > SHOWN { format!("{shown}…") } else { shown }
 }
 
@@ -917,7 +1085,10 @@ pub(super) fn excerpt(value: &str) -> String {
 fn merge(base: &RawHarper, over: Option<&RawHarper>) -> RawHarper {
     let Some(o) = over else { return base.clone() };
     let b = base.clone();
-    fn map<V: Clone>(b: Option<BTreeMap<String, V>>, o: &Option<BTreeMap<String, V>>) -> Option<BTreeMap<String, V>> {
+    fn map<V: Clone>(
+        b: Option<BTreeMap<String, V>>,
+        o: &Option<BTreeMap<String, V>>,
+    ) -> Option<BTreeMap<String, V>> {
         match (b, o) {
             (Some(mut b), Some(o)) => {
                 b.extend(o.clone());

@@ -11,12 +11,14 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::Deserialize;
 use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 
-use super::limits::{self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_RETRIES, MAX_SPLIT, MAX_THREADS};
+use super::limits::{
+    self, MAX_CONCURRENCY, MAX_INSTANCES, MAX_POOL_COUNT, MAX_RETRIES, MAX_SPLIT, MAX_THREADS,
+};
 
 /// A harper-shard plan: which shards to run, each against its own Harper on its own loopback
 /// address (README, "The plan").
@@ -81,11 +83,18 @@ impl Day {
         let how = "write a date as YYYY-MM-DD, e.g. 2026-12-31";
         let t = text.trim();
         let b = t.as_bytes();
-        let shaped = b.len() == 10 && b[4] == b'-' && b[7] == b'-' && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_digit());
+        let shaped = b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_digit());
         if !shaped {
             return Err(format!("`{}` is not a date: {how}", super::resolve::excerpt(text)));
         }
-        let (year, month, day): (u16, u8, u8) = (t[..4].parse().unwrap_or(0), t[5..7].parse().unwrap_or(0), t[8..].parse().unwrap_or(0));
+        let (year, month, day): (u16, u8, u8) = (
+            t[..4].parse().unwrap_or(0),
+            t[5..7].parse().unwrap_or(0),
+            t[8..].parse().unwrap_or(0),
+        );
         if year < 1970 {
             return Err(format!("`{t}` is before 1970: {how}"));
         }
@@ -94,7 +103,9 @@ impl Day {
         }
         let days = days_in(year, month);
         if !(1..=days).contains(&day) {
-            return Err(format!("`{t}` is not a date: month {month} of {year} has {days} days; {how}"));
+            return Err(format!(
+                "`{t}` is not a date: month {month} of {year} has {days} days; {how}"
+            ));
         }
         Ok(Day { year, month, day })
     }
@@ -130,7 +141,8 @@ impl serde::Serialize for Day {
 
 impl<'de> Deserialize<'de> for Day {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Day::parse(&String::deserialize(d)?).map_err(|why| de::Error::custom(format!("until {why}")))
+        Day::parse(&String::deserialize(d)?)
+            .map_err(|why| de::Error::custom(format!("until {why}")))
     }
 }
 
@@ -394,13 +406,17 @@ fn parse_duration(text: &str, max: Duration) -> Result<Duration, String> {
         ));
     }
     match humantime::parse_duration(trimmed) {
-        Ok(d) if d < limits::MIN_DURATION => Err(format!("duration `{text}` is too short: use one {range}")),
+        Ok(d) if d < limits::MIN_DURATION => {
+            Err(format!("duration `{text}` is too short: use one {range}"))
+        }
         Ok(d) if d > max => Err(format!("duration `{text}` is too long: use one {range}")),
         Ok(d) => Ok(d),
         Err(humantime::DurationError::NumberOverflow) => {
             Err(format!("duration `{text}` is too long: use one {range}"))
         }
-        Err(_) => Err(format!("invalid duration `{text}`: write it like `500ms`, `90s`, `2m` or `1h 30m`")),
+        Err(_) => Err(format!(
+            "invalid duration `{text}`: write it like `500ms`, `90s`, `2m` or `1h 30m`"
+        )),
     }
 }
 
@@ -462,7 +478,9 @@ impl Retries {
     pub fn parse(text: &str) -> Result<Retries, String> {
         match whole_number(text, 0, u64::from(MAX_RETRIES)) {
             Some(n) => Ok(Retries(n as u32)),
-            None => Err(format!("retries `{text}` is not valid: use a whole number from 0 to {MAX_RETRIES}")),
+            None => Err(format!(
+                "retries `{text}` is not valid: use a whole number from 0 to {MAX_RETRIES}"
+            )),
         }
     }
 }
@@ -485,14 +503,20 @@ impl<'de> Deserialize<'de> for Weight {
         let range = format!("from 0 to {}", limits::duration_text(max));
         let trimmed = text.trim();
         let parsed = match trimmed.parse::<f64>() {
-            Ok(secs) if secs.is_finite() && (0.0..=max.as_secs_f64()).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
-            Ok(_) => Err(format!("weight `{text}` is out of range: use seconds {range}, e.g. `90` or `1m 30s`")),
+            Ok(secs) if secs.is_finite() && (0.0..=max.as_secs_f64()).contains(&secs) => {
+                Ok(Duration::from_secs_f64(secs))
+            }
+            Ok(_) => Err(format!(
+                "weight `{text}` is out of range: use seconds {range}, e.g. `90` or `1m 30s`"
+            )),
             Err(_) => match humantime::parse_duration(trimmed) {
                 Ok(d) if d <= max => Ok(d),
                 Ok(_) | Err(humantime::DurationError::NumberOverflow) => {
                     Err(format!("weight `{text}` is too long: use one {range}"))
                 }
-                Err(_) => Err(format!("invalid weight `{text}`: write seconds (`90`) or a duration (`90s`, `2m`, `1h 30m`)")),
+                Err(_) => Err(format!(
+                    "invalid weight `{text}`: write seconds (`90`) or a duration (`90s`, `2m`, `1h 30m`)"
+                )),
             },
         };
         parsed.map(Weight).map_err(de::Error::custom)
@@ -508,10 +532,13 @@ impl<'de> Deserialize<'de> for Port {
         let text = String::deserialize(d)?;
         match whole_number(&text, 1, u64::from(u16::MAX)) {
             Some(p) => Ok(Port(p as u16)),
-            None if text.trim().parse::<i64>().is_ok() => {
-                Err(de::Error::custom(format!("port {} is out of range: use a number from 1 to 65535", text.trim())))
-            }
-            None => Err(de::Error::custom(format!("port `{text}` is not a number: use a number from 1 to 65535"))),
+            None if text.trim().parse::<i64>().is_ok() => Err(de::Error::custom(format!(
+                "port {} is out of range: use a number from 1 to 65535",
+                text.trim()
+            ))),
+            None => Err(de::Error::custom(format!(
+                "port `{text}` is not a number: use a number from 1 to 65535"
+            ))),
         }
     }
 }
@@ -596,7 +623,9 @@ mod tests {
 
     #[test]
     fn a_day_is_read_strictly_with_the_days_each_month_has() {
-        for good in ["2026-12-31", "2024-02-29", "2000-02-29", "9999-12-31", "1970-01-01", " 2026-01-05 "] {
+        for good in
+            ["2026-12-31", "2024-02-29", "2000-02-29", "9999-12-31", "1970-01-01", " 2026-01-05 "]
+        {
             assert!(Day::parse(good).is_ok(), "{good}");
         }
         for (bad, said) in [

@@ -23,13 +23,20 @@ impl Selection {
 }
 
 /// The shards this job runs. Errors are usage errors that name the choices.
-pub fn select(plan: &Plan, only: &[String], partition: Option<(Partition, Source)>) -> Result<Selection, String> {
+pub fn select(
+    plan: &Plan,
+    only: &[String],
+    partition: Option<(Partition, Source)>,
+) -> Result<Selection, String> {
     let mut shards: Vec<Shard> = plan.shards.clone();
     if !only.is_empty() {
         for name in only {
             if !shards.iter().any(|s| &s.name == name || &s.group == name) {
                 let known: Vec<&str> = plan.shards.iter().map(|s| s.name.as_str()).collect();
-                return Err(format!("--only `{name}`: no such shard; the plan has: {}", known.join(", ")));
+                return Err(format!(
+                    "--only `{name}`: no such shard; the plan has: {}",
+                    known.join(", ")
+                ));
             }
         }
         shards.retain(|s| only.iter().any(|n| n == &s.name || n == &s.group));

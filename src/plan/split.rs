@@ -12,13 +12,16 @@ use super::timings::Timings;
 /// Expands `pattern` (relative to `dir`) into a sorted list of files, relative to `dir`.
 pub fn find_files(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     // The folder is matched as written: a `[` or `*` in its name is not a pattern.
-    let base = dir.to_str().ok_or_else(|| format!("the plan's folder {} is not valid UTF-8", dir.display()))?;
+    let base = dir
+        .to_str()
+        .ok_or_else(|| format!("the plan's folder {} is not valid UTF-8", dir.display()))?;
     let full = Path::new(&glob::Pattern::escape(base)).join(pattern);
     let full = full.to_str().ok_or_else(|| format!("`{pattern}` is not valid UTF-8"))?;
     let paths = glob::glob(full).map_err(|e| format!("`{pattern}` is not a valid glob: {e}"))?;
     let mut files = Vec::new();
     for entry in paths {
-        let path = entry.map_err(|e| format!("cannot read {}: {}", e.path().display(), e.error()))?;
+        let path =
+            entry.map_err(|e| format!("cannot read {}: {}", e.path().display(), e.error()))?;
         if path.is_file() {
             files.push(path.strip_prefix(dir).map(Path::to_path_buf).unwrap_or(path));
         }
@@ -57,7 +60,8 @@ mod tests {
 
     #[test]
     fn a_plan_folder_named_like_a_glob_is_matched_as_written() {
-        let dir = std::env::temp_dir().join(format!("hs-split-{}", std::process::id())).join("t[1]*");
+        let dir =
+            std::env::temp_dir().join(format!("hs-split-{}", std::process::id())).join("t[1]*");
         std::fs::create_dir_all(dir.join("t")).unwrap();
         std::fs::write(dir.join("t/a.test.mjs"), "").unwrap();
         let found = find_files(&dir, "t/*.test.mjs");
@@ -85,11 +89,31 @@ mod tests {
 
     #[test]
     fn the_shell_reads_each_file_back_as_one_word_however_it_is_named() {
-        let names = ["tests/a b.mjs", "it's \"q\".mjs", "$HOME`id`$(id).mjs", "two\nlines\r.mjs", "-rf.mjs", "*?[x]{a,b}~#=%!^.mjs", "é\u{a0}.mjs", "t/x.mjs"];
+        let names = [
+            "tests/a b.mjs",
+            "it's \"q\".mjs",
+            "$HOME`id`$(id).mjs",
+            "two\nlines\r.mjs",
+            "-rf.mjs",
+            "*?[x]{a,b}~#=%!^.mjs",
+            "é\u{a0}.mjs",
+            "t/x.mjs",
+        ];
         let files: Vec<PathBuf> = names.iter().map(PathBuf::from).collect();
-        let out = std::process::Command::new("sh").arg("-c").arg(format!("printf '%s\\0' {}", shell_words(&files))).output().unwrap();
-        let words: Vec<String> = String::from_utf8(out.stdout).unwrap().split_terminator('\0').map(str::to_owned).collect();
-        let expected: Vec<String> = names.iter().map(|n| if n.starts_with('-') { format!("./{n}") } else { (*n).to_owned() }).collect();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\0' {}", shell_words(&files)))
+            .output()
+            .unwrap();
+        let words: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_terminator('\0')
+            .map(str::to_owned)
+            .collect();
+        let expected: Vec<String> = names
+            .iter()
+            .map(|n| if n.starts_with('-') { format!("./{n}") } else { (*n).to_owned() })
+            .collect();
         assert_eq!(words, expected);
         assert!(shell_words(&files).ends_with(" t/x.mjs"), "a plain name stays plain");
     }

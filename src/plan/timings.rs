@@ -129,7 +129,11 @@ impl Counts {
     }
 
     fn plus(self, other: Counts) -> Counts {
-        Counts { runs: self.runs + other.runs, flaky: self.flaky + other.flaky, failed: self.failed + other.failed }
+        Counts {
+            runs: self.runs + other.runs,
+            flaky: self.flaky + other.flaky,
+            failed: self.failed + other.failed,
+        }
     }
 
     /// The counts rounded to whole runs: a flake faded below half a run counts as none.
@@ -148,7 +152,10 @@ impl Counts {
         }
         for (field, n) in [("flaky", self.flaky), ("failed", self.failed)] {
             if !sane(n) || n > self.runs + 1e-9 {
-                return Err(format!("{field} is {n:?}, not a count from 0 to runs ({:?})", self.runs));
+                return Err(format!(
+                    "{field} is {n:?}, not a count from 0 to runs ({:?})",
+                    self.runs
+                ));
             }
         }
         Ok(())
@@ -161,7 +168,11 @@ const MAX_RUNS: f64 = 1e6;
 impl std::fmt::Display for Recent {
     /// "flaky in 2 of the last 9 runs", and ", failed in 1" when it failed too.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let runs = if self.runs == 1 { "the last run".to_owned() } else { format!("the last {} runs", self.runs) };
+        let runs = if self.runs == 1 {
+            "the last run".to_owned()
+        } else {
+            format!("the last {} runs", self.runs)
+        };
         write!(f, "flaky in {} of {runs}", self.flaky)?;
         if self.failed > 0 {
             write!(f, ", failed in {}", self.failed)?;
@@ -242,14 +253,20 @@ impl Timings {
     }
 
     fn parse(bytes: &[u8]) -> Result<Timings, ParseError> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ParseError::Invalid(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| ParseError::Invalid(e.to_string()))?;
         let version = value.get("version").ok_or_else(|| {
-            ParseError::Invalid(if value.is_object() { "it has no `version`".into() } else { "it is not a JSON object".into() })
+            ParseError::Invalid(if value.is_object() {
+                "it has no `version`".into()
+            } else {
+                "it is not a JSON object".into()
+            })
         })?;
         if version.as_u64() != Some(u64::from(TIMINGS_VERSION)) {
             return Err(ParseError::Version(version.to_string()));
         }
-        let timings: Timings = serde_json::from_value(value).map_err(|e| ParseError::Invalid(e.to_string()))?;
+        let timings: Timings =
+            serde_json::from_value(value).map_err(|e| ParseError::Invalid(e.to_string()))?;
         timings.check().map_err(ParseError::Invalid)?;
         Ok(timings)
     }
@@ -262,12 +279,15 @@ impl Timings {
             run.flakes.check("run.flakes")?;
             maps.extend([("run.shards", &run.shards), ("run.files", &run.files)]);
             if let Some(p) = run.partition {
-                Partition::new(p.index, p.total).map_err(|why| format!("run.partition is {why}"))?;
+                Partition::new(p.index, p.total)
+                    .map_err(|why| format!("run.partition is {why}"))?;
             }
         }
         for (field, map) in maps {
             if let Some((name, secs)) = map.iter().find(|(_, s)| !plausible(**s)) {
-                return Err(format!("{field}.{name:?} is {secs:?}, not a number of seconds from 0 to {PLAUSIBLE_SECS}"));
+                return Err(format!(
+                    "{field}.{name:?} is {secs:?}, not a number of seconds from 0 to {PLAUSIBLE_SECS}"
+                ));
             }
         }
         Ok(())
@@ -337,20 +357,29 @@ mod tests {
     #[test]
     fn a_figure_that_is_not_plausible_seconds_makes_the_file_invalid() {
         for (text, said) in [
-            (r#"{"version":1,"shards":{"api":-1}}"#, r#"shards."api" is -1.0, not a number of seconds"#),
+            (
+                r#"{"version":1,"shards":{"api":-1}}"#,
+                r#"shards."api" is -1.0, not a number of seconds"#,
+            ),
             (r#"{"version":1,"files":{"t/a.mjs":1e300}}"#, r#"files."t/a.mjs" is 1e300"#),
             (r#"{"version":1,"shards":{"api":"fast"}}"#, "invalid type: string"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.contains("timings t.json are not valid") && err.contains(said), "{err}");
         }
-        assert_eq!(parse(r#"{"version":1,"shards":{"api":90}}"#).unwrap().shard("api"), Some(Duration::from_secs(90)));
+        assert_eq!(
+            parse(r#"{"version":1,"shards":{"api":90}}"#).unwrap().shard("api"),
+            Some(Duration::from_secs(90))
+        );
     }
 
     #[test]
     fn another_version_or_no_version_is_named() {
         let err = parse(r#"{"version":2,"shards":[]}"#).unwrap_err();
-        assert!(err.contains("timings t.json are version 2, and this harper-shard reads version 1"), "{err}");
+        assert!(
+            err.contains("timings t.json are version 2, and this harper-shard reads version 1"),
+            "{err}"
+        );
         assert!(parse(r#"{"shards":{}}"#).unwrap_err().contains("it has no `version`"));
         assert!(parse("[1]").unwrap_err().contains("it is not a JSON object"));
         assert!(parse("{").unwrap_err().contains("are not valid"));
@@ -363,27 +392,48 @@ mod tests {
         t.shards.insert("kept".into(), 7.0);
         let fresh = BTreeMap::from([("api".to_owned(), 50.0), ("new".to_owned(), 20.0)]);
         t.record(&fresh, &BTreeMap::new());
-        assert_eq!(t.shards, BTreeMap::from([("api".into(), 75.0), ("kept".into(), 7.0), ("new".into(), 20.0)]));
+        assert_eq!(
+            t.shards,
+            BTreeMap::from([("api".into(), 75.0), ("kept".into(), 7.0), ("new".into(), 20.0)])
+        );
     }
 
     #[test]
     fn a_file_written_before_the_flake_history_reads_as_none_and_writes_none_back() {
         let t = parse(r#"{"version":1,"shards":{"api":90},"files":{}}"#).unwrap();
         assert!(t.flakes.is_empty());
-        assert!(!serde_json::to_string(&t).unwrap().contains("flakes"), "an empty history is not written");
+        assert!(
+            !serde_json::to_string(&t).unwrap().contains("flakes"),
+            "an empty history is not written"
+        );
     }
 
     #[test]
     fn flake_counts_that_are_not_counts_make_the_file_invalid() {
         for (text, said) in [
-            (r#"{"version":1,"flakes":{"shards":{"db":{"runs":-1,"flaky":0,"failed":0}}}}"#, r#"flakes.shards."db": runs is -1.0"#),
-            (r#"{"version":1,"flakes":{"files":{"t/a":{"runs":2,"flaky":3,"failed":0}}}}"#, r#"flakes.files."t/a": flaky is 3.0, not a count from 0 to runs"#),
-            (r#"{"version":1,"flakes":{"shards":{"db":{"runs":1e300,"flaky":0,"failed":0}}}}"#, "runs is 1e300"),
-            (r#"{"version":1,"run":{"assignment":"d","flakes":{"shards":{"db":{"runs":1,"flaky":0,"failed":2}}}}}"#, r#"run.flakes.shards."db": failed is 2.0"#),
+            (
+                r#"{"version":1,"flakes":{"shards":{"db":{"runs":-1,"flaky":0,"failed":0}}}}"#,
+                r#"flakes.shards."db": runs is -1.0"#,
+            ),
+            (
+                r#"{"version":1,"flakes":{"files":{"t/a":{"runs":2,"flaky":3,"failed":0}}}}"#,
+                r#"flakes.files."t/a": flaky is 3.0, not a count from 0 to runs"#,
+            ),
+            (
+                r#"{"version":1,"flakes":{"shards":{"db":{"runs":1e300,"flaky":0,"failed":0}}}}"#,
+                "runs is 1e300",
+            ),
+            (
+                r#"{"version":1,"run":{"assignment":"d","flakes":{"shards":{"db":{"runs":1,"flaky":0,"failed":2}}}}}"#,
+                r#"run.flakes.shards."db": failed is 2.0"#,
+            ),
             (r#"{"version":1,"flakes":{"shards":{"db":{"runs":1}}}}"#, "missing field `flaky`"),
         ] {
             let err = parse(text).unwrap_err();
-            assert!(err.contains("timings t.json are not valid") && err.contains(said), "{said}: {err}");
+            assert!(
+                err.contains("timings t.json are not valid") && err.contains(said),
+                "{said}: {err}"
+            );
         }
     }
 
@@ -412,7 +462,11 @@ mod tests {
         for n in 1..=200 {
             c = c.then(Counts::one(false, false));
             if n == 6 {
-                assert_eq!((c.recent().flaky, c.recent().failed), (1, 1), "six runs later it is still one: {c:?}");
+                assert_eq!(
+                    (c.recent().flaky, c.recent().failed),
+                    (1, 1),
+                    "six runs later it is still one: {c:?}"
+                );
             }
         }
         let recent = c.recent();

@@ -50,7 +50,10 @@ pub fn add_alias(addr: Ipv4Addr) -> anyhow::Result<()> {
         .status()
         .with_context(|| format!("cannot run `{}`", argv.join(" ")))?;
     if !status.success() {
-        anyhow::bail!("`{}` failed ({status}); run it yourself, or ask an administrator", argv.join(" "));
+        anyhow::bail!(
+            "`{}` failed ({status}); run it yourself, or ask an administrator",
+            argv.join(" ")
+        );
     }
     Ok(())
 }

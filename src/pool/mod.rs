@@ -52,7 +52,14 @@ pub enum Notice {
     /// The last owner of an address died without giving it back; these processes of its were
     /// still running and were ended.
     /// `removed`: its instance directories; `kept`: those left alone, and why.
-    Swept { addr: Ipv4Addr, shard: String, owner: u32, swept: Vec<Swept>, removed: Vec<PathBuf>, kept: Vec<String> },
+    Swept {
+        addr: Ipv4Addr,
+        shard: String,
+        owner: u32,
+        swept: Vec<Swept>,
+        removed: Vec<PathBuf>,
+        kept: Vec<String>,
+    },
     /// The record beside a lock could not be read; it was replaced without a sweep.
     BadRecord { addr: Ipv4Addr, error: String },
     /// The slot itself cannot be used (its lock or record is not a regular file, or cannot be
@@ -67,13 +74,23 @@ impl std::fmt::Display for Notice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Notice::Skipped { addr, busy: Busy::Unavailable(e), .. } => {
-                write!(f, "{addr} skipped: it cannot be used on this machine ({e}); see `harper-shard pool validate`")
+                write!(
+                    f,
+                    "{addr} skipped: it cannot be used on this machine ({e}); see `harper-shard pool validate`"
+                )
             }
             Notice::Skipped { addr, port_name, port, busy, holders } => match holders.as_slice() {
-                [] => write!(f, "{addr} skipped: port {port} ({port_name}) is {busy} — another Harper or another program?"),
+                [] => write!(
+                    f,
+                    "{addr} skipped: port {port} ({port_name}) is {busy} — another Harper or another program?"
+                ),
                 holders => {
                     let who: Vec<String> = holders.iter().map(ToString::to_string).collect();
-                    write!(f, "{addr} skipped: port {port} ({port_name}) is held by {} — another Harper?", who.join(", "))
+                    write!(
+                        f,
+                        "{addr} skipped: port {port} ({port_name}) is held by {} — another Harper?",
+                        who.join(", ")
+                    )
                 }
             },
             Notice::Swept { addr, shard, owner, swept, removed, kept } => {
@@ -83,7 +100,8 @@ impl std::fmt::Display for Notice {
                     write!(f, "; ended what it left running: {}", swept.join(", "))?;
                 }
                 if !removed.is_empty() {
-                    let removed: Vec<String> = removed.iter().map(|d| d.display().to_string()).collect();
+                    let removed: Vec<String> =
+                        removed.iter().map(|d| d.display().to_string()).collect();
                     write!(f, "; removed its instance directories {}", removed.join(", "))?;
                 }
                 for why in kept {
@@ -91,7 +109,9 @@ impl std::fmt::Display for Notice {
                 }
                 Ok(())
             }
-            Notice::BadRecord { addr, error } => write!(f, "{addr}: {error}; replacing it without a sweep"),
+            Notice::BadRecord { addr, error } => {
+                write!(f, "{addr}: {error}; replacing it without a sweep")
+            }
             Notice::Unusable { addr, error } => write!(f, "{addr} skipped: {error}"),
             Notice::Waiting { waited, held, busy } => write!(
                 f,
@@ -123,8 +143,9 @@ pub struct Exhausted {
 
 impl std::fmt::Display for Exhausted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let held = self.slots.iter().filter(|s| matches!(s.state, status::State::Held)).count();
-        let busy = self.slots.iter().filter(|s| matches!(s.state, status::State::Busy { .. })).count();
+        let held = self.slots.iter().filter(|s| matches!(s.state, status::SlotState::Held)).count();
+        let busy =
+            self.slots.iter().filter(|s| matches!(s.state, status::SlotState::Busy { .. })).count();
         writeln!(
             f,
             "no free address in the pool after {}: {held} held by harper-shard runs, {busy} busy with other listeners; \
@@ -162,7 +183,9 @@ impl Lease {
     /// can end them should this run die.
     pub fn record_pids(&mut self, pids: &[u32]) -> anyhow::Result<()> {
         for &pid in pids {
-            if let Some(p) = ProcessId::of(pid).filter(|p| !self.record.keepers.iter().any(|k| k.pid == p.pid)) {
+            if let Some(p) =
+                ProcessId::of(pid).filter(|p| !self.record.keepers.iter().any(|k| k.pid == p.pid))
+            {
                 self.record.keepers.push(p);
             }
         }
@@ -259,7 +282,13 @@ impl Pool {
                     Err((port_name, port, why)) => {
                         busy += 1;
                         if !skipped_before.contains(&addr) {
-                            notify(Notice::Skipped { addr, port_name, port, busy: why, holders: ports::holders(addr, port) });
+                            notify(Notice::Skipped {
+                                addr,
+                                port_name,
+                                port,
+                                busy: why,
+                                holders: ports::holders(addr, port),
+                            });
                         }
                         skipped_now.push(addr);
                     }
@@ -291,7 +320,14 @@ impl Pool {
                 let swept = sweep::sweep(&previous);
                 let (removed, kept) = sweep::remove_dirs(&previous.dirs);
                 if !swept.is_empty() || !removed.is_empty() || !kept.is_empty() {
-                    notify(Notice::Swept { addr, shard: previous.shard, owner: previous.owner.pid, swept, removed, kept });
+                    notify(Notice::Swept {
+                        addr,
+                        shard: previous.shard,
+                        owner: previous.owner.pid,
+                        swept,
+                        removed,
+                        kept,
+                    });
                 }
             }
             Err(e) => notify(Notice::BadRecord { addr, error: format!("{e:#}") }),
@@ -319,9 +355,14 @@ impl Pool {
             .with_context(|| {
                 format!("cannot open the slot lock {} (is it a symbolic link?); remove it and try again", path.display())
             })?;
-        let meta = file.metadata().with_context(|| format!("cannot inspect the slot lock {}", path.display()))?;
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot inspect the slot lock {}", path.display()))?;
         if !meta.is_file() {
-            bail!("the slot lock {} is not a regular file; remove it and try again", path.display());
+            bail!(
+                "the slot lock {} is not a regular file; remove it and try again",
+                path.display()
+            );
         }
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => Ok(Some(lock)),

@@ -50,7 +50,10 @@ pub fn check(addr: Ipv4Addr, port: u16) -> Result<(), Busy> {
 }
 
 /// Checks every port; returns the first busy one.
-pub fn check_all(addr: Ipv4Addr, ports: &[(&'static str, u16)]) -> Result<(), (&'static str, u16, Busy)> {
+pub fn check_all(
+    addr: Ipv4Addr,
+    ports: &[(&'static str, u16)],
+) -> Result<(), (&'static str, u16, Busy)> {
     for &(name, port) in ports {
         check(addr, port).map_err(|busy| (name, port, busy))?;
     }
@@ -58,7 +61,11 @@ pub fn check_all(addr: Ipv4Addr, ports: &[(&'static str, u16)]) -> Result<(), (&
 }
 
 /// Polls until every port is free or `limit` has passed; the ports still busy at the end.
-pub fn wait_free(addr: Ipv4Addr, ports: &[(&'static str, u16)], limit: Duration) -> Vec<(&'static str, u16, Busy)> {
+pub fn wait_free(
+    addr: Ipv4Addr,
+    ports: &[(&'static str, u16)],
+    limit: Duration,
+) -> Vec<(&'static str, u16, Busy)> {
     let deadline = Instant::now() + limit;
     loop {
         let busy: Vec<_> = ports

@@ -86,7 +86,8 @@ pub fn write(dir: &Path, addr: Ipv4Addr, record: &Record) -> anyhow::Result<()> 
     drop(file);
     if let Err(e) = written.and_then(|()| std::fs::rename(&temp, &target)) {
         let _ = std::fs::remove_file(&temp);
-        return Err(e).with_context(|| format!("cannot write the slot record {}", target.display()));
+        return Err(e)
+            .with_context(|| format!("cannot write the slot record {}", target.display()));
     }
     Ok(())
 }
@@ -111,16 +112,23 @@ pub fn read(dir: &Path, addr: Ipv4Addr) -> anyhow::Result<Option<Record>> {
     let file = match file {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot open the slot record {} (a symbolic link?)", path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("cannot open the slot record {} (a symbolic link?)", path.display())
+            });
+        }
     };
     let meta = file.metadata().with_context(|| format!("cannot inspect {}", path.display()))?;
     if !meta.is_file() {
         bail!("the slot record {} is not a regular file; remove it", path.display());
     }
     let mut text = Vec::new();
-    file.take(MAX_LEN).read_to_end(&mut text).with_context(|| format!("cannot read {}", path.display()))?;
-    let record = serde_json::from_slice(&text)
-        .with_context(|| format!("the slot record {} is not a harper-shard record; remove it", path.display()))?;
+    file.take(MAX_LEN)
+        .read_to_end(&mut text)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let record = serde_json::from_slice(&text).with_context(|| {
+        format!("the slot record {} is not a harper-shard record; remove it", path.display())
+    })?;
     Ok(Some(record))
 }
 
@@ -130,7 +138,9 @@ pub fn remove(dir: &Path, addr: Ipv4Addr) -> anyhow::Result<()> {
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot remove the slot record {}", path.display())),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot remove the slot record {}", path.display()))
+        }
     }
 }
 
@@ -151,7 +161,8 @@ mod tests {
         let record = Record::new("tok", "db/2");
         write(&dir, addr, &record).unwrap();
         assert_eq!(read(&dir, addr).unwrap(), Some(record));
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, [std::ffi::OsString::from("127.0.0.9.json")]);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -10,17 +10,17 @@ use std::net::Ipv4Addr;
 
 use serde_json::json;
 
-use crate::process::ports::{self, Holder};
+use super::Pool;
 use super::probe::{self, Busy};
 use super::record::{self, Record};
-use super::Pool;
+use crate::process::ports::{self, Holder};
 use crate::table::Table;
 
 /// One address and what holds it.
 #[derive(Debug, Clone)]
 pub struct Slot {
     pub addr: Ipv4Addr,
-    pub state: State,
+    pub state: SlotState,
     /// The record beside the lock: the holder when held, what the next owner sweeps when free.
     pub record: Option<Record>,
     /// A record that is there but could not be read.
@@ -28,23 +28,30 @@ pub struct Slot {
 }
 
 #[derive(Debug, Clone)]
-pub enum State {
+pub enum SlotState {
     Free,
     /// A harper-shard process holds the lock.
     Held,
     /// Nobody holds the lock, but a port is in use by someone else.
-    Busy { port_name: &'static str, port: u16, busy: Busy, holders: Vec<Holder> },
+    Busy {
+        port_name: &'static str,
+        port: u16,
+        busy: Busy,
+        holders: Vec<Holder>,
+    },
     /// The slot's lock file cannot be used (a directory, a FIFO, a link): the pool skips it.
-    Unusable { error: String },
+    Unusable {
+        error: String,
+    },
 }
 
-impl State {
+impl SlotState {
     fn word(&self) -> &'static str {
         match self {
-            State::Free => "free",
-            State::Held => "held",
-            State::Busy { .. } => "busy",
-            State::Unusable { .. } => "unusable",
+            SlotState::Free => "free",
+            SlotState::Held => "held",
+            SlotState::Busy { .. } => "busy",
+            SlotState::Unusable { .. } => "unusable",
         }
     }
 }
@@ -54,11 +61,13 @@ pub fn survey(pool: &Pool, ports: &[(&'static str, u16)]) -> Vec<Slot> {
     let mut slots = Vec::new();
     for addr in pool.spec().addresses() {
         let state = match pool.is_held(addr) {
-            Err(e) => State::Unusable { error: format!("{e:#}") },
-            Ok(true) => State::Held,
+            Err(e) => SlotState::Unusable { error: format!("{e:#}") },
+            Ok(true) => SlotState::Held,
             Ok(false) => match probe::check_all(addr, ports) {
-                Ok(()) => State::Free,
-                Err((port_name, port, busy)) => State::Busy { port_name, port, busy, holders: ports::holders(addr, port) },
+                Ok(()) => SlotState::Free,
+                Err((port_name, port, busy)) => {
+                    SlotState::Busy { port_name, port, busy, holders: ports::holders(addr, port) }
+                }
             },
         };
         let (record, record_error) = match record::read(pool.dir(), addr) {
@@ -74,16 +83,16 @@ impl Slot {
     /// The state column: what a person needs to know about this address.
     fn state_text(&self) -> String {
         match (&self.state, &self.record) {
-            (State::Free, None) => "free".into(),
-            (State::Free, Some(_)) => "free (a record left by a run that died or did not tear down cleanly; swept on the next acquire)".into(),
-            (State::Held, Some(r)) if !r.owner.is_alive() => "held (the recorded owner is gone)".into(),
-            (State::Held, _) => "held by a run".into(),
-            (State::Busy { port_name, port, busy, holders }, record) => {
+            (SlotState::Free, None) => "free".into(),
+            (SlotState::Free, Some(_)) => "free (a record left by a run that died or did not tear down cleanly; swept on the next acquire)".into(),
+            (SlotState::Held, Some(r)) if !r.owner.is_alive() => "held (the recorded owner is gone)".into(),
+            (SlotState::Held, _) => "held by a run".into(),
+            (SlotState::Busy { port_name, port, busy, holders }, record) => {
                 let who = holders.first().map(|h| format!(" by {h}")).unwrap_or_default();
                 let left = if record.is_some() { "; the recorded run died or did not tear down cleanly: swept on the next acquire" } else { "" };
                 format!("busy: port {port} ({port_name}) {busy}{who}{left}")
             }
-            (State::Unusable { error }, _) => format!("unusable, skipped by every run: {error}"),
+            (SlotState::Unusable { error }, _) => format!("unusable, skipped by every run: {error}"),
         }
     }
 }
@@ -96,7 +105,11 @@ pub fn table(slots: &[Slot]) -> String {
         .iter()
         .map(|slot| {
             let (owner, shard, since) = match &slot.record {
-                Some(r) => (r.owner.pid.to_string(), r.shard.clone(), humantime::format_rfc3339_seconds(r.since_time()).to_string()),
+                Some(r) => (
+                    r.owner.pid.to_string(),
+                    r.shard.clone(),
+                    humantime::format_rfc3339_seconds(r.since_time()).to_string(),
+                ),
                 None => ("-".into(), "-".into(), "-".into()),
             };
             [slot.addr.to_string(), owner, shard, since, slot.state_text()]
@@ -129,7 +142,7 @@ pub fn json(slots: &[Slot]) -> serde_json::Value {
         .iter()
         .map(|slot| {
             let mut row = json!({ "address": slot.addr.to_string(), "state": slot.state.word(), "detail": slot.state_text() });
-            if let State::Busy { port, holders, .. } = &slot.state {
+            if let SlotState::Busy { port, holders, .. } = &slot.state {
                 row["port"] = json!(port);
                 row["holders"] = holders.iter().map(|h| json!({ "pid": h.pid, "command": h.command })).collect();
             }
@@ -158,13 +171,19 @@ mod tests {
     fn a_long_shard_name_widens_its_column_instead_of_pushing_the_state_out_of_line() {
         let slot = |n: u8, shard: Option<&str>| Slot {
             addr: Ipv4Addr::new(127, 0, 0, n),
-            state: if shard.is_some() { State::Held } else { State::Free },
+            state: if shard.is_some() { SlotState::Held } else { SlotState::Free },
             record: shard.map(|s| Record::new("token", s)),
             record_error: None,
         };
         let text = table(&[slot(2, Some("a-shard-name-well-past-twenty-bytes/12")), slot(3, None)]);
-        let state_at: Vec<Option<usize>> = text.lines().map(|l| ["STATE", "held by a run", "free"].iter().find_map(|w| l.find(w))).collect();
+        let state_at: Vec<Option<usize>> = text
+            .lines()
+            .map(|l| ["STATE", "held by a run", "free"].iter().find_map(|w| l.find(w)))
+            .collect();
         assert_eq!(state_at.len(), 3, "{text}");
-        assert!(state_at.iter().all(|at| at.is_some() && *at == state_at[0]), "{state_at:?}:\n{text}");
+        assert!(
+            state_at.iter().all(|at| at.is_some() && *at == state_at[0]),
+            "{state_at:?}:\n{text}"
+        );
     }
 }

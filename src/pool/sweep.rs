@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::record::Record;
-use crate::harper::instance;
+use crate::harper::layout;
 use crate::process::{self, ProcessId, Swept};
 
 /// How long swept processes get to exit on SIGTERM before SIGKILL.
@@ -26,10 +26,15 @@ pub const GRACE: Duration = Duration::from_secs(2);
 pub fn leftovers(record: &Record) -> Vec<ProcessId> {
     let me = std::process::id();
     let uid = nix::unistd::getuid().as_raw();
-    let mut found = if record.token.is_empty() { Vec::new() } else { process::carrying(&record.token) };
+    let mut found =
+        if record.token.is_empty() { Vec::new() } else { process::carrying(&record.token) };
     for keeper in &record.keepers {
         let ours = keeper.start.is_some() && process::uid(keeper.pid) == Some(uid);
-        if ours && keeper.pid != me && keeper.is_alive() && !found.iter().any(|p| p.pid == keeper.pid) {
+        if ours
+            && keeper.pid != me
+            && keeper.is_alive()
+            && !found.iter().any(|p| p.pid == keeper.pid)
+        {
             found.push(*keeper);
         }
     }
@@ -45,14 +50,15 @@ pub fn sweep(record: &Record) -> Vec<Swept> {
     process::end(&targets, GRACE)
 }
 /// Removes the instance directories a record names. Only folders that are what the tool makes
-/// are touched: an absolute path, a name [`instance::is_instance_name`] recognises, a real
+/// are touched: an absolute path, a name [`layout::is_instance_name`] recognises, a real
 /// directory (not a link) owned by this user. Returns what was removed, and what was left and
 /// why.
 pub fn remove_dirs(dirs: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     let uid = nix::unistd::getuid().as_raw();
     let (mut removed, mut kept) = (Vec::new(), Vec::new());
     for dir in dirs {
-        let named = dir.is_absolute() && dir.file_name().and_then(|n| n.to_str()).is_some_and(instance::is_instance_name);
+        let named = dir.is_absolute()
+            && dir.file_name().and_then(|n| n.to_str()).is_some_and(layout::is_instance_name);
         if !named {
             kept.push(format!("left {} alone: not an instance directory's name", dir.display()));
             continue;

@@ -145,7 +145,9 @@ pub fn carries_token(pid: u32, token: &str) -> bool {
 }
 
 fn is_token_or_below(value: &[u8], token: &str) -> bool {
-    value.strip_prefix(token.as_bytes()).is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
+    value
+        .strip_prefix(token.as_bytes())
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
 }
 
 /// Every live process of ours (this user's), other than this one, whose environment sets `var`
@@ -157,7 +159,11 @@ pub fn with_env(var: &str, accept: impl Fn(&[u8]) -> bool) -> std::io::Result<Ve
     let ours = nix::unistd::getuid().as_raw();
     Ok(pids()?
         .into_iter()
-        .filter(|&pid| pid != me && uid(pid) == Some(ours) && environ_value(pid, var).is_some_and(|v| accept(&v)))
+        .filter(|&pid| {
+            pid != me
+                && uid(pid) == Some(ours)
+                && environ_value(pid, var).is_some_and(|v| accept(&v))
+        })
         .filter_map(|pid| ProcessId::of(pid).filter(ProcessId::is_alive))
         .collect())
 }
@@ -192,8 +198,10 @@ impl std::fmt::Display for Swept {
 /// SIGKILL for the rest, and waits up to [`AFTER_KILL`] until they are gone. Each is signalled
 /// only while it is still the very process named, never a process that reused its pid.
 pub fn end(targets: &[ProcessId], grace: Duration) -> Vec<Swept> {
-    let mut swept: Vec<Swept> =
-        targets.iter().map(|p| Swept { pid: p.pid, command: command(p.pid), killed: false }).collect();
+    let mut swept: Vec<Swept> = targets
+        .iter()
+        .map(|p| Swept { pid: p.pid, command: command(p.pid), killed: false })
+        .collect();
     let first = if grace.is_zero() { Signal::SIGKILL } else { Signal::SIGTERM };
     for p in targets {
         signal(p, first);
@@ -275,7 +283,11 @@ mod imp {
     pub fn kill_sent(pid: u32) -> Option<bool> {
         let Some(status) = process(pid).and_then(|p| p.status().ok()) else { return Some(true) };
         let sigkill = 1u64 << (libc::SIGKILL - 1);
-        Some(status.state.starts_with('Z') || status.sigpnd & sigkill != 0 || status.shdpnd & sigkill != 0)
+        Some(
+            status.state.starts_with('Z')
+                || status.sigpnd & sigkill != 0
+                || status.shdpnd & sigkill != 0,
+        )
     }
 
     pub fn threads(pid: u32) -> Option<usize> {
@@ -320,7 +332,11 @@ mod imp {
 mod portable {
     use sysinfo::{Pid, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, UpdateKind};
 
-    fn with_process<T>(pid: u32, kind: ProcessRefreshKind, f: impl FnOnce(&sysinfo::Process) -> T) -> Option<T> {
+    fn with_process<T>(
+        pid: u32,
+        kind: ProcessRefreshKind,
+        f: impl FnOnce(&sysinfo::Process) -> T,
+    ) -> Option<T> {
         let mut system = System::new().ok()?;
         let pid = Pid::from_u32(pid);
         system.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), false, kind);
@@ -333,17 +349,22 @@ mod portable {
     }
 
     pub fn is_zombie(pid: u32) -> bool {
-        with_process(pid, ProcessRefreshKind::nothing(), |p| p.status() == ProcessStatus::Zombie).unwrap_or(false)
+        with_process(pid, ProcessRefreshKind::nothing(), |p| p.status() == ProcessStatus::Zombie)
+            .unwrap_or(false)
     }
 
     pub fn command(pid: u32) -> Option<String> {
-        with_process(pid, ProcessRefreshKind::nothing(), |p| p.name().to_string_lossy().into_owned())
+        with_process(pid, ProcessRefreshKind::nothing(), |p| {
+            p.name().to_string_lossy().into_owned()
+        })
     }
 
     pub fn cmdline(pid: u32) -> Option<Vec<String>> {
         let kind = ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always);
-        with_process(pid, kind, |p| p.cmd().iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>())
-            .filter(|args| !args.is_empty())
+        with_process(pid, kind, |p| {
+            p.cmd().iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>()
+        })
+        .filter(|args| !args.is_empty())
     }
 
     pub fn uid(pid: u32) -> Option<u32> {
@@ -353,7 +374,11 @@ mod portable {
 
     pub fn pids() -> std::io::Result<Vec<u32>> {
         let mut system = System::new().map_err(std::io::Error::other)?;
-        system.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing());
+        system.refresh_processes_specifics(
+            ProcessesToUpdate::All,
+            true,
+            ProcessRefreshKind::nothing(),
+        );
         Ok(system.processes().keys().map(|p| p.as_u32()).collect())
     }
 
@@ -361,7 +386,9 @@ mod portable {
         let kind = ProcessRefreshKind::nothing().with_environ(UpdateKind::Always);
         let prefix = [var.as_bytes(), b"="].concat();
         with_process(pid, kind, |p| {
-            p.environ().iter().find_map(|kv| kv.as_encoded_bytes().strip_prefix(prefix.as_slice()).map(<[u8]>::to_vec))
+            p.environ().iter().find_map(|kv| {
+                kv.as_encoded_bytes().strip_prefix(prefix.as_slice()).map(<[u8]>::to_vec)
+            })
         })
         .flatten()
     }
@@ -427,9 +454,14 @@ mod tests {
     #[test]
     fn with_env_finds_a_child_by_its_variable_until_it_is_gone() {
         let mark = format!("with-env-{}", std::process::id());
-        let mut child = std::process::Command::new("sleep").arg("600").env("HARPER_SHARD_TEST_WITH_ENV", &mark).spawn().expect("start sleep");
+        let mut child = std::process::Command::new("sleep")
+            .arg("600")
+            .env("HARPER_SHARD_TEST_WITH_ENV", &mark)
+            .spawn()
+            .expect("start sleep");
         let found = |want: &str| {
-            with_env("HARPER_SHARD_TEST_WITH_ENV", |v| v == want.as_bytes()).expect("the process table is readable")
+            with_env("HARPER_SHARD_TEST_WITH_ENV", |v| v == want.as_bytes())
+                .expect("the process table is readable")
         };
         assert_eq!(found(&mark).iter().map(|p| p.pid).collect::<Vec<_>>(), [child.id()]);
         assert!(found("another value").is_empty());
@@ -457,7 +489,8 @@ mod tests {
 
     #[test]
     fn a_fresh_child_has_one_thread_and_is_among_our_children() {
-        let mut child = std::process::Command::new("sleep").arg("600").spawn().expect("start sleep");
+        let mut child =
+            std::process::Command::new("sleep").arg("600").spawn().expect("start sleep");
         assert_eq!(threads(child.id()), Some(1));
         assert!(children(std::process::id()).contains(&child.id()));
         child.kill().expect("kill sleep");

@@ -73,7 +73,8 @@ mod imp {
     fn listening_inodes(addr: Ipv4Addr, ports: &[u16]) -> Vec<HashSet<u64>> {
         let mut inodes = vec![HashSet::new(); ports.len()];
         let tables = [procfs::net::tcp(), procfs::net::tcp6()];
-        for entry in tables.into_iter().flatten().flatten().filter(|e| e.state == TcpState::Listen) {
+        for entry in tables.into_iter().flatten().flatten().filter(|e| e.state == TcpState::Listen)
+        {
             for (i, port) in ports.iter().enumerate() {
                 if entry.local_address.port() == *port && reaches(entry.local_address.ip(), addr) {
                     inodes[i].insert(entry.inode);
@@ -119,9 +120,15 @@ mod tests {
         let me = std::process::id();
         let found = holders_of(Ipv4Addr::LOCALHOST, &[port, port]);
         for held in &found {
-            assert_eq!(held, &[Holder { pid: me, command: crate::process::command(me), pgid: pgid(me) }]);
+            assert_eq!(
+                held,
+                &[Holder { pid: me, command: crate::process::command(me), pgid: pgid(me) }]
+            );
         }
-        assert!(holders(Ipv4Addr::new(127, 0, 0, 2), port).is_empty(), "another address's listener was named");
+        assert!(
+            holders(Ipv4Addr::new(127, 0, 0, 2), port).is_empty(),
+            "another address's listener was named"
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@ impl Buildkite {
         if buildkite != Some(OsStr::new("true")) {
             return None;
         }
-        let agent = std::env::split_paths(path?).map(|dir| dir.join("buildkite-agent")).find(|p| executable(p))?;
+        let agent = std::env::split_paths(path?)
+            .map(|dir| dir.join("buildkite-agent"))
+            .find(|p| executable(p))?;
         Some(Buildkite { agent })
     }
 }
@@ -54,7 +56,10 @@ fn executable(path: &Path) -> bool {
 /// anything, else `success`.
 pub fn style(record: &RunRecord) -> &'static str {
     use crate::run::events::ShardStatus;
-    let flaky = record.shards.iter().any(|s| matches!(s.status, Some(ShardStatus::Flaky | ShardStatus::Quarantined)));
+    let flaky = record
+        .shards
+        .iter()
+        .any(|s| matches!(s.status, Some(ShardStatus::Flaky | ShardStatus::Quarantined)));
     if record.failed().next().is_some() || record.exit_code.is_some_and(|c| c != 0) {
         "error"
     } else if flaky || !record.warnings.is_empty() || record.timed_out {
@@ -69,8 +74,9 @@ impl Reporter for Buildkite {
 
     fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
         let body = summary::markdown(record, ANNOTATION_LIMIT);
-        annotate(&self.agent, style(record), body.into_bytes())
-            .with_context(|| format!("cannot post the Buildkite annotation ({} annotate)", self.agent.display()))
+        annotate(&self.agent, style(record), body.into_bytes()).with_context(|| {
+            format!("cannot post the Buildkite annotation ({} annotate)", self.agent.display())
+        })
     }
 }
 
@@ -133,14 +139,25 @@ mod tests {
         std::fs::create_dir_all(&empty).unwrap();
         std::fs::create_dir_all(&found).unwrap();
         std::fs::write(found.join("buildkite-agent"), "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(found.join("buildkite-agent"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            found.join("buildkite-agent"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         let path = std::env::join_paths([&empty, &dir_named, &found]).unwrap();
         let on = Some(OsStr::new("true"));
         let agent = Buildkite::detect(on, Some(&path)).map(|b| b.agent);
-        let off = Buildkite::detect(Some(OsStr::new("1")), Some(&path)).is_none() && Buildkite::detect(None, Some(&path)).is_none();
-        let without = Buildkite::detect(on, Some(&std::env::join_paths([&empty, &dir_named]).unwrap())).is_none();
+        let off = Buildkite::detect(Some(OsStr::new("1")), Some(&path)).is_none()
+            && Buildkite::detect(None, Some(&path)).is_none();
+        let without =
+            Buildkite::detect(on, Some(&std::env::join_paths([&empty, &dir_named]).unwrap()))
+                .is_none();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(agent, Some(found.join("buildkite-agent")), "the first executable file of that name on PATH");
+        assert_eq!(
+            agent,
+            Some(found.join("buildkite-agent")),
+            "the first executable file of that name on PATH"
+        );
         assert!(off, "only BUILDKITE=true is Buildkite");
         assert!(without, "a directory named buildkite-agent is not the agent");
     }

@@ -32,7 +32,7 @@ const BUDGET: Duration = Duration::from_secs(60);
 
 /// Where the check run goes and what it is called.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct CheckRunTarget {
     pub api_url: String,
     pub token: String,
     pub owner: String,
@@ -45,24 +45,32 @@ pub struct Target {
     pub details_url: Option<String>,
 }
 
-impl Target {
+impl CheckRunTarget {
     /// Reads the target from GitHub's variables (`env`); the error says what is missing.
     /// Annotations point at `place`.
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>, token: Option<String>, name: &str, place: Place) -> anyhow::Result<Target> {
+    pub fn from_env(
+        env: &dyn Fn(&str) -> Option<String>,
+        token: Option<String>,
+        name: &str,
+        place: Place,
+    ) -> anyhow::Result<CheckRunTarget> {
         let token = token.filter(|t| !t.is_empty()).context(
             "--github-checks needs a token in GITHUB_TOKEN (with `checks: write`); no check run was published",
         )?;
-        let repository = env("GITHUB_REPOSITORY").context("GITHUB_REPOSITORY is not set (owner/name); no check run was published")?;
-        let (owner, repo) = repository
-            .split_once('/')
-            .with_context(|| format!("GITHUB_REPOSITORY is `{repository}`, not owner/name; no check run was published"))?;
+        let repository = env("GITHUB_REPOSITORY")
+            .context("GITHUB_REPOSITORY is not set (owner/name); no check run was published")?;
+        let (owner, repo) = repository.split_once('/').with_context(|| {
+            format!(
+                "GITHUB_REPOSITORY is `{repository}`, not owner/name; no check run was published"
+            )
+        })?;
         let sha = head_sha(env)?;
         let api_url = env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into());
         let details_url = match (env("GITHUB_SERVER_URL"), env("GITHUB_RUN_ID")) {
             (Some(server), Some(run)) => Some(format!("{server}/{repository}/actions/runs/{run}")),
             _ => None,
         };
-        Ok(Target {
+        Ok(CheckRunTarget {
             api_url,
             token,
             owner: owner.to_owned(),
@@ -79,10 +87,13 @@ impl Target {
 fn head_sha(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<String> {
     let event = env("GITHUB_EVENT_NAME").unwrap_or_default();
     if event == "pull_request" || event == "pull_request_target" {
-        let path = env("GITHUB_EVENT_PATH").context("a pull_request event without GITHUB_EVENT_PATH; no check run was published")?;
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the event payload {path}"))?;
-        let payload: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("the event payload {path} is not JSON"))?;
+        let path = env("GITHUB_EVENT_PATH").context(
+            "a pull_request event without GITHUB_EVENT_PATH; no check run was published",
+        )?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the event payload {path}"))?;
+        let payload: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("the event payload {path} is not JSON"))?;
         return payload["pull_request"]["head"]["sha"]
             .as_str()
             .map(str::to_owned)
@@ -122,15 +133,26 @@ pub fn annotations(record: &RunRecord, place: &Place) -> Vec<Annotation> {
             raw_details,
         };
         if s.status == Some(crate::run::events::ShardStatus::Quarantined) {
-            rest.push(annotation("warning", format!("{}\n{}", super::quarantine_line(s), timings(s)), None));
+            rest.push(annotation(
+                "warning",
+                format!("{}\n{}", super::quarantine_line(s), timings(s)),
+                None,
+            ));
         } else if s.status == Some(crate::run::events::ShardStatus::Flaky) && !record.flaky_fails {
-            rest.push(annotation("warning", format!("{}\n{}", super::flaky_line(s), timings(s)), None));
-        } else if s.status.is_some_and(|st| st.exit(false).code() == 0 && st != crate::run::events::ShardStatus::Flaky) {
+            rest.push(annotation(
+                "warning",
+                format!("{}\n{}", super::flaky_line(s), timings(s)),
+                None,
+            ));
+        } else if s.status.is_some_and(|st| {
+            st.exit(false).code() == 0 && st != crate::run::events::ShardStatus::Flaky
+        }) {
             rest.push(annotation("notice", timings(s), None));
         } else {
             let cause = s.cause.clone().unwrap_or_else(|| format!("{} did not finish", s.name));
             let (_, tail) = s.failure_tail();
-            let details = (!tail.is_empty()).then(|| summary::truncate(&collapse(tail).join("\n"), DETAILS_LIMIT));
+            let details = (!tail.is_empty())
+                .then(|| summary::truncate(&collapse(tail).join("\n"), DETAILS_LIMIT));
             failed.push(annotation("failure", format!("{cause}\n{}", timings(s)), details));
         }
     }
@@ -161,7 +183,7 @@ pub struct Published {
 }
 
 /// Creates the completed check run and adds every annotation, 50 a request.
-pub async fn publish(record: &RunRecord, target: &Target) -> anyhow::Result<Published> {
+pub async fn publish(record: &RunRecord, target: &CheckRunTarget) -> anyhow::Result<Published> {
     let crab = octocrab::Octocrab::builder()
         .base_uri(target.api_url.as_str())
         .with_context(|| format!("GITHUB_API_URL `{}` is not a URL", target.api_url))?
@@ -175,7 +197,11 @@ pub async fn publish(record: &RunRecord, target: &Target) -> anyhow::Result<Publ
         .with_context(|| format!("the Checks API did not answer within {}s", BUDGET.as_secs()))?
 }
 
-async fn send(crab: &octocrab::Octocrab, record: &RunRecord, target: &Target) -> anyhow::Result<Published> {
+async fn send(
+    crab: &octocrab::Octocrab,
+    record: &RunRecord,
+    target: &CheckRunTarget,
+) -> anyhow::Result<Published> {
     let (title, summary_md, text) = output_text(record);
     let all = annotations(record, &target.place);
     let mut batches = all.chunks(ANNOTATIONS_PER_REQUEST);
@@ -205,7 +231,8 @@ async fn send(crab: &octocrab::Octocrab, record: &RunRecord, target: &Target) ->
     for batch in batches {
         // An update's output replaces the run's: title, summary and text go again with each batch.
         let update = json!({ "output": { "title": title, "summary": summary_md, "text": text, "annotations": batch } });
-        let _: serde_json::Value = crab.patch(format!("{route}/{id}"), Some(&update)).await.map_err(explain)?;
+        let _: serde_json::Value =
+            crab.patch(format!("{route}/{id}"), Some(&update)).await.map_err(explain)?;
         requests += 1;
     }
     Ok(Published { id, requests })
@@ -214,10 +241,12 @@ async fn send(crab: &octocrab::Octocrab, record: &RunRecord, target: &Target) ->
 /// Turns the API's answer into what the person reading the log can act on.
 fn explain(e: octocrab::Error) -> anyhow::Error {
     match e {
-        octocrab::Error::GitHub { source, .. } if source.status_code.as_u16() == 403 => anyhow::anyhow!(
-            "the Checks API refused the check run (403: {}); a pull request from a fork gets a read-only token — give the job `permissions: checks: write`, or leave checks off for forks",
-            source.message
-        ),
+        octocrab::Error::GitHub { source, .. } if source.status_code.as_u16() == 403 => {
+            anyhow::anyhow!(
+                "the Checks API refused the check run (403: {}); a pull request from a fork gets a read-only token — give the job `permissions: checks: write`, or leave checks off for forks",
+                source.message
+            )
+        }
         octocrab::Error::GitHub { source, .. } => {
             anyhow::anyhow!("the Checks API answered {}: {}", source.status_code, source.message)
         }
@@ -228,14 +257,17 @@ fn explain(e: octocrab::Error) -> anyhow::Error {
 /// Publishes and says how it went: a line on stderr (none with `-q`), or a failure as a warning
 /// ([`Say::warning`]: under GitHub Actions an annotation, for which the GitHub reporter kept a
 /// slot). A failure is never the run's failure.
-pub async fn report(record: &RunRecord, target: Result<Target, anyhow::Error>, say: &Say) {
+pub async fn report(record: &RunRecord, target: Result<CheckRunTarget, anyhow::Error>, say: &Say) {
     let outcome = match target {
         Ok(target) => publish(record, &target).await.map(|p| (p, target)),
         Err(e) => Err(e),
     };
     match outcome {
         Ok((published, target)) => {
-            say.note(format_args!("check run `{}` published on {} (id {})", target.name, target.sha, published.id));
+            say.note(format_args!(
+                "check run `{}` published on {} (id {})",
+                target.name, target.sha, published.id
+            ));
         }
         Err(e) => say.warning("harper-shard checks", format_args!("{e:#}")),
     }

@@ -39,7 +39,14 @@ const NPM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 impl Console {
     /// Plain lines, for logs and pipes.
     pub fn new(out: impl Into<Out>, verbosity: Verbosity) -> Self {
-        Console { out: out.into(), verbosity, relayed: HashMap::new(), live: None, colour: false, npm_shown: None }
+        Console {
+            out: out.into(),
+            verbosity,
+            relayed: HashMap::new(),
+            live: None,
+            colour: false,
+            npm_shown: None,
+        }
     }
 
     /// Live lines for the running shards and, with `colour`, a coloured status column.
@@ -77,10 +84,16 @@ impl Reporter for Console {
         let progress = !quiet && self.live.is_none();
         match &event.kind {
             EventKind::RunStarted { shards, concurrency, .. } if !quiet => {
-                self.line(format!("harper-shard: {} shard(s), {} at a time", shards.len(), (*concurrency).min(shards.len())));
+                self.line(format!(
+                    "harper-shard: {} shard(s), {} at a time",
+                    shards.len(),
+                    (*concurrency).min(shards.len())
+                ));
             }
             EventKind::Installing { package } if !quiet => {
-                self.line(format!("harper-shard: installing {package} into the cache (once; later runs reuse it)…"));
+                self.line(format!(
+                    "harper-shard: installing {package} into the cache (once; later runs reuse it)…"
+                ));
             }
             EventKind::InstallOutput { line } if !quiet => {
                 let due = self.npm_shown.is_none_or(|shown| event.at >= shown + NPM_EVERY);
@@ -98,19 +111,31 @@ impl Reporter for Console {
             }
             EventKind::RunFailed { message } => self.line(format!("error: {message}")),
             EventKind::Instance { .. } => match record.own_boot(&event.kind) {
-                Some((shard, OwnBoot::Acquired(addr))) if progress => self.line(format!("[{}] {addr} acquired", name(shard))),
+                Some((shard, OwnBoot::Acquired(addr))) if progress => {
+                    self.line(format!("[{}] {addr} acquired", name(shard)))
+                }
                 Some((shard, OwnBoot::Ready)) if progress => {
-                    let boot = record.shards[shard].last().phases.took(Phase::BOOT).map(short).unwrap_or_default();
+                    let boot = record.shards[shard]
+                        .last()
+                        .phases
+                        .took(Phase::BOOT)
+                        .map(short)
+                        .unwrap_or_default();
                     self.line(format!("[{}] Harper ready in {boot}", name(shard)));
                 }
-                Some((shard, OwnBoot::Failed(cause))) => self.line(format!("[{}] boot failed: {cause}", name(shard))),
+                Some((shard, OwnBoot::Failed(cause))) => {
+                    self.line(format!("[{}] boot failed: {cause}", name(shard)))
+                }
                 _ => {}
             },
             EventKind::AttemptStarted { shard, attempt, retrying: Some(cause), .. } if !quiet => {
                 self.line(format!("{}: {cause}", super::retrying(&name(*shard), *attempt)));
             }
             EventKind::TemplateBuilding { shard, .. } if progress => {
-                self.line(format!("[{}] building the boot template (once per Harper and settings)", name(*shard)));
+                self.line(format!(
+                    "[{}] building the boot template (once per Harper and settings)",
+                    name(*shard)
+                ));
             }
             EventKind::TemplateBuilt { shard, took, .. } if progress => {
                 self.line(format!("[{}] boot template built in {}", name(*shard), short(*took)));
@@ -124,11 +149,15 @@ impl Reporter for Console {
             }
             EventKind::CommandFinished { shard, command, .. } => {
                 // The last line, if the command's output did not end with one.
-                if let Some(rest) = self.relayed.remove(&(*shard, *command)).and_then(|mut l| l.finish()) {
+                if let Some(rest) =
+                    self.relayed.remove(&(*shard, *command)).and_then(|mut l| l.finish())
+                {
                     self.line(format!("[{}] {rest}", name(*shard)));
                 }
             }
-            EventKind::ShardFinished { shard, status, cause } if !quiet || !record.shards[*shard].ok() => {
+            EventKind::ShardFinished { shard, status, cause }
+                if !quiet || !record.shards[*shard].ok() =>
+            {
                 let s = &record.shards[*shard];
                 let took = s.last().phases.total().map(short).unwrap_or_default();
                 let why = cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
@@ -191,7 +220,8 @@ const PROBLEM_CHARS: usize = 100;
 
 fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::io::Result<()> {
     let dash = || "-".to_owned();
-    let header: Vec<&str> = ["shard", "address"].into_iter().chain(Phases::column_labels()).chain(["status"]).collect();
+    let header: Vec<&str> =
+        ["shard", "address"].into_iter().chain(Phases::column_labels()).chain(["status"]).collect();
     // The phases' columns follow the shard and its address; the status is the last.
     let phase_column = |phase: Phase| 2 + Phase::ALL.iter().position(|p| *p == phase).unwrap_or(0);
     let status = header.len() - 1;
@@ -199,9 +229,16 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
         .shards
         .iter()
         .map(|s| {
-            let mut row = vec![s.name.clone(), s.last().address().map(|a| a.to_string()).unwrap_or_else(dash)];
-            row.extend(s.last().phases.columns().into_iter().map(|x| x.map(short).unwrap_or_else(dash)));
-            row.push(s.status.map(|st| st.label().to_owned()).unwrap_or_else(|| "unfinished".into()));
+            let mut row = vec![
+                s.name.clone(),
+                s.last().address().map(|a| a.to_string()).unwrap_or_else(dash),
+            ];
+            row.extend(
+                s.last().phases.columns().into_iter().map(|x| x.map(short).unwrap_or_else(dash)),
+            );
+            row.push(
+                s.status.map(|st| st.label().to_owned()).unwrap_or_else(|| "unfinished".into()),
+            );
             row
         })
         .collect();
@@ -212,7 +249,10 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
             s.last()
                 .shown_instances()
                 .map(|i| {
-                    let mut row = vec![format!("  {}", clip(&i.label(), INSTANCE_CHARS)), i.address.map(|a| a.to_string()).unwrap_or_else(dash)];
+                    let mut row = vec![
+                        format!("  {}", clip(&i.label(), INSTANCE_CHARS)),
+                        i.address.map(|a| a.to_string()).unwrap_or_else(dash),
+                    ];
                     row.extend(Phase::ALL.iter().map(|p| instance_cell(*p, i)));
                     row.push(i.total().map(short).unwrap_or_else(dash));
                     row.push(super::ending(i));
@@ -243,20 +283,34 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
             let column = phase_column(Phase::COMMANDS);
             let indent = table.start(column);
             for c in commands.iter().filter(|c| c.started.is_some()) {
-                let took = c.started.zip(c.finished).map(|(a, b)| short(b.saturating_sub(a))).unwrap_or_else(|| "-".into());
+                let took = c
+                    .started
+                    .zip(c.finished)
+                    .map(|(a, b)| short(b.saturating_sub(a)))
+                    .unwrap_or_else(|| "-".into());
                 let how = match &c.outcome {
                     Some(Outcome::Passed) => String::new(),
                     Some(o) => format!("  ({})", super::outcome_text(o)),
                     None => "  (unfinished)".into(),
                 };
-                writeln!(out, "{:indent$}{}  $ {}{how}", "", table::pad(&took, table.width(column)), clip(&c.command, 60))?;
+                writeln!(
+                    out,
+                    "{:indent$}{}  $ {}{how}",
+                    "",
+                    table::pad(&took, table.width(column)),
+                    clip(&c.command, 60)
+                )?;
             }
         }
         // What an instance's release or stops could not confirm runs on after its status.
         for (row, problems) in instances {
             let mut cells = row.clone();
             if !problems.is_empty() {
-                let text = format!("{}  {}", table::pad(&row[status], table.width(status)), clip(&problems.join("; "), PROBLEM_CHARS));
+                let text = format!(
+                    "{}  {}",
+                    table::pad(&row[status], table.width(status)),
+                    clip(&problems.join("; "), PROBLEM_CHARS)
+                );
                 cells[status] = paint(ShardStatus::Infrastructure, &text, colour);
             }
             writeln!(out, "{}", table.line(&cells))?;
@@ -265,11 +319,12 @@ fn write_table(out: &mut impl Write, record: &RunRecord, colour: bool) -> std::i
     let count = |status| record.shards.iter().filter(|s| s.status == Some(status)).count();
     let quarantined = count(ShardStatus::Quarantined);
     let passed = record.shards.iter().filter(|s| s.ok()).count() - quarantined;
-    let notes: Vec<String> = [(count(ShardStatus::Flaky), "flaky"), (quarantined, "failed but quarantined")]
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, what)| format!("{n} {what}"))
-        .collect();
+    let notes: Vec<String> =
+        [(count(ShardStatus::Flaky), "flaky"), (quarantined, "failed but quarantined")]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
     let flaky = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
     writeln!(
         out,
@@ -313,7 +368,10 @@ pub fn paint(status: ShardStatus, text: &str, colour: bool) -> String {
     let code = match status {
         ShardStatus::Passed => "32",
         ShardStatus::Failed | ShardStatus::BootFailed | ShardStatus::Infrastructure => "1;31",
-        ShardStatus::Flaky | ShardStatus::Quarantined | ShardStatus::Cancelled | ShardStatus::Skipped => "33",
+        ShardStatus::Flaky
+        | ShardStatus::Quarantined
+        | ShardStatus::Cancelled
+        | ShardStatus::Skipped => "33",
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }
@@ -326,22 +384,37 @@ mod tests {
     fn the_table_lines_up_names_that_take_two_columns_a_character() {
         use crate::run::events::InstancePhase;
         let (events, mut record) = super::super::tests::distinct_phases();
-        let EventKind::ShardStarted { shard } = events[1].kind else { panic!("the second event starts the shard") };
+        let EventKind::ShardStarted { shard } = events[1].kind else {
+            panic!("the second event starts the shard")
+        };
         let at = std::time::Duration::from_millis(400);
         for (id, name) in [("i1", "認証テスト 🚀"), ("i2", "cafe\u{301}")] {
-            let phase = InstancePhase::Acquired { name: name.into(), addr: std::net::Ipv4Addr::new(127, 0, 0, 9) };
+            let phase = InstancePhase::Acquired {
+                name: name.into(),
+                addr: std::net::Ipv4Addr::new(127, 0, 0, 9),
+            };
             let attempt = crate::run::events::Attempt::first(1);
-            record.apply(&Event { at, kind: EventKind::Instance { shard, attempt, id: id.into(), phase } });
+            record.apply(&Event {
+                at,
+                kind: EventKind::Instance { shard, attempt, id: id.into(), phase },
+            });
         }
         let mut out = Vec::new();
         write_table(&mut out, &record, false).unwrap();
         let text = String::from_utf8(out).unwrap();
-        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("shard ") || l.contains(" 127.0.0.")).collect();
+        let lines: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("shard ") || l.contains(" 127.0.0.")).collect();
         assert_eq!(lines.len(), 4, "{text}");
         // Measured here, not by the table's own rule: the terminal's columns.
         let columns = |s: &str| unicode_width::UnicodeWidthStr::width(s);
-        let address_at: Vec<usize> = lines.iter().map(|l| columns(&l[..l.find("address").or(l.find("127.")).unwrap()])).collect();
-        assert!(address_at.iter().all(|&w| w == address_at[0]), "the address column starts at {address_at:?}:\n{text}");
+        let address_at: Vec<usize> = lines
+            .iter()
+            .map(|l| columns(&l[..l.find("address").or(l.find("127.")).unwrap()]))
+            .collect();
+        assert!(
+            address_at.iter().all(|&w| w == address_at[0]),
+            "the address column starts at {address_at:?}:\n{text}"
+        );
     }
 
     #[test]

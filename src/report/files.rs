@@ -13,20 +13,24 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::model::{AttemptRecord, RunRecord, ShardRecord};
 use super::Reporter;
+use super::model::{AttemptRecord, RunRecord, ShardRecord};
 use crate::cases;
 use crate::plan::Timings;
 use crate::plan::timings::{RunTimings, TIMINGS_VERSION};
-use crate::run::events::{Event, ShardStatus};
 use crate::run::ReportDir;
+use crate::run::events::{Event, ShardStatus};
 use crate::supervise::output::write_atomic;
 
 /// Creates the report directory `dir` and, in it, an empty folder for each of `shards`: what an
 /// earlier run left there — logs, JUnit XML, a link in place of the folder — is removed first
 /// (a link is removed, not followed).
-pub fn prepare<'a>(dir: &ReportDir, shards: impl IntoIterator<Item = &'a str>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir.path()).with_context(|| format!("cannot create the report directory {}", dir.path().display()))?;
+pub fn prepare<'a>(
+    dir: &ReportDir,
+    shards: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.path())
+        .with_context(|| format!("cannot create the report directory {}", dir.path().display()))?;
     for shard in shards {
         let folder = dir.shard(shard).path().to_path_buf();
         let removed = match std::fs::symlink_metadata(&folder) {
@@ -35,9 +39,12 @@ pub fn prepare<'a>(dir: &ReportDir, shards: impl IntoIterator<Item = &'a str>) -
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         };
-        removed.with_context(|| format!("cannot clear {} (shard {shard}) of an earlier run's logs", folder.display()))?;
+        removed.with_context(|| {
+            format!("cannot clear {} (shard {shard}) of an earlier run's logs", folder.display())
+        })?;
         // Not create_dir_all: whatever appeared here meanwhile is refused, not reused.
-        std::fs::create_dir(&folder).with_context(|| format!("cannot create {} (shard {shard})", folder.display()))?;
+        std::fs::create_dir(&folder)
+            .with_context(|| format!("cannot create {} (shard {shard})", folder.display()))?;
     }
     Ok(())
 }
@@ -64,7 +71,8 @@ impl Reporter for Files {
 
     fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
         let dir = self.dir.path();
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
         write_json(&self.dir.report_json(), record)?;
         let mut run = self.run.clone();
         for shard in &record.shards {
@@ -74,7 +82,9 @@ impl Reporter for Files {
         }
         let mut problems = Vec::new();
         // A file run again by a later attempt takes that attempt's time.
-        for junit in record.shards.iter().flat_map(|s| &s.attempts).filter_map(|a| a.junit_dir.as_ref()) {
+        for junit in
+            record.shards.iter().flat_map(|s| &s.attempts).filter_map(|a| a.junit_dir.as_ref())
+        {
             let (files, bad) = cases::file_times(junit, &self.plan_dir);
             run.files.extend(files);
             problems.extend(bad);
@@ -94,10 +104,13 @@ impl Reporter for Files {
 /// attempt when it ran the whole shard (a retry of some files ran less: then the first, which
 /// ran all of them), so that a flake does not count twice.
 fn measured(shard: &ShardRecord) -> Option<&AttemptRecord> {
-    let commands = |a: &AttemptRecord| a.commands.iter().map(|c| c.command.clone()).collect::<Vec<_>>();
+    let commands =
+        |a: &AttemptRecord| a.commands.iter().map(|c| c.command.clone()).collect::<Vec<_>>();
     match shard.status? {
         ShardStatus::Passed => Some(shard.last()),
-        ShardStatus::Flaky if commands(shard.last()) == commands(&shard.attempts[0]) => Some(shard.last()),
+        ShardStatus::Flaky if commands(shard.last()) == commands(&shard.attempts[0]) => {
+            Some(shard.last())
+        }
         ShardStatus::Flaky => shard.attempts.first(),
         _ => None,
     }

@@ -40,7 +40,10 @@ fn verdict(status: ShardStatus) -> Option<Counts> {
         ShardStatus::Passed => Some(Counts::one(false, false)),
         ShardStatus::Flaky => Some(Counts::one(true, false)),
         ShardStatus::Failed | ShardStatus::Quarantined => Some(Counts::one(false, true)),
-        ShardStatus::BootFailed | ShardStatus::Infrastructure | ShardStatus::Cancelled | ShardStatus::Skipped => None,
+        ShardStatus::BootFailed
+        | ShardStatus::Infrastructure
+        | ShardStatus::Cancelled
+        | ShardStatus::Skipped => None,
     }
 }
 
@@ -48,7 +51,11 @@ fn verdict(status: ShardStatus) -> Option<Counts> {
 pub fn files(shard: &ShardRecord, record: &RunRecord) -> BTreeMap<String, Counts> {
     let mut files: BTreeMap<String, (bool, bool)> = BTreeMap::new();
     for test in merged::of(shard) {
-        let Some(file) = test.last().file.as_deref().and_then(|f| cases::relative(f, &record.plan_dir)) else { continue };
+        let Some(file) =
+            test.last().file.as_deref().and_then(|f| cases::relative(f, &record.plan_dir))
+        else {
+            continue;
+        };
         let (flaky, failed) = files.entry(file).or_default();
         *flaky |= test.flaky();
         *failed |= test.last().failure.is_some();

@@ -76,7 +76,10 @@ impl GitHub {
         let last = shard.last();
         let took = last.phases.total().map(short).unwrap_or_default();
         let addr = last.address().map(|a| format!(" on {a}")).unwrap_or_default();
-        self.out.command(&Command::new("group", format!("{mark} {} — {status} in {took}{addr}", shard.name)))?;
+        self.out.command(&Command::new(
+            "group",
+            format!("{mark} {} — {status} in {took}{addr}", shard.name),
+        ))?;
         let out = &mut self.out;
         writeln!(out, "phases: {}", phase_line(&last.phases))?;
         if let Some(cause) = &shard.cause {
@@ -90,7 +93,10 @@ impl GitHub {
                         relay(out, log)?;
                     }
                 }
-                None => writeln!(out, "── Harper's own boot never started: it has no output (the cause says why)")?,
+                None => writeln!(
+                    out,
+                    "── Harper's own boot never started: it has no output (the cause says why)"
+                )?,
             }
         }
         for c in &last.commands {
@@ -108,45 +114,86 @@ impl GitHub {
     }
 
     fn annotations(&mut self, record: &RunRecord) -> std::io::Result<()> {
-        let place = |s: &ShardRecord| (!self.place.path.is_empty()).then(|| (self.place.path.clone(), self.place.line(&s.name)));
+        let place = |s: &ShardRecord| {
+            (!self.place.path.is_empty())
+                .then(|| (self.place.path.clone(), self.place.line(&s.name)))
+        };
         let failed: Vec<Note> = record
             .failed()
-            .map(|s| Note { title: s.name.clone(), message: s.cause.clone().unwrap_or_else(|| format!("{} failed", s.name)), at: place(s) })
+            .map(|s| Note {
+                title: s.name.clone(),
+                message: s.cause.clone().unwrap_or_else(|| format!("{} failed", s.name)),
+                at: place(s),
+            })
             .collect();
         let failed = budgeted("error", &failed, ANNOTATIONS_PER_TYPE, |rest| {
             let titles: Vec<&str> = rest.iter().map(|n| n.title.as_str()).collect();
-            format!("and {} more failed shard(s): {}; see the step summary and report.json", rest.len(), titles.join(", "))
+            format!(
+                "and {} more failed shard(s): {}; see the step summary and report.json",
+                rest.len(),
+                titles.join(", ")
+            )
         });
 
         // When they do not all fit, the slots go to the slowest.
-        let mut passed: Vec<&ShardRecord> = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Passed)).collect();
+        let mut passed: Vec<&ShardRecord> =
+            record.shards.iter().filter(|s| s.status == Some(ShardStatus::Passed)).collect();
         if passed.len() > ANNOTATIONS_PER_TYPE {
             passed.sort_by_key(|s| Reverse(s.last().phases.total()));
         }
-        let slowest_left = passed.get(ANNOTATIONS_PER_TYPE - 1).and_then(|s| s.last().phases.total());
+        let slowest_left =
+            passed.get(ANNOTATIONS_PER_TYPE - 1).and_then(|s| s.last().phases.total());
         let timings: Vec<Note> = passed
             .iter()
             .map(|s| {
                 let phases = &s.last().phases;
                 let total = phases.total().map(short).unwrap_or_default();
-                Note { title: s.name.clone(), message: format!("passed in {total}: {}", phase_line(phases)), at: place(s) }
+                Note {
+                    title: s.name.clone(),
+                    message: format!("passed in {total}: {}", phase_line(phases)),
+                    at: place(s),
+                }
             })
             .collect();
         let timings = budgeted("notice", &timings, ANNOTATIONS_PER_TYPE, |rest| {
             let slowest = slowest_left.map(short).unwrap_or_default();
-            format!("and {} more passed shard(s), none slower than {slowest}; see the step summary for their phases", rest.len())
+            format!(
+                "and {} more passed shard(s), none slower than {slowest}; see the step summary for their phases",
+                rest.len()
+            )
         });
 
         // Quarantined and flaky shards first: of the warnings, they are the ones a person acts on.
-        let quarantined = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Quarantined));
-        let quarantined = quarantined.map(|s| Note { title: format!("{}: quarantined", s.name), message: super::quarantine_line(s), at: place(s) });
-        let flaky = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky));
-        let flaky = flaky.map(|s| Note { title: format!("{}: flaky", s.name), message: super::flaky_line(s), at: place(s) });
-        let others = record.warnings.iter().map(|w| Note { title: "harper-shard".into(), message: w.clone(), at: None });
-        let warnings: Vec<Note> = quarantined.chain(flaky).chain(others).collect();
-        let warnings = budgeted("warning", &warnings, ANNOTATIONS_PER_TYPE - WARNINGS_RESERVED, |rest| {
-            format!("and {} more warning(s), quarantined or flaky shard(s); see the step summary and report.json", rest.len())
+        let quarantined =
+            record.shards.iter().filter(|s| s.status == Some(ShardStatus::Quarantined));
+        let quarantined = quarantined.map(|s| Note {
+            title: format!("{}: quarantined", s.name),
+            message: super::quarantine_line(s),
+            at: place(s),
         });
+        let flaky = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky));
+        let flaky = flaky.map(|s| Note {
+            title: format!("{}: flaky", s.name),
+            message: super::flaky_line(s),
+            at: place(s),
+        });
+        let others = record.warnings.iter().map(|w| Note {
+            title: "harper-shard".into(),
+            message: w.clone(),
+            at: None,
+        });
+        let warnings: Vec<Note> = quarantined.chain(flaky).chain(others).collect();
+        let warnings = budgeted(
+            "warning",
+            &warnings,
+            ANNOTATIONS_PER_TYPE - WARNINGS_RESERVED,
+            |rest| {
+                format!(
+                    "and {} more warning(s), quarantined or flaky shard(s); see the step summary and report.json",
+                    rest.len()
+                )
+            },
+        );
         for command in failed.iter().chain(&timings).chain(&warnings) {
             self.out.command(command)?;
         }
@@ -167,17 +214,25 @@ impl Reporter for GitHub {
         let mut problems = Vec::new();
         if let Some(path) = &self.files.summary {
             let written = open_step_file(path).and_then(|(mut file, len)| {
-                let limit = summary::STEP_SUMMARY_LIMIT.saturating_sub(len as usize + SUMMARY_MARGIN);
+                let limit =
+                    summary::STEP_SUMMARY_LIMIT.saturating_sub(len as usize + SUMMARY_MARGIN);
                 Ok(file.write_all(summary::markdown(record, limit).as_bytes())?)
             });
             if let Err(e) = written {
-                problems.push(format!("{:#}", e.context("cannot write the step summary ($GITHUB_STEP_SUMMARY)")));
+                problems.push(format!(
+                    "{:#}",
+                    e.context("cannot write the step summary ($GITHUB_STEP_SUMMARY)")
+                ));
             }
         }
         if let Some(path) = &self.files.output {
-            let written = open_step_file(path).and_then(|(mut file, _)| Ok(file.write_all(outputs(record).as_bytes())?));
+            let written = open_step_file(path)
+                .and_then(|(mut file, _)| Ok(file.write_all(outputs(record).as_bytes())?));
             if let Err(e) = written {
-                problems.push(format!("{:#}", e.context("cannot write the step outputs ($GITHUB_OUTPUT)")));
+                problems.push(format!(
+                    "{:#}",
+                    e.context("cannot write the step outputs ($GITHUB_OUTPUT)")
+                ));
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(anyhow::anyhow!("{}", problems.join("; "))) }
@@ -186,13 +241,21 @@ impl Reporter for GitHub {
 
 /// `::level …::message` commands for `notes`, at most `budget`: when there are more, the last
 /// slot says what `rest` makes of the ones left out.
-pub fn budgeted(level: &'static str, notes: &[Note], budget: usize, rest: impl FnOnce(&[Note]) -> String) -> Vec<Command> {
+pub fn budgeted(
+    level: &'static str,
+    notes: &[Note],
+    budget: usize,
+    rest: impl FnOnce(&[Note]) -> String,
+) -> Vec<Command> {
     if notes.len() <= budget {
         return notes.iter().map(|n| n.command(level)).collect();
     }
     let shown = budget.saturating_sub(1);
     let mut commands: Vec<Command> = notes[..shown].iter().map(|n| n.command(level)).collect();
-    commands.push(Note { title: "harper-shard".into(), message: rest(&notes[shown..]), at: None }.command(level));
+    commands.push(
+        Note { title: "harper-shard".into(), message: rest(&notes[shown..]), at: None }
+            .command(level),
+    );
     commands
 }
 
@@ -200,9 +263,11 @@ pub fn budgeted(level: &'static str, notes: &[Note], budget: usize, rest: impl F
 /// `name<<delimiter` form with a random delimiter.
 pub fn outputs(record: &RunRecord) -> String {
     let failed: Vec<&str> = record.failed().map(|s| s.name.as_str()).collect();
-    let passed = record.failed().next().is_none() && record.shards.iter().all(|s| s.status.is_some());
+    let passed =
+        record.failed().next().is_none() && record.shards.iter().all(|s| s.status.is_some());
     let delimiter = format!("ghadelimiter_{}", uuid::Uuid::new_v4().simple());
-    let multiline = |name: &str, value: &str| format!("{name}<<{delimiter}\n{value}\n{delimiter}\n");
+    let multiline =
+        |name: &str, value: &str| format!("{name}<<{delimiter}\n{value}\n{delimiter}\n");
     let mut text = multiline("report-dir", &record.report_dir.display().to_string());
     text.push_str(&multiline("failed-shards", &failed.join(" ")));
     text.push_str(&format!("passed={passed}\n"));
@@ -216,7 +281,9 @@ fn relay(out: &mut Out, path: &Path) -> std::io::Result<()> {
     let opened = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path);
     let mut file = match opened {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return writeln!(out, "(not shown: {} is now a symbolic link)", path.display()),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return writeln!(out, "(not shown: {} is now a symbolic link)", path.display());
+        }
         Err(_) => return writeln!(out, "(no output)"),
     };
     let len = file.metadata()?.len();
@@ -224,7 +291,11 @@ fn relay(out: &mut Out, path: &Path) -> std::io::Result<()> {
         return writeln!(out, "(no output)");
     }
     if len > RELAY_LIMIT {
-        writeln!(out, "(the first {} bytes are left out; the log has everything)", len - RELAY_LIMIT)?;
+        writeln!(
+            out,
+            "(the first {} bytes are left out; the log has everything)",
+            len - RELAY_LIMIT
+        )?;
         file.seek(std::io::SeekFrom::Start(len - RELAY_LIMIT))?;
     }
     out.relay(&mut file.take(RELAY_LIMIT))
@@ -238,10 +309,15 @@ fn open_step_file(path: &Path) -> anyhow::Result<(File, u64)> {
         .create(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-        .with_context(|| format!("cannot open {} (a FIFO nobody reads cannot be opened either)", path.display()))?;
+        .with_context(|| {
+            format!("cannot open {} (a FIFO nobody reads cannot be opened either)", path.display())
+        })?;
     let meta = file.metadata().with_context(|| format!("cannot look at {}", path.display()))?;
     if !meta.file_type().is_file() {
-        anyhow::bail!("{} is not a regular file (a FIFO, a device or a socket?); nothing was written to it", path.display());
+        anyhow::bail!(
+            "{} is not a regular file (a FIFO, a device or a socket?); nothing was written to it",
+            path.display()
+        );
     }
     Ok((file, meta.len()))
 }
@@ -255,16 +331,26 @@ mod tests {
     }
 
     fn rest(notes: &[Note]) -> String {
-        format!("and {} more: {}", notes.len(), notes.iter().map(|n| n.title.as_str()).collect::<Vec<_>>().join(", "))
+        format!(
+            "and {} more: {}",
+            notes.len(),
+            notes.iter().map(|n| n.title.as_str()).collect::<Vec<_>>().join(", ")
+        )
     }
 
     #[test]
     fn annotations_past_the_budget_become_one_summary() {
-        let items: Vec<Note> = (0..15).map(|i| note(&format!("s{i}"), &format!("broke {i}"))).collect();
-        let lines: Vec<String> = budgeted("error", &items, 10, rest).iter().map(Command::render).collect();
+        let items: Vec<Note> =
+            (0..15).map(|i| note(&format!("s{i}"), &format!("broke {i}"))).collect();
+        let lines: Vec<String> =
+            budgeted("error", &items, 10, rest).iter().map(Command::render).collect();
         assert_eq!(lines.len(), 10);
         assert_eq!(lines[0], "::error file=plan%3Ay.yml,line=7,title=s0::broke 0");
-        assert!(lines[9].starts_with("::error title=harper-shard::and 6 more: s9, s10"), "{}", lines[9]);
+        assert!(
+            lines[9].starts_with("::error title=harper-shard::and 6 more: s9, s10"),
+            "{}",
+            lines[9]
+        );
     }
 
     #[test]

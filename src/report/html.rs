@@ -73,7 +73,10 @@ impl Reporter for Html {
     fn event(&mut self, _: &Event, _: &RunRecord) {}
 
     fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
-        crate::supervise::output::write_atomic(&self.path, page(record, self.assignment.as_ref()).as_bytes())
+        crate::supervise::output::write_atomic(
+            &self.path,
+            page(record, self.assignment.as_ref()).as_bytes(),
+        )
     }
 }
 
@@ -94,7 +97,11 @@ pub fn page(record: &RunRecord, assignment: Option<&Assignment>) -> String {
          <title>{mark} harper-shard: {}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n",
         esc(&headline)
     );
-    let _ = writeln!(html, "<header class=\"outcome {class}\">\n<h1>{mark} harper-shard: {}</h1>", esc(&headline));
+    let _ = writeln!(
+        html,
+        "<header class=\"outcome {class}\">\n<h1>{mark} harper-shard: {}</h1>",
+        esc(&headline)
+    );
     let _ = writeln!(html, "<p class=\"facts\">{}</p>", facts(record, assignment).join(" · "));
     html.push_str("</header>\n<main>\n");
     html.push_str(&warnings(record, WARNINGS_LIMIT));
@@ -143,7 +150,11 @@ fn warnings(record: &RunRecord, max: usize) -> String {
     for (i, w) in record.warnings.iter().enumerate() {
         let item = format!("<li>{}</li>\n", esc_line(w, LINE_CHARS));
         if html.len() + item.len() + NOTE_ROOM > max {
-            let _ = writeln!(html, "<li class=\"left-out\">… and {} more, left out to fit; report.json has every one.</li>", record.warnings.len() - i);
+            let _ = writeln!(
+                html,
+                "<li class=\"left-out\">… and {} more, left out to fit; report.json has every one.</li>",
+                record.warnings.len() - i
+            );
             break;
         }
         html.push_str(&item);
@@ -180,9 +191,15 @@ fn failures(record: &RunRecord, max: usize) -> String {
             html.push_str(&tail);
         } else if html.len() + head.len() + END.len() + 2 * NOTE_ROOM <= max {
             html.push_str(&head);
-            html.push_str("<p class=\"left-out\">(its output is left out to fit; see its logs)</p>\n");
+            html.push_str(
+                "<p class=\"left-out\">(its output is left out to fit; see its logs)</p>\n",
+            );
         } else {
-            let _ = writeln!(html, "<p class=\"left-out\">… and {} more failed shard(s), left out to fit; report.json has every one.</p>", failed.len() - n);
+            let _ = writeln!(
+                html,
+                "<p class=\"left-out\">… and {} more failed shard(s), left out to fit; report.json has every one.</p>",
+                failed.len() - n
+            );
             break;
         }
         html.push_str(END);
@@ -220,14 +237,16 @@ fn tail_block(s: &ShardRecord) -> String {
 /// which passed, the tests that flaked, and links to the failed attempt's logs; within `max`
 /// bytes, the shards that do not fit are counted.
 fn flaky(record: &RunRecord, max: usize) -> String {
-    let flaky: Vec<&ShardRecord> = record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky)).collect();
+    let flaky: Vec<&ShardRecord> =
+        record.shards.iter().filter(|s| s.status == Some(ShardStatus::Flaky)).collect();
     if flaky.is_empty() {
         return String::new();
     }
     let mut html = "<section id=\"flaky\">\n<h2>Flaky</h2>\n".to_owned();
     for (n, s) in flaky.iter().enumerate() {
         let i = s.index;
-        let failed = s.attempts.iter().find(|a| a.status.is_some_and(|st| st != ShardStatus::Passed));
+        let failed =
+            s.attempts.iter().find(|a| a.status.is_some_and(|st| st != ShardStatus::Passed));
         let item = format!(
             "<article class=\"flaky\" id=\"flaky-{i}\">\n<h3><a href=\"#shard-{i}\">{}</a> <span class=\"status flaky\">flaky</span></h3>\n<p class=\"cause\">{}</p>\n{}</article>\n",
             esc_line(&s.name, NAME_CHARS),
@@ -235,7 +254,11 @@ fn flaky(record: &RunRecord, max: usize) -> String {
             failed.map(|a| log_links(record, a)).unwrap_or_default()
         );
         if html.len() + item.len() + NOTE_ROOM > max {
-            let _ = writeln!(html, "<p class=\"left-out\">… and {} more flaky shard(s), left out to fit; report.json has every one.</p>", flaky.len() - n);
+            let _ = writeln!(
+                html,
+                "<p class=\"left-out\">… and {} more flaky shard(s), left out to fit; report.json has every one.</p>",
+                flaky.len() - n
+            );
             break;
         }
         html.push_str(&item);
@@ -250,7 +273,8 @@ fn log_links(record: &RunRecord, a: &AttemptRecord) -> String {
     links.extend(link(&record.report_dir, &a.log_dir, "folder"));
     for (n, c) in a.commands.iter().enumerate() {
         if let Some(log) = &c.log {
-            let outcome = c.outcome.as_ref().map(|o| format!(" ({})", outcome_text(o))).unwrap_or_default();
+            let outcome =
+                c.outcome.as_ref().map(|o| format!(" ({})", outcome_text(o))).unwrap_or_default();
             links.extend(link(&record.report_dir, log, &format!("command {}{outcome}", n + 1)));
         }
     }
@@ -268,7 +292,12 @@ fn log_links(record: &RunRecord, a: &AttemptRecord) -> String {
 /// is not inside it.
 fn link(dir: &Path, path: &Path, text: &str) -> Option<String> {
     let href = relative_href(dir, path)?;
-    Some(format!("<a href=\"{}\" title=\"{}\">{}</a>", esc(&href), esc(&path.to_string_lossy()), esc(text)))
+    Some(format!(
+        "<a href=\"{}\" title=\"{}\">{}</a>",
+        esc(&href),
+        esc(&path.to_string_lossy()),
+        esc(text)
+    ))
 }
 
 /// `path` below `dir` as a relative URL: each component percent-encoded but for the characters
@@ -307,16 +336,30 @@ fn table(record: &RunRecord, max: usize) -> String {
     for (n, s) in record.shards.iter().enumerate() {
         let i = s.index;
         let status = match s.status {
-            Some(ShardStatus::Flaky) => format!("<span class=\"status flaky\" title=\"{}\">flaky</span>", esc_line(&flaky_line(s), LINE_CHARS)),
+            Some(ShardStatus::Flaky) => format!(
+                "<span class=\"status flaky\" title=\"{}\">flaky</span>",
+                esc_line(&flaky_line(s), LINE_CHARS)
+            ),
             Some(st) if s.ok() => format!("<span class=\"status\">{}</span>", st.label()),
             Some(st) => format!("<span class=\"status bad\">{}</span>", st.label()),
             None => "<span class=\"status\">unfinished</span>".to_owned(),
         };
-        let mut row = format!("<tr id=\"shard-{i}\"><td class=\"name\">{}</td>", esc_line(&s.name, NAME_CHARS));
+        let mut row = format!(
+            "<tr id=\"shard-{i}\"><td class=\"name\">{}</td>",
+            esc_line(&s.name, NAME_CHARS)
+        );
         let last = s.last();
-        let _ = write!(row, "<td>{}</td>", last.address().map(|a| a.to_string()).unwrap_or_else(|| "–".into()));
+        let _ = write!(
+            row,
+            "<td>{}</td>",
+            last.address().map(|a| a.to_string()).unwrap_or_else(|| "–".into())
+        );
         for took in last.phases.columns() {
-            let _ = write!(row, "<td class=\"num\">{}</td>", took.map(short).unwrap_or_else(|| "–".into()));
+            let _ = write!(
+                row,
+                "<td class=\"num\">{}</td>",
+                took.map(short).unwrap_or_else(|| "–".into())
+            );
         }
         let logs = link(&record.report_dir, &s.log_dir, "folder").unwrap_or_default();
         let _ = writeln!(row, "<td>{status}</td><td>{logs}</td></tr>");
@@ -341,7 +384,10 @@ mod tests {
 
     #[test]
     fn values_are_escaped_for_text_and_attributes_alike() {
-        assert_eq!(esc("</svg><script>alert('x')</script>"), "&lt;/svg&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;");
+        assert_eq!(
+            esc("</svg><script>alert('x')</script>"),
+            "&lt;/svg&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+        );
         assert_eq!(esc("a\"b&c\r\x1b[2Jd\ne\0"), "a&quot;b&amp;c␍d e␀");
         assert_eq!(esc_line("<<<<", 2), "&lt;&lt;…", "cut before it is escaped");
     }
@@ -349,9 +395,19 @@ mod tests {
     #[test]
     fn a_log_link_is_relative_to_the_report_folder_and_percent_encoded() {
         let dir = Path::new("out/report");
-        assert_eq!(relative_href(dir, Path::new("out/report/db #1/command-1.log")).as_deref(), Some("db%20%231/command-1.log"));
-        assert_eq!(relative_href(dir, Path::new("out/report/a?b%c\"<x>")).as_deref(), Some("a%3Fb%25c%22%3Cx%3E"));
-        assert_eq!(relative_href(dir, Path::new("elsewhere/command-1.log")), None, "not inside the folder: no link");
+        assert_eq!(
+            relative_href(dir, Path::new("out/report/db #1/command-1.log")).as_deref(),
+            Some("db%20%231/command-1.log")
+        );
+        assert_eq!(
+            relative_href(dir, Path::new("out/report/a?b%c\"<x>")).as_deref(),
+            Some("a%3Fb%25c%22%3Cx%3E")
+        );
+        assert_eq!(
+            relative_href(dir, Path::new("elsewhere/command-1.log")),
+            None,
+            "not inside the folder: no link"
+        );
         assert_eq!(relative_href(dir, Path::new("out/report/../x")), None);
     }
 }

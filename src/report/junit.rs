@@ -22,7 +22,9 @@ use crate::text;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use quick_junit::{FlakyOrRerun, NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
+use quick_junit::{
+    FlakyOrRerun, NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestRerun, TestSuite,
+};
 
 use super::model::{InstanceRecord, Phase, RunRecord, ShardRecord};
 use super::{Reporter, collapse};
@@ -46,7 +48,8 @@ impl Reporter for Junit {
     fn finish(&mut self, record: &RunRecord) -> anyhow::Result<()> {
         let xml = render(record).context("cannot render junit.xml")?;
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         crate::supervise::output::write_atomic(&self.path, xml.as_bytes())
     }
@@ -79,7 +82,10 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
     }
     for phase in Phase::ALL {
         if let Some(took) = last.phases.took(*phase) {
-            suite.add_property(Property::new(format!("{}-seconds", phase.label), format!("{:.3}", took.as_secs_f64())));
+            suite.add_property(Property::new(
+                format!("{}-seconds", phase.label),
+                format!("{:.3}", took.as_secs_f64()),
+            ));
         }
     }
     if let Some(status) = shard.status {
@@ -90,30 +96,57 @@ fn suite(shard: &ShardRecord, run_start: Option<SystemTime>, timed_out: bool) ->
     // Every failure of the tool's own after the address was taken (instance directories,
     // fixtures, the JUnit folder, a keeper that died) is an error, as is a boot that failed;
     // a teardown's problem has a testcase of its own below.
-    let explained = last.commands.iter().any(|c| matches!(c.outcome, Some(Outcome::Failed { .. } | Outcome::TimedOut { .. })));
-    let own_failure = !explained && shard.cause.as_deref().is_some_and(|c| !c.starts_with("teardown:"));
+    let explained = last
+        .commands
+        .iter()
+        .any(|c| matches!(c.outcome, Some(Outcome::Failed { .. } | Outcome::TimedOut { .. })));
+    let own_failure =
+        !explained && shard.cause.as_deref().is_some_and(|c| !c.starts_with("teardown:"));
     let failed_step = match shard.status {
         Some(ShardStatus::BootFailed) => Some((Phase::BOOT, "boot Harper")),
-        Some(ShardStatus::Infrastructure) if last.phases.address.is_none() => Some((Phase::WAIT, "get a loopback address")),
-        Some(ShardStatus::Infrastructure) if own_failure => Some((Phase::COMMANDS, "set up and supervise the shard")),
+        Some(ShardStatus::Infrastructure) if last.phases.address.is_none() => {
+            Some((Phase::WAIT, "get a loopback address"))
+        }
+        Some(ShardStatus::Infrastructure) if own_failure => {
+            Some((Phase::COMMANDS, "set up and supervise the shard"))
+        }
         _ => None,
     };
     if let Some((phase, what)) = failed_step {
         let span = last.phases.bounds(phase);
-        suite.add_test_case(error_case(what, classname, span, shard.cause.as_deref(), last.boot_tail()));
+        suite.add_test_case(error_case(
+            what,
+            classname,
+            span,
+            shard.cause.as_deref(),
+            last.boot_tail(),
+        ));
     }
     let earlier = &shard.attempts[..shard.attempts.len().saturating_sub(1)];
     for (index, c) in last.commands.iter().enumerate() {
         let mut status = match &c.outcome {
             Some(Outcome::Passed) => TestCaseStatus::success(),
-            Some(Outcome::Failed { status }) => failure(NonSuccessKind::Failure, status, "command-failed", &c.tail),
-            Some(o @ Outcome::TimedOut { .. }) => failure(NonSuccessKind::Failure, &super::outcome_text(o), "timeout", &c.tail),
+            Some(Outcome::Failed { status }) => {
+                failure(NonSuccessKind::Failure, status, "command-failed", &c.tail)
+            }
+            Some(o @ Outcome::TimedOut { .. }) => {
+                failure(NonSuccessKind::Failure, &super::outcome_text(o), "timeout", &c.tail)
+            }
             // Cut short by the run's timeout: not tested, and the run's own failure.
-            Some(Outcome::Cancelled) | None if timed_out && shard.status == Some(ShardStatus::Cancelled) => {
-                failure(NonSuccessKind::Error, "cancelled: the run's timeout ran out", "run-timeout", &c.tail)
+            Some(Outcome::Cancelled) | None
+                if timed_out && shard.status == Some(ShardStatus::Cancelled) =>
+            {
+                failure(
+                    NonSuccessKind::Error,
+                    "cancelled: the run's timeout ran out",
+                    "run-timeout",
+                    &c.tail,
+                )
             }
             Some(Outcome::Cancelled) => skipped("cancelled"),
-            None => skipped("not run: an earlier step of the shard failed or the run was cancelled"),
+            None => {
+                skipped("not run: an earlier step of the shard failed or the run was cancelled")
+            }
         };
         if c.outcome.is_none() && shard.status == Some(ShardStatus::Skipped) {
             status = skipped(shard.cause.as_deref().unwrap_or("skipped"));
@@ -156,7 +189,13 @@ fn command_failure(c: &super::model::CommandRecord) -> Option<TestRerun> {
     };
     let time = c.started.zip(c.finished).map(|(a, b)| b.saturating_sub(a));
     let tail = (!c.tail.is_empty()).then(|| collapse(&c.tail).join("\n").into());
-    Some(TestRerun { message: Some(message.into()), ty: Some(ty.into()), stack_trace: tail, time, ..TestRerun::new(NonSuccessKind::Failure) })
+    Some(TestRerun {
+        message: Some(message.into()),
+        ty: Some(ty.into()),
+        stack_trace: tail,
+        time,
+        ..TestRerun::new(NonSuccessKind::Failure)
+    })
 }
 
 /// An instance from its address to its release: an error carrying what went wrong (and its
@@ -166,7 +205,13 @@ fn instance_case(instance: &InstanceRecord, classname: &str) -> TestCase {
     let span = instance.acquired.zip(instance.released);
     let problems = instance.problems();
     if !problems.is_empty() {
-        return error_case(&name, classname, span, Some(&problems.join("; ")), instance.failure_tail());
+        return error_case(
+            &name,
+            classname,
+            span,
+            Some(&problems.join("; ")),
+            instance.failure_tail(),
+        );
     }
     let mut case = TestCase::new(name, TestCaseStatus::success());
     case.set_classname(classname);
@@ -204,7 +249,13 @@ fn test_case(test: &super::merged::Test, shard: &str) -> TestCase {
     status.add_reruns(earlier.iter().filter_map(|run| {
         let said = Said::of(run.case.failure.as_ref()?);
         let time = run.case.time.map(Duration::from_secs_f64);
-        Some(TestRerun { message: said.message.map(Into::into), ty: said.ty.map(Into::into), stack_trace: said.text.map(Into::into), time, ..TestRerun::new(said.kind) })
+        Some(TestRerun {
+            message: said.message.map(Into::into),
+            ty: said.ty.map(Into::into),
+            stack_trace: said.text.map(Into::into),
+            time,
+            ..TestRerun::new(said.kind)
+        })
     }));
     let mut tc = TestCase::new(text::neutralise(&case.name), status);
     tc.set_classname(case.classname.as_deref().map_or_else(|| shard.to_owned(), text::neutralise));
@@ -231,7 +282,7 @@ struct Said {
 }
 
 impl Said {
-    fn of(f: &crate::cases::Failure) -> Said {
+    fn of(f: &crate::cases::ReportedFailure) -> Said {
         Said {
             kind: if f.error { NonSuccessKind::Error } else { NonSuccessKind::Failure },
             message: f.message.as_deref().map(text::neutralise),
@@ -241,7 +292,13 @@ impl Said {
     }
 }
 
-fn error_case(name: &str, classname: &str, span: Option<(Duration, Duration)>, cause: Option<&str>, tail: &[String]) -> TestCase {
+fn error_case(
+    name: &str,
+    classname: &str,
+    span: Option<(Duration, Duration)>,
+    cause: Option<&str>,
+    tail: &[String],
+) -> TestCase {
     let status = failure(NonSuccessKind::Error, cause.unwrap_or("failed"), "infrastructure", tail);
     let mut case = TestCase::new(name, status);
     case.set_classname(classname);

@@ -26,7 +26,11 @@ pub struct Bars {
 impl Bars {
     /// `colour`: the console's one decision (`NO_COLOR`), for the live lines too.
     pub fn new(colour: bool) -> Bars {
-        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: HashMap::new(), style: style(colour) }
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: HashMap::new(),
+            style: style(colour),
+        }
     }
 
     /// The lines' drawing, for writing other lines above them.
@@ -48,7 +52,15 @@ impl Bars {
             },
             EventKind::CommandStarted { shard, command, .. } => {
                 let commands = &record.shards[*shard].last().commands;
-                (*shard, format!("$ {} ({}/{})", commands[*command].command, command + 1, commands.len()))
+                (
+                    *shard,
+                    format!(
+                        "$ {} ({}/{})",
+                        commands[*command].command,
+                        command + 1,
+                        commands.len()
+                    ),
+                )
             }
             EventKind::TeardownStarted { shard, .. } => (*shard, "tearing down".to_owned()),
             EventKind::ShardFinished { shard, .. } => {
@@ -82,7 +94,11 @@ impl Bars {
 /// decision and not indicatif's own reading of the environment (which takes `CLICOLOR_FORCE`
 /// over `NO_COLOR`) — what it is doing, and for how long.
 pub fn style(colour: bool) -> ProgressStyle {
-    let template = if colour { "{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}" } else { "{spinner} {prefix} {wide_msg} {elapsed:>4}" };
+    let template = if colour {
+        "{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}"
+    } else {
+        "{spinner} {prefix} {wide_msg} {elapsed:>4}"
+    };
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 

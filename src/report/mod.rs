@@ -39,7 +39,10 @@ pub trait Reporter: Send {
 }
 
 /// Feeds every event to every reporter until the run closes the channel; returns the record.
-pub async fn consume(mut rx: mpsc::UnboundedReceiver<Event>, mut reporters: Vec<Box<dyn Reporter>>) -> RunRecord {
+pub async fn consume(
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    mut reporters: Vec<Box<dyn Reporter>>,
+) -> RunRecord {
     let mut record = RunRecord::new();
     while let Some(event) = rx.recv().await {
         record.apply(&event);
@@ -68,7 +71,10 @@ pub fn short(d: std::time::Duration) -> String {
 
 /// "wait 0.01s · boot 0.31s · commands 2.50s · teardown 0.40s": the phases that ran.
 pub fn phase_line(phases: &Phases) -> String {
-    let took: Vec<String> = Phase::ALL.iter().filter_map(|p| phases.took(*p).map(|d| format!("{} {}", p.label, short(d)))).collect();
+    let took: Vec<String> = Phase::ALL
+        .iter()
+        .filter_map(|p| phases.took(*p).map(|d| format!("{} {}", p.label, short(d))))
+        .collect();
     took.join(" · ")
 }
 
@@ -106,7 +112,10 @@ pub fn ending(instance: &InstanceRecord) -> String {
             _ => runs.push((end, 1)),
         }
     }
-    let runs: Vec<String> = runs.iter().map(|(end, n)| if *n == 1 { (*end).to_owned() } else { format!("{end} ×{n}") }).collect();
+    let runs: Vec<String> = runs
+        .iter()
+        .map(|(end, n)| if *n == 1 { (*end).to_owned() } else { format!("{end} ×{n}") })
+        .collect();
     runs.join(", ")
 }
 
@@ -121,7 +130,8 @@ pub fn instance_line(instance: &InstanceRecord) -> String {
     if let Some((from, to)) = instance.release_span() {
         took.push(format!("release {}", short(to - from)));
     }
-    let mut line = format!("{}{addr}: {} — {}", instance.label(), took.join(" · "), ending(instance));
+    let mut line =
+        format!("{}{addr}: {} — {}", instance.label(), took.join(" · "), ending(instance));
     let problems = instance.problems();
     if !problems.is_empty() {
         line.push_str(&format!(": {}", problems.join("; ")));
@@ -138,10 +148,24 @@ pub fn retrying(name: &str, attempt: crate::run::events::Attempt) -> String {
 /// "failed on attempt 1 of 3 (`npm test` failed: exit code 1), passed on attempt 2 on a fresh
 /// instance; tests that flaked: b.test.mjs: b works": a flaky shard on one line.
 pub fn flaky_line(shard: &model::ShardRecord) -> String {
-    let failed: Vec<String> = shard.attempts.iter().filter(|a| a.status.is_some_and(|s| s != crate::run::events::ShardStatus::Passed)).map(|a| a.attempt.to_string()).collect();
+    let failed: Vec<String> = shard
+        .attempts
+        .iter()
+        .filter(|a| a.status.is_some_and(|s| s != crate::run::events::ShardStatus::Passed))
+        .map(|a| a.attempt.to_string())
+        .collect();
     let last = shard.last();
-    let cause = shard.cause.as_deref().map(|c| format!(" ({})", crate::text::one_line(c))).unwrap_or_default();
-    let mut line = format!("failed on attempt {} of {}{cause}, passed on attempt {} on a fresh instance", failed.join(", "), last.of, last.attempt);
+    let cause = shard
+        .cause
+        .as_deref()
+        .map(|c| format!(" ({})", crate::text::one_line(c)))
+        .unwrap_or_default();
+    let mut line = format!(
+        "failed on attempt {} of {}{cause}, passed on attempt {} on a fresh instance",
+        failed.join(", "),
+        last.of,
+        last.attempt
+    );
     let flaked = merged::flaked(shard);
     if !flaked.is_empty() {
         line.push_str(&format!("; tests that flaked: {}", flaked.join(", ")));
@@ -152,8 +176,23 @@ pub fn flaky_line(shard: &model::ShardRecord) -> String {
 /// "quarantined until 2026-12-31: flaky on CI, harper#2379 (shard `db`); it failed: `npm test`
 /// failed: exit code 1": a quarantined shard on one line, each entry that covers it.
 pub fn quarantine_line(shard: &model::ShardRecord) -> String {
-    let by: Vec<String> = shard.quarantine.iter().map(|q| format!("quarantined until {}: {} ({})", q.until, crate::text::one_line(&q.reason), q.what())).collect();
-    let cause = shard.cause.as_deref().map(|c| format!("; it failed: {}", crate::text::one_line(c))).unwrap_or_default();
+    let by: Vec<String> = shard
+        .quarantine
+        .iter()
+        .map(|q| {
+            format!(
+                "quarantined until {}: {} ({})",
+                q.until,
+                crate::text::one_line(&q.reason),
+                q.what()
+            )
+        })
+        .collect();
+    let cause = shard
+        .cause
+        .as_deref()
+        .map(|c| format!("; it failed: {}", crate::text::one_line(c)))
+        .unwrap_or_default();
     format!("{}{cause}", by.join("; "))
 }
 
@@ -162,7 +201,9 @@ pub fn outcome_text(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Passed => "passed".into(),
         Outcome::Failed { status } => format!("failed: {status}"),
-        Outcome::TimedOut { after } => format!("timed out after {}", humantime::format_duration(*after)),
+        Outcome::TimedOut { after } => {
+            format!("timed out after {}", humantime::format_duration(*after))
+        }
         Outcome::Cancelled => "cancelled".into(),
     }
 }
@@ -199,7 +240,13 @@ mod tests {
             boot_failure: failed.then(|| "exit code 3".to_owned()),
             ..Default::default()
         };
-        let lives = vec![life(Some("stop"), false), life(Some("stop"), false), life(Some("kill"), false), life(None, true), life(None, false)];
+        let lives = vec![
+            life(Some("stop"), false),
+            life(Some("stop"), false),
+            life(Some("kill"), false),
+            life(None, true),
+            life(None, false),
+        ];
         let mut instance = InstanceRecord {
             id: "i1".into(),
             name: "i1".into(),
@@ -218,31 +265,96 @@ mod tests {
     /// One passed shard whose phases each took a time of their own — wait 0.11s, boot 0.22s,
     /// commands 0.33s, teardown 0.44s — as the events that told it, and the record built from them.
     pub(super) fn distinct_phases() -> (Vec<Event>, RunRecord) {
-        use crate::run::events::{Attempt, BootLogs, EventKind, ExitCode, InstancePhase, ShardInfo, ShardStatus};
-        let info = ShardInfo { name: "phased".into(), index: 1, total: 1, commands: vec!["npm test".into()], log_dir: "no-such-report/phased".into() };
-        let logs = BootLogs { stdout: "no-such-report/phased/harper/stdout.log".into(), stderr: "no-such-report/phased/harper/stderr.log".into() };
+        use crate::run::events::{
+            Attempt, BootLogs, EventKind, ExitCode, InstancePhase, ShardInfo, ShardStatus,
+        };
+        let info = ShardInfo {
+            name: "phased".into(),
+            index: 1,
+            total: 1,
+            commands: vec!["npm test".into()],
+            log_dir: "no-such-report/phased".into(),
+        };
+        let logs = BootLogs {
+            stdout: "no-such-report/phased/harper/stdout.log".into(),
+            stderr: "no-such-report/phased/harper/stderr.log".into(),
+        };
         let shards = vec![info];
         let (shard, _) = crate::run::events::ShardId::each(&shards).next().expect("one shard");
         let ms = std::time::Duration::from_millis;
         let attempt = Attempt::first(1);
-        let main = |phase: InstancePhase| EventKind::Instance { shard, attempt, id: "main".into(), phase };
+        let main =
+            |phase: InstancePhase| EventKind::Instance { shard, attempt, id: "main".into(), phase };
         let kinds = [
-            (0, EventKind::RunStarted { shards, concurrency: 1, report_dir: "no-such-report".into(), started_at: std::time::SystemTime::now(), flaky_fails: false, plan_dir: ".".into(), flakes: Default::default() }),
+            (
+                0,
+                EventKind::RunStarted {
+                    shards,
+                    concurrency: 1,
+                    report_dir: "no-such-report".into(),
+                    started_at: std::time::SystemTime::now(),
+                    flaky_fails: false,
+                    plan_dir: ".".into(),
+                    flakes: Default::default(),
+                },
+            ),
             (0, EventKind::ShardStarted { shard }),
-            (0, EventKind::AttemptStarted { shard, attempt, log_dir: "no-such-report/phased".into(), junit_dir: "no-such-report/phased/junit".into(), commands: vec!["npm test".into()], retrying: None }),
-            (110, main(InstancePhase::Acquired { name: "main".into(), addr: std::net::Ipv4Addr::new(127, 0, 0, 2) })),
+            (
+                0,
+                EventKind::AttemptStarted {
+                    shard,
+                    attempt,
+                    log_dir: "no-such-report/phased".into(),
+                    junit_dir: "no-such-report/phased/junit".into(),
+                    commands: vec!["npm test".into()],
+                    retrying: None,
+                },
+            ),
+            (
+                110,
+                main(InstancePhase::Acquired {
+                    name: "main".into(),
+                    addr: std::net::Ipv4Addr::new(127, 0, 0, 2),
+                }),
+            ),
             (110, main(InstancePhase::Booting { pid: 7, rootpath: "/nowhere".into(), logs })),
             (330, main(InstancePhase::Ready { took: ms(220) })),
-            (330, EventKind::CommandStarted { shard, attempt, command: 0, log: "no-such-report/phased/command-1.log".into() }),
-            (660, EventKind::CommandFinished { shard, attempt, command: 0, outcome: Outcome::Passed, tail: Vec::new() }),
+            (
+                330,
+                EventKind::CommandStarted {
+                    shard,
+                    attempt,
+                    command: 0,
+                    log: "no-such-report/phased/command-1.log".into(),
+                },
+            ),
+            (
+                660,
+                EventKind::CommandFinished {
+                    shard,
+                    attempt,
+                    command: 0,
+                    outcome: Outcome::Passed,
+                    tail: Vec::new(),
+                },
+            ),
             (700, EventKind::TeardownStarted { shard, attempt }),
             (700, main(InstancePhase::Releasing)),
             (1140, main(InstancePhase::Released { problem: None })),
-            (1140, EventKind::AttemptFinished { shard, attempt, status: ShardStatus::Passed, cause: None }),
+            (
+                1140,
+                EventKind::AttemptFinished {
+                    shard,
+                    attempt,
+                    status: ShardStatus::Passed,
+                    cause: None,
+                },
+            ),
             (1140, EventKind::ShardFinished { shard, status: ShardStatus::Passed, cause: None }),
             (1140, EventKind::RunFinished { exit: ExitCode(0) }),
         ];
-        let events: Vec<Event> = kinds.into_iter().map(|(at, kind)| Event { at: ms(at), kind }).collect();
+        let events: Vec<Event> =
+            kinds.into_iter().map(|(at, kind)| Event { at: ms(at), kind }).collect();
         let mut record = RunRecord::new();
         for event in &events {
             record.apply(event);
@@ -254,33 +366,118 @@ mod tests {
     /// a bare `\r` and a workflow command; `auth` fails on 127.0.0.3 and then passes on a fresh
     /// instance on 127.0.0.4 (flaky). Fixed times, so whatever renders it renders the same text.
     fn three_shards() -> Vec<Event> {
-        use crate::run::events::{Attempt, BootLogs, EventKind, ExitCode, InstancePhase, ShardId, ShardInfo, ShardStatus};
+        use crate::run::events::{
+            Attempt, BootLogs, EventKind, ExitCode, InstancePhase, ShardId, ShardInfo, ShardStatus,
+        };
         let names = ["api", "db", "auth"];
         let infos: Vec<ShardInfo> = names
             .iter()
             .enumerate()
-            .map(|(i, n)| ShardInfo { name: (*n).into(), index: i + 1, total: 3, commands: vec![format!("node --test tests/{n}.test.mjs")], log_dir: format!("r/{n}").into() })
+            .map(|(i, n)| ShardInfo {
+                name: (*n).into(),
+                index: i + 1,
+                total: 3,
+                commands: vec![format!("node --test tests/{n}.test.mjs")],
+                log_dir: format!("r/{n}").into(),
+            })
             .collect();
         let ids: Vec<ShardId> = ShardId::each(&infos).map(|(id, _)| id).collect();
         let ms = std::time::Duration::from_millis;
         let started_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
-        let mut kinds = vec![(0, EventKind::RunStarted { shards: infos, concurrency: 1, report_dir: "r".into(), started_at, flaky_fails: false, plan_dir: ".".into(), flakes: Default::default() })];
+        let mut kinds = vec![(
+            0,
+            EventKind::RunStarted {
+                shards: infos,
+                concurrency: 1,
+                report_dir: "r".into(),
+                started_at,
+                flaky_fails: false,
+                plan_dir: ".".into(),
+                flakes: Default::default(),
+            },
+        )];
         let mut t = 0u64;
         // One attempt of `shard` on `addr`: boot 200 ms, the command `run` ms, teardown 100 ms.
-        let attempt = |kinds: &mut Vec<(u64, EventKind)>, t: &mut u64, shard: ShardId, name: &str, attempt: Attempt, addr: u8, run: u64, failure: Option<Vec<String>>, retrying: Option<&str>| {
-            let main = |phase: InstancePhase| EventKind::Instance { shard, attempt, id: "main".into(), phase };
-            let dir = if attempt.attempt == 1 { format!("r/{name}") } else { format!("r/{name}/attempt-{}", attempt.attempt) };
-            let logs = BootLogs { stdout: format!("{dir}/harper/stdout.log").into(), stderr: format!("{dir}/harper/stderr.log").into() };
-            let outcome = if failure.is_some() { Outcome::Failed { status: "exit code 1".into() } } else { Outcome::Passed };
+        let attempt = |kinds: &mut Vec<(u64, EventKind)>,
+                       t: &mut u64,
+                       shard: ShardId,
+                       name: &str,
+                       attempt: Attempt,
+                       addr: u8,
+                       run: u64,
+                       failure: Option<Vec<String>>,
+                       retrying: Option<&str>| {
+            let main = |phase: InstancePhase| EventKind::Instance {
+                shard,
+                attempt,
+                id: "main".into(),
+                phase,
+            };
+            let dir = if attempt.attempt == 1 {
+                format!("r/{name}")
+            } else {
+                format!("r/{name}/attempt-{}", attempt.attempt)
+            };
+            let logs = BootLogs {
+                stdout: format!("{dir}/harper/stdout.log").into(),
+                stderr: format!("{dir}/harper/stderr.log").into(),
+            };
+            let outcome = if failure.is_some() {
+                Outcome::Failed { status: "exit code 1".into() }
+            } else {
+                Outcome::Passed
+            };
             let status = if failure.is_some() { ShardStatus::Failed } else { ShardStatus::Passed };
-            let cause = failure.as_ref().map(|_| format!("`node --test tests/{name}.test.mjs` failed: exit code 1"));
+            let cause = failure
+                .as_ref()
+                .map(|_| format!("`node --test tests/{name}.test.mjs` failed: exit code 1"));
             let steps = [
-                (0, EventKind::AttemptStarted { shard, attempt, log_dir: dir.clone().into(), junit_dir: format!("{dir}/junit").into(), commands: vec![format!("node --test tests/{name}.test.mjs")], retrying: retrying.map(str::to_owned) }),
-                (10, main(InstancePhase::Acquired { name: "main".into(), addr: std::net::Ipv4Addr::new(127, 0, 0, addr) })),
-                (10, main(InstancePhase::Booting { pid: 100 + u32::from(addr), rootpath: "/nowhere".into(), logs })),
+                (
+                    0,
+                    EventKind::AttemptStarted {
+                        shard,
+                        attempt,
+                        log_dir: dir.clone().into(),
+                        junit_dir: format!("{dir}/junit").into(),
+                        commands: vec![format!("node --test tests/{name}.test.mjs")],
+                        retrying: retrying.map(str::to_owned),
+                    },
+                ),
+                (
+                    10,
+                    main(InstancePhase::Acquired {
+                        name: "main".into(),
+                        addr: std::net::Ipv4Addr::new(127, 0, 0, addr),
+                    }),
+                ),
+                (
+                    10,
+                    main(InstancePhase::Booting {
+                        pid: 100 + u32::from(addr),
+                        rootpath: "/nowhere".into(),
+                        logs,
+                    }),
+                ),
                 (210, main(InstancePhase::Ready { took: ms(200) })),
-                (210, EventKind::CommandStarted { shard, attempt, command: 0, log: format!("{dir}/command-1.log").into() }),
-                (210 + run, EventKind::CommandFinished { shard, attempt, command: 0, outcome, tail: failure.unwrap_or_default() }),
+                (
+                    210,
+                    EventKind::CommandStarted {
+                        shard,
+                        attempt,
+                        command: 0,
+                        log: format!("{dir}/command-1.log").into(),
+                    },
+                ),
+                (
+                    210 + run,
+                    EventKind::CommandFinished {
+                        shard,
+                        attempt,
+                        command: 0,
+                        outcome,
+                        tail: failure.unwrap_or_default(),
+                    },
+                ),
                 (210 + run, EventKind::TeardownStarted { shard, attempt }),
                 (210 + run, main(InstancePhase::Releasing)),
                 (310 + run, main(InstancePhase::Released { problem: None })),
@@ -294,18 +491,48 @@ mod tests {
         let once = Attempt::first(1);
         kinds.push((t, EventKind::ShardStarted { shard: ids[0] }));
         attempt(&mut kinds, &mut t, ids[0], "api", once, 2, 400, None, None);
-        kinds.push((t, EventKind::ShardFinished { shard: ids[0], status: ShardStatus::Passed, cause: None }));
+        kinds.push((
+            t,
+            EventKind::ShardFinished { shard: ids[0], status: ShardStatus::Passed, cause: None },
+        ));
         kinds.push((t, EventKind::ShardStarted { shard: ids[1] }));
-        let tail = vec!["not ok 1 - writes a record".to_owned(), "  expected 2\r::error::forged".to_owned()];
+        let tail = vec![
+            "not ok 1 - writes a record".to_owned(),
+            "  expected 2\r::error::forged".to_owned(),
+        ];
         attempt(&mut kinds, &mut t, ids[1], "db", once, 2, 900, Some(tail), None);
         let failed = "`node --test tests/db.test.mjs` failed: exit code 1".to_owned();
-        kinds.push((t, EventKind::ShardFinished { shard: ids[1], status: ShardStatus::Failed, cause: Some(failed) }));
+        kinds.push((
+            t,
+            EventKind::ShardFinished {
+                shard: ids[1],
+                status: ShardStatus::Failed,
+                cause: Some(failed),
+            },
+        ));
         kinds.push((t, EventKind::ShardStarted { shard: ids[2] }));
         let first = Attempt::first(2);
-        attempt(&mut kinds, &mut t, ids[2], "auth", first, 3, 650, Some(vec!["not ok 2 - logs in".to_owned()]), None);
+        attempt(
+            &mut kinds,
+            &mut t,
+            ids[2],
+            "auth",
+            first,
+            3,
+            650,
+            Some(vec!["not ok 2 - logs in".to_owned()]),
+            None,
+        );
         let why = "`node --test tests/auth.test.mjs` failed: exit code 1";
         attempt(&mut kinds, &mut t, ids[2], "auth", first.next().unwrap(), 4, 500, None, Some(why));
-        kinds.push((t, EventKind::ShardFinished { shard: ids[2], status: ShardStatus::Flaky, cause: Some(why.to_owned()) }));
+        kinds.push((
+            t,
+            EventKind::ShardFinished {
+                shard: ids[2],
+                status: ShardStatus::Flaky,
+                cause: Some(why.to_owned()),
+            },
+        ));
         kinds.push((t, EventKind::RunFinished { exit: ExitCode(1) }));
         kinds.into_iter().map(|(at, kind)| Event { at: ms(at), kind }).collect()
     }
@@ -320,16 +547,37 @@ mod tests {
         for event in &events {
             record.apply(event);
         }
-        let console = shown(|out| Box::new(console::Console::new(out, policy::Verbosity::Normal)), false, &events);
-        let github = shown(|out| Box::new(github::GitHub::new(out, github::StepFiles::default(), place::Place::default())), true, &events);
+        let console = shown(
+            |out| Box::new(console::Console::new(out, policy::Verbosity::Normal)),
+            false,
+            &events,
+        );
+        let github = shown(
+            |out| {
+                Box::new(github::GitHub::new(
+                    out,
+                    github::StepFiles::default(),
+                    place::Place::default(),
+                ))
+            },
+            true,
+            &events,
+        );
         insta::assert_snapshot!("console", console);
         insta::assert_snapshot!("github", github);
-        insta::assert_snapshot!("step_summary", summary::markdown(&record, summary::STEP_SUMMARY_LIMIT));
+        insta::assert_snapshot!(
+            "step_summary",
+            summary::markdown(&record, summary::STEP_SUMMARY_LIMIT)
+        );
         insta::assert_snapshot!("junit", junit::render(&record).unwrap());
     }
 
     /// What a reporter writing through an [`out::Out`] shows of `events`, read back through a pipe.
-    fn shown(reporter: impl FnOnce(out::Out) -> Box<dyn Reporter>, github: bool, events: &[Event]) -> String {
+    fn shown(
+        reporter: impl FnOnce(out::Out) -> Box<dyn Reporter>,
+        github: bool,
+        events: &[Event],
+    ) -> String {
         let (mut reader, writer) = std::io::pipe().unwrap();
         let mut reporter = reporter(out::Out::new(writer, github, false));
         let mut record = RunRecord::new();
@@ -346,7 +594,10 @@ mod tests {
 
     /// The cell under the column headed `label` in a plain table's `row`.
     fn under<'a>(header: &str, row: &'a str, label: &str) -> Option<&'a str> {
-        let at = header.match_indices(label).map(|(i, _)| i).find(|&i| i == 0 || header[..i].ends_with(' '))?;
+        let at = header
+            .match_indices(label)
+            .map(|(i, _)| i)
+            .find(|&i| i == 0 || header[..i].ends_with(' '))?;
         row.get(at..)?.split_whitespace().next()
     }
 
@@ -354,15 +605,35 @@ mod tests {
     fn every_reporter_shows_every_phase() {
         let (events, record) = distinct_phases();
         let shard = &record.shards[0];
-        let console = shown(|out| Box::new(console::Console::new(out, policy::Verbosity::Normal)), false, &events);
+        let console = shown(
+            |out| Box::new(console::Console::new(out, policy::Verbosity::Normal)),
+            false,
+            &events,
+        );
         let lines: Vec<&str> = console.lines().collect();
         let header = lines.iter().find(|l| l.starts_with("shard ")).expect("the console's table");
         let row = lines.iter().find(|l| l.starts_with("phased ")).expect("the shard's row");
-        let github = shown(|out| Box::new(github::GitHub::new(out, github::StepFiles::default(), place::Place::default())), true, &events);
-        let group = github.lines().find_map(|l| l.strip_prefix("phases: ")).expect("the group's phase line");
-        let notice = github.lines().find(|l| l.starts_with("::notice ")).expect("the shard's notice");
+        let github = shown(
+            |out| {
+                Box::new(github::GitHub::new(
+                    out,
+                    github::StepFiles::default(),
+                    place::Place::default(),
+                ))
+            },
+            true,
+            &events,
+        );
+        let group = github
+            .lines()
+            .find_map(|l| l.strip_prefix("phases: "))
+            .expect("the group's phase line");
+        let notice =
+            github.lines().find(|l| l.starts_with("::notice ")).expect("the shard's notice");
         let md = summary::table(&record, summary::STEP_SUMMARY_LIMIT);
-        let md_cells = |n: usize| md.lines().nth(n).unwrap_or_default().split('|').map(str::trim).collect::<Vec<_>>();
+        let md_cells = |n: usize| {
+            md.lines().nth(n).unwrap_or_default().split('|').map(str::trim).collect::<Vec<_>>()
+        };
         let (md_header, md_row) = (md_cells(0), md_cells(2));
         let chart = summary::gantt(&record, summary::STEP_SUMMARY_LIMIT);
         let xml = junit::render(&record).unwrap();
@@ -370,16 +641,42 @@ mod tests {
         for phase in Phase::ALL {
             let took = short(shard.last().phases.took(*phase).expect("every phase ran"));
             let said = format!("{} {took}", phase.label);
-            assert_eq!(under(header, row, phase.label), Some(took.as_str()), "the console's table, {}:\n{console}", phase.label);
+            assert_eq!(
+                under(header, row, phase.label),
+                Some(took.as_str()),
+                "the console's table, {}:\n{console}",
+                phase.label
+            );
             let column = md_header.iter().position(|c| *c == phase.label);
-            assert_eq!(column.map(|n| md_row[n]), Some(took.as_str()), "the summary's table, {}:\n{md}", phase.label);
+            assert_eq!(
+                column.map(|n| md_row[n]),
+                Some(took.as_str()),
+                "the summary's table, {}:\n{md}",
+                phase.label
+            );
             let (from, to) = shard.last().phases.bounds(*phase).unwrap();
-            let bar = format!("        {} :s0{}, {}, {}\n", phase.label, phase.key, from.as_millis(), to.as_millis());
+            let bar = format!(
+                "        {} :s0{}, {}, {}\n",
+                phase.label,
+                phase.key,
+                from.as_millis(),
+                to.as_millis()
+            );
             assert!(chart.contains(&bar), "the chart has no {bar:?}:\n{chart}");
-            let property = format!("name=\"{}-seconds\" value=\"{:.3}\"", phase.label, shard.last().phases.took(*phase).unwrap().as_secs_f64());
+            let property = format!(
+                "name=\"{}-seconds\" value=\"{:.3}\"",
+                phase.label,
+                shard.last().phases.took(*phase).unwrap().as_secs_f64()
+            );
             assert!(xml.contains(&property), "junit.xml has no {property}:\n{xml}");
-            assert!(annotation.message.contains(&said), "the check run's annotation has no {said:?}: {annotation:?}");
-            assert!(group.contains(&said) && notice.contains(&said), "the GitHub group and notice have no {said:?}:\n{github}");
+            assert!(
+                annotation.message.contains(&said),
+                "the check run's annotation has no {said:?}: {annotation:?}"
+            );
+            assert!(
+                group.contains(&said) && notice.contains(&said),
+                "the GitHub group and notice have no {said:?}:\n{github}"
+            );
         }
     }
 
@@ -389,42 +686,77 @@ mod tests {
         // Nowhere near the shard's `log_dir`: a reporter that builds the paths itself finds nothing.
         let dir = std::env::temp_dir().join(format!("hs-logs-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        for (file, text) in [("cmd.out", "from the command's log\n"), ("h.out", "from Harper's stdout\n"), ("h.err", "from Harper's stderr\n")] {
+        for (file, text) in [
+            ("cmd.out", "from the command's log\n"),
+            ("h.out", "from Harper's stdout\n"),
+            ("h.err", "from Harper's stderr\n"),
+        ] {
             std::fs::write(dir.join(file), text).unwrap();
         }
         let (mut events, _) = distinct_phases();
         for event in &mut events {
             match &mut event.kind {
                 EventKind::CommandStarted { log, .. } => *log = dir.join("cmd.out"),
-                EventKind::Instance { phase: InstancePhase::Booting { logs, .. }, .. } => *logs = BootLogs { stdout: dir.join("h.out"), stderr: dir.join("h.err") },
+                EventKind::Instance { phase: InstancePhase::Booting { logs, .. }, .. } => {
+                    *logs = BootLogs { stdout: dir.join("h.out"), stderr: dir.join("h.err") }
+                }
                 _ => {}
             }
         }
-        let reporter = |out| -> Box<dyn Reporter> { Box::new(github::GitHub::new(out, github::StepFiles::default(), place::Place::default())) };
+        let reporter = |out| -> Box<dyn Reporter> {
+            Box::new(github::GitHub::new(
+                out,
+                github::StepFiles::default(),
+                place::Place::default(),
+            ))
+        };
         let passed = shown(reporter, true, &events);
         // The same life, but the boot failed: Harper's logs are relayed instead.
         let failed: Vec<Event> = events
             .iter()
             .filter(|e| {
-                !matches!(e.kind, EventKind::Instance { phase: InstancePhase::Ready { .. }, .. } | EventKind::CommandStarted { .. } | EventKind::CommandFinished { .. })
+                !matches!(
+                    e.kind,
+                    EventKind::Instance { phase: InstancePhase::Ready { .. }, .. }
+                        | EventKind::CommandStarted { .. }
+                        | EventKind::CommandFinished { .. }
+                )
             })
             .map(|e| match e.kind {
-                EventKind::ShardFinished { shard, .. } => Event { at: e.at, kind: EventKind::ShardFinished { shard, status: ShardStatus::BootFailed, cause: Some("exit code 3".into()) } },
+                EventKind::ShardFinished { shard, .. } => Event {
+                    at: e.at,
+                    kind: EventKind::ShardFinished {
+                        shard,
+                        status: ShardStatus::BootFailed,
+                        cause: Some("exit code 3".into()),
+                    },
+                },
                 _ => e.clone(),
             })
             .collect();
         let failed = shown(reporter, true, &failed);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(passed.contains("\nfrom the command's log\n"), "{passed}");
-        assert!(failed.contains("\nfrom Harper's stdout\n") && failed.contains("\nfrom Harper's stderr\n"), "{failed}");
+        assert!(
+            failed.contains("\nfrom Harper's stdout\n")
+                && failed.contains("\nfrom Harper's stderr\n"),
+            "{failed}"
+        );
     }
 
     #[test]
     fn collapse_folds_repeated_lines_and_keeps_the_rest() {
-        let lines: Vec<String> = ["a", "b", "b", "b", "c", "c"].iter().map(|s| s.to_string()).collect();
+        let lines: Vec<String> =
+            ["a", "b", "b", "b", "c", "c"].iter().map(|s| s.to_string()).collect();
         assert_eq!(
             collapse(&lines),
-            vec!["a", "b", "  … (previous line repeated 2 more times)", "c", "  … (previous line repeated 1 more times)"]
+            vec![
+                "a",
+                "b",
+                "  … (previous line repeated 2 more times)",
+                "c",
+                "  … (previous line repeated 1 more times)"
+            ]
         );
     }
 }

@@ -12,7 +12,9 @@ use serde::Serialize;
 use crate::plan::timings::Flakes;
 use crate::plan::{opt_secs, secs};
 use crate::run::context::MAIN;
-use crate::run::events::{Attempt, BootLogs, Event, EventKind, InstancePhase, Outcome, ShardId, ShardInfo, ShardStatus};
+use crate::run::events::{
+    Attempt, BootLogs, Event, EventKind, InstancePhase, Outcome, ShardId, ShardInfo, ShardStatus,
+};
 
 /// The version of `report.json`'s schema; raised on any change of its shape (docs/reports.md
 /// says what each version changed).
@@ -164,7 +166,12 @@ impl InstanceRecord {
                 self.acquired = at;
             }
             InstancePhase::Booting { pid, logs, .. } => {
-                self.lives.push(LifeRecord { pid: Some(*pid), booting: at, logs: Some(logs.clone()), ..LifeRecord::default() });
+                self.lives.push(LifeRecord {
+                    pid: Some(*pid),
+                    booting: at,
+                    logs: Some(logs.clone()),
+                    ..LifeRecord::default()
+                });
             }
             InstancePhase::Ready { .. } => {
                 let n = life(&mut self.lives);
@@ -221,13 +228,15 @@ impl InstanceRecord {
 
     /// The boots' durations added up, and how many boots there were.
     pub fn boot_time(&self) -> (Duration, usize) {
-        let boots: Vec<Duration> = self.spans().iter().filter_map(|s| s.boot).map(|(a, b)| b - a).collect();
+        let boots: Vec<Duration> =
+            self.spans().iter().filter_map(|s| s.boot).map(|(a, b)| b - a).collect();
         (boots.iter().sum(), boots.len())
     }
 
     /// How long it was up (ready), over all its lives; `None` if it never was.
     pub fn up_time(&self) -> Option<Duration> {
-        let ups: Vec<Duration> = self.spans().iter().filter_map(|s| s.up).map(|(a, b)| b - a).collect();
+        let ups: Vec<Duration> =
+            self.spans().iter().filter_map(|s| s.up).map(|(a, b)| b - a).collect();
         (!ups.is_empty()).then(|| ups.iter().sum())
     }
 
@@ -244,7 +253,8 @@ impl InstanceRecord {
     /// What went wrong, in order: each failed boot's cause, each stop's and the release's
     /// problem.
     pub fn problems(&self) -> Vec<&str> {
-        let lives = self.lives.iter().flat_map(|l| [l.boot_failure.as_deref(), l.problem.as_deref()]);
+        let lives =
+            self.lives.iter().flat_map(|l| [l.boot_failure.as_deref(), l.problem.as_deref()]);
         lives.chain([self.problem.as_deref()]).flatten().collect()
     }
 
@@ -273,7 +283,14 @@ pub struct CommandRecord {
 impl CommandRecord {
     /// A command that has not run.
     fn new(command: &str) -> CommandRecord {
-        CommandRecord { command: command.to_owned(), log: None, started: None, finished: None, outcome: None, tail: Vec::new() }
+        CommandRecord {
+            command: command.to_owned(),
+            log: None,
+            started: None,
+            finished: None,
+            outcome: None,
+            tail: Vec::new(),
+        }
     }
 }
 
@@ -357,7 +374,15 @@ impl RunRecord {
         let at = Some(event.at);
         self.duration = event.at;
         match &event.kind {
-            EventKind::RunStarted { shards, concurrency, report_dir, started_at, flaky_fails, plan_dir, flakes } => {
+            EventKind::RunStarted {
+                shards,
+                concurrency,
+                report_dir,
+                started_at,
+                flaky_fails,
+                plan_dir,
+                flakes,
+            } => {
                 self.flaky_fails = *flaky_fails;
                 self.plan_dir = plan_dir.clone();
                 self.history = flakes.clone();
@@ -372,7 +397,9 @@ impl RunRecord {
                 let name = &self.shards[*s].name;
                 self.warnings.push(format!("{name}: {warning}"));
             }
-            EventKind::ShardStarted { shard } => self.shards[*shard].attempts[0].phases.started = at,
+            EventKind::ShardStarted { shard } => {
+                self.shards[*shard].attempts[0].phases.started = at
+            }
             EventKind::AttemptStarted { shard, attempt, log_dir, junit_dir, commands, .. } => {
                 let a = self.shards[*shard].attempt_mut(*attempt);
                 a.log_dir = log_dir.clone();
@@ -395,8 +422,12 @@ impl RunRecord {
                 }
                 a.phases.commands_done = at;
             }
-            EventKind::Instance { shard, attempt, id, phase } => self.shards[*shard].attempt_mut(*attempt).apply(event.at, id, phase),
-            EventKind::TeardownStarted { shard, attempt } => self.shards[*shard].attempt_mut(*attempt).phases.teardown_started = at,
+            EventKind::Instance { shard, attempt, id, phase } => {
+                self.shards[*shard].attempt_mut(*attempt).apply(event.at, id, phase)
+            }
+            EventKind::TeardownStarted { shard, attempt } => {
+                self.shards[*shard].attempt_mut(*attempt).phases.teardown_started = at
+            }
             EventKind::AttemptFinished { shard, attempt, status, cause } => {
                 let a = self.shards[*shard].attempt_mut(*attempt);
                 a.status = Some(*status);
@@ -472,7 +503,8 @@ impl ShardRecord {
         let n = attempt.attempt as usize;
         while self.attempts.len() < n {
             let next = Attempt { attempt: self.attempts.len() as u32 + 1, of: attempt.of };
-            let record = AttemptRecord { attempt: next.attempt, of: next.of, ..self.attempts[0].fresh() };
+            let record =
+                AttemptRecord { attempt: next.attempt, of: next.of, ..self.attempts[0].fresh() };
             self.attempts.push(record);
         }
         let a = &mut self.attempts[n.max(1) - 1];
@@ -525,7 +557,9 @@ impl AttemptRecord {
         if id == MAIN {
             match phase {
                 InstancePhase::Acquired { .. } => self.phases.address = Some(at),
-                InstancePhase::Ready { .. } if instance.lives.len() == 1 => self.phases.ready = Some(at),
+                InstancePhase::Ready { .. } if instance.lives.len() == 1 => {
+                    self.phases.ready = Some(at)
+                }
                 _ => {}
             }
         }
@@ -598,7 +632,8 @@ impl AttemptRecord {
             let first = i.lives.first()?;
             first.stopping.or_else(|| i.lives.get(1)?.booting).map(Some)
         };
-        let mut shown: Vec<(Option<Duration>, &InstanceRecord)> = self.instances.iter().filter_map(|i| Some((appeared(i)?, i))).collect();
+        let mut shown: Vec<(Option<Duration>, &InstanceRecord)> =
+            self.instances.iter().filter_map(|i| Some((appeared(i)?, i))).collect();
         shown.sort_by_key(|(at, _)| *at);
         shown.into_iter().map(|(_, i)| i)
     }
@@ -606,7 +641,11 @@ impl AttemptRecord {
     /// The output that explains a failure: the failed command (and its tail), else Harper's
     /// last lines (and no command).
     pub fn failure_tail(&self) -> (Option<&str>, &[String]) {
-        match self.commands.iter().find(|c| matches!(c.outcome, Some(ref o) if *o != Outcome::Passed)) {
+        match self
+            .commands
+            .iter()
+            .find(|c| matches!(c.outcome, Some(ref o) if *o != Outcome::Passed))
+        {
             Some(c) if !c.tail.is_empty() => (Some(&c.command), &c.tail),
             _ => (None, self.boot_tail()),
         }
@@ -729,13 +768,24 @@ pub struct Phase {
 }
 
 impl Phase {
-    pub const WAIT: Phase = Phase { label: "wait", key: "w", from: Mark::Started, to: &[Mark::Address] };
+    pub const WAIT: Phase =
+        Phase { label: "wait", key: "w", from: Mark::Started, to: &[Mark::Address] };
     /// Until ready, or until teardown when it failed.
-    pub const BOOT: Phase = Phase { label: "boot", key: "b", from: Mark::Address, to: &[Mark::Ready, Mark::TeardownStarted] };
+    pub const BOOT: Phase = Phase {
+        label: "boot",
+        key: "b",
+        from: Mark::Address,
+        to: &[Mark::Ready, Mark::TeardownStarted],
+    };
     /// Until the last command ended, or until teardown cut them short.
-    pub const COMMANDS: Phase =
-        Phase { label: "commands", key: "c", from: Mark::Ready, to: &[Mark::CommandsDone, Mark::TeardownStarted] };
-    pub const TEARDOWN: Phase = Phase { label: "teardown", key: "t", from: Mark::TeardownStarted, to: &[Mark::Finished] };
+    pub const COMMANDS: Phase = Phase {
+        label: "commands",
+        key: "c",
+        from: Mark::Ready,
+        to: &[Mark::CommandsDone, Mark::TeardownStarted],
+    };
+    pub const TEARDOWN: Phase =
+        Phase { label: "teardown", key: "t", from: Mark::TeardownStarted, to: &[Mark::Finished] };
 
     /// The phases of a shard's life, in order.
     pub const ALL: &'static [Phase] = &[Phase::WAIT, Phase::BOOT, Phase::COMMANDS, Phase::TEARDOWN];
@@ -790,7 +840,9 @@ impl RunRecord {
 
     /// The shards whose status fails the run, in plan order.
     pub fn failed(&self) -> impl Iterator<Item = &ShardRecord> {
-        self.shards.iter().filter(|s| s.status.is_some_and(|st| st.exit(self.flaky_fails).code() != 0))
+        self.shards
+            .iter()
+            .filter(|s| s.status.is_some_and(|st| st.exit(self.flaky_fails).code() != 0))
     }
 }
 
@@ -819,15 +871,34 @@ mod tests {
         labels.dedup();
         keys.sort_unstable();
         keys.dedup();
-        assert_eq!((labels.len(), keys.len()), (Phase::ALL.len(), Phase::ALL.len()), "{:?}", Phase::ALL);
+        assert_eq!(
+            (labels.len(), keys.len()),
+            (Phase::ALL.len(), Phase::ALL.len()),
+            "{:?}",
+            Phase::ALL
+        );
         assert!(!labels.contains(&"total"), "`total` is the column after the phases");
     }
 
     #[test]
     fn commands_cut_short_by_teardown_last_until_teardown_in_every_view() {
         let s = |secs: u64| Some(Duration::from_secs(secs));
-        let phases = Phases { started: s(0), address: s(1), ready: s(2), commands_done: None, teardown_started: s(7), finished: s(8) };
-        assert_eq!(phases.bounds(Phase::COMMANDS), Some((Duration::from_secs(2), Duration::from_secs(7))));
-        assert_eq!(phases.columns()[2], Some(Duration::from_secs(5)), "the table says what the chart draws");
+        let phases = Phases {
+            started: s(0),
+            address: s(1),
+            ready: s(2),
+            commands_done: None,
+            teardown_started: s(7),
+            finished: s(8),
+        };
+        assert_eq!(
+            phases.bounds(Phase::COMMANDS),
+            Some((Duration::from_secs(2), Duration::from_secs(7)))
+        );
+        assert_eq!(
+            phases.columns()[2],
+            Some(Duration::from_secs(5)),
+            "the table says what the chart draws"
+        );
     }
 }

@@ -64,7 +64,8 @@ pub fn policy() -> Policy {
     *POLICY.get_or_init(|| Policy::detect(Default::default()))
 }
 
-static STDERR: LazyLock<Out> = LazyLock::new(|| Out::new(io::stderr(), policy().github, policy().colour));
+static STDERR: LazyLock<Out> =
+    LazyLock::new(|| Out::new(io::stderr(), policy().github, policy().colour));
 
 /// Never coloured: what goes to stdout is an answer to read or to parse.
 static STDOUT: LazyLock<Out> = LazyLock::new(|| Out::new(Stdout, policy().github, false));
@@ -127,7 +128,10 @@ impl Out {
     /// colour sequences through.
     pub fn new(writer: impl Write + Send + 'static, github: bool, colour: bool) -> Out {
         let sink = Sink { writer: Box::new(writer), bars: None };
-        Out { shared: Arc::new(Shared { github, colour, sink: Mutex::new(sink) }), pending: Vec::new() }
+        Out {
+            shared: Arc::new(Shared { github, colour, sink: Mutex::new(sink) }),
+            pending: Vec::new(),
+        }
     }
 
     /// Is colour shown?
@@ -323,7 +327,10 @@ mod tests {
         writeln!(out, "\x1b[32mpassed\x1b[0m \x1b[2Kx").unwrap();
         assert_eq!(text(&seen), "\x1b[32mpassed\x1b[0m x\n");
         writeln!(out, "\x1b[1;31mleft open").unwrap();
-        assert!(text(&seen).ends_with("\x1b[1;31mleft open\x1b[0m\n"), "a colour left open is reset at the line end");
+        assert!(
+            text(&seen).ends_with("\x1b[1;31mleft open\x1b[0m\n"),
+            "a colour left open is reset at the line end"
+        );
     }
 
     #[test]

@@ -21,7 +21,12 @@ impl Place {
     pub fn of(plan: &Plan, workspace: Option<&Path>) -> Place {
         Place {
             path: repo_path(&plan.file, workspace),
-            lines: plan.shards.iter().filter(|s| s.at.line > 0).map(|s| (s.name.clone(), s.at.line)).collect(),
+            lines: plan
+                .shards
+                .iter()
+                .filter(|s| s.at.line > 0)
+                .map(|s| (s.name.clone(), s.at.line))
+                .collect(),
         }
     }
 
@@ -35,7 +40,9 @@ impl Place {
 /// lies outside.
 fn repo_path(plan_file: &Path, workspace: Option<&Path>) -> String {
     let full = std::fs::canonicalize(plan_file).unwrap_or_else(|_| plan_file.to_path_buf());
-    let base = workspace.and_then(|w| std::fs::canonicalize(w).ok()).or_else(|| std::env::current_dir().ok());
+    let base = workspace
+        .and_then(|w| std::fs::canonicalize(w).ok())
+        .or_else(|| std::env::current_dir().ok());
     let rel = base.as_deref().and_then(|b| full.strip_prefix(b).ok()).unwrap_or(plan_file);
     let rel = if rel.is_absolute() { Path::new(rel.file_name().unwrap_or_default()) } else { rel };
     rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")

@@ -63,17 +63,27 @@ fn runtimes(selection: &Selection) -> Vec<RuntimeView> {
 fn describe_runtime(runtime: Runtime) -> String {
     match runtime::of(runtime) {
         Some(found) => found.describe(),
-        None => format!("`bin` is run itself (exec); a wrapper that starts node finds {}", runtime::node().describe()),
+        None => format!(
+            "`bin` is run itself (exec); a wrapper that starts node finds {}",
+            runtime::node().describe()
+        ),
     }
 }
 
 pub fn human(plan: &Plan, selection: &Selection, timings: &str) -> String {
     let mut s = String::new();
     let h = humantime::format_duration;
-    let _ = writeln!(s, "plan      {}  (version 1, dry run: nothing is started)", plan.file.display());
+    let _ =
+        writeln!(s, "plan      {}  (version 1, dry run: nothing is started)", plan.file.display());
     let _ = writeln!(s, "CI        {}", if plan.ci { "yes: startup caps scaled up" } else { "no" });
     let last = plan.pool.addresses().last().map(|a| a.to_string()).unwrap_or_default();
-    let _ = writeln!(s, "pool      {} … {last} ({} addresses), wait up to {}", plan.pool.start, plan.pool.count, h(plan.pool.wait));
+    let _ = writeln!(
+        s,
+        "pool      {} … {last} ({} addresses), wait up to {}",
+        plan.pool.start,
+        plan.pool.count,
+        h(plan.pool.wait)
+    );
     let _ = writeln!(
         s,
         "run       {} at a time, fail_fast {}, run timeout {}",
@@ -86,12 +96,15 @@ pub fn human(plan: &Plan, selection: &Selection, timings: &str) -> String {
         write_assignment(&mut s, selection, *p, source);
     }
     let part = selection.partition().map(|p| format!(" in partition {p}")).unwrap_or_default();
-    let _ = writeln!(s, "shards    {} of {} selected{part}", selection.shards.len(), plan.shards.len());
+    let _ =
+        writeln!(s, "shards    {} of {} selected{part}", selection.shards.len(), plan.shards.len());
     let mut last_harper: Option<String> = None;
     // Whether a package is in the cache is a look at the disk: once per source, not per shard.
     let mut sources: HashMap<&HarperSource, String> = HashMap::new();
     for shard in &selection.shards {
-        let source = sources.entry(&shard.harper.source).or_insert_with(|| describe_source(&shard.harper.source));
+        let source = sources
+            .entry(&shard.harper.source)
+            .or_insert_with(|| describe_source(&shard.harper.source));
         let harper = describe_harper(&shard.harper, source);
         let _ = writeln!(s);
         let predicted = match shard.predicted {
@@ -127,22 +140,44 @@ pub fn human(plan: &Plan, selection: &Selection, timings: &str) -> String {
 fn write_assignment(s: &mut String, selection: &Selection, p: Partition, source: &Source) {
     let a = &selection.assignment;
     let _ = writeln!(s, "partition {p} from {source}");
-    let _ = writeln!(s, "assignment {} (every job of the run must compute it: check with --assignment {})", a.digest, a.digest);
+    let _ = writeln!(
+        s,
+        "assignment {} (every job of the run must compute it: check with --assignment {})",
+        a.digest, a.digest
+    );
     for (i, bin) in a.partitions.iter().enumerate() {
         let mark = if i as u32 + 1 == p.index { ">" } else { " " };
-        let predicted = bin.predicted.map_or_else(|| "no prediction".to_owned(), |d| format!("predicted {}", super::short(d)));
+        let predicted = bin.predicted.map_or_else(
+            || "no prediction".to_owned(),
+            |d| format!("predicted {}", super::short(d)),
+        );
         let names: Vec<&str> = bin.shards.iter().map(|s| s.name.as_str()).collect();
-        let _ = writeln!(s, "        {mark} {}/{}  {predicted:<18}  {}", i + 1, a.total, crate::plan::name_list(&names));
+        let _ = writeln!(
+            s,
+            "        {mark} {}/{}  {predicted:<18}  {}",
+            i + 1,
+            a.total,
+            crate::plan::name_list(&names)
+        );
     }
     if (a.partitions.len() as u32) < a.total {
-        let _ = writeln!(s, "          {}/{} … {}/{}  empty (more partitions than shards)", a.partitions.len() + 1, a.total, a.total, a.total);
+        let _ = writeln!(
+            s,
+            "          {}/{} … {}/{}  empty (more partitions than shards)",
+            a.partitions.len() + 1,
+            a.total,
+            a.total,
+            a.total
+        );
     }
 }
 
 fn describe_source(source: &HarperSource) -> String {
     match source {
         HarperSource::Package(spec) => {
-            let cached = crate::harper::install::cache_dir().ok().and_then(|c| crate::harper::install::cached(&c, spec));
+            let cached = crate::harper::install::cache_dir()
+                .ok()
+                .and_then(|c| crate::harper::install::cached(&c, spec));
             match cached {
                 Some(found) => format!("{spec} (cached: {})", found.entry.display()),
                 None => format!("{spec} (not cached yet: npm installs it on first use)"),
@@ -159,14 +194,20 @@ fn describe_boot(h: &HarperSpec) -> String {
     if !h.template {
         return "fresh install into an empty ROOTPATH (template off)".into();
     }
-    let Ok(cache) = install::cache_dir() else { return "from a template (no cache directory: set HOME or XDG_CACHE_HOME)".into() };
+    let Ok(cache) = install::cache_dir() else {
+        return "from a template (no cache directory: set HOME or XDG_CACHE_HOME)".into();
+    };
     let entry = match &h.source {
         HarperSource::Package(spec) => install::cached(&cache, spec).map(|i| i.entry),
         HarperSource::Bin(path) => Some(path.clone()),
     };
     match entry.map(|e| template::key(h, &e)) {
-        Some(key) if template::cached(&cache, &key).is_some() => format!("from the cached template {key} (restart speed)"),
-        Some(key) => format!("from a template, built first by the first shard that needs it ({key})"),
+        Some(key) if template::cached(&cache, &key).is_some() => {
+            format!("from the cached template {key} (restart speed)")
+        }
+        Some(key) => {
+            format!("from a template, built first by the first shard that needs it ({key})")
+        }
         None => "from a template, built first once Harper is installed".into(),
     }
 }
@@ -178,13 +219,32 @@ fn describe_harper(h: &HarperSpec, source: &str) -> String {
     let _ = writeln!(s, "      harper   {source}");
     let _ = writeln!(s, "      runtime  {}", describe_runtime(h.runtime));
     let _ = writeln!(s, "      boot     {}", describe_boot(h));
-    let _ = writeln!(s, "      ready    `{}`, probe {:?}; startup idle {} / max {}", h.ready.marker, h.ready.probe, d(h.startup.idle), d(h.startup.max));
-    let _ = writeln!(s, "      ports    {} (probed free on the address before use)", ports.join(", "));
-    let _ = writeln!(s, "      teardown grace {}, ports free within {}", d(h.teardown.grace), d(h.teardown.port_release));
+    let _ = writeln!(
+        s,
+        "      ready    `{}`, probe {:?}; startup idle {} / max {}",
+        h.ready.marker,
+        h.ready.probe,
+        d(h.startup.idle),
+        d(h.startup.max)
+    );
+    let _ =
+        writeln!(s, "      ports    {} (probed free on the address before use)", ports.join(", "));
+    let _ = writeln!(
+        s,
+        "      teardown grace {}, ports free within {}",
+        d(h.teardown.grace),
+        d(h.teardown.port_release)
+    );
     match h.threads {
         0 => {
-            let _ = writeln!(s, "      threads  0: the single-thread mode, Harper serves from its main thread (boots in about half the time;");
-            let _ = writeln!(s, "               no worker thread: system_information lists none, nothing runs across threads)");
+            let _ = writeln!(
+                s,
+                "      threads  0: the single-thread mode, Harper serves from its main thread (boots in about half the time;"
+            );
+            let _ = writeln!(
+                s,
+                "               no worker thread: system_information lists none, nothing runs across threads)"
+            );
         }
         crate::plan::resolve::DEFAULT_THREADS => {}
         n => {

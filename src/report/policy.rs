@@ -39,11 +39,21 @@ impl Policy {
     /// The policy this process's environment gives: `GITHUB_ACTIONS`, whether stderr is a
     /// terminal, and `NO_COLOR`.
     pub fn detect(verbosity: Verbosity) -> Policy {
-        Policy::from_facts(workflow::detected(), std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref(), verbosity)
+        Policy::from_facts(
+            workflow::detected(),
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+            verbosity,
+        )
     }
 
     /// The policy from the facts [`Policy::detect`] reads.
-    pub fn from_facts(github: bool, terminal: bool, no_color: Option<&std::ffi::OsStr>, verbosity: Verbosity) -> Policy {
+    pub fn from_facts(
+        github: bool,
+        terminal: bool,
+        no_color: Option<&std::ffi::OsStr>,
+        verbosity: Verbosity,
+    ) -> Policy {
         let live = terminal && !github;
         Policy { github, live, colour: live && colour_allowed(no_color), verbosity }
     }

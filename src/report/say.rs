@@ -45,14 +45,14 @@ impl Say {
     }
 
     /// A line on stderr that is always said: what explains an error, or what a command did.
-    pub fn tell(&self, text: impl Display) {
+    pub fn always(&self, text: impl Display) {
         let _ = writeln!(out::stderr(), "{text}");
     }
 
     /// `harper-shard: note: …` on stderr, not under `-q`.
     pub fn note(&self, text: impl Display) {
         if !self.quiet() {
-            self.tell(format_args!("harper-shard: note: {text}"));
+            self.always(format_args!("harper-shard: note: {text}"));
         }
     }
 
@@ -63,7 +63,7 @@ impl Say {
             let note = Note { title: title.to_owned(), message: text.to_string(), at: None };
             let _ = out::stderr().command(&note.command("warning"));
         } else if !self.quiet() {
-            self.tell(format_args!("harper-shard: warning: {text}"));
+            self.always(format_args!("harper-shard: warning: {text}"));
         }
     }
 }
@@ -90,7 +90,8 @@ pub fn clap(said: &clap::Error) -> u8 {
 /// runner finds no old-style workflow command in it. `#` and those controls only ever occur
 /// inside JSON strings, where the escapes mean the same characters.
 pub fn json(value: &impl Serialize, pretty: bool) -> String {
-    let text = if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) };
+    let text =
+        if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) };
     let text = text.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string());
     let mut safe = String::with_capacity(text.len());
     for c in text.chars() {
@@ -112,7 +113,8 @@ mod tests {
 
     #[test]
     fn json_hides_old_style_commands_and_raw_controls_and_keeps_the_value() {
-        let value = serde_json::json!({ "name": "a##[error]b ###[x] \u{7f}\u{9b}2J \r::warning::x" });
+        let value =
+            serde_json::json!({ "name": "a##[error]b ###[x] \u{7f}\u{9b}2J \r::warning::x" });
         let text = json(&value, false);
         assert!(!text.contains("##["), "{text}");
         assert!(!text.contains(['\u{7f}', '\u{9b}', '\r']), "{text:?}");

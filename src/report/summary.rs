@@ -40,12 +40,20 @@ pub fn headline(record: &RunRecord) -> String {
     let total = record.shards.len();
     let passed = record.shards.iter().filter(|s| s.ok()).count();
     let took = short(record.duration);
-    let quarantined = record.shards.iter().filter(|s| s.status == Some(crate::run::events::ShardStatus::Quarantined)).count();
+    let quarantined = record
+        .shards
+        .iter()
+        .filter(|s| s.status == Some(crate::run::events::ShardStatus::Quarantined))
+        .count();
     match (total - passed, quarantined) {
         (0, 0) => format!("all {total} shard(s) passed in {took}"),
-        (0, q) => format!("no shard failed the run in {took}; {q} of {total} failed but are quarantined"),
+        (0, q) => {
+            format!("no shard failed the run in {took}; {q} of {total} failed but are quarantined")
+        }
         (failed, 0) => format!("{failed} of {total} shard(s) failed in {took}"),
-        (failed, q) => format!("{failed} of {total} shard(s) failed in {took}; {q} more failed but are quarantined"),
+        (failed, q) => format!(
+            "{failed} of {total} shard(s) failed in {took}; {q} more failed but are quarantined"
+        ),
     }
 }
 
@@ -86,11 +94,25 @@ pub fn table(record: &RunRecord, max: usize) -> String {
             Some(st) => format!("**{}**", st.label()),
             None => "unfinished".to_owned(),
         };
-        let phases: Vec<String> = s.last().phases.columns().iter().map(|x| x.map(short).unwrap_or_else(|| "–".into())).collect();
+        let phases: Vec<String> = s
+            .last()
+            .phases
+            .columns()
+            .iter()
+            .map(|x| x.map(short).unwrap_or_else(|| "–".into()))
+            .collect();
         let address = s.last().address().map(|a| a.to_string()).unwrap_or_else(|| "–".into());
-        let row = format!("| {} | {address} | {} | {status} |\n", escape(&clip(&s.name, INLINE_CHARS)), phases.join(" | "));
+        let row = format!(
+            "| {} | {address} | {} | {status} |\n",
+            escape(&clip(&s.name, INLINE_CHARS)),
+            phases.join(" | ")
+        );
         if md.len() + row.len() + NOTE_ROOM > max {
-            let _ = writeln!(md, "\n… and {} more shard(s), left out to fit; report.json has every one.", record.shards.len() - i);
+            let _ = writeln!(
+                md,
+                "\n… and {} more shard(s), left out to fit; report.json has every one.",
+                record.shards.len() - i
+            );
             break;
         }
         md.push_str(&row);
@@ -109,16 +131,26 @@ pub fn failures(record: &RunRecord, max: usize) -> String {
     }
     for (i, s) in failed.iter().enumerate() {
         let cause = s.cause.as_deref().unwrap_or("no cause recorded");
-        let head = format!("**{}** — {}\n\n", escape(&clip(&s.name, INLINE_CHARS)), escape(&clip(cause, INLINE_CHARS)));
+        let head = format!(
+            "**{}** — {}\n\n",
+            escape(&clip(&s.name, INLINE_CHARS)),
+            escape(&clip(cause, INLINE_CHARS))
+        );
         let tail = tail_block(s);
         if md.len() + head.len() + tail.len() + NOTE_ROOM <= max {
             md.push_str(&head);
             md.push_str(&tail);
         } else if md.len() + head.len() + 2 * NOTE_ROOM <= max {
             md.push_str(&head);
-            md.push_str("(its output is left out to fit; see report.json and the shard's logs)\n\n");
+            md.push_str(
+                "(its output is left out to fit; see report.json and the shard's logs)\n\n",
+            );
         } else {
-            let _ = writeln!(md, "… and {} more failed shard(s), left out to fit; report.json has every one.\n", failed.len() - i);
+            let _ = writeln!(
+                md,
+                "… and {} more failed shard(s), left out to fit; report.json has every one.\n",
+                failed.len() - i
+            );
             break;
         }
     }
@@ -128,15 +160,27 @@ pub fn failures(record: &RunRecord, max: usize) -> String {
 /// Each quarantined shard on a line: the entries that cover its failure (until when, why) and
 /// the failure; within `max` bytes.
 pub fn quarantined(record: &RunRecord, max: usize) -> String {
-    let shards: Vec<&ShardRecord> = record.shards.iter().filter(|s| s.status == Some(crate::run::events::ShardStatus::Quarantined)).collect();
+    let shards: Vec<&ShardRecord> = record
+        .shards
+        .iter()
+        .filter(|s| s.status == Some(crate::run::events::ShardStatus::Quarantined))
+        .collect();
     let mut md = "### Quarantined\n\nThese failed, and the plan's `quarantine` keeps them from failing the run:\n\n".to_owned();
     if shards.is_empty() || md.len() + NOTE_ROOM > max {
         return String::new();
     }
     for (i, s) in shards.iter().enumerate() {
-        let line = format!("- **{}** — {}\n", escape(&clip(&s.name, INLINE_CHARS)), escape(&clip(&super::quarantine_line(s), 4 * INLINE_CHARS)));
+        let line = format!(
+            "- **{}** — {}\n",
+            escape(&clip(&s.name, INLINE_CHARS)),
+            escape(&clip(&super::quarantine_line(s), 4 * INLINE_CHARS))
+        );
         if md.len() + line.len() + NOTE_ROOM > max {
-            let _ = writeln!(md, "… and {} more quarantined shard(s), left out to fit; report.json has every one.", shards.len() - i);
+            let _ = writeln!(
+                md,
+                "… and {} more quarantined shard(s), left out to fit; report.json has every one.",
+                shards.len() - i
+            );
             break;
         }
         md.push_str(&line);
@@ -149,22 +193,40 @@ pub fn quarantined(record: &RunRecord, max: usize) -> String {
 /// flaked, and how often it flaked lately; under it, each test file that flaked and how often
 /// it did. Within `max` bytes.
 pub fn flaky(record: &RunRecord, max: usize) -> String {
-    let flaky: Vec<&ShardRecord> = record.shards.iter().filter(|s| s.status == Some(crate::run::events::ShardStatus::Flaky)).collect();
+    let flaky: Vec<&ShardRecord> = record
+        .shards
+        .iter()
+        .filter(|s| s.status == Some(crate::run::events::ShardStatus::Flaky))
+        .collect();
     let mut md = "### Flaky\n\n".to_owned();
     if flaky.is_empty() || md.len() + NOTE_ROOM > max {
         return String::new();
     }
     let history = super::flakes::updated(record);
     for (i, s) in flaky.iter().enumerate() {
-        let lately = history.shards.get(&s.name).map(|c| format!(" ({})", c.recent())).unwrap_or_default();
-        let mut line = format!("- **{}** — {}{lately}\n", escape(&clip(&s.name, INLINE_CHARS)), escape(&clip(&super::flaky_line(s), 4 * INLINE_CHARS)));
+        let lately =
+            history.shards.get(&s.name).map(|c| format!(" ({})", c.recent())).unwrap_or_default();
+        let mut line = format!(
+            "- **{}** — {}{lately}\n",
+            escape(&clip(&s.name, INLINE_CHARS)),
+            escape(&clip(&super::flaky_line(s), 4 * INLINE_CHARS))
+        );
         for (file, _) in super::flakes::files(s, record).iter().filter(|(_, c)| c.flaky > 0.0) {
             if let Some(counts) = history.files.get(file) {
-                let _ = writeln!(line, "  - <code>{}</code>: {}", escape(&clip(file, INLINE_CHARS)), counts.recent());
+                let _ = writeln!(
+                    line,
+                    "  - <code>{}</code>: {}",
+                    escape(&clip(file, INLINE_CHARS)),
+                    counts.recent()
+                );
             }
         }
         if md.len() + line.len() + NOTE_ROOM > max {
-            let _ = writeln!(md, "… and {} more flaky shard(s), left out to fit; report.json has every one.", flaky.len() - i);
+            let _ = writeln!(
+                md,
+                "… and {} more flaky shard(s), left out to fit; report.json has every one.",
+                flaky.len() - i
+            );
             break;
         }
         md.push_str(&line);
@@ -201,9 +263,13 @@ pub fn gantt(record: &RunRecord, max: usize) -> String {
     let axis = if record.duration < Duration::from_secs(60) { "%S.%L" } else { "%M:%S" };
     // Compact: a shard's bars share one row wherever they do not overlap, so a plan of 30
     // shards is about 30 rows tall, not 120.
-    let head = format!("```mermaid\n---\ndisplayMode: compact\n---\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat {axis}\n");
+    let head = format!(
+        "```mermaid\n---\ndisplayMode: compact\n---\ngantt\n    title Shard phases (time since the run started)\n    dateFormat x\n    axisFormat {axis}\n"
+    );
     const FOOT: &str = "```\n";
-    let Some(budget) = max.checked_sub(head.len() + FOOT.len() + NOTE_ROOM) else { return String::new() };
+    let Some(budget) = max.checked_sub(head.len() + FOOT.len() + NOTE_ROOM) else {
+        return String::new();
+    };
     let budget = budget.min(MERMAID_LIMIT);
     let sections: Vec<(usize, String, usize)> = record
         .shards
@@ -237,8 +303,11 @@ pub fn gantt(record: &RunRecord, max: usize) -> String {
             sections.len()
         );
     }
-    let (lives_left, shards_cut) =
-        chosen.iter().map(|&k| sections[k].2).filter(|&n| n > 0).fold((0, 0), |(lives, shards), n| (lives + n, shards + 1));
+    let (lives_left, shards_cut) = chosen
+        .iter()
+        .map(|&k| sections[k].2)
+        .filter(|&n| n > 0)
+        .fold((0, 0), |(lives, shards), n| (lives + n, shards + 1));
     if lives_left > 0 {
         let _ = writeln!(
             md,
@@ -252,18 +321,30 @@ pub fn gantt(record: &RunRecord, max: usize) -> String {
 /// A shard's section: its phases, then its instances' lives (at most [`LIVES_PER_SHARD`]); with
 /// how many lives it left out.
 fn gantt_section(i: usize, s: &ShardRecord) -> Option<(String, usize)> {
-    let tasks: Vec<(Phase, Duration, Duration)> =
-        Phase::ALL.iter().filter_map(|p| s.last().phases.bounds(*p).map(|(a, b)| (*p, a, b))).collect();
+    let tasks: Vec<(Phase, Duration, Duration)> = Phase::ALL
+        .iter()
+        .filter_map(|p| s.last().phases.bounds(*p).map(|(a, b)| (*p, a, b)))
+        .collect();
     if tasks.is_empty() {
         return None;
     }
     // The chart draws a shard's last attempt only; a retried shard's section says so.
     let last = s.last();
-    let which = if s.attempts.len() > 1 { format!(" (last attempt, {} of {})", last.attempt, last.of) } else { String::new() };
+    let which = if s.attempts.len() > 1 {
+        format!(" (last attempt, {} of {})", last.attempt, last.of)
+    } else {
+        String::new()
+    };
     let mut md = format!("    section {}{which}\n", mermaid_text(&clip(&s.name, INLINE_CHARS)));
     let failed = s.failed_phase();
     for (phase, from, to) in tasks {
-        task(&mut md, phase.label, failed == Some(phase), &format!("s{i}{}", phase.key), (from, to));
+        task(
+            &mut md,
+            phase.label,
+            failed == Some(phase),
+            &format!("s{i}{}", phase.key),
+            (from, to),
+        );
     }
     let shown: Vec<&InstanceRecord> = s.last().shown_instances().collect();
     let left_out = instance_tasks(&mut md, i, &shown);
@@ -285,7 +366,12 @@ fn instance_tasks(md: &mut String, shard: usize, instances: &[&InstanceRecord]) 
     let (bars, left_out) = life_bars(instances);
     for bar in bars {
         let label = mermaid_text(&clip(&instances[bar.instance].label(), LABEL_CHARS));
-        let id = format!("s{shard}i{}l{}{}", bar.instance, bar.life.map_or(0, |k| k + 1), bar.step.key());
+        let id = format!(
+            "s{shard}i{}l{}{}",
+            bar.instance,
+            bar.life.map_or(0, |k| k + 1),
+            bar.step.key()
+        );
         task(md, &format!("{label} {}", bar.step.label()), bar.failed, &id, bar.span);
     }
     left_out
@@ -349,7 +435,13 @@ pub fn life_bars(instances: &[&InstanceRecord]) -> (Vec<LifeBar>, usize) {
         }
         for (k, life) in instance.lives.iter().enumerate() {
             let last = k + 1 == instance.lives.len();
-            units.push((n, Some(k), life.boot_failure.is_some() || life.problem.is_some() || (last && instance.problem.is_some())));
+            units.push((
+                n,
+                Some(k),
+                life.boot_failure.is_some()
+                    || life.problem.is_some()
+                    || (last && instance.problem.is_some()),
+            ));
         }
     }
     let total = units.len();
@@ -361,7 +453,9 @@ pub fn life_bars(instances: &[&InstanceRecord]) -> (Vec<LifeBar>, usize) {
     let mut bars = Vec::new();
     for &(n, k, _) in &units {
         let instance = &instances[n];
-        let mut bar = |step: LifeStep, failed: bool, span: (Duration, Duration)| bars.push(LifeBar { instance: n, life: k, step, failed, span });
+        let mut bar = |step: LifeStep, failed: bool, span: (Duration, Duration)| {
+            bars.push(LifeBar { instance: n, life: k, step, failed, span })
+        };
         if let Some(k) = k {
             let (life, spans) = (&instance.lives[k], instance.spans()[k]);
             if let Some(span) = spans.boot.filter(|_| !(main(instance) && k == 0)) {
@@ -414,7 +508,9 @@ pub(super) fn escape(text: &str) -> String {
 /// Mermaid ends a name at `:`, reads `#…;` as an entity, and the chart's code fence ends at
 /// backticks; anything else becomes `-`.
 fn mermaid_text(text: &str) -> String {
-    text.chars().map(|c| if c.is_alphanumeric() || " -_./+=@()".contains(c) { c } else { '-' }).collect()
+    text.chars()
+        .map(|c| if c.is_alphanumeric() || " -_./+=@()".contains(c) { c } else { '-' })
+        .collect()
 }
 
 /// `text` cut to `max` characters, with an ellipsis when cut.
@@ -471,7 +567,10 @@ mod tests {
     #[test]
     fn values_are_escaped_for_markdown_and_html_alike() {
         assert_eq!(escape("<img src=x onerror=alert(1)>"), "&lt;img src=x onerror=alert(1)&gt;");
-        assert_eq!(escape("a|b\nc `d` **e** [f](g) &amp;"), "a&#124;b c &#96;d&#96; &#42;&#42;e&#42;&#42; &#91;f&#93;(g) &amp;amp;");
+        assert_eq!(
+            escape("a|b\nc `d` **e** [f](g) &amp;"),
+            "a&#124;b c &#96;d&#96; &#42;&#42;e&#42;&#42; &#91;f&#93;(g) &amp;amp;"
+        );
         assert_eq!(escape("x\r\x1b[2Jy"), "x␍y");
     }
 }

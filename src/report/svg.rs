@@ -28,10 +28,19 @@ const LABEL_CHARS: usize = 36;
 
 /// The timeline section within `max` bytes, or nothing when no shard ran a phase.
 pub fn timeline(record: &RunRecord, max: usize) -> String {
-    let end = record.shards.iter().map(|s| &s.last().phases).filter_map(|p| p.finished.or(p.teardown_started)).max().unwrap_or_default();
+    let end = record
+        .shards
+        .iter()
+        .map(|s| &s.last().phases)
+        .filter_map(|p| p.finished.or(p.teardown_started))
+        .max()
+        .unwrap_or_default();
     let span = record.duration.max(end).max(Duration::from_millis(1));
-    let x = |t: Duration| LABEL_WIDTH + t.as_secs_f64() / span.as_secs_f64() * (WIDTH - LABEL_WIDTH - RIGHT_PAD);
-    let rows: Vec<(usize, Row)> = record.shards.iter().enumerate().filter_map(|(i, s)| row(s, &x).map(|r| (i, r))).collect();
+    let x = |t: Duration| {
+        LABEL_WIDTH + t.as_secs_f64() / span.as_secs_f64() * (WIDTH - LABEL_WIDTH - RIGHT_PAD)
+    };
+    let rows: Vec<(usize, Row)> =
+        record.shards.iter().enumerate().filter_map(|(i, s)| row(s, &x).map(|r| (i, r))).collect();
     if rows.is_empty() {
         return String::new();
     }
@@ -98,13 +107,19 @@ fn row(s: &ShardRecord, x: &impl Fn(Duration) -> f64) -> Option<Row> {
     for (k, a) in s.attempts.iter().enumerate() {
         let status = if k + 1 == s.attempts.len() { s.status } else { a.status };
         let failed = status.and_then(|st| a.failed_phase(st));
-        phases.extend(Phase::ALL.iter().filter_map(|p| a.phases.bounds(*p).map(|b| (a.attempt, *p, b, failed == Some(*p)))));
+        phases.extend(
+            Phase::ALL.iter().filter_map(|p| {
+                a.phases.bounds(*p).map(|b| (a.attempt, *p, b, failed == Some(*p)))
+            }),
+        );
     }
     if phases.is_empty() {
         return None;
     }
     let name = esc_line(&s.name, NAME_CHARS);
-    let of = |attempt: u32| if retried { format!(" (attempt {attempt}/{})", s.last().of) } else { String::new() };
+    let of = |attempt: u32| {
+        if retried { format!(" (attempt {attempt}/{})", s.last().of) } else { String::new() }
+    };
     let status = s.status.map_or("unfinished", |st| st.label());
     let class = match s.status {
         Some(ShardStatus::Flaky) => "shard flaky",
@@ -144,7 +159,12 @@ fn row(s: &ShardRecord, x: &impl Fn(Duration) -> f64) -> Option<Row> {
                     summary::LifeStep::End(_) => "end",
                     step => step.label(),
                 };
-                let tip = format!("{name}{} · {label}: {} {}", of(a.attempt), b.step.label(), short(b.span.1 - b.span.0));
+                let tip = format!(
+                    "{name}{} · {label}: {} {}",
+                    of(a.attempt),
+                    b.step.label(),
+                    short(b.span.1 - b.span.0)
+                );
                 bar(&mut text, (&format!("life {kind}"), b.failed), b.span, (3.0, 11.0), &tip, x);
             }
             text.push_str("</g>\n");
@@ -178,7 +198,14 @@ fn fill(kind: &str, failed: bool) -> &'static str {
 }
 
 /// A bar from `span`'s start to its end (at least a pixel wide), `(top, height)` within its row.
-fn bar(svg: &mut String, (kind, failed): (&str, bool), (from, to): (Duration, Duration), (top, height): (f64, f64), tip: &str, x: &impl Fn(Duration) -> f64) {
+fn bar(
+    svg: &mut String,
+    (kind, failed): (&str, bool),
+    (from, to): (Duration, Duration),
+    (top, height): (f64, f64),
+    tip: &str,
+    x: &impl Fn(Duration) -> f64,
+) {
     let (left, right) = (x(from), x(to));
     let width = (right - left).max(1.0);
     let (marked, noted) = if failed { (" failed", " (failed)") } else { ("", "") };
@@ -215,9 +242,15 @@ fn legend() -> String {
 
 /// Grid lines and labels at a round step, about eight of them across the run.
 fn axis(svg: &mut String, span: Duration, height: f64, x: &impl Fn(Duration) -> f64) {
-    const STEPS: [f64; 16] = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+    const STEPS: [f64; 16] = [
+        0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    ];
     let secs = span.as_secs_f64();
-    let step = STEPS.iter().copied().find(|s| secs / s <= 8.0).unwrap_or_else(|| (secs / 8.0 / 600.0).ceil() * 600.0);
+    let step = STEPS
+        .iter()
+        .copied()
+        .find(|s| secs / s <= 8.0)
+        .unwrap_or_else(|| (secs / 8.0 / 600.0).ceil() * 600.0);
     let _ = writeln!(svg, "<g class=\"axis\">");
     let mut k = 0u32;
     loop {
@@ -255,7 +288,11 @@ mod tests {
         record.shards[0].status = Some(crate::run::events::ShardStatus::Failed);
         let html = timeline(&record, usize::MAX);
         for phase in Phase::ALL {
-            let class = if phase.label == "commands" { "bar phase commands failed" } else { &format!("bar phase {}\"", phase.label) };
+            let class = if phase.label == "commands" {
+                "bar phase commands failed"
+            } else {
+                &format!("bar phase {}\"", phase.label)
+            };
             assert_eq!(html.matches(class).count(), 1, "{class}: {html}");
         }
     }

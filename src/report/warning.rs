@@ -26,13 +26,18 @@ impl fmt::Display for Warning {
                 "the quarantine of {what} ended on {until} ({reason}): its failures fail the run again; fix them, or move `until` in the plan's `quarantine`"
             ),
             Warning::NoSignalHandlers => {
-                write!(f, "cannot install the signal handlers: a SIGINT or SIGTERM would not tear the shards down")
+                write!(
+                    f,
+                    "cannot install the signal handlers: a SIGINT or SIGTERM would not tear the shards down"
+                )
             }
             Warning::PidsNotRecorded { error } => write!(
                 f,
                 "cannot record Harper's processes beside the address's lock ({error}): should this run die, the next run on the address cannot end them"
             ),
-            Warning::LogNotKept { from, error } => write!(f, "cannot keep {} in the report: {error}", from.display()),
+            Warning::LogNotKept { from, error } => {
+                write!(f, "cannot keep {} in the report: {error}", from.display())
+            }
             Warning::LogIncomplete { log, stream, bytes, error } => {
                 let stream = match stream {
                     crate::supervise::Stream::Stdout => "stdout",

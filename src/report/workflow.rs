@@ -36,10 +36,18 @@ impl Command {
 
     /// The command's one line, without its line end.
     pub fn render(&self) -> String {
-        let properties: Vec<String> =
-            self.properties.iter().map(|(k, v)| format!("{k}={}", escape_property(&text::neutralise(v)))).collect();
+        let properties: Vec<String> = self
+            .properties
+            .iter()
+            .map(|(k, v)| format!("{k}={}", escape_property(&text::neutralise(v))))
+            .collect();
         let space = if properties.is_empty() { "" } else { " " };
-        format!("::{}{space}{}::{}", self.name, properties.join(","), escape_data(&text::neutralise(&self.data)))
+        format!(
+            "::{}{space}{}::{}",
+            self.name,
+            properties.join(","),
+            escape_data(&text::neutralise(&self.data))
+        )
     }
 }
 
@@ -56,7 +64,9 @@ impl Note {
     pub fn command(&self, level: &'static str) -> Command {
         let command = Command::new(level, self.message.clone());
         let command = match &self.at {
-            Some((file, line)) => command.property("file", file.clone()).property("line", line.to_string()),
+            Some((file, line)) => {
+                command.property("file", file.clone()).property("line", line.to_string())
+            }
             None => command,
         };
         command.property("title", self.title.clone())
@@ -103,7 +113,11 @@ mod tests {
 
     #[test]
     fn a_command_escapes_and_neutralises_what_it_quotes() {
-        let command = Command::new("warning", "held by pid 7 (x\r::error::pwn)\n\x1b[2J100%").property("title", "a:b,c");
-        assert_eq!(command.render(), "::warning title=a%3Ab%2Cc::held by pid 7 (x␍::error::pwn)%0A100%25");
+        let command = Command::new("warning", "held by pid 7 (x\r::error::pwn)\n\x1b[2J100%")
+            .property("title", "a:b,c");
+        assert_eq!(
+            command.render(),
+            "::warning title=a%3Ab%2Cc::held by pid 7 (x␍::error::pwn)%0A100%25"
+        );
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use super::events::{Attempt, BootLogs, Event, EventKind, InstancePhase, ShardId, Warning};
 use crate::exit::Exit;
 use crate::harper::install::{self, Installed};
-use crate::harper::instance::WorkDir;
+use crate::harper::layout::WorkDir;
 use crate::harper::lock::Hold;
 use crate::pool::Pool;
 use crate::supervise::output::Unlogged;
@@ -27,7 +27,10 @@ use crate::supervise::{self, Child};
 pub enum Cancel {
     /// SIGINT, SIGTERM, SIGHUP or SIGQUIT, received at `at`: everything after it must fit
     /// [`budget::CANCEL`].
-    Signal { signal: Signal, at: Instant },
+    Signal {
+        signal: Signal,
+        at: Instant,
+    },
     Timeout,
     FailFast,
 }
@@ -90,7 +93,11 @@ impl WeakEmitter {
 /// Installs npm `spec` into the cache unless it is there, telling the reporters, and holds it
 /// until the [`Hold`] goes: the run's packages before its shards start, and a package an
 /// instance is started on later ([`super::instance::Harper`]). A cancellation stops npm.
-pub async fn install(spec: &str, emit: &Emitter, cancel: &watch::Receiver<Option<Cancel>>) -> anyhow::Result<(Installed, Hold)> {
+pub async fn install(
+    spec: &str,
+    emit: &Emitter,
+    cancel: &watch::Receiver<Option<Cancel>>,
+) -> anyhow::Result<(Installed, Hold)> {
     let cache = install::private_cache()?;
     let started = Instant::now();
     let cached = install::cached(&cache, spec).is_some();
@@ -130,7 +137,8 @@ pub mod budget {
     pub const SLACK: Duration = Duration::from_millis(400);
 
     const _: () = assert!(
-        TEARDOWN.as_millis() + KILL_REAP.as_millis() + REPORT.as_millis() + SLACK.as_millis() <= CANCEL.as_millis()
+        TEARDOWN.as_millis() + KILL_REAP.as_millis() + REPORT.as_millis() + SLACK.as_millis()
+            <= CANCEL.as_millis()
     );
     const _: () = assert!(GRACE.as_millis() < TEARDOWN.as_millis());
     // Replacing a dead keeper ends with a sweep's wait for SIGKILLed processes.
@@ -193,7 +201,11 @@ impl ShardDir {
     /// Where attempt `n` (1-based) keeps its logs: the shard's folder for the first, so that a
     /// run without retries lays its logs out as it always did; `attempt-<n>` in it for later ones.
     pub fn attempt(&self, n: u32) -> AttemptDir {
-        if n <= 1 { AttemptDir(self.0.clone()) } else { AttemptDir(self.0.join(format!("attempt-{n}"))) }
+        if n <= 1 {
+            AttemptDir(self.0.clone())
+        } else {
+            AttemptDir(self.0.join(format!("attempt-{n}")))
+        }
     }
 }
 
@@ -288,16 +300,29 @@ pub struct Context {
 impl Context {
     /// The context of the attempt after this one, if one is left; `used`: the addresses this
     /// one ran on.
-    pub fn next_attempt(&self, used: impl IntoIterator<Item = std::net::Ipv4Addr>) -> Option<Context> {
+    pub fn next_attempt(
+        &self,
+        used: impl IntoIterator<Item = std::net::Ipv4Addr>,
+    ) -> Option<Context> {
         let attempt = self.attempt.next()?;
         let mut earlier = self.earlier.clone();
         earlier.extend(used);
-        Some(Context { attempt, earlier, dir: self.shard_dir.attempt(attempt.attempt), ..self.clone() })
+        Some(Context {
+            attempt,
+            earlier,
+            dir: self.shard_dir.attempt(attempt.attempt),
+            ..self.clone()
+        })
     }
 
     /// Tells the reporters what happened to instance `id` of this attempt.
     pub fn instance_event(&self, id: &str, phase: InstancePhase) {
-        self.emit.emit(EventKind::Instance { shard: self.id, attempt: self.attempt, id: id.to_owned(), phase });
+        self.emit.emit(EventKind::Instance {
+            shard: self.id,
+            attempt: self.attempt,
+            id: id.to_owned(),
+            phase,
+        });
     }
 
     pub fn warn(&self, warning: Warning) {
@@ -369,7 +394,11 @@ impl Context {
     /// Stops a child within the budget — also when the signal comes while the stop already runs
     /// with the plan's grace. The error says what went wrong (a keeper that died, or that had to
     /// be replaced).
-    pub async fn stop(&self, child: &mut Child, grace: Duration) -> anyhow::Result<supervise::Stopped> {
+    pub async fn stop(
+        &self,
+        child: &mut Child,
+        grace: Duration,
+    ) -> anyhow::Result<supervise::Stopped> {
         let mut cancel = self.cancel.clone();
         let hurry = async move {
             let end = cancel
@@ -387,7 +416,11 @@ impl Context {
     }
 
     /// A warning for each stream of `process` whose output is not all in its log (`log_of`).
-    pub fn warn_unlogged(&self, process: &mut supervise::Process, log_of: impl Fn(supervise::Stream) -> PathBuf) {
+    pub fn warn_unlogged(
+        &self,
+        process: &mut supervise::Process,
+        log_of: impl Fn(supervise::Stream) -> PathBuf,
+    ) {
         for Unlogged { stream, bytes, error } in process.take_unlogged() {
             self.warn(Warning::LogIncomplete { log: log_of(stream), stream, bytes, error });
         }
@@ -407,14 +440,23 @@ mod tests {
             paths.extend([a.command_log(0), a.command_log(1), a.junit()]);
             for id in [MAIN, "i1", "i2"] {
                 let i = a.instance(id);
-                paths.extend([i.boot(1).stdout, i.boot(2).stdout, i.template().stdout, i.hdb_log()]);
+                paths.extend([
+                    i.boot(1).stdout,
+                    i.boot(2).stdout,
+                    i.template().stdout,
+                    i.hdb_log(),
+                ]);
             }
         }
         let n = paths.len();
         paths.sort();
         paths.dedup();
         assert_eq!(paths.len(), n, "two names for one path: {paths:?}");
-        assert_eq!(attempts[0].path(), shard.path(), "the first attempt's logs are where they always were");
+        assert_eq!(
+            attempts[0].path(),
+            shard.path(),
+            "the first attempt's logs are where they always were"
+        );
         assert!(attempts[2].path().starts_with(shard.path()));
     }
 }

@@ -26,8 +26,11 @@ use tokio::sync::{Mutex, Semaphore, watch};
 
 use super::context::{Context, MAIN};
 use super::events::ShardStatus;
-use super::instance::{Failure, Harper, Instance, State};
-use super::protocol::{AdminInfo, Answer, Code, ErrorAnswer, ExitInfo, InstanceInfo, InstanceState, Listed, Request, StartOf, excerpt};
+use super::instance::{Harper, Instance, InstanceFailure, LifeState};
+use super::protocol::{
+    AdminInfo, Answer, Code, ErrorAnswer, ExitInfo, InstanceInfo, InstanceState, Listed, Request,
+    StartOf, excerpt,
+};
 use crate::plan::Shard;
 
 pub use super::protocol::{CONTROL_VAR, MAX_LINE};
@@ -41,7 +44,11 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(limit: u32) -> Registry {
-        Registry { instances: Default::default(), next: AtomicU32::new(1), limit: Arc::new(Semaphore::new(limit as usize)) }
+        Registry {
+            instances: Default::default(),
+            next: AtomicU32::new(1),
+            limit: Arc::new(Semaphore::new(limit as usize)),
+        }
     }
 
     pub fn insert(&self, instance: Instance) {
@@ -92,11 +99,15 @@ impl Control {
             .with_context(|| format!("cannot make {} private", dir.display()))?;
         // Locked before it takes its name: another shard's sweep that finds `lock` finds it held.
         let pending = dir.join("lock.new");
-        let lock = File::create(&pending).with_context(|| format!("cannot create a lock in {}", dir.display()))?;
-        let lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", dir.display()))?;
-        std::fs::rename(&pending, dir.join("lock")).with_context(|| format!("cannot name the lock in {}", dir.display()))?;
+        let lock = File::create(&pending)
+            .with_context(|| format!("cannot create a lock in {}", dir.display()))?;
+        let lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", dir.display()))?;
+        std::fs::rename(&pending, dir.join("lock"))
+            .with_context(|| format!("cannot name the lock in {}", dir.display()))?;
         let socket = dir.join("s");
-        let listener = UnixListener::bind(&socket).with_context(|| format!("cannot listen on {}", socket.display()));
+        let listener = UnixListener::bind(&socket)
+            .with_context(|| format!("cannot listen on {}", socket.display()));
         let listener = match listener {
             Ok(l) => l,
             Err(e) => {
@@ -109,7 +120,14 @@ impl Control {
 
     /// Serves requests until `ending` turns true; then takes no new request, lets the ones under
     /// way finish, and returns.
-    pub async fn serve(&self, cx: &Context, shard: &Shard, registry: &Registry, token: &str, mut ending: watch::Receiver<bool>) {
+    pub async fn serve(
+        &self,
+        cx: &Context,
+        shard: &Shard,
+        registry: &Registry,
+        token: &str,
+        mut ending: watch::Receiver<bool>,
+    ) {
         let server = Server { cx, shard, registry, token, socket: &self.socket };
         let mut connections = FuturesUnordered::new();
         let told = ending.clone();
@@ -146,7 +164,10 @@ fn sweep(work: &Path) {
     let Ok(entries) = std::fs::read_dir(work) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let is_ours = name.to_str().is_some_and(|n| n.strip_prefix(DIR_PREFIX).is_some_and(|t| t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit())));
+        let is_ours = name.to_str().is_some_and(|n| {
+            n.strip_prefix(DIR_PREFIX)
+                .is_some_and(|t| t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        });
         if !is_ours || !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
@@ -170,13 +191,18 @@ fn error(code: Code, message: impl Into<String>) -> Answer {
     Answer::error(code, message)
 }
 
-fn failure(f: &Failure, code: Code) -> Answer {
+fn failure(f: &InstanceFailure, code: Code) -> Answer {
     let code = if f.status == ShardStatus::BootFailed { Code::BootFailed } else { code };
-    Answer::Error(ErrorAnswer { ok: Default::default(), code, error: f.cause.clone(), tail: f.tail.clone() })
+    Answer::Error(ErrorAnswer {
+        ok: Default::default(),
+        code,
+        error: f.cause.clone(),
+        tail: f.tail.clone(),
+    })
 }
 
 /// The answer when the Harper a request names could not be installed: cancelled, or npm failed.
-fn install_failure(f: &Failure) -> Answer {
+fn install_failure(f: &InstanceFailure) -> Answer {
     failure(f, if f.status == ShardStatus::Cancelled { Code::Failed } else { Code::InstallFailed })
 }
 
@@ -209,7 +235,8 @@ impl Server<'_> {
             // Its request is read (for a moment) and not acted on, so that the client, which
             // writes before it reads, gets the refusal rather than a broken pipe.
             let _ = tokio::time::timeout(Duration::from_secs(1), read_line(&mut reader)).await;
-            let _ = write.write_all(format!("{}\n", error(Code::Refused, why).line()).as_bytes()).await;
+            let _ =
+                write.write_all(format!("{}\n", error(Code::Refused, why).line()).as_bytes()).await;
             return;
         }
         loop {
@@ -220,7 +247,10 @@ impl Server<'_> {
             let (answer, created) = match line {
                 Line::End => return,
                 Line::TooLong => {
-                    let answer = error(Code::TooLarge, format!("a request line is at most {} KiB", MAX_LINE / 1024));
+                    let answer = error(
+                        Code::TooLarge,
+                        format!("a request line is at most {} KiB", MAX_LINE / 1024),
+                    );
                     let _ = write.write_all(format!("{}\n", answer.line()).as_bytes()).await;
                     return;
                 }
@@ -243,11 +273,15 @@ impl Server<'_> {
             Some(pid) if pid > 0 => pid as u32,
             _ => return Some("the peer's process cannot be identified".into()),
         };
-        let told = crate::process::environ_value(pid, CONTROL_VAR).is_some_and(|v| v == self.socket.as_os_str().as_encoded_bytes());
+        let told = crate::process::environ_value(pid, CONTROL_VAR)
+            .is_some_and(|v| v == self.socket.as_os_str().as_encoded_bytes());
         if told && crate::process::carries_token(pid, self.token) {
             None
         } else {
-            Some(format!("pid {pid} is not a process of shard `{}`: only its commands may use its control socket", self.shard.name))
+            Some(format!(
+                "pid {pid} is not a process of shard `{}`: only its commands may use its control socket",
+                self.shard.name
+            ))
         }
     }
 
@@ -267,8 +301,12 @@ impl Server<'_> {
                 Ok(StartOf::New { name, harper }) => return self.start_new(name, harper).await,
                 Ok(StartOf::Existing { id, switch }) => self.on(Op::Start(switch), &id).await,
             },
-            Request::Stop { id: i, grace_ms } => self.on(Op::Stop(grace_ms.map(|g| g.0)), &id(i)).await,
-            Request::Restart { id: i, grace_ms } => self.on(Op::Restart(grace_ms.map(|g| g.0)), &id(i)).await,
+            Request::Stop { id: i, grace_ms } => {
+                self.on(Op::Stop(grace_ms.map(|g| g.0)), &id(i)).await
+            }
+            Request::Restart { id: i, grace_ms } => {
+                self.on(Op::Restart(grace_ms.map(|g| g.0)), &id(i)).await
+            }
             Request::Kill { id: i } => self.on(Op::Kill, &id(i)).await,
             Request::Release { id: i } => self.on(Op::Release, &id(i)).await,
             Request::Unknown => error(Code::UnknownOp, format!("use {}", super::protocol::OPS)),
@@ -277,7 +315,8 @@ impl Server<'_> {
     }
 
     async fn status_all(&self) -> Answer {
-        let all: Vec<(String, Arc<Mutex<Instance>>)> = self.registry.map().iter().map(|(id, i)| (id.clone(), i.clone())).collect();
+        let all: Vec<(String, Arc<Mutex<Instance>>)> =
+            self.registry.map().iter().map(|(id, i)| (id.clone(), i.clone())).collect();
         let mut list = Vec::new();
         for (id, instance) in all {
             // One that is busy (booting, stopping) says so rather than make the answer wait.
@@ -292,13 +331,19 @@ impl Server<'_> {
     async fn on(&self, op: Op, id: &str) -> Answer {
         let Some(instance) = self.registry.get(id) else {
             let hint = if id == MAIN { " (the shard has `harper.boot: false`)" } else { "" };
-            return error(Code::NotFound, format!("no instance `{}` in shard `{}`{hint}", excerpt(id), self.shard.name));
+            return error(
+                Code::NotFound,
+                format!("no instance `{}` in shard `{}`{hint}", excerpt(id), self.shard.name),
+            );
         };
         if let Op::Release = op {
             // Only the registry may hold it when the release takes it out.
             drop(instance);
             if id == MAIN {
-                return error(Code::Failed, "`main` is the shard's own instance: it lives as long as the shard");
+                return error(
+                    Code::Failed,
+                    "`main` is the shard's own instance: it lives as long as the shard",
+                );
             }
             return self.release(id).await;
         }
@@ -306,10 +351,18 @@ impl Server<'_> {
         let state = i.state();
         let result = match (op, state) {
             (Op::Status, _) => Ok(()),
-            (Op::Start(Some(_)), State::Running) => {
-                return error(Code::Running, format!("`{id}` is running: stop it first, then start it on another Harper"));
+            (Op::Start(Some(_)), LifeState::Running) => {
+                return error(
+                    Code::Running,
+                    format!("`{id}` is running: stop it first, then start it on another Harper"),
+                );
             }
-            (Op::Start(None), State::Running) => return error(Code::Running, format!("`{id}` is running: stop it first, or use restart")),
+            (Op::Start(None), LifeState::Running) => {
+                return error(
+                    Code::Running,
+                    format!("`{id}` is running: stop it first, or use restart"),
+                );
+            }
             (Op::Start(switch), _) => match switch {
                 Some(keys) => match self.switch(&mut i, keys).await {
                     Ok(()) => i.start(self.cx).await,
@@ -317,15 +370,23 @@ impl Server<'_> {
                 },
                 None => i.start(self.cx).await,
             },
-            (Op::Stop(_) | Op::Kill, State::Stopped) => return error(Code::NotRunning, format!("`{id}` is not running")),
-            (Op::Stop(_) | Op::Kill, State::Exited) => {
-                let how = i.exit().map(|s| format!(" ({})", crate::supervise::describe(&s))).unwrap_or_default();
-                return error(Code::NotRunning, format!("`{id}` is not running: Harper exited by itself{how}"));
+            (Op::Stop(_) | Op::Kill, LifeState::Stopped) => {
+                return error(Code::NotRunning, format!("`{id}` is not running"));
+            }
+            (Op::Stop(_) | Op::Kill, LifeState::Exited) => {
+                let how = i
+                    .exit()
+                    .map(|s| format!(" ({})", crate::supervise::describe(&s)))
+                    .unwrap_or_default();
+                return error(
+                    Code::NotRunning,
+                    format!("`{id}` is not running: Harper exited by itself{how}"),
+                );
             }
             (Op::Stop(grace), _) => i.stop(self.cx, grace, false).await,
             (Op::Kill, _) => i.stop(self.cx, None, true).await,
             // Nothing to stop: a life that ended by itself was not ended by this request.
-            (Op::Restart(_), State::Stopped | State::Exited) => i.start(self.cx).await,
+            (Op::Restart(_), LifeState::Stopped | LifeState::Exited) => i.start(self.cx).await,
             (Op::Restart(grace), _) => match i.stop(self.cx, grace, false).await {
                 Ok(()) => i.start(self.cx).await,
                 Err(f) => Err(f),
@@ -342,8 +403,13 @@ impl Server<'_> {
     /// answer when the keys are refused or the install fails (the instance is then unchanged).
     async fn switch(&self, i: &mut Instance, keys: Map<String, Value>) -> Result<(), Answer> {
         let text = Value::Object(keys).to_string();
-        let source = crate::plan::resolve::source_request(Path::new("control request"), &self.cx.plan_dir, i.spec.runtime, &text)
-            .map_err(|e| error(Code::Invalid, e.one_line()))?;
+        let source = crate::plan::resolve::source_request(
+            Path::new("control request"),
+            &self.cx.plan_dir,
+            i.spec.runtime,
+            &text,
+        )
+        .map_err(|e| error(Code::Invalid, e.one_line()))?;
         let harper = Harper::obtain(self.cx, &source).await.map_err(|f| install_failure(&f))?;
         i.switch(source, harper);
         Ok(())
@@ -369,7 +435,12 @@ impl Server<'_> {
                 }
                 Err(again) => {
                     self.registry.map().insert(id.to_owned(), again);
-                    return error(Code::Failed, format!("`{id}` is in use by another request: release it once that is answered"));
+                    return error(
+                        Code::Failed,
+                        format!(
+                            "`{id}` is in use by another request: release it once that is answered"
+                        ),
+                    );
                 }
             }
         };
@@ -380,10 +451,19 @@ impl Server<'_> {
     }
 
     /// `harper`: the request's Harper keys, a plan's `harper` block.
-    async fn start_new(&self, name: Option<String>, harper: Map<String, Value>) -> (Answer, Option<String>) {
+    async fn start_new(
+        &self,
+        name: Option<String>,
+        harper: Map<String, Value>,
+    ) -> (Answer, Option<String>) {
         let text = Value::Object(harper).to_string();
         let source = Path::new("control request");
-        let spec = match crate::plan::resolve::instance_request(source, &self.cx.plan_dir, &self.shard.raw_harper, &text) {
+        let spec = match crate::plan::resolve::instance_request(
+            source,
+            &self.cx.plan_dir,
+            &self.shard.raw_harper,
+            &text,
+        ) {
             Ok(spec) => spec,
             Err(e) => return (error(Code::Invalid, e.one_line()), None),
         };
@@ -410,17 +490,22 @@ impl Server<'_> {
         let id = format!("i{n}");
         let name = name.unwrap_or_else(|| id.clone());
         let token = format!("{}/{id}", self.token);
-        let mut instance = match Instance::acquire(self.cx, spec, harper, (id.clone(), name), token, Some(permit)).await {
-            Ok(i) => i,
-            Err(f) => return (failure(&f, Code::Failed), None),
-        };
+        let mut instance =
+            match Instance::acquire(self.cx, spec, harper, (id.clone(), name), token, Some(permit))
+                .await
+            {
+                Ok(i) => i,
+                Err(f) => return (failure(&f, Code::Failed), None),
+            };
         let started = match instance.prepare(self.cx).await {
             Ok(()) => instance.start(self.cx).await,
             Err(f) => Err(f),
         };
         if let Err(f) = started {
             let mut f = f;
-            if let Some(problem) = instance.teardown(self.cx, f.status == ShardStatus::Infrastructure).await {
+            if let Some(problem) =
+                instance.teardown(self.cx, f.status == ShardStatus::Infrastructure).await
+            {
                 f.cause = format!("{}; and teardown: {problem}", f.cause);
             }
             return (failure(&f, Code::Failed), None);
@@ -445,13 +530,16 @@ enum Op {
 /// What the control socket says of an instance (docs/control.md, "Answers").
 fn info(i: &mut Instance) -> InstanceInfo {
     let state = match i.state() {
-        State::Running => InstanceState::Running,
-        State::Stopped => InstanceState::Stopped,
-        State::Exited => InstanceState::Exited,
+        LifeState::Running => InstanceState::Running,
+        LifeState::Stopped => InstanceState::Stopped,
+        LifeState::Exited => InstanceState::Exited,
     };
     let (addr, p) = (i.addr, &i.spec.ports);
     let exit = i.exit().map(|s| {
-        let signal = s.signal().map(|n| nix::sys::signal::Signal::try_from(n).map_or_else(|_| n.to_string(), |s| s.as_str().to_owned()));
+        let signal = s.signal().map(|n| {
+            nix::sys::signal::Signal::try_from(n)
+                .map_or_else(|_| n.to_string(), |s| s.as_str().to_owned())
+        });
         ExitInfo { code: s.code(), signal }
     });
     InstanceInfo {

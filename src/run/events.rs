@@ -85,16 +85,33 @@ pub enum EventKind {
         #[serde(skip)]
         flakes: crate::plan::timings::Flakes,
     },
-    Installing { package: String },
-    InstallOutput { line: String },
-    Installed { package: String, #[serde(with = "crate::plan::secs")] took: Duration, cached: bool },
-    Warning { shard: Option<ShardId>, #[serde(serialize_with = "as_text")] warning: Warning },
+    Installing {
+        package: String,
+    },
+    InstallOutput {
+        line: String,
+    },
+    Installed {
+        package: String,
+        #[serde(with = "crate::plan::secs")]
+        took: Duration,
+        cached: bool,
+    },
+    Warning {
+        shard: Option<ShardId>,
+        #[serde(serialize_with = "as_text")]
+        warning: Warning,
+    },
     /// A problem that stops the run before its shards can run (Harper cannot be installed):
     /// shown even where warnings are not (`-q`).
-    RunFailed { message: String },
+    RunFailed {
+        message: String,
+    },
     /// The shard got its turn under the concurrency limit: its first attempt starts waiting for
     /// an address.
-    ShardStarted { shard: ShardId },
+    ShardStarted {
+        shard: ShardId,
+    },
     /// An attempt of the shard starts waiting for an address: the first right after
     /// `ShardStarted`, a later one after the attempt before it failed (`retrying`: why) and
     /// was torn down. `log_dir`: its folder; `junit_dir`: where its commands may leave JUnit
@@ -110,10 +127,28 @@ pub enum EventKind {
         retrying: Option<String>,
     },
     /// The cache has no boot template for this instance's Harper yet: it builds one first.
-    TemplateBuilding { shard: ShardId, #[serde(flatten)] attempt: Attempt, id: String },
-    TemplateBuilt { shard: ShardId, #[serde(flatten)] attempt: Attempt, id: String, #[serde(with = "crate::plan::secs")] took: Duration },
+    TemplateBuilding {
+        shard: ShardId,
+        #[serde(flatten)]
+        attempt: Attempt,
+        id: String,
+    },
+    TemplateBuilt {
+        shard: ShardId,
+        #[serde(flatten)]
+        attempt: Attempt,
+        id: String,
+        #[serde(with = "crate::plan::secs")]
+        took: Duration,
+    },
     /// `log`: where its output goes, stdout and stderr interleaved.
-    CommandStarted { shard: ShardId, #[serde(flatten)] attempt: Attempt, command: usize, log: PathBuf },
+    CommandStarted {
+        shard: ShardId,
+        #[serde(flatten)]
+        attempt: Attempt,
+        command: usize,
+        log: PathBuf,
+    },
     /// Holds its share of the stream's in-flight budget until the reporters are done with it.
     CommandOutput {
         shard: ShardId,
@@ -124,24 +159,62 @@ pub enum EventKind {
         #[serde(skip)]
         bytes: crate::supervise::output::Bytes,
     },
-    CommandFinished { shard: ShardId, #[serde(flatten)] attempt: Attempt, command: usize, outcome: Outcome, tail: Vec<String> },
+    CommandFinished {
+        shard: ShardId,
+        #[serde(flatten)]
+        attempt: Attempt,
+        command: usize,
+        outcome: Outcome,
+        tail: Vec<String>,
+    },
     /// Every life of every instance of a shard — the shard's own (`main`), its first boot
     /// included, and those started through the control socket — from its address to its release.
-    Instance { shard: ShardId, #[serde(flatten)] attempt: Attempt, id: String, #[serde(flatten)] phase: InstancePhase },
+    Instance {
+        shard: ShardId,
+        #[serde(flatten)]
+        attempt: Attempt,
+        id: String,
+        #[serde(flatten)]
+        phase: InstancePhase,
+    },
     /// The attempt's instances are being torn down (the shard's teardown phase, which lasts
     /// until the attempt finishes; what each release could not confirm is its `Released`).
-    TeardownStarted { shard: ShardId, #[serde(flatten)] attempt: Attempt },
+    TeardownStarted {
+        shard: ShardId,
+        #[serde(flatten)]
+        attempt: Attempt,
+    },
     /// An attempt ended, everything it started torn down.
-    AttemptFinished { shard: ShardId, #[serde(flatten)] attempt: Attempt, status: ShardStatus, cause: Option<String> },
+    AttemptFinished {
+        shard: ShardId,
+        #[serde(flatten)]
+        attempt: Attempt,
+        status: ShardStatus,
+        cause: Option<String>,
+    },
     /// The shard failed, but the plan's `quarantine` entries `by` cover its failure: it is
     /// reported, and does not fail the run. Comes just before its `ShardFinished`.
-    Quarantined { shard: ShardId, by: Vec<crate::plan::Quarantine> },
+    Quarantined {
+        shard: ShardId,
+        by: Vec<crate::plan::Quarantine>,
+    },
     /// The shard's last attempt ended: `status` is the shard's.
-    ShardFinished { shard: ShardId, status: ShardStatus, cause: Option<String> },
-    Cancelling { signal: &'static str },
+    ShardFinished {
+        shard: ShardId,
+        status: ShardStatus,
+        cause: Option<String>,
+    },
+    Cancelling {
+        signal: &'static str,
+    },
     /// The run's `timeout` ran out: every running shard is torn down, none is started.
-    RunTimedOut { #[serde(with = "crate::plan::secs")] after: Duration },
-    RunFinished { exit: ExitCode },
+    RunTimedOut {
+        #[serde(with = "crate::plan::secs")]
+        after: Duration,
+    },
+    RunFinished {
+        exit: ExitCode,
+    },
 }
 
 /// Where a boot of Harper writes its output.
@@ -187,25 +260,52 @@ impl Attempt {
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum InstancePhase {
     /// The instance got its address.
-    Acquired { name: String, addr: Ipv4Addr },
+    Acquired {
+        name: String,
+        addr: Ipv4Addr,
+    },
     /// `logs`: where this boot's output goes.
-    Booting { pid: u32, rootpath: PathBuf, logs: BootLogs },
-    Ready { #[serde(with = "crate::plan::secs")] took: Duration },
-    BootFailed { cause: String, tail: Vec<String> },
+    Booting {
+        pid: u32,
+        rootpath: PathBuf,
+        logs: BootLogs,
+    },
+    Ready {
+        #[serde(with = "crate::plan::secs")]
+        took: Duration,
+    },
+    BootFailed {
+        cause: String,
+        tail: Vec<String>,
+    },
     /// `stop` (SIGTERM, grace, SIGKILL) or `kill` (a crash).
-    Stopping { how: &'static str },
-    Stopped { exit: String, #[serde(with = "crate::plan::secs")] took: Duration, problem: Option<String> },
+    Stopping {
+        how: &'static str,
+    },
+    Stopped {
+        exit: String,
+        #[serde(with = "crate::plan::secs")]
+        took: Duration,
+        problem: Option<String>,
+    },
     /// Released for good (by request, or at the end of the shard's attempt).
     Releasing,
-    Released { problem: Option<String> },
+    Released {
+        problem: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Outcome {
     Passed,
-    Failed { status: String },
-    TimedOut { #[serde(with = "crate::plan::secs")] after: Duration },
+    Failed {
+        status: String,
+    },
+    TimedOut {
+        #[serde(with = "crate::plan::secs")]
+        after: Duration,
+    },
     Cancelled,
 }
 
@@ -235,7 +335,10 @@ impl ShardStatus {
     pub fn exit(self, flaky_fails: bool) -> Exit {
         match self {
             ShardStatus::Flaky if flaky_fails => Exit::ShardFailed,
-            ShardStatus::Passed | ShardStatus::Flaky | ShardStatus::Quarantined | ShardStatus::Skipped => Exit::Passed,
+            ShardStatus::Passed
+            | ShardStatus::Flaky
+            | ShardStatus::Quarantined
+            | ShardStatus::Skipped => Exit::Passed,
             ShardStatus::Failed => Exit::ShardFailed,
             ShardStatus::BootFailed | ShardStatus::Infrastructure => Exit::Infrastructure,
             ShardStatus::Cancelled => Exit::ShardFailed,

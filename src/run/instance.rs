@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::context::{Context, FLUSH_LIMIT, InstanceDir};
 use super::events::{BootLogs, EventKind, InstancePhase, ShardStatus, Warning};
-use crate::harper::instance::{self, Dirs};
+use crate::harper::layout::{self, Dirs};
 use crate::harper::lock::Hold;
 use crate::harper::{boot_cache, install, runtime, template};
 use crate::plan::{HarperSource, HarperSpec, Runtime};
@@ -27,25 +27,33 @@ use crate::supervise::{self, Child, Spec};
 /// Why an instance could not do what was asked: the shard status it means, one line, and
 /// Harper's last output lines when a boot failed.
 #[derive(Debug, Clone)]
-pub struct Failure {
+pub struct InstanceFailure {
     pub status: ShardStatus,
     pub cause: String,
     pub tail: Vec<String>,
 }
 
-impl Failure {
-    pub fn infra(e: impl std::fmt::Display) -> Failure {
-        Failure { status: ShardStatus::Infrastructure, cause: e.to_string(), tail: Vec::new() }
+impl InstanceFailure {
+    pub fn infra(e: impl std::fmt::Display) -> InstanceFailure {
+        InstanceFailure {
+            status: ShardStatus::Infrastructure,
+            cause: e.to_string(),
+            tail: Vec::new(),
+        }
     }
 
-    fn cancelled(cause: &str) -> Failure {
-        Failure { status: ShardStatus::Cancelled, cause: cause.to_owned(), tail: Vec::new() }
+    fn cancelled(cause: &str) -> InstanceFailure {
+        InstanceFailure {
+            status: ShardStatus::Cancelled,
+            cause: cause.to_owned(),
+            tail: Vec::new(),
+        }
     }
 }
 
 /// What state an instance is in, as the control socket says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub enum LifeState {
     /// Started and not stopped; Harper may still have exited by itself ([`Instance::state`]).
     Running,
     /// Stopped or killed through the tool, ROOTPATH and address kept.
@@ -69,20 +77,30 @@ impl Harper {
 
     /// The Harper `source` names: a `bin` as it is, a `package` installed into the cache unless
     /// it is there (told to the reporters, stopped by a cancellation) and held.
-    pub async fn obtain(cx: &Context, source: &HarperSource) -> Result<Harper, Failure> {
+    pub async fn obtain(cx: &Context, source: &HarperSource) -> Result<Harper, InstanceFailure> {
         match source {
             HarperSource::Bin(path) => Ok(Harper { entry: path.clone(), _held: None }),
-            HarperSource::Package(spec) => match super::context::install(spec, &cx.emit, &cx.cancel).await {
-                Ok((installed, held)) => Ok(Harper { entry: installed.entry, _held: Some(held) }),
-                Err(e) if cx.cancel.borrow().is_some() => Err(Failure::cancelled(&format!("{e:#}"))),
-                Err(e) => {
-                    // npm's last lines are the tail; the first line says what failed.
-                    let text = format!("cannot install {spec}: {e:#}");
-                    let mut lines = text.lines().map(str::to_owned);
-                    let cause = lines.next().unwrap_or_default();
-                    Err(Failure { status: ShardStatus::Infrastructure, cause, tail: lines.collect() })
+            HarperSource::Package(spec) => {
+                match super::context::install(spec, &cx.emit, &cx.cancel).await {
+                    Ok((installed, held)) => {
+                        Ok(Harper { entry: installed.entry, _held: Some(held) })
+                    }
+                    Err(e) if cx.cancel.borrow().is_some() => {
+                        Err(InstanceFailure::cancelled(&format!("{e:#}")))
+                    }
+                    Err(e) => {
+                        // npm's last lines are the tail; the first line says what failed.
+                        let text = format!("cannot install {spec}: {e:#}");
+                        let mut lines = text.lines().map(str::to_owned);
+                        let cause = lines.next().unwrap_or_default();
+                        Err(InstanceFailure {
+                            status: ShardStatus::Infrastructure,
+                            cause,
+                            tail: lines.collect(),
+                        })
+                    }
                 }
-            },
+            }
         }
     }
 }
@@ -125,14 +143,18 @@ impl Instance {
         (id, name): (String, String),
         token: String,
         permit: Option<OwnedSemaphorePermit>,
-    ) -> Result<Instance, Failure> {
+    ) -> Result<Instance, InstanceFailure> {
         let lease = acquire(cx, &spec, &token).await.map_err(|e| {
-            let status = if cx.cancel.borrow().is_some() { ShardStatus::Cancelled } else { ShardStatus::Infrastructure };
-            Failure { status, cause: format!("{e:#}"), tail: Vec::new() }
+            let status = if cx.cancel.borrow().is_some() {
+                ShardStatus::Cancelled
+            } else {
+                ShardStatus::Infrastructure
+            };
+            InstanceFailure { status, cause: format!("{e:#}"), tail: Vec::new() }
         })?;
         let addr = lease.addr;
         let dirs = Dirs::under(&cx.work.path, addr);
-        let password = spec.admin.password.clone().unwrap_or_else(instance::random_password);
+        let password = spec.admin.password.clone().unwrap_or_else(layout::random_password);
         let logs = cx.dir.instance(&id);
         let instance = Instance {
             id,
@@ -168,14 +190,20 @@ impl Instance {
 
     /// Names (in the slot's record first) and fills the instance's directories: a copy of the
     /// boot template when the spec says so, then the fixtures.
-    pub async fn prepare(&mut self, cx: &Context) -> Result<(), Failure> {
+    pub async fn prepare(&mut self, cx: &Context) -> Result<(), InstanceFailure> {
         let base = self.dirs.base.clone();
-        self.lease().record_dir(&base).and_then(|()| self.dirs.create()).map_err(|e| Failure::infra(format!("{e:#}")))?;
+        self.lease()
+            .record_dir(&base)
+            .and_then(|()| self.dirs.create())
+            .map_err(|e| InstanceFailure::infra(format!("{e:#}")))?;
         if self.spec.template {
             let ((found, held), keys) = self.copy_template(cx).await?;
-            (self.template, self._template_held, self._keys) = (Some(found), Some(held), Some(keys));
+            (self.template, self._template_held, self._keys) =
+                (Some(found), Some(held), Some(keys));
         }
-        self.dirs.install_fixtures(&self.spec.fixtures).map_err(|e| Failure::infra(format!("{e:#}")))
+        self.dirs
+            .install_fixtures(&self.spec.fixtures)
+            .map_err(|e| InstanceFailure::infra(format!("{e:#}")))
     }
 
     /// The pid of Harper while it runs.
@@ -184,15 +212,15 @@ impl Instance {
     }
 
     /// Where the instance is, checking whether a running Harper has exited by itself.
-    pub fn state(&mut self) -> State {
+    pub fn state(&mut self) -> LifeState {
         use futures_util::FutureExt as _;
-        let Some(child) = &mut self.child else { return State::Stopped };
+        let Some(child) = &mut self.child else { return LifeState::Stopped };
         match child.process.exited().now_or_never() {
             Some(Ok(status)) => {
                 self.exit = Some(status);
-                State::Exited
+                LifeState::Exited
             }
-            _ => State::Running,
+            _ => LifeState::Running,
         }
     }
 
@@ -221,7 +249,7 @@ impl Instance {
     /// Boots Harper and waits until it is ready. A later boot is a restart on the same
     /// ROOTPATH and address: the `hdb.pid` and socket a crash leaves are removed first, and the
     /// previous run's keeper is stopped (it has nothing left to end).
-    pub async fn start(&mut self, cx: &Context) -> Result<(), Failure> {
+    pub async fn start(&mut self, cx: &Context) -> Result<(), InstanceFailure> {
         if let Some(mut old) = self.child.take() {
             let _ = cx.stop(&mut old, Duration::ZERO).await;
         }
@@ -232,8 +260,10 @@ impl Instance {
         }
         self.boots += 1;
         self.exit = None;
-        let booting = |pid: u32, rootpath: &Path, logs: BootLogs| self.phase(cx, InstancePhase::Booting { pid, rootpath: rootpath.to_path_buf(), logs });
-        let booted = boot(cx, Target::from(&*self), self.logs.boot(self.boots), booting).await;
+        let booting = |pid: u32, rootpath: &Path, logs: BootLogs| {
+            self.phase(cx, InstancePhase::Booting { pid, rootpath: rootpath.to_path_buf(), logs })
+        };
+        let booted = boot(cx, BootSetup::from(&*self), self.logs.boot(self.boots), booting).await;
         let child = match booted {
             Ok((child, took)) => {
                 self.phase(cx, InstancePhase::Ready { took });
@@ -241,23 +271,46 @@ impl Instance {
             }
             Err((child, failure)) => {
                 if failure.status == ShardStatus::BootFailed {
-                    self.phase(cx, InstancePhase::BootFailed { cause: failure.cause.clone(), tail: failure.tail.clone() });
+                    self.phase(
+                        cx,
+                        InstancePhase::BootFailed {
+                            cause: failure.cause.clone(),
+                            tail: failure.tail.clone(),
+                        },
+                    );
                 }
                 self.child = child;
                 return Err(failure);
             }
         };
         self.child = Some(child);
-        let pids: Vec<u32> = self.child.as_ref().map(|c| [Some(c.process.pid()), c.process.keeper_pid()]).into_iter().flatten().flatten().collect();
+        let pids: Vec<u32> = self
+            .child
+            .as_ref()
+            .map(|c| [Some(c.process.pid()), c.process.keeper_pid()])
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
         // Recorded beside the slot's lock, so that if this run dies the next owner can end them.
         if let Err(e) = self.lease().record_pids(&pids) {
             cx.warn(Warning::PidsNotRecorded { error: format!("{e:#}") });
         }
         if self.boots == 1
             && let Some(t) = &self.template
-            && let Err(e) = template::set_password(self.addr, self.spec.ports.operations, &t.meta, &self.password).await
+            && let Err(e) = template::set_password(
+                self.addr,
+                self.spec.ports.operations,
+                &t.meta,
+                &self.password,
+            )
+            .await
         {
-            return Err(Failure { status: ShardStatus::BootFailed, cause: format!("{e:#}"), tail: Vec::new() });
+            return Err(InstanceFailure {
+                status: ShardStatus::BootFailed,
+                cause: format!("{e:#}"),
+                tail: Vec::new(),
+            });
         }
         Ok(())
     }
@@ -272,9 +325,14 @@ impl Instance {
 
     /// Stops Harper (SIGTERM, the grace, SIGKILL) and waits until every port is free, keeping
     /// ROOTPATH and address. `kill` skips the SIGTERM: a crash.
-    pub async fn stop(&mut self, cx: &Context, grace: Option<Duration>, kill: bool) -> Result<(), Failure> {
+    pub async fn stop(
+        &mut self,
+        cx: &Context,
+        grace: Option<Duration>,
+        kill: bool,
+    ) -> Result<(), InstanceFailure> {
         let Some(mut child) = self.child.take() else {
-            return Err(Failure::infra("it is not running"));
+            return Err(InstanceFailure::infra("it is not running"));
         };
         let how = if kill { "kill" } else { "stop" };
         self.phase(cx, InstancePhase::Stopping { how });
@@ -298,9 +356,12 @@ impl Instance {
             problem = self.ports_free(cx, "Harper stopped").await;
         }
         let exit = self.exit.map(|s| supervise::describe(&s)).unwrap_or_else(|| "unknown".into());
-        self.phase(cx, InstancePhase::Stopped { exit, took: started.elapsed(), problem: problem.clone() });
+        self.phase(
+            cx,
+            InstancePhase::Stopped { exit, took: started.elapsed(), problem: problem.clone() },
+        );
         match problem {
-            Some(problem) => Err(Failure::infra(problem)),
+            Some(problem) => Err(InstanceFailure::infra(problem)),
             None => Ok(()),
         }
     }
@@ -308,13 +369,18 @@ impl Instance {
     async fn ports_free(&self, cx: &Context, after: &str) -> Option<String> {
         let (addr, ports) = (self.addr, self.spec.ports.all());
         let limit = cx.within(self.spec.teardown.port_release);
-        let busy = tokio::task::spawn_blocking(move || probe::wait_free(addr, &ports, limit)).await.unwrap_or_default();
+        let busy = tokio::task::spawn_blocking(move || probe::wait_free(addr, &ports, limit))
+            .await
+            .unwrap_or_default();
         let problems: Vec<String> = busy
             .iter()
             .map(|(name, port, why)| {
                 let who = crate::process::ports::holders(addr, *port);
                 let who = who.first().map(|h| format!(" by {h}")).unwrap_or_default();
-                format!("port {port} ({name}) on {addr} is still {why}{who} {}s after {after}", limit.as_secs_f32())
+                format!(
+                    "port {port} ({name}) on {addr} is still {why}{who} {}s after {after}",
+                    limit.as_secs_f32()
+                )
             })
             .collect();
         (!problems.is_empty()).then(|| problems.join("; "))
@@ -358,9 +424,14 @@ impl Instance {
     /// cache has none: on this instance's address, under the template's lock, started until
     /// ready, stopped, its ports seen free, kept. Returns the template, held for the instance's
     /// life, and the instance's keys.
-    async fn copy_template(&mut self, cx: &Context) -> Result<((template::Template, Hold), template::KeySet), Failure> {
-        let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
-        let cancelled = || Failure::cancelled("cancelled while waiting for another run's boot template");
+    async fn copy_template(
+        &mut self,
+        cx: &Context,
+    ) -> Result<((template::Template, Hold), template::KeySet), InstanceFailure> {
+        let infra = |e: anyhow::Error| InstanceFailure::infra(format!("{e:#}"));
+        let cancelled = || {
+            InstanceFailure::cancelled("cancelled while waiting for another run's boot template")
+        };
         let cache = install::private_cache().map_err(infra)?;
         let key = template::key(&self.spec, &self.harper.entry);
         let keys = template::take_keys(&cache, self.spec.runtime).await.map_err(infra)?;
@@ -394,10 +465,19 @@ impl Instance {
         Ok(((found, held), keys))
     }
 
-    async fn build_template(&mut self, cx: &Context, cache: &Path, key: &str) -> Result<template::Template, Failure> {
-        let infra = |e: anyhow::Error| Failure::infra(format!("{e:#}"));
+    async fn build_template(
+        &mut self,
+        cx: &Context,
+        cache: &Path,
+        key: &str,
+    ) -> Result<template::Template, InstanceFailure> {
+        let infra = |e: anyhow::Error| InstanceFailure::infra(format!("{e:#}"));
         let started = Instant::now();
-        cx.emit.emit(EventKind::TemplateBuilding { shard: cx.id, attempt: cx.attempt, id: self.id.clone() });
+        cx.emit.emit(EventKind::TemplateBuilding {
+            shard: cx.id,
+            attempt: cx.attempt,
+            id: self.id.clone(),
+        });
         let dirs = Dirs::under(&cx.work.path, self.addr);
         let mode = match self.spec.runtime {
             Runtime::Node => boot_cache::mode(runtime::node().compile_cache()),
@@ -407,8 +487,11 @@ impl Instance {
         let cached = boot_cache::package_root(cache, &self.harper.entry)
             .filter(|_| mode.preload())
             .map(|root| (boot_cache::dir_of(&dirs.base), root));
-        let mut build = Build { dirs, password: instance::random_password(), boot: cached, compile };
-        self.lease().record_dir(&build.dirs.base).and_then(|()| build.dirs.create()).map_err(infra)?;
+        let mut build = Build { dirs, password: layout::random_password(), boot: cached, compile };
+        self.lease()
+            .record_dir(&build.dirs.base)
+            .and_then(|()| build.dirs.create())
+            .map_err(infra)?;
         // Without its preload the build still makes a template, one that boots without a cache.
         if let Some((dir, _)) = &build.boot
             && let Err(e) = boot_cache::prepare(dir)
@@ -416,13 +499,24 @@ impl Instance {
             tracing::debug!("{e:#}");
             build.boot = None;
         }
-        let booted = boot(cx, build.as_target(self), self.logs.template(), |_, _, _| {}).await;
+        let booted = boot(cx, build.as_boot_setup(self), self.logs.template(), |_, _, _| {}).await;
         let admin = (self.spec.admin.username.as_str(), build.password.as_str());
         let booted = match booted {
-            Ok(ready) => match template::forget_certificates(self.addr, self.spec.ports.operations, admin).await {
-                Ok(()) => Ok(ready),
-                Err(e) => Err((Some(ready.0), Failure { status: ShardStatus::BootFailed, cause: format!("{e:#}"), tail: Vec::new() })),
-            },
+            Ok(ready) => {
+                match template::forget_certificates(self.addr, self.spec.ports.operations, admin)
+                    .await
+                {
+                    Ok(()) => Ok(ready),
+                    Err(e) => Err((
+                        Some(ready.0),
+                        InstanceFailure {
+                            status: ShardStatus::BootFailed,
+                            cause: format!("{e:#}"),
+                            tail: Vec::new(),
+                        },
+                    )),
+                }
+            }
             failed => failed,
         };
         let (mut child, failure) = match booted {
@@ -430,7 +524,13 @@ impl Instance {
             Err((child, mut failure)) => {
                 if failure.status == ShardStatus::BootFailed {
                     failure.cause = format!("building the boot template: {}", failure.cause);
-                    self.phase(cx, InstancePhase::BootFailed { cause: failure.cause.clone(), tail: failure.tail.clone() });
+                    self.phase(
+                        cx,
+                        InstancePhase::BootFailed {
+                            cause: failure.cause.clone(),
+                            tail: failure.tail.clone(),
+                        },
+                    );
                 }
                 (child, Some(failure))
             }
@@ -446,7 +546,7 @@ impl Instance {
         let kept = match failure {
             Some(failure) => Err(failure),
             None => match self.ports_free(cx, "the template's build").await {
-                Some(problem) => Err(Failure::infra(problem)),
+                Some(problem) => Err(InstanceFailure::infra(problem)),
                 None => {
                     let meta = template::Meta {
                         root: build.dirs.root.display().to_string(),
@@ -457,8 +557,17 @@ impl Instance {
                         boot_root: None,
                         compile_cache: false,
                     };
-                    let cached = build.boot.as_ref().map(|(dir, root)| (dir.as_path(), root.clone()));
-                    template::store(cache, key, &build.dirs, cached, build.compile.as_deref(), &meta).map_err(infra)
+                    let cached =
+                        build.boot.as_ref().map(|(dir, root)| (dir.as_path(), root.clone()));
+                    template::store(
+                        cache,
+                        key,
+                        &build.dirs,
+                        cached,
+                        build.compile.as_deref(),
+                        &meta,
+                    )
+                    .map_err(infra)
                 }
             },
         };
@@ -466,7 +575,12 @@ impl Instance {
             tracing::debug!("{e:#}");
         }
         if kept.is_ok() {
-            cx.emit.emit(EventKind::TemplateBuilt { shard: cx.id, attempt: cx.attempt, id: self.id.clone(), took: started.elapsed() });
+            cx.emit.emit(EventKind::TemplateBuilt {
+                shard: cx.id,
+                attempt: cx.attempt,
+                id: self.id.clone(),
+                took: started.elapsed(),
+            });
         }
         kept
     }
@@ -483,10 +597,23 @@ struct Build {
 }
 
 impl Build {
-    fn as_target<'a>(&'a self, of: &'a Instance) -> Target<'a> {
-        let boot_cache = self.boot.as_ref().map(|(dir, root)| BootCache { dir: dir.clone(), root, produce: true });
+    fn as_boot_setup<'a>(&'a self, of: &'a Instance) -> BootSetup<'a> {
+        let boot_cache = self.boot.as_ref().map(|(dir, root)| BootCache {
+            dir: dir.clone(),
+            root,
+            produce: true,
+        });
         let (dirs, compile_cache) = (&self.dirs, self.compile.clone());
-        Target { spec: &of.spec, entry: &of.harper.entry, dirs, addr: of.addr, password: &self.password, token: &of.token, boot_cache, compile_cache }
+        BootSetup {
+            spec: &of.spec,
+            entry: &of.harper.entry,
+            dirs,
+            addr: of.addr,
+            password: &self.password,
+            token: &of.token,
+            boot_cache,
+            compile_cache,
+        }
     }
 }
 
@@ -498,7 +625,7 @@ struct BootCache<'a> {
 }
 
 /// Everything a boot needs, borrowed from an instance (or its template's build).
-struct Target<'a> {
+struct BootSetup<'a> {
     spec: &'a HarperSpec,
     entry: &'a Path,
     dirs: &'a Dirs,
@@ -510,27 +637,46 @@ struct Target<'a> {
     compile_cache: Option<PathBuf>,
 }
 
-impl<'a> From<&'a Instance> for Target<'a> {
-    fn from(i: &'a Instance) -> Target<'a> {
+impl<'a> From<&'a Instance> for BootSetup<'a> {
+    fn from(i: &'a Instance) -> BootSetup<'a> {
         // The template's caches hold the code of the Harper it was built with, and no other.
-        let template = i.template.as_ref().filter(|t| boot_cache::enabled() && Path::new(&t.meta.entry) == i.harper.entry);
+        let template = i
+            .template
+            .as_ref()
+            .filter(|t| boot_cache::enabled() && Path::new(&t.meta.entry) == i.harper.entry);
         let boot_cache = template.and_then(|t| {
             let root = t.meta.boot_root.as_deref()?;
             let dir = boot_cache::dir_of(&t.dir);
             boot_cache::complete(&dir).then_some(BootCache { dir, root, produce: false })
         });
-        let compile_cache = template.filter(|t| t.meta.compile_cache).map(|_| boot_cache::compile_dir_of(&i.dirs.base));
-        Target { spec: &i.spec, entry: &i.harper.entry, dirs: &i.dirs, addr: i.addr, password: &i.password, token: &i.token, boot_cache, compile_cache }
+        let compile_cache = template
+            .filter(|t| t.meta.compile_cache)
+            .map(|_| boot_cache::compile_dir_of(&i.dirs.base));
+        BootSetup {
+            spec: &i.spec,
+            entry: &i.harper.entry,
+            dirs: &i.dirs,
+            addr: i.addr,
+            password: &i.password,
+            token: &i.token,
+            boot_cache,
+            compile_cache,
+        }
     }
 }
 
-type BootFailure = (Option<Child>, Failure);
+type BootFailure = (Option<Child>, InstanceFailure);
 
 /// Starts Harper for `t`, its output logged to `logs`, tells `booting` its pid once it runs,
 /// and waits until it is ready; returns it and how long it took. What the boot means (an
 /// instance's life, a template's build) is the caller's to tell.
-async fn boot(cx: &Context, t: Target<'_>, logs: BootLogs, booting: impl FnOnce(u32, &Path, BootLogs)) -> Result<(Child, Duration), BootFailure> {
-    let mut launch = instance::launch(t.spec, t.entry, t.dirs, t.addr, t.password);
+async fn boot(
+    cx: &Context,
+    t: BootSetup<'_>,
+    logs: BootLogs,
+    booting: impl FnOnce(u32, &Path, BootLogs),
+) -> Result<(Child, Duration), BootFailure> {
+    let mut launch = layout::launch(t.spec, t.entry, t.dirs, t.addr, t.password);
     if let Some(cache) = &t.boot_cache {
         boot_cache::add_env(&mut launch.env, &cache.dir, cache.root, cache.produce);
     }
@@ -548,7 +694,11 @@ async fn boot(cx: &Context, t: Target<'_>, logs: BootLogs, booting: impl FnOnce(
         grace: t.spec.teardown.grace,
         token: t.token.to_owned(),
     };
-    let failed = |cause: String| Failure { status: ShardStatus::BootFailed, cause, tail: Vec::new() };
+    let failed = |cause: String| InstanceFailure {
+        status: ShardStatus::BootFailed,
+        cause,
+        tail: Vec::new(),
+    };
     let mut child = Child::spawn(spec).await.map_err(|e| (None, failed(format!("{e:#}"))))?;
     booting(child.process.pid(), &t.dirs.root, logs);
     let h = t.spec;
@@ -560,8 +710,17 @@ async fn boot(cx: &Context, t: Target<'_>, logs: BootLogs, booting: impl FnOnce(
     child.output.close();
     match outcome {
         Some(Ok(())) => Ok((child, spawned.elapsed())),
-        Some(Err(e)) => Err((Some(child), Failure { status: ShardStatus::BootFailed, cause: e.cause(), tail: e.tail().to_vec() })),
-        None => Err((Some(child), Failure::cancelled("cancelled while Harper was starting"))),
+        Some(Err(e)) => Err((
+            Some(child),
+            InstanceFailure {
+                status: ShardStatus::BootFailed,
+                cause: e.cause(),
+                tail: e.tail().to_vec(),
+            },
+        )),
+        None => {
+            Err((Some(child), InstanceFailure::cancelled("cancelled while Harper was starting")))
+        }
     }
 }
 
@@ -573,7 +732,9 @@ async fn acquire(cx: &Context, spec: &HarperSpec, token: &str) -> anyhow::Result
     let id = cx.id;
     let cancel = cx.cancel.clone();
     tokio::task::spawn_blocking(move || {
-        let notify = |notice: Notice| emit.emit(EventKind::Warning { shard: Some(id), warning: Warning::Pool(notice) });
+        let notify = |notice: Notice| {
+            emit.emit(EventKind::Warning { shard: Some(id), warning: Warning::Pool(notice) })
+        };
         let claim = pool::Claim { token: &token, shard: &name, avoid: &avoid };
         pool.acquire(claim, &ports, &|| cancel.borrow().is_some(), &notify)
     })

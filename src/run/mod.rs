@@ -3,11 +3,11 @@
 //! the run's exit status. Cancellation (a signal, the run's timeout, `fail_fast`) stops new
 //! shards from starting and tears the running ones down.
 
-pub mod events;
 pub mod context;
+pub mod control;
+pub mod events;
 pub mod instance;
 pub mod protocol;
-pub mod control;
 pub mod shard;
 
 pub use context::{Cancel, Emitter, ReportDir, WeakEmitter, budget};
@@ -20,8 +20,8 @@ use anyhow::Context;
 use tokio::sync::{Semaphore, watch};
 
 use crate::exit::Exit;
+use crate::harper::layout::WorkDir;
 use crate::harper::lock::Hold;
-use crate::harper::instance::WorkDir;
 use crate::plan::{HarperSource, Plan, Shard};
 use crate::pool::Pool;
 use events::{Attempt, EventKind, ExitCode, ShardId, ShardInfo, ShardStatus};
@@ -36,7 +36,14 @@ pub struct Options {
 }
 
 /// Runs `shards` of `plan`; returns the exit status. Every event goes through `emit`.
-pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, cancel: watch::Receiver<Option<Cancel>>, cancel_tx: watch::Sender<Option<Cancel>>) -> Exit {
+pub async fn run(
+    plan: &Plan,
+    shards: Vec<Shard>,
+    opts: Options,
+    emit: Emitter,
+    cancel: watch::Receiver<Option<Cancel>>,
+    cancel_tx: watch::Sender<Option<Cancel>>,
+) -> Exit {
     let total = plan.shards.len();
     let flaky_fails = plan.run.flaky_fails;
     let infos: Vec<ShardInfo> = shards
@@ -122,7 +129,9 @@ pub async fn run(plan: &Plan, shards: Vec<Shard>, opts: Options, emit: Emitter, 
             // under fail_fast, so the shard that takes it next sees the cancellation.
             let (status, _turn) = match (permit, cancelled) {
                 (Some(turn), None) => (shard::run(&cx, &shard).await, Some(turn)),
-                (_, Some(Cancel::FailFast)) => (skipped(&cx, "not started: an earlier shard failed (fail_fast)"), None),
+                (_, Some(Cancel::FailFast)) => {
+                    (skipped(&cx, "not started: an earlier shard failed (fail_fast)"), None)
+                }
                 _ => (skipped(&cx, "not started: the run was cancelled"), None),
             };
             if status.exit(flaky_fails) != Exit::Passed
@@ -154,7 +163,11 @@ fn cancel_once(tx: &watch::Sender<Option<Cancel>>, why: Cancel) -> bool {
 }
 
 fn skipped(cx: &context::Context, why: &str) -> ShardStatus {
-    let status = if matches!(*cx.cancel.borrow(), Some(Cancel::FailFast)) { ShardStatus::Skipped } else { ShardStatus::Cancelled };
+    let status = if matches!(*cx.cancel.borrow(), Some(Cancel::FailFast)) {
+        ShardStatus::Skipped
+    } else {
+        ShardStatus::Cancelled
+    };
     cx.emit.emit(EventKind::ShardFinished { shard: cx.id, status, cause: Some(why.to_owned()) });
     status
 }
@@ -173,7 +186,9 @@ async fn install_all(
         if entries.contains_key(spec) {
             continue;
         }
-        let (installed, hold) = context::install(spec, emit, cancel).await.with_context(|| format!("cannot install Harper ({spec})"))?;
+        let (installed, hold) = context::install(spec, emit, cancel)
+            .await
+            .with_context(|| format!("cannot install Harper ({spec})"))?;
         entries.insert(spec.clone(), installed.entry);
         holds.push(hold);
     }

@@ -82,16 +82,24 @@ impl Request {
     /// Reads one request line.
     pub fn parse(bytes: &[u8]) -> Result<Request, Refused> {
         let refuse = |code, error: String| Refused { code, error };
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| refuse(Code::BadRequest, format!("not JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| refuse(Code::BadRequest, format!("not JSON: {e}")))?;
         let op = match &value {
             Value::Object(map) => match map.get("op") {
                 Some(Value::String(op)) => op.clone(),
                 _ => return Err(refuse(Code::UnknownOp, format!("a request needs `op`: {OPS}"))),
             },
-            _ => return Err(refuse(Code::BadRequest, "a request is a JSON object with an `op`".into())),
+            _ => {
+                return Err(refuse(
+                    Code::BadRequest,
+                    "a request is a JSON object with an `op`".into(),
+                ));
+            }
         };
         match Request::deserialize(value) {
-            Ok(Request::Unknown) => Err(refuse(Code::UnknownOp, format!("unknown op `{}`: use {OPS}", excerpt(&op)))),
+            Ok(Request::Unknown) => {
+                Err(refuse(Code::UnknownOp, format!("unknown op `{}`: use {OPS}", excerpt(&op))))
+            }
             Ok(request) => Ok(request),
             Err(e) => Err(refuse(Code::BadRequest, format!("`{}`: {e}", excerpt(&op)))),
         }
@@ -128,10 +136,14 @@ impl Start {
         };
         let bad = |error: String| Refused { code: Code::BadRequest, error };
         if self.name.is_some() {
-            return Err(bad("`start` with an `id`: `name` is for a new instance (leave `id` out)".into()));
+            return Err(bad(
+                "`start` with an `id`: `name` is for a new instance (leave `id` out)".into()
+            ));
         }
         if let Err(e) = Switch::deserialize(Value::Object(self.harper.clone())) {
-            return Err(bad(format!("`start` with an `id`: {e} (only the Harper it boots may come with it)")));
+            return Err(bad(format!(
+                "`start` with an `id`: {e} (only the Harper it boots may come with it)"
+            )));
         }
         Ok(StartOf::Existing { id, switch: (!self.harper.is_empty()).then_some(self.harper) })
     }
@@ -163,7 +175,9 @@ impl JsonSchema for Start {
         let op = json_schema!({ "const": "start" });
         let properties = |generator: &mut SchemaGenerator, name: &str| -> Map<String, Value> {
             let definition = generator.definitions().get(name).cloned();
-            definition.and_then(|d| d.get("properties").and_then(Value::as_object).cloned()).unwrap_or_default()
+            definition
+                .and_then(|d| d.get("properties").and_then(Value::as_object).cloned())
+                .unwrap_or_default()
         };
         generator.subschema_for::<Switch>();
         generator.subschema_for::<RawHarper>();
@@ -176,7 +190,10 @@ impl JsonSchema for Start {
         new.insert("name".into(), generator.subschema_for::<Label>().into());
         // Definitions of their own, which the enum's tagging leaves whole: inlined, it would drop
         // their `additionalProperties: false` to make room for `op`, which each names itself.
-        let mut define = |name: &str, description: &str, properties: Map<String, Value>, required: &[&str]| {
+        let mut define = |name: &str,
+                          description: &str,
+                          properties: Map<String, Value>,
+                          required: &[&str]| {
             let schema = json_schema!({
                 "description": description,
                 "type": "object",
@@ -187,7 +204,12 @@ impl JsonSchema for Start {
             generator.definitions_mut().insert(name.into(), schema.to_value());
             json_schema!({ "$ref": format!("#{}{name}", generator.settings().definitions_path.trim_end_matches('/').to_owned() + "/") })
         };
-        let existing = define("StartStopped", "Boots the stopped instance `id` again; with `package` or `bin`, on that Harper.", existing, &["op", "id"]);
+        let existing = define(
+            "StartStopped",
+            "Boots the stopped instance `id` again; with `package` or `bin`, on that Harper.",
+            existing,
+            &["op", "id"],
+        );
         let new = define(
             "StartNew",
             "Starts a new on-demand instance: every key but `op` and `name` is a key of the plan's `harper` block, merged over the shard's.",
@@ -199,7 +221,10 @@ impl JsonSchema for Start {
 }
 
 /// Reads a value as JSON and hands it to `check`, whose refusal is the error's message.
-fn checked<'de, D: Deserializer<'de>, T>(d: D, check: impl FnOnce(&Value) -> Result<T, String>) -> Result<T, D::Error> {
+fn checked<'de, D: Deserializer<'de>, T>(
+    d: D,
+    check: impl FnOnce(&Value) -> Result<T, String>,
+) -> Result<T, D::Error> {
     let value = Value::deserialize(d)?;
     check(&value).map_err(serde::de::Error::custom)
 }
@@ -207,7 +232,11 @@ fn checked<'de, D: Deserializer<'de>, T>(d: D, check: impl FnOnce(&Value) -> Res
 /// A value from a request, cut short and on one line, for an error answer.
 pub fn excerpt(text: &str) -> String {
     let one = crate::text::one_line(text);
-    if one.chars().count() > 60 { format!("{}…", one.chars().take(60).collect::<String>()) } else { one }
+    if one.chars().count() > 60 {
+        format!("{}…", one.chars().take(60).collect::<String>())
+    } else {
+        one
+    }
 }
 
 fn shown(value: &Value) -> String {
@@ -222,7 +251,10 @@ impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         checked(d, |v| match v {
             Value::String(id) => Ok(Id(id.clone())),
-            other => Err(format!("`id` is an instance's id, a string such as \"main\" or \"i1\", not {}", shown(other))),
+            other => Err(format!(
+                "`id` is an instance's id, a string such as \"main\" or \"i1\", not {}",
+                shown(other)
+            )),
         })
     }
 }
@@ -249,7 +281,9 @@ pub struct Label(pub String);
 impl<'de> Deserialize<'de> for Label {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         checked(d, |v| match v {
-            Value::String(name) if !name.is_empty() => Ok(Label(crate::text::prefix_within(name, NAME_BYTES).to_owned())),
+            Value::String(name) if !name.is_empty() => {
+                Ok(Label(crate::text::prefix_within(name, NAME_BYTES).to_owned()))
+            }
             other => Err(format!("`name` is a label that is not empty, not {}", shown(other))),
         })
     }
@@ -285,7 +319,10 @@ impl<'de> Deserialize<'de> for GraceMs {
         let max = MAX_TEARDOWN.as_millis() as u64;
         checked(d, |v| match v.as_u64().filter(|ms| *ms <= max) {
             Some(ms) => Ok(GraceMs(std::time::Duration::from_millis(ms))),
-            None => Err(format!("`grace_ms` is a whole number of milliseconds up to {max}, not {}", shown(v))),
+            None => Err(format!(
+                "`grace_ms` is a whole number of milliseconds up to {max}, not {}",
+                shown(v)
+            )),
         })
     }
 }
@@ -341,11 +378,20 @@ impl<const OK: bool> JsonSchema for Okay<OK> {
 #[serde(untagged)]
 pub enum Answer {
     /// To `start`, `status` with `id`, `stop`, `restart` and `kill`.
-    Instance { ok: Okay<true>, instance: Box<InstanceInfo> },
+    Instance {
+        ok: Okay<true>,
+        instance: Box<InstanceInfo>,
+    },
     /// To `status` without `id`.
-    Instances { ok: Okay<true>, instances: Vec<Listed> },
+    Instances {
+        ok: Okay<true>,
+        instances: Vec<Listed>,
+    },
     /// To `release`.
-    Released { ok: Okay<true>, id: String },
+    Released {
+        ok: Okay<true>,
+        id: String,
+    },
     Error(ErrorAnswer),
 }
 
@@ -373,7 +419,11 @@ impl Answer {
     /// The line written on the socket, without its newline.
     pub fn line(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| {
-            serde_json::to_string(&Answer::error(Code::Failed, format!("the answer cannot be written: {e}"))).unwrap_or_default()
+            serde_json::to_string(&Answer::error(
+                Code::Failed,
+                format!("the answer cannot be written: {e}"),
+            ))
+            .unwrap_or_default()
         })
     }
 }
@@ -516,18 +566,31 @@ mod tests {
 
     #[test]
     fn a_start_with_an_id_takes_only_the_harper_it_boots() {
-        let Ok(Request::Start(start)) = Request::parse(br#"{"op": "start", "id": "main", "config": {"a": 1}}"#) else { panic!() };
+        let Ok(Request::Start(start)) =
+            Request::parse(br#"{"op": "start", "id": "main", "config": {"a": 1}}"#)
+        else {
+            panic!()
+        };
         let r = start.sort().err().expect("config refused");
         assert_eq!(r.code, Code::BadRequest);
         assert!(r.error.contains("unknown field `config`"), "{}", r.error);
-        let Ok(Request::Start(start)) = Request::parse(br#"{"op": "start", "id": "i1", "package": "harperdb@4.7.29"}"#) else { panic!() };
-        let Ok(StartOf::Existing { id, switch: Some(keys) }) = start.sort() else { panic!("a switch") };
+        let Ok(Request::Start(start)) =
+            Request::parse(br#"{"op": "start", "id": "i1", "package": "harperdb@4.7.29"}"#)
+        else {
+            panic!()
+        };
+        let Ok(StartOf::Existing { id, switch: Some(keys) }) = start.sort() else {
+            panic!("a switch")
+        };
         assert_eq!((id.as_str(), keys.len()), ("i1", 1));
     }
 
     #[test]
     fn ops_and_values_out_of_place_get_their_codes_and_name_the_value() {
-        assert_eq!(refused(r#"{"op": "fly"}"#), Refused { code: Code::UnknownOp, error: format!("unknown op `fly`: use {OPS}") });
+        assert_eq!(
+            refused(r#"{"op": "fly"}"#),
+            Refused { code: Code::UnknownOp, error: format!("unknown op `fly`: use {OPS}") }
+        );
         assert_eq!(refused(r#"{"id": "main"}"#).code, Code::UnknownOp);
         assert_eq!(refused("[1]").code, Code::BadRequest);
         let grace = refused(r#"{"op": "stop", "grace_ms": 600001}"#);
@@ -539,11 +602,21 @@ mod tests {
 
     #[test]
     fn a_request_ctl_writes_reads_back_the_same() {
-        let start = Request::Start(Start { id: None, name: Some(Label("x".into())), harper: Map::from_iter([("env".into(), serde_json::json!({"A": "1"}))]) });
+        let start = Request::Start(Start {
+            id: None,
+            name: Some(Label("x".into())),
+            harper: Map::from_iter([("env".into(), serde_json::json!({"A": "1"}))]),
+        });
         let line = serde_json::to_string(&start).unwrap();
         assert_eq!(line, r#"{"op":"start","name":"x","env":{"A":"1"}}"#);
-        let stop = serde_json::to_string(&Request::Stop { id: Some(Id("i1".into())), grace_ms: Some(GraceMs(std::time::Duration::from_secs(2))) }).unwrap();
+        let stop = serde_json::to_string(&Request::Stop {
+            id: Some(Id("i1".into())),
+            grace_ms: Some(GraceMs(std::time::Duration::from_secs(2))),
+        })
+        .unwrap();
         assert_eq!(stop, r#"{"op":"stop","id":"i1","grace_ms":2000}"#);
-        assert!(matches!(Request::parse(stop.as_bytes()), Ok(Request::Stop { grace_ms: Some(GraceMs(d)), .. }) if d.as_millis() == 2000));
+        assert!(
+            matches!(Request::parse(stop.as_bytes()), Ok(Request::Stop { grace_ms: Some(GraceMs(d)), .. }) if d.as_millis() == 2000)
+        );
     }
 }

@@ -16,7 +16,7 @@ use super::events::{EventKind, Outcome, ShardStatus};
 use super::instance::{Harper, Instance};
 use crate::plan::Shard;
 use crate::supervise::readiness::Tail;
-use crate::supervise::{self, Child, Settled, Spec};
+use crate::supervise::{self, Child, LateArrivals, Spec};
 
 /// Lines of a failed command's output kept for the report.
 pub const COMMAND_TAIL: usize = 200;
@@ -55,9 +55,15 @@ pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
             Ok(()) => attempt(&cx, shard, &work).await,
             Err(cause) => (ShardStatus::Infrastructure, Some(cause), Vec::new()),
         };
-        cx.emit.emit(EventKind::AttemptFinished { shard: cx.id, attempt: cx.attempt, status, cause: cause.clone() });
+        cx.emit.emit(EventKind::AttemptFinished {
+            shard: cx.id,
+            attempt: cx.attempt,
+            status,
+            cause: cause.clone(),
+        });
         let curable = matches!(status, ShardStatus::Failed | ShardStatus::BootFailed);
-        let next = if curable && cx.cancel.borrow().is_none() { cx.next_attempt(used) } else { None };
+        let next =
+            if curable && cx.cancel.borrow().is_none() { cx.next_attempt(used) } else { None };
         let Some(next) = next else {
             // Passed after a failed attempt: flaky, and the first failure says why.
             let (status, cause) = match (status, first_failure) {
@@ -81,7 +87,8 @@ fn quarantine(cx: &Context, shard: &Shard, status: ShardStatus) -> ShardStatus {
     if status != ShardStatus::Failed || shard.quarantine.is_empty() {
         return status;
     }
-    let by: Vec<crate::plan::Quarantine> = shard.quarantined_by(failing_files(cx).as_deref()).into_iter().cloned().collect();
+    let by: Vec<crate::plan::Quarantine> =
+        shard.quarantined_by(failing_files(cx).as_deref()).into_iter().cloned().collect();
     if by.is_empty() {
         return status;
     }
@@ -124,7 +131,8 @@ fn rerun(cx: &Context, shard: &Shard, done: Work) -> Work {
         _ => return Work::whole(shard),
     };
     let as_named = |f: &PathBuf| f.to_string_lossy().trim_start_matches("./").to_owned();
-    let files: Vec<PathBuf> = done.files.iter().filter(|f| failing.contains(&as_named(f))).cloned().collect();
+    let files: Vec<PathBuf> =
+        done.files.iter().filter(|f| failing.contains(&as_named(f))).cloned().collect();
     if files.is_empty() || files.len() == done.files.len() {
         return done;
     }
@@ -134,7 +142,11 @@ fn rerun(cx: &Context, shard: &Shard, done: Work) -> Work {
 /// One attempt: the shard's own instance (unless `harper.boot: false`), the commands beside the
 /// control socket, and the teardown of every instance the attempt started.
 /// Returns how it went and the addresses its instances ran on.
-async fn attempt(cx: &Context, shard: &Shard, work: &Work) -> (ShardStatus, Option<String>, Vec<Ipv4Addr>) {
+async fn attempt(
+    cx: &Context,
+    shard: &Shard,
+    work: &Work,
+) -> (ShardStatus, Option<String>, Vec<Ipv4Addr>) {
     // The token exists before the address does, so that whoever records the lease can record
     // the token that every process of this shard will carry.
     let token = uuid::Uuid::new_v4().to_string();
@@ -142,7 +154,16 @@ async fn attempt(cx: &Context, shard: &Shard, work: &Work) -> (ShardStatus, Opti
     let (mut status, mut cause) = (ShardStatus::Passed, None);
     let mut own = None;
     if shard.harper.boot {
-        let mut main = match Instance::acquire(cx, shard.harper.clone(), Harper::shard(cx), (MAIN.into(), MAIN.into()), token.clone(), None).await {
+        let mut main = match Instance::acquire(
+            cx,
+            shard.harper.clone(),
+            Harper::shard(cx),
+            (MAIN.into(), MAIN.into()),
+            token.clone(),
+            None,
+        )
+        .await
+        {
             Ok(main) => main,
             Err(f) => return (f.status, Some(f.cause), Vec::new()),
         };
@@ -174,7 +195,8 @@ async fn attempt(cx: &Context, shard: &Shard, work: &Work) -> (ShardStatus, Opti
         return (status, cause, used);
     }
     cx.emit.emit(EventKind::TeardownStarted { shard: cx.id, attempt: cx.attempt });
-    let (main, extra): (Vec<Instance>, Vec<Instance>) = instances.into_iter().partition(|i| i.id == MAIN);
+    let (main, extra): (Vec<Instance>, Vec<Instance>) =
+        instances.into_iter().partition(|i| i.id == MAIN);
     // The on-demand ones first, side by side; the shard's own last.
     let mut problems: Vec<String> = futures_util::future::join_all(extra.into_iter().map(|i| {
         let id = i.id.clone();
@@ -238,7 +260,12 @@ async fn with_control(
 /// The variables of the README's "What a shard command sees".
 /// Without an instance of its own (`harper.boot: false`), the shard's commands get no
 /// instance variables: theirs come from the control socket.
-fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>, files: &[PathBuf]) -> BTreeMap<String, String> {
+fn shard_env(
+    cx: &Context,
+    shard: &Shard,
+    own: Option<&Instance>,
+    files: &[PathBuf],
+) -> BTreeMap<String, String> {
     let mut env = shard.env.clone();
     if let Some(i) = own {
         let (addr, p) = (i.addr, &i.spec.ports);
@@ -263,7 +290,10 @@ fn shard_env(cx: &Context, shard: &Shard, own: Option<&Instance>, files: &[PathB
         ("HARPER_SHARD_NAME", shard.name.clone()),
         ("HARPER_SHARD_INDEX", shard.index.to_string()),
         ("HARPER_SHARD_TOTAL", cx.total.to_string()),
-        ("HARPER_SHARD_FILES", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")),
+        (
+            "HARPER_SHARD_FILES",
+            files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" "),
+        ),
         ("HARPER_SHARD_JUNIT_DIR", cx.dir.junit().display().to_string()),
     ];
     for (k, v) in vars {
@@ -284,11 +314,19 @@ async fn run_commands(
     let junit = cx.dir.junit();
     let _ = std::fs::remove_dir_all(&junit);
     if let Err(e) = std::fs::create_dir_all(&junit) {
-        return (ShardStatus::Infrastructure, Some(format!("cannot create {}: {e}", junit.display())));
+        return (
+            ShardStatus::Infrastructure,
+            Some(format!("cannot create {}: {e}", junit.display())),
+        );
     }
     for (i, command) in commands.iter().enumerate() {
         let log = cx.dir.command_log(i);
-        cx.emit.emit(EventKind::CommandStarted { shard: cx.id, attempt: cx.attempt, command: i, log: log.clone() });
+        cx.emit.emit(EventKind::CommandStarted {
+            shard: cx.id,
+            attempt: cx.attempt,
+            command: i,
+            log: log.clone(),
+        });
         let spec = Spec {
             program: "sh".into(),
             args: vec!["-c".into(), command.into()],
@@ -303,7 +341,11 @@ async fn run_commands(
             Ok(child) => watch_command(cx, i, child, deadline, shard).await,
             Err(e) => {
                 let why = format!("{e:#}");
-                Watched { outcome: Outcome::Failed { status: why.clone() }, tail: Vec::new(), broken: Some(why) }
+                Watched {
+                    outcome: Outcome::Failed { status: why.clone() },
+                    tail: Vec::new(),
+                    broken: Some(why),
+                }
             }
         };
         let Watched { outcome, tail, broken } = watched;
@@ -312,14 +354,27 @@ async fn run_commands(
             // the test's.
             (_, Some(why)) => Some((ShardStatus::Infrastructure, format!("`{command}`: {why}"))),
             (Outcome::Passed, None) => None,
-            (Outcome::Failed { status }, None) => Some((ShardStatus::Failed, format!("`{command}` failed: {status}"))),
+            (Outcome::Failed { status }, None) => {
+                Some((ShardStatus::Failed, format!("`{command}` failed: {status}")))
+            }
             (Outcome::TimedOut { after }, None) => Some((
                 ShardStatus::Failed,
-                format!("`{command}` timed out after {} (shard timeout)", humantime::format_duration(*after)),
+                format!(
+                    "`{command}` timed out after {} (shard timeout)",
+                    humantime::format_duration(*after)
+                ),
             )),
-            (Outcome::Cancelled, None) => Some((ShardStatus::Cancelled, format!("`{command}` was cancelled"))),
+            (Outcome::Cancelled, None) => {
+                Some((ShardStatus::Cancelled, format!("`{command}` was cancelled")))
+            }
         };
-        cx.emit.emit(EventKind::CommandFinished { shard: cx.id, attempt: cx.attempt, command: i, outcome, tail });
+        cx.emit.emit(EventKind::CommandFinished {
+            shard: cx.id,
+            attempt: cx.attempt,
+            command: i,
+            outcome,
+            tail,
+        });
         if let Some((status, cause)) = result {
             return (status, Some(cause));
         }
@@ -334,12 +389,24 @@ struct Watched {
     broken: Option<String>,
 }
 
-async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio::time::Instant, shard: &Shard) -> Watched {
+async fn watch_command(
+    cx: &Context,
+    i: usize,
+    mut child: Child,
+    deadline: tokio::time::Instant,
+    shard: &Shard,
+) -> Watched {
     let mut tail = Tail::new(COMMAND_TAIL);
     let mut output_open = true;
     let relay = |tail: &mut Tail, chunk: supervise::Chunk| {
         tail.feed(&chunk.bytes);
-        cx.emit.emit(EventKind::CommandOutput { shard: cx.id, attempt: cx.attempt, command: i, stream: chunk.stream, bytes: chunk.bytes });
+        cx.emit.emit(EventKind::CommandOutput {
+            shard: cx.id,
+            attempt: cx.attempt,
+            command: i,
+            stream: chunk.stream,
+            bytes: chunk.bytes,
+        });
     };
     let mut broken = None;
     let outcome = loop {
@@ -354,7 +421,7 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
             _ = tokio::time::sleep_until(deadline) => {
                 // The tool itself may have been stopped (SIGSTOP, a frozen machine) while the
                 // command went on and finished: what is already waiting decides, not the clock.
-                let Settled { chunks, exited } = child.settle().await;
+                let LateArrivals { chunks, exited } = child.settle().await;
                 for chunk in chunks {
                     relay(&mut tail, chunk);
                 }
@@ -384,7 +451,10 @@ async fn watch_command(cx: &Context, i: usize, mut child: Child, deadline: tokio
 }
 
 /// A command's exit as an outcome; a keeper that vanished instead is noted in `broken`.
-fn ended(status: std::io::Result<std::process::ExitStatus>, broken: &mut Option<String>) -> Outcome {
+fn ended(
+    status: std::io::Result<std::process::ExitStatus>,
+    broken: &mut Option<String>,
+) -> Outcome {
     match status {
         Ok(s) if s.success() => Outcome::Passed,
         Ok(s) => Outcome::Failed { status: supervise::describe(&s) },
@@ -394,4 +464,3 @@ fn ended(status: std::io::Result<std::process::ExitStatus>, broken: &mut Option<
         }
     }
 }
-

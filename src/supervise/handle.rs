@@ -1,7 +1,7 @@
 //! The tool's side of a keeper ([`super::keeper`]): start it with the two pipes, learn the
 //! child's pid and exit from the report pipe, and stop the child by closing the lifeline.
 //!
-//! The lifeline's write end is created close-on-exec and lives only in the [`Kept`] handle, so
+//! The lifeline's write end is created close-on-exec and lives only in the [`KeptChild`] handle, so
 //! dropping the handle — or the tool dying — is a stop too.
 
 use std::io::Write;
@@ -40,7 +40,7 @@ struct Heard {
 }
 
 /// A child running under its keeper.
-pub struct Kept {
+pub struct KeptChild {
     keeper: tokio::process::Child,
     keeper_pid: u32,
     lifeline: Option<OwnedFd>,
@@ -88,9 +88,12 @@ fn inheritable(fd: RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
-impl Kept {
+impl KeptChild {
     /// Starts `spec` under a keeper. Returns the handle, the child's pid, and its output pipes.
-    pub async fn spawn(spec: &Spec) -> anyhow::Result<(Kept, u32, tokio::process::ChildStdout, tokio::process::ChildStderr)> {
+    pub async fn spawn(
+        spec: &Spec,
+    ) -> anyhow::Result<(KeptChild, u32, tokio::process::ChildStdout, tokio::process::ChildStderr)>
+    {
         let (life_read, life_write) = pipe()?;
         let (report_read, report_write) = pipe()?;
         let args = keeper::Args {
@@ -101,7 +104,8 @@ impl Kept {
             program: spec.program.clone(),
             args: spec.args.clone(),
         };
-        let exe = std::env::current_exe().context("cannot find this program's own path to start a keeper")?;
+        let exe = std::env::current_exe()
+            .context("cannot find this program's own path to start a keeper")?;
         let mut cmd = tokio::process::Command::new(exe);
         super::prepare(cmd.arg(keeper::SUBCOMMAND).args(args.to_argv()), spec);
         let (lr, rw) = (args.lifeline, args.report);
@@ -115,7 +119,11 @@ impl Kept {
         #[cfg(target_vendor = "apple")]
         let _forks = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
         let mut keeper = cmd.spawn().with_context(|| {
-            format!("cannot start the keeper for `{}` in {}", spec.program.to_string_lossy(), spec.cwd.display())
+            format!(
+                "cannot start the keeper for `{}` in {}",
+                spec.program.to_string_lossy(),
+                spec.cwd.display()
+            )
         })?;
         drop(life_read);
         drop(report_write);
@@ -123,9 +131,10 @@ impl Kept {
         let stdout = keeper.stdout.take().context("the keeper's stdout pipe is missing")?;
         let stderr = keeper.stderr.take().context("the keeper's stderr pipe is missing")?;
         let heard = listen(report_read)?;
-        let mut kept = Kept { keeper, keeper_pid, lifeline: Some(life_write), heard };
+        let mut kept = KeptChild { keeper, keeper_pid, lifeline: Some(life_write), heard };
         let said = async {
-            let _ = kept.heard.wait_for(|h| h.pid.is_some() || h.failed.is_some() || h.closed).await;
+            let _ =
+                kept.heard.wait_for(|h| h.pid.is_some() || h.failed.is_some() || h.closed).await;
         };
         let _ = tokio::time::timeout(START_LIMIT, said).await;
         let heard = kept.heard.borrow().clone();
@@ -137,7 +146,12 @@ impl Kept {
             }
             (None, None) => {
                 let _ = kept.keeper.start_kill();
-                let status = kept.keeper.wait().await.map(|s| describe(&s)).unwrap_or_else(|e| e.to_string());
+                let status = kept
+                    .keeper
+                    .wait()
+                    .await
+                    .map(|s| describe(&s))
+                    .unwrap_or_else(|e| e.to_string());
                 bail!(
                     "the keeper for `{}` never said that it started it (keeper: {status}); is this binary intact?",
                     spec.program.to_string_lossy()
@@ -151,13 +165,23 @@ impl Kept {
     }
 
     /// Waits for the child's own exit. Cancel-safe. An error means the keeper is gone without
-    /// saying: [`Kept::stop`] then does its work and says what it found.
+    /// saying: [`KeptChild::stop`] then does its work and says what it found.
     pub async fn exited(&mut self) -> std::io::Result<ExitStatus> {
-        let heard = self.heard.wait_for(|h| h.exit.is_some() || h.closed).await.map(|h| h.clone()).unwrap_or_default();
+        let heard = self
+            .heard
+            .wait_for(|h| h.exit.is_some() || h.closed)
+            .await
+            .map(|h| h.clone())
+            .unwrap_or_default();
         match heard.exit {
             Some(raw) => Ok(ExitStatus::from_raw(raw)),
             None => {
-                let keeper = self.keeper.wait().await.map(|s| describe(&s)).unwrap_or_else(|e| e.to_string());
+                let keeper = self
+                    .keeper
+                    .wait()
+                    .await
+                    .map(|s| describe(&s))
+                    .unwrap_or_else(|e| e.to_string());
                 Err(std::io::Error::other(format!(
                     "its keeper (pid {}) died ({keeper}) while the child ran",
                     self.keeper_pid
@@ -173,7 +197,13 @@ impl Kept {
     /// it is replaced: a keeper that died, or did not finish, has its work done by the tool —
     /// the child's group is SIGKILLed and every process still carrying the child's token is
     /// ended; the error says what was found and whether anything is still alive.
-    pub async fn stop(&mut self, grace: Duration, hurry: impl Future<Output = Instant>, group: u32, token: &str) -> anyhow::Result<Ended> {
+    pub async fn stop(
+        &mut self,
+        grace: Duration,
+        hurry: impl Future<Output = Instant>,
+        group: u32,
+        token: &str,
+    ) -> anyhow::Result<Ended> {
         if let Some(lifeline) = self.lifeline.take() {
             let mut end = std::fs::File::from(lifeline);
             // A keeper that is already gone makes this fail with EPIPE; closing is what counts.
@@ -230,7 +260,10 @@ impl Kept {
 /// their keeper was gone). Says what it ended and what survived.
 fn replace_keeper(group: u32, token: &str) -> String {
     if let Ok(raw) = i32::try_from(group) {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(raw),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     let left = crate::process::carrying(token);
     if left.is_empty() {
@@ -238,7 +271,8 @@ fn replace_keeper(group: u32, token: &str) -> String {
     }
     let swept = crate::process::end(&left, Duration::ZERO);
     let ended: Vec<String> = swept.iter().map(ToString::to_string).collect();
-    let alive: Vec<String> = left.iter().filter(|p| p.is_alive()).map(|p| p.pid.to_string()).collect();
+    let alive: Vec<String> =
+        left.iter().filter(|p| p.is_alive()).map(|p| p.pid.to_string()).collect();
     let mut said = format!("the tool killed its group {group} and ended {}", ended.join(", "));
     if !alive.is_empty() {
         said.push_str(&format!("; still alive: pid {}", alive.join(", ")));
@@ -248,7 +282,8 @@ fn replace_keeper(group: u32, token: &str) -> String {
 
 /// Reads the report pipe in the background into a watch channel.
 fn listen(read: OwnedFd) -> anyhow::Result<watch::Receiver<Heard>> {
-    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read).context("cannot read the keeper's report pipe")?;
+    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
+        .context("cannot read the keeper's report pipe")?;
     let (tx, rx) = watch::channel(Heard::default());
     tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(pipe).lines();
@@ -289,10 +324,17 @@ mod tests {
             std::thread::spawn(move || {
                 let mut children = 0;
                 while !done.load(Ordering::Relaxed) {
-                    let out = std::process::Command::new("ls").args(["-l", "/proc/self/fd"]).output().expect("run ls");
+                    let out = std::process::Command::new("ls")
+                        .args(["-l", "/proc/self/fd"])
+                        .output()
+                        .expect("run ls");
                     children += 1;
                     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                    seen.lock().unwrap().extend(text.split_whitespace().filter(|w| w.starts_with("pipe:[")).map(str::to_owned));
+                    seen.lock().unwrap().extend(
+                        text.split_whitespace()
+                            .filter(|w| w.starts_with("pipe:["))
+                            .map(str::to_owned),
+                    );
                 }
                 children
             })
@@ -300,7 +342,10 @@ mod tests {
         let mut made = HashSet::new();
         for _ in 0..20_000 {
             let (read, write) = pipe().expect("a pipe");
-            made.insert(format!("pipe:[{}]", std::fs::File::from(read).metadata().expect("fstat").ino()));
+            made.insert(format!(
+                "pipe:[{}]",
+                std::fs::File::from(read).metadata().expect("fstat").ino()
+            ));
             drop(write);
         }
         done.store(true, Ordering::Relaxed);

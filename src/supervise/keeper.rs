@@ -109,8 +109,14 @@ impl Args {
             if flag == "--" {
                 break;
             }
-            let value = it.next().and_then(|v| v.to_str()).ok_or_else(|| format!("{} needs a value", flag.to_string_lossy()))?;
-            let number = |v: &str| v.parse::<u64>().map_err(|_| format!("{} expects a number, got {v:?}", flag.to_string_lossy()));
+            let value = it
+                .next()
+                .and_then(|v| v.to_str())
+                .ok_or_else(|| format!("{} needs a value", flag.to_string_lossy()))?;
+            let number = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{} expects a number, got {v:?}", flag.to_string_lossy()))
+            };
             match flag.to_str() {
                 Some("--lifeline") => lifeline = Some(number(value)? as RawFd),
                 Some("--report") => report = Some(number(value)? as RawFd),
@@ -180,20 +186,26 @@ pub fn main(argv: &[OsString]) -> u8 {
     let args = match Args::parse(argv) {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("harper-shard {SUBCOMMAND}: {e}. This subcommand is internal: `harper-shard run` starts it.");
+            eprintln!(
+                "harper-shard {SUBCOMMAND}: {e}. This subcommand is internal: `harper-shard run` starts it."
+            );
             return 2;
         }
     };
     let (lifeline, report) = match adopt(&args) {
         Ok(pipes) => pipes,
         Err(e) => {
-            eprintln!("harper-shard {SUBCOMMAND}: {e}. This subcommand is internal: `harper-shard run` starts it.");
+            eprintln!(
+                "harper-shard {SUBCOMMAND}: {e}. This subcommand is internal: `harper-shard run` starts it."
+            );
             return 2;
         }
     };
     let report = ReportPipe(report);
     if let Err(e) = platform::watch_orphans_and_parent() {
-        report.send(&Report::Note(format!("the keeper cannot watch its tool and adopt orphans: {e}")));
+        report.send(&Report::Note(format!(
+            "the keeper cannot watch its tool and adopt orphans: {e}"
+        )));
     }
     if parent_gone(args.parent) {
         report.send(&Report::Failed("the tool exited before its child could be started".into()));
@@ -202,14 +214,18 @@ pub fn main(argv: &[OsString]) -> u8 {
     let signals = match Signals::install() {
         Ok(s) => s,
         Err(e) => {
-            report.send(&Report::Failed(format!("cannot install the keeper's signal handlers: {e}")));
+            report
+                .send(&Report::Failed(format!("cannot install the keeper's signal handlers: {e}")));
             return 1;
         }
     };
     let leader = match start(&args) {
         Ok(pid) => pid,
         Err(e) => {
-            report.send(&Report::Failed(format!("cannot start `{}`: {e}", args.program.to_string_lossy())));
+            report.send(&Report::Failed(format!(
+                "cannot start `{}`: {e}",
+                args.program.to_string_lossy()
+            )));
             return 1;
         }
     };
@@ -233,12 +249,16 @@ fn adopt(args: &Args) -> Result<(File, File), String> {
         }
     }
     if args.lifeline == args.report {
-        return Err(format!("--lifeline and --report are both descriptor {}: they must be two pipes", args.lifeline));
+        return Err(format!(
+            "--lifeline and --report are both descriptor {}: they must be two pipes",
+            args.lifeline
+        ));
     }
     // SAFETY: the tool opened these two descriptors for this process and named them on its
     // command line; they are open (checked above, where the system can list them), distinct, and
     // nothing else here owns them. No safe call can make this claim of ownership.
-    let (lifeline, report) = unsafe { (OwnedFd::from_raw_fd(args.lifeline), OwnedFd::from_raw_fd(args.report)) };
+    let (lifeline, report) =
+        unsafe { (OwnedFd::from_raw_fd(args.lifeline), OwnedFd::from_raw_fd(args.report)) };
     Ok((File::from(lifeline), File::from(report)))
 }
 
@@ -247,7 +267,11 @@ fn adopt(args: &Args) -> Result<(File, File), String> {
 fn start(args: &Args) -> std::io::Result<Pid> {
     let keeper = Pid::this();
     // Listed here, because the child may not allocate between fork and exec.
-    let inherited: Vec<RawFd> = process::open_fds().unwrap_or_else(|| (3..1024).collect()).into_iter().filter(|fd| *fd > 2).collect();
+    let inherited: Vec<RawFd> = process::open_fds()
+        .unwrap_or_else(|| (3..1024).collect())
+        .into_iter()
+        .filter(|fd| *fd > 2)
+        .collect();
     let mut cmd = std::process::Command::new(&args.program);
     cmd.args(&args.args).process_group(0);
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
@@ -286,7 +310,10 @@ impl Keeper {
         let mut pending = Vec::new();
         loop {
             let (n, lifeline_stirred) = {
-                let mut fds = [PollFd::new(lifeline.as_fd(), PollFlags::POLLIN), PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
+                let mut fds = [
+                    PollFd::new(lifeline.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.signals.fd(), PollFlags::POLLIN),
+                ];
                 let n = poll(&mut fds, PollTimeout::from(1000u16));
                 (n, fds[0].any().unwrap_or(true))
             };
@@ -313,7 +340,10 @@ impl Keeper {
                     pending.extend_from_slice(&buf[..got]);
                     while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                         let line: Vec<u8> = pending.drain(..=end).collect();
-                        if let Some(ms) = std::str::from_utf8(&line).ok().and_then(|l| l.trim().strip_prefix("grace ")?.parse().ok()) {
+                        if let Some(ms) = std::str::from_utf8(&line)
+                            .ok()
+                            .and_then(|l| l.trim().strip_prefix("grace ")?.parse().ok())
+                        {
                             grace = Duration::from_millis(ms);
                         }
                     }
@@ -357,7 +387,10 @@ impl Keeper {
             self.signals.wait(Duration::from_millis(10));
         }
         if killed {
-            self.report.send(&Report::Note(format!("the child's processes did not end within the {}ms grace and were SIGKILLed", grace.as_millis())));
+            self.report.send(&Report::Note(format!(
+                "the child's processes did not end within the {}ms grace and were SIGKILLed",
+                grace.as_millis()
+            )));
         }
         killed
     }
@@ -365,7 +398,11 @@ impl Keeper {
     /// Signals the child's group and every process reparented to the keeper.
     fn signal_everything(&mut self, sig: Signal, count: bool) {
         let _ = killpg(self.leader, sig);
-        for pid in process::children(std::process::id()).into_iter().filter_map(|p| i32::try_from(p).ok()).map(Pid::from_raw) {
+        for pid in process::children(std::process::id())
+            .into_iter()
+            .filter_map(|p| i32::try_from(p).ok())
+            .map(Pid::from_raw)
+        {
             if count && pid != self.leader {
                 self.adopted.insert(pid);
             }
@@ -447,7 +484,8 @@ struct Signals {
 impl Signals {
     fn install() -> std::io::Result<Signals> {
         let (read, write) = UnixStream::pair()?;
-        let watched = [Signal::SIGCHLD, TEARDOWN[0], TEARDOWN[1], TEARDOWN[2], PARENT_DIED, NOW].map(|s| s as libc::c_int);
+        let watched = [Signal::SIGCHLD, TEARDOWN[0], TEARDOWN[1], TEARDOWN[2], PARENT_DIED, NOW]
+            .map(|s| s as libc::c_int);
         Ok(Signals { delivery: SignalDelivery::with_pipe(read, write, SignalOnly, watched)? })
     }
 
@@ -534,11 +572,21 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         use std::process::ExitStatus;
         let pid = Pid::from_raw(12);
-        let read = |status| raw_status(status).map(ExitStatus::from_raw).map(|s| (s.code(), s.signal(), s.core_dumped()));
+        let read = |status| {
+            raw_status(status)
+                .map(ExitStatus::from_raw)
+                .map(|s| (s.code(), s.signal(), s.core_dumped()))
+        };
         assert_eq!(read(WaitStatus::Exited(pid, 0)), Some((Some(0), None, false)));
         assert_eq!(read(WaitStatus::Exited(pid, 255)), Some((Some(255), None, false)));
-        assert_eq!(read(WaitStatus::Signaled(pid, Signal::SIGKILL, false)), Some((None, Some(9), false)));
-        assert_eq!(read(WaitStatus::Signaled(pid, Signal::SIGSEGV, true)), Some((None, Some(11), true)));
+        assert_eq!(
+            read(WaitStatus::Signaled(pid, Signal::SIGKILL, false)),
+            Some((None, Some(9), false))
+        );
+        assert_eq!(
+            read(WaitStatus::Signaled(pid, Signal::SIGSEGV, true)),
+            Some((None, Some(11), true))
+        );
         assert_eq!(read(WaitStatus::Stopped(pid, Signal::SIGSTOP)), None, "a stop is not an end");
     }
 

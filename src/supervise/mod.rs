@@ -65,7 +65,7 @@ pub struct Process {
 }
 
 enum Inner {
-    Kept(handle::Kept),
+    KeptChild(handle::KeptChild),
     /// Test-only ([`keeper::NO_KEEPER_VAR`]): the child is the tool's own.
     Direct(tokio::process::Child),
 }
@@ -92,7 +92,7 @@ fn unsafe_no_keeper() -> bool {
 pub const SETTLE: Duration = Duration::from_millis(250);
 
 /// What arrived within [`SETTLE`] of a deadline.
-pub struct Settled {
+pub struct LateArrivals {
     pub chunks: Vec<Chunk>,
     pub exited: Option<std::io::Result<ExitStatus>>,
 }
@@ -102,15 +102,19 @@ static CHILDREN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 
 impl Child {
     pub async fn spawn(mut spec: Spec) -> anyhow::Result<Child> {
-        spec.token = format!("{}/{}", spec.token, CHILDREN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        spec.token = format!(
+            "{}/{}",
+            spec.token,
+            CHILDREN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         // The logs first: a log that cannot be created must not leave a child started.
         let (out_log, err_log) = output::open_logs(&spec.stdout_log, spec.stderr_log.as_deref())?;
         let (inner, pid, stdout, stderr) = if unsafe_no_keeper() {
             let (child, pid, stdout, stderr) = spawn_direct(&spec)?;
             (Inner::Direct(child), pid, stdout, stderr)
         } else {
-            let (kept, pid, stdout, stderr) = handle::Kept::spawn(&spec).await?;
-            (Inner::Kept(kept), pid, stdout, stderr)
+            let (kept, pid, stdout, stderr) = handle::KeptChild::spawn(&spec).await?;
+            (Inner::KeptChild(kept), pid, stdout, stderr)
         };
         track(pid, keeper_of(&inner), true);
         let (tx, output) = mpsc::unbounded_channel();
@@ -118,14 +122,28 @@ impl Child {
             tokio::spawn(output::drain(stdout, Stream::Stdout, out_log, tx.clone())),
             tokio::spawn(output::drain(stderr, Stream::Stderr, err_log, tx)),
         ];
-        Ok(Child { process: Process { inner, pid, grace: spec.grace, token: spec.token, status: None, drains, unlogged: Vec::new() }, output })
+        Ok(Child {
+            process: Process {
+                inner,
+                pid,
+                grace: spec.grace,
+                token: spec.token,
+                status: None,
+                drains,
+                unlogged: Vec::new(),
+            },
+            output,
+        })
     }
 }
 
 /// What every child gets, started through a keeper or not: the spec's environment and the
 /// token, its directory, no stdin, its output piped to the tool, a process group of its own (a
 /// Ctrl-C at the terminal reaches the tool, which decides).
-fn prepare<'a>(cmd: &'a mut tokio::process::Command, spec: &Spec) -> &'a mut tokio::process::Command {
+fn prepare<'a>(
+    cmd: &'a mut tokio::process::Command,
+    spec: &Spec,
+) -> &'a mut tokio::process::Command {
     cmd.envs(&spec.env)
         .env(TOKEN_VAR, &spec.token)
         .current_dir(&spec.cwd)
@@ -135,7 +153,14 @@ fn prepare<'a>(cmd: &'a mut tokio::process::Command, spec: &Spec) -> &'a mut tok
         .process_group(0)
 }
 
-fn spawn_direct(spec: &Spec) -> anyhow::Result<(tokio::process::Child, u32, tokio::process::ChildStdout, tokio::process::ChildStderr)> {
+fn spawn_direct(
+    spec: &Spec,
+) -> anyhow::Result<(
+    tokio::process::Child,
+    u32,
+    tokio::process::ChildStdout,
+    tokio::process::ChildStderr,
+)> {
     let mut cmd = tokio::process::Command::new(&spec.program);
     prepare(cmd.args(&spec.args), spec).kill_on_drop(true);
     let mut child = cmd.spawn().with_context(|| {
@@ -149,7 +174,7 @@ fn spawn_direct(spec: &Spec) -> anyhow::Result<(tokio::process::Child, u32, toki
 
 fn keeper_of(inner: &Inner) -> Option<u32> {
     match inner {
-        Inner::Kept(kept) => Some(kept.keeper_pid()),
+        Inner::KeptChild(kept) => Some(kept.keeper_pid()),
         Inner::Direct(_) => None,
     }
 }
@@ -157,7 +182,7 @@ fn keeper_of(inner: &Inner) -> Option<u32> {
 impl Child {
     /// Takes the output and the exit that are waiting or arrive within [`SETTLE`]: what a
     /// deadline must look at before it blames the child.
-    pub async fn settle(&mut self) -> Settled {
+    pub async fn settle(&mut self) -> LateArrivals {
         let mut chunks = Vec::new();
         let mut open = true;
         let window = tokio::time::sleep(SETTLE);
@@ -173,9 +198,9 @@ impl Child {
                     while let Ok(chunk) = self.output.try_recv() {
                         chunks.push(chunk);
                     }
-                    return Settled { chunks, exited: Some(status) };
+                    return LateArrivals { chunks, exited: Some(status) };
                 }
-                _ = &mut window => return Settled { chunks, exited: None },
+                _ = &mut window => return LateArrivals { chunks, exited: None },
             }
         }
     }
@@ -198,7 +223,7 @@ impl Process {
             return Ok(status);
         }
         let status = match &mut self.inner {
-            Inner::Kept(kept) => kept.exited().await?,
+            Inner::KeptChild(kept) => kept.exited().await?,
             Inner::Direct(child) => child.wait().await?,
         };
         self.status = Some(status);
@@ -229,11 +254,15 @@ impl Process {
     /// SIGTERM to the group, `grace`, SIGKILL to the group and to every process that left it,
     /// reaped. With a keeper this is: close the lifeline, wait for the keeper's report — less
     /// long once `hurry` resolves with the instant by which the stop must be over.
-    pub async fn stop_within(&mut self, grace: Duration, hurry: impl Future<Output = Instant>) -> anyhow::Result<Stopped> {
+    pub async fn stop_within(
+        &mut self,
+        grace: Duration,
+        hurry: impl Future<Output = Instant>,
+    ) -> anyhow::Result<Stopped> {
         let started = std::time::Instant::now();
         let group = Pid::from_raw(self.pid as i32);
         let stopped = match &mut self.inner {
-            Inner::Kept(kept) => {
+            Inner::KeptChild(kept) => {
                 let ended = kept.stop(grace, hurry, self.pid, &self.token).await;
                 track(self.pid, None, false);
                 let ended = ended?;
@@ -241,7 +270,12 @@ impl Process {
                     tracing::debug!("keeper of pid {}: {note}", self.pid);
                 }
                 self.status = Some(ended.status);
-                Stopped { status: ended.status, killed: ended.killed, adopted: ended.adopted, took: started.elapsed() }
+                Stopped {
+                    status: ended.status,
+                    killed: ended.killed,
+                    adopted: ended.adopted,
+                    took: started.elapsed(),
+                }
             }
             Inner::Direct(child) => {
                 let mut killed = false;

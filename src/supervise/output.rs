@@ -90,7 +90,9 @@ fn refused(path: &Path, e: std::io::Error) -> anyhow::Error {
     let meta = std::fs::symlink_metadata(path);
     match meta {
         Ok(m) if m.file_type().is_symlink() => {
-            let target = std::fs::read_link(path).map(|t| format!(" (to {})", t.display())).unwrap_or_default();
+            let target = std::fs::read_link(path)
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
             anyhow::anyhow!(
                 "cannot create {}: it is a symbolic link{target}; harper-shard does not write through links in the report directory — remove it",
                 path.display()
@@ -109,8 +111,12 @@ fn refused(path: &Path, e: std::io::Error) -> anyhow::Error {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let written = create_fresh(&tmp).and_then(|mut f| f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display())));
-    let renamed = written.and_then(|()| std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display())));
+    let written = create_fresh(&tmp).and_then(|mut f| {
+        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))
+    });
+    let renamed = written.and_then(|()| {
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    });
     if renamed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -121,7 +127,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub fn copy_fresh(from: &Path, to: &Path) -> anyhow::Result<()> {
     let mut source = File::open(from).with_context(|| format!("cannot read {}", from.display()))?;
     let mut dest = create_fresh(to)?;
-    std::io::copy(&mut source, &mut dest).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    std::io::copy(&mut source, &mut dest)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 
@@ -129,7 +136,8 @@ pub fn copy_fresh(from: &Path, to: &Path) -> anyhow::Result<()> {
 pub fn open_logs(stdout: &Path, stderr: Option<&Path>) -> anyhow::Result<(File, File)> {
     let open = |path: &Path| -> anyhow::Result<File> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         create_fresh(path).context("cannot open the log")
     };
@@ -167,7 +175,11 @@ pub async fn drain(
                 let bytes = &buf[..n];
                 // A log that failed once (a full disk) is tried again with the next chunk.
                 if let Err(e) = log.write_all(bytes) {
-                    let missing = unlogged.get_or_insert_with(|| Unlogged { stream, bytes: 0, error: e.to_string() });
+                    let missing = unlogged.get_or_insert_with(|| Unlogged {
+                        stream,
+                        bytes: 0,
+                        error: e.to_string(),
+                    });
                     missing.bytes += n as u64;
                 }
                 if watcher.is_closed() {
@@ -179,7 +191,8 @@ pub async fn drain(
                     () = watcher.closed() => None,
                 };
                 if held.is_some() {
-                    let _ = watcher.send(Chunk { stream, bytes: Bytes { data: bytes.to_vec(), _held: held } });
+                    let _ = watcher
+                        .send(Chunk { stream, bytes: Bytes { data: bytes.to_vec(), _held: held } });
                 }
             }
         }
@@ -306,7 +319,10 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         assert!(!std::fs::symlink_metadata(&report).unwrap().file_type().is_symlink());
         assert_eq!(std::fs::read_to_string(&report).unwrap(), "{}");
-        let mut left: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         left.sort();
         assert_eq!(left, ["report.json", "report.json.tmp", "victim"], "no temporary file is left");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::sleep_until;
 
-use super::{Child, Chunk, Settled, describe};
+use super::{Child, Chunk, LateArrivals, describe};
 use crate::plan::{Ports, Probe, Ready, Startup};
 use crate::process::ports::{self, Holder};
 use crate::text::Neutralizer;
@@ -30,13 +30,36 @@ pub const TAIL_LINES: usize = 40;
 /// Why a boot failed. Every variant carries the output's last lines.
 #[derive(Debug, Clone)]
 pub enum BootError {
-    Exited { status: ExitStatus, tail: Vec<String> },
-    Idle { idle: Duration, tail: Vec<String> },
+    Exited {
+        status: ExitStatus,
+        tail: Vec<String>,
+    },
+    Idle {
+        idle: Duration,
+        tail: Vec<String>,
+    },
     /// `printed`: whether any output came before the cap ran out.
-    Max { max: Duration, marker_seen: bool, printed: bool, tail: Vec<String> },
-    Squatter { port_name: &'static str, port: u16, holder: Holder, tail: Vec<String> },
-    NotListening { port_name: &'static str, port: u16, tail: Vec<String> },
-    Io { error: String, tail: Vec<String> },
+    Max {
+        max: Duration,
+        marker_seen: bool,
+        printed: bool,
+        tail: Vec<String>,
+    },
+    Squatter {
+        port_name: &'static str,
+        port: u16,
+        holder: Holder,
+        tail: Vec<String>,
+    },
+    NotListening {
+        port_name: &'static str,
+        port: u16,
+        tail: Vec<String>,
+    },
+    Io {
+        error: String,
+        tail: Vec<String>,
+    },
 }
 
 impl BootError {
@@ -99,7 +122,12 @@ pub struct Matcher {
 
 impl Matcher {
     pub fn new(marker: &str) -> Matcher {
-        Matcher { marker: marker.as_bytes().to_vec(), window: Vec::new(), plain: Neutralizer::new(false), found: false }
+        Matcher {
+            marker: marker.as_bytes().to_vec(),
+            window: Vec::new(),
+            plain: Neutralizer::new(false),
+            found: false,
+        }
     }
 
     /// Feeds a chunk; true once the marker has been seen.
@@ -172,7 +200,7 @@ pub async fn wait_ready(
             _ = sleep_until(idle_deadline.min(max_deadline)) => {
                 // Before blaming Harper, take what is already waiting: the tool may have been
                 // suspended while Harper printed its ready line, or exited.
-                let Settled { chunks, exited } = child.settle().await;
+                let LateArrivals { chunks, exited } = child.settle().await;
                 if !chunks.is_empty() {
                     printed = true;
                     for chunk in &chunks {
@@ -244,7 +272,8 @@ async fn probe(kind: Probe, addr: Ipv4Addr, port: u16) {
 pub async fn health(addr: Ipv4Addr, port: u16) -> bool {
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect((addr, port)).await.ok()?;
-        let request = format!("GET /health HTTP/1.1\r\nHost: {addr}:{port}\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET /health HTTP/1.1\r\nHost: {addr}:{port}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut head = [0u8; 16];
         let n = stream.read(&mut head).await.ok()?;
@@ -263,8 +292,12 @@ enum Unowned {
 impl Unowned {
     fn with_tail(self, tail: Vec<String>) -> BootError {
         match self {
-            Unowned::Squatter(port_name, port, holder) => BootError::Squatter { port_name, port, holder, tail },
-            Unowned::NotListening(port_name, port) => BootError::NotListening { port_name, port, tail },
+            Unowned::Squatter(port_name, port, holder) => {
+                BootError::Squatter { port_name, port, holder, tail }
+            }
+            Unowned::NotListening(port_name, port) => {
+                BootError::NotListening { port_name, port, tail }
+            }
         }
     }
 }
@@ -282,7 +315,9 @@ async fn owned(addr: Ipv4Addr, ports: &Ports, group: u32) -> Result<(), Unowned>
     loop {
         let found = {
             let numbers = numbers.clone();
-            tokio::task::spawn_blocking(move || ports::holders_of(addr, &numbers)).await.unwrap_or_default()
+            tokio::task::spawn_blocking(move || ports::holders_of(addr, &numbers))
+                .await
+                .unwrap_or_default()
         };
         // A lookup that failed altogether counts as every port missing.
         let mut missing = (found.len() != all.len()).then(|| all[0]);
@@ -296,7 +331,9 @@ async fn owned(addr: Ipv4Addr, ports: &Ports, group: u32) -> Result<(), Unowned>
         }
         match missing {
             None => return Ok(()),
-            Some((name, port)) if Instant::now() >= deadline => return Err(Unowned::NotListening(name, port)),
+            Some((name, port)) if Instant::now() >= deadline => {
+                return Err(Unowned::NotListening(name, port));
+            }
             Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }

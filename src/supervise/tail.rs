@@ -138,7 +138,10 @@ mod tests {
     fn a_bare_cr_and_other_controls_are_kept_visible_not_live() {
         let mut t = Tail::new(5);
         t.feed(b"x\r::error title=Injected::pwn\nnul\0\x1b[2Jhere\n");
-        assert_eq!(t.lines(), vec!["x␍::error title=Injected::pwn".to_owned(), "nul␀here".to_owned()]);
+        assert_eq!(
+            t.lines(),
+            vec!["x␍::error title=Injected::pwn".to_owned(), "nul␀here".to_owned()]
+        );
     }
 
     #[test]
@@ -150,7 +153,11 @@ mod tests {
         let lines = t.lines();
         assert_eq!(lines.len(), 1);
         assert!(lines[0].starts_with(&"a".repeat(LINE_LIMIT)), "the start of the line is kept");
-        assert!(lines[0].ends_with(&format!(" … ({} more bytes cut)", 10_000 - LINE_LIMIT)), "{}", &lines[0][LINE_LIMIT..]);
+        assert!(
+            lines[0].ends_with(&format!(" … ({} more bytes cut)", 10_000 - LINE_LIMIT)),
+            "{}",
+            &lines[0][LINE_LIMIT..]
+        );
     }
 
     #[test]
@@ -160,10 +167,17 @@ mod tests {
         for _ in 0..160 {
             t.feed(&chunk);
         }
-        assert!(t.splitter.partial.len() <= LINE_LIMIT && t.splitter.partial.capacity() <= 2 * LINE_LIMIT);
+        assert!(
+            t.splitter.partial.len() <= LINE_LIMIT
+                && t.splitter.partial.capacity() <= 2 * LINE_LIMIT
+        );
         let lines = t.lines();
         assert_eq!(lines.len(), 1);
-        assert!(lines[0].ends_with(&format!(" … ({} more bytes cut)", 160 * 64 * 1024 - LINE_LIMIT)), "{}", &lines[0][LINE_LIMIT..]);
+        assert!(
+            lines[0].ends_with(&format!(" … ({} more bytes cut)", 160 * 64 * 1024 - LINE_LIMIT)),
+            "{}",
+            &lines[0][LINE_LIMIT..]
+        );
     }
 
     #[test]

@@ -129,30 +129,18 @@ fn port(key: &'static str, role: Role, given: String) -> Result<Option<Port>, Fa
         return Ok(None);
     }
     let (host, number) = given.rsplit_once(':').unwrap_or(("127.0.0.1", &given));
-    let invalid = |why: &str| {
-        Fatal::new(
-            1,
-            format!("config file validation error: {key}={given}: {why}"),
-        )
-    };
-    let number: u16 = number
-        .parse()
-        .map_err(|_| invalid("the port must be an integer from 1 to 65535"))?;
+    let invalid =
+        |why: &str| Fatal::new(1, format!("config file validation error: {key}={given}: {why}"));
+    let number: u16 =
+        number.parse().map_err(|_| invalid("the port must be an integer from 1 to 65535"))?;
     if number == 0 {
         return Err(invalid("the port must be an integer from 1 to 65535"));
     }
-    let host: Ipv4Addr = host
-        .parse()
-        .map_err(|_| invalid("the host must be an IPv4 address"))?;
+    let host: Ipv4Addr = host.parse().map_err(|_| invalid("the host must be an IPv4 address"))?;
     if !host.is_loopback() {
         return Err(Fatal::usage(format!(
             "{key}={given}: only 127.0.0.0/8 may be bound by the fake server"
         )));
     }
-    Ok(Some(Port {
-        key,
-        role,
-        given,
-        addr: SocketAddrV4::new(host, number),
-    }))
+    Ok(Some(Port { key, role, given, addr: SocketAddrV4::new(host, number) }))
 }

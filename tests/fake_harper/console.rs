@@ -45,9 +45,7 @@ pub fn banner(root: &RootPath) {
 
 pub fn stderr_noise() {
     let pid = std::process::id();
-    err_line(&format!(
-        "(node:{pid}) ExperimentalWarning: fake-harper stderr noise, not an error"
-    ));
+    err_line(&format!("(node:{pid}) ExperimentalWarning: fake-harper stderr noise, not an error"));
     err_line(&format!(
         "(node:{pid}) Use `node --trace-warnings ...` to show where the warning was created"
     ));
@@ -55,18 +53,12 @@ pub fn stderr_noise() {
 }
 
 pub fn ready_line(ansi: bool) -> String {
-    if ansi {
-        format!("\x1b[35m{READY}\x1b[39m\r\n")
-    } else {
-        format!("{READY}\n")
-    }
+    if ansi { format!("\x1b[35m{READY}\x1b[39m\r\n") } else { format!("{READY}\n") }
 }
 
 /// Splits the ready line in the middle of `successfully` (`succes` | `sfully`).
 pub fn split_ready_line(line: &str) -> (&str, &str) {
-    let middle = line
-        .find("successfully")
-        .map_or(line.len() / 2, |at| at + "succes".len());
+    let middle = line.find("successfully").map_or(line.len() / 2, |at| at + "succes".len());
     line.split_at(middle)
 }
 
@@ -95,11 +87,7 @@ fn drain_stdin() {
 fn die_by_sigint() -> ! {
     // SAFETY: restoring the default disposition installs no handler code.
     let _ = unsafe { signal::signal(Signal::SIGINT, SigHandler::SigDfl) };
-    let _ = signal::sigprocmask(
-        SigmaskHow::SIG_UNBLOCK,
-        Some(&SigSet::from(Signal::SIGINT)),
-        None,
-    );
+    let _ = signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&SigSet::from(Signal::SIGINT)), None);
     let _ = signal::raise(Signal::SIGINT);
     std::process::exit(128 + Signal::SIGINT as i32)
 }

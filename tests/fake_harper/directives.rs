@@ -23,15 +23,8 @@ const FLAGS: &[&str] = &[
 ];
 
 /// Directives written `name=value`.
-const VALUED: &[&str] = &[
-    "delay",
-    "chatter",
-    "exit",
-    "linger",
-    "record",
-    "started-file",
-    "term-file",
-];
+const VALUED: &[&str] =
+    &["delay", "chatter", "exit", "linger", "record", "started-file", "term-file"];
 
 /// Whether a forked child keeps its copies of the listening sockets (and so the ports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,19 +163,13 @@ fn unknown(name: &str) -> String {
     format!(
         "unknown directive `{name}`; known: {}, {}",
         FLAGS.join(", "),
-        VALUED
-            .iter()
-            .map(|v| format!("{v}=…"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        VALUED.iter().map(|v| format!("{v}=…")).collect::<Vec<_>>().join(", ")
     )
 }
 
 /// `250ms`, `2s`, `1m`: an integer and a unit, nothing else.
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(digits_end);
     let amount: u64 = digits
         .parse()
@@ -192,21 +179,13 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(amount)),
         "s" => Ok(Duration::from_secs(amount)),
         "m" => seconds(60).ok_or_else(|| "duration too long".to_string()),
-        "" => Err(format!(
-            "`{text}` has no unit; write `{text}ms` or `{text}s`"
-        )),
+        "" => Err(format!("`{text}` has no unit; write `{text}ms` or `{text}s`")),
         other => Err(format!("unknown unit `{other}`; use ms, s or m")),
     }
 }
 
 fn nonzero(duration: Result<Duration, String>) -> Result<Duration, String> {
-    duration.and_then(|d| {
-        if d.is_zero() {
-            Err("must be longer than zero".into())
-        } else {
-            Ok(d)
-        }
-    })
+    duration.and_then(|d| if d.is_zero() { Err("must be longer than zero".into()) } else { Ok(d) })
 }
 
 fn exit_code(text: &str) -> Result<i32, String> {
@@ -216,9 +195,5 @@ fn exit_code(text: &str) -> Result<i32, String> {
 }
 
 fn path(text: &str) -> Result<PathBuf, String> {
-    if text.is_empty() {
-        Err("needs a path".into())
-    } else {
-        Ok(PathBuf::from(text))
-    }
+    if text.is_empty() { Err("needs a path".into()) } else { Ok(PathBuf::from(text)) }
 }

@@ -30,7 +30,8 @@ pub struct Held {
 }
 
 pub fn daemon(held: &Held, listeners: Listeners) -> Result<Pid, Fatal> {
-    let (reader, writer) = unistd::pipe().map_err(|e| Fatal::usage(format!("daemon: pipe: {e}")))?;
+    let (reader, writer) =
+        unistd::pipe().map_err(|e| Fatal::usage(format!("daemon: pipe: {e}")))?;
     // SAFETY: the process is single-threaded here (no connection thread exists before the
     // accept loop), so the child may do anything the parent could.
     match unsafe { unistd::fork() }.map_err(fork_failed)? {
@@ -86,10 +87,7 @@ pub fn double_fork(held: &Held, listeners: Listeners) -> Result<Pid, Fatal> {
 /// Appends the pid as a line, so `daemon` and `double-fork` together leave both.
 pub fn publish_pid(pid: Pid, path: &Path) -> Result<(), Fatal> {
     rootpath::append_line(path, &pid.to_string()).map_err(|e| {
-        Fatal::usage(format!(
-            "cannot write the child's pid to {}: {e}",
-            path.display()
-        ))
+        Fatal::usage(format!("cannot write the child's pid to {}: {e}", path.display()))
     })
 }
 

@@ -48,10 +48,7 @@ impl Api {
         );
         let basic_auth =
             (!config.authorize_local).then(|| format!("Basic {}", base64(credentials.as_bytes())));
-        Api {
-            config_json,
-            basic_auth,
-        }
+        Api { config_json, basic_auth }
     }
 }
 
@@ -89,10 +86,7 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -118,10 +112,9 @@ fn operation(request: &Request, api: &Api) -> Response {
     };
     match operation_name(body) {
         Some("get_configuration") => Response::new(200, "application/json", &api.config_json),
-        Some(other) => Response::error(
-            400,
-            &format!("Operation '{other}' is not supported by fake-harper"),
-        ),
+        Some(other) => {
+            Response::error(400, &format!("Operation '{other}' is not supported by fake-harper"))
+        }
         None => Response::error(400, "The request body has no \"operation\""),
     }
 }
@@ -131,11 +124,7 @@ fn operation(request: &Request, api: &Api) -> Response {
 fn operation_name(body: &str) -> Option<&str> {
     let key = "\"operation\"";
     let after_key = &body[body.find(key)? + key.len()..];
-    let value = after_key
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start()
-        .strip_prefix('"')?;
+    let value = after_key.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
     Some(&value[..value.find('"')?])
 }
 
@@ -170,33 +159,23 @@ fn read_more(stream: &mut impl Read, buffer: &mut Vec<u8>) -> Result<(), Respons
             buffer.extend_from_slice(&chunk[..n]);
             Ok(())
         }
-        Err(e) => Err(Response::error(
-            400,
-            &format!("Cannot read the request: {e}"),
-        )),
+        Err(e) => Err(Response::error(400, &format!("Cannot read the request: {e}"))),
     }
 }
 
 fn parse_head(head: &str) -> Result<Request, Response> {
     let mut lines = head.split("\r\n");
     let mut request_line = lines.next().unwrap_or_default().split(' ');
-    let (Some(method), Some(path), Some(_version)) = (
-        request_line.next(),
-        request_line.next(),
-        request_line.next(),
-    ) else {
+    let (Some(method), Some(path), Some(_version)) =
+        (request_line.next(), request_line.next(), request_line.next())
+    else {
         return Err(Response::error(400, "Malformed request line"));
     };
     let headers = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
         .collect();
-    Ok(Request {
-        method: method.to_string(),
-        path: path.to_string(),
-        headers,
-        body: Vec::new(),
-    })
+    Ok(Request { method: method.to_string(), path: path.to_string(), headers, body: Vec::new() })
 }
 
 fn content_length(request: &Request) -> Result<usize, Response> {
@@ -217,9 +196,7 @@ fn content_length(request: &Request) -> Result<usize, Response> {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    haystack.windows(needle.len()).position(|window| window == needle)
 }
 
 struct Response {
@@ -230,11 +207,7 @@ struct Response {
 
 impl Response {
     fn new(status: u16, content_type: &'static str, body: &str) -> Self {
-        Response {
-            status,
-            content_type,
-            body: body.to_string(),
-        }
+        Response { status, content_type, body: body.to_string() }
     }
 
     fn error(status: u16, message: &str) -> Self {
@@ -297,11 +270,7 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

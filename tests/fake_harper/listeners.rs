@@ -41,10 +41,7 @@ pub fn bind_all(ports: &[Port], root: &RootPath) -> Vec<Listener> {
         match bind(port) {
             Ok(socket) => {
                 root.log(&format!("{} listening on {}", port.key, port.addr));
-                listeners.push(Listener {
-                    port: port.clone(),
-                    socket,
-                });
+                listeners.push(Listener { port: port.clone(), socket });
             }
             Err(e) => {
                 let message = format!(
@@ -78,10 +75,8 @@ pub struct Ready {
 
 /// Blocks until a listener has a connection or a stop signal is pending.
 pub fn wait_for_connections(listeners: &[Listener], signals: &Signals) -> Ready {
-    let mut fds: Vec<PollFd> = listeners
-        .iter()
-        .map(|l| PollFd::new(l.socket.as_fd(), PollFlags::POLLIN))
-        .collect();
+    let mut fds: Vec<PollFd> =
+        listeners.iter().map(|l| PollFd::new(l.socket.as_fd(), PollFlags::POLLIN)).collect();
     fds.push(PollFd::new(signals.fd(), PollFlags::POLLIN));
     loop {
         match poll(&mut fds, signals::timeout(None)) {
@@ -94,8 +89,7 @@ pub fn wait_for_connections(listeners: &[Listener], signals: &Signals) -> Ready 
     let readable: Vec<bool> = fds
         .iter()
         .map(|fd| {
-            fd.revents()
-                .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
+            fd.revents().is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLERR))
         })
         .collect();
     Ready {

@@ -67,10 +67,7 @@ pub struct Fatal {
 
 impl Fatal {
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        Fatal {
-            code,
-            message: message.into(),
-        }
+        Fatal { code, message: message.into() }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {
@@ -97,9 +94,7 @@ fn run() -> Result<(), Fatal> {
     if directives.ignore_term {
         signals::ignore_term()?;
     }
-    let args = std::env::args_os()
-        .skip(1)
-        .map(|arg| arg.to_string_lossy().into_owned());
+    let args = std::env::args_os().skip(1).map(|arg| arg.to_string_lossy().into_owned());
     let config = Config::from_args(args)?;
     if let Some(question) = config.missing_answer() {
         console::prompt_and_die(question);
@@ -114,15 +109,8 @@ fn run() -> Result<(), Fatal> {
         "fake-harper starting, FAKE_HARPER={:?}",
         std::env::var("FAKE_HARPER").unwrap_or_default()
     ));
-    Server {
-        directives,
-        config,
-        root,
-        signals,
-        listeners: Vec::new(),
-        recorded_start: false,
-    }
-    .start()
+    Server { directives, config, root, signals, listeners: Vec::new(), recorded_start: false }
+        .start()
 }
 
 fn write_own_pid(path: &Path) -> Result<(), Fatal> {
@@ -263,8 +251,7 @@ impl Server {
     /// The reaction to SIGTERM / SIGINT: release the ports, remove `hdb.pid`, exit 0.
     fn stop(&mut self) -> ! {
         if let Some(linger) = self.directives.linger {
-            self.listeners
-                .retain(|listener| listener.port.role == Role::Http);
+            self.listeners.retain(|listener| listener.port.role == Role::Http);
             thread::sleep(linger);
         }
         self.listeners.clear();

@@ -43,10 +43,7 @@ impl RootPath {
     /// Refuses to start over a live instance (exit 4), then writes our own pid.
     pub fn claim_pid(&self) -> Result<(), Fatal> {
         if let Some(pid) = live_pid(&self.pid_file()) {
-            return Err(Fatal::new(
-                4,
-                format!("Error: HarperDB is already running (pid: {pid})"),
-            ));
+            return Err(Fatal::new(4, format!("Error: HarperDB is already running (pid: {pid})")));
         }
         let file = self.pid_file();
         fs::write(&file, std::process::id().to_string()).map_err(|e| fs_error(&e, "open", &file))
@@ -58,14 +55,8 @@ impl RootPath {
 
     /// Appends one line to `log/hdb.log`; a log that cannot be written is not worth dying for.
     pub fn log(&self, message: &str) {
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let line = format!(
-            "{}.{:03} [info] [main/0]: {message}",
-            at.as_secs(),
-            at.subsec_millis()
-        );
+        let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let line = format!("{}.{:03} [info] [main/0]: {message}", at.as_secs(), at.subsec_millis());
         let _ = append_line(&self.dir.join("log").join("hdb.log"), &line);
     }
 }
@@ -79,9 +70,7 @@ pub fn append_line(path: &Path, line: &str) -> io::Result<()> {
 /// Appends `<text> <unix-nanos>`, the stamp a test compares across processes (`record`,
 /// `term-file`); a failure is said on stderr, naming the directive, and otherwise ignored.
 pub fn append_stamped(path: &Path, directive: &str, text: &str) {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     if let Err(e) = append_line(path, &format!("{text} {nanos}")) {
         crate::console::err_line(&format!(
             "fake-harper: cannot append to the {directive} file {}: {e}",
@@ -104,16 +93,11 @@ fn live_pid(file: &Path) -> Option<i32> {
 }
 
 fn fs_error(error: &io::Error, syscall: &str, path: &Path) -> Fatal {
-    let code = error.raw_os_error().map_or_else(
-        || "EIO".to_string(),
-        |n| format!("{:?}", Errno::from_raw(n)),
-    );
-    let text = error.raw_os_error().map_or_else(
-        || error.to_string(),
-        |n| Errno::from_raw(n).desc().to_lowercase(),
-    );
-    Fatal::new(
-        1,
-        format!("Error: {code}: {text}, {syscall} '{}'", path.display()),
-    )
+    let code = error
+        .raw_os_error()
+        .map_or_else(|| "EIO".to_string(), |n| format!("{:?}", Errno::from_raw(n)));
+    let text = error
+        .raw_os_error()
+        .map_or_else(|| error.to_string(), |n| Errno::from_raw(n).desc().to_lowercase());
+    Fatal::new(1, format!("Error: {code}: {text}, {syscall} '{}'", path.display()))
 }

@@ -24,9 +24,13 @@ fn package(sandbox: &Sandbox) -> PathBuf {
          require('./lib/dyn')().then((esm) => console.log(JSON.stringify({ a: a(), dep, outside, esm })));\n",
     );
     sandbox.write("pkgs/p/lib/a.js", "module.exports = () => 'A1';\n");
-    sandbox.write("pkgs/p/lib/dyn.js", "module.exports = () => import('./esm.mjs').then((m) => m.value);\n");
+    sandbox.write(
+        "pkgs/p/lib/dyn.js",
+        "module.exports = () => import('./esm.mjs').then((m) => m.value);\n",
+    );
     sandbox.write("pkgs/p/lib/esm.mjs", "export const value = 'esm1';\n");
-    sandbox.write("pkgs/p/node_modules/dep/package.json", "{\"name\": \"dep\", \"main\": \"d.js\"}\n");
+    sandbox
+        .write("pkgs/p/node_modules/dep/package.json", "{\"name\": \"dep\", \"main\": \"d.js\"}\n");
     sandbox.write("pkgs/p/node_modules/dep/d.js", "module.exports = 'dep1';\n");
     sandbox.write("other/o.js", "module.exports = require('../pkgs/p/lib/a')() + '-outside';\n");
     sandbox.write("preload.cjs", PRELOAD);
@@ -56,14 +60,23 @@ fn run(sandbox: &Sandbox, produce: bool) -> (Value, Value) {
         .output()
         .expect("node is needed for the boot cache's tests (it runs Harper): install Node.js 20 or later");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.is_empty(), "node failed or warned: {:?}\n{stderr}", out.status);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "node failed or warned: {:?}\n{stderr}",
+        out.status
+    );
     let printed = serde_json::from_slice(&out.stdout).expect("the entry prints one JSON line");
-    let counts = serde_json::from_str(support::read(&stats).trim()).expect("the main thread wrote its counts");
+    let counts = serde_json::from_str(support::read(&stats).trim())
+        .expect("the main thread wrote its counts");
     (printed, counts)
 }
 
 fn code_files(cache: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(cache.join("code")).expect("the build wrote code").flatten().map(|e| e.path()).collect()
+    std::fs::read_dir(cache.join("code"))
+        .expect("the build wrote code")
+        .flatten()
+        .map(|e| e.path())
+        .collect()
 }
 
 #[test]
@@ -71,24 +84,37 @@ fn a_copy_reads_the_code_and_resolutions_its_build_wrote_and_behaves_the_same() 
     let sandbox = Sandbox::new();
     let root = package(&sandbox);
     let (built, produced) = run(&sandbox, true);
-    assert_eq!(built, serde_json::json!({ "a": "A1", "dep": "dep1", "outside": "A1-outside", "esm": "esm1" }));
+    assert_eq!(
+        built,
+        serde_json::json!({ "a": "A1", "dep": "dep1", "outside": "A1-outside", "esm": "esm1" })
+    );
     // main.js, lib/a.js and dep/d.js are compiled here; lib/dyn.js may `import()` and other/o.js
     // is not the package's: Node compiles those two.
-    assert_eq!(produced["code"], serde_json::json!({ "hit": 0, "miss": 3, "rejected": 0, "passed": 2 }));
+    assert_eq!(
+        produced["code"],
+        serde_json::json!({ "hit": 0, "miss": 3, "rejected": 0, "passed": 2 })
+    );
     assert_eq!(code_files(&sandbox.path("cache")).len(), 3);
 
     let (copied, read) = run(&sandbox, false);
     assert_eq!(copied, built, "a copy behaves differently with the cache");
-    assert_eq!(read["code"], serde_json::json!({ "hit": 3, "miss": 0, "rejected": 0, "passed": 2 }));
+    assert_eq!(
+        read["code"],
+        serde_json::json!({ "hit": 3, "miss": 0, "rejected": 0, "passed": 2 })
+    );
     // ./lib/a, dep and ./lib/dyn from main.js are remembered; ../../other/o.js is outside the
     // package, so Node resolves it every time.
     assert_eq!(read["resolve"], serde_json::json!({ "hit": 3, "miss": 1 }));
 
-    let map: serde_json::Map<String, Value> = serde_json::from_str(&support::read(&sandbox.path("cache/resolve.json"))).unwrap();
+    let map: serde_json::Map<String, Value> =
+        serde_json::from_str(&support::read(&sandbox.path("cache/resolve.json"))).unwrap();
     let root = root.display().to_string();
     assert!(!map.is_empty());
     for (key, file) in &map {
-        assert!(key.starts_with(&root) && file.as_str().unwrap().starts_with(&root), "{key} -> {file}: outside the package");
+        assert!(
+            key.starts_with(&root) && file.as_str().unwrap().starts_with(&root),
+            "{key} -> {file}: outside the package"
+        );
     }
 }
 
@@ -144,6 +170,9 @@ fn without_its_variables_the_preload_changes_nothing() {
     package(&sandbox);
     let out = node(&sandbox).output().expect("run node");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!sandbox.path("stats.jsonl").exists(), "the preload hooked Node without a cache to use");
+    assert!(
+        !sandbox.path("stats.jsonl").exists(),
+        "the preload hooked Node without a cache to use"
+    );
     assert!(!sandbox.path("cache").exists());
 }

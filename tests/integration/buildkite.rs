@@ -10,7 +10,12 @@ use support::{Run, Sandbox, fake_plan};
 
 /// Runs a plan of `shards` as a Buildkite job whose agent exits with `agent_exit`; returns the
 /// run, the agent's arguments (one a line) and what it read, or none when it was not called.
-fn buildkite_job(sandbox: &Sandbox, shards: &str, buildkite: &str, agent_exit: u8) -> (Run, Option<(String, String)>) {
+fn buildkite_job(
+    sandbox: &Sandbox,
+    shards: &str,
+    buildkite: &str,
+    agent_exit: u8,
+) -> (Run, Option<(String, String)>) {
     sandbox.write("harper-shards.yml", &fake_plan("", "", shards));
     let agent = sandbox.write(
         "bin/buildkite-agent",
@@ -20,23 +25,44 @@ fn buildkite_job(sandbox: &Sandbox, shards: &str, buildkite: &str, agent_exit: u
         ),
     );
     std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = std::env::join_paths(std::iter::once(sandbox.path("bin")).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())))
+    let path = std::env::join_paths(
+        std::iter::once(sandbox.path("bin"))
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let output = sandbox
+        .command()
+        .args(["run", "harper-shards.yml"])
+        .env("PATH", path)
+        .env("BUILDKITE", buildkite)
+        .output()
         .unwrap();
-    let output = sandbox.command().args(["run", "harper-shards.yml"]).env("PATH", path).env("BUILDKITE", buildkite).output().unwrap();
     let run = Run { output, took: Default::default() };
-    let called = std::fs::read_to_string(sandbox.path("argv")).ok().map(|argv| (argv, support::read(&sandbox.path("stdin"))));
+    let called = std::fs::read_to_string(sandbox.path("argv"))
+        .ok()
+        .map(|argv| (argv, support::read(&sandbox.path("stdin"))));
     (run, called)
 }
 
 #[test]
 fn a_failed_run_posts_the_step_summary_as_an_error_annotation() {
     let sandbox = Sandbox::new();
-    let (run, called) = buildkite_job(&sandbox, "  - name: ok\n    run: echo fine\n  - name: bad\n    run: \"echo broken; exit 3\"\n", "true", 0);
+    let (run, called) = buildkite_job(
+        &sandbox,
+        "  - name: ok\n    run: echo fine\n  - name: bad\n    run: \"echo broken; exit 3\"\n",
+        "true",
+        0,
+    );
     run.expect(1);
     let (argv, body) = called.expect("the agent was called");
     assert_eq!(argv, "annotate\n--style\nerror\n--context\nharper-shard\n");
     assert!(body.starts_with("## ❌ harper-shard: 1 of 2 shard(s) failed"), "{body}");
-    assert!(body.contains("| bad | 127.") && body.contains("### Failures") && body.contains("```mermaid\n"), "the step summary's content: {body}");
+    assert!(
+        body.contains("| bad | 127.")
+            && body.contains("### Failures")
+            && body.contains("```mermaid\n"),
+        "the step summary's content: {body}"
+    );
     assert!(!run.stderr().contains("warning"), "{}", run.stderr());
 }
 
@@ -54,7 +80,12 @@ fn a_passed_run_posts_a_success_annotation() {
 fn a_flaky_run_posts_a_warning_annotation() {
     let sandbox = Sandbox::new();
     let once = "mkdir -p state; n=$(cat state/n 2>/dev/null || echo 0); echo $((n+1)) > state/n; [ $n -ge 1 ]";
-    let (run, called) = buildkite_job(&sandbox, &format!("  - name: once\n    retries: 1\n    run: \"{once}\"\n"), "true", 0);
+    let (run, called) = buildkite_job(
+        &sandbox,
+        &format!("  - name: once\n    retries: 1\n    run: \"{once}\"\n"),
+        "true",
+        0,
+    );
     run.expect(0);
     let (argv, body) = called.expect("the agent was called");
     assert_eq!(argv, "annotate\n--style\nwarning\n--context\nharper-shard\n");
@@ -67,9 +98,17 @@ fn an_agent_that_fails_is_a_warning_and_the_run_keeps_its_exit_status() {
     let (run, called) = buildkite_job(&sandbox, "  - name: ok\n    run: echo fine\n", "true", 7);
     run.expect(0);
     assert!(called.is_some(), "the agent was called");
-    let warning = run.stderr().lines().find(|l| l.contains("cannot post the Buildkite annotation")).map(str::to_owned);
+    let warning = run
+        .stderr()
+        .lines()
+        .find(|l| l.contains("cannot post the Buildkite annotation"))
+        .map(str::to_owned);
     let warning = warning.unwrap_or_else(|| panic!("a warning: {}", run.stderr()));
-    assert!(warning.starts_with("harper-shard: warning: ") && warning.contains("exit status: 7: agent: <refused> red"), "{warning}");
+    assert!(
+        warning.starts_with("harper-shard: warning: ")
+            && warning.contains("exit status: 7: agent: <refused> red"),
+        "{warning}"
+    );
 }
 
 #[test]

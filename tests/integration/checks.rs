@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harper_shard::report::checks::{self, Target};
+use harper_shard::report::checks::{self, CheckRunTarget};
 use harper_shard::report::place::Place;
 use serde_json::{Value, json};
 use support::records::run_record;
@@ -41,7 +41,11 @@ const CHECK_RUN_ID: u64 = 4242;
 
 impl MockApi {
     fn start(mode: Mode) -> MockApi {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -81,7 +85,8 @@ async fn connection(stream: tokio::net::TcpStream, mode: Mode, log: Arc<Mutex<Ve
             return;
         }
         let mut parts = start.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+        let (method, path) =
+            (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
         let (mut length, mut authorization) = (0usize, None);
         loop {
             let mut line = String::new();
@@ -155,8 +160,8 @@ fn check_run(request: &Value) -> Value {
     })
 }
 
-fn target(api: &MockApi) -> Target {
-    Target {
+fn target(api: &MockApi) -> CheckRunTarget {
+    CheckRunTarget {
         api_url: api.url(),
         token: "ghs_test".into(),
         owner: "o".into(),
@@ -176,10 +181,14 @@ fn annotations(r: &Request) -> &Vec<Value> {
 fn a_hundred_and_twenty_annotations_go_in_batches_of_fifty_fifty_and_twenty() {
     let api = MockApi::start(Mode::Accept);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let published = rt.block_on(checks::publish(&run_record(100, 20), &target(&api))).expect("published");
+    let published =
+        rt.block_on(checks::publish(&run_record(100, 20), &target(&api))).expect("published");
     assert_eq!(published, checks::Published { id: CHECK_RUN_ID, requests: 3 });
     let requests = api.requests();
-    let shape: Vec<(&str, &str, usize)> = requests.iter().map(|r| (r.method.as_str(), r.path.as_str(), annotations(r).len())).collect();
+    let shape: Vec<(&str, &str, usize)> = requests
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str(), annotations(r).len()))
+        .collect();
     assert_eq!(
         shape,
         [
@@ -193,7 +202,15 @@ fn a_hundred_and_twenty_annotations_go_in_batches_of_fifty_fifty_and_twenty() {
     assert!(first[20..].iter().all(|a| a["annotation_level"] == "notice"));
     for r in &requests[1..] {
         let output = &r.body["output"];
-        assert_eq!((&output["title"], &output["summary"], &output["text"]), (&requests[0].body["output"]["title"], &requests[0].body["output"]["summary"], &requests[0].body["output"]["text"]), "an update keeps the output whole");
+        assert_eq!(
+            (&output["title"], &output["summary"], &output["text"]),
+            (
+                &requests[0].body["output"]["title"],
+                &requests[0].body["output"]["summary"],
+                &requests[0].body["output"]["text"]
+            ),
+            "an update keeps the output whole"
+        );
     }
 }
 
@@ -211,13 +228,21 @@ fn the_check_run_is_created_completed_with_the_conclusion_times_and_the_summary(
     assert_eq!(body["head_sha"], "a".repeat(40));
     assert_eq!(body["status"], "completed");
     assert_eq!(body["conclusion"], "failure");
-    let started = humantime::parse_rfc3339(body["started_at"].as_str().unwrap()).expect("started_at is RFC 3339");
-    let completed = humantime::parse_rfc3339(body["completed_at"].as_str().unwrap()).expect("completed_at is RFC 3339");
+    let started = humantime::parse_rfc3339(body["started_at"].as_str().unwrap())
+        .expect("started_at is RFC 3339");
+    let completed = humantime::parse_rfc3339(body["completed_at"].as_str().unwrap())
+        .expect("completed_at is RFC 3339");
     assert!(completed >= started);
     let output = &body["output"];
     assert_eq!(output["title"], "1 of 3 shard(s) failed in 0.23s");
     assert!(output["summary"].as_str().unwrap().contains("| s002 | 127.0.0.2 |"), "{output}");
-    assert!(output["text"].as_str().unwrap().contains("```mermaid\n---\ndisplayMode: compact\n---\ngantt\n"), "{output}");
+    assert!(
+        output["text"]
+            .as_str()
+            .unwrap()
+            .contains("```mermaid\n---\ndisplayMode: compact\n---\ngantt\n"),
+        "{output}"
+    );
     let failure = &annotations(&requests[0])[0];
     assert_eq!(failure["path"], "harper-shards.yml");
     assert_eq!(failure["start_line"], 1);
@@ -229,7 +254,10 @@ fn the_check_run_is_created_completed_with_the_conclusion_times_and_the_summary(
 #[test]
 fn a_push_uses_github_sha_and_a_pull_request_uses_the_head_from_the_event_payload() {
     let sandbox = Sandbox::new();
-    let payload = sandbox.write("event.json", &json!({"pull_request": {"head": {"sha": "b".repeat(40)}}}).to_string());
+    let payload = sandbox.write(
+        "event.json",
+        &json!({"pull_request": {"head": {"sha": "b".repeat(40)}}}).to_string(),
+    );
     let payload = payload.display().to_string();
     let env = |event: &'static str| {
         let payload = payload.clone();
@@ -241,7 +269,9 @@ fn a_push_uses_github_sha_and_a_pull_request_uses_the_head_from_the_event_payloa
             _ => None,
         }
     };
-    let sha = |event| Target::from_env(&env(event), Some("t".into()), "n", Place::default()).unwrap().sha;
+    let sha = |event| {
+        CheckRunTarget::from_env(&env(event), Some("t".into()), "n", Place::default()).unwrap().sha
+    };
     assert_eq!(sha("push"), "c".repeat(40));
     assert_eq!(sha("pull_request"), "b".repeat(40));
     assert_eq!(sha("pull_request_target"), "b".repeat(40));
@@ -253,14 +283,20 @@ fn checked_run(sandbox: &Sandbox, api: &MockApi) -> support::Run {
 }
 
 fn checked_run_with(sandbox: &Sandbox, api: &MockApi, extra: &[&str]) -> support::Run {
-    sandbox.write("harper-shards.yml", &fake_plan("", "", "  - name: a\n    run: \"true\"\n  - name: b\n    run: \"true\"\n"));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("", "", "  - name: a\n    run: \"true\"\n  - name: b\n    run: \"true\"\n"),
+    );
     checked_plan(sandbox, api, extra)
 }
 
 /// [`checked_run_with`] on the plan already in the sandbox, on the machine's pool: these tests
 /// name no address, and only that pool's locks keep them from taking one another's.
 fn checked_plan(sandbox: &Sandbox, api: &MockApi, extra: &[&str]) -> support::Run {
-    let event = sandbox.write("event.json", &json!({"pull_request": {"head": {"sha": "b".repeat(40)}}}).to_string());
+    let event = sandbox.write(
+        "event.json",
+        &json!({"pull_request": {"head": {"sha": "b".repeat(40)}}}).to_string(),
+    );
     let started = std::time::Instant::now();
     let output = sandbox
         .command()
@@ -295,9 +331,16 @@ fn the_binary_publishes_one_check_run_on_the_pull_requests_head() {
     assert_eq!(body["conclusion"], "success");
     assert_eq!(requests[0].authorization.as_deref(), Some("Bearer ghs_from_env"));
     assert_eq!(annotations(&requests[0]).len(), 2, "one per shard");
-    let shard_b = annotations(&requests[0]).iter().find(|a| a["title"] == "b: passed").expect("an annotation for b");
+    let shard_b = annotations(&requests[0])
+        .iter()
+        .find(|a| a["title"] == "b: passed")
+        .expect("an annotation for b");
     assert_eq!(shard_b["path"], "harper-shards.yml");
-    let line = support::read(&sandbox.path("harper-shards.yml")).lines().position(|l| l.contains("name: b")).unwrap() + 1;
+    let line = support::read(&sandbox.path("harper-shards.yml"))
+        .lines()
+        .position(|l| l.contains("name: b"))
+        .unwrap()
+        + 1;
     assert_eq!(shard_b["start_line"], line, "it points at the shard in the plan");
     assert!(run.stderr().contains("check run `integration (fake)` published"), "{}", run.stderr());
 }
@@ -312,7 +355,12 @@ fn a_403_from_the_checks_api_is_one_warning_and_not_a_failed_run() {
     let err = run.stderr();
     let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("::warning")).collect();
     assert_eq!(warnings.len(), 1, "{err}");
-    assert!(warnings[0].contains("403") && warnings[0].contains("Resource not accessible by integration"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("403")
+            && warnings[0].contains("Resource not accessible by integration"),
+        "{}",
+        warnings[0]
+    );
 }
 
 /// GitHub shows ten warnings of a step: the run's own take nine at most, so that the check
@@ -324,9 +372,18 @@ fn the_check_runs_warning_keeps_its_slot_when_the_run_has_more_warnings_than_git
     let api = MockApi::start(Mode::Forbidden);
     let first = u32::from(std::net::Ipv4Addr::new(127, 0, 39, 2));
     let held: Vec<std::net::TcpListener> = (first..first + 11)
-        .map(|a| std::net::TcpListener::bind((std::net::Ipv4Addr::from(a), 9925)).expect("hold a port"))
+        .map(|a| {
+            std::net::TcpListener::bind((std::net::Ipv4Addr::from(a), 9925)).expect("hold a port")
+        })
         .collect();
-    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.39.2, count: 12, wait: 5s}\n", "  - name: a\n    run: \"true\"\n"));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan(
+            "",
+            "pool: {start: 127.0.39.2, count: 12, wait: 5s}\n",
+            "  - name: a\n    run: \"true\"\n",
+        ),
+    );
     let run = checked_plan(&sandbox, &api, &[]);
     drop(held);
     run.expect(0);
@@ -335,7 +392,12 @@ fn the_check_runs_warning_keeps_its_slot_when_the_run_has_more_warnings_than_git
     assert_eq!(warnings.len(), 10, "GitHub shows ten: {warnings:#?}");
     assert_eq!(warnings.iter().filter(|w| w.contains("skipped")).count(), 8, "{warnings:#?}");
     assert!(warnings[8].contains("and 3 more warning(s)"), "{}", warnings[8]);
-    assert!(warnings[9].starts_with("::warning title=harper-shard checks::") && warnings[9].contains("403"), "{}", warnings[9]);
+    assert!(
+        warnings[9].starts_with("::warning title=harper-shard checks::")
+            && warnings[9].contains("403"),
+        "{}",
+        warnings[9]
+    );
 }
 
 #[test]
@@ -345,5 +407,9 @@ fn quiet_publishes_the_check_run_without_saying_so() {
     let run = checked_run_with(&sandbox, &api, &["-q"]);
     run.expect(0);
     assert_eq!(api.requests().len(), 1, "the check run is published all the same");
-    assert!(!run.stderr().contains("check run"), "-q prints only failures and the table: {}", run.stderr());
+    assert!(
+        !run.stderr().contains("check run"),
+        "-q prints only failures and the table: {}",
+        run.stderr()
+    );
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{Run, Sandbox, fake_plan, run};
 
-const TWO_SHARDS: &str = "version: 1\nshards:\n  - name: sql\n    run: \"true\"\n  - name: api\n    run: \"true\"\n";
-
+const TWO_SHARDS: &str =
+    "version: 1\nshards:\n  - name: sql\n    run: \"true\"\n  - name: api\n    run: \"true\"\n";
 
 /// `harper-shard args…` from the sandbox, killed and failed if it runs past `LIMIT`: what these
 /// tests pin can hang (a FIFO) or grind on (twenty million partitions) when it breaks, and a
@@ -20,7 +20,9 @@ fn within(sandbox: &Sandbox, args: &[&str]) -> Run {
     const LIMIT: Duration = Duration::from_secs(10);
     let (out, err) = (sandbox.path("within.out"), sandbox.path("within.err"));
     let mut cmd = sandbox.command();
-    cmd.args(args).stdout(std::fs::File::create(&out).unwrap()).stderr(std::fs::File::create(&err).unwrap());
+    cmd.args(args)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
     let started = Instant::now();
     let mut child = cmd.spawn().expect("start harper-shard");
     let status = loop {
@@ -34,7 +36,11 @@ fn within(sandbox: &Sandbox, args: &[&str]) -> Run {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let output = std::process::Output { status, stdout: std::fs::read(&out).unwrap(), stderr: std::fs::read(&err).unwrap() };
+    let output = std::process::Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    };
     Run { output, took: started.elapsed() }
 }
 
@@ -50,7 +56,10 @@ fn only_takes_one_name_per_flag_so_the_plan_path_can_follow_it() {
     let r = sandbox.run(&["run", "--plan", "--format", "json", "--only", "sql", "other.yml"]);
     r.expect(0);
     assert_eq!(selected(&r), serde_json::json!(["sql"]));
-    for args in [&["--only", "sql,api", "other.yml"][..], &["--only", "api", "--only", "sql", "other.yml"][..]] {
+    for args in [
+        &["--only", "sql,api", "other.yml"][..],
+        &["--only", "api", "--only", "sql", "other.yml"][..],
+    ] {
         let r = sandbox.run(&[&["run", "--plan", "--format", "json"][..], args].concat());
         r.expect(0);
         assert_eq!(selected(&r), serde_json::json!(["sql", "api"]), "{args:?}");
@@ -81,13 +90,27 @@ fn a_flag_beats_the_opposite_variable_but_two_flags_or_two_variables_that_disagr
     with(&[("HARPER_SHARD_VERBOSE", "2")], &["-q"]).expect(0);
     let both_flags = with(&[], &["-q", "-v"]);
     both_flags.expect(2);
-    assert!(both_flags.stderr().contains("-q/--quiet and -v/--verbose ask for opposite things"), "{}", both_flags.stderr());
+    assert!(
+        both_flags.stderr().contains("-q/--quiet and -v/--verbose ask for opposite things"),
+        "{}",
+        both_flags.stderr()
+    );
     let both_vars = with(&[("HARPER_SHARD_QUIET", "1"), ("HARPER_SHARD_VERBOSE", "1")], &[]);
     both_vars.expect(2);
-    assert!(both_vars.stderr().contains("HARPER_SHARD_QUIET and HARPER_SHARD_VERBOSE ask for opposite things"), "{}", both_vars.stderr());
+    assert!(
+        both_vars
+            .stderr()
+            .contains("HARPER_SHARD_QUIET and HARPER_SHARD_VERBOSE ask for opposite things"),
+        "{}",
+        both_vars.stderr()
+    );
     let bad_level = with(&[("HARPER_SHARD_VERBOSE", "loud")], &[]);
     bad_level.expect(2);
-    assert!(bad_level.stderr().contains("use a level (0, 1, 2) or true / false"), "{}", bad_level.stderr());
+    assert!(
+        bad_level.stderr().contains("use a level (0, 1, 2) or true / false"),
+        "{}",
+        bad_level.stderr()
+    );
 }
 
 /// `--partition 1/4294967295` must not allocate a bin per partition (34 GB) and abort.
@@ -95,10 +118,14 @@ fn a_flag_beats_the_opposite_variable_but_two_flags_or_two_variables_that_disagr
 fn a_partition_count_past_the_shard_count_costs_no_more_than_the_shards() {
     let sandbox = Sandbox::new();
     sandbox.write("harper-shards.yml", TWO_SHARDS);
-    let first = within(&sandbox, &["run", "--plan", "--format", "json", "--partition", "1/4294967295"]);
+    let first =
+        within(&sandbox, &["run", "--plan", "--format", "json", "--partition", "1/4294967295"]);
     first.expect(0);
     assert_eq!(selected(&first), serde_json::json!(["sql"]));
-    let last = within(&sandbox, &["run", "--plan", "--format", "json", "--partition", "4294967295/4294967295"]);
+    let last = within(
+        &sandbox,
+        &["run", "--plan", "--format", "json", "--partition", "4294967295/4294967295"],
+    );
     last.expect(0);
     assert_eq!(selected(&last), serde_json::json!([]));
 }
@@ -118,13 +145,18 @@ fn a_matrix_has_at_most_one_job_per_shard() {
         .map(|job| (job["partition"].as_str().unwrap(), job["shards"].as_str().unwrap()))
         .collect();
     assert_eq!(jobs, [("1/2", "sql"), ("2/2", "api")]);
-    assert!(r.stderr().contains("the plan has 2 shards, so the matrix has 2 jobs, not 20000000"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("the plan has 2 shards, so the matrix has 2 jobs, not 20000000"),
+        "{}",
+        r.stderr()
+    );
 }
 
 fn fifo(sandbox: &Sandbox, name: &str) -> std::path::PathBuf {
     let path = sandbox.path(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).expect("mkfifo");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
+        .expect("mkfifo");
     path
 }
 
@@ -136,16 +168,31 @@ fn a_plan_that_is_not_a_regular_file_or_is_too_large_is_refused_at_once() {
     fifo(&sandbox, "plan.fifo");
     let r = within(&sandbox, &["run", "--plan", "plan.fifo"]);
     r.expect(2);
-    assert!(r.stderr().contains("plan.fifo: cannot read the plan: it is a FIFO (named pipe), not a regular file"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains(
+            "plan.fifo: cannot read the plan: it is a FIFO (named pipe), not a regular file"
+        ),
+        "{}",
+        r.stderr()
+    );
 
     sandbox.write("huge.yml", &" ".repeat(5 * 1024 * 1024));
     let r = within(&sandbox, &["run", "--plan", "huge.yml"]);
     r.expect(2);
-    assert!(r.stderr().contains("huge.yml: cannot read the plan: it is 5 MiB, more than the 4 MiB allowed"), "{}", r.stderr());
+    assert!(
+        r.stderr()
+            .contains("huge.yml: cannot read the plan: it is 5 MiB, more than the 4 MiB allowed"),
+        "{}",
+        r.stderr()
+    );
 
     let r = within(&sandbox, &["matrix", "--partitions", "2", "/dev/zero"]);
     r.expect(2);
-    assert!(r.stderr().contains("/dev/zero: cannot read the plan: it is a character device"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("/dev/zero: cannot read the plan: it is a character device"),
+        "{}",
+        r.stderr()
+    );
 }
 
 #[test]
@@ -156,8 +203,18 @@ fn timings_that_are_not_a_regular_file_are_refused_and_the_report_dirs_are_never
     for command in [&["run", "--plan"][..], &["matrix", "--partitions", "2"][..]] {
         let r = within(&sandbox, &[command, &["--timings", "timings.fifo"]].concat());
         r.expect(2);
-        assert!(r.stderr().contains("cannot read timings timings.fifo: it is a FIFO (named pipe), not a regular file"), "{}", r.stderr());
-        assert!(r.stderr().contains("--timings must name a regular file of at most 16 MiB"), "{}", r.stderr());
+        assert!(
+            r.stderr().contains(
+                "cannot read timings timings.fifo: it is a FIFO (named pipe), not a regular file"
+            ),
+            "{}",
+            r.stderr()
+        );
+        assert!(
+            r.stderr().contains("--timings must name a regular file of at most 16 MiB"),
+            "{}",
+            r.stderr()
+        );
     }
     let r = within(&sandbox, &["run", "--plan", "--timings", "/dev/zero"]);
     r.expect(2);
@@ -181,7 +238,11 @@ fn with_closed_stdout(mut cmd: Command) -> Run {
 fn assert_quiet_end(r: &Run, code: i32) {
     r.expect(code);
     assert!(!r.stderr().contains("panicked"), "{}", r.stderr());
-    assert!(!r.stderr().contains("cannot write to stdout"), "a closed pipe is not an error: {}", r.stderr());
+    assert!(
+        !r.stderr().contains("cannot write to stdout"),
+        "a closed pipe is not an error: {}",
+        r.stderr()
+    );
 }
 
 #[test]
@@ -206,7 +267,10 @@ fn a_closed_stdout_ends_the_dry_run_matrix_and_pool_output_quietly() {
 fn a_closed_stdout_after_a_real_run_keeps_the_runs_exit_status() {
     let sandbox = Sandbox::new();
     let shards = "  - name: a\n    run: \"true\"\n    timeout: 20s\n  - name: b\n    run: \"false\"\n    timeout: 20s\n";
-    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.53.2, count: 2}\n", shards));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("", "pool: {start: 127.0.53.2, count: 2}\n", shards),
+    );
     let mut cmd = sandbox.command();
     cmd.args(["run", "--format", "json"]).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
     let r = with_closed_stdout(cmd);
@@ -233,7 +297,8 @@ fn the_dry_run_shows_the_version_and_module_abi_of_the_node_on_the_path() {
     bin_plan(&sandbox, "node");
     let bin = support::node_bin(24);
     let pin = support::node::pinned().into_iter().find(|p| p.major == 24).unwrap();
-    let abi = Command::new(bin.join("node")).args(["-p", "process.versions.modules"]).output().unwrap();
+    let abi =
+        Command::new(bin.join("node")).args(["-p", "process.versions.modules"]).output().unwrap();
     let abi = String::from_utf8_lossy(&abi.stdout).trim().to_owned();
     let path = support::node::path_with(&bin);
 
@@ -263,19 +328,37 @@ fn the_dry_run_names_the_single_thread_mode_and_its_trade_off() {
     );
     let human = sandbox.run(&["run", "--plan"]).expect(0).stdout();
     let (one, single) = human.split_once("2/2 single").unwrap_or_else(|| panic!("{human}"));
-    assert!(single.contains("threads  0: the single-thread mode") && single.contains("no worker thread"), "{human}");
+    assert!(
+        single.contains("threads  0: the single-thread mode")
+            && single.contains("no worker thread"),
+        "{human}"
+    );
     assert!(!one.contains("threads "), "the default shard shows a thread line:\n{human}");
-    let json: Value = serde_json::from_str(&sandbox.run(&["run", "--plan", "--format", "json"]).expect(0).stdout()).unwrap();
-    let threads: Vec<&Value> = json["plan"]["shards"].as_array().unwrap().iter().map(|s| &s["harper"]["threads"]).collect();
+    let json: Value = serde_json::from_str(
+        &sandbox.run(&["run", "--plan", "--format", "json"]).expect(0).stdout(),
+    )
+    .unwrap();
+    let threads: Vec<&Value> = json["plan"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["harper"]["threads"])
+        .collect();
     assert_eq!(threads, [&serde_json::json!(1), &serde_json::json!(0)], "{json}");
 }
 
 /// The dry run's `runtime` line with a cache of the sandbox's own and `bin` first on the PATH.
 fn runtime_line(sandbox: &Sandbox, bin: &std::path::Path) -> String {
     let mut cmd = sandbox.command();
-    cmd.args(["run", "--plan"]).env("PATH", support::node::path_with(bin)).env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache"));
+    cmd.args(["run", "--plan"])
+        .env("PATH", support::node::path_with(bin))
+        .env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache"));
     let out = run(cmd).expect(0).stdout();
-    out.lines().find(|l| l.trim_start().starts_with("runtime")).unwrap_or_else(|| panic!("no runtime line in:\n{out}")).trim().to_owned()
+    out.lines()
+        .find(|l| l.trim_start().starts_with("runtime"))
+        .unwrap_or_else(|| panic!("no runtime line in:\n{out}"))
+        .trim()
+        .to_owned()
 }
 
 /// Asking node its version is a node start: the answer is remembered in the cache, keyed by the
@@ -291,10 +374,18 @@ fn the_nodes_answer_is_remembered_per_binary_and_asked_again_once_it_changes() {
     std::fs::copy(support::node_bin(24).join("node"), bin.join("node")).unwrap();
     let real = runtime_line(&sandbox, &bin);
     assert!(real.starts_with("runtime  node v24."), "{real}");
-    let kept: Vec<_> = std::fs::read_dir(sandbox.path("cache/runtimes")).expect("the answer kept").flatten().map(|e| e.path()).collect();
+    let kept: Vec<_> = std::fs::read_dir(sandbox.path("cache/runtimes"))
+        .expect("the answer kept")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
     std::fs::write(&kept[0], "v99.1.2 999").unwrap();
-    assert_eq!(runtime_line(&sandbox, &bin), "runtime  node v99.1.2 (modules ABI 999)", "the kept answer was not used");
+    assert_eq!(
+        runtime_line(&sandbox, &bin),
+        "runtime  node v99.1.2 (modules ABI 999)",
+        "the kept answer was not used"
+    );
 
     let node = std::fs::File::options().write(true).open(bin.join("node")).unwrap();
     node.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)).unwrap();
@@ -312,7 +403,9 @@ fn the_answer_of_a_node_shim_is_not_remembered() {
     let shim = sandbox.path("shim");
     std::fs::create_dir_all(&shim).unwrap();
     std::fs::hard_link(support::node_bin(24).join("node"), shim.join("volta-shim"))
-        .or_else(|_| std::fs::copy(support::node_bin(24).join("node"), shim.join("volta-shim")).map(drop))
+        .or_else(|_| {
+            std::fs::copy(support::node_bin(24).join("node"), shim.join("volta-shim")).map(drop)
+        })
         .unwrap();
     std::os::unix::fs::symlink("volta-shim", shim.join("node")).unwrap();
     assert!(runtime_line(&sandbox, &shim).starts_with("runtime  node v24."));
@@ -327,9 +420,16 @@ fn the_dry_run_of_an_exec_harper_says_bin_runs_itself_and_which_node_a_wrapper_f
     let path = std::env::var_os("PATH").unwrap();
     let human = dry_run_with_path(&sandbox, "human", &path);
     human.expect(0);
-    assert!(human.stdout().contains("runtime  `bin` is run itself (exec); a wrapper that starts node finds node v"), "{}", human.stdout());
+    assert!(
+        human.stdout().contains(
+            "runtime  `bin` is run itself (exec); a wrapper that starts node finds node v"
+        ),
+        "{}",
+        human.stdout()
+    );
     let json = dry_run_with_path(&sandbox, "json", &path);
-    let json: Value = serde_json::from_str(&json.expect(0).stdout()).expect("the dry run prints JSON");
+    let json: Value =
+        serde_json::from_str(&json.expect(0).stdout()).expect("the dry run prints JSON");
     assert_eq!(json["runtimes"], serde_json::json!([{"runtime": "exec", "found": null}]), "{json}");
 }
 
@@ -341,7 +441,11 @@ fn the_dry_run_says_so_when_the_runtime_is_not_on_the_path_and_still_exits_0() {
     std::fs::create_dir_all(&empty).unwrap();
     let human = dry_run_with_path(&sandbox, "human", empty.as_os_str());
     human.expect(0);
-    assert!(human.stdout().contains("runtime  bun: cannot run `bun` from the PATH"), "{}", human.stdout());
+    assert!(
+        human.stdout().contains("runtime  bun: cannot run `bun` from the PATH"),
+        "{}",
+        human.stdout()
+    );
 }
 
 /// The dry run of a `bin_plan` with a `node` on the PATH that runs `script` (sh) instead.
@@ -350,7 +454,8 @@ fn dry_run_with_fake_node(sandbox: &Sandbox, script: &str) -> Run {
     bin_plan(sandbox, "node");
     let fake = sandbox.write("fake-bin/node", &format!("#!/bin/sh\n{script}\n"));
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = std::env::join_paths([sandbox.path("fake-bin"), "/usr/bin".into(), "/bin".into()]).unwrap();
+    let path =
+        std::env::join_paths([sandbox.path("fake-bin"), "/usr/bin".into(), "/bin".into()]).unwrap();
     dry_run_with_path(sandbox, "human", &path)
 }
 
@@ -359,8 +464,16 @@ fn a_node_that_answers_with_control_bytes_is_reported_as_saying_no_version() {
     let sandbox = Sandbox::new();
     let human = dry_run_with_fake_node(&sandbox, "printf 'v9\\033]0;title\\007\\r##[error]x 1\\n'");
     human.expect(0);
-    assert!(human.stdout().contains("runtime  node: `node` did not say its version (exit code 0)"), "{}", human.stdout());
-    assert!(!human.stdout().contains('\u{1b}') && !human.stdout().contains("title"), "{}", human.stdout());
+    assert!(
+        human.stdout().contains("runtime  node: `node` did not say its version (exit code 0)"),
+        "{}",
+        human.stdout()
+    );
+    assert!(
+        !human.stdout().contains('\u{1b}') && !human.stdout().contains("title"),
+        "{}",
+        human.stdout()
+    );
 }
 
 #[test]
@@ -368,6 +481,14 @@ fn a_node_that_never_answers_is_killed_and_reported_as_not_answering() {
     let sandbox = Sandbox::new();
     let human = dry_run_with_fake_node(&sandbox, "exec sleep 600");
     human.expect(0);
-    assert!(human.stdout().contains("runtime  node: `node` did not answer within 10s"), "{}", human.stdout());
-    assert!(sandbox.leftovers().is_empty(), "the hanging node was left running: {:?}", sandbox.leftovers());
+    assert!(
+        human.stdout().contains("runtime  node: `node` did not answer within 10s"),
+        "{}",
+        human.stdout()
+    );
+    assert!(
+        sandbox.leftovers().is_empty(),
+        "the hanging node was left running: {:?}",
+        sandbox.leftovers()
+    );
 }

@@ -27,7 +27,12 @@ impl Terminal {
         let size = nix::pty::Winsize { ws_row: 40, ws_col: 160, ws_xpixel: 0, ws_ypixel: 0 };
         let pty = nix::pty::openpty(Some(&size), None).expect("a pseudo-terminal");
         let mut cmd = sandbox.command();
-        cmd.arg("run").args(args).env_remove("NO_COLOR").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(pty.slave));
+        cmd.arg("run")
+            .args(args)
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(pty.slave));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -64,7 +69,8 @@ impl Terminal {
 }
 
 fn waiting_plan(sandbox: &Sandbox) {
-    let shards = "  - name: waiter\n    run: \"until [ -e go ]; do sleep 0.02; done\"\n    timeout: 60s\n";
+    let shards =
+        "  - name: waiter\n    run: \"until [ -e go ]; do sleep 0.02; done\"\n    timeout: 60s\n";
     sandbox.write("harper-shards.yml", &fake_plan("", "", shards));
 }
 
@@ -77,14 +83,24 @@ fn a_running_shard_has_a_live_line_with_its_address_phase_and_elapsed_time() {
         // Each redraw of a live line starts after a carriage return.
         terminal.text().split(['\r', '\n']).any(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
-            let elapsed = words.last().and_then(|w| w.strip_suffix('s')).is_some_and(|n| n.parse::<u64>().is_ok());
-            l.contains("waiter") && l.contains("127.0.0.") && l.contains("$ until [ -e go ]") && l.contains("(1/1)") && elapsed
+            let elapsed = words
+                .last()
+                .and_then(|w| w.strip_suffix('s'))
+                .is_some_and(|n| n.parse::<u64>().is_ok());
+            l.contains("waiter")
+                && l.contains("127.0.0.")
+                && l.contains("$ until [ -e go ]")
+                && l.contains("(1/1)")
+                && elapsed
         })
     });
     sandbox.write("go", "");
     let (code, text) = terminal.finish();
     assert_eq!(code, 0, "{text}");
-    assert!(!text.contains("[waiter] $ until"), "a live terminal does not also print the plain progress lines: {text}");
+    assert!(
+        !text.contains("[waiter] $ until"),
+        "a live terminal does not also print the plain progress lines: {text}"
+    );
 }
 
 #[test]
@@ -104,7 +120,9 @@ fn escapes_but_redraws(text: &str) -> Vec<String> {
     let mut found = Vec::new();
     for (at, _) in text.match_indices('\x1b') {
         let rest = &text[at + 1..];
-        let csi = rest.strip_prefix('[').map(|r| r.find(|c: char| ('\x40'..='\x7e').contains(&c)).map(|end| &r[..=end]));
+        let csi = rest
+            .strip_prefix('[')
+            .map(|r| r.find(|c: char| ('\x40'..='\x7e').contains(&c)).map(|end| &r[..=end]));
         match csi {
             Some(Some(seq)) if !seq.ends_with('m') => {}
             _ => found.push(rest.chars().take(12).collect()),
@@ -119,7 +137,9 @@ fn no_color_turns_every_colour_off_the_live_lines_included() {
     waiting_plan(&sandbox);
     // CLICOLOR_FORCE asks indicatif for colour, and it would give it: NO_COLOR wins, everywhere.
     let terminal = Terminal::start(&sandbox, &[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")]);
-    sandbox.wait_for("the live line of the running command", Duration::from_secs(20), || terminal.text().contains("$ until [ -e go ]"));
+    sandbox.wait_for("the live line of the running command", Duration::from_secs(20), || {
+        terminal.text().contains("$ until [ -e go ]")
+    });
     sandbox.write("go", "");
     let (code, text) = terminal.finish();
     assert_eq!(code, 0, "{text}");
@@ -127,7 +147,10 @@ fn no_color_turns_every_colour_off_the_live_lines_included() {
     assert!(row.trim_end().ends_with(" passed"), "{row:?}");
     assert_eq!(escapes_but_redraws(&text), Vec::<String>::new(), "{text:?}");
     let table = &text[text.rfind("\nshard ").expect("the table")..];
-    assert!(!table.contains('\x1b'), "no escape byte at all once the live lines are gone: {table:?}");
+    assert!(
+        !table.contains('\x1b'),
+        "no escape byte at all once the live lines are gone: {table:?}"
+    );
 }
 
 #[test]
@@ -144,7 +167,10 @@ fn the_final_table_times_each_command_of_a_shard_that_has_several() {
     assert_eq!(lines.len(), 3, "{err}");
     for (line, command) in lines.iter().zip(["true", "echo second", "exit 4"]) {
         assert!(line[..commands_at].trim().is_empty(), "the time sits under `commands`: {line:?}");
-        assert!(line[commands_at..].split_whitespace().next().is_some_and(|t| t.ends_with('s')), "{line:?}");
+        assert!(
+            line[commands_at..].split_whitespace().next().is_some_and(|t| t.ends_with('s')),
+            "{line:?}"
+        );
         assert!(line.contains(&format!("$ {command}")), "{line:?}");
     }
     assert!(lines[2].ends_with("(failed: exit code 4)"), "{}", lines[2]);
@@ -153,9 +179,13 @@ fn the_final_table_times_each_command_of_a_shard_that_has_several() {
 /// The cells of a table line, cut where the header's columns begin (padding is by characters).
 fn cells(header: &str, line: &str) -> Vec<String> {
     let header: Vec<char> = header.chars().collect();
-    let starts: Vec<usize> = (0..header.len()).filter(|&i| header[i] != ' ' && (i == 0 || header[i - 1] == ' ')).collect();
+    let starts: Vec<usize> = (0..header.len())
+        .filter(|&i| header[i] != ' ' && (i == 0 || header[i - 1] == ' '))
+        .collect();
     let line: Vec<char> = line.chars().collect();
-    let cell = |from: usize, to: usize| line[from.min(line.len())..to.min(line.len())].iter().collect::<String>().trim().to_owned();
+    let cell = |from: usize, to: usize| {
+        line[from.min(line.len())..to.min(line.len())].iter().collect::<String>().trim().to_owned()
+    };
     let mut cells: Vec<String> = starts.windows(2).map(|w| cell(w[0], w[1])).collect();
     cells.push(cell(*starts.last().unwrap(), line.len()));
     cells
@@ -171,9 +201,15 @@ fn each_instance_has_a_row_under_its_shard_with_its_boots_time_up_release_and_en
     let err = run.stderr();
     let table: Vec<&str> = err.lines().skip_while(|l| !l.starts_with("shard ")).collect();
     let header = table[0];
-    let rows: Vec<Vec<String>> = table.iter().filter(|l| !l.contains("  $ ")).map(|l| cells(header, l)).collect();
-    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).take_while(|n| !n.is_empty()).collect();
-    assert_eq!(names, ["shard", "auth", "i1 (auth tests)", "main", "i2", "plain"], "instances sit under their shard: {err}");
+    let rows: Vec<Vec<String>> =
+        table.iter().filter(|l| !l.contains("  $ ")).map(|l| cells(header, l)).collect();
+    let names: Vec<&str> =
+        rows.iter().map(|r| r[0].as_str()).take_while(|n| !n.is_empty()).collect();
+    assert_eq!(
+        names,
+        ["shard", "auth", "i1 (auth tests)", "main", "i2", "plain"],
+        "instances sit under their shard: {err}"
+    );
     let row = |name: &str| rows.iter().find(|r| r[0] == name).unwrap();
     // shard, address, wait, boot, commands (time up), teardown (release), total, status (and problem)
     let (i1, main, i2) = (row("i1 (auth tests)"), row("main"), row("i2"));
@@ -182,19 +218,30 @@ fn each_instance_has_a_row_under_its_shard_with_its_boots_time_up_release_and_en
     assert!(i1[2].is_empty(), "no wait of its own: {i1:?}");
     for r in [i1, main] {
         assert!(r[3].ends_with("s ×2"), "two boots, added up: {r:?}");
-        assert!(r[4].ends_with('s') && r[5].ends_with('s') && r[6].ends_with('s'), "up, release and total timed: {r:?}");
+        assert!(
+            r[4].ends_with('s') && r[5].ends_with('s') && r[6].ends_with('s'),
+            "up, release and total timed: {r:?}"
+        );
     }
     assert_eq!(i1[7], "stopped, released", "{i1:?}");
     assert_eq!(main[7], "killed, released", "{main:?}");
-    assert!(i2[3].ends_with('s') && !i2[3].contains('×') && i2[4] == "-", "one boot, never up: {i2:?}");
-    assert_eq!(i2[7], "boot failed, released  Harper exited before it was ready: exit code 3", "{i2:?}");
+    assert!(
+        i2[3].ends_with('s') && !i2[3].contains('×') && i2[4] == "-",
+        "one boot, never up: {i2:?}"
+    );
+    assert_eq!(
+        i2[7], "boot failed, released  Harper exited before it was ready: exit code 3",
+        "{i2:?}"
+    );
 }
 
 /// A listener of the test's own on `addr:9926`, so that the pool warns it skipped the address.
 fn foreign_listener(addr: &str) -> socket2::Socket {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_reuse_address(true).unwrap();
-    socket.bind(&std::net::SocketAddrV4::new(addr.parse().unwrap(), 9926).into()).expect("bind the foreign listener");
+    socket
+        .bind(&std::net::SocketAddrV4::new(addr.parse().unwrap(), 9926).into())
+        .expect("bind the foreign listener");
     socket.listen(8).unwrap();
     socket
 }
@@ -203,22 +250,45 @@ fn foreign_listener(addr: &str) -> socket2::Socket {
 fn quiet_shows_only_failures_and_the_table() {
     let sandbox = Sandbox::new();
     let _listener = foreign_listener("127.0.63.2");
-    let shards = "  - name: good\n    run: \"true\"\n  - name: bad\n    run: \"echo it broke; exit 3\"\n";
-    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.63.2, count: 4, wait: 30s}\n", shards));
+    let shards =
+        "  - name: good\n    run: \"true\"\n  - name: bad\n    run: \"echo it broke; exit 3\"\n";
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("", "pool: {start: 127.0.63.2, count: 4, wait: 30s}\n", shards),
+    );
     let run = |extra: &[&str]| {
-        let output = sandbox.command().arg("run").args(extra).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).output().unwrap();
+        let output = sandbox
+            .command()
+            .arg("run")
+            .args(extra)
+            .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+            .output()
+            .unwrap();
         support::Run { output, took: Duration::ZERO }
     };
     let loud = run(&[]);
     loud.expect(1);
-    assert!(loud.stderr().contains("warning: [good] 127.0.63.2 skipped") || loud.stderr().contains("warning: [bad] 127.0.63.2 skipped"), "{}", loud.stderr());
+    assert!(
+        loud.stderr().contains("warning: [good] 127.0.63.2 skipped")
+            || loud.stderr().contains("warning: [bad] 127.0.63.2 skipped"),
+        "{}",
+        loud.stderr()
+    );
 
     let quiet = run(&["-q"]);
     quiet.expect(1);
     let err = quiet.stderr();
     assert!(!err.contains("warning"), "-q hides warnings: {err}");
-    assert!(!err.contains("[good]") && !err.contains("acquired"), "-q hides what passed and how: {err}");
-    assert!(err.contains("[bad] FAILED in") && err.contains("── bad ──") && err.contains("  | it broke"), "the failure is shown: {err}");
+    assert!(
+        !err.contains("[good]") && !err.contains("acquired"),
+        "-q hides what passed and how: {err}"
+    );
+    assert!(
+        err.contains("[bad] FAILED in")
+            && err.contains("── bad ──")
+            && err.contains("  | it broke"),
+        "the failure is shown: {err}"
+    );
     assert!(err.contains("1 of 2 shard(s) passed"), "the table is shown: {err}");
 }
 
@@ -235,17 +305,31 @@ fn quiet_still_says_why_a_run_could_not_start() {
         .unwrap();
     let run = support::Run { output, took: Duration::ZERO };
     run.expect(3);
-    assert!(run.stderr().contains("error: cannot install Harper (harperdb@0.0.0-test)"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("error: cannot install Harper (harperdb@0.0.0-test)"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
 fn verbose_output_piped_carries_no_escape_sequences() {
     let sandbox = Sandbox::new();
-    sandbox.write("harper-shards.yml", &fake_plan("ansi", "", "  - name: v\n    run: \"printf '\\\\033[31mred\\\\033[0m\\\\n'\"\n"));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan(
+            "ansi",
+            "",
+            "  - name: v\n    run: \"printf '\\\\033[31mred\\\\033[0m\\\\n'\"\n",
+        ),
+    );
     let run = sandbox.run(&["run", "-v"]);
     run.expect(0);
     let err = run.stderr();
-    assert!(err.contains("[v] red") && err.contains("DEBUG"), "the relay and the tracing lines are there: {err}");
+    assert!(
+        err.contains("[v] red") && err.contains("DEBUG"),
+        "the relay and the tracing lines are there: {err}"
+    );
     assert!(!err.contains('\x1b'), "no escape sequence off a terminal: {err:?}");
 }
 
@@ -272,12 +356,19 @@ fn verbose_tracing_lines_are_drawn_above_the_live_lines_not_into_them() {
     let sandbox = Sandbox::new();
     waiting_plan(&sandbox);
     let terminal = Terminal::start_with(&sandbox, &["-v"], &[]);
-    sandbox.wait_for("the live line", Duration::from_secs(20), || terminal.text().contains("$ until [ -e go ]"));
+    sandbox.wait_for("the live line", Duration::from_secs(20), || {
+        terminal.text().contains("$ until [ -e go ]")
+    });
     sandbox.write("go", "");
     let (code, text) = terminal.finish();
     assert_eq!(code, 0, "{text}");
     // The release of the address is logged during teardown, while the shard's live line shows.
-    let at = text.find(" released").unwrap_or_else(|| panic!("the debug line of the address's release: {text:?}"));
+    let at = text
+        .find(" released")
+        .unwrap_or_else(|| panic!("the debug line of the address's release: {text:?}"));
     let before = drawn_before(&text, at);
-    assert!(before.starts_with(|c: char| c.is_ascii_digit()) && before.contains("DEBUG"), "drawn into a live line: {before:?}");
+    assert!(
+        before.starts_with(|c: char| c.is_ascii_digit()) && before.contains("DEBUG"),
+        "drawn into a live line: {before:?}"
+    );
 }

@@ -56,18 +56,25 @@ impl Scene {
     /// `s` running `script` with `$HS` the binary (for `$HS ctl …`).
     fn plan_script(&self, extra: &str, script: &str) {
         let script = script.replace('\\', "\\\\").replace('"', "\\\"");
-        let shards = format!("  - name: s\n    env: {{HS: \"{}\"}}\n    run: \"{script}\"\n", harper_shard());
+        let shards = format!(
+            "  - name: s\n    env: {{HS: \"{}\"}}\n    run: \"{script}\"\n",
+            harper_shard()
+        );
         self.plan("", extra, &shards);
     }
 
     fn json(&self, name: &str) -> Value {
-        let text = std::fs::read_to_string(self.sandbox.path(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = std::fs::read_to_string(self.sandbox.path(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {text}"))
     }
 
     /// The raw client's answers, one per request line.
     fn answers(&self, name: &str) -> Vec<Value> {
-        support::read(&self.sandbox.path(name)).lines().map(|l| serde_json::from_str(l).expect("a JSON answer")).collect()
+        support::read(&self.sandbox.path(name))
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON answer"))
+            .collect()
     }
 
     fn instances(&self) -> Vec<Value> {
@@ -78,9 +85,16 @@ impl Scene {
     /// instances and then sleeps; returns once both are up.
     fn start_with_two_on_demand_instances(&self) -> std::process::Child {
         self.plan_script("", "$HS ctl start --new > /dev/null && $HS ctl start --new > /dev/null && touch started && sleep 600");
-        let tool = self.command().arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the tool");
+        let tool = self
+            .command()
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the tool");
         let started = self.sandbox.path("started");
-        self.sandbox.wait_for("two on-demand instances", Duration::from_secs(60), || started.exists());
+        self.sandbox
+            .wait_for("two on-demand instances", Duration::from_secs(60), || started.exists());
         tool
     }
 }
@@ -106,17 +120,44 @@ fn garbage_oversized_and_unknown_requests_get_json_errors_and_the_socket_keeps_s
         "{BIG}",
     ];
     let args: Vec<String> = bad.iter().map(|l| format!("'{}'", l.replace('\'', "'\\''"))).collect();
-    scene.plan_script("", &format!("python3 raw.py bad.txt {} && python3 raw.py good.txt '{{\"op\": \"status\"}}'", args.join(" ")));
+    scene.plan_script(
+        "",
+        &format!(
+            "python3 raw.py bad.txt {} && python3 raw.py good.txt '{{\"op\": \"status\"}}'",
+            args.join(" ")
+        ),
+    );
     scene.run(&["run"]).expect(0);
     let answers = scene.answers("bad.txt");
     let codes: Vec<&str> = answers.iter().map(code).collect();
     assert_eq!(
         codes,
-        ["bad_request", "bad_request", "unknown_op", "unknown_op", "bad_request", "bad_request", "not_found", "invalid", "invalid", "failed", "too_large"],
+        [
+            "bad_request",
+            "bad_request",
+            "unknown_op",
+            "unknown_op",
+            "bad_request",
+            "bad_request",
+            "not_found",
+            "invalid",
+            "invalid",
+            "failed",
+            "too_large"
+        ],
         "{answers:#?}"
     );
-    assert!(answers.iter().all(|a| a["ok"] == false && a["error"].as_str().is_some_and(|e| !e.is_empty())), "{answers:#?}");
-    assert!(answers[7]["error"].as_str().unwrap().contains("idle"), "the plan's own message names the key: {}", answers[7]);
+    assert!(
+        answers
+            .iter()
+            .all(|a| a["ok"] == false && a["error"].as_str().is_some_and(|e| !e.is_empty())),
+        "{answers:#?}"
+    );
+    assert!(
+        answers[7]["error"].as_str().unwrap().contains("idle"),
+        "the plan's own message names the key: {}",
+        answers[7]
+    );
     let good = scene.answers("good.txt");
     assert_eq!(good[0]["ok"], true, "{good:?}");
     assert_eq!(good[0]["instances"][0]["state"], "running", "{good:?}");
@@ -126,12 +167,27 @@ fn garbage_oversized_and_unknown_requests_get_json_errors_and_the_socket_keeps_s
 #[test]
 fn a_process_outside_the_shard_is_refused_and_the_socket_directory_is_private() {
     let scene = raw_scene("127.0.80.10", 4);
-    scene.plan_script("", "echo \"$HARPER_SHARD_CONTROL\" > socket.path; while [ ! -e done ]; do sleep 0.05; done");
-    let mut tool = scene.command().arg("run").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the tool");
+    scene.plan_script(
+        "",
+        "echo \"$HARPER_SHARD_CONTROL\" > socket.path; while [ ! -e done ]; do sleep 0.05; done",
+    );
+    let mut tool = scene
+        .command()
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the tool");
     let path_file = scene.sandbox.path("socket.path");
-    scene.sandbox.wait_for("the socket's path", Duration::from_secs(30), || std::fs::read_to_string(&path_file).is_ok_and(|t| t.ends_with('\n')));
+    scene.sandbox.wait_for("the socket's path", Duration::from_secs(30), || {
+        std::fs::read_to_string(&path_file).is_ok_and(|t| t.ends_with('\n'))
+    });
     let socket = support::read(&path_file).trim().to_owned();
-    let dir_mode = std::fs::metadata(std::path::Path::new(&socket).parent().unwrap()).unwrap().permissions().mode() & 0o777;
+    let dir_mode = std::fs::metadata(std::path::Path::new(&socket).parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
 
     // This test process: not a process of the shard at all.
     let mut stream = UnixStream::connect(&socket).expect("connect");
@@ -139,7 +195,12 @@ fn a_process_outside_the_shard_is_refused_and_the_socket_directory_is_private() 
     let mut answer = String::new();
     BufReader::new(&stream).read_line(&mut answer).unwrap();
     // A process told the path, but not one of the shard's.
-    let told = scene.command().args(["ctl", "status"]).env("HARPER_SHARD_CONTROL", &socket).output().unwrap();
+    let told = scene
+        .command()
+        .args(["ctl", "status"])
+        .env("HARPER_SHARD_CONTROL", &socket)
+        .output()
+        .unwrap();
 
     std::fs::write(scene.sandbox.path("done"), "").unwrap();
     let status = tool.wait().unwrap();
@@ -148,7 +209,10 @@ fn a_process_outside_the_shard_is_refused_and_the_socket_directory_is_private() 
     let answer: Value = serde_json::from_str(&answer).expect("a JSON answer");
     assert_eq!(code(&answer), "refused", "{answer}");
     assert_eq!(told.status.code(), Some(1), "{told:?}");
-    assert!(String::from_utf8_lossy(&told.stderr).contains("not a process of shard `s`"), "{told:?}");
+    assert!(
+        String::from_utf8_lossy(&told.stderr).contains("not a process of shard `s`"),
+        "{told:?}"
+    );
     assert!(!std::path::Path::new(&socket).exists(), "the socket outlived its shard");
     scene.assert_nothing_left();
 }
@@ -156,10 +220,23 @@ fn a_process_outside_the_shard_is_refused_and_the_socket_directory_is_private() 
 #[test]
 fn ctl_outside_a_shard_exits_2_and_says_to_run_it_inside_one() {
     let sandbox = Sandbox::new();
-    let unset = sandbox.command().args(["ctl", "status"]).env_remove("HARPER_SHARD_CONTROL").output().unwrap();
+    let unset = sandbox
+        .command()
+        .args(["ctl", "status"])
+        .env_remove("HARPER_SHARD_CONTROL")
+        .output()
+        .unwrap();
     assert_eq!(unset.status.code(), Some(2), "{unset:?}");
-    assert!(String::from_utf8_lossy(&unset.stderr).contains("only inside a shard's command"), "{unset:?}");
-    let nothing = sandbox.command().args(["ctl", "stop"]).env("HARPER_SHARD_CONTROL", sandbox.path("no-such-socket")).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&unset.stderr).contains("only inside a shard's command"),
+        "{unset:?}"
+    );
+    let nothing = sandbox
+        .command()
+        .args(["ctl", "stop"])
+        .env("HARPER_SHARD_CONTROL", sandbox.path("no-such-socket"))
+        .output()
+        .unwrap();
     assert_eq!(nothing.status.code(), Some(2), "{nothing:?}");
     assert!(String::from_utf8_lossy(&nothing.stderr).contains("nothing answers"), "{nothing:?}");
 }
@@ -174,7 +251,8 @@ fn stop_start_kill_and_restart_keep_the_rootpath_and_address_and_every_life_is_r
          && $HS ctl restart --json > s5.json",
     );
     scene.run(&["run"]).expect(0);
-    let s: Vec<Value> = (0..6).map(|n| scene.json(&format!("s{n}.json"))["instance"].clone()).collect();
+    let s: Vec<Value> =
+        (0..6).map(|n| scene.json(&format!("s{n}.json"))["instance"].clone()).collect();
     assert_eq!(s[1]["state"], "stopped");
     assert_eq!(s[1]["exit"]["code"], 0, "SIGTERM ends the fake server with 0: {}", s[1]);
     assert_eq!(s[1]["pid"], Value::Null);
@@ -185,10 +263,18 @@ fn stop_start_kill_and_restart_keep_the_rootpath_and_address_and_every_life_is_r
     }
     let pids: Vec<&Value> = [0, 2, 4, 5].iter().map(|n| &s[*n]["pid"]).collect();
     assert!(pids.iter().all(|p| p.is_u64()), "{pids:?}");
-    assert!((1..pids.len()).all(|i| pids[i] != pids[i - 1]), "every start is a new process: {pids:?}");
+    assert!(
+        (1..pids.len()).all(|i| pids[i] != pids[i - 1]),
+        "every start is a new process: {pids:?}"
+    );
     let main = &scene.instances()[0];
-    let ended: Vec<&Value> = main["lives"].as_array().unwrap().iter().map(|l| &l["ended_by"]).collect();
-    assert_eq!(ended, [&Value::from("stop"), &Value::from("kill"), &Value::from("stop"), &Value::Null], "{main:#}");
+    let ended: Vec<&Value> =
+        main["lives"].as_array().unwrap().iter().map(|l| &l["ended_by"]).collect();
+    assert_eq!(
+        ended,
+        [&Value::from("stop"), &Value::from("kill"), &Value::from("stop"), &Value::Null],
+        "{main:#}"
+    );
     scene.assert_nothing_left();
 }
 
@@ -201,16 +287,21 @@ fn on_demand_instances_have_addresses_of_their_own_and_one_left_running_goes_wit
          && $HS ctl status --json > all.json",
     );
     scene.run(&["run"]).expect(0);
-    let (a, b) = (scene.json("a.json")["instance"].clone(), scene.json("b.json")["instance"].clone());
+    let (a, b) =
+        (scene.json("a.json")["instance"].clone(), scene.json("b.json")["instance"].clone());
     let all = scene.json("all.json");
     let main = all["instances"].as_array().unwrap().iter().find(|i| i["id"] == "main").unwrap();
     let hosts = [&main["hostname"], &a["hostname"], &b["hostname"]];
     assert!(hosts[0] != hosts[1] && hosts[1] != hosts[2] && hosts[0] != hosts[2], "{hosts:?}");
     assert_eq!((a["id"].as_str(), a["name"].as_str()), (Some("i1"), Some("first")));
-    let ids: Vec<&str> = all["instances"].as_array().unwrap().iter().filter_map(|i| i["id"].as_str()).collect();
+    let ids: Vec<&str> =
+        all["instances"].as_array().unwrap().iter().filter_map(|i| i["id"].as_str()).collect();
     assert_eq!(ids, ["i2", "main"], "i1 was released");
     let pid = b["pid"].as_u64().unwrap() as i32;
-    assert!(kill(Pid::from_raw(pid), None).is_err(), "the instance left running (pid {pid}) outlived its shard");
+    assert!(
+        kill(Pid::from_raw(pid), None).is_err(),
+        "the instance left running (pid {pid}) outlived its shard"
+    );
     let reported = scene.instances();
     let left = reported.iter().find(|i| i["id"] == "i2").expect("i2 in report.json");
     assert!(left["released"].is_number(), "{left:#}");
@@ -220,8 +311,12 @@ fn on_demand_instances_have_addresses_of_their_own_and_one_left_running_goes_wit
 #[test]
 fn a_start_past_the_shards_limit_waits_then_fails_with_code_limit() {
     let scene = raw_scene("127.0.80.40", 4);
-    scene.plan_script("  instances: 1\n", "$HS ctl start --new > /dev/null && ! $HS ctl start --new --json > second.json");
-    let plan = support::read(&scene.sandbox.path("harper-shards.yml")).replace("wait: 5s", "wait: 1s");
+    scene.plan_script(
+        "  instances: 1\n",
+        "$HS ctl start --new > /dev/null && ! $HS ctl start --new --json > second.json",
+    );
+    let plan =
+        support::read(&scene.sandbox.path("harper-shards.yml")).replace("wait: 5s", "wait: 1s");
     scene.sandbox.write("harper-shards.yml", &plan);
     scene.run(&["run"]).expect(0);
     let second = scene.json("second.json");
@@ -260,7 +355,10 @@ fn a_client_that_hangs_up_during_a_start_leaves_no_instance_behind() {
     let gone = reported.iter().find(|i| i["id"] == "i1").expect("i1 in report.json");
     let next = reported.iter().find(|i| i["id"] == "i2").expect("i2 in report.json");
     let released = gone["released"].as_f64().expect("i1 was released");
-    assert!(released <= next["acquired"].as_f64().unwrap(), "i1 went only at the shard's end: {reported:#?}");
+    assert!(
+        released <= next["acquired"].as_f64().unwrap(),
+        "i1 went only at the shard's end: {reported:#?}"
+    );
     scene.assert_nothing_left();
 }
 
@@ -270,11 +368,16 @@ fn sigkill_of_the_tool_while_on_demand_instances_run_leaves_no_survivor() {
     let mut tool = scene.start_with_two_on_demand_instances();
     kill(Pid::from_raw(tool.id() as i32), Signal::SIGKILL).unwrap();
     let _ = tool.wait();
-    scene.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || scene.sandbox.leftovers().is_empty());
+    scene.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || {
+        scene.sandbox.leftovers().is_empty()
+    });
     let first = scene.start;
     for n in 0..3u32 {
         let addr = std::net::Ipv4Addr::from(u32::from(first) + n).to_string();
-        assert!(support::ports_free(&addr, &DEFAULT_PORTS), "a port on {addr} is still held after the tool's SIGKILL");
+        assert!(
+            support::ports_free(&addr, &DEFAULT_PORTS),
+            "a port on {addr} is still held after the tool's SIGKILL"
+        );
     }
 }
 
@@ -288,11 +391,23 @@ fn a_shard_without_an_instance_of_its_own_gets_a_control_socket_and_no_instance_
     scene.run(&["run"]).expect(0);
     let env = support::read(&scene.sandbox.path("env.txt"));
     assert!(env.contains("HARPER_SHARD_CONTROL="), "{env}");
-    for var in ["HARPER_HOSTNAME=", "HARPER_OPERATIONS_API_URL=", "HARPER_ADMIN_PASSWORD=", "HARPER_ROOTPATH="] {
-        assert!(!env.lines().any(|l| l.starts_with(var)), "{var} is set without an instance: {env}");
+    for var in [
+        "HARPER_HOSTNAME=",
+        "HARPER_OPERATIONS_API_URL=",
+        "HARPER_ADMIN_PASSWORD=",
+        "HARPER_ROOTPATH=",
+    ] {
+        assert!(
+            !env.lines().any(|l| l.starts_with(var)),
+            "{var} is set without an instance: {env}"
+        );
     }
     assert_eq!(scene.json("none.json")["instances"], serde_json::json!([]));
-    assert_eq!(scene.json("a.json")["instance"]["hostname"], scene.start.to_string(), "the first address goes to the first instance");
+    assert_eq!(
+        scene.json("a.json")["instance"]["hostname"],
+        scene.start.to_string(),
+        "the first address goes to the first instance"
+    );
     assert!(support::read(&scene.sandbox.path("stop.err")).contains("harper.boot: false"));
     scene.assert_nothing_left();
 }
@@ -308,13 +423,15 @@ fn sigterm_tears_on_demand_instances_down_within_the_budget_and_exits_143() {
     assert_eq!(status.code(), Some(143), "{status}");
     assert!(took < Duration::from_secs(7), "the teardown took {took:?}");
     let instances = scene.instances();
-    let released = instances.iter().filter(|i| i["id"] != "main" && i["released"].is_number()).count();
+    let released =
+        instances.iter().filter(|i| i["id"] != "main" && i["released"].is_number()).count();
     assert_eq!(released, 2, "{instances:#?}");
     scene.assert_nothing_left();
 }
 
 #[test]
-fn stop_and_kill_of_an_instance_whose_harper_exited_by_itself_answer_not_running_and_restart_only_boots_it() {
+fn stop_and_kill_of_an_instance_whose_harper_exited_by_itself_answer_not_running_and_restart_only_boots_it()
+ {
     let scene = raw_scene("127.0.80.170", 4);
     // SIGTERM from outside the tool: to the tool, Harper ended by itself (the fake exits 0).
     scene.plan_script(
@@ -327,14 +444,22 @@ fn stop_and_kill_of_an_instance_whose_harper_exited_by_itself_answer_not_running
     scene.run(&["run"]).expect(0);
     for op in ["stop", "kill"] {
         let answer = scene.json(&format!("{op}.json"));
-        assert_eq!((answer["ok"].as_bool(), code(&answer)), (Some(false), "not_running"), "{op}: {answer}");
-        assert!(answer["error"].as_str().unwrap().contains("exited by itself (exit code 0)"), "{op}: {answer}");
+        assert_eq!(
+            (answer["ok"].as_bool(), code(&answer)),
+            (Some(false), "not_running"),
+            "{op}: {answer}"
+        );
+        assert!(
+            answer["error"].as_str().unwrap().contains("exited by itself (exit code 0)"),
+            "{op}: {answer}"
+        );
         assert_eq!(support::read(&scene.sandbox.path(&format!("{op}.rc"))).trim(), "1", "{op}");
     }
     let again = &scene.json("again.json")["instance"];
     assert_eq!(again["state"], "running", "{again}");
     let main = &scene.instances()[0];
-    let ended: Vec<&Value> = main["lives"].as_array().unwrap().iter().map(|l| &l["ended_by"]).collect();
+    let ended: Vec<&Value> =
+        main["lives"].as_array().unwrap().iter().map(|l| &l["ended_by"]).collect();
     assert_eq!(ended, [&Value::Null, &Value::Null], "no request ended the first life: {main:#}");
     scene.assert_nothing_left();
 }
@@ -375,14 +500,21 @@ fn a_shard_timeout_cancels_an_on_demand_start_still_booting() {
     let run = scene.run(&["run"]);
     let took = started.elapsed();
     // The timeout, the on-demand instance's and the shard's own teardown (2 s grace each), slack.
-    assert!(took < Duration::from_secs(20), "the run took {took:?} with a 2 s timeout: {}", run.stderr());
+    assert!(
+        took < Duration::from_secs(20),
+        "the run took {took:?} with a 2 s timeout: {}",
+        run.stderr()
+    );
     assert_eq!(run.output.status.code(), Some(1), "{}", run.stderr());
     let shard = &scene.sandbox.report()["shards"][0];
     assert_eq!(shard["status"], "failed", "{shard}");
     assert!(shard["cause"].as_str().is_some_and(|c| c.contains("timed out after 2s")), "{shard}");
     let instances = scene.instances();
     let life = &instances[0]["lives"][0];
-    assert!(life["booting"].is_number() && life["ready"].is_null(), "the start was not cut while booting: {instances:?}");
+    assert!(
+        life["booting"].is_number() && life["ready"].is_null(),
+        "the start was not cut while booting: {instances:?}"
+    );
     scene.assert_nothing_left();
 }
 
@@ -390,7 +522,11 @@ fn a_shard_timeout_cancels_an_on_demand_start_still_booting() {
 /// `<name>.log`, then becomes the fake server. Its path tells its lives from the plan's.
 fn other_harper(sandbox: &Sandbox, name: &str) -> std::path::PathBuf {
     let log = sandbox.path(&format!("{name}.log"));
-    let script = format!("#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n", log.display(), support::fake_harper());
+    let script = format!(
+        "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
+        log.display(),
+        support::fake_harper()
+    );
     let path = sandbox.write(name, &script);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
@@ -408,24 +544,42 @@ fn a_stopped_instance_started_with_another_bin_boots_it_on_its_own_data_and_a_re
          && $HS ctl restart --json > again.json && cat \"$HARPER_ROOTPATH/data\" > data.txt",
     );
     scene.run(&["run"]).expect(0);
-    let (before, after, again) =
-        (scene.json("before.json")["instance"].clone(), scene.json("after.json")["instance"].clone(), scene.json("again.json")["instance"].clone());
+    let (before, after, again) = (
+        scene.json("before.json")["instance"].clone(),
+        scene.json("after.json")["instance"].clone(),
+        scene.json("again.json")["instance"].clone(),
+    );
     assert_eq!(before["harper"]["bin"], support::fake_harper(), "{before}");
-    let bin = std::path::PathBuf::from(after["harper"]["bin"].as_str().expect("the answer names the bin"));
+    let bin = std::path::PathBuf::from(
+        after["harper"]["bin"].as_str().expect("the answer names the bin"),
+    );
     assert_eq!(bin.canonicalize().unwrap(), v2.canonicalize().unwrap(), "{after}");
     assert_eq!(again["harper"], after["harper"], "a restart went back to the old Harper: {again}");
     for life in [&after, &again] {
-        assert_eq!((&life["rootpath"], &life["hostname"], &life["state"]), (&before["rootpath"], &before["hostname"], &Value::from("running")), "{life}");
+        assert_eq!(
+            (&life["rootpath"], &life["hostname"], &life["state"]),
+            (&before["rootpath"], &before["hostname"], &Value::from("running")),
+            "{life}"
+        );
     }
     let starts = support::read(&scene.sandbox.path("v2/harper.log"));
     let root = format!("--ROOTPATH={}", before["rootpath"].as_str().unwrap());
-    assert_eq!(starts.lines().filter(|l| l.contains(&root)).count(), 2, "the new Harper did not boot both later lives there:\n{starts}");
-    assert_eq!(support::read(&scene.sandbox.path("data.txt")), "first life\n", "the first life's data is gone");
+    assert_eq!(
+        starts.lines().filter(|l| l.contains(&root)).count(),
+        2,
+        "the new Harper did not boot both later lives there:\n{starts}"
+    );
+    assert_eq!(
+        support::read(&scene.sandbox.path("data.txt")),
+        "first life\n",
+        "the first life's data is gone"
+    );
     scene.assert_nothing_left();
 }
 
 #[test]
-fn a_start_on_another_harper_is_refused_while_running_and_for_bad_keys_and_the_instance_stays_as_it_was() {
+fn a_start_on_another_harper_is_refused_while_running_and_for_bad_keys_and_the_instance_stays_as_it_was()
+ {
     let scene = raw_scene("127.0.80.110", 4);
     let v2 = other_harper(&scene.sandbox, "v2");
     let big = format!("harperdb@{}", "1".repeat(10 * 1024));
@@ -437,7 +591,8 @@ fn a_start_on_another_harper_is_refused_while_running_and_for_bad_keys_and_the_i
         r#"{"op": "start", "id": "main", "bin": "fifo"}"#.to_owned(),
         r#"{"op": "start", "id": "main", "bin": "."}"#.to_owned(),
         r#"{"op": "start", "id": "main", "bin": "/dev/zero"}"#.to_owned(),
-        r#"{"op": "start", "id": "main", "package": "harperdb@4.7.29\u001b]0;x\u0007\r"}"#.to_owned(),
+        r#"{"op": "start", "id": "main", "package": "harperdb@4.7.29\u001b]0;x\u0007\r"}"#
+            .to_owned(),
         format!(r#"{{"op": "start", "id": "main", "package": "{big}"}}"#),
         r#"{"op": "start", "id": "main", "package": "harperdb@4.7.29"}"#.to_owned(),
     ];
@@ -459,10 +614,23 @@ fn a_start_on_another_harper_is_refused_while_running_and_for_bad_keys_and_the_i
     let codes: Vec<&str> = answers.iter().map(code).collect();
     assert_eq!(
         codes,
-        ["bad_request", "bad_request", "invalid", "invalid", "invalid", "invalid", "invalid", "invalid", "invalid", "invalid"],
+        [
+            "bad_request",
+            "bad_request",
+            "invalid",
+            "invalid",
+            "invalid",
+            "invalid",
+            "invalid",
+            "invalid",
+            "invalid",
+            "invalid"
+        ],
         "{answers:#?}"
     );
-    let says = |n: usize, what: &str| assert!(answers[n]["error"].as_str().unwrap().contains(what), "answer {n}: {}", answers[n]);
+    let says = |n: usize, what: &str| {
+        assert!(answers[n]["error"].as_str().unwrap().contains(what), "answer {n}: {}", answers[n])
+    };
     says(2, "`runtime` cannot change");
     says(3, "name two Harpers");
     for n in [4, 5, 6] {
@@ -471,9 +639,16 @@ fn a_start_on_another_harper_is_refused_while_running_and_for_bad_keys_and_the_i
     says(7, "control character");
     says(8, "bytes long");
     says(9, "runtime `exec` needs `bin`");
-    assert!(answers.iter().all(|a| a["error"].as_str().unwrap().len() < 1024), "an answer quotes a value whole: {answers:#?}");
+    assert!(
+        answers.iter().all(|a| a["error"].as_str().unwrap().len() < 1024),
+        "an answer quotes a value whole: {answers:#?}"
+    );
     let main = &status["instance"];
-    assert_eq!((&main["state"], &main["harper"]["bin"]), (&Value::from("stopped"), &Value::from(support::fake_harper())), "{status}");
+    assert_eq!(
+        (&main["state"], &main["harper"]["bin"]),
+        (&Value::from("stopped"), &Value::from(support::fake_harper())),
+        "{status}"
+    );
     assert!(!scene.sandbox.path("v2.log").exists(), "a refused start ran the other Harper");
     drop(v2);
     scene.assert_nothing_left();

@@ -31,9 +31,16 @@ fn github_step(sandbox: &Sandbox, shards: &str, env: &[(&str, &str)]) -> Step {
 }
 
 /// `harper-shard run` as a GitHub Actions step writing to `summary` and `outputs`.
-fn actions_run(sandbox: &Sandbox, summary: &std::path::Path, outputs: &std::path::Path) -> std::process::Command {
+fn actions_run(
+    sandbox: &Sandbox,
+    summary: &std::path::Path,
+    outputs: &std::path::Path,
+) -> std::process::Command {
     let mut cmd = sandbox.command();
-    cmd.arg("run").env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", summary).env("GITHUB_OUTPUT", outputs);
+    cmd.arg("run")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", summary)
+        .env("GITHUB_OUTPUT", outputs);
     cmd
 }
 
@@ -48,8 +55,21 @@ struct Acted {
 
 /// The commands the runner knows (actions/runner, ActionCommandManager and its extensions).
 const REGISTERED: &[&str] = &[
-    "add-mask", "add-matcher", "add-path", "debug", "echo", "endgroup", "error", "group", "notice", "remove-matcher",
-    "save-state", "set-env", "set-output", "stop-commands", "warning",
+    "add-mask",
+    "add-matcher",
+    "add-path",
+    "debug",
+    "echo",
+    "endgroup",
+    "error",
+    "group",
+    "notice",
+    "remove-matcher",
+    "save-state",
+    "set-env",
+    "set-output",
+    "stop-commands",
+    "warning",
 ];
 
 /// `::name key=value,…::data` after leading blanks (the runner's `TryParseV2`).
@@ -58,8 +78,18 @@ fn parse_v2(line: &str) -> Option<Acted> {
     let end = rest.find("::")?;
     let info = &rest[..end];
     let (name, props) = info.split_once(' ').unwrap_or((info, ""));
-    let unescape = |v: &str| v.replace("%0D", "\r").replace("%0A", "\n").replace("%3A", ":").replace("%2C", ",").replace("%25", "%");
-    let properties = props.split(',').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_owned(), unescape(v))).collect();
+    let unescape = |v: &str| {
+        v.replace("%0D", "\r")
+            .replace("%0A", "\n")
+            .replace("%3A", ":")
+            .replace("%2C", ",")
+            .replace("%25", "%")
+    };
+    let properties = props
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_owned(), unescape(v)))
+        .collect();
     let data = rest[end + 2..].replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%");
     Some(Acted { line: line.to_owned(), name: name.to_owned(), properties, data })
 }
@@ -70,8 +100,17 @@ fn parse_v1(line: &str) -> Option<Acted> {
     let end = rest.find(']')?;
     let info = &rest[..end];
     let (name, props) = info.split_once(' ').unwrap_or((info, ""));
-    let properties = props.split(';').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-    Some(Acted { line: line.to_owned(), name: name.to_owned(), properties, data: rest[end + 1..].to_owned() })
+    let properties = props
+        .split(';')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Some(Acted {
+        line: line.to_owned(),
+        name: name.to_owned(),
+        properties,
+        data: rest[end + 1..].to_owned(),
+    })
 }
 
 /// The workflow commands GitHub's runner would act on in a step's output, read as it reads it:
@@ -83,19 +122,30 @@ fn runner_commands(output: &[u8]) -> Vec<Acted> {
     let mut stopped: Option<String> = None;
     for line in text.split(['\r', '\n']) {
         let known = |name: &str| {
-            REGISTERED.iter().any(|r| r.eq_ignore_ascii_case(name)) || stopped.as_deref().is_some_and(|t| !t.is_empty() && t.eq_ignore_ascii_case(name))
+            REGISTERED.iter().any(|r| r.eq_ignore_ascii_case(name))
+                || stopped.as_deref().is_some_and(|t| !t.is_empty() && t.eq_ignore_ascii_case(name))
         };
-        let Some(command) = parse_v2(line).filter(|c| known(&c.name)).or_else(|| parse_v1(line).filter(|c| known(&c.name))) else {
+        let Some(command) = parse_v2(line)
+            .filter(|c| known(&c.name))
+            .or_else(|| parse_v1(line).filter(|c| known(&c.name)))
+        else {
             continue;
         };
         match &stopped {
-            Some(token) if command.name.eq_ignore_ascii_case(token) && !token.is_empty() => stopped = None,
+            Some(token) if command.name.eq_ignore_ascii_case(token) && !token.is_empty() => {
+                stopped = None
+            }
             Some(_) => {}
-            None if command.name.eq_ignore_ascii_case("stop-commands") => stopped = Some(command.data.clone()),
+            None if command.name.eq_ignore_ascii_case("stop-commands") => {
+                stopped = Some(command.data.clone())
+            }
             None => acted.push(command),
         }
     }
-    assert!(stopped.is_none(), "the output ends with workflow commands stopped: a later step's commands would be swallowed");
+    assert!(
+        stopped.is_none(),
+        "the output ends with workflow commands stopped: a later step's commands would be swallowed"
+    );
     acted
 }
 
@@ -122,9 +172,18 @@ fn each_shard_gets_one_log_group_with_its_phases_and_output() {
     step.run.expect(1);
     let log = step.run.stderr();
     for (name, said) in [("ok-00", "fine 0"), ("ok-01", "fine 1"), ("bad-00", "100% broken 0")] {
-        let start = log.lines().position(|l| l.starts_with("::group::") && l.contains(name)).unwrap_or_else(|| panic!("no group for {name}: {log}"));
-        let body: Vec<&str> = log.lines().skip(start + 1).take_while(|l| *l != "::endgroup::").collect();
-        assert!(body.iter().any(|l| l.starts_with("phases: wait ") && l.contains("boot") && l.contains("teardown")), "{body:?}");
+        let start = log
+            .lines()
+            .position(|l| l.starts_with("::group::") && l.contains(name))
+            .unwrap_or_else(|| panic!("no group for {name}: {log}"));
+        let body: Vec<&str> =
+            log.lines().skip(start + 1).take_while(|l| *l != "::endgroup::").collect();
+        assert!(
+            body.iter().any(|l| l.starts_with("phases: wait ")
+                && l.contains("boot")
+                && l.contains("teardown")),
+            "{body:?}"
+        );
         assert!(body.contains(&said), "{name}'s output is in its group: {body:?}");
     }
     assert_eq!(log.matches("::group::").count(), 3);
@@ -141,7 +200,9 @@ fn output_relayed_from_a_shard_cannot_issue_workflow_commands() {
     assert!(log.contains("\n::error::pwned\n"), "the output was relayed: {log}");
     let live = commands_in_force(&log);
     assert!(
-        live.iter().all(|l| l.starts_with("::group::") || l == "::endgroup::" || l.starts_with("::notice file=")),
+        live.iter().all(|l| l.starts_with("::group::")
+            || l == "::endgroup::"
+            || l.starts_with("::notice file=")),
         "relayed output became a workflow command: {live:?}"
     );
     assert_eq!(live.iter().filter(|l| *l == "::endgroup::").count(), 1, "{live:?}");
@@ -158,10 +219,20 @@ fn twenty_five_shards_with_fifteen_failing_stay_within_the_annotation_budget() {
     let plan = support::read(&sandbox.path("harper-shards.yml"));
     for (i, e) in errors[..9].iter().enumerate() {
         let line = plan.lines().position(|l| l.contains(&format!("name: bad-{i:02}"))).unwrap() + 1;
-        assert!(e.starts_with(&format!("::error file=harper-shards.yml,line={line},title=bad-{i:02}::")), "{e}");
+        assert!(
+            e.starts_with(&format!(
+                "::error file=harper-shards.yml,line={line},title=bad-{i:02}::"
+            )),
+            "{e}"
+        );
         assert!(e.contains("100%25 broken"), "the message is escaped: {e}");
     }
-    assert!(errors[9].starts_with("::error title=harper-shard::and 6 more failed shard(s): bad-09, bad-10"), "{}", errors[9]);
+    assert!(
+        errors[9]
+            .starts_with("::error title=harper-shard::and 6 more failed shard(s): bad-09, bad-10"),
+        "{}",
+        errors[9]
+    );
 }
 
 #[test]
@@ -170,23 +241,43 @@ fn the_step_summary_has_a_table_of_phases_and_a_compact_gantt_chart_marking_the_
     let step = github_step(&sandbox, &passing_and_failing(2, 1), &[]);
     step.run.expect(1);
     let md = &step.summary;
-    assert!(md.contains("| shard | address | wait | boot | commands | teardown | total | status |"), "{md}");
+    assert!(
+        md.contains("| shard | address | wait | boot | commands | teardown | total | status |"),
+        "{md}"
+    );
     for name in ["ok-00", "ok-01", "bad-00"] {
-        assert_eq!(md.lines().filter(|l| l.starts_with(&format!("| {name} | 127."))).count(), 1, "one row for {name}: {md}");
+        assert_eq!(
+            md.lines().filter(|l| l.starts_with(&format!("| {name} | 127."))).count(),
+            1,
+            "one row for {name}: {md}"
+        );
     }
-    let chart = md.split("```mermaid\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a mermaid block");
+    let chart = md
+        .split("```mermaid\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a mermaid block");
     let lines: Vec<&str> = chart.lines().map(str::trim).collect();
-    assert_eq!(lines[..4], ["---", "displayMode: compact", "---", "gantt"], "mermaid's compact display (a row per shard): {chart}");
+    assert_eq!(
+        lines[..4],
+        ["---", "displayMode: compact", "---", "gantt"],
+        "mermaid's compact display (a row per shard): {chart}"
+    );
     assert!(lines.contains(&"dateFormat x"), "{chart}");
     for name in ["ok-00", "ok-01", "bad-00"] {
-        let at = lines.iter().position(|l| *l == format!("section {name}")).unwrap_or_else(|| panic!("no section {name}: {chart}"));
-        let tasks: Vec<&str> = lines[at + 1..].iter().take_while(|l| !l.starts_with("section")).copied().collect();
+        let at = lines
+            .iter()
+            .position(|l| *l == format!("section {name}"))
+            .unwrap_or_else(|| panic!("no section {name}: {chart}"));
+        let tasks: Vec<&str> =
+            lines[at + 1..].iter().take_while(|l| !l.starts_with("section")).copied().collect();
         let labels: Vec<&str> = tasks.iter().map(|t| t.split(' ').next().unwrap()).collect();
         assert_eq!(labels, ["wait", "boot", "commands", "teardown"], "{name}: {tasks:?}");
         for t in &tasks {
             let (_, spec) = t.split_once(':').unwrap();
             let parts: Vec<&str> = spec.split(", ").collect();
-            let (start, end): (u64, u64) = (parts[parts.len() - 2].parse().unwrap(), parts[parts.len() - 1].parse().unwrap());
+            let (start, end): (u64, u64) =
+                (parts[parts.len() - 2].parse().unwrap(), parts[parts.len() - 1].parse().unwrap());
             assert!(start < end, "{t}");
         }
         let crit: Vec<&&str> = tasks.iter().filter(|t| t.contains(":crit,")).collect();
@@ -234,10 +325,20 @@ fn shard_commands_and_harper_do_not_see_the_github_token() {
     github_step(&sandbox, shards, &[("GITHUB_TOKEN", "ghs_secret_checks_token")]).run.expect(0);
     let seen = support::read(&sandbox.path("seen.env"));
     assert!(seen.contains("HARPER_SHARD_NAME=nosy"), "{seen}");
-    assert!(!seen.contains("ghs_secret_checks_token"), "the token leaked into a shard command's environment");
+    assert!(
+        !seen.contains("ghs_secret_checks_token"),
+        "the token leaked into a shard command's environment"
+    );
     let harper = support::read(&sandbox.path("harper.env"));
-    assert!(harper.lines().any(|l| l.starts_with("FAKE_HARPER=")) && harper.contains("HARPER_SHARD_TOKEN="), "not Harper's environment: {harper}");
-    assert!(!harper.contains("ghs_secret_checks_token"), "the token leaked into Harper's environment");
+    assert!(
+        harper.lines().any(|l| l.starts_with("FAKE_HARPER="))
+            && harper.contains("HARPER_SHARD_TOKEN="),
+        "not Harper's environment: {harper}"
+    );
+    assert!(
+        !harper.contains("ghs_secret_checks_token"),
+        "the token leaked into Harper's environment"
+    );
 }
 
 /// An XML element as GitLab and Jenkins see junit.xml: name, attributes, children, text.
@@ -258,7 +359,10 @@ impl Node {
                 .attributes()
                 .map(|a| {
                     let a = a.unwrap();
-                    let value = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().into_owned();
+                    let value = a
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .unwrap()
+                        .into_owned();
                     (String::from_utf8(a.key.as_ref().to_vec()).unwrap(), value)
                 })
                 .collect(),
@@ -280,7 +384,14 @@ impl Node {
                 Event::Text(t) => stack.last_mut().unwrap().text += &t.decode().unwrap(),
                 Event::GeneralRef(r) => {
                     let name = r.decode().unwrap();
-                    let c = match name.as_ref() { "lt" => "<", "gt" => ">", "amp" => "&", "quot" => "\"", "apos" => "'", _ => "?" };
+                    let c = match name.as_ref() {
+                        "lt" => "<",
+                        "gt" => ">",
+                        "amp" => "&",
+                        "quot" => "\"",
+                        "apos" => "'",
+                        _ => "?",
+                    };
                     stack.last_mut().unwrap().text += c;
                 }
                 Event::CData(t) => stack.last_mut().unwrap().text += &String::from_utf8_lossy(&t),
@@ -317,18 +428,29 @@ fn junit_xml_has_a_suite_per_shard_a_case_per_command_and_a_failed_boot_as_an_er
         }
         for case in suite.all("testcase") {
             assert_eq!(case.attrs["classname"], suite.attrs["name"]);
-            let time: f64 = case.attrs.get("time").map_or(0.0, |t| t.parse().expect("time is seconds"));
+            let time: f64 =
+                case.attrs.get("time").map_or(0.0, |t| t.parse().expect("time is seconds"));
             assert!(time >= 0.0);
         }
     }
     let good = suites[0].all("testcase");
-    assert_eq!(good.iter().map(|c| c.attrs["name"].as_str()).collect::<Vec<_>>(), ["true", "echo two"]);
-    assert!(good.iter().all(|c| c.children.iter().all(|x| x.name == "system-out" || x.name == "system-err")));
+    assert_eq!(
+        good.iter().map(|c| c.attrs["name"].as_str()).collect::<Vec<_>>(),
+        ["true", "echo two"]
+    );
+    assert!(
+        good.iter()
+            .all(|c| c.children.iter().all(|x| x.name == "system-out" || x.name == "system-err"))
+    );
 
     let bad = suites[1].all("testcase");
     let failure = bad[0].child("failure").expect("the failed command is a <failure>");
     assert_eq!(failure.attrs["message"], "exit code 3");
-    assert!(bad[0].child("system-out").is_some_and(|o| o.text.contains("the widget broke")), "{:?}", bad[0]);
+    assert!(
+        bad[0].child("system-out").is_some_and(|o| o.text.contains("the widget broke")),
+        "{:?}",
+        bad[0]
+    );
     assert!(bad[1].child("skipped").is_some(), "the command after the failure did not run");
     assert_eq!(suites[1].attrs["failures"], "1");
 
@@ -336,7 +458,10 @@ fn junit_xml_has_a_suite_per_shard_a_case_per_command_and_a_failed_boot_as_an_er
     assert_eq!(boot[0].attrs["name"], "boot Harper");
     let error = boot[0].child("error").expect("a failed boot is an <error>");
     assert!(error.attrs["message"].contains("exit code 1"), "{:?}", error.attrs);
-    assert!(boot[0].child("system-out").is_some_and(|o| !o.text.trim().is_empty()), "the error carries Harper's last lines");
+    assert!(
+        boot[0].child("system-out").is_some_and(|o| !o.text.trim().is_empty()),
+        "the error carries Harper's last lines"
+    );
     assert_eq!(suites[2].attrs["errors"], "1");
 }
 
@@ -353,7 +478,8 @@ fn per_file_timings_are_summed_from_the_junit_that_commands_write() {
         ),
     );
     github_step(&sandbox, "  - name: unit\n    run: sh write-junit.sh\n", &[]).run.expect(0);
-    let timings: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("report/timings.json"))).unwrap();
+    let timings: serde_json::Value =
+        serde_json::from_str(&support::read(&sandbox.path("report/timings.json"))).unwrap();
     assert_eq!(timings["files"]["t/a.test.mjs"], 2.0, "{timings}");
     assert_eq!(timings["files"]["t/b.test.mjs"], 2.5, "{timings}");
     assert!(timings["shards"]["unit"].as_f64().is_some());
@@ -362,9 +488,13 @@ fn per_file_timings_are_summed_from_the_junit_that_commands_write() {
 #[test]
 fn junit_left_by_an_earlier_run_is_not_counted_again() {
     let sandbox = Sandbox::new();
-    sandbox.write("report/unit/junit/old.xml", r#"<testsuites><testcase name="x" time="9" file="t/old.test.mjs"/></testsuites>"#);
+    sandbox.write(
+        "report/unit/junit/old.xml",
+        r#"<testsuites><testcase name="x" time="9" file="t/old.test.mjs"/></testsuites>"#,
+    );
     github_step(&sandbox, "  - name: unit\n    run: \"true\"\n", &[]).run.expect(0);
-    let timings: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("report/timings.json"))).unwrap();
+    let timings: serde_json::Value =
+        serde_json::from_str(&support::read(&sandbox.path("report/timings.json"))).unwrap();
     assert_eq!(timings["files"], serde_json::json!({}), "{timings}");
     assert!(!sandbox.path("report/unit/junit/old.xml").exists());
 }
@@ -381,7 +511,9 @@ fn a_run_cancelled_by_sigint_still_writes_the_summary_and_the_outputs() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start harper-shard");
-    sandbox.wait_for("the shard's command to start", std::time::Duration::from_secs(20), || sandbox.path("started").exists());
+    sandbox.wait_for("the shard's command to start", std::time::Duration::from_secs(20), || {
+        sandbox.path("started").exists()
+    });
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
     let output = child.wait_with_output().expect("wait");
@@ -419,7 +551,9 @@ fn a_shards_group_is_written_as_soon_as_it_finishes_while_others_still_run() {
     });
     sandbox.wait_for("quick's whole group", std::time::Duration::from_secs(20), || {
         let log = log.lock().unwrap();
-        log.split("::group::").any(|g| g.starts_with("✔ quick") && g.contains("quick done") && g.contains("::endgroup::"))
+        log.split("::group::").any(|g| {
+            g.starts_with("✔ quick") && g.contains("quick done") && g.contains("::endgroup::")
+        })
     });
     assert!(!log.lock().unwrap().contains("slow — "), "slow's group came before slow finished");
     sandbox.write("release", "");
@@ -438,9 +572,12 @@ impl Squatter {
     fn start(sandbox: &Sandbox, name: &str, addr: std::net::Ipv4Addr, port: u16) -> Squatter {
         use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         socket.set_reuse_address(true).unwrap();
-        socket.bind(&std::net::SocketAddrV4::new(addr, port).into()).expect("bind the squatter's port");
+        socket
+            .bind(&std::net::SocketAddrV4::new(addr, port).into())
+            .expect("bind the squatter's port");
         socket.listen(8).unwrap();
         // The process's name is its program's file name: a link to sleep, named `name`.
         let program = sandbox.path(name);
@@ -450,7 +587,9 @@ impl Squatter {
         cmd.arg("600").stdin(std::process::Stdio::null());
         // SAFETY: dup2 is async-signal-safe; the copy (without close-on-exec) is what sleep keeps.
         unsafe {
-            cmd.pre_exec(move || if libc::dup2(fd, 100) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+            cmd.pre_exec(move || {
+                if libc::dup2(fd, 100) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+            });
         }
         let child = cmd.spawn().expect("start the squatter");
         Squatter { child }
@@ -484,11 +623,17 @@ fn assert_only_the_tools_commands(output: &[u8], shards: &[&str]) -> Vec<Acted> 
     let acted = runner_commands(output);
     for c in &acted {
         match c.name.to_ascii_lowercase().as_str() {
-            "group" => assert!(c.data.starts_with('✔') || c.data.starts_with('✘'), "not the tool's group: {c:?}"),
+            "group" => assert!(
+                c.data.starts_with('✔') || c.data.starts_with('✘'),
+                "not the tool's group: {c:?}"
+            ),
             "endgroup" => {}
             "error" | "warning" | "notice" => {
                 let title = c.properties.get("title").map(String::as_str).unwrap_or_default();
-                assert!(shards.contains(&title) || title == "harper-shard", "not the tool's annotation: {c:?}");
+                assert!(
+                    shards.contains(&title) || title == "harper-shard",
+                    "not the tool's annotation: {c:?}"
+                );
             }
             _ => panic!("the runner would act on a command the tool did not issue: {c:?}"),
         }
@@ -498,13 +643,20 @@ fn assert_only_the_tools_commands(output: &[u8], shards: &[&str]) -> Vec<Acted> 
 
 fn injected_run(verbose: bool) {
     let sandbox = Sandbox::new();
-    let first: std::net::Ipv4Addr = if verbose { "127.0.61.2" } else { "127.0.61.12" }.parse().unwrap();
+    let first: std::net::Ipv4Addr =
+        if verbose { "127.0.61.2" } else { "127.0.61.12" }.parse().unwrap();
     let _squatter = Squatter::start(&sandbox, "x\r::error::pwn", first, 9926);
     sandbox.write("inject.sh", INJECTIONS);
     let pool = format!("pool: {{start: {first}, count: 3, wait: 30s}}\n");
-    sandbox.write("harper-shards.yml", &fake_plan("", &pool, "  - name: inj\n    run: sh inject.sh\n"));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("", &pool, "  - name: inj\n    run: sh inject.sh\n"),
+    );
     let mut cmd = sandbox.command();
-    cmd.arg("run").env("GITHUB_ACTIONS", "true").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).env_remove("GITHUB_STEP_SUMMARY");
+    cmd.arg("run")
+        .env("GITHUB_ACTIONS", "true")
+        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+        .env_remove("GITHUB_STEP_SUMMARY");
     if verbose {
         cmd.arg("-v");
     }
@@ -512,16 +664,25 @@ fn injected_run(verbose: bool) {
     let run = Run { output, took: std::time::Duration::ZERO };
     run.expect(1);
     let err = run.stderr();
-    assert!(err.contains("x␍::error title=Injected::pwn"), "the tail (and with -v the relay) shows the line, defused: {err}");
+    assert!(
+        err.contains("x␍::error title=Injected::pwn"),
+        "the tail (and with -v the relay) shows the line, defused: {err}"
+    );
     assert!(err.contains("(x␍::error::pwn)"), "the warning names the holder, defused: {err}");
-    assert!(!err.contains(['\0', '\x1b']), "no NUL and no escape sequence reaches the log: {err:?}");
+    assert!(
+        !err.contains(['\0', '\x1b']),
+        "no NUL and no escape sequence reaches the log: {err:?}"
+    );
     let everything = [run.output.stdout.as_slice(), run.output.stderr.as_slice()].concat();
     let acted = assert_only_the_tools_commands(&everything, &["inj"]);
     let errors: Vec<&Acted> = acted.iter().filter(|c| c.name == "error").collect();
     assert_eq!(errors.len(), 1, "the failed shard's own error is still seen: {acted:#?}");
     assert_eq!(errors[0].properties["title"], "inj");
     assert!(errors[0].data.contains("`sh inject.sh` failed: exit code 3"), "{:?}", errors[0]);
-    assert!(acted.iter().any(|c| c.name == "warning" && c.data.contains("held by pid")), "the squatter's warning is an annotation: {acted:#?}");
+    assert!(
+        acted.iter().any(|c| c.name == "warning" && c.data.contains("held by pid")),
+        "the squatter's warning is an annotation: {acted:#?}"
+    );
 }
 
 #[test]
@@ -541,7 +702,12 @@ fn notices(acted: &[Acted]) -> Vec<&Acted> {
 /// The line of `name:` for `shard` in the sandbox's plan.
 fn plan_line(sandbox: &Sandbox, shard: &str) -> String {
     let plan = support::read(&sandbox.path("harper-shards.yml"));
-    (plan.lines().position(|l| l.trim_start().trim_start_matches("- ") == format!("name: {shard}")).unwrap() + 1).to_string()
+    (plan
+        .lines()
+        .position(|l| l.trim_start().trim_start_matches("- ") == format!("name: {shard}"))
+        .unwrap()
+        + 1)
+    .to_string()
 }
 
 #[test]
@@ -549,7 +715,8 @@ fn each_passing_shard_gets_one_timing_notice_at_its_line_in_the_plan() {
     let sandbox = Sandbox::new();
     let step = github_step(&sandbox, &passing_and_failing(3, 0), &[]);
     step.run.expect(0);
-    let acted = assert_only_the_tools_commands(&step.run.output.stderr, &["ok-00", "ok-01", "ok-02"]);
+    let acted =
+        assert_only_the_tools_commands(&step.run.output.stderr, &["ok-00", "ok-01", "ok-02"]);
     let notices = notices(&acted);
     assert_eq!(notices.len(), 3, "{acted:#?}");
     for (n, shard) in notices.iter().zip(["ok-00", "ok-01", "ok-02"]) {
@@ -575,7 +742,12 @@ fn annotations_point_at_the_line_the_parser_read_each_name_from_not_at_lookalike
     let line_of = |text: &str| (plan.lines().position(|l| l == text).unwrap() + 1).to_string();
     let acted = runner_commands(&step.run.output.stderr);
     let notices = notices(&acted);
-    let line = |shard: &str| notices.iter().find(|n| n.properties["title"] == shard).map(|n| n.properties["line"].clone());
+    let line = |shard: &str| {
+        notices
+            .iter()
+            .find(|n| n.properties["title"] == shard)
+            .map(|n| n.properties["line"].clone())
+    };
     assert_eq!(line("ops"), Some(line_of("  - name: ops")), "{notices:#?}");
     assert_eq!(line("db"), Some(line_of("  - name: db")), "{notices:#?}");
 }
@@ -586,16 +758,38 @@ fn a_shards_group_has_a_line_per_instance_and_an_instances_failed_boot_adds_no_a
     let step = github_step(&sandbox, &support::instances_shard("auth"), &[]);
     step.run.expect(0);
     let log = step.run.stderr();
-    let body: Vec<&str> = log.lines().skip_while(|l| !l.starts_with("::group::")).take_while(|l| *l != "::endgroup::").collect();
+    let body: Vec<&str> = log
+        .lines()
+        .skip_while(|l| !l.starts_with("::group::"))
+        .take_while(|l| *l != "::endgroup::")
+        .collect();
     let lines: Vec<&str> = body.iter().filter_map(|l| l.strip_prefix("instance ")).collect();
     assert_eq!(lines.len(), 3, "{body:?}");
-    assert!(lines[0].starts_with("i1 (auth tests) on 127.") && lines[0].contains(": boot ") && lines[0].contains(" ×2 · up "), "{lines:?}");
+    assert!(
+        lines[0].starts_with("i1 (auth tests) on 127.")
+            && lines[0].contains(": boot ")
+            && lines[0].contains(" ×2 · up "),
+        "{lines:?}"
+    );
     assert!(lines[0].ends_with(" — stopped, released"), "{lines:?}");
-    assert!(lines[2].ends_with(" — boot failed, released: Harper exited before it was ready: exit code 3"), "{lines:?}");
+    assert!(
+        lines[2]
+            .ends_with(" — boot failed, released: Harper exited before it was ready: exit code 3"),
+        "{lines:?}"
+    );
     let acted = assert_only_the_tools_commands(&step.run.output.stderr, &["auth"]);
-    let kinds: Vec<&str> = acted.iter().filter(|c| !c.name.ends_with("group")).map(|c| c.name.as_str()).collect();
-    assert_eq!(kinds, ["notice"], "the shard passed; its instance's failed boot is in its row, not an annotation: {acted:#?}");
-    assert!(step.summary.contains("        i2 boot :crit, "), "the chart draws the failed boot: {}", step.summary);
+    let kinds: Vec<&str> =
+        acted.iter().filter(|c| !c.name.ends_with("group")).map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["notice"],
+        "the shard passed; its instance's failed boot is in its row, not an annotation: {acted:#?}"
+    );
+    assert!(
+        step.summary.contains("        i2 boot :crit, "),
+        "the chart draws the failed boot: {}",
+        step.summary
+    );
 }
 
 #[test]
@@ -614,11 +808,16 @@ fn past_ten_passing_shards_the_slowest_nine_get_notices_and_the_tenth_sums_up_th
     let acted = runner_commands(&step.run.output.stderr);
     let notices = notices(&acted);
     assert_eq!(notices.len(), 10, "{notices:#?}");
-    let mut titled: Vec<&str> = notices[..9].iter().map(|n| n.properties["title"].as_str()).collect();
+    let mut titled: Vec<&str> =
+        notices[..9].iter().map(|n| n.properties["title"].as_str()).collect();
     titled.sort_unstable();
     assert_eq!(titled, slow, "the slots go to the slowest shards");
     assert_eq!(notices[9].properties["title"], "harper-shard");
-    assert!(notices[9].data.starts_with("and 16 more passed shard(s), none slower than "), "{:?}", notices[9]);
+    assert!(
+        notices[9].data.starts_with("and 16 more passed shard(s), none slower than "),
+        "{:?}",
+        notices[9]
+    );
 }
 
 #[test]
@@ -627,7 +826,9 @@ fn failed_shards_get_their_errors_and_no_timing_notice() {
     let step = github_step(&sandbox, &passing_and_failing(2, 2), &[]);
     step.run.expect(1);
     let acted = runner_commands(&step.run.output.stderr);
-    let titles = |name: &str| -> Vec<String> { acted.iter().filter(|c| c.name == name).map(|c| c.properties["title"].clone()).collect() };
+    let titles = |name: &str| -> Vec<String> {
+        acted.iter().filter(|c| c.name == name).map(|c| c.properties["title"].clone()).collect()
+    };
     assert_eq!(titles("error"), ["bad-00", "bad-01"]);
     assert_eq!(titles("notice"), ["ok-00", "ok-01"]);
 }
@@ -639,18 +840,33 @@ fn a_second_run_into_the_same_report_dir_logs_and_relays_only_its_own_output() {
     github_step(&sandbox, shards, &[("WHICH", "the first run")]).run.expect(0);
     let step = github_step(&sandbox, shards, &[("WHICH", "the second run")]);
     step.run.expect(0);
-    assert_eq!(support::read(&sandbox.path("report/again/command-1.log")), "output of the second run\n");
+    assert_eq!(
+        support::read(&sandbox.path("report/again/command-1.log")),
+        "output of the second run\n"
+    );
     let harper = support::read(&sandbox.path("report/again/harper/stdout.log"));
-    assert_eq!(harper.matches("successfully started").count(), 1, "Harper's log is this run's only: {harper}");
+    assert_eq!(
+        harper.matches("successfully started").count(),
+        1,
+        "Harper's log is this run's only: {harper}"
+    );
     let log = step.run.stderr();
-    assert!(log.contains("output of the second run") && !log.contains("output of the first run"), "{log}");
+    assert!(
+        log.contains("output of the second run") && !log.contains("output of the first run"),
+        "{log}"
+    );
 }
 
 #[test]
 fn links_planted_in_the_report_dir_are_not_written_through() {
     let sandbox = Sandbox::new();
     let victim = sandbox.write("victim.txt", "precious\n");
-    for planted in ["report/report.json.tmp", "report/junit.xml", "report/planted/command-1.log", "report/planted/harper/stdout.log"] {
+    for planted in [
+        "report/report.json.tmp",
+        "report/junit.xml",
+        "report/planted/command-1.log",
+        "report/planted/harper/stdout.log",
+    ] {
         std::fs::create_dir_all(sandbox.path(planted).parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(&victim, sandbox.path(planted)).unwrap();
     }
@@ -663,8 +879,16 @@ fn links_planted_in_the_report_dir_are_not_written_through() {
     assert_eq!(support::read(&victim), "precious\n", "nothing was written through a link");
     let report = sandbox.report();
     let cause = report["shards"][0]["cause"].as_str().unwrap();
-    assert!(cause.contains("command-2.log: it is a symbolic link") && cause.contains("victim.txt"), "the run says why: {cause}");
-    for file in ["report/junit.xml", "report/report.json", "report/planted/command-1.log", "report/planted/harper/stdout.log"] {
+    assert!(
+        cause.contains("command-2.log: it is a symbolic link") && cause.contains("victim.txt"),
+        "the run says why: {cause}"
+    );
+    for file in [
+        "report/junit.xml",
+        "report/report.json",
+        "report/planted/command-1.log",
+        "report/planted/harper/stdout.log",
+    ] {
         let meta = std::fs::symlink_metadata(sandbox.path(file)).unwrap();
         assert!(meta.file_type().is_file(), "{file} is the run's own file now");
     }
@@ -680,7 +904,11 @@ fn step_files_that_are_fifos_are_refused_instead_of_waited_on() {
         nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     }
     // One FIFO has a reader (it opens), the other has none (opening it for writing would block).
-    let reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&outputs).unwrap();
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&outputs)
+        .unwrap();
     let mut child = actions_run(&sandbox, &summary, &outputs)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -714,8 +942,13 @@ fn html_in_a_cause_is_escaped_in_the_step_summary() {
     let shards = "  - name: html\n    run: \"echo '<img src=x onerror=alert(1)>'; exit 1 # <img src=x onerror=alert(1)> | `x`\"\n";
     let step = github_step(&sandbox, shards, &[]);
     step.run.expect(1);
-    let failure = step.summary.lines().find(|l| l.starts_with("**html**")).expect("the failure's line");
-    assert!(failure.contains("&lt;img src=x onerror=alert(1)&gt; &#124; &#96;x&#96;") && !failure.contains("<img"), "{failure}");
+    let failure =
+        step.summary.lines().find(|l| l.starts_with("**html**")).expect("the failure's line");
+    assert!(
+        failure.contains("&lt;img src=x onerror=alert(1)&gt; &#124; &#96;x&#96;")
+            && !failure.contains("<img"),
+        "{failure}"
+    );
 }
 
 // Every line the tool prints leaves through one writer: the commands' answers and notes on
@@ -724,7 +957,10 @@ fn html_in_a_cause_is_escaped_in_the_step_summary() {
 /// `harper-shard ARGS` as a GitHub Actions step of `sandbox`, its pool there, with `env`.
 fn actions_command(sandbox: &Sandbox, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Run {
     let mut cmd = sandbox.command();
-    cmd.args(args).env("GITHUB_ACTIONS", "true").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).env_remove("GITHUB_STEP_SUMMARY");
+    cmd.args(args)
+        .env("GITHUB_ACTIONS", "true")
+        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+        .env_remove("GITHUB_STEP_SUMMARY");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -738,7 +974,12 @@ fn assert_defused(run: &Run, shards: &[&str], stream: &str, shown: &str) {
     let everything = [run.output.stdout.as_slice(), run.output.stderr.as_slice()].concat();
     if shards.is_empty() {
         let acted = runner_commands(&everything);
-        assert!(acted.is_empty(), "the runner would act on: {acted:#?}\n--- stdout\n{}\n--- stderr\n{}", run.stdout(), run.stderr());
+        assert!(
+            acted.is_empty(),
+            "the runner would act on: {acted:#?}\n--- stdout\n{}\n--- stderr\n{}",
+            run.stdout(),
+            run.stderr()
+        );
     } else {
         assert_only_the_tools_commands(&everything, shards);
     }
@@ -750,8 +991,12 @@ fn assert_defused(run: &Run, shards: &[&str], stream: &str, shown: &str) {
 #[test]
 fn pool_status_shows_the_name_of_a_process_that_holds_a_port_defused() {
     let sandbox = Sandbox::new();
-    let _squatter = Squatter::start(&sandbox, "x\r::error::pwn", "127.0.90.2".parse().unwrap(), 9925);
-    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.90.2, count: 1}\n", "  - name: a\n    run: \"true\"\n"));
+    let _squatter =
+        Squatter::start(&sandbox, "x\r::error::pwn", "127.0.90.2".parse().unwrap(), 9925);
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("", "pool: {start: 127.0.90.2, count: 1}\n", "  - name: a\n    run: \"true\"\n"),
+    );
     let r = actions_command(&sandbox, &["pool", "status"], &[]);
     r.expect(0);
     assert_defused(&r, &[], "stdout", "(x␍::error::pwn)");
@@ -760,13 +1005,28 @@ fn pool_status_shows_the_name_of_a_process_that_holds_a_port_defused() {
 #[test]
 fn pool_validate_and_cache_status_show_hostile_directory_names_defused() {
     let sandbox = Sandbox::new();
-    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.90.10, count: 2}\n", "  - name: a\n    run: \"true\"\n"));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan(
+            "",
+            "pool: {start: 127.0.90.10, count: 2}\n",
+            "  - name: a\n    run: \"true\"\n",
+        ),
+    );
     let pool = sandbox.path("p\r::error::pool\x1b]0;t\x07");
-    let r = actions_command(&sandbox, &["pool", "validate"], &[("HARPER_SHARD_POOL_DIR", pool.as_os_str())]);
+    let r = actions_command(
+        &sandbox,
+        &["pool", "validate"],
+        &[("HARPER_SHARD_POOL_DIR", pool.as_os_str())],
+    );
     r.expect(0);
     assert_defused(&r, &[], "stdout", "p␍::error::pool is usable");
     let cache = sandbox.path("c\r::error::cache");
-    let r = actions_command(&sandbox, &["cache", "status"], &[("HARPER_SHARD_CACHE_DIR", cache.as_os_str())]);
+    let r = actions_command(
+        &sandbox,
+        &["cache", "status"],
+        &[("HARPER_SHARD_CACHE_DIR", cache.as_os_str())],
+    );
     r.expect(0);
     assert_defused(&r, &[], "stdout", "c␍::error::cache");
 }
@@ -775,7 +1035,8 @@ fn pool_validate_and_cache_status_show_hostile_directory_names_defused() {
 fn the_dry_run_shows_a_hostile_command_defused_as_text_and_unchanged_as_json() {
     let sandbox = Sandbox::new();
     let command = "echo ##[error]old \r::warning::new \u{1b}]0;t\u{7} \u{7f}";
-    let yaml = "  - name: a\n    run: \"echo ##[error]old \\r::warning::new \\x1b]0;t\\x07 \\x7f\"\n";
+    let yaml =
+        "  - name: a\n    run: \"echo ##[error]old \\r::warning::new \\x1b]0;t\\x07 \\x7f\"\n";
     sandbox.write("harper-shards.yml", &fake_plan("", "", yaml));
     let r = actions_command(&sandbox, &["run", "--plan"], &[]);
     r.expect(0);
@@ -784,7 +1045,10 @@ fn the_dry_run_shows_a_hostile_command_defused_as_text_and_unchanged_as_json() {
     r.expect(0);
     assert!(runner_commands(&r.output.stdout).is_empty(), "{}", r.stdout());
     let json: serde_json::Value = serde_json::from_str(&r.stdout()).expect("the dry run is JSON");
-    assert_eq!(json["plan"]["shards"][0]["commands"][0], command, "the JSON says the command as it is");
+    assert_eq!(
+        json["plan"]["shards"][0]["commands"][0], command,
+        "the JSON says the command as it is"
+    );
 }
 
 #[test]
@@ -801,7 +1065,11 @@ fn ctl_shows_what_the_control_socket_answers_defused() {
         let answer = r#"{"ok":true,"instance":{"id":"::error::pwn\r","name":"n","state":"running","hostname":"\u001b]0;t\u0007h","operations_url":"u","http_url":"h","mqtt_url":"m","admin":{"username":"a","password":"p"},"harper":{"bin":"/b"},"rootpath":"/r","log_dir":"/l","pid":null,"exit":null}}"#;
         writeln!(&stream, "{answer}").unwrap();
     });
-    let r = actions_command(&sandbox, &["ctl", "status", "--id", "i1"], &[("HARPER_SHARD_CONTROL", socket.as_os_str())]);
+    let r = actions_command(
+        &sandbox,
+        &["ctl", "status", "--id", "i1"],
+        &[("HARPER_SHARD_CONTROL", socket.as_os_str())],
+    );
     server.join().unwrap();
     r.expect(0);
     assert_defused(&r, &[], "stdout", "::error::pwn␍ running h u");
@@ -812,7 +1080,11 @@ fn the_last_error_line_quotes_a_hostile_value_defused() {
     let sandbox = Sandbox::new();
     sandbox.write("harper-shards.yml", &fake_plan("", "", "  - name: a\n    run: \"true\"\n"));
     let work = sandbox.path("w\r::error::pwn");
-    let r = actions_command(&sandbox, &["run", "--plan"], &[("HARPER_SHARD_WORK_DIR", work.as_os_str())]);
+    let r = actions_command(
+        &sandbox,
+        &["run", "--plan"],
+        &[("HARPER_SHARD_WORK_DIR", work.as_os_str())],
+    );
     r.expect(2);
     assert_defused(&r, &[], "stderr", "w␍::error::pwn cannot hold Harper instances");
 }
@@ -827,15 +1099,28 @@ fn a_usage_error_quotes_a_hostile_flag_or_variable_defused() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let none: &[(&str, &str)] = &[];
     let cases: [Case; 6] = [
-        (&["run", "--plan"], &[("HARPER_SHARD_PARTITION", "1/2\n::warning::partition")], "::warning::partition"),
+        (
+            &["run", "--plan"],
+            &[("HARPER_SHARD_PARTITION", "1/2\n::warning::partition")],
+            "::warning::partition",
+        ),
         (&["run", "--plan", "--format", "x\r::error::format"], none, "x␍::error::format"),
-        (&["matrix"], &[("HARPER_SHARD_PARTITIONS", "2\n::warning::partitions")], "::warning::partitions"),
+        (
+            &["matrix"],
+            &[("HARPER_SHARD_PARTITIONS", "2\n::warning::partitions")],
+            "::warning::partitions",
+        ),
         (&["run", "--plan"], &[("HARPER_SHARD_QUIET", "x\n::warning::quiet")], "::warning::quiet"),
         (&["run", "--x\n::warning::flag"], none, "::warning::flag"),
-        (&["run", "--plan"], &[("HARPER_SHARD_QUIET", "1"), ("HARPER_SHARD_VERBOSE", "1")], "ask for opposite things"),
+        (
+            &["run", "--plan"],
+            &[("HARPER_SHARD_QUIET", "1"), ("HARPER_SHARD_VERBOSE", "1")],
+            "ask for opposite things",
+        ),
     ];
     for (args, env, shown) in cases {
-        let env: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (*k, std::ffi::OsStr::new(*v))).collect();
+        let env: Vec<(&str, &std::ffi::OsStr)> =
+            env.iter().map(|(k, v)| (*k, std::ffi::OsStr::new(*v))).collect();
         let r = actions_command(&sandbox, args, &env);
         r.expect(2);
         assert_defused(&r, &[], "stderr", shown);
@@ -847,7 +1132,10 @@ fn a_usage_error_quotes_a_hostile_flag_or_variable_defused() {
 
 /// A plan whose one shard starts no Harper: a run that needs no address.
 fn no_harper_plan(sandbox: &Sandbox) {
-    sandbox.write("harper-shards.yml", &fake_plan("", "  boot: false\n", "  - name: a\n    run: \"true\"\n"));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("", "  boot: false\n", "  - name: a\n    run: \"true\"\n"),
+    );
 }
 
 #[test]
@@ -858,7 +1146,10 @@ fn the_work_directory_note_quotes_a_hostile_temporary_directory_defused_and_q_dr
     std::fs::create_dir_all(&temp).unwrap();
     let run = |args: &[&str], github: bool| {
         let mut cmd = sandbox.command();
-        cmd.args(args).env_remove("HARPER_SHARD_WORK_DIR").env("TMPDIR", &temp).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
+        cmd.args(args)
+            .env_remove("HARPER_SHARD_WORK_DIR")
+            .env("TMPDIR", &temp)
+            .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
         if github {
             cmd.env("GITHUB_ACTIONS", "true");
         }
@@ -870,7 +1161,11 @@ fn the_work_directory_note_quotes_a_hostile_temporary_directory_defused_and_q_dr
     assert!(r.stderr().contains("t␍::warning::pwn/hs-"), "{}", r.stderr());
     let quiet = run(&["run", "-q"], false);
     quiet.expect(0);
-    assert!(!quiet.stderr().contains("instance directories go to"), "-q drops the note: {}", quiet.stderr());
+    assert!(
+        !quiet.stderr().contains("instance directories go to"),
+        "-q drops the note: {}",
+        quiet.stderr()
+    );
 }
 
 /// Runs `cmd` to its end.
@@ -885,7 +1180,10 @@ fn run_of(cmd: &mut std::process::Command) -> Run {
 fn a_warning_during_a_run_is_an_annotation_and_a_defused_line_and_q_drops_the_line() {
     let sandbox = Sandbox::new();
     let shard = "  - name: a\n    run: 'mkdir \"$HARPER_SHARD_JUNIT_DIR/../harper/hdb.log\"'\n";
-    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.90.20, count: 2}\n", shard));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("", "pool: {start: 127.0.90.20, count: 2}\n", shard),
+    );
     let report = sandbox.path("r\r::error::pwn");
     let r = actions_command(&sandbox, &["run", "--report-dir", report.to_str().unwrap()], &[]);
     r.expect(0);
@@ -893,14 +1191,29 @@ fn a_warning_during_a_run_is_an_annotation_and_a_defused_line_and_q_drops_the_li
     let acted = assert_only_the_tools_commands(&everything, &["a"]);
     let warnings: Vec<&Acted> = acted.iter().filter(|c| c.name == "warning").collect();
     assert_eq!(warnings.len(), 1, "{acted:#?}");
-    assert!(warnings[0].data.contains("a: cannot keep") && warnings[0].data.contains("r␍::error::pwn/a/harper/hdb.log"), "{:?}", warnings[0]);
-    assert!(r.stderr().lines().any(|l| l.starts_with("warning: [a] cannot keep") && l.contains("r␍::error::pwn")), "{}", r.stderr());
+    assert!(
+        warnings[0].data.contains("a: cannot keep")
+            && warnings[0].data.contains("r␍::error::pwn/a/harper/hdb.log"),
+        "{:?}",
+        warnings[0]
+    );
+    assert!(
+        r.stderr()
+            .lines()
+            .any(|l| l.starts_with("warning: [a] cannot keep") && l.contains("r␍::error::pwn")),
+        "{}",
+        r.stderr()
+    );
 
     let mut cmd = sandbox.command();
     cmd.args(["run", "-q"]).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
     let quiet = run_of(&mut cmd);
     quiet.expect(0);
-    assert!(!quiet.stderr().contains("cannot keep"), "-q drops the warning's line: {}", quiet.stderr());
+    assert!(
+        !quiet.stderr().contains("cannot keep"),
+        "-q drops the warning's line: {}",
+        quiet.stderr()
+    );
     let recorded = sandbox.report()["warnings"].to_string();
     assert!(recorded.contains("cannot keep"), "report.json keeps it: {recorded}");
 }
@@ -912,21 +1225,43 @@ fn a_commands_warning_is_an_annotation_under_actions_and_q_keeps_only_answers_an
     let sandbox = Sandbox::new();
     no_harper_plan(&sandbox);
     sandbox.write("renamed.json", r#"{"version": 1, "shards": {"gone": 3}}"#);
-    let r = actions_command(&sandbox, &["matrix", "--partitions", "3", "--timings", "renamed.json"], &[]);
+    let r = actions_command(
+        &sandbox,
+        &["matrix", "--partitions", "3", "--timings", "renamed.json"],
+        &[],
+    );
     r.expect(0);
     let acted = runner_commands(&r.output.stderr);
     assert_eq!(acted.len(), 1, "{acted:#?}");
-    assert_eq!((acted[0].name.as_str(), acted[0].properties["title"].as_str()), ("warning", "harper-shard"));
-    assert!(acted[0].data.starts_with("timings renamed.json name 1 shard(s) the plan does not have: gone"), "{:?}", acted[0]);
+    assert_eq!(
+        (acted[0].name.as_str(), acted[0].properties["title"].as_str()),
+        ("warning", "harper-shard")
+    );
+    assert!(
+        acted[0]
+            .data
+            .starts_with("timings renamed.json name 1 shard(s) the plan does not have: gone"),
+        "{:?}",
+        acted[0]
+    );
 
     let loud = sandbox.run(&["matrix", "--partitions", "3", "--timings", "renamed.json"]);
     loud.expect(0);
-    assert!(loud.stderr().contains("harper-shard: warning: timings renamed.json") && loud.stderr().contains("so the matrix has 1 jobs"), "{}", loud.stderr());
+    assert!(
+        loud.stderr().contains("harper-shard: warning: timings renamed.json")
+            && loud.stderr().contains("so the matrix has 1 jobs"),
+        "{}",
+        loud.stderr()
+    );
     let quiet = sandbox.run(&["matrix", "-q", "--partitions", "3", "--timings", "renamed.json"]);
     quiet.expect(0);
     assert_eq!(quiet.stderr(), "", "-q drops the warning and the note");
     assert!(quiet.stdout().starts_with("{\"include\":"), "-q keeps the answer: {}", quiet.stdout());
     let failed = sandbox.run(&["matrix", "-q", "--partitions", "0"]);
     failed.expect(2);
-    assert!(failed.stderr().contains("error: --partitions must be at least 1"), "-q keeps the error: {}", failed.stderr());
+    assert!(
+        failed.stderr().contains("error: --partitions must be at least 1"),
+        "-q keeps the error: {}",
+        failed.stderr()
+    );
 }

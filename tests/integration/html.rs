@@ -15,15 +15,21 @@ use support::{Sandbox, fake_plan, instances_shard};
 /// command and its output carry it (shard names are plain by the plan's rules).
 const HOSTILE: &str = "<img src=x onerror=alert(1)></svg><script>alert(\"x\")</script>&";
 /// [`HOSTILE`] as the DOM's text.
-const HOSTILE_TEXT: &str = "&lt;img src=x onerror=alert(1)&gt;&lt;/svg&gt;&lt;script&gt;alert(\"x\")&lt;/script&gt;&amp;";
+const HOSTILE_TEXT: &str =
+    "&lt;img src=x onerror=alert(1)&gt;&lt;/svg&gt;&lt;script&gt;alert(\"x\")&lt;/script&gt;&amp;";
 
 fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser"] {
-        if let Some(found) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|d| d.join(name)).find(|p| p.is_file()) {
+        if let Some(found) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+        {
             return found;
         }
     }
-    panic!("headless Chromium is missing: these tests render report.html in it. Install Debian's package: apt-get install -y chromium (.ci/run does)");
+    panic!(
+        "headless Chromium is missing: these tests render report.html in it. Install Debian's package: apt-get install -y chromium (.ci/run does)"
+    );
 }
 
 /// What Chromium made of the page at `page`: the DOM it built, and a screenshot saved under
@@ -33,7 +39,14 @@ fn render(sandbox: &Sandbox, page: &Path, shot: &str) -> String {
         let output = Command::new("timeout")
             .args(["--kill-after=5", "120"])
             .arg(chromium())
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--hide-scrollbars"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--hide-scrollbars",
+            ])
             // No network: no name resolves, and any proxy request would go to a closed port.
             .args(["--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9"])
             .arg(format!("--user-data-dir={}", sandbox.path("chromium").display()))
@@ -43,7 +56,12 @@ fn render(sandbox: &Sandbox, page: &Path, shot: &str) -> String {
             .env("HOME", sandbox.path("home"))
             .output()
             .expect("run chromium");
-        assert!(output.status.success(), "chromium failed: {}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "chromium failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
         output.stdout
     };
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-html");
@@ -51,7 +69,8 @@ fn render(sandbox: &Sandbox, page: &Path, shot: &str) -> String {
     let png = shots.join(shot);
     let _ = std::fs::remove_file(&png);
     run(&["--window-size=1280,1400".into(), format!("--screenshot={}", png.display())]);
-    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
+    let bytes =
+        std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
     assert!(bytes.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     String::from_utf8(run(&["--dump-dom".into()])).expect("the DOM is UTF-8")
 }
@@ -62,7 +81,11 @@ fn shard_groups(dom: &str) -> Vec<(String, &str)> {
         .skip(1)
         .map(|rest| {
             let group = rest.split("</g>").next().unwrap_or_default();
-            let label = group.split("text-anchor=\"end\">").nth(1).and_then(|r| r.split("<title>").next()).unwrap_or_default();
+            let label = group
+                .split("text-anchor=\"end\">")
+                .nth(1)
+                .and_then(|r| r.split("<title>").next())
+                .unwrap_or_default();
             (label.to_owned(), group)
         })
         .collect()
@@ -91,82 +114,152 @@ fn percent_decoded(href: &str) -> PathBuf {
 }
 
 #[test]
-fn a_failing_runs_page_shows_each_phase_the_cause_the_tail_and_a_hostile_name_as_text_in_a_browser() {
+fn a_failing_runs_page_shows_each_phase_the_cause_the_tail_and_a_hostile_name_as_text_in_a_browser()
+{
     let sandbox = Sandbox::new();
     // It starts an instance named HOSTILE, prints HOSTILE and fails; its command line carries it too.
     sandbox.write(
         "hostile.sh",
         &format!("{} ctl start --new --name \"$1\" >/dev/null || exit 9\nprintf '%s\\n' 'tried' \"$1\"\nexit 3\n", support::harper_shard()),
     );
-    let shards = format!("  - name: ok-00\n    run: echo fine\n  - name: bad-00\n    run: \"sh hostile.sh '{}'\"\n", HOSTILE.replace('"', "\\\""));
+    let shards = format!(
+        "  - name: ok-00\n    run: echo fine\n  - name: bad-00\n    run: \"sh hostile.sh '{}'\"\n",
+        HOSTILE.replace('"', "\\\"")
+    );
     sandbox.write("harper-shards.yml", &fake_plan("", "run: {concurrency: 2}\n", &shards));
     sandbox.run(&["run", "harper-shards.yml"]).expect(1);
     let page = sandbox.path("report/report.html");
     let source = support::read(&page);
     for element in ["<script", "<img", "<link", "<iframe", "<object", "url("] {
-        assert!(!source.contains(element), "nothing loads or runs, but the page has {element}: {source}");
+        assert!(
+            !source.contains(element),
+            "nothing loads or runs, but the page has {element}: {source}"
+        );
     }
-    assert!(source.contains("Content-Security-Policy\" content=\"default-src 'none';"), "a CSP forbids loading anything");
+    assert!(
+        source.contains("Content-Security-Policy\" content=\"default-src 'none';"),
+        "a CSP forbids loading anything"
+    );
     let dom = render(&sandbox, &page, "failing.png");
 
-    assert!(dom.contains("<header class=\"outcome failed\">") && dom.contains("1 of 2 shard(s) failed"), "{dom}");
+    assert!(
+        dom.contains("<header class=\"outcome failed\">") && dom.contains("1 of 2 shard(s) failed"),
+        "{dom}"
+    );
     let groups = shard_groups(&dom);
-    assert_eq!(groups.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["ok-00", "bad-00"], "a timeline row per shard");
+    assert_eq!(
+        groups.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["ok-00", "bad-00"],
+        "a timeline row per shard"
+    );
     for (name, group) in &groups {
         for phase in ["wait", "boot", "commands", "teardown"] {
-            assert_eq!(group.matches(&format!("class=\"bar phase {phase}")).count(), 1, "{name}: one {phase} bar: {group}");
+            assert_eq!(
+                group.matches(&format!("class=\"bar phase {phase}")).count(),
+                1,
+                "{name}: one {phase} bar: {group}"
+            );
         }
-        let failed = group.split("<rect class=\"").skip(1).filter(|r| r.split('"').next().is_some_and(|c| c.ends_with(" failed"))).count();
-        assert_eq!(failed, usize::from(name == "bad-00"), "{name}: only the failed shard's commands are marked: {group}");
+        let failed = group
+            .split("<rect class=\"")
+            .skip(1)
+            .filter(|r| r.split('"').next().is_some_and(|c| c.ends_with(" failed")))
+            .count();
+        assert_eq!(
+            failed,
+            usize::from(name == "bad-00"),
+            "{name}: only the failed shard's commands are marked: {group}"
+        );
     }
     assert!(groups[1].1.contains("class=\"bar phase commands failed\""), "{}", groups[1].1);
 
-    let failures = dom.split("<section id=\"failures\">").nth(1).and_then(|r| r.split("</section>").next()).expect("a failures section");
-    let cause = format!("<p class=\"cause\">`sh hostile.sh '{HOSTILE_TEXT}'` failed: exit code 3</p>");
+    let failures = dom
+        .split("<section id=\"failures\">")
+        .nth(1)
+        .and_then(|r| r.split("</section>").next())
+        .expect("a failures section");
+    let cause =
+        format!("<p class=\"cause\">`sh hostile.sh '{HOSTILE_TEXT}'` failed: exit code 3</p>");
     assert!(failures.contains(&cause), "{cause} in {failures}");
-    let tail = failures.split("<pre>").nth(1).and_then(|r| r.split("</pre>").next()).expect("the tail");
+    let tail =
+        failures.split("<pre>").nth(1).and_then(|r| r.split("</pre>").next()).expect("the tail");
     assert!(tail.contains(&format!("tried\n{HOSTILE_TEXT}\n")), "the tail, as text: {tail}");
     let links = hrefs(failures);
-    assert!(links.iter().any(|h| h.starts_with("bad-00/") && h.ends_with(".log")), "links to its logs: {links:?}");
+    assert!(
+        links.iter().any(|h| h.starts_with("bad-00/") && h.ends_with(".log")),
+        "links to its logs: {links:?}"
+    );
     for href in links.iter().filter(|h| !h.starts_with('#')) {
         let target = sandbox.path("report").join(percent_decoded(href));
         assert!(target.exists(), "{href} points at {} inside the report folder", target.display());
     }
 
-    assert!(!dom.contains("<img") && !dom.contains("<script"), "no element was made from the hostile text");
+    assert!(
+        !dom.contains("<img") && !dom.contains("<script"),
+        "no element was made from the hostile text"
+    );
     assert!(dom.contains("<title>✘ harper-shard:"), "no script changed the page's title");
-    let timeline = dom.split("<section id=\"timeline\">").nth(1).and_then(|r| r.split("</section>").next()).expect("the timeline");
+    let timeline = dom
+        .split("<section id=\"timeline\">")
+        .nth(1)
+        .and_then(|r| r.split("</section>").next())
+        .expect("the timeline");
     let label = format!("i1 ({}", &HOSTILE_TEXT[..30]);
-    assert!(timeline.contains(&label), "the instance's name is a label's text in the timeline: {label} in {timeline}");
+    assert!(
+        timeline.contains(&label),
+        "the instance's name is a label's text in the timeline: {label} in {timeline}"
+    );
     assert!(timeline.contains("</svg>\n</figure>"), "the drawing ends where it should");
-    assert_eq!(timeline.matches("<svg").count(), timeline.matches("</svg>").count(), "every drawing is closed by its own tag: {timeline}");
+    assert_eq!(
+        timeline.matches("<svg").count(),
+        timeline.matches("</svg>").count(),
+        "every drawing is closed by its own tag: {timeline}"
+    );
 }
 
 #[test]
 fn a_passing_runs_page_shows_the_outcome_the_partition_and_every_instances_lives_in_a_browser() {
     let sandbox = Sandbox::new();
-    let shards = format!("  - name: api\n    run: echo api\n  - name: db\n    run: echo db\n{}", instances_shard("control"));
+    let shards = format!(
+        "  - name: api\n    run: echo api\n  - name: db\n    run: echo db\n{}",
+        instances_shard("control")
+    );
     sandbox.write("harper-shards.yml", &fake_plan("", "run: {concurrency: 3}\n", &shards));
     sandbox.run(&["run", "harper-shards.yml", "--partition", "1/1"]).expect(0);
     let page = sandbox.path("report/report.html");
     let dom = render(&sandbox, &page, "passing.png");
-    assert!(dom.contains("<header class=\"outcome passed\">") && dom.contains("all 3 shard(s) passed"), "{dom}");
+    assert!(
+        dom.contains("<header class=\"outcome passed\">") && dom.contains("all 3 shard(s) passed"),
+        "{dom}"
+    );
     assert!(dom.contains("partition 1/1 (3 of the assignment's 3 shards"), "the partition: {dom}");
     assert!(!dom.contains("<section id=\"failures\">"), "no failures section");
     let groups = shard_groups(&dom);
-    assert_eq!(groups.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["api", "db", "control"]);
+    assert_eq!(
+        groups.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["api", "db", "control"]
+    );
     for (name, group) in &groups {
         assert_eq!(group.matches("class=\"bar phase ").count(), 4, "{name}: a bar per phase");
     }
-    let timeline = dom.split("<section id=\"timeline\">").nth(1).and_then(|r| r.split("</section>").next()).unwrap();
+    let timeline = dom
+        .split("<section id=\"timeline\">")
+        .nth(1)
+        .and_then(|r| r.split("</section>").next())
+        .unwrap();
     let instance_rows = timeline.matches("<g class=\"instance\"").count();
     assert_eq!(instance_rows, 3, "a row each for i1, main and i2: {timeline}");
     assert!(timeline.contains(">i1 (auth tests)</text>"), "{timeline}");
-    assert_eq!(timeline.matches("class=\"bar life boot failed\"").count(), 1, "i2's failed boot is marked");
+    assert_eq!(
+        timeline.matches("class=\"bar life boot failed\"").count(),
+        1,
+        "i2's failed boot is marked"
+    );
 }
 
 #[test]
-fn a_page_of_thousands_of_failures_with_long_tails_stays_within_its_limit_and_says_what_it_left_out() {
+fn a_page_of_thousands_of_failures_with_long_tails_stays_within_its_limit_and_says_what_it_left_out()
+ {
     let mut record = run_record(10, 6000);
     for s in &mut record.shards {
         s.cause = Some(HOSTILE.repeat(100));
@@ -177,7 +270,10 @@ fn a_page_of_thousands_of_failures_with_long_tails_stays_within_its_limit_and_sa
     }
     let page = html::page(&record, None);
     assert!(page.len() <= PAGE_LIMIT, "{} bytes", page.len());
-    assert!(page.contains("more failed shard(s), left out to fit"), "the failures say what they left out");
+    assert!(
+        page.contains("more failed shard(s), left out to fit"),
+        "the failures say what they left out"
+    );
     assert!(page.contains("earlier line(s) left out"), "a tail says it was cut");
     assert!(page.contains("The timeline shows "), "the timeline says what it left out");
     assert!(page.contains("more shard(s), left out to fit"), "the table says what it left out");

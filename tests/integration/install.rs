@@ -10,7 +10,8 @@ use support::Sandbox;
 
 /// The folder of `spec`'s install in `cache/packages`, on the node these tests run on.
 fn folder(spec: &str) -> String {
-    harper_shard::harper::install::install_name(spec).expect("the machine's node says its module ABI")
+    harper_shard::harper::install::install_name(spec)
+        .expect("the machine's node says its module ABI")
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -58,7 +59,11 @@ fn two_runs_installing_at_the_same_moment_install_once_and_both_pass() {
     // A third run reuses the cache without calling npm.
     let out = install_command(&sandbox, "r3").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(support::read(&sandbox.path("npm.log")).lines().count(), 1, "the cached copy was not reused");
+    assert_eq!(
+        support::read(&sandbox.path("npm.log")).lines().count(),
+        1,
+        "the cached copy was not reused"
+    );
 }
 
 #[test]
@@ -74,7 +79,12 @@ fn a_failed_install_exits_3_says_why_and_leaves_no_partial_copy() {
     assert!(!installed.exists(), "a failed install was kept as complete");
 
     let out = install_command(&sandbox, "r2").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "the next run installs afresh: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the next run installs afresh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -95,17 +105,28 @@ fn cache_status_lists_the_installed_package_and_cache_clear_removes_what_no_run_
     package_plan(&sandbox);
     assert_eq!(install_command(&sandbox, "r1").output().unwrap().status.code(), Some(0));
     let cache = |args: &[&str]| {
-        let out = sandbox.command().args(args).env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache")).output().unwrap();
+        let out = sandbox
+            .command()
+            .args(args)
+            .env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache"))
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let status = cache(&["cache", "status"]);
     let name = folder("harperdb@0.0.0-test");
-    assert!(status.contains("package") && status.contains(&name) && status.contains("(harperdb@0.0.0-test)"), "{status}");
+    assert!(
+        status.contains("package")
+            && status.contains(&name)
+            && status.contains("(harperdb@0.0.0-test)"),
+        "{status}"
+    );
 
     // While a run holds the package's lock (installing it), clear leaves it alone.
     let lock = std::fs::File::create(sandbox.path(&format!("cache/packages/{name}.lock"))).unwrap();
-    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).expect("hold the lock");
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .expect("hold the lock");
     let kept = cache(&["cache", "clear"]);
     assert!(kept.contains(&format!("kept package {name}: in use")), "{kept}");
     assert!(sandbox.path(&format!("cache/packages/{name}")).is_dir());
@@ -137,9 +158,17 @@ fn cache_clear_during_a_run_keeps_the_package_it_uses_and_a_restart_boots_from_i
     let kept = support::read(&cleared);
     assert!(kept.contains(&format!("kept package {name}: in use")), "{kept}");
 
-    let after = sandbox.command().args(["cache", "clear"]).env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache")).output().unwrap();
+    let after = sandbox
+        .command()
+        .args(["cache", "clear"])
+        .env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache"))
+        .output()
+        .unwrap();
     let after = String::from_utf8_lossy(&after.stdout);
-    assert!(after.contains(&format!("removed package {name}")), "the run ended but its package is kept: {after}");
+    assert!(
+        after.contains(&format!("removed package {name}")),
+        "the run ended but its package is kept: {after}"
+    );
     assert!(!sandbox.path(&format!("cache/packages/{name}")).exists());
 }
 
@@ -168,14 +197,23 @@ shards:
     let calls = support::read(&sandbox.path("npm.log"));
     let mut installed: Vec<&str> = calls.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
     installed.sort();
-    assert_eq!(installed, ["harperdb@^0.0.0-test", "harperdb@~0.0.0-test"], "one spec ran the other's install:\n{calls}");
+    assert_eq!(
+        installed,
+        ["harperdb@^0.0.0-test", "harperdb@~0.0.0-test"],
+        "one spec ran the other's install:\n{calls}"
+    );
     for spec in ["harperdb@^0.0.0-test", "harperdb@~0.0.0-test"] {
-        let marker = sandbox.path("cache/packages").join(folder(spec)).join(".harper-shard-complete");
+        let marker =
+            sandbox.path("cache/packages").join(folder(spec)).join(".harper-shard-complete");
         assert_eq!(support::read(&marker), spec);
     }
     let out = install_command(&sandbox, "r2").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(support::read(&sandbox.path("npm.log")).lines().count(), 2, "the second run did not reuse both installs");
+    assert_eq!(
+        support::read(&sandbox.path("npm.log")).lines().count(),
+        2,
+        "the second run did not reuse both installs"
+    );
 }
 
 /// Runs the package plan against a cache the test has prepared; returns stderr.
@@ -192,9 +230,13 @@ fn a_cache_folder_writable_by_everyone_or_a_link_is_refused_and_nothing_installe
     let sandbox = Sandbox::new();
     package_plan(&sandbox);
     std::fs::create_dir(sandbox.path("open")).unwrap();
-    std::fs::set_permissions(sandbox.path("open"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::set_permissions(sandbox.path("open"), std::fs::Permissions::from_mode(0o1777))
+        .unwrap();
     let err = refused_run(&sandbox, &sandbox.path("open"));
-    assert!(err.contains("writable by others (mode 1777)") && err.contains("HARPER_SHARD_CACHE_DIR"), "{err}");
+    assert!(
+        err.contains("writable by others (mode 1777)") && err.contains("HARPER_SHARD_CACHE_DIR"),
+        "{err}"
+    );
     std::fs::create_dir(sandbox.path("real")).unwrap();
     std::os::unix::fs::symlink(sandbox.path("real"), sandbox.path("link")).unwrap();
     let err = refused_run(&sandbox, &sandbox.path("link"));
@@ -212,17 +254,31 @@ fn a_cached_install_that_belongs_to_another_user_is_refused_and_not_run() {
     let planted = sandbox.path("cache/packages").join(folder("harperdb@0.0.0-test"));
     let pwned = sandbox.path("pwned");
     sandbox.write(
-        &format!("cache/packages/{}/node_modules/harperdb/bin/harperdb.js", folder("harperdb@0.0.0-test")),
+        &format!(
+            "cache/packages/{}/node_modules/harperdb/bin/harperdb.js",
+            folder("harperdb@0.0.0-test")
+        ),
         &format!("require('fs').writeFileSync({:?}, '')", pwned.display().to_string()),
     );
     std::fs::write(planted.join(".harper-shard-complete"), "harperdb@0.0.0-test").unwrap();
     for dir in ["cache", "cache/packages"] {
-        std::fs::set_permissions(sandbox.path(dir), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(sandbox.path(dir), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
     }
-    let chown = std::process::Command::new("chown").args(["-R", "1234:1234"]).arg(&planted).status().unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "1234:1234"])
+        .arg(&planted)
+        .status()
+        .unwrap();
     assert!(chown.success(), "the test needs to give files to another user (it runs as root)");
     let err = refused_run(&sandbox, &sandbox.path("cache"));
-    assert!(err.contains(&format!("the cached install of harperdb@0.0.0-test {} belongs to uid 1234", planted.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the cached install of harperdb@0.0.0-test {} belongs to uid 1234",
+            planted.display()
+        )),
+        "{err}"
+    );
     assert!(!pwned.exists(), "the planted Harper ran");
 }
 
@@ -233,14 +289,23 @@ fn each_node_module_abi_gets_its_own_install_and_reuses_it() {
     let on = |major: u32, report: &str| {
         let path = support::node::path_with(&support::node_bin(major));
         let out = install_command(&sandbox, report).env("PATH", path).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "the run on node {major} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "the run on node {major} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     on(22, "r1");
     on(24, "r2");
     let calls = support::read(&sandbox.path("npm.log"));
     assert_eq!(calls.lines().count(), 2, "node 22 and node 24 shared one install:\n{calls}");
     on(22, "r3");
-    assert_eq!(support::read(&sandbox.path("npm.log")).lines().count(), 2, "node 22's install was not reused");
+    assert_eq!(
+        support::read(&sandbox.path("npm.log")).lines().count(),
+        2,
+        "node 22's install was not reused"
+    );
     let mut installs: Vec<String> = std::fs::read_dir(sandbox.path("cache/packages"))
         .unwrap()
         .flatten()
@@ -289,20 +354,36 @@ fn a_stopped_instance_started_on_another_package_installs_it_then_and_holds_it_f
     let out = bin_command(&sandbox).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("installing harperdb@0.0.0-test into the cache"), "the install is not shown: {err}");
-    assert_eq!(support::read(&sandbox.path("npm.log")).lines().count(), 1, "npm did not run once for the new Harper");
-    let up: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("up.json"))).unwrap();
+    assert!(
+        err.contains("installing harperdb@0.0.0-test into the cache"),
+        "the install is not shown: {err}"
+    );
+    assert_eq!(
+        support::read(&sandbox.path("npm.log")).lines().count(),
+        1,
+        "npm did not run once for the new Harper"
+    );
+    let up: serde_json::Value =
+        serde_json::from_str(&support::read(&sandbox.path("up.json"))).unwrap();
     assert_eq!(up["instance"]["harper"]["package"], "harperdb@0.0.0-test", "{up}");
     let name = folder("harperdb@0.0.0-test");
     let cmdline = support::read(&sandbox.path("cmdline.txt"));
-    assert!(cmdline.contains(&format!("cache/packages/{name}/node_modules/harperdb/bin/harperdb.js")), "the new life runs {cmdline}");
-    assert!(support::read(&sandbox.path("cleared.txt")).contains(&format!("kept package {name}: in use")), "the new package was not held");
+    assert!(
+        cmdline.contains(&format!("cache/packages/{name}/node_modules/harperdb/bin/harperdb.js")),
+        "the new life runs {cmdline}"
+    );
+    assert!(
+        support::read(&sandbox.path("cleared.txt"))
+            .contains(&format!("kept package {name}: in use")),
+        "the new package was not held"
+    );
     assert_eq!(support::read(&sandbox.path("data.txt")), "kept\n");
     assert!(sandbox.leftovers().is_empty());
 }
 
 #[test]
-fn a_package_that_fails_to_install_answers_install_failed_with_npms_words_and_the_instance_keeps_its_harper_and_data() {
+fn a_package_that_fails_to_install_answers_install_failed_with_npms_words_and_the_instance_keeps_its_harper_and_data()
+ {
     let sandbox = Sandbox::new();
     bin_plan(
         &sandbox,
@@ -313,25 +394,49 @@ fn a_package_that_fails_to_install_answers_install_failed_with_npms_words_and_th
     let out = bin_command(&sandbox).env("FAKE_NPM_FAIL", "1").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(support::read(&sandbox.path("rc")).trim(), "1");
-    let failed: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("failed.json"))).unwrap();
+    let failed: serde_json::Value =
+        serde_json::from_str(&support::read(&sandbox.path("failed.json"))).unwrap();
     assert_eq!(failed["code"], "install_failed", "{failed}");
-    assert!(failed["error"].as_str().unwrap().contains("`npm install harperdb@0.0.0-test` failed"), "{failed}");
-    assert!(failed["tail"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("E404")), "npm's words: {failed}");
-    let after: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("after.json"))).unwrap();
+    assert!(
+        failed["error"].as_str().unwrap().contains("`npm install harperdb@0.0.0-test` failed"),
+        "{failed}"
+    );
+    assert!(
+        failed["tail"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("E404")),
+        "npm's words: {failed}"
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(&support::read(&sandbox.path("after.json"))).unwrap();
     assert_eq!(after["instance"]["state"], "stopped", "{after}");
-    assert_eq!(after["instance"]["harper"]["bin"], fixture("fake-harper.js").display().to_string(), "{after}");
+    assert_eq!(
+        after["instance"]["harper"]["bin"],
+        fixture("fake-harper.js").display().to_string(),
+        "{after}"
+    );
     assert_eq!(support::read(&sandbox.path("data.txt")), "kept\n");
-    assert!(!sandbox.path("cache/packages").join(folder("harperdb@0.0.0-test")).exists(), "a failed install was kept");
+    assert!(
+        !sandbox.path("cache/packages").join(folder("harperdb@0.0.0-test")).exists(),
+        "a failed install was kept"
+    );
 }
 
 #[test]
 fn sigint_while_a_start_installs_another_package_stops_npm_and_tears_down_within_the_budget() {
     use nix::sys::signal::{Signal, kill};
     let sandbox = Sandbox::new();
-    bin_plan(&sandbox, "127.0.80.128", "$HS ctl stop && $HS ctl start --set package=harperdb@0.0.0-test");
+    bin_plan(
+        &sandbox,
+        "127.0.80.128",
+        "$HS ctl stop && $HS ctl start --set package=harperdb@0.0.0-test",
+    );
     let hanging = sandbox.path("npm.hanging");
     let stderr = std::fs::File::create(sandbox.path("stderr.txt")).unwrap();
-    let mut tool = bin_command(&sandbox).env("FAKE_NPM_HANG", &hanging).stdout(std::process::Stdio::null()).stderr(stderr).spawn().unwrap();
+    let mut tool = bin_command(&sandbox)
+        .env("FAKE_NPM_HANG", &hanging)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
     sandbox.wait_for("npm to start", std::time::Duration::from_secs(30), || hanging.exists());
     let signalled = std::time::Instant::now();
     kill(nix::unistd::Pid::from_raw(tool.id() as i32), Signal::SIGINT).unwrap();
@@ -352,7 +457,9 @@ fn sigint_while_a_start_installs_another_package_stops_npm_and_tears_down_within
         .filter(|n| !n.ends_with(".lock"))
         .collect();
     assert!(partial.is_empty(), "the cancelled install left {partial:?}");
-    let w: Vec<_> = std::fs::read_dir(sandbox.path("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let w: Vec<_> = std::fs::read_dir(sandbox.path("w"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     assert!(w.is_empty(), "instance directories left: {w:?}");
     assert!(support::ports_free("127.0.80.128", &support::DEFAULT_PORTS));
 }

@@ -29,7 +29,7 @@ const GRACE: Duration = Duration::from_secs(120);
 const CHILD: &str = "trap 'touch termed' TERM; touch ready; while :; do sleep 0.1; done";
 
 /// A keeper started as the tool starts one, its report pipe, and the tool's end of its lifeline.
-struct Kept {
+struct KeptChild {
     process: Child,
     pid: u32,
     /// The child's pid, from the keeper's `started`.
@@ -38,15 +38,17 @@ struct Kept {
     lifeline: Option<OwnedFd>,
 }
 
-impl Kept {
-    fn start(sandbox: &Sandbox) -> Kept {
-        Kept::running(sandbox, CHILD)
+impl KeptChild {
+    fn start(sandbox: &Sandbox) -> KeptChild {
+        KeptChild::running(sandbox, CHILD)
     }
 
     /// A keeper of `sh -c child`.
-    fn running(sandbox: &Sandbox, child: &str) -> Kept {
-        let (life_read, life_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a lifeline pipe");
-        let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a report pipe");
+    fn running(sandbox: &Sandbox, child: &str) -> KeptChild {
+        let (life_read, life_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a lifeline pipe");
+        let (report_read, report_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a report pipe");
         let args = Args {
             lifeline: life_read.as_raw_fd(),
             report: report_write.as_raw_fd(),
@@ -56,7 +58,10 @@ impl Kept {
             args: vec!["-c".into(), child.into()],
         };
         let mut cmd = Command::new(support::harper_shard());
-        cmd.arg(keeper::SUBCOMMAND).args(args.to_argv()).current_dir(&sandbox.dir).env(MARK, &sandbox.mark);
+        cmd.arg(keeper::SUBCOMMAND)
+            .args(args.to_argv())
+            .current_dir(&sandbox.dir)
+            .env(MARK, &sandbox.mark);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let inherited = [args.lifeline, args.report];
         // SAFETY: fcntl is async-signal-safe and touches only the forked child's descriptors.
@@ -64,16 +69,26 @@ impl Kept {
         let process = cmd.spawn().expect("start the keeper");
         drop((life_read, report_write));
         let pid = process.id();
-        let mut kept = Kept { process, pid, child: 0, report: Some(BufReader::new(File::from(report_read))), lifeline: Some(life_write) };
+        let mut kept = KeptChild {
+            process,
+            pid,
+            child: 0,
+            report: Some(BufReader::new(File::from(report_read))),
+            lifeline: Some(life_write),
+        };
         match kept.next_report() {
-            Report::Started { pid } => Kept { child: pid, ..kept },
+            Report::Started { pid } => KeptChild { child: pid, ..kept },
             other => panic!("the keeper said {other:?} instead of `started`"),
         }
     }
 
     fn next_report(&mut self) -> Report {
         let mut line = String::new();
-        self.report.as_mut().expect("the report pipe is read").read_line(&mut line).expect("read the report pipe");
+        self.report
+            .as_mut()
+            .expect("the report pipe is read")
+            .read_line(&mut line)
+            .expect("read the report pipe");
         Report::parse(&line).unwrap_or_else(|| panic!("not a report line: {line:?}"))
     }
 
@@ -112,11 +127,14 @@ fn inheritable(fd: RawFd) -> std::io::Result<()> {
 #[test]
 fn the_keeper_has_one_thread_while_it_watches_and_while_it_tears_down() {
     let sandbox = Sandbox::new();
-    let mut kept = Kept::start(&sandbox);
-    sandbox.wait_for("the child to run", Duration::from_secs(10), || sandbox.path("ready").exists());
+    let mut kept = KeptChild::start(&sandbox);
+    sandbox
+        .wait_for("the child to run", Duration::from_secs(10), || sandbox.path("ready").exists());
     assert_eq!(process::threads(kept.pid), Some(1), "the watching keeper's threads");
     kept.let_go();
-    sandbox.wait_for("the teardown's SIGTERM", Duration::from_secs(10), || sandbox.path("termed").exists());
+    sandbox.wait_for("the teardown's SIGTERM", Duration::from_secs(10), || {
+        sandbox.path("termed").exists()
+    });
     assert_eq!(process::threads(kept.pid), Some(1), "the tearing-down keeper's threads");
     kept.signal(keeper::NOW);
     assert!(kept.finish(), "the child outlived SIGTERM, so SIGKILL ended it");
@@ -128,8 +146,9 @@ fn the_keeper_has_one_thread_while_it_watches_and_while_it_tears_down() {
 #[test]
 fn a_hurry_that_arrives_with_a_hangup_skips_the_grace() {
     let sandbox = Sandbox::new();
-    let kept = Kept::start(&sandbox);
-    sandbox.wait_for("the child to run", Duration::from_secs(10), || sandbox.path("ready").exists());
+    let kept = KeptChild::start(&sandbox);
+    sandbox
+        .wait_for("the child to run", Duration::from_secs(10), || sandbox.path("ready").exists());
     let started = Instant::now();
     kept.signal(Signal::SIGSTOP);
     kept.signal(Signal::SIGHUP);
@@ -152,17 +171,34 @@ fn a_command_that_ignores_sigterm_is_gone_when_the_tool_exits() {
     let plan = fake_plan("", pool, shard).replace("teardown: {grace: 2s,", "teardown: {grace: 5s,");
     sandbox.write("harper-shards.yml", &plan);
     let started = Instant::now();
-    let out = sandbox.command().env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).arg("run").output().expect("run the tool");
+    let out = sandbox
+        .command()
+        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+        .arg("run")
+        .output()
+        .expect("run the tool");
     let took = started.elapsed();
-    assert_eq!(out.status.code(), Some(1), "the timed-out shard fails: {}", String::from_utf8_lossy(&out.stderr));
-    let left: Vec<String> = sandbox.leftovers().into_iter().map(|pid| process::cmdline(pid).unwrap_or_default()).collect();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the timed-out shard fails: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<String> = sandbox
+        .leftovers()
+        .into_iter()
+        .map(|pid| process::cmdline(pid).unwrap_or_default())
+        .collect();
     assert!(left.is_empty(), "alive after the tool exited: {left:?}");
-    assert!(took >= Duration::from_secs(6), "the tool exited after {took:?}, before the 1 s timeout and the 5 s grace");
+    assert!(
+        took >= Duration::from_secs(6),
+        "the tool exited after {took:?}, before the 1 s timeout and the 5 s grace"
+    );
 }
 
 /// A keeper of `sleep`, once the child runs it.
-fn sleeping(sandbox: &Sandbox) -> Kept {
-    let kept = Kept::running(sandbox, "exec sleep 600");
+fn sleeping(sandbox: &Sandbox) -> KeptChild {
+    let kept = KeptChild::running(sandbox, "exec sleep 600");
     let sleeps = || process::cmdline(kept.child).is_some_and(|line| line.starts_with("sleep"));
     sandbox.wait_for("the child to exec sleep", Duration::from_secs(10), sleeps);
     kept
@@ -174,8 +210,11 @@ fn sleeping(sandbox: &Sandbox) -> Kept {
 fn the_child_holds_its_three_standard_streams_and_no_other_descriptor() {
     let sandbox = Sandbox::new();
     let mut kept = sleeping(&sandbox);
-    let listed = std::fs::read_dir(format!("/proc/{}/fd", kept.child)).expect("list the child's descriptors");
-    let mut held: Vec<i32> = listed.map(|e| e.expect("a descriptor").file_name().to_string_lossy().parse().expect("a number")).collect();
+    let listed = std::fs::read_dir(format!("/proc/{}/fd", kept.child))
+        .expect("list the child's descriptors");
+    let mut held: Vec<i32> = listed
+        .map(|e| e.expect("a descriptor").file_name().to_string_lossy().parse().expect("a number"))
+        .collect();
     held.sort();
     assert_eq!(held, [0, 1, 2], "the child's descriptors");
     kept.let_go();
@@ -189,9 +228,14 @@ fn the_child_starts_with_sigpipe_at_its_default() {
     let sandbox = Sandbox::new();
     let mut kept = sleeping(&sandbox);
     let status = support::read(std::path::Path::new(&format!("/proc/{}/status", kept.child)));
-    let ignored = status.lines().find_map(|l| l.strip_prefix("SigIgn:")).expect("a SigIgn line").trim();
+    let ignored =
+        status.lines().find_map(|l| l.strip_prefix("SigIgn:")).expect("a SigIgn line").trim();
     let mask = u64::from_str_radix(ignored, 16).expect("a SigIgn mask");
-    assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE is ignored in the child (SigIgn {ignored})");
+    assert_eq!(
+        mask & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE is ignored in the child (SigIgn {ignored})"
+    );
     kept.let_go();
     assert!(!kept.finish(), "sleep ends on SIGTERM");
 }
@@ -206,7 +250,11 @@ fn a_keeper_whose_reports_go_unread_still_ends_its_child_and_exits_0() {
     kept.let_go();
     let status = kept.process.wait().expect("reap the keeper");
     assert_eq!((status.code(), status.signal()), (Some(0), None), "the keeper's exit");
-    let left: Vec<String> = sandbox.leftovers().into_iter().map(|pid| process::cmdline(pid).unwrap_or_default()).collect();
+    let left: Vec<String> = sandbox
+        .leftovers()
+        .into_iter()
+        .map(|pid| process::cmdline(pid).unwrap_or_default())
+        .collect();
     assert!(left.is_empty(), "alive after the keeper exited: {left:?}");
 }
 
@@ -214,10 +262,29 @@ fn a_keeper_whose_reports_go_unread_still_ends_its_child_and_exits_0() {
 #[test]
 fn a_keeper_named_descriptors_it_does_not_hold_refuses_with_exit_2_and_starts_nothing() {
     let sandbox = Sandbox::new();
-    for (lifeline, report, said) in [("900", "901", "--lifeline 900: not an open descriptor"), ("1", "901", "--lifeline 1:")] {
+    for (lifeline, report, said) in
+        [("900", "901", "--lifeline 900: not an open descriptor"), ("1", "901", "--lifeline 1:")]
+    {
         let parent = std::process::id().to_string();
-        let argv = ["--lifeline", lifeline, "--report", report, "--grace-ms", "1", "--parent", &parent, "--", "touch", "started"];
-        let out = Command::new(support::harper_shard()).arg(keeper::SUBCOMMAND).args(argv).current_dir(&sandbox.dir).output().expect("run the keeper");
+        let argv = [
+            "--lifeline",
+            lifeline,
+            "--report",
+            report,
+            "--grace-ms",
+            "1",
+            "--parent",
+            &parent,
+            "--",
+            "touch",
+            "started",
+        ];
+        let out = Command::new(support::harper_shard())
+            .arg(keeper::SUBCOMMAND)
+            .args(argv)
+            .current_dir(&sandbox.dir)
+            .output()
+            .expect("run the keeper");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{argv:?}: {stderr}");
         assert!(stderr.contains(said), "{argv:?}: {stderr}");
@@ -226,7 +293,14 @@ fn a_keeper_named_descriptors_it_does_not_hold_refuses_with_exit_2_and_starts_no
     let (read, _write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
     let (fd, parent) = (read.as_raw_fd(), std::process::id().to_string());
     let mut cmd = Command::new(support::harper_shard());
-    cmd.arg(keeper::SUBCOMMAND).args(["--lifeline", &fd.to_string(), "--report", &fd.to_string(), "--grace-ms", "1"]);
+    cmd.arg(keeper::SUBCOMMAND).args([
+        "--lifeline",
+        &fd.to_string(),
+        "--report",
+        &fd.to_string(),
+        "--grace-ms",
+        "1",
+    ]);
     cmd.args(["--parent", &parent, "--", "touch", "started"]).current_dir(&sandbox.dir);
     // SAFETY: fcntl is async-signal-safe and touches only the forked child's descriptors.
     unsafe { cmd.pre_exec(move || inheritable(fd)) };

@@ -35,7 +35,9 @@ fn plan(sandbox: &Sandbox) {
     for f in FILES {
         sandbox.write(&format!("t/{f}.test.mjs"), "");
     }
-    let log = |files: &str| format!("    run: echo \"$HARPER_SHARD_NAME|{files}\" >> ran.log\n    timeout: 20s\n");
+    let log = |files: &str| {
+        format!("    run: echo \"$HARPER_SHARD_NAME|{files}\" >> ran.log\n    timeout: 20s\n")
+    };
     let shards = format!(
         "  - name: api\n{}    weight: 30\n  - name: sql\n{}    weight: 20s\n  - name: web\n{}  - name: auth\n{}  - name: db\n    files: t/*.test.mjs\n    split: 3\n{}",
         log(""),
@@ -44,19 +46,24 @@ fn plan(sandbox: &Sandbox) {
         log(""),
         log("{files}")
     );
-    sandbox.write("harper-shards.yml", &fake_plan("", "pool: {start: 127.0.70.2, count: 8}\nrun: {concurrency: 2}\n", &shards));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("", "pool: {start: 127.0.70.2, count: 8}\nrun: {concurrency: 2}\n", &shards),
+    );
 }
 
 /// Timings whose figures give the shards and files the given seconds, in plan order.
 fn timings(shards: [f64; 7], files: [f64; 8]) -> String {
     let names = ["api", "sql", "web", "auth", "db/1", "db/2", "db/3"];
     let shards: BTreeMap<&str, f64> = names.iter().copied().zip(shards).collect();
-    let files: BTreeMap<String, f64> = FILES.iter().map(|f| format!("t/{f}.test.mjs")).zip(files).collect();
+    let files: BTreeMap<String, f64> =
+        FILES.iter().map(|f| format!("t/{f}.test.mjs")).zip(files).collect();
     serde_json::json!({ "version": 1, "shards": shards, "files": files }).to_string()
 }
 
 /// What the jobs are given: the shared history.
-const SHARED: ([f64; 7], [f64; 8]) = ([5.0, 40.0, 12.0, 3.0, 9.0, 9.0, 9.0], [1.0, 9.0, 2.0, 8.0, 3.0, 7.0, 4.0, 6.0]);
+const SHARED: ([f64; 7], [f64; 8]) =
+    ([5.0, 40.0, 12.0, 3.0, 9.0, 9.0, 9.0], [1.0, 9.0, 2.0, 8.0, 3.0, 7.0, 4.0, 6.0]);
 /// What each job's own report directory happens to hold: a different cache per job.
 fn own_cache(job: u32) -> String {
     let j = f64::from(job);
@@ -74,7 +81,6 @@ fn command(sandbox: &Sandbox) -> Command {
     cmd
 }
 
-
 /// Runs the jobs at the same time, each a process of its own, and waits for all of them (a job
 /// still running after a minute is killed and fails the test).
 fn run_together(sandbox: &Sandbox, jobs: Vec<Command>) -> Vec<Run> {
@@ -82,8 +88,10 @@ fn run_together(sandbox: &Sandbox, jobs: Vec<Command>) -> Vec<Run> {
     let started = Instant::now();
     let mut children = Vec::new();
     for (i, mut cmd) in jobs.into_iter().enumerate() {
-        let (out, err) = (sandbox.path(&format!("job{i}.out")), sandbox.path(&format!("job{i}.err")));
-        cmd.stdout(std::fs::File::create(&out).unwrap()).stderr(std::fs::File::create(&err).unwrap());
+        let (out, err) =
+            (sandbox.path(&format!("job{i}.out")), sandbox.path(&format!("job{i}.err")));
+        cmd.stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
         children.push((cmd.spawn().expect("start a job"), out, err));
     }
     let mut runs = Vec::new();
@@ -99,7 +107,11 @@ fn run_together(sandbox: &Sandbox, jobs: Vec<Command>) -> Vec<Run> {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let output = std::process::Output { status, stdout: std::fs::read(&out).unwrap(), stderr: std::fs::read(&err).unwrap() };
+        let output = std::process::Output {
+            status,
+            stdout: std::fs::read(&out).unwrap(),
+            stderr: std::fs::read(&err).unwrap(),
+        };
         runs.push(Run { output, took: started.elapsed() });
     }
     runs
@@ -159,7 +171,16 @@ fn every_partition_in_its_own_process_with_its_own_cache_runs_each_shard_and_fil
         .map(|k| {
             let mut cmd = command(&sandbox);
             let cache = format!("report-{k}/timings.json");
-            cmd.args(["run", "--plan", "--format", "json", "--partition", &format!("{k}/{JOBS}"), "--timings", &cache]);
+            cmd.args([
+                "run",
+                "--plan",
+                "--format",
+                "json",
+                "--partition",
+                &format!("{k}/{JOBS}"),
+                "--timings",
+                &cache,
+            ]);
             selected(run(cmd).expect(0))
         })
         .collect();
@@ -173,8 +194,16 @@ fn every_partition_in_its_own_process_with_its_own_cache_runs_each_shard_and_fil
         .map(|k| {
             let mut cmd = command(&sandbox);
             let report = format!("report-{k}");
-            cmd.args(["run", "--partition", &format!("{k}/{jobs}"), "--timings", "shared.json", "--assignment", &digest])
-                .args(["--report-dir", &report]);
+            cmd.args([
+                "run",
+                "--partition",
+                &format!("{k}/{jobs}"),
+                "--timings",
+                "shared.json",
+                "--assignment",
+                &digest,
+            ])
+            .args(["--report-dir", &report]);
             cmd
         })
         .collect();
@@ -227,12 +256,29 @@ fn a_job_whose_timings_give_another_assignment_refuses_and_runs_nothing() {
     plan(&sandbox);
     let (jobs, digest) = matrix_after_caches(&sandbox);
     let mut cmd = command(&sandbox);
-    cmd.args(["run", "--partition", &format!("2/{jobs}"), "--timings", "report-2/timings.json", "--assignment", &digest]);
+    cmd.args([
+        "run",
+        "--partition",
+        &format!("2/{jobs}"),
+        "--timings",
+        "report-2/timings.json",
+        "--assignment",
+        &digest,
+    ]);
     let r = run(cmd);
     r.expect(2);
     let err = r.stderr();
-    assert!(err.contains(&format!("partition 2/{jobs} computes assignment")) && err.contains(&format!("not the {digest} it was given")), "{err}");
-    assert!(err.contains("This job's timings: report-2/timings.json: 7 shard(s) and 8 file(s) recorded"), "{err}");
+    assert!(
+        err.contains(&format!("partition 2/{jobs} computes assignment"))
+            && err.contains(&format!("not the {digest} it was given")),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "This job's timings: report-2/timings.json: 7 shard(s) and 8 file(s) recorded"
+        ),
+        "{err}"
+    );
     assert!(!sandbox.path("ran.log").exists(), "a refused job ran shards");
 }
 
@@ -246,7 +292,11 @@ fn a_partition_balanced_by_timings_without_an_assignment_to_check_is_refused_but
     cmd.args(["run", "--partition", &partition, "--timings", "shared.json"]);
     let r = run(cmd);
     r.expect(2);
-    assert!(r.stderr().contains(&format!("pass every job --assignment {digest}")), "{}", r.stderr());
+    assert!(
+        r.stderr().contains(&format!("pass every job --assignment {digest}")),
+        "{}",
+        r.stderr()
+    );
     assert!(!sandbox.path("ran.log").exists());
 
     let mut cmd = command(&sandbox);
@@ -279,8 +329,16 @@ fn timings_merge_weighs_every_jobs_fresh_figures_half_against_the_history() {
     let commands = (1..=jobs)
         .map(|k| {
             let mut cmd = command(&sandbox);
-            cmd.args(["run", "--partition", &format!("{k}/{jobs}"), "--timings", "shared.json", "--assignment", &digest])
-                .args(["--report-dir", &format!("report-{k}")]);
+            cmd.args([
+                "run",
+                "--partition",
+                &format!("{k}/{jobs}"),
+                "--timings",
+                "shared.json",
+                "--assignment",
+                &digest,
+            ])
+            .args(["--report-dir", &format!("report-{k}")]);
             cmd
         })
         .collect();
@@ -293,16 +351,22 @@ fn timings_merge_weighs_every_jobs_fresh_figures_half_against_the_history() {
     let r = run(cmd);
     r.expect(0);
     let merged: Value = serde_json::from_str(&r.stdout()).expect("the merge prints JSON");
-    let previous: Value = serde_json::from_str(&support::read(&sandbox.path("shared.json"))).unwrap();
+    let previous: Value =
+        serde_json::from_str(&support::read(&sandbox.path("shared.json"))).unwrap();
     let mut fresh = serde_json::Map::new();
     for file in &job_files {
         let job: Value = serde_json::from_str(&support::read(&sandbox.path(file))).unwrap();
-        assert_eq!(job["run"]["assignment"], digest.as_str(), "{file} records the assignment it ran");
+        assert_eq!(
+            job["run"]["assignment"],
+            digest.as_str(),
+            "{file} records the assignment it ran"
+        );
         fresh.extend(job["run"]["shards"].as_object().unwrap().clone());
     }
     assert_eq!(fresh.len(), 7, "every shard passed in some job: {fresh:?}");
     for (name, secs) in &fresh {
-        let expected = 0.5 * previous["shards"][name].as_f64().unwrap() + 0.5 * secs.as_f64().unwrap();
+        let expected =
+            0.5 * previous["shards"][name].as_f64().unwrap() + 0.5 * secs.as_f64().unwrap();
         let got = merged["shards"][name].as_f64().unwrap();
         assert!((got - expected).abs() < 1e-9, "{name}: {got} != {expected}");
     }
@@ -319,12 +383,29 @@ fn timings_merge_refuses_jobs_that_ran_partitions_of_different_assignments() {
     for k in 1..=2u32 {
         let cache = format!("report-{k}/timings.json");
         let mut cmd = command(&sandbox);
-        cmd.args(["run", "--plan", "--format", "json", "--partition", &format!("{k}/2"), "--timings", &cache]);
+        cmd.args([
+            "run",
+            "--plan",
+            "--format",
+            "json",
+            "--partition",
+            &format!("{k}/2"),
+            "--timings",
+            &cache,
+        ]);
         let dry: Value = serde_json::from_str(&run(cmd).expect(0).stdout()).unwrap();
         let digest = dry["assignment"]["digest"].as_str().unwrap().to_owned();
         let mut cmd = command(&sandbox);
-        cmd.args(["run", "--partition", &format!("{k}/2"), "--timings", &cache, "--assignment", &digest])
-            .args(["--report-dir", &format!("report-{k}")]);
+        cmd.args([
+            "run",
+            "--partition",
+            &format!("{k}/2"),
+            "--timings",
+            &cache,
+            "--assignment",
+            &digest,
+        ])
+        .args(["--report-dir", &format!("report-{k}")]);
         commands.push(cmd);
     }
     for r in run_together(&sandbox, commands) {
@@ -356,7 +437,8 @@ fn job_timings(partition: Option<(u32, u32)>, ran: &[&str]) -> String {
 }
 
 #[test]
-fn timings_merge_refuses_partitions_beside_a_job_that_ran_the_whole_plan_naming_the_shards_and_files() {
+fn timings_merge_refuses_partitions_beside_a_job_that_ran_the_whole_plan_naming_the_shards_and_files()
+ {
     let sandbox = Sandbox::new();
     sandbox.write("p1.json", &job_timings(Some((1, 2)), &["api", "sql"]));
     sandbox.write("p2.json", &job_timings(Some((2, 2)), &["web"]));
@@ -374,22 +456,33 @@ fn timings_merge_refuses_partitions_beside_a_job_that_ran_the_whole_plan_naming_
     for jobs in [&["p1.json", "p2.json"][..], &["whole.json"][..]] {
         let mut cmd = command(&sandbox);
         cmd.args(["timings", "merge"]).args(jobs);
-        let merged: Value = serde_json::from_str(&run(cmd).expect(0).stdout()).expect("the merge prints JSON");
-        assert_eq!(merged["shards"], serde_json::json!({ "api": 1.0, "sql": 1.0, "web": 1.0 }), "{jobs:?}");
+        let merged: Value =
+            serde_json::from_str(&run(cmd).expect(0).stdout()).expect("the merge prints JSON");
+        assert_eq!(
+            merged["shards"],
+            serde_json::json!({ "api": 1.0, "sql": 1.0, "web": 1.0 }),
+            "{jobs:?}"
+        );
     }
 }
 
 #[test]
-fn the_dry_run_shows_every_partition_with_its_shards_predicted_total_and_where_the_partition_came_from() {
+fn the_dry_run_shows_every_partition_with_its_shards_predicted_total_and_where_the_partition_came_from()
+ {
     let sandbox = Sandbox::new();
     plan(&sandbox);
     caches(&sandbox);
     let mut cmd = command(&sandbox);
-    cmd.args(["run", "--plan", "--timings", "shared.json"]).env("CIRCLE_NODE_INDEX", "1").env("CIRCLE_NODE_TOTAL", "3");
+    cmd.args(["run", "--plan", "--timings", "shared.json"])
+        .env("CIRCLE_NODE_INDEX", "1")
+        .env("CIRCLE_NODE_TOTAL", "3");
     let r = run(cmd);
     r.expect(0);
     let out = r.stdout();
-    assert!(out.contains("partition 2/3 from CircleCI: CIRCLE_NODE_INDEX=1, CIRCLE_NODE_TOTAL=3"), "{out}");
+    assert!(
+        out.contains("partition 2/3 from CircleCI: CIRCLE_NODE_INDEX=1, CIRCLE_NODE_TOTAL=3"),
+        "{out}"
+    );
     assert!(out.contains("timings   shared.json: 7 shard(s) and 8 file(s) recorded"), "{out}");
     let rows: Vec<&str> = out.lines().filter(|l| l.contains("/3  predicted")).collect();
     assert_eq!(rows.len(), 3, "{out}");
@@ -399,7 +492,9 @@ fn the_dry_run_shows_every_partition_with_its_shards_predicted_total_and_where_t
 
     // An explicit flag wins over the CI's variables.
     let mut cmd = command(&sandbox);
-    cmd.args(["run", "--plan", "--partition", "1/2"]).env("CIRCLE_NODE_INDEX", "1").env("CIRCLE_NODE_TOTAL", "3");
+    cmd.args(["run", "--plan", "--partition", "1/2"])
+        .env("CIRCLE_NODE_INDEX", "1")
+        .env("CIRCLE_NODE_TOTAL", "3");
     let r = run(cmd);
     r.expect(0);
     assert!(r.stdout().contains("partition 1/2 from --partition"), "{}", r.stdout());
@@ -418,7 +513,8 @@ fn the_matrix_names_each_job_with_its_shards_and_predicted_time() {
     let include = json["include"].as_array().unwrap();
     let mut all: Vec<&str> = Vec::new();
     for job in include {
-        let (partition, shards) = (job["partition"].as_str().unwrap(), job["shards"].as_str().unwrap());
+        let (partition, shards) =
+            (job["partition"].as_str().unwrap(), job["shards"].as_str().unwrap());
         let predicted = job["predicted"].as_f64().expect("a predicted time in seconds");
         let name = job["name"].as_str().unwrap();
         assert!(name.starts_with(&format!("{partition}: {}", shards.replace(' ', ", "))), "{name}");
@@ -433,7 +529,10 @@ fn the_matrix_names_each_job_with_its_shards_and_predicted_time() {
     cmd.args(["matrix", "--partitions", "3", "--timings", "shared.json", "--format", "env"]);
     let r = run(cmd);
     r.expect(0);
-    assert_eq!(r.stdout(), format!("HARPER_SHARD_ASSIGNMENT={}\n", include[0]["assignment"].as_str().unwrap()));
+    assert_eq!(
+        r.stdout(),
+        format!("HARPER_SHARD_ASSIGNMENT={}\n", include[0]["assignment"].as_str().unwrap())
+    );
 }
 
 #[test]
@@ -441,13 +540,25 @@ fn bad_timings_are_exit_2_with_the_file_and_what_is_wrong() {
     let sandbox = Sandbox::new();
     plan(&sandbox);
     let cases = [
-        ("{\"version\": 1, \"shards\": {\"api\": 3", "timings bad.json are not valid: EOF while parsing"),
-        ("{\"version\": 2, \"shards\": {}}", "timings bad.json are version 2, and this harper-shard reads version 1"),
-        ("{\"version\": 1, \"shards\": {\"api\": -3}}", "timings bad.json are not valid: shards.\"api\" is -3.0, not a number of seconds"),
+        (
+            "{\"version\": 1, \"shards\": {\"api\": 3",
+            "timings bad.json are not valid: EOF while parsing",
+        ),
+        (
+            "{\"version\": 2, \"shards\": {}}",
+            "timings bad.json are version 2, and this harper-shard reads version 1",
+        ),
+        (
+            "{\"version\": 1, \"shards\": {\"api\": -3}}",
+            "timings bad.json are not valid: shards.\"api\" is -3.0, not a number of seconds",
+        ),
     ];
     for (text, said) in cases {
         sandbox.write("bad.json", text);
-        for args in [&["run", "--plan", "--timings", "bad.json"][..], &["matrix", "--partitions", "2", "--timings", "bad.json"][..]] {
+        for args in [
+            &["run", "--plan", "--timings", "bad.json"][..],
+            &["matrix", "--partitions", "2", "--timings", "bad.json"][..],
+        ] {
             let mut cmd = command(&sandbox);
             cmd.args(args);
             let r = run(cmd);
@@ -471,7 +582,8 @@ fn bad_timings_are_exit_2_with_the_file_and_what_is_wrong() {
 fn timings_that_name_shards_the_plan_does_not_have_are_a_warning_not_an_error() {
     let sandbox = Sandbox::new();
     plan(&sandbox);
-    sandbox.write("renamed.json", r#"{"version": 1, "shards": {"api": 3, "old-api": 4, "db/9": 1}}"#);
+    sandbox
+        .write("renamed.json", r#"{"version": 1, "shards": {"api": 3, "old-api": 4, "db/9": 1}}"#);
     let mut cmd = command(&sandbox);
     cmd.args(["run", "--plan", "--timings", "renamed.json"]);
     let r = run(cmd);
@@ -491,8 +603,16 @@ fn a_partition_out_of_range_or_a_ci_variable_that_is_not_a_number_is_exit_2() {
     let cases: [Case; 4] = [
         (&["--partition", "4/3"], &[], "partition 4/3: K must be from 1 to N (3)"),
         (&["--partition", "0/3"], &[], "partition 0/3: K must be from 1 to N (3)"),
-        (&[], &[("CI_NODE_INDEX", "first"), ("CI_NODE_TOTAL", "3")], "CI_NODE_INDEX is `first`, not a whole number"),
-        (&[], &[("BUILDKITE_PARALLEL_JOB", "3"), ("BUILDKITE_PARALLEL_JOB_COUNT", "3")], "BUILDKITE_PARALLEL_JOB=3 is out of range"),
+        (
+            &[],
+            &[("CI_NODE_INDEX", "first"), ("CI_NODE_TOTAL", "3")],
+            "CI_NODE_INDEX is `first`, not a whole number",
+        ),
+        (
+            &[],
+            &[("BUILDKITE_PARALLEL_JOB", "3"), ("BUILDKITE_PARALLEL_JOB_COUNT", "3")],
+            "BUILDKITE_PARALLEL_JOB=3 is out of range",
+        ),
     ];
     for (args, env, said) in cases {
         let mut cmd = command(&sandbox);

@@ -32,11 +32,18 @@ fn every_bad_plan_is_refused_with_its_message_and_exit_2() {
         };
         let stderr = run.stderr();
         if run.code() != 2 {
-            failures.push(format!("{}: exit {} instead of 2\n{stderr}", relative.display(), run.code()));
+            failures.push(format!(
+                "{}: exit {} instead of 2\n{stderr}",
+                relative.display(),
+                run.code()
+            ));
         }
         for line in expected.lines().filter(|l| !l.trim().is_empty()) {
             if !stderr.contains(line) {
-                failures.push(format!("{}: the error lacks `{line}`; it said:\n{stderr}", relative.display()));
+                failures.push(format!(
+                    "{}: the error lacks `{line}`; it said:\n{stderr}",
+                    relative.display()
+                ));
             }
         }
         // A generous ceiling: the benchmark measures the real figure.
@@ -74,7 +81,11 @@ fn a_fallback_variable_past_its_range_is_refused_with_the_range() {
     let sandbox = Sandbox::new();
     sandbox.write("harper-shards.yml", "version: 1\nshards:\n  - name: a\n    run: \"true\"\n");
     let cases = [
-        ("HARPER_INTEGRATION_TEST_STARTUP_MAX_MS", "18446744073709551615", "from 1 to 86400000 (24h)"),
+        (
+            "HARPER_INTEGRATION_TEST_STARTUP_MAX_MS",
+            "18446744073709551615",
+            "from 1 to 86400000 (24h)",
+        ),
         ("HARPER_INTEGRATION_TEST_TEARDOWN_GRACE_MS", "3600000", "from 1 to 600000 (10m)"),
         ("HARPER_INTEGRATION_TEST_PORT_RELEASE_TIMEOUT_MS", "0", "from 1 to 600000 (10m)"),
         ("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_COUNT", "4294967295", "from 1 to 1024"),
@@ -85,7 +96,10 @@ fn a_fallback_variable_past_its_range_is_refused_with_the_range() {
         let out = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
-        assert!(err.contains(&format!("${var} is `{value}`")) && err.contains(range), "{var}={value}: {err}");
+        assert!(
+            err.contains(&format!("${var} is `{value}`")) && err.contains(range),
+            "{var}={value}: {err}"
+        );
     }
 }
 
@@ -95,17 +109,38 @@ fn a_fallback_variable_past_its_range_is_refused_with_the_range() {
 fn strings_too_long_for_the_kernel_are_refused_before_anything_starts() {
     let sandbox = Sandbox::new();
     let long = "x".repeat(200_000);
-    sandbox.write("long-command.yml", &format!("version: 1\nshards:\n  - name: a\n    run: \"echo {long}\"\n"));
+    sandbox.write(
+        "long-command.yml",
+        &format!("version: 1\nshards:\n  - name: a\n    run: \"echo {long}\"\n"),
+    );
     let run = sandbox.run(&["run", "long-command.yml"]);
     run.expect(2);
-    assert!(run.stderr().contains("long-command.yml:4:10: shards[0].run[0]: the command is 195.3 KiB long"), "{}", run.stderr());
-    assert!(run.stderr().contains("at most 128 KiB in one argument or variable"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("long-command.yml:4:10: shards[0].run[0]: the command is 195.3 KiB long"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("at most 128 KiB in one argument or variable"),
+        "{}",
+        run.stderr()
+    );
 
     let vars: String = (0..10).map(|i| format!("      V{i}: {}\n", "y".repeat(120_000))).collect();
-    sandbox.write("big-env.yml", &format!("version: 1\nshards:\n  - name: a\n    run: \"true\"\n    env:\n{vars}"));
+    sandbox.write(
+        "big-env.yml",
+        &format!("version: 1\nshards:\n  - name: a\n    run: \"true\"\n    env:\n{vars}"),
+    );
     let run = sandbox.run(&["run", "big-env.yml"]);
     run.expect(2);
-    assert!(run.stderr().contains("shards[0]: a command of `a` gets 1.1 MiB of plan-given arguments and variables"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains(
+            "shards[0]: a command of `a` gets 1.1 MiB of plan-given arguments and variables"
+        ),
+        "{}",
+        run.stderr()
+    );
 
     // 1500 paths of 100 bytes: the list is too long for HARPER_SHARD_FILES in one part.
     for i in 0..1500 {
@@ -137,9 +172,14 @@ fn every_variable_the_tool_sets_for_a_command_is_on_the_refused_list() {
     let mut set_by_the_tool: Vec<String> = support::read(&sandbox.path("seen.env"))
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_owned()))
-        .filter(|k| k.starts_with("HARPER_") && !inherited.contains(k) && !k.starts_with("HARPER_SHARD_TEST"))
+        .filter(|k| {
+            k.starts_with("HARPER_")
+                && !inherited.contains(k)
+                && !k.starts_with("HARPER_SHARD_TEST")
+        })
         .collect();
-    set_by_the_tool.retain(|k| !["HARPER_SHARD_WORK_DIR", "HARPER_SHARD_REPORT_DIR"].contains(&k.as_str()));
+    set_by_the_tool
+        .retain(|k| !["HARPER_SHARD_WORK_DIR", "HARPER_SHARD_REPORT_DIR"].contains(&k.as_str()));
     set_by_the_tool.sort();
     let mut owned: Vec<String> = OWNED_COMMAND_VARS.iter().map(|(k, _)| (*k).to_owned()).collect();
     owned.sort();
@@ -176,11 +216,20 @@ fn tls_paths_are_relative_to_the_plans_folder_whatever_folder_the_tool_runs_in()
     sandbox.write("plans/certs/cert.pem", "-----BEGIN CERTIFICATE-----\n");
     sandbox.write("plans/certs/key.pem", "-----BEGIN RSA PRIVATE KEY-----\n");
     let tls = "  config: {tls: {certificate: certs/cert.pem, privateKey: ./certs/key.pem}}\n";
-    sandbox.write("plans/harper-shards.yml", &support::fake_plan("", tls, "  - name: a\n    run: \"true\"\n"));
+    sandbox.write(
+        "plans/harper-shards.yml",
+        &support::fake_plan("", tls, "  - name: a\n    run: \"true\"\n"),
+    );
     std::fs::create_dir_all(sandbox.path("elsewhere/certs")).unwrap();
     sandbox.write("elsewhere/certs/cert.pem", "-----BEGIN CERTIFICATE-----\n");
     let mut cmd = sandbox.command();
-    cmd.current_dir(sandbox.path("elsewhere")).args(["run", "../plans/harper-shards.yml", "--plan", "--format", "json"]);
+    cmd.current_dir(sandbox.path("elsewhere")).args([
+        "run",
+        "../plans/harper-shards.yml",
+        "--plan",
+        "--format",
+        "json",
+    ]);
     let run = support::Run::of(&mut cmd);
     run.expect(0);
     let plan: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
@@ -198,8 +247,17 @@ fn tls_paths_are_relative_to_the_plans_folder_whatever_folder_the_tool_runs_in()
     // Only in the folder the tool runs in: not found, and the error says where it looked.
     std::fs::remove_file(sandbox.path("plans/certs/cert.pem")).unwrap();
     let mut cmd = sandbox.command();
-    cmd.current_dir(sandbox.path("elsewhere")).args(["run", "../plans/harper-shards.yml", "--plan"]);
+    cmd.current_dir(sandbox.path("elsewhere")).args([
+        "run",
+        "../plans/harper-shards.yml",
+        "--plan",
+    ]);
     let run = support::Run::of(&mut cmd);
     run.expect(2);
-    assert!(run.stderr().contains("no such file (") && run.stderr().contains("/elsewhere/../plans/certs/cert.pem)"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("no such file (")
+            && run.stderr().contains("/elsewhere/../plans/certs/cert.pem)"),
+        "{}",
+        run.stderr()
+    );
 }

@@ -38,7 +38,11 @@ fn the_example_plan_passes_its_three_shards_never_two_live_on_one_address_and_le
         assert_eq!(shard["status"], "passed", "{shard}");
         let addr = shard["address"].as_str().unwrap().to_owned();
         assert!(support::ports_free(&addr, &DEFAULT_PORTS), "ports on {addr} still held");
-        spans.push((addr, shard["phases"]["address"].as_f64(), shard["phases"]["finished"].as_f64()));
+        spans.push((
+            addr,
+            shard["phases"]["address"].as_f64(),
+            shard["phases"]["finished"].as_f64(),
+        ));
     }
     // Addresses may be reused by shards that ran one after the other, never by two at once.
     for (i, a) in spans.iter().enumerate() {
@@ -48,7 +52,9 @@ fn the_example_plan_passes_its_three_shards_never_two_live_on_one_address_and_le
         }
     }
     let work = sandbox.path("w");
-    let left: Vec<_> = std::fs::read_dir(&work).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "instance directories left behind: {left:?}");
     let hdb_log = sandbox.path("report/database/harper/hdb.log");
     assert!(hdb_log.is_file(), "Harper's hdb.log is kept in the report");
@@ -68,12 +74,17 @@ fn one_real_shard(sandbox: &Sandbox, pool_start: &str) {
 fn boot_under_tmpdir(sandbox: &Sandbox, tmpdir: &std::path::Path) -> (support::Run, f64) {
     std::fs::create_dir_all(tmpdir).unwrap();
     let mut cmd = sandbox.command();
-    cmd.env_remove("HARPER_SHARD_WORK_DIR").env("TMPDIR", tmpdir).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).arg("run");
-    let run = support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() };
+    cmd.env_remove("HARPER_SHARD_WORK_DIR")
+        .env("TMPDIR", tmpdir)
+        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+        .arg("run");
+    let run =
+        support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() };
     run.expect(0);
     let report = sandbox.report();
     let shard = &report["shards"][0];
-    let boot = shard["phases"]["ready"].as_f64().unwrap() - shard["phases"]["address"].as_f64().unwrap();
+    let boot =
+        shard["phases"]["ready"].as_f64().unwrap() - shard["phases"]["address"].as_f64().unwrap();
     (run, boot)
 }
 
@@ -89,7 +100,9 @@ fn real_harper_boots_within_45s_under_a_long_dot_free_tmpdir() {
     let (_, boot) = boot_under_tmpdir(&sandbox, &tmpdir);
     // Normal is 2.5–15 s here; the hazard makes it the idle cap (60 s or more).
     assert!(boot < 45.0, "the boot took {boot:.1}s");
-    let left: Vec<_> = std::fs::read_dir(tmpdir.join("hs-0")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(tmpdir.join("hs-0"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "instance directories left behind: {left:?}");
 }
 
@@ -102,7 +115,11 @@ fn real_harper_boots_within_45s_under_a_dotted_tmpdir() {
     one_real_shard(&sandbox, "127.0.60.5");
     let (run, boot) = boot_under_tmpdir(&sandbox, &sandbox.path("home.runner_work_temp"));
     assert!(boot < 45.0, "the boot took {boot:.1}s");
-    assert!(run.stderr().contains("instance directories go to /tmp/hs-"), "the move is said: {}", run.stderr());
+    assert!(
+        run.stderr().contains("instance directories go to /tmp/hs-"),
+        "the move is said: {}",
+        run.stderr()
+    );
 }
 
 /// The example plan with `template: off`: every instance a fresh install, as before templates.
@@ -114,11 +131,17 @@ fn the_example_plan_passes_with_templates_off() {
         .replace("  package: harperdb@4.7.29\n", "  package: harperdb@4.7.29\n  template: off\n");
     assert!(plan.contains("template: off"));
     sandbox.write("harper-shards.yml", &plan);
-    let copied = std::process::Command::new("cp").arg("-r").arg(example_dir().join("tests")).arg(&sandbox.dir).status().unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(example_dir().join("tests"))
+        .arg(&sandbox.dir)
+        .status()
+        .unwrap();
     assert!(copied.success());
     let mut cmd = sandbox.command();
     cmd.args(["run", "harper-shards.yml"]);
-    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }
+        .expect(0);
     for shard in sandbox.report()["shards"].as_array().unwrap() {
         assert_eq!(shard["status"], "passed", "{shard}");
     }
@@ -173,7 +196,9 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     let sandbox = Sandbox::new();
     sandbox.write("probe.mjs", PROBE);
     let shard = |name: &str, template: &str| {
-        format!("  - name: {name}\n    harper: {{template: {template}}}\n    run: node probe.mjs {name}\n")
+        format!(
+            "  - name: {name}\n    harper: {{template: {template}}}\n    run: node probe.mjs {name}\n"
+        )
     };
     let plan = format!(
         "version: 1\npool: {{start: 127.0.62.2, count: 3}}\nrun: {{concurrency: 3}}\nshards:\n{}{}{}",
@@ -184,11 +209,19 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     sandbox.write("harper-shards.yml", &plan);
     let stats = sandbox.path("boot-cache.jsonl");
     let mut cmd = sandbox.command();
-    cmd.arg("run").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).env("HARPER_SHARD_BOOT_STATS", &stats);
-    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
-    let seen = |name: &str| -> serde_json::Value { serde_json::from_str(&support::read(&sandbox.path(&format!("{name}.json")))).unwrap() };
+    cmd.arg("run")
+        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+        .env("HARPER_SHARD_BOOT_STATS", &stats);
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }
+        .expect(0);
+    let seen = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&support::read(&sandbox.path(&format!("{name}.json")))).unwrap()
+    };
     let (fresh, a, b) = (seen("fresh"), seen("copy-a"), seen("copy-b"));
-    assert_eq!(a["normal"], fresh["normal"], "a template copy's configuration differs from a fresh install's");
+    assert_eq!(
+        a["normal"], fresh["normal"],
+        "a template copy's configuration differs from a fresh install's"
+    );
     assert_eq!(b["normal"], fresh["normal"]);
     assert_ne!(a["publicKey"], b["publicKey"], "two live copies share their JWT keys");
     assert_ne!(a["publicKey"], fresh["publicKey"]);
@@ -203,16 +236,31 @@ fn a_templated_instance_is_configured_like_a_fresh_one_with_keys_of_its_own() {
     let read = preload_reads(&stats);
     assert_eq!(read.len(), 2, "one boot-cache record per copy: {read:?}");
     for s in &read {
-        assert!(s["code"]["hit"].as_u64().unwrap() > 1000 && s["code"]["rejected"] == 0 && s["code"]["miss"] == 0, "{s}");
+        assert!(
+            s["code"]["hit"].as_u64().unwrap() > 1000
+                && s["code"]["rejected"] == 0
+                && s["code"]["miss"] == 0,
+            "{s}"
+        );
         assert!(s["resolve"]["hit"].as_u64().unwrap() > 1000, "{s}");
     }
 
     // HARPER_SHARD_BOOT_CACHE=off: the same template, booted without it.
     std::fs::remove_file(&stats).unwrap();
-    sandbox.write("harper-shards.yml", &format!("version: 1\npool: {{start: 127.0.62.2, count: 1}}\nshards:\n{}", shard("copy-a", "on")));
+    sandbox.write(
+        "harper-shards.yml",
+        &format!(
+            "version: 1\npool: {{start: 127.0.62.2, count: 1}}\nshards:\n{}",
+            shard("copy-a", "on")
+        ),
+    );
     let mut cmd = sandbox.command();
-    cmd.arg("run").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).env("HARPER_SHARD_BOOT_STATS", &stats).env("HARPER_SHARD_BOOT_CACHE", "off");
-    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+    cmd.arg("run")
+        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+        .env("HARPER_SHARD_BOOT_STATS", &stats)
+        .env("HARPER_SHARD_BOOT_CACHE", "off");
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }
+        .expect(0);
     assert_eq!(seen("copy-a")["normal"], fresh["normal"]);
     assert!(!stats.exists(), "HARPER_SHARD_BOOT_CACHE=off still loaded the cache");
 }
@@ -225,7 +273,17 @@ fn a_tls_instance_answers_https_with_the_tests_certificate_and_frees_its_port() 
     let _turn = turn();
     let sandbox = Sandbox::new();
     let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=harper-shard-test"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=harper-shard-test",
+        ])
         .args(["-addext", "subjectAltName=IP:127.0.56.2", "-keyout"])
         .arg(sandbox.path("key.pem"))
         .arg("-out")
@@ -247,18 +305,26 @@ fn a_tls_instance_answers_https_with_the_tests_certificate_and_frees_its_port() 
     );
     let mut cmd = sandbox.command();
     cmd.arg("run").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
-    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
-    let seen: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path("https.json"))).unwrap();
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }
+        .expect(0);
+    let seen: serde_json::Value =
+        serde_json::from_str(&support::read(&sandbox.path("https.json"))).unwrap();
     assert_eq!(seen["url"], "https://127.0.56.2:9927");
     assert!(seen["status"].is_number(), "Harper answered over HTTPS: {seen}");
-    let ours = std::process::Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256", "-in"]).arg(sandbox.path("cert.pem")).output().unwrap();
+    let ours = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(sandbox.path("cert.pem"))
+        .output()
+        .unwrap();
     let ours = String::from_utf8_lossy(&ours.stdout).trim().rsplit('=').next().unwrap().to_owned();
     assert_eq!(seen["fingerprint"], ours.as_str(), "Harper served another certificate");
     let ports: Vec<u16> = DEFAULT_PORTS.iter().copied().chain([9927]).collect();
     assert!(support::ports_free("127.0.56.2", &ports), "a port on 127.0.56.2 is still held");
     let instance = &sandbox.report()["shards"][0];
     assert!(instance["cause"].is_null(), "{instance}");
-    let left: Vec<_> = std::fs::read_dir(sandbox.path("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(sandbox.path("w"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "directories left behind: {left:?}");
 }
 
@@ -279,7 +345,10 @@ fn compile_cache_hits(stderr: &str) -> std::collections::BTreeMap<String, usize>
 /// The boot-cache records of the preload's reading runs (not the template's build) in `stats`.
 fn preload_reads(stats: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(stats).unwrap_or_default();
-    text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|s| s["produce"] == false).collect()
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|s| s["produce"] == false)
+        .collect()
 }
 
 /// On node 24 a templated instance boots every life with the preload and with Node's compile
@@ -287,7 +356,8 @@ fn preload_reads(stats: &std::path::Path) -> Vec<serde_json::Value> {
 /// `HARPER_SHARD_BOOT_CACHE=compile`, with Node's cache alone, from which both of Harper's
 /// threads take their code; with `=off`, with neither.
 #[test]
-fn on_node_24_every_life_of_a_templated_instance_boots_with_the_preload_and_its_own_compile_cache() {
+fn on_node_24_every_life_of_a_templated_instance_boots_with_the_preload_and_its_own_compile_cache()
+{
     let _turn = turn();
     let sandbox = Sandbox::new();
     let ctl = support::harper_shard();
@@ -317,29 +387,48 @@ fn on_node_24_every_life_of_a_templated_instance_boots_with_the_preload_and_its_
             Some(value) => cmd.env("HARPER_SHARD_BOOT_CACHE", value),
             None => cmd.env_remove("HARPER_SHARD_BOOT_CACHE"),
         };
-        support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+        support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }
+            .expect(0);
     };
     let lives = ["report/a/harper/stderr.log", "report/a/harper/boot-2/stderr.log"];
     let own_compile_cache = || {
         let environ = support::read(&sandbox.path("environ"));
-        let own = environ.lines().find_map(|l| l.strip_prefix("NODE_COMPILE_CACHE=")).unwrap_or_else(|| panic!("no compile cache:\n{environ}")).to_owned();
-        assert!(own.starts_with(sandbox.path("w").to_str().unwrap()), "the instance's compile cache is not its own: {own}");
+        let own = environ
+            .lines()
+            .find_map(|l| l.strip_prefix("NODE_COMPILE_CACHE="))
+            .unwrap_or_else(|| panic!("no compile cache:\n{environ}"))
+            .to_owned();
+        assert!(
+            own.starts_with(sandbox.path("w").to_str().unwrap()),
+            "the instance's compile cache is not its own: {own}"
+        );
     };
 
     run(None);
     own_compile_cache();
     let environ = support::read(&sandbox.path("environ"));
-    assert!(environ.lines().any(|l| l.starts_with("NODE_OPTIONS=") && l.contains("preload.cjs")), "the first life ran without the preload:\n{environ}");
+    assert!(
+        environ.lines().any(|l| l.starts_with("NODE_OPTIONS=") && l.contains("preload.cjs")),
+        "the first life ran without the preload:\n{environ}"
+    );
     // The preload writes its record as Harper's main thread exits: the SIGKILLed first life
     // writes none, the second (stopped at teardown) one.
     let reads = preload_reads(&stats);
     assert_eq!(reads.len(), 1, "one preload record for the second life: {reads:?}");
     for s in &reads {
-        assert!(s["code"]["hit"].as_u64().unwrap() > 1000 && s["code"]["rejected"] == 0 && s["code"]["miss"] == 0, "{s}");
+        assert!(
+            s["code"]["hit"].as_u64().unwrap() > 1000
+                && s["code"]["rejected"] == 0
+                && s["code"]["miss"] == 0,
+            "{s}"
+        );
     }
     for life in lives {
         let log = support::read(&sandbox.path(life));
-        assert!(log.contains("[compile cache]") && log.contains("was accepted"), "{life}: Node's compile cache served nothing");
+        assert!(
+            log.contains("[compile cache]") && log.contains("was accepted"),
+            "{life}: Node's compile cache served nothing"
+        );
         assert!(!log.contains("was rejected"), "{life}: V8 rejected cached code");
     }
 
@@ -348,14 +437,24 @@ fn on_node_24_every_life_of_a_templated_instance_boots_with_the_preload_and_its_
     for life in lives {
         let hits = compile_cache_hits(&support::read(&sandbox.path(life)));
         let both = hits.values().filter(|&&n| n >= 2).count();
-        assert!(both > 1000, "{life}: {both} files came from the cache on both threads ({} on one)", hits.len());
-        assert!(!support::read(&sandbox.path(life)).contains("was rejected"), "{life}: V8 rejected cached code");
+        assert!(
+            both > 1000,
+            "{life}: {both} files came from the cache on both threads ({} on one)",
+            hits.len()
+        );
+        assert!(
+            !support::read(&sandbox.path(life)).contains("was rejected"),
+            "{life}: V8 rejected cached code"
+        );
     }
     assert!(!stats.exists(), "the preload was loaded with HARPER_SHARD_BOOT_CACHE=compile");
 
     run(Some("off"));
     for life in lives {
-        assert!(!support::read(&sandbox.path(life)).contains("[compile cache]"), "{life}: HARPER_SHARD_BOOT_CACHE=off still cached");
+        assert!(
+            !support::read(&sandbox.path(life)).contains("[compile cache]"),
+            "{life}: HARPER_SHARD_BOOT_CACHE=off still cached"
+        );
     }
     assert!(!support::read(&sandbox.path("environ")).contains("NODE_COMPILE_CACHE="));
     assert!(!stats.exists(), "HARPER_SHARD_BOOT_CACHE=off still loaded the preload");
@@ -385,11 +484,16 @@ fn threads_0_boots_harper_without_a_worker_thread_and_the_default_with_one() {
     );
     let mut cmd = sandbox.command();
     cmd.arg("run").env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"));
-    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }
+        .expect(0);
     let threads = |name: &str| -> usize {
-        let seen: serde_json::Value = serde_json::from_str(&support::read(&sandbox.path(&format!("{name}.json")))).unwrap();
+        let seen: serde_json::Value =
+            serde_json::from_str(&support::read(&sandbox.path(&format!("{name}.json")))).unwrap();
         assert_eq!(seen["status"], 200, "{name}: {seen}");
-        seen["body"]["threads"].as_array().unwrap_or_else(|| panic!("{name}: no thread list in {seen}")).len()
+        seen["body"]["threads"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no thread list in {seen}"))
+            .len()
     };
     assert_eq!(threads("default"), 1, "the default instance's worker threads");
     assert_eq!(threads("single"), 0, "`threads: 0` still started a worker thread");
@@ -408,15 +512,31 @@ fn a_suite_written_for_the_typescript_harness_runs_unchanged_through_the_client(
         .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
         .env("HARPER_INTEGRATION_TEST_LOOPBACK_POOL_START", "127.0.64.2")
         .args(["run", "harper-shards.yml"]);
-    let run = support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() };
+    let run =
+        support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() };
     run.expect(0);
     let log = support::read(&sandbox.path("report/migration/command-2.log"));
     assert!(log.contains("ℹ pass 10") && log.contains("ℹ fail 0"), "{log}");
     let report = sandbox.report();
     let instances = report["shards"][0]["instances"].as_array().unwrap().clone();
-    let by_name = |name: &str| instances.iter().find(|i| i["name"] == name).unwrap_or_else(|| panic!("no `{name}` in {instances:#?}"));
-    let ended = |i: &serde_json::Value| -> Vec<String> { i["lives"].as_array().unwrap().iter().map(|l| l["exit"].as_str().unwrap_or("").to_owned()).collect() };
-    assert_eq!(ended(by_name("a SIGKILL loses no acknowledged write")), ["killed by SIGKILL", "exit code 0"]);
+    let by_name = |name: &str| {
+        instances
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` in {instances:#?}"))
+    };
+    let ended = |i: &serde_json::Value| -> Vec<String> {
+        i["lives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["exit"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ended(by_name("a SIGKILL loses no acknowledged write")),
+        ["killed by SIGKILL", "exit code 0"]
+    );
     assert_eq!(by_name("restart keeps the data")["lives"].as_array().unwrap().len(), 2);
     let (a, b) = (by_name("sessions disabled"), by_name("a two-day operation token timeout"));
     // Both lived in the same run, each with its own config (the files assert it); node's
@@ -427,7 +547,9 @@ fn a_suite_written_for_the_typescript_harness_runs_unchanged_through_the_client(
         let addr = i["address"].as_str().unwrap();
         assert!(support::ports_free(addr, &DEFAULT_PORTS), "ports on {addr} still held");
     }
-    let left: Vec<_> = std::fs::read_dir(sandbox.path("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(sandbox.path("w"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "directories left behind: {left:?}");
 }
 
@@ -442,7 +564,10 @@ fn on_node_24_a_flaky_file_is_retried_alone_on_a_fresh_instance_and_marked_flaky
     let state = sandbox.path("b-ran-once");
     let test = |name: &str, flaky: bool| {
         let fail_once = if flaky {
-            format!("  if (!existsSync({state:?})) {{ writeFileSync({state:?}, ''); assert.fail('b fails on its first run'); }}\n", state = state.display().to_string())
+            format!(
+                "  if (!existsSync({state:?})) {{ writeFileSync({state:?}, ''); assert.fail('b fails on its first run'); }}\n",
+                state = state.display().to_string()
+            )
         } else {
             String::new()
         };
@@ -466,16 +591,26 @@ test('{name} asks Harper', async () => {{
         "version: 1\npool: {start: 127.0.60.20, count: 3}\nrun: {retries: 1}\nshards:\n  - name: files\n    files: \"t/*.test.mjs\"\n    run: node --test --test-reporter=junit --test-reporter-destination=$HARPER_SHARD_JUNIT_DIR/results.xml {files}\n",
     );
     let mut cmd = sandbox.command();
-    cmd.env("PATH", support::node::path_with(&support::node_bin(24))).env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).arg("run");
-    let run = support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() };
+    cmd.env("PATH", support::node::path_with(&support::node_bin(24)))
+        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+        .arg("run");
+    let run =
+        support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() };
     run.expect(0);
     let report = sandbox.report();
     let shard = &report["shards"][0];
     assert_eq!(shard["status"], "flaky", "{shard}");
     let attempts = shard["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2, "{shard}");
-    assert_eq!(attempts[1]["commands"][0]["command"].as_str().unwrap().matches(".test.mjs").count(), 1, "{shard}");
-    assert!(attempts[1]["commands"][0]["command"].as_str().unwrap().contains("t/b.test.mjs"), "{shard}");
+    assert_eq!(
+        attempts[1]["commands"][0]["command"].as_str().unwrap().matches(".test.mjs").count(),
+        1,
+        "{shard}"
+    );
+    assert!(
+        attempts[1]["commands"][0]["command"].as_str().unwrap().contains("t/b.test.mjs"),
+        "{shard}"
+    );
     assert_ne!(attempts[0]["address"], attempts[1]["address"], "a fresh address");
     let xml = support::read(&sandbox.path("report/junit.xml"));
     let case = |name: &str| support::testcase(&xml, name);
@@ -501,12 +636,18 @@ fn two_shards_that_need_one_template_on_a_cold_cache_both_boot_from_it() {
     // The machine's install of the package, made by the tool if no test has made it yet.
     one_real_shard(&sandbox, "127.0.67.2");
     sandbox.command().arg("run").output().expect("run harper-shard");
-    let default_cache = harper_shard::harper::install::private_cache().expect("the machine's cache");
+    let default_cache =
+        harper_shard::harper::install::private_cache().expect("the machine's cache");
     let package = support::installed_package(&default_cache, "harperdb@4.7.29");
     assert!(package.is_dir(), "harperdb@4.7.29 is not installed in {}", default_cache.display());
     let cache = sandbox.path("cache");
     std::fs::create_dir_all(cache.join("packages")).unwrap();
-    let linked = std::process::Command::new("cp").arg("-al").arg(&package).arg(cache.join("packages")).status().unwrap();
+    let linked = std::process::Command::new("cp")
+        .arg("-al")
+        .arg(&package)
+        .arg(cache.join("packages"))
+        .status()
+        .unwrap();
     assert!(linked.success(), "cannot hard-link the package into the test's cache");
     sandbox.write(
         "harper-shards.yml",
@@ -561,17 +702,27 @@ fn a_stopped_instance_of_harper_4_7_26_starts_as_4_7_29_on_its_data() {
     );
     let mut cmd = sandbox.command();
     cmd.env("HARPER_SHARD_POOL_DIR", sandbox.path("pool")).args(["run", "harper-shards.yml"]);
-    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }.expect(0);
-    let json = |name: &str| -> serde_json::Value { serde_json::from_str(&support::read(&sandbox.path(name))).unwrap() };
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }
+        .expect(0);
+    let json = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&support::read(&sandbox.path(name))).unwrap()
+    };
     let (before, started, after) = (json("before.json"), json("started.json"), json("after.json"));
-    assert_eq!((before["version"].as_str(), after["version"].as_str()), (Some("4.7.26"), Some("4.7.29")), "{before} {after}");
+    assert_eq!(
+        (before["version"].as_str(), after["version"].as_str()),
+        (Some("4.7.26"), Some("4.7.29")),
+        "{before} {after}"
+    );
     assert_eq!(started["instance"]["harper"]["package"], "harperdb@4.7.29", "{started}");
-    let mut names: Vec<&str> = after["rows"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+    let mut names: Vec<&str> =
+        after["rows"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
     names.sort();
     assert_eq!(names, ["Fido", "Rex"], "the records written by 4.7.26: {after}");
     let main = &sandbox.report()["shards"][0]["instances"][0];
     assert_eq!(main["lives"].as_array().unwrap().len(), 2, "{main:#}");
     assert!(support::ports_free("127.0.68.2", &DEFAULT_PORTS));
-    let left: Vec<_> = std::fs::read_dir(sandbox.path("w")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(sandbox.path("w"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "directories left behind: {left:?}");
 }

@@ -9,8 +9,12 @@ use support::{Sandbox, fake_plan};
 
 /// The field names in the first column of the table under `### {heading}` in docs/reports.md.
 fn documented(heading: &str) -> BTreeSet<String> {
-    let doc = support::read(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reports.md"));
-    let section = doc.split(&format!("### {heading}\n")).nth(1).unwrap_or_else(|| panic!("no section {heading}"));
+    let doc =
+        support::read(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reports.md"));
+    let section = doc
+        .split(&format!("### {heading}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no section {heading}"));
     section
         .lines()
         .skip_while(|l| !l.starts_with('|'))
@@ -18,7 +22,10 @@ fn documented(heading: &str) -> BTreeSet<String> {
         .skip(2)
         .flat_map(|row| {
             let first = row.split('|').nth(1).unwrap_or("");
-            first.split(',').map(|name| name.trim().trim_matches('`').to_owned()).collect::<Vec<_>>()
+            first
+                .split(',')
+                .map(|name| name.trim().trim_matches('`').to_owned())
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -46,12 +53,25 @@ fn the_documented_shard_and_command_fields_are_the_ones_written() {
     let report = report();
     let bad = &report["shards"][1];
     assert_eq!(keys(bad), documented("Shard"));
-    assert_eq!(keys(&bad["commands"][0]), documented("Command"), "a failed command, which carries its tail");
+    assert_eq!(
+        keys(&bad["commands"][0]),
+        documented("Command"),
+        "a failed command, which carries its tail"
+    );
     assert_eq!(report["version"], 3);
     let attempts = bad["attempts"].as_array().expect("an attempts array");
     assert_eq!(attempts.len(), 1, "no retries: one attempt");
     assert_eq!(keys(&attempts[0]), documented("Attempt"));
-    for field in ["address", "harper_pid", "boot_tail", "teardown_problem", "commands", "phases", "status", "cause"] {
+    for field in [
+        "address",
+        "harper_pid",
+        "boot_tail",
+        "teardown_problem",
+        "commands",
+        "phases",
+        "status",
+        "cause",
+    ] {
         assert_eq!(attempts[0][field], bad[field], "the shard's `{field}` is its last attempt's");
     }
 }
@@ -61,14 +81,25 @@ fn a_failed_commands_tail_is_bounded_in_report_json_and_junit_xml() {
     let sandbox = Sandbox::new();
     // 60 lines of 100 kB, then 1 MB without a line end.
     let flood = "i=0; while [ $i -lt 60 ]; do head -c 100000 /dev/zero | tr '\\\\0' y; echo; i=$((i+1)); done; head -c 1000000 /dev/zero | tr '\\\\0' z; exit 1";
-    sandbox.write("harper-shards.yml", &fake_plan("", "", &format!("  - name: flood\n    run: \"{flood}\"\n")));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("", "", &format!("  - name: flood\n    run: \"{flood}\"\n")),
+    );
     sandbox.run(&["run"]).expect(1);
     let report = sandbox.report();
-    let tail: Vec<&str> = report["shards"][0]["commands"][0]["tail"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let tail: Vec<&str> = report["shards"][0]["commands"][0]["tail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
     let total: usize = tail.iter().map(|l| l.len()).sum();
     assert!(total <= 64 * 1024, "the tail keeps at most 64 KiB: {total}");
     assert!(tail.iter().all(|l| l.len() <= 4096 + 64), "each line at most 4 KiB and its note");
-    assert!(tail.last().unwrap().starts_with('z') && tail.last().unwrap().ends_with(&format!(" … ({} more bytes cut)", 1_000_000 - 4096)));
+    assert!(
+        tail.last().unwrap().starts_with('z')
+            && tail.last().unwrap().ends_with(&format!(" … ({} more bytes cut)", 1_000_000 - 4096))
+    );
     let junit = std::fs::metadata(sandbox.path("report/junit.xml")).unwrap().len();
     assert!(junit < 256 * 1024, "junit.xml carries the tail, not the output: {junit} bytes");
     let log = std::fs::metadata(sandbox.path("report/flood/command-1.log")).unwrap().len();
@@ -92,14 +123,25 @@ fn the_documented_instance_and_life_fields_are_the_ones_written() {
         assert_eq!(keys(instance), documented("Instance"), "{instance}");
     }
     let failed = instances.iter().find(|i| i["id"] == "i2").expect("i2, whose boot failed");
-    assert_eq!(keys(&failed["lives"][0]), documented("Life"), "a failed boot, which carries its tail");
+    assert_eq!(
+        keys(&failed["lives"][0]),
+        documented("Life"),
+        "a failed boot, which carries its tail"
+    );
 }
 
 #[test]
 fn report_json_has_each_instances_lives_and_release_under_its_shard() {
     let report = instances_run(&Sandbox::new());
     let shard = &report["shards"][0];
-    let by_id = |id: &str| shard["instances"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap_or_else(|| panic!("no {id}: {shard}"));
+    let by_id = |id: &str| {
+        shard["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap_or_else(|| panic!("no {id}: {shard}"))
+    };
     let secs = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("seconds, not {v}"));
 
     let i1 = by_id("i1");
@@ -107,23 +149,52 @@ fn report_json_has_each_instances_lives_and_release_under_its_shard() {
     assert_ne!(i1["address"], shard["address"]);
     let lives = i1["lives"].as_array().unwrap();
     assert_eq!(lives.len(), 2, "restarted once: {i1}");
-    assert_eq!((&lives[0]["ended_by"], &lives[0]["exit"]), (&"stop".into(), &"exit code 0".into()), "{i1}");
-    assert!(secs(&lives[0]["booting"]) < secs(&lives[0]["ready"]) && secs(&lives[0]["stopped"]) <= secs(&lives[1]["booting"]), "{i1}");
-    assert!(secs(&lives[1]["ready"]) <= secs(&i1["releasing"]) && secs(&i1["releasing"]) <= secs(&i1["released"]), "{i1}");
+    assert_eq!(
+        (&lives[0]["ended_by"], &lives[0]["exit"]),
+        (&"stop".into(), &"exit code 0".into()),
+        "{i1}"
+    );
+    assert!(
+        secs(&lives[0]["booting"]) < secs(&lives[0]["ready"])
+            && secs(&lives[0]["stopped"]) <= secs(&lives[1]["booting"]),
+        "{i1}"
+    );
+    assert!(
+        secs(&lives[1]["ready"]) <= secs(&i1["releasing"])
+            && secs(&i1["releasing"]) <= secs(&i1["released"]),
+        "{i1}"
+    );
 
     let main = by_id("main");
     assert_eq!(main["address"], shard["address"]);
-    assert_eq!(main["lives"][0]["ready"], shard["phases"]["ready"], "main's first life is the shard's boot");
-    assert_eq!((&main["lives"][0]["ended_by"], &main["lives"][0]["exit"]), (&"kill".into(), &"killed by SIGKILL".into()));
+    assert_eq!(
+        main["lives"][0]["ready"], shard["phases"]["ready"],
+        "main's first life is the shard's boot"
+    );
+    assert_eq!(
+        (&main["lives"][0]["ended_by"], &main["lives"][0]["exit"]),
+        (&"kill".into(), &"killed by SIGKILL".into())
+    );
     assert!(main["lives"][1]["ready"].is_f64(), "started again: {main}");
     let teardown = secs(&shard["phases"]["teardown_started"]);
-    assert!(secs(&main["releasing"]) >= teardown && secs(&main["released"]) <= secs(&shard["phases"]["finished"]), "main's release is within the shard's teardown: {shard}");
+    assert!(
+        secs(&main["releasing"]) >= teardown
+            && secs(&main["released"]) <= secs(&shard["phases"]["finished"]),
+        "main's release is within the shard's teardown: {shard}"
+    );
 
     let i2 = by_id("i2");
     let life = &i2["lives"][0];
     assert_eq!(life["boot_failure"], "Harper exited before it was ready: exit code 3");
     assert!(life["ready"].is_null() && secs(&life["failed"]) > secs(&life["booting"]), "{i2}");
-    assert!(life["tail"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("fake-harper exit=3")), "{i2}");
+    assert!(
+        life["tail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("fake-harper exit=3")),
+        "{i2}"
+    );
     assert!(i2["released"].is_f64(), "released after its failed boot: {i2}");
     assert_eq!(shard["status"], "passed", "the command shrugged the failed boot off");
 }
@@ -134,11 +205,18 @@ fn each_instance_is_a_testcase_of_its_shard_and_a_failed_boot_an_error_with_harp
     instances_run(&sandbox);
     let xml = support::read(&sandbox.path("report/junit.xml"));
     let case = |name: &str| support::testcase(&xml, name);
-    assert!(case("instance i1 (auth tests)").ends_with("/>"), "passed: {}", case("instance i1 (auth tests)"));
+    assert!(
+        case("instance i1 (auth tests)").ends_with("/>"),
+        "passed: {}",
+        case("instance i1 (auth tests)")
+    );
     assert!(case("instance main").ends_with("/>"), "passed: {}", case("instance main"));
     let failed = case("instance i2");
     assert!(failed.contains("<error message=\"Harper exited before it was ready: exit code 3\" type=\"infrastructure\">"), "{failed}");
     let out = &failed[failed.find("<system-out>").expect("Harper's last lines in system-out")..];
     assert!(out.contains("Error: HarperDB failed to start (fake-harper exit=3)"), "{failed}");
-    assert!(xml.contains("<testsuite name=\"auth\" tests=\"5\" skipped=\"0\" errors=\"1\""), "two commands and three instances: {xml}");
+    assert!(
+        xml.contains("<testsuite name=\"auth\" tests=\"5\" skipped=\"0\" errors=\"1\""),
+        "two commands and three instances: {xml}"
+    );
 }

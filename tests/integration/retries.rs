@@ -22,18 +22,25 @@ impl Scene {
 
 /// A command that fails the first `fails` times it runs, then passes; its count in `state/<name>`.
 fn failing_first(name: &str, fails: u32) -> String {
-    format!("mkdir -p state; n=$(cat state/{name} 2>/dev/null || echo 0); echo $((n+1)) > state/{name}; echo run $((n+1)); [ $n -ge {fails} ]")
+    format!(
+        "mkdir -p state; n=$(cat state/{name} 2>/dev/null || echo 0); echo $((n+1)) > state/{name}; echo run $((n+1)); [ $n -ge {fails} ]"
+    )
 }
 
 #[test]
 fn a_shard_that_always_fails_is_tried_retries_plus_one_times_each_on_another_address() {
     let scene = Scene::new("127.0.120.2", 4);
-    scene.plan("", "run: {retries: 2}\n", "  - name: broken\n    run: \"echo attempt-output; exit 1\"\n");
+    scene.plan(
+        "",
+        "run: {retries: 2}\n",
+        "  - name: broken\n    run: \"echo attempt-output; exit 1\"\n",
+    );
     let run = scene.run(&["run"]);
     run.expect(1);
     let attempts = scene.attempts();
     assert_eq!(attempts.len(), 3, "{attempts:?}");
-    let addresses: std::collections::BTreeSet<&str> = attempts.iter().map(|a| a["address"].as_str().unwrap()).collect();
+    let addresses: std::collections::BTreeSet<&str> =
+        attempts.iter().map(|a| a["address"].as_str().unwrap()).collect();
     assert_eq!(addresses.len(), 3, "each attempt on an address of its own: {addresses:?}");
     for (n, a) in attempts.iter().enumerate() {
         assert_eq!((a["attempt"].as_u64(), a["of"].as_u64()), (Some(n as u64 + 1), Some(3)));
@@ -49,13 +56,26 @@ fn a_shard_that_always_fails_is_tried_retries_plus_one_times_each_on_another_add
     let err = run.stderr();
     assert!(err.contains("retrying broken (2/3) on a fresh instance: `echo attempt-output; exit 1` failed: exit code 1"), "{err}");
     assert!(err.contains("retrying broken (3/3) on a fresh instance"), "{err}");
-    assert!(!scene.sandbox.path("w").read_dir().unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("127.")), "no instance directory left");
+    assert!(
+        !scene
+            .sandbox
+            .path("w")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("127.")),
+        "no instance directory left"
+    );
 }
 
 #[test]
 fn a_command_that_fails_once_then_passes_is_flaky_and_the_run_exits_0() {
     let scene = Scene::new("127.0.120.10", 2);
-    scene.plan("", "run: {retries: 2}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
+    scene.plan(
+        "",
+        "run: {retries: 2}\n",
+        &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)),
+    );
     let run = scene.run(&["run"]);
     run.expect(0);
     let attempts = scene.attempts();
@@ -64,7 +84,10 @@ fn a_command_that_fails_once_then_passes_is_flaky_and_the_run_exits_0() {
     assert_eq!(support::read(&scene.sandbox.path("state/once")).trim(), "2");
     let shard = &scene.sandbox.report()["shards"][0];
     assert_eq!(shard["status"], "flaky", "{shard}");
-    assert!(shard["cause"].as_str().unwrap().contains("failed: exit code 1"), "the failed attempt's cause: {shard}");
+    assert!(
+        shard["cause"].as_str().unwrap().contains("failed: exit code 1"),
+        "the failed attempt's cause: {shard}"
+    );
     let err = run.stderr();
     assert!(err.contains("[once] FLAKY in "), "{err}");
     assert!(err.contains("flaky: once: failed on attempt 1 of 3"), "{err}");
@@ -74,12 +97,20 @@ fn a_command_that_fails_once_then_passes_is_flaky_and_the_run_exits_0() {
 #[test]
 fn with_flaky_fail_a_flaky_shard_fails_the_run() {
     let scene = Scene::new("127.0.120.60", 2);
-    scene.plan("", "run: {retries: 1, flaky: fail}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
+    scene.plan(
+        "",
+        "run: {retries: 1, flaky: fail}\n",
+        &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)),
+    );
     scene.run(&["run"]).expect(1);
     assert_eq!(scene.sandbox.report()["shards"][0]["status"], "flaky");
     // The flag does the same for a plan that does not say.
     std::fs::remove_dir_all(scene.sandbox.path("state")).unwrap();
-    scene.plan("", "run: {retries: 1}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
+    scene.plan(
+        "",
+        "run: {retries: 1}\n",
+        &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)),
+    );
     scene.run(&["run"]).expect(0);
     std::fs::remove_dir_all(scene.sandbox.path("state")).unwrap();
     scene.run(&["run", "--flaky-fails"]).expect(1);
@@ -110,7 +141,8 @@ echo "</testsuites>" >> "$out"; exit $status
 }
 
 #[test]
-fn junit_xml_has_a_flaky_failure_for_a_test_that_failed_then_passed_and_rerun_failures_for_one_that_always_failed() {
+fn junit_xml_has_a_flaky_failure_for_a_test_that_failed_then_passed_and_rerun_failures_for_one_that_always_failed()
+ {
     let scene = Scene::new("127.0.120.42", 2);
     for f in ["a", "b", "hard"] {
         scene.sandbox.write(&format!("t/{f}.test"), "");
@@ -134,33 +166,82 @@ fn junit_xml_has_a_flaky_failure_for_a_test_that_failed_then_passed_and_rerun_fa
 #[test]
 fn github_shows_each_flaky_shard_as_a_warning_and_in_the_step_summary() {
     let scene = Scene::new("127.0.120.46", 2);
-    scene.plan("", "run: {retries: 1}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
+    scene.plan(
+        "",
+        "run: {retries: 1}\n",
+        &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)),
+    );
     let summary = scene.sandbox.write("summary.md", "");
-    let out = scene.command().arg("run").env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
+    let out = scene
+        .command()
+        .arg("run")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
-    let warning = err.lines().find(|l| l.starts_with("::warning ") && l.contains("title=once%3A flaky")).unwrap_or_else(|| panic!("no flaky warning:\n{err}"));
-    assert!(warning.contains("failed on attempt 1 of 2") && warning.contains("passed on attempt 2"), "{warning}");
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("::warning ") && l.contains("title=once%3A flaky"))
+        .unwrap_or_else(|| panic!("no flaky warning:\n{err}"));
+    assert!(
+        warning.contains("failed on attempt 1 of 2") && warning.contains("passed on attempt 2"),
+        "{warning}"
+    );
     let md = support::read(&summary);
-    assert!(md.contains("### Flaky\n") && md.contains("**once** — failed on attempt 1 of 2"), "{md}");
-    assert!(md.contains("    section once (last attempt, 2 of 2)\n"), "the chart says which attempt it draws: {md}");
+    assert!(
+        md.contains("### Flaky\n") && md.contains("**once** — failed on attempt 1 of 2"),
+        "{md}"
+    );
+    assert!(
+        md.contains("    section once (last attempt, 2 of 2)\n"),
+        "the chart says which attempt it draws: {md}"
+    );
 }
 
 #[test]
 fn report_html_shows_a_flaky_shard_with_its_chip_its_failed_attempt_and_both_attempts_phases() {
     let scene = Scene::new("127.0.120.54", 2);
-    scene.plan("", "run: {retries: 1}\n", &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)));
+    scene.plan(
+        "",
+        "run: {retries: 1}\n",
+        &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)),
+    );
     scene.run(&["run"]).expect(0);
     let page = support::read(&scene.sandbox.path("report/report.html"));
     assert!(page.contains("<header class=\"outcome passed\">"), "a flaky run passes: {page}");
-    let flaky = page.split("<section id=\"flaky\">").nth(1).and_then(|r| r.split("</section>").next()).expect("a flaky section");
-    assert!(flaky.contains("<span class=\"status flaky\">flaky</span>") && flaky.contains("failed on attempt 1 of 2"), "{flaky}");
-    assert!(flaky.contains("href=\"once/command-1.log\""), "a link to the failed attempt's log: {flaky}");
+    let flaky = page
+        .split("<section id=\"flaky\">")
+        .nth(1)
+        .and_then(|r| r.split("</section>").next())
+        .expect("a flaky section");
+    assert!(
+        flaky.contains("<span class=\"status flaky\">flaky</span>")
+            && flaky.contains("failed on attempt 1 of 2"),
+        "{flaky}"
+    );
+    assert!(
+        flaky.contains("href=\"once/command-1.log\""),
+        "a link to the failed attempt's log: {flaky}"
+    );
     let table = page.split("<section id=\"shards\">").nth(1).expect("the table");
     assert!(table.contains("<span class=\"status flaky\""), "the table's chip: {table}");
-    let group = page.split("<g class=\"shard flaky\"").nth(1).and_then(|r| r.split("</g>").next()).expect("the shard's timeline row");
-    assert_eq!(group.matches("class=\"bar phase commands").count(), 2, "each attempt's commands: {group}");
-    assert_eq!(group.matches("class=\"bar phase commands failed\"").count(), 1, "the first attempt's marked failed: {group}");
+    let group = page
+        .split("<g class=\"shard flaky\"")
+        .nth(1)
+        .and_then(|r| r.split("</g>").next())
+        .expect("the shard's timeline row");
+    assert_eq!(
+        group.matches("class=\"bar phase commands").count(),
+        2,
+        "each attempt's commands: {group}"
+    );
+    assert_eq!(
+        group.matches("class=\"bar phase commands failed\"").count(),
+        1,
+        "the first attempt's marked failed: {group}"
+    );
     assert!(group.contains("(attempt 1/2)") && group.contains("(attempt 2/2)"), "{group}");
 }
 
@@ -170,7 +251,8 @@ fn timings_take_a_flaky_shards_passing_attempt_not_its_failed_one() {
     let command = "mkdir -p state; if [ -e state/slow ]; then exit 0; else touch state/slow; sleep 3; exit 1; fi";
     scene.plan("", "run: {retries: 1}\n", &format!("  - name: slow\n    run: \"{command}\"\n"));
     scene.run(&["run"]).expect(0);
-    let timings: Value = serde_json::from_str(&support::read(&scene.sandbox.path("report/timings.json"))).unwrap();
+    let timings: Value =
+        serde_json::from_str(&support::read(&scene.sandbox.path("report/timings.json"))).unwrap();
     let secs = timings["run"]["shards"]["slow"].as_f64().unwrap_or_else(|| panic!("{timings}"));
     assert!(secs < 2.5, "the failed attempt's 3 s are not counted: {secs}");
 }
@@ -197,9 +279,11 @@ fn a_boot_that_fails_on_the_first_attempt_is_retried_on_a_fresh_instance() {
             state = state.display()
         ),
     );
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
     scene.plan("", "run: {retries: 1}\n", "  - name: boots\n    run: \"true\"\n");
-    let plan = support::read(&scene.sandbox.path("harper-shards.yml")).replace(support::fake_harper(), &wrapper.display().to_string());
+    let plan = support::read(&scene.sandbox.path("harper-shards.yml"))
+        .replace(support::fake_harper(), &wrapper.display().to_string());
     scene.sandbox.write("harper-shards.yml", &plan);
     let run = scene.run(&["run"]);
     run.expect(0);
@@ -207,13 +291,23 @@ fn a_boot_that_fails_on_the_first_attempt_is_retried_on_a_fresh_instance() {
     let statuses: Vec<&str> = attempts.iter().map(|a| a["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["boot_failed", "passed"], "{attempts:?}");
     assert_ne!(attempts[0]["address"], attempts[1]["address"]);
-    assert!(run.stderr().contains("retrying boots (2/2) on a fresh instance: Harper exited before it was ready"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains(
+            "retrying boots (2/2) on a fresh instance: Harper exited before it was ready"
+        ),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
 fn a_shards_own_retries_win_over_the_command_line_which_wins_over_the_plan() {
     let scene = Scene::new("127.0.120.22", 1);
-    scene.plan("", "run: {retries: 1}\n", "  - name: own\n    run: \"true\"\n    retries: 0\n  - name: default\n    run: \"true\"\n");
+    scene.plan(
+        "",
+        "run: {retries: 1}\n",
+        "  - name: own\n    run: \"true\"\n    retries: 0\n  - name: default\n    run: \"true\"\n",
+    );
     let retries = |args: &[&str], env: Option<&str>| {
         let mut cmd = scene.command();
         cmd.args(["run", "--plan", "--format", "json"]).args(args);
@@ -238,7 +332,11 @@ fn retries_past_ten_are_refused_before_anything_starts() {
     let run = scene.run(&["run"]);
     run.expect(2);
     let err = run.stderr();
-    assert!(err.contains("harper-shards.yml") && err.contains("retries `11` is not valid: use a whole number from 0 to 10"), "{err}");
+    assert!(
+        err.contains("harper-shards.yml")
+            && err.contains("retries `11` is not valid: use a whole number from 0 to 10"),
+        "{err}"
+    );
     assert!(!scene.sandbox.path("ran").exists());
     let run = scene.run(&["run", "--retries", "99"]);
     run.expect(2);
@@ -248,11 +346,17 @@ fn retries_past_ten_are_refused_before_anything_starts() {
 #[test]
 fn fail_fast_counts_a_shard_only_when_its_last_attempt_failed() {
     let scene = Scene::new("127.0.120.30", 2);
-    let shards = format!("  - name: flaky\n    run: \"{}\"\n  - name: later\n    run: \"true\"\n", failing_first("flaky", 1));
+    let shards = format!(
+        "  - name: flaky\n    run: \"{}\"\n  - name: later\n    run: \"true\"\n",
+        failing_first("flaky", 1)
+    );
     scene.plan("", "run: {retries: 1, fail_fast: true, concurrency: 1}\n", &shards);
     scene.run(&["run"]).expect(0);
     let report = scene.sandbox.report();
-    assert_eq!(report["shards"][1]["status"], "passed", "the shard after a passing retry still ran: {report}");
+    assert_eq!(
+        report["shards"][1]["status"], "passed",
+        "the shard after a passing retry still ran: {report}"
+    );
 }
 
 /// A `files:` shard whose command writes JUnit naming each case's file, one of three files
@@ -264,22 +368,47 @@ fn a_files_shard_retries_only_the_files_with_a_failing_case() {
         scene.sandbox.write(&format!("t/{f}.test"), "");
     }
     fake_test_runner(&scene);
-    scene.plan("", "run: {retries: 2}\n", "  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {files}\"\n");
+    scene.plan(
+        "",
+        "run: {retries: 2}\n",
+        "  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {files}\"\n",
+    );
     scene.run(&["run"]).expect(0);
     let attempts = scene.attempts();
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     assert_eq!(attempts[0]["commands"][0]["command"], "sh fake-test.sh t/a.test t/b.test t/c.test");
-    assert_eq!(attempts[1]["commands"][0]["command"], "sh fake-test.sh t/b.test", "only the failing file again");
-    assert_eq!(support::read(&scene.sandbox.path("files-0.txt")).trim(), "t/a.test t/b.test t/c.test");
-    assert_eq!(support::read(&scene.sandbox.path("files-1.txt")).trim(), "t/b.test", "HARPER_SHARD_FILES says the same");
+    assert_eq!(
+        attempts[1]["commands"][0]["command"], "sh fake-test.sh t/b.test",
+        "only the failing file again"
+    );
+    assert_eq!(
+        support::read(&scene.sandbox.path("files-0.txt")).trim(),
+        "t/a.test t/b.test t/c.test"
+    );
+    assert_eq!(
+        support::read(&scene.sandbox.path("files-1.txt")).trim(),
+        "t/b.test",
+        "HARPER_SHARD_FILES says the same"
+    );
     // The first attempt's JUnit is still there, beside the second's.
-    assert!(support::read(&scene.sandbox.path("report/files/junit/results.xml")).contains("<failure"));
-    assert!(!support::read(&scene.sandbox.path("report/files/attempt-2/junit/results.xml")).contains("<failure"));
+    assert!(
+        support::read(&scene.sandbox.path("report/files/junit/results.xml")).contains("<failure")
+    );
+    assert!(
+        !support::read(&scene.sandbox.path("report/files/attempt-2/junit/results.xml"))
+            .contains("<failure")
+    );
 }
 
 /// Starts `harper-shard run` in the background.
 fn start(scene: &Scene) -> Child {
-    scene.command().arg("run").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start harper-shard")
+    scene
+        .command()
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start harper-shard")
 }
 
 #[test]
@@ -289,7 +418,9 @@ fn sigint_during_a_retry_exits_130_with_the_report_written_and_nothing_left() {
     scene.plan("", "run: {retries: 2}\n", &format!("  - name: slow\n    run: \"{command}\"\n"));
     let tool = start(&scene);
     let started = scene.sandbox.path("second.started");
-    scene.sandbox.wait_for("the second attempt's command", Duration::from_secs(30), || started.exists());
+    scene
+        .sandbox
+        .wait_for("the second attempt's command", Duration::from_secs(30), || started.exists());
     kill(Pid::from_raw(tool.id() as i32), Signal::SIGINT).unwrap();
     let out = tool.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
@@ -314,21 +445,48 @@ fn the_step_summary_says_how_often_a_flaky_shard_and_its_flaky_file_flaked_latel
         scene.sandbox.write(&format!("t/{f}.test"), "");
     }
     fake_test_runner(&scene);
-    scene.plan("", "run: {retries: 1}\n", "  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {files}\"\n");
+    scene.plan(
+        "",
+        "run: {retries: 1}\n",
+        "  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {files}\"\n",
+    );
     let history = scene.sandbox.write("history.json", HISTORY);
     let summary = scene.sandbox.write("summary.md", "");
-    let out = scene.command().args(["run", "--timings"]).arg(&history).env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
+    let out = scene
+        .command()
+        .args(["run", "--timings"])
+        .arg(&history)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let md = support::read(&summary);
     // 4 runs decayed by 0.9 and this one: 4.6 runs, 1.9 flaky, 0.9 failed.
     assert!(md.contains("passed on attempt 2 on a fresh instance; tests that flaked: b.test: b works (flaky in 2 of the last 5 runs)\n"), "{md}");
-    assert!(md.contains("\n  - <code>t/b.test</code>: flaky in 2 of the last 5 runs, failed in 1\n"), "{md}");
+    assert!(
+        md.contains("\n  - <code>t/b.test</code>: flaky in 2 of the last 5 runs, failed in 1\n"),
+        "{md}"
+    );
     assert!(!md.contains("<code>t/a.test</code>"), "a file that did not flake is not listed: {md}");
-    let timings: Value = serde_json::from_str(&support::read(&scene.sandbox.path("report/timings.json"))).unwrap();
-    assert_eq!(timings["run"]["flakes"]["shards"]["files"], serde_json::json!({"runs": 1.0, "flaky": 1.0, "failed": 0.0}), "{timings}");
-    assert_eq!(timings["run"]["flakes"]["files"]["t/a.test"], serde_json::json!({"runs": 1.0, "flaky": 0.0, "failed": 0.0}), "{timings}");
+    let timings: Value =
+        serde_json::from_str(&support::read(&scene.sandbox.path("report/timings.json"))).unwrap();
+    assert_eq!(
+        timings["run"]["flakes"]["shards"]["files"],
+        serde_json::json!({"runs": 1.0, "flaky": 1.0, "failed": 0.0}),
+        "{timings}"
+    );
+    assert_eq!(
+        timings["run"]["flakes"]["files"]["t/a.test"],
+        serde_json::json!({"runs": 1.0, "flaky": 0.0, "failed": 0.0}),
+        "{timings}"
+    );
     let kept = &timings["flakes"]["shards"]["files"];
-    assert!((kept["runs"].as_f64().unwrap() - 4.6).abs() < 1e-9 && (kept["flaky"].as_f64().unwrap() - 1.9).abs() < 1e-9, "{timings}");
+    assert!(
+        (kept["runs"].as_f64().unwrap() - 4.6).abs() < 1e-9
+            && (kept["flaky"].as_f64().unwrap() - 1.9).abs() < 1e-9,
+        "{timings}"
+    );
 }
 
 #[test]
@@ -341,8 +499,12 @@ fn the_dry_run_shows_each_shards_flake_rate_from_the_timings() {
     let text = human.stdout();
     let files = text.split("2/2 steady").next().unwrap();
     assert!(files.contains("      flakes   flaky in 1 of the last 4 runs (timings)\n"), "{text}");
-    assert!(!text.split("2/2 steady").nth(1).unwrap().contains("flakes "), "no history, no line: {text}");
-    let json = scene.run(&["run", "--plan", "--format", "json", "--timings", history.to_str().unwrap()]);
+    assert!(
+        !text.split("2/2 steady").nth(1).unwrap().contains("flakes "),
+        "no history, no line: {text}"
+    );
+    let json =
+        scene.run(&["run", "--plan", "--format", "json", "--timings", history.to_str().unwrap()]);
     let plan: Value = serde_json::from_str(&json.stdout()).unwrap();
     assert_eq!(plan["plan"]["shards"][0]["flakes"]["flaky"], 1.0, "{plan}");
     assert_eq!(plan["plan"]["shards"][1]["flakes"], Value::Null, "{plan}");
@@ -359,14 +521,36 @@ fn timings_merge_adds_up_the_flake_counts_of_the_jobs_and_weighs_in_the_history(
     };
     let one = scene.sandbox.write("1.json", &job(1, "a", r#"{"runs":1,"flaky":1,"failed":0}"#));
     let two = scene.sandbox.write("2.json", &job(2, "b", r#"{"runs":1,"flaky":0,"failed":1}"#));
-    let old = scene.sandbox.write("old.json", r#"{"version":1,"flakes":{"files":{"t/x.test":{"runs":10,"flaky":5,"failed":0}}}}"#);
-    let run = scene.run(&["timings", "merge", one.to_str().unwrap(), two.to_str().unwrap(), "--previous", old.to_str().unwrap()]);
+    let old = scene.sandbox.write(
+        "old.json",
+        r#"{"version":1,"flakes":{"files":{"t/x.test":{"runs":10,"flaky":5,"failed":0}}}}"#,
+    );
+    let run = scene.run(&[
+        "timings",
+        "merge",
+        one.to_str().unwrap(),
+        two.to_str().unwrap(),
+        "--previous",
+        old.to_str().unwrap(),
+    ]);
     run.expect(0);
     let merged: Value = serde_json::from_str(&run.stdout()).unwrap();
-    assert_eq!(merged["flakes"]["shards"]["a"], serde_json::json!({"runs": 1.0, "flaky": 1.0, "failed": 0.0}), "{merged}");
-    assert_eq!(merged["flakes"]["shards"]["b"], serde_json::json!({"runs": 1.0, "flaky": 0.0, "failed": 1.0}), "{merged}");
+    assert_eq!(
+        merged["flakes"]["shards"]["a"],
+        serde_json::json!({"runs": 1.0, "flaky": 1.0, "failed": 0.0}),
+        "{merged}"
+    );
+    assert_eq!(
+        merged["flakes"]["shards"]["b"],
+        serde_json::json!({"runs": 1.0, "flaky": 0.0, "failed": 1.0}),
+        "{merged}"
+    );
     // Both jobs ran t/x.test: two runs, added to the history decayed once (10 × 0.9, 5 × 0.9).
-    assert_eq!(merged["flakes"]["files"]["t/x.test"], serde_json::json!({"runs": 11.0, "flaky": 5.5, "failed": 1.0}), "{merged}");
+    assert_eq!(
+        merged["flakes"]["files"]["t/x.test"],
+        serde_json::json!({"runs": 11.0, "flaky": 5.5, "failed": 1.0}),
+        "{merged}"
+    );
 }
 
 /// A plan of a shard `broken` that always fails and one that passes, with `quarantine` YAML.
@@ -377,27 +561,56 @@ fn quarantined_plan(scene: &Scene, quarantine: &str) {
 #[test]
 fn a_quarantined_failing_shard_is_reported_everywhere_and_the_run_exits_0() {
     let scene = Scene::new("127.0.120.70", 2);
-    quarantined_plan(&scene, "  - shard: broken\n    reason: \"flaky on CI, issue 7\"\n    until: 9999-12-31\n");
+    quarantined_plan(
+        &scene,
+        "  - shard: broken\n    reason: \"flaky on CI, issue 7\"\n    until: 9999-12-31\n",
+    );
     let summary = scene.sandbox.write("summary.md", "");
-    let out = scene.command().arg("run").env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
+    let out = scene
+        .command()
+        .arg("run")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    let warning = err.lines().find(|l| l.starts_with("::warning ") && l.contains("title=broken%3A quarantined")).unwrap_or_else(|| panic!("no quarantine warning:\n{err}"));
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("::warning ") && l.contains("title=broken%3A quarantined"))
+        .unwrap_or_else(|| panic!("no quarantine warning:\n{err}"));
     assert!(warning.contains("::quarantined until 9999-12-31: flaky on CI, issue 7 (shard `broken`); it failed: `echo broken-output; exit 1` failed: exit code 1"), "{warning}");
     assert!(!err.lines().any(|l| l.starts_with("::error")), "{err}");
-    assert!(err.contains("\nquarantined: broken: quarantined until 9999-12-31"), "the console's line: {err}");
+    assert!(
+        err.contains("\nquarantined: broken: quarantined until 9999-12-31"),
+        "the console's line: {err}"
+    );
     let shard = &scene.sandbox.report()["shards"][0];
     assert_eq!(shard["status"], "quarantined", "{shard}");
-    assert_eq!(shard["quarantine"][0], serde_json::json!({"target": "shard", "name": "broken", "reason": "flaky on CI, issue 7", "until": "9999-12-31", "expired": false}));
+    assert_eq!(
+        shard["quarantine"][0],
+        serde_json::json!({"target": "shard", "name": "broken", "reason": "flaky on CI, issue 7", "until": "9999-12-31", "expired": false})
+    );
     let md = support::read(&summary);
-    assert!(md.contains("### Quarantined\n") && md.contains("- **broken** — quarantined until 9999-12-31: flaky on CI, issue 7"), "{md}");
-    assert!(md.contains("no shard failed the run in ") && md.contains("1 of 2 failed but are quarantined"), "{md}");
+    assert!(
+        md.contains("### Quarantined\n")
+            && md.contains("- **broken** — quarantined until 9999-12-31: flaky on CI, issue 7"),
+        "{md}"
+    );
+    assert!(
+        md.contains("no shard failed the run in ")
+            && md.contains("1 of 2 failed but are quarantined"),
+        "{md}"
+    );
 }
 
 #[test]
 fn an_expired_quarantine_counts_for_nothing_and_says_so() {
     let scene = Scene::new("127.0.120.74", 2);
-    quarantined_plan(&scene, "  - shard: broken\n    reason: \"flaky on CI, issue 7\"\n    until: 2000-01-01\n");
+    quarantined_plan(
+        &scene,
+        "  - shard: broken\n    reason: \"flaky on CI, issue 7\"\n    until: 2000-01-01\n",
+    );
     let run = scene.run(&["run"]);
     run.expect(1);
     let err = run.stderr();
@@ -405,10 +618,21 @@ fn an_expired_quarantine_counts_for_nothing_and_says_so() {
     let report = scene.sandbox.report();
     assert_eq!(report["shards"][0]["status"], "failed", "{report}");
     assert_eq!(report["shards"][0]["quarantine"], Value::Null, "{report}");
-    assert!(report["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("ended on 2000-01-01")), "{report}");
+    assert!(
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("ended on 2000-01-01")),
+        "{report}"
+    );
     let plan = scene.run(&["run", "--plan"]);
     plan.expect(0);
-    assert!(plan.stderr().contains("the quarantine of shard `broken` ended on 2000-01-01"), "the dry run warns too: {}", plan.stderr());
+    assert!(
+        plan.stderr().contains("the quarantine of shard `broken` ended on 2000-01-01"),
+        "the dry run warns too: {}",
+        plan.stderr()
+    );
 }
 
 #[test]
@@ -419,16 +643,26 @@ fn a_file_quarantine_covers_a_failure_only_when_every_failing_case_is_in_a_quara
     }
     fake_test_runner(&scene);
     let plan = |quarantined: &str| {
-        let shards = format!("  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {{files}}\"\nquarantine:\n  - file: {quarantined}\n    reason: known\n    until: 9999-12-31\n");
+        let shards = format!(
+            "  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {{files}}\"\nquarantine:\n  - file: {quarantined}\n    reason: known\n    until: 9999-12-31\n"
+        );
         scene.plan("", "", &shards);
     };
     plan("./t/hard.test");
     scene.run(&["run"]).expect(0);
     let shard = &scene.sandbox.report()["shards"][0];
-    assert_eq!((shard["status"].as_str(), shard["quarantine"][0]["name"].as_str()), (Some("quarantined"), Some("t/hard.test")), "{shard}");
+    assert_eq!(
+        (shard["status"].as_str(), shard["quarantine"][0]["name"].as_str()),
+        (Some("quarantined"), Some("t/hard.test")),
+        "{shard}"
+    );
     plan("t/a.test");
     scene.run(&["run"]).expect(1);
-    assert_eq!(scene.sandbox.report()["shards"][0]["status"], "failed", "t/hard.test failed and nothing covers it");
+    assert_eq!(
+        scene.sandbox.report()["shards"][0]["status"],
+        "failed",
+        "t/hard.test failed and nothing covers it"
+    );
 }
 
 #[test]
@@ -483,14 +717,31 @@ fn bad_quarantine_entries_are_refused_naming_the_line_the_field_and_the_value() 
 #[test]
 fn a_quarantine_reason_cannot_forge_workflow_commands_or_move_the_cursor() {
     let scene = Scene::new("127.0.120.90", 2);
-    quarantined_plan(&scene, "  - shard: broken\n    reason: \"evil\\r::error title=forged::pwned\\n::error::again\\e[2J\\a\"\n    until: 9999-12-31\n");
+    quarantined_plan(
+        &scene,
+        "  - shard: broken\n    reason: \"evil\\r::error title=forged::pwned\\n::error::again\\e[2J\\a\"\n    until: 9999-12-31\n",
+    );
     let summary = scene.sandbox.write("summary.md", "");
-    let out = scene.command().arg("run").env("GITHUB_ACTIONS", "true").env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
+    let out = scene
+        .command()
+        .arg("run")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.lines().any(|l| l.starts_with("::error")), "{err}");
     assert!(!err.contains('\r') && !err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
-    assert!(err.lines().any(|l| l.starts_with("::warning ") && l.contains("quarantined until 9999-12-31: evil")), "{err}");
+    assert!(
+        err.lines().any(
+            |l| l.starts_with("::warning ") && l.contains("quarantined until 9999-12-31: evil")
+        ),
+        "{err}"
+    );
     let md = support::read(&summary);
-    assert!(!md.contains('\r') && !md.contains('\x1b') && !md.lines().any(|l| l.starts_with("::")), "{md:?}");
+    assert!(
+        !md.contains('\r') && !md.contains('\x1b') && !md.lines().any(|l| l.starts_with("::")),
+        "{md:?}"
+    );
 }

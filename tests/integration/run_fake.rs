@@ -21,7 +21,10 @@ fn dry_run(sandbox: &Sandbox, env: &[(&str, &str)]) -> Value {
 }
 
 fn simple_plan(sandbox: &Sandbox, harper: &str) {
-    sandbox.write("harper-shards.yml", &format!("version: 1\n{harper}shards:\n  - name: a\n    run: \"true\"\n"));
+    sandbox.write(
+        "harper-shards.yml",
+        &format!("version: 1\n{harper}shards:\n  - name: a\n    run: \"true\"\n"),
+    );
 }
 
 /// The dry run resolves the plan and starts nothing: no npm install, no server, no command
@@ -41,7 +44,12 @@ fn the_dry_run_resolves_defaults_and_starts_nothing() {
         &format!("version: 1\nshards:\n  - name: a\n    run: touch ran\n  - name: fake\n    run: touch ran\n{fake}"),
     );
     let npm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-npm");
-    let (npm, npm_log, pool, cache) = (npm.display().to_string(), sandbox.path("npm.log"), sandbox.path("pool"), sandbox.path("cache"));
+    let (npm, npm_log, pool, cache) = (
+        npm.display().to_string(),
+        sandbox.path("npm.log"),
+        sandbox.path("pool"),
+        sandbox.path("cache"),
+    );
     let plan = dry_run(
         &sandbox,
         &[
@@ -61,22 +69,35 @@ fn the_dry_run_resolves_defaults_and_starts_nothing() {
     assert_eq!(plan["plan"]["pool"]["count"], 32);
     let cpus = std::thread::available_parallelism().unwrap().get();
     assert_eq!(plan["plan"]["run"]["concurrency"], (cpus / 2 + 1).max(1));
-    assert!(sandbox.leftovers().is_empty(), "the dry run left processes running: {:?}", sandbox.leftovers());
+    assert!(
+        sandbox.leftovers().is_empty(),
+        "the dry run left processes running: {:?}",
+        sandbox.leftovers()
+    );
     assert!(!npm_log.exists(), "the dry run ran npm: {}", support::read(&npm_log));
     assert!(!started.exists(), "the dry run started the server");
     assert!(!sandbox.path("ran").exists(), "the dry run ran a command");
     assert!(!pool.exists(), "the dry run touched the pool (a lock or a lease)");
-    assert!(!sandbox.path("w").exists() && !sandbox.path("report").exists(), "the dry run made instance or report directories");
+    assert!(
+        !sandbox.path("w").exists() && !sandbox.path("report").exists(),
+        "the dry run made instance or report directories"
+    );
 }
 
 #[test]
 fn ci_scales_the_startup_caps_unless_it_says_false() {
     let sandbox = Sandbox::new();
     simple_plan(&sandbox, "");
-    for (ci, idle, max) in [("true", 150.0, 300.0), ("1", 150.0, 300.0), ("false", 60.0, 120.0), ("0", 60.0, 120.0)] {
+    for (ci, idle, max) in
+        [("true", 150.0, 300.0), ("1", 150.0, 300.0), ("false", 60.0, 120.0), ("0", 60.0, 120.0)]
+    {
         let plan = dry_run(&sandbox, &[("CI", ci)]);
         let startup = &plan["plan"]["shards"][0]["harper"]["startup"];
-        assert_eq!((startup["idle"].as_f64(), startup["max"].as_f64()), (Some(idle), Some(max)), "CI={ci}");
+        assert_eq!(
+            (startup["idle"].as_f64(), startup["max"].as_f64()),
+            (Some(idle), Some(max)),
+            "CI={ci}"
+        );
     }
 }
 
@@ -137,12 +158,18 @@ fn split_divides_files_by_recorded_timings_and_partitions_cover_every_shard_once
         "harper-shards.yml",
         "version: 1\nshards:\n  - name: solo\n    run: \"true\"\n  - name: db\n    files: t/*.test.mjs\n    split: 2\n    run: node --test {files}\n",
     );
-    let plan = dry_run(&sandbox, &[("HARPER_SHARD_TIMINGS", sandbox.path("timings.json").to_str().unwrap())]);
+    let plan = dry_run(
+        &sandbox,
+        &[("HARPER_SHARD_TIMINGS", sandbox.path("timings.json").to_str().unwrap())],
+    );
     let shards = plan["plan"]["shards"].as_array().unwrap();
     let names: Vec<&str> = shards.iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["solo", "db/1", "db/2"]);
     assert_eq!(shards[1]["commands"][0], "node --test t/a.test.mjs");
-    assert_eq!(shards[2]["commands"][0], "node --test t/b.test.mjs t/c.test.mjs t/d.test.mjs t/e.test.mjs");
+    assert_eq!(
+        shards[2]["commands"][0],
+        "node --test t/b.test.mjs t/c.test.mjs t/d.test.mjs t/e.test.mjs"
+    );
     assert_eq!(shards[2]["index"], 3);
 
     let out = sandbox.command().args(["matrix", "--partitions", "2"]).output().unwrap();
@@ -152,9 +179,14 @@ fn split_divides_files_by_recorded_timings_and_partitions_cover_every_shard_once
     for job in matrix["include"].as_array().unwrap() {
         let partition = job["partition"].as_str().unwrap();
         let selected = dry_run(&sandbox, &[("HARPER_SHARD_PARTITION", partition)]);
-        let from_run: Vec<String> =
-            selected["selected"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
-        let from_matrix: Vec<String> = job["shards"].as_str().unwrap().split(' ').map(str::to_owned).collect();
+        let from_run: Vec<String> = selected["selected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
+        let from_matrix: Vec<String> =
+            job["shards"].as_str().unwrap().split(' ').map(str::to_owned).collect();
         assert_eq!(from_run, from_matrix, "the matrix and the run agree on partition {partition}");
         seen.extend(from_run);
     }
@@ -175,14 +207,21 @@ fn only_selects_by_name_or_by_split_group_and_refuses_unknown_names() {
     assert_eq!(plan["selected"], serde_json::json!(["db/1", "db/2"]));
     let run = sandbox.run(&["run", "--plan", "--only", "nope"]);
     run.expect(2);
-    assert!(run.stderr().contains("no such shard; the plan has: x, db/1, db/2"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("no such shard; the plan has: x, db/1, db/2"),
+        "{}",
+        run.stderr()
+    );
 }
 
 /// The variables the README's "What a shard command sees" lists, read from its table, so a
 /// variable documented there and not set fails here.
 fn documented_command_variables() -> Vec<String> {
     let readme = support::read(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"));
-    let section = readme.split("## What a shard command sees\n").nth(1).expect("the README documents the environment");
+    let section = readme
+        .split("## What a shard command sees\n")
+        .nth(1)
+        .expect("the README documents the environment");
     let names: Vec<String> = section
         .lines()
         .skip_while(|l| !l.starts_with('|'))
@@ -216,7 +255,8 @@ fn shards_run_at_once_on_their_own_addresses_with_the_documented_environment() {
     let shards = "  - name: a\n    run: sh dump.sh\n    timeout: 20s\n  - name: db\n    files: t/*.test.mjs\n    split: 2\n    run: sh dump.sh\n    timeout: 20s\n";
     sandbox.write("harper-shards.yml", &fake_plan("", "run: {concurrency: 3}\n", shards));
     let mut cmd = sandbox.command();
-    let run = support::Run { output: cmd.arg("run").output().unwrap(), took: std::time::Duration::ZERO };
+    let run =
+        support::Run { output: cmd.arg("run").output().unwrap(), took: std::time::Duration::ZERO };
     run.expect(0);
     // What the tool passes on from its own environment is not the tool's to document.
     let mut inherited: HashSet<String> = std::env::vars().map(|(k, _)| k).collect();
@@ -227,8 +267,13 @@ fn shards_run_at_once_on_their_own_addresses_with_the_documented_environment() {
     let mut files = Vec::new();
     for (index, name) in [(1, "a"), (2, "db/1"), (3, "db/2")] {
         let env = support::read(&sandbox.path(&format!("{index}.env")));
-        let seen: std::collections::BTreeMap<&str, &str> = env.lines().filter_map(|l| l.split_once('=')).collect();
-        let var = |key: &str| *seen.get(key).unwrap_or_else(|| panic!("{name}: {key} is documented but not set: {env}"));
+        let seen: std::collections::BTreeMap<&str, &str> =
+            env.lines().filter_map(|l| l.split_once('=')).collect();
+        let var = |key: &str| {
+            *seen
+                .get(key)
+                .unwrap_or_else(|| panic!("{name}: {key} is documented but not set: {env}"))
+        };
         let host = var("HARPER_HOSTNAME");
         let root = std::path::Path::new(var("HARPER_ROOTPATH"));
         for key in &documented {
@@ -251,24 +296,49 @@ fn shards_run_at_once_on_their_own_addresses_with_the_documented_environment() {
                 }
                 "HARPER_LOG_DIR" => {
                     assert_eq!(std::path::Path::new(value), root.join("log"));
-                    assert!(sandbox.path(&format!("{index}.log-dir")).exists(), "{name}: no directory at {value}");
+                    assert!(
+                        sandbox.path(&format!("{index}.log-dir")).exists(),
+                        "{name}: no directory at {value}"
+                    );
                 }
                 "HARPER_SHARD_NAME" => assert_eq!(value, name),
                 "HARPER_SHARD_INDEX" => assert_eq!(value, index.to_string()),
                 "HARPER_SHARD_TOTAL" => assert_eq!(value, "3"),
-                "HARPER_SHARD_FILES" if name == "a" => assert_eq!(value, "", "a shard that is not split has no files"),
+                "HARPER_SHARD_FILES" if name == "a" => {
+                    assert_eq!(value, "", "a shard that is not split has no files")
+                }
                 "HARPER_SHARD_FILES" => files.extend(value.split(' ').map(str::to_owned)),
                 "HARPER_SHARD_JUNIT_DIR" => {
-                    assert!(std::path::Path::new(value).starts_with(sandbox.path("report")), "{value}");
-                    assert!(sandbox.path(&format!("{index}.junit-dir")).exists(), "{name}: no directory at {value}");
+                    assert!(
+                        std::path::Path::new(value).starts_with(sandbox.path("report")),
+                        "{value}"
+                    );
+                    assert!(
+                        sandbox.path(&format!("{index}.junit-dir")).exists(),
+                        "{name}: no directory at {value}"
+                    );
                 }
-                "HARPER_SHARD_TOKEN" => assert!(tokens.insert(value.to_owned()), "{name} shares its token {value}"),
-                "HARPER_SHARD_CONTROL" => assert!(sandbox.path(&format!("{index}.control")).exists(), "{name}: no socket at {value}"),
-                other => panic!("{other} is documented, and this test does not check its value yet"),
+                "HARPER_SHARD_TOKEN" => {
+                    assert!(tokens.insert(value.to_owned()), "{name} shares its token {value}")
+                }
+                "HARPER_SHARD_CONTROL" => assert!(
+                    sandbox.path(&format!("{index}.control")).exists(),
+                    "{name}: no socket at {value}"
+                ),
+                other => {
+                    panic!("{other} is documented, and this test does not check its value yet")
+                }
             }
         }
-        let undocumented: Vec<&str> = seen.keys().copied().filter(|k| !documented.iter().any(|d| d == k) && !inherited.contains(*k)).collect();
-        assert!(undocumented.is_empty(), "{name} sees variables the README does not list: {undocumented:?}");
+        let undocumented: Vec<&str> = seen
+            .keys()
+            .copied()
+            .filter(|k| !documented.iter().any(|d| d == k) && !inherited.contains(*k))
+            .collect();
+        assert!(
+            undocumented.is_empty(),
+            "{name} sees variables the README does not list: {undocumented:?}"
+        );
         assert!(support::ports_free(host, &DEFAULT_PORTS), "ports on {host} are still held");
         addresses.insert(host.to_owned());
     }
@@ -276,7 +346,12 @@ fn shards_run_at_once_on_their_own_addresses_with_the_documented_environment() {
     assert_eq!(files, ["t/a.test.mjs", "t/b.test.mjs"], "the split's parts share its files");
     assert_eq!(addresses.len(), 3, "three live shards shared an address: {addresses:?}");
     let report = sandbox.report();
-    let statuses: Vec<&str> = report["shards"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = report["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["passed", "passed", "passed"]);
     assert_eq!(report["exit_code"], 0);
 }
@@ -300,14 +375,20 @@ fn a_failing_command_fails_its_shard_with_exit_1_and_shows_its_output() {
 #[test]
 fn a_coloured_ready_line_split_across_writes_is_recognised() {
     let sandbox = Sandbox::new();
-    sandbox.write("harper-shards.yml", &fake_plan("ansi,split-ready,stderr-noise", "", "  - name: a\n    run: \"true\"\n"));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("ansi,split-ready,stderr-noise", "", "  - name: a\n    run: \"true\"\n"),
+    );
     sandbox.run(&["run"]).expect(0);
 }
 
 #[test]
 fn a_command_past_the_shard_timeout_is_stopped_and_fails_the_shard() {
     let sandbox = Sandbox::new();
-    sandbox.write("harper-shards.yml", &fake_plan("", "", "  - name: slow\n    run: sleep 600\n    timeout: 1s\n"));
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("", "", "  - name: slow\n    run: sleep 600\n    timeout: 1s\n"),
+    );
     let run = sandbox.run(&["run"]);
     run.expect(1);
     assert!(run.stderr().contains("`sleep 600` timed out after 1s"), "{}", run.stderr());
@@ -316,8 +397,12 @@ fn a_command_past_the_shard_timeout_is_stopped_and_fails_the_shard() {
 #[test]
 fn fail_fast_skips_the_shards_that_had_not_started() {
     let sandbox = Sandbox::new();
-    let shards = "  - name: first\n    run: \"false\"\n  - name: second\n    run: touch second-ran\n";
-    sandbox.write("harper-shards.yml", &fake_plan("", "run: {concurrency: 1, fail_fast: true}\n", shards));
+    let shards =
+        "  - name: first\n    run: \"false\"\n  - name: second\n    run: touch second-ran\n";
+    sandbox.write(
+        "harper-shards.yml",
+        &fake_plan("", "run: {concurrency: 1, fail_fast: true}\n", shards),
+    );
     sandbox.run(&["run"]).expect(1);
     assert!(!sandbox.path("second-ran").exists());
     assert_eq!(sandbox.report()["shards"][1]["status"], "skipped");
@@ -344,7 +429,8 @@ fn relative_project(sandbox: &Sandbox, harper: &str) {
 fn a_relative_bin_boots_when_the_plan_is_named_by_a_relative_path() {
     let sandbox = Sandbox::new();
     relative_project(&sandbox, "  runtime: exec\n  bin: ./fake-harper\n");
-    std::os::unix::fs::symlink(support::fake_harper(), sandbox.path("project/fake-harper")).unwrap();
+    std::os::unix::fs::symlink(support::fake_harper(), sandbox.path("project/fake-harper"))
+        .unwrap();
     sandbox.run(&["run", "project/harper-shards.yml"]).expect(0);
     support::Run::of(sandbox.command().current_dir(sandbox.path("project")).arg("run")).expect(0);
 }
@@ -353,7 +439,8 @@ fn a_relative_bin_boots_when_the_plan_is_named_by_a_relative_path() {
 fn a_relative_node_entry_script_boots_when_the_plan_is_named_by_a_relative_path() {
     let sandbox = Sandbox::new();
     relative_project(&sandbox, "  runtime: node\n  template: off\n  bin: harper/bin/harperdb.js\n");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-harper.js");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-harper.js");
     sandbox.write("project/harper/bin/harperdb.js", &support::read(&script));
     sandbox.run(&["run", "project/harper-shards.yml"]).expect(0);
 }
@@ -363,8 +450,13 @@ fn a_relative_node_entry_script_boots_when_the_plan_is_named_by_a_relative_path(
 fn the_dry_run_shows_a_relative_bin_as_an_absolute_path_in_the_plans_folder() {
     let sandbox = Sandbox::new();
     relative_project(&sandbox, "  runtime: exec\n  bin: ./fake-harper\n");
-    std::os::unix::fs::symlink(support::fake_harper(), sandbox.path("project/fake-harper")).unwrap();
-    let out = sandbox.command().args(["run", "--plan", "--format", "json", "project/harper-shards.yml"]).output().unwrap();
+    std::os::unix::fs::symlink(support::fake_harper(), sandbox.path("project/fake-harper"))
+        .unwrap();
+    let out = sandbox
+        .command()
+        .args(["run", "--plan", "--format", "json", "project/harper-shards.yml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     let harper = &plan["plan"]["shards"][0]["harper"];
@@ -381,9 +473,18 @@ fn a_template_of_a_bin_harper_is_not_used_once_the_build_changes() {
     sandbox.write("harper/bin/harperdb.js", "// build one\n");
     sandbox.write("harper-shards.yml", "version: 1\nharper:\n  bin: harper/bin/harperdb.js\nshards:\n  - name: a\n    run: \"true\"\n");
     let boot = || {
-        let run = support::Run::of(sandbox.command().args(["run", "--plan"]).env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache")));
+        let run = support::Run::of(
+            sandbox
+                .command()
+                .args(["run", "--plan"])
+                .env("HARPER_SHARD_CACHE_DIR", sandbox.path("cache")),
+        );
         run.expect(0);
-        run.stdout().lines().find(|l| l.trim_start().starts_with("boot ")).expect("the dry run says how the shard boots").to_owned()
+        run.stdout()
+            .lines()
+            .find(|l| l.trim_start().starts_with("boot "))
+            .expect("the dry run says how the shard boots")
+            .to_owned()
     };
     let before = boot();
     let key = before
@@ -393,16 +494,28 @@ fn a_template_of_a_bin_harper_is_not_used_once_the_build_changes() {
         .to_owned();
     // What the first run's build leaves: the parts a copy boots from, and the template's record.
     let template = format!("cache/templates/{key}");
-    for part in ["r/harperdb-config.yaml", "r/database/system.mdb", "r/keys/privateKey.pem", "h/.harperdb/hdb_boot_properties.file"] {
+    for part in [
+        "r/harperdb-config.yaml",
+        "r/database/system.mdb",
+        "r/keys/privateKey.pem",
+        "h/.harperdb/hdb_boot_properties.file",
+    ] {
         sandbox.write(&format!("{template}/{part}"), "");
     }
     sandbox.write(
         &format!("{template}/template.json"),
         r#"{"root":"/w/r","home":"/w/h","username":"admin","password":"p","entry":"harper/bin/harperdb.js"}"#,
     );
-    assert!(boot().contains(&format!("from the cached template {key}")), "the stand-in template is not found: {}", boot());
+    assert!(
+        boot().contains(&format!("from the cached template {key}")),
+        "the stand-in template is not found: {}",
+        boot()
+    );
 
     sandbox.write("harper/bin/harperdb.js", "// build two\n");
     let after = boot();
-    assert!(after.contains("built first by the first shard that needs it") && !after.contains(&key), "the rebuilt Harper boots the old build's template: {after}");
+    assert!(
+        after.contains("built first by the first shard that needs it") && !after.contains(&key),
+        "the rebuilt Harper boots the old build's template: {after}"
+    );
 }

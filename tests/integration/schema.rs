@@ -18,7 +18,11 @@ fn printed_schema() -> Value {
 }
 
 fn printed(args: &[&str]) -> Value {
-    let out = std::process::Command::new(support::harper_shard()).arg("schema").args(args).output().expect("run harper-shard schema");
+    let out = std::process::Command::new(support::harper_shard())
+        .arg("schema")
+        .args(args)
+        .output()
+        .expect("run harper-shard schema");
     assert!(out.status.success(), "{out:?}");
     serde_json::from_slice(&out.stdout).expect("the schema is JSON")
 }
@@ -40,13 +44,20 @@ fn errors(v: &jsonschema::Validator, plan: &Value) -> Vec<String> {
 
 #[test]
 fn the_committed_schema_is_what_harper_shard_schema_prints() {
-    let committed: Value = serde_json::from_str(&support::read(&root().join("docs/plan.schema.json"))).expect("JSON");
-    assert_eq!(committed, printed_schema(), "docs/plan.schema.json is stale: run `harper-shard schema > docs/plan.schema.json`");
+    let committed: Value =
+        serde_json::from_str(&support::read(&root().join("docs/plan.schema.json"))).expect("JSON");
+    assert_eq!(
+        committed,
+        printed_schema(),
+        "docs/plan.schema.json is stale: run `harper-shard schema > docs/plan.schema.json`"
+    );
 }
 
 #[test]
 fn the_committed_control_schema_is_what_harper_shard_schema_control_prints() {
-    let committed: Value = serde_json::from_str(&support::read(&root().join("docs/control.schema.json"))).expect("JSON");
+    let committed: Value =
+        serde_json::from_str(&support::read(&root().join("docs/control.schema.json")))
+            .expect("JSON");
     assert_eq!(
         committed,
         printed(&["--control"]),
@@ -77,7 +88,11 @@ fn the_control_schema_takes_requests_and_answers_and_refuses_what_the_socket_ref
         serde_json::json!({"ok": false, "code": "not_found", "error": "no instance `i9`", "tail": []}),
     ];
     for line in &good {
-        assert!(v.is_valid(line), "refused: {line}: {:?}", v.iter_errors(line).map(|e| e.to_string()).collect::<Vec<_>>());
+        assert!(
+            v.is_valid(line),
+            "refused: {line}: {:?}",
+            v.iter_errors(line).map(|e| e.to_string()).collect::<Vec<_>>()
+        );
     }
     let bad = [
         serde_json::json!({"op": "fly"}),
@@ -119,22 +134,41 @@ fn every_key_has_a_description_and_an_example() {
 #[test]
 fn every_example_plan_and_the_readmes_reference_plan_pass_the_schema_and_name_it() {
     let v = validator();
-    let mut plans: Vec<PathBuf> = ["examples/harper-shards.yml", "examples/migration/harper-shards.yml"].iter().map(|p| root().join(p)).collect();
+    let mut plans: Vec<PathBuf> =
+        ["examples/harper-shards.yml", "examples/migration/harper-shards.yml"]
+            .iter()
+            .map(|p| root().join(p))
+            .collect();
     plans.retain(|p| p.is_file());
     assert_eq!(plans.len(), 2, "the example plans moved");
     for plan in &plans {
         let text = support::read(plan);
         let first = text.lines().next().unwrap_or_default();
-        assert!(first.starts_with("# yaml-language-server: $schema="), "{} has no schema modeline: {first}", plan.display());
-        let schema_path = plan.parent().unwrap().join(first.split_once("$schema=").unwrap().1.trim());
-        assert!(schema_path.is_file(), "{}'s modeline points at {}, which is not there", plan.display(), schema_path.display());
+        assert!(
+            first.starts_with("# yaml-language-server: $schema="),
+            "{} has no schema modeline: {first}",
+            plan.display()
+        );
+        let schema_path =
+            plan.parent().unwrap().join(first.split_once("$schema=").unwrap().1.trim());
+        assert!(
+            schema_path.is_file(),
+            "{}'s modeline points at {}, which is not there",
+            plan.display(),
+            schema_path.display()
+        );
         let json = as_json(&text).expect("the example plan is YAML");
         let errs = errors(&v, &json);
         assert!(errs.is_empty(), "{} fails the schema: {errs:?}", plan.display());
     }
     let readme = support::read(&root().join("README.md"));
-    let reference = readme.split("## The plan (version 1)").nth(1).and_then(|s| s.split("```yaml\n").nth(1)).and_then(|s| s.split("```").next());
-    let json = as_json(reference.expect("the README has its reference plan")).expect("the reference plan is YAML");
+    let reference = readme
+        .split("## The plan (version 1)")
+        .nth(1)
+        .and_then(|s| s.split("```yaml\n").nth(1))
+        .and_then(|s| s.split("```").next());
+    let json = as_json(reference.expect("the README has its reference plan"))
+        .expect("the reference plan is YAML");
     let errs = errors(&v, &json);
     assert!(errs.is_empty(), "the README's reference plan fails the schema: {errs:?}");
 }
@@ -161,7 +195,8 @@ fn every_bad_plan_the_parser_refuses_for_its_shape_fails_the_schema() {
     let mut structural = 0;
     let mut passed = Vec::new();
     let mut skipped = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
     entries.sort();
     for plan in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "yml")) {
         // The corpus holds a link to /dev/zero and a file that is not UTF-8: not plans to check.
@@ -170,18 +205,28 @@ fn every_bad_plan_the_parser_refuses_for_its_shape_fails_the_schema() {
         }
         let Ok(text) = std::fs::read_to_string(plan) else { continue };
         let Some(json) = as_json(&text) else { continue };
-        let Err(refused) = harper_shard::plan::load::parse(Path::new("p.yml"), &text) else { continue };
+        let Err(refused) = harper_shard::plan::load::parse(Path::new("p.yml"), &text) else {
+            continue;
+        };
         // A duration past its ceiling, which a pattern cannot express: named one by one, each
         // checked to be refused for that reason.
         let name = plan.file_stem().unwrap().to_string_lossy();
         if let Some((_, why)) = NOT_THE_SHAPE.iter().find(|(n, _)| *n == name) {
-            assert!(refused.message.contains(why), "{name} is listed as refused for `{why}`, but: {}", refused.message);
+            assert!(
+                refused.message.contains(why),
+                "{name} is listed as refused for `{why}`, but: {}",
+                refused.message
+            );
             skipped.push(name.into_owned());
             continue;
         }
         structural += 1;
         if v.is_valid(&json) {
-            passed.push(format!("{}: {}", plan.file_name().unwrap().to_string_lossy(), refused.message));
+            passed.push(format!(
+                "{}: {}",
+                plan.file_name().unwrap().to_string_lossy(),
+                refused.message
+            ));
         }
     }
     assert!(structural >= 15, "only {structural} structural bad plans: is the corpus there?");
@@ -189,6 +234,8 @@ fn every_bad_plan_the_parser_refuses_for_its_shape_fails_the_schema() {
     skipped.sort();
     let mut listed: Vec<String> = NOT_THE_SHAPE.iter().map(|(n, _)| (*n).to_owned()).collect();
     listed.sort();
-    assert_eq!(skipped, listed, "every plan listed as not the shape's is in the corpus and refused");
+    assert_eq!(
+        skipped, listed,
+        "every plan listed as not the shape's is in the corpus and refused"
+    );
 }
-

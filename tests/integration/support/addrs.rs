@@ -17,12 +17,17 @@ pub fn taken(source: &str) -> Vec<(String, Ipv4Addr)> {
     for line in source.lines() {
         let head = line.strip_prefix("pub ").unwrap_or(line);
         if let Some(rest) = head.strip_prefix("fn ") {
-            owner = rest.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("").to_owned();
+            owner = rest
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or("")
+                .to_owned();
         }
         let mut at = 0;
         while let Some(found) = line[at..].find("127.0.") {
             let start = at + found;
-            let digits: String = line[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            let digits: String =
+                line[start..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
             at = start + digits.len().max(1);
             let Ok(addr) = digits.trim_end_matches('.').parse::<Ipv4Addr>() else { continue };
             if addr.octets()[2] == 0 {
@@ -65,8 +70,14 @@ fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
         let path = entry.path();
         if path.is_dir() {
             sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") && path.file_name().is_some_and(|n| n != "addrs.rs") {
-            let name = path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(&path).display().to_string();
+        } else if path.extension().is_some_and(|e| e == "rs")
+            && path.file_name().is_some_and(|n| n != "addrs.rs")
+        {
+            let name = path
+                .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                .unwrap_or(&path)
+                .display()
+                .to_string();
             out.push((name, std::fs::read_to_string(&path).expect("read a test source")));
         }
     }
@@ -84,8 +95,16 @@ fn no_two_tests_take_one_loopback_address() {
 #[test]
 fn the_address_reader_sees_literals_ranges_and_owners() {
     let source = "fn a() {\n  x(\"127.0.9.2\");\n  y(\"pool: {start: 127.0.9.10, count: 3}\");\n}\npub fn b() {\n  Scene::new(\"127.0.9.11\", 2);\n  z(\"127.0.0.1:0 127.0.0.2\");\n}\n";
-    let got: Vec<(String, String)> = taken(source).into_iter().map(|(o, a)| (o, a.to_string())).collect();
-    let want = [("a", "127.0.9.2"), ("a", "127.0.9.10"), ("a", "127.0.9.11"), ("a", "127.0.9.12"), ("b", "127.0.9.11"), ("b", "127.0.9.12")];
+    let got: Vec<(String, String)> =
+        taken(source).into_iter().map(|(o, a)| (o, a.to_string())).collect();
+    let want = [
+        ("a", "127.0.9.2"),
+        ("a", "127.0.9.10"),
+        ("a", "127.0.9.11"),
+        ("a", "127.0.9.12"),
+        ("b", "127.0.9.11"),
+        ("b", "127.0.9.12"),
+    ];
     assert_eq!(got, want.map(|(o, a)| (o.to_owned(), a.to_owned())));
     let files = [("t.rs".to_owned(), source.to_owned())];
     let both: Vec<Ipv4Addr> = shared(&files).into_iter().map(|(a, _)| a).collect();

@@ -78,8 +78,11 @@ impl Sandbox {
     }
 
     fn scan(&self) -> Result<Vec<u32>, String> {
-        let found = process::with_env(MARK, |v| v == self.mark.as_bytes())
-            .map_err(|e| format!("cannot read the process table, so the leak check cannot tell what is left: {e}"))?;
+        let found = process::with_env(MARK, |v| v == self.mark.as_bytes()).map_err(|e| {
+            format!(
+                "cannot read the process table, so the leak check cannot tell what is left: {e}"
+            )
+        })?;
         Ok(found.into_iter().map(|p| p.pid).collect())
     }
 
@@ -94,7 +97,8 @@ impl Sandbox {
     }
 
     pub fn report(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.path("report/report.json")).expect("report.json exists");
+        let text =
+            std::fs::read_to_string(self.path("report/report.json")).expect("report.json exists");
         serde_json::from_str(&text).expect("report.json is JSON")
     }
 }
@@ -111,7 +115,10 @@ impl Drop for Sandbox {
         let left = scanned.clone().unwrap_or_default();
         let described: Vec<String> = left.iter().map(|pid| describe(*pid)).collect();
         for pid in &left {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         if std::thread::panicking() {
@@ -121,7 +128,11 @@ impl Drop for Sandbox {
             panic!("{e}");
         }
         if !left.is_empty() {
-            panic!("the test leaked {} process(es), now killed: {}", left.len(), described.join("; "));
+            panic!(
+                "the test leaked {} process(es), now killed: {}",
+                left.len(),
+                described.join("; ")
+            );
         }
     }
 }
@@ -191,14 +202,17 @@ impl Scene {
 
     /// The pool's addresses, first to last.
     pub fn addresses(&self) -> Vec<String> {
-        (0..self.count).map(|n| std::net::Ipv4Addr::from(u32::from(self.start) + n).to_string()).collect()
+        (0..self.count)
+            .map(|n| std::net::Ipv4Addr::from(u32::from(self.start) + n).to_string())
+            .collect()
     }
 
     /// Writes `harper-shards.yml`: the fake server with `directives`, `extra` YAML after the
     /// `harper:` keys (a `  teardown:` line there replaces the default one; top-level blocks such
     /// as `run:` may follow), this scene's pool, and `shards`.
     pub fn plan(&self, directives: &str, extra: &str, shards: &str) {
-        let mut plan = fake_plan(directives, extra, shards).replace("shards:\n", &format!("{}shards:\n", self.pool()));
+        let mut plan = fake_plan(directives, extra, shards)
+            .replace("shards:\n", &format!("{}shards:\n", self.pool()));
         if extra.contains("  teardown:") {
             plan = plan.replacen("  teardown: {grace: 2s, port_release: 3s}\n", "", 1);
         }
@@ -208,7 +222,8 @@ impl Scene {
     /// `harper-shard` in the sandbox, on this scene's pool folder, with no retries from outside.
     pub fn command(&self) -> Command {
         let mut cmd = self.sandbox.command();
-        cmd.env("HARPER_SHARD_POOL_DIR", self.sandbox.path("pool")).env_remove("HARPER_SHARD_RETRIES");
+        cmd.env("HARPER_SHARD_POOL_DIR", self.sandbox.path("pool"))
+            .env_remove("HARPER_SHARD_RETRIES");
         cmd
     }
 
@@ -231,18 +246,27 @@ impl Scene {
     }
 
     fn assert_nothing_left_once(&self, folders_first: bool) {
-        self.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || self.sandbox.leftovers().is_empty());
+        self.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || {
+            self.sandbox.leftovers().is_empty()
+        });
         if folders_first {
             self.assert_work_folder_empty();
         }
         for addr in self.addresses() {
             assert!(ports_free(&addr, &DEFAULT_PORTS), "a port on {addr} is still held");
         }
-        let again = fake_plan("", "", "  - name: again\n    run: \"true\"\n").replace("shards:\n", &format!("{}shards:\n", self.pool()));
+        let again = fake_plan("", "", "  - name: again\n    run: \"true\"\n")
+            .replace("shards:\n", &format!("{}shards:\n", self.pool()));
         self.sandbox.write("again.yml", &again);
         Run::of(self.command().args(["run", "again.yml", "--report-dir", "again"])).expect(0);
-        let report: serde_json::Value = serde_json::from_str(&read(&self.sandbox.path("again/report.json"))).expect("report.json is JSON");
-        assert_eq!(report["shards"][0]["address"], self.start.to_string(), "the follow-up run got another address");
+        let report: serde_json::Value =
+            serde_json::from_str(&read(&self.sandbox.path("again/report.json")))
+                .expect("report.json is JSON");
+        assert_eq!(
+            report["shards"][0]["address"],
+            self.start.to_string(),
+            "the follow-up run got another address"
+        );
         self.assert_work_folder_empty();
     }
 
@@ -269,9 +293,11 @@ pub fn ports_free(addr: &str, ports: &[u16]) -> bool {
     let ip: std::net::Ipv4Addr = addr.parse().expect("an address");
     ports.iter().all(|&port| {
         let target = std::net::SocketAddr::from((ip, port));
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
         socket.set_reuse_address(true).expect("SO_REUSEADDR");
-        socket.bind(&target.into()).is_ok() && std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_err()
+        socket.bind(&target.into()).is_ok()
+            && std::net::TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_err()
     })
 }
 
@@ -279,10 +305,13 @@ pub const DEFAULT_PORTS: [u16; 5] = [9925, 9926, 1883, 8883, 9933];
 
 /// The `<testcase>` element named `name` in `xml` (the first), whole.
 pub fn testcase(xml: &str, name: &str) -> String {
-    let at = xml.find(&format!("<testcase name=\"{name}\"")).unwrap_or_else(|| panic!("no testcase {name}: {xml}"));
+    let at = xml
+        .find(&format!("<testcase name=\"{name}\""))
+        .unwrap_or_else(|| panic!("no testcase {name}: {xml}"));
     let rest = &xml[at..];
     let open = rest.find('>').unwrap();
-    let end = if rest[..open].ends_with('/') { open + 1 } else { rest.find("</testcase>").unwrap() };
+    let end =
+        if rest[..open].ends_with('/') { open + 1 } else { rest.find("</testcase>").unwrap() };
     rest[..end].to_owned()
 }
 
@@ -310,7 +339,8 @@ pub fn instances_shard(name: &str) -> String {
 #[test]
 fn a_test_that_leaks_a_process_fails_and_the_process_is_killed() {
     let sandbox = Sandbox::new();
-    let mut leaked = Command::new("sleep").arg("600").env(MARK, &sandbox.mark).spawn().expect("start sleep");
+    let mut leaked =
+        Command::new("sleep").arg("600").env(MARK, &sandbox.mark).spawn().expect("start sleep");
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(sandbox)));
     let message = dropped.expect_err("dropping a sandbox with a live marked process must panic");
     let text = message.downcast_ref::<String>().cloned().unwrap_or_default();

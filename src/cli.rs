@@ -69,14 +69,22 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
-    /// Print the plan's JSON Schema (for editors and linters; docs/plan.schema.json is a copy).
-    Schema,
+    /// Print the plan's JSON Schema (for editors and linters; docs/plan.schema.json is a copy),
+    /// or with --control the control socket's (docs/control.schema.json).
+    Schema(SchemaArgs),
     /// Inside a shard's command: stop, start, restart, kill or release an instance through the
     /// shard's control socket, or start a new one (docs/control.md).
     Ctl(CtlArgs),
     /// Internal: the per-child keeper process.
     #[command(name = "__keeper", hide = true)]
     Keeper(KeeperArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// The control socket's requests and answers (docs/control.md) instead of the plan's.
+    #[arg(long)]
+    pub control: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,12 +5,15 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 
 use anyhow::anyhow;
-use serde_json::{Map, Value, json};
+use serde::Deserialize as _;
+use serde_json::{Map, Value};
 
 use crate::cli::{CtlArgs, CtlOp};
 use crate::exit::{Exit, Failure};
 use crate::report::say::Say;
-use crate::run::control::CONTROL_VAR;
+use crate::run::protocol::{
+    Answer, CONTROL_VAR, GraceMs, Id, InstanceInfo, Label, Listed, Request, Start,
+};
 
 /// The longest answer read: an instance list of a shard at its limit fits many times over.
 const MAX_ANSWER: u64 = 16 * 1024 * 1024;
@@ -29,7 +32,7 @@ pub fn run(args: CtlArgs, say: &Say) -> Result<Exit, Failure> {
         ))
     })?;
     let exchange = (|| {
-        stream.write_all(format!("{request}\n").as_bytes())?;
+        stream.write_all(format!("{}\n", serde_json::to_string(&request)?).as_bytes())?;
         let mut line = String::new();
         BufReader::new(std::io::Read::take(&stream, MAX_ANSWER)).read_line(&mut line)?;
         std::io::Result::Ok(line)
@@ -41,40 +44,31 @@ pub fn run(args: CtlArgs, say: &Say) -> Result<Exit, Failure> {
             crate::text::one_line(&line)
         ))
     })?;
-    let ok = answer.get("ok") == Some(&Value::Bool(true));
     if args.json {
         say.answer(crate::report::say::json(&answer, false));
-    } else if ok {
-        for line in readable(&answer) {
-            say.answer(crate::text::one_line(&line));
+    }
+    let answer = Answer::deserialize(&answer).map_err(|e| {
+        Failure::infrastructure(anyhow!(
+            "the control socket answered something that is not a control answer ({e}): {}",
+            crate::text::one_line(&line)
+        ))
+    })?;
+    let Answer::Error(refusal) = answer else {
+        if !args.json {
+            for line in readable(&answer) {
+                say.answer(crate::text::one_line(&line));
+            }
         }
-    }
-    if ok {
         return Ok(Exit::Passed);
-    }
-    let mut why = answer
-        .get("error")
-        .and_then(Value::as_str)
-        .unwrap_or("the control socket said no")
-        .to_owned();
-    if let Some(tail) = answer.get("tail").and_then(Value::as_array).filter(|t| !t.is_empty()) {
-        let lines: Vec<&str> = tail.iter().filter_map(Value::as_str).collect();
-        why.push_str(&format!("\nHarper's last lines:\n{}", lines.join("\n")));
+    };
+    let mut why = refusal.error;
+    if !refusal.tail.is_empty() {
+        why.push_str(&format!("\nHarper's last lines:\n{}", refusal.tail.join("\n")));
     }
     Err(Failure { exit: Exit::ShardFailed, error: anyhow!(why) })
 }
 
-fn request(args: &CtlArgs) -> anyhow::Result<Value> {
-    let op = match args.op {
-        CtlOp::Status => "status",
-        CtlOp::Start => "start",
-        CtlOp::Stop => "stop",
-        CtlOp::Restart => "restart",
-        CtlOp::Kill => "kill",
-        CtlOp::Release => "release",
-    };
-    let mut request = Map::new();
-    request.insert("op".into(), json!(op));
+fn request(args: &CtlArgs) -> anyhow::Result<Request> {
     if args.new && args.op != CtlOp::Start {
         anyhow::bail!("--new is for `start`: `harper-shard ctl start --new`");
     }
@@ -90,27 +84,37 @@ fn request(args: &CtlArgs) -> anyhow::Result<Value> {
         anyhow::bail!("--grace is for `stop` and `restart`");
     }
     // On the socket, a `start` without `id` is a new instance; here `--new` says so.
-    match (&args.id, args.new) {
-        (Some(id), _) => drop(request.insert("id".into(), json!(id))),
-        (None, false) if args.op != CtlOp::Status => {
-            drop(request.insert("id".into(), json!(crate::run::context::MAIN)))
-        }
-        _ => {}
-    }
-    if let Some(grace) = args.grace {
-        request.insert("grace_ms".into(), json!(grace.as_millis() as u64));
-    }
-    if let Some(name) = &args.name {
-        request.insert("name".into(), json!(name));
-    }
-    for set in &args.set {
+    let id = match (&args.id, args.new) {
+        (Some(id), _) => Some(Id(id.clone())),
+        (None, false) if args.op != CtlOp::Status => Some(Id(crate::run::context::MAIN.to_owned())),
+        _ => None,
+    };
+    let grace_ms = args.grace.map(GraceMs);
+    Ok(match args.op {
+        CtlOp::Status => Request::Status { id },
+        CtlOp::Start => Request::Start(Start {
+            id,
+            name: args.name.clone().map(Label),
+            harper: harper_keys(&args.set)?,
+        }),
+        CtlOp::Stop => Request::Stop { id, grace_ms },
+        CtlOp::Restart => Request::Restart { id, grace_ms },
+        CtlOp::Kill => Request::Kill { id },
+        CtlOp::Release => Request::Release { id },
+    })
+}
+
+/// The Harper keys of `--set KEY=VALUE`…: a value that is not JSON is a string.
+fn harper_keys(sets: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut keys = Map::new();
+    for set in sets {
         let Some((key, value)) = set.split_once('=') else {
             anyhow::bail!("--set `{set}` is not KEY=VALUE: e.g. --set 'env={{\"FOO\":\"1\"}}'");
         };
         if ["op", "id", "name"].contains(&key) {
             anyhow::bail!("--set `{key}` is not a Harper key: use the flag for it");
         }
-        let mut value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+        let mut value = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
         // The tool resolves a relative path from the plan's folder; whoever types one means this one.
         if key == "bin"
             && let Some(path) = value.as_str().map(std::path::Path::new).filter(|p| p.is_relative())
@@ -124,28 +128,33 @@ fn request(args: &CtlArgs) -> anyhow::Result<Value> {
                     path.display()
                 );
             };
-            value = json!(text);
+            value = Value::from(text);
         }
-        request.insert(key.to_owned(), value);
+        keys.insert(key.to_owned(), value);
     }
-    Ok(Value::Object(request))
+    Ok(keys)
 }
 
 /// An answer in lines a person reads: one per instance.
-fn readable(answer: &Value) -> Vec<String> {
-    let one = |i: &Value| {
-        let s = |k: &str| i.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
-        let pid =
-            i.get("pid").and_then(Value::as_u64).map(|p| format!(" pid {p}")).unwrap_or_default();
-        format!("{} {} {} {}{pid}", s("id"), s("state"), s("hostname"), s("operations_url"))
+fn readable(answer: &Answer) -> Vec<String> {
+    let one = |i: &InstanceInfo| {
+        let state = serde_json::to_value(i.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let pid = i.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
+        format!("{} {state} {} {}{pid}", i.id, i.hostname, i.operations_url)
     };
-    if let Some(i) = answer.get("instance") {
-        vec![one(i)]
-    } else if let Some(list) = answer.get("instances").and_then(Value::as_array) {
-        list.iter().map(one).collect()
-    } else if let Some(id) = answer.get("id").and_then(Value::as_str) {
-        vec![format!("{id} released")]
-    } else {
-        Vec::new()
+    match answer {
+        Answer::Instance { instance, .. } => vec![one(instance)],
+        Answer::Instances { instances, .. } => instances
+            .iter()
+            .map(|listed| match listed {
+                Listed::Info(i) => one(i),
+                Listed::Busy { id, .. } => format!("{id} busy - -"),
+            })
+            .collect(),
+        Answer::Released { id, .. } => vec![format!("{id} released")],
+        Answer::Error(_) => Vec::new(),
     }
 }

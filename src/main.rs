@@ -45,8 +45,13 @@ fn main() -> ExitCode {
         Command::Timings { command } => commands::timings(command, &say),
         Command::Cache { command } => commands::cache(command, &say),
         Command::Ctl(args) => harper_shard::ctl::run(args, &say),
-        Command::Schema => {
-            say.answer(say::json(&harper_shard::plan::json_schema::plan_schema(), true));
+        Command::Schema(args) => {
+            let schema = if args.control {
+                harper_shard::run::protocol::control_schema()
+            } else {
+                harper_shard::plan::json_schema::plan_schema()
+            };
+            say.answer(say::json(&schema, true));
             Ok(harper_shard::exit::Exit::Passed)
         }
         // Only reached with flags before it: the real keeper is dispatched above.

@@ -295,7 +295,9 @@ pub struct HarperSpec {
     pub instances: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum HarperSource {
     /// An npm spec installed once into the cache.

@@ -3,8 +3,8 @@
 //! shard's instance and start instances of their own. Every request acts on an [`Instance`],
 //! so every path keeps the guarantees of the shard's own boot and teardown.
 //!
-//! Not here: what an instance does (`instance`), when the shard ends them (`shard`). Stands on
-//! `instance` and `context`; `shard` stands on it.
+//! Not here: the wire types (`protocol`), what an instance does (`instance`), when the shard
+//! ends them (`shard`). Stands on `protocol`, `instance` and `context`; `shard` stands on it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use nix::fcntl::{Flock, FlockArg};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Mutex, Semaphore, watch};
@@ -27,17 +27,13 @@ use tokio::sync::{Mutex, Semaphore, watch};
 use super::context::{Context, MAIN};
 use super::events::ShardStatus;
 use super::instance::{Harper, Instance, InstanceFailure, LifeState};
+use super::protocol::{
+    AdminInfo, Answer, Code, ErrorAnswer, ExitInfo, InstanceInfo, InstanceState, Listed, Request,
+    StartOf, excerpt,
+};
 use crate::plan::Shard;
 
-/// The variable that tells a shard's commands where their control socket is.
-pub const CONTROL_VAR: &str = "HARPER_SHARD_CONTROL";
-
-/// The longest request line taken.
-pub const MAX_LINE: usize = 64 * 1024;
-
-/// The keys a `start` of a stopped instance may carry: the Harper it boots next. `runtime` is
-/// among them to be refused with its reason, not as an unknown field.
-const SWITCH_KEYS: [&str; 3] = ["package", "bin", "runtime"];
+pub use super::protocol::{CONTROL_VAR, MAX_LINE};
 
 /// The instances of one shard, by id: the shard's own (`main`) and those started on request.
 pub struct Registry {
@@ -191,19 +187,23 @@ struct Server<'a> {
     socket: &'a Path,
 }
 
-/// An error answer.
-fn error(code: &str, message: impl Into<String>) -> Value {
-    json!({ "ok": false, "code": code, "error": message.into() })
+fn error(code: Code, message: impl Into<String>) -> Answer {
+    Answer::error(code, message)
 }
 
-fn failure(f: &InstanceFailure, code: &str) -> Value {
-    let code = if f.status == ShardStatus::BootFailed { "boot_failed" } else { code };
-    json!({ "ok": false, "code": code, "error": f.cause, "tail": f.tail })
+fn failure(f: &InstanceFailure, code: Code) -> Answer {
+    let code = if f.status == ShardStatus::BootFailed { Code::BootFailed } else { code };
+    Answer::Error(ErrorAnswer {
+        ok: Default::default(),
+        code,
+        error: f.cause.clone(),
+        tail: f.tail.clone(),
+    })
 }
 
 /// The answer when the Harper a request names could not be installed: cancelled, or npm failed.
-fn install_failure(f: &InstanceFailure) -> Value {
-    failure(f, if f.status == ShardStatus::Cancelled { "failed" } else { "install_failed" })
+fn install_failure(f: &InstanceFailure) -> Answer {
+    failure(f, if f.status == ShardStatus::Cancelled { Code::Failed } else { Code::InstallFailed })
 }
 
 enum Line {
@@ -235,7 +235,8 @@ impl Server<'_> {
             // Its request is read (for a moment) and not acted on, so that the client, which
             // writes before it reads, gets the refusal rather than a broken pipe.
             let _ = tokio::time::timeout(Duration::from_secs(1), read_line(&mut reader)).await;
-            let _ = write.write_all(format!("{}\n", error("refused", why)).as_bytes()).await;
+            let _ =
+                write.write_all(format!("{}\n", error(Code::Refused, why).line()).as_bytes()).await;
             return;
         }
         loop {
@@ -247,15 +248,15 @@ impl Server<'_> {
                 Line::End => return,
                 Line::TooLong => {
                     let answer = error(
-                        "too_large",
+                        Code::TooLarge,
                         format!("a request line is at most {} KiB", MAX_LINE / 1024),
                     );
-                    let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
+                    let _ = write.write_all(format!("{}\n", answer.line()).as_bytes()).await;
                     return;
                 }
                 Line::Request(bytes) => self.answer(&bytes).await,
             };
-            if write.write_all(format!("{answer}\n").as_bytes()).await.is_err() {
+            if write.write_all(format!("{}\n", answer.line()).as_bytes()).await.is_err() {
                 // Nobody knows this instance's id: it goes at once.
                 if let Some(id) = created {
                     self.release(&id).await;
@@ -285,134 +286,62 @@ impl Server<'_> {
     }
 
     /// The answer to one request line, and the id of an instance it created.
-    async fn answer(&self, bytes: &[u8]) -> (Value, Option<String>) {
-        let request: serde_json::Map<String, Value> = match serde_json::from_slice(bytes) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                return (error("bad_request", "a request is a JSON object with an `op`"), None);
-            }
-            Err(e) => return (error("bad_request", format!("not JSON: {e}")), None),
+    async fn answer(&self, bytes: &[u8]) -> (Answer, Option<String>) {
+        let request = match Request::parse(bytes) {
+            Ok(request) => request,
+            Err(refused) => return (refused.into(), None),
         };
-        let op = match request.get("op") {
-            Some(Value::String(op)) => op.clone(),
-            _ => {
-                return (
-                    error(
-                        "unknown_op",
-                        "a request needs `op`: status, start, stop, restart, kill or release",
-                    ),
-                    None,
-                );
-            }
-        };
-        let id = match request.get("id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(id)) => Some(id.clone()),
-            Some(_) => return (error("bad_request", "`id` is a string"), None),
-        };
-        let grace = match request.get("grace_ms") {
-            None | Some(Value::Null) => None,
-            Some(v) => match v
-                .as_u64()
-                .filter(|ms| *ms <= crate::plan::limits::MAX_TEARDOWN.as_millis() as u64)
-            {
-                Some(ms) => Some(Duration::from_millis(ms)),
-                None => {
-                    let max = crate::plan::limits::MAX_TEARDOWN.as_millis();
-                    return (
-                        error(
-                            "bad_request",
-                            format!("`grace_ms` is a whole number of milliseconds up to {max}"),
-                        ),
-                        None,
-                    );
-                }
+        let main = || MAIN.to_owned();
+        let id = |id: Option<super::protocol::Id>| id.map_or_else(main, |i| i.0);
+        let answer = match request {
+            Request::Status { id: None } => self.status_all().await,
+            Request::Status { id: Some(i) } => self.on(Op::Status, &i.0).await,
+            Request::Start(start) => match start.sort() {
+                Err(refused) => refused.into(),
+                Ok(StartOf::New { name, harper }) => return self.start_new(name, harper).await,
+                Ok(StartOf::Existing { id, switch }) => self.on(Op::Start(switch), &id).await,
             },
-        };
-        match op.as_str() {
-            "status" if id.is_none() => (self.status_all().await, None),
-            "start" if id.is_none() => self.start_new(request).await,
-            "status" | "start" | "stop" | "restart" | "kill" | "release" => {
-                // A stopped instance may be started on another Harper: `start`'s own keys.
-                let harper_keys: &[&str] = if op == "start" { &SWITCH_KEYS } else { &[] };
-                let fields = |k: &&String| !["op", "id", "grace_ms"].contains(&k.as_str());
-                let extra: Vec<&String> = request
-                    .keys()
-                    .filter(fields)
-                    .filter(|k| !harper_keys.contains(&k.as_str()))
-                    .collect();
-                if let Some(key) = extra.first() {
-                    let also = if op == "start" {
-                        " (only `package` or `bin` may come with it)"
-                    } else {
-                        ""
-                    };
-                    return (
-                        error(
-                            "bad_request",
-                            format!(
-                                "`{}` is not a field of `{op}` with an `id`{also}",
-                                excerpt(key)
-                            ),
-                        ),
-                        None,
-                    );
-                }
-                let switch: serde_json::Map<String, Value> = request
-                    .into_iter()
-                    .filter(|(k, _)| harper_keys.contains(&k.as_str()))
-                    .collect();
-                let switch = (!switch.is_empty()).then_some(switch);
-                (self.on(&op, id.as_deref().unwrap_or(MAIN), grace, switch).await, None)
+            Request::Stop { id: i, grace_ms } => {
+                self.on(Op::Stop(grace_ms.map(|g| g.0)), &id(i)).await
             }
-            other => (
-                error(
-                    "unknown_op",
-                    format!(
-                        "unknown op `{}`: use status, start, stop, restart, kill or release",
-                        excerpt(other)
-                    ),
-                ),
-                None,
-            ),
-        }
+            Request::Restart { id: i, grace_ms } => {
+                self.on(Op::Restart(grace_ms.map(|g| g.0)), &id(i)).await
+            }
+            Request::Kill { id: i } => self.on(Op::Kill, &id(i)).await,
+            Request::Release { id: i } => self.on(Op::Release, &id(i)).await,
+            Request::Unknown => error(Code::UnknownOp, format!("use {}", super::protocol::OPS)),
+        };
+        (answer, None)
     }
 
-    async fn status_all(&self) -> Value {
+    async fn status_all(&self) -> Answer {
         let all: Vec<(String, Arc<Mutex<Instance>>)> =
             self.registry.map().iter().map(|(id, i)| (id.clone(), i.clone())).collect();
         let mut list = Vec::new();
         for (id, instance) in all {
             // One that is busy (booting, stopping) says so rather than make the answer wait.
             match instance.try_lock() {
-                Ok(mut i) => list.push(info(&mut i)),
-                Err(_) => list.push(json!({ "id": id, "state": "busy" })),
+                Ok(mut i) => list.push(Listed::Info(Box::new(info(&mut i)))),
+                Err(_) => list.push(Listed::Busy { id, state: super::protocol::Busy::Busy }),
             }
         }
-        json!({ "ok": true, "instances": list })
+        Answer::Instances { ok: Default::default(), instances: list }
     }
 
-    /// `switch`: the Harper keys of a `start` ([`SWITCH_KEYS`]), when it names another Harper.
-    async fn on(
-        &self,
-        op: &str,
-        id: &str,
-        grace: Option<Duration>,
-        switch: Option<serde_json::Map<String, Value>>,
-    ) -> Value {
+    async fn on(&self, op: Op, id: &str) -> Answer {
         let Some(instance) = self.registry.get(id) else {
             let hint = if id == MAIN { " (the shard has `harper.boot: false`)" } else { "" };
             return error(
-                "not_found",
+                Code::NotFound,
                 format!("no instance `{}` in shard `{}`{hint}", excerpt(id), self.shard.name),
             );
         };
-        if op == "release" {
+        if let Op::Release = op {
             // Only the registry may hold it when the release takes it out.
             drop(instance);
             if id == MAIN {
                 return error(
-                    "failed",
+                    Code::Failed,
                     "`main` is the shard's own instance: it lives as long as the shard",
                 );
             }
@@ -421,62 +350,58 @@ impl Server<'_> {
         let mut i = instance.lock().await;
         let state = i.state();
         let result = match (op, state) {
-            ("status", _) => Ok(()),
-            ("start", LifeState::Running) if switch.is_some() => {
+            (Op::Status, _) => Ok(()),
+            (Op::Start(Some(_)), LifeState::Running) => {
                 return error(
-                    "running",
+                    Code::Running,
                     format!("`{id}` is running: stop it first, then start it on another Harper"),
                 );
             }
-            ("start", LifeState::Running) => {
+            (Op::Start(None), LifeState::Running) => {
                 return error(
-                    "running",
+                    Code::Running,
                     format!("`{id}` is running: stop it first, or use restart"),
                 );
             }
-            ("start", _) => match switch {
+            (Op::Start(switch), _) => match switch {
                 Some(keys) => match self.switch(&mut i, keys).await {
                     Ok(()) => i.start(self.cx).await,
                     Err(answer) => return answer,
                 },
                 None => i.start(self.cx).await,
             },
-            ("stop" | "kill", LifeState::Stopped) => {
-                return error("not_running", format!("`{id}` is not running"));
+            (Op::Stop(_) | Op::Kill, LifeState::Stopped) => {
+                return error(Code::NotRunning, format!("`{id}` is not running"));
             }
-            ("stop" | "kill", LifeState::Exited) => {
+            (Op::Stop(_) | Op::Kill, LifeState::Exited) => {
                 let how = i
                     .exit()
                     .map(|s| format!(" ({})", crate::supervise::describe(&s)))
                     .unwrap_or_default();
                 return error(
-                    "not_running",
+                    Code::NotRunning,
                     format!("`{id}` is not running: Harper exited by itself{how}"),
                 );
             }
-            ("stop", _) => i.stop(self.cx, grace, false).await,
-            ("kill", _) => i.stop(self.cx, None, true).await,
+            (Op::Stop(grace), _) => i.stop(self.cx, grace, false).await,
+            (Op::Kill, _) => i.stop(self.cx, None, true).await,
             // Nothing to stop: a life that ended by itself was not ended by this request.
-            ("restart", LifeState::Stopped | LifeState::Exited) => i.start(self.cx).await,
-            ("restart", _) => match i.stop(self.cx, grace, false).await {
+            (Op::Restart(_), LifeState::Stopped | LifeState::Exited) => i.start(self.cx).await,
+            (Op::Restart(grace), _) => match i.stop(self.cx, grace, false).await {
                 Ok(()) => i.start(self.cx).await,
                 Err(f) => Err(f),
             },
-            _ => unreachable!("ops are checked by the caller"),
+            (Op::Release, _) => unreachable!("answered above"),
         };
         match result {
-            Ok(()) => json!({ "ok": true, "instance": info(&mut i) }),
-            Err(f) => failure(&f, "failed"),
+            Ok(()) => Answer::instance(info(&mut i)),
+            Err(f) => failure(&f, Code::Failed),
         }
     }
 
     /// Points a stopped instance at the Harper `keys` name, installing a package first; the error
     /// answer when the keys are refused or the install fails (the instance is then unchanged).
-    async fn switch(
-        &self,
-        i: &mut Instance,
-        keys: serde_json::Map<String, Value>,
-    ) -> Result<(), Value> {
+    async fn switch(&self, i: &mut Instance, keys: Map<String, Value>) -> Result<(), Answer> {
         let text = Value::Object(keys).to_string();
         let source = crate::plan::resolve::source_request(
             Path::new("control request"),
@@ -484,15 +409,15 @@ impl Server<'_> {
             i.spec.runtime,
             &text,
         )
-        .map_err(|e| error("invalid", e.one_line()))?;
+        .map_err(|e| error(Code::Invalid, e.one_line()))?;
         let harper = Harper::obtain(self.cx, &source).await.map_err(|f| install_failure(&f))?;
         i.switch(source, harper);
         Ok(())
     }
 
-    async fn release(&self, id: &str) -> Value {
+    async fn release(&self, id: &str) -> Answer {
         let Some(instance) = self.registry.remove(id) else {
-            return error("not_found", format!("no instance `{}`", excerpt(id)));
+            return error(Code::NotFound, format!("no instance `{}`", excerpt(id)));
         };
         // Another request may still be using it: it finishes first. Requests hold it only
         // while they run, so this ends; should one not let go, the instance goes back to the
@@ -511,7 +436,7 @@ impl Server<'_> {
                 Err(again) => {
                     self.registry.map().insert(id.to_owned(), again);
                     return error(
-                        "failed",
+                        Code::Failed,
                         format!(
                             "`{id}` is in use by another request: release it once that is answered"
                         ),
@@ -520,25 +445,18 @@ impl Server<'_> {
             }
         };
         match instance.teardown(self.cx, false).await {
-            None => json!({ "ok": true, "id": id }),
-            Some(problem) => error("failed", problem),
+            None => Answer::Released { ok: Default::default(), id: id.to_owned() },
+            Some(problem) => error(Code::Failed, problem),
         }
     }
 
+    /// `harper`: the request's Harper keys, a plan's `harper` block.
     async fn start_new(
         &self,
-        mut request: serde_json::Map<String, Value>,
-    ) -> (Value, Option<String>) {
-        request.remove("op");
-        // A label never fails a start: a long one (a test suite's name) is cut.
-        let name = match request.remove("name") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(n)) if !n.is_empty() => {
-                Some(crate::text::prefix_within(&n, crate::plan::limits::NAME_BYTES).to_owned())
-            }
-            Some(_) => return (error("bad_request", "`name` is a string that is not empty"), None),
-        };
-        let text = Value::Object(request).to_string();
+        name: Option<String>,
+        harper: Map<String, Value>,
+    ) -> (Answer, Option<String>) {
+        let text = Value::Object(harper).to_string();
         let source = Path::new("control request");
         let spec = match crate::plan::resolve::instance_request(
             source,
@@ -547,7 +465,7 @@ impl Server<'_> {
             &text,
         ) {
             Ok(spec) => spec,
-            Err(e) => return (error("invalid", e.one_line()), None),
+            Err(e) => return (error(Code::Invalid, e.one_line()), None),
         };
         let wait = self.cx.pool.spec().wait;
         let permit = tokio::select! {
@@ -555,10 +473,10 @@ impl Server<'_> {
                 Ok(Ok(permit)) => permit,
                 _ => {
                     let limit = self.shard.harper.instances;
-                    return (error("limit", format!("{limit} on-demand instance(s) stayed live for {}: release one first, or raise `harper.instances`", humantime::format_duration(wait))), None);
+                    return (error(Code::Limit, format!("{limit} on-demand instance(s) stayed live for {}: release one first, or raise `harper.instances`", humantime::format_duration(wait))), None);
                 }
             },
-            () = self.cx.cancelled() => return (error("failed", "the run is being cancelled"), None),
+            () = self.cx.cancelled() => return (error(Code::Failed, "the run is being cancelled"), None),
         };
         let harper = if spec.source == self.shard.harper.source {
             Harper::shard(self.cx)
@@ -577,33 +495,44 @@ impl Server<'_> {
                 .await
             {
                 Ok(i) => i,
-                Err(f) => return (failure(&f, "failed"), None),
+                Err(f) => return (failure(&f, Code::Failed), None),
             };
         let started = match instance.prepare(self.cx).await {
             Ok(()) => instance.start(self.cx).await,
             Err(f) => Err(f),
         };
         if let Err(f) = started {
-            let mut answer = failure(&f, "failed");
+            let mut f = f;
             if let Some(problem) =
                 instance.teardown(self.cx, f.status == ShardStatus::Infrastructure).await
             {
-                answer["error"] = json!(format!("{}; and teardown: {problem}", f.cause));
+                f.cause = format!("{}; and teardown: {problem}", f.cause);
             }
-            return (answer, None);
+            return (failure(&f, Code::Failed), None);
         }
-        let answer = json!({ "ok": true, "instance": info(&mut instance) });
+        let answer = Answer::instance(info(&mut instance));
         self.registry.insert(instance);
         (answer, Some(id))
     }
 }
 
+/// An op on an existing instance, with what it carries.
+enum Op {
+    Status,
+    /// The Harper keys of a `start` that names another Harper.
+    Start(Option<Map<String, Value>>),
+    Stop(Option<Duration>),
+    Restart(Option<Duration>),
+    Kill,
+    Release,
+}
+
 /// What the control socket says of an instance (docs/control.md, "Answers").
-fn info(i: &mut Instance) -> Value {
+fn info(i: &mut Instance) -> InstanceInfo {
     let state = match i.state() {
-        LifeState::Running => "running",
-        LifeState::Stopped => "stopped",
-        LifeState::Exited => "exited",
+        LifeState::Running => InstanceState::Running,
+        LifeState::Stopped => InstanceState::Stopped,
+        LifeState::Exited => InstanceState::Exited,
     };
     let (addr, p) = (i.addr, &i.spec.ports);
     let exit = i.exit().map(|s| {
@@ -611,33 +540,23 @@ fn info(i: &mut Instance) -> Value {
             nix::sys::signal::Signal::try_from(n)
                 .map_or_else(|_| n.to_string(), |s| s.as_str().to_owned())
         });
-        json!({ "code": s.code(), "signal": signal })
+        ExitInfo { code: s.code(), signal }
     });
-    json!({
-        "id": i.id,
-        "name": i.name,
-        "state": state,
-        "hostname": addr.to_string(),
-        "operations_url": format!("http://{addr}:{}", p.operations),
-        "http_url": format!("http://{addr}:{}", p.http),
-        "mqtt_url": format!("mqtt://{addr}:{}", p.mqtt),
-        "https_url": i.https_url(),
-        "tls": i.spec.config.get("tls"),
-        "admin": { "username": i.spec.admin.username, "password": i.password },
-        "harper": i.spec.source,
-        "rootpath": i.dirs.root.display().to_string(),
-        "log_dir": i.harper_log_dir().display().to_string(),
-        "pid": if state == "running" { i.pid() } else { None },
-        "exit": exit,
-    })
-}
-
-/// A value from a request, cut short and on one line, for an error answer.
-fn excerpt(text: &str) -> String {
-    let one = crate::text::one_line(text);
-    if one.chars().count() > 60 {
-        format!("{}…", one.chars().take(60).collect::<String>())
-    } else {
-        one
+    InstanceInfo {
+        id: i.id.clone(),
+        name: i.name.clone(),
+        state,
+        hostname: addr.to_string(),
+        operations_url: format!("http://{addr}:{}", p.operations),
+        http_url: format!("http://{addr}:{}", p.http),
+        mqtt_url: format!("mqtt://{addr}:{}", p.mqtt),
+        https_url: i.https_url(),
+        tls: i.spec.config.get("tls").cloned(),
+        admin: AdminInfo { username: i.spec.admin.username.clone(), password: i.password.clone() },
+        harper: i.spec.source.clone(),
+        rootpath: i.dirs.root.display().to_string(),
+        log_dir: i.harper_log_dir().display().to_string(),
+        pid: if state == InstanceState::Running { i.pid() } else { None },
+        exit,
     }
 }

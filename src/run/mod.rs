@@ -7,6 +7,7 @@ pub mod context;
 pub mod control;
 pub mod events;
 pub mod instance;
+pub mod protocol;
 pub mod shard;
 
 pub use context::{Cancel, Emitter, ReportDir, WeakEmitter, budget};

@@ -1061,7 +1061,8 @@ fn ctl_shows_what_the_control_socket_answers_defused() {
         let (stream, _) = listener.accept().unwrap();
         let mut request = String::new();
         std::io::BufReader::new(&stream).read_line(&mut request).unwrap();
-        let answer = r#"{"ok":true,"instance":{"id":"::error::pwn\r","state":"running","hostname":"\u001b]0;t\u0007h","operations_url":"u"}}"#;
+        // A whole instance, as the protocol has it (src/run/protocol.rs): ctl reads it typed.
+        let answer = r#"{"ok":true,"instance":{"id":"::error::pwn\r","name":"n","state":"running","hostname":"\u001b]0;t\u0007h","operations_url":"u","http_url":"h","mqtt_url":"m","admin":{"username":"a","password":"p"},"harper":{"bin":"/b"},"rootpath":"/r","log_dir":"/l","pid":null,"exit":null}}"#;
         writeln!(&stream, "{answer}").unwrap();
     });
     let r = actions_command(

@@ -1,6 +1,7 @@
 //! `harper-shard schema`: the plan's JSON Schema, derived from the types that parse plans. The
 //! example plans pass it, the committed copy editors read is current, and every bad plan the
-//! parser refuses for its shape fails it too.
+//! parser refuses for its shape fails it too. `schema --control`: the control socket's, current
+//! in docs/control.schema.json, which the node client's mock checks its requests against.
 
 use crate::support;
 
@@ -13,8 +14,13 @@ fn root() -> PathBuf {
 }
 
 fn printed_schema() -> Value {
+    printed(&[])
+}
+
+fn printed(args: &[&str]) -> Value {
     let out = std::process::Command::new(support::harper_shard())
         .arg("schema")
+        .args(args)
         .output()
         .expect("run harper-shard schema");
     assert!(out.status.success(), "{out:?}");
@@ -45,6 +51,63 @@ fn the_committed_schema_is_what_harper_shard_schema_prints() {
         printed_schema(),
         "docs/plan.schema.json is stale: run `harper-shard schema > docs/plan.schema.json`"
     );
+}
+
+#[test]
+fn the_committed_control_schema_is_what_harper_shard_schema_control_prints() {
+    let committed: Value =
+        serde_json::from_str(&support::read(&root().join("docs/control.schema.json")))
+            .expect("JSON");
+    assert_eq!(
+        committed,
+        printed(&["--control"]),
+        "docs/control.schema.json is stale: run `harper-shard schema --control > docs/control.schema.json`"
+    );
+}
+
+/// The schema takes what `ctl` and the node client send and what the tool answers, and refuses
+/// the shapes the tool refuses: unknown ops, fields an op does not take, values out of range.
+#[test]
+fn the_control_schema_takes_requests_and_answers_and_refuses_what_the_socket_refuses() {
+    let schema = printed(&["--control"]);
+    let v = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let instance = serde_json::json!({
+        "id": "i1", "name": "auth", "state": "running", "hostname": "127.0.0.5",
+        "operations_url": "http://127.0.0.5:9925", "http_url": "http://127.0.0.5:9926", "mqtt_url": "mqtt://127.0.0.5:1883",
+        "admin": {"username": "admin", "password": "p"}, "harper": {"package": "harperdb@4.7.29"},
+        "rootpath": "/tmp/r", "log_dir": "/tmp/r/log", "pid": 4, "exit": null,
+    });
+    let good = [
+        serde_json::json!({"op": "status"}),
+        serde_json::json!({"op": "stop", "id": "main", "grace_ms": 2000}),
+        serde_json::json!({"op": "start", "name": "auth", "env": {"A": "1"}, "startup": {"max": "90s"}}),
+        serde_json::json!({"op": "start", "id": "main", "bin": "/abs/harper.js"}),
+        serde_json::json!({"ok": true, "instance": instance}),
+        serde_json::json!({"ok": true, "instances": [instance, {"id": "i2", "state": "busy"}]}),
+        serde_json::json!({"ok": true, "id": "i1"}),
+        serde_json::json!({"ok": false, "code": "not_found", "error": "no instance `i9`", "tail": []}),
+    ];
+    for line in &good {
+        assert!(
+            v.is_valid(line),
+            "refused: {line}: {:?}",
+            v.iter_errors(line).map(|e| e.to_string()).collect::<Vec<_>>()
+        );
+    }
+    let bad = [
+        serde_json::json!({"op": "fly"}),
+        serde_json::json!({"id": "main"}),
+        serde_json::json!({"op": "restart", "id": "main", "bin": "v2"}),
+        serde_json::json!({"op": "start", "id": "main", "config": {"a": 1}}),
+        serde_json::json!({"op": "start", "nmae": "typo"}),
+        serde_json::json!({"op": "start", "boot": false}),
+        serde_json::json!({"op": "start", "name": ""}),
+        serde_json::json!({"op": "stop", "grace_ms": 600001}),
+        serde_json::json!({"op": "stop", "id": 7}),
+        serde_json::json!({"ok": false, "code": "no_such_code", "error": "x"}),
+    ];
+    let passed: Vec<&Value> = bad.iter().filter(|line| v.is_valid(line)).collect();
+    assert!(passed.is_empty(), "the schema takes what the socket refuses: {passed:?}");
 }
 
 #[test]

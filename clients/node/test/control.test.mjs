@@ -206,3 +206,29 @@ test('a request over the line limit is refused before anything is sent', async (
 	await assert.rejects(sendControlRequest('status', { socketPath: mock.path }), TypeError);
 	await mock.close();
 });
+
+test('the mock refuses what docs/control.schema.json refuses, with the codes the tool gives', async () => {
+	const mock = await startMock({ boot: true });
+	const options = { socketPath: mock.path };
+	const refused = [
+		[{ op: 'start', nmae: 'typo' }, 'invalid', /unknown field `nmae`/],
+		[{ op: 'start', env: { A: 1 } }, 'invalid', /\/env\/A: 1 is not string/],
+		[{ op: 'stop', id: 'main', bin: '/x' }, 'bad_request', /unknown field `bin`/],
+		[{ op: 'stop', id: 'main', grace_ms: 600001 }, 'bad_request', /600001 is over 600000/],
+		[{ op: 'start', id: 'main', config: {} }, 'bad_request', /unknown field `config`/],
+	];
+	for (const [request, code, message] of refused) {
+		await assert.rejects(sendControlRequest(request, options), (error) => {
+			assert.equal(error.code, code, JSON.stringify(request));
+			assert.match(error.message, message);
+			return true;
+		});
+	}
+	assert.deepEqual(
+		mock.violations.map((v) => v.request),
+		refused.map(([request]) => request)
+	);
+	assert.equal((await sendControlRequest({ op: 'stop', id: 'main', grace_ms: 10 }, options)).ok, true);
+	assert.equal(mock.violations.length, refused.length);
+	await mock.close();
+});

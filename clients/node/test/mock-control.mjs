@@ -1,31 +1,48 @@
 // A stand-in for harper-shard's control socket (docs/control.md): line-delimited JSON over a
 // unix socket, the ops status/start/stop/restart/kill/release on a model of instances (no
-// Harper runs), the spec's error answers, and a record of every request line it got.
+// Harper runs), the spec's error answers, and a record of every request line it got. Each
+// request is checked against the tool's schema (docs/control.schema.json), and each answer the
+// mock makes too: what the schema refuses is refused as the tool would, and kept in `violations`.
 import net from 'node:net';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { schema, requestErrors, answerErrors } from './control-schema.mjs';
 
 const MAX_LINE = 64 * 1024;
-// The Harper keys a `start` may carry (the plan's `harper` block, less what cannot change).
-const HARPER_KEYS = new Set(['template', 'args', 'config', 'env', 'admin', 'fixtures', 'ports', 'ready', 'startup', 'teardown']);
-// Which Harper: a new instance may name one, and so may the `start` of a stopped one.
-const SOURCE_KEYS = new Set(['package', 'bin']);
-const DURATION = /^\d+(ms|s|m|h)$/;
+// The ops the schema knows: each request shape names its `op` (`start`'s two shapes, by $ref).
+const OPS = new Set(
+	schema.$defs.Request.oneOf.map((shape) => shape.properties?.op?.const).filter((op) => op !== undefined)
+);
+
+/**
+ * The answer the tool gives a request its schema refuses: an unknown op is `unknown_op`; Harper
+ * keys of a new instance are the plan's to refuse (`invalid`); any other field is `bad_request`.
+ */
+function refusal(request, problems) {
+	if (!OPS.has(request.op)) {
+		const error = typeof request.op === 'string' ? `unknown op \`${request.op}\`` : 'the request has no `op`';
+		return { ok: false, code: 'unknown_op', error, tail: [] };
+	}
+	const code = request.op === 'start' && request.id === undefined ? 'invalid' : 'bad_request';
+	return { ok: false, code, error: `the request does not fit docs/control.schema.json: ${problems.join('; ')}`, tail: [] };
+}
 
 /**
  * Starts the mock. Options:
  * - boot: whether the shard has its own instance `main` (running)
  * - instances: the `harper.instances` limit (default 4)
  * - operationsUrl(hostname): the operations_url to hand out (default http://<hostname>:9925)
- * Returns { path, dir, requests, instances, env(), respond(fn), crash(id, exit), close() }.
+ * Returns { path, dir, requests, violations, instances, env(), respond(fn), crash(id, exit), close() }.
+ * `violations`: { request, problems } for each request the schema refused.
  * `respond(fn)` installs a hook: fn(request, socket) may write and return true to take over.
  */
 export async function startMock({ boot = false, instances: limit = 4, operationsUrl } = {}) {
 	const dir = mkdtempSync(join(tmpdir(), 'hs-mock-'));
 	const path = join(dir, 'control.sock');
 	const requests = [];
+	const violations = [];
 	const instances = new Map();
 	let next = 1;
 	let nextPid = 41000;
@@ -86,11 +103,6 @@ export async function startMock({ boot = false, instances: limit = 4, operations
 				if (request.id === undefined) return create(request);
 				const instance = known();
 				if (!instance) return fail('not_found', `no instance has the id \`${id}\``);
-				for (const key of Object.keys(request)) {
-					if (!['op', 'id', ...SOURCE_KEYS, 'runtime'].includes(key)) {
-						return fail('bad_request', `\`${key}\` is not a field of \`start\` with an \`id\``);
-					}
-				}
 				if (instance.state === 'running') return fail('running', `instance ${id} is already running`);
 				const harper = source(request);
 				if (harper?.ok === false) return harper;
@@ -103,9 +115,6 @@ export async function startMock({ boot = false, instances: limit = 4, operations
 			case 'restart': {
 				const instance = known();
 				if (!instance) return fail('not_found', `no instance has the id \`${id}\``);
-				if (request.grace_ms !== undefined && (!Number.isInteger(request.grace_ms) || request.grace_ms < 0)) {
-					return fail('bad_request', '`grace_ms` must be a whole number of milliseconds');
-				}
 				if (op !== 'restart' && instance.state !== 'running') {
 					return fail('not_running', `instance ${id} is not running`);
 				}
@@ -141,25 +150,10 @@ export async function startMock({ boot = false, instances: limit = 4, operations
 		return { bin: request.bin };
 	}
 
+	// Keys, types and ranges are the schema's, checked before this; what is left needs the disk.
 	function create(request) {
-		for (const key of Object.keys(request)) {
-			if (['op', 'name', 'runtime', ...SOURCE_KEYS].includes(key)) continue;
-			if (!HARPER_KEYS.has(key)) return fail('invalid', `harper: unknown key \`${key}\``);
-		}
 		const harper = source(request);
 		if (harper?.ok === false) return harper;
-		if (request.env !== undefined) {
-			for (const [key, value] of Object.entries(request.env)) {
-				if (typeof value !== 'string') return fail('invalid', `harper.env.${key}: expected a string`);
-			}
-		}
-		if (request.config !== undefined && (typeof request.config !== 'object' || Array.isArray(request.config))) {
-			return fail('invalid', 'harper.config: expected a map');
-		}
-		for (const [key, value] of Object.entries(request.startup ?? {})) {
-			if (!['idle', 'max'].includes(key)) return fail('invalid', `harper.startup: unknown key \`${key}\``);
-			if (typeof value !== 'string' || !DURATION.test(value)) return fail('invalid', `harper.startup.${key}: bad duration`);
-		}
 		for (const fixture of request.fixtures ?? []) {
 			let isDir = false;
 			try {
@@ -216,7 +210,12 @@ export async function startMock({ boot = false, instances: limit = 4, operations
 			return;
 		}
 		if (hook && hook(request, socket) === true) return;
-		socket.write(`${JSON.stringify(handle(request))}\n`);
+		const problems = requestErrors(request);
+		if (problems.length > 0) violations.push({ request, problems });
+		const answer = problems.length > 0 ? refusal(request, problems) : handle(request);
+		const wrong = answerErrors(answer);
+		if (wrong.length > 0) throw new Error(`the mock's answer does not fit docs/control.schema.json: ${wrong.join('; ')}: ${JSON.stringify(answer)}`);
+		socket.write(`${JSON.stringify(answer)}\n`);
 	}
 
 	await new Promise((resolve, reject) => {
@@ -228,6 +227,7 @@ export async function startMock({ boot = false, instances: limit = 4, operations
 		path,
 		dir,
 		requests,
+		violations,
 		instances,
 		/** Points HARPER_SHARD_CONTROL at this mock; returns a function that restores it. */
 		env() {

@@ -547,22 +547,8 @@ mod tests {
         for event in &events {
             record.apply(event);
         }
-        let console = shown(
-            |out| Box::new(console::Console::new(out, policy::Verbosity::Normal)),
-            false,
-            &events,
-        );
-        let github = shown(
-            |out| {
-                Box::new(github::GitHub::new(
-                    out,
-                    github::StepFiles::default(),
-                    place::Place::default(),
-                ))
-            },
-            true,
-            &events,
-        );
+        let console = console_of(&events);
+        let github = github_of(&events);
         insta::assert_snapshot!("console", console);
         insta::assert_snapshot!("github", github);
         insta::assert_snapshot!(
@@ -592,6 +578,23 @@ mod tests {
         text
     }
 
+    /// What the console reporter shows of `events` (not a terminal: no live lines, no colour).
+    fn console_of(events: &[Event]) -> String {
+        shown(|out| Box::new(console::Console::new(out, policy::Verbosity::Normal)), false, events)
+    }
+
+    /// What the GitHub reporter writes of `events`, with no step files and no plan to point at.
+    fn github_of(events: &[Event]) -> String {
+        let reporter = |out| -> Box<dyn Reporter> {
+            Box::new(github::GitHub::new(
+                out,
+                github::StepFiles::default(),
+                place::Place::default(),
+            ))
+        };
+        shown(reporter, true, events)
+    }
+
     /// The cell under the column headed `label` in a plain table's `row`.
     fn under<'a>(header: &str, row: &'a str, label: &str) -> Option<&'a str> {
         let at = header
@@ -605,25 +608,11 @@ mod tests {
     fn every_reporter_shows_every_phase() {
         let (events, record) = distinct_phases();
         let shard = &record.shards[0];
-        let console = shown(
-            |out| Box::new(console::Console::new(out, policy::Verbosity::Normal)),
-            false,
-            &events,
-        );
+        let console = console_of(&events);
         let lines: Vec<&str> = console.lines().collect();
         let header = lines.iter().find(|l| l.starts_with("shard ")).expect("the console's table");
         let row = lines.iter().find(|l| l.starts_with("phased ")).expect("the shard's row");
-        let github = shown(
-            |out| {
-                Box::new(github::GitHub::new(
-                    out,
-                    github::StepFiles::default(),
-                    place::Place::default(),
-                ))
-            },
-            true,
-            &events,
-        );
+        let github = github_of(&events);
         let group = github
             .lines()
             .find_map(|l| l.strip_prefix("phases: "))

@@ -16,7 +16,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use support::{DEFAULT_PORTS, Sandbox, Scene, harper_shard};
+use support::{Sandbox, Scene, harper_shard};
 
 /// A raw client for requests `ctl` would never send: each argument is one line, sent on one
 /// connection; the answers go to the file named first, one JSON value per line (`null` once
@@ -368,17 +368,7 @@ fn sigkill_of_the_tool_while_on_demand_instances_run_leaves_no_survivor() {
     let mut tool = scene.start_with_two_on_demand_instances();
     kill(Pid::from_raw(tool.id() as i32), Signal::SIGKILL).unwrap();
     let _ = tool.wait();
-    scene.sandbox.wait_for("every marked process to end", Duration::from_secs(15), || {
-        scene.sandbox.leftovers().is_empty()
-    });
-    let first = scene.start;
-    for n in 0..3u32 {
-        let addr = std::net::Ipv4Addr::from(u32::from(first) + n).to_string();
-        assert!(
-            support::ports_free(&addr, &DEFAULT_PORTS),
-            "a port on {addr} is still held after the tool's SIGKILL"
-        );
-    }
+    scene.assert_nothing_left_after_a_kill();
 }
 
 #[test]

@@ -52,10 +52,7 @@ fn the_example_plan_passes_its_three_shards_never_two_live_on_one_address_and_le
         }
     }
     let work = sandbox.path("w");
-    let left: Vec<_> = std::fs::read_dir(&work)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "instance directories left behind: {left:?}");
+    support::assert_empty(&work);
     let hdb_log = sandbox.path("report/database/harper/hdb.log");
     assert!(hdb_log.is_file(), "Harper's hdb.log is kept in the report");
 }
@@ -100,10 +97,7 @@ fn real_harper_boots_within_45s_under_a_long_dot_free_tmpdir() {
     let (_, boot) = boot_under_tmpdir(&sandbox, &tmpdir);
     // Normal is 2.5–15 s here; the hazard makes it the idle cap (60 s or more).
     assert!(boot < 45.0, "the boot took {boot:.1}s");
-    let left: Vec<_> = std::fs::read_dir(tmpdir.join("hs-0"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "instance directories left behind: {left:?}");
+    support::assert_empty(&tmpdir.join("hs-0"));
 }
 
 /// A dot in the temporary directory (`/home/runner/work/_temp`-style names often have one)
@@ -322,10 +316,7 @@ fn a_tls_instance_answers_https_with_the_tests_certificate_and_frees_its_port() 
     assert!(support::ports_free("127.0.56.2", &ports), "a port on 127.0.56.2 is still held");
     let instance = &sandbox.report()["shards"][0];
     assert!(instance["cause"].is_null(), "{instance}");
-    let left: Vec<_> = std::fs::read_dir(sandbox.path("w"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "directories left behind: {left:?}");
+    support::assert_empty(&sandbox.path("w"));
 }
 
 /// The lines of Node's compile-cache debug output (`NODE_DEBUG_NATIVE=COMPILE_CACHE`) in one
@@ -547,10 +538,7 @@ fn a_suite_written_for_the_typescript_harness_runs_unchanged_through_the_client(
         let addr = i["address"].as_str().unwrap();
         assert!(support::ports_free(addr, &DEFAULT_PORTS), "ports on {addr} still held");
     }
-    let left: Vec<_> = std::fs::read_dir(sandbox.path("w"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "directories left behind: {left:?}");
+    support::assert_empty(&sandbox.path("w"));
 }
 
 /// Issue 20 on real Harper and node 24 (whose junit reporter names each case's file): a `files:`
@@ -721,8 +709,5 @@ fn a_stopped_instance_of_harper_4_7_26_starts_as_4_7_29_on_its_data() {
     let main = &sandbox.report()["shards"][0]["instances"][0];
     assert_eq!(main["lives"].as_array().unwrap().len(), 2, "{main:#}");
     assert!(support::ports_free("127.0.68.2", &DEFAULT_PORTS));
-    let left: Vec<_> = std::fs::read_dir(sandbox.path("w"))
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "directories left behind: {left:?}");
+    support::assert_empty(&sandbox.path("w"));
 }

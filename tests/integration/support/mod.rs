@@ -234,13 +234,14 @@ impl Scene {
     /// Nothing is left of what the test started: no process carrying its mark (they get 15 s to
     /// end, for tests that killed the tool and leave the cleanup to its keepers), nothing in the
     /// work folder, every plan port free on every address of the pool, and a new run on the pool
-    /// gets its first address again.
+    /// gets every address of it again.
     pub fn assert_nothing_left(&self) {
         self.assert_nothing_left_once(true);
     }
 
     /// [`Self::assert_nothing_left`] after the tool was killed: its instance folders are the
-    /// next owner's to remove, so the work folder is checked after the follow-up run.
+    /// next owner's to remove, so the work folder is checked after the follow-up run took every
+    /// address back.
     pub fn assert_nothing_left_after_a_kill(&self) {
         self.assert_nothing_left_once(false);
     }
@@ -255,27 +256,44 @@ impl Scene {
         for addr in self.addresses() {
             assert!(ports_free(&addr, &DEFAULT_PORTS), "a port on {addr} is still held");
         }
-        let again = fake_plan("", "", "  - name: again\n    run: \"true\"\n")
+        // One shard per address, each holding its address until all of them hold one: the
+        // follow-up run takes back every address of the pool (and removes what a killed run
+        // left on it).
+        let n = self.count;
+        let wait = format!(
+            "touch again-$HARPER_SHARD_INDEX; until [ $(ls again-* | wc -l) -ge {n} ]; do sleep 0.02; done"
+        );
+        let shards: String = (0..n)
+            .map(|i| format!("  - name: again-{i}\n    run: \"{wait}\"\n    timeout: 30s\n"))
+            .collect();
+        let again = fake_plan("", &format!("run: {{concurrency: {n}}}\n"), &shards)
             .replace("shards:\n", &format!("{}shards:\n", self.pool()));
         self.sandbox.write("again.yml", &again);
         Run::of(self.command().args(["run", "again.yml", "--report-dir", "again"])).expect(0);
         let report: serde_json::Value =
             serde_json::from_str(&read(&self.sandbox.path("again/report.json")))
                 .expect("report.json is JSON");
-        assert_eq!(
-            report["shards"][0]["address"],
-            self.start.to_string(),
-            "the follow-up run got another address"
-        );
+        let mut got: Vec<String> = report["shards"]
+            .as_array()
+            .expect("shards")
+            .iter()
+            .map(|s| s["address"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        got.sort_by_key(|a| a.parse::<std::net::Ipv4Addr>().ok());
+        assert_eq!(got, self.addresses(), "the follow-up run did not get every address back");
         self.assert_work_folder_empty();
     }
 
     fn assert_work_folder_empty(&self) {
-        let left: Vec<String> = std::fs::read_dir(self.sandbox.path("w"))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "the work directory still holds {left:?}");
+        assert_empty(&self.sandbox.path("w"));
     }
+}
+
+/// `dir` holds nothing (or is not there): what a run leaves in a work folder once it is over.
+pub fn assert_empty(dir: &Path) {
+    let left: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{} still holds {left:?}", dir.display());
 }
 
 /// A plan whose shards run the fake server with `directives` (the `FAKE_HARPER` value).

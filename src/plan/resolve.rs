@@ -17,8 +17,8 @@ use super::limits::{
 };
 use super::predict::{self, Basis};
 use super::schema::{
-    BootAhead, Concurrency, Day, Dur, Flaky, Probe, RawHarper, RawPlan, RawQuarantine, RawShard, Runtime,
-    TemplateMode, Threads,
+    BootAhead, Concurrency, Day, Dur, Flaky, Probe, RawHarper, RawPlan, RawQuarantine, RawShard,
+    Runtime, TemplateMode, Threads,
 };
 use super::split;
 use super::timings::Timings;

@@ -50,7 +50,11 @@ impl Bars {
                 Some((shard, OwnBoot::Ready)) => {
                     let s = &record.shards[shard];
                     let waits = s.booted_ahead && s.last().phases.turn.is_none();
-                    (shard, if waits { "Harper ready, waiting for a turn" } else { "Harper ready" }.to_owned())
+                    (
+                        shard,
+                        if waits { "Harper ready, waiting for a turn" } else { "Harper ready" }
+                            .to_owned(),
+                    )
                 }
                 _ => return,
             },

@@ -810,8 +810,12 @@ impl Phase {
         from: &[Mark::Turn, Mark::Ready],
         to: &[Mark::CommandsDone, Mark::TeardownStarted],
     };
-    pub const TEARDOWN: Phase =
-        Phase { label: "teardown", key: "t", from: &[Mark::TeardownStarted], to: &[Mark::Finished] };
+    pub const TEARDOWN: Phase = Phase {
+        label: "teardown",
+        key: "t",
+        from: &[Mark::TeardownStarted],
+        to: &[Mark::Finished],
+    };
 
     /// The phases of a shard's life, in order.
     pub const ALL: &'static [Phase] = &[Phase::WAIT, Phase::BOOT, Phase::COMMANDS, Phase::TEARDOWN];

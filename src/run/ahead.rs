@@ -66,13 +66,43 @@ pub struct Gate {
     idle: Idle,
 }
 
+/// The addresses the pool must have for a shard to boot ahead: every running shard's own and
+/// its on-demand instances' (`harper.instances`), and one more. With fewer, a running shard's
+/// `ctl start` could wait for the address the shard ahead holds while that shard waits for the
+/// running one's turn.
+fn room_needed(plan: &Plan, shards: &[Shard]) -> usize {
+    let most = shards.iter().map(|s| s.harper.instances as usize).max().unwrap_or(0);
+    plan.run.concurrency.saturating_mul(1 + most).saturating_add(1)
+}
+
+/// What `--plan` says of boot-ahead for the selected `shards`.
+pub fn said(plan: &Plan, shards: &[Shard]) -> String {
+    let when = match plan.run.boot_ahead {
+        BootAhead::Off => return "off".to_owned(),
+        BootAhead::Auto => "auto: the next shard's instance boots while a CPU is idle",
+        BootAhead::Always => "always: the next shard's instance boots while a shard runs",
+    };
+    let needed = room_needed(plan, shards);
+    if shards.len() <= plan.run.concurrency {
+        format!("{when}; not used: no shard waits for a turn")
+    } else if !shards.iter().any(|s| s.harper.boot) {
+        format!("{when}; not used: no shard boots an instance of its own")
+    } else if (plan.pool.count as usize) < needed {
+        format!(
+            "{when}; not used: the pool has {} addresses, it needs {needed} (concurrency × (1 + \
+             harper.instances) + 1)",
+            plan.pool.count
+        )
+    } else {
+        when.to_owned()
+    }
+}
+
 impl Gate {
     pub fn new(plan: &Plan, shards: &[Shard]) -> Gate {
-        let most = shards.iter().map(|s| s.harper.instances as usize).max().unwrap_or(0);
-        let needed = plan.run.concurrency.saturating_mul(1 + most).saturating_add(1);
         Gate {
             when: plan.run.boot_ahead,
-            room: plan.pool.count as usize >= needed,
+            room: plan.pool.count as usize >= room_needed(plan, shards),
             idle: Idle::default(),
         }
     }

@@ -240,7 +240,10 @@ fn no_turn(cx: &Context) -> (ShardStatus, Option<String>) {
         Some(Cancel::FailFast) => (ShardStatus::Skipped, "an earlier shard failed (fail_fast)"),
         _ => (ShardStatus::Cancelled, "the run was cancelled"),
     };
-    (status, Some(format!("not started: {why} while its instance, booted ahead, waited for a turn")))
+    (
+        status,
+        Some(format!("not started: {why} while its instance, booted ahead, waited for a turn")),
+    )
 }
 
 /// Runs the commands with the shard's control socket served beside them; when they end, the

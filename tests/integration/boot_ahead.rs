@@ -153,3 +153,26 @@ fn sigterm_while_a_shard_waits_for_its_turn_with_harper_up_leaves_nothing_behind
     assert!(!scene.sandbox.path("b-ran").exists());
     scene.assert_nothing_left();
 }
+
+#[test]
+fn the_dry_run_says_whether_a_plan_boots_ahead_and_why_not() {
+    let scene = Scene::new("127.0.140.26", 6);
+    let three = "  - name: a\n    run: \"true\"\n  - name: b\n    run: \"true\"\n  - name: c\n    run: \"true\"\n";
+    let said = |run: &str, harper: &str| {
+        scene.plan("", &format!("{harper}run: {run}\n"), three);
+        let out = scene.run(&["run", "--plan"]);
+        out.expect(0);
+        let stdout = out.stdout();
+        let line = stdout.lines().find(|l| l.starts_with("ahead ")).map(str::to_owned);
+        line.unwrap_or_else(|| panic!("no `ahead` line: {stdout}"))
+    };
+    let instances = "  instances: 1\n";
+    assert!(said("{concurrency: 2}", instances).ends_with("boots while a CPU is idle"));
+    assert!(said("{concurrency: 2, boot_ahead: off}", instances).ends_with(" off"));
+    assert!(said("{concurrency: 3}", instances).contains("not used: no shard waits for a turn"));
+    // Two running shards with four on-demand instances each need 11 addresses; the pool has 6.
+    let small = said("{concurrency: 2}", "");
+    assert!(small.contains("the pool has 6 addresses, it needs 11"), "{small}");
+    let no_boot = said("{concurrency: 1}", "  boot: false\n");
+    assert!(no_boot.contains("no shard boots an instance of its own"), "{no_boot}");
+}

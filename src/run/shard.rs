@@ -14,7 +14,7 @@ use super::ahead::{NoTurn, Turn};
 use super::context::{Cancel, Context, FLUSH_LIMIT, MAIN};
 use super::control::{CONTROL_VAR, Control, Registry};
 use super::events::{EventKind, Outcome, ShardStatus};
-use super::instance::{Harper, Instance};
+use super::instance::{Harper, Instance, LifeState};
 use crate::plan::Shard;
 use crate::supervise::readiness::Tail;
 use crate::supervise::{self, Child, LateArrivals, Spec};
@@ -182,10 +182,23 @@ async fn attempt(
         }
         own = Some(main);
     }
+    let turn_waited = turn.is_ahead();
     if status == ShardStatus::Passed
         && let Err(NoTurn) = turn.take(cx).await
     {
         (status, cause) = no_turn(cx);
+    }
+    if status == ShardStatus::Passed
+        && let Some(main) = own.as_mut()
+        && matches!(main.state(), LifeState::Exited)
+    {
+        let how = main.exit().map_or_else(|| "exited".to_owned(), |s| supervise::describe(&s));
+        let waited =
+            if turn_waited { ", while its shard waited for a turn (booted ahead)" } else { "" };
+        (status, cause) = (
+            ShardStatus::BootFailed,
+            Some(format!("Harper {how} after it was ready{waited}, before the commands started")),
+        );
     }
     if status == ShardStatus::Passed {
         let env = shard_env(cx, shard, own.as_ref(), &work.files);

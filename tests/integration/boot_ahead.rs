@@ -176,3 +176,29 @@ fn the_dry_run_says_whether_a_plan_boots_ahead_and_why_not() {
     let no_boot = said("{concurrency: 1}", "  boot: false\n");
     assert!(no_boot.contains("no shard boots an instance of its own"), "{no_boot}");
 }
+
+#[test]
+fn harper_dying_while_its_shard_waits_for_a_turn_fails_the_boot_and_the_retry_runs_on_a_fresh_one()
+{
+    let scene = scene("127.0.140.32");
+    // `b`'s first Harper notes its pid; `a` kills it once it answers, so `b`'s turn finds it
+    // gone. `b`'s retry boots a fresh Harper (it writes the file again, and lives).
+    let pid_file = scene.sandbox.path("b.pid");
+    let pid_file = pid_file.display();
+    let shards = format!(
+        "  - name: a\n    run: {}\n    timeout: 30s\n  - name: b\n    run: touch b-ran\n    retries: 1\n    harper: {{env: {{FAKE_HARPER: \"started-file={pid_file}\"}}}}\n",
+        wait_for_next("127.0.140.33", &format!("sh -c 'kill -9 $(cat {pid_file})'")),
+    );
+    scene.plan("", "run: {concurrency: 1, boot_ahead: always}\n", &shards);
+    scene.run(&["run"]).expect(0);
+    let report = scene.sandbox.report();
+    let b = shard(&report, "b");
+    assert_eq!(b["status"], "flaky", "{b}");
+    let first = &b["attempts"][0];
+    assert_eq!(first["status"], "boot_failed", "{b}");
+    let cause = first["cause"].as_str().expect("a cause");
+    assert!(cause.contains("killed by SIGKILL") || cause.contains("SIGKILL"), "{cause}");
+    assert!(cause.contains("while its shard waited for a turn"), "{cause}");
+    assert!(scene.sandbox.path("b-ran").exists(), "the retry ran the commands");
+    scene.assert_nothing_left();
+}

@@ -451,6 +451,52 @@ fn on_node_24_every_life_of_a_templated_instance_boots_with_the_preload_and_its_
     assert!(!stats.exists(), "HARPER_SHARD_BOOT_CACHE=off still loaded the preload");
 }
 
+/// On node 24 the shard's own Harper boots with Node's compile cache and the preload, and the
+/// shard's command gets neither from it (README, "What a shard command sees"): no
+/// `NODE_COMPILE_CACHE`, no preload in `NODE_OPTIONS`.
+#[test]
+fn a_shard_command_gets_neither_the_compile_cache_nor_the_preload_its_harper_boots_with() {
+    let _turn = turn();
+    let sandbox = Sandbox::new();
+    let ctl = support::harper_shard();
+    sandbox.write(
+        "both.sh",
+        &format!(
+            "set -e\nenv > command.env\n{ctl} ctl status --id main --json > s.json\n\
+             pid=$(node -p \"JSON.parse(require('fs').readFileSync('s.json')).instance.pid\")\n\
+             xargs -0 -n1 < /proc/$pid/environ > harper.env\n"
+        ),
+    );
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1\npool: {start: 127.0.74.2, count: 1}\nharper: {template: on}\nshards:\n  - name: a\n    run: sh both.sh\n",
+    );
+    let mut cmd = sandbox.command();
+    cmd.arg("run")
+        .env("PATH", support::node::path_with(&support::node_bin(24)))
+        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+        .env_remove("HARPER_SHARD_BOOT_CACHE")
+        .env_remove("NODE_COMPILE_CACHE")
+        .env_remove("NODE_OPTIONS");
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }
+        .expect(0);
+    let harper = support::read(&sandbox.path("harper.env"));
+    assert!(
+        harper.lines().any(|l| l.starts_with("NODE_COMPILE_CACHE=")),
+        "Harper booted without a compile cache, so this shows nothing:\n{harper}"
+    );
+    assert!(
+        harper.lines().any(|l| l.starts_with("NODE_OPTIONS=") && l.contains("preload.cjs")),
+        "Harper booted without the preload, so this shows nothing:\n{harper}"
+    );
+    let command = support::read(&sandbox.path("command.env"));
+    assert!(
+        !command.lines().any(|l| l.starts_with("NODE_COMPILE_CACHE=")),
+        "the command got a compile cache:\n{command}"
+    );
+    assert!(!command.contains("preload.cjs"), "the command got the preload:\n{command}");
+}
+
 /// `harper: {threads: 0}` boots Harper without a worker thread: `system_information` lists none,
 /// where an instance of the same template without the key lists its one worker.
 #[test]

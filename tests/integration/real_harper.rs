@@ -333,6 +333,17 @@ fn compile_cache_hits(stderr: &str) -> std::collections::BTreeMap<String, usize>
     hits
 }
 
+/// Shell lines for a shard command that write its own Harper's environment to `file`, one
+/// variable a line.
+fn harper_environ_into(file: &str) -> String {
+    let ctl = support::harper_shard();
+    format!(
+        "{ctl} ctl status --id main --json > s.json\n\
+         pid=$(node -p \"JSON.parse(require('fs').readFileSync('s.json')).instance.pid\")\n\
+         xargs -0 -n1 < /proc/$pid/environ > {file}\n"
+    )
+}
+
 /// The boot-cache records of the preload's reading runs (not the template's build) in `stats`.
 fn preload_reads(stats: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(stats).unwrap_or_default();
@@ -355,11 +366,7 @@ fn on_node_24_every_life_of_a_templated_instance_boots_with_the_preload_and_its_
     // The first life's Harper says where its compile cache is; then a kill and a start.
     sandbox.write(
         "lives.sh",
-        &format!(
-            "set -e\n{ctl} ctl status --id main --json > s.json\n\
-             pid=$(node -p \"JSON.parse(require('fs').readFileSync('s.json')).instance.pid\")\n\
-             xargs -0 -n1 < /proc/$pid/environ > environ\n{ctl} ctl kill\n{ctl} ctl start\n"
-        ),
+        &format!("set -e\n{}{ctl} ctl kill\n{ctl} ctl start\n", harper_environ_into("environ")),
     );
     sandbox.write(
         "harper-shards.yml",
@@ -458,14 +465,9 @@ fn on_node_24_every_life_of_a_templated_instance_boots_with_the_preload_and_its_
 fn a_shard_command_gets_neither_the_compile_cache_nor_the_preload_its_harper_boots_with() {
     let _turn = turn();
     let sandbox = Sandbox::new();
-    let ctl = support::harper_shard();
     sandbox.write(
         "both.sh",
-        &format!(
-            "set -e\nenv > command.env\n{ctl} ctl status --id main --json > s.json\n\
-             pid=$(node -p \"JSON.parse(require('fs').readFileSync('s.json')).instance.pid\")\n\
-             xargs -0 -n1 < /proc/$pid/environ > harper.env\n"
-        ),
+        &format!("set -e\nenv > command.env\n{}", harper_environ_into("harper.env")),
     );
     sandbox.write(
         "harper-shards.yml",

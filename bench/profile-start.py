@@ -79,9 +79,20 @@ def load(d):
         return json.load(f)
 
 
-def restore(d, c):
-    shutil.rmtree(c["base"], ignore_errors=True)
-    shutil.copytree(os.path.join(d, "save"), c["base"], symlinks=True)
+class restored:
+    """The captured folder at the path it had under harper-shard, for the lives inside the
+    `with`; removed after them."""
+
+    def __init__(self, d, c):
+        self.d, self.c = d, c
+
+    def __enter__(self):
+        shutil.rmtree(self.c["base"], ignore_errors=True)
+        shutil.copytree(os.path.join(self.d, "save"), self.c["base"], symlinks=True)
+        life(self.c)  # a warm-up: the restored files into the page cache
+
+    def __exit__(self, *_):
+        shutil.rmtree(self.c["base"], ignore_errors=True)
 
 
 def reset_config(d, c):
@@ -140,9 +151,12 @@ def life(c, extra=(), env_extra=None, cpus=None):
 
 def profile(d, lives):
     c = load(d)
-    restore(d, c)
-    life(c)  # a warm-up: the restored files into the page cache
     shutil.rmtree(os.path.join(d, "prof"), ignore_errors=True)
+    with restored(d, c):
+        profile_lives(d, c, lives)
+
+
+def profile_lives(d, c, lives):
     for n in range(lives):
         out = os.path.join(d, "prof", str(n))
         shutil.rmtree(out, ignore_errors=True)
@@ -363,10 +377,14 @@ def variant_env(d, c, args, out):
 
 def measure(d, lives, variants, cpus=None):
     c = load(d)
-    restore(d, c)
     times = {name: [] for name, _ in variants}
     starts = {name: [] for name, _ in variants}
-    life(c)  # a warm-up: the restored files into the page cache
+    with restored(d, c):
+        measure_lives(d, c, lives, variants, cpus, times, starts)
+    report(d, lives, variants, cpus, times, starts)
+
+
+def measure_lives(d, c, lives, variants, cpus, times, starts):
     for n in range(lives):
         order = variants if n % 2 == 0 else variants[::-1]
         for name, args in order:
@@ -382,6 +400,9 @@ def measure(d, lives, variants, cpus=None):
                         call = json.loads(line)
                         at = call["at"] / 1e3 - epoch - t["spawn"]
                         starts[name].append({"thread": call["threadId"], "at": at, "took": call["took"] / 1e3, "ready": t["marker"] - t["spawn"]})
+
+
+def report(d, lives, variants, cpus, times, starts):
     base = statistics.median(times[variants[0][0]])
     where = f" on CPU {cpus}" if cpus else ""
     print(f"{lives} lives each{where}, spawn -> /health 200 (s)")
@@ -400,6 +421,8 @@ def measure(d, lives, variants, cpus=None):
 
 
 def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
     cmd, rest = sys.argv[1], sys.argv[2:]
     if cmd == "capture":
         capture(os.path.abspath(rest[0]), rest[1])

@@ -16,8 +16,10 @@
   measure DIR N NAME=ARG[,ARG...] ...
                      N lives of each variant (NAME=  with no arguments is the copy as the tool
                      starts it), alternating, on the same ROOTPATH, spawn -> /health 200; each
-                     life starts from the captured harperdb-config.yaml, so no variant's keys
-                     persist into the next; prints medians and each variant's ratio to the first.
+                     variant keeps a harperdb-config.yaml of its own (one untimed life first
+                     writes its keys into it), so no variant's keys reach another; prints
+                     medians and each variant's ratio to the first. `pprof:time`/`pprof:skip`
+                     as an argument: see PPROF_HOOK. --cpus=LIST: Harper under taskset.
 
 The captured folder is restored to the path it had under harper-shard (every path in Harper's
 config names it), so a capture must not overlap a run using the same work directory and address:
@@ -25,6 +27,7 @@ config names it), so a capture must not overlap a run using the same work direct
 """
 
 import collections
+import contextlib
 import json
 import os
 import selectors
@@ -95,8 +98,17 @@ class restored:
         shutil.rmtree(self.c["base"], ignore_errors=True)
 
 
-def reset_config(d, c):
-    shutil.copy(os.path.join(d, "save", "r", "harperdb-config.yaml"), os.path.join(c["base"], "r", "harperdb-config.yaml"))
+def config_of(d, c, name=None):
+    """Swaps in the harperdb-config.yaml a variant's own earlier lives left (Harper writes the
+    keys it is given into it, as a template built with them would hold them), or the captured
+    one; `keep_config` stores it back after the life."""
+    own = os.path.join(d, f"config-{name}.yaml")
+    given = own if name is not None and os.path.exists(own) else os.path.join(d, "save", "r", "harperdb-config.yaml")
+    shutil.copy(given, os.path.join(c["base"], "r", "harperdb-config.yaml"))
+
+
+def keep_config(d, c, name):
+    shutil.copy(os.path.join(c["base"], "r", "harperdb-config.yaml"), os.path.join(d, f"config-{name}.yaml"))
 
 
 def healthy(url):
@@ -286,7 +298,7 @@ def life_profiles(life_dir):
 def summary(d):
     """Per life and thread, seconds up to the ready line by category; medians over the lives."""
     lives = sorted((os.path.join(d, "prof", x) for x in os.listdir(os.path.join(d, "prof"))), key=lambda p: int(os.path.basename(p)))
-    columns = ("main, to the worker's start", "main, after it", "worker")
+    columns = ("main, to the worker", "main, after", "worker")
     table = collections.defaultdict(lambda: collections.defaultdict(list))
     loading = collections.defaultdict(lambda: collections.defaultdict(list))
     walls = collections.defaultdict(list)
@@ -325,10 +337,10 @@ def summary(d):
     med = lambda xs: statistics.median(xs + [0.0] * (n - len(xs)))
     print(f"{n} lives with --cpu-prof (medians, s): " + ", ".join(f"{k} {med(v):.3f}" for k, v in walls.items()))
     cats = sorted({cat for c in columns for cat in table[c]}, key=lambda cat: -sum(med(table[c][cat]) for c in columns))
-    print(f"  {'up to the ready line (s)':<40}" + "".join(f"{c:>30}" for c in columns))
+    print(f"  {'up to the ready line (s)':<40}" + "".join(f"{c:>20}" for c in columns))
     for cat in cats:
-        print(f"  {cat:<40}" + "".join(f"{med(table[c][cat]):>30.3f}" for c in columns))
-    print(f"  {'busy (all but idle)':<40}" + "".join(f"{sum(med(table[c][k]) for k in cats if k != 'idle'):>30.3f}" for c in columns))
+        print(f"  {cat:<40}" + "".join(f"{med(table[c][cat]):>20.3f}" for c in columns))
+    print(f"  {'busy (all but idle)':<40}" + "".join(f"{sum(med(table[c][k]) for k in cats if k != 'idle'):>20.3f}" for c in columns))
     for thread in ("main", "worker"):
         print(f"  module loading on the {thread} thread by the package loaded (s, median):")
         top = sorted(loading[thread], key=lambda k: -med(loading[thread][k]))[:15]
@@ -379,7 +391,16 @@ def measure(d, lives, variants, cpus=None):
     c = load(d)
     times = {name: [] for name, _ in variants}
     starts = {name: [] for name, _ in variants}
+    for name, _ in variants:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(d, f"config-{name}.yaml"))
     with restored(d, c):
+        # One life each first, untimed: it writes the variant's keys into its config, which a
+        # template built with them would already hold.
+        for name, args in variants:
+            config_of(d, c)
+            life(c, [a for a in args if not a.startswith("pprof:")])
+            keep_config(d, c, name)
         measure_lives(d, c, lives, variants, cpus, times, starts)
     report(d, lives, variants, cpus, times, starts)
 
@@ -388,11 +409,12 @@ def measure_lives(d, c, lives, variants, cpus, times, starts):
     for n in range(lives):
         order = variants if n % 2 == 0 else variants[::-1]
         for name, args in order:
-            reset_config(d, c)
+            config_of(d, c, name)
             out = os.path.join(d, "pprof-calls.jsonl")
             env = variant_env(d, c, args, out)
             epoch = time.time() - time.monotonic()
             t = life(c, [a for a in args if not a.startswith("pprof:")], env, cpus)
+            keep_config(d, c, name)
             times[name].append(t["health"] - t["spawn"])
             if env and os.path.exists(out):
                 with open(out) as f:

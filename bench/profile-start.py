@@ -28,21 +28,23 @@ config names it), so a capture must not overlap a run using the same work direct
 
 import collections
 import contextlib
+import importlib.util
 import json
 import os
-import selectors
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
 POOL = "127.0.201.2"
 WORK = "/tmp/hsprof"
-MARKER = b"successfully started"
-LIMIT = 120.0
+
+# The floor's start by hand, shared (its folder's name is no module name).
+_spec = importlib.util.spec_from_file_location("floor", os.path.join(os.path.dirname(os.path.abspath(__file__)), "vs-harness", "floor.py"))
+floor = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(floor)
 
 SHARD_COMMAND = r'''
 import json, os, shutil, subprocess, sys
@@ -111,54 +113,21 @@ def keep_config(d, c, name):
     shutil.copy(os.path.join(c["base"], "r", "harperdb-config.yaml"), os.path.join(d, f"config-{name}.yaml"))
 
 
-def healthy(url):
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=1) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
 def key(arg):
     """`--KEY=value` -> KEY, without case (Harper's keys have none); anything else -> None."""
     return arg[2:].split("=", 1)[0].upper() if arg.startswith("--") and "=" in arg else None
 
 
 def life(c, extra=(), env_extra=None, cpus=None):
-    """One start by hand: monotonic spawn, ready line and /health 200, then SIGTERM."""
+    """One start by hand, as the floor's (bench/vs-harness/floor.py) but ended by SIGTERM always:
+    monotonic spawn, ready line and /health 200."""
     env = {**c["env"], **(env_extra or {})}
     given = {key(a) for a in extra}
     argv = [a for a in c["argv"] if key(a) not in given] + list(extra)
-    started = time.monotonic()
     if cpus:
         argv = ["taskset", "-c", cpus] + argv
-    harper = subprocess.Popen(argv, env=env, cwd=c["cwd"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        seen = b""
-        with selectors.DefaultSelector() as sel:
-            sel.register(harper.stdout, selectors.EVENT_READ)
-            while MARKER not in seen:
-                if time.monotonic() - started > LIMIT or not sel.select(timeout=LIMIT):
-                    sys.exit("profile-start: Harper printed no ready line in time")
-                chunk = os.read(harper.stdout.fileno(), 65536)
-                if not chunk:
-                    sys.exit(f"profile-start: Harper exited before its ready line: {harper.wait()}")
-                seen = seen[-len(MARKER):] + chunk
-        marker = time.monotonic()
-        while not healthy(c["instance"]["operations_url"]):
-            if time.monotonic() - started > LIMIT:
-                sys.exit("profile-start: /health never answered 200")
-            time.sleep(0.005)
-        health = time.monotonic()
-    finally:
-        harper.send_signal(signal.SIGTERM)
-        try:
-            harper.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            harper.kill()
-            harper.wait()
-        harper.stdout.close()
-    return {"spawn": started, "marker": marker, "health": health}
+    t = floor.life(argv, env, c["cwd"], c["instance"]["operations_url"], signal.SIGTERM)
+    return {"spawn": t["spawned"], "marker": t["spawned"] + t["marker"], "health": t["spawned"] + t["health"]}
 
 
 def profile(d, lives):

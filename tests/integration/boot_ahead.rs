@@ -6,7 +6,6 @@
 
 use crate::support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -134,13 +133,7 @@ fn sigterm_while_a_shard_waits_for_its_turn_with_harper_up_leaves_nothing_behind
         wait_for_next("127.0.140.21", "sh -c 'touch a-saw-b; exec sleep 600'"),
     );
     scene.plan("", "run: {concurrency: 1, boot_ahead: always}\n", &shards);
-    let mut tool = scene
-        .command()
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start harper-shard");
+    let mut tool = scene.spawn_run();
     let saw = scene.sandbox.path("a-saw-b");
     scene.sandbox.wait_for("a to see b's Harper", Duration::from_secs(30), || saw.exists());
     kill(Pid::from_raw(tool.id() as i32), Signal::SIGTERM).expect("SIGTERM the tool");

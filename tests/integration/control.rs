@@ -10,7 +10,6 @@ use crate::support;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -85,13 +84,7 @@ impl Scene {
     /// instances and then sleeps; returns once both are up.
     fn start_with_two_on_demand_instances(&self) -> std::process::Child {
         self.plan_script("", "$HS ctl start --new > /dev/null && $HS ctl start --new > /dev/null && touch started && sleep 600");
-        let tool = self
-            .command()
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the tool");
+        let tool = self.spawn_run();
         let started = self.sandbox.path("started");
         self.sandbox
             .wait_for("two on-demand instances", Duration::from_secs(60), || started.exists());
@@ -171,13 +164,7 @@ fn a_process_outside_the_shard_is_refused_and_the_socket_directory_is_private() 
         "",
         "echo \"$HARPER_SHARD_CONTROL\" > socket.path; while [ ! -e done ]; do sleep 0.05; done",
     );
-    let mut tool = scene
-        .command()
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the tool");
+    let mut tool = scene.spawn_run();
     let path_file = scene.sandbox.path("socket.path");
     scene.sandbox.wait_for("the socket's path", Duration::from_secs(30), || {
         std::fs::read_to_string(&path_file).is_ok_and(|t| t.ends_with('\n'))

@@ -21,16 +21,6 @@ use support::{DEFAULT_PORTS, Sandbox, Scene, fake_plan};
 
 /// What only the fault tests ask of a scene.
 impl Scene {
-    /// Starts `harper-shard run` in the background.
-    fn spawn_run(&self) -> Child {
-        self.command()
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start harper-shard")
-    }
-
     fn file(&self, name: &str) -> PathBuf {
         self.sandbox.path(name)
     }

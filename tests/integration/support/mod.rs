@@ -231,6 +231,17 @@ impl Scene {
         Run::of(self.command().args(args))
     }
 
+    /// Starts `harper-shard run` in the background; its stderr is piped for
+    /// `wait_with_output`.
+    pub fn spawn_run(&self) -> std::process::Child {
+        self.command()
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start harper-shard")
+    }
+
     /// Nothing is left of what the test started: no process carrying its mark (they get 15 s to
     /// end, for tests that killed the tool and leave the cleanup to its keepers), nothing in the
     /// work folder, every plan port free on every address of the pool, and a new run on the pool

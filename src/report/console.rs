@@ -383,7 +383,8 @@ mod tests {
     #[test]
     fn the_table_lines_up_names_that_take_two_columns_a_character() {
         use crate::run::events::InstancePhase;
-        let (events, mut record) = super::super::tests::distinct_phases();
+        let run = super::super::tests::distinct_phases();
+        let (events, mut record) = (run.events(), run.record());
         let EventKind::ShardStarted { shard } = events[1].kind else {
             panic!("the second event starts the shard")
         };

@@ -24,4 +24,3 @@ mod report;
 mod retries;
 mod run_fake;
 mod schema;
-mod summary;

@@ -19,13 +19,11 @@ use crate::run::events::{
 };
 
 /// A run of `shards`, one after another, from a fixed wall-clock start.
-#[derive(Debug, Clone)]
 pub struct Run {
     pub shards: Vec<Shard>,
 }
 
 /// A shard and each of its attempts, in order (a shard with one attempt is not retried).
-#[derive(Debug, Clone)]
 pub struct Shard {
     pub name: String,
     pub attempts: Vec<Try>,
@@ -33,7 +31,6 @@ pub struct Shard {
 
 /// One attempt: milliseconds waiting for an address, booting (or the boot's failure) and tearing
 /// down, and the commands it runs.
-#[derive(Debug, Clone)]
 pub struct Try {
     pub wait: u64,
     pub boot: u64,
@@ -46,14 +43,12 @@ pub struct Try {
 }
 
 /// A command line, how long it runs and how it ends.
-#[derive(Debug, Clone)]
 pub struct Command {
     pub line: String,
     pub took: u64,
     pub end: End,
 }
 
-#[derive(Debug, Clone)]
 pub enum End {
     Passed,
     /// Exits with `code`; `tail` is the output kept of it.
@@ -191,6 +186,11 @@ fn instance_events(restarts: usize, addr: u8) -> (Vec<(u64, String, InstancePhas
         },
     };
     let ready = || InstancePhase::Ready { took: Duration::from_millis(INSTANCE_BOOT) };
+    let stopped = |exit: &str, ms: u64| InstancePhase::Stopped {
+        exit: exit.into(),
+        took: Duration::from_millis(ms),
+        problem: None,
+    };
     let acquired = |name: &str, up: u8| InstancePhase::Acquired {
         name: name.into(),
         addr: loopback(addr + up),
@@ -201,23 +201,13 @@ fn instance_events(restarts: usize, addr: u8) -> (Vec<(u64, String, InstancePhas
         at(INSTANCE_BOOT, "i1", ready());
         if n < restarts {
             at(100, "i1", InstancePhase::Stopping { how: "stop" });
-            let stopped = InstancePhase::Stopped {
-                exit: "exit code 0".into(),
-                took: Duration::from_millis(20),
-                problem: None,
-            };
-            at(20, "i1", stopped);
+            at(20, "i1", stopped("exit code 0", 20));
         }
     }
     at(100, "i1", InstancePhase::Releasing);
     at(30, "i1", InstancePhase::Released { problem: None });
     at(10, "main", InstancePhase::Stopping { how: "kill" });
-    let killed = InstancePhase::Stopped {
-        exit: "killed by SIGKILL".into(),
-        took: Duration::from_millis(5),
-        problem: None,
-    };
-    at(5, "main", killed);
+    at(5, "main", stopped("killed by SIGKILL", 5));
     at(1, "main", booting(199, "main"));
     at(INSTANCE_BOOT, "main", ready());
     at(5, "i2", acquired("i2", 2));
@@ -289,7 +279,9 @@ impl Run {
                     0 => format!("r/{}", spec.name),
                     _ => format!("r/{}/attempt-{}", spec.name, n + 1),
                 };
-                t = attempt_events(&mut kinds, t, shard, attempt, one, &dir, retrying.take());
+                let addr = 1 + attempt.attempt as u8;
+                let mut teller = Teller { kinds: &mut kinds, shard, attempt, dir, addr };
+                t = teller.attempt(t, one, retrying.take());
                 retrying = one.status().1;
                 attempt = attempt.next().unwrap_or(attempt);
             }
@@ -317,95 +309,94 @@ pub fn record_of(events: &[Event]) -> RunRecord {
     record
 }
 
-/// The events of one attempt from `t` (ms) on, into `kinds`; returns when it finished.
-fn attempt_events(
-    kinds: &mut Vec<(u64, EventKind)>,
-    mut t: u64,
+/// Tells one attempt of a shard into `kinds`: which attempt, its folder, its address.
+struct Teller<'a> {
+    kinds: &'a mut Vec<(u64, EventKind)>,
     shard: ShardId,
     attempt: Attempt,
-    spec: &Try,
-    dir: &str,
-    retrying: Option<String>,
-) -> u64 {
-    let addr = 1 + attempt.attempt as u8;
-    let main = |phase| EventKind::Instance { shard, attempt, id: "main".into(), phase };
-    kinds.push((
-        t,
-        EventKind::AttemptStarted {
-            shard,
-            attempt,
-            log_dir: dir.into(),
-            junit_dir: format!("{dir}/junit").into(),
-            commands: spec.commands.iter().map(|c| c.line.clone()).collect(),
-            retrying,
-        },
-    ));
-    t += spec.wait;
-    kinds.push((t, main(InstancePhase::Acquired { name: "main".into(), addr: loopback(addr) })));
-    let logs = BootLogs {
-        stdout: format!("{dir}/harper/stdout.log").into(),
-        stderr: format!("{dir}/harper/stderr.log").into(),
-    };
-    let pid = 100 + u32::from(addr);
-    kinds.push((t, main(InstancePhase::Booting { pid, rootpath: "/nowhere".into(), logs })));
-    t += spec.boot;
-    match &spec.boot_failure {
-        Some((cause, tail)) => {
-            let failed = InstancePhase::BootFailed { cause: cause.clone(), tail: tail.clone() };
-            kinds.push((t, main(failed)));
-        }
-        None => {
-            let took = Duration::from_millis(spec.boot);
-            kinds.push((t, main(InstancePhase::Ready { took })));
-            t = command_events(kinds, t, shard, attempt, spec, dir, addr);
-        }
-    }
-    kinds.push((t, EventKind::TeardownStarted { shard, attempt }));
-    kinds.push((t, main(InstancePhase::Releasing)));
-    t += spec.teardown;
-    kinds.push((t, main(InstancePhase::Released { problem: None })));
-    let (status, cause) = spec.status();
-    kinds.push((t, EventKind::AttemptFinished { shard, attempt, status, cause }));
-    t
+    dir: String,
+    addr: u8,
 }
 
-/// The events of an attempt's commands from `t` on, until one does not pass; returns when the
-/// last ended.
-fn command_events(
-    kinds: &mut Vec<(u64, EventKind)>,
-    mut t: u64,
-    shard: ShardId,
-    attempt: Attempt,
-    spec: &Try,
-    dir: &str,
-    addr: u8,
-) -> u64 {
-    for (n, c) in spec.commands.iter().enumerate() {
-        let log = format!("{dir}/command-{}.log", n + 1).into();
-        kinds.push((t, EventKind::CommandStarted { shard, attempt, command: n, log }));
-        let mut took = c.took;
-        if let (0, Some(restarts)) = (n, spec.instances) {
-            let (events, end) = instance_events(restarts, addr);
-            for (at, id, phase) in events {
-                kinds.push((t + at, EventKind::Instance { shard, attempt, id, phase }));
-            }
-            took = took.max(end + 100);
-        }
-        t += took;
-        let (outcome, tail) = match &c.end {
-            End::Passed => (Outcome::Passed, Vec::new()),
-            End::Failed { code, tail } => {
-                (Outcome::Failed { status: format!("exit code {code}") }, tail.clone())
-            }
-            End::Cut => return t,
-        };
-        let passed = outcome == Outcome::Passed;
-        kinds.push((t, EventKind::CommandFinished { shard, attempt, command: n, outcome, tail }));
-        if !passed {
-            break;
-        }
+impl Teller<'_> {
+    fn main(&mut self, at: u64, phase: InstancePhase) {
+        let (shard, attempt) = (self.shard, self.attempt);
+        self.kinds.push((at, EventKind::Instance { shard, attempt, id: "main".into(), phase }));
     }
-    t
+
+    /// The attempt `spec` from `t` (ms) on; returns when it finished.
+    fn attempt(&mut self, mut t: u64, spec: &Try, retrying: Option<String>) -> u64 {
+        let (shard, attempt, dir) = (self.shard, self.attempt, self.dir.clone());
+        self.kinds.push((
+            t,
+            EventKind::AttemptStarted {
+                shard,
+                attempt,
+                log_dir: dir.clone().into(),
+                junit_dir: format!("{dir}/junit").into(),
+                commands: spec.commands.iter().map(|c| c.line.clone()).collect(),
+                retrying,
+            },
+        ));
+        t += spec.wait;
+        self.main(t, InstancePhase::Acquired { name: "main".into(), addr: loopback(self.addr) });
+        let logs = BootLogs {
+            stdout: format!("{dir}/harper/stdout.log").into(),
+            stderr: format!("{dir}/harper/stderr.log").into(),
+        };
+        let pid = 100 + u32::from(self.addr);
+        self.main(t, InstancePhase::Booting { pid, rootpath: "/nowhere".into(), logs });
+        t += spec.boot;
+        match &spec.boot_failure {
+            Some((cause, tail)) => {
+                let failed = InstancePhase::BootFailed { cause: cause.clone(), tail: tail.clone() };
+                self.main(t, failed);
+            }
+            None => {
+                self.main(t, InstancePhase::Ready { took: Duration::from_millis(spec.boot) });
+                t = self.commands(t, spec);
+            }
+        }
+        self.kinds.push((t, EventKind::TeardownStarted { shard, attempt }));
+        self.main(t, InstancePhase::Releasing);
+        t += spec.teardown;
+        self.main(t, InstancePhase::Released { problem: None });
+        let (status, cause) = spec.status();
+        self.kinds.push((t, EventKind::AttemptFinished { shard, attempt, status, cause }));
+        t
+    }
+
+    /// The attempt's commands from `t` on, until one does not pass; returns when the last ended.
+    fn commands(&mut self, mut t: u64, spec: &Try) -> u64 {
+        let (shard, attempt) = (self.shard, self.attempt);
+        for (n, c) in spec.commands.iter().enumerate() {
+            let log = format!("{}/command-{}.log", self.dir, n + 1).into();
+            self.kinds.push((t, EventKind::CommandStarted { shard, attempt, command: n, log }));
+            let mut took = c.took;
+            if let (0, Some(restarts)) = (n, spec.instances) {
+                let (events, end) = instance_events(restarts, self.addr);
+                for (at, id, phase) in events {
+                    self.kinds.push((t + at, EventKind::Instance { shard, attempt, id, phase }));
+                }
+                took = took.max(end + 100);
+            }
+            t += took;
+            let (outcome, tail) = match &c.end {
+                End::Passed => (Outcome::Passed, Vec::new()),
+                End::Failed { code, tail } => {
+                    (Outcome::Failed { status: format!("exit code {code}") }, tail.clone())
+                }
+                End::Cut => return t,
+            };
+            let passed = outcome == Outcome::Passed;
+            let finished = EventKind::CommandFinished { shard, attempt, command: n, outcome, tail };
+            self.kinds.push((t, finished));
+            if !passed {
+                break;
+            }
+        }
+        t
+    }
 }
 
 /// What a reporter writing through an [`out::Out`] shows of `events`, read back through a pipe.

@@ -467,6 +467,29 @@ mod tests {
     }
 
     #[test]
+    fn github_shows_each_flaky_shard_as_a_warning_and_in_the_step_summary() {
+        let run = Run::of([Shard::failing("once", &["not ok 1"]).then_passing(100)]);
+        let log = github_of(&run.events(), &place_of(&run));
+        let warning = log
+            .lines()
+            .find(|l| l.starts_with("::warning ") && l.contains("title=once%3A flaky"))
+            .unwrap_or_else(|| panic!("no flaky warning:\n{log}"));
+        assert!(
+            warning.contains("failed on attempt 1 of 2") && warning.contains("passed on attempt 2"),
+            "{warning}"
+        );
+        let md = summary::markdown(&run.record(), summary::STEP_SUMMARY_LIMIT);
+        assert!(
+            md.contains("### Flaky\n") && md.contains("**once** — failed on attempt 1 of 2"),
+            "{md}"
+        );
+        assert!(
+            md.contains("    section once (last attempt, 2 of 2)\n"),
+            "the chart says which attempt it draws: {md}"
+        );
+    }
+
+    #[test]
     fn a_shards_group_has_a_line_per_instance_and_an_instances_failed_boot_adds_no_annotation() {
         let run = Run::of([Shard::passing("auth").with_instances(1)]);
         let log = github_of(&run.events(), &place_of(&run));

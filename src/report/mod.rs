@@ -286,22 +286,33 @@ mod tests {
         ])
     }
 
-    /// Each whole text a run is rendered to, against its reviewed snapshot in
-    /// `src/report/snapshots/` (after a deliberate change: `INSTA_UPDATE=always cargo test`, then
-    /// review the diff as any other).
-    #[test]
-    fn every_rendering_of_a_run_matches_its_reviewed_snapshot() {
-        let run = three_shards();
+    /// The console's, GitHub's, the step summary's, junit.xml's and report.json's whole texts of
+    /// `run`, against their reviewed snapshots `{name}_{text}` in `src/report/snapshots/` (after
+    /// a deliberate change: `INSTA_UPDATE=always cargo test`, then review the diff as any other).
+    /// report.html is left out: its style sheet would drown its content.
+    fn assert_texts_match_their_snapshots(name: &str, run: &Run) {
         let (events, record) = (run.events(), run.record());
-        let console = console_of(&events, policy::Verbosity::Normal);
-        let github = github_of(&events, &place::Place::default());
-        insta::assert_snapshot!("console", console);
-        insta::assert_snapshot!("github", github);
-        insta::assert_snapshot!(
-            "step_summary",
-            summary::markdown(&record, summary::STEP_SUMMARY_LIMIT)
-        );
-        insta::assert_snapshot!("junit", junit::render(&record).unwrap());
+        let texts = [
+            ("console", console_of(&events, policy::Verbosity::Normal)),
+            ("github", github_of(&events, &place::Place::default())),
+            ("step_summary", summary::markdown(&record, summary::STEP_SUMMARY_LIMIT)),
+            ("junit", junit::render(&record).unwrap()),
+            ("report_json", serde_json::to_string_pretty(&record).unwrap()),
+        ];
+        for (text, value) in texts {
+            insta::assert_snapshot!(format!("{name}_{text}"), value);
+        }
+    }
+
+    #[test]
+    fn the_texts_of_a_failed_and_a_flaky_shard_match_their_reviewed_snapshots() {
+        assert_texts_match_their_snapshots("three_shards", &three_shards());
+    }
+
+    #[test]
+    fn the_texts_of_a_shard_with_instances_match_their_reviewed_snapshots() {
+        let run = Run::of([Shard::passing("auth").with_instances(1)]);
+        assert_texts_match_their_snapshots("instances", &run);
     }
 
     /// The cell under the column headed `label` in a plain table's `row`.
@@ -337,6 +348,7 @@ mod tests {
         let chart = summary::gantt(&record, summary::STEP_SUMMARY_LIMIT);
         let xml = junit::render(&record).unwrap();
         let annotation = &checks::annotations(&record, &place::Place::default())[0];
+        let page = html::page(&record, None);
         for phase in Phase::ALL {
             let took = short(shard.last().phases.took(*phase).expect("every phase ran"));
             let said = format!("{} {took}", phase.label);
@@ -376,6 +388,8 @@ mod tests {
                 group.contains(&said) && notice.contains(&said),
                 "the GitHub group and notice have no {said:?}:\n{github}"
             );
+            let bar = format!("<title>phased: {said} (from ");
+            assert!(page.contains(&bar), "report.html's timeline has no {bar:?}:\n{page}");
         }
     }
 

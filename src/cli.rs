@@ -137,6 +137,10 @@ pub struct RunArgs {
     /// A flaky shard (failed, then passed on a retry) fails the run: as `run.flaky: fail`.
     #[arg(long, env = "HARPER_SHARD_FLAKY_FAILS", value_parser = switch)]
     pub flaky_fails: bool,
+    /// When the next shard's instance may boot before the shard has its turn (replaces the
+    /// plan's `run.boot_ahead`): while the CPU is idle (auto), never (off), or always.
+    #[arg(long, value_enum, value_name = "WHEN", env = "HARPER_SHARD_BOOT_AHEAD")]
+    pub boot_ahead: Option<crate::plan::schema::BootAhead>,
 }
 
 fn retries(text: &str) -> Result<u32, String> {

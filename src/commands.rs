@@ -36,6 +36,7 @@ pub fn load_plan(path: &Path, timings: &Timings) -> Result<Plan, Failure> {
 struct Overrides {
     retries: Option<u32>,
     flaky_fails: bool,
+    boot_ahead: Option<plan::schema::BootAhead>,
 }
 
 /// [`load_plan`], with `run`'s flags over the plan's `run` block.
@@ -60,6 +61,7 @@ fn resolve(
         timings,
         retries: over.retries,
         flaky_fails: over.flaky_fails,
+        boot_ahead: over.boot_ahead,
         today: plan::schema::Day::today(),
     };
     plan::resolve::resolve(path, text, raw, &cx).map_err(Failure::usage)
@@ -181,7 +183,11 @@ pub fn run(args: RunArgs, say: &Say) -> Result<Exit, Failure> {
     let plan = load_plan_with(
         &args.plan_file.plan_file,
         &timings,
-        Overrides { retries: args.retries, flaky_fails: args.flaky_fails },
+        Overrides {
+            retries: args.retries,
+            flaky_fails: args.flaky_fails,
+            boot_ahead: args.boot_ahead,
+        },
     )?;
     let unknown = unknown_timings(&plan, &timings, args.timings.as_deref());
     let partition = job_partition(args.partition)?;

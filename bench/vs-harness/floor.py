@@ -42,7 +42,8 @@ def healthy(url):
 
 
 def life(argv, env, cwd, url, end):
-    """One start by hand: seconds to the ready line and to /health's 200, then `end` it."""
+    """One start by hand: seconds to the ready line and to /health's 200, then `end` it; and
+    `spawned`, the start's time.monotonic() (bench/profile-start.py lines CPU profiles up by it)."""
     started = time.monotonic()
     harper = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
@@ -70,7 +71,7 @@ def life(argv, env, cwd, url, end):
             harper.kill()
             harper.wait()
         harper.stdout.close()
-    return {"marker": marker, "health": health}
+    return {"marker": marker, "health": health, "spawned": started}
 
 
 def main():

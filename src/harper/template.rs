@@ -498,6 +498,7 @@ mod tests {
             timings: &timings,
             retries: None,
             flaky_fails: false,
+            boot_ahead: None,
             today: crate::plan::schema::Day::today(),
         };
         let resolved = crate::plan::resolve::resolve(Path::new("p.yml"), plan, raw, &cx).unwrap();

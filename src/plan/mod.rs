@@ -131,6 +131,8 @@ pub struct RunSpec {
     pub retries: u32,
     /// A flaky shard (failed, then passed) fails the run.
     pub flaky_fails: bool,
+    /// When the next shard's instance may boot before the shard has its turn.
+    pub boot_ahead: schema::BootAhead,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -389,6 +391,7 @@ pub(crate) fn test_harper() -> HarperSpec {
         timings: &Timings::default(),
         retries: None,
         flaky_fails: false,
+        boot_ahead: None,
         today: schema::Day::today(),
     };
     resolve::resolve(path, text, raw, &cx).expect("the test plan resolves").shards.remove(0).harper

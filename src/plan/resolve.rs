@@ -17,8 +17,8 @@ use super::limits::{
 };
 use super::predict::{self, Basis};
 use super::schema::{
-    Concurrency, Day, Dur, Flaky, Probe, RawHarper, RawPlan, RawQuarantine, RawShard, Runtime,
-    TemplateMode, Threads,
+    BootAhead, Concurrency, Day, Dur, Flaky, Probe, RawHarper, RawPlan, RawQuarantine, RawShard,
+    Runtime, TemplateMode, Threads,
 };
 use super::split;
 use super::timings::Timings;
@@ -99,6 +99,8 @@ pub struct Inputs<'a> {
     pub retries: Option<u32>,
     /// `--flaky-fails` (or `HARPER_SHARD_FLAKY_FAILS`): as `run.flaky: fail`.
     pub flaky_fails: bool,
+    /// `--boot-ahead` (or `HARPER_SHARD_BOOT_AHEAD`): replaces `run.boot_ahead`.
+    pub boot_ahead: Option<BootAhead>,
     /// Today (UTC): a quarantine whose `until` is before it has expired.
     pub today: Day,
 }
@@ -256,6 +258,7 @@ fn request<T>(
         timings: &timings,
         retries: None,
         flaky_fails: false,
+        boot_ahead: None,
         today: Day::today(),
     };
     let r = Resolver { file: source, text, cx: &cx };
@@ -454,6 +457,7 @@ impl Resolver<'_> {
             timeout: raw.run.timeout.map_or(Duration::from_secs(30 * 60), |d| d.0),
             retries: self.cx.retries.or(raw.run.retries.map(|r| r.0)).unwrap_or(0),
             flaky_fails: self.cx.flaky_fails || raw.run.flaky == Some(Flaky::Fail),
+            boot_ahead: self.cx.boot_ahead.or(raw.run.boot_ahead).unwrap_or_default(),
         })
     }
 

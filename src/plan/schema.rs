@@ -307,6 +307,35 @@ pub struct RawRun {
     /// What a flaky shard (failed, then passed on a retry) does to the run's exit status.
     #[schemars(example = &"pass")]
     pub flaky: Option<Flaky>,
+    /// With more shards than `concurrency`: boot the next shard's instance while the running
+    /// shards leave the CPU idle (`auto`), never (`off`), or whatever the CPU does (`always`).
+    #[schemars(example = &"auto")]
+    pub boot_ahead: Option<BootAhead>,
+}
+
+/// `run.boot_ahead`: when the next shard's instance may boot before the shard gets its turn.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Deserialize,
+    serde::Serialize,
+    JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BootAhead {
+    /// While at least one CPU's worth of time was idle over the last half second, and memory
+    /// allows.
+    #[default]
+    Auto,
+    /// Each shard boots its instance once it has its turn.
+    Off,
+    /// As soon as a running shard has its turn, whatever the CPU does, while memory allows.
+    Always,
 }
 
 /// `run.flaky`: a flaky shard passes the run (`pass`, the default) or fails it (`fail`).

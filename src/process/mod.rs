@@ -294,17 +294,17 @@ mod imp {
         usize::try_from(stat(pid)?.num_threads).ok()
     }
 
-    /// Every pid in `/proc`; one that vanished while the table was read is left out.
+    /// Every pid in `/proc`. Only `/proc` itself unread is an error: an entry that cannot be
+    /// opened (a process that vanished or is vanishing while the table is read, one of another
+    /// user's) is left out, as no one could act on it, rather than failing every other one.
     pub fn pids() -> std::io::Result<Vec<u32>> {
-        let mut pids = Vec::new();
-        for p in procfs::process::all_processes().map_err(std::io::Error::other)? {
-            match p {
-                Ok(p) => pids.extend(u32::try_from(p.pid).ok()),
-                Err(ProcError::NotFound(_) | ProcError::PermissionDenied(_)) => {}
-                Err(e) => return Err(std::io::Error::other(e)),
-            }
-        }
-        Ok(pids)
+        let all = procfs::process::all_processes().map_err(std::io::Error::other)?;
+        Ok(readable(all.map(|p| p.map(|p| p.pid))))
+    }
+
+    /// The pids of the entries that could be read.
+    pub(super) fn readable(entries: impl Iterator<Item = Result<i32, ProcError>>) -> Vec<u32> {
+        entries.flatten().filter_map(|pid| u32::try_from(pid).ok()).collect()
     }
 
     pub fn children(parent: u32) -> Vec<u32> {
@@ -427,6 +427,21 @@ mod imp {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_entry_that_cannot_be_read_costs_that_entry_not_the_table() {
+        use procfs::ProcError;
+        let entries = vec![
+            Ok(10),
+            Err(ProcError::NotFound(None)),
+            Err(ProcError::Io(std::io::Error::from_raw_os_error(libc::ESRCH), None)),
+            Err(ProcError::Incomplete(None)),
+            Err(ProcError::PermissionDenied(None)),
+            Ok(11),
+        ];
+        assert_eq!(imp::readable(entries.into_iter()), vec![10, 11]);
+    }
 
     #[test]
     fn a_pid_with_another_start_time_is_not_the_recorded_process() {

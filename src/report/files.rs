@@ -76,7 +76,7 @@ impl Reporter for Files {
         write_json(&self.dir.report_json(), record)?;
         let mut run = self.run.clone();
         for shard in &record.shards {
-            if let Some(total) = measured(shard).and_then(|a| a.phases.total()) {
+            if let Some(total) = measured(shard).and_then(|a| a.phases.own()) {
                 run.shards.insert(shard.name.clone(), total.as_secs_f64());
             }
         }

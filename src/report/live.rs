@@ -47,7 +47,15 @@ impl Bars {
             }
             EventKind::Instance { .. } => match record.own_boot(kind) {
                 Some((shard, OwnBoot::Acquired(_))) => (shard, "booting Harper".to_owned()),
-                Some((shard, OwnBoot::Ready)) => (shard, "Harper ready".to_owned()),
+                Some((shard, OwnBoot::Ready)) => {
+                    let s = &record.shards[shard];
+                    let waits = s.booted_ahead && s.last().phases.turn.is_none();
+                    (
+                        shard,
+                        if waits { "Harper ready, waiting for a turn" } else { "Harper ready" }
+                            .to_owned(),
+                    )
+                }
                 _ => return,
             },
             EventKind::CommandStarted { shard, command, .. } => {

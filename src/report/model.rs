@@ -60,6 +60,8 @@ pub struct ShardRecord {
     pub attempts: Vec<AttemptRecord>,
     /// The plan's quarantine entries that kept its failure from failing the run.
     pub quarantine: Vec<crate::plan::Quarantine>,
+    /// Its instance booted before it had its turn ([`crate::run::ahead`]).
+    pub booted_ahead: bool,
 }
 
 /// One attempt of a shard: its own instance's address, its commands, its phases, and every
@@ -303,6 +305,9 @@ pub struct Phases {
     pub address: Option<Duration>,
     #[serde(with = "opt_secs")]
     pub ready: Option<Duration>,
+    /// When a shard that booted ahead had its turn, its commands' start.
+    #[serde(with = "opt_secs", skip_serializing_if = "Option::is_none")]
+    pub turn: Option<Duration>,
     #[serde(with = "opt_secs")]
     pub commands_done: Option<Duration>,
     #[serde(with = "opt_secs")]
@@ -321,6 +326,16 @@ impl Phases {
         Some(self.finished?.saturating_sub(self.started?))
     }
 
+    /// The total less the wait for a turn after booting ahead: what the shard's own work took,
+    /// the time recorded for balancing.
+    pub fn own(&self) -> Option<Duration> {
+        let waited = match (self.ready, self.turn) {
+            (Some(ready), Some(turn)) => turn.saturating_sub(ready),
+            _ => Duration::ZERO,
+        };
+        Some(self.total()?.saturating_sub(waited))
+    }
+
     /// The names of the phase columns every table shows, in order: [`Phase::ALL`], then the total.
     pub fn column_labels() -> impl Iterator<Item = &'static str> {
         Phase::ALL.iter().map(|p| p.label).chain(["total"])
@@ -337,6 +352,7 @@ impl Phases {
             Mark::Started => self.started,
             Mark::Address => self.address,
             Mark::Ready => self.ready,
+            Mark::Turn => self.turn,
             Mark::CommandsDone => self.commands_done,
             Mark::TeardownStarted => self.teardown_started,
             Mark::Finished => self.finished,
@@ -345,7 +361,7 @@ impl Phases {
 
     /// Where `phase` began and ended, in time since the run started; `None` if it never ran.
     pub fn bounds(&self, phase: Phase) -> Option<(Duration, Duration)> {
-        let from = self.at(phase.from)?;
+        let from = phase.from.iter().find_map(|m| self.at(*m))?;
         let to = phase.to.iter().find_map(|m| self.at(*m))?;
         Some((from, to.max(from)))
     }
@@ -399,6 +415,10 @@ impl RunRecord {
             }
             EventKind::ShardStarted { shard } => {
                 self.shards[*shard].attempts[0].phases.started = at
+            }
+            EventKind::BootingAhead { shard } => self.shards[*shard].booted_ahead = true,
+            EventKind::TurnTaken { shard, attempt } => {
+                self.shards[*shard].attempt_mut(*attempt).phases.turn = at
             }
             EventKind::AttemptStarted { shard, attempt, log_dir, junit_dir, commands, .. } => {
                 let a = self.shards[*shard].attempt_mut(*attempt);
@@ -486,6 +506,7 @@ impl ShardRecord {
             cause: None,
             attempts: vec![AttemptRecord::new(Attempt::first(1), info)],
             quarantine: Vec::new(),
+            booted_ahead: false,
         }
     }
 
@@ -719,6 +740,7 @@ impl Serialize for ShardRecord {
             status: Option<ShardStatus>,
             cause: &'a Option<String>,
             quarantine: Option<&'a [crate::plan::Quarantine]>,
+            booted_ahead: bool,
             #[serde(flatten)]
             last: LastView<'a>,
             instances: Vec<&'a InstanceRecord>,
@@ -733,6 +755,7 @@ impl Serialize for ShardRecord {
             status: self.status,
             cause: &self.cause,
             quarantine: (!self.quarantine.is_empty()).then_some(self.quarantine.as_slice()),
+            booted_ahead: self.booted_ahead,
             last: LastView::of(last),
             instances: last.shown_instances().collect(),
             attempts: self.attempts.iter().filter(|a| a.phases.started.is_some()).collect(),
@@ -747,6 +770,7 @@ enum Mark {
     Started,
     Address,
     Ready,
+    Turn,
     CommandsDone,
     TeardownStarted,
     Finished,
@@ -762,30 +786,36 @@ pub struct Phase {
     pub label: &'static str,
     /// The end of its chart bars' ids (`s0b`), unique among the phases.
     pub key: &'static str,
-    from: Mark,
+    /// It begins at the first of these that was crossed.
+    from: &'static [Mark],
     /// It ends at the first of these that was crossed.
     to: &'static [Mark],
 }
 
 impl Phase {
     pub const WAIT: Phase =
-        Phase { label: "wait", key: "w", from: Mark::Started, to: &[Mark::Address] };
+        Phase { label: "wait", key: "w", from: &[Mark::Started], to: &[Mark::Address] };
     /// Until ready, or until teardown when it failed.
     pub const BOOT: Phase = Phase {
         label: "boot",
         key: "b",
-        from: Mark::Address,
+        from: &[Mark::Address],
         to: &[Mark::Ready, Mark::TeardownStarted],
     };
-    /// Until the last command ended, or until teardown cut them short.
+    /// From ready (or, booted ahead, from the turn) until the last command ended, or until
+    /// teardown cut them short.
     pub const COMMANDS: Phase = Phase {
         label: "commands",
         key: "c",
-        from: Mark::Ready,
+        from: &[Mark::Turn, Mark::Ready],
         to: &[Mark::CommandsDone, Mark::TeardownStarted],
     };
-    pub const TEARDOWN: Phase =
-        Phase { label: "teardown", key: "t", from: Mark::TeardownStarted, to: &[Mark::Finished] };
+    pub const TEARDOWN: Phase = Phase {
+        label: "teardown",
+        key: "t",
+        from: &[Mark::TeardownStarted],
+        to: &[Mark::Finished],
+    };
 
     /// The phases of a shard's life, in order.
     pub const ALL: &'static [Phase] = &[Phase::WAIT, Phase::BOOT, Phase::COMMANDS, Phase::TEARDOWN];
@@ -974,12 +1004,33 @@ mod tests {
     }
 
     #[test]
+    fn booted_ahead_the_commands_start_at_the_turn_and_the_wait_is_not_the_shards_own_time() {
+        let s = |secs: u64| Some(Duration::from_secs(secs));
+        let mut phases = Phases {
+            started: s(0),
+            address: s(1),
+            ready: s(3),
+            turn: s(10),
+            commands_done: s(14),
+            teardown_started: s(14),
+            finished: s(15),
+        };
+        assert_eq!(phases.bounds(Phase::COMMANDS), Some((s(10).unwrap(), s(14).unwrap())));
+        assert_eq!(phases.total(), s(15));
+        assert_eq!(phases.own(), s(8), "15 s less the 7 s between ready and the turn");
+        phases.turn = None;
+        assert_eq!(phases.bounds(Phase::COMMANDS), Some((s(3).unwrap(), s(14).unwrap())));
+        assert_eq!(phases.own(), phases.total());
+    }
+
+    #[test]
     fn commands_cut_short_by_teardown_last_until_teardown_in_every_view() {
         let s = |secs: u64| Some(Duration::from_secs(secs));
         let phases = Phases {
             started: s(0),
             address: s(1),
             ready: s(2),
+            turn: None,
             commands_done: None,
             teardown_started: s(7),
             finished: s(8),

@@ -91,6 +91,7 @@ pub fn human(plan: &Plan, selection: &Selection, timings: &str) -> String {
         if plan.run.fail_fast { "on" } else { "off" },
         h(plan.run.timeout)
     );
+    let _ = writeln!(s, "ahead     {}", crate::run::ahead::said(plan, &selection.shards));
     let _ = writeln!(s, "timings   {timings}");
     if let Some((p, source)) = &selection.partition {
         write_assignment(&mut s, selection, *p, source);

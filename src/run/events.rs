@@ -107,10 +107,21 @@ pub enum EventKind {
     RunFailed {
         message: String,
     },
-    /// The shard got its turn under the concurrency limit: its first attempt starts waiting for
-    /// an address.
+    /// The shard got its turn under the concurrency limit, or boots ahead of it
+    /// ([`EventKind::BootingAhead`] follows): its first attempt starts waiting for an address.
     ShardStarted {
         shard: ShardId,
+    },
+    /// The shard boots its instance before it has its turn ([`crate::run::ahead`]); its
+    /// commands wait for [`EventKind::TurnTaken`].
+    BootingAhead {
+        shard: ShardId,
+    },
+    /// A shard that booted ahead has its turn: its commands start.
+    TurnTaken {
+        shard: ShardId,
+        #[serde(flatten)]
+        attempt: Attempt,
     },
     /// An attempt of the shard starts waiting for an address: the first right after
     /// `ShardStarted`, a later one after the attempt before it failed (`retrying`: why) and

@@ -1,8 +1,10 @@
 //! The scheduler: installs Harper once per package, then runs the selected shards up to the
 //! plan's concurrency, each through its whole life ([`shard`]), and turns their statuses into
 //! the run's exit status. Cancellation (a signal, the run's timeout, `fail_fast`) stops new
-//! shards from starting and tears the running ones down.
+//! shards from starting and tears the running ones down. The next shard may boot its instance
+//! ahead of its turn ([`ahead`]).
 
+pub mod ahead;
 pub mod context;
 pub mod control;
 pub mod events;
@@ -17,13 +19,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use crate::exit::Exit;
 use crate::harper::layout::WorkDir;
 use crate::harper::lock::Hold;
 use crate::plan::{HarperSource, Plan, Shard};
 use crate::pool::Pool;
+use ahead::Turn;
 use events::{Attempt, EventKind, ExitCode, ShardId, ShardInfo, ShardStatus};
 
 pub struct Options {
@@ -91,8 +94,11 @@ pub async fn run(
     });
 
     // Shards start in plan order: the dispatcher takes each turn under the concurrency limit
-    // before it spawns the shard that uses it.
+    // before it spawns the shard that uses it, or spawns the next shard to boot ahead and
+    // takes the next turn for it before any other.
     let gate = Arc::new(Semaphore::new(plan.run.concurrency.max(1)));
+    let mut ahead = ahead::Gate::new(plan, &shards);
+    let mut promised: Option<oneshot::Sender<OwnedSemaphorePermit>> = None;
     let pool = Arc::new(opts.pool);
     let work = Arc::new(opts.work);
     let mut tasks = tokio::task::JoinSet::new();
@@ -117,18 +123,27 @@ pub async fn run(
             emit: emit.clone(),
             cancel: cancel.clone(),
         };
+        if let Some(next) = promised.take() {
+            hand_over(&gate, next, &cancel).await;
+        }
         let mut waiting = cancel.clone();
-        let permit = tokio::select! {
-            permit = gate.clone().acquire_owned() => permit.ok(),
+        let turn = tokio::select! {
+            biased;
+            permit = gate.clone().acquire_owned() => permit.ok().map(Turn::Held),
             _ = waiting.wait_for(Option::is_some) => None,
+            () = ahead.open(&shard) => {
+                let (next, turn) = oneshot::channel();
+                promised = Some(next);
+                Some(Turn::Ahead(turn))
+            }
         };
         let fail_fast = plan.run.fail_fast.then(|| cancel_tx.clone());
         tasks.spawn(async move {
             let cancelled = *cx.cancel.borrow();
-            // The turn (`permit`) is given back only after a failure has cancelled the run
-            // under fail_fast, so the shard that takes it next sees the cancellation.
-            let (status, _turn) = match (permit, cancelled) {
-                (Some(turn), None) => (shard::run(&cx, &shard).await, Some(turn)),
+            // The turn is given back only after a failure has cancelled the run under
+            // fail_fast, so the shard that takes it next sees the cancellation.
+            let (status, _turn) = match (turn, cancelled) {
+                (Some(mut turn), None) => (shard::run(&cx, &shard, &mut turn).await, Some(turn)),
                 (_, Some(Cancel::FailFast)) => {
                     (skipped(&cx, "not started: an earlier shard failed (fail_fast)"), None)
                 }
@@ -143,6 +158,9 @@ pub async fn run(
         });
     }
 
+    if let Some(next) = promised.take() {
+        hand_over(&gate, next, &cancel).await;
+    }
     let mut exit = Exit::Passed;
     while let Some(done) = tasks.join_next().await {
         let status = done.unwrap_or(ShardStatus::Infrastructure);
@@ -154,6 +172,27 @@ pub async fn run(
     }
     emit.emit(EventKind::RunFinished { exit: ExitCode(exit.code()) });
     exit
+}
+
+/// Takes the next turn for the shard that booted ahead and hands it over; gives up when the
+/// run is cancelled first (the shard then sees the channel closed) or the shard no longer
+/// waits for it (it ended: its boot failed).
+async fn hand_over(
+    gate: &Arc<Semaphore>,
+    mut next: oneshot::Sender<OwnedSemaphorePermit>,
+    cancel: &watch::Receiver<Option<Cancel>>,
+) {
+    let mut waiting = cancel.clone();
+    let permit = tokio::select! {
+        biased;
+        _ = waiting.wait_for(Option::is_some) => None,
+        () = next.closed() => None,
+        permit = gate.clone().acquire_owned() => permit.ok(),
+    };
+    if let Some(permit) = permit {
+        // Refused when the shard ended meanwhile: the turn goes back to the gate.
+        let _ = next.send(permit);
+    }
 }
 
 /// Cancels the run for `why`, unless it was already cancelled: the first reason is the one

@@ -10,10 +10,11 @@ use std::path::PathBuf;
 
 use tokio::sync::watch;
 
-use super::context::{Context, FLUSH_LIMIT, MAIN};
+use super::ahead::{NoTurn, Turn};
+use super::context::{Cancel, Context, FLUSH_LIMIT, MAIN};
 use super::control::{CONTROL_VAR, Control, Registry};
 use super::events::{EventKind, Outcome, ShardStatus};
-use super::instance::{Harper, Instance};
+use super::instance::{Harper, Instance, LifeState};
 use crate::plan::Shard;
 use crate::supervise::readiness::Tail;
 use crate::supervise::{self, Child, LateArrivals, Spec};
@@ -37,8 +38,12 @@ impl Work {
 /// Runs the shard's attempts: the first, then, while one fails in a way a fresh instance may
 /// cure (a command failed or timed out, Harper did not boot) and retries are left, another on
 /// a fresh instance and, when it can, a fresh address. A cancelled run never retries.
-pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
+/// A shard that boots ahead (`turn`) takes its turn once its instance is ready.
+pub async fn run(cx: &Context, shard: &Shard, turn: &mut Turn) -> ShardStatus {
     cx.emit.emit(EventKind::ShardStarted { shard: cx.id });
+    if turn.is_ahead() {
+        cx.emit.emit(EventKind::BootingAhead { shard: cx.id });
+    }
     let mut cx = cx.clone();
     let (mut work, mut retrying) = (Work::whole(shard), None);
     let mut first_failure: Option<Option<String>> = None;
@@ -52,7 +57,7 @@ pub async fn run(cx: &Context, shard: &Shard) -> ShardStatus {
             retrying: retrying.take(),
         });
         let (status, cause, used) = match new_folder(&cx) {
-            Ok(()) => attempt(&cx, shard, &work).await,
+            Ok(()) => attempt(&cx, shard, &work, turn).await,
             Err(cause) => (ShardStatus::Infrastructure, Some(cause), Vec::new()),
         };
         cx.emit.emit(EventKind::AttemptFinished {
@@ -139,13 +144,14 @@ fn rerun(cx: &Context, shard: &Shard, done: Work) -> Work {
     Work { commands: shard.commands_for(&files), files }
 }
 
-/// One attempt: the shard's own instance (unless `harper.boot: false`), the commands beside the
-/// control socket, and the teardown of every instance the attempt started.
-/// Returns how it went and the addresses its instances ran on.
+/// One attempt: the shard's own instance (unless `harper.boot: false`), its turn when it booted
+/// ahead, the commands beside the control socket, and the teardown of every instance the
+/// attempt started. Returns how it went and the addresses its instances ran on.
 async fn attempt(
     cx: &Context,
     shard: &Shard,
     work: &Work,
+    turn: &mut Turn,
 ) -> (ShardStatus, Option<String>, Vec<Ipv4Addr>) {
     // The token exists before the address does, so that whoever records the lease can record
     // the token that every process of this shard will carry.
@@ -175,6 +181,24 @@ async fn attempt(
             (status, cause) = (f.status, Some(f.cause));
         }
         own = Some(main);
+    }
+    let turn_waited = turn.is_ahead();
+    if status == ShardStatus::Passed
+        && let Err(NoTurn) = turn.take(cx).await
+    {
+        (status, cause) = no_turn(cx);
+    }
+    if status == ShardStatus::Passed
+        && let Some(main) = own.as_mut()
+        && matches!(main.state(), LifeState::Exited)
+    {
+        let how = main.exit().map_or_else(|| "exited".to_owned(), |s| supervise::describe(&s));
+        let waited =
+            if turn_waited { ", while its shard waited for a turn (booted ahead)" } else { "" };
+        (status, cause) = (
+            ShardStatus::BootFailed,
+            Some(format!("Harper {how} after it was ready{waited}, before the commands started")),
+        );
     }
     if status == ShardStatus::Passed {
         let env = shard_env(cx, shard, own.as_ref(), &work.files);
@@ -220,6 +244,19 @@ async fn attempt(
         });
     }
     (status, cause, used)
+}
+
+/// The status of a shard whose instance booted ahead but whose turn never came: skipped when an
+/// earlier shard failed under `fail_fast`, cancelled otherwise.
+fn no_turn(cx: &Context) -> (ShardStatus, Option<String>) {
+    let (status, why) = match *cx.cancel.borrow() {
+        Some(Cancel::FailFast) => (ShardStatus::Skipped, "an earlier shard failed (fail_fast)"),
+        _ => (ShardStatus::Cancelled, "the run was cancelled"),
+    };
+    (
+        status,
+        Some(format!("not started: {why} while its instance, booted ahead, waited for a turn")),
+    )
 }
 
 /// Runs the commands with the shard's control socket served beside them; when they end, the

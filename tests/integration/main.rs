@@ -5,6 +5,7 @@
 
 mod support;
 
+mod boot_ahead;
 mod boot_cache;
 mod buildkite;
 mod checks;

@@ -333,6 +333,17 @@ fn compile_cache_hits(stderr: &str) -> std::collections::BTreeMap<String, usize>
     hits
 }
 
+/// Shell lines for a shard command that write its own Harper's environment to `file`, one
+/// variable a line.
+fn harper_environ_into(file: &str) -> String {
+    let ctl = support::harper_shard();
+    format!(
+        "{ctl} ctl status --id main --json > s.json\n\
+         pid=$(node -p \"JSON.parse(require('fs').readFileSync('s.json')).instance.pid\")\n\
+         xargs -0 -n1 < /proc/$pid/environ > {file}\n"
+    )
+}
+
 /// The boot-cache records of the preload's reading runs (not the template's build) in `stats`.
 fn preload_reads(stats: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(stats).unwrap_or_default();
@@ -355,11 +366,7 @@ fn on_node_24_every_life_of_a_templated_instance_boots_with_the_preload_and_its_
     // The first life's Harper says where its compile cache is; then a kill and a start.
     sandbox.write(
         "lives.sh",
-        &format!(
-            "set -e\n{ctl} ctl status --id main --json > s.json\n\
-             pid=$(node -p \"JSON.parse(require('fs').readFileSync('s.json')).instance.pid\")\n\
-             xargs -0 -n1 < /proc/$pid/environ > environ\n{ctl} ctl kill\n{ctl} ctl start\n"
-        ),
+        &format!("set -e\n{}{ctl} ctl kill\n{ctl} ctl start\n", harper_environ_into("environ")),
     );
     sandbox.write(
         "harper-shards.yml",
@@ -449,6 +456,47 @@ fn on_node_24_every_life_of_a_templated_instance_boots_with_the_preload_and_its_
     }
     assert!(!support::read(&sandbox.path("environ")).contains("NODE_COMPILE_CACHE="));
     assert!(!stats.exists(), "HARPER_SHARD_BOOT_CACHE=off still loaded the preload");
+}
+
+/// On node 24 the shard's own Harper boots with Node's compile cache and the preload, and the
+/// shard's command gets neither from it (README, "What a shard command sees"): no
+/// `NODE_COMPILE_CACHE`, no preload in `NODE_OPTIONS`.
+#[test]
+fn a_shard_command_gets_neither_the_compile_cache_nor_the_preload_its_harper_boots_with() {
+    let _turn = turn();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "both.sh",
+        &format!("set -e\nenv > command.env\n{}", harper_environ_into("harper.env")),
+    );
+    sandbox.write(
+        "harper-shards.yml",
+        "version: 1\npool: {start: 127.0.74.2, count: 1}\nharper: {template: on}\nshards:\n  - name: a\n    run: sh both.sh\n",
+    );
+    let mut cmd = sandbox.command();
+    cmd.arg("run")
+        .env("PATH", support::node::path_with(&support::node_bin(24)))
+        .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
+        .env_remove("HARPER_SHARD_BOOT_CACHE")
+        .env_remove("NODE_COMPILE_CACHE")
+        .env_remove("NODE_OPTIONS");
+    support::Run { output: cmd.output().expect("run harper-shard"), took: Default::default() }
+        .expect(0);
+    let harper = support::read(&sandbox.path("harper.env"));
+    assert!(
+        harper.lines().any(|l| l.starts_with("NODE_COMPILE_CACHE=")),
+        "Harper booted without a compile cache, so this shows nothing:\n{harper}"
+    );
+    assert!(
+        harper.lines().any(|l| l.starts_with("NODE_OPTIONS=") && l.contains("preload.cjs")),
+        "Harper booted without the preload, so this shows nothing:\n{harper}"
+    );
+    let command = support::read(&sandbox.path("command.env"));
+    assert!(
+        !command.lines().any(|l| l.starts_with("NODE_COMPILE_CACHE=")),
+        "the command got a compile cache:\n{command}"
+    );
+    assert!(!command.contains("preload.cjs"), "the command got the preload:\n{command}");
 }
 
 /// `harper: {threads: 0}` boots Harper without a worker thread: `system_information` lists none,

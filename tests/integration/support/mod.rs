@@ -356,13 +356,22 @@ pub fn instances_shard(name: &str) -> String {
 /// it is dropped, and the process is killed.
 #[test]
 fn a_test_that_leaks_a_process_fails_and_the_process_is_killed() {
+    /// Ends the `sleep` whatever the test found: a failing leak check must not leak it.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let sandbox = Sandbox::new();
-    let mut leaked =
-        Command::new("sleep").arg("600").env(MARK, &sandbox.mark).spawn().expect("start sleep");
+    let mut leaked = Reaped(
+        Command::new("sleep").arg("600").env(MARK, &sandbox.mark).spawn().expect("start sleep"),
+    );
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(sandbox)));
     let message = dropped.expect_err("dropping a sandbox with a live marked process must panic");
     let text = message.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(text.contains("leaked 1 process"), "{text}");
-    let status = leaked.wait().expect("reap sleep");
+    let status = leaked.0.wait().expect("reap sleep");
     assert_eq!(status.signal(), Some(9), "the leaked process was killed");
 }

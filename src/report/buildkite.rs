@@ -131,6 +131,29 @@ fn annotate(agent: &Path, style: &str, body: Vec<u8>) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    use crate::report::synthetic::{Run, Shard};
+
+    /// The style and the body `buildkite-agent annotate` is given for `run`.
+    fn annotation(run: &Run) -> (&'static str, String) {
+        let record = run.record();
+        (style(&record), summary::markdown(&record, ANNOTATION_LIMIT))
+    }
+
+    #[test]
+    fn a_passed_runs_annotation_has_the_success_style_and_the_summarys_headline() {
+        let (style, body) = annotation(&Run::of([Shard::passing("ok")]));
+        assert_eq!(style, "success");
+        assert!(body.starts_with("## ✅ harper-shard: all 1 shard(s) passed"), "{body}");
+    }
+
+    #[test]
+    fn a_flaky_runs_annotation_has_the_warning_style_and_the_flaky_section() {
+        let once = Shard::failing("once", &["not ok 1"]).then_passing(100);
+        let (style, body) = annotation(&Run::of([once]));
+        assert_eq!(style, "warning");
+        assert!(body.contains("### Flaky"), "{body}");
+    }
+
     #[test]
     fn the_agent_is_found_only_under_buildkite_and_only_as_an_executable_file() {
         let dir = std::env::temp_dir().join(format!("hs-bk-{}", uuid::Uuid::new_v4().simple()));

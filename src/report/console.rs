@@ -383,7 +383,8 @@ mod tests {
     #[test]
     fn the_table_lines_up_names_that_take_two_columns_a_character() {
         use crate::run::events::InstancePhase;
-        let (events, mut record) = super::super::tests::distinct_phases();
+        let run = super::super::tests::distinct_phases();
+        let (events, mut record) = (run.events(), run.record());
         let EventKind::ShardStarted { shard } = events[1].kind else {
             panic!("the second event starts the shard")
         };
@@ -415,6 +416,118 @@ mod tests {
             address_at.iter().all(|&w| w == address_at[0]),
             "the address column starts at {address_at:?}:\n{text}"
         );
+    }
+
+    use crate::report::synthetic::{Command, Run, Shard, console_of};
+
+    /// The final table's lines, its header first.
+    fn table_of(console: &str) -> Vec<&str> {
+        console.lines().skip_while(|l| !l.starts_with("shard ")).collect()
+    }
+
+    #[test]
+    fn the_final_table_times_each_command_of_a_shard_that_has_several() {
+        let commands = vec![
+            Command::passing("true", 100),
+            Command::passing("echo second", 200),
+            Command::failing("exit 4", 300, 4, &[]),
+        ];
+        let console =
+            console_of(&Run::of([Shard::new("multi", commands)]).events(), Verbosity::Normal);
+        let table = table_of(&console);
+        let commands_at = table[0].find("commands").expect("a commands column");
+        let lines: Vec<&str> = table.iter().filter(|l| l.contains("  $ ")).copied().collect();
+        assert_eq!(lines.len(), 3, "{console}");
+        for (line, (command, took)) in
+            lines.iter().zip([("true", "0.10s"), ("echo second", "0.20s"), ("exit 4", "0.30s")])
+        {
+            assert!(
+                line[..commands_at].trim().is_empty(),
+                "the time sits under `commands`: {line:?}"
+            );
+            assert_eq!(line[commands_at..].split_whitespace().next(), Some(took), "{line:?}");
+            assert!(line.contains(&format!("$ {command}")), "{line:?}");
+        }
+        assert!(lines[2].ends_with("(failed: exit code 4)"), "{}", lines[2]);
+    }
+
+    /// The cells of a table line, cut where the header's columns begin (padding is by
+    /// characters).
+    fn cells(header: &str, line: &str) -> Vec<String> {
+        let header: Vec<char> = header.chars().collect();
+        let starts: Vec<usize> = (0..header.len())
+            .filter(|&i| header[i] != ' ' && (i == 0 || header[i - 1] == ' '))
+            .collect();
+        let line: Vec<char> = line.chars().collect();
+        let cell = |from: usize, to: usize| {
+            let cut = &line[from.min(line.len())..to.min(line.len())];
+            cut.iter().collect::<String>().trim().to_owned()
+        };
+        let mut cells: Vec<String> = starts.windows(2).map(|w| cell(w[0], w[1])).collect();
+        cells.push(cell(*starts.last().unwrap(), line.len()));
+        cells
+    }
+
+    #[test]
+    fn each_instance_has_a_row_under_its_shard_with_its_boots_time_up_release_and_end() {
+        let run = Run::of([Shard::passing("auth").with_instances(1), Shard::passing("plain")]);
+        let console = console_of(&run.events(), Verbosity::Normal);
+        let table = table_of(&console);
+        let header = table[0];
+        let rows: Vec<Vec<String>> =
+            table.iter().filter(|l| !l.contains("  $ ")).map(|l| cells(header, l)).collect();
+        let names: Vec<&str> =
+            rows.iter().map(|r| r[0].as_str()).take_while(|n| !n.is_empty()).collect();
+        assert_eq!(
+            names,
+            ["shard", "auth", "i1 (auth tests)", "main", "i2", "plain"],
+            "instances sit under their shard: {console}"
+        );
+        let row = |name: &str| rows.iter().find(|r| r[0] == name).unwrap();
+        // shard, address, wait, boot, commands (time up), teardown (release), total, status (and
+        // problem)
+        let (i1, main, i2) = (row("i1 (auth tests)"), row("main"), row("i2"));
+        assert_eq!(i1[1], "127.0.0.3", "an address of its own: {i1:?}");
+        assert_eq!(main[1], row("auth")[1], "main is the shard's address: {main:?}");
+        assert!(i1[2].is_empty(), "no wait of its own: {i1:?}");
+        assert_eq!(i1[3..7], ["0.50s ×2", "0.20s", "0.03s", "0.75s"], "{i1:?}");
+        assert_eq!(main[3..6], ["0.45s ×2", "0.98s", "0.10s"], "{main:?}");
+        assert_eq!(i1[7], "stopped, released", "{i1:?}");
+        assert_eq!(main[7], "killed, released", "{main:?}");
+        assert_eq!(i2[3..5], ["0.10s", "-"], "one boot, never up: {i2:?}");
+        assert_eq!(
+            i2[7], "boot failed, released  Harper exited before it was ready: exit code 3",
+            "{i2:?}"
+        );
+    }
+
+    #[test]
+    fn quiet_shows_only_failures_and_the_table() {
+        use crate::run::events::{EventKind, Warning};
+        let run = Run::of([Shard::passing("good"), Shard::failing("bad", &["it broke"])]);
+        let mut events = run.events();
+        let EventKind::ShardStarted { shard } = events[1].kind else {
+            panic!("the second event starts the first shard")
+        };
+        let warning = Warning::PidsNotRecorded { error: "the disk is full".into() };
+        let at = events[1].at;
+        events.insert(2, Event { at, kind: EventKind::Warning { shard: Some(shard), warning } });
+        let loud = console_of(&events, Verbosity::Normal);
+        assert!(loud.contains("warning: [good] ") && loud.contains("the disk is full"), "{loud}");
+
+        let quiet = console_of(&events, Verbosity::Quiet);
+        assert!(!quiet.contains("warning"), "-q hides warnings: {quiet}");
+        assert!(
+            !quiet.contains("[good]") && !quiet.contains("acquired"),
+            "-q hides what passed and how: {quiet}"
+        );
+        assert!(
+            quiet.contains("[bad] FAILED in")
+                && quiet.contains("── bad ──")
+                && quiet.contains("  | it broke"),
+            "the failure is shown: {quiet}"
+        );
+        assert!(quiet.contains("1 of 2 shard(s) passed"), "the table is shown: {quiet}");
     }
 
     #[test]

@@ -358,4 +358,167 @@ mod tests {
         let items: Vec<Note> = (0..10).map(|i| note(&format!("s{i}"), "x")).collect();
         assert_eq!(budgeted("error", &items, 10, rest).len(), 10);
     }
+
+    use crate::report::synthetic::{self, Run, Shard, github_of, place_of};
+    use std::collections::BTreeMap;
+
+    /// The annotations of `level` in a log of the reporter's own lines: each one's properties
+    /// and message.
+    fn annotated(log: &str, level: &str) -> Vec<(BTreeMap<String, String>, String)> {
+        let prefix = format!("::{level} ");
+        log.lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|rest| {
+                let (props, data) = rest.split_once("::").expect("a workflow command");
+                let props = props.split(',').filter_map(|p| p.split_once('='));
+                (props.map(|(k, v)| (k.to_owned(), v.to_owned())).collect(), data.to_owned())
+            })
+            .collect()
+    }
+
+    fn titles(log: &str, level: &str) -> Vec<String> {
+        annotated(log, level).into_iter().map(|(p, _)| p["title"].clone()).collect()
+    }
+
+    /// `passed` passing shards `ok-00`, … and `failed` failing ones `bad-00`, … whose command
+    /// says `100% broken` and exits 3, as the GitHub reporter writes them, each pointed at its
+    /// line of the plan.
+    fn passing_and_failing(passed: usize, failed: usize) -> (Run, String) {
+        let ok = (0..passed).map(|i| Shard::passing(&format!("ok-{i:02}")));
+        let bad = (0..failed).map(|i| {
+            let line = format!("echo 100% broken {i}; exit 3");
+            let said = format!("100% broken {i}");
+            Shard::new(
+                &format!("bad-{i:02}"),
+                vec![synthetic::Command::failing(&line, 100, 3, &[&said])],
+            )
+        });
+        let run = Run::of(ok.chain(bad));
+        let log = github_of(&run.events(), &place_of(&run));
+        (run, log)
+    }
+
+    #[test]
+    fn twenty_five_shards_with_fifteen_failing_stay_within_the_annotation_budget() {
+        let (run, log) = passing_and_failing(10, 15);
+        let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("::error")).collect();
+        assert_eq!(errors.len(), 10, "{errors:#?}");
+        let place = place_of(&run);
+        for (i, e) in errors[..9].iter().enumerate() {
+            let line = place.line(&format!("bad-{i:02}"));
+            assert!(
+                e.starts_with(&format!(
+                    "::error file=harper-shards.yml,line={line},title=bad-{i:02}::"
+                )),
+                "{e}"
+            );
+            assert!(e.contains("100%25 broken"), "the message is escaped: {e}");
+        }
+        assert!(
+            errors[9].starts_with(
+                "::error title=harper-shard::and 6 more failed shard(s): bad-09, bad-10"
+            ),
+            "{}",
+            errors[9]
+        );
+    }
+
+    #[test]
+    fn each_passing_shard_gets_one_timing_notice_at_its_line_in_the_plan() {
+        let (run, log) = passing_and_failing(3, 0);
+        let notices = annotated(&log, "notice");
+        assert_eq!(notices.len(), 3, "{log}");
+        let place = place_of(&run);
+        for ((props, data), shard) in notices.iter().zip(["ok-00", "ok-01", "ok-02"]) {
+            assert_eq!(props["title"], shard);
+            assert_eq!(props["file"], "harper-shards.yml");
+            assert_eq!(props["line"], place.line(shard).to_string());
+            assert!(data.starts_with("passed in "), "{data}");
+            for phase in ["wait ", "boot ", "commands ", "teardown "] {
+                assert!(data.contains(phase), "{phase}in {data}");
+            }
+        }
+    }
+
+    #[test]
+    fn failed_shards_get_their_errors_and_no_timing_notice() {
+        let (_, log) = passing_and_failing(2, 2);
+        assert_eq!(titles(&log, "error"), ["bad-00", "bad-01"]);
+        assert_eq!(titles(&log, "notice"), ["ok-00", "ok-01"]);
+    }
+
+    #[test]
+    fn past_ten_passing_shards_the_slowest_nine_get_notices_and_the_tenth_sums_up_the_rest() {
+        let fast = (0..16).map(|i| Shard::passing(&format!("fast-{i:02}")));
+        let slow: Vec<String> = (0..9).map(|i| format!("slow-{i}")).collect();
+        let run = Run::of(fast.chain(slow.iter().map(|name| Shard::passing(name).took(1500))));
+        let log = github_of(&run.events(), &place_of(&run));
+        let notices = annotated(&log, "notice");
+        assert_eq!(notices.len(), 10, "{notices:#?}");
+        let mut titled: Vec<&str> = notices[..9].iter().map(|(p, _)| p["title"].as_str()).collect();
+        titled.sort_unstable();
+        assert_eq!(titled, slow, "the slots go to the slowest shards");
+        assert_eq!(notices[9].0["title"], "harper-shard");
+        assert!(
+            notices[9].1.starts_with("and 16 more passed shard(s), none slower than 0.71s"),
+            "{:?}",
+            notices[9]
+        );
+    }
+
+    #[test]
+    fn github_shows_each_flaky_shard_as_a_warning_and_in_the_step_summary() {
+        let run = Run::of([Shard::failing("once", &["not ok 1"]).then_passing(100)]);
+        let log = github_of(&run.events(), &place_of(&run));
+        let warning = log
+            .lines()
+            .find(|l| l.starts_with("::warning ") && l.contains("title=once%3A flaky"))
+            .unwrap_or_else(|| panic!("no flaky warning:\n{log}"));
+        assert!(
+            warning.contains("failed on attempt 1 of 2") && warning.contains("passed on attempt 2"),
+            "{warning}"
+        );
+        let md = summary::markdown(&run.record(), summary::STEP_SUMMARY_LIMIT);
+        assert!(
+            md.contains("### Flaky\n") && md.contains("**once** — failed on attempt 1 of 2"),
+            "{md}"
+        );
+        assert!(
+            md.contains("    section once (last attempt, 2 of 2)\n"),
+            "the chart says which attempt it draws: {md}"
+        );
+    }
+
+    #[test]
+    fn a_shards_group_has_a_line_per_instance_and_an_instances_failed_boot_adds_no_annotation() {
+        let run = Run::of([Shard::passing("auth").with_instances(1)]);
+        let log = github_of(&run.events(), &place_of(&run));
+        let body: Vec<&str> = log
+            .lines()
+            .skip_while(|l| !l.starts_with("::group::"))
+            .take_while(|l| *l != "::endgroup::")
+            .collect();
+        let lines: Vec<&str> = body.iter().filter_map(|l| l.strip_prefix("instance ")).collect();
+        assert_eq!(lines.len(), 3, "{body:?}");
+        assert!(
+            lines[0].starts_with("i1 (auth tests) on 127.0.0.3: boot 0.50s ×2 · up "),
+            "{lines:?}"
+        );
+        assert!(lines[0].ends_with(" — stopped, released"), "{lines:?}");
+        assert!(
+            lines[2].ends_with(
+                " — boot failed, released: Harper exited before it was ready: exit code 3"
+            ),
+            "{lines:?}"
+        );
+        let annotations: Vec<&str> = log
+            .lines()
+            .filter(|l| l.starts_with("::") && !l.starts_with("::group::") && *l != "::endgroup::")
+            .collect();
+        assert!(
+            annotations.len() == 1 && annotations[0].starts_with("::notice "),
+            "the shard passed; its instance's failed boot is in its group, not an annotation: \
+             {annotations:#?}"
+        );
+    }
 }

@@ -382,6 +382,111 @@ fn table(record: &RunRecord, max: usize) -> String {
 mod tests {
     use super::*;
 
+    use crate::report::synthetic::{Run, Shard};
+
+    /// Text that would run script or end the SVG if it were not escaped.
+    const HOSTILE: &str = "<img src=x onerror=alert(1)></svg><script>alert(\"x\")</script>&";
+
+    /// The part of `page` between `from` and the next `to`.
+    fn part<'a>(page: &'a str, from: &str, to: &str) -> &'a str {
+        let rest = page.split(from).nth(1).unwrap_or_else(|| panic!("no {from} in {page}"));
+        rest.split(to).next().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_passing_runs_page_shows_the_outcome_the_partition_and_every_instances_lives() {
+        let run = Run::of([
+            Shard::passing("api"),
+            Shard::passing("db"),
+            Shard::passing("control").with_instances(1),
+        ]);
+        let assignment = Assignment {
+            partition: Partition { index: 1, total: 1 },
+            digest: "d1g3st".into(),
+            assigned: 3,
+            selected: 3,
+        };
+        let page = page(&run.record(), Some(&assignment));
+        assert!(
+            page.contains("<header class=\"outcome passed\">")
+                && page.contains("all 3 shard(s) passed"),
+            "{page}"
+        );
+        assert!(page.contains("partition 1/1 (3 of the assignment's 3 shards"), "{page}");
+        assert!(!page.contains("<section id=\"failures\">"), "no failures section");
+        let timeline = part(&page, "<section id=\"timeline\">", "</section>");
+        let shards: Vec<&str> = timeline.split("<g class=\"shard").skip(1).collect();
+        assert_eq!(shards.len(), 3, "a row per shard: {timeline}");
+        for (group, name) in shards.iter().zip(["api", "db", "control"]) {
+            assert!(group.contains(&format!("text-anchor=\"end\">{name}<")), "{name}: {group}");
+            let bars = group.split("</g>").next().unwrap().matches("class=\"bar phase ").count();
+            assert_eq!(bars, 4, "{name}: a bar per phase: {group}");
+        }
+        let instance_rows = timeline.matches("<g class=\"instance\"").count();
+        assert_eq!(instance_rows, 3, "a row each for i1, main and i2: {timeline}");
+        assert!(timeline.contains(">i1 (auth tests)</text>"), "{timeline}");
+        assert_eq!(
+            timeline.matches("class=\"bar life boot failed\"").count(),
+            1,
+            "i2's failed boot is marked"
+        );
+    }
+
+    #[test]
+    fn report_html_shows_a_flaky_shard_with_its_chip_its_failed_attempt_and_both_attempts_phases() {
+        let once = Shard::failing("once", &["not ok 1"]).then_passing(100);
+        let page = page(&Run::of([once]).record(), None);
+        assert!(page.contains("<header class=\"outcome passed\">"), "a flaky run passes: {page}");
+        let flaky = part(&page, "<section id=\"flaky\">", "</section>");
+        assert!(
+            flaky.contains("<span class=\"status flaky\">flaky</span>")
+                && flaky.contains("failed on attempt 1 of 2"),
+            "{flaky}"
+        );
+        assert!(
+            flaky.contains("href=\"once/command-1.log\""),
+            "a link to the failed attempt's log: {flaky}"
+        );
+        let table = page.split("<section id=\"shards\">").nth(1).expect("the table");
+        assert!(table.contains("<span class=\"status flaky\""), "the table's chip: {table}");
+        let group = part(&page, "<g class=\"shard flaky\"", "</g>");
+        assert_eq!(
+            group.matches("class=\"bar phase commands").count(),
+            2,
+            "each attempt's commands: {group}"
+        );
+        assert_eq!(
+            group.matches("class=\"bar phase commands failed\"").count(),
+            1,
+            "the first attempt's marked failed: {group}"
+        );
+        assert!(group.contains("(attempt 1/2)") && group.contains("(attempt 2/2)"), "{group}");
+    }
+
+    #[test]
+    fn a_page_of_thousands_of_failures_with_long_tails_stays_within_its_limit_and_says_what_it_left_out()
+     {
+        // Tails past TAIL_LINES, of lines past LINE_CHARS.
+        let mut record = Run::many(10, 6000).record();
+        for s in &mut record.shards {
+            s.cause = Some(HOSTILE.repeat(100));
+            for c in s.attempts.iter_mut().flat_map(|a| &mut a.commands) {
+                c.command = HOSTILE.repeat(100);
+                c.tail = (0..100).map(|i| format!("{i} {}", HOSTILE.repeat(10))).collect();
+            }
+        }
+        let page = page(&record, None);
+        assert!(page.len() <= PAGE_LIMIT, "{} bytes", page.len());
+        assert!(
+            page.contains("more failed shard(s), left out to fit"),
+            "the failures say what they left out"
+        );
+        assert!(page.contains("earlier line(s) left out"), "a tail says it was cut");
+        assert!(page.contains("The timeline shows "), "the timeline says what it left out");
+        assert!(page.contains("more shard(s), left out to fit"), "the table says what it left out");
+        assert!(page.ends_with("</html>\n"), "the page is whole");
+    }
+
     #[test]
     fn values_are_escaped_for_text_and_attributes_alike() {
         assert_eq!(

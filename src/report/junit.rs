@@ -329,3 +329,39 @@ fn skipped(message: &str) -> TestCaseStatus {
 fn timestamp(run_start: SystemTime, at: Duration) -> chrono::DateTime<chrono::FixedOffset> {
     chrono::DateTime::<chrono::Utc>::from(run_start + at).fixed_offset()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::synthetic::{Command, Run, Shard};
+
+    #[test]
+    fn each_instance_is_a_testcase_of_its_shard_and_a_failed_boot_an_error_with_harpers_last_lines()
+    {
+        let commands =
+            vec![Command::passing("npm test", 400), Command::passing("npm run e2e", 100)];
+        let run = Run::of([Shard::new("auth", commands).with_instances(1)]);
+        let xml = render(&run.record()).unwrap();
+        for passed in [
+            "<testcase name=\"instance i1 (auth tests)\" classname=\"auth\" time=\"0.752\"/>",
+            "<testcase name=\"instance main\" classname=\"auth\" time=\"1.640\"/>",
+        ] {
+            assert!(xml.contains(passed), "{passed} in {xml}");
+        }
+        let failed = &xml[xml.find("<testcase name=\"instance i2\"").expect("i2's testcase")..];
+        let failed = &failed[..failed.find("</testcase>").expect("i2's testcase ends")];
+        assert!(
+            failed.contains(
+                "<error message=\"Harper exited before it was ready: exit code 3\" type=\"infrastructure\">"
+            ),
+            "{failed}"
+        );
+        let out =
+            &failed[failed.find("<system-out>").expect("Harper's last lines in system-out")..];
+        assert!(out.contains("Error: HarperDB failed to start (fake-harper exit=3)"), "{failed}");
+        assert!(
+            xml.contains("<testsuite name=\"auth\" tests=\"5\" skipped=\"0\" errors=\"1\""),
+            "two commands and three instances: {xml}"
+        );
+    }
+}

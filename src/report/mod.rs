@@ -230,7 +230,11 @@ pub fn collapse(lines: &[String]) -> Vec<String> {
 }
 
 #[cfg(test)]
+pub(crate) mod synthetic;
+
+#[cfg(test)]
 mod tests {
+    use super::synthetic::{Command, Run, Shard, console_of, github_of};
     use super::*;
 
     #[test]
@@ -262,337 +266,53 @@ mod tests {
         assert_eq!(ending(&instance), "stopped ×2, killed, boot failed, released");
     }
 
-    /// One passed shard whose phases each took a time of their own — wait 0.11s, boot 0.22s,
-    /// commands 0.33s, teardown 0.44s — as the events that told it, and the record built from them.
-    pub(super) fn distinct_phases() -> (Vec<Event>, RunRecord) {
-        use crate::run::events::{
-            Attempt, BootLogs, EventKind, ExitCode, InstancePhase, ShardInfo, ShardStatus,
-        };
-        let info = ShardInfo {
-            name: "phased".into(),
-            index: 1,
-            total: 1,
-            commands: vec!["npm test".into()],
-            log_dir: "no-such-report/phased".into(),
-        };
-        let logs = BootLogs {
-            stdout: "no-such-report/phased/harper/stdout.log".into(),
-            stderr: "no-such-report/phased/harper/stderr.log".into(),
-        };
-        let shards = vec![info];
-        let (shard, _) = crate::run::events::ShardId::each(&shards).next().expect("one shard");
-        let ms = std::time::Duration::from_millis;
-        let attempt = Attempt::first(1);
-        let main =
-            |phase: InstancePhase| EventKind::Instance { shard, attempt, id: "main".into(), phase };
-        let kinds = [
-            (
-                0,
-                EventKind::RunStarted {
-                    shards,
-                    concurrency: 1,
-                    report_dir: "no-such-report".into(),
-                    started_at: std::time::SystemTime::now(),
-                    flaky_fails: false,
-                    plan_dir: ".".into(),
-                    flakes: Default::default(),
-                },
-            ),
-            (0, EventKind::ShardStarted { shard }),
-            (
-                0,
-                EventKind::AttemptStarted {
-                    shard,
-                    attempt,
-                    log_dir: "no-such-report/phased".into(),
-                    junit_dir: "no-such-report/phased/junit".into(),
-                    commands: vec!["npm test".into()],
-                    retrying: None,
-                },
-            ),
-            (
-                110,
-                main(InstancePhase::Acquired {
-                    name: "main".into(),
-                    addr: std::net::Ipv4Addr::new(127, 0, 0, 2),
-                }),
-            ),
-            (110, main(InstancePhase::Booting { pid: 7, rootpath: "/nowhere".into(), logs })),
-            (330, main(InstancePhase::Ready { took: ms(220) })),
-            (
-                330,
-                EventKind::CommandStarted {
-                    shard,
-                    attempt,
-                    command: 0,
-                    log: "no-such-report/phased/command-1.log".into(),
-                },
-            ),
-            (
-                660,
-                EventKind::CommandFinished {
-                    shard,
-                    attempt,
-                    command: 0,
-                    outcome: Outcome::Passed,
-                    tail: Vec::new(),
-                },
-            ),
-            (700, EventKind::TeardownStarted { shard, attempt }),
-            (700, main(InstancePhase::Releasing)),
-            (1140, main(InstancePhase::Released { problem: None })),
-            (
-                1140,
-                EventKind::AttemptFinished {
-                    shard,
-                    attempt,
-                    status: ShardStatus::Passed,
-                    cause: None,
-                },
-            ),
-            (1140, EventKind::ShardFinished { shard, status: ShardStatus::Passed, cause: None }),
-            (1140, EventKind::RunFinished { exit: ExitCode(0) }),
-        ];
-        let events: Vec<Event> =
-            kinds.into_iter().map(|(at, kind)| Event { at: ms(at), kind }).collect();
-        let mut record = RunRecord::new();
-        for event in &events {
-            record.apply(event);
-        }
-        (events, record)
+    /// One passed shard, `phased`, whose phases each took a time of their own: wait 0.11s, boot
+    /// 0.22s, commands 0.33s, teardown 0.44s.
+    pub(super) fn distinct_phases() -> Run {
+        Run::of([
+            Shard::new("phased", vec![Command::passing("npm test", 330)]).phases(110, 220, 440)
+        ])
     }
 
     /// Three shards, one after another: `api` passes; `db`'s command fails with a tail that holds
-    /// a bare `\r` and a workflow command; `auth` fails on 127.0.0.3 and then passes on a fresh
-    /// instance on 127.0.0.4 (flaky). Fixed times, so whatever renders it renders the same text.
-    fn three_shards() -> Vec<Event> {
-        use crate::run::events::{
-            Attempt, BootLogs, EventKind, ExitCode, InstancePhase, ShardId, ShardInfo, ShardStatus,
-        };
-        let names = ["api", "db", "auth"];
-        let infos: Vec<ShardInfo> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| ShardInfo {
-                name: (*n).into(),
-                index: i + 1,
-                total: 3,
-                commands: vec![format!("node --test tests/{n}.test.mjs")],
-                log_dir: format!("r/{n}").into(),
-            })
-            .collect();
-        let ids: Vec<ShardId> = ShardId::each(&infos).map(|(id, _)| id).collect();
-        let ms = std::time::Duration::from_millis;
-        let started_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_780_000_000);
-        let mut kinds = vec![(
-            0,
-            EventKind::RunStarted {
-                shards: infos,
-                concurrency: 1,
-                report_dir: "r".into(),
-                started_at,
-                flaky_fails: false,
-                plan_dir: ".".into(),
-                flakes: Default::default(),
-            },
-        )];
-        let mut t = 0u64;
-        // One attempt of `shard` on `addr`: boot 200 ms, the command `run` ms, teardown 100 ms.
-        let attempt = |kinds: &mut Vec<(u64, EventKind)>,
-                       t: &mut u64,
-                       shard: ShardId,
-                       name: &str,
-                       attempt: Attempt,
-                       addr: u8,
-                       run: u64,
-                       failure: Option<Vec<String>>,
-                       retrying: Option<&str>| {
-            let main = |phase: InstancePhase| EventKind::Instance {
-                shard,
-                attempt,
-                id: "main".into(),
-                phase,
-            };
-            let dir = if attempt.attempt == 1 {
-                format!("r/{name}")
-            } else {
-                format!("r/{name}/attempt-{}", attempt.attempt)
-            };
-            let logs = BootLogs {
-                stdout: format!("{dir}/harper/stdout.log").into(),
-                stderr: format!("{dir}/harper/stderr.log").into(),
-            };
-            let outcome = if failure.is_some() {
-                Outcome::Failed { status: "exit code 1".into() }
-            } else {
-                Outcome::Passed
-            };
-            let status = if failure.is_some() { ShardStatus::Failed } else { ShardStatus::Passed };
-            let cause = failure
-                .as_ref()
-                .map(|_| format!("`node --test tests/{name}.test.mjs` failed: exit code 1"));
-            let steps = [
-                (
-                    0,
-                    EventKind::AttemptStarted {
-                        shard,
-                        attempt,
-                        log_dir: dir.clone().into(),
-                        junit_dir: format!("{dir}/junit").into(),
-                        commands: vec![format!("node --test tests/{name}.test.mjs")],
-                        retrying: retrying.map(str::to_owned),
-                    },
-                ),
-                (
-                    10,
-                    main(InstancePhase::Acquired {
-                        name: "main".into(),
-                        addr: std::net::Ipv4Addr::new(127, 0, 0, addr),
-                    }),
-                ),
-                (
-                    10,
-                    main(InstancePhase::Booting {
-                        pid: 100 + u32::from(addr),
-                        rootpath: "/nowhere".into(),
-                        logs,
-                    }),
-                ),
-                (210, main(InstancePhase::Ready { took: ms(200) })),
-                (
-                    210,
-                    EventKind::CommandStarted {
-                        shard,
-                        attempt,
-                        command: 0,
-                        log: format!("{dir}/command-1.log").into(),
-                    },
-                ),
-                (
-                    210 + run,
-                    EventKind::CommandFinished {
-                        shard,
-                        attempt,
-                        command: 0,
-                        outcome,
-                        tail: failure.unwrap_or_default(),
-                    },
-                ),
-                (210 + run, EventKind::TeardownStarted { shard, attempt }),
-                (210 + run, main(InstancePhase::Releasing)),
-                (310 + run, main(InstancePhase::Released { problem: None })),
-                (310 + run, EventKind::AttemptFinished { shard, attempt, status, cause }),
-            ];
-            for (at, kind) in steps {
-                kinds.push((*t + at, kind));
-            }
-            *t += 310 + run;
-        };
-        let once = Attempt::first(1);
-        kinds.push((t, EventKind::ShardStarted { shard: ids[0] }));
-        attempt(&mut kinds, &mut t, ids[0], "api", once, 2, 400, None, None);
-        kinds.push((
-            t,
-            EventKind::ShardFinished { shard: ids[0], status: ShardStatus::Passed, cause: None },
-        ));
-        kinds.push((t, EventKind::ShardStarted { shard: ids[1] }));
-        let tail = vec![
-            "not ok 1 - writes a record".to_owned(),
-            "  expected 2\r::error::forged".to_owned(),
+    /// a bare `\r` and a workflow command; `auth` fails and then passes on a fresh instance
+    /// (flaky).
+    fn three_shards() -> Run {
+        Run::of([
+            Shard::passing("api"),
+            Shard::failing("db", &["not ok 1 - writes a record", "  expected 2\r::error::forged"])
+                .took(900),
+            Shard::failing("auth", &["not ok 2 - logs in"]).took(650).then_passing(500),
+        ])
+    }
+
+    /// The console's, GitHub's, the step summary's, junit.xml's and report.json's whole texts of
+    /// `run`, against their reviewed snapshots `{name}_{text}` in `src/report/snapshots/` (after
+    /// a deliberate change: `INSTA_UPDATE=always cargo test`, then review the diff as any other).
+    /// report.html is left out: its style sheet would drown its content.
+    fn assert_texts_match_their_snapshots(name: &str, run: &Run) {
+        let (events, record) = (run.events(), run.record());
+        let texts = [
+            ("console", console_of(&events, policy::Verbosity::Normal)),
+            ("github", github_of(&events, &place::Place::default())),
+            ("step_summary", summary::markdown(&record, summary::STEP_SUMMARY_LIMIT)),
+            ("junit", junit::render(&record).unwrap()),
+            ("report_json", serde_json::to_string_pretty(&record).unwrap()),
         ];
-        attempt(&mut kinds, &mut t, ids[1], "db", once, 2, 900, Some(tail), None);
-        let failed = "`node --test tests/db.test.mjs` failed: exit code 1".to_owned();
-        kinds.push((
-            t,
-            EventKind::ShardFinished {
-                shard: ids[1],
-                status: ShardStatus::Failed,
-                cause: Some(failed),
-            },
-        ));
-        kinds.push((t, EventKind::ShardStarted { shard: ids[2] }));
-        let first = Attempt::first(2);
-        attempt(
-            &mut kinds,
-            &mut t,
-            ids[2],
-            "auth",
-            first,
-            3,
-            650,
-            Some(vec!["not ok 2 - logs in".to_owned()]),
-            None,
-        );
-        let why = "`node --test tests/auth.test.mjs` failed: exit code 1";
-        attempt(&mut kinds, &mut t, ids[2], "auth", first.next().unwrap(), 4, 500, None, Some(why));
-        kinds.push((
-            t,
-            EventKind::ShardFinished {
-                shard: ids[2],
-                status: ShardStatus::Flaky,
-                cause: Some(why.to_owned()),
-            },
-        ));
-        kinds.push((t, EventKind::RunFinished { exit: ExitCode(1) }));
-        kinds.into_iter().map(|(at, kind)| Event { at: ms(at), kind }).collect()
+        for (text, value) in texts {
+            insta::assert_snapshot!(format!("{name}_{text}"), value);
+        }
     }
 
-    /// Each whole text a run is rendered to, against its reviewed snapshot in
-    /// `src/report/snapshots/` (after a deliberate change: `INSTA_UPDATE=always cargo test`, then
-    /// review the diff as any other).
     #[test]
-    fn every_rendering_of_a_run_matches_its_reviewed_snapshot() {
-        let events = three_shards();
-        let mut record = RunRecord::new();
-        for event in &events {
-            record.apply(event);
-        }
-        let console = console_of(&events);
-        let github = github_of(&events);
-        insta::assert_snapshot!("console", console);
-        insta::assert_snapshot!("github", github);
-        insta::assert_snapshot!(
-            "step_summary",
-            summary::markdown(&record, summary::STEP_SUMMARY_LIMIT)
-        );
-        insta::assert_snapshot!("junit", junit::render(&record).unwrap());
+    fn the_texts_of_a_failed_and_a_flaky_shard_match_their_reviewed_snapshots() {
+        assert_texts_match_their_snapshots("three_shards", &three_shards());
     }
 
-    /// What a reporter writing through an [`out::Out`] shows of `events`, read back through a pipe.
-    fn shown(
-        reporter: impl FnOnce(out::Out) -> Box<dyn Reporter>,
-        github: bool,
-        events: &[Event],
-    ) -> String {
-        let (mut reader, writer) = std::io::pipe().unwrap();
-        let mut reporter = reporter(out::Out::new(writer, github, false));
-        let mut record = RunRecord::new();
-        for event in events {
-            record.apply(event);
-            reporter.event(event, &record);
-        }
-        reporter.finish(&record).unwrap();
-        drop(reporter);
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut reader, &mut text).unwrap();
-        text
-    }
-
-    /// What the console reporter shows of `events` (not a terminal: no live lines, no colour).
-    fn console_of(events: &[Event]) -> String {
-        shown(|out| Box::new(console::Console::new(out, policy::Verbosity::Normal)), false, events)
-    }
-
-    /// What the GitHub reporter writes of `events`, with no step files and no plan to point at.
-    fn github_of(events: &[Event]) -> String {
-        let reporter = |out| -> Box<dyn Reporter> {
-            Box::new(github::GitHub::new(
-                out,
-                github::StepFiles::default(),
-                place::Place::default(),
-            ))
-        };
-        shown(reporter, true, events)
+    #[test]
+    fn the_texts_of_a_shard_with_instances_match_their_reviewed_snapshots() {
+        let run = Run::of([Shard::passing("auth").with_instances(1)]);
+        assert_texts_match_their_snapshots("instances", &run);
     }
 
     /// The cell under the column headed `label` in a plain table's `row`.
@@ -606,13 +326,14 @@ mod tests {
 
     #[test]
     fn every_reporter_shows_every_phase() {
-        let (events, record) = distinct_phases();
+        let run = distinct_phases();
+        let (events, record) = (run.events(), run.record());
         let shard = &record.shards[0];
-        let console = console_of(&events);
+        let console = console_of(&events, policy::Verbosity::Normal);
         let lines: Vec<&str> = console.lines().collect();
         let header = lines.iter().find(|l| l.starts_with("shard ")).expect("the console's table");
         let row = lines.iter().find(|l| l.starts_with("phased ")).expect("the shard's row");
-        let github = github_of(&events);
+        let github = github_of(&events, &place::Place::default());
         let group = github
             .lines()
             .find_map(|l| l.strip_prefix("phases: "))
@@ -627,6 +348,7 @@ mod tests {
         let chart = summary::gantt(&record, summary::STEP_SUMMARY_LIMIT);
         let xml = junit::render(&record).unwrap();
         let annotation = &checks::annotations(&record, &place::Place::default())[0];
+        let page = html::page(&record, None);
         for phase in Phase::ALL {
             let took = short(shard.last().phases.took(*phase).expect("every phase ran"));
             let said = format!("{} {took}", phase.label);
@@ -666,12 +388,14 @@ mod tests {
                 group.contains(&said) && notice.contains(&said),
                 "the GitHub group and notice have no {said:?}:\n{github}"
             );
+            let bar = format!("<title>phased: {said} (from ");
+            assert!(page.contains(&bar), "report.html's timeline has no {bar:?}:\n{page}");
         }
     }
 
     #[test]
     fn the_github_group_relays_the_logs_the_events_named_wherever_they_are() {
-        use crate::run::events::{BootLogs, EventKind, InstancePhase, ShardStatus};
+        use crate::run::events::{BootLogs, EventKind, InstancePhase};
         // Nowhere near the shard's `log_dir`: a reporter that builds the paths itself finds nothing.
         let dir = std::env::temp_dir().join(format!("hs-logs-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -682,48 +406,23 @@ mod tests {
         ] {
             std::fs::write(dir.join(file), text).unwrap();
         }
-        let (mut events, _) = distinct_phases();
-        for event in &mut events {
-            match &mut event.kind {
-                EventKind::CommandStarted { log, .. } => *log = dir.join("cmd.out"),
-                EventKind::Instance { phase: InstancePhase::Booting { logs, .. }, .. } => {
-                    *logs = BootLogs { stdout: dir.join("h.out"), stderr: dir.join("h.err") }
+        let relocated = |mut events: Vec<Event>| {
+            for event in &mut events {
+                match &mut event.kind {
+                    EventKind::CommandStarted { log, .. } => *log = dir.join("cmd.out"),
+                    EventKind::Instance { phase: InstancePhase::Booting { logs, .. }, .. } => {
+                        *logs = BootLogs { stdout: dir.join("h.out"), stderr: dir.join("h.err") }
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        let reporter = |out| -> Box<dyn Reporter> {
-            Box::new(github::GitHub::new(
-                out,
-                github::StepFiles::default(),
-                place::Place::default(),
-            ))
+            events
         };
-        let passed = shown(reporter, true, &events);
+        let place = place::Place::default();
+        let passed = github_of(&relocated(distinct_phases().events()), &place);
         // The same life, but the boot failed: Harper's logs are relayed instead.
-        let failed: Vec<Event> = events
-            .iter()
-            .filter(|e| {
-                !matches!(
-                    e.kind,
-                    EventKind::Instance { phase: InstancePhase::Ready { .. }, .. }
-                        | EventKind::CommandStarted { .. }
-                        | EventKind::CommandFinished { .. }
-                )
-            })
-            .map(|e| match e.kind {
-                EventKind::ShardFinished { shard, .. } => Event {
-                    at: e.at,
-                    kind: EventKind::ShardFinished {
-                        shard,
-                        status: ShardStatus::BootFailed,
-                        cause: Some("exit code 3".into()),
-                    },
-                },
-                _ => e.clone(),
-            })
-            .collect();
-        let failed = shown(reporter, true, &failed);
+        let unbootable = Shard::passing("phased").boot_fails("exit code 3", &[]);
+        let failed = github_of(&relocated(Run::of([unbootable]).events()), &place);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(passed.contains("\nfrom the command's log\n"), "{passed}");
         assert!(

@@ -887,6 +887,99 @@ fn rfc3339<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, 
 mod tests {
     use super::*;
 
+    use crate::report::synthetic::{Run, Shard};
+    use std::collections::BTreeSet;
+
+    /// The field names in the first column of the table under `### {heading}` in
+    /// docs/reports.md.
+    fn documented(heading: &str) -> BTreeSet<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reports.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/reports.md");
+        let section = doc
+            .split(&format!("### {heading}\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no section {heading}"));
+        section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .flat_map(|row| {
+                let first = row.split('|').nth(1).unwrap_or("");
+                first
+                    .split(',')
+                    .map(|name| name.trim().trim_matches('`').to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn keys(value: &serde_json::Value) -> BTreeSet<String> {
+        value.as_object().expect("an object").keys().cloned().collect()
+    }
+
+    /// `report.json` of `run`: its record, serialised as the report folder's writer does.
+    fn report_json(run: &Run) -> serde_json::Value {
+        serde_json::to_value(run.record()).expect("the record serialises")
+    }
+
+    /// A passing and a failing shard, so that every optional field appears.
+    fn good_and_bad() -> serde_json::Value {
+        report_json(&Run::of([Shard::passing("good"), Shard::failing("bad", &["not ok 1"])]))
+    }
+
+    #[test]
+    fn the_documented_top_level_fields_are_the_ones_written() {
+        assert_eq!(keys(&good_and_bad()), documented("Top level"));
+    }
+
+    #[test]
+    fn the_documented_shard_and_command_fields_are_the_ones_written() {
+        let report = good_and_bad();
+        let bad = &report["shards"][1];
+        assert_eq!(keys(bad), documented("Shard"));
+        assert_eq!(
+            keys(&bad["commands"][0]),
+            documented("Command"),
+            "a failed command, which carries its tail"
+        );
+        assert_eq!(report["version"], 3);
+        let attempts = bad["attempts"].as_array().expect("an attempts array");
+        assert_eq!(attempts.len(), 1, "no retries: one attempt");
+        assert_eq!(keys(&attempts[0]), documented("Attempt"));
+        for field in [
+            "address",
+            "harper_pid",
+            "boot_tail",
+            "teardown_problem",
+            "commands",
+            "phases",
+            "status",
+            "cause",
+        ] {
+            assert_eq!(
+                attempts[0][field], bad[field],
+                "the shard's `{field}` is its last attempt's"
+            );
+        }
+    }
+
+    #[test]
+    fn the_documented_instance_and_life_fields_are_the_ones_written() {
+        let report = report_json(&Run::of([Shard::passing("auth").with_instances(1)]));
+        let instances = report["shards"][0]["instances"].as_array().expect("an instances array");
+        assert_eq!(instances.len(), 3, "{instances:?}");
+        for instance in instances {
+            assert_eq!(keys(instance), documented("Instance"), "{instance}");
+        }
+        let failed = instances.iter().find(|i| i["id"] == "i2").expect("i2, whose boot failed");
+        assert_eq!(
+            keys(&failed["lives"][0]),
+            documented("Life"),
+            "a failed boot, which carries its tail"
+        );
+    }
+
     #[test]
     fn the_phase_columns_are_the_phases_and_the_total() {
         let labels: Vec<&str> = Phases::column_labels().collect();

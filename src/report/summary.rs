@@ -573,4 +573,254 @@ mod tests {
         );
         assert_eq!(escape("x\r\x1b[2Jy"), "x␍y");
     }
+
+    use crate::report::synthetic::{Command, End, Run, Shard};
+
+    #[test]
+    fn a_run_too_big_for_one_chart_keeps_its_failures_and_says_what_it_left_out() {
+        let chart = gantt(&Run::many(2000, 1).record(), STEP_SUMMARY_LIMIT);
+        let diagram = chart.split("```").nth(1).expect("a fenced diagram");
+        assert!(
+            diagram.len() < 50_000,
+            "mermaid draws at most 50,000 characters: {}",
+            diagram.len()
+        );
+        assert!(diagram.contains("section s2000\n"), "the failed shard is drawn");
+        let drawn = diagram.matches("    section ").count();
+        assert!(drawn > 100 && drawn < 2001, "{drawn}");
+        assert!(
+            chart.contains(&format!("The chart shows {drawn} of 2001 shards")),
+            "{}",
+            &chart[chart.len() - 200..]
+        );
+    }
+
+    #[test]
+    fn a_run_that_fits_draws_every_shard_and_adds_no_note() {
+        let chart = gantt(&Run::many(20, 2).record(), STEP_SUMMARY_LIMIT);
+        assert_eq!(chart.matches("    section ").count(), 22);
+        assert!(!chart.contains("The chart shows"));
+    }
+
+    #[test]
+    fn the_step_summary_has_a_table_of_phases_and_a_compact_gantt_chart_marking_the_failure() {
+        let run = Run::of([
+            Shard::passing("ok-00"),
+            Shard::passing("ok-01"),
+            Shard::failing("bad-00", &["not ok 1"]),
+        ]);
+        let md = markdown(&run.record(), STEP_SUMMARY_LIMIT);
+        assert!(
+            md.contains("| shard | address | wait | boot | commands | teardown | total | status |"),
+            "{md}"
+        );
+        for name in ["ok-00", "ok-01", "bad-00"] {
+            assert_eq!(
+                md.lines().filter(|l| l.starts_with(&format!("| {name} | 127."))).count(),
+                1,
+                "one row for {name}: {md}"
+            );
+        }
+        let chart = md
+            .split("```mermaid\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a mermaid block");
+        let lines: Vec<&str> = chart.lines().map(str::trim).collect();
+        assert_eq!(
+            lines[..4],
+            ["---", "displayMode: compact", "---", "gantt"],
+            "mermaid's compact display (a row per shard): {chart}"
+        );
+        assert!(lines.contains(&"dateFormat x"), "{chart}");
+        for name in ["ok-00", "ok-01", "bad-00"] {
+            let at = lines
+                .iter()
+                .position(|l| *l == format!("section {name}"))
+                .unwrap_or_else(|| panic!("no section {name}: {chart}"));
+            let tasks: Vec<&str> =
+                lines[at + 1..].iter().take_while(|l| !l.starts_with("section")).copied().collect();
+            let labels: Vec<&str> = tasks.iter().map(|t| t.split(' ').next().unwrap()).collect();
+            assert_eq!(labels, ["wait", "boot", "commands", "teardown"], "{name}: {tasks:?}");
+            for t in &tasks {
+                let (_, spec) = t.split_once(':').unwrap();
+                let parts: Vec<&str> = spec.split(", ").collect();
+                let (start, end): (u64, u64) = (
+                    parts[parts.len() - 2].parse().unwrap(),
+                    parts[parts.len() - 1].parse().unwrap(),
+                );
+                assert!(start < end, "{t}");
+            }
+            let crit: Vec<&&str> = tasks.iter().filter(|t| t.contains(":crit,")).collect();
+            match name {
+                "bad-00" => {
+                    assert!(crit.len() == 1 && crit[0].starts_with("commands"), "{tasks:?}")
+                }
+                _ => assert!(crit.is_empty(), "{tasks:?}"),
+            }
+        }
+    }
+
+    /// The markdown with every fenced code block taken out: what GitHub renders as markup.
+    fn outside_fences(md: &str) -> String {
+        let mut out = String::new();
+        let mut fence: Option<String> = None;
+        for line in md.lines() {
+            let ticks: String = line.chars().take_while(|c| *c == '`').collect();
+            match &fence {
+                Some(f) if ticks.len() >= f.len() && line.trim_end() == ticks => fence = None,
+                Some(_) => {}
+                None if ticks.len() >= 3 => fence = Some(ticks),
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn html_pipes_and_line_breaks_from_names_and_causes_are_not_markup() {
+        let evil = "<img src=x onerror=alert(1)>|x\ny`z`";
+        let said = format!("{evil} in the output");
+        let run = Run::of([Shard::new(evil, vec![Command::failing(evil, 1500, 1, &[&said])])]);
+        let md = markdown(&run.record(), STEP_SUMMARY_LIMIT);
+        let rendered = outside_fences(&md);
+        assert!(!rendered.contains("<img"), "raw HTML outside the code fences: {rendered}");
+        let row = rendered
+            .lines()
+            .find(|l| l.starts_with("| &lt;img"))
+            .expect("the shard's row, escaped");
+        assert_eq!(row.matches('|').count(), 9, "a pipe in the name is no cell separator: {row}");
+        let failure =
+            rendered.lines().find(|l| l.starts_with("**&lt;img")).expect("the failure's line");
+        assert!(
+            failure.contains("&#124;x y&#96;z&#96;") && failure.ends_with("failed: exit code 1"),
+            "one line, escaped: {failure}"
+        );
+        let chart = md.split("```mermaid\n").nth(1).unwrap();
+        let section = chart.lines().find(|l| l.trim_start().starts_with("section ")).unwrap();
+        assert!(!section.contains(['<', '>', ':', '#', ';', '`', '|']), "{section}");
+        assert!(
+            md.contains("\n<img src=x onerror=alert(1)>|x\n"),
+            "the tail is shown as it was, inside its fence"
+        );
+    }
+
+    #[test]
+    fn the_step_summary_stays_under_githubs_limit_whatever_the_tails_hold() {
+        let line = "x".repeat(100_000);
+        let tail = vec![line.as_str(); 40];
+        let run = Run::of((0..40).map(|i| Shard::failing(&format!("s{i:02}"), &tail)));
+        let record = run.record();
+        let md = markdown(&record, STEP_SUMMARY_LIMIT);
+        assert!(md.len() <= STEP_SUMMARY_LIMIT, "{} bytes", md.len());
+        assert!(md.contains("left out to fit"), "the summary says what it left out");
+        assert!(md.contains("```mermaid"), "the chart keeps its room");
+        for limit in [0, 100, 5_000, 70_000] {
+            assert!(markdown(&record, limit).len() <= limit, "within {limit}");
+        }
+    }
+
+    #[test]
+    fn the_table_and_the_chart_agree_on_commands_cut_short_by_teardown() {
+        let cut = Command { line: "npm test".into(), took: 2510, end: End::Cut };
+        let record = Run::of([Shard::new("cut", vec![cut])]).record();
+        let table = table(&record, STEP_SUMMARY_LIMIT);
+        let row = table.lines().find(|l| l.starts_with("| cut |")).unwrap();
+        let commands = row.split('|').nth(5).unwrap().trim();
+        assert_eq!(commands, "2.51s", "the commands ran from ready to teardown: {row}");
+        let chart = gantt(&record, STEP_SUMMARY_LIMIT);
+        let task = chart
+            .lines()
+            .find(|l| l.trim_start().starts_with("commands :"))
+            .expect("a commands task");
+        let ends: Vec<u64> = task.rsplit(", ").take(2).map(|n| n.trim().parse().unwrap()).collect();
+        assert_eq!(ends[0] - ends[1], 2510, "{task}");
+    }
+
+    /// The chart of one shard, `auth`, whose commands restart an instance `restarts` times.
+    fn instances_chart(restarts: usize) -> String {
+        gantt(
+            &Run::of([Shard::passing("auth").with_instances(restarts)]).record(),
+            STEP_SUMMARY_LIMIT,
+        )
+    }
+
+    /// The chart's tasks whose name starts with `name` (`i1 (auth tests) boot`), as (from, to).
+    fn bars(chart: &str, name: &str) -> Vec<(String, u64, u64)> {
+        chart
+            .lines()
+            .filter_map(|l| {
+                l.trim_start().strip_prefix(name)?.strip_prefix(' ').map(|rest| (l, rest))
+            })
+            .map(|(line, rest)| {
+                let (task, times) =
+                    rest.split_once(" :").unwrap_or_else(|| panic!("a task: {line}"));
+                let n: Vec<u64> =
+                    times.rsplit(", ").take(2).map(|n| n.trim().parse().unwrap()).collect();
+                (
+                    format!("{task}{}", if times.starts_with("crit, ") { " (crit)" } else { "" }),
+                    n[1],
+                    n[0],
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_instances_lives_are_bars_under_its_shards_section() {
+        let chart = instances_chart(1);
+        let section = chart.split("    section auth\n").nth(1).expect("the shard's section");
+        let names =
+            |of: &str| bars(section, of).into_iter().map(|(task, _, _)| task).collect::<Vec<_>>();
+        assert_eq!(
+            names("i1 (auth tests)"),
+            ["boot", "up", "stop", "boot", "up", "release"],
+            "{chart}"
+        );
+        assert_eq!(
+            names("main"),
+            ["up", "kill", "boot", "up"],
+            "main's first boot and its release are the shard's boot and teardown: {chart}"
+        );
+        assert_eq!(names("i2"), ["boot (crit)", "release"], "the failed boot is marked: {chart}");
+        let i1 = bars(section, "i1 (auth tests)");
+        assert_eq!(i1[0].2 - i1[0].1, 250, "a boot lasts until ready: {i1:?}");
+        assert_eq!(i1[1].2 - i1[1].1, 100, "a life is up until its stop: {i1:?}");
+        assert_eq!(
+            bars(section, "i2")[0].2 - bars(section, "i2")[0].1,
+            100,
+            "a failed boot lasts until its failure"
+        );
+        assert!(!chart.contains("leaves out"), "{chart}");
+    }
+
+    /// The lives the chart draws, by their tasks' ids (`s0i1l2b`: shard 0, instance 1, life 2,
+    /// boot).
+    fn lives_drawn(chart: &str) -> std::collections::BTreeSet<String> {
+        chart
+            .lines()
+            .filter_map(|l| l.split_once(" :").map(|(_, rest)| rest.trim_start_matches("crit, ")))
+            .filter_map(|rest| rest.split(',').next())
+            .filter(|id| id.contains('l'))
+            .map(|id| id[..id.len() - 1].to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_shard_that_restarts_an_instance_in_a_loop_draws_its_failed_lives_first_and_counts_the_rest()
+     {
+        // i1: 30 lives, main: 2, i2: 1 (its boot failed).
+        let chart = instances_chart(29);
+        let drawn = lives_drawn(&chart);
+        assert_eq!(drawn.len(), LIVES_PER_SHARD, "{chart}");
+        assert!(chart.contains("i2 boot :crit, "), "the failed boot is drawn: {chart}");
+        assert!(
+            chart.contains("\nThe chart leaves out 21 instance lives of 1 shard(s)"),
+            "{chart}"
+        );
+        assert_eq!(lives_drawn(&instances_chart(1)).len(), 2 + 2 + 1, "all fit");
+    }
 }

@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn the_timeline_draws_a_bar_per_phase_with_the_failed_one_marked() {
-        let (_, mut record) = super::super::tests::distinct_phases();
+        let mut record = super::super::tests::distinct_phases().record();
         record.shards[0].status = Some(crate::run::events::ShardStatus::Failed);
         let html = timeline(&record, usize::MAX);
         for phase in Phase::ALL {

@@ -1,6 +1,8 @@
-//! The console, through the real binary: on a terminal (stderr on a pseudo-terminal) a live line
-//! per running shard and a status column coloured unless `NO_COLOR` says not to; everywhere, a
-//! final table that times every phase and every command.
+//! The console through the real binary, where only the binary shows it: on a terminal (stderr
+//! on a pseudo-terminal) a live line per running shard redrawn in place and a status column
+//! coloured unless `NO_COLOR` says not to; off a terminal no escape sequence at all; `-q` still
+//! saying why a run could not start. What the console writes of a run (its lines, its table,
+//! `-q`) is tested in-process from synthetic runs, in `src/report/console.rs`.
 
 use crate::support;
 
@@ -151,145 +153,6 @@ fn no_color_turns_every_colour_off_the_live_lines_included() {
         !table.contains('\x1b'),
         "no escape byte at all once the live lines are gone: {table:?}"
     );
-}
-
-#[test]
-fn the_final_table_times_each_command_of_a_shard_that_has_several() {
-    let sandbox = Sandbox::new();
-    let shards = "  - name: multi\n    run: [\"true\", \"echo second\", \"exit 4\"]\n";
-    sandbox.write("harper-shards.yml", &fake_plan("", "", shards));
-    let run = sandbox.run(&["run"]);
-    run.expect(1);
-    let err = run.stderr();
-    let table: Vec<&str> = err.lines().skip_while(|l| !l.starts_with("shard ")).collect();
-    let commands_at = table[0].find("commands").expect("a commands column");
-    let lines: Vec<&str> = table.iter().filter(|l| l.contains("  $ ")).copied().collect();
-    assert_eq!(lines.len(), 3, "{err}");
-    for (line, command) in lines.iter().zip(["true", "echo second", "exit 4"]) {
-        assert!(line[..commands_at].trim().is_empty(), "the time sits under `commands`: {line:?}");
-        assert!(
-            line[commands_at..].split_whitespace().next().is_some_and(|t| t.ends_with('s')),
-            "{line:?}"
-        );
-        assert!(line.contains(&format!("$ {command}")), "{line:?}");
-    }
-    assert!(lines[2].ends_with("(failed: exit code 4)"), "{}", lines[2]);
-}
-
-/// The cells of a table line, cut where the header's columns begin (padding is by characters).
-fn cells(header: &str, line: &str) -> Vec<String> {
-    let header: Vec<char> = header.chars().collect();
-    let starts: Vec<usize> = (0..header.len())
-        .filter(|&i| header[i] != ' ' && (i == 0 || header[i - 1] == ' '))
-        .collect();
-    let line: Vec<char> = line.chars().collect();
-    let cell = |from: usize, to: usize| {
-        line[from.min(line.len())..to.min(line.len())].iter().collect::<String>().trim().to_owned()
-    };
-    let mut cells: Vec<String> = starts.windows(2).map(|w| cell(w[0], w[1])).collect();
-    cells.push(cell(*starts.last().unwrap(), line.len()));
-    cells
-}
-
-#[test]
-fn each_instance_has_a_row_under_its_shard_with_its_boots_time_up_release_and_end() {
-    let sandbox = Sandbox::new();
-    let shards = support::instances_shard("auth") + "  - name: plain\n    run: \"true\"\n";
-    sandbox.write("harper-shards.yml", &fake_plan("", "", &shards));
-    let run = sandbox.run(&["run"]);
-    run.expect(0);
-    let err = run.stderr();
-    let table: Vec<&str> = err.lines().skip_while(|l| !l.starts_with("shard ")).collect();
-    let header = table[0];
-    let rows: Vec<Vec<String>> =
-        table.iter().filter(|l| !l.contains("  $ ")).map(|l| cells(header, l)).collect();
-    let names: Vec<&str> =
-        rows.iter().map(|r| r[0].as_str()).take_while(|n| !n.is_empty()).collect();
-    assert_eq!(
-        names,
-        ["shard", "auth", "i1 (auth tests)", "main", "i2", "plain"],
-        "instances sit under their shard: {err}"
-    );
-    let row = |name: &str| rows.iter().find(|r| r[0] == name).unwrap();
-    // shard, address, wait, boot, commands (time up), teardown (release), total, status (and problem)
-    let (i1, main, i2) = (row("i1 (auth tests)"), row("main"), row("i2"));
-    assert!(i1[1].starts_with("127.") && i1[1] != row("auth")[1], "an address of its own: {i1:?}");
-    assert_eq!(main[1], row("auth")[1], "main is the shard's address: {main:?}");
-    assert!(i1[2].is_empty(), "no wait of its own: {i1:?}");
-    for r in [i1, main] {
-        assert!(r[3].ends_with("s ×2"), "two boots, added up: {r:?}");
-        assert!(
-            r[4].ends_with('s') && r[5].ends_with('s') && r[6].ends_with('s'),
-            "up, release and total timed: {r:?}"
-        );
-    }
-    assert_eq!(i1[7], "stopped, released", "{i1:?}");
-    assert_eq!(main[7], "killed, released", "{main:?}");
-    assert!(
-        i2[3].ends_with('s') && !i2[3].contains('×') && i2[4] == "-",
-        "one boot, never up: {i2:?}"
-    );
-    assert_eq!(
-        i2[7], "boot failed, released  Harper exited before it was ready: exit code 3",
-        "{i2:?}"
-    );
-}
-
-/// A listener of the test's own on `addr:9926`, so that the pool warns it skipped the address.
-fn foreign_listener(addr: &str) -> socket2::Socket {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_reuse_address(true).unwrap();
-    socket
-        .bind(&std::net::SocketAddrV4::new(addr.parse().unwrap(), 9926).into())
-        .expect("bind the foreign listener");
-    socket.listen(8).unwrap();
-    socket
-}
-
-#[test]
-fn quiet_shows_only_failures_and_the_table() {
-    let sandbox = Sandbox::new();
-    let _listener = foreign_listener("127.0.63.2");
-    let shards =
-        "  - name: good\n    run: \"true\"\n  - name: bad\n    run: \"echo it broke; exit 3\"\n";
-    sandbox.write(
-        "harper-shards.yml",
-        &fake_plan("", "pool: {start: 127.0.63.2, count: 4, wait: 30s}\n", shards),
-    );
-    let run = |extra: &[&str]| {
-        let output = sandbox
-            .command()
-            .arg("run")
-            .args(extra)
-            .env("HARPER_SHARD_POOL_DIR", sandbox.path("pool"))
-            .output()
-            .unwrap();
-        support::Run { output, took: Duration::ZERO }
-    };
-    let loud = run(&[]);
-    loud.expect(1);
-    assert!(
-        loud.stderr().contains("warning: [good] 127.0.63.2 skipped")
-            || loud.stderr().contains("warning: [bad] 127.0.63.2 skipped"),
-        "{}",
-        loud.stderr()
-    );
-
-    let quiet = run(&["-q"]);
-    quiet.expect(1);
-    let err = quiet.stderr();
-    assert!(!err.contains("warning"), "-q hides warnings: {err}");
-    assert!(
-        !err.contains("[good]") && !err.contains("acquired"),
-        "-q hides what passed and how: {err}"
-    );
-    assert!(
-        err.contains("[bad] FAILED in")
-            && err.contains("── bad ──")
-            && err.contains("  | it broke"),
-        "the failure is shown: {err}"
-    );
-    assert!(err.contains("1 of 2 shard(s) passed"), "the table is shown: {err}");
 }
 
 #[test]

@@ -25,4 +25,3 @@ mod report;
 mod retries;
 mod run_fake;
 mod schema;
-mod summary;

@@ -1,7 +1,9 @@
 //! Retries and flaky shards, through the real binary on the fake server: a failed shard is tried
 //! again on a fresh instance on another address, each attempt keeps its own logs, a `files:`
 //! shard retries only the files whose cases failed, what is never retried (a cancelled run, bad
-//! input) is not, and a shard that failed and then passed is flaky everywhere it is reported.
+//! input) is not, and a shard that failed and then passed is recorded flaky. How a flaky shard
+//! is shown (GitHub's warning, the step summary, report.html) is tested in-process from
+//! synthetic runs, in `src/report/`.
 
 use crate::support;
 
@@ -161,88 +163,6 @@ fn junit_xml_has_a_flaky_failure_for_a_test_that_failed_then_passed_and_rerun_fa
     let hard = case("hard works");
     assert!(hard.contains("<failure") && hard.contains("<rerunFailure"), "{hard}");
     assert!(!hard.contains("flakyFailure"), "{hard}");
-}
-
-#[test]
-fn github_shows_each_flaky_shard_as_a_warning_and_in_the_step_summary() {
-    let scene = Scene::new("127.0.120.46", 2);
-    scene.plan(
-        "",
-        "run: {retries: 1}\n",
-        &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)),
-    );
-    let summary = scene.sandbox.write("summary.md", "");
-    let out = scene
-        .command()
-        .arg("run")
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let warning = err
-        .lines()
-        .find(|l| l.starts_with("::warning ") && l.contains("title=once%3A flaky"))
-        .unwrap_or_else(|| panic!("no flaky warning:\n{err}"));
-    assert!(
-        warning.contains("failed on attempt 1 of 2") && warning.contains("passed on attempt 2"),
-        "{warning}"
-    );
-    let md = support::read(&summary);
-    assert!(
-        md.contains("### Flaky\n") && md.contains("**once** — failed on attempt 1 of 2"),
-        "{md}"
-    );
-    assert!(
-        md.contains("    section once (last attempt, 2 of 2)\n"),
-        "the chart says which attempt it draws: {md}"
-    );
-}
-
-#[test]
-fn report_html_shows_a_flaky_shard_with_its_chip_its_failed_attempt_and_both_attempts_phases() {
-    let scene = Scene::new("127.0.120.54", 2);
-    scene.plan(
-        "",
-        "run: {retries: 1}\n",
-        &format!("  - name: once\n    run: \"{}\"\n", failing_first("once", 1)),
-    );
-    scene.run(&["run"]).expect(0);
-    let page = support::read(&scene.sandbox.path("report/report.html"));
-    assert!(page.contains("<header class=\"outcome passed\">"), "a flaky run passes: {page}");
-    let flaky = page
-        .split("<section id=\"flaky\">")
-        .nth(1)
-        .and_then(|r| r.split("</section>").next())
-        .expect("a flaky section");
-    assert!(
-        flaky.contains("<span class=\"status flaky\">flaky</span>")
-            && flaky.contains("failed on attempt 1 of 2"),
-        "{flaky}"
-    );
-    assert!(
-        flaky.contains("href=\"once/command-1.log\""),
-        "a link to the failed attempt's log: {flaky}"
-    );
-    let table = page.split("<section id=\"shards\">").nth(1).expect("the table");
-    assert!(table.contains("<span class=\"status flaky\""), "the table's chip: {table}");
-    let group = page
-        .split("<g class=\"shard flaky\"")
-        .nth(1)
-        .and_then(|r| r.split("</g>").next())
-        .expect("the shard's timeline row");
-    assert_eq!(
-        group.matches("class=\"bar phase commands").count(),
-        2,
-        "each attempt's commands: {group}"
-    );
-    assert_eq!(
-        group.matches("class=\"bar phase commands failed\"").count(),
-        1,
-        "the first attempt's marked failed: {group}"
-    );
-    assert!(group.contains("(attempt 1/2)") && group.contains("(attempt 2/2)"), "{group}");
 }
 
 #[test]

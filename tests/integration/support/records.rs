@@ -1,4 +1,6 @@
-//! Run records built from events, for tests of the reporters that need no real run.
+//! Run records built from events, for the check-run tests that publish to the stand-in Checks
+//! API (`checks.rs`), which the binary's own check-run tests share. Every other test of a
+//! reporter builds its run with `report::synthetic`, in-process, beside the reporter.
 
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use harper_shard::run::events::{
 };
 
 /// A phase of the first attempt's own instance (`main`) of `shard`.
-pub fn own(shard: ShardId, phase: InstancePhase) -> EventKind {
+fn own(shard: ShardId, phase: InstancePhase) -> EventKind {
     EventKind::Instance { shard, attempt: Attempt::first(1), id: "main".into(), phase }
 }
 

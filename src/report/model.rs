@@ -306,7 +306,7 @@ pub struct Phases {
     #[serde(with = "opt_secs")]
     pub ready: Option<Duration>,
     /// When a shard that booted ahead had its turn, its commands' start.
-    #[serde(with = "opt_secs", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "opt_secs")]
     pub turn: Option<Duration>,
     #[serde(with = "opt_secs")]
     pub commands_done: Option<Duration>,

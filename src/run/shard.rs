@@ -41,9 +41,6 @@ impl Work {
 /// A shard that boots ahead (`turn`) takes its turn once its instance is ready.
 pub async fn run(cx: &Context, shard: &Shard, turn: &mut Turn) -> ShardStatus {
     cx.emit.emit(EventKind::ShardStarted { shard: cx.id });
-    if turn.is_ahead() {
-        cx.emit.emit(EventKind::BootingAhead { shard: cx.id });
-    }
     let mut cx = cx.clone();
     let (mut work, mut retrying) = (Work::whole(shard), None);
     let mut first_failure: Option<Option<String>> = None;
@@ -56,6 +53,9 @@ pub async fn run(cx: &Context, shard: &Shard, turn: &mut Turn) -> ShardStatus {
             commands: work.commands.clone(),
             retrying: retrying.take(),
         });
+        if turn.is_ahead() {
+            cx.emit.emit(EventKind::BootingAhead { shard: cx.id, attempt: cx.attempt });
+        }
         let (status, cause, used) = match new_folder(&cx) {
             Ok(()) => attempt(&cx, shard, &work, turn).await,
             Err(cause) => (ShardStatus::Infrastructure, Some(cause), Vec::new()),

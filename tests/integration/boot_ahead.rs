@@ -195,3 +195,26 @@ fn harper_dying_while_its_shard_waits_for_a_turn_fails_the_boot_and_the_retry_ru
     assert!(scene.sandbox.path("b-ran").exists(), "the retry ran the commands");
     scene.assert_nothing_left();
 }
+
+#[test]
+fn under_fail_fast_a_shard_still_booting_ahead_is_skipped_as_one_that_waited() {
+    let scene = scene("127.0.141.2");
+    // `b`'s Harper takes 20 s to be ready; `a` fails once it has started.
+    let started = scene.sandbox.path("b.pid");
+    let started = started.display();
+    let shards = format!(
+        "  - name: a\n    run: \"until [ -e {started} ]; do sleep 0.02; done; false\"\n    timeout: 30s\n  - name: b\n    run: touch b-ran\n    harper: {{env: {{FAKE_HARPER: \"delay=20s,started-file={started}\"}}}}\n  - name: c\n    run: touch c-ran\n",
+    );
+    scene.plan("", "run: {concurrency: 1, fail_fast: true, boot_ahead: always}\n", &shards);
+    scene.run(&["run"]).expect(1);
+    let report = scene.sandbox.report();
+    let b = shard(&report, "b");
+    assert_eq!(b["booted_ahead"], true, "{b}");
+    assert!(b["phases"]["ready"].is_null(), "still booting when `a` failed: {b}");
+    assert_eq!(b["status"], "skipped", "{b}");
+    let cause = b["cause"].as_str().expect("a cause");
+    assert!(cause.contains("booted ahead") && cause.contains("fail_fast"), "{cause}");
+    assert_eq!(shard(&report, "c")["status"], "skipped");
+    assert!(!scene.sandbox.path("b-ran").exists() && !scene.sandbox.path("c-ran").exists());
+    scene.assert_nothing_left();
+}

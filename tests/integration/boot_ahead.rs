@@ -218,3 +218,23 @@ fn under_fail_fast_a_shard_still_booting_ahead_is_skipped_as_one_that_waited() {
     assert!(!scene.sandbox.path("b-ran").exists() && !scene.sandbox.path("c-ran").exists());
     scene.assert_nothing_left();
 }
+
+#[test]
+fn auto_does_not_boot_ahead_while_the_running_shard_keeps_every_cpu_busy() {
+    let scene = scene("127.0.141.8");
+    // `busy` has no instance of its own: its command starts at once and spins a niced loop on
+    // every CPU the tool reads in /proc/stat for all of its 2 s, so no half second of it leaves
+    // a CPU idle. With an idle CPU, `next` would boot half a second in.
+    let spin = "for cpu in $(grep '^cpu[0-9]' /proc/stat | cut -d' ' -f1); do timeout 2 nice -n 19 sh -c 'while :; do :; done' & done; wait";
+    let shards = format!(
+        "  - name: busy\n    run: \"{spin}\"\n    timeout: 20s\n    harper: {{boot: false}}\n  - name: next\n    run: \"true\"\n"
+    );
+    scene.plan("", "run: {concurrency: 1, boot_ahead: auto}\n", &shards);
+    scene.run(&["run"]).expect(0);
+    let report = scene.sandbox.report();
+    let (busy, next) = (shard(&report, "busy"), shard(&report, "next"));
+    assert!(at(busy, "finished") >= 2.0, "it spun for 2 s: {busy}");
+    assert_eq!(next["booted_ahead"], false, "{next}");
+    assert!(at(next, "address") >= at(busy, "finished"), "{next}");
+    scene.assert_nothing_left();
+}

@@ -238,3 +238,21 @@ fn auto_does_not_boot_ahead_while_the_running_shard_keeps_every_cpu_busy() {
     assert!(at(next, "address") >= at(busy, "finished"), "{next}");
     scene.assert_nothing_left();
 }
+
+#[test]
+fn sigkill_of_the_tool_while_a_shard_waits_for_its_turn_with_harper_up_leaves_nothing_behind() {
+    let scene = scene("127.0.141.14");
+    let shards = format!(
+        "  - name: a\n    run: {}\n  - name: b\n    run: touch b-ran\n",
+        wait_for_next("127.0.141.15", "sh -c 'touch a-saw-b; exec sleep 600'"),
+    );
+    scene.plan("", "run: {concurrency: 1, boot_ahead: always}\n", &shards);
+    let mut tool = scene.spawn_run();
+    let saw = scene.sandbox.path("a-saw-b");
+    scene.sandbox.wait_for("a to see b's Harper", Duration::from_secs(30), || saw.exists());
+    kill(Pid::from_raw(tool.id() as i32), Signal::SIGKILL).expect("SIGKILL the tool");
+    tool.wait().expect("the tool ends");
+    // The keepers of `a`'s command and of both Harpers take them down.
+    scene.assert_nothing_left_after_a_kill();
+    assert!(!scene.sandbox.path("b-ran").exists());
+}

@@ -256,3 +256,37 @@ fn sigkill_of_the_tool_while_a_shard_waits_for_its_turn_with_harper_up_leaves_no
     scene.assert_nothing_left_after_a_kill();
     assert!(!scene.sandbox.path("b-ran").exists());
 }
+
+#[test]
+fn a_retry_of_a_boot_that_failed_ahead_of_the_turn_boots_ahead_again_and_waits_for_the_turn() {
+    let scene = scene("127.0.141.20");
+    // `b`'s first Harper exits before it is ready; its retry takes the next fresh address, and
+    // `a` passes only if that one answers while `a` runs.
+    let marker = scene.sandbox.path("b-failed-once");
+    let script = format!(
+        "#!/bin/sh\nif [ ! -e {m} ]; then touch {m}; exit 3; fi\nexec {fake} \"$@\"\n",
+        m = marker.display(),
+        fake = support::fake_harper()
+    );
+    let bin = scene.sandbox.write("first-fails.sh", &script);
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let shards = format!(
+        "  - name: a\n    run: {}\n    timeout: 30s\n  - name: b\n    run: \"true\"\n    retries: 1\n    harper: {{bin: {}}}\n",
+        wait_for_next("127.0.141.22", ""),
+        bin.display(),
+    );
+    scene.plan("", "run: {concurrency: 1, boot_ahead: always}\n", &shards);
+    scene.run(&["run"]).expect(0);
+    let report = scene.sandbox.report();
+    let (a, b) = (shard(&report, "a"), shard(&report, "b"));
+    assert_eq!(b["status"], "flaky", "{b}");
+    let (first, retry) = (&b["attempts"][0], &b["attempts"][1]);
+    assert_eq!(first["status"], "boot_failed", "{b}");
+    assert!(first["phases"].get("turn").is_none(), "the boot failed before the turn: {b}");
+    assert_eq!(retry["address"], "127.0.141.22", "{b}");
+    assert!(at(retry, "ready") < at(a, "commands_done"), "{b}");
+    assert!(at(retry, "turn") >= at(a, "finished"), "{b}");
+    assert!(retry["commands"][0]["started"].as_f64().expect("started") >= at(retry, "turn"));
+    scene.assert_nothing_left();
+}

@@ -43,6 +43,20 @@ fn wait_for_next(next: &str, then: &str) -> String {
     format!("python3 wait-up.py {next} 9925 {then}")
 }
 
+/// A Harper (`harper.bin`, the fake server) whose first start exits 3 before it is ready when
+/// its environment names a marker file in `FAILS_ONCE`, and which starts as usual once the marker
+/// is there.
+fn fails_once(scene: &Scene) -> std::path::PathBuf {
+    let script = format!(
+        "#!/bin/sh\nif [ -n \"$FAILS_ONCE\" ] && [ ! -e \"$FAILS_ONCE\" ]; then touch \"$FAILS_ONCE\"; exit 3; fi\nexec {} \"$@\"\n",
+        support::fake_harper()
+    );
+    let bin = scene.sandbox.write("fails-once.sh", &script);
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    bin
+}
+
 fn shard<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["shards"]
         .as_array()
@@ -262,19 +276,12 @@ fn a_retry_of_a_boot_that_failed_ahead_of_the_turn_boots_ahead_again_and_waits_f
     let scene = scene("127.0.141.20");
     // `b`'s first Harper exits before it is ready; its retry takes the next fresh address, and
     // `a` passes only if that one answers while `a` runs.
-    let marker = scene.sandbox.path("b-failed-once");
-    let script = format!(
-        "#!/bin/sh\nif [ ! -e {m} ]; then touch {m}; exit 3; fi\nexec {fake} \"$@\"\n",
-        m = marker.display(),
-        fake = support::fake_harper()
-    );
-    let bin = scene.sandbox.write("first-fails.sh", &script);
-    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let bin = fails_once(&scene);
     let shards = format!(
-        "  - name: a\n    run: {}\n    timeout: 30s\n  - name: b\n    run: \"true\"\n    retries: 1\n    harper: {{bin: {}}}\n",
+        "  - name: a\n    run: {}\n    timeout: 30s\n  - name: b\n    run: \"true\"\n    retries: 1\n    harper: {{bin: {}, env: {{FAILS_ONCE: {}}}}}\n",
         wait_for_next("127.0.141.22", ""),
         bin.display(),
+        scene.sandbox.path("b-failed-once").display(),
     );
     scene.plan("", "run: {concurrency: 1, boot_ahead: always}\n", &shards);
     scene.run(&["run"]).expect(0);
@@ -288,5 +295,69 @@ fn a_retry_of_a_boot_that_failed_ahead_of_the_turn_boots_ahead_again_and_waits_f
     assert!(at(retry, "ready") < at(a, "commands_done"), "{b}");
     assert!(at(retry, "turn") >= at(a, "finished"), "{b}");
     assert!(retry["commands"][0]["started"].as_f64().expect("started") >= at(retry, "turn"));
+    scene.assert_nothing_left();
+}
+
+#[test]
+fn at_concurrency_one_no_two_shards_commands_overlap_whatever_boots_ahead_and_retries() {
+    let scene = scene("127.0.141.26");
+    let bin = fails_once(&scene);
+    let marker = |name: &str| scene.sandbox.path(&format!("{name}.failed")).display().to_string();
+    // Every fourth shard's first boot fails, every fourth's first command fails, every fourth
+    // has no instance of its own, the rest pass: each retried once.
+    let shards: String = (0..12)
+        .map(|i| {
+            let name = format!("s{i}");
+            let (run, harper) = match i % 4 {
+                0 => (
+                    "sleep 0.1".to_owned(),
+                    format!("{{bin: {}, env: {{FAILS_ONCE: {}}}}}", bin.display(), marker(&name)),
+                ),
+                1 => (
+                    format!(
+                        "if [ -e {m} ]; then sleep 0.1; else touch {m}; false; fi",
+                        m = marker(&name)
+                    ),
+                    "{}".to_owned(),
+                ),
+                2 => ("sleep 0.1".to_owned(), "{boot: false}".to_owned()),
+                _ => ("sleep 0.1".to_owned(), "{}".to_owned()),
+            };
+            format!("  - name: {name}\n    run: \"{run}\"\n    retries: 1\n    harper: {harper}\n")
+        })
+        .collect();
+    scene.plan("", "run: {concurrency: 1, boot_ahead: always}\n", &shards);
+    scene.run(&["run"]).expect(0);
+    let report = scene.sandbox.report();
+    let mut spans: Vec<(f64, f64, String)> = Vec::new();
+    for s in report["shards"].as_array().expect("shards") {
+        for attempt in s["attempts"].as_array().expect("attempts") {
+            for c in attempt["commands"].as_array().expect("commands") {
+                if let (Some(from), Some(to)) = (c["started"].as_f64(), c["finished"].as_f64()) {
+                    spans.push((
+                        from,
+                        to,
+                        format!(
+                            "{} attempt {}",
+                            s["name"].as_str().unwrap_or("?"),
+                            attempt["attempt"]
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    assert_eq!(spans.len(), 12 + 3, "each shard's command, and the three failed ones again");
+    spans.sort_by(|x, y| x.0.total_cmp(&y.0));
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "{} started before {} ended: {pair:?}",
+            pair[1].2,
+            pair[0].2
+        );
+    }
+    let ahead = report["shards"].as_array().unwrap().iter().filter(|s| s["booted_ahead"] == true);
+    assert!(ahead.count() >= 3, "some shards booted ahead: {report}");
     scene.assert_nothing_left();
 }

@@ -1,11 +1,12 @@
 //! Boot-ahead: with more shards than the concurrency, the next shard's instance boots while the
 //! running shards work, its commands wait for the turn, and whatever ends the run before that
-//! turn leaves nothing behind. Each test has a pool of its own at 127.0.140.N; the fake server
-//! stands in for Harper. Synchronisation is on the other instance's port answering, never on
-//! a sleep.
+//! turn leaves nothing behind. Each test has a pool of its own at 127.0.140.N or 127.0.141.N;
+//! the fake server stands in for Harper. Synchronisation is on the other instance's port
+//! answering or its pid file appearing, never on a sleep.
 
 use crate::support;
 
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -139,19 +140,25 @@ fn under_fail_fast_a_shard_that_booted_ahead_is_skipped_and_its_instance_torn_do
     scene.assert_nothing_left();
 }
 
-#[test]
-fn sigterm_while_a_shard_waits_for_its_turn_with_harper_up_leaves_nothing_behind() {
-    let scene = scene("127.0.140.20");
+/// A run at concurrency 1 on `scene`: `a` sleeps once `b`'s Harper, booted ahead on `next`,
+/// answers; then the tool gets `signal`. Returns how the tool ended.
+fn signalled_while_b_waits(scene: &Scene, next: &str, signal: Signal) -> ExitStatus {
     let shards = format!(
         "  - name: a\n    run: {}\n  - name: b\n    run: touch b-ran\n",
-        wait_for_next("127.0.140.21", "sh -c 'touch a-saw-b; exec sleep 600'"),
+        wait_for_next(next, "sh -c 'touch a-saw-b; exec sleep 600'"),
     );
     scene.plan("", "run: {concurrency: 1, boot_ahead: always}\n", &shards);
     let mut tool = scene.spawn_run();
     let saw = scene.sandbox.path("a-saw-b");
     scene.sandbox.wait_for("a to see b's Harper", Duration::from_secs(30), || saw.exists());
-    kill(Pid::from_raw(tool.id() as i32), Signal::SIGTERM).expect("SIGTERM the tool");
-    let status = tool.wait().expect("the tool ends");
+    kill(Pid::from_raw(tool.id() as i32), signal).expect("signal the tool");
+    tool.wait().expect("the tool ends")
+}
+
+#[test]
+fn sigterm_while_a_shard_waits_for_its_turn_with_harper_up_leaves_nothing_behind() {
+    let scene = scene("127.0.140.20");
+    let status = signalled_while_b_waits(&scene, "127.0.140.21", Signal::SIGTERM);
     assert_eq!(status.code(), Some(143));
     let report = scene.sandbox.report();
     let b = shard(&report, "b");
@@ -256,16 +263,7 @@ fn auto_does_not_boot_ahead_while_the_running_shard_keeps_every_cpu_busy() {
 #[test]
 fn sigkill_of_the_tool_while_a_shard_waits_for_its_turn_with_harper_up_leaves_nothing_behind() {
     let scene = scene("127.0.141.14");
-    let shards = format!(
-        "  - name: a\n    run: {}\n  - name: b\n    run: touch b-ran\n",
-        wait_for_next("127.0.141.15", "sh -c 'touch a-saw-b; exec sleep 600'"),
-    );
-    scene.plan("", "run: {concurrency: 1, boot_ahead: always}\n", &shards);
-    let mut tool = scene.spawn_run();
-    let saw = scene.sandbox.path("a-saw-b");
-    scene.sandbox.wait_for("a to see b's Harper", Duration::from_secs(30), || saw.exists());
-    kill(Pid::from_raw(tool.id() as i32), Signal::SIGKILL).expect("SIGKILL the tool");
-    tool.wait().expect("the tool ends");
+    signalled_while_b_waits(&scene, "127.0.141.15", Signal::SIGKILL);
     // The keepers of `a`'s command and of both Harpers take them down.
     scene.assert_nothing_left_after_a_kill();
     assert!(!scene.sandbox.path("b-ran").exists());

@@ -40,46 +40,14 @@ impl Bars {
 
     /// Moves the shard's live line on to the phase `kind` starts.
     pub fn update(&mut self, kind: &EventKind, record: &RunRecord) {
-        let (shard, phase) = match kind {
-            EventKind::ShardStarted { shard } => (*shard, "waiting for an address".to_owned()),
-            EventKind::AttemptStarted { shard, attempt, retrying: Some(cause), .. } => {
-                (*shard, format!("{}: {cause}", super::retrying("", *attempt)))
+        if let EventKind::ShardFinished { shard, .. } = kind {
+            if let Some(bar) = self.bars.remove(shard) {
+                bar.finish_and_clear();
+                self.multi.remove(&bar);
             }
-            EventKind::Instance { .. } => match record.own_boot(kind) {
-                Some((shard, OwnBoot::Acquired(_))) => (shard, "booting Harper".to_owned()),
-                Some((shard, OwnBoot::Ready)) => {
-                    let s = &record.shards[shard];
-                    let waits = s.booted_ahead && s.last().phases.turn.is_none();
-                    (
-                        shard,
-                        if waits { "Harper ready, waiting for a turn" } else { "Harper ready" }
-                            .to_owned(),
-                    )
-                }
-                _ => return,
-            },
-            EventKind::CommandStarted { shard, command, .. } => {
-                let commands = &record.shards[*shard].last().commands;
-                (
-                    *shard,
-                    format!(
-                        "$ {} ({}/{})",
-                        commands[*command].command,
-                        command + 1,
-                        commands.len()
-                    ),
-                )
-            }
-            EventKind::TeardownStarted { shard, .. } => (*shard, "tearing down".to_owned()),
-            EventKind::ShardFinished { shard, .. } => {
-                if let Some(bar) = self.bars.remove(shard) {
-                    bar.finish_and_clear();
-                    self.multi.remove(&bar);
-                }
-                return;
-            }
-            _ => return,
-        };
+            return;
+        }
+        let Some((shard, phase)) = phase(kind, record) else { return };
         let bar = self.bars.entry(shard).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::new_spinner().with_style(self.style.clone()));
             bar.set_prefix(text::one_line(&record.shards[shard].name));
@@ -96,6 +64,33 @@ impl Bars {
         }
         let _ = self.multi.clear();
     }
+}
+
+/// The shard whose live line `kind` moves on, and the phase it says; `record` has taken `kind` in.
+fn phase(kind: &EventKind, record: &RunRecord) -> Option<(ShardId, String)> {
+    let (shard, phase) = match kind {
+        EventKind::ShardStarted { shard } => (*shard, "waiting for an address".to_owned()),
+        EventKind::AttemptStarted { shard, attempt, retrying: Some(cause), .. } => {
+            (*shard, format!("{}: {cause}", super::retrying("", *attempt)))
+        }
+        EventKind::Instance { .. } => match record.own_boot(kind)? {
+            (shard, OwnBoot::Acquired(_)) => (shard, "booting Harper".to_owned()),
+            (shard, OwnBoot::Ready) => {
+                let waits = record.shards[shard].last().phases.waits_for_turn();
+                let ready = if waits { "Harper ready, waiting for a turn" } else { "Harper ready" };
+                (shard, ready.to_owned())
+            }
+            _ => return None,
+        },
+        EventKind::CommandStarted { shard, command, .. } => {
+            let commands = &record.shards[*shard].last().commands;
+            let line = &commands[*command].command;
+            (*shard, format!("$ {line} ({}/{})", command + 1, commands.len()))
+        }
+        EventKind::TeardownStarted { shard, .. } => (*shard, "tearing down".to_owned()),
+        _ => return None,
+    };
+    Some((shard, phase))
 }
 
 /// A live line: spinner, the shard's name — bold only with `colour`, so that it is the console's
@@ -115,5 +110,29 @@ pub fn line(record: &RunRecord, shard: ShardId, phase: &str) -> String {
     match record.shards[shard].last().address() {
         Some(addr) => format!("{addr:<15} {phase}"),
         None => format!("{:<15} {phase}", "-"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::synthetic::{Run, Shard};
+
+    #[test]
+    fn only_an_attempt_still_without_its_turn_says_it_waits_for_one() {
+        // Booted ahead, had its turn, failed; the retry keeps the turn and waits for none.
+        let run =
+            Run::of([Shard::failing("b", &["not ok 1"]).booted_ahead(Some(500)).then_passing(100)]);
+        let mut record = RunRecord::new();
+        let mut said = Vec::new();
+        for event in run.events() {
+            record.apply(&event);
+            if let Some((_, phase)) = phase(&event.kind, &record)
+                && phase.starts_with("Harper ready")
+            {
+                said.push(phase);
+            }
+        }
+        assert_eq!(said, ["Harper ready, waiting for a turn", "Harper ready"]);
     }
 }

@@ -394,6 +394,42 @@ mod tests {
     }
 
     #[test]
+    fn no_reporter_shows_commands_for_a_shard_cancelled_while_it_waited_for_its_turn() {
+        let run = Run::of([Shard::passing("waited").booted_ahead(None)]);
+        let (events, record) = (run.events(), run.record());
+        let console = console_of(&events, policy::Verbosity::Normal);
+        let lines: Vec<&str> = console.lines().collect();
+        let header = lines.iter().find(|l| l.starts_with("shard ")).expect("the console's table");
+        let row = lines.iter().find(|l| l.starts_with("waited ")).expect("the shard's row");
+        assert_eq!(under(header, row, "commands"), Some("-"), "{console}");
+        assert_eq!(under(header, row, "boot"), Some("0.20s"), "{console}");
+        let md = summary::table(&record, summary::STEP_SUMMARY_LIMIT);
+        let md_row: Vec<&str> = md.lines().nth(2).unwrap_or_default().split('|').collect();
+        let column =
+            md.lines().next().unwrap_or_default().split('|').position(|c| c.trim() == "commands");
+        assert_eq!(column.map(|n| md_row[n].trim()), Some("–"), "{md}");
+        let github = github_of(&events, &place::Place::default());
+        let group = github.lines().find_map(|l| l.strip_prefix("phases: ")).expect("phases");
+        let chart = summary::gantt(&record, summary::STEP_SUMMARY_LIMIT);
+        let xml = junit::render(&record).unwrap();
+        let annotation = &checks::annotations(&record, &place::Place::default())[0];
+        let page = html::page(&record, None);
+        // What each names a phase by, as `every_reporter_shows_every_phase` finds it.
+        for (what, text, named) in [
+            ("the group's phases", group, "{} "),
+            ("the chart", &chart, "{} :s0"),
+            ("junit.xml", &xml, "\"{}-seconds\""),
+            ("the check run's annotation", &annotation.message, "{} "),
+            ("report.html", &page, "<title>waited: {} "),
+        ] {
+            let phase = |label: &str| named.replace("{}", label);
+            assert!(text.contains(&phase("boot")), "{what} shows the boot: {text}");
+            let commands = phase("commands");
+            assert!(!text.contains(&commands), "{what} shows commands that never ran: {text}");
+        }
+    }
+
+    #[test]
     fn the_github_group_relays_the_logs_the_events_named_wherever_they_are() {
         use crate::run::events::{BootLogs, EventKind, InstancePhase};
         // Nowhere near the shard's `log_dir`: a reporter that builds the paths itself finds nothing.

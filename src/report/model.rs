@@ -308,6 +308,10 @@ pub struct Phases {
     /// When a shard that booted ahead had its turn, its commands' start.
     #[serde(with = "opt_secs")]
     pub turn: Option<Duration>,
+    /// This attempt booted before the shard had its turn: its commands start at `turn`, and
+    /// without one they never started (the wait after `ready` is not theirs).
+    #[serde(skip)]
+    pub ahead: bool,
     #[serde(with = "opt_secs")]
     pub commands_done: Option<Duration>,
     #[serde(with = "opt_secs")]
@@ -324,6 +328,11 @@ impl Phases {
 
     pub fn total(&self) -> Option<Duration> {
         Some(self.finished?.saturating_sub(self.started?))
+    }
+
+    /// Booted ahead, ready or not, and still without its turn.
+    pub fn waits_for_turn(&self) -> bool {
+        self.ahead && self.turn.is_none()
     }
 
     /// The total less the wait for a turn after booting ahead: what the shard's own work took,
@@ -352,7 +361,8 @@ impl Phases {
             Mark::Started => self.started,
             Mark::Address => self.address,
             Mark::Ready => self.ready,
-            Mark::Turn => self.turn,
+            Mark::CommandsFrom if self.ahead => self.turn,
+            Mark::CommandsFrom => self.ready,
             Mark::CommandsDone => self.commands_done,
             Mark::TeardownStarted => self.teardown_started,
             Mark::Finished => self.finished,
@@ -416,7 +426,11 @@ impl RunRecord {
             EventKind::ShardStarted { shard } => {
                 self.shards[*shard].attempts[0].phases.started = at
             }
-            EventKind::BootingAhead { shard } => self.shards[*shard].booted_ahead = true,
+            EventKind::BootingAhead { shard, attempt } => {
+                let s = &mut self.shards[*shard];
+                s.booted_ahead = true;
+                s.attempt_mut(*attempt).phases.ahead = true;
+            }
             EventKind::TurnTaken { shard, attempt } => {
                 self.shards[*shard].attempt_mut(*attempt).phases.turn = at
             }
@@ -635,6 +649,9 @@ impl AttemptRecord {
                     Some(Phase::WAIT)
                 } else if p.ready.is_none() {
                     Some(Phase::BOOT)
+                } else if p.waits_for_turn() {
+                    // Ended while it waited for its turn, between phases.
+                    None
                 } else {
                     Some(Phase::COMMANDS)
                 }
@@ -770,7 +787,8 @@ enum Mark {
     Started,
     Address,
     Ready,
-    Turn,
+    /// Where the commands may start: ready, or the turn of an attempt that booted ahead.
+    CommandsFrom,
     CommandsDone,
     TeardownStarted,
     Finished,
@@ -802,12 +820,12 @@ impl Phase {
         from: &[Mark::Address],
         to: &[Mark::Ready, Mark::TeardownStarted],
     };
-    /// From ready (or, booted ahead, from the turn) until the last command ended, or until
-    /// teardown cut them short.
+    /// From ready (or, booted ahead, from the turn: never without one) until the last command
+    /// ended, or until teardown cut them short.
     pub const COMMANDS: Phase = Phase {
         label: "commands",
         key: "c",
-        from: &[Mark::Turn, Mark::Ready],
+        from: &[Mark::CommandsFrom],
         to: &[Mark::CommandsDone, Mark::TeardownStarted],
     };
     pub const TEARDOWN: Phase = Phase {
@@ -1011,6 +1029,7 @@ mod tests {
             address: s(1),
             ready: s(3),
             turn: s(10),
+            ahead: true,
             commands_done: s(14),
             teardown_started: s(14),
             finished: s(15),
@@ -1018,9 +1037,20 @@ mod tests {
         assert_eq!(phases.bounds(Phase::COMMANDS), Some((s(10).unwrap(), s(14).unwrap())));
         assert_eq!(phases.total(), s(15));
         assert_eq!(phases.own(), s(8), "15 s less the 7 s between ready and the turn");
-        phases.turn = None;
+        (phases.turn, phases.ahead) = (None, false);
         assert_eq!(phases.bounds(Phase::COMMANDS), Some((s(3).unwrap(), s(14).unwrap())));
         assert_eq!(phases.own(), phases.total());
+    }
+
+    #[test]
+    fn a_shard_cancelled_while_it_waited_for_its_turn_ran_no_commands_phase() {
+        let record = Run::of([Shard::passing("b").booted_ahead(None)]).record();
+        let b = &record.shards[0];
+        let phases = &b.last().phases;
+        assert!(phases.ready.is_some() && phases.waits_for_turn(), "{phases:?}");
+        assert_eq!(phases.took(Phase::COMMANDS), None, "the wait is no phase: {phases:?}");
+        assert_eq!(phases.columns()[2], None, "nor a column in the tables");
+        assert_eq!(b.failed_phase(), None, "it ended between phases");
     }
 
     #[test]
@@ -1031,6 +1061,7 @@ mod tests {
             address: s(1),
             ready: s(2),
             turn: None,
+            ahead: false,
             commands_done: None,
             teardown_started: s(7),
             finished: s(8),

@@ -40,6 +40,19 @@ pub struct Try {
     /// The commands start instances of their own ([`instance_events`]): `i1` is restarted this
     /// many times.
     pub instances: Option<usize>,
+    /// When it had the turn for its commands.
+    pub turn: Turn,
+}
+
+/// When an attempt has its turn under the concurrency limit ([`crate::run::ahead`]).
+pub enum Turn {
+    /// From its start.
+    Held,
+    /// It booted ahead, and had the turn this many ms after its Harper was ready.
+    After(u64),
+    /// It booted ahead, and the run was cancelled this many ms after its Harper was ready,
+    /// before the turn came.
+    Never(u64),
 }
 
 /// A command line, how long it runs and how it ends.
@@ -74,12 +87,25 @@ impl Command {
 impl Try {
     /// Waits 10 ms, boots in 200 ms, runs `commands`, tears down in 100 ms.
     pub fn of(commands: Vec<Command>) -> Try {
-        Try { wait: 10, boot: 200, boot_failure: None, commands, teardown: 100, instances: None }
+        Try {
+            wait: 10,
+            boot: 200,
+            boot_failure: None,
+            commands,
+            teardown: 100,
+            instances: None,
+            turn: Turn::Held,
+        }
     }
 
     fn status(&self) -> (ShardStatus, Option<String>) {
         if let Some((cause, _)) = &self.boot_failure {
             return (ShardStatus::BootFailed, Some(cause.clone()));
+        }
+        if let Turn::Never(_) = self.turn {
+            let cause = "not started: the run was cancelled while its instance, booted ahead, \
+                         waited for a turn";
+            return (ShardStatus::Cancelled, Some(cause.into()));
         }
         for c in &self.commands {
             match &c.end {
@@ -140,6 +166,13 @@ impl Shard {
     pub fn boot_fails(mut self, cause: &str, tail: &[&str]) -> Shard {
         let tail = tail.iter().map(|l| (*l).to_owned()).collect();
         self.attempts[0].boot_failure = Some((cause.into(), tail));
+        self
+    }
+
+    /// Its first attempt boots ahead of its turn, which comes `waited` ms after Harper is
+    /// ready; `None`: it never comes, the run is cancelled 300 ms after ready.
+    pub fn booted_ahead(mut self, waited: Option<u64>) -> Shard {
+        self.attempts[0].turn = waited.map_or(Turn::Never(300), Turn::After);
         self
     }
 
@@ -338,6 +371,9 @@ impl Teller<'_> {
                 retrying,
             },
         ));
+        if !matches!(spec.turn, Turn::Held) {
+            self.kinds.push((t, EventKind::BootingAhead { shard, attempt }));
+        }
         t += spec.wait;
         self.main(t, InstancePhase::Acquired { name: "main".into(), addr: loopback(self.addr) });
         let logs = BootLogs {
@@ -354,7 +390,15 @@ impl Teller<'_> {
             }
             None => {
                 self.main(t, InstancePhase::Ready { took: Duration::from_millis(spec.boot) });
-                t = self.commands(t, spec);
+                match spec.turn {
+                    Turn::Held => t = self.commands(t, spec),
+                    Turn::After(waited) => {
+                        t += waited;
+                        self.kinds.push((t, EventKind::TurnTaken { shard, attempt }));
+                        t = self.commands(t, spec);
+                    }
+                    Turn::Never(waited) => t += waited,
+                }
             }
         }
         self.kinds.push((t, EventKind::TeardownStarted { shard, attempt }));

@@ -108,14 +108,19 @@ pub enum EventKind {
         message: String,
     },
     /// The shard got its turn under the concurrency limit, or boots ahead of it
-    /// ([`EventKind::BootingAhead`] follows): its first attempt starts waiting for an address.
+    /// ([`EventKind::BootingAhead`] follows its attempt's start): its first attempt starts
+    /// waiting for an address.
     ShardStarted {
         shard: ShardId,
     },
-    /// The shard boots its instance before it has its turn ([`crate::run::ahead`]); its
-    /// commands wait for [`EventKind::TurnTaken`].
+    /// This attempt of the shard boots its instance before the shard has its turn
+    /// ([`crate::run::ahead`]); its commands wait for [`EventKind::TurnTaken`]. Sent after
+    /// `AttemptStarted` by every attempt that starts without the turn: the first, and a retry
+    /// of one whose boot failed before the turn came.
     BootingAhead {
         shard: ShardId,
+        #[serde(flatten)]
+        attempt: Attempt,
     },
     /// A shard that booted ahead has its turn: its commands start.
     TurnTaken {

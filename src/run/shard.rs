@@ -41,9 +41,6 @@ impl Work {
 /// A shard that boots ahead (`turn`) takes its turn once its instance is ready.
 pub async fn run(cx: &Context, shard: &Shard, turn: &mut Turn) -> ShardStatus {
     cx.emit.emit(EventKind::ShardStarted { shard: cx.id });
-    if turn.is_ahead() {
-        cx.emit.emit(EventKind::BootingAhead { shard: cx.id });
-    }
     let mut cx = cx.clone();
     let (mut work, mut retrying) = (Work::whole(shard), None);
     let mut first_failure: Option<Option<String>> = None;
@@ -56,6 +53,9 @@ pub async fn run(cx: &Context, shard: &Shard, turn: &mut Turn) -> ShardStatus {
             commands: work.commands.clone(),
             retrying: retrying.take(),
         });
+        if turn.is_ahead() {
+            cx.emit.emit(EventKind::BootingAhead { shard: cx.id, attempt: cx.attempt });
+        }
         let (status, cause, used) = match new_folder(&cx) {
             Ok(()) => attempt(&cx, shard, &work, turn).await,
             Err(cause) => (ShardStatus::Infrastructure, Some(cause), Vec::new()),
@@ -171,14 +171,22 @@ async fn attempt(
         .await
         {
             Ok(main) => main,
+            Err(f) if f.status == ShardStatus::Cancelled && turn.is_ahead() => {
+                let (status, cause) = no_turn(cx, "waited for an address");
+                return (status, cause, Vec::new());
+            }
             Err(f) => return (f.status, Some(f.cause), Vec::new()),
         };
         let booted = match main.prepare(cx).await {
             Ok(()) => main.start(cx).await,
             Err(f) => Err(f),
         };
-        if let Err(f) = booted {
-            (status, cause) = (f.status, Some(f.cause));
+        match booted {
+            Ok(()) => {}
+            Err(f) if f.status == ShardStatus::Cancelled && turn.is_ahead() => {
+                (status, cause) = no_turn(cx, "was booting");
+            }
+            Err(f) => (status, cause) = (f.status, Some(f.cause)),
         }
         own = Some(main);
     }
@@ -186,7 +194,7 @@ async fn attempt(
     if status == ShardStatus::Passed
         && let Err(NoTurn) = turn.take(cx).await
     {
-        (status, cause) = no_turn(cx);
+        (status, cause) = no_turn(cx, "waited for a turn");
     }
     if status == ShardStatus::Passed
         && let Some(main) = own.as_mut()
@@ -246,17 +254,15 @@ async fn attempt(
     (status, cause, used)
 }
 
-/// The status of a shard whose instance booted ahead but whose turn never came: skipped when an
-/// earlier shard failed under `fail_fast`, cancelled otherwise.
-fn no_turn(cx: &Context) -> (ShardStatus, Option<String>) {
+/// The status of a shard whose instance booted ahead but whose turn never came, whatever the
+/// instance was doing (`doing`): skipped when an earlier shard failed under `fail_fast`,
+/// cancelled otherwise. Its commands never started, as those of a shard that had no turn.
+fn no_turn(cx: &Context, doing: &str) -> (ShardStatus, Option<String>) {
     let (status, why) = match *cx.cancel.borrow() {
         Some(Cancel::FailFast) => (ShardStatus::Skipped, "an earlier shard failed (fail_fast)"),
         _ => (ShardStatus::Cancelled, "the run was cancelled"),
     };
-    (
-        status,
-        Some(format!("not started: {why} while its instance, booted ahead, waited for a turn")),
-    )
+    (status, Some(format!("not started: {why} while its instance, booted ahead, {doing}")))
 }
 
 /// Runs the commands with the shard's control socket served beside them; when they end, the

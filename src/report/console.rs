@@ -159,10 +159,11 @@ impl Reporter for Console {
                 if !quiet || !record.shards[*shard].ok() =>
             {
                 let s = &record.shards[*shard];
-                let took = s.last().phases.total().map(short).unwrap_or_default();
+                // A shard that never started has no time to tell.
+                let took = s.last().phases.total().map(|t| format!(" in {}", short(t)));
                 let why = cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
                 let label = paint(*status, status.label(), self.colour);
-                self.line(format!("[{}] {label} in {took}{why}", s.name));
+                self.line(format!("[{}] {label}{}{why}", s.name, took.unwrap_or_default()));
             }
             EventKind::Cancelling { signal } if !quiet => {
                 self.line(format!("harper-shard: {signal} received: tearing every shard down (send it again to kill at once)"));

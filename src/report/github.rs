@@ -74,11 +74,12 @@ impl GitHub {
         let status = shard.status.map_or("unfinished", |s| s.label());
         let mark = if shard.ok() { "✔" } else { "✘" };
         let last = shard.last();
-        let took = last.phases.total().map(short).unwrap_or_default();
+        // A shard that never started has no time to tell.
+        let took = last.phases.total().map(|t| format!(" in {}", short(t))).unwrap_or_default();
         let addr = last.address().map(|a| format!(" on {a}")).unwrap_or_default();
         self.out.command(&Command::new(
             "group",
-            format!("{mark} {} — {status} in {took}{addr}", shard.name),
+            format!("{mark} {} — {status}{took}{addr}", shard.name),
         ))?;
         let out = &mut self.out;
         writeln!(out, "phases: {}", phase_line(&last.phases))?;

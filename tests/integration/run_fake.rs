@@ -395,17 +395,26 @@ fn a_command_past_the_shard_timeout_is_stopped_and_fails_the_shard() {
 }
 
 #[test]
-fn fail_fast_skips_the_shards_that_had_not_started() {
+fn fail_fast_skips_the_shards_that_had_not_started_and_says_so_without_a_time() {
     let sandbox = Sandbox::new();
     let shards =
         "  - name: first\n    run: \"false\"\n  - name: second\n    run: touch second-ran\n";
     sandbox.write(
         "harper-shards.yml",
-        &fake_plan("", "run: {concurrency: 1, fail_fast: true}\n", shards),
+        &fake_plan("", "run: {concurrency: 1, fail_fast: true, boot_ahead: off}\n", shards),
     );
-    sandbox.run(&["run"]).expect(1);
+    let run = sandbox.run(&["run"]);
+    run.expect(1);
     assert!(!sandbox.path("second-ran").exists());
     assert_eq!(sandbox.report()["shards"][1]["status"], "skipped");
+    let line = "[second] skipped: not started: an earlier shard failed (fail_fast)";
+    assert!(run.stderr().contains(line), "{}", run.stderr());
+    // The same run under GitHub Actions: the group's title has no time either.
+    let mut cmd = sandbox.command();
+    cmd.args(["run", "--report-dir", "gh"]).env("GITHUB_ACTIONS", "true");
+    let gh = support::run(cmd);
+    gh.expect(1);
+    assert!(gh.stderr().contains(" second — skipped\n"), "{}", gh.stderr());
 }
 
 /// A project folder holding a plan whose every path is relative: `bin` (a link to the fake

@@ -77,19 +77,17 @@ for doc in ["README.md"] + sorted(glob.glob("docs/*.md")):
             m = re.fullmatch(r"([a-z_]+(?:::[A-Za-z_]\w*)+)(?:\(\))?", tok)
             if m and m.group(1).split("::")[0] not in FOREIGN_CRATES and not rust_path_resolves(m.group(1).split("::")):
                 bad.append(f"{doc}:{n}: no such Rust path in src/: {tok}")
-    for m in re.finditer(r"`((?:tests|src)/[\w/]+\.rs)`((?:[ ,(]|and)*(?:`[a-z0-9_]+`(?:[ ,)]|and)*)+)", text):
-        if os.path.exists(m.group(1)):
-            body = open(m.group(1)).read()
-            n = text[:m.start()].count("\n") + 1
-            for name in re.findall(r"`([a-z0-9_]+)`", m.group(2)):
-                if not defines(body, name):
-                    bad.append(f"{doc}:{n}: {m.group(1)} has no `{name}`")
-    for m in re.finditer(r"`((?:src|tests)/[\w/]+\.rs)` \(([^)]*)\)", text):
-        if os.path.exists(m.group(1)):
-            body = open(m.group(1)).read()
-            n = text[:m.start()].count("\n") + 1
-            for name in re.findall(r"`(?:mod )?([A-Za-z_]\w*)`", m.group(2)):
-                if not defines(body, name):
-                    bad.append(f"{doc}:{n}: {m.group(1)} defines no `{name}`")
+    # A file named with the items it holds: "`f.rs` `a`, `b`" and "`f.rs` (`a`, `mod b`)".
+    for files, names, says in (
+        (r"`((?:tests|src)/[\w/]+\.rs)`((?:[ ,(]|and)*(?:`[a-z0-9_]+`(?:[ ,)]|and)*)+)", r"`([a-z0-9_]+)`", "has no"),
+        (r"`((?:src|tests)/[\w/]+\.rs)` \(([^)]*)\)", r"`(?:mod )?([A-Za-z_]\w*)`", "defines no"),
+    ):
+        for m in re.finditer(files, text):
+            if os.path.exists(m.group(1)):
+                body = open(m.group(1)).read()
+                n = text[:m.start()].count("\n") + 1
+                for name in re.findall(names, m.group(2)):
+                    if not defines(body, name):
+                        bad.append(f"{doc}:{n}: {m.group(1)} {says} `{name}`")
 print("\n".join(bad))
 sys.exit(1 if bad else 0)

@@ -81,6 +81,27 @@ fn command(sandbox: &Sandbox) -> Command {
     cmd
 }
 
+/// The `run` of each of `jobs` partitions, balanced by `shared.json` and checked against
+/// `digest`, each reporting to `report-K`.
+fn shared_timings_jobs(sandbox: &Sandbox, jobs: u32, digest: &str) -> Vec<Command> {
+    (1..=jobs)
+        .map(|k| {
+            let mut cmd = command(sandbox);
+            cmd.args([
+                "run",
+                "--partition",
+                &format!("{k}/{jobs}"),
+                "--timings",
+                "shared.json",
+                "--assignment",
+                digest,
+            ])
+            .args(["--report-dir", &format!("report-{k}")]);
+            cmd
+        })
+        .collect()
+}
+
 /// Runs the jobs at the same time, each a process of its own, and waits for all of them (a job
 /// still running after a minute is killed and fails the test).
 fn run_together(sandbox: &Sandbox, jobs: Vec<Command>) -> Vec<Run> {
@@ -190,23 +211,7 @@ fn every_partition_in_its_own_process_with_its_own_cache_runs_each_shard_and_fil
 
     let (jobs, digest) = matrix(&sandbox);
     assert_eq!(jobs, JOBS);
-    let commands = (1..=jobs)
-        .map(|k| {
-            let mut cmd = command(&sandbox);
-            let report = format!("report-{k}");
-            cmd.args([
-                "run",
-                "--partition",
-                &format!("{k}/{jobs}"),
-                "--timings",
-                "shared.json",
-                "--assignment",
-                &digest,
-            ])
-            .args(["--report-dir", &report]);
-            cmd
-        })
-        .collect();
+    let commands = shared_timings_jobs(&sandbox, jobs, &digest);
     for r in run_together(&sandbox, commands) {
         r.expect(0);
     }
@@ -326,22 +331,7 @@ fn timings_merge_weighs_every_jobs_fresh_figures_half_against_the_history() {
     let sandbox = Sandbox::new();
     plan(&sandbox);
     let (jobs, digest) = matrix_after_caches(&sandbox);
-    let commands = (1..=jobs)
-        .map(|k| {
-            let mut cmd = command(&sandbox);
-            cmd.args([
-                "run",
-                "--partition",
-                &format!("{k}/{jobs}"),
-                "--timings",
-                "shared.json",
-                "--assignment",
-                &digest,
-            ])
-            .args(["--report-dir", &format!("report-{k}")]);
-            cmd
-        })
-        .collect();
+    let commands = shared_timings_jobs(&sandbox, jobs, &digest);
     for r in run_together(&sandbox, commands) {
         r.expect(0);
     }

@@ -371,17 +371,9 @@ fn the_step_summary_says_how_often_a_flaky_shard_and_its_flaky_file_flaked_latel
         "  - name: files\n    files: \"t/*.test\"\n    run: \"sh fake-test.sh {files}\"\n",
     );
     let history = scene.sandbox.write("history.json", HISTORY);
-    let summary = scene.sandbox.write("summary.md", "");
-    let out = scene
-        .command()
-        .args(["run", "--timings"])
-        .arg(&history)
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let md = support::read(&summary);
+    let step = actions_step(&scene, &["--timings".as_ref(), history.as_os_str()]);
+    assert_eq!(step.code, Some(0), "{}", step.err);
+    let md = step.summary;
     // 4 runs decayed by 0.9 and this one: 4.6 runs, 1.9 flaky, 0.9 failed.
     assert!(md.contains("passed on attempt 2 on a fresh instance; tests that flaked: b.test: b works (flaky in 2 of the last 5 runs)\n"), "{md}");
     assert!(
@@ -473,6 +465,31 @@ fn timings_merge_adds_up_the_flake_counts_of_the_jobs_and_weighs_in_the_history(
     );
 }
 
+/// What a run under GitHub Actions left: its exit code, its stderr and the step summary.
+struct ActionsStep {
+    code: Option<i32>,
+    err: String,
+    summary: String,
+}
+
+/// Runs `harper-shard run ARGS` in `scene` as a GitHub Actions step with a step summary file.
+fn actions_step(scene: &Scene, args: &[&std::ffi::OsStr]) -> ActionsStep {
+    let summary = scene.sandbox.write("summary.md", "");
+    let out = scene
+        .command()
+        .arg("run")
+        .args(args)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .expect("run harper-shard");
+    ActionsStep {
+        code: out.status.code(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+        summary: support::read(&summary),
+    }
+}
+
 /// A plan of a shard `broken` that always fails and one that passes, with `quarantine` YAML.
 fn quarantined_plan(scene: &Scene, quarantine: &str) {
     scene.plan("", "", &format!("  - name: broken\n    run: \"echo broken-output; exit 1\"\n  - name: fine\n    run: \"true\"\nquarantine:\n{quarantine}"));
@@ -485,16 +502,8 @@ fn a_quarantined_failing_shard_is_reported_everywhere_and_the_run_exits_0() {
         &scene,
         "  - shard: broken\n    reason: \"flaky on CI, issue 7\"\n    until: 9999-12-31\n",
     );
-    let summary = scene.sandbox.write("summary.md", "");
-    let out = scene
-        .command()
-        .arg("run")
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let ActionsStep { code, err, summary: md } = actions_step(&scene, &[]);
+    assert_eq!(code, Some(0), "{err}");
     let warning = err
         .lines()
         .find(|l| l.starts_with("::warning ") && l.contains("title=broken%3A quarantined"))
@@ -511,7 +520,6 @@ fn a_quarantined_failing_shard_is_reported_everywhere_and_the_run_exits_0() {
         shard["quarantine"][0],
         serde_json::json!({"target": "shard", "name": "broken", "reason": "flaky on CI, issue 7", "until": "9999-12-31", "expired": false})
     );
-    let md = support::read(&summary);
     assert!(
         md.contains("### Quarantined\n")
             && md.contains("- **broken** — quarantined until 9999-12-31: flaky on CI, issue 7"),
@@ -641,16 +649,8 @@ fn a_quarantine_reason_cannot_forge_workflow_commands_or_move_the_cursor() {
         &scene,
         "  - shard: broken\n    reason: \"evil\\r::error title=forged::pwned\\n::error::again\\e[2J\\a\"\n    until: 9999-12-31\n",
     );
-    let summary = scene.sandbox.write("summary.md", "");
-    let out = scene
-        .command()
-        .arg("run")
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let ActionsStep { code, err, summary: md } = actions_step(&scene, &[]);
+    assert_eq!(code, Some(0), "{err}");
     assert!(!err.lines().any(|l| l.starts_with("::error")), "{err}");
     assert!(!err.contains('\r') && !err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
     assert!(
@@ -659,7 +659,6 @@ fn a_quarantine_reason_cannot_forge_workflow_commands_or_move_the_cursor() {
         ),
         "{err}"
     );
-    let md = support::read(&summary);
     assert!(
         !md.contains('\r') && !md.contains('\x1b') && !md.lines().any(|l| l.starts_with("::")),
         "{md:?}"

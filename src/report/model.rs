@@ -60,8 +60,6 @@ pub struct ShardRecord {
     pub attempts: Vec<AttemptRecord>,
     /// The plan's quarantine entries that kept its failure from failing the run.
     pub quarantine: Vec<crate::plan::Quarantine>,
-    /// Its instance booted before it had its turn ([`crate::run::ahead`]).
-    pub booted_ahead: bool,
 }
 
 /// One attempt of a shard: its own instance's address, its commands, its phases, and every
@@ -427,9 +425,7 @@ impl RunRecord {
                 self.shards[*shard].attempts[0].phases.started = at
             }
             EventKind::BootingAhead { shard, attempt } => {
-                let s = &mut self.shards[*shard];
-                s.booted_ahead = true;
-                s.attempt_mut(*attempt).phases.ahead = true;
+                self.shards[*shard].attempt_mut(*attempt).phases.ahead = true;
             }
             EventKind::TurnTaken { shard, attempt } => {
                 self.shards[*shard].attempt_mut(*attempt).phases.turn = at
@@ -510,6 +506,11 @@ impl Default for RunRecord {
 }
 
 impl ShardRecord {
+    /// An attempt's instance booted before it had its turn ([`crate::run::ahead`]).
+    pub fn booted_ahead(&self) -> bool {
+        self.attempts.iter().any(|a| a.phases.ahead)
+    }
+
     fn new(info: &ShardInfo) -> ShardRecord {
         ShardRecord {
             name: info.name.clone(),
@@ -520,7 +521,6 @@ impl ShardRecord {
             cause: None,
             attempts: vec![AttemptRecord::new(Attempt::first(1), info)],
             quarantine: Vec::new(),
-            booted_ahead: false,
         }
     }
 
@@ -772,7 +772,7 @@ impl Serialize for ShardRecord {
             status: self.status,
             cause: &self.cause,
             quarantine: (!self.quarantine.is_empty()).then_some(self.quarantine.as_slice()),
-            booted_ahead: self.booted_ahead,
+            booted_ahead: self.booted_ahead(),
             last: LastView::of(last),
             instances: last.shown_instances().collect(),
             attempts: self.attempts.iter().filter(|a| a.phases.started.is_some()).collect(),

@@ -16,11 +16,11 @@ use crate::plan::schema::BootAhead;
 use crate::plan::{Plan, Shard};
 
 /// How often the CPU's idle time is sampled while a shard waits for its turn.
-pub const SAMPLE: Duration = Duration::from_millis(500);
+const SAMPLE: Duration = Duration::from_millis(500);
 
 /// Memory that must stay available (`MemAvailable`) for an instance to boot ahead: a Harper
 /// instance's resident size after its boot is 200–300 MiB (BENCHMARKS.md, "Boot-ahead").
-pub const MEMORY: u64 = 1 << 30;
+const MEMORY: u64 = 1 << 30;
 
 /// A shard's place under the concurrency limit.
 pub enum Turn {

@@ -81,6 +81,23 @@ fn command(sandbox: &Sandbox) -> Command {
     cmd
 }
 
+/// The JSON dry run of partition K of N, balanced by `timings`.
+fn dry_run_of(sandbox: &Sandbox, (k, n): (u32, u32), timings: &str) -> Command {
+    let mut cmd = command(sandbox);
+    let partition = format!("{k}/{n}");
+    cmd.args([
+        "run",
+        "--plan",
+        "--format",
+        "json",
+        "--partition",
+        &partition,
+        "--timings",
+        timings,
+    ]);
+    cmd
+}
+
 /// The `run` of each of `jobs` partitions, balanced by `shared.json` and checked against
 /// `digest`, each reporting to `report-K`.
 fn shared_timings_jobs(sandbox: &Sandbox, jobs: u32, digest: &str) -> Vec<Command> {
@@ -190,18 +207,7 @@ fn every_partition_in_its_own_process_with_its_own_cache_runs_each_shard_and_fil
     // The caches differ enough that balancing by each job's own would not cover the plan.
     let by_own_cache: Vec<Vec<String>> = (1..=JOBS)
         .map(|k| {
-            let mut cmd = command(&sandbox);
-            let cache = format!("report-{k}/timings.json");
-            cmd.args([
-                "run",
-                "--plan",
-                "--format",
-                "json",
-                "--partition",
-                &format!("{k}/{JOBS}"),
-                "--timings",
-                &cache,
-            ]);
+            let cmd = dry_run_of(&sandbox, (k, JOBS), &format!("report-{k}/timings.json"));
             selected(run(cmd).expect(0))
         })
         .collect();
@@ -372,17 +378,7 @@ fn timings_merge_refuses_jobs_that_ran_partitions_of_different_assignments() {
     let mut commands = Vec::new();
     for k in 1..=2u32 {
         let cache = format!("report-{k}/timings.json");
-        let mut cmd = command(&sandbox);
-        cmd.args([
-            "run",
-            "--plan",
-            "--format",
-            "json",
-            "--partition",
-            &format!("{k}/2"),
-            "--timings",
-            &cache,
-        ]);
+        let cmd = dry_run_of(&sandbox, (k, 2), &cache);
         let dry: Value = serde_json::from_str(&run(cmd).expect(0).stdout()).unwrap();
         let digest = dry["assignment"]["digest"].as_str().unwrap().to_owned();
         let mut cmd = command(&sandbox);
